@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The README's test command: install deps, build (normal + ASan/UBSan), run every test.
+#   scripts/test.sh            both configurations
+#   PSF_TEST_CONFIGS=normal scripts/test.sh    only one
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+configs=${PSF_TEST_CONFIGS:-"normal asan"}
+status=0
+for c in $configs; do
+  case "$c" in
+    normal) dir=build; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
+    asan)   dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=Debug -DPSF_SANITIZE=ON) ;;
+    *) echo "test.sh: unknown config '$c'" >&2; exit 2 ;;
+  esac
+  echo "== $c: configure + build ($dir)"
+  cmake -S . -B "$dir" "${flags[@]}" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  echo "== $c: ctest"
+  # ASan: leaks are errors; abort on the first report so ctest sees a failure.
+  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+       ctest --test-dir "$dir" --output-on-failure -j "$jobs" ${PSF_CTEST_ARGS:-}; then
+    status=1
+  fi
+done
+exit $status
