@@ -1,0 +1,18 @@
+/* cli.h -- the psfleet subcommands. Each psf_cmd_<name>(argc, argv) gets argv[0] =
+ * the subcommand's name, parses its own options (each has --help), calls the role's
+ * psf_*_run(), and returns the process exit code: 0 on success, 1 on a runtime
+ * failure (one-line error on stderr), 2 on a usage error. */
+#ifndef PSF_CLI_H
+#define PSF_CLI_H
+
+int psf_cmd_up(int argc, char **argv);
+int psf_cmd_node(int argc, char **argv);
+int psf_cmd_predict(int argc, char **argv);
+int psf_cmd_status(int argc, char **argv);
+int psf_cmd_data(int argc, char **argv);
+int psf_cmd_experiment(int argc, char **argv);
+
+/* psf_cli_wants_help tells whether argv holds -h or --help. */
+int psf_cli_wants_help(int argc, char **argv);
+
+#endif
