@@ -1,0 +1,539 @@
+#include "rpc_server.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include "log.h"
+#include "rpc_tls.h"
+#include "util.h"
+#include "wire.h"
+
+#define MAX_SERVICES 8
+#define MAX_RAW 16
+#define DEDUP_RING 1024
+
+enum worker_state { ST_IDLE, ST_RECV, ST_HANDLER, ST_SEND };
+
+typedef struct worker worker;
+
+struct psf_rpc_call {
+	worker *w;
+	nng_msg *req;            /* the received message; payload pointers borrow from it */
+	ProtobufCMessage *input; /* unpacked request (generic handlers) */
+	const ProtobufCMessageDescriptor *reply_desc;
+	void *user;
+	uint64_t request_id;
+	uint64_t start_ns;
+	uint64_t deadline_ns;
+	size_t bytes_in;
+	int is_duplicate;
+	int answered;
+	psf_status status;
+	char message[256];
+	char method[PSF_WIRE_MAX_METHOD + 1];
+};
+
+struct worker {
+	psf_rpc_server *srv;
+	nng_aio *aio;
+	nng_ctx ctx;
+	enum worker_state state;
+	psf_rpc_call call;
+};
+
+typedef struct service_entry {
+	ProtobufCService *svc;
+	void *user;
+} service_entry;
+
+typedef struct raw_entry {
+	char method[PSF_WIRE_MAX_METHOD + 1];
+	const ProtobufCMessageDescriptor *reply_desc;
+	psf_rpc_raw_fn fn;
+	void *arg;
+} raw_entry;
+
+struct psf_rpc_server {
+	nng_socket sock;
+	worker *workers;
+	uint32_t n_workers;
+	size_t max_msg;
+	char *token;
+	psf_rpc_tls tls;
+	int started;
+	service_entry services[MAX_SERVICES];
+	size_t n_services;
+	raw_entry raws[MAX_RAW];
+	size_t n_raws;
+	psf_rpc_observer_fn observer;
+	void *observer_arg;
+	/* dedup_mu guards the ring of recently seen request ids. */
+	pthread_mutex_t dedup_mu;
+	uint64_t dedup[DEDUP_RING];
+	size_t dedup_next;
+};
+
+static void worker_cb(void *arg);
+
+psf_err
+psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
+{
+	psf_rpc_server *s;
+	psf_rpc_server_opts defaults = {0};
+	int rv;
+
+	if (opts == NULL)
+		opts = &defaults;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return PSF_ENOMEM;
+	s->n_workers = opts->workers != 0 ? opts->workers : 64;
+	s->max_msg = opts->max_msg != 0 ? opts->max_msg : PSF_RPC_DEFAULT_MAX_MSG;
+	s->tls = opts->tls;
+	pthread_mutex_init(&s->dedup_mu, NULL);
+	if (opts->token != NULL && (s->token = strdup(opts->token)) == NULL)
+		goto fail;
+	s->workers = calloc(s->n_workers, sizeof(*s->workers));
+	if (s->workers == NULL)
+		goto fail;
+	if ((rv = nng_rep0_open(&s->sock)) != 0) {
+		psf_log_err("rpc", "rep0 open: %s", nng_strerror(rv));
+		goto fail;
+	}
+	/* Accept up to twice the limit so an oversized request still gets a
+	 * RESOURCE_EXHAUSTED reply; beyond that NNG drops the connection. */
+	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->max_msg * 2);
+	for (uint32_t i = 0; i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		w->srv = s;
+		if ((rv = nng_aio_alloc(&w->aio, worker_cb, w)) != 0 ||
+		    (rv = nng_ctx_open(&w->ctx, s->sock)) != 0) {
+			psf_log_err("rpc", "worker setup: %s", nng_strerror(rv));
+			goto fail;
+		}
+	}
+	*out = s;
+	return PSF_OK;
+fail:
+	psf_rpc_server_free(s);
+	return PSF_ENOMEM;
+}
+
+psf_err
+psf_rpc_server_add_service(psf_rpc_server *s, ProtobufCService *svc, void *user)
+{
+	if (s->started || s->n_services == MAX_SERVICES || svc == NULL)
+		return PSF_EINVAL;
+	s->services[s->n_services].svc = svc;
+	s->services[s->n_services].user = user;
+	s->n_services++;
+	return PSF_OK;
+}
+
+psf_err
+psf_rpc_server_add_raw(psf_rpc_server *s, const char *method,
+    const ProtobufCMessageDescriptor *reply_desc, psf_rpc_raw_fn fn, void *arg)
+{
+	raw_entry *r;
+
+	if (s->started || s->n_raws == MAX_RAW || strlen(method) > PSF_WIRE_MAX_METHOD)
+		return PSF_EINVAL;
+	r = &s->raws[s->n_raws++];
+	snprintf(r->method, sizeof(r->method), "%s", method);
+	r->reply_desc = reply_desc;
+	r->fn = fn;
+	r->arg = arg;
+	return PSF_OK;
+}
+
+void
+psf_rpc_server_set_observer(psf_rpc_server *s, psf_rpc_observer_fn fn, void *arg)
+{
+	s->observer = fn;
+	s->observer_arg = arg;
+}
+
+/* bound_url: replace the port of a tcp URL by the one actually bound. */
+static void
+format_bound(const char *url, int port, char *out, size_t len)
+{
+	const char *colon = strrchr(url, ':');
+	const char *scheme_end = strstr(url, "://");
+
+	if (port <= 0 || colon == NULL || scheme_end == NULL || colon < scheme_end + 3) {
+		snprintf(out, len, "%s", url);
+		return;
+	}
+	snprintf(out, len, "%.*s:%d", (int)(colon - url), url, port);
+}
+
+psf_err
+psf_rpc_server_listen(psf_rpc_server *s, const char *url, char *bound_url, size_t bound_len)
+{
+	nng_listener l;
+	int rv, port = 0;
+	psf_err err;
+
+	if ((rv = nng_listener_create(&l, s->sock, url)) != 0) {
+		psf_log_err("rpc", "listen %s: %s", url, nng_strerror(rv));
+		return psf_err_from_nng(rv);
+	}
+	if (strncmp(url, "tls+tcp://", 10) == 0) {
+		err = psf_rpc_tls_apply_listener(l, &s->tls);
+		if (err != PSF_OK) {
+			nng_listener_close(l);
+			return err;
+		}
+	}
+	if ((rv = nng_listener_start(l, 0)) != 0) {
+		psf_log_err("rpc", "listen %s: %s", url, nng_strerror(rv));
+		nng_listener_close(l);
+		return psf_err_from_nng(rv);
+	}
+	if (strncmp(url, "tcp", 3) == 0 || strncmp(url, "tls+tcp", 7) == 0)
+		(void)nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port);
+	if (bound_url != NULL)
+		format_bound(url, port, bound_url, bound_len);
+	return PSF_OK;
+}
+
+psf_err
+psf_rpc_server_start(psf_rpc_server *s)
+{
+	if (s->started)
+		return PSF_EINVAL;
+	s->started = 1;
+	for (uint32_t i = 0; i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		w->state = ST_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+	}
+	return PSF_OK;
+}
+
+static void
+release_call(psf_rpc_call *call)
+{
+	if (call->input != NULL)
+		protobuf_c_message_free_unpacked(call->input, NULL);
+	call->input = NULL;
+	nng_msg_free(call->req); /* NULL-safe in NNG */
+	call->req = NULL;
+}
+
+void
+psf_rpc_server_free(psf_rpc_server *s)
+{
+	if (s == NULL)
+		return;
+	nng_close(s->sock);
+	for (uint32_t i = 0; s->workers != NULL && i < s->n_workers; i++) {
+		worker *w = &s->workers[i];
+		if (w->aio != NULL) {
+			nng_aio_stop(w->aio);
+			nng_aio_free(w->aio);
+		}
+		/* A call still parked in a handler: its handler must not answer
+		 * after this point (documented); release what it held. */
+		if (w->state == ST_HANDLER)
+			release_call(&w->call);
+	}
+	free(s->workers);
+	free(s->token);
+	pthread_mutex_destroy(&s->dedup_mu);
+	free(s);
+}
+
+static void
+vfail(psf_rpc_call *call, psf_status code, const char *fmt, va_list ap)
+{
+	call->status = code;
+	vsnprintf(call->message, sizeof(call->message), fmt, ap);
+}
+
+void
+psf_rpc_fail(void *callp, psf_status code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail(callp, code, fmt, ap);
+	va_end(ap);
+}
+
+void
+psf_rpc_fail_err(void *callp, psf_err err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail(callp, psf_status_from_err(err), fmt, ap);
+	va_end(ap);
+}
+
+void *
+psf_rpc_call_user(const void *call)
+{
+	return ((const psf_rpc_call *)call)->user;
+}
+
+uint64_t
+psf_rpc_call_request_id(const void *call)
+{
+	return ((const psf_rpc_call *)call)->request_id;
+}
+
+uint64_t
+psf_rpc_call_deadline_ns(const void *call)
+{
+	return ((const psf_rpc_call *)call)->deadline_ns;
+}
+
+int
+psf_rpc_call_is_duplicate(const void *call)
+{
+	return ((const psf_rpc_call *)call)->is_duplicate;
+}
+
+/* build_reply packs the Reply envelope, with the reply message packed straight
+ * into the NNG message after the head (no intermediate buffer). */
+static nng_msg *
+build_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
+{
+	uint8_t head[PSF_WIRE_HEAD_MAX];
+	size_t head_len, body_len = 0;
+	nng_msg *m;
+
+	if (reply != NULL)
+		body_len = protobuf_c_message_get_packed_size(reply);
+	head_len = psf_wire_reply_head(head, (uint32_t)call->status,
+	    reply != NULL ? NULL : call->message, call->request_id, body_len);
+	if (nng_msg_alloc(&m, head_len + body_len) != 0)
+		return NULL;
+	memcpy(nng_msg_body(m), head, head_len);
+	if (reply != NULL)
+		protobuf_c_message_pack(reply, (uint8_t *)nng_msg_body(m) + head_len);
+	return m;
+}
+
+void
+psf_rpc_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
+{
+	worker *w = call->w;
+	psf_rpc_server *s = w->srv;
+	nng_msg *m;
+
+	assert(!call->answered && "psf_rpc_reply called twice");
+	if (call->answered) {
+		psf_log_err("rpc", "%s: handler answered twice; ignored", call->method);
+		return;
+	}
+	call->answered = 1;
+	if (reply != NULL && call->reply_desc != NULL && reply->descriptor != call->reply_desc) {
+		psf_log_err("rpc", "%s: handler replied with %s", call->method,
+		    reply->descriptor->name);
+		reply = NULL;
+		call->status = PSF_STATUS_INTERNAL;
+		snprintf(call->message, sizeof(call->message), "wrong reply type");
+	} else if (reply != NULL) {
+		call->status = PSF_STATUS_OK;
+	} else if (call->status == PSF_STATUS_OK) {
+		call->status = PSF_STATUS_INTERNAL;
+		snprintf(call->message, sizeof(call->message), "handler gave no reply");
+	}
+	m = build_reply(call, reply);
+	if (m == NULL) {
+		/* Out of memory even for the error reply: say so without a payload. */
+		call->status = PSF_STATUS_RESOURCE_EXHAUSTED;
+		snprintf(call->message, sizeof(call->message), "out of memory");
+		m = build_reply(call, NULL);
+	}
+	if (s->observer != NULL)
+		s->observer(call->method[0] != '\0' ? call->method : "-", call->status,
+		    psf_now_ns() - call->start_ns, call->bytes_in,
+		    m != NULL ? nng_msg_len(m) : 0, s->observer_arg);
+	release_call(call);
+	if (m == NULL) {
+		w->state = ST_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	}
+	w->state = ST_SEND;
+	nng_aio_set_msg(w->aio, m);
+	nng_ctx_send(w->ctx, w->aio);
+}
+
+static void
+generic_closure(const ProtobufCMessage *reply, void *closure_data)
+{
+	psf_rpc_reply(closure_data, reply);
+}
+
+static int
+seen_before(psf_rpc_server *s, uint64_t id)
+{
+	int seen = 0;
+
+	if (id == 0)
+		return 0;
+	pthread_mutex_lock(&s->dedup_mu);
+	for (size_t i = 0; i < DEDUP_RING; i++) {
+		if (s->dedup[i] == id) {
+			seen = 1;
+			break;
+		}
+	}
+	if (!seen) {
+		s->dedup[s->dedup_next] = id;
+		s->dedup_next = (s->dedup_next + 1) % DEDUP_RING;
+	}
+	pthread_mutex_unlock(&s->dedup_mu);
+	return seen;
+}
+
+static int
+token_ok(const psf_rpc_server *s, const psf_wire_request *req)
+{
+	size_t len;
+	unsigned diff = 0;
+
+	if (s->token == NULL)
+		return 1;
+	len = strlen(s->token);
+	if (req->auth_len != len)
+		return 0;
+	for (size_t i = 0; i < len; i++) /* constant time in the token's length */
+		diff |= (unsigned)(req->auth[i] ^ (uint8_t)s->token[i]);
+	return diff == 0;
+}
+
+/* find_method resolves "pkg.Service/Method" among the registered services. */
+static const ProtobufCMethodDescriptor *
+find_method(psf_rpc_server *s, const char *full, service_entry **entry)
+{
+	const char *slash = strrchr(full, '/');
+
+	if (slash == NULL)
+		return NULL;
+	for (size_t i = 0; i < s->n_services; i++) {
+		const ProtobufCServiceDescriptor *d = s->services[i].svc->descriptor;
+		if (strlen(d->name) != (size_t)(slash - full) ||
+		    strncmp(d->name, full, (size_t)(slash - full)) != 0)
+			continue;
+		*entry = &s->services[i];
+		return protobuf_c_service_descriptor_get_method_by_name(d, slash + 1);
+	}
+	return NULL;
+}
+
+static void
+dispatch(worker *w, nng_msg *msg)
+{
+	psf_rpc_server *s = w->srv;
+	psf_rpc_call *call = &w->call;
+	psf_wire_request req;
+	const ProtobufCMethodDescriptor *md;
+	service_entry *entry = NULL;
+
+	memset(call, 0, sizeof(*call));
+	call->w = w;
+	call->req = msg;
+	call->start_ns = psf_now_ns();
+	call->bytes_in = nng_msg_len(msg);
+	call->deadline_ns = call->start_ns + (uint64_t)PSF_RPC_DEFAULT_TIMEOUT_MS * 1000000ull;
+	w->state = ST_HANDLER;
+
+	if (call->bytes_in > s->max_msg) {
+		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED,
+		    "request of %zu bytes exceeds the limit of %zu", call->bytes_in, s->max_msg);
+		goto answer;
+	}
+	if (psf_wire_decode_request(nng_msg_body(msg), call->bytes_in, &req) != PSF_OK) {
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "malformed request envelope");
+		goto answer;
+	}
+	call->request_id = req.request_id;
+	if (req.deadline_ms != 0)
+		call->deadline_ns = call->start_ns + (uint64_t)req.deadline_ms * 1000000ull;
+	if (req.method_len == 0 || req.method_len > PSF_WIRE_MAX_METHOD ||
+	    memchr(req.method, '\0', req.method_len) != NULL) {
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "missing or invalid method name");
+		goto answer;
+	}
+	memcpy(call->method, req.method, req.method_len);
+	call->method[req.method_len] = '\0';
+	if (!token_ok(s, &req)) {
+		psf_rpc_fail(call, PSF_STATUS_UNAUTHENTICATED, "missing or wrong token");
+		goto answer;
+	}
+	call->is_duplicate = seen_before(s, req.request_id);
+
+	for (size_t i = 0; i < s->n_raws; i++) {
+		if (strcmp(s->raws[i].method, call->method) == 0) {
+			call->reply_desc = s->raws[i].reply_desc;
+			s->raws[i].fn(call, req.payload, req.payload_len, s->raws[i].arg);
+			return;
+		}
+	}
+	md = find_method(s, call->method, &entry);
+	if (md == NULL) {
+		psf_rpc_fail(call, PSF_STATUS_UNIMPLEMENTED, "unknown method '%s'", call->method);
+		goto answer;
+	}
+	call->input = protobuf_c_message_unpack(md->input, NULL, req.payload_len,
+	    req.payload != NULL ? req.payload : (const uint8_t *)"");
+	if (call->input == NULL) {
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "malformed %s payload", md->input->name);
+		goto answer;
+	}
+	call->reply_desc = md->output;
+	call->user = entry->user;
+	entry->svc->invoke(entry->svc, (unsigned)(md - entry->svc->descriptor->methods),
+	    call->input, generic_closure, call);
+	return;
+answer:
+	psf_log_debug("rpc", "rejected request: %s", call->message);
+	psf_rpc_reply(call, NULL);
+}
+
+static void
+worker_cb(void *arg)
+{
+	worker *w = arg;
+	int rv = nng_aio_result(w->aio);
+
+	switch (w->state) {
+	case ST_RECV:
+		if (rv != 0) {
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+				w->state = ST_IDLE;
+				return;
+			}
+			nng_ctx_recv(w->ctx, w->aio);
+			return;
+		}
+		dispatch(w, nng_aio_get_msg(w->aio));
+		return;
+	case ST_SEND:
+		if (rv != 0) {
+			nng_msg_free(nng_aio_get_msg(w->aio));
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+				w->state = ST_IDLE;
+				return;
+			}
+		}
+		w->state = ST_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	default:
+		return;
+	}
+}
