@@ -1,0 +1,1016 @@
+/* store.c -- LMDB behind psf_store (the only file that includes lmdb.h).
+ *
+ * Locking, outermost first:
+ *   st_write_mu   serializes psf_store_update (LMDB allows one write txn).
+ *   st_map_lock   every transaction and every mdb_env_sync holds it shared; a
+ *                 map grow holds it exclusive, because mdb_env_set_mapsize may
+ *                 only run while no transaction of the process is active
+ *                 (lmdb.h). Writer-preferring, so readers cannot starve a grow.
+ *   st_pool_mu    guards the cache of reset read transactions.
+ *   st_sync_mu    guards st_stopping for the interval sync thread. */
+#define _GNU_SOURCE
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define TAG "store"
+#define KEY_LEN 8
+#define NAME_MAX_LEN 400
+#define POOL_MAX 32
+#define DEFAULT_MAP_SIZE (1ull << 30)
+#define DEFAULT_MAX_MAP_SIZE (1ull << 40)
+#define DEFAULT_INTERVAL_MS 1000
+#define DEFAULT_MAX_READERS 126
+
+/* Internal database indexes: the public uint64-keyed ones, then the named ones. */
+enum { DB_META = PSF_STORE_N_DBS, DB_PUSHLOG, N_ALL_DBS };
+
+static const char *const db_names[N_ALL_DBS] = {
+	[PSF_STORE_WEIGHTS] = "weights",
+	[PSF_STORE_OPTSTATE] = "optstate",
+	[PSF_STORE_ACCUM] = "accum",
+	[DB_META] = "meta",
+	[DB_PUSHLOG] = "pushlog",
+};
+
+struct psf_store {
+	MDB_env *st_env;
+	MDB_dbi st_dbi[N_ALL_DBS];
+	bool st_is_open; /* mdb_env_open succeeded */
+	psf_store_opts st_opts;
+	size_t st_max_map;
+	char *st_data_path; /* <dir>/data.mdb, for stats */
+
+	pthread_mutex_t st_write_mu;
+	pthread_rwlock_t st_map_lock;
+	pthread_mutex_t st_pool_mu;
+	MDB_txn *st_pool[POOL_MAX]; /* reset read txns; guarded by st_pool_mu */
+	size_t st_n_pool;
+
+	pthread_mutex_t st_sync_mu;
+	pthread_cond_t st_sync_cv;
+	bool st_stopping; /* guarded by st_sync_mu */
+	bool st_has_thread;
+	pthread_t st_thread;
+
+	atomic_uint_fast64_t st_commits;
+	atomic_uint_fast64_t st_retries;
+	atomic_uint_fast64_t st_grows;
+	atomic_uint_fast64_t st_syncs;
+};
+
+struct psf_store_txn {
+	psf_store *t_st;
+	MDB_txn *t_txn;
+	bool t_is_write;
+	bool t_map_full; /* a write hit MDB_MAP_FULL: the txn is dead; grow and retry */
+};
+
+/* psf_err_from_mdb is the one place LMDB codes become psf_err. Expected
+ * outcomes (not found, map full) are not logged; everything else is, once. */
+static psf_err
+psf_err_from_mdb(int rc, const char *what)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return PSF_OK;
+	case MDB_NOTFOUND:
+		return PSF_ENOENT;
+	case MDB_MAP_FULL:
+		return PSF_ENOSPC;
+	case MDB_READERS_FULL:
+		psf_log_warn(TAG, "%s: %s", what, mdb_strerror(rc));
+		return PSF_EBUSY;
+	case ENOMEM:
+		return PSF_ENOMEM;
+	case ENOSPC:
+		psf_log_err(TAG, "%s: %s", what, mdb_strerror(rc));
+		return PSF_ENOSPC;
+	default:
+		psf_log_err(TAG, "%s: %s", what, mdb_strerror(rc));
+		return PSF_ESTORE;
+	}
+}
+
+static void
+key_enc(uint64_t key, unsigned char buf[KEY_LEN])
+{
+	for (int i = 0; i < KEY_LEN; i++)
+		buf[i] = (unsigned char)(key >> (56 - 8 * i));
+}
+
+static uint64_t
+key_dec(const void *p)
+{
+	const unsigned char *b = p;
+	uint64_t key = 0;
+
+	for (int i = 0; i < KEY_LEN; i++)
+		key = (key << 8) | b[i];
+	return key;
+}
+
+static const char *
+durability_name(psf_durability d)
+{
+	switch (d) {
+	case PSF_DUR_INTERVAL:
+		return "interval";
+	case PSF_DUR_EVERY_COMMIT:
+		return "every-commit";
+	case PSF_DUR_NONE:
+		return "none";
+	}
+	return "?";
+}
+
+/* ---- transaction helpers --------------------------------------------------- */
+
+/* txn_check validates a call on txn against database index dbi. */
+static psf_err
+txn_check(const psf_store_txn *txn, int dbi, bool is_write)
+{
+	if (txn == NULL || dbi < 0 || dbi >= N_ALL_DBS)
+		return PSF_EINVAL;
+	if (is_write && !txn->t_is_write) {
+		psf_log_err(TAG, "write to %s inside a read transaction", db_names[dbi]);
+		return PSF_EINVAL;
+	}
+	if (txn->t_map_full)
+		return PSF_ENOSPC; /* the txn is dead; the caller should bail out */
+	return PSF_OK;
+}
+
+static psf_err
+txn_rc(psf_store_txn *txn, int rc, const char *what)
+{
+	if (rc == MDB_MAP_FULL)
+		txn->t_map_full = true;
+	return psf_err_from_mdb(rc, what);
+}
+
+static psf_err
+val_get(psf_store_txn *txn, int dbi, MDB_val *k, const void **data_out, size_t *len_out)
+{
+	MDB_val v;
+	int rc;
+
+	rc = mdb_get(txn->t_txn, txn->t_st->st_dbi[dbi], k, &v);
+	if (rc != MDB_SUCCESS)
+		return txn_rc(txn, rc, "get");
+	*data_out = v.mv_data;
+	*len_out = v.mv_size;
+	return PSF_OK;
+}
+
+static psf_err
+val_reserve(psf_store_txn *txn, int dbi, MDB_val *k, size_t len, void **buf_out)
+{
+	MDB_val v = {len, NULL};
+	int rc;
+
+	rc = mdb_put(txn->t_txn, txn->t_st->st_dbi[dbi], k, &v, MDB_RESERVE);
+	if (rc != MDB_SUCCESS)
+		return txn_rc(txn, rc, "put");
+	*buf_out = v.mv_data;
+	return PSF_OK;
+}
+
+static psf_err
+val_del(psf_store_txn *txn, int dbi, MDB_val *k)
+{
+	return txn_rc(txn, mdb_del(txn->t_txn, txn->t_st->st_dbi[dbi], k, NULL), "del");
+}
+
+/* name_val checks a meta name or worker id and points k at its bytes. */
+static psf_err
+name_val(const char *name, MDB_val *k)
+{
+	size_t len;
+
+	if (name == NULL)
+		return PSF_EINVAL;
+	len = strnlen(name, NAME_MAX_LEN + 1);
+	if (len == 0 || len > NAME_MAX_LEN)
+		return PSF_EINVAL;
+	k->mv_size = len;
+	k->mv_data = (void *)name;
+	return PSF_OK;
+}
+
+/* ---- psf_store_txn_*: uint64-keyed databases --------------------------------- */
+
+psf_err
+psf_store_txn_get(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    const void **data_out, size_t *len_out)
+{
+	unsigned char kb[KEY_LEN];
+	MDB_val k = {KEY_LEN, kb};
+	psf_err rv;
+
+	if ((unsigned)db >= PSF_STORE_N_DBS || data_out == NULL || len_out == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, (int)db, false)) != PSF_OK)
+		return rv;
+	key_enc(key, kb);
+	return val_get(txn, (int)db, &k, data_out, len_out);
+}
+
+psf_err
+psf_store_txn_get_floats(psf_store_txn *txn, psf_store_db db, uint64_t key, float *dst,
+    size_t n)
+{
+	const void *data = NULL;
+	size_t len = 0;
+	psf_err rv;
+
+	if ((dst == NULL && n > 0) || n > SIZE_MAX / sizeof(float))
+		return PSF_EINVAL;
+	if ((rv = psf_store_txn_get(txn, db, key, &data, &len)) != PSF_OK)
+		return rv;
+	if (len != n * sizeof(float))
+		return PSF_ERANGE;
+	if (len > 0)
+		memcpy(dst, data, len);
+	return PSF_OK;
+}
+
+psf_err
+psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key, size_t len,
+    void **buf_out)
+{
+	unsigned char kb[KEY_LEN];
+	MDB_val k = {KEY_LEN, kb};
+	psf_err rv;
+
+	if ((unsigned)db >= PSF_STORE_N_DBS || buf_out == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
+		return rv;
+	key_enc(key, kb);
+	return val_reserve(txn, (int)db, &k, len, buf_out);
+}
+
+psf_err
+psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key, const void *data,
+    size_t len)
+{
+	void *buf = NULL;
+	psf_err rv;
+
+	if (data == NULL && len > 0)
+		return PSF_EINVAL;
+	if ((rv = psf_store_txn_put_reserve(txn, db, key, len, &buf)) != PSF_OK)
+		return rv;
+	if (len > 0)
+		memcpy(buf, data, len);
+	return PSF_OK;
+}
+
+psf_err
+psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    const float *src, size_t n)
+{
+	if (n > SIZE_MAX / sizeof(float))
+		return PSF_EINVAL;
+	return psf_store_txn_put(txn, db, key, src, n * sizeof(float));
+}
+
+psf_err
+psf_store_txn_del(psf_store_txn *txn, psf_store_db db, uint64_t key)
+{
+	unsigned char kb[KEY_LEN];
+	MDB_val k = {KEY_LEN, kb};
+	psf_err rv;
+
+	if ((unsigned)db >= PSF_STORE_N_DBS)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
+		return rv;
+	key_enc(key, kb);
+	return val_del(txn, (int)db, &k);
+}
+
+psf_err
+psf_store_txn_clear(psf_store_txn *txn, psf_store_db db)
+{
+	psf_err rv;
+
+	if ((unsigned)db >= PSF_STORE_N_DBS)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
+		return rv;
+	return txn_rc(txn, mdb_drop(txn->t_txn, txn->t_st->st_dbi[db], 0), "clear");
+}
+
+static psf_err
+db_count(psf_store_txn *txn, int dbi, uint64_t *n_out)
+{
+	MDB_stat ms;
+	int rc;
+
+	rc = mdb_stat(txn->t_txn, txn->t_st->st_dbi[dbi], &ms);
+	if (rc != MDB_SUCCESS)
+		return txn_rc(txn, rc, "stat");
+	*n_out = ms.ms_entries;
+	return PSF_OK;
+}
+
+psf_err
+psf_store_txn_count(psf_store_txn *txn, psf_store_db db, uint64_t *n_out)
+{
+	psf_err rv;
+
+	if ((unsigned)db >= PSF_STORE_N_DBS || n_out == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, (int)db, false)) != PSF_OK)
+		return rv;
+	return db_count(txn, (int)db, n_out);
+}
+
+/* walk_cursor runs the walk loop on an open cursor; see psf_store_txn_walk. */
+static psf_err
+walk_cursor(MDB_cursor *cur, uint64_t start_key, size_t max_bytes,
+    psf_store_visit_fn visit, void *arg, psf_store_walk *w)
+{
+	unsigned char kb[KEY_LEN];
+	MDB_val k = {KEY_LEN, kb}, v;
+	psf_err rv;
+	int rc;
+
+	key_enc(start_key, kb);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		uint64_t key;
+		size_t cost = v.mv_size + KEY_LEN;
+
+		if (k.mv_size != KEY_LEN) {
+			psf_log_err(TAG, "walk: key of %zu bytes in a uint64 database", k.mv_size);
+			return PSF_ESTORE;
+		}
+		key = key_dec(k.mv_data);
+		if (max_bytes > 0 && w->n_keys > 0 && w->n_bytes + cost > max_bytes) {
+			w->next_key = key;
+			return PSF_OK;
+		}
+		if ((rv = visit(key, v.mv_data, v.mv_size, arg)) != PSF_OK)
+			return rv;
+		w->n_keys++;
+		w->n_bytes += cost;
+	}
+	if (rc != MDB_NOTFOUND)
+		return psf_err_from_mdb(rc, "walk");
+	w->done = true;
+	return PSF_OK;
+}
+
+psf_err
+psf_store_txn_walk(psf_store_txn *txn, psf_store_db db, uint64_t start_key,
+    size_t max_bytes, psf_store_visit_fn visit, void *arg, psf_store_walk *out)
+{
+	psf_store_walk w = {0};
+	MDB_cursor *cur;
+	psf_err rv;
+	int rc;
+
+	if ((unsigned)db >= PSF_STORE_N_DBS || visit == NULL || out == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, (int)db, false)) != PSF_OK)
+		return rv;
+	rc = mdb_cursor_open(txn->t_txn, txn->t_st->st_dbi[db], &cur);
+	if (rc != MDB_SUCCESS)
+		return txn_rc(txn, rc, "cursor open");
+	rv = walk_cursor(cur, start_key, max_bytes, visit, arg, &w);
+	mdb_cursor_close(cur);
+	if (rv == PSF_OK)
+		*out = w;
+	return rv;
+}
+
+/* ---- meta and pushlog ------------------------------------------------------- */
+
+psf_err
+psf_store_txn_meta_get(psf_store_txn *txn, const char *name, const void **data_out,
+    size_t *len_out)
+{
+	MDB_val k;
+	psf_err rv;
+
+	if (data_out == NULL || len_out == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, DB_META, false)) != PSF_OK ||
+	    (rv = name_val(name, &k)) != PSF_OK)
+		return rv;
+	return val_get(txn, DB_META, &k, data_out, len_out);
+}
+
+psf_err
+psf_store_txn_meta_put(psf_store_txn *txn, const char *name, const void *data, size_t len)
+{
+	MDB_val k;
+	void *buf = NULL;
+	psf_err rv;
+
+	if (data == NULL && len > 0)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, DB_META, true)) != PSF_OK ||
+	    (rv = name_val(name, &k)) != PSF_OK ||
+	    (rv = val_reserve(txn, DB_META, &k, len, &buf)) != PSF_OK)
+		return rv;
+	if (len > 0)
+		memcpy(buf, data, len);
+	return PSF_OK;
+}
+
+psf_err
+psf_store_txn_meta_del(psf_store_txn *txn, const char *name)
+{
+	MDB_val k;
+	psf_err rv;
+
+	if ((rv = txn_check(txn, DB_META, true)) != PSF_OK ||
+	    (rv = name_val(name, &k)) != PSF_OK)
+		return rv;
+	return val_del(txn, DB_META, &k);
+}
+
+psf_err
+psf_store_txn_meta_get_u64(psf_store_txn *txn, const char *name, uint64_t *out)
+{
+	const void *data = NULL;
+	size_t len = 0;
+	psf_err rv;
+
+	if (out == NULL)
+		return PSF_EINVAL;
+	if ((rv = psf_store_txn_meta_get(txn, name, &data, &len)) != PSF_OK)
+		return rv;
+	if (len != KEY_LEN)
+		return PSF_ERANGE;
+	*out = key_dec(data);
+	return PSF_OK;
+}
+
+psf_err
+psf_store_txn_meta_put_u64(psf_store_txn *txn, const char *name, uint64_t value)
+{
+	unsigned char b[KEY_LEN];
+
+	key_enc(value, b);
+	return psf_store_txn_meta_put(txn, name, b, sizeof(b));
+}
+
+psf_err
+psf_store_txn_pushlog_get(psf_store_txn *txn, const char *worker, uint64_t *seq_out)
+{
+	MDB_val k;
+	const void *data = NULL;
+	size_t len = 0;
+	psf_err rv;
+
+	if (seq_out == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, DB_PUSHLOG, false)) != PSF_OK ||
+	    (rv = name_val(worker, &k)) != PSF_OK ||
+	    (rv = val_get(txn, DB_PUSHLOG, &k, &data, &len)) != PSF_OK)
+		return rv;
+	if (len != KEY_LEN) {
+		psf_log_err(TAG, "pushlog: %zu-byte seq for worker %s", len, worker);
+		return PSF_ESTORE;
+	}
+	*seq_out = key_dec(data);
+	return PSF_OK;
+}
+
+psf_err
+psf_store_txn_pushlog_put(psf_store_txn *txn, const char *worker, uint64_t seq)
+{
+	MDB_val k;
+	void *buf = NULL;
+	psf_err rv;
+
+	if ((rv = txn_check(txn, DB_PUSHLOG, true)) != PSF_OK ||
+	    (rv = name_val(worker, &k)) != PSF_OK ||
+	    (rv = val_reserve(txn, DB_PUSHLOG, &k, KEY_LEN, &buf)) != PSF_OK)
+		return rv;
+	key_enc(seq, buf);
+	return PSF_OK;
+}
+
+static psf_err
+pushlog_cursor(MDB_cursor *cur, psf_store_pushlog_fn fn, void *arg)
+{
+	char worker[NAME_MAX_LEN + 1];
+	MDB_val k, v;
+	psf_err rv;
+	int rc;
+
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size == 0 || k.mv_size > NAME_MAX_LEN || v.mv_size != KEY_LEN) {
+			psf_log_err(TAG, "pushlog: malformed record (%zu-byte id, %zu-byte seq)",
+			    k.mv_size, v.mv_size);
+			return PSF_ESTORE;
+		}
+		memcpy(worker, k.mv_data, k.mv_size);
+		worker[k.mv_size] = '\0';
+		if ((rv = fn(worker, key_dec(v.mv_data), arg)) != PSF_OK)
+			return rv;
+	}
+	return rc == MDB_NOTFOUND ? PSF_OK : psf_err_from_mdb(rc, "pushlog walk");
+}
+
+psf_err
+psf_store_txn_pushlog_foreach(psf_store_txn *txn, psf_store_pushlog_fn fn, void *arg)
+{
+	MDB_cursor *cur;
+	psf_err rv;
+	int rc;
+
+	if (fn == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, DB_PUSHLOG, false)) != PSF_OK)
+		return rv;
+	rc = mdb_cursor_open(txn->t_txn, txn->t_st->st_dbi[DB_PUSHLOG], &cur);
+	if (rc != MDB_SUCCESS)
+		return txn_rc(txn, rc, "cursor open");
+	rv = pushlog_cursor(cur, fn, arg);
+	mdb_cursor_close(cur);
+	return rv;
+}
+
+/* ---- writes -------------------------------------------------------------- */
+
+/* update_once makes one attempt; *map_full tells the caller to grow and retry. */
+static psf_err
+update_once(psf_store *st, psf_store_update_fn fn, void *arg, bool *map_full)
+{
+	psf_store_txn t = {st, NULL, true, false};
+	psf_err rv;
+	int rc;
+
+	pthread_rwlock_rdlock(&st->st_map_lock);
+	rc = mdb_txn_begin(st->st_env, NULL, 0, &t.t_txn);
+	if (rc != MDB_SUCCESS) {
+		pthread_rwlock_unlock(&st->st_map_lock);
+		*map_full = false;
+		return psf_err_from_mdb(rc, "write txn begin");
+	}
+	rv = fn(&t, arg);
+	if (rv == PSF_OK && !t.t_map_full) {
+		rc = mdb_txn_commit(t.t_txn); /* frees the txn, also on failure */
+		rv = txn_rc(&t, rc, "commit");
+	} else {
+		mdb_txn_abort(t.t_txn);
+	}
+	pthread_rwlock_unlock(&st->st_map_lock);
+	*map_full = t.t_map_full;
+	return rv;
+}
+
+/* map_grow doubles the map (up to st_max_map) with no transaction active. */
+static psf_err
+map_grow(psf_store *st)
+{
+	MDB_envinfo info;
+	size_t next = 0;
+	int rc = MDB_SUCCESS;
+
+	pthread_rwlock_wrlock(&st->st_map_lock);
+	mdb_env_info(st->st_env, &info);
+	if (info.me_mapsize < st->st_max_map) {
+		next = info.me_mapsize > st->st_max_map / 2 ? st->st_max_map
+							    : info.me_mapsize * 2;
+		rc = mdb_env_set_mapsize(st->st_env, next);
+	}
+	pthread_rwlock_unlock(&st->st_map_lock);
+
+	if (next == 0) {
+		psf_log_err(TAG, "map full at max_map_size %zu bytes", st->st_max_map);
+		return PSF_ENOSPC;
+	}
+	if (rc != MDB_SUCCESS)
+		return psf_err_from_mdb(rc, "map grow");
+	atomic_fetch_add(&st->st_grows, 1);
+	psf_log_info(TAG, "map grown from %zu to %zu bytes", info.me_mapsize, next);
+	return PSF_OK;
+}
+
+psf_err
+psf_store_update(psf_store *st, psf_store_update_fn fn, void *arg)
+{
+	bool map_full;
+	psf_err rv;
+
+	if (st == NULL || fn == NULL)
+		return PSF_EINVAL;
+	pthread_mutex_lock(&st->st_write_mu);
+	for (;;) {
+		rv = update_once(st, fn, arg, &map_full);
+		if (!map_full)
+			break;
+		atomic_fetch_add(&st->st_retries, 1);
+		if ((rv = map_grow(st)) != PSF_OK)
+			break;
+	}
+	pthread_mutex_unlock(&st->st_write_mu);
+	if (rv == PSF_OK)
+		atomic_fetch_add(&st->st_commits, 1);
+	return rv;
+}
+
+/* ---- reads --------------------------------------------------------------- */
+
+/* reader_get hands out a renewed cached read txn or a new one. */
+static psf_err
+reader_get(psf_store *st, MDB_txn **out)
+{
+	MDB_txn *txn = NULL;
+	int rc;
+
+	pthread_mutex_lock(&st->st_pool_mu);
+	if (st->st_n_pool > 0)
+		txn = st->st_pool[--st->st_n_pool];
+	pthread_mutex_unlock(&st->st_pool_mu);
+
+	if (txn != NULL) {
+		rc = mdb_txn_renew(txn);
+		if (rc != MDB_SUCCESS)
+			mdb_txn_abort(txn);
+	} else {
+		rc = mdb_txn_begin(st->st_env, NULL, MDB_RDONLY, &txn);
+	}
+	if (rc != MDB_SUCCESS)
+		return psf_err_from_mdb(rc, "read txn begin");
+	*out = txn;
+	return PSF_OK;
+}
+
+/* reader_put ends a read txn, keeping the handle (and its reader slot) cached. */
+static void
+reader_put(psf_store *st, MDB_txn *txn)
+{
+	mdb_txn_reset(txn);
+	pthread_mutex_lock(&st->st_pool_mu);
+	if (st->st_n_pool < POOL_MAX) {
+		st->st_pool[st->st_n_pool++] = txn;
+		txn = NULL;
+	}
+	pthread_mutex_unlock(&st->st_pool_mu);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+}
+
+psf_err
+psf_store_read(psf_store *st, psf_store_read_fn fn, void *arg)
+{
+	psf_store_txn t = {st, NULL, false, false};
+	psf_err rv;
+
+	if (st == NULL || fn == NULL)
+		return PSF_EINVAL;
+	pthread_rwlock_rdlock(&st->st_map_lock);
+	rv = reader_get(st, &t.t_txn);
+	if (rv == PSF_OK) {
+		rv = fn(&t, arg);
+		reader_put(st, t.t_txn);
+	}
+	pthread_rwlock_unlock(&st->st_map_lock);
+	return rv;
+}
+
+/* ---- durability ------------------------------------------------------------ */
+
+static psf_err
+env_sync(psf_store *st)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&st->st_map_lock);
+	rc = mdb_env_sync(st->st_env, 1);
+	pthread_rwlock_unlock(&st->st_map_lock);
+	if (rc != MDB_SUCCESS)
+		return psf_err_from_mdb(rc, "sync");
+	atomic_fetch_add(&st->st_syncs, 1);
+	return PSF_OK;
+}
+
+psf_err
+psf_store_sync(psf_store *st)
+{
+	if (st == NULL)
+		return PSF_EINVAL;
+	return env_sync(st);
+}
+
+/* sync_main makes a durable point every interval_ms, skipping idle periods. */
+static void *
+sync_main(void *arg)
+{
+	psf_store *st = arg;
+	uint64_t synced = atomic_load(&st->st_commits);
+	struct timespec when;
+
+	pthread_mutex_lock(&st->st_sync_mu);
+	while (!st->st_stopping) {
+		uint64_t ns;
+
+		clock_gettime(CLOCK_MONOTONIC, &when);
+		ns = (uint64_t)when.tv_nsec + (uint64_t)st->st_opts.interval_ms * 1000000ull;
+		when.tv_sec += (time_t)(ns / 1000000000ull);
+		when.tv_nsec = (long)(ns % 1000000000ull);
+		while (!st->st_stopping &&
+		    pthread_cond_timedwait(&st->st_sync_cv, &st->st_sync_mu, &when) != ETIMEDOUT)
+			;
+		if (st->st_stopping)
+			break;
+		pthread_mutex_unlock(&st->st_sync_mu);
+		uint64_t commits = atomic_load(&st->st_commits);
+		if (commits != synced && env_sync(st) == PSF_OK)
+			synced = commits;
+		pthread_mutex_lock(&st->st_sync_mu);
+	}
+	pthread_mutex_unlock(&st->st_sync_mu);
+	return NULL;
+}
+
+static void
+sync_thread_stop(psf_store *st)
+{
+	if (!st->st_has_thread)
+		return;
+	pthread_mutex_lock(&st->st_sync_mu);
+	st->st_stopping = true;
+	pthread_cond_signal(&st->st_sync_cv);
+	pthread_mutex_unlock(&st->st_sync_mu);
+	pthread_join(st->st_thread, NULL);
+	st->st_has_thread = false;
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+static void
+store_free(psf_store *st)
+{
+	sync_thread_stop(st);
+	while (st->st_n_pool > 0)
+		mdb_txn_abort(st->st_pool[--st->st_n_pool]);
+	if (st->st_is_open && env_sync(st) != PSF_OK)
+		psf_log_err(TAG, "close: final sync failed; recent commits may not be durable");
+	if (st->st_env != NULL)
+		mdb_env_close(st->st_env);
+	pthread_cond_destroy(&st->st_sync_cv);
+	pthread_mutex_destroy(&st->st_sync_mu);
+	pthread_mutex_destroy(&st->st_pool_mu);
+	pthread_rwlock_destroy(&st->st_map_lock);
+	pthread_mutex_destroy(&st->st_write_mu);
+	free(st->st_data_path);
+	free(st);
+}
+
+void
+psf_store_close(psf_store *st)
+{
+	if (st == NULL)
+		return;
+	psf_log_debug(TAG, "close: %" PRIu64 " commits, %" PRIu64 " grows",
+	    (uint64_t)atomic_load(&st->st_commits), (uint64_t)atomic_load(&st->st_grows));
+	store_free(st);
+}
+
+void
+psf_store_opts_from_cfg(const psf_durability_cfg *cfg, psf_store_opts *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (cfg == NULL)
+		return;
+	out->durability = cfg->mode;
+	out->interval_ms = cfg->interval_ms;
+	out->map_size = cfg->map_size;
+}
+
+/* opts_resolve fills in defaults and checks ranges. */
+static psf_err
+opts_resolve(const psf_store_opts *in, psf_store_opts *o)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	if (in != NULL)
+		*o = *in;
+	else
+		memset(o, 0, sizeof(*o));
+	if ((unsigned)o->durability > PSF_DUR_NONE) {
+		psf_log_err(TAG, "open: unknown durability mode %d", (int)o->durability);
+		return PSF_EINVAL;
+	}
+	if (o->interval_ms == 0)
+		o->interval_ms = DEFAULT_INTERVAL_MS;
+	if (o->map_size == 0)
+		o->map_size = DEFAULT_MAP_SIZE;
+	if (o->max_map_size == 0)
+		o->max_map_size = o->map_size > DEFAULT_MAX_MAP_SIZE ? o->map_size
+								    : DEFAULT_MAX_MAP_SIZE;
+	if (o->max_readers == 0)
+		o->max_readers = DEFAULT_MAX_READERS;
+	if (o->max_map_size > SIZE_MAX / 2 || o->map_size > o->max_map_size) {
+		psf_log_err(TAG, "open: map_size %" PRIu64 " / max_map_size %" PRIu64
+		    " out of range", o->map_size, o->max_map_size);
+		return PSF_EINVAL;
+	}
+	o->map_size = (o->map_size + page - 1) / page * page;
+	o->max_map_size = (o->max_map_size + page - 1) / page * page;
+	return PSF_OK;
+}
+
+static psf_err
+store_new(const char *dir, const psf_store_opts *opts, psf_store **out)
+{
+	pthread_rwlockattr_t ra;
+	pthread_condattr_t ca;
+	psf_store *st;
+	psf_err rv;
+	size_t plen = strlen(dir) + sizeof("/data.mdb");
+
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return PSF_ENOMEM;
+	if ((rv = opts_resolve(opts, &st->st_opts)) != PSF_OK) {
+		free(st);
+		return rv;
+	}
+	if ((st->st_data_path = malloc(plen)) == NULL) {
+		free(st);
+		return PSF_ENOMEM;
+	}
+	snprintf(st->st_data_path, plen, "%s/data.mdb", dir);
+	st->st_max_map = (size_t)st->st_opts.max_map_size;
+
+	/* Default-attribute init of these cannot fail on Linux/glibc. */
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&st->st_map_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->st_sync_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&st->st_write_mu, NULL);
+	pthread_mutex_init(&st->st_pool_mu, NULL);
+	pthread_mutex_init(&st->st_sync_mu, NULL);
+	*out = st;
+	return PSF_OK;
+}
+
+static unsigned int
+env_flags(psf_durability d)
+{
+	switch (d) {
+	case PSF_DUR_INTERVAL:
+		return MDB_NOTLS | MDB_WRITEMAP | MDB_MAPASYNC | MDB_NOSYNC;
+	case PSF_DUR_EVERY_COMMIT:
+		return MDB_NOTLS;
+	case PSF_DUR_NONE:
+		return MDB_NOTLS | MDB_NOSYNC;
+	}
+	return MDB_NOTLS;
+}
+
+static psf_err
+env_open(psf_store *st, const char *dir)
+{
+	MDB_envinfo info;
+	int rc, dead = 0;
+
+	if ((rc = mdb_env_create(&st->st_env)) != MDB_SUCCESS) {
+		st->st_env = NULL;
+		return psf_err_from_mdb(rc, "env create");
+	}
+	if ((rc = mdb_env_set_maxdbs(st->st_env, N_ALL_DBS)) != MDB_SUCCESS ||
+	    (rc = mdb_env_set_mapsize(st->st_env, (size_t)st->st_opts.map_size)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(st->st_env, st->st_opts.max_readers)) != 0)
+		return psf_err_from_mdb(rc, "env setup");
+	rc = mdb_env_open(st->st_env, dir, env_flags(st->st_opts.durability), 0644);
+	if (rc != MDB_SUCCESS) {
+		psf_log_err(TAG, "open %s failed", dir);
+		return psf_err_from_mdb(rc, "env open");
+	}
+	st->st_is_open = true;
+	if ((rc = mdb_reader_check(st->st_env, &dead)) != MDB_SUCCESS)
+		return psf_err_from_mdb(rc, "reader check");
+	if (dead > 0)
+		psf_log_info(TAG, "cleared %d stale reader slot(s) in %s", dead, dir);
+	/* A reopened store keeps the map size it grew to; never cap below it. */
+	mdb_env_info(st->st_env, &info);
+	if (st->st_max_map < info.me_mapsize)
+		st->st_max_map = info.me_mapsize;
+	return PSF_OK;
+}
+
+/* dbs_open_fn creates/opens the named databases. It runs as an update, so a
+ * tiny initial map grows like any other write. */
+static psf_err
+dbs_open_fn(psf_store_txn *txn, void *arg)
+{
+	psf_store *st = arg;
+
+	for (int i = 0; i < N_ALL_DBS; i++) {
+		int rc = mdb_dbi_open(txn->t_txn, db_names[i], MDB_CREATE, &st->st_dbi[i]);
+
+		if (rc != MDB_SUCCESS)
+			return txn_rc(txn, rc, db_names[i]);
+	}
+	return PSF_OK;
+}
+
+psf_err
+psf_store_open(const char *dir, const psf_store_opts *opts, psf_store **out)
+{
+	psf_store *st;
+	psf_err rv;
+
+	if (dir == NULL || dir[0] == '\0' || out == NULL)
+		return PSF_EINVAL;
+	if ((rv = store_new(dir, opts, &st)) != PSF_OK)
+		return rv;
+	if ((rv = psf_mkdir_p(dir)) != PSF_OK)
+		psf_log_err(TAG, "open: cannot create %s: %s", dir, psf_strerror(rv));
+	if (rv == PSF_OK)
+		rv = env_open(st, dir);
+	if (rv == PSF_OK)
+		rv = psf_store_update(st, dbs_open_fn, st);
+	if (rv == PSF_OK && st->st_opts.durability == PSF_DUR_INTERVAL) {
+		if (pthread_create(&st->st_thread, NULL, sync_main, st) != 0) {
+			psf_log_err(TAG, "open: cannot start the sync thread");
+			rv = PSF_ESYS;
+		}
+		st->st_has_thread = rv == PSF_OK;
+	}
+	if (rv != PSF_OK) {
+		store_free(st);
+		return rv;
+	}
+	psf_log_info(TAG, "opened %s durability=%s map=%" PRIu64 " bytes", dir,
+	    durability_name(st->st_opts.durability), st->st_opts.map_size);
+	*out = st;
+	return PSF_OK;
+}
+
+/* ---- stats ------------------------------------------------------------------ */
+
+static psf_err
+stats_fn(psf_store_txn *txn, void *arg)
+{
+	psf_store_info *info = arg;
+	MDB_envinfo ei;
+	MDB_stat es;
+	psf_err rv;
+
+	for (int i = 0; i < PSF_STORE_N_DBS; i++)
+		if ((rv = db_count(txn, i, &info->entries[i])) != PSF_OK)
+			return rv;
+	if ((rv = db_count(txn, DB_META, &info->meta_entries)) != PSF_OK ||
+	    (rv = db_count(txn, DB_PUSHLOG, &info->pushlog_entries)) != PSF_OK)
+		return rv;
+	mdb_env_info(txn->t_st->st_env, &ei);
+	mdb_env_stat(txn->t_st->st_env, &es);
+	info->map_bytes = ei.me_mapsize;
+	info->used_bytes = (uint64_t)(ei.me_last_pgno + 1) * es.ms_psize;
+	return PSF_OK;
+}
+
+psf_err
+psf_store_stats(psf_store *st, psf_store_info *out)
+{
+	psf_store_info info = {0};
+	struct stat sb;
+	psf_err rv;
+
+	if (st == NULL || out == NULL)
+		return PSF_EINVAL;
+	if ((rv = psf_store_read(st, stats_fn, &info)) != PSF_OK)
+		return rv;
+	if (stat(st->st_data_path, &sb) != 0) {
+		psf_log_err(TAG, "stat %s: %s", st->st_data_path, strerror(errno));
+		return PSF_ESYS;
+	}
+	info.file_bytes = (uint64_t)sb.st_size;
+	info.disk_bytes = (uint64_t)sb.st_blocks * 512u;
+	info.commits = atomic_load(&st->st_commits);
+	info.retries = atomic_load(&st->st_retries);
+	info.grows = atomic_load(&st->st_grows);
+	info.syncs = atomic_load(&st->st_syncs);
+	*out = info;
+	return PSF_OK;
+}

@@ -1,0 +1,262 @@
+/* store.h -- the parameter server's durable key/value store (DESIGN.md §5).
+ *
+ * One LMDB environment per ps node, in a directory. store.c is the only file in
+ * psfleet that includes lmdb.h; nothing LMDB-specific leaks through this header.
+ *
+ * Databases. Three are keyed by uint64 parameter keys ((tensor_id << 48) | row)
+ * and hold float arrays (psf_store_db): weights, optimizer state, and the sync
+ * mode's per-round gradient accumulator. Keys are stored big-endian, so walking
+ * a database visits keys in ascending numeric order. Two more are reached through
+ * their own calls: "meta" (small named blobs and uint64 counters, e.g. the model
+ * version) and "pushlog" (worker id -> last applied push seq), so that a push and
+ * its dedup record commit in one transaction.
+ *
+ * Transactions. All access happens inside a callback that the store runs inside
+ * one LMDB transaction: psf_store_update for writes, psf_store_read for reads.
+ * The transaction starts and ends inside the call; no handle escapes it
+ * (STYLE.md §4.6).
+ *
+ * Thread-safety. A psf_store may be shared by any number of threads.
+ * psf_store_update calls are serialized by the store (one writer at a time; a
+ * second caller blocks until the first returns). psf_store_read calls run
+ * concurrently with each other and with the writer and see the last committed
+ * state (MVCC). psf_store_sync and psf_store_stats may be called from any thread.
+ * psf_store_close must not race with any other call. Callbacks must not call
+ * psf_store_update, psf_store_read, psf_store_sync or psf_store_stats (doing
+ * so deadlocks); they use only the psf_store_txn_* calls on the txn they got.
+ *
+ * Process rules (LMDB): open a directory at most once per process, and never
+ * use a psf_store across fork(); a child opens its own.
+ *
+ * Values are not aligned. A pointer returned by psf_store_txn_get or
+ * psf_store_txn_put_reserve points into the database map and is only 2-byte
+ * aligned for small values, so never cast it to float *: memcpy, or use
+ * psf_store_txn_get_floats / psf_store_txn_put_floats, which copy. */
+#ifndef PSF_STORE_H
+#define PSF_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/err.h"
+
+typedef struct psf_store psf_store;
+typedef struct psf_store_txn psf_store_txn;
+
+/* The uint64-keyed databases. */
+typedef enum psf_store_db {
+	PSF_STORE_WEIGHTS = 0, /* key -> float[n] */
+	PSF_STORE_OPTSTATE,    /* key -> float[n * psf_optim_state_floats(kind)] */
+	PSF_STORE_ACCUM,       /* sync mode: key -> gradient summed over this round */
+	PSF_STORE_N_DBS
+} psf_store_db;
+
+/* Open options. A zeroed struct (or opts == NULL) means the defaults.
+ *
+ * durability:
+ *   PSF_DUR_INTERVAL     MDB_WRITEMAP|MDB_MAPASYNC|MDB_NOSYNC, plus a store-owned
+ *                        thread that makes a durable point (mdb_env_sync(env, 1))
+ *                        every interval_ms. A killed process loses no committed
+ *                        write; an OS crash or power loss may lose the last
+ *                        interval_ms of commits and, as with any WRITEMAP+NOSYNC
+ *                        setup, may leave the file inconsistent.
+ *   PSF_DUR_EVERY_COMMIT each commit is on disk when psf_store_update returns
+ *                        (LMDB's default flags: data fdatasync, then meta page).
+ *   PSF_DUR_NONE         MDB_NOSYNC: commits reach the OS page cache (they survive
+ *                        a killed process, not an OS crash); synced only by
+ *                        psf_store_sync and psf_store_close. */
+typedef struct psf_store_opts {
+	psf_durability durability; /* default PSF_DUR_INTERVAL */
+	uint32_t interval_ms;      /* PSF_DUR_INTERVAL period; 0 = 1000 */
+	uint64_t map_size;         /* initial map size in bytes; 0 = 1 GiB; rounded up to
+	                              the OS page size; grows by doubling when full */
+	uint64_t max_map_size;     /* growth stops here (then PSF_ENOSPC); 0 = 1 TiB */
+	uint32_t max_readers;      /* concurrent psf_store_read calls; 0 = 126 */
+} psf_store_opts;
+
+/* psf_store_opts_from_cfg fills *out from the fleet config's durability section
+ * (cfg may be NULL: defaults). Cannot fail. */
+void psf_store_opts_from_cfg(const psf_durability_cfg *cfg, psf_store_opts *out);
+
+/* psf_store_open opens (creating when missing) the store in directory dir,
+ * creating dir and its parents too. Stale reader slots left by dead processes
+ * are cleared. On success *out gets a new store the caller closes with
+ * psf_store_close.
+ * Returns PSF_OK, PSF_EINVAL (bad opts or dir), PSF_ENOMEM, PSF_ENOENT,
+ * PSF_ESYS (directory or thread creation), PSF_ESTORE (LMDB refused the
+ * environment, e.g. a corrupt file; logged). */
+PSF_NODISCARD psf_err psf_store_open(const char *dir, const psf_store_opts *opts,
+    psf_store **out);
+
+/* psf_store_close stops the sync thread, makes a final durable point in every
+ * durability mode, and frees the store. Errors are logged. NULL is fine.
+ * No other call on st may be running or follow. */
+void psf_store_close(psf_store *st);
+
+/* psf_store_update_fn is the caller's write logic. It runs inside one write
+ * transaction and returns PSF_OK to commit; any other code aborts (nothing it
+ * wrote is kept) and is returned by psf_store_update.
+ * It must be re-runnable: when LMDB's map fills up, the store aborts, grows the
+ * map and calls it again from scratch, so it must not have side effects outside
+ * the transaction (or must undo them) until psf_store_update returns PSF_OK. */
+typedef psf_err (*psf_store_update_fn)(psf_store_txn *txn, void *arg);
+
+/* psf_store_update runs fn(txn, arg) inside a write transaction and commits it
+ * when fn returns PSF_OK. If any write inside fn hit the map limit, the attempt
+ * is aborted whatever fn returned, the map is doubled (waiting for readers to
+ * leave) and fn runs again; this repeats until it fits or max_map_size is
+ * reached. Writers are serialized: this blocks while another update runs.
+ * Returns PSF_OK once committed (durable as the durability mode says), fn's own
+ * error, PSF_ENOSPC (max_map_size reached, or disk full), PSF_ESTORE (logged),
+ * or PSF_EINVAL for NULL arguments. */
+PSF_NODISCARD psf_err psf_store_update(psf_store *st, psf_store_update_fn fn, void *arg);
+
+/* psf_store_read_fn is the caller's read logic: it copies what it needs out of
+ * the store. Its return code is returned by psf_store_read. */
+typedef psf_err (*psf_store_read_fn)(psf_store_txn *txn, void *arg);
+
+/* psf_store_read runs fn(txn, arg) inside a read-only transaction that sees the
+ * last committed state as one consistent snapshot. Keep fn short: an open reader
+ * pins old pages, and map growth waits for every reader to finish. Large reads
+ * (snapshots) go in pieces with psf_store_txn_walk, one psf_store_read each.
+ * Read transactions are cached and reused (reset/renew), so this is cheap.
+ * Returns fn's code, PSF_EINVAL for NULL arguments, PSF_EBUSY when every
+ * reader slot is taken (max_readers), or PSF_ESTORE (logged). */
+PSF_NODISCARD psf_err psf_store_read(psf_store *st, psf_store_read_fn fn, void *arg);
+
+/* psf_store_sync makes a durable point now: every commit so far is on disk
+ * when it returns PSF_OK. Otherwise PSF_ESTORE or PSF_ESYS (logged). */
+PSF_NODISCARD psf_err psf_store_sync(psf_store *st);
+
+typedef struct psf_store_info {
+	uint64_t file_bytes;   /* data.mdb size (under WRITEMAP the file is sparse and as
+	                          large as the map; disk_bytes is what it really uses) */
+	uint64_t disk_bytes;   /* data.mdb blocks allocated on disk */
+	uint64_t map_bytes;    /* current map size */
+	uint64_t used_bytes;   /* pages in use (including free-list pages) * page size */
+	uint64_t entries[PSF_STORE_N_DBS];
+	uint64_t meta_entries;
+	uint64_t pushlog_entries;
+	uint64_t commits;      /* committed updates since open */
+	uint64_t retries;      /* update attempts aborted for a map grow since open */
+	uint64_t grows;        /* map grows since open */
+	uint64_t syncs;        /* durable points made since open (thread, sync, close) */
+} psf_store_info;
+
+/* psf_store_stats fills *out with sizes and counters. Returns PSF_OK,
+ * PSF_EINVAL, PSF_EBUSY, PSF_ESYS or PSF_ESTORE. */
+PSF_NODISCARD psf_err psf_store_stats(psf_store *st, psf_store_info *out);
+
+/* ---- inside a callback ------------------------------------------------------
+ * Every psf_store_txn_* call takes the txn handed to the callback and is only
+ * valid during that callback. Unless stated otherwise they return PSF_OK,
+ * PSF_EINVAL (bad argument, or a write on a read txn), PSF_ENOSPC (map full:
+ * return any non-OK code promptly; psf_store_update then grows and re-runs),
+ * or PSF_ESTORE (logged).
+ *
+ * Borrowed pointers (psf_store_txn_get, psf_store_txn_meta_get, walk visitors)
+ * point into the database: in a read txn they stay valid until the callback
+ * returns; in a write txn only until the next write (put, reserve, delete,
+ * clear) in the same txn or the callback's return. Copy a value before writing
+ * anything. Never write through them. */
+
+/* psf_store_txn_get finds key in db. On PSF_OK *data_out and *len_out (bytes) get a
+ * borrowed pointer (see above; not aligned for float). PSF_ENOENT if missing. */
+PSF_NODISCARD psf_err psf_store_txn_get(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    const void **data_out, size_t *len_out);
+
+/* psf_store_txn_get_floats copies the value of key, which must hold exactly n
+ * floats, into dst. PSF_ENOENT if missing, PSF_ERANGE (dst untouched) if the
+ * stored value has another length. */
+PSF_NODISCARD psf_err psf_store_txn_get_floats(psf_store_txn *txn, psf_store_db db,
+    uint64_t key, float *dst, size_t n);
+
+/* psf_store_txn_put stores len bytes at data under key, replacing any value. */
+PSF_NODISCARD psf_err psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    const void *data, size_t len);
+
+/* psf_store_txn_put_floats stores n floats under key, replacing any value. */
+PSF_NODISCARD psf_err psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db db,
+    uint64_t key, const float *src, size_t n);
+
+/* psf_store_txn_put_reserve makes room for a len-byte value under key (replacing
+ * any value) and on PSF_OK gives the writable space in *buf_out. The caller must
+ * fill all len bytes before its next store call in this txn. Not aligned: write
+ * with memcpy. This saves one copy when the value is produced piecewise. */
+PSF_NODISCARD psf_err psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db,
+    uint64_t key, size_t len, void **buf_out);
+
+/* psf_store_txn_del removes key from db. PSF_ENOENT if it was not there. */
+PSF_NODISCARD psf_err psf_store_txn_del(psf_store_txn *txn, psf_store_db db, uint64_t key);
+
+/* psf_store_txn_clear removes every key of db (e.g. the accumulator at the end
+ * of a sync round). */
+PSF_NODISCARD psf_err psf_store_txn_clear(psf_store_txn *txn, psf_store_db db);
+
+/* psf_store_txn_count writes the number of keys in db to *n_out. */
+PSF_NODISCARD psf_err psf_store_txn_count(psf_store_txn *txn, psf_store_db db,
+    uint64_t *n_out);
+
+/* psf_store_visit_fn sees one entry of a walk: data/len is the borrowed value
+ * (valid during this call, until the visitor's first write). Returning anything
+ * but PSF_OK stops the walk, and psf_store_txn_walk returns that code. */
+typedef psf_err (*psf_store_visit_fn)(uint64_t key, const void *data, size_t len, void *arg);
+
+/* Where a walk stopped. */
+typedef struct psf_store_walk {
+	uint64_t next_key; /* when !done: the first key not visited; start the next piece here */
+	bool done;         /* true: no key follows the visited ones */
+	size_t n_keys;     /* entries visited */
+	size_t n_bytes;    /* their cost: sum of (len + 8) */
+} psf_store_walk;
+
+/* psf_store_txn_walk visits the keys of db that are >= start_key in ascending
+ * order. Each entry costs its value length plus 8 (the key); the walk stops
+ * before the entry that would take the total past max_bytes, but always visits
+ * at least one entry, so repeated pieces always progress (max_bytes 0 = no
+ * limit). Calling it once per psf_store_read, with start_key = next_key of the
+ * previous piece, returns every key exactly once in order. The visitor may
+ * write to other databases (write txn), never to db itself.
+ * On PSF_OK *out says where it stopped; a visitor's error is returned as is. */
+PSF_NODISCARD psf_err psf_store_txn_walk(psf_store_txn *txn, psf_store_db db,
+    uint64_t start_key, size_t max_bytes, psf_store_visit_fn visit, void *arg,
+    psf_store_walk *out);
+
+/* Meta: small values under a name (1..400 bytes of text, no NUL needed inside).
+ * psf_store_txn_meta_get gives a borrowed pointer like psf_store_txn_get;
+ * PSF_ENOENT if the name is not set. */
+PSF_NODISCARD psf_err psf_store_txn_meta_get(psf_store_txn *txn, const char *name,
+    const void **data_out, size_t *len_out);
+PSF_NODISCARD psf_err psf_store_txn_meta_put(psf_store_txn *txn, const char *name,
+    const void *data, size_t len);
+/* psf_store_txn_meta_del removes name; PSF_ENOENT if it was not set. */
+PSF_NODISCARD psf_err psf_store_txn_meta_del(psf_store_txn *txn, const char *name);
+
+/* psf_store_txn_meta_get_u64 reads a counter written by psf_store_txn_meta_put_u64.
+ * PSF_ENOENT if not set, PSF_ERANGE if the value there is not 8 bytes. */
+PSF_NODISCARD psf_err psf_store_txn_meta_get_u64(psf_store_txn *txn, const char *name,
+    uint64_t *out);
+PSF_NODISCARD psf_err psf_store_txn_meta_put_u64(psf_store_txn *txn, const char *name,
+    uint64_t value);
+
+/* Pushlog: the last applied push seq per worker id (1..400 bytes). Put it in the
+ * same update as the push it records, so a retried push is applied exactly once
+ * even across a crash. psf_store_txn_pushlog_get returns PSF_ENOENT for a worker
+ * never recorded. */
+PSF_NODISCARD psf_err psf_store_txn_pushlog_get(psf_store_txn *txn, const char *worker,
+    uint64_t *seq_out);
+PSF_NODISCARD psf_err psf_store_txn_pushlog_put(psf_store_txn *txn, const char *worker,
+    uint64_t seq);
+
+/* psf_store_pushlog_fn sees one pushlog record; worker is NUL-terminated and
+ * valid during the call. Non-OK stops the walk and is returned. */
+typedef psf_err (*psf_store_pushlog_fn)(const char *worker, uint64_t seq, void *arg);
+
+/* psf_store_txn_pushlog_foreach calls fn for every recorded worker in byte order
+ * of the id (e.g. to restore worker state after a restart). */
+PSF_NODISCARD psf_err psf_store_txn_pushlog_foreach(psf_store_txn *txn,
+    psf_store_pushlog_fn fn, void *arg);
+
+#endif
