@@ -680,7 +680,8 @@ psf_http_request(const char *hostport, const char *method, const char *path,
 	    (rv = send_all(fd, req, strlen(req), deadline)) != PSF_OK ||
 	    (rv = recv_all(fd, deadline, &raw, &raw_len)) != PSF_OK)
 		goto out;
-	if ((rv = parse_response(raw, raw_len, strcmp(method, "HEAD") == 0, out)) != PSF_OK)
+	rv = parse_response(raw, raw_len, strcmp(method, "HEAD") == 0, out);
+	if (rv == PSF_EPROTO)
 		psf_log_warn("http", "%s %s%s: not an HTTP response", method, hostport, path);
 out:
 	if (fd >= 0)
