@@ -108,8 +108,9 @@ typedef struct psf_datagen_cfg {
 } psf_datagen_cfg;
 
 typedef struct psf_data_cfg {
-	char *path;            /* CSV file, or a directory made by `psfleet data partition` */
-	int has_generate;      /* generate the CSV at `path` when it is missing */
+	char *path;            /* CSV file, or a directory made by `psfleet data partition`;
+	                        * required unless generate is set (then <run_dir>/data.csv) */
+	int has_generate;      /* generate the CSV at `path` when it is missing ("generate:" present) */
 	psf_datagen_cfg generate;
 	psf_bad_rows bad_rows; /* default fail */
 	double test_fraction;  /* last fraction of dates held out; default 0.2, in (0, 1) */
@@ -218,9 +219,24 @@ typedef struct psf_config {
 /* psf_config_load reads and validates a fleet YAML file. On success *out gets a new
  * config the caller frees with psf_config_free. On failure it returns PSF_ECONFIG
  * (or PSF_ENOENT / PSF_ENOMEM) and, when errbuf is not NULL, writes one line such as
- * "fleet.yaml:12: unknown key 'lerning_rate' in optimizer" into errbuf. */
+ * "fleet.yaml:12: unknown key 'lerning_rate' in optimizer" into errbuf (truncated to
+ * errlen, always NUL-terminated); with errbuf NULL the line is logged at error level
+ * instead. A file that cannot be read gives "<path>: cannot read config: <reason>"
+ * (no line number). Relative paths in the config (run_dir, data.path, data_dir) are
+ * kept as written: they are relative to the current working directory. Files over
+ * 1 MiB are rejected. Thread-safe (no shared state). */
 PSF_NODISCARD psf_err psf_config_load(const char *path, char *errbuf, size_t errlen,
     psf_config **out);
+
+/* psf_config_parse is psf_config_load for YAML text already in memory (len bytes, no
+ * NUL needed). name stands for the file in error messages and becomes cfg->path.
+ * Same results and error format as psf_config_load. */
+PSF_NODISCARD psf_err psf_config_parse(const char *name, const char *text, size_t len,
+    char *errbuf, size_t errlen, psf_config **out);
+
+/* psf_config_log writes a one-line summary of the effective config (name, nodes,
+ * mode, model, optimizer, fingerprint) at info level. Cannot fail. */
+void psf_config_log(const psf_config *cfg);
 
 /* psf_config_free releases a config. NULL is fine. */
 void psf_config_free(psf_config *cfg);
@@ -233,7 +249,10 @@ const psf_node_cfg *psf_config_role_node(const psf_config *cfg, psf_role role, s
 
 /* psf_config_fingerprint writes a hex digest of everything that decides the model's
  * tensors and their sharding (features, target, model, ps node ids, seed) into buf
- * (at least 17 bytes). Two configs with the same fingerprint may share ps stores. */
+ * (at least 17 bytes). Two configs with the same fingerprint may share ps stores.
+ * The digest is XXH3-64 of a canonical text, printed as 16 lowercase hex digits; a
+ * shorter buf gets a NUL-terminated prefix. Formatting, comments, trainers, optimizer
+ * and training settings do not change it. Cannot fail. */
 void psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len);
 
 /* psf_role_name returns "ps", "trainer", "inferer" or "gateway". Cannot fail. */

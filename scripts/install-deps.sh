@@ -10,7 +10,7 @@ pkgs=(
   liblmdb-dev lmdb-utils
   libopenblas-dev liblapacke-dev
   libcmocka-dev
-  libcyaml-dev
+  libcyaml-dev libyaml-dev
   libxxhash-dev
   curl iproute2 openssl procps
 )
