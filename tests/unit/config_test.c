@@ -1,0 +1,818 @@
+/* config_test.c -- the fleet config loader: examples, defaults, every kind of
+ * mistake with its exact one-line message, fingerprint, and robustness against
+ * truncated and corrupted files. Fixtures live in tests/data/configs/. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/util.h"
+
+/* The source tree, found from this file's path (CMake compiles it by absolute path). */
+static void
+source_path(const char *rel, char *buf, size_t len)
+{
+	const char *self = __FILE__;
+	const char *cut = strstr(self, "tests/unit/config_test.c");
+
+	assert_non_null(cut);
+	snprintf(buf, len, "%.*s%s", (int)(cut - self), self, rel);
+}
+
+/* Tests that load fixtures run inside the fixture directory, so messages carry the
+ * bare file name: "bad_mode.yaml:8: ...". */
+static int
+enter_fixtures(void **state)
+{
+	char dir[PATH_MAX];
+	char *cwd = getcwd(NULL, 0);
+
+	if (cwd == NULL)
+		return -1;
+	source_path("tests/data/configs", dir, sizeof(dir));
+	if (chdir(dir) != 0) {
+		free(cwd);
+		return -1;
+	}
+	*state = cwd;
+	return 0;
+}
+
+static int
+leave_fixtures(void **state)
+{
+	int rv = chdir((char *)*state);
+
+	free(*state);
+	return rv == 0 ? 0 : -1;
+}
+
+static psf_config *
+load_ok(const char *path)
+{
+	char err[512] = "unset";
+	psf_config *cfg = NULL;
+	psf_err rv = psf_config_load(path, err, sizeof(err), &cfg);
+
+	if (rv != PSF_OK)
+		fail_msg("%s: %s (%s)", path, psf_strerror(rv), err);
+	assert_string_equal(err, "");
+	assert_non_null(cfg);
+	return cfg;
+}
+
+static psf_config *
+parse_ok(const char *text)
+{
+	char err[512];
+	psf_config *cfg = NULL;
+	psf_err rv = psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg);
+
+	if (rv != PSF_OK)
+		fail_msg("%s\n--- %s", err, text);
+	return cfg;
+}
+
+/* Every node list must come out ordered by role, numbered within the role. */
+static void
+check_node_invariants(const psf_config *cfg)
+{
+	size_t count[4] = {0};
+
+	assert_true(cfg->n_ps >= 1 && cfg->n_trainers >= 1 && cfg->n_gateways <= 1);
+	assert_int_equal(cfg->n_nodes, cfg->n_ps + cfg->n_trainers + cfg->n_inferers +
+	    cfg->n_gateways);
+	for (size_t i = 0; i < cfg->n_nodes; i++) {
+		const psf_node_cfg *n = &cfg->nodes[i];
+
+		if (i > 0)
+			assert_true(cfg->nodes[i - 1].role <= n->role);
+		assert_int_equal(n->index, count[n->role]++);
+		assert_non_null(n->id);
+		assert_non_null(n->data_dir);
+		assert_ptr_equal(psf_config_find_node(cfg, n->id), n);
+		assert_ptr_equal(psf_config_role_node(cfg, n->role, n->index), n);
+		if (n->role != PSF_ROLE_TRAINER)
+			assert_non_null(n->listen);
+	}
+	assert_non_null(cfg->data.path);
+	assert_true(cfg->n_features >= 1);
+}
+
+static void
+test_config_examples_all_load(void **state)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	(void)state;
+	source_path("examples", dir, sizeof(dir));
+	assert_non_null(d = opendir(dir));
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		psf_config *cfg;
+
+		if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		cfg = load_ok(path);
+		check_node_invariants(cfg);
+		psf_config_free(cfg);
+		n++;
+	}
+	closedir(d);
+	assert_true(n >= 5); /* fleet, async, ssp, mlp, tiny */
+}
+
+static int
+has_feature(const psf_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_features; i++)
+		if (strcmp(cfg->features[i].name, name) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+test_config_examples_match_their_purpose(void **state)
+{
+	char path[PATH_MAX];
+	psf_config *cfg;
+
+	(void)state;
+	source_path("examples/fleet.yaml", path, sizeof(path));
+	cfg = load_ok(path);
+	assert_int_equal(cfg->n_ps, 2);
+	assert_int_equal(cfg->n_trainers, 4);
+	assert_int_equal(cfg->n_inferers, 2);
+	assert_int_equal(cfg->n_gateways, 1);
+	assert_int_equal(cfg->inference.shards, 2);
+	assert_true(cfg->data.has_generate);
+	assert_int_equal(cfg->data.generate.symbols, 1000);
+	assert_int_equal(cfg->data.generate.days, 1000);
+	assert_string_equal(cfg->data.path, "data/demo.csv");
+	assert_true(has_feature(cfg, "lag:0"));
+	assert_int_equal(cfg->model.kind, PSF_MODEL_LINEAR);
+	assert_int_equal(cfg->optimizer.kind, PSF_OPTIM_ADAM);
+	assert_int_equal(cfg->consistency.mode, PSF_CONS_SYNC);
+	assert_true(cfg->training.epochs >= 2 && cfg->training.epochs <= 3);
+	assert_string_equal(psf_config_role_node(cfg, PSF_ROLE_PS, 0)->listen,
+	    "tcp://127.0.0.1:7101");
+	psf_config_free(cfg);
+
+	source_path("examples/tiny.yaml", path, sizeof(path));
+	cfg = load_ok(path);
+	assert_int_equal(cfg->n_ps, 1);
+	assert_int_equal(cfg->n_trainers, 2);
+	assert_int_equal(cfg->n_inferers, 1);
+	assert_int_equal(cfg->n_gateways, 1);
+	assert_int_equal(cfg->data.generate.symbols, 40);
+	assert_int_equal(cfg->data.generate.days, 300);
+	assert_int_equal(cfg->training.epochs, 2);
+	psf_config_free(cfg);
+}
+
+static void
+test_config_defaults_applied(void **state)
+{
+	psf_config *cfg = load_ok("valid_minimal.yaml");
+
+	(void)state;
+	check_node_invariants(cfg);
+	assert_string_equal(cfg->path, "valid_minimal.yaml");
+	assert_string_equal(cfg->name, "t");
+	assert_int_equal(cfg->seed, 42);
+	assert_string_equal(cfg->run_dir, "runs/t");
+	assert_string_equal(cfg->log_level, "info");
+	assert_string_equal(cfg->nodes[0].data_dir, "runs/t/ps0");
+	assert_string_equal(cfg->nodes[1].data_dir, "runs/t/trainer-0");
+	assert_null(cfg->nodes[0].metrics);
+	assert_null(cfg->nodes[1].listen);
+	assert_int_equal(cfg->nodes[0].shard, 0);
+	assert_false(cfg->data.has_generate);
+	assert_int_equal(cfg->data.bad_rows, PSF_BAD_ROWS_FAIL);
+	assert_true(cfg->data.test_fraction == 0.2);
+	assert_int_equal(cfg->data.shard_by, PSF_SHARD_BY_HASH);
+	assert_int_equal(cfg->target, PSF_TARGET_NEXT_CLOSE);
+	assert_int_equal(cfg->model.kind, PSF_MODEL_LINEAR);
+	assert_int_equal(cfg->model.n_hidden, 1);
+	assert_int_equal(cfg->model.hidden[0], 32);
+	assert_int_equal(cfg->model.embedding_dim, 0);
+	assert_false(cfg->model.symbol_bias);
+	assert_true(cfg->model.l2 == 0.0 && cfg->model.init_scale == 1.0);
+	assert_int_equal(cfg->model.chunk_floats, 65536);
+	assert_int_equal(cfg->optimizer.kind, PSF_OPTIM_ADAM);
+	assert_true(cfg->optimizer.learning_rate == 0.01 && cfg->optimizer.momentum == 0.9);
+	assert_true(cfg->optimizer.beta1 == 0.9 && cfg->optimizer.beta2 == 0.999);
+	assert_true(cfg->optimizer.epsilon == 1e-8 && cfg->optimizer.gamma == 0.5);
+	assert_int_equal(cfg->optimizer.schedule, PSF_LR_CONSTANT);
+	assert_int_equal(cfg->optimizer.step_size, 1000);
+	assert_int_equal(cfg->optimizer.total_steps, 0);
+	assert_true(cfg->optimizer.clip_norm == 0.0 && !cfg->optimizer.skip_nonfinite);
+	assert_int_equal(cfg->training.epochs, 5);
+	assert_int_equal(cfg->training.batch_size, 256);
+	assert_int_equal(cfg->training.max_steps, 0);
+	assert_true(cfg->training.shuffle && cfg->training.target_loss == 0.0);
+	assert_int_equal(cfg->consistency.mode, PSF_CONS_SYNC);
+	assert_int_equal(cfg->consistency.staleness, 2);
+	assert_int_equal(cfg->consistency.straggler_timeout_ms, 10000);
+	assert_int_equal(cfg->consistency.heartbeat_ms, 1000);
+	assert_int_equal(cfg->durability.mode, PSF_DUR_INTERVAL);
+	assert_int_equal(cfg->durability.interval_ms, 1000);
+	assert_int_equal(cfg->durability.map_size, 1073741824ull);
+	assert_int_equal(cfg->limits.max_message_bytes, 83886080ull);
+	assert_int_equal(cfg->limits.max_keys_per_request, 1000000);
+	assert_int_equal(cfg->limits.request_timeout_ms, 30000);
+	assert_int_equal(cfg->limits.rpc_workers, 64);
+	assert_int_equal(cfg->limits.max_connections, 0);
+	assert_null(cfg->security.token_file);
+	assert_null(cfg->security.token_env);
+	assert_null(cfg->security.tls_cert);
+	assert_int_equal(cfg->inference.refresh_ms, 1000);
+	assert_int_equal(cfg->inference.history_days, 64);
+	assert_int_equal(cfg->inference.shards, 1);
+	assert_int_equal(cfg->gateway.route, PSF_ROUTE_SYMBOL);
+	assert_int_equal(cfg->gateway.health_interval_ms, 500);
+	psf_config_free(cfg);
+}
+
+static void
+test_config_generate_defaults(void **state)
+{
+	psf_config *cfg = load_ok("valid_generated.yaml");
+
+	(void)state;
+	assert_string_equal(cfg->run_dir, "runs/gen");
+	assert_true(cfg->data.has_generate);
+	assert_string_equal(cfg->data.path, "runs/gen/data.csv");
+	assert_int_equal(cfg->data.generate.seed, 1234);
+	assert_int_equal(cfg->data.generate.symbols, 5);
+	assert_int_equal(cfg->data.generate.days, 500);
+	assert_false(cfg->data.generate.skew);
+	psf_config_free(cfg);
+}
+
+static void
+check_full_nodes(const psf_config *cfg)
+{
+	static const char *const order[] = {"ps-b", "ps-a", "t0", "t1", "inf-a", "inf-b",
+	    "inf-c", "gw"};
+	const psf_node_cfg *n;
+
+	check_node_invariants(cfg);
+	assert_int_equal(cfg->n_nodes, PSF_ARRAY_LEN(order));
+	for (size_t i = 0; i < cfg->n_nodes; i++)
+		assert_string_equal(cfg->nodes[i].id, order[i]);
+	assert_int_equal(cfg->n_ps, 2);
+	assert_int_equal(cfg->n_trainers, 2);
+	assert_int_equal(cfg->n_inferers, 3);
+	assert_int_equal(cfg->n_gateways, 1);
+	n = psf_config_find_node(cfg, "ps-b");
+	assert_string_equal(n->data_dir, "/var/lib/psb");
+	assert_string_equal(n->listen, "tls+tcp://127.0.0.1:7102");
+	assert_string_equal(psf_config_find_node(cfg, "ps-a")->data_dir, "/tmp/psfleet-full/ps-a");
+	assert_string_equal(psf_config_find_node(cfg, "t1")->data_dir, "/tmp/t1");
+	n = psf_config_role_node(cfg, PSF_ROLE_INFERER, 0);
+	assert_string_equal(n->id, "inf-a");
+	assert_int_equal(n->shard, 1);
+	assert_string_equal(n->listen, "ipc:///tmp/psfleet-full/inf-a.ipc");
+	n = psf_config_role_node(cfg, PSF_ROLE_GATEWAY, 0);
+	assert_string_equal(n->metrics, "127.0.0.1:7231");
+	assert_int_equal(n->index, 0);
+	assert_null(psf_config_role_node(cfg, PSF_ROLE_GATEWAY, 1));
+	assert_null(psf_config_role_node(cfg, PSF_ROLE_TRAINER, 2));
+	assert_null(psf_config_role_node(cfg, (psf_role)7, 0));
+	assert_null(psf_config_role_node(NULL, PSF_ROLE_PS, 0));
+	assert_null(psf_config_find_node(cfg, "nope"));
+	assert_null(psf_config_find_node(cfg, NULL));
+	assert_null(psf_config_find_node(NULL, "gw"));
+}
+
+static void
+test_config_every_key_read(void **state)
+{
+	psf_config *cfg = load_ok("valid_full.yaml");
+	static const char *const feats[] = {"lag:0", "lag:3", "return:2", "sma:7", "std:2",
+	    "ratio_sma:9", "ewm:4", "range", "dow", "volume:5"};
+
+	(void)state;
+	check_full_nodes(cfg);
+	assert_string_equal(cfg->name, "full-test");
+	assert_int_equal(cfg->seed, 99);
+	assert_string_equal(cfg->run_dir, "/tmp/psfleet-full");
+	assert_string_equal(cfg->log_level, "debug");
+	assert_string_equal(cfg->data.path, "/data/prices");
+	assert_true(cfg->data.has_generate);
+	assert_int_equal(cfg->data.generate.symbols, 12);
+	assert_int_equal(cfg->data.generate.days, 34);
+	assert_int_equal(cfg->data.generate.seed, 5);
+	assert_true(cfg->data.generate.skew);
+	assert_int_equal(cfg->data.bad_rows, PSF_BAD_ROWS_SKIP);
+	assert_true(cfg->data.test_fraction == 0.25);
+	assert_int_equal(cfg->data.shard_by, PSF_SHARD_BY_ROWS);
+	assert_int_equal(cfg->n_features, PSF_ARRAY_LEN(feats));
+	for (size_t i = 0; i < cfg->n_features; i++)
+		assert_string_equal(cfg->features[i].name, feats[i]);
+	assert_int_equal(cfg->features[5].kind, PSF_FEAT_RATIO_SMA);
+	assert_int_equal(cfg->features[5].window, 9);
+	assert_int_equal(cfg->target, PSF_TARGET_NEXT_DIRECTION);
+	assert_int_equal(cfg->model.kind, PSF_MODEL_LOGISTIC);
+	assert_int_equal(cfg->model.n_hidden, 3);
+	assert_int_equal(cfg->model.hidden[2], 4);
+	assert_int_equal(cfg->model.embedding_dim, 3);
+	assert_true(cfg->model.symbol_bias);
+	assert_true(cfg->model.l2 == 0.5 && cfg->model.init_scale == 0.25);
+	assert_int_equal(cfg->model.chunk_floats, 1024);
+	assert_int_equal(cfg->optimizer.kind, PSF_OPTIM_MOMENTUM);
+	assert_true(cfg->optimizer.learning_rate == 0.125 && cfg->optimizer.momentum == 0.5);
+	assert_true(cfg->optimizer.beta1 == 0.75 && cfg->optimizer.beta2 == 0.875);
+	assert_true(cfg->optimizer.epsilon == 1e-6 && cfg->optimizer.gamma == 0.25);
+	assert_int_equal(cfg->optimizer.schedule, PSF_LR_STEP);
+	assert_int_equal(cfg->optimizer.step_size, 77);
+	assert_int_equal(cfg->optimizer.total_steps, 5000);
+	assert_true(cfg->optimizer.clip_norm == 2.5 && cfg->optimizer.skip_nonfinite);
+	assert_int_equal(cfg->training.epochs, 7);
+	assert_int_equal(cfg->training.batch_size, 33);
+	assert_int_equal(cfg->training.max_steps, 1000);
+	assert_true(!cfg->training.shuffle && cfg->training.target_loss == 0.5);
+	assert_int_equal(cfg->consistency.mode, PSF_CONS_SSP);
+	assert_int_equal(cfg->consistency.staleness, 0);
+	assert_int_equal(cfg->consistency.straggler_timeout_ms, 2000);
+	assert_int_equal(cfg->consistency.heartbeat_ms, 100);
+	assert_int_equal(cfg->durability.mode, PSF_DUR_EVERY_COMMIT);
+	assert_int_equal(cfg->durability.interval_ms, 50);
+	assert_int_equal(cfg->durability.map_size, 2097152);
+	assert_int_equal(cfg->limits.max_message_bytes, 1048576);
+	assert_int_equal(cfg->limits.max_keys_per_request, 10);
+	assert_int_equal(cfg->limits.request_timeout_ms, 5);
+	assert_int_equal(cfg->limits.rpc_workers, 3);
+	assert_int_equal(cfg->limits.max_connections, 9);
+	assert_null(cfg->security.token_file);
+	assert_string_equal(cfg->security.token_env, "PSF_TOKEN");
+	assert_string_equal(cfg->security.tls_cert, "/etc/psf/cert.pem");
+	assert_string_equal(cfg->security.tls_key, "/etc/psf/key.pem");
+	assert_string_equal(cfg->security.tls_ca, "/etc/psf/ca.pem");
+	assert_int_equal(cfg->inference.refresh_ms, 250);
+	assert_int_equal(cfg->inference.history_days, 20);
+	assert_int_equal(cfg->inference.shards, 2);
+	assert_int_equal(cfg->gateway.route, PSF_ROUTE_ROUND_ROBIN);
+	assert_int_equal(cfg->gateway.health_interval_ms, 125);
+	psf_config_free(cfg);
+}
+
+/* One broken fixture and the exact line it must produce. */
+static const struct {
+	const char *file;
+	const char *msg;
+} broken[] = {
+	{"bad_unknown_key.yaml", "bad_unknown_key.yaml:12: unknown key 'lerning_rate' in optimizer"},
+	{"bad_unknown_top_key.yaml",
+	    "bad_unknown_top_key.yaml:8: unknown key 'unknown_section' at top level"},
+	{"bad_trainer_listen.yaml", "bad_trainer_listen.yaml:4: unknown key 'listen' in nodes.trainers"},
+	{"bad_duplicate_key.yaml", "bad_duplicate_key.yaml:8: duplicate key 'kind' in optimizer"},
+	{"bad_complex_key.yaml", "bad_complex_key.yaml:8: keys must be strings"},
+	{"bad_staleness_negative.yaml",
+	    "bad_staleness_negative.yaml:10: 'staleness' must be an integer >= 0"},
+	{"bad_mode.yaml", "bad_mode.yaml:8: 'mode' must be one of sync, async, ssp"},
+	{"bad_durability_mode.yaml",
+	    "bad_durability_mode.yaml:8: 'mode' must be one of interval, every-commit, none"},
+	{"bad_log_level.yaml", "bad_log_level.yaml:8: 'log_level' must be one of err, warn, info, debug"},
+	{"bad_section_type.yaml", "bad_section_type.yaml:8: 'optimizer' must be a mapping"},
+	{"bad_batch_size_quoted.yaml",
+	    "bad_batch_size_quoted.yaml:9: 'batch_size' must be an integer in [1, 1048576]"},
+	{"bad_batch_size_zero.yaml",
+	    "bad_batch_size_zero.yaml:8: 'batch_size' must be an integer in [1, 1048576]"},
+	{"bad_epochs_list.yaml", "bad_epochs_list.yaml:8: 'epochs' must be an integer >= 1"},
+	{"bad_integer_overflow.yaml",
+	    "bad_integer_overflow.yaml:8: 'rpc_workers' must be an integer in [1, 4096]"},
+	{"bad_bool.yaml", "bad_bool.yaml:8: 'shuffle' must be true or false"},
+	{"bad_number.yaml", "bad_number.yaml:8: 'learning_rate' must be a number > 0"},
+	{"bad_test_fraction.yaml", "bad_test_fraction.yaml:7: 'test_fraction' must be a number in (0, 1)"},
+	{"bad_hidden.yaml",
+	    "bad_hidden.yaml:10: each 'hidden' layer size must be an integer in [1, 65536]"},
+	{"bad_unknown_feature.yaml", "bad_unknown_feature.yaml:9: unknown feature 'smaa:10' "
+	    "(known: lag:N, return:N, sma:N, std:N, ratio_sma:N, ewm:N, range, dow, volume:N)"},
+	{"bad_feature_window.yaml",
+	    "bad_feature_window.yaml:7: feature 'std:1' needs a window N in [2, 10000], as in std:10"},
+	{"bad_duplicate_feature.yaml", "bad_duplicate_feature.yaml:10: duplicate feature 'sma:10'"},
+	{"bad_no_features.yaml",
+	    "bad_no_features.yaml:1: missing 'features' (a list like [\"lag:0\", \"return:1\"])"},
+	{"bad_duplicate_node_id.yaml", "bad_duplicate_node_id.yaml:5: duplicate node id 'ps0'"},
+	{"bad_duplicate_id_across_roles.yaml",
+	    "bad_duplicate_id_across_roles.yaml:6: duplicate node id 'worker'"},
+	{"bad_node_id_chars.yaml", "bad_node_id_chars.yaml:3: node id '../ps0' must be 1-64 "
+	    "characters of A-Z a-z 0-9 . _ - not starting with '.'"},
+	{"bad_name.yaml", "bad_name.yaml:1: 'name' must be 1-64 characters of A-Z a-z 0-9 . _ - "
+	    "not starting with '.'"},
+	{"bad_node_without_id.yaml", "bad_node_without_id.yaml:5: node in nodes.trainers is missing 'id'"},
+	{"bad_no_ps.yaml", "bad_no_ps.yaml:2: at least one ps node is required in nodes.ps"},
+	{"bad_no_nodes.yaml", "bad_no_nodes.yaml:1: at least one ps node is required in nodes.ps"},
+	{"bad_no_trainer.yaml",
+	    "bad_no_trainer.yaml:4: at least one trainer is required in nodes.trainers"},
+	{"bad_ps_without_listen.yaml", "bad_ps_without_listen.yaml:4: ps node 'ps0' needs 'listen' "
+	    "(an NNG URL like tcp://127.0.0.1:7101)"},
+	{"bad_listen_url.yaml", "bad_listen_url.yaml:3: 'listen' of node 'ps0' must be an NNG URL "
+	    "like tcp://host:port or ipc:///path"},
+	{"bad_metrics_address.yaml", "bad_metrics_address.yaml:3: 'metrics' of node 'ps0' must be "
+	    "host:port with a port in [0, 65535]"},
+	{"bad_port_clash_listen_metrics.yaml", "bad_port_clash_listen_metrics.yaml:5: port clash: "
+	    "'ps1' metrics and 'ps0' listen both use 127.0.0.1:7101"},
+	{"bad_port_clash_localhost.yaml", "bad_port_clash_localhost.yaml:7: port clash: "
+	    "'trainer-1' metrics and 'trainer-0' metrics both use 127.0.0.1:7211"},
+	{"bad_port_clash_any_host.yaml", "bad_port_clash_any_host.yaml:6: port clash: "
+	    "'trainer-0' metrics and 'ps0' listen both use port 7101"},
+	{"bad_gateway_list.yaml",
+	    "bad_gateway_list.yaml:5: 'gateway' must be a mapping (one gateway at most)"},
+	{"bad_gateway_without_inferers.yaml", "bad_gateway_without_inferers.yaml:5: the gateway "
+	    "needs at least one inferer in nodes.inferers"},
+	{"bad_inferer_shard_range.yaml", "bad_inferer_shard_range.yaml:7: inferer 'inferer-1' has "
+	    "shard 2 but inference.shards is 2 (shards are 0..1)"},
+	{"bad_inferer_shard_uncovered.yaml", "bad_inferer_shard_uncovered.yaml:13: inference "
+	    "shard 1 has no inferer (every shard 0..1 needs one)"},
+	{"bad_history_days.yaml", "bad_history_days.yaml:8: inference.history_days (30) must be "
+	    "at least 51 for feature 'sma:50'"},
+	{"bad_no_data_path.yaml", "bad_no_data_path.yaml:5: missing 'path' in data (required "
+	    "unless data.generate is set)"},
+	{"bad_logistic_target.yaml",
+	    "bad_logistic_target.yaml:9: model kind 'logistic' needs target next_direction"},
+	{"bad_chunk_too_big.yaml", "bad_chunk_too_big.yaml:8: model.chunk_floats (1000000) * 4 "
+	    "bytes + 4096 must fit in limits.max_message_bytes (1048576)"},
+	{"bad_heartbeat.yaml", "bad_heartbeat.yaml:10: 'heartbeat_ms' (1000) must be less than "
+	    "straggler_timeout_ms (1000)"},
+	{"bad_two_tokens.yaml",
+	    "bad_two_tokens.yaml:10: set only one of 'token_file' and 'token_env' in security"},
+	{"bad_tls_cert_without_key.yaml",
+	    "bad_tls_cert_without_key.yaml:9: 'tls_cert' and 'tls_key' must be set together in security"},
+	{"bad_tls_without_cert.yaml", "bad_tls_without_cert.yaml:3: node 'ps0' listens with TLS "
+	    "but security.tls_cert and security.tls_key are not set"},
+	{"bad_yaml_syntax.yaml", "bad_yaml_syntax.yaml:9: invalid YAML: did not find expected ',' "
+	    "or '}' (while parsing a flow mapping started on line 8)"},
+	{"bad_yaml_colon.yaml", "bad_yaml_colon.yaml:3: invalid YAML: did not find expected ',' "
+	    "or '}' (while parsing a flow mapping started on line 3)"},
+	{"bad_undefined_alias.yaml", "bad_undefined_alias.yaml:8: invalid YAML: found undefined alias"},
+	{"bad_two_documents.yaml", "bad_two_documents.yaml:9: only one YAML document is allowed"},
+	{"bad_empty.yaml", "bad_empty.yaml:1: empty config: expected a mapping of keys (name, "
+	    "nodes, data, ...)"},
+	{"bad_not_mapping.yaml", "bad_not_mapping.yaml:1: the config must be a mapping of keys "
+	    "(name, nodes, data, ...)"},
+};
+
+static void
+test_config_errors_exact_lines(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < PSF_ARRAY_LEN(broken); i++) {
+		char err[512] = "";
+		psf_config *cfg = NULL;
+		psf_err rv = psf_config_load(broken[i].file, err, sizeof(err), &cfg);
+
+		if (rv != PSF_ECONFIG || strcmp(err, broken[i].msg) != 0)
+			fail_msg("%s: got %s \"%s\"\n want ECONFIG \"%s\"", broken[i].file,
+			    psf_err_name(rv), err, broken[i].msg);
+		assert_null(cfg);
+	}
+}
+
+/* A fixture nobody checks rots: every bad_*.yaml must be in the table above. */
+static void
+test_config_every_broken_fixture_checked(void **state)
+{
+	DIR *d = opendir(".");
+	struct dirent *e;
+	size_t n_bad = 0;
+
+	(void)state;
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		size_t i = 0;
+
+		if (strncmp(e->d_name, "bad_", 4) != 0)
+			continue;
+		while (i < PSF_ARRAY_LEN(broken) && strcmp(broken[i].file, e->d_name) != 0)
+			i++;
+		if (i == PSF_ARRAY_LEN(broken))
+			fail_msg("fixture %s has no expected message in config_test.c", e->d_name);
+		n_bad++;
+	}
+	closedir(d);
+	assert_int_equal(n_bad, PSF_ARRAY_LEN(broken));
+}
+
+static void
+test_config_error_buffer_handling(void **state)
+{
+	char err[512], small[12];
+	psf_config *cfg = NULL;
+	const char *tab = "name: t\n\"bad\tkey\": 1\n";
+
+	(void)state;
+	/* NULL errbuf: the error is logged instead, the code is the same */
+	assert_int_equal(psf_config_load("bad_mode.yaml", NULL, 0, &cfg), PSF_ECONFIG);
+	assert_null(cfg);
+	/* a short buffer gets a NUL-terminated prefix of the line */
+	memset(small, 'x', sizeof(small));
+	assert_int_equal(psf_config_load("bad_mode.yaml", small, sizeof(small), &cfg), PSF_ECONFIG);
+	assert_string_equal(small, "bad_mode.ya");
+	/* control characters from the file never break the one-line contract */
+	assert_int_equal(psf_config_parse("tab.yaml", tab, strlen(tab), err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_string_equal(err, "tab.yaml:2: unknown key 'bad?key' at top level");
+	assert_int_equal(psf_config_parse("x", NULL, 0, err, sizeof(err), &cfg), PSF_EINVAL);
+	assert_int_equal(psf_config_load(NULL, err, sizeof(err), &cfg), PSF_EINVAL);
+	assert_int_equal(psf_config_load("valid_minimal.yaml", err, sizeof(err), NULL), PSF_EINVAL);
+	assert_null(cfg);
+}
+
+static void
+test_config_unreadable_files(void **state)
+{
+	char err[512], tmpl[] = "/tmp/psf_config_test.XXXXXX", path[256];
+	psf_config *cfg = NULL;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(psf_config_load("no_such.yaml", err, sizeof(err), &cfg), PSF_ENOENT);
+	assert_string_equal(err, "no_such.yaml: cannot read config: not found");
+	assert_non_null(mkdtemp(tmpl));
+	assert_int_equal(psf_config_load(tmpl, err, sizeof(err), &cfg), PSF_ECONFIG);
+	snprintf(path, sizeof(path), "%s: cannot read config: not a regular file", tmpl);
+	assert_string_equal(err, path);
+	snprintf(path, sizeof(path), "%s/big.yaml", tmpl);
+	assert_non_null(f = fopen(path, "w"));
+	for (int i = 0; i < 40000; i++) /* 1.2 MB of comments */
+		fputs("# padding padding padding padding\n", f);
+	fclose(f);
+	assert_int_equal(psf_config_load(path, err, sizeof(err), &cfg), PSF_ECONFIG);
+	assert_non_null(strstr(err, "big.yaml: cannot read config: larger than 1 MiB"));
+	assert_null(cfg);
+	assert_int_equal(psf_rm_rf(tmpl), PSF_OK);
+}
+
+static const char fp_base[] =
+	"seed: 7\n"
+	"nodes:\n"
+	"  ps: [{id: ps0, listen: \"tcp://127.0.0.1:0\"}, {id: ps1, listen: \"tcp://127.0.0.1:0\"}]\n"
+	"  trainers: [{id: t0}]\n"
+	"data: {path: d.csv}\n"
+	"features: [\"lag:0\", \"sma:5\"]\n"
+	"model: {kind: mlp, hidden: [8]}\n";
+
+static void
+fingerprint_of(const char *text, char *fp)
+{
+	psf_config *cfg = parse_ok(text);
+
+	psf_config_fingerprint(cfg, fp, 17);
+	psf_config_free(cfg);
+}
+
+/* fp_variant returns base with the first `from` replaced by `to` (static buffer). */
+static const char *
+fp_variant(const char *from, const char *to)
+{
+	static char buf[1024];
+	const char *at = strstr(fp_base, from);
+
+	assert_non_null(at);
+	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - fp_base), fp_base, to, at + strlen(from));
+	return buf;
+}
+
+static void
+test_config_fingerprint_stable_and_sensitive(void **state)
+{
+	static const char *const same[][2] = {
+		{"seed: 7\n", "seed: 7   # a comment\ntraining: {epochs: 9}\n"},
+		{"  trainers: [{id: t0}]", "  trainers: [{id: t0}, {id: t1}]"},
+		{"data: {path: d.csv}", "data: {path: other.csv}\noptimizer: {learning_rate: 0.5}"},
+		{"sma:5", "sma:05"},
+	};
+	static const char *const differ[][2] = {
+		{"hidden: [8]", "hidden: [9]"},
+		{"kind: mlp, hidden: [8]", "kind: linear"},
+		{"model: {", "model: {l2: 0.1, "},
+		{"model: {", "model: {symbol_bias: true, "},
+		{"\"lag:0\", \"sma:5\"", "\"sma:5\", \"lag:0\""},
+		{"{id: ps0, listen: \"tcp://127.0.0.1:0\"}, {id: ps1,",
+		    "{id: ps1, listen: \"tcp://127.0.0.1:0\"}, {id: ps0,"},
+		{"seed: 7", "seed: 8"},
+		{"data:", "target: next_return\ndata:"},
+	};
+	char base[17], again[17], other[17], tiny[5];
+	psf_config *cfg;
+
+	(void)state;
+	fingerprint_of(fp_base, base);
+	fingerprint_of(fp_base, again);
+	assert_int_equal(strlen(base), 16);
+	assert_int_equal(strspn(base, "0123456789abcdef"), 16);
+	assert_string_equal(base, again);
+	for (size_t i = 0; i < PSF_ARRAY_LEN(same); i++) {
+		fingerprint_of(fp_variant(same[i][0], same[i][1]), other);
+		assert_string_equal(base, other);
+	}
+	for (size_t i = 0; i < PSF_ARRAY_LEN(differ); i++) {
+		fingerprint_of(fp_variant(differ[i][0], differ[i][1]), other);
+		if (strcmp(base, other) == 0)
+			fail_msg("fingerprint ignores '%s' -> '%s'", differ[i][0], differ[i][1]);
+	}
+	cfg = parse_ok(fp_base);
+	psf_config_fingerprint(cfg, tiny, sizeof(tiny));
+	assert_memory_equal(tiny, base, 4);
+	assert_int_equal(tiny[4], '\0');
+	psf_config_log(cfg);
+	psf_config_free(cfg);
+}
+
+static void
+test_config_free_null(void **state)
+{
+	(void)state;
+	psf_config_free(NULL);
+}
+
+static void
+test_config_feature_parse(void **state)
+{
+	static const struct {
+		const char *spec, *name;
+		psf_feature_kind kind;
+		uint32_t window;
+	} good[] = {
+		{"lag:0", "lag:0", PSF_FEAT_LAG, 0}, {"lag:12", "lag:12", PSF_FEAT_LAG, 12},
+		{"return:1", "return:1", PSF_FEAT_RETURN, 1}, {"sma:1", "sma:1", PSF_FEAT_SMA, 1},
+		{"sma:007", "sma:7", PSF_FEAT_SMA, 7}, {"std:2", "std:2", PSF_FEAT_STD, 2},
+		{"ratio_sma:10", "ratio_sma:10", PSF_FEAT_RATIO_SMA, 10},
+		{"ewm:1", "ewm:1", PSF_FEAT_EWM, 1}, {"range", "range", PSF_FEAT_RANGE, 0},
+		{"dow", "dow", PSF_FEAT_DOW, 0}, {"volume:20", "volume:20", PSF_FEAT_VOLUME, 20},
+		{"ratio_sma:10000", "ratio_sma:10000", PSF_FEAT_RATIO_SMA, 10000},
+	};
+	static const char *const bad[] = {"", "lag", "lag:", "lag:-1", "lag:+1", "return:0",
+	    "std:1", "sma:0", "ewm:0", "volume:0", "range:1", "dow:", "sma:10x", "sma: 10",
+	    "SMA:10", "sma:10001", "sma:99999999999999999999", "ratio", "lag:0:1", ":5"};
+	psf_feature_cfg f;
+
+	(void)state;
+	for (size_t i = 0; i < PSF_ARRAY_LEN(good); i++) {
+		assert_int_equal(psf_feature_parse(good[i].spec, &f), PSF_OK);
+		assert_string_equal(f.name, good[i].name);
+		assert_int_equal(f.kind, good[i].kind);
+		assert_int_equal(f.window, good[i].window);
+	}
+	for (size_t i = 0; i < PSF_ARRAY_LEN(bad); i++) {
+		memset(&f, 0x5a, sizeof(f));
+		if (psf_feature_parse(bad[i], &f) != PSF_EINVAL)
+			fail_msg("'%s' accepted", bad[i]);
+		assert_int_equal(((unsigned char *)&f)[0], 0x5a); /* untouched on failure */
+	}
+	assert_int_equal(psf_feature_parse(NULL, &f), PSF_EINVAL);
+	assert_int_equal(psf_feature_parse("dow", NULL), PSF_EINVAL);
+}
+
+static void
+test_config_role_and_mode_names(void **state)
+{
+	(void)state;
+	assert_string_equal(psf_role_name(PSF_ROLE_PS), "ps");
+	assert_string_equal(psf_role_name(PSF_ROLE_TRAINER), "trainer");
+	assert_string_equal(psf_role_name(PSF_ROLE_INFERER), "inferer");
+	assert_string_equal(psf_role_name(PSF_ROLE_GATEWAY), "gateway");
+	assert_string_equal(psf_role_name((psf_role)42), "unknown");
+	assert_string_equal(psf_consistency_name(PSF_CONS_SYNC), "sync");
+	assert_string_equal(psf_consistency_name(PSF_CONS_ASYNC), "async");
+	assert_string_equal(psf_consistency_name(PSF_CONS_SSP), "ssp");
+	assert_string_equal(psf_consistency_name((psf_consistency)-1), "unknown");
+}
+
+/* check_any_result: a load either succeeds with a coherent config or fails with one
+ * line naming the file. Never a crash (ASan watches), never another code. */
+static void
+check_any_result(const char *text, size_t len)
+{
+	char err[512];
+	char fp[17];
+	psf_config *cfg = NULL;
+	char *copy = malloc(len + 1); /* exact size: ASan sees any read past len */
+	psf_err rv;
+
+	assert_non_null(copy);
+	memcpy(copy, text, len);
+	rv = psf_config_parse("fuzz.yaml", copy, len, err, sizeof(err), &cfg);
+	free(copy);
+	if (rv == PSF_OK) {
+		check_node_invariants(cfg);
+		psf_config_fingerprint(cfg, fp, sizeof(fp));
+		psf_config_free(cfg);
+		return;
+	}
+	if (rv != PSF_ECONFIG)
+		fail_msg("len %zu: %s %s", len, psf_err_name(rv), err);
+	assert_null(cfg);
+	assert_true(strncmp(err, "fuzz.yaml:", 10) == 0 && strlen(err) > 14);
+	assert_null(strchr(err, '\n'));
+}
+
+static void
+test_config_truncated_prefixes_never_crash(void **state)
+{
+	static const char *const files[] = {"valid_full.yaml", "../../../examples/mlp.yaml"};
+	size_t n_ok = 0;
+
+	(void)state;
+	for (size_t f = 0; f < PSF_ARRAY_LEN(files); f++) {
+		char *text = NULL;
+		size_t len = 0;
+
+		assert_int_equal(psf_read_file(files[f], &text, &len), PSF_OK);
+		for (size_t n = 0; n <= len; n++)
+			check_any_result(text, n);
+		check_any_result(text, len);
+		n_ok++;
+		free(text);
+	}
+	assert_int_equal(n_ok, PSF_ARRAY_LEN(files));
+}
+
+static uint64_t
+xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void
+test_config_byte_flips_never_crash(void **state)
+{
+	static const char interesting[] = ":{}[],-#&*!|>'\"%@`\n\t 0\\";
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	char *text = NULL;
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(psf_read_file("valid_full.yaml", &text, &len), PSF_OK);
+	for (int iter = 0; iter < 3000; iter++) {
+		char *mut = malloc(len);
+		int flips = 1 + (int)(xorshift(&seed) % 3);
+
+		assert_non_null(mut);
+		memcpy(mut, text, len);
+		for (int k = 0; k < flips; k++) {
+			uint64_t r = xorshift(&seed);
+			size_t at = (size_t)(r % len);
+
+			if ((r >> 32) % 2 == 0)
+				mut[at] = interesting[(r >> 40) % (sizeof(interesting) - 1)];
+			else
+				mut[at] = (char)(r >> 48);
+		}
+		check_any_result(mut, len);
+		free(mut);
+	}
+	free(text);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_examples_all_load),
+		cmocka_unit_test(test_config_examples_match_their_purpose),
+		cmocka_unit_test_setup_teardown(test_config_defaults_applied, enter_fixtures,
+		    leave_fixtures),
+		cmocka_unit_test_setup_teardown(test_config_generate_defaults, enter_fixtures,
+		    leave_fixtures),
+		cmocka_unit_test_setup_teardown(test_config_every_key_read, enter_fixtures,
+		    leave_fixtures),
+		cmocka_unit_test_setup_teardown(test_config_errors_exact_lines, enter_fixtures,
+		    leave_fixtures),
+		cmocka_unit_test_setup_teardown(test_config_every_broken_fixture_checked,
+		    enter_fixtures, leave_fixtures),
+		cmocka_unit_test_setup_teardown(test_config_error_buffer_handling, enter_fixtures,
+		    leave_fixtures),
+		cmocka_unit_test(test_config_unreadable_files),
+		cmocka_unit_test(test_config_fingerprint_stable_and_sensitive),
+		cmocka_unit_test(test_config_free_null),
+		cmocka_unit_test(test_config_feature_parse),
+		cmocka_unit_test(test_config_role_and_mode_names),
+		cmocka_unit_test_setup_teardown(test_config_truncated_prefixes_never_crash,
+		    enter_fixtures, leave_fixtures),
+		cmocka_unit_test_setup_teardown(test_config_byte_flips_never_crash, enter_fixtures,
+		    leave_fixtures),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
