@@ -301,6 +301,8 @@ check_full_nodes(const psf_config *cfg)
 	assert_null(psf_config_find_node(NULL, "gw"));
 }
 
+static void check_full_sections(const psf_config *cfg);
+
 static void
 test_config_every_key_read(void **state)
 {
@@ -336,6 +338,14 @@ test_config_every_key_read(void **state)
 	assert_true(cfg->model.symbol_bias);
 	assert_true(cfg->model.l2 == 0.5 && cfg->model.init_scale == 0.25);
 	assert_int_equal(cfg->model.chunk_floats, 1024);
+	check_full_sections(cfg);
+	psf_config_free(cfg);
+}
+
+/* The sections of valid_full.yaml after model: optimizer .. gateway_options. */
+static void
+check_full_sections(const psf_config *cfg)
+{
 	assert_int_equal(cfg->optimizer.kind, PSF_OPTIM_MOMENTUM);
 	assert_true(cfg->optimizer.learning_rate == 0.125 && cfg->optimizer.momentum == 0.5);
 	assert_true(cfg->optimizer.beta1 == 0.75 && cfg->optimizer.beta2 == 0.875);
@@ -370,7 +380,6 @@ test_config_every_key_read(void **state)
 	assert_int_equal(cfg->inference.shards, 2);
 	assert_int_equal(cfg->gateway.route, PSF_ROUTE_ROUND_ROBIN);
 	assert_int_equal(cfg->gateway.health_interval_ms, 125);
-	psf_config_free(cfg);
 }
 
 /* One broken fixture and the exact line it must produce. */
