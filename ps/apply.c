@@ -1,0 +1,378 @@
+/* apply.c -- how gradients reach the weights: applied at once (async, ssp) or
+ * accumulated per worker and averaged when a sync round closes. Every change is
+ * one store update together with the push's dedup record, so a push is applied
+ * exactly once even across a crash. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/shard.h"
+#include "common/util.h"
+#include "ps/internal.h"
+#include "ps/optim.h"
+
+bool
+ps_key_owned(const psf_ps *ps, uint64_t key)
+{
+	return psf_model_key_len(ps->model, key) > 0 &&
+	    psf_shard_pick(key, ps->ps_seeds, ps->n_ps) == ps->shard;
+}
+
+void
+ps_meta_worker_key(char *buf, size_t len, const char *prefix, const char *worker)
+{
+	snprintf(buf, len, "%s:%s", prefix, worker);
+}
+
+/* Scratch for one key: weights, optimizer state, gradient (aligned copies). */
+typedef struct scratch {
+	float *w, *state, *g;
+	size_t cap;
+} scratch;
+
+static psf_err
+scratch_reserve(scratch *s, size_t n, size_t state_floats)
+{
+	if (n <= s->cap)
+		return PSF_OK;
+	free(s->w);
+	free(s->state);
+	free(s->g);
+	s->w = malloc(n * sizeof(float));
+	s->state = malloc((state_floats > 0 ? state_floats : 1) * n * sizeof(float));
+	s->g = malloc(n * sizeof(float));
+	s->cap = (s->w && s->state && s->g) ? n : 0;
+	return s->cap != 0 ? PSF_OK : PSF_ENOMEM;
+}
+
+static void
+scratch_fini(scratch *s)
+{
+	free(s->w);
+	free(s->state);
+	free(s->g);
+}
+
+/* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. */
+static psf_err
+apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *g, size_t n,
+    double scale, uint64_t step)
+{
+	size_t sf = ps->state_floats;
+	psf_err err;
+
+	if ((err = scratch_reserve(s, n, sf)) != PSF_OK)
+		return err;
+	err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n);
+	if (err == PSF_ENOENT)
+		err = psf_model_init_value(ps->model, key, s->w); /* first touch of a symbol */
+	if (err != PSF_OK)
+		return err;
+	if (sf > 0) {
+		err = psf_store_txn_get_floats(txn, PSF_STORE_OPTSTATE, key, s->state, n * sf);
+		if (err == PSF_ENOENT) {
+			memset(s->state, 0, n * sf * sizeof(float));
+			err = PSF_OK;
+		}
+		if (err != PSF_OK)
+			return err;
+	}
+	if ((err = psf_optim_apply(&ps->cfg->optimizer, step, s->w, sf > 0 ? s->state : NULL, g, n,
+	         (float)scale, 0.0)) != PSF_OK)
+		return err;
+	if ((err = psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n)) != PSF_OK)
+		return err;
+	if (sf > 0)
+		err = psf_store_txn_put_floats(txn, PSF_STORE_OPTSTATE, key, s->state, n * sf);
+	return err;
+}
+
+/* record_push writes the dedup record and the worker's clock. */
+static psf_err
+record_push(psf_store_txn *txn, const ps_push *p)
+{
+	char name[160];
+	psf_err err = psf_store_txn_pushlog_put(txn, p->worker, p->seq);
+
+	if (err != PSF_OK)
+		return err;
+	ps_meta_worker_key(name, sizeof(name), "wclock", p->worker);
+	return psf_store_txn_meta_put_u64(txn, name, (uint64_t)(p->clock + 1));
+}
+
+typedef struct push_ctx {
+	psf_ps *ps;
+	const ps_push *push;
+	uint64_t version, step;
+} push_ctx;
+
+static psf_err
+apply_push_txn(psf_store_txn *txn, void *arg)
+{
+	push_ctx *c = arg;
+	const ps_push *p = c->push;
+	scratch s = {0};
+	size_t off = 0;
+	psf_err err = PSF_OK;
+
+	for (size_t i = 0; i < p->n_keys && err == PSF_OK; i++) {
+		err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i], p->scale,
+		    c->step);
+		off += p->lens[i];
+	}
+	scratch_fini(&s);
+	if (err == PSF_OK)
+		err = record_push(txn, p);
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put_u64(txn, "version", c->version);
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put_u64(txn, "step", c->step);
+	return err;
+}
+
+psf_err
+ps_apply_push(psf_ps *ps, const ps_push *push)
+{
+	push_ctx c = {ps, push, ps->version + 1, ps->step + 1};
+	psf_err err = psf_store_update(ps->store, apply_push_txn, &c);
+
+	if (err == PSF_OK) {
+		ps->version = c.version;
+		ps->step = c.step;
+	}
+	return err;
+}
+
+static psf_err
+accumulate_txn(psf_store_txn *txn, void *arg)
+{
+	push_ctx *c = arg;
+	const ps_push *p = c->push;
+	size_t off = 0;
+	psf_err err = PSF_OK;
+
+	for (size_t i = 0; i < p->n_keys && err == PSF_OK; i++) {
+		uint64_t akey = PS_ACCUM_KEY(p->widx, p->keys[i]);
+		void *dst;
+		size_t n = p->lens[i];
+
+		if ((err = psf_store_txn_put_reserve(txn, PSF_STORE_ACCUM, akey, n * 4, &dst)) != PSF_OK)
+			break;
+		if (p->scale == 1.0) {
+			memcpy(dst, p->values + off * 4, n * 4);
+		} else {
+			for (size_t j = 0; j < n; j++) {
+				float v;
+				memcpy(&v, p->values + (off + j) * 4, 4);
+				v *= (float)p->scale;
+				memcpy((uint8_t *)dst + j * 4, &v, 4);
+			}
+		}
+		off += n;
+	}
+	if (err == PSF_OK)
+		err = record_push(txn, p);
+	return err;
+}
+
+psf_err
+ps_accumulate_push(psf_ps *ps, const ps_push *push)
+{
+	push_ctx c = {ps, push, ps->version, ps->step};
+
+	return psf_store_update(ps->store, accumulate_txn, &c);
+}
+
+/* A sum per parameter key, in ascending key order after sorting. */
+typedef struct sum_entry {
+	uint64_t key;
+	size_t n;
+	float *v;
+} sum_entry;
+
+typedef struct round_ctx {
+	psf_ps *ps;
+	sum_entry *sums;
+	size_t n_sums, cap;
+	uint32_t contributors;
+	uint64_t version, step, round;
+	psf_err err;
+} round_ctx;
+
+static sum_entry *
+find_sum(round_ctx *c, uint64_t key)
+{
+	/* Binary search in the sorted array; inserts keep it sorted. */
+	size_t lo = 0, hi = c->n_sums;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (c->sums[mid].key < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < c->n_sums && c->sums[lo].key == key)
+		return &c->sums[lo];
+	if (c->n_sums == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		sum_entry *ns = realloc(c->sums, cap * sizeof(*ns));
+		if (ns == NULL)
+			return NULL;
+		c->sums = ns;
+		c->cap = cap;
+	}
+	memmove(&c->sums[lo + 1], &c->sums[lo], (c->n_sums - lo) * sizeof(*c->sums));
+	c->sums[lo] = (sum_entry){key, 0, NULL};
+	c->n_sums++;
+	return &c->sums[lo];
+}
+
+static psf_err
+sum_visit(uint64_t akey, const void *data, size_t len, void *arg)
+{
+	round_ctx *c = arg;
+	sum_entry *e = find_sum(c, PS_ACCUM_PARAM(akey));
+	size_t n = len / 4;
+
+	if (e == NULL)
+		return PSF_ENOMEM;
+	if (e->v == NULL) {
+		if ((e->v = malloc(n * sizeof(float))) == NULL)
+			return PSF_ENOMEM;
+		memcpy(e->v, data, n * 4);
+		e->n = n;
+		return PSF_OK;
+	}
+	if (e->n != n)
+		return PSF_EINTERNAL;
+	for (size_t j = 0; j < n; j++) {
+		float g;
+		memcpy(&g, (const uint8_t *)data + j * 4, 4);
+		e->v[j] += g; /* worker order: deterministic */
+	}
+	return PSF_OK;
+}
+
+static void
+free_sums(round_ctx *c)
+{
+	for (size_t i = 0; i < c->n_sums; i++)
+		free(c->sums[i].v);
+	free(c->sums);
+	c->sums = NULL;
+	c->n_sums = c->cap = 0;
+}
+
+static psf_err
+close_round_txn(psf_store_txn *txn, void *arg)
+{
+	round_ctx *c = arg;
+	psf_store_walk walk;
+	scratch s = {0};
+	psf_err err;
+
+	free_sums(c); /* re-run after a map grow starts from scratch */
+	err = psf_store_txn_walk(txn, PSF_STORE_ACCUM, 0, 0, sum_visit, c, &walk);
+	for (size_t i = 0; i < c->n_sums && err == PSF_OK; i++)
+		err = apply_key(c->ps, txn, &s, c->sums[i].key, c->sums[i].v, c->sums[i].n,
+		    1.0 / c->contributors, c->step);
+	scratch_fini(&s);
+	if (err == PSF_OK)
+		err = psf_store_txn_clear(txn, PSF_STORE_ACCUM);
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put_u64(txn, "version", c->version);
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put_u64(txn, "step", c->step);
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put_u64(txn, "round", c->round);
+	return err;
+}
+
+void
+ps_close_round(psf_ps *ps)
+{
+	round_ctx c = {0};
+	psf_err err;
+
+	c.ps = ps;
+	for (size_t i = 0; i < ps->n_workers; i++) {
+		if (ps->workers[i].clock > ps->round)
+			c.contributors++;
+	}
+	if (c.contributors == 0)
+		return;
+	c.version = ps->version + 1;
+	c.step = ps->step + 1;
+	c.round = (uint64_t)ps->round + 1;
+	err = psf_store_update(ps->store, close_round_txn, &c);
+	free_sums(&c);
+	if (err != PSF_OK) {
+		psf_log_err("ps", "closing round %lld: %s (will retry)", (long long)ps->round,
+		    psf_strerror(err));
+		return;
+	}
+	ps->version = c.version;
+	ps->step = c.step;
+	ps->round = (int64_t)c.round;
+	ps->round_open_ms = psf_now_ms();
+	psf_gauge_set(ps->g_version, (double)ps->version);
+}
+
+typedef struct read_ctx {
+	psf_ps *ps;
+	const uint64_t *keys;
+	size_t n;
+	uint32_t *lens;
+	float *values;
+	uint64_t version;
+} read_ctx;
+
+static psf_err
+read_txn(psf_store_txn *txn, void *arg)
+{
+	read_ctx *c = arg;
+	size_t off = 0;
+	psf_err err = psf_store_txn_meta_get_u64(txn, "version", &c->version);
+
+	if (err != PSF_OK)
+		return err;
+	for (size_t i = 0; i < c->n; i++) {
+		size_t len = c->lens[i];
+		err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, c->keys[i], c->values + off, len);
+		if (err == PSF_ENOENT)
+			err = psf_model_init_value(c->ps->model, c->keys[i], c->values + off);
+		if (err != PSF_OK)
+			return err;
+		off += len;
+	}
+	return PSF_OK;
+}
+
+psf_err
+ps_read_values(psf_ps *ps, const uint64_t *keys, size_t n, float **values_out, uint32_t *lens,
+    size_t *n_floats_out, uint64_t *version_out)
+{
+	read_ctx c = {ps, keys, n, lens, NULL, 0};
+	size_t total = 0;
+	psf_err err;
+
+	for (size_t i = 0; i < n; i++) {
+		lens[i] = psf_model_key_len(ps->model, keys[i]);
+		total += lens[i];
+	}
+	c.values = malloc((total > 0 ? total : 1) * sizeof(float));
+	if (c.values == NULL)
+		return PSF_ENOMEM;
+	err = psf_store_read(ps->store, read_txn, &c);
+	if (err != PSF_OK) {
+		free(c.values);
+		return err;
+	}
+	*values_out = c.values;
+	*n_floats_out = total;
+	*version_out = c.version;
+	return PSF_OK;
+}

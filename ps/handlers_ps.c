@@ -1,0 +1,637 @@
+/* handlers_ps.c -- the ParameterServer service (proto/psfleet.proto). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "ps/internal.h"
+#include "ps/optim.h"
+
+/* The generated service struct's INIT macro pastes this prefix onto each RPC name,
+ * so a missing handler is a compile error. */
+void psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__RegisterRequest *in, Psfleet__V1__RegisterReply_Closure done, void *call);
+void psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__PullRequest *in, Psfleet__V1__PullReply_Closure done, void *call);
+void psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__PushRequest *in, Psfleet__V1__PushReply_Closure done, void *call);
+void psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__ClockRequest *in, Psfleet__V1__ClockReply_Closure done, void *call);
+void psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__SnapshotRequest *in, Psfleet__V1__SnapshotReply_Closure done, void *call);
+void psf_ps_rpc_stats(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__StatsRequest *in, Psfleet__V1__StatsReply_Closure done, void *call);
+void psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__ReduceRequest *in, Psfleet__V1__ReduceReply_Closure done, void *call);
+void psf_ps_rpc_report(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__MetricsReport *in, Psfleet__V1__MetricsAck_Closure done, void *call);
+
+void ps_serve_pull(psf_ps *ps, parked *p);
+void ps_serve_reduce(psf_ps *ps, parked *p);
+
+static psf_ps *
+ps_of(void *call)
+{
+	return psf_rpc_call_user(call);
+}
+
+/* finish_locked releases mu and answers whatever became ready meanwhile. */
+static void
+unlock_and_release(psf_ps *ps)
+{
+	parked *ready = ps_take_ready(ps);
+
+	pthread_mutex_unlock(&ps->mu);
+	ps_answer_parked(ps, ready);
+}
+
+void
+psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__RegisterRequest *in, Psfleet__V1__RegisterReply_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	Psfleet__V1__RegisterReply r = PSFLEET__V1__REGISTER_REPLY__INIT;
+	char fp[32];
+	ps_worker *w;
+	psf_err err;
+
+	(void)svc;
+	pthread_mutex_lock(&ps->mu);
+	if ((err = ps_worker_add(ps, in->worker, &w)) != PSF_OK) {
+		pthread_mutex_unlock(&ps->mu);
+		psf_rpc_fail_err(call, err, "cannot register worker '%s': %s", in->worker,
+		    err == PSF_EBUSY ? "too many workers" : "bad worker id");
+		done(NULL, call);
+		return;
+	}
+	if (ps->cfg->consistency.mode == PSF_CONS_SYNC) {
+		/* A worker that missed rounds rejoins at the open round. */
+		if (w->clock < ps->round)
+			w->clock = ps->round;
+	} else if (!w->registered && w->pushes == 0 && w->clock == 0) {
+		int64_t min = ps_min_clock(ps);
+		if (min != INT64_MAX && min > 0)
+			w->clock = min; /* a late joiner must not hold the SSP gate back */
+	}
+	w->registered = true;
+	w->live = true;
+	w->done = false;
+	w->last_seen_ms = psf_now_ms();
+	psf_config_fingerprint(ps->cfg, fp, sizeof(fp));
+	r.worker_index = w->index;
+	r.clock = w->clock;
+	r.model_version = ps->version;
+	r.last_seq = w->last_seq;
+	r.fingerprint = fp;
+	r.shard_index = (uint32_t)ps->shard;
+	r.num_shards = (uint32_t)ps->n_ps;
+	psf_log_info("ps", "worker %s registered (index %u, clock %lld, last seq %llu)", w->id,
+	    w->index, (long long)w->clock, (unsigned long long)w->last_seq);
+	done(&r, call);
+	unlock_and_release(ps);
+}
+
+/* registered_worker finds a worker that may pull/push. Holds mu. */
+static ps_worker *
+registered_worker(psf_ps *ps, const char *id, void *call)
+{
+	ps_worker *w = ps_worker_find(ps, id);
+
+	if (w == NULL || !w->registered) {
+		psf_rpc_fail(call, PSF_STATUS_FAILED_PRECONDITION,
+		    "worker '%s' is not registered (call RegisterWorker first)", id);
+		return NULL;
+	}
+	w->last_seen_ms = psf_now_ms();
+	return w;
+}
+
+/* check_keys validates a key list: sorted, unique, valid and on this shard. */
+static bool
+check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
+{
+	if (n > ps->cfg->limits.max_keys_per_request) {
+		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "%zu keys exceed the limit of %u", n,
+		    ps->cfg->limits.max_keys_per_request);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && keys[i] <= keys[i - 1]) {
+			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+			    "keys must be sorted and unique (key %zu)", i);
+			return false;
+		}
+		if (psf_model_key_len(ps->model, keys[i]) == 0) {
+			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+			    "unknown key %#llx (tensor %u, row %llu)", (unsigned long long)keys[i],
+			    psf_model_key_tensor(keys[i]), (unsigned long long)psf_model_key_row(keys[i]));
+			return false;
+		}
+		if (!ps_key_owned(ps, keys[i])) {
+			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+			    "key %#llx belongs to another ps shard", (unsigned long long)keys[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+void
+ps_serve_pull(psf_ps *ps, parked *p)
+{
+	const Psfleet__V1__PullRequest *in = p->req;
+	Psfleet__V1__PullReply_Closure done = (Psfleet__V1__PullReply_Closure)p->done;
+	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
+	uint32_t *lens = NULL;
+	float *values = NULL;
+	size_t n_floats = 0;
+	uint64_t version = 0;
+	psf_err err;
+
+	if (ps->stopping) {
+		psf_rpc_fail(p->call, PSF_STATUS_UNAVAILABLE, "ps is shutting down");
+		done(NULL, p->call);
+		return;
+	}
+	pthread_mutex_lock(&ps->mu);
+	bool may = ps_pull_may_proceed(ps, p->clock);
+	pthread_mutex_unlock(&ps->mu);
+	if (!may) {
+		psf_rpc_fail(p->call, PSF_STATUS_DEADLINE_EXCEEDED,
+		    "pull for clock %lld still blocked by the consistency mode at the deadline",
+		    (long long)p->clock);
+		done(NULL, p->call);
+		return;
+	}
+	lens = malloc((in->n_keys > 0 ? in->n_keys : 1) * sizeof(*lens));
+	err = lens != NULL ? ps_read_values(ps, in->keys, in->n_keys, &values, lens, &n_floats,
+	                         &version)
+	                   : PSF_ENOMEM;
+	if (err != PSF_OK) {
+		psf_rpc_fail_err(p->call, err, "pull: %s", psf_strerror(err));
+		done(NULL, p->call);
+		free(lens);
+		return;
+	}
+	pthread_mutex_lock(&ps->mu);
+	if (p->w != NULL)
+		p->w->pulled_version = version;
+	pthread_mutex_unlock(&ps->mu);
+	r.model_version = version;
+	r.n_keys = in->n_keys;
+	r.keys = in->keys;
+	r.n_lens = in->n_keys;
+	r.lens = lens;
+	r.values.data = (uint8_t *)values;
+	r.values.len = n_floats * sizeof(float);
+	done(&r, p->call);
+	free(values);
+	free(lens);
+}
+
+void
+psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PullRequest *in,
+    Psfleet__V1__PullReply_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	parked p = {0}, *pp;
+	ps_worker *w;
+
+	(void)svc;
+	pthread_mutex_lock(&ps->mu);
+	if ((w = registered_worker(ps, in->worker, call)) == NULL ||
+	    !check_keys(ps, in->keys, in->n_keys, call)) {
+		pthread_mutex_unlock(&ps->mu);
+		done(NULL, call);
+		return;
+	}
+	p = (parked){NULL, PARK_PULL, call, (void *)done, in, w, in->clock,
+	    psf_rpc_call_deadline_ns(call), NULL};
+	if (ps_pull_may_proceed(ps, in->clock)) {
+		pthread_mutex_unlock(&ps->mu);
+		ps_serve_pull(ps, &p);
+		return;
+	}
+	if ((pp = malloc(sizeof(*pp))) == NULL) {
+		pthread_mutex_unlock(&ps->mu);
+		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		done(NULL, call);
+		return;
+	}
+	*pp = p;
+	ps_park(ps, pp); /* answered by a push, a clock, or the timer */
+	pthread_mutex_unlock(&ps->mu);
+}
+
+/* validate_push checks shapes and values of a push and fills *out. Holds mu. */
+static bool
+validate_push(psf_ps *ps, const Psfleet__V1__PushRequest *in, ps_worker *w, void *call,
+    ps_push *out)
+{
+	uint64_t total = 0;
+
+	if (in->n_lens != in->n_keys) {
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "%zu keys but %zu lens", in->n_keys,
+		    in->n_lens);
+		return false;
+	}
+	if (!check_keys(ps, in->keys, in->n_keys, call))
+		return false;
+	for (size_t i = 0; i < in->n_keys; i++) {
+		uint32_t want = psf_model_key_len(ps->model, in->keys[i]);
+		if (in->lens[i] != want) {
+			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+			    "key %#llx has %u floats, not %u", (unsigned long long)in->keys[i], want,
+			    in->lens[i]);
+			return false;
+		}
+		total += want;
+	}
+	if (in->values.len != total * 4) {
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+		    "values hold %zu bytes; the keys need %llu", in->values.len,
+		    (unsigned long long)(total * 4));
+		return false;
+	}
+	*out = (ps_push){w->id, w->index, in->seq, in->clock, in->n_keys, in->keys, in->lens,
+	    in->values.data, 1.0};
+	return true;
+}
+
+/* gradient_scale: NaN/Inf handling and clipping. Returns false when rejected. */
+static bool
+gradient_scale(psf_ps *ps, ps_push *p, size_t n_floats, void *call)
+{
+	double sq = psf_optim_sq_norm(p->values, n_floats);
+
+	if (!isfinite(sq)) {
+		ps->n_nonfinite++;
+		psf_counter_inc(ps->c_nonfinite);
+		if (!ps->cfg->optimizer.skip_nonfinite) {
+			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+			    "gradient contains NaN or Inf (nothing applied)");
+			return false;
+		}
+		psf_log_warn("ps", "push %s/%llu has NaN/Inf gradients: skipped", p->worker,
+		    (unsigned long long)p->seq);
+		p->n_keys = 0; /* acknowledged and counted, clock advances, nothing applied */
+		return true;
+	}
+	p->scale = psf_optim_clip_scale(sqrt(sq), ps->cfg->optimizer.clip_norm);
+	return true;
+}
+
+static bool
+sync_clock_ok(psf_ps *ps, const ps_worker *w, int64_t clock, void *call)
+{
+	if (clock == ps->round && w->clock <= ps->round)
+		return true;
+	if (clock < ps->round || w->clock > ps->round)
+		psf_rpc_fail(call, PSF_STATUS_FAILED_PRECONDITION,
+		    "push for clock %lld, but round %lld is open%s: re-register to rejoin",
+		    (long long)clock, (long long)ps->round,
+		    w->clock > ps->round ? " and this worker already pushed for it" : "");
+	else
+		psf_rpc_fail(call, PSF_STATUS_FAILED_PRECONDITION,
+		    "push for clock %lld is ahead of the open round %lld", (long long)clock,
+		    (long long)ps->round);
+	return false;
+}
+
+void
+psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PushRequest *in,
+    Psfleet__V1__PushReply_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	Psfleet__V1__PushReply r = PSFLEET__V1__PUSH_REPLY__INIT;
+	bool sync = ps->cfg->consistency.mode == PSF_CONS_SYNC;
+	ps_worker *w;
+	ps_push p;
+	psf_err err;
+
+	(void)svc;
+	pthread_mutex_lock(&ps->mu);
+	if ((w = registered_worker(ps, in->worker, call)) == NULL)
+		goto fail;
+	if (in->seq <= w->last_seq) {
+		ps->n_duplicate++;
+		psf_counter_inc(ps->c_duplicate);
+		r.model_version = ps->version;
+		r.duplicate = 1;
+		done(&r, call);
+		pthread_mutex_unlock(&ps->mu);
+		return;
+	}
+	if (!validate_push(ps, in, w, call, &p) || !gradient_scale(ps, &p, in->values.len / 4, call) ||
+	    (sync && !sync_clock_ok(ps, w, in->clock, call)))
+		goto rejected;
+	err = sync ? ps_accumulate_push(ps, &p) : ps_apply_push(ps, &p);
+	if (err != PSF_OK) {
+		psf_rpc_fail_err(call, err, "push not applied: %s", psf_strerror(err));
+		goto fail;
+	}
+	w->last_seq = in->seq;
+	w->pushes++;
+	w->live = true;
+	if (in->clock + 1 > w->clock)
+		w->clock = in->clock + 1;
+	ps->n_applied++;
+	psf_counter_inc(ps->c_applied);
+	if (!sync) {
+		r.staleness = (int64_t)(ps->version - 1 - w->pulled_version);
+		psf_hist_observe(ps->h_staleness, (double)r.staleness);
+		psf_gauge_set(ps->g_version, (double)ps->version);
+	} else if (ps_round_complete(ps)) {
+		ps_close_round(ps);
+	}
+	r.model_version = ps->version;
+	done(&r, call);
+	unlock_and_release(ps);
+	return;
+rejected:
+	ps->n_rejected++;
+	psf_counter_inc(ps->c_rejected);
+fail:
+	pthread_mutex_unlock(&ps->mu);
+	done(NULL, call);
+}
+
+void
+psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__ClockRequest *in,
+    Psfleet__V1__ClockReply_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	Psfleet__V1__ClockReply r = PSFLEET__V1__CLOCK_REPLY__INIT;
+	ps_worker *w;
+
+	(void)svc;
+	pthread_mutex_lock(&ps->mu);
+	if ((w = registered_worker(ps, in->worker, call)) == NULL) {
+		pthread_mutex_unlock(&ps->mu);
+		done(NULL, call);
+		return;
+	}
+	w->live = true;
+	if (ps->cfg->consistency.mode != PSF_CONS_SYNC && in->clock > w->clock)
+		w->clock = in->clock;
+	if (in->done && !w->done) {
+		w->done = true;
+		psf_log_info("ps", "worker %s finished at clock %lld", w->id, (long long)w->clock);
+		if (ps->cfg->consistency.mode == PSF_CONS_SYNC && ps_round_complete(ps))
+			ps_close_round(ps);
+	}
+	r.min_clock = ps_min_clock(ps) == INT64_MAX ? w->clock : ps_min_clock(ps);
+	r.model_version = ps->version;
+	done(&r, call);
+	unlock_and_release(ps);
+}
+
+/* piece_bounds finds the snapshot keys [first, end) of one reply piece. */
+static void
+piece_bounds(const ps_snapshot *s, uint64_t start_key, size_t max_bytes, size_t *first,
+    size_t *end)
+{
+	size_t lo = 0, hi = s->n_keys, bytes = 0;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->keys[mid] < start_key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*first = lo;
+	for (hi = lo; hi < s->n_keys; hi++) {
+		size_t cost = (size_t)s->lens[hi] * 4 + 12;
+		if (hi > lo && bytes + cost > max_bytes)
+			break; /* at least one key per piece, so pieces always progress */
+		bytes += cost;
+	}
+	*end = hi;
+}
+
+void
+psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__SnapshotRequest *in, Psfleet__V1__SnapshotReply_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	Psfleet__V1__SnapshotReply r = PSFLEET__V1__SNAPSHOT_REPLY__INIT;
+	size_t max_bytes = in->max_bytes != 0 ? (size_t)in->max_bytes : PS_DEFAULT_SNAP_PIECE;
+	size_t first, end;
+	ps_snapshot *s;
+	psf_err err;
+
+	(void)svc;
+	if (max_bytes > ps->cfg->limits.max_message_bytes / 2)
+		max_bytes = ps->cfg->limits.max_message_bytes / 2;
+	err = ps_snapshot_get(ps, in->version, &s);
+	if (err != PSF_OK) {
+		if (err == PSF_ENOENT)
+			psf_rpc_fail(call, PSF_STATUS_NOT_FOUND,
+			    "snapshot version %llu is no longer kept; ask for version 0",
+			    (unsigned long long)in->version);
+		else
+			psf_rpc_fail_err(call, err, "snapshot: %s", psf_strerror(err));
+		done(NULL, call);
+		return;
+	}
+	piece_bounds(s, in->start_key, max_bytes, &first, &end);
+	r.version = s->version;
+	r.trained_steps = s->trained_steps;
+	r.n_keys = end - first;
+	r.keys = s->keys + first;
+	r.n_lens = end - first;
+	r.lens = s->lens + first;
+	if (end > first) {
+		r.values.data = (uint8_t *)(s->values + s->offs[first]);
+		r.values.len = (s->offs[end - 1] + s->lens[end - 1] - s->offs[first]) * sizeof(float);
+	}
+	r.done = end >= s->n_keys;
+	r.next_key = r.done ? 0 : s->keys[end];
+	done(&r, call); /* packed straight from the snapshot: one copy */
+	ps_snapshot_put(ps, s);
+}
+
+void
+psf_ps_rpc_stats(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__StatsRequest *in,
+    Psfleet__V1__StatsReply_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	Psfleet__V1__StatsReply r = PSFLEET__V1__STATS_REPLY__INIT;
+	Psfleet__V1__WorkerStatus ws[PS_MAX_WORKERS], *wsp[PS_MAX_WORKERS];
+	Psfleet__V1__MetricsReport *reports[PS_MAX_WORKERS];
+	psf_store_info info;
+
+	(void)svc;
+	(void)in;
+	if (psf_store_stats(ps->store, &info) != PSF_OK)
+		memset(&info, 0, sizeof(info));
+	pthread_mutex_lock(&ps->mu);
+	r.model_version = ps->version;
+	r.pushes_applied = ps->n_applied;
+	r.pushes_duplicate = ps->n_duplicate;
+	r.pushes_rejected = ps->n_rejected;
+	r.store_bytes = info.used_bytes;
+	r.mode = (char *)psf_consistency_name(ps->cfg->consistency.mode);
+	r.shard_index = (uint32_t)ps->shard;
+	r.trained_steps = ps->step;
+	for (size_t i = 0; i < ps->n_workers; i++) {
+		ps_worker *w = &ps->workers[i];
+		psfleet__v1__worker_status__init(&ws[i]);
+		ws[i].worker = w->id;
+		ws[i].clock = w->clock;
+		ws[i].live = w->live && !w->done;
+		ws[i].last_seq = w->last_seq;
+		ws[i].pushes = w->pushes;
+		wsp[i] = &ws[i];
+		if (w->has_report)
+			reports[r.n_reports++] = &w->report;
+	}
+	r.n_workers = ps->n_workers;
+	r.workers = wsp;
+	r.reports = reports;
+	done(&r, call);
+	pthread_mutex_unlock(&ps->mu);
+}
+
+static reduce_entry *
+reduce_find_or_add(psf_ps *ps, const char *name, uint32_t expected, size_t n)
+{
+	reduce_entry *e;
+
+	for (e = ps->reduces; e != NULL; e = e->next) {
+		if (strcmp(e->name, name) == 0)
+			return e;
+	}
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->expected = expected;
+	e->n_values = n;
+	e->sums = calloc(n > 0 ? n : 1, sizeof(double));
+	e->contributors = calloc(expected, sizeof(*e->contributors));
+	if (e->sums == NULL || e->contributors == NULL) {
+		free(e->sums);
+		free(e->contributors);
+		free(e);
+		return NULL;
+	}
+	e->next = ps->reduces;
+	ps->reduces = e;
+	return e;
+}
+
+void
+ps_serve_reduce(psf_ps *ps, parked *p)
+{
+	Psfleet__V1__ReduceReply_Closure done = (Psfleet__V1__ReduceReply_Closure)p->done;
+	Psfleet__V1__ReduceReply r = PSFLEET__V1__REDUCE_REPLY__INIT;
+
+	pthread_mutex_lock(&ps->mu);
+	if (!p->reduce->complete) {
+		pthread_mutex_unlock(&ps->mu);
+		psf_rpc_fail(p->call, ps->stopping ? PSF_STATUS_UNAVAILABLE : PSF_STATUS_DEADLINE_EXCEEDED,
+		    "reduce '%s': %u of %u workers contributed", p->reduce->name,
+		    p->reduce->n_contrib, p->reduce->expected);
+		done(NULL, p->call);
+		return;
+	}
+	r.n_values = p->reduce->n_values;
+	r.values = p->reduce->sums;
+	r.contributors = p->reduce->n_contrib;
+	done(&r, p->call);
+	pthread_mutex_unlock(&ps->mu);
+}
+
+void
+psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__ReduceRequest *in,
+    Psfleet__V1__ReduceReply_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	parked p, *pp;
+	reduce_entry *e;
+	bool seen = false;
+
+	(void)svc;
+	if (in->expected == 0 || in->expected > PS_MAX_WORKERS || in->name[0] == '\0' ||
+	    strlen(in->name) >= sizeof(e->name) || strlen(in->worker) >= sizeof(e->contributors[0]) ||
+	    in->n_values > ps->cfg->limits.max_keys_per_request) {
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "reduce needs a name, a worker, "
+		    "1..%d expected workers and at most %u values", PS_MAX_WORKERS,
+		    ps->cfg->limits.max_keys_per_request);
+		done(NULL, call);
+		return;
+	}
+	pthread_mutex_lock(&ps->mu);
+	e = reduce_find_or_add(ps, in->name, in->expected, in->n_values);
+	if (e == NULL || e->n_values != in->n_values || e->expected != in->expected) {
+		pthread_mutex_unlock(&ps->mu);
+		psf_rpc_fail(call, e == NULL ? PSF_STATUS_RESOURCE_EXHAUSTED : PSF_STATUS_INVALID_ARGUMENT,
+		    "reduce '%s': %s", in->name, e == NULL ? "out of memory"
+		    : "length or expected count differs from the first contribution");
+		done(NULL, call);
+		return;
+	}
+	for (uint32_t i = 0; i < e->n_contrib; i++)
+		seen = seen || strcmp(e->contributors[i], in->worker) == 0;
+	if (!seen && !e->complete) { /* a retried contribution is not added twice */
+		snprintf(e->contributors[e->n_contrib++], sizeof(e->contributors[0]), "%s", in->worker);
+		for (size_t i = 0; i < e->n_values; i++)
+			e->sums[i] += in->values[i];
+		e->complete = e->n_contrib >= e->expected;
+	}
+	p = (parked){NULL, PARK_REDUCE, call, (void *)done, in, NULL, 0,
+	    psf_rpc_call_deadline_ns(call), e};
+	if (e->complete) {
+		pthread_mutex_unlock(&ps->mu);
+		ps_serve_reduce(ps, &p);
+		pthread_mutex_lock(&ps->mu);
+		unlock_and_release(ps);
+		return;
+	}
+	if ((pp = malloc(sizeof(*pp))) == NULL) {
+		pthread_mutex_unlock(&ps->mu);
+		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		done(NULL, call);
+		return;
+	}
+	*pp = p;
+	ps_park(ps, pp);
+	pthread_mutex_unlock(&ps->mu);
+}
+
+void
+psf_ps_rpc_report(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__MetricsReport *in,
+    Psfleet__V1__MetricsAck_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	Psfleet__V1__MetricsAck r = PSFLEET__V1__METRICS_ACK__INIT;
+	ps_worker *w;
+
+	(void)svc;
+	pthread_mutex_lock(&ps->mu);
+	if ((w = registered_worker(ps, in->worker, call)) == NULL) {
+		pthread_mutex_unlock(&ps->mu);
+		done(NULL, call);
+		return;
+	}
+	w->report = *in;
+	w->report.base.unknown_fields = NULL;
+	w->report.base.n_unknown_fields = 0;
+	w->report.worker = w->id;
+	w->has_report = true;
+	for (size_t i = 0; i < ps->n_workers; i++)
+		r.workers_reported += ps->workers[i].has_report ? 1 : 0;
+	done(&r, call);
+	pthread_mutex_unlock(&ps->mu);
+}
+
+void
+ps_handlers_init(psf_ps *ps)
+{
+	Psfleet__V1__ParameterServer_Service svc = PSFLEET__V1__PARAMETER_SERVER__INIT(psf_ps_rpc_);
+
+	ps->svc = svc;
+}

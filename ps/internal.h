@@ -1,0 +1,219 @@
+/* internal.h -- state shared by the parameter server's files (not a public API).
+ *
+ *   server.c       lifecycle: store, model, shard, init/fingerprint, timer thread
+ *   consistency.c  worker table, sync rounds, SSP gate, parked calls, stragglers
+ *   apply.c        gradient application (async push, sync round close)
+ *   snapshot.c     published snapshots for inferers
+ *   handlers_ps.c  the ParameterServer service
+ *   handlers_admin.c the Admin service */
+#ifndef PSF_PS_INTERNAL_H
+#define PSF_PS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/metrics.h"
+#include "common/model.h"
+#include "common/node.h"
+#include "common/rpc_server.h"
+#include "ps/ps.h"
+#include "ps/store.h"
+#include "psfleet.pb-c.h"
+
+#define PS_MAX_WORKERS 250  /* worker index fits the accumulator key's top byte */
+#define PS_SNAP_RING 4
+#define PS_DEFAULT_SNAP_PIECE ((size_t)4 << 20)
+
+/* Accumulator keys put the worker index (+1) in the top byte of the parameter key,
+ * so a walk visits worker 0's gradients first: sums have a fixed order. */
+#define PS_ACCUM_KEY(widx, key) ((((uint64_t)(widx) + 1) << 56) | (key))
+#define PS_ACCUM_PARAM(akey) ((akey) & ((UINT64_C(1) << 56) - 1))
+
+typedef struct ps_worker {
+	char id[128];
+	uint32_t index;
+	bool expected;    /* named in the config's trainers */
+	bool registered;  /* called RegisterWorker since this ps started */
+	bool live;        /* counted in sync rounds and the SSP gate */
+	bool done;        /* finished training */
+	int64_t clock;    /* steps pushed */
+	uint64_t last_seq;
+	uint64_t last_seen_ms;
+	uint64_t pushes;
+	uint64_t pulled_version;
+	bool has_report;
+	Psfleet__V1__MetricsReport report; /* worker string points at id */
+} ps_worker;
+
+typedef enum park_kind { PARK_PULL, PARK_REDUCE } park_kind;
+
+typedef struct parked {
+	struct parked *next;
+	park_kind kind;
+	void *call;
+	void *done;      /* the generated closure, cast back by the kind's code */
+	const void *req; /* the handler's input; valid until answered */
+	ps_worker *w;
+	int64_t clock;
+	uint64_t deadline_ns;
+	struct reduce_entry *reduce;
+} parked;
+
+typedef struct reduce_entry {
+	struct reduce_entry *next;
+	char name[128];
+	uint32_t expected;
+	size_t n_values;
+	double *sums;
+	char (*contributors)[128];
+	uint32_t n_contrib;
+	bool complete;
+} reduce_entry;
+
+typedef struct ps_snapshot {
+	uint64_t version;
+	uint64_t trained_steps;
+	size_t n_keys;
+	uint64_t *keys;
+	uint32_t *lens;
+	size_t *offs;      /* float offset of each key's values */
+	float *values;
+	int refs;          /* guarded by psf_ps.mu */
+} ps_snapshot;
+
+struct psf_ps {
+	const psf_config *cfg;
+	const psf_node_cfg *node;
+	psf_node *rt;
+	psf_model *model;
+	psf_store *store;
+	psf_rpc_server *srv;
+	char url[256];
+	char token[256];
+	uint64_t *ps_seeds;
+	size_t n_ps;
+	size_t shard;
+	size_t state_floats;
+	Psfleet__V1__ParameterServer_Service svc;
+	Psfleet__V1__Admin_Service admin;
+
+	/* mu guards everything below. Never held across an RPC reply of a
+	 * parked call that reads the store (those are served outside it). */
+	pthread_mutex_t mu;
+	ps_worker *workers;
+	size_t n_workers;
+	uint64_t version;       /* sync: rounds closed; else pushes applied */
+	uint64_t step;          /* optimizer updates applied */
+	int64_t round;          /* sync: the open round (== rounds closed) */
+	uint64_t round_open_ms;
+	parked *parked;
+	reduce_entry *reduces;
+	ps_snapshot *snaps[PS_SNAP_RING];
+	uint64_t snap_wanted_ms;
+	uint64_t n_applied, n_duplicate, n_rejected, n_nonfinite, n_dropped;
+	bool stopping;
+	pthread_t timer;
+	bool timer_started;
+
+	/* metrics */
+	psf_gauge *g_version;
+	psf_counter *c_applied, *c_duplicate, *c_rejected, *c_nonfinite, *c_dropped;
+	psf_hist *h_staleness;
+};
+
+/* consistency.c -------------------------------------------------------------- */
+
+/* ps_worker_find returns the worker with this id or NULL. Caller holds mu. */
+ps_worker *ps_worker_find(psf_ps *ps, const char *id);
+
+/* ps_worker_add adds (or finds) a worker; index is taken from the config for
+ * expected workers, else the next free one. Caller holds mu. */
+PSF_NODISCARD psf_err ps_worker_add(psf_ps *ps, const char *id, ps_worker **out);
+
+/* ps_min_clock returns the slowest live, not-done worker's clock (INT64_MAX when
+ * there is none). Caller holds mu. */
+int64_t ps_min_clock(const psf_ps *ps);
+
+/* ps_pull_may_proceed tells whether a pull for clock c may be answered now.
+ * Caller holds mu. */
+bool ps_pull_may_proceed(const psf_ps *ps, int64_t clock);
+
+/* ps_round_complete tells whether every live worker pushed for the open round
+ * (and at least one did). Caller holds mu. */
+bool ps_round_complete(const psf_ps *ps);
+
+/* ps_park queues a call; caller holds mu. Takes ownership of p. */
+void ps_park(psf_ps *ps, parked *p);
+
+/* ps_take_ready removes the parked calls that can be answered now (or are past
+ * their deadline, or all when stopping) and returns them. Caller holds mu. */
+parked *ps_take_ready(psf_ps *ps);
+
+/* ps_answer_parked answers the calls taken by ps_take_ready. Caller must NOT
+ * hold mu. */
+void ps_answer_parked(psf_ps *ps, parked *list);
+
+/* ps_check_timeouts drops stragglers and expired leases. Caller holds mu.
+ * Returns true when the open sync round became complete. */
+bool ps_check_timeouts(psf_ps *ps, uint64_t now_ms);
+
+/* apply.c -------------------------------------------------------------------- */
+
+typedef struct ps_push {
+	const char *worker;
+	uint32_t widx;
+	uint64_t seq;
+	int64_t clock;
+	size_t n_keys;
+	const uint64_t *keys;
+	const uint32_t *lens;
+	const uint8_t *values; /* float32 LE, any alignment */
+	double scale;          /* clipping factor */
+} ps_push;
+
+/* ps_apply_push applies a push at once (async/ssp) in one store update, with its
+ * pushlog record and the worker's clock. Caller holds mu. */
+PSF_NODISCARD psf_err ps_apply_push(psf_ps *ps, const ps_push *push);
+
+/* ps_accumulate_push records a sync-mode push in the accumulator, with its
+ * pushlog record and clock, in one store update. Caller holds mu. */
+PSF_NODISCARD psf_err ps_accumulate_push(psf_ps *ps, const ps_push *push);
+
+/* ps_close_round averages the accumulated gradients of the open round (summed in
+ * worker order), applies them, and advances round and version, in one update.
+ * A failure is logged and leaves the round open with its accumulator intact; the
+ * timer retries it. Caller holds mu. */
+void ps_close_round(psf_ps *ps);
+
+/* ps_read_values copies the values of keys into a new float buffer (missing
+ * per-symbol keys get their initial values) and reads the model version, in one
+ * read transaction. */
+PSF_NODISCARD psf_err ps_read_values(psf_ps *ps, const uint64_t *keys, size_t n,
+    float **values_out, uint32_t *lens, size_t *n_floats_out, uint64_t *version_out);
+
+/* ps_key_owned tells whether key is a valid key of the model owned by this shard. */
+bool ps_key_owned(const psf_ps *ps, uint64_t key);
+
+/* snapshot.c ----------------------------------------------------------------- */
+
+/* ps_snapshot_get returns (with a reference) the snapshot of `version` (0 = the
+ * newest state, built now if the newest published one is older). PSF_ENOENT when
+ * that version is no longer kept. Caller must NOT hold mu. */
+PSF_NODISCARD psf_err ps_snapshot_get(psf_ps *ps, uint64_t version, ps_snapshot **out);
+
+/* ps_snapshot_put drops a reference. Caller must NOT hold mu. */
+void ps_snapshot_put(psf_ps *ps, ps_snapshot *s);
+
+/* ps_snapshot_free_all releases the ring (at shutdown). */
+void ps_snapshot_free_all(psf_ps *ps);
+
+/* handlers --------------------------------------------------------------------- */
+
+void ps_handlers_init(psf_ps *ps);
+
+/* ps_meta_worker_key formats "<prefix>:<worker>" into buf. */
+void ps_meta_worker_key(char *buf, size_t len, const char *prefix, const char *worker);
+
+#endif

@@ -1,0 +1,389 @@
+/* server.c -- a parameter-server node's lifecycle: store, model, shard map,
+ * initialisation or resume, RPC service, timer thread (ps.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/shard.h"
+#include "common/util.h"
+#include "ps/internal.h"
+#include "ps/optim.h"
+
+void ps_admin_init(psf_ps *ps);
+
+/* layout describes everything the stored tensors depend on, one token per fact,
+ * so a mismatch can be named precisely. */
+static void
+layout_string(const psf_ps *ps, char *buf, size_t len)
+{
+	const psf_config *cfg = ps->cfg;
+	size_t n = 0;
+	char fp[32];
+
+	psf_config_fingerprint(cfg, fp, sizeof(fp));
+	n += (size_t)snprintf(buf + n, len - n, "fingerprint=%s model=%d features=%u target=%d", fp,
+	    (int)cfg->model.kind, (unsigned)cfg->n_features, (int)cfg->target);
+	for (size_t i = 0; i < psf_model_n_tensors(ps->model) && n < len; i++) {
+		psf_tensor_info t;
+		if (psf_model_tensor_info(ps->model, i, &t) == PSF_OK)
+			n += (size_t)snprintf(buf + n, len - n, " tensor.%s=%ux%u%s", t.name, t.rows,
+			    t.cols, t.is_per_symbol ? "/symbol" : "");
+	}
+	if (n < len)
+		n += (size_t)snprintf(buf + n, len - n, " chunk=%u optimizer=%d shards=%zu shard=%zu",
+		    cfg->model.chunk_floats, (int)cfg->optimizer.kind, ps->n_ps, ps->shard);
+	for (size_t i = 0; i < cfg->n_ps && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, " ps%zu=%s", i, cfg->nodes[i].id);
+}
+
+/* first_difference writes "'a' (store) vs 'b' (config)" for the first token that
+ * differs between two layout strings. */
+static void
+first_difference(const char *stored, const char *want, char *out, size_t len)
+{
+	while (*stored != '\0' || *want != '\0') {
+		size_t a = strcspn(stored, " "), b = strcspn(want, " ");
+		if (a != b || strncmp(stored, want, a) != 0) {
+			snprintf(out, len, "the store has '%.*s', the config says '%.*s'", (int)a, stored,
+			    (int)b, want);
+			return;
+		}
+		stored += a + (stored[a] == ' ');
+		want += b + (want[b] == ' ');
+	}
+	snprintf(out, len, "no difference found");
+}
+
+typedef struct init_ctx {
+	psf_ps *ps;
+	const char *layout;
+} init_ctx;
+
+static psf_err
+init_txn(psf_store_txn *txn, void *arg)
+{
+	init_ctx *c = arg;
+	psf_ps *ps = c->ps;
+	size_t n_keys = psf_model_n_dense_keys(ps->model), n;
+	uint64_t *keys = malloc((n_keys > 0 ? n_keys : 1) * sizeof(*keys));
+	uint32_t *lens = malloc((n_keys > 0 ? n_keys : 1) * sizeof(*lens));
+	float *buf = NULL;
+	psf_err err = (keys && lens) ? PSF_OK : PSF_ENOMEM;
+
+	if (err == PSF_OK)
+		err = psf_model_dense_keys(ps->model, keys, lens, n_keys, &n);
+	if (err == PSF_OK && (buf = malloc((size_t)ps->cfg->model.chunk_floats * sizeof(float))) == NULL)
+		err = PSF_ENOMEM;
+	for (size_t i = 0; i < n && err == PSF_OK; i++) {
+		if (!ps_key_owned(ps, keys[i]))
+			continue;
+		err = psf_model_init_value(ps->model, keys[i], buf);
+		if (err == PSF_OK)
+			err = psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, keys[i], buf, lens[i]);
+	}
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put(txn, "layout", c->layout, strlen(c->layout));
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put_u64(txn, "version", 0);
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put_u64(txn, "step", 0);
+	if (err == PSF_OK)
+		err = psf_store_txn_meta_put_u64(txn, "round", 0);
+	free(keys);
+	free(lens);
+	free(buf);
+	return err;
+}
+
+typedef struct resume_ctx {
+	psf_ps *ps;
+	char stored[4096];
+	bool found;
+} resume_ctx;
+
+static psf_err
+restore_worker(const char *worker, uint64_t seq, void *arg)
+{
+	psf_ps *ps = ((resume_ctx *)arg)->ps;
+	ps_worker *w;
+
+	if (ps_worker_add(ps, worker, &w) != PSF_OK)
+		return PSF_OK; /* an id this config cannot hold: ignore, it must re-register */
+	w->last_seq = seq;
+	return PSF_OK;
+}
+
+static psf_err
+resume_txn(psf_store_txn *txn, void *arg)
+{
+	resume_ctx *c = arg;
+	psf_ps *ps = c->ps;
+	const void *data;
+	size_t len;
+	uint64_t v;
+	char name[160];
+	psf_err err = psf_store_txn_meta_get(txn, "layout", &data, &len);
+
+	if (err == PSF_ENOENT)
+		return PSF_OK;
+	if (err != PSF_OK)
+		return err;
+	c->found = true;
+	snprintf(c->stored, sizeof(c->stored), "%.*s", (int)len, (const char *)data);
+	if (psf_store_txn_meta_get_u64(txn, "version", &v) == PSF_OK)
+		ps->version = v;
+	if (psf_store_txn_meta_get_u64(txn, "step", &v) == PSF_OK)
+		ps->step = v;
+	if (psf_store_txn_meta_get_u64(txn, "round", &v) == PSF_OK)
+		ps->round = (int64_t)v;
+	if ((err = psf_store_txn_pushlog_foreach(txn, restore_worker, c)) != PSF_OK)
+		return err;
+	for (size_t i = 0; i < ps->n_workers; i++) {
+		ps_meta_worker_key(name, sizeof(name), "wclock", ps->workers[i].id);
+		if (psf_store_txn_meta_get_u64(txn, name, &v) == PSF_OK)
+			ps->workers[i].clock = (int64_t)v;
+		ps->workers[i].registered = false; /* must register again after a restart */
+	}
+	return PSF_OK;
+}
+
+/* open_store opens the LMDB store and initialises or resumes it. */
+static psf_err
+open_store(psf_ps *ps, bool reset)
+{
+	psf_store_opts so;
+	resume_ctx *rc = calloc(1, sizeof(*rc));
+	char layout[4096], diff[512];
+	init_ctx ic = {ps, layout};
+	psf_err err;
+
+	if (rc == NULL)
+		return PSF_ENOMEM;
+	rc->ps = ps;
+	layout_string(ps, layout, sizeof(layout));
+	psf_store_opts_from_cfg(&ps->cfg->durability, &so);
+	if ((err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
+		goto out;
+	if ((err = psf_store_read(ps->store, resume_txn, rc)) != PSF_OK)
+		goto out;
+	if (rc->found && strcmp(rc->stored, layout) != 0) {
+		first_difference(rc->stored, layout, diff, sizeof(diff));
+		if (!reset) {
+			psf_log_err("ps", "%s was made by an incompatible config: %s (start with --reset "
+			    "to discard it)", ps->node->data_dir, diff);
+			err = PSF_ECONFIG;
+			goto out;
+		}
+		psf_log_warn("ps", "--reset: discarding %s (%s)", ps->node->data_dir, diff);
+		psf_store_close(ps->store);
+		ps->store = NULL;
+		if ((err = psf_rm_rf(ps->node->data_dir)) != PSF_OK ||
+		    (err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
+			goto out;
+		ps->n_workers = 0;
+		ps->version = ps->step = 0;
+		ps->round = 0;
+		rc->found = false;
+	}
+	if (!rc->found) {
+		err = psf_store_update(ps->store, init_txn, &ic);
+		psf_log_info("ps", "initialised shard %zu/%zu in %s", ps->shard, ps->n_ps,
+		    ps->node->data_dir);
+	} else {
+		psf_log_info("ps", "resumed shard %zu/%zu from %s at version %llu (round %lld)", ps->shard,
+		    ps->n_ps, ps->node->data_dir, (unsigned long long)ps->version, (long long)ps->round);
+	}
+out:
+	free(rc);
+	return err;
+}
+
+static psf_err
+setup_metrics(psf_ps *ps)
+{
+	psf_metrics *reg = psf_node_metrics(ps->rt);
+	static const double stale_bounds[] = {0, 1, 2, 4, 8, 16, 32, 64, 128, 256};
+	psf_err err;
+
+	if ((err = psf_metrics_gauge(reg, "psfleet_model_version", "Model version on this shard", NULL,
+	         0, &ps->g_version)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_pushes_applied_total", "Pushes applied", NULL, 0,
+	         &ps->c_applied)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_pushes_duplicate_total",
+	         "Pushes acknowledged as duplicates (not applied again)", NULL, 0,
+	         &ps->c_duplicate)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_pushes_rejected_total", "Pushes rejected", NULL,
+	         0, &ps->c_rejected)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_gradients_nonfinite_total",
+	         "Pushes with NaN/Inf gradients", NULL, 0, &ps->c_nonfinite)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_workers_dropped_total",
+	         "Workers dropped as stragglers or for a lost lease", NULL, 0, &ps->c_dropped)) != PSF_OK)
+		return err;
+	err = psf_metrics_hist(reg, "psfleet_push_staleness", "Model versions between a worker's "
+	    "pull and its push (async/ssp)", NULL, 0, stale_bounds, PSF_ARRAY_LEN(stale_bounds),
+	    &ps->h_staleness);
+	if (err == PSF_OK)
+		psf_gauge_set(ps->g_version, (double)ps->version);
+	return err;
+}
+
+static void *
+timer_main(void *arg)
+{
+	psf_ps *ps = arg;
+
+	for (;;) {
+		parked *ready;
+
+		psf_sleep_ms(20);
+		pthread_mutex_lock(&ps->mu);
+		if (ps->stopping) {
+			pthread_mutex_unlock(&ps->mu);
+			return NULL;
+		}
+		if (ps_check_timeouts(ps, psf_now_ms()) ||
+		    (ps->cfg->consistency.mode == PSF_CONS_SYNC && ps_round_complete(ps)))
+			ps_close_round(ps);
+		ready = ps_take_ready(ps);
+		pthread_mutex_unlock(&ps->mu);
+		ps_answer_parked(ps, ready);
+	}
+}
+
+static psf_err
+start_rpc(psf_ps *ps, const psf_ps_opts *opts)
+{
+	psf_rpc_server_opts so;
+	const char *url = (opts != NULL && opts->listen != NULL) ? opts->listen : ps->node->listen;
+	psf_err err;
+
+	if ((err = psf_node_server_opts(ps->cfg, ps->token, sizeof(ps->token), &so)) != PSF_OK)
+		return err;
+	ps_handlers_init(ps);
+	ps_admin_init(ps);
+	if ((err = psf_rpc_server_new(&so, &ps->srv)) != PSF_OK ||
+	    (err = psf_rpc_server_add_service(ps->srv, &ps->svc.base, ps)) != PSF_OK ||
+	    (err = psf_rpc_server_add_service(ps->srv, &ps->admin.base, ps)) != PSF_OK)
+		return err;
+	psf_node_observe_rpc(ps->rt, ps->srv);
+	if ((err = psf_rpc_server_listen(ps->srv, url, ps->url, sizeof(ps->url))) != PSF_OK)
+		return err;
+	return psf_rpc_server_start(ps->srv);
+}
+
+psf_err
+psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *opts, psf_ps **out)
+{
+	psf_ps *ps = calloc(1, sizeof(*ps));
+	const char *metrics = node->metrics;
+	psf_err err;
+
+	if (ps == NULL)
+		return PSF_ENOMEM;
+	ps->cfg = cfg;
+	ps->node = node;
+	pthread_mutex_init(&ps->mu, NULL);
+	if (opts != NULL && opts->metrics != NULL)
+		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
+	ps->workers = calloc(PS_MAX_WORKERS, sizeof(*ps->workers));
+	ps->n_ps = cfg->n_ps;
+	ps->shard = node->index;
+	ps->ps_seeds = calloc(cfg->n_ps, sizeof(*ps->ps_seeds));
+	if (ps->workers == NULL || ps->ps_seeds == NULL) {
+		err = PSF_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->n_ps; i++)
+		ps->ps_seeds[i] = psf_shard_node_seed(cfg->nodes[i].id);
+	ps->state_floats = psf_optim_state_floats(cfg->optimizer.kind);
+	if ((err = psf_node_new(node->id, "ps", metrics, &ps->rt)) != PSF_OK ||
+	    (err = psf_optim_check(&cfg->optimizer)) != PSF_OK ||
+	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
+	         &ps->model)) != PSF_OK ||
+	    (err = open_store(ps, opts != NULL && opts->reset)) != PSF_OK ||
+	    (err = setup_metrics(ps)) != PSF_OK)
+		goto fail;
+	/* Every configured trainer is expected in sync rounds from the start. */
+	for (size_t i = 0; i < cfg->n_nodes; i++) {
+		ps_worker *w;
+		if (cfg->nodes[i].role == PSF_ROLE_TRAINER &&
+		    (err = ps_worker_add(ps, cfg->nodes[i].id, &w)) != PSF_OK)
+			goto fail;
+	}
+	ps->round_open_ms = psf_now_ms();
+	if ((err = start_rpc(ps, opts)) != PSF_OK)
+		goto fail;
+	if (pthread_create(&ps->timer, NULL, timer_main, ps) != 0) {
+		err = PSF_ESYS;
+		goto fail;
+	}
+	ps->timer_started = true;
+	psf_node_set_ready(ps->rt, true, NULL);
+	psf_log_info("ps", "serving shard %zu/%zu on %s (%s, version %llu)", ps->shard, ps->n_ps,
+	    ps->url, psf_consistency_name(cfg->consistency.mode), (unsigned long long)ps->version);
+	*out = ps;
+	return PSF_OK;
+fail:
+	psf_log_err("ps", "%s failed to start: %s", node->id, psf_strerror(err));
+	psf_ps_free(ps);
+	return err;
+}
+
+const char *
+psf_ps_url(const psf_ps *ps)
+{
+	return ps->url;
+}
+
+void
+psf_ps_free(psf_ps *ps)
+{
+	parked *left;
+
+	if (ps == NULL)
+		return;
+	pthread_mutex_lock(&ps->mu);
+	ps->stopping = true;
+	left = ps_take_ready(ps); /* all of them: stopping */
+	pthread_mutex_unlock(&ps->mu);
+	if (ps->timer_started)
+		pthread_join(ps->timer, NULL);
+	ps_answer_parked(ps, left);
+	psf_rpc_server_free(ps->srv); /* no handler runs after this */
+	while (ps->parked != NULL) { /* parked after we looked: their calls are gone */
+		parked *p = ps->parked;
+		ps->parked = p->next;
+		free(p);
+	}
+	while (ps->reduces != NULL) {
+		reduce_entry *e = ps->reduces;
+		ps->reduces = e->next;
+		free(e->sums);
+		free(e->contributors);
+		free(e);
+	}
+	ps_snapshot_free_all(ps);
+	psf_store_close(ps->store);
+	psf_model_free(ps->model);
+	psf_node_free(ps->rt);
+	free(ps->ps_seeds);
+	free(ps->workers);
+	pthread_mutex_destroy(&ps->mu);
+	free(ps);
+}
+
+psf_err
+psf_ps_run(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *opts)
+{
+	psf_ps *ps;
+	psf_err err = psf_ps_new(cfg, node, opts, &ps);
+
+	if (err != PSF_OK)
+		return err;
+	while (!psf_node_wait(ps->rt, 1000))
+		;
+	psf_log_info("ps", "stopping");
+	psf_ps_free(ps);
+	return PSF_OK;
+}
