@@ -1,0 +1,200 @@
+/* store_bench.c -- commits/s and MB/s of psf_store updates that rewrite 16 x
+ * 256 KiB values per commit (a ps applying a push of 16 dense chunks), under
+ * each durability mode, against a memcpy of the same bytes measured in the same
+ * run (DESIGN.md §10).
+ *
+ *   store_bench [--quick] [--dir DIR]
+ *
+ * DIR (default $TMPDIR or /tmp) should be on the disk you care about: a tmpfs
+ * makes every-commit look free. Each figure is the median of several runs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "ps/store.h"
+
+#define N_VALUES 16
+#define VALUE_BYTES (256u * 1024u)
+#define COMMIT_BYTES ((double)N_VALUES * VALUE_BYTES)
+
+typedef struct bench_cfg {
+	int reps;           /* runs per figure; the median is printed */
+	uint64_t min_ns;    /* each run lasts at least this long... */
+	unsigned min_iters; /* ...and does at least this many commits */
+	const char *dir;
+} bench_cfg;
+
+typedef struct write_arg {
+	const unsigned char *src;
+	uint32_t iter;
+} write_arg;
+
+static psf_err
+write_fn(psf_store_txn *txn, void *arg)
+{
+	write_arg *a = arg;
+	void *buf;
+	psf_err rv;
+
+	for (uint64_t k = 0; k < N_VALUES; k++) {
+		rv = psf_store_txn_put_reserve(txn, PSF_STORE_WEIGHTS, k << 48, VALUE_BYTES, &buf);
+		if (rv != PSF_OK)
+			return rv;
+		memcpy(buf, a->src, VALUE_BYTES);
+		memcpy(buf, &a->iter, sizeof(a->iter)); /* every commit changes every value */
+	}
+	return PSF_OK;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* run_memcpy returns "commits"/s of copying the same bytes into 16 buffers. */
+static double
+run_memcpy(const bench_cfg *b, const unsigned char *src, unsigned char *dst)
+{
+	uint64_t t0 = psf_now_ns(), t;
+	unsigned iters = 0;
+
+	do {
+		for (int k = 0; k < N_VALUES; k++) {
+			memcpy(dst + (size_t)k * VALUE_BYTES, src, VALUE_BYTES);
+			memcpy(dst + (size_t)k * VALUE_BYTES, &iters, sizeof(iters));
+		}
+		iters++;
+		t = psf_now_ns() - t0;
+	} while (t < b->min_ns || iters < b->min_iters);
+	/* keep the copies observable so they are not optimised away */
+	if (dst[VALUE_BYTES * (N_VALUES - 1) + 7] == 0xfe && dst[0] == 0xfe)
+		fprintf(stderr, "#\n");
+	return (double)iters * 1e9 / (double)t;
+}
+
+/* run_store returns commits/s for one durability mode, or -1 on error. */
+static double
+run_store(const bench_cfg *b, psf_durability mode, const unsigned char *src)
+{
+	char dir[4096];
+	psf_store_opts o = {0};
+	psf_store *st = NULL;
+	write_arg a = {src, 0};
+	uint64_t t0, t;
+	psf_err rv = PSF_OK;
+
+	snprintf(dir, sizeof(dir), "%s/mode%d", b->dir, (int)mode);
+	o.durability = mode;
+	o.map_size = 256ull << 20;
+	if (psf_store_open(dir, &o, &st) != PSF_OK)
+		return -1;
+	for (int i = 0; i < 2 && rv == PSF_OK; i++) /* warm-up: allocate the pages */
+		rv = psf_store_update(st, write_fn, &a);
+	t0 = psf_now_ns();
+	do {
+		a.iter++;
+		if (rv == PSF_OK)
+			rv = psf_store_update(st, write_fn, &a);
+		t = psf_now_ns() - t0;
+	} while (rv == PSF_OK && (t < b->min_ns || a.iter < b->min_iters));
+	psf_store_close(st);
+	if (psf_rm_rf(dir) != PSF_OK || rv != PSF_OK) {
+		fprintf(stderr, "store_bench: %s\n", psf_strerror(rv));
+		return -1;
+	}
+	return (double)a.iter * 1e9 / (double)t;
+}
+
+static void
+print_rate(const char *name, double commits_per_s)
+{
+	printf("%s_commits_per_s %.1f commits/s\n", name, commits_per_s);
+	printf("%s_mb_per_s %.1f MB/s\n", name, commits_per_s * COMMIT_BYTES / 1e6);
+}
+
+static int
+parse_args(int argc, char **argv, bench_cfg *b)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	b->reps = 5;
+	b->min_ns = 1000000000ull;
+	b->min_iters = 20;
+	b->dir = tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--quick") == 0) {
+			b->reps = 1;
+			b->min_ns = 20000000ull;
+			b->min_iters = 3;
+		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+			b->dir = argv[++i];
+		} else {
+			fprintf(stderr, "usage: store_bench [--quick] [--dir DIR]\n");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		psf_durability mode;
+	} modes[] = {
+		{"store_interval", PSF_DUR_INTERVAL},
+		{"store_every_commit", PSF_DUR_EVERY_COMMIT},
+		{"store_none", PSF_DUR_NONE},
+	};
+	double rates[PSF_ARRAY_LEN(modes)], runs[16], base;
+	unsigned char *src = malloc(VALUE_BYTES), *dst = malloc(N_VALUES * VALUE_BYTES);
+	char top[4096];
+	bench_cfg b = {0};
+	int rc = 1;
+
+	psf_log_setup(PSF_LOG_WARN, "store_bench");
+	if (src == NULL || dst == NULL || parse_args(argc, argv, &b) != 0)
+		goto out;
+	snprintf(top, sizeof(top), "%s/psf_store_bench.XXXXXX", b.dir);
+	if (mkdtemp(top) == NULL) {
+		perror("store_bench: mkdtemp");
+		goto out;
+	}
+	b.dir = top;
+	for (size_t i = 0; i < VALUE_BYTES; i++)
+		src[i] = (unsigned char)(i * 131u);
+
+	for (int r = 0; r < b.reps; r++)
+		runs[r] = run_memcpy(&b, src, dst);
+	base = median(runs, b.reps);
+	print_rate("memcpy", base);
+	for (size_t m = 0; m < PSF_ARRAY_LEN(modes); m++) {
+		for (int r = 0; r < b.reps; r++)
+			if ((runs[r] = run_store(&b, modes[m].mode, src)) < 0)
+				goto out;
+		rates[m] = median(runs, b.reps);
+		print_rate(modes[m].name, rates[m]);
+	}
+	for (size_t m = 0; m < PSF_ARRAY_LEN(modes); m++)
+		printf("ratio_%s_vs_memcpy %.4f\n", modes[m].name, rates[m] / base);
+	rc = 0;
+out:
+	if (b.dir == top && psf_rm_rf(top) != PSF_OK)
+		rc = 1;
+	free(dst);
+	free(src);
+	return rc;
+}
