@@ -24,6 +24,7 @@ struct psf_model_ws {
 	float *d_buf[2];               /* n x max_width: dA ping-pong */
 	float *d_emb;                  /* n x emb_dim (emb only) */
 	float *g;                      /* n: d(loss)/d(logit) */
+	float *ones;                   /* n: 1.0f, for column sums through sgemv */
 	long *slot;                    /* n: params slot of each row's symbol */
 };
 
@@ -39,6 +40,7 @@ psf_model_ws_free(psf_model_ws *ws)
 	free(ws->d_buf[1]);
 	free(ws->d_emb);
 	free(ws->g);
+	free(ws->ones);
 	free(ws->slot);
 	free(ws);
 }
@@ -56,6 +58,7 @@ psf_model_ws_new(const psf_model *m, size_t max_batch, psf_model_ws **out)
 	ws->m = m;
 	ws->max_batch = max_batch;
 	ok = (ws->g = malloc(max_batch * sizeof(float))) != NULL &&
+	    (ws->ones = malloc(max_batch * sizeof(float))) != NULL &&
 	    (ws->slot = malloc(max_batch * sizeof(long))) != NULL &&
 	    (ws->d_buf[0] = malloc(max_batch * m->max_width * sizeof(float))) != NULL &&
 	    (ws->d_buf[1] = malloc(max_batch * m->max_width * sizeof(float))) != NULL;
@@ -68,8 +71,42 @@ psf_model_ws_new(const psf_model *m, size_t max_batch, psf_model_ws **out)
 		psf_model_ws_free(ws);
 		return PSF_ENOMEM;
 	}
+	for (size_t i = 0; i < max_batch; i++)
+		ws->ones[i] = 1.0f;
 	*out = ws;
 	return PSF_OK;
+}
+
+/* The element-wise loops run in fixed blocks of BLOCK so that GCC's -O2
+ * vectoriser (cheap cost model: known trip counts only) turns them into SIMD;
+ * restrict tells it the arrays do not overlap. */
+#define BLOCK 16
+
+static void
+relu(float *restrict h, size_t count)
+{
+	size_t j = 0;
+
+	for (; j + BLOCK <= count; j += BLOCK) {
+		for (size_t k = 0; k < BLOCK; k++)
+			h[j + k] = h[j + k] > 0.0f ? h[j + k] : 0.0f;
+	}
+	for (; j < count; j++)
+		h[j] = h[j] > 0.0f ? h[j] : 0.0f;
+}
+
+/* relu_grad zeroes d where the ReLU output act was cut to 0. */
+static void
+relu_grad(float *restrict d, const float *restrict act, size_t count)
+{
+	size_t j = 0;
+
+	for (; j + BLOCK <= count; j += BLOCK) {
+		for (size_t k = 0; k < BLOCK; k++)
+			d[j + k] = act[j + k] > 0.0f ? d[j + k] : 0.0f;
+	}
+	for (; j < count; j++)
+		d[j] = act[j] > 0.0f ? d[j] : 0.0f;
 }
 
 static const float *
@@ -162,18 +199,21 @@ layer_forward(const model_layer *l, const float *W, const float *b, const float 
 {
 	int in = (int)l->in, out = (int)l->out;
 
-	for (size_t i = 0; i < n; i++)
-		memcpy(H + i * l->out, b, l->out * sizeof(float));
+	if (out == 1) {
+		for (size_t i = 0; i < n; i++)
+			H[i] = b[0];
+	} else {
+		for (size_t i = 0; i < n; i++)
+			memcpy(H + i * l->out, b, l->out * sizeof(float));
+	}
 	if (out == 1)
 		cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, in, 1.0f, A, in, W, 1, 1.0f,
 		    H, 1);
 	else
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, A,
 		    in, W, in, 1.0f, H, out);
-	if (l->has_relu) {
-		for (size_t j = 0; j < n * l->out; j++)
-			H[j] = H[j] > 0.0f ? H[j] : 0.0f;
-	}
+	if (l->has_relu)
+		relu(H, n * l->out);
 }
 
 /* forward_pass leaves the logits in ws->act[last] and the first layer's input
@@ -247,26 +287,22 @@ batch_loss(const psf_model *m, const float *z, const float *y, size_t n, float *
 	return sum / (double)n;
 }
 
-/* input_grad writes dA = dH W (n x cols) for the columns [c0, c0 + cols) of W. */
+/* input_grad writes dA = dH W (n x cols) for the columns [c0, c0 + cols) of W.
+ * With out == 1 this is an outer product; sgemm's small-matrix kernels do it
+ * faster than a scalar loop. */
 static void
 input_grad(const model_layer *l, const float *dH, const float *W, size_t c0, size_t cols,
     size_t n, float *dA)
 {
-	if (l->out == 1) {
-		for (size_t i = 0; i < n; i++) {
-			for (size_t j = 0; j < cols; j++)
-				dA[i * cols + j] = dH[i] * W[c0 + j];
-		}
-		return;
-	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)cols, (int)l->out,
 	    1.0f, dH, (int)l->out, W + c0, (int)l->in, 0.0f, dA, (int)cols);
 }
 
-/* layer_backward writes dW and db of one layer given dH (n x out). */
+/* layer_backward writes dW = dH^T A and db = dH^T 1 of one layer given dH
+ * (n x out); ones holds n ones. */
 static void
-layer_backward(const model_layer *l, const float *dH, const float *A, size_t n,
-    float *dW, float *db)
+layer_backward(const model_layer *l, const float *dH, const float *A, const float *ones,
+    size_t n, float *dW, float *db)
 {
 	int in = (int)l->in, out = (int)l->out;
 
@@ -276,11 +312,7 @@ layer_backward(const model_layer *l, const float *dH, const float *A, size_t n,
 	else
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)n, 1.0f, dH,
 		    out, A, in, 0.0f, dW, in);
-	memset(db, 0, l->out * sizeof(float));
-	for (size_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < l->out; j++)
-			db[j] += dH[i * l->out + j];
-	}
+	cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, out, 1.0f, dH, out, ones, 1, 0.0f, db, 1);
 }
 
 static void
@@ -297,7 +329,7 @@ backward(const psf_model *m, psf_model_ws *ws, const psf_params *params,
 		float *db = (float *)dense_of(grads, ly->b_id);
 		float *dA = ws->d_buf[k];
 
-		layer_backward(ly, d, l > 0 ? ws->act[l - 1] : input, n, dW, db);
+		layer_backward(ly, d, l > 0 ? ws->act[l - 1] : input, ws->ones, n, dW, db);
 		if (l == 0) {
 			if (m->emb_dim > 0)
 				input_grad(ly, d, W, m->n_features, m->emb_dim, n, ws->d_emb);
@@ -305,10 +337,7 @@ backward(const psf_model *m, psf_model_ws *ws, const psf_params *params,
 		}
 		input_grad(ly, d, W, 0, ly->in, n, dA);
 		/* ReLU': the previous layer's output is 0 exactly where it was cut. */
-		for (size_t j = 0; j < n * ly->in; j++) {
-			if (ws->act[l - 1][j] <= 0.0f)
-				dA[j] = 0.0f;
-		}
+		relu_grad(dA, ws->act[l - 1], n * ly->in);
 		d = dA;
 		k ^= 1;
 	}
@@ -327,8 +356,7 @@ l2_penalty(const psf_model *m, const psf_params *params, psf_params *grads)
 		const float *W = dense_of(params, ly->w_id);
 		size_t count = (size_t)ly->in * ly->out;
 
-		for (size_t j = 0; j < count; j++)
-			sum += (double)W[j] * W[j];
+		sum += cblas_dsdot((int)count, W, 1, W, 1); /* double accumulation */
 		cblas_saxpy((int)count, (float)m->cfg.l2, W, 1,
 		    (float *)dense_of(grads, ly->w_id), 1);
 	}
@@ -343,18 +371,23 @@ symbol_grads(const psf_model *m, const psf_model_ws *ws, const uint64_t *sym_row
 	uint8_t has = (uint8_t)((m->emb_id ? SYM_HAS_EMB : 0) | (m->sb_id ? SYM_HAS_BIAS : 0));
 	size_t emb_off = m->emb_id ? m->t[m->emb_id - 1].off : 0;
 	size_t sb_off = m->sb_id ? m->t[m->sb_id - 1].off : 0;
+	size_t e = m->emb_dim;
 	psf_err err;
 
 	for (size_t i = 0; has != 0 && i < n; i++) {
+		float *restrict row;
 		size_t slot;
-		float *row;
 
 		if ((err = params_slot(grads, sym_rows[i], &slot)) != PSF_OK)
 			return err;
 		grads->sym_has[slot] = has;
 		row = grads->sym_val + slot * m->sym_stride;
-		for (size_t j = 0; j < m->emb_dim; j++)
-			row[emb_off + j] += ws->d_emb[i * m->emb_dim + j];
+		if (e > 0) {
+			const float *restrict src = ws->d_emb + i * e;
+
+			for (size_t j = 0; j < e; j++)
+				row[emb_off + j] += src[j];
+		}
 		if (m->sb_id != 0)
 			row[sb_off] += ws->g[i];
 	}
