@@ -288,13 +288,15 @@ sync_clock_ok(psf_ps *ps, const ps_worker *w, int64_t clock, void *call)
 {
 	if (clock == ps->round && w->clock <= ps->round)
 		return true;
+	/* ABORTED: the worker's clock is off; it re-registers to learn the round.
+	 * (FAILED_PRECONDITION is kept for "not registered".) */
 	if (clock < ps->round || w->clock > ps->round)
-		psf_rpc_fail(call, PSF_STATUS_FAILED_PRECONDITION,
+		psf_rpc_fail(call, PSF_STATUS_ABORTED,
 		    "push for clock %lld, but round %lld is open%s: re-register to rejoin",
 		    (long long)clock, (long long)ps->round,
 		    w->clock > ps->round ? " and this worker already pushed for it" : "");
 	else
-		psf_rpc_fail(call, PSF_STATUS_FAILED_PRECONDITION,
+		psf_rpc_fail(call, PSF_STATUS_ABORTED,
 		    "push for clock %lld is ahead of the open round %lld", (long long)clock,
 		    (long long)ps->round);
 	return false;

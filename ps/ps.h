@@ -18,8 +18,9 @@
  *                                      duplicate = true. In sync mode a push for a
  *                                      round that already closed without the worker
  *                                      (it was dropped as a straggler) gets
- *                                      FAILED_PRECONDITION: re-register and resume
- *                                      at the clock it returns.
+ *                                      ABORTED: re-register and resume at the clock
+ *                                      it returns. FAILED_PRECONDITION means "not
+ *                                      registered" (e.g. the ps restarted).
  *   Clock(worker, clock, done)     heartbeat while not pushing; done = leave.
  * A worker's clock is the number of steps it has pushed. Workers named in the
  * config's trainers are expected from the start; in sync mode a round waits for

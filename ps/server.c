@@ -21,8 +21,7 @@ layout_string(const psf_ps *ps, char *buf, size_t len)
 	size_t n = 0;
 	char fp[32];
 
-	psf_config_fingerprint(cfg, fp, sizeof(fp));
-	n += (size_t)snprintf(buf + n, len - n, "fingerprint=%s model=%d features=%u target=%d", fp,
+	n += (size_t)snprintf(buf + n, len - n, "model=%d features=%u target=%d",
 	    (int)cfg->model.kind, (unsigned)cfg->n_features, (int)cfg->target);
 	for (size_t i = 0; i < psf_model_n_tensors(ps->model) && n < len; i++) {
 		psf_tensor_info t;
@@ -35,6 +34,11 @@ layout_string(const psf_ps *ps, char *buf, size_t len)
 		    cfg->model.chunk_floats, (int)cfg->optimizer.kind, ps->n_ps, ps->shard);
 	for (size_t i = 0; i < cfg->n_ps && n < len; i++)
 		n += (size_t)snprintf(buf + n, len - n, " ps%zu=%s", i, cfg->nodes[i].id);
+	/* Last, so a mismatch names a readable fact first; it still catches feature
+	 * and seed changes the tokens above do not spell out. */
+	psf_config_fingerprint(cfg, fp, sizeof(fp));
+	if (n < len)
+		snprintf(buf + n, len - n, " fingerprint=%s", fp);
 }
 
 /* first_difference writes "'a' (store) vs 'b' (config)" for the first token that

@@ -1,0 +1,110 @@
+/* psfleet node CONFIG --id ID: run one node of the fleet (what `psfleet up`
+ * starts for each node, and what other hosts run by hand). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "ps/ps.h"
+
+static void
+node_usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: psfleet node CONFIG --id ID [--reset] [--listen URL] [--metrics HOST:PORT]\n"
+	    "\n"
+	    "Runs one node of the fleet described by CONFIG: a ps, trainer, inferer or the\n"
+	    "gateway, chosen by its id. Stops cleanly on SIGINT/SIGTERM.\n"
+	    "  --id ID              the node's id in CONFIG (required)\n"
+	    "  --reset              ps: discard a store made by an incompatible config\n"
+	    "  --listen URL         override the node's listen URL (e.g. port 0 in tests)\n"
+	    "  --metrics HOST:PORT  override the node's metrics address ('' = none)\n");
+}
+
+typedef struct node_args {
+	const char *config;
+	const char *id;
+	const char *listen;
+	const char *metrics;
+	int reset;
+} node_args;
+
+static int
+parse_args(int argc, char **argv, node_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		if (strcmp(arg, "--id") == 0 && i + 1 < argc) {
+			a->id = argv[++i];
+		} else if (strcmp(arg, "--listen") == 0 && i + 1 < argc) {
+			a->listen = argv[++i];
+		} else if (strcmp(arg, "--metrics") == 0 && i + 1 < argc) {
+			a->metrics = argv[++i];
+		} else if (strcmp(arg, "--reset") == 0) {
+			a->reset = 1;
+		} else if (arg[0] == '-') {
+			fprintf(stderr, "psfleet node: unknown or incomplete option '%s'\n", arg);
+			return -1;
+		} else if (a->config == NULL) {
+			a->config = arg;
+		} else {
+			fprintf(stderr, "psfleet node: unexpected argument '%s'\n", arg);
+			return -1;
+		}
+	}
+	if (a->config == NULL || a->id == NULL) {
+		fprintf(stderr, "psfleet node: CONFIG and --id are required (see --help)\n");
+		return -1;
+	}
+	return 0;
+}
+
+int
+psf_cmd_node(int argc, char **argv)
+{
+	node_args a;
+	psf_config *cfg = NULL;
+	const psf_node_cfg *node;
+	psf_log_level level = PSF_LOG_INFO;
+	char errbuf[512];
+	psf_err err;
+
+	if (psf_cli_wants_help(argc, argv)) {
+		node_usage(stdout);
+		return 0;
+	}
+	if (parse_args(argc, argv, &a) != 0)
+		return 2;
+	if (psf_config_load(a.config, errbuf, sizeof(errbuf), &cfg) != PSF_OK) {
+		fprintf(stderr, "psfleet node: %s\n", errbuf);
+		return 1;
+	}
+	if ((node = psf_config_find_node(cfg, a.id)) == NULL) {
+		fprintf(stderr, "psfleet node: %s has no node with id '%s'\n", a.config, a.id);
+		psf_config_free(cfg);
+		return 1;
+	}
+	(void)psf_log_level_parse(cfg->log_level, &level);
+	psf_log_setup(level, node->id);
+	psf_config_log(cfg);
+	switch (node->role) {
+	case PSF_ROLE_PS: {
+		psf_ps_opts o = {a.reset != 0, a.listen, a.metrics};
+		err = psf_ps_run(cfg, node, &o);
+		break;
+	}
+	default:
+		fprintf(stderr, "psfleet node: the %s role is not built yet\n", psf_role_name(node->role));
+		err = PSF_ENOTIMPL;
+		break;
+	}
+	psf_config_free(cfg);
+	if (err != PSF_OK) {
+		fprintf(stderr, "psfleet node %s: %s\n", a.id, psf_strerror(err));
+		return 1;
+	}
+	return 0;
+}

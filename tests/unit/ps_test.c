@@ -1,0 +1,637 @@
+/* Parameter server: real LMDB in a temp dir, real NNG sockets on 127.0.0.1, real
+ * ps instances in this process, clients through trainer/worker.h and raw RPCs. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/model.h"
+#include "common/rpc_client.h"
+#include "common/util.h"
+#include "ps/ps.h"
+#include "trainer/worker.h"
+
+#define MAX_PS 2
+
+typedef struct fleet {
+	char dir[64];
+	psf_config *cfg;
+	psf_ps *ps[MAX_PS];
+	const char *urls[MAX_PS];
+	psf_model *model;
+	uint64_t keys[64];
+	uint32_t lens[64];
+	size_t n_keys;
+} fleet;
+
+/* cfg_text writes a fleet YAML: n_ps ps nodes on port 0, n_tr trainers, an mlp
+ * whose tensors split into several small keys. */
+static void
+cfg_text(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const char *consistency,
+    const char *optimizer, const char *hidden)
+{
+	size_t n = 0;
+
+	n += (size_t)snprintf(buf + n, len - n, "name: t\nseed: 7\nrun_dir: %s\nnodes:\n  ps:\n", dir);
+	for (int i = 0; i < n_ps; i++)
+		n += (size_t)snprintf(buf + n, len - n, "    - {id: ps%d, listen: \"tcp://127.0.0.1:0\"}\n", i);
+	n += (size_t)snprintf(buf + n, len - n, "  trainers:\n");
+	for (int i = 0; i < n_tr; i++)
+		n += (size_t)snprintf(buf + n, len - n, "    - {id: trainer-%d}\n", i);
+	snprintf(buf + n, len - n,
+	    "data: {path: %s/none.csv}\n"
+	    "features: [\"lag:0\", \"lag:1\", \"lag:2\"]\n"
+	    "target: next_close\n"
+	    "model: {kind: mlp, hidden: [%s], chunk_floats: 4}\n"
+	    "optimizer: %s\n"
+	    "consistency: %s\n"
+	    "durability: {mode: every-commit, map_size: 1048576}\n"
+	    "limits: {request_timeout_ms: 5000, rpc_workers: 16}\n",
+	    dir, hidden, optimizer, consistency);
+}
+
+static void
+fleet_start(fleet *f, int n_ps, int n_tr, const char *consistency, const char *optimizer)
+{
+	char text[4096], err[512];
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/psf-ps-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	cfg_text(text, sizeof(text), f->dir, n_ps, n_tr, consistency, optimizer, "4");
+	if (psf_config_parse("test.yaml", text, strlen(text), err, sizeof(err), &f->cfg) != PSF_OK)
+		fail_msg("config: %s", err);
+	for (int i = 0; i < n_ps; i++) {
+		assert_int_equal(psf_ps_new(f->cfg, &f->cfg->nodes[i], &opts, &f->ps[i]), PSF_OK);
+		f->urls[i] = psf_ps_url(f->ps[i]);
+	}
+	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
+	    f->cfg->seed, &f->model), PSF_OK);
+	assert_int_equal(psf_model_dense_keys(f->model, f->keys, f->lens, 64, &f->n_keys), PSF_OK);
+	assert_true(f->n_keys >= 4);
+}
+
+static void
+fleet_stop(fleet *f)
+{
+	for (int i = 0; i < MAX_PS; i++)
+		psf_ps_free(f->ps[i]);
+	psf_model_free(f->model);
+	assert_int_equal(psf_rm_rf(f->dir), PSF_OK);
+	psf_config_free(f->cfg);
+}
+
+static psf_worker *
+worker(fleet *f, const char *id)
+{
+	psf_worker_opts o = {f->urls, 3000};
+	psf_worker *w = NULL;
+
+	assert_int_equal(psf_worker_open(f->cfg, f->model, id, &o, &w), PSF_OK);
+	return w;
+}
+
+/* grads_const sets every dense key's gradient to v. */
+static psf_params *
+grads_const(fleet *f, float v)
+{
+	psf_params *g;
+	float buf[8];
+
+	assert_int_equal(psf_params_new(f->model, &g), PSF_OK);
+	for (size_t i = 0; i < f->n_keys; i++) {
+		for (uint32_t j = 0; j < f->lens[i]; j++)
+			buf[j] = v;
+		assert_int_equal(psf_params_set_key(g, f->keys[i], buf, f->lens[i]), PSF_OK);
+	}
+	return g;
+}
+
+static psf_params *
+pull_all(fleet *f, psf_worker *w, int64_t clock)
+{
+	psf_params *p;
+
+	assert_int_equal(psf_params_new(f->model, &p), PSF_OK);
+	assert_int_equal(psf_worker_pull(w, clock, f->keys, f->n_keys, p, NULL), PSF_OK);
+	return p;
+}
+
+static float
+value(const psf_params *p, uint64_t key, uint32_t j)
+{
+	const float *v;
+	uint32_t len;
+
+	assert_int_equal(psf_params_get_key(p, key, &v, &len), PSF_OK);
+	return v[j];
+}
+
+/* raw_pull: a Pull with a short deadline, to observe blocking. */
+static psf_err
+raw_pull(fleet *f, size_t shard, const char *worker, int64_t clock, uint32_t timeout_ms)
+{
+	psf_rpc_client *c;
+	Psfleet__V1__PullRequest req = PSFLEET__V1__PULL_REQUEST__INIT;
+	Psfleet__V1__PullReply *r = NULL;
+	psf_rpc_call_opts o = {timeout_ms, 0};
+	psf_err err;
+
+	assert_int_equal(psf_rpc_client_open(f->urls[shard], NULL, &c), PSF_OK);
+	req.worker = (char *)worker;
+	req.clock = clock;
+	err = psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Pull", &req.base,
+	    &psfleet__v1__pull_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL);
+	if (err == PSF_OK)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	psf_rpc_client_close(c);
+	return err;
+}
+
+static Psfleet__V1__StatsReply *
+stats(fleet *f, size_t shard)
+{
+	psf_rpc_client *c;
+	Psfleet__V1__StatsRequest req = PSFLEET__V1__STATS_REQUEST__INIT;
+	Psfleet__V1__StatsReply *r = NULL;
+
+	assert_int_equal(psf_rpc_client_open(f->urls[shard], NULL, &c), PSF_OK);
+	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Stats", &req.base,
+	    &psfleet__v1__stats_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL), PSF_OK);
+	psf_rpc_client_close(c);
+	return r;
+}
+
+#define SYNC_CFG "{mode: sync, straggler_timeout_ms: 20000, heartbeat_ms: 100}"
+#define SGD1 "{kind: sgd, learning_rate: 1.0}"
+
+/* Sync: the applied update is the average of both workers' gradients, and a pull
+ * for the next step waits until the round is complete. */
+static void
+test_ps_sync_applies_average_and_pull_waits(void **state)
+{
+	fleet f;
+	psf_worker *a, *b;
+	psf_params *w0, *w1, *ga, *gb;
+
+	(void)state;
+	fleet_start(&f, 1, 2, SYNC_CFG, SGD1);
+	a = worker(&f, "trainer-0");
+	b = worker(&f, "trainer-1");
+	w0 = pull_all(&f, a, 0);
+	ga = grads_const(&f, 1.0f);
+	gb = grads_const(&f, 3.0f);
+	assert_int_equal(psf_worker_push(a, 0, ga, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
+	/* trainer-1 has not pushed: round 0 is open, a pull for step 1 must wait */
+	assert_int_equal(raw_pull(&f, 0, "trainer-0", 1, 300), PSF_ETIMEDOUT);
+	assert_int_equal(psf_worker_push(b, 0, gb, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
+	w1 = pull_all(&f, a, 1);
+	for (size_t i = 0; i < f.n_keys; i++)
+		for (uint32_t j = 0; j < f.lens[i]; j++)
+			assert_float_equal(value(w1, f.keys[i], j), value(w0, f.keys[i], j) - 2.0f, 1e-6);
+	psf_params_free(w0);
+	psf_params_free(w1);
+	psf_params_free(ga);
+	psf_params_free(gb);
+	psf_worker_close(a);
+	psf_worker_close(b);
+	fleet_stop(&f);
+}
+
+/* SSP s=2: the fast worker blocks at clock slowest+3 and goes on when the slow
+ * one advances. */
+static void
+test_ps_ssp_blocks_fast_worker(void **state)
+{
+	fleet f;
+	psf_worker *fast, *slow;
+	psf_params *g, *p;
+	psf_rpc_client *c;
+	psf_rpc_pending *pend;
+	Psfleet__V1__PullRequest req = PSFLEET__V1__PULL_REQUEST__INIT;
+	Psfleet__V1__PullReply *r = NULL;
+	psf_rpc_call_opts o = {10000, 0};
+
+	(void)state;
+	fleet_start(&f, 1, 2, "{mode: ssp, staleness: 2, straggler_timeout_ms: 20000, heartbeat_ms: 100}",
+	    SGD1);
+	fast = worker(&f, "trainer-0");
+	slow = worker(&f, "trainer-1");
+	g = grads_const(&f, 0.1f);
+	for (int64_t c0 = 0; c0 < 3; c0++) {
+		p = pull_all(&f, fast, c0);
+		psf_params_free(p);
+		assert_int_equal(psf_worker_push(fast, c0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	}
+	/* slowest clock 0, s = 2: clock 3 must wait */
+	assert_int_equal(raw_pull(&f, 0, "trainer-0", 3, 300), PSF_ETIMEDOUT);
+	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
+	req.worker = "trainer-0";
+	req.clock = 3;
+	req.n_keys = 1;
+	req.keys = f.keys;
+	assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Pull", &req.base, &o, &pend),
+	    PSF_OK);
+	p = pull_all(&f, slow, 0);
+	assert_int_equal(psf_worker_push(slow, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__pull_reply__descriptor,
+	    (ProtobufCMessage **)&r, NULL), PSF_OK);
+	assert_int_equal(r->model_version, 4); /* async-style: every push applied */
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	psf_rpc_pending_free(pend);
+	psf_rpc_client_close(c);
+	psf_params_free(p);
+	psf_params_free(g);
+	psf_worker_close(fast);
+	psf_worker_close(slow);
+	fleet_stop(&f);
+}
+
+/* A replayed push (same worker, same seq) is acknowledged and applied once. */
+static void
+test_ps_replayed_push_applied_once(void **state)
+{
+	fleet f;
+	psf_rpc_client *c;
+	Psfleet__V1__RegisterRequest reg = PSFLEET__V1__REGISTER_REQUEST__INIT;
+	Psfleet__V1__PushRequest push = PSFLEET__V1__PUSH_REQUEST__INIT;
+	ProtobufCMessage *m = NULL;
+	Psfleet__V1__PushReply *r = NULL;
+	Psfleet__V1__StatsReply *s;
+	psf_worker *w;
+	psf_params *w0, *w1;
+	float ones[4] = {1, 1, 1, 1};
+
+	(void)state;
+	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
+	w = worker(&f, "trainer-0");
+	w0 = pull_all(&f, w, 0);
+	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
+	reg.worker = "trainer-0";
+	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/RegisterWorker", &reg.base,
+	    &psfleet__v1__register_reply__descriptor, NULL, &m, NULL), PSF_OK);
+	protobuf_c_message_free_unpacked(m, NULL);
+	push.worker = "trainer-0";
+	push.seq = 1;
+	push.n_keys = push.n_lens = 1;
+	push.keys = &f.keys[0];
+	push.lens = &f.lens[0];
+	push.values.data = (uint8_t *)ones;
+	push.values.len = f.lens[0] * 4;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Push", &push.base,
+		    &psfleet__v1__push_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL), PSF_OK);
+		assert_int_equal(r->duplicate, i == 1);
+		assert_int_equal(r->model_version, 1);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	w1 = pull_all(&f, w, 1);
+	for (uint32_t j = 0; j < f.lens[0]; j++)
+		assert_float_equal(value(w1, f.keys[0], j), value(w0, f.keys[0], j) - 1.0f, 1e-6);
+	s = stats(&f, 0);
+	assert_int_equal(s->pushes_applied, 1);
+	assert_int_equal(s->pushes_duplicate, 1);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	psf_rpc_client_close(c);
+	psf_params_free(w0);
+	psf_params_free(w1);
+	psf_worker_close(w);
+	fleet_stop(&f);
+}
+
+/* run_fleet drives three workers through `steps` sync steps whose gradients
+ * depend on the pulled weights, and returns the final weights. */
+static psf_params *
+run_three_workers(fleet *f, int steps)
+{
+	psf_worker *w[3];
+	char id[32];
+	psf_params *final;
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(id, sizeof(id), "trainer-%d", i);
+		w[i] = worker(f, id);
+	}
+	for (int64_t c = 0; c < steps; c++) {
+		for (int i = 0; i < 3; i++) {
+			psf_params *p = pull_all(f, w[i], c), *g;
+			assert_int_equal(psf_params_new(f->model, &g), PSF_OK);
+			for (size_t k = 0; k < f->n_keys; k++) {
+				float buf[8];
+				for (uint32_t j = 0; j < f->lens[k]; j++)
+					buf[j] = 0.3f * value(p, f->keys[k], j) + 0.01f * (float)(i + 1) *
+					    (float)(j + 1) - 0.02f * (float)c;
+				assert_int_equal(psf_params_set_key(g, f->keys[k], buf, f->lens[k]), PSF_OK);
+			}
+			assert_int_equal(psf_worker_push(w[i], c, g, f->keys, f->n_keys, 4, 0, NULL), PSF_OK);
+			psf_params_free(p);
+			psf_params_free(g);
+		}
+	}
+	final = pull_all(f, w[0], steps);
+	for (int i = 0; i < 3; i++)
+		psf_worker_close(w[i]);
+	return final;
+}
+
+/* Two ps shards give bit-identical weights to one shard (adam, 6 sync steps). */
+static void
+test_ps_two_shards_match_single_node(void **state)
+{
+	fleet one, two;
+	psf_params *a, *b;
+	const char *adam = "{kind: adam, learning_rate: 0.05}";
+	Psfleet__V1__StatsReply *s0, *s1;
+
+	(void)state;
+	fleet_start(&one, 1, 3, SYNC_CFG, adam);
+	a = run_three_workers(&one, 6);
+	fleet_start(&two, 2, 3, SYNC_CFG, adam);
+	b = run_three_workers(&two, 6);
+	s0 = stats(&two, 0);
+	s1 = stats(&two, 1);
+	assert_int_equal(s0->model_version, 6);
+	assert_int_equal(s1->model_version, 6);
+	protobuf_c_message_free_unpacked(&s0->base, NULL);
+	protobuf_c_message_free_unpacked(&s1->base, NULL);
+	for (size_t k = 0; k < one.n_keys; k++)
+		for (uint32_t j = 0; j < one.lens[k]; j++) {
+			float x = value(a, one.keys[k], j), y = value(b, one.keys[k], j);
+			assert_memory_equal(&x, &y, sizeof(float));
+			assert_true(fabsf(x) < 100.0f);
+		}
+	psf_params_free(a);
+	psf_params_free(b);
+	fleet_stop(&one);
+	fleet_stop(&two);
+}
+
+/* A worker that never pushes does not stop sync rounds beyond the timeout. */
+static void
+test_ps_straggler_dropped_after_timeout(void **state)
+{
+	fleet f;
+	psf_worker *a;
+	psf_params *g, *p;
+	Psfleet__V1__StatsReply *s;
+	uint64_t t0;
+
+	(void)state;
+	fleet_start(&f, 1, 2, "{mode: sync, straggler_timeout_ms: 400, heartbeat_ms: 100}", SGD1);
+	a = worker(&f, "trainer-0");
+	g = grads_const(&f, 1.0f);
+	assert_int_equal(psf_worker_push(a, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	t0 = psf_now_ms();
+	p = pull_all(&f, a, 1); /* waits for the round to close without trainer-1 */
+	assert_true(psf_now_ms() - t0 < 4000);
+	s = stats(&f, 0);
+	assert_int_equal(s->model_version, 1);
+	for (size_t i = 0; i < s->n_workers; i++)
+		if (strcmp(s->workers[i]->worker, "trainer-1") == 0)
+			assert_false(s->workers[i]->live);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	/* the next rounds need only trainer-0 */
+	assert_int_equal(psf_worker_push(a, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(raw_pull(&f, 0, "trainer-0", 2, 2000), PSF_OK);
+	psf_params_free(p);
+	psf_params_free(g);
+	psf_worker_close(a);
+	fleet_stop(&f);
+}
+
+static psf_err
+raw_push(fleet *f, const char *worker, uint64_t seq, const uint64_t *keys, const uint32_t *lens,
+    size_t n, const float *vals, size_t n_vals, psf_rpc_status *st)
+{
+	psf_rpc_client *c;
+	Psfleet__V1__PushRequest push = PSFLEET__V1__PUSH_REQUEST__INIT;
+	ProtobufCMessage *r = NULL;
+	psf_err err;
+
+	assert_int_equal(psf_rpc_client_open(f->urls[0], NULL, &c), PSF_OK);
+	push.worker = (char *)worker;
+	push.seq = seq;
+	push.n_keys = push.n_lens = n;
+	push.keys = (uint64_t *)keys;
+	push.lens = (uint32_t *)lens;
+	push.values.data = (uint8_t *)vals;
+	push.values.len = n_vals * 4;
+	err = psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Push", &push.base,
+	    &psfleet__v1__push_reply__descriptor, NULL, &r, st);
+	if (r != NULL)
+		protobuf_c_message_free_unpacked(r, NULL);
+	psf_rpc_client_close(c);
+	return err;
+}
+
+/* Bad pushes get a clear status and change nothing. */
+static void
+test_ps_bad_pushes_rejected_nothing_applied(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_params *w0, *w1;
+	psf_rpc_status st;
+	float v[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+	uint64_t bad_key = psf_model_key(60, 0);
+	uint32_t short_len;
+	Psfleet__V1__StatsReply *s;
+
+	(void)state;
+	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
+	w = worker(&f, "trainer-0");
+	w0 = pull_all(&f, w, 0);
+	short_len = f.lens[0] - 1;
+	assert_int_equal(raw_push(&f, "nobody", 1, f.keys, f.lens, 1, v, f.lens[0], &st), PSF_ESTATE);
+	assert_int_equal(st.code, PSF_STATUS_FAILED_PRECONDITION);
+	assert_non_null(strstr(st.message, "not registered"));
+	assert_int_equal(raw_push(&f, "trainer-0", 1, &bad_key, f.lens, 1, v, f.lens[0], &st), PSF_EINVAL);
+	assert_non_null(strstr(st.message, "unknown key"));
+	assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, &short_len, 1, v, short_len, &st),
+	    PSF_EINVAL);
+	assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 1, v, f.lens[0] + 1, &st),
+	    PSF_EINVAL);
+	v[1] = NAN;
+	assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 1, v, f.lens[0], &st), PSF_EINVAL);
+	assert_non_null(strstr(st.message, "NaN"));
+	uint64_t unsorted[2] = {f.keys[1], f.keys[0]};
+	uint32_t ul[2] = {f.lens[1], f.lens[0]};
+	v[1] = 1;
+	assert_int_equal(raw_push(&f, "trainer-0", 1, unsorted, ul, 2, v, ul[0] + ul[1], &st),
+	    PSF_EINVAL);
+	w1 = pull_all(&f, w, 0);
+	for (size_t k = 0; k < f.n_keys; k++)
+		for (uint32_t j = 0; j < f.lens[k]; j++)
+			assert_float_equal(value(w1, f.keys[k], j), value(w0, f.keys[k], j), 0);
+	s = stats(&f, 0);
+	assert_int_equal(s->pushes_applied, 0);
+	assert_int_equal(s->pushes_rejected, 5);
+	assert_int_equal(s->model_version, 0);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	psf_params_free(w0);
+	psf_params_free(w1);
+	psf_worker_close(w);
+	fleet_stop(&f);
+}
+
+/* A snapshot fetched in small pieces has every key once, at one version. */
+static void
+test_ps_snapshot_in_pieces(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_params *g;
+	psf_rpc_client *c;
+	Psfleet__V1__SnapshotRequest req = PSFLEET__V1__SNAPSHOT_REQUEST__INIT;
+	Psfleet__V1__SnapshotReply *r = NULL;
+	psf_rpc_status st;
+	size_t seen = 0, pieces = 0;
+	uint64_t version = 0;
+
+	(void)state;
+	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
+	w = worker(&f, "trainer-0");
+	g = grads_const(&f, 0.5f);
+	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
+	req.max_bytes = 20; /* one key per piece */
+	for (;;) {
+		assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Snapshot", &req.base,
+		    &psfleet__v1__snapshot_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_OK);
+		if (pieces == 0)
+			version = r->version;
+		assert_int_equal(r->version, version);
+		for (size_t i = 0; i < r->n_keys; i++)
+			assert_int_equal(r->keys[i], f.keys[seen++]);
+		pieces++;
+		bool done = r->done;
+		req.start_key = r->next_key;
+		req.version = version;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		if (done)
+			break;
+	}
+	assert_int_equal(version, 1);
+	assert_int_equal(seen, f.n_keys);
+	assert_true(pieces >= f.n_keys / 2);
+	req.version = 999;
+	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Snapshot", &req.base,
+	    &psfleet__v1__snapshot_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_ENOENT);
+	psf_rpc_client_close(c);
+	psf_params_free(g);
+	psf_worker_close(w);
+	fleet_stop(&f);
+}
+
+/* Restart resumes from LMDB; an incompatible config is refused unless reset. */
+static void
+test_ps_restart_resumes_and_checks_config(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_params *g;
+	psf_config *other = NULL;
+	psf_ps *ps = NULL;
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	char text[4096], err[512];
+
+	(void)state;
+	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
+	w = worker(&f, "trainer-0");
+	g = grads_const(&f, 0.5f);
+	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_worker_push(w, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	psf_worker_close(w);
+	psf_ps_free(f.ps[0]);
+	assert_int_equal(psf_ps_new(f.cfg, &f.cfg->nodes[0], &opts, &f.ps[0]), PSF_OK);
+	f.urls[0] = psf_ps_url(f.ps[0]);
+	w = worker(&f, "trainer-0");
+	assert_int_equal(psf_worker_clock(w), 2); /* resumed */
+	psf_worker_close(w);
+	psf_ps_free(f.ps[0]);
+	f.ps[0] = NULL;
+
+	cfg_text(text, sizeof(text), f.dir, 1, 1, "{mode: async}", SGD1, "5");
+	assert_int_equal(psf_config_parse("t2.yaml", text, strlen(text), err, sizeof(err), &other), PSF_OK);
+	assert_int_equal(psf_ps_new(other, &other->nodes[0], &opts, &ps), PSF_ECONFIG);
+	opts.reset = true;
+	assert_int_equal(psf_ps_new(other, &other->nodes[0], &opts, &ps), PSF_OK);
+	psf_ps_free(ps);
+	psf_config_free(other);
+	psf_params_free(g);
+	fleet_stop(&f);
+}
+
+/* Reduce sums contributions once each and answers everyone. */
+static void
+test_ps_reduce_sums_once(void **state)
+{
+	fleet f;
+	psf_worker *a, *b;
+	double va[2] = {1, 2}, vb[2] = {3, 4};
+	double again[2] = {1, 2};
+
+	(void)state;
+	fleet_start(&f, 1, 2, SYNC_CFG, SGD1);
+	a = worker(&f, "trainer-0");
+	b = worker(&f, "trainer-1");
+	/* trainer-0's contribution (a raw call left pending) parks until trainer-1's
+	 * arrives; then both get the sums. */
+	{
+		psf_rpc_client *c;
+		psf_rpc_pending *pend;
+		Psfleet__V1__ReduceRequest req = PSFLEET__V1__REDUCE_REQUEST__INIT;
+		Psfleet__V1__ReduceReply *r = NULL;
+
+		assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
+		req.worker = "trainer-0";
+		req.name = "stats";
+		req.expected = 2;
+		req.n_values = 2;
+		req.values = va;
+		assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Reduce", &req.base,
+		    NULL, &pend), PSF_OK);
+		assert_int_equal(psf_worker_reduce(b, "stats", 2, vb, 2), PSF_OK);
+		assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__reduce_reply__descriptor,
+		    (ProtobufCMessage **)&r, NULL), PSF_OK);
+		assert_float_equal(r->values[0], 4, 0);
+		assert_float_equal(r->values[1], 6, 0);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		psf_rpc_pending_free(pend);
+		psf_rpc_client_close(c);
+	}
+	assert_float_equal(vb[0], 4, 0);
+	assert_float_equal(vb[1], 6, 0);
+	/* a retried contribution is not added again */
+	assert_int_equal(psf_worker_reduce(a, "stats", 2, again, 2), PSF_OK);
+	assert_float_equal(again[0], 4, 0);
+	assert_float_equal(again[1], 6, 0);
+	psf_worker_close(a);
+	psf_worker_close(b);
+	fleet_stop(&f);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ps_sync_applies_average_and_pull_waits),
+		cmocka_unit_test(test_ps_ssp_blocks_fast_worker),
+		cmocka_unit_test(test_ps_replayed_push_applied_once),
+		cmocka_unit_test(test_ps_two_shards_match_single_node),
+		cmocka_unit_test(test_ps_straggler_dropped_after_timeout),
+		cmocka_unit_test(test_ps_bad_pushes_rejected_nothing_applied),
+		cmocka_unit_test(test_ps_snapshot_in_pieces),
+		cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
+		cmocka_unit_test(test_ps_reduce_sums_once),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

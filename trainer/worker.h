@@ -1,0 +1,89 @@
+/* worker.h -- a trainer's client of the parameter servers (the ps-lite "worker").
+ *
+ * One psf_worker talks to every ps shard of the fleet. Keys are routed to their
+ * shard by the config's shard map (rendezvous hashing, common/shard.h); pull and
+ * push fan out to all shards concurrently and return when every shard answered.
+ * (ps-lite returns a timestamp and waits later; psfleet's loop always needs the
+ * pull before computing and the push before the next pull, so the call itself
+ * waits — the shards are still served in parallel.)
+ *
+ * Faults are handled here, not by the training loop:
+ *  - a ps that restarts: calls retry with backoff until retry_ms; the worker
+ *    registers again with a shard that forgot it (FAILED_PRECONDITION);
+ *  - a push is re-sent with the same sequence number, so a shard that had applied
+ *    it answers duplicate and nothing is applied twice;
+ *  - a shard that already has the push of a clock (a crash between shards) is
+ *    not sent it again;
+ *  - in sync mode a push for a round that closed without this worker gets
+ *    ABORTED: psf_worker_push returns PSF_ESTATE after re-registering, and
+ *    psf_worker_clock() tells the clock to continue at.
+ * Not thread-safe: one training thread uses a worker. */
+#ifndef PSF_TRAINER_WORKER_H
+#define PSF_TRAINER_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/err.h"
+#include "common/model.h"
+#include "psfleet.pb-c.h"
+
+typedef struct psf_worker psf_worker;
+
+typedef struct psf_worker_opts {
+	const char *const *ps_urls; /* one per ps node, in config order; NULL = the config's */
+	uint32_t retry_ms;          /* give up on a shard after this long; 0 = 120000 */
+} psf_worker_opts;
+
+/* Outcome of a push, summed over shards. */
+typedef struct psf_push_result {
+	uint64_t model_version; /* max over shards */
+	uint32_t duplicates;    /* shards that had it already */
+	int64_t max_staleness;
+} psf_push_result;
+
+/* psf_worker_open connects to every ps node and registers as worker `id` (which
+ * should be a trainer id of the config). The worker's clock starts at the
+ * smallest clock any shard reports (see psf_worker_clock). */
+PSF_NODISCARD psf_err psf_worker_open(const psf_config *cfg, const psf_model *model,
+    const char *id, const psf_worker_opts *opts, psf_worker **out);
+
+/* psf_worker_close closes the connections. NULL is fine. */
+void psf_worker_close(psf_worker *w);
+
+/* psf_worker_clock returns the clock (step) to compute next. */
+int64_t psf_worker_clock(const psf_worker *w);
+
+/* psf_worker_index returns the worker's index on shard 0. */
+uint32_t psf_worker_index(const psf_worker *w);
+
+/* psf_worker_pull fetches keys[0..n) (any order, duplicates allowed) for step
+ * `clock` into dst (psf_params_set_key), waiting as the consistency mode says.
+ * *version_out (may be NULL) gets the smallest model version among shards. */
+PSF_NODISCARD psf_err psf_worker_pull(psf_worker *w, int64_t clock, const uint64_t *keys,
+    size_t n, psf_params *dst, uint64_t *version_out);
+
+/* psf_worker_push sends the gradients of keys[0..n) (all present in grads) for
+ * step `clock` to their shards, and an empty push to the others so every shard
+ * sees the clock. On PSF_OK the worker's clock becomes clock + 1. PSF_ESTATE: the
+ * round moved on without this worker (sync); the worker re-registered and
+ * psf_worker_clock() says where to continue. */
+PSF_NODISCARD psf_err psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads,
+    const uint64_t *keys, size_t n, uint64_t n_samples, double loss, psf_push_result *res);
+
+/* psf_worker_heartbeat tells every shard the worker is alive at its clock;
+ * done = true leaves the group (training finished). */
+PSF_NODISCARD psf_err psf_worker_heartbeat(psf_worker *w, bool done);
+
+/* psf_worker_reduce sums values[0..n) element-wise over `expected` workers under
+ * `name` through shard 0, waiting until all contributed; the sums replace values. */
+PSF_NODISCARD psf_err psf_worker_reduce(psf_worker *w, const char *name, uint32_t expected,
+    double *values, size_t n);
+
+/* psf_worker_report sends evaluation metrics to shard 0 (report->worker is set
+ * by this call). */
+PSF_NODISCARD psf_err psf_worker_report(psf_worker *w, Psfleet__V1__MetricsReport *report);
+
+#endif
