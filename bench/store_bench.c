@@ -88,7 +88,7 @@ run_memcpy(const bench_cfg *b, const unsigned char *src, unsigned char *dst)
 static double
 run_store(const bench_cfg *b, psf_durability mode, const unsigned char *src)
 {
-	char dir[4096];
+	char dir[4096 + 32]; /* b->dir is at most 4095 bytes (main's template) */
 	psf_store_opts o = {0};
 	psf_store *st = NULL;
 	write_arg a = {src, 0};
@@ -168,8 +168,9 @@ main(int argc, char **argv)
 	psf_log_setup(PSF_LOG_WARN, "store_bench");
 	if (src == NULL || dst == NULL || parse_args(argc, argv, &b) != 0)
 		goto out;
-	snprintf(top, sizeof(top), "%s/psf_store_bench.XXXXXX", b.dir);
-	if (mkdtemp(top) == NULL) {
+	if ((size_t)snprintf(top, sizeof(top), "%s/psf_store_bench.XXXXXX", b.dir) >=
+		sizeof(top) ||
+	    mkdtemp(top) == NULL) {
 		perror("store_bench: mkdtemp");
 		goto out;
 	}

@@ -920,6 +920,26 @@ test_store_bad_arguments_are_rejected(void **state)
 }
 
 static void
+test_store_open_rejects_corrupt_file(void **state)
+{
+	fixture *f = *state;
+	char path[300];
+	unsigned char junk[16384];
+	psf_store *st = NULL;
+	FILE *fp;
+
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 2654435761u >> 13);
+	snprintf(path, sizeof(path), "%s/data.mdb", f->dir);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(junk, 1, sizeof(junk), fp), sizeof(junk));
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(psf_store_open(f->dir, NULL, &st), PSF_ESTORE);
+	assert_null(st);
+}
+
+static void
 test_store_opts_from_cfg_copies_durability(void **state)
 {
 	psf_durability_cfg cfg = {PSF_DUR_EVERY_COMMIT, 250, 123 * MIB};
@@ -957,6 +977,7 @@ main(void)
 		T(test_store_interval_mode_syncs_in_background),
 		T(test_store_every_commit_survives_sigkill),
 		T(test_store_bad_arguments_are_rejected),
+		T(test_store_open_rejects_corrupt_file),
 		cmocka_unit_test(test_store_opts_from_cfg_copies_durability),
 	};
 	psf_log_setup(PSF_LOG_WARN, "store_test"); /* PSF_LOG_LEVEL overrides */
