@@ -19,6 +19,9 @@
  * row = psf_model_symbol_row(symbol). Tensor ids start at 1 (key 0 is never
  * valid): the dense tensors first, in layer order, then the per-symbol ones.
  *
+ * Functions that return a count, a length or a bool take a valid (non-NULL)
+ * object; the psf_err ones return PSF_EINVAL for NULL arguments.
+ *
  * Math goes through OpenBLAS. Setting its thread count (one BLAS thread per
  * process, openblas_set_num_threads(1) or OPENBLAS_NUM_THREADS=1) is the
  * caller's job: this module never changes it. */

@@ -49,6 +49,8 @@ psf_params_free(psf_params *p)
 void
 psf_params_clear(psf_params *p)
 {
+	if (p == NULL)
+		return;
 	memset(p->dense_has, 0, (size_t)p->m->n_dense_keys);
 	p->n_dense_present = 0;
 	p->n_sym = 0;
