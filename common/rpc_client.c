@@ -189,7 +189,7 @@ send_attempt(psf_rpc_pending *p)
 
 	if (p->idempotent) {
 		if (nng_msg_dup(&m, p->req) != 0) {
-			set_status(p, PSF_STATUS_RESOURCE_EXHAUSTED, PSF_ENOMEM, "%s: out of memory",
+			set_status(p, PSF_STATUS_RESOURCE_EXHAUSTED, PSF_ENOMEM, "%.160s: out of memory",
 			    p->method);
 			return;
 		}
@@ -246,11 +246,11 @@ transport_error(psf_rpc_pending *p, int rv)
 {
 	if (rv == NNG_ETIMEDOUT)
 		set_status(p, PSF_STATUS_DEADLINE_EXCEEDED, PSF_ETIMEDOUT,
-		    "%s: deadline exceeded (no reply)", p->method);
+		    "%.160s: deadline exceeded (no reply)", p->method);
 	else if (rv == NNG_ECLOSED)
-		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_ECLOSED, "%s: client closed", p->method);
+		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_ECLOSED, "%.160s: client closed", p->method);
 	else
-		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_EUNAVAIL, "%s: connection lost", p->method);
+		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_EUNAVAIL, "%.160s: connection lost", p->method);
 }
 
 /* attempt_finish waits for the in-flight attempt; on return p->done is set, or
@@ -276,7 +276,7 @@ attempt_finish(psf_rpc_pending *p)
 	}
 	p->reply = nng_aio_get_msg(p->aio);
 	if (psf_wire_decode_reply(nng_msg_body(p->reply), nng_msg_len(p->reply), &p->rep) != PSF_OK) {
-		set_status(p, PSF_STATUS_INTERNAL, PSF_EPROTO, "%s: malformed reply envelope",
+		set_status(p, PSF_STATUS_INTERNAL, PSF_EPROTO, "%.160s: malformed reply envelope",
 		    p->method);
 		return;
 	}
