@@ -15,7 +15,7 @@ static const command commands[] = {
 	{"node", NULL, "node CONFIG --id ID                                 run one node"},
 	{"predict", NULL, "predict --connect URL SYMBOL... [--json]            call Predict"},
 	{"status", NULL, "status CONFIG [--json]                              health of every node"},
-	{"data", NULL, "data gen|partition ...                              make or lay out data"},
+	{"data", psf_cmd_data, "data gen|partition ...                              make or lay out data"},
 	{"experiment", NULL, "experiment CONFIG --modes sync,async,ssp:2 --out DIR   compare consistency modes"},
 };
 

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "data.h"
-#include "log.h"
 #include "util.h"
 
 #define MSG_LEN 320
@@ -107,6 +106,18 @@ rng_normal(rng *r)
 	r->spare = rad * sin(2 * M_PI * u2);
 	r->has_spare = 1;
 	return rad * cos(2 * M_PI * u2);
+}
+
+static void msgf(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+msgf(char *msg, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, MSG_LEN, fmt, ap);
+	va_end(ap);
 }
 
 /* Prices carry 4 decimals, and never go below one cent. */
@@ -244,24 +255,26 @@ gen_all(const psf_datagen_cfg *cfg, const int32_t *dates, const double *market, 
 }
 
 psf_err
-psf_datagen_write(const psf_datagen_cfg *cfg, const char *path)
+psf_datagen_write(const psf_datagen_cfg *cfg, const char *path, char *errbuf, size_t errlen)
 {
-	char tmp[4096];
+	char tmp[4096], msg[MSG_LEN] = "";
 	int32_t *dates = NULL;
 	double *market = NULL;
 	FILE *f = NULL;
 	rng r;
-	psf_err rv;
+	psf_err rv = PSF_EINVAL;
 
 	if (cfg == NULL || path == NULL || cfg->symbols < 1 ||
 	    cfg->symbols > PSF_DATAGEN_MAX_SYMBOLS || cfg->days < 2 ||
 	    cfg->days > PSF_DATAGEN_MAX_DAYS) {
-		psf_log_err("datagen", "need 1..%u symbols and 2..%u days",
+		msgf(msg, "datagen: need an output path, 1..%u symbols and 2..%u days",
 		    PSF_DATAGEN_MAX_SYMBOLS, PSF_DATAGEN_MAX_DAYS);
-		return PSF_EINVAL;
+		goto out;
 	}
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp))
-		return PSF_EINVAL;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
+		msgf(msg, "%s: path too long", path);
+		goto out;
+	}
 	if ((rv = business_days(cfg->days, &dates)) != PSF_OK)
 		goto out;
 	if ((market = malloc(cfg->days * sizeof(*market))) == NULL) {
@@ -272,40 +285,29 @@ psf_datagen_write(const psf_datagen_cfg *cfg, const char *path)
 	for (uint32_t t = 0; t < cfg->days; t++)
 		market[t] = MARKET_SIGMA * rng_normal(&r);
 	if ((f = fopen(tmp, "w")) == NULL) {
+		msgf(msg, "%s: %s", path, strerror(errno));
 		rv = psf_err_from_errno(errno);
-		psf_log_err("datagen", "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	setvbuf(f, NULL, _IOFBF, 1 << 20);
 	rv = gen_all(cfg, dates, market, f);
 	if (fclose(f) != 0 && rv == PSF_OK)
 		rv = psf_err_from_errno(errno);
-	f = NULL;
 	if (rv == PSF_OK && rename(tmp, path) != 0)
 		rv = psf_err_from_errno(errno);
 	if (rv != PSF_OK) {
-		psf_log_err("datagen", "%s: cannot write: %s", path, strerror(errno));
+		msgf(msg, "%s: cannot write: %s", path, strerror(errno));
 		unlink(tmp);
 	}
 out:
+	if (rv != PSF_OK && errbuf != NULL && errlen > 0)
+		snprintf(errbuf, errlen, "%s", msg[0] != '\0' ? msg : psf_strerror(rv));
 	free(market);
 	free(dates);
 	return rv;
 }
 
 /* ----------------------------------------------------------- partition */
-
-static void msgf(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-msgf(char *msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, MSG_LEN, fmt, ap);
-	va_end(ap);
-}
 
 /* prepare_outdir makes outdir, or accepts it when it is an empty directory. */
 static psf_err

@@ -35,10 +35,13 @@
  * later, keeping 20-60% of it) to path, through a temporary file renamed into
  * place, so path is either complete or untouched. Symbols are named S0000,
  * S0001, ... (more digits past 10000 symbols).
- * Returns PSF_EINVAL (NULL argument, symbols not in 1..PSF_DATAGEN_MAX_SYMBOLS,
- * days not in 2..PSF_DATAGEN_MAX_DAYS), PSF_ENOENT / PSF_ESYS (cannot write;
- * logged with the reason), or PSF_ENOMEM. */
-PSF_NODISCARD psf_err psf_datagen_write(const psf_datagen_cfg *cfg, const char *path);
+ * Returns PSF_OK; PSF_EINVAL (NULL argument, symbols not in
+ * 1..PSF_DATAGEN_MAX_SYMBOLS, days not in 2..PSF_DATAGEN_MAX_DAYS); the errno
+ * translation (PSF_ENOENT, PSF_ESYS, ...) when the file cannot be written; or
+ * PSF_ENOMEM. With errbuf not NULL, one line saying why goes to errbuf
+ * (truncated to errlen, always NUL-terminated). Does not log. */
+PSF_NODISCARD psf_err psf_datagen_write(const psf_datagen_cfg *cfg, const char *path,
+    char *errbuf, size_t errlen);
 
 /* psf_data_partition loads csv (a file or another partition directory) with the
  * bad_rows policy and writes outdir as described above; the columns written are

@@ -254,7 +254,7 @@ gen(const fixture *fx, const char *name, uint32_t symbols, uint32_t days, uint64
 	psf_datagen_cfg cfg = {.symbols = symbols, .days = days, .seed = seed, .skew = skew};
 
 	snprintf(path, len, "%s/%s", fx->dir, name);
-	assert_int_equal(psf_datagen_write(&cfg, path), PSF_OK);
+	assert_int_equal(psf_datagen_write(&cfg, path, NULL, 0), PSF_OK);
 }
 
 static void
@@ -569,17 +569,19 @@ test_datagen_rejects_bad_config(void **state)
 {
 	fixture *fx = *state;
 	psf_datagen_cfg cfg = {.symbols = 0, .days = 10, .seed = 1};
-	char path[256];
+	char path[256], err[512] = "";
 
 	snprintf(path, sizeof(path), "%s/x.csv", fx->dir);
-	assert_int_equal(psf_datagen_write(&cfg, path), PSF_EINVAL);
+	assert_int_equal(psf_datagen_write(&cfg, path, err, sizeof(err)), PSF_EINVAL);
+	assert_string_equal(err, "datagen: need an output path, 1..1000000 symbols and 2..20000 days");
 	cfg.symbols = 2;
 	cfg.days = 1;
-	assert_int_equal(psf_datagen_write(&cfg, path), PSF_EINVAL);
-	assert_int_equal(psf_datagen_write(NULL, path), PSF_EINVAL);
+	assert_int_equal(psf_datagen_write(&cfg, path, NULL, 0), PSF_EINVAL);
+	assert_int_equal(psf_datagen_write(NULL, path, NULL, 0), PSF_EINVAL);
 	cfg.days = 10;
 	snprintf(path, sizeof(path), "%s/no/such/dir/x.csv", fx->dir);
-	assert_int_not_equal(psf_datagen_write(&cfg, path), PSF_OK);
+	assert_int_equal(psf_datagen_write(&cfg, path, err, sizeof(err)), PSF_ENOENT);
+	assert_non_null(strstr(err, "no/such/dir/x.csv: No such file or directory"));
 }
 
 int

@@ -90,7 +90,7 @@ setup(void **state)
 	if (mkdtemp(fx->dir) == NULL)
 		return -1;
 	snprintf(fx->csv, sizeof(fx->csv), "%s/g.csv", fx->dir);
-	if (psf_datagen_write(&cfg, fx->csv) != PSF_OK ||
+	if (psf_datagen_write(&cfg, fx->csv, NULL, 0) != PSF_OK ||
 	    psf_data_load(fx->csv, NULL, NULL, 0, &fx->ds) != PSF_OK)
 		return -1;
 	fx->cutoff = cutoff_of(fx->csv, 0.2);
