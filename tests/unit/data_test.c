@@ -336,8 +336,18 @@ test_data_partition_round_trip(void **state)
 	assert_int_equal(psf_data_partition(csv, dir, PSF_BAD_ROWS_FAIL, err, sizeof(err)),
 	    PSF_EEXIST);
 	assert_non_null(strstr(err, "exists and is not empty"));
-	psf_data_index_free(ia);
+	/* A damaged manifest is an error, not a wrong index. */
+	snprintf(junk, sizeof(junk), "%s/manifest.csv", dir);
+	f = fopen(junk, "w");
+	assert_non_null(f);
+	fputs("symbol,rows,first_date,last_date\nS0000,many,2024-01-01,2024-01-02\n", f);
+	assert_int_equal(fclose(f), 0);
 	psf_data_index_free(ib);
+	ib = NULL;
+	assert_int_equal(psf_data_scan(dir, PSF_BAD_ROWS_FAIL, err, sizeof(err), &ib), PSF_EINVAL);
+	assert_null(ib);
+	assert_non_null(strstr(err, "manifest.csv:2: malformed line"));
+	psf_data_index_free(ia);
 	psf_dataset_free(a);
 	psf_dataset_free(b);
 	psf_dataset_free(c);
@@ -493,6 +503,55 @@ test_data_numbers_match_strtod(void **state)
 	assert_int_equal(psf_number_format(NAN, buf), 0);
 }
 
+/* Mangled input never crashes: every load ends in PSF_OK with a well-formed
+ * dataset or PSF_EINVAL with a `file:line: reason` message. */
+static void
+test_data_mangled_input_is_rejected_cleanly(void **state)
+{
+	static const char base[] =
+	    "date,symbol,open,high,low,close,volume\n"
+	    "2024-01-02,AAA,1.5,1.75,1.25,1.5,100\n"
+	    "2024-01-03,AAA,1.5,1.75,1.25,1.625,200\n"
+	    "2024-01-02,BBB,20,21,19,20.5,3000\n"
+	    "2024-01-04,BBB,20,21,19,21.25,\n";
+	static const char noise[] = ",\n\r\"-.e0123456789ABZ \t\xff";
+	fixture *fx = *state;
+	uint64_t x = 0x2545F4914F6CDD1Dull;
+	char text[sizeof(base) + 64], err[512];
+
+	for (int round = 0; round < 600; round++) {
+		size_t len = sizeof(base) - 1;
+		psf_data_opts opts = {.bad_rows = round % 2 ? PSF_BAD_ROWS_SKIP : PSF_BAD_ROWS_FAIL};
+		const char *path;
+		psf_dataset *ds = NULL;
+		psf_err rv;
+
+		memcpy(text, base, sizeof(base));
+		for (int k = 0; k < 1 + round % 4; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			text[x % len] = noise[(x >> 32) % (sizeof(noise) - 1)];
+		}
+		path = put(fx, "m.csv", text);
+		err[0] = '\0';
+		rv = psf_data_load(path, &opts, err, sizeof(err), &ds);
+		if (rv != PSF_OK) {
+			assert_int_equal(rv, PSF_EINVAL);
+			assert_int_equal(strncmp(err, path, strlen(path)), 0);
+			assert_null(ds);
+			continue;
+		}
+		for (size_t i = 0; i < psf_dataset_n_series(ds); i++) {
+			const psf_series *s = psf_dataset_series(ds, i);
+
+			for (size_t t = 0; t < s->n; t++) {
+				assert_true(isfinite(s->close[t]) && s->close[t] > 0);
+				assert_true(t == 0 || s->date[t] > s->date[t - 1]);
+			}
+		}
+		psf_dataset_free(ds);
+	}
+}
+
 static int
 read_all(const char *path, char **out, size_t *len)
 {
@@ -597,6 +656,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_data_partition_rejects_mismatched_symbol, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_data_scan_and_cutoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_data_mangled_input_is_rejected_cleanly, setup,
+		    teardown),
 		cmocka_unit_test(test_data_dates_round_trip),
 		cmocka_unit_test(test_data_numbers_match_strtod),
 		cmocka_unit_test_setup_teardown(test_datagen_same_seed_same_bytes, setup, teardown),
