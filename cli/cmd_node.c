@@ -8,19 +8,24 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "ps/ps.h"
+#include "trainer/trainer.h"
 
 static void
 node_usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: psfleet node CONFIG --id ID [--reset] [--listen URL] [--metrics HOST:PORT]\n"
+	    "                   [--slowdown X] [--delay-ms N] [--exit-at-step N]\n"
 	    "\n"
 	    "Runs one node of the fleet described by CONFIG: a ps, trainer, inferer or the\n"
 	    "gateway, chosen by its id. Stops cleanly on SIGINT/SIGTERM.\n"
 	    "  --id ID              the node's id in CONFIG (required)\n"
 	    "  --reset              ps: discard a store made by an incompatible config\n"
 	    "  --listen URL         override the node's listen URL (e.g. port 0 in tests)\n"
-	    "  --metrics HOST:PORT  override the node's metrics address ('' = none)\n");
+	    "  --metrics HOST:PORT  override the node's metrics address ('' = none)\n"
+	    "  --slowdown X         trainer: make every step X times as slow (straggler)\n"
+	    "  --delay-ms N         trainer: add N ms to every step (straggler)\n"
+	    "  --exit-at-step N     trainer: exit with status 3 at step N (failure injection)\n");
 }
 
 typedef struct node_args {
@@ -29,6 +34,9 @@ typedef struct node_args {
 	const char *listen;
 	const char *metrics;
 	int reset;
+	double slowdown;
+	long delay_ms;
+	long long exit_at_step;
 } node_args;
 
 static int
@@ -43,6 +51,24 @@ parse_args(int argc, char **argv, node_args *a)
 			a->listen = argv[++i];
 		} else if (strcmp(arg, "--metrics") == 0 && i + 1 < argc) {
 			a->metrics = argv[++i];
+		} else if (strcmp(arg, "--slowdown") == 0 && i + 1 < argc) {
+			a->slowdown = strtod(argv[++i], NULL);
+			if (!(a->slowdown >= 1.0 && a->slowdown <= 1000.0)) {
+				fprintf(stderr, "psfleet node: --slowdown takes a factor from 1 to 1000\n");
+				return -1;
+			}
+		} else if (strcmp(arg, "--delay-ms") == 0 && i + 1 < argc) {
+			a->delay_ms = strtol(argv[++i], NULL, 10);
+			if (a->delay_ms < 0 || a->delay_ms > 600000) {
+				fprintf(stderr, "psfleet node: --delay-ms takes 0 to 600000\n");
+				return -1;
+			}
+		} else if (strcmp(arg, "--exit-at-step") == 0 && i + 1 < argc) {
+			a->exit_at_step = strtoll(argv[++i], NULL, 10);
+			if (a->exit_at_step < 1) {
+				fprintf(stderr, "psfleet node: --exit-at-step takes a step >= 1\n");
+				return -1;
+			}
 		} else if (strcmp(arg, "--reset") == 0) {
 			a->reset = 1;
 		} else if (arg[0] == '-') {
@@ -94,6 +120,11 @@ psf_cmd_node(int argc, char **argv)
 	case PSF_ROLE_PS: {
 		psf_ps_opts o = {a.reset != 0, a.listen, a.metrics};
 		err = psf_ps_run(cfg, node, &o);
+		break;
+	}
+	case PSF_ROLE_TRAINER: {
+		psf_trainer_opts o = {NULL, a.metrics, a.slowdown, (uint32_t)a.delay_ms, a.exit_at_step};
+		err = psf_trainer_run(cfg, node, &o);
 		break;
 	}
 	default:

@@ -164,7 +164,9 @@ test_config_examples_match_their_purpose(void **state)
 	assert_int_equal(cfg->data.generate.symbols, 1000);
 	assert_int_equal(cfg->data.generate.days, 1000);
 	assert_string_equal(cfg->data.path, "data/demo.csv");
-	assert_true(has_feature(cfg, "lag:0"));
+	/* scale-free features, return target: see the comment in fleet.yaml */
+	assert_true(has_feature(cfg, "return:1"));
+	assert_int_equal(cfg->target, PSF_TARGET_NEXT_RETURN);
 	assert_int_equal(cfg->model.kind, PSF_MODEL_LINEAR);
 	assert_int_equal(cfg->optimizer.kind, PSF_OPTIM_ADAM);
 	assert_int_equal(cfg->consistency.mode, PSF_CONS_SYNC);
@@ -181,7 +183,7 @@ test_config_examples_match_their_purpose(void **state)
 	assert_int_equal(cfg->n_gateways, 1);
 	assert_int_equal(cfg->data.generate.symbols, 40);
 	assert_int_equal(cfg->data.generate.days, 300);
-	assert_int_equal(cfg->training.epochs, 2);
+	assert_int_equal(cfg->training.epochs, 6);
 	psf_config_free(cfg);
 }
 

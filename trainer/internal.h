@@ -1,0 +1,55 @@
+/* internal.h -- pieces of the trainer shared by its files (not a public API). */
+#ifndef PSF_TRAINER_INTERNAL_H
+#define PSF_TRAINER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/features.h"
+#include "common/model.h"
+#include "trainer/worker.h"
+
+#define PSF_TRAINER_MAX_BATCH 65536u
+
+/* Names of the all-reduces every trainer takes part in (ps Reduce). */
+#define PSF_REDUCE_FEATURE_STATS "feature_stats"
+#define PSF_REDUCE_TRAIN_ROWS "train_rows"
+
+/* psf_shard_plan: which symbols a trainer owns, and the test cutoff date. */
+typedef struct psf_shard_plan {
+	int32_t cutoff;
+	char **symbols; /* sorted (strcmp) */
+	size_t n;
+} psf_shard_plan;
+
+/* psf_trainer_plan scans the data (symbols, row counts, dates) and assigns the
+ * symbols of trainer `index`: by rendezvous hash of the symbol over the trainer
+ * ids (shard_by: hash) or balanced by row count (shard_by: rows). The same on
+ * every trainer. Errors come with one line in errbuf. */
+PSF_NODISCARD psf_err psf_trainer_plan(const psf_config *cfg, size_t index, psf_shard_plan *plan,
+    char *errbuf, size_t errlen);
+
+/* psf_shard_plan_keep is a psf_data_keep_fn for a plan. */
+int psf_shard_plan_keep(const char *symbol, void *plan);
+
+void psf_shard_plan_fini(psf_shard_plan *plan);
+
+/* psf_trainer_permute writes a permutation of 0..n-1 that depends only on
+ * (seed, trainer, epoch); seed 0 gives the identity (no shuffling). */
+void psf_trainer_permute(uint32_t *perm, size_t n, uint64_t seed, uint32_t trainer, uint64_t epoch);
+
+/* Test-set sums in the target's own units. */
+typedef struct psf_eval {
+	double sse, sae, naive_sse, naive_sae, correct;
+	uint64_t n;
+} psf_eval;
+
+/* psf_trainer_evaluate predicts every test row of the table with the weights of
+ * clock `clock` (pulled into params) and sums the errors against y_raw, and the
+ * naive forecast's errors. */
+PSF_NODISCARD psf_err psf_trainer_evaluate(const psf_config *cfg, const psf_model *model,
+    psf_model_ws *ws, psf_worker *w, const psf_table *table, const uint64_t *sym_rows,
+    const double *stats, int64_t clock, psf_params *params, psf_eval *out);
+
+#endif

@@ -1,0 +1,389 @@
+/* trainer.c -- the training loop of a trainer node (trainer.h). */
+#include "trainer.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/data.h"
+#include "common/features.h"
+#include "common/log.h"
+#include "common/model.h"
+#include "common/node.h"
+#include "common/shard.h"
+#include "common/util.h"
+#include "trainer/internal.h"
+#include "trainer/worker.h"
+
+/* trainer: everything one training run holds. */
+typedef struct trainer {
+	const psf_config *cfg;
+	const psf_node_cfg *node;
+	const psf_trainer_opts *opts;
+	psf_node *rt;
+	psf_worker *w;
+	psf_model *model;
+	psf_model_ws *ws;
+	psf_params *params, *grads;
+	psf_table *table;
+	double *stats;
+	size_t n_stats;
+	uint64_t *sym_rows;  /* per table symbol */
+	uint32_t *perm;      /* this epoch's order of train rows */
+	int64_t perm_epoch;
+	uint64_t steps_per_epoch, total_steps;
+	/* batch scratch */
+	size_t *bidx;        /* table rows of the batch */
+	float *bx, *by;
+	uint64_t *brows;
+	uint64_t *keys;
+	size_t keys_cap;
+	psf_gauge *g_epoch, *g_step, *g_loss, *g_sps, *g_total;
+} trainer;
+
+static psf_err
+setup_metrics(trainer *t)
+{
+	psf_metrics *reg = psf_node_metrics(t->rt);
+	psf_err err;
+
+	if ((err = psf_metrics_gauge(reg, "psfleet_trainer_epoch", "Current epoch (0-based)", NULL, 0,
+	         &t->g_epoch)) != PSF_OK ||
+	    (err = psf_metrics_gauge(reg, "psfleet_trainer_step", "Steps done (the worker clock)",
+	         NULL, 0, &t->g_step)) != PSF_OK ||
+	    (err = psf_metrics_gauge(reg, "psfleet_trainer_loss", "Mean training loss of the last "
+	         "steps", NULL, 0, &t->g_loss)) != PSF_OK ||
+	    (err = psf_metrics_gauge(reg, "psfleet_trainer_samples_per_second",
+	         "Training samples per second", NULL, 0, &t->g_sps)) != PSF_OK)
+		return err;
+	return psf_metrics_gauge(reg, "psfleet_trainer_total_steps", "Steps of the whole run", NULL,
+	    0, &t->g_total);
+}
+
+/* make_table loads this trainer's symbols and builds the standardised table. The
+ * standardisation statistics are summed over every trainer through the ps, so all
+ * use the same scaling. */
+static psf_err
+make_table(trainer *t)
+{
+	char errbuf[512];
+	psf_shard_plan plan;
+	psf_dataset *ds = NULL;
+	psf_err err;
+
+	if ((err = psf_trainer_plan(t->cfg, t->node->index, &plan, errbuf, sizeof(errbuf))) != PSF_OK) {
+		psf_log_err("trainer", "%s", errbuf);
+		return err;
+	}
+	psf_data_opts dopts = {t->cfg->data.bad_rows, psf_shard_plan_keep, &plan};
+	uint64_t t0 = psf_now_ms();
+	err = psf_data_load(t->cfg->data.path, &dopts, errbuf, sizeof(errbuf), &ds);
+	if (err != PSF_OK) {
+		psf_log_err("trainer", "%s", errbuf);
+		goto out;
+	}
+	err = psf_features_build(ds, t->cfg->features, t->cfg->n_features, t->cfg->target,
+	    plan.cutoff, errbuf, sizeof(errbuf), &t->table);
+	if (err != PSF_OK) {
+		psf_log_err("trainer", "features: %s", errbuf);
+		goto out;
+	}
+	psf_log_info("trainer", "loaded %zu symbols, %zu rows -> %zu train / %zu test rows in %llu ms",
+	    psf_dataset_n_series(ds), psf_dataset_n_rows(ds), t->table->n_train,
+	    t->table->n_rows - t->table->n_train, (unsigned long long)(psf_now_ms() - t0));
+	if (psf_dataset_n_skipped(ds) > 0)
+		psf_log_warn("trainer", "skipped %zu bad rows; first: %s", psf_dataset_n_skipped(ds),
+		    psf_dataset_first_error(ds));
+out:
+	psf_dataset_free(ds);
+	psf_shard_plan_fini(&plan);
+	return err;
+}
+
+static psf_err
+standardize(trainer *t)
+{
+	psf_err err;
+
+	t->n_stats = psf_features_stats_len(t->cfg->n_features);
+	if ((t->stats = calloc(t->n_stats, sizeof(double))) == NULL)
+		return PSF_ENOMEM;
+	psf_features_stats(t->table, t->stats);
+	err = psf_worker_reduce(t->w, PSF_REDUCE_FEATURE_STATS, (uint32_t)t->cfg->n_trainers, t->stats,
+	    t->n_stats);
+	if (err != PSF_OK)
+		return err;
+	return psf_features_standardize(t->table, t->stats, t->n_stats);
+}
+
+/* agree_steps: every trainer takes the steps of the largest shard per epoch, so
+ * sync rounds line up; rows counts are shared through a reduce. */
+static psf_err
+agree_steps(trainer *t)
+{
+	size_t n = t->cfg->n_trainers;
+	double *rows = calloc(n, sizeof(double));
+	uint64_t max_rows = 0, batch = t->cfg->training.batch_size;
+	psf_err err;
+
+	if (rows == NULL)
+		return PSF_ENOMEM;
+	rows[t->node->index] = (double)t->table->n_train;
+	err = psf_worker_reduce(t->w, PSF_REDUCE_TRAIN_ROWS, (uint32_t)n, rows, n);
+	for (size_t i = 0; err == PSF_OK && i < n; i++)
+		if ((uint64_t)rows[i] > max_rows)
+			max_rows = (uint64_t)rows[i];
+	free(rows);
+	if (err != PSF_OK)
+		return err;
+	t->steps_per_epoch = max_rows == 0 ? 0 : (max_rows + batch - 1) / batch;
+	t->total_steps = t->steps_per_epoch * t->cfg->training.epochs;
+	if (t->cfg->training.max_steps != 0 && t->total_steps > t->cfg->training.max_steps)
+		t->total_steps = t->cfg->training.max_steps;
+	psf_gauge_set(t->g_total, (double)t->total_steps);
+	psf_log_info("trainer", "%llu steps per epoch (largest shard: %llu train rows), %llu in all",
+	    (unsigned long long)t->steps_per_epoch, (unsigned long long)max_rows,
+	    (unsigned long long)t->total_steps);
+	return PSF_OK;
+}
+
+static psf_err
+setup_model(trainer *t)
+{
+	size_t batch = t->cfg->training.batch_size;
+	size_t n_sym = psf_model_n_symbol_tensors(t->model);
+	psf_err err;
+
+	if ((err = psf_model_ws_new(t->model, batch, &t->ws)) != PSF_OK ||
+	    (err = psf_params_new(t->model, &t->params)) != PSF_OK ||
+	    (err = psf_params_new(t->model, &t->grads)) != PSF_OK)
+		return err;
+	t->keys_cap = psf_model_n_dense_keys(t->model) + batch * (n_sym > 0 ? n_sym : 1);
+	t->bidx = malloc(batch * sizeof(size_t));
+	t->bx = malloc(batch * t->cfg->n_features * sizeof(float));
+	t->by = malloc(batch * sizeof(float));
+	t->brows = malloc(batch * sizeof(uint64_t));
+	t->keys = malloc(t->keys_cap * sizeof(uint64_t));
+	t->sym_rows = malloc((t->table->n_symbols > 0 ? t->table->n_symbols : 1) * sizeof(uint64_t));
+	t->perm = malloc((t->table->n_train > 0 ? t->table->n_train : 1) * sizeof(uint32_t));
+	if (!t->bidx || !t->bx || !t->by || !t->brows || !t->keys || !t->sym_rows || !t->perm)
+		return PSF_ENOMEM;
+	for (size_t i = 0; i < t->table->n_symbols; i++)
+		t->sym_rows[i] = psf_model_symbol_row(t->table->symbols[i]);
+	t->perm_epoch = -1;
+	return PSF_OK;
+}
+
+/* batch_rows picks the table rows of step c: epoch-seeded shuffle, wrapping
+ * around a shard smaller than the largest. */
+static size_t
+batch_rows(trainer *t, int64_t c, size_t *rows)
+{
+	size_t batch = t->cfg->training.batch_size, n = t->table->n_train;
+	int64_t epoch = (int64_t)((uint64_t)c / t->steps_per_epoch);
+	uint64_t b = (uint64_t)c % t->steps_per_epoch;
+
+	if (n == 0)
+		return 0;
+	if (epoch != t->perm_epoch) {
+		psf_trainer_permute(t->perm, n, t->cfg->training.shuffle ? t->cfg->seed : 0,
+		    t->node->index, (uint64_t)epoch);
+		t->perm_epoch = epoch;
+	}
+	for (size_t i = 0; i < batch; i++)
+		rows[i] = t->perm[(b * batch + i) % n];
+	return batch < n ? batch : n;
+}
+
+/* keys_for lists the dense keys and the per-symbol keys of n batch rows. */
+static psf_err
+keys_for(trainer *t, const uint64_t *brows, size_t n, size_t *n_keys)
+{
+	size_t nd = 0, ns = 0;
+	psf_err err = psf_model_dense_keys(t->model, t->keys, NULL, t->keys_cap, &nd);
+
+	if (err == PSF_OK && psf_model_n_symbol_tensors(t->model) > 0)
+		err = psf_model_symbol_keys(t->model, brows, n, t->keys + nd, NULL, t->keys_cap - nd, &ns);
+	*n_keys = nd + ns;
+	return err;
+}
+
+static void
+inject_faults(trainer *t, int64_t c, uint64_t step_ns)
+{
+	if (t->opts != NULL && t->opts->exit_at_step > 0 && c == t->opts->exit_at_step) {
+		psf_log_warn("trainer", "failure injection: exiting at step %lld", (long long)c);
+		exit(3);
+	}
+	if (t->opts != NULL && t->opts->slowdown > 1.0)
+		psf_sleep_ms((uint64_t)((t->opts->slowdown - 1.0) * (double)step_ns / 1e6));
+	if (t->opts != NULL && t->opts->delay_ms > 0)
+		psf_sleep_ms(t->opts->delay_ms);
+}
+
+/* step runs one training step at clock c. */
+static psf_err
+step(trainer *t, int64_t c, double *loss)
+{
+	size_t *rows = t->bidx;
+	size_t nf = t->cfg->n_features, n, n_keys;
+	psf_err err;
+
+	n = batch_rows(t, c, rows);
+	if (n == 0)
+		return PSF_ESTATE;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(t->bx + i * nf, t->table->x + rows[i] * nf, nf * sizeof(float));
+		t->by[i] = t->table->y[rows[i]];
+		t->brows[i] = t->sym_rows[t->table->sym[rows[i]]];
+	}
+	if ((err = keys_for(t, t->brows, n, &n_keys)) != PSF_OK ||
+	    (err = psf_worker_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK ||
+	    (err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n, t->grads,
+	         loss)) != PSF_OK)
+		return err;
+	if ((err = psf_params_keys(t->grads, t->keys, NULL, t->keys_cap, &n_keys)) != PSF_OK)
+		return err;
+	return psf_worker_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, NULL);
+}
+
+static psf_err
+report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
+{
+	Psfleet__V1__MetricsReport r = PSFLEET__V1__METRICS_REPORT__INIT;
+	psf_eval ev;
+	psf_err err;
+
+	err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, t->sym_rows, t->stats,
+	    c, t->params, &ev);
+	if (err != PSF_OK)
+		return err;
+	r.epoch = (uint32_t)(t->steps_per_epoch ? (uint64_t)c / t->steps_per_epoch : 0);
+	r.step = c;
+	r.train_loss = train_loss;
+	r.test_sse = ev.sse;
+	r.test_sae = ev.sae;
+	r.naive_sse = ev.naive_sse;
+	r.naive_sae = ev.naive_sae;
+	r.test_n = ev.n;
+	r.test_correct = ev.correct;
+	r.samples_per_sec = sps;
+	r.finished = finished;
+	psf_log_info("trainer", "epoch %u step %lld: train loss %.6g, test rmse %.6g (naive %.6g) on "
+	    "%llu rows", r.epoch, (long long)c, train_loss, ev.n ? sqrt(ev.sse / (double)ev.n) : 0.0,
+	    ev.n ? sqrt(ev.naive_sse / (double)ev.n) : 0.0, (unsigned long long)ev.n);
+	return psf_worker_report(t->w, &r);
+}
+
+static psf_err
+train(trainer *t)
+{
+	int64_t c = psf_worker_clock(t->w);
+	double loss_sum = 0, loss = 0;
+	uint64_t loss_n = 0, t_start = psf_now_ns(), samples = 0;
+	psf_err err = PSF_OK;
+
+	if (c >= (int64_t)t->total_steps) /* restarted after the last step */
+		return report(t, c, 0.0, 0.0, true);
+	if (c > 0)
+		psf_log_info("trainer", "resuming at step %lld", (long long)c);
+	while (c < (int64_t)t->total_steps) {
+		uint64_t t0 = psf_now_ns();
+		if (psf_node_stop_requested(t->rt))
+			return PSF_ECLOSED;
+		err = step(t, c, &loss);
+		if (err == PSF_ESTATE) { /* the round moved on without us: rejoin */
+			c = psf_worker_clock(t->w);
+			continue;
+		}
+		if (err != PSF_OK)
+			return err;
+		loss_sum += loss;
+		loss_n++;
+		samples += t->cfg->training.batch_size;
+		c++;
+		inject_faults(t, c, psf_now_ns() - t0);
+		double secs = (double)(psf_now_ns() - t_start) / 1e9;
+		psf_gauge_set(t->g_step, (double)c);
+		psf_gauge_set(t->g_epoch, (double)((uint64_t)(c - 1) / t->steps_per_epoch));
+		psf_gauge_set(t->g_loss, loss_sum / (double)loss_n);
+		psf_gauge_set(t->g_sps, secs > 0 ? (double)samples / secs : 0);
+		if ((uint64_t)c % t->steps_per_epoch == 0 || c == (int64_t)t->total_steps) {
+			bool last = c == (int64_t)t->total_steps;
+			if ((err = report(t, c, loss_sum / (double)loss_n,
+			         secs > 0 ? (double)samples / secs : 0, last)) != PSF_OK)
+				return err;
+			loss_sum = 0;
+			loss_n = 0;
+		}
+	}
+	return PSF_OK;
+}
+
+static void
+trainer_fini(trainer *t)
+{
+	psf_worker_close(t->w);
+	psf_params_free(t->params);
+	psf_params_free(t->grads);
+	psf_model_ws_free(t->ws);
+	psf_model_free(t->model);
+	psf_table_free(t->table);
+	free(t->stats);
+	free(t->sym_rows);
+	free(t->perm);
+	free(t->bidx);
+	free(t->bx);
+	free(t->by);
+	free(t->brows);
+	free(t->keys);
+	psf_node_free(t->rt);
+}
+
+psf_err
+psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_trainer_opts *opts)
+{
+	trainer t;
+	psf_worker_opts wo = {opts != NULL ? opts->ps_urls : NULL, 0};
+	const char *metrics = node->metrics;
+	psf_err err;
+
+	memset(&t, 0, sizeof(t));
+	t.cfg = cfg;
+	t.node = node;
+	t.opts = opts;
+	if (opts != NULL && opts->metrics != NULL)
+		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
+	if (cfg->training.batch_size > PSF_TRAINER_MAX_BATCH) {
+		psf_log_err("trainer", "batch_size %u exceeds %u", cfg->training.batch_size,
+		    PSF_TRAINER_MAX_BATCH);
+		return PSF_EINVAL;
+	}
+	openblas_set_num_threads(1); /* several processes share the cores (PLATFORM.md) */
+	if ((err = psf_node_new(node->id, "trainer", metrics, &t.rt)) != PSF_OK ||
+	    (err = setup_metrics(&t)) != PSF_OK)
+		goto out;
+	psf_node_set_ready(t.rt, false, "loading data");
+	if ((err = make_table(&t)) != PSF_OK ||
+	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
+	         &t.model)) != PSF_OK ||
+	    (err = psf_worker_open(cfg, t.model, node->id, &wo, &t.w)) != PSF_OK ||
+	    (err = standardize(&t)) != PSF_OK || (err = agree_steps(&t)) != PSF_OK ||
+	    (err = setup_model(&t)) != PSF_OK)
+		goto out;
+	psf_node_set_ready(t.rt, true, NULL);
+	if (t.total_steps == 0) {
+		psf_log_warn("trainer", "no training rows in the whole fleet: nothing to do");
+	} else if ((err = train(&t)) != PSF_OK) {
+		goto out;
+	}
+	err = psf_worker_heartbeat(t.w, true);
+	psf_log_info("trainer", "done after %lld steps", (long long)psf_worker_clock(t.w));
+out:
+	if (err != PSF_OK)
+		psf_log_err("trainer", "%s stopped: %s", node->id, psf_strerror(err));
+	trainer_fini(&t);
+	return err;
+}
