@@ -12,7 +12,7 @@ typedef struct command {
 
 static const command commands[] = {
 	{"up", NULL, "up CONFIG [--train-only] [--metrics-out FILE.json]   run a whole local fleet"},
-	{"node", NULL, "node CONFIG --id ID                                 run one node"},
+	{"node", psf_cmd_node, "node CONFIG --id ID                                 run one node"},
 	{"predict", NULL, "predict --connect URL SYMBOL... [--json]            call Predict"},
 	{"status", NULL, "status CONFIG [--json]                              health of every node"},
 	{"data", psf_cmd_data, "data gen|partition ...                              make or lay out data"},
