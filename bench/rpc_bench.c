@@ -485,6 +485,9 @@ env_open(const char *tr, const char *dir, const uint8_t *buf, bench_env **out)
 		goto out;
 	}
 	nng_socket_set_size(e->raw_sock, NNG_OPT_RECVMAXSZ, MAX_MSG);
+	/* Same REQ settings as psfleet's client: no automatic resend, so neither side
+	 * arms a resend timer per request. */
+	nng_socket_set_ms(e->raw_sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_ms(e->raw_sock, NNG_OPT_SENDTIMEO, RAW_TIMEOUT_MS);
 	nng_socket_set_ms(e->raw_sock, NNG_OPT_RECVTIMEO, RAW_TIMEOUT_MS);
 	if ((rv = nng_dial(e->raw_sock, bound[0], NULL, 0)) != 0) {
