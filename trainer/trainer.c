@@ -17,6 +17,13 @@
 #include "trainer/internal.h"
 #include "trainer/worker.h"
 
+/* Where a step's time went: waiting on the ps (pull, push) or computing. */
+typedef struct step_times {
+	uint64_t pull_ns, compute_ns, push_ns;
+	int64_t staleness;
+	uint64_t version;
+} step_times;
+
 /* trainer: everything one training run holds. */
 typedef struct trainer {
 	const psf_config *cfg;
@@ -41,6 +48,10 @@ typedef struct trainer {
 	uint64_t *keys;
 	size_t keys_cap;
 	psf_gauge *g_epoch, *g_step, *g_loss, *g_sps, *g_total;
+	psf_counter *c_wait_ns, *c_compute_ns;
+	FILE *trace;      /* <run_dir>/trace/<id>.csv: one line per step */
+	FILE *eval_trace; /* <run_dir>/trace/<id>-eval.csv: one line per evaluation */
+	step_times last;  /* timing of the last step */
 } trainer;
 
 static psf_err
@@ -58,8 +69,42 @@ setup_metrics(trainer *t)
 	    (err = psf_metrics_gauge(reg, "psfleet_trainer_samples_per_second",
 	         "Training samples per second", NULL, 0, &t->g_sps)) != PSF_OK)
 		return err;
+	if ((err = psf_metrics_counter(reg, "psfleet_trainer_wait_nanoseconds_total",
+	         "Time spent in pull and push (waiting on the ps and the network)", NULL, 0,
+	         &t->c_wait_ns)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_trainer_compute_nanoseconds_total",
+	         "Time spent computing gradients", NULL, 0, &t->c_compute_ns)) != PSF_OK)
+		return err;
 	return psf_metrics_gauge(reg, "psfleet_trainer_total_steps", "Steps of the whole run", NULL,
 	    0, &t->g_total);
+}
+
+/* open_traces opens (appending: a restarted trainer continues the file) the
+ * per-step and per-evaluation CSV traces under <run_dir>/trace/. */
+static psf_err
+open_traces(trainer *t)
+{
+	char dir[1024], path[1200];
+	psf_err err;
+
+	snprintf(dir, sizeof(dir), "%s/trace", t->cfg->run_dir);
+	if ((err = psf_mkdir_p(dir)) != PSF_OK) {
+		psf_log_err("trainer", "cannot create %s: %s", dir, psf_strerror(err));
+		return err;
+	}
+	snprintf(path, sizeof(path), "%s/%s.csv", dir, t->node->id);
+	if ((t->trace = fopen(path, "a")) == NULL)
+		return PSF_ESYS;
+	if (ftell(t->trace) == 0)
+		fprintf(t->trace, "wall_time,step,epoch,loss,staleness,pull_s,compute_s,push_s,"
+		    "model_version\n");
+	snprintf(path, sizeof(path), "%s/%s-eval.csv", dir, t->node->id);
+	if ((t->eval_trace = fopen(path, "a")) == NULL)
+		return PSF_ESYS;
+	if (ftell(t->eval_trace) == 0)
+		fprintf(t->eval_trace, "wall_time,step,epoch,train_loss,test_rmse,test_mae,naive_rmse,"
+		    "test_n,finished\n");
+	return PSF_OK;
 }
 
 /* make_table loads this trainer's symbols and builds the standardised table. The
@@ -239,14 +284,24 @@ step(trainer *t, int64_t c, double *loss)
 		t->by[i] = t->table->y[rows[i]];
 		t->brows[i] = t->sym_rows[t->table->sym[rows[i]]];
 	}
+	uint64_t t0 = psf_now_ns(), t1, t2;
+	psf_push_result pr;
 	if ((err = keys_for(t, t->brows, n, &n_keys)) != PSF_OK ||
-	    (err = psf_worker_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK ||
-	    (err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n, t->grads,
-	         loss)) != PSF_OK)
+	    (err = psf_worker_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK)
 		return err;
-	if ((err = psf_params_keys(t->grads, t->keys, NULL, t->keys_cap, &n_keys)) != PSF_OK)
+	t1 = psf_now_ns();
+	if ((err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n, t->grads,
+	         loss)) != PSF_OK ||
+	    (err = psf_params_keys(t->grads, t->keys, NULL, t->keys_cap, &n_keys)) != PSF_OK)
 		return err;
-	return psf_worker_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, NULL);
+	t2 = psf_now_ns();
+	err = psf_worker_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, &pr);
+	if (err != PSF_OK)
+		return err;
+	t->last = (step_times){t1 - t0, t2 - t1, psf_now_ns() - t2, pr.max_staleness, pr.model_version};
+	psf_counter_add(t->c_wait_ns, t->last.pull_ns + t->last.push_ns);
+	psf_counter_add(t->c_compute_ns, t->last.compute_ns);
+	return PSF_OK;
 }
 
 static psf_err
@@ -274,6 +329,12 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	psf_log_info("trainer", "epoch %u step %lld: train loss %.6g, test rmse %.6g (naive %.6g) on "
 	    "%llu rows", r.epoch, (long long)c, train_loss, ev.n ? sqrt(ev.sse / (double)ev.n) : 0.0,
 	    ev.n ? sqrt(ev.naive_sse / (double)ev.n) : 0.0, (unsigned long long)ev.n);
+	fprintf(t->eval_trace, "%.6f,%lld,%u,%.9g,%.9g,%.9g,%.9g,%llu,%d\n", psf_wall_seconds(),
+	    (long long)c, r.epoch, train_loss, ev.n ? sqrt(ev.sse / (double)ev.n) : 0.0,
+	    ev.n ? ev.sae / (double)ev.n : 0.0, ev.n ? sqrt(ev.naive_sse / (double)ev.n) : 0.0,
+	    (unsigned long long)ev.n, finished ? 1 : 0);
+	fflush(t->eval_trace);
+	fflush(t->trace);
 	return psf_worker_report(t->w, &r);
 }
 
@@ -303,6 +364,11 @@ train(trainer *t)
 		loss_sum += loss;
 		loss_n++;
 		samples += t->cfg->training.batch_size;
+		fprintf(t->trace, "%.6f,%lld,%llu,%.9g,%lld,%.6f,%.6f,%.6f,%llu\n", psf_wall_seconds(),
+		    (long long)c, (unsigned long long)((uint64_t)c / t->steps_per_epoch), loss,
+		    (long long)t->last.staleness, (double)t->last.pull_ns / 1e9,
+		    (double)t->last.compute_ns / 1e9, (double)t->last.push_ns / 1e9,
+		    (unsigned long long)t->last.version);
 		c++;
 		inject_faults(t, c, psf_now_ns() - t0);
 		double secs = (double)(psf_now_ns() - t_start) / 1e9;
@@ -339,6 +405,10 @@ trainer_fini(trainer *t)
 	free(t->by);
 	free(t->brows);
 	free(t->keys);
+	if (t->trace != NULL)
+		fclose(t->trace);
+	if (t->eval_trace != NULL)
+		fclose(t->eval_trace);
 	psf_node_free(t->rt);
 }
 
@@ -363,7 +433,7 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	}
 	openblas_set_num_threads(1); /* several processes share the cores (PLATFORM.md) */
 	if ((err = psf_node_new(node->id, "trainer", metrics, &t.rt)) != PSF_OK ||
-	    (err = setup_metrics(&t)) != PSF_OK)
+	    (err = setup_metrics(&t)) != PSF_OK || (err = open_traces(&t)) != PSF_OK)
 		goto out;
 	psf_node_set_ready(t.rt, false, "loading data");
 	if ((err = make_table(&t)) != PSF_OK ||
