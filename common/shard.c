@@ -1,5 +1,6 @@
 #include "shard.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,25 @@ size_t
 psf_shard_pick_str(const char *symbol, const uint64_t *node_seeds, size_t n_nodes)
 {
 	return psf_shard_pick(hash_str(symbol), node_seeds, n_nodes);
+}
+
+uint32_t
+psf_inference_shard_of(const char *symbol, uint32_t n_shards)
+{
+	uint64_t key = hash_str(symbol), best_score = 0;
+	uint32_t best = 0;
+	char name[40];
+
+	for (uint32_t i = 0; n_shards > 1 && i < n_shards; i++) {
+		int len = snprintf(name, sizeof(name), "inference-shard-%u", i);
+		uint64_t s = score(key, XXH3_64bits(name, (size_t)len));
+
+		if (i == 0 || s > best_score) {
+			best = i;
+			best_score = s;
+		}
+	}
+	return best;
 }
 
 uint64_t

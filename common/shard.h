@@ -46,6 +46,14 @@ size_t psf_shard_pick_str(const char *symbol, const uint64_t *node_seeds, size_t
  * Cannot fail. */
 uint64_t psf_symbol_row(const char *symbol);
 
+/* psf_inference_shard_of returns the inference shard (0 .. n_shards-1) that
+ * serves symbol: rendezvous hashing of XXH3_64bits(symbol) over the shard
+ * numbers, shard i scoring with seed XXH3_64bits of the text "inference-shard-<i>".
+ * Inferers use it to pick the symbols they load and the gateway to route, so both
+ * always agree; growing n_shards moves only the symbols the new shards win.
+ * n_shards 0 or 1 gives 0. NULL is treated as "". O(n_shards). Cannot fail. */
+uint32_t psf_inference_shard_of(const char *symbol, uint32_t n_shards);
+
 /* One symbol and its size (number of data rows), for psf_shard_balance. */
 typedef struct psf_shard_item {
 	const char *symbol;

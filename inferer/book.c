@@ -1,0 +1,216 @@
+/* book.c -- the symbols an inferer serves, loaded once at start-up.
+ *
+ * The standardisation statistics must be the ones training used: each trainer
+ * sums psf_features_stats over its own table's train rows and the ps all-reduces
+ * the sums, so the fleet's statistics are those of one table built over every
+ * symbol with the same cutoff. The inferer builds that table once (the whole
+ * dataset), takes its statistics and frees it; only its own shard's history is
+ * kept. The latest feature row of each served symbol is computed from the full
+ * series, exactly as the table would have it (ewm runs over the whole history). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "common/features.h"
+#include "common/log.h"
+#include "common/shard.h"
+#include "common/util.h"
+#include "inferer/internal.h"
+
+static size_t
+slot_of(const char *symbol, size_t len, size_t mask)
+{
+	return (size_t)XXH3_64bits(symbol, len) & mask;
+}
+
+size_t
+inf_book_find(const inf_book *b, const char *symbol, size_t len)
+{
+	size_t i = slot_of(symbol, len, b->mask);
+
+	for (;; i = (i + 1) & b->mask) {
+		uint32_t v = b->slots[i];
+		if (v == 0)
+			return SIZE_MAX;
+		if (strncmp(b->syms[v - 1].name, symbol, len) == 0 && b->syms[v - 1].name[len] == '\0')
+			return v - 1;
+	}
+}
+
+void
+inf_book_free(inf_book *b)
+{
+	if (b == NULL)
+		return;
+	free(b->syms);
+	free(b->x_latest);
+	free(b->slots);
+	free(b->stats);
+	free(b->storage);
+	free(b);
+}
+
+/* fleet_stats computes the statistics of every symbol's train rows. */
+static psf_err
+fleet_stats(const psf_config *cfg, const psf_dataset *ds, inf_book *b)
+{
+	char errbuf[512];
+	psf_data_index *idx = NULL;
+	psf_table *t = NULL;
+	const int32_t *dates;
+	size_t n_dates;
+	psf_err err;
+
+	if ((err = psf_data_index_from(ds, &idx)) != PSF_OK)
+		return err;
+	dates = psf_data_index_dates(idx, &n_dates);
+	if ((err = psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &b->cutoff)) !=
+	    PSF_OK) {
+		psf_log_err("inferer", "%s: too few dates to split train and test", cfg->data.path);
+		goto out;
+	}
+	err = psf_features_build(ds, cfg->features, cfg->n_features, cfg->target, b->cutoff, errbuf,
+	    sizeof(errbuf), &t);
+	if (err != PSF_OK) {
+		psf_log_err("inferer", "features: %s", errbuf);
+		goto out;
+	}
+	b->n_stats = psf_features_stats_len(cfg->n_features);
+	if ((b->stats = calloc(b->n_stats, sizeof(double))) == NULL) {
+		err = PSF_ENOMEM;
+		goto out;
+	}
+	psf_features_stats(t, b->stats);
+out:
+	psf_table_free(t);
+	psf_data_index_free(idx);
+	return err;
+}
+
+/* keep_rows copies the last `keep` rows of src into sym->hist, carving the arrays
+ * from *dbl and *day. */
+static void
+keep_rows(inf_symbol *sym, const psf_series *src, size_t keep, double **dbl, int32_t **day)
+{
+	size_t from = src->n - keep;
+	const double *in[5] = {src->close, src->open, src->high, src->low, src->volume};
+	const double *out[5];
+
+	for (int c = 0; c < 5; c++) {
+		if (in[c] == NULL) {
+			out[c] = NULL;
+			continue;
+		}
+		memcpy(*dbl, in[c] + from, keep * sizeof(double));
+		out[c] = *dbl;
+		*dbl += keep;
+	}
+	memcpy(*day, src->date + from, keep * sizeof(int32_t));
+	sym->hist = (psf_series){sym->name, keep, *day, out[0], out[1], out[2], out[3], out[4]};
+	*day += keep;
+}
+
+/* latest_row computes symbol i's standardised feature row at its last date. */
+static void
+latest_row(const psf_config *cfg, inf_book *b, size_t i, const psf_series *full)
+{
+	inf_symbol *sym = &b->syms[i];
+	float *x = b->x_latest + i * b->n_features;
+
+	sym->latest_date = full->date[full->n - 1];
+	sym->latest_close = full->close[full->n - 1];
+	psf_date_format(sym->latest_date, sym->latest_day);
+	sym->latest_err = psf_features_row(full, cfg->features, cfg->n_features, PSF_DATE_LAST, x,
+	    b->n_features, NULL);
+	if (sym->latest_err == PSF_OK)
+		psf_features_standardize_row(x, b->n_features, b->stats);
+}
+
+/* fill keeps the served symbols' history and latest rows, and indexes them. */
+static psf_err
+fill(const psf_config *cfg, const psf_dataset *ds, uint32_t shard, uint32_t n_shards,
+    inf_book *b)
+{
+	size_t n_all = psf_dataset_n_series(ds), rows = 0, n = 0, cap = 16;
+	size_t hd = cfg->inference.history_days;
+	double *dbl;
+	int32_t *day;
+
+	for (size_t i = 0; i < n_all; i++) {
+		const psf_series *s = psf_dataset_series(ds, i);
+		if (psf_inference_shard_of(s->symbol, n_shards) == shard) {
+			rows += s->n < hd ? s->n : hd;
+			n++;
+		}
+	}
+	while (cap < 2 * n)
+		cap *= 2;
+	b->mask = cap - 1;
+	b->n_features = cfg->n_features;
+	b->syms = calloc(n > 0 ? n : 1, sizeof(*b->syms));
+	b->x_latest = calloc((n > 0 ? n : 1) * b->n_features, sizeof(float));
+	b->slots = calloc(cap, sizeof(*b->slots));
+	b->storage = malloc((rows > 0 ? rows : 1) * (5 * sizeof(double) + sizeof(int32_t)));
+	if (!b->syms || !b->x_latest || !b->slots || !b->storage)
+		return PSF_ENOMEM;
+	dbl = b->storage;
+	day = (int32_t *)(dbl + 5 * rows);
+	for (size_t i = 0; i < n_all; i++) {
+		const psf_series *s = psf_dataset_series(ds, i);
+		inf_symbol *sym = &b->syms[b->n];
+		size_t len = strlen(s->symbol), slot;
+
+		if (psf_inference_shard_of(s->symbol, n_shards) != shard || s->n == 0)
+			continue;
+		memcpy(sym->name, s->symbol, len + 1);
+		sym->row = psf_model_symbol_row(s->symbol);
+		keep_rows(sym, s, s->n < hd ? s->n : hd, &dbl, &day);
+		latest_row(cfg, b, b->n, s);
+		for (slot = slot_of(s->symbol, len, b->mask); b->slots[slot] != 0;
+		     slot = (slot + 1) & b->mask)
+			;
+		b->slots[slot] = (uint32_t)(b->n + 1);
+		b->n++;
+	}
+	return PSF_OK;
+}
+
+psf_err
+inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards, inf_book **out)
+{
+	char errbuf[512];
+	psf_data_opts dopts = {cfg->data.bad_rows, NULL, NULL};
+	psf_dataset *ds = NULL;
+	inf_book *b = calloc(1, sizeof(*b));
+	uint64_t t0 = psf_now_ms();
+	psf_err err;
+
+	if (b == NULL)
+		return PSF_ENOMEM;
+	if ((err = psf_data_load(cfg->data.path, &dopts, errbuf, sizeof(errbuf), &ds)) != PSF_OK) {
+		psf_log_err("inferer", "%s", errbuf);
+		goto out;
+	}
+	b->n_dataset = psf_dataset_n_series(ds);
+	b->need = psf_features_history(cfg->features, cfg->n_features);
+	if ((err = fleet_stats(cfg, ds, b)) != PSF_OK || (err = fill(cfg, ds, shard, n_shards, b)) != PSF_OK)
+		goto out;
+	{
+		char day[11];
+		psf_date_format(b->cutoff, day);
+		psf_log_info("inferer", "serving %zu of %zu symbols (shard %u of %u); statistics from "
+		    "rows before %s; loaded in %llu ms", b->n, b->n_dataset, shard, n_shards, day,
+		    (unsigned long long)(psf_now_ms() - t0));
+	}
+	*out = b;
+	b = NULL;
+out:
+	if (err == PSF_ENOMEM)
+		psf_log_err("inferer", "out of memory loading %s", cfg->data.path);
+	psf_dataset_free(ds);
+	inf_book_free(b);
+	return err;
+}

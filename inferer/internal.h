@@ -1,0 +1,160 @@
+/* internal.h -- pieces of the inferer shared by its files (not a public API).
+ *
+ *   book.c      the symbols this inferer serves: kept history, latest feature
+ *               rows, standardisation statistics (immutable after start-up)
+ *   snap.c      model snapshots: fetch from every ps, build, refcount, swap
+ *   predict.c   the Inference service handlers
+ *   inferer.c   lifecycle, refresh thread, Admin service, metrics */
+#ifndef PSF_INFERER_INTERNAL_H
+#define PSF_INFERER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/data.h"
+#include "common/model.h"
+#include "common/node.h"
+#include "common/rpc_client.h"
+#include "common/rpc_server.h"
+#include "inferer/inferer.h"
+#include "psfleet.pb-c.h"
+
+#define INF_WS_POOL 64          /* model workspaces kept for on-demand rows */
+#define INF_MAX_RECENT 100000u  /* recent bars accepted in one request */
+#define INF_MAX_BATCH 1000000u  /* items in one PredictBatch */
+#define INF_FETCH_TRIES 5       /* sync/ssp: whole fetches before giving up */
+
+/* One symbol served by this inferer. */
+typedef struct inf_symbol {
+	char name[PSF_SYMBOL_MAX + 1];
+	uint64_t row;          /* psf_model_symbol_row */
+	psf_series hist;       /* the last history_days rows; arrays owned by the book */
+	psf_err latest_err;    /* PSF_OK, or why there is no latest feature row */
+	int32_t latest_date;   /* date of the latest row */
+	double latest_close;
+	char latest_day[11];   /* latest_date as YYYY-MM-DD */
+} inf_symbol;
+
+/* inf_book: what the inferer knows about its symbols. Immutable after
+ * inf_book_load, so any thread reads it without locking. */
+typedef struct inf_book {
+	size_t n;              /* symbols served, sorted by name */
+	inf_symbol *syms;
+	float *x_latest;       /* n * n_features standardised latest rows */
+	size_t n_features;
+	uint32_t *slots;       /* open addressing: symbol index + 1, 0 = empty */
+	size_t mask;           /* slots has mask + 1 entries (a power of two) */
+	double *stats;         /* psf_features_stats_len(n_features) */
+	size_t n_stats;
+	int32_t cutoff;
+	size_t need;           /* earlier rows the features need */
+	size_t n_dataset;      /* symbols in the whole dataset */
+	void *storage;         /* one block behind every hist array */
+} inf_book;
+
+/* inf_book_load reads cfg's data and keeps the symbols of `shard` (of n_shards).
+ * Errors are logged once. On success *out gets a book for inf_book_free. */
+PSF_NODISCARD psf_err inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards,
+    inf_book **out);
+
+void inf_book_free(inf_book *b);
+
+/* inf_book_find returns the index of symbol (len bytes), or SIZE_MAX. */
+size_t inf_book_find(const inf_book *b, const char *symbol, size_t len);
+
+/* inf_snap: one model version, immutable once published. Readers hold a
+ * reference (inf_snap_get / inf_snap_put); the last put frees it. */
+typedef struct inf_snap {
+	atomic_int refs;
+	uint64_t version;          /* sync/ssp: the common version; async: the smallest */
+	uint64_t *shard_versions;  /* per ps node, config order */
+	size_t n_shards;
+	uint64_t trained_steps;    /* largest over shards */
+	psf_params *params;
+	size_t n_keys;
+	double *pred;              /* book symbol i's prediction at its latest row */
+	psf_err *pred_err;         /* PSF_OK or why pred[i] is missing */
+	bool has_metrics;          /* fleet test metrics from ps0's Stats */
+	double test_rmse, test_mae, naive_rmse;
+	uint64_t built_ms;         /* psf_now_ms at publication */
+} inf_snap;
+
+struct psf_inferer {
+	const psf_config *cfg;
+	const psf_node_cfg *node;
+	psf_node *rt;
+	psf_model *model;
+	inf_book *book;
+	psf_rpc_server *srv;
+	Psfleet__V1__Inference_Service svc;
+	Psfleet__V1__Admin_Service admin;
+	char url[256];
+	char token[256];
+	size_t n_ps;
+	psf_rpc_client **ps;
+	uint32_t refresh_ms;
+
+	/* snap_mu guards cur (the pointer; snapshots themselves are immutable) and
+	 * last_error. Held only to copy a pointer or a short string. */
+	pthread_mutex_t snap_mu;
+	inf_snap *cur;
+	char last_error[256];
+
+	/* refresh_mu serialises refreshes (the fetch runs under it, never under snap_mu). */
+	pthread_mutex_t refresh_mu;
+
+	/* ws_mu guards the pool of model workspaces for on-demand rows. */
+	pthread_mutex_t ws_mu;
+	psf_model_ws *ws_pool[INF_WS_POOL];
+	size_t n_ws;
+
+	/* stop_mu guards stopping; stop_cv wakes the refresh thread. */
+	pthread_mutex_t stop_mu;
+	pthread_cond_t stop_cv;
+	bool stopping;
+	pthread_t thread;
+	bool thread_started;
+
+	psf_gauge *g_version, *g_symbols, *g_age;
+	psf_counter *c_swaps, *c_refresh_errors, *c_predictions;
+};
+
+/* snap.c ------------------------------------------------------------------- */
+
+/* inf_snap_get returns the current snapshot with a reference, or NULL. */
+inf_snap *inf_snap_get(psf_inferer *inf);
+
+/* inf_snap_put drops a reference (NULL is fine); the last one frees. */
+void inf_snap_put(inf_snap *s);
+
+/* inf_snap_publish makes s current (taking the caller's reference) and drops
+ * the inferer's reference to the previous one. */
+void inf_snap_publish(psf_inferer *inf, inf_snap *s);
+
+/* inf_snap_fetch pulls a full snapshot from every ps and builds it. *out gets a
+ * snapshot with one reference. See psf_inferer_refresh for the errors. */
+PSF_NODISCARD psf_err inf_snap_fetch(psf_inferer *inf, inf_snap **out);
+
+/* inf_ps_versions asks every ps for its model version (Admin/Health). */
+PSF_NODISCARD psf_err inf_ps_versions(psf_inferer *inf, uint64_t *versions);
+
+/* predict.c ---------------------------------------------------------------- */
+
+/* inf_predict_init fills inf->svc with the Inference handlers. */
+void inf_predict_init(psf_inferer *inf);
+
+/* inf_predict_row computes the prediction (target units) of one standardised
+ * feature row of symbol row `row` with snapshot s. Cannot fail but for the
+ * model's own errors (PSF_ENOENT: a key is absent). */
+PSF_NODISCARD psf_err inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s,
+    const float *x, uint64_t row, double *out);
+
+/* inf_ws_take / inf_ws_give borrow a workspace from the pool (NULL: no memory). */
+psf_model_ws *inf_ws_take(psf_inferer *inf);
+void inf_ws_give(psf_inferer *inf, psf_model_ws *ws);
+
+#endif
