@@ -1,0 +1,237 @@
+/* psfleet predict --connect URL SYMBOL... : ask an inferer or the gateway for
+ * predictions through libpsfleet_client (client/psfleet_client.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "client/psfleet_client.h"
+
+static void
+predict_usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: psfleet predict --connect URL SYMBOL... [--as-of DATE] [--json]\n"
+	    "                       [--timeout-ms N] [--token-file FILE] [--info]\n"
+	    "\n"
+	    "Asks the inferer or gateway at URL for the next-day prediction of each SYMBOL\n"
+	    "(one call; several symbols go in one PredictBatch) and prints a table.\n"
+	    "  --connect URL      tcp://host:port (the gateway or an inferer), ipc://, tls+tcp://\n"
+	    "  --as-of DATE       predict from the last bar on or before DATE (YYYY-MM-DD)\n"
+	    "  --json             print a JSON array instead of a table\n"
+	    "  --timeout-ms N     deadline of the call (default 10000)\n"
+	    "  --token-file FILE  the fleet's shared secret (security.token_file)\n"
+	    "  --info             print the model served (ModelInfo) instead\n"
+	    "Exits 0 when every symbol got a prediction, 1 otherwise.\n");
+}
+
+typedef struct predict_args {
+	const char *url;
+	const char *as_of;
+	const char *token_file;
+	int json;
+	int info;
+	long timeout_ms;
+	const char **symbols;
+	size_t n;
+} predict_args;
+
+static int
+parse_args(int argc, char **argv, predict_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	if ((a->symbols = calloc((size_t)argc, sizeof(char *))) == NULL)
+		return -1;
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		if (strcmp(arg, "--connect") == 0 && i + 1 < argc) {
+			a->url = argv[++i];
+		} else if (strcmp(arg, "--as-of") == 0 && i + 1 < argc) {
+			a->as_of = argv[++i];
+		} else if (strcmp(arg, "--token-file") == 0 && i + 1 < argc) {
+			a->token_file = argv[++i];
+		} else if (strcmp(arg, "--timeout-ms") == 0 && i + 1 < argc) {
+			a->timeout_ms = strtol(argv[++i], NULL, 10);
+			if (a->timeout_ms < 1 || a->timeout_ms > 3600000) {
+				fprintf(stderr, "psfleet predict: --timeout-ms takes 1 to 3600000\n");
+				return -1;
+			}
+		} else if (strcmp(arg, "--json") == 0) {
+			a->json = 1;
+		} else if (strcmp(arg, "--info") == 0) {
+			a->info = 1;
+		} else if (arg[0] == '-') {
+			fprintf(stderr, "psfleet predict: unknown or incomplete option '%s'\n", arg);
+			return -1;
+		} else {
+			a->symbols[a->n++] = arg;
+		}
+	}
+	if (a->url == NULL || (a->n == 0 && !a->info)) {
+		fprintf(stderr, "psfleet predict: --connect URL and at least one SYMBOL are required "
+		    "(see --help)\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* json_str prints s as a JSON string. */
+static void
+json_str(const char *s)
+{
+	putchar('"');
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void
+print_json(const psf_prediction *p, size_t n)
+{
+	printf("[");
+	for (size_t i = 0; i < n; i++) {
+		printf("%s\n  {\"symbol\": ", i ? "," : "");
+		json_str(p[i].symbol);
+		printf(", \"status\": \"%s\"", psf_client_status_name(p[i].status));
+		if (p[i].status != PSF_CLIENT_OK) {
+			printf(", \"message\": ");
+			json_str(p[i].message);
+			printf("}");
+			continue;
+		}
+		printf(", \"prediction\": %.17g, \"predicted_close\": %.17g, \"target\": \"%s\", "
+		    "\"model_version\": %llu, \"as_of\": \"%s\", \"last_close\": %.17g}",
+		    p[i].prediction, p[i].predicted_close, p[i].target,
+		    (unsigned long long)p[i].model_version, p[i].as_of, p[i].last_close);
+	}
+	printf("\n]\n");
+}
+
+static void
+print_table(const psf_prediction *p, size_t n)
+{
+	printf("%-12s %14s %14s %12s %-11s %8s  %s\n", "SYMBOL", "PREDICTION", "PRED_CLOSE",
+	    "LAST_CLOSE", "AS_OF", "VERSION", "TARGET / STATUS");
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].status != PSF_CLIENT_OK) {
+			printf("%-12s %14s %14s %12s %-11s %8s  %s: %s\n", p[i].symbol, "-", "-", "-", "-",
+			    "-", psf_client_status_name(p[i].status), p[i].message);
+			continue;
+		}
+		printf("%-12s %14.6g %14.6g %12.6g %-11s %8llu  %s\n", p[i].symbol, p[i].prediction,
+		    p[i].predicted_close, p[i].last_close, p[i].as_of,
+		    (unsigned long long)p[i].model_version, p[i].target);
+	}
+}
+
+static int
+show_info(psf_client *c, const predict_args *a)
+{
+	psf_model_info mi;
+	char err[256];
+	int rc = psf_client_model_info(c, err, sizeof(err), &mi);
+
+	if (rc != PSF_CLIENT_OK) {
+		fprintf(stderr, "psfleet predict: %s: %s\n", psf_client_status_name(rc), err);
+		return 1;
+	}
+	if (a->json) {
+		printf("{\"model_version\": %llu, \"shard_versions\": [%s], \"model\": \"%s\", "
+		    "\"target\": \"%s\", \"trained_steps\": %llu, \"test_rmse\": %.9g, "
+		    "\"test_mae\": %.9g, \"naive_rmse\": %.9g, \"symbols\": %u, \"shard\": %u, "
+		    "\"shards\": %u, \"node\": ", (unsigned long long)mi.model_version, mi.shard_versions,
+		    mi.model, mi.target, (unsigned long long)mi.trained_steps, mi.test_rmse, mi.test_mae,
+		    mi.naive_rmse, mi.symbols, mi.shard, mi.shards);
+		json_str(mi.node);
+		printf(", \"features\": ");
+		json_str(mi.features);
+		printf("}\n");
+		return 0;
+	}
+	printf("model          %s -> %s\nfeatures       %s\ntensors        %s\n"
+	    "version        %llu (per ps: %s), %llu optimizer steps\n"
+	    "test rmse      %.6g (naive %.6g), mae %.6g\n"
+	    "served by      %s: shard %u of %u, %u symbols\n", mi.model, mi.target, mi.features,
+	    mi.tensors, (unsigned long long)mi.model_version, mi.shard_versions,
+	    (unsigned long long)mi.trained_steps, mi.test_rmse, mi.naive_rmse, mi.test_mae, mi.node,
+	    mi.shard, mi.shards, mi.symbols);
+	return 0;
+}
+
+/* read_token loads the first line of path into buf. */
+static int
+read_token(const char *path, char *buf, size_t len)
+{
+	FILE *fp = fopen(path, "r");
+
+	if (fp == NULL || fgets(buf, (int)len, fp) == NULL) {
+		fprintf(stderr, "psfleet predict: cannot read token file %s\n", path);
+		if (fp != NULL)
+			fclose(fp);
+		return -1;
+	}
+	fclose(fp);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+int
+psf_cmd_predict(int argc, char **argv)
+{
+	predict_args a;
+	psf_client_opts o = {0};
+	psf_client *c = NULL;
+	psf_prediction *p = NULL;
+	char token[256];
+	int rc, status = 1;
+
+	if (psf_cli_wants_help(argc, argv)) {
+		predict_usage(stdout);
+		return 0;
+	}
+	if (parse_args(argc, argv, &a) != 0) {
+		free(a.symbols);
+		return 2;
+	}
+	o.timeout_ms = (uint32_t)a.timeout_ms;
+	if (a.token_file != NULL && read_token(a.token_file, token, sizeof(token)) != 0)
+		goto out;
+	o.token = a.token_file != NULL ? token : NULL;
+	if ((rc = psf_client_open(a.url, &o, &c)) != PSF_CLIENT_OK) {
+		fprintf(stderr, "psfleet predict: cannot use %s: %s\n", a.url, psf_client_status_name(rc));
+		goto out;
+	}
+	if (a.info) {
+		status = show_info(c, &a);
+		goto out;
+	}
+	if ((p = calloc(a.n, sizeof(*p))) == NULL)
+		goto out;
+	if (a.n == 1)
+		rc = psf_client_predict(c, a.symbols[0], a.as_of, &p[0]);
+	else
+		rc = psf_client_predict_batch(c, a.symbols, a.n, a.as_of, p);
+	if (a.n > 1 && rc != PSF_CLIENT_OK) { /* the call itself failed */
+		fprintf(stderr, "psfleet predict: %s: %s\n", psf_client_status_name(rc), p[0].message);
+		goto out;
+	}
+	if (a.json)
+		print_json(p, a.n);
+	else
+		print_table(p, a.n);
+	status = 0;
+	for (size_t i = 0; i < a.n; i++)
+		status = p[i].status != PSF_CLIENT_OK ? 1 : status;
+out:
+	free(p);
+	psf_client_close(c);
+	free(a.symbols);
+	return status;
+}

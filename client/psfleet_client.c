@@ -1,0 +1,224 @@
+/* psfleet_client.c -- the public prediction client over the RPC layer
+ * (psfleet_client.h). Built into libpsfleet_client with the few common/ files
+ * the RPC client needs; only the psf_client_* symbols are exported. */
+#include "client/psfleet_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rpc_client.h"
+#include "psfleet.pb-c.h"
+
+#define M_PREDICT "psfleet.v1.Inference/Predict"
+#define M_BATCH "psfleet.v1.Inference/PredictBatch"
+#define M_INFO "psfleet.v1.Inference/ModelInfo"
+
+struct psf_client {
+	psf_rpc_client *rpc;
+	uint32_t timeout_ms;
+};
+
+int
+psf_client_open(const char *url, const psf_client_opts *opts, psf_client **out)
+{
+	psf_rpc_client_opts o = {0};
+	psf_client *c;
+	psf_err err;
+
+	if (url == NULL || out == NULL)
+		return PSF_CLIENT_INVALID_ARGUMENT;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return PSF_CLIENT_RESOURCE_EXHAUSTED;
+	c->timeout_ms = opts != NULL && opts->timeout_ms != 0 ? opts->timeout_ms : 10000;
+	o.timeout_ms = c->timeout_ms;
+	if (opts != NULL) {
+		o.token = opts->token;
+		o.tls.ca_file = opts->ca_file;
+	}
+	if ((err = psf_rpc_client_open(url, &o, &c->rpc)) != PSF_OK) {
+		free(c);
+		return (int)psf_status_from_err(err);
+	}
+	*out = c;
+	return PSF_CLIENT_OK;
+}
+
+void
+psf_client_close(psf_client *c)
+{
+	if (c == NULL)
+		return;
+	psf_rpc_client_close(c->rpc);
+	free(c);
+}
+
+const char *
+psf_client_status_name(int status)
+{
+	return psf_status_name((psf_status)status);
+}
+
+static void
+copy(char *dst, size_t len, const char *src)
+{
+	snprintf(dst, len, "%s", src != NULL ? src : "");
+}
+
+static void
+set_failure(psf_prediction *out, const char *symbol, int status, const char *message)
+{
+	memset(out, 0, sizeof(*out));
+	copy(out->symbol, sizeof(out->symbol), symbol);
+	out->status = status;
+	copy(out->message, sizeof(out->message), message);
+}
+
+static void
+set_reply(psf_prediction *out, const Psfleet__V1__PredictReply *r)
+{
+	memset(out, 0, sizeof(*out));
+	copy(out->symbol, sizeof(out->symbol), r->symbol);
+	out->prediction = r->prediction;
+	out->predicted_close = r->predicted_close;
+	copy(out->target, sizeof(out->target), r->target);
+	out->model_version = r->model_version;
+	copy(out->as_of, sizeof(out->as_of), r->as_of);
+	out->last_close = r->last_close;
+}
+
+int
+psf_client_predict(psf_client *c, const char *symbol, const char *as_of, psf_prediction *out)
+{
+	Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
+	Psfleet__V1__PredictReply *r = NULL;
+	psf_rpc_status st;
+
+	if (c == NULL || symbol == NULL || out == NULL) {
+		if (out != NULL)
+			set_failure(out, symbol, PSF_CLIENT_INVALID_ARGUMENT, "missing argument");
+		return PSF_CLIENT_INVALID_ARGUMENT;
+	}
+	req.symbol = (char *)symbol;
+	req.as_of = (char *)(as_of != NULL ? as_of : "");
+	if (psf_rpc_client_call(c->rpc, M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor,
+	        NULL, (ProtobufCMessage **)&r, &st) != PSF_OK) {
+		set_failure(out, symbol, (int)st.code, st.message);
+		return out->status;
+	}
+	set_reply(out, r);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return PSF_CLIENT_OK;
+}
+
+int
+psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *as_of,
+    psf_prediction *out)
+{
+	Psfleet__V1__PredictBatchRequest req = PSFLEET__V1__PREDICT_BATCH_REQUEST__INIT;
+	Psfleet__V1__PredictBatchReply *r = NULL;
+	Psfleet__V1__PredictRequest *items, **itemp;
+	psf_rpc_status st;
+	int rc = PSF_CLIENT_OK;
+
+	if (c == NULL || (n > 0 && (symbols == NULL || out == NULL)))
+		return PSF_CLIENT_INVALID_ARGUMENT;
+	items = calloc(n > 0 ? n : 1, sizeof(*items));
+	itemp = calloc(n > 0 ? n : 1, sizeof(*itemp));
+	if (items == NULL || itemp == NULL) {
+		rc = PSF_CLIENT_RESOURCE_EXHAUSTED;
+		snprintf(st.message, sizeof(st.message), "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		psfleet__v1__predict_request__init(&items[i]);
+		items[i].symbol = (char *)(symbols[i] != NULL ? symbols[i] : "");
+		items[i].as_of = (char *)(as_of != NULL ? as_of : "");
+		itemp[i] = &items[i];
+	}
+	req.n_items = n;
+	req.items = itemp;
+	if (psf_rpc_client_call(c->rpc, M_BATCH, &req.base,
+	        &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st) !=
+	    PSF_OK) {
+		rc = (int)st.code;
+		goto fail;
+	}
+	if (r->n_results != n) {
+		rc = PSF_CLIENT_INTERNAL;
+		snprintf(st.message, sizeof(st.message), "%zu results for %zu symbols", r->n_results, n);
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const Psfleet__V1__PredictResult *res = r->results[i];
+		if (res->status == PSFLEET__V1__STATUS_CODE__OK && res->reply != NULL)
+			set_reply(&out[i], res->reply);
+		else
+			set_failure(&out[i], symbols[i], res->status != 0 ? (int)res->status
+			                                                  : PSF_CLIENT_INTERNAL, res->message);
+	}
+	goto out;
+fail:
+	for (size_t i = 0; i < n; i++)
+		set_failure(&out[i], symbols[i], rc, st.message);
+out:
+	if (r != NULL)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	free(items);
+	free(itemp);
+	return rc;
+}
+
+/* join writes items into buf separated by commas, truncating at len. */
+static void
+join_info(psf_model_info *out, const Psfleet__V1__ModelInfoReply *r)
+{
+	size_t used = 0;
+
+	for (size_t i = 0; i < r->n_features && used < sizeof(out->features); i++)
+		used += (size_t)snprintf(out->features + used, sizeof(out->features) - used, "%s%s",
+		    i ? "," : "", r->features[i]);
+	used = 0;
+	for (size_t i = 0; i < r->n_tensors && used < sizeof(out->tensors); i++) {
+		const Psfleet__V1__TensorInfo *t = r->tensors[i];
+		used += (size_t)snprintf(out->tensors + used, sizeof(out->tensors) - used,
+		    "%s%s[%u x %u]%s", i ? " " : "", t->name, t->n_shape > 0 ? t->shape[0] : 0,
+		    t->n_shape > 1 ? t->shape[1] : 0, t->per_symbol ? "/symbol" : "");
+	}
+	used = 0;
+	for (size_t i = 0; i < r->n_shard_versions && used < sizeof(out->shard_versions); i++)
+		used += (size_t)snprintf(out->shard_versions + used, sizeof(out->shard_versions) - used,
+		    "%s%llu", i ? "," : "", (unsigned long long)r->shard_versions[i]);
+}
+
+int
+psf_client_model_info(psf_client *c, char *errbuf, size_t errlen, psf_model_info *out)
+{
+	Psfleet__V1__ModelInfoRequest req = PSFLEET__V1__MODEL_INFO_REQUEST__INIT;
+	Psfleet__V1__ModelInfoReply *r = NULL;
+	psf_rpc_status st;
+
+	if (c == NULL || out == NULL)
+		return PSF_CLIENT_INVALID_ARGUMENT;
+	if (psf_rpc_client_call(c->rpc, M_INFO, &req.base, &psfleet__v1__model_info_reply__descriptor,
+	        NULL, (ProtobufCMessage **)&r, &st) != PSF_OK) {
+		if (errbuf != NULL && errlen > 0)
+			snprintf(errbuf, errlen, "%s", st.message);
+		return (int)st.code;
+	}
+	memset(out, 0, sizeof(*out));
+	out->model_version = r->model_version;
+	out->trained_steps = r->trained_steps;
+	copy(out->model, sizeof(out->model), r->model);
+	copy(out->target, sizeof(out->target), r->target);
+	join_info(out, r);
+	out->test_rmse = r->test_rmse;
+	out->test_mae = r->test_mae;
+	out->naive_rmse = r->naive_rmse;
+	out->symbols = r->symbols;
+	out->shard = r->shard;
+	out->shards = r->shards;
+	copy(out->node, sizeof(out->node), r->node);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return PSF_CLIENT_OK;
+}
