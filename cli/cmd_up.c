@@ -1,0 +1,896 @@
+/* psfleet up CONFIG: run a whole fleet on this machine (DESIGN.md §1, §8).
+ *
+ * Order of work: load and check the config (nothing starts on a mistake), make
+ * the data if asked to, start the ps nodes and wait until they are ready, start
+ * the trainers, then the inferers and the gateway; supervise (cli/launcher.h),
+ * show progress (cli/progress.h), print the fleet's test metrics once every
+ * trainer is done, and stop everything on Ctrl-C / SIGTERM. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/launcher.h"
+#include "cli/progress.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define TICK_MS 100
+#define STOP_GRACE_MS 10000
+
+/* Stop requests from SIGINT/SIGTERM/SIGHUP: the one piece of process-wide
+ * state here, because a signal handler can reach nothing else. A second Ctrl-C
+ * (SIGINT) skips the grace period; a repeated SIGTERM does not, because
+ * supervisors such as timeout(1) send it twice (to the process and its group). */
+static volatile sig_atomic_t stop_signals;
+static volatile sig_atomic_t interrupts;
+static volatile sig_atomic_t last_signal;
+static volatile sig_atomic_t force_stop;
+
+static void
+on_stop_signal(int sig)
+{
+	last_signal = sig;
+	if (stop_signals < 100)
+		stop_signals++;
+	if (sig == SIGINT && ++interrupts >= 2)
+		force_stop = 1;
+}
+
+typedef struct up_args {
+	const char *config;
+	const char *metrics_out;
+	bool train_only;
+	bool reset;
+	const char *only;          /* comma-separated roles or node ids; NULL = all */
+	uint32_t ready_timeout_ms;
+} up_args;
+
+typedef struct up {
+	up_args a;
+	psf_config *cfg;
+	psf_launcher *l;
+	psf_progress *p;
+	bool *selected;            /* per node: started by this run */
+	size_t n_trainers;         /* selected trainers */
+	char log_dir[4096];
+	uint64_t train_start_ms;
+	double train_seconds;
+} up;
+
+static void
+up_usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: psfleet up CONFIG [--train-only] [--metrics-out FILE.json] [--reset]\n"
+	    "                  [--only ROLES|IDS] [--ready-timeout SECONDS]\n"
+	    "\n"
+	    "Runs the whole fleet described by CONFIG on this machine, one process per node\n"
+	    "(`psfleet node CONFIG --id ID`), logs in <run_dir>/logs/<id>.log. Starts the ps\n"
+	    "nodes, then the trainers, then the inferers and the gateway; restarts crashed\n"
+	    "nodes with backoff; shows progress; prints the test RMSE/MAE against the naive\n"
+	    "forecast once training is done, then keeps serving until Ctrl-C or SIGTERM.\n"
+	    "  --train-only            start ps + trainers only; stop and exit when done\n"
+	    "  --metrics-out FILE      write the results as JSON when training is done\n"
+	    "  --reset                 pass --reset to the ps nodes (discard a store made\n"
+	    "                          by an incompatible config)\n"
+	    "  --only LIST             start only these roles (ps, trainer, inferer, gateway)\n"
+	    "                          or node ids, comma-separated, e.g. --only ps\n"
+	    "  --ready-timeout SECONDS how long a node may take to become ready (default 60)\n");
+}
+
+static int
+parse_args(int argc, char **argv, up_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ready_timeout_ms = 60000;
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (strcmp(arg, "--train-only") == 0) {
+			a->train_only = true;
+		} else if (strcmp(arg, "--reset") == 0) {
+			a->reset = true;
+		} else if (strcmp(arg, "--only") == 0 && i + 1 < argc) {
+			a->only = argv[++i];
+		} else if (strcmp(arg, "--metrics-out") == 0 && i + 1 < argc) {
+			a->metrics_out = argv[++i];
+		} else if (strcmp(arg, "--ready-timeout") == 0 && i + 1 < argc) {
+			char *end;
+			unsigned long s = strtoul(argv[++i], &end, 10);
+
+			if (*end != '\0' || s == 0 || s > 86400) {
+				fprintf(stderr, "psfleet up: --ready-timeout needs 1..86400 seconds\n");
+				return -1;
+			}
+			a->ready_timeout_ms = (uint32_t)s * 1000;
+		} else if (arg[0] == '-') {
+			fprintf(stderr, "psfleet up: unknown or incomplete option '%s' (see --help)\n", arg);
+			return -1;
+		} else if (a->config == NULL) {
+			a->config = arg;
+		} else {
+			fprintf(stderr, "psfleet up: unexpected argument '%s'\n", arg);
+			return -1;
+		}
+	}
+	if (a->config == NULL) {
+		fprintf(stderr, "psfleet up: CONFIG is required (see --help)\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- pre-flight */
+
+/* select_nodes marks the nodes this run starts: all, or those --only names;
+ * --train-only leaves out the inferers and the gateway. */
+static int
+select_nodes(up *u)
+{
+	const psf_config *cfg = u->cfg;
+	char *list = NULL, *save = NULL;
+
+	if ((u->selected = calloc(cfg->n_nodes, sizeof(*u->selected))) == NULL)
+		return -1;
+	for (size_t i = 0; i < cfg->n_nodes; i++)
+		u->selected[i] = u->a.only == NULL;
+	if (u->a.only != NULL) {
+		if ((list = strdup(u->a.only)) == NULL)
+			return -1;
+		for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+			bool hit = false;
+
+			for (size_t i = 0; i < cfg->n_nodes; i++) {
+				const char *role = psf_role_name(cfg->nodes[i].role);
+				size_t rl = strlen(role);
+
+				if (strcmp(t, cfg->nodes[i].id) == 0 || strcmp(t, role) == 0 ||
+				    (strncmp(t, role, rl) == 0 && strcmp(t + rl, "s") == 0))
+					u->selected[i] = hit = true;
+			}
+			if (!hit) {
+				fprintf(stderr, "psfleet up: --only: '%s' is neither a role (ps, trainer, "
+				    "inferer, gateway) nor a node id of %s\n", t, u->a.config);
+				free(list);
+				return -1;
+			}
+		}
+		free(list);
+	}
+	for (size_t i = 0; i < cfg->n_nodes; i++) {
+		if (u->a.train_only && (cfg->nodes[i].role == PSF_ROLE_INFERER ||
+		    cfg->nodes[i].role == PSF_ROLE_GATEWAY))
+			u->selected[i] = false;
+		if (u->selected[i] && cfg->nodes[i].role == PSF_ROLE_TRAINER)
+			u->n_trainers++;
+	}
+	return 0;
+}
+
+/* split_hostport splits "host:port", "[v6]:port" or ":port" (followed by
+ * nothing or a '/' path) into host and port. Returns -1 when malformed. */
+static int
+split_hostport(const char *s, char *host, size_t hlen, char *port, size_t plen)
+{
+	const char *colon, *end;
+
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (rb == NULL || rb[1] != ':')
+			return -1;
+		snprintf(host, hlen, "%.*s", (int)(rb - s - 1), s + 1);
+		colon = rb + 1;
+	} else {
+		const char *slash = strchr(s, '/');
+		colon = NULL;
+		for (const char *c = s; *c != '\0' && (slash == NULL || c < slash); c++)
+			if (*c == ':')
+				colon = c;
+		if (colon == NULL)
+			return -1;
+		snprintf(host, hlen, "%.*s", (int)(colon - s), s);
+	}
+	end = colon + 1 + strcspn(colon + 1, "/");
+	if (end == colon + 1)
+		return -1;
+	snprintf(port, plen, "%.*s", (int)(end - colon - 1), colon + 1);
+	return 0;
+}
+
+/* try_bind tells whether a TCP listener could bind host:port here: "" when it
+ * could, otherwise the reason. SO_REUSEADDR as a listener would use it, so a
+ * port in TIME_WAIT is not reported. */
+static const char *
+try_bind(const char *host, const char *port, char *buf, size_t len)
+{
+	struct addrinfo hints, *res = NULL;
+	int s, rv;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if (host[0] == '*')
+		host = "";
+	rv = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
+	if (rv != 0) {
+		snprintf(buf, len, "cannot resolve '%.100s': %s", host, gai_strerror(rv));
+		return buf;
+	}
+	buf[0] = '\0';
+	if ((s = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0)) < 0) {
+		snprintf(buf, len, "socket: %s", strerror(errno));
+	} else {
+		int one = 1;
+		(void)setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(s, res->ai_addr, res->ai_addrlen) != 0) {
+			if (errno == EADDRINUSE)
+				snprintf(buf, len, "port %s is already in use on this machine", port);
+			else if (errno == EADDRNOTAVAIL)
+				snprintf(buf, len, "address %.100s is not on this machine", host);
+			else
+				snprintf(buf, len, "cannot bind: %s", strerror(errno));
+		}
+		close(s);
+	}
+	freeaddrinfo(res);
+	return buf;
+}
+
+/* ipc_in_use tells whether something accepts connections on a unix socket path. */
+static bool
+ipc_in_use(const char *path)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	bool used;
+	int s;
+
+	if (stat(path, &st) != 0 || !S_ISSOCK(st.st_mode) || strlen(path) >= sizeof(sa.sun_path))
+		return false;
+	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return false;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, strlen(path));
+	used = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(s);
+	return used;
+}
+
+/* check_address checks one listen URL or metrics address of a node; on a
+ * problem writes one line to stderr and returns -1. */
+static int
+check_address(const char *config, const psf_node_cfg *n, const char *what, const char *addr,
+    bool is_url)
+{
+	static const char *const tcp_schemes[] = {"tcp://", "tcp4://", "tcp6://", "tls+tcp://",
+	    "ws://", "wss://"};
+	char host[256], port[16], why[256];
+	const char *hp = is_url ? NULL : addr;
+
+	if (is_url && strncmp(addr, "ipc://", 6) == 0) {
+		if (ipc_in_use(addr + 6)) {
+			fprintf(stderr, "psfleet up: %s: node '%s' %s %s: already in use (another process "
+			    "listens on it)\n", config, n->id, what, addr);
+			return -1;
+		}
+		return 0;
+	}
+	for (size_t k = 0; is_url && k < PSF_ARRAY_LEN(tcp_schemes); k++) {
+		if (strncmp(addr, tcp_schemes[k], strlen(tcp_schemes[k])) == 0)
+			hp = addr + strlen(tcp_schemes[k]);
+	}
+	if (hp == NULL) /* inproc://, abstract://: nothing to check */
+		return 0;
+	if (split_hostport(hp, host, sizeof(host), port, sizeof(port)) != 0 || strcmp(port, "0") == 0)
+		return 0; /* the loader validated it; port 0 never clashes */
+	if (try_bind(host, port, why, sizeof(why))[0] != '\0') {
+		fprintf(stderr, "psfleet up: %s: node '%s' %s %s: %s\n", config, n->id, what, addr, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* preflight checks what only the launcher can: the data file and the ports of
+ * the nodes it would start. Prints one line and returns -1 on a problem. */
+static int
+preflight(const up *u)
+{
+	const psf_config *cfg = u->cfg;
+	struct stat st;
+
+	if (stat(cfg->data.path, &st) != 0 && !cfg->data.has_generate) {
+		fprintf(stderr, "psfleet up: %s: data file '%s' does not exist and data.generate is not "
+		    "set (make one with: psfleet data gen --out %s)\n", u->a.config, cfg->data.path,
+		    cfg->data.path);
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->n_nodes; i++) {
+		const psf_node_cfg *n = &cfg->nodes[i];
+
+		if (!u->selected[i])
+			continue;
+		if ((n->listen != NULL && check_address(u->a.config, n, "listen", n->listen, true) != 0) ||
+		    (n->metrics != NULL && check_address(u->a.config, n, "metrics", n->metrics, false) != 0))
+			return -1;
+	}
+	return 0;
+}
+
+/* last_log_line copies the most telling line of the last run in a log: its
+ * first error-level line (`ts err node tag: msg`, without the time stamp: the
+ * cause, where later ones are consequences), or else its last line. */
+static void
+last_log_line(const char *path, char *buf, size_t len)
+{
+	char *text = NULL, *line, *save = NULL;
+	bool have_err = false;
+	size_t n;
+
+	buf[0] = '\0';
+	if (psf_read_file(path, &text, &n) != PSF_OK)
+		return;
+	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		const char *lvl = strchr(line, ' ');
+
+		if (strncmp(line, "---- ", 5) == 0) { /* a new run starts */
+			have_err = false;
+			buf[0] = '\0';
+		} else if (!have_err && lvl != NULL && strncmp(lvl, " err ", 5) == 0) {
+			snprintf(buf, len, "%s", lvl + 1);
+			have_err = true;
+		} else if (!have_err && line[0] != '\0') {
+			snprintf(buf, len, "%s", line);
+		}
+	}
+	free(text);
+}
+
+/* make_data runs `psfleet data gen` when the data file is missing. */
+static int
+make_data(up *u)
+{
+	const psf_config *cfg = u->cfg;
+	const psf_datagen_cfg *g = &cfg->data.generate;
+	char sym[24], days[24], seed[32], log[4200], dir[4096], how[64], last[512];
+	char *argv[14];
+	struct stat st;
+	size_t n = 0;
+	int status;
+	psf_err err;
+
+	if (stat(cfg->data.path, &st) == 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", cfg->data.path);
+	if (psf_mkdir_p(dirname(dir)) != PSF_OK) {
+		fprintf(stderr, "psfleet up: cannot create the directory of %s: %s\n", cfg->data.path,
+		    strerror(errno));
+		return -1;
+	}
+	snprintf(sym, sizeof(sym), "%u", g->symbols);
+	snprintf(days, sizeof(days), "%u", g->days);
+	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)g->seed);
+	snprintf(log, sizeof(log), "%s/data-gen.log", u->log_dir);
+	argv[n++] = "/proc/self/exe";
+	argv[n++] = "data";
+	argv[n++] = "gen";
+	argv[n++] = "--symbols";
+	argv[n++] = sym;
+	argv[n++] = "--days";
+	argv[n++] = days;
+	argv[n++] = "--seed";
+	argv[n++] = seed;
+	argv[n++] = "--out";
+	argv[n++] = cfg->data.path;
+	if (g->skew)
+		argv[n++] = "--skew";
+	argv[n] = NULL;
+	psf_progress_note(u->p, "psfleet up: generating %s (%u symbols x %u days, seed %llu)",
+	    cfg->data.path, g->symbols, g->days, (unsigned long long)g->seed);
+	err = psf_launcher_run_once(argv, log, &stop_signals, &status);
+	if (err == PSF_ECLOSED) {
+		fprintf(stderr, "psfleet up: interrupted while generating %s\n", cfg->data.path);
+		return -1;
+	}
+	if (err != PSF_OK || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		psf_launcher_describe_status(err == PSF_OK ? status : 0x7f00, how, sizeof(how));
+		last_log_line(log, last, sizeof(last));
+		fprintf(stderr, "psfleet up: generating %s failed (%s): %s (log %s)\n", cfg->data.path,
+		    how, last[0] ? last : "no output", log);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+static void
+note_line(void *arg, const char *line)
+{
+	psf_progress_note(arg, "psfleet up: %s", line);
+}
+
+/* wait_ready waits until every node in idx[0..n) says ready, supervising the
+ * others meanwhile. A node that exits before it is ready ends the start-up. */
+static int
+wait_ready(up *u, const size_t *idx, size_t n, const char *role)
+{
+	uint64_t t0 = psf_now_ms(), deadline = t0 + u->a.ready_timeout_ms;
+	bool ready[64] = {false};
+	char err[512];
+	size_t left = n;
+
+	while (left > 0) {
+		if (stop_signals != 0)
+			return -1;
+		if (psf_launcher_tick(u->l, err, sizeof(err)) != PSF_OK) {
+			fprintf(stderr, "psfleet up: %s\n", err);
+			return -1;
+		}
+		for (size_t k = 0; k < n; k++) {
+			psf_child_info ci;
+			psf_node_health h;
+			char how[64], last[512];
+
+			if (ready[k])
+				continue;
+			psf_launcher_child(u->l, idx[k], &ci);
+			if (ci.state != PSF_CHILD_RUNNING) {
+				psf_launcher_describe_status(ci.last_status, how, sizeof(how));
+				last_log_line(ci.log_path, last, sizeof(last));
+				fprintf(stderr, "psfleet up: %s exited before it was ready (%s): %s (log %s)\n",
+				    ci.node->id, how, last[0] ? last : "no output", ci.log_path);
+				return -1;
+			}
+			psf_progress_health(u->p, idx[k], ci.node->role == PSF_ROLE_PS, 300, &h);
+			if (h.ready || strcmp(h.via, "none") == 0) {
+				ready[k] = true;
+				left--;
+				if (ci.node->role == PSF_ROLE_PS && h.has_version && h.model_version > 0)
+					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s; resumed model "
+					    "version %llu of an earlier run: remove %s to start afresh)",
+					    ci.node->id, (double)(psf_now_ms() - t0) / 1000.0,
+					    (unsigned long long)h.model_version, ci.node->data_dir);
+				else
+					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s)", ci.node->id,
+					    (double)(psf_now_ms() - t0) / 1000.0);
+			} else if (psf_now_ms() >= deadline) {
+				fprintf(stderr, "psfleet up: %s %s not ready after %u s (%s); see %s\n", role,
+				    ci.node->id, u->a.ready_timeout_ms / 1000, h.reason, ci.log_path);
+				return -1;
+			}
+		}
+		if (left > 0)
+			psf_sleep_ms(TICK_MS);
+	}
+	return 0;
+}
+
+/* start_role starts every node of a role and, when wait is set, waits until
+ * they are ready. */
+static int
+start_role(up *u, psf_role role, bool wait)
+{
+	size_t idx[64], n = 0;
+
+	for (size_t i = 0; i < u->cfg->n_nodes; i++) {
+		if (u->cfg->nodes[i].role != role || !u->selected[i])
+			continue;
+		if (psf_launcher_start(u->l, i) != PSF_OK) {
+			fprintf(stderr, "psfleet up: cannot start %s: %s\n", u->cfg->nodes[i].id,
+			    strerror(errno));
+			return -1;
+		}
+		/* Wait in batches of 64: enough for any fleet run on one machine. */
+		idx[n++] = i;
+		if (wait && n == PSF_ARRAY_LEN(idx)) {
+			if (wait_ready(u, idx, n, psf_role_name(role)) != 0)
+				return -1;
+			n = 0;
+		}
+	}
+	return wait && n > 0 ? wait_ready(u, idx, n, psf_role_name(role)) : 0;
+}
+
+/* ---------------------------------------------------------------- results */
+
+/* json_str writes s as a JSON string. */
+static void
+json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
+		if (*c == '"' || *c == '\\')
+			fprintf(f, "\\%c", *c);
+		else if (*c < 0x20)
+			fprintf(f, "\\u%04x", *c);
+		else
+			fputc(*c, f);
+	}
+	fputc('"', f);
+}
+
+/* write_metrics writes the --metrics-out JSON (via a temp file and rename, so a
+ * reader never sees half a file). */
+static int
+write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsReply *st)
+{
+	const psf_config *cfg = u->cfg;
+	char tmp[4200], fp[17];
+	uint32_t restarts = 0;
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", u->a.metrics_out);
+	if ((f = fopen(tmp, "w")) == NULL) {
+		fprintf(stderr, "psfleet up: cannot write %s: %s\n", tmp, strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < psf_launcher_count(u->l); i++) {
+		psf_child_info ci;
+		psf_launcher_child(u->l, i, &ci);
+		restarts += ci.starts > 1 ? ci.starts - 1 : 0;
+	}
+	psf_config_fingerprint(cfg, fp, sizeof(fp));
+	fprintf(f, "{\n  \"fleet\": ");
+	json_str(f, cfg->name);
+	fprintf(f, ",\n  \"mode\": ");
+	json_str(f, psf_consistency_name(cfg->consistency.mode));
+	if (cfg->consistency.mode == PSF_CONS_SSP)
+		fprintf(f, ",\n  \"staleness\": %u", cfg->consistency.staleness);
+	fprintf(f, ",\n  \"model_version\": %llu,\n  \"steps\": %llu,\n  \"train_seconds\": %.3f,\n"
+	    "  \"test_rmse\": %.17g,\n  \"test_mae\": %.17g,\n  \"naive_rmse\": %.17g,\n"
+	    "  \"naive_mae\": %.17g,\n  \"test_n\": %llu,\n  \"train_loss\": %.17g,\n",
+	    (unsigned long long)r->model_version, (unsigned long long)r->trained_steps,
+	    u->train_seconds, r->test_rmse, r->test_mae, r->naive_rmse, r->naive_mae,
+	    (unsigned long long)r->test_n, r->train_loss);
+	if (cfg->target == PSF_TARGET_NEXT_DIRECTION)
+		fprintf(f, "  \"test_accuracy\": %.17g,\n", r->test_accuracy);
+	fprintf(f, "  \"n_ps\": %zu,\n  \"n_trainers\": %zu,\n  \"restarts\": %u,\n"
+	    "  \"fingerprint\": \"%s\",\n  \"config\": ", cfg->n_ps, cfg->n_trainers, restarts, fp);
+	json_str(f, u->a.config);
+	fprintf(f, ",\n  \"trainers\": [");
+	for (size_t k = 0; k < st->n_reports; k++) {
+		const Psfleet__V1__MetricsReport *m = st->reports[k];
+
+		fprintf(f, "%s\n    {\"worker\": ", k > 0 ? "," : "");
+		json_str(f, m->worker);
+		fprintf(f, ", \"epoch\": %u, \"step\": %lld, \"train_loss\": %.17g, \"test_n\": %llu, "
+		    "\"samples_per_sec\": %.17g, \"finished\": %s}", m->epoch, (long long)m->step,
+		    m->train_loss, (unsigned long long)m->test_n, m->samples_per_sec,
+		    m->finished ? "true" : "false");
+	}
+	fprintf(f, "\n  ]\n}\n");
+	if (fclose(f) != 0 || rename(tmp, u->a.metrics_out) != 0) {
+		fprintf(stderr, "psfleet up: cannot write %s: %s\n", u->a.metrics_out, strerror(errno));
+		(void)unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* report_results fetches ps0's Stats once every trainer is done, prints the
+ * fleet's test metrics and writes --metrics-out. */
+static int
+report_results(up *u)
+{
+	const psf_node_cfg *ps0 = psf_config_role_node(u->cfg, PSF_ROLE_PS, 0);
+	Psfleet__V1__StatsReply *st = NULL;
+	psf_fleet_result r;
+	psf_err err;
+	int rc = 0;
+
+	err = psf_progress_stats(u->p, (size_t)(ps0 - u->cfg->nodes), 10000, &st);
+	if (err != PSF_OK) {
+		fprintf(stderr, "psfleet up: training done, but Stats from %s failed: %s\n", ps0->id,
+		    psf_strerror(err));
+		return -1;
+	}
+	if (psf_progress_result(st, &r) != PSF_OK) {
+		fprintf(stderr, "psfleet up: training done, but %s has no test results from the "
+		    "trainers (%zu reports)\n", ps0->id, r.n_reports);
+		rc = -1;
+		goto out;
+	}
+	if (r.n_finished < u->n_trainers)
+		psf_progress_note(u->p, "psfleet up: warning: only %zu of %zu trainers reported "
+		    "final results", r.n_finished, u->n_trainers);
+	psf_progress_note(u->p, "psfleet up: training done in %.1f s: model version %llu, %llu steps",
+	    u->train_seconds, (unsigned long long)r.model_version,
+	    (unsigned long long)r.trained_steps);
+	psf_progress_note(u->p, "psfleet up: test RMSE %.6g  MAE %.6g   naive RMSE %.6g  MAE %.6g   "
+	    "(%llu test rows; %s the naive forecast)", r.test_rmse, r.test_mae, r.naive_rmse,
+	    r.naive_mae, (unsigned long long)r.test_n,
+	    r.test_rmse < r.naive_rmse ? "beats" : "does not beat");
+	if (u->cfg->target == PSF_TARGET_NEXT_DIRECTION)
+		psf_progress_note(u->p, "psfleet up: test direction accuracy %.4f", r.test_accuracy);
+	if (u->a.metrics_out != NULL) {
+		if (write_metrics(u, &r, st) != 0)
+			rc = -1;
+		else
+			psf_progress_note(u->p, "psfleet up: wrote %s", u->a.metrics_out);
+	}
+out:
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+	return rc;
+}
+
+/* first_symbol finds a symbol in the data: the first data row of a CSV, or
+ * the first symbol=XYZ directory of a partition. */
+static void
+first_symbol(const char *path, char *buf, size_t len)
+{
+	char line[4096];
+	struct stat st;
+	FILE *f;
+	int col = -1, k = 0;
+
+	snprintf(buf, len, "SYMBOL");
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		struct dirent **names = NULL;
+		int n = scandir(path, &names, NULL, alphasort);
+
+		for (int i = 0; i < n; i++) {
+			if (strncmp(names[i]->d_name, "symbol=", 7) == 0 && strcmp(buf, "SYMBOL") == 0)
+				snprintf(buf, len, "%s", names[i]->d_name + 7);
+			free(names[i]);
+		}
+		free(names);
+		return;
+	}
+	if ((f = fopen(path, "r")) == NULL)
+		return;
+	if (fgets(line, sizeof(line), f) != NULL) {
+		for (char *save = NULL, *t = strtok_r(line, ",\r\n", &save); t != NULL;
+		     t = strtok_r(NULL, ",\r\n", &save), k++)
+			if (strcmp(t, "symbol") == 0)
+				col = k;
+	}
+	if (col >= 0 && fgets(line, sizeof(line), f) != NULL) {
+		char *p = line;
+		for (k = 0; k < col && p != NULL; k++)
+			p = strchr(p, ',') != NULL ? strchr(p, ',') + 1 : NULL;
+		if (p != NULL && p[strcspn(p, ",\r\n")] != '\0' && strcspn(p, ",\r\n") > 0)
+			snprintf(buf, len, "%.*s", (int)strcspn(p, ",\r\n"), p);
+	}
+	fclose(f);
+}
+
+static void
+print_predict_hint(up *u)
+{
+	const psf_node_cfg *gw = psf_config_role_node(u->cfg, PSF_ROLE_GATEWAY, 0);
+	const psf_node_cfg *inf = psf_config_role_node(u->cfg, PSF_ROLE_INFERER, 0);
+	const psf_node_cfg *to = gw != NULL ? gw : inf;
+	char sym[128];
+
+	if (to == NULL) {
+		psf_progress_note(u->p, "psfleet up: no inferers configured; serving the ps nodes "
+		    "until Ctrl-C");
+		return;
+	}
+	first_symbol(u->cfg->data.path, sym, sizeof(sym));
+	psf_progress_note(u->p, "psfleet up: serving; try: psfleet predict --connect %s %s%s",
+	    to->listen, sym, gw == NULL && u->cfg->inference.shards > 1 ?
+	    "   (without a gateway, inferer-0 serves only its own shard)" : "");
+	psf_progress_note(u->p, "psfleet up: Ctrl-C or SIGTERM stops the fleet");
+}
+
+/* ---------------------------------------------------------------- main loop */
+
+static bool
+trainers_done(const up *u)
+{
+	for (size_t i = 0; i < psf_launcher_count(u->l); i++) {
+		psf_child_info ci;
+
+		psf_launcher_child(u->l, i, &ci);
+		if (u->selected[i] && ci.node->role == PSF_ROLE_TRAINER && ci.state != PSF_CHILD_DONE)
+			return false;
+	}
+	return true;
+}
+
+/* supervise runs until training ends (--train-only), a node fails for good, or
+ * a stop signal. Returns 0 when the run reached its goal. */
+static int
+supervise(up *u)
+{
+	uint64_t interval = 2000, last_render = 0;
+	bool reported = false;
+	char err[512];
+
+	if (isatty(STDOUT_FILENO))
+		interval = 1000;
+	for (;;) {
+		if (stop_signals != 0) {
+			psf_progress_note(u->p, "psfleet up: SIG%s received; stopping the fleet",
+			    sigabbrev_np(last_signal) != NULL ? sigabbrev_np(last_signal) : "signal");
+			return u->a.train_only && !reported ? -1 : 0;
+		}
+		if (psf_launcher_tick(u->l, err, sizeof(err)) != PSF_OK) {
+			psf_progress_note(u->p, "psfleet up: %s; stopping the fleet", err);
+			fprintf(stderr, "psfleet up: %s\n", err);
+			return -1;
+		}
+		if (!reported && u->n_trainers == 0) {
+			reported = true;
+			psf_progress_note(u->p, "psfleet up: no trainers started; serving until Ctrl-C or "
+			    "SIGTERM");
+		}
+		if (!reported && trainers_done(u)) {
+			reported = true;
+			u->train_seconds = (double)(psf_now_ms() - u->train_start_ms) / 1000.0;
+			psf_progress_poll(u->p, u->l);
+			psf_progress_render(u->p, u->l);
+			psf_progress_keep(u->p);
+			/* Without results a --train-only run failed; a serving fleet
+			 * still serves. */
+			if (report_results(u) != 0 && u->a.train_only)
+				return -1;
+			if (u->a.train_only)
+				return 0;
+			print_predict_hint(u);
+		}
+		if (!reported && psf_now_ms() - last_render >= interval) {
+			psf_progress_poll(u->p, u->l);
+			psf_progress_render(u->p, u->l);
+			last_render = psf_now_ms();
+		}
+		psf_sleep_ms(TICK_MS);
+	}
+}
+
+/* stop_fleet stops every child and prints how each ended; returns -1 when one
+ * did not end cleanly. */
+static int
+stop_fleet(up *u)
+{
+	char line[2048], how[64];
+	size_t n;
+	int rc = 0;
+
+	interrupts = 1; /* from now on, one Ctrl-C forces the stop */
+	psf_launcher_stop(u->l, STOP_GRACE_MS, &force_stop);
+	n = (size_t)snprintf(line, sizeof(line), "psfleet up: stopped:");
+	for (size_t i = 0; i < psf_launcher_count(u->l) && n < sizeof(line); i++) {
+		psf_child_info ci;
+
+		psf_launcher_child(u->l, i, &ci);
+		if (ci.starts == 0)
+			continue;
+		if (ci.state == PSF_CHILD_DONE)
+			snprintf(how, sizeof(how), "done");
+		else
+			psf_launcher_describe_status(ci.last_status, how, sizeof(how));
+		if (ci.state == PSF_CHILD_FAILED ||
+		    (ci.state == PSF_CHILD_STOPPED && !(WIFEXITED(ci.last_status) &&
+		     WEXITSTATUS(ci.last_status) == 0)))
+			rc = -1;
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %s (%s)", n > 20 ? "," : "",
+		    ci.node->id, how);
+	}
+	psf_progress_note(u->p, "%s", line);
+	return rc;
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGTERM, &sa, NULL);
+	(void)sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGPIPE, &sa, NULL);
+	/* An ignored SIGCHLD (inherited from our parent) would reap the nodes
+	 * behind our back and hide their exit status. */
+	sa.sa_handler = SIG_DFL;
+	(void)sigaction(SIGCHLD, &sa, NULL);
+}
+
+/* run starts the fleet and supervises it; returns the exit code. */
+static int
+run(up *u)
+{
+	psf_launcher_opts lo;
+	int rc = 1, ok;
+
+	memset(&lo, 0, sizeof(lo));
+	lo.config_path = u->a.config;
+	lo.log_dir = u->log_dir;
+	lo.reset = u->a.reset;
+	lo.note = note_line;
+	lo.note_arg = u->p;
+	if (psf_launcher_new(u->cfg, &lo, &u->l) != PSF_OK) {
+		fprintf(stderr, "psfleet up: out of memory\n");
+		return 1;
+	}
+	ok = start_role(u, PSF_ROLE_PS, true) == 0;
+	if (ok) {
+		u->train_start_ms = psf_now_ms();
+		psf_progress_training_started(u->p);
+		ok = start_role(u, PSF_ROLE_TRAINER, false) == 0;
+	}
+	if (ok && !u->a.train_only)
+		ok = start_role(u, PSF_ROLE_INFERER, true) == 0 &&
+		    start_role(u, PSF_ROLE_GATEWAY, true) == 0;
+	if (ok && supervise(u) == 0)
+		rc = 0;
+	if (stop_fleet(u) != 0)
+		rc = 1;
+	if (stop_signals != 0 && !u->a.train_only && rc == 0)
+		psf_progress_note(u->p, "psfleet up: fleet stopped cleanly");
+	return rc;
+}
+
+int
+psf_cmd_up(int argc, char **argv)
+{
+	up u;
+	char errbuf[512];
+	psf_log_level level = PSF_LOG_WARN;
+	int rc;
+	psf_err err;
+
+	if (psf_cli_wants_help(argc, argv)) {
+		up_usage(stdout);
+		return 0;
+	}
+	memset(&u, 0, sizeof(u));
+	if (parse_args(argc, argv, &u.a) != 0)
+		return 2;
+	psf_log_setup(level, "up");
+	install_signals();
+	if (psf_config_load(u.a.config, errbuf, sizeof(errbuf), &u.cfg) != PSF_OK) {
+		fprintf(stderr, "psfleet up: %s\n", errbuf);
+		return 2;
+	}
+	if (select_nodes(&u) != 0 || preflight(&u) != 0) {
+		free(u.selected);
+		psf_config_free(u.cfg);
+		return 2;
+	}
+	snprintf(u.log_dir, sizeof(u.log_dir), "%s/logs", u.cfg->run_dir);
+	if (psf_mkdir_p(u.log_dir) != PSF_OK) {
+		fprintf(stderr, "psfleet up: cannot create %s: %s\n", u.log_dir, strerror(errno));
+		free(u.selected);
+		psf_config_free(u.cfg);
+		return 1;
+	}
+	if ((err = psf_progress_new(u.cfg, stdout, isatty(STDOUT_FILENO) != 0, &u.p)) != PSF_OK) {
+		fprintf(stderr, "psfleet up: %s: cannot set up clients: %s\n", u.a.config,
+		    psf_strerror(err));
+		free(u.selected);
+		psf_config_free(u.cfg);
+		return 1;
+	}
+	psf_progress_note(u.p, "psfleet up: fleet '%s' from %s: %zu ps, %zu trainers, %zu inferers, "
+	    "%zu gateway%s; logs in %s", u.cfg->name, u.a.config, u.cfg->n_ps, u.cfg->n_trainers,
+	    u.cfg->n_inferers, u.cfg->n_gateways, u.a.train_only ? " (--train-only: ps and trainers)" :
+	    "", u.log_dir);
+	rc = make_data(&u) == 0 ? run(&u) : 1;
+	psf_launcher_free(u.l);
+	psf_progress_free(u.p);
+	free(u.selected);
+	psf_config_free(u.cfg);
+	return rc;
+}

@@ -1,0 +1,126 @@
+/* launcher.h -- start and supervise the node processes of a local fleet (the
+ * process half of `psfleet up`, DESIGN.md §1).
+ *
+ * Every node runs as its own process, `psfleet node CONFIG --id ID`, started with
+ * fork + exec (never a bare fork: NNG cannot be used in a forked child, see
+ * PLATFORM.md). Each child
+ *   - leads its own process group, so a Ctrl-C on the terminal reaches only the
+ *     launcher, which then stops the children in order;
+ *   - gets PR_SET_PDEATHSIG = SIGTERM, so it stops cleanly even when the launcher
+ *     is killed with SIGKILL (no orphans);
+ *   - has stdin on /dev/null and stdout + stderr appended to <log_dir>/<id>.log,
+ *     after a marker line written by the launcher for every (re)start.
+ *
+ * Restart policy (psf_launcher_tick): a child that exits unexpectedly -- killed by
+ * a signal, a non-zero exit code, or exit 0 of a node that should serve forever
+ * (anything but a trainer) -- is restarted after a backoff that starts at
+ * backoff_min_ms and doubles with each failure inside the window, up to
+ * backoff_max_ms. A trainer's exit 0 means "done": it is not restarted. When a
+ * node fails max_failures times within window_ms the launcher gives up on it:
+ * psf_launcher_tick returns PSF_EUNAVAIL and describes the failure.
+ *
+ * Not thread-safe: one thread (the launcher's main loop) uses a psf_launcher. */
+#ifndef PSF_CLI_LAUNCHER_H
+#define PSF_CLI_LAUNCHER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/config.h"
+#include "common/err.h"
+
+typedef struct psf_launcher psf_launcher;
+
+/* psf_launcher_note_fn receives one human-readable line (no newline) for each
+ * supervision event: start, exit, scheduled restart, give-up. */
+typedef void (*psf_launcher_note_fn)(void *arg, const char *line);
+
+typedef struct psf_launcher_opts {
+	const char *exe;         /* psfleet binary to exec; NULL = /proc/self/exe */
+	const char *config_path; /* CONFIG passed to every `psfleet node` */
+	const char *log_dir;     /* where <id>.log files go; must exist */
+	bool reset;              /* pass --reset to ps nodes (first start only) */
+	uint32_t backoff_min_ms; /* 0 = 200 */
+	uint32_t backoff_max_ms; /* 0 = 5000 */
+	uint32_t max_failures;   /* 0 = 5 */
+	uint32_t window_ms;      /* 0 = 60000 */
+	psf_launcher_note_fn note; /* may be NULL */
+	void *note_arg;
+} psf_launcher_opts;
+
+typedef enum psf_child_state {
+	PSF_CHILD_IDLE = 0, /* never started */
+	PSF_CHILD_RUNNING,
+	PSF_CHILD_BACKOFF,  /* died; a restart is scheduled */
+	PSF_CHILD_DONE,     /* a trainer that exited 0 */
+	PSF_CHILD_STOPPED,  /* stopped by psf_launcher_stop */
+	PSF_CHILD_FAILED,   /* gave up after too many failures */
+} psf_child_state;
+
+/* Read-only view of one child, from psf_launcher_child. */
+typedef struct psf_child_info {
+	const psf_node_cfg *node;
+	psf_child_state state;
+	pid_t pid;          /* the running process, or 0 */
+	uint32_t starts;    /* processes started so far */
+	uint32_t failures;  /* unexpected exits so far (whole run) */
+	int last_status;    /* waitpid status of the last exit; valid when starts > 0 and not running */
+	bool has_exited;    /* last_status is valid */
+	const char *log_path;
+} psf_child_info;
+
+/* psf_launcher_new prepares one child per node of cfg (in cfg->nodes order);
+ * nothing is started yet. cfg and the strings in opts are borrowed and must
+ * outlive the launcher. Returns PSF_OK, PSF_EINVAL or PSF_ENOMEM. */
+PSF_NODISCARD psf_err psf_launcher_new(const psf_config *cfg, const psf_launcher_opts *opts,
+    psf_launcher **out);
+
+/* psf_launcher_free releases the launcher. Children still running are killed
+ * with SIGKILL and reaped first (call psf_launcher_stop before for a clean
+ * stop). NULL is fine. */
+void psf_launcher_free(psf_launcher *l);
+
+/* psf_launcher_start starts node i (an index into cfg->nodes) unless it is
+ * running. Returns PSF_OK, PSF_EINVAL (bad index), or PSF_ESYS when the log
+ * cannot be opened or fork fails (an exec failure shows as exit code 127 at the
+ * next tick). */
+PSF_NODISCARD psf_err psf_launcher_start(psf_launcher *l, size_t i);
+
+/* psf_launcher_tick reaps children that exited (without blocking), applies the
+ * restart policy and starts the restarts that are due. Returns PSF_OK, or
+ * PSF_EUNAVAIL when a node has failed too often: then errbuf (errlen bytes, may
+ * be NULL) gets one line naming the node, how it last ended and its log, and
+ * the other children are left running for the caller to stop. */
+PSF_NODISCARD psf_err psf_launcher_tick(psf_launcher *l, char *errbuf, size_t errlen);
+
+/* psf_launcher_stop stops every child: SIGTERM to each process group, the
+ * serving roles last (trainers, inferers and the gateway first, then the ps
+ * nodes), and SIGKILL to whatever is still running grace_ms after its SIGTERM,
+ * or at once when *force (may be NULL) becomes non-zero. Pending restarts are
+ * cancelled. Returns when every child is reaped. Cannot fail. */
+void psf_launcher_stop(psf_launcher *l, uint32_t grace_ms, const volatile sig_atomic_t *force);
+
+/* psf_launcher_count returns the number of children (cfg->n_nodes). */
+size_t psf_launcher_count(const psf_launcher *l);
+
+/* psf_launcher_child fills *out with child i's state. The pointers in it stay
+ * valid until psf_launcher_free. Cannot fail for i < psf_launcher_count. */
+void psf_launcher_child(const psf_launcher *l, size_t i, psf_child_info *out);
+
+/* psf_launcher_describe_status writes how a process ended ("exit 1", "killed by
+ * SIGKILL") into buf (always NUL-terminated). Cannot fail. */
+void psf_launcher_describe_status(int status, char *buf, size_t len);
+
+/* psf_launcher_run_once runs argv (argv[0] = the program path, NULL-terminated)
+ * to completion with stdout + stderr appended to log_path, in its own process
+ * group with PR_SET_PDEATHSIG. While *stop (may be NULL) is zero it waits;
+ * when it becomes non-zero the child gets SIGTERM (SIGKILL 5 s later) and the
+ * call returns PSF_ECLOSED after reaping it. On PSF_OK, *status_out gets the
+ * waitpid status. Returns PSF_OK, PSF_ECLOSED or PSF_ESYS. */
+PSF_NODISCARD psf_err psf_launcher_run_once(char *const argv[], const char *log_path,
+    const volatile sig_atomic_t *stop, int *status_out);
+
+#endif
