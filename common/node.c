@@ -25,6 +25,8 @@ struct psf_node {
 	bool ready;
 	char reason[256];
 	psf_counter *bytes_in, *bytes_out;
+	psf_counter *unauthenticated, *conns_refused;
+	psf_gauge *conns_open;
 };
 
 /* The one signal-to-node link (signal handlers cannot take arguments). */
@@ -76,7 +78,15 @@ psf_node_new(const char *id, const char *role, const char *metrics_addr, psf_nod
 	    (err = psf_metrics_counter(n->reg, "psfleet_rpc_bytes_in_total",
 	         "Bytes of RPC requests received", NULL, 0, &n->bytes_in)) != PSF_OK ||
 	    (err = psf_metrics_counter(n->reg, "psfleet_rpc_bytes_out_total",
-	         "Bytes of RPC replies sent", NULL, 0, &n->bytes_out)) != PSF_OK)
+	         "Bytes of RPC replies sent", NULL, 0, &n->bytes_out)) != PSF_OK ||
+	    (err = psf_metrics_counter(n->reg, "psfleet_rpc_unauthenticated_total",
+	         "RPC requests refused for a missing or wrong token", NULL, 0,
+	         &n->unauthenticated)) != PSF_OK ||
+	    (err = psf_metrics_counter(n->reg, "psfleet_rpc_connections_refused_total",
+	         "Connections closed on arrival: limits.max_connections were open", NULL, 0,
+	         &n->conns_refused)) != PSF_OK ||
+	    (err = psf_metrics_gauge(n->reg, "psfleet_rpc_connections",
+	         "RPC connections open", NULL, 0, &n->conns_open)) != PSF_OK)
 		goto fail;
 	if (metrics_addr != NULL &&
 	    (err = psf_http_open(metrics_addr, n->reg, health_cb, n, &n->http)) != PSF_OK) {
@@ -171,12 +181,25 @@ observe(const char *method, psf_status status, uint64_t latency_ns, size_t bytes
 		psf_hist_observe(h, (double)latency_ns / 1e9);
 	psf_counter_add(n->bytes_in, bytes_in);
 	psf_counter_add(n->bytes_out, bytes_out);
+	if (status == PSF_STATUS_UNAUTHENTICATED)
+		psf_counter_inc(n->unauthenticated);
+}
+
+static void
+observe_conn(psf_rpc_conn_event ev, uint32_t n_open, void *arg)
+{
+	psf_node *n = arg;
+
+	if (ev == PSF_RPC_CONN_REFUSED)
+		psf_counter_inc(n->conns_refused);
+	psf_gauge_set(n->conns_open, (double)n_open);
 }
 
 void
 psf_node_observe_rpc(psf_node *n, psf_rpc_server *srv)
 {
 	psf_rpc_server_set_observer(srv, observe, n);
+	psf_rpc_server_set_conn_observer(srv, observe_conn, n);
 }
 
 void
@@ -273,6 +296,7 @@ psf_node_server_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc
 		return err;
 	o.workers = cfg->limits.rpc_workers;
 	o.max_msg = cfg->limits.max_message_bytes;
+	o.max_conns = cfg->limits.max_connections;
 	o.tls.cert_file = cfg->security.tls_cert;
 	o.tls.key_file = cfg->security.tls_key;
 	o.tls.ca_file = cfg->security.tls_ca;

@@ -44,7 +44,9 @@ bool psf_node_is_ready(psf_node *n, char *reason, size_t len);
 
 /* psf_node_observe_rpc attaches the node's RPC metrics to a server
  * (psfleet_rpc_requests_total{method,status}, psfleet_rpc_latency_seconds{method},
- * psfleet_rpc_bytes_in_total / _out_total). */
+ * psfleet_rpc_bytes_in_total / _out_total, psfleet_rpc_unauthenticated_total,
+ * psfleet_rpc_connections, psfleet_rpc_connections_refused_total). Call before
+ * the server listens. */
 void psf_node_observe_rpc(psf_node *n, psf_rpc_server *srv);
 
 /* psf_node_request_stop asks the main loop to end (thread- and signal-safe). */

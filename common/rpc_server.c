@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,15 @@ struct worker {
 	nng_aio *aio;
 	nng_ctx ctx;
 	enum worker_state state;
+	uint32_t send_pipe; /* ST_SEND: the connection the reply goes to */
 	psf_rpc_call call;
 };
+
+/* An accepted connection and the replies waiting to be handed to it. */
+typedef struct conn_entry {
+	uint32_t id;
+	uint32_t n_sending;
+} conn_entry;
 
 typedef struct service_entry {
 	ProtobufCService *svc;
@@ -75,6 +83,18 @@ struct psf_rpc_server {
 	size_t n_raws;
 	psf_rpc_observer_fn observer;
 	void *observer_arg;
+	psf_rpc_conn_fn conn_fn;
+	void *conn_arg;
+	uint32_t max_conns;
+	nng_duration send_timeout;
+	/* conn_mu guards the ids of the accepted, still open pipes (a pipe refused
+	 * at ADD_PRE never enters, so its REM_POST, if any, changes nothing) and
+	 * the counters. */
+	pthread_mutex_t conn_mu;
+	conn_entry *conns;
+	uint32_t n_conns, cap_conns;
+	uint32_t max_sending; /* replies one connection may have waiting at once */
+	psf_rpc_server_counts counts;
 	/* dedup_mu guards the ring of recently seen request ids. */
 	pthread_mutex_t dedup_mu;
 	uint64_t dedup[DEDUP_RING];
@@ -82,6 +102,108 @@ struct psf_rpc_server {
 };
 
 static void worker_cb(void *arg);
+
+/* grow_conns makes room for one more connection id. Holds conn_mu. */
+static bool
+grow_conns(psf_rpc_server *s)
+{
+	uint32_t cap = s->cap_conns != 0 ? s->cap_conns * 2 : 16;
+	conn_entry *c = realloc(s->conns, cap * sizeof(*c));
+
+	if (c == NULL)
+		return false;
+	s->conns = c;
+	s->cap_conns = cap;
+	return true;
+}
+
+/* find_conn returns the entry of an accepted connection or NULL. Holds conn_mu. */
+static conn_entry *
+find_conn(psf_rpc_server *s, uint32_t id)
+{
+	for (uint32_t i = 0; i < s->n_conns; i++) {
+		if (s->conns[i].id == id)
+			return &s->conns[i];
+	}
+	return NULL;
+}
+
+/* sending_begin accounts a reply about to be sent on connection id; false when
+ * that connection already has max_sending replies waiting (its client is not
+ * reading). */
+static bool
+sending_begin(psf_rpc_server *s, uint32_t id)
+{
+	conn_entry *c;
+	bool ok = true;
+
+	pthread_mutex_lock(&s->conn_mu);
+	if ((c = find_conn(s, id)) != NULL) {
+		if (c->n_sending >= s->max_sending) {
+			ok = false;
+			s->counts.send_dropped++;
+		} else {
+			c->n_sending++;
+		}
+	}
+	pthread_mutex_unlock(&s->conn_mu);
+	return ok;
+}
+
+static void
+sending_end(psf_rpc_server *s, uint32_t id)
+{
+	conn_entry *c;
+
+	pthread_mutex_lock(&s->conn_mu);
+	if ((c = find_conn(s, id)) != NULL && c->n_sending > 0)
+		c->n_sending--;
+	pthread_mutex_unlock(&s->conn_mu);
+}
+
+/* pipe_cb admits a new connection while fewer than max_conns are open (closing
+ * it at once otherwise: it has not been added to the socket, so no request of
+ * it is read) and forgets an accepted one that ended. */
+static void
+pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	psf_rpc_server *s = arg;
+	uint32_t id = (uint32_t)nng_pipe_id(p), n_open;
+	psf_rpc_conn_event what;
+	bool refuse = false;
+
+	pthread_mutex_lock(&s->conn_mu);
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
+		if ((s->max_conns != 0 && s->n_conns >= s->max_conns) ||
+		    (s->n_conns == s->cap_conns && !grow_conns(s))) {
+			refuse = true;
+			s->counts.conns_refused++;
+			what = PSF_RPC_CONN_REFUSED;
+		} else {
+			s->conns[s->n_conns++] = (conn_entry){id, 0};
+			s->counts.conns_accepted++;
+			what = PSF_RPC_CONN_OPEN;
+		}
+	} else {
+		conn_entry *c = find_conn(s, id);
+		if (c == NULL) { /* refused earlier, or never admitted */
+			pthread_mutex_unlock(&s->conn_mu);
+			return;
+		}
+		*c = s->conns[--s->n_conns];
+		what = PSF_RPC_CONN_CLOSE;
+	}
+	n_open = s->n_conns;
+	s->counts.conns_open = n_open;
+	pthread_mutex_unlock(&s->conn_mu);
+	if (refuse) {
+		psf_log_warn("rpc", "connection refused: %u connections open (limits.max_connections)",
+		    n_open);
+		nng_pipe_close(p);
+	}
+	if (s->conn_fn != NULL)
+		s->conn_fn(what, n_open, s->conn_arg);
+}
 
 psf_err
 psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
@@ -98,7 +220,13 @@ psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
 	s->n_workers = opts->workers != 0 ? opts->workers : 64;
 	s->max_msg = opts->max_msg != 0 ? opts->max_msg : PSF_RPC_DEFAULT_MAX_MSG;
 	s->tls = opts->tls;
+	s->max_conns = opts->max_conns;
+	s->send_timeout = opts->send_timeout_ms != 0 ? (nng_duration)opts->send_timeout_ms : 10000;
+	/* A client that does not read its replies ties up at most a quarter of
+	 * the contexts (at least 2); further replies to it close its connection. */
+	s->max_sending = s->n_workers / 4 > 2 ? s->n_workers / 4 : 2;
 	pthread_mutex_init(&s->dedup_mu, NULL);
+	pthread_mutex_init(&s->conn_mu, NULL);
 	if (opts->token != NULL && (s->token = strdup(opts->token)) == NULL)
 		goto fail;
 	s->workers = calloc(s->n_workers, sizeof(*s->workers));
@@ -111,6 +239,11 @@ psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
 	/* Accept up to twice the limit so an oversized request still gets a
 	 * RESOURCE_EXHAUSTED reply; beyond that NNG drops the connection. */
 	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->max_msg * 2);
+	if ((rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, s)) != 0 ||
+	    (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, s)) != 0) {
+		psf_log_err("rpc", "pipe notify: %s", nng_strerror(rv));
+		goto fail;
+	}
 	for (uint32_t i = 0; i < s->n_workers; i++) {
 		worker *w = &s->workers[i];
 		w->srv = s;
@@ -159,6 +292,30 @@ psf_rpc_server_set_observer(psf_rpc_server *s, psf_rpc_observer_fn fn, void *arg
 {
 	s->observer = fn;
 	s->observer_arg = arg;
+}
+
+void
+psf_rpc_server_set_conn_observer(psf_rpc_server *s, psf_rpc_conn_fn fn, void *arg)
+{
+	s->conn_fn = fn;
+	s->conn_arg = arg;
+}
+
+void
+psf_rpc_server_get_counts(psf_rpc_server *s, psf_rpc_server_counts *out)
+{
+	pthread_mutex_lock(&s->conn_mu);
+	*out = s->counts;
+	pthread_mutex_unlock(&s->conn_mu);
+}
+
+/* count adds one to a counter of s->counts. */
+static void
+count(psf_rpc_server *s, uint64_t *counter)
+{
+	pthread_mutex_lock(&s->conn_mu);
+	(*counter)++;
+	pthread_mutex_unlock(&s->conn_mu);
 }
 
 /* bound_url: replace the port of a tcp URL by the one actually bound. */
@@ -248,7 +405,9 @@ psf_rpc_server_free(psf_rpc_server *s)
 	}
 	free(s->workers);
 	free(s->token);
+	free(s->conns);
 	pthread_mutex_destroy(&s->dedup_mu);
+	pthread_mutex_destroy(&s->conn_mu);
 	free(s);
 }
 
@@ -329,6 +488,7 @@ psf_rpc_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
 {
 	worker *w = call->w;
 	psf_rpc_server *s = w->srv;
+	nng_pipe pipe;
 	nng_msg *m;
 
 	assert(!call->answered && "psf_rpc_reply called twice");
@@ -360,14 +520,25 @@ psf_rpc_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
 		s->observer(call->method[0] != '\0' ? call->method : "-", call->status,
 		    psf_now_ns() - call->start_ns, call->bytes_in,
 		    m != NULL ? nng_msg_len(m) : 0, s->observer_arg);
+	pipe = nng_msg_get_pipe(call->req);
 	release_call(call);
+	w->send_pipe = (uint32_t)nng_pipe_id(pipe);
+	if (m != NULL && !sending_begin(s, w->send_pipe)) {
+		psf_log_warn("rpc", "closing a connection that does not read its replies");
+		nng_msg_free(m);
+		m = NULL;
+		nng_pipe_close(pipe);
+	}
 	if (m == NULL) {
 		w->state = ST_RECV;
+		nng_aio_set_timeout(w->aio, NNG_DURATION_INFINITE);
 		nng_ctx_recv(w->ctx, w->aio);
 		return;
 	}
 	w->state = ST_SEND;
 	nng_aio_set_msg(w->aio, m);
+	/* A client that stops reading must not hold this context for ever. */
+	nng_aio_set_timeout(w->aio, s->send_timeout);
 	nng_ctx_send(w->ctx, w->aio);
 }
 
@@ -452,6 +623,7 @@ dispatch(worker *w, nng_msg *msg)
 	w->state = ST_HANDLER;
 
 	if (call->bytes_in > s->max_msg) {
+		count(s, &s->counts.oversized);
 		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED,
 		    "request of %zu bytes exceeds the limit of %zu", call->bytes_in, s->max_msg);
 		goto answer;
@@ -471,6 +643,7 @@ dispatch(worker *w, nng_msg *msg)
 	memcpy(call->method, req.method, req.method_len);
 	call->method[req.method_len] = '\0';
 	if (!token_ok(s, &req)) {
+		count(s, &s->counts.unauthenticated);
 		psf_rpc_fail(call, PSF_STATUS_UNAUTHENTICATED, "missing or wrong token");
 		goto answer;
 	}
@@ -523,14 +696,23 @@ worker_cb(void *arg)
 		dispatch(w, nng_aio_get_msg(w->aio));
 		return;
 	case ST_SEND:
+		sending_end(w->srv, w->send_pipe);
 		if (rv != 0) {
 			nng_msg_free(nng_aio_get_msg(w->aio));
 			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
 				w->state = ST_IDLE;
 				return;
 			}
+			if (rv == NNG_ETIMEDOUT) {
+				count(w->srv, &w->srv->counts.send_dropped);
+				/* It has not read a reply for that long: let it go. */
+				nng_pipe_close((nng_pipe){.id = w->send_pipe});
+				psf_log_warn("rpc", "reply dropped: the client did not read it within %d ms",
+				    (int)w->srv->send_timeout);
+			}
 		}
 		w->state = ST_RECV;
+		nng_aio_set_timeout(w->aio, NNG_DURATION_INFINITE);
 		nng_ctx_recv(w->ctx, w->aio);
 		return;
 	default:

@@ -20,7 +20,13 @@
  * Errors never crash the server or drop a connection: a malformed envelope or
  * payload gets INVALID_ARGUMENT, an unknown method UNIMPLEMENTED, a request over
  * max_msg RESOURCE_EXHAUSTED (messages over twice max_msg are refused by NNG
- * itself, which closes that connection), a bad token UNAUTHENTICATED. */
+ * itself, which closes that connection), a bad token UNAUTHENTICATED.
+ *
+ * Limits: at most max_conns connections are served at once (further ones are
+ * closed on arrival and counted); a reply that a client does not read within
+ * send_timeout_ms is dropped, so a stuck client holds a worker context for at
+ * most that long; a request arriving slowly occupies no worker context until it
+ * is complete (NNG reassembles it per connection). */
 #ifndef PSF_RPC_SERVER_H
 #define PSF_RPC_SERVER_H
 
@@ -40,7 +46,34 @@ typedef struct psf_rpc_server_opts {
 	size_t max_msg;        /* largest accepted request; 0 = PSF_RPC_DEFAULT_MAX_MSG */
 	const char *token;     /* shared secret every request must carry; NULL = none */
 	psf_rpc_tls tls;       /* used by tls+tcp:// listeners */
+	uint32_t max_conns;    /* connections (NNG pipes) served at once; 0 = unlimited.
+	                        * A connection beyond the limit is closed as soon as it
+	                        * is accepted, before it can send anything, and counted. */
+	uint32_t send_timeout_ms; /* a reply not handed to the transport within this
+	                        * time (a client that stopped reading) is dropped, so the
+	                        * context serves others; 0 = 10000 */
 } psf_rpc_server_opts;
+
+/* Connection events reported to a psf_rpc_conn_fn. */
+typedef enum psf_rpc_conn_event {
+	PSF_RPC_CONN_OPEN,    /* a connection was accepted */
+	PSF_RPC_CONN_REFUSED, /* a connection beyond max_conns was closed at once */
+	PSF_RPC_CONN_CLOSE,   /* an accepted connection ended */
+} psf_rpc_conn_event;
+
+/* Called on NNG's threads for every connection event; n_open is the number of
+ * accepted connections open after the event. Must not block. */
+typedef void (*psf_rpc_conn_fn)(psf_rpc_conn_event ev, uint32_t n_open, void *arg);
+
+/* Totals since the server was created (psf_rpc_server_get_counts). */
+typedef struct psf_rpc_server_counts {
+	uint32_t conns_open;       /* accepted connections open now */
+	uint64_t conns_accepted;
+	uint64_t conns_refused;    /* closed at once: over max_conns */
+	uint64_t unauthenticated;  /* requests answered UNAUTHENTICATED */
+	uint64_t oversized;        /* requests answered RESOURCE_EXHAUSTED for their size */
+	uint64_t send_dropped;     /* replies dropped: not sent within send_timeout_ms */
+} psf_rpc_server_counts;
 
 /* Called after every reply is sent, on an NNG thread, for metrics. method is
  * "-" when the request did not name a valid one. */
@@ -67,6 +100,13 @@ PSF_NODISCARD psf_err psf_rpc_server_add_raw(psf_rpc_server *s, const char *meth
 
 /* psf_rpc_server_set_observer installs the per-reply callback (NULL to remove). */
 void psf_rpc_server_set_observer(psf_rpc_server *s, psf_rpc_observer_fn fn, void *arg);
+
+/* psf_rpc_server_set_conn_observer installs the connection callback (NULL to
+ * remove). Call before psf_rpc_server_listen. */
+void psf_rpc_server_set_conn_observer(psf_rpc_server *s, psf_rpc_conn_fn fn, void *arg);
+
+/* psf_rpc_server_get_counts copies the server's counters. Thread-safe. Cannot fail. */
+void psf_rpc_server_get_counts(psf_rpc_server *s, psf_rpc_server_counts *out);
 
 /* psf_rpc_server_listen binds url and starts accepting. A tcp URL with port 0 binds
  * an ephemeral port; bound_url (may be NULL, len >= 128) gets the URL clients should

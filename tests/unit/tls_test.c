@@ -1,0 +1,339 @@
+/* Security over real sockets: TLS (tls+tcp://) with certificates made at test time
+ * by the openssl CLI, mutual TLS with a CA, the shared-secret token (from a file or
+ * an environment variable through the node's config), UNAUTHENTICATED counted on
+ * /metrics, and listeners bound only to the configured address. Skipped (exit 77)
+ * when openssl is missing. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/node.h"
+#include "common/rpc_client.h"
+#include "common/rpc_server.h"
+#include "common/util.h"
+
+static char dir[64];
+
+static void
+path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static int
+run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+run(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+/* make_pki: ca, a server cert for localhost and a client cert signed by it, and
+ * a rogue CA with its own client cert. */
+static int
+make_pki(void)
+{
+	const char *q = ">/dev/null 2>&1";
+
+	if (run("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt "
+	        "-days 1 -subj /CN=psf-test-ca %s", dir, q) != 0 ||
+	    run("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.crt "
+	        "-days 1 -subj /CN=rogue-ca %s", dir, q) != 0)
+		return -1;
+	static const char *const certs[][3] = {
+		{"server", "ca", "subjectAltName=DNS:localhost"},
+		{"client", "ca", "extendedKeyUsage=clientAuth"},
+		{"badclient", "rogue", "extendedKeyUsage=clientAuth"},
+	};
+	for (size_t i = 0; i < PSF_ARRAY_LEN(certs); i++) {
+		if (run("cd %s && printf '%%s\\n' '%s' > %s.ext && "
+		        "openssl req -newkey rsa:2048 -nodes -keyout %s.key -out %s.csr -subj /CN=localhost %s && "
+		        "openssl x509 -req -in %s.csr -CA %s.crt -CAkey %s.key -CAcreateserial -days 1 "
+		        "-extfile %s.ext -out %s.crt %s", dir, certs[i][2], certs[i][0], certs[i][0],
+		        certs[i][0], q, certs[i][0], certs[i][1], certs[i][1], certs[i][0], certs[i][0],
+		        q) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+health(psf_rpc_call *call, const uint8_t *payload, size_t len, void *arg)
+{
+	Psfleet__V1__HealthReply r = PSFLEET__V1__HEALTH_REPLY__INIT;
+
+	(void)payload;
+	(void)len;
+	(void)arg;
+	r.ready = 1;
+	r.node = "tls";
+	psf_rpc_reply(call, &r.base);
+}
+
+static psf_rpc_server *
+tls_server(const char *ca, const char *token, char *url, size_t len)
+{
+	char cert[128], key[128];
+	psf_rpc_server_opts o = {.workers = 4, .token = token};
+	psf_rpc_server *s;
+
+	path(cert, sizeof(cert), "server.crt");
+	path(key, sizeof(key), "server.key");
+	o.tls.cert_file = cert;
+	o.tls.key_file = key;
+	o.tls.ca_file = ca;
+	assert_int_equal(psf_rpc_server_new(&o, &s), PSF_OK);
+	assert_int_equal(psf_rpc_server_add_raw(s, "psfleet.v1.Admin/Health",
+	    &psfleet__v1__health_reply__descriptor, health, NULL), PSF_OK);
+	assert_int_equal(psf_rpc_server_listen(s, "tls+tcp://127.0.0.1:0", url, len), PSF_OK);
+	assert_int_equal(psf_rpc_server_start(s), PSF_OK);
+	return s;
+}
+
+/* call_health opens a client with the given TLS material and token and makes one
+ * Health call. Returns its error; *st gets the status. */
+static psf_err
+call_health(const char *url, const char *ca, const char *who, const char *token,
+    uint32_t timeout_ms, psf_rpc_status *st)
+{
+	char cafile[128], cert[128], key[128];
+	psf_rpc_client_opts o = {.token = token};
+	psf_rpc_call_opts co = {timeout_ms, 0};
+	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
+	ProtobufCMessage *r = NULL;
+	psf_rpc_client *c;
+	psf_err err;
+
+	if (ca != NULL) {
+		path(cafile, sizeof(cafile), ca);
+		o.tls.ca_file = cafile;
+	}
+	if (who != NULL) {
+		snprintf(cert, sizeof(cert), "%s/%s.crt", dir, who);
+		snprintf(key, sizeof(key), "%s/%s.key", dir, who);
+		o.tls.cert_file = cert;
+		o.tls.key_file = key;
+	}
+	o.tls.server_name = "localhost";
+	memset(st, 0, sizeof(*st));
+	assert_int_equal(psf_rpc_client_open(url, &o, &c), PSF_OK);
+	err = psf_rpc_client_call(c, "psfleet.v1.Admin/Health", &req.base,
+	    &psfleet__v1__health_reply__descriptor, &co, &r, st);
+	if (r != NULL)
+		protobuf_c_message_free_unpacked(r, NULL);
+	psf_rpc_client_close(c);
+	return err;
+}
+
+static void
+test_tls_server_auth_and_token(void **state)
+{
+	char url[256];
+	psf_rpc_server *s = tls_server(NULL, "s3cret-token", url, sizeof(url));
+	psf_rpc_server_counts k;
+	psf_rpc_status st;
+
+	(void)state;
+	/* The client verifies the server against the CA, and sends the token. */
+	assert_int_equal(call_health(url, "ca.crt", NULL, "s3cret-token", 10000, &st), PSF_OK);
+	/* Wrong and missing tokens: UNAUTHENTICATED, counted. */
+	assert_int_equal(call_health(url, "ca.crt", NULL, "s3cret-tokem", 10000, &st), PSF_EAUTH);
+	assert_int_equal(st.code, PSF_STATUS_UNAUTHENTICATED);
+	assert_int_equal(call_health(url, "ca.crt", NULL, NULL, 10000, &st), PSF_EAUTH);
+	assert_int_equal(st.code, PSF_STATUS_UNAUTHENTICATED);
+	assert_int_equal(call_health(url, "ca.crt", NULL, "s3cret-token-and-more", 10000, &st),
+	    PSF_EAUTH);
+	/* A client that trusts another CA refuses this server: no reply at all. */
+	assert_int_not_equal(call_health(url, "rogue.crt", NULL, "s3cret-token", 1500, &st), PSF_OK);
+	psf_rpc_server_get_counts(s, &k);
+	assert_int_equal(k.unauthenticated, 3);
+	psf_rpc_server_free(s);
+}
+
+static void
+test_tls_mutual(void **state)
+{
+	char url[256], ca[128];
+	psf_rpc_server *s;
+	psf_rpc_server_counts k;
+	psf_rpc_status st;
+
+	(void)state;
+	path(ca, sizeof(ca), "ca.crt");
+	s = tls_server(ca, NULL, url, sizeof(url));
+	assert_int_equal(call_health(url, "ca.crt", "client", NULL, 10000, &st), PSF_OK);
+	/* No client certificate, or one from another CA: the handshake fails, no
+	 * request is ever read (the call times out; NNG keeps redialing). */
+	assert_int_not_equal(call_health(url, "ca.crt", NULL, NULL, 1500, &st), PSF_OK);
+	assert_int_not_equal(call_health(url, "ca.crt", "badclient", NULL, 1500, &st), PSF_OK);
+	/* Plain TCP to the TLS port: nothing served either. */
+	{
+		char plain[256];
+		snprintf(plain, sizeof(plain), "tcp://%s", strstr(url, "://") + 3);
+		psf_rpc_client *c;
+		Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
+		ProtobufCMessage *r = NULL;
+		psf_rpc_call_opts co = {1000, 0};
+		assert_int_equal(psf_rpc_client_open(plain, NULL, &c), PSF_OK);
+		assert_int_not_equal(psf_rpc_client_call(c, "psfleet.v1.Admin/Health", &req.base,
+		    &psfleet__v1__health_reply__descriptor, &co, &r, &st), PSF_OK);
+		psf_rpc_client_close(c);
+	}
+	/* The right one still works after all that. */
+	assert_int_equal(call_health(url, "ca.crt", "client", NULL, 10000, &st), PSF_OK);
+	psf_rpc_server_get_counts(s, &k);
+	assert_int_equal(k.conns_accepted, 2); /* only the two good clients got a pipe */
+	psf_rpc_server_free(s);
+}
+
+/* http_get fetches http://127.0.0.1:port/path into buf (raw response). */
+static size_t
+http_get(int port, const char *what, char *buf, size_t len)
+{
+	struct sockaddr_in a = {0};
+	char req[256];
+	size_t n = 0;
+	ssize_t got;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", what);
+	assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+	while (n + 1 < len && (got = recv(fd, buf + n, len - 1 - n, 0)) > 0)
+		n += (size_t)got;
+	buf[n] = '\0';
+	close(fd);
+	return n;
+}
+
+/* refused tells whether a TCP connect to addr:port is refused. */
+static int
+refused(const char *addr, int port)
+{
+	struct sockaddr_in a = {0};
+	int fd = socket(AF_INET, SOCK_STREAM, 0), rv;
+
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, addr, &a.sin_addr);
+	rv = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	close(fd);
+	return rv != 0 && errno == ECONNREFUSED;
+}
+
+/* The node's path: token from token_env (or token_file) in the config, counted
+ * on /metrics; listeners bound to the configured address only. */
+static void
+node_token_case(const char *security_yaml)
+{
+	char text[1024], err[256], tok[256], url[256], body[16384];
+	psf_config *cfg;
+	psf_rpc_server_opts so;
+	psf_rpc_server *s;
+	psf_node *n;
+	psf_rpc_status st;
+	int port;
+
+	snprintf(text, sizeof(text),
+	    "name: sec\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"tcp://127.0.0.1:0\"}\n"
+	    "  trainers:\n    - {id: trainer-0}\ndata: {path: %s/none.csv}\n"
+	    "features: [\"lag:0\"]\nsecurity: %s\n", dir, dir, security_yaml);
+	if (psf_config_parse("sec.yaml", text, strlen(text), err, sizeof(err), &cfg) != PSF_OK)
+		fail_msg("config: %s", err);
+	assert_int_equal(psf_node_server_opts(cfg, tok, sizeof(tok), &so), PSF_OK);
+	assert_string_equal(so.token, "from-the-config-source");
+	assert_int_equal(psf_node_new("ps0", "ps", "127.0.0.1:0", &n), PSF_OK);
+	assert_int_equal(psf_rpc_server_new(&so, &s), PSF_OK);
+	assert_int_equal(psf_rpc_server_add_raw(s, "psfleet.v1.Admin/Health",
+	    &psfleet__v1__health_reply__descriptor, health, NULL), PSF_OK);
+	psf_node_observe_rpc(n, s);
+	assert_int_equal(psf_rpc_server_listen(s, "tcp://127.0.0.1:0", url, sizeof(url)), PSF_OK);
+	assert_int_equal(psf_rpc_server_start(s), PSF_OK);
+	assert_int_equal(call_health(url, NULL, NULL, "from-the-config-source", 10000, &st), PSF_OK);
+	assert_int_equal(call_health(url, NULL, NULL, "guess", 10000, &st), PSF_EAUTH);
+	assert_int_equal(call_health(url, NULL, NULL, NULL, 10000, &st), PSF_EAUTH);
+	http_get(psf_node_http_port(n), "/metrics", body, sizeof(body));
+	assert_non_null(strstr(body, "\npsfleet_rpc_unauthenticated_total 2\n"));
+	assert_non_null(strstr(body, "\npsfleet_rpc_connections "));
+	/* Bound to 127.0.0.1 only: another loopback address is refused. */
+	port = atoi(strrchr(url, ':') + 1);
+	assert_true(refused("127.0.0.2", port));
+	assert_true(refused("127.0.0.2", psf_node_http_port(n)));
+	assert_false(refused("127.0.0.1", port));
+	psf_rpc_server_free(s);
+	psf_node_free(n);
+	psf_config_free(cfg);
+}
+
+static void
+test_tls_token_from_env_counted(void **state)
+{
+	(void)state;
+	setenv("PSF_TEST_TOKEN", "from-the-config-source", 1);
+	node_token_case("{token_env: PSF_TEST_TOKEN}");
+	unsetenv("PSF_TEST_TOKEN");
+}
+
+static void
+test_tls_token_from_file_counted(void **state)
+{
+	char file[128], yaml[256];
+	FILE *f;
+
+	(void)state;
+	path(file, sizeof(file), "token");
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fputs("from-the-config-source\n", f);
+	fclose(f);
+	snprintf(yaml, sizeof(yaml), "{token_file: %s}", file);
+	node_token_case(yaml);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tls_server_auth_and_token),
+		cmocka_unit_test(test_tls_mutual),
+		cmocka_unit_test(test_tls_token_from_env_counted),
+		cmocka_unit_test(test_tls_token_from_file_counted),
+	};
+	int rv;
+
+	snprintf(dir, sizeof(dir), "/tmp/psf-tls-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return 1;
+	if (make_pki() != 0) {
+		fprintf(stderr, "tls_test: skipped: cannot make certificates with the openssl CLI\n");
+		if (psf_rm_rf(dir) != PSF_OK)
+			return 1;
+		return 77;
+	}
+	rv = cmocka_run_group_tests(tests, NULL, NULL);
+	if (psf_rm_rf(dir) != PSF_OK)
+		return 1;
+	return rv;
+}
