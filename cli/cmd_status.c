@@ -135,9 +135,10 @@ max_clock(const Psfleet__V1__StatsReply *st)
 	return m;
 }
 
-/* detail writes the DETAIL column of the table. */
+/* detail writes the DETAIL column of the table; ps0 (may be NULL) tells which
+ * workers that left the group did so because they finished. */
 static void
-detail(const node_status *s, char *buf, size_t len)
+detail(const node_status *s, const Psfleet__V1__StatsReply *ps0, char *buf, size_t len)
 {
 	size_t n = 0;
 
@@ -153,8 +154,11 @@ detail(const node_status *s, char *buf, size_t len)
 		    s->stats->mode, (unsigned long long)s->stats->trained_steps);
 		for (size_t k = 0; k < s->stats->n_workers && n < len; k++) {
 			const Psfleet__V1__WorkerStatus *w = s->stats->workers[k];
+			const Psfleet__V1__MetricsReport *r = trainer_report(ps0, w->worker);
+
 			n += (size_t)snprintf(buf + n, len - n, "; %s clock %lld lag %lld%s", w->worker,
-			    (long long)w->clock, (long long)(top - w->clock), w->live ? "" : " (gone)");
+			    (long long)w->clock, (long long)(top - w->clock), w->live ? "" :
+			    r != NULL && r->finished ? " (done)" : " (gone)");
 		}
 	} else if (s->node->role == PSF_ROLE_PS && s->h.reachable) {
 		snprintf(buf, len, "Stats failed");
@@ -173,6 +177,7 @@ address(const psf_node_cfg *n)
 static void
 print_table(const psf_config *cfg, const node_status *s, size_t n)
 {
+	const Psfleet__V1__StatsReply *ps0 = n > 0 ? s[0].stats : NULL; /* ps nodes come first */
 	int wid = 4, wad = 7;
 	char ver[24], det[2048];
 
@@ -190,7 +195,7 @@ print_table(const psf_config *cfg, const node_status *s, size_t n)
 			snprintf(ver, sizeof(ver), "%llu", (unsigned long long)s[i].h.model_version);
 		else
 			snprintf(ver, sizeof(ver), "-");
-		detail(&s[i], det, sizeof(det));
+		detail(&s[i], ps0, det, sizeof(det));
 		printf("%-*s  %-7s  %-*s  %-11s  %-8s  %s\n", wid, s[i].node->id,
 		    psf_role_name(s[i].node->role), wad, address(s[i].node), s[i].health, ver, det);
 	}

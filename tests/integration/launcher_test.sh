@@ -409,6 +409,8 @@ test_status_after_training() {
 	grep -Eq "^trainer-0 +trainer .* done " "$dir/status.txt" || fail "serve: trainer-0 not done: $(cat "$dir/status.txt")"
 	grep -Eq "^ps0 +ps .* ready +[1-9][0-9]* .*trainer-1 clock [0-9]+ lag [0-9]+" "$dir/status.txt" ||
 		fail "serve: ps0 line: $(cat "$dir/status.txt")"
+	grep -Eq "trainer-0 clock [0-9]+ lag [0-9]+ \(done\)" "$dir/status.txt" ||
+		fail "serve: ps0 does not show trainer-0 as done: $(cat "$dir/status.txt")"
 	pids=$(node_pids "$dir/up.out")
 	kill -TERM "$UP_PID"
 	wait_exit "$UP_PID" 60 || fail "serve: psfleet up did not exit"
