@@ -78,7 +78,7 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 	    "data: {path: %s}\n"
 	    "features: [\"return:1\", \"ratio_sma:5\", \"range\"]\n"
 	    "target: next_return\n"
-	    "model: {kind: linear, symbol_bias: true}\n"
+	    "model: {kind: linear, symbol_bias: true, chunk_floats: 1}\n"
 	    "optimizer: {kind: sgd, learning_rate: 0.1}\n"
 	    "consistency: {mode: async}\n"
 	    "durability: {mode: none, map_size: 67108864}\n"
