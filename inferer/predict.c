@@ -91,8 +91,9 @@ row_error(psf_inferer *inf, const inf_symbol *sym, const psf_series *s, psf_err 
 		    inf->book->need, s->n, first, inf->cfg->inference.history_days);
 		return PSF_STATUS_FAILED_PRECONDITION;
 	case PSF_ENOENT:
-		snprintf(msg, len, "no data for '%s' %s: its history here starts on %s", sym->name, when,
-		    first);
+		snprintf(msg, len, "no data for '%s' %s: the inferer keeps its bars from %s "
+		    "(inference.history_days %u)", sym->name, when, first,
+		    inf->cfg->inference.history_days);
 		return PSF_STATUS_FAILED_PRECONDITION;
 	case PSF_EINVAL:
 		snprintf(msg, len, "a feature of '%s' %s is not a finite number (missing high, low or "
