@@ -447,6 +447,13 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	if (t.total_steps == 0) {
 		psf_log_warn("trainer", "no training rows in the whole fleet: nothing to do");
 	} else if ((err = train(&t)) != PSF_OK) {
+		if (err == PSF_ECLOSED && psf_node_stop_requested(t.rt)) {
+			/* SIGTERM/SIGINT: a clean stop, not a failure. The worker does not
+			 * leave the group: it resumes at its clock when started again. */
+			psf_log_info("trainer", "stopped by request at step %lld",
+			    (long long)psf_worker_clock(t.w));
+			err = PSF_OK;
+		}
 		goto out;
 	}
 	err = psf_worker_heartbeat(t.w, true);
