@@ -1,19 +1,15 @@
-/* gateway.c -- the gateway: health checks, routing and forwarding (gateway.h).
+/* gateway.c -- the gateway's routing, forwarding and lifecycle (gateway.h);
+ * gateway_health.c has the health checks and the Admin service.
  *
  * RPC handlers run on NNG's threads and must not block, while a forward waits
  * for an inferer's answer. So a handler routes the call, starts the first
  * attempt (psf_rpc_call_start does not block) and queues it; a pool of
  * forwarder threads (limits.rpc_workers of them) waits for the answers, fails
- * over when needed, and replies. Starting in the handler hides the hand-over to
- * a forwarder thread behind the inferer's round trip (measured: gateway Predict
- * rate 0.40 -> see docs/inference.md of raw NNG round trips). Batches are split
- * and sent by the forwarders. Replies are unpacked and packed again by the
- * server (a few microseconds for a Predict). */
-#include "gateway.h"
-
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdbool.h>
+ * over when needed, and replies. Starting the send in the handler hides the
+ * hand-over to a forwarder thread behind the inferer's round trip
+ * (docs/inference.md has the figures). Batches are split and sent by the
+ * forwarders. Replies are unpacked and packed again by the server (a few
+ * microseconds for a Predict). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,95 +21,18 @@
 #include "common/rpc_server.h"
 #include "common/shard.h"
 #include "common/util.h"
-#include "psfleet.pb-c.h"
+#include "inferer/gateway_internal.h"
 
 #define M_PREDICT "psfleet.v1.Inference/Predict"
 #define M_BATCH "psfleet.v1.Inference/PredictBatch"
 #define M_INFO "psfleet.v1.Inference/ModelInfo"
-#define M_HEALTH "psfleet.v1.Admin/Health"
-#define ALL_SHARDS UINT32_MAX
-#define MAX_REPLICAS 256
-
-typedef enum job_kind { JOB_PREDICT, JOB_BATCH, JOB_INFO } job_kind;
-
-typedef struct replica replica;
-
-typedef struct job {
-	struct job *next;
-	job_kind kind;
-	const ProtobufCMessage *in;
-	ProtobufCClosure done;
-	void *call;
-	uint32_t shard;
-	psf_rpc_pending *p; /* Predict / ModelInfo: the first attempt, started by the handler */
-	replica *r;         /* ... on this replica */
-} job;
-
-struct replica {
-	const psf_node_cfg *node;
-	psf_rpc_client *client;
-	atomic_bool healthy;
-	atomic_uint_fast64_t version;
-};
-
-/* The replicas of one inference shard. */
-typedef struct group {
-	size_t *idx;
-	size_t n;
-	atomic_uint next; /* round robin position */
-} group;
-
-struct psf_gateway {
-	const psf_config *cfg;
-	const psf_node_cfg *node;
-	psf_node *rt;
-	psf_rpc_server *srv;
-	Psfleet__V1__Inference_Service svc;
-	Psfleet__V1__Admin_Service admin;
-	char url[256];
-	char token[256];
-	uint32_t interval_ms;
-	replica *reps;
-	size_t n_reps;
-	group *groups; /* inference.shards of them, then one of every replica */
-	uint32_t n_shards;
-
-	/* mu guards the job queue and stopping; cv wakes the forwarders,
-	 * health_cv the health thread. */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_cond_t health_cv;
-	job *head, *tail;
-	bool stopping;
-	pthread_t *forwarders;
-	size_t n_forwarders;
-	pthread_t health;
-	bool health_started;
-
-	psf_counter *c_forwarded, *c_failovers, *c_unavailable;
-	psf_gauge *g_healthy;
-};
-
-void psf_gw_rpc_predict(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__PredictRequest *in,
-    Psfleet__V1__PredictReply_Closure done, void *call);
-void psf_gw_rpc_predict_batch(Psfleet__V1__Inference_Service *svc,
-    const Psfleet__V1__PredictBatchRequest *in, Psfleet__V1__PredictBatchReply_Closure done,
-    void *call);
-void psf_gw_rpc_model_info(Psfleet__V1__Inference_Service *svc,
-    const Psfleet__V1__ModelInfoRequest *in, Psfleet__V1__ModelInfoReply_Closure done, void *call);
-void psf_gw_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
-    Psfleet__V1__HealthReply_Closure done, void *call);
-void psf_gw_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
-    Psfleet__V1__StatusReply_Closure done, void *call);
-void psf_gw_admin_shutdown(Psfleet__V1__Admin_Service *svc,
-    const Psfleet__V1__ShutdownRequest *in, Psfleet__V1__ShutdownReply_Closure done, void *call);
 
 /* ---------------------------------------------------------------- picking */
 
 static group *
 group_of(psf_gateway *gw, uint32_t shard)
 {
-	return &gw->groups[shard == ALL_SHARDS ? gw->n_shards : shard];
+	return &gw->groups[shard == GW_ALL_SHARDS ? gw->n_shards : shard];
 }
 
 /* pick returns the next healthy replica of the shard not tried yet, or NULL. */
@@ -166,7 +85,7 @@ call_shard(psf_gateway *gw, uint32_t shard, const char *method, const ProtobufCM
     const ProtobufCMessageDescriptor *reply_desc, uint64_t deadline_ns, uint32_t cap_ms,
     ProtobufCMessage **out, psf_rpc_status *st)
 {
-	bool tried[MAX_REPLICAS] = {false};
+	bool tried[GW_MAX_REPLICAS] = {false};
 	replica *r;
 
 	while ((r = pick(gw, shard, tried)) != NULL) {
@@ -196,7 +115,7 @@ call_shard(psf_gateway *gw, uint32_t shard, const char *method, const ProtobufCM
 	}
 	psf_counter_inc(gw->c_unavailable);
 	st->code = PSF_STATUS_UNAVAILABLE;
-	if (shard == ALL_SHARDS)
+	if (shard == GW_ALL_SHARDS)
 		snprintf(st->message, sizeof(st->message), "no healthy inferer");
 	else
 		snprintf(st->message, sizeof(st->message), "no healthy inferer for shard %u", shard);
@@ -209,7 +128,7 @@ static uint32_t
 route_of(psf_gateway *gw, const char *symbol)
 {
 	if (gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN)
-		return ALL_SHARDS;
+		return GW_ALL_SHARDS;
 	return psf_inference_shard_of(symbol, gw->n_shards);
 }
 
@@ -294,7 +213,7 @@ split_batch(psf_gateway *gw, const Psfleet__V1__PredictBatchRequest *in, part *p
 static void
 send_parts(psf_gateway *gw, part *parts, uint64_t deadline_ns)
 {
-	bool none[MAX_REPLICAS] = {false};
+	bool none[GW_MAX_REPLICAS] = {false};
 
 	for (uint32_t s = 0; s < gw->n_shards; s++) {
 		uint32_t left = remaining_ms(deadline_ns), cap = attempt_cap(gw, parts[s].req.n_items);
@@ -379,7 +298,7 @@ forward_batch(psf_gateway *gw, job *j)
 
 	if (gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN || gw->n_shards == 1) {
 		forward_one(gw, j, M_BATCH, &psfleet__v1__predict_batch_reply__descriptor,
-		    gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN ? ALL_SHARDS : 0, in->n_items);
+		    gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN ? GW_ALL_SHARDS : 0, in->n_items);
 		return;
 	}
 	parts = calloc(gw->n_shards, sizeof(*parts));
@@ -413,7 +332,7 @@ forward(psf_gateway *gw, job *j)
 		forward_batch(gw, j);
 		break;
 	case JOB_INFO:
-		forward_one(gw, j, M_INFO, &psfleet__v1__model_info_reply__descriptor, ALL_SHARDS, 1);
+		forward_one(gw, j, M_INFO, &psfleet__v1__model_info_reply__descriptor, GW_ALL_SHARDS, 1);
 		break;
 	}
 }
@@ -453,7 +372,7 @@ forwarder_main(void *arg)
 static bool
 start_first(psf_gateway *gw, job *j)
 {
-	bool none[MAX_REPLICAS] = {false};
+	bool none[GW_MAX_REPLICAS] = {false};
 	uint64_t deadline_ns = psf_rpc_call_deadline_ns(j->call);
 	uint32_t left = remaining_ms(deadline_ns), cap = attempt_cap(gw, 1);
 	psf_rpc_call_opts o = {0, 0};
@@ -462,7 +381,7 @@ start_first(psf_gateway *gw, job *j)
 		j->shard = route_of(gw, ((const Psfleet__V1__PredictRequest *)j->in)->symbol);
 	if ((j->r = pick(gw, j->shard, none)) == NULL) {
 		psf_counter_inc(gw->c_unavailable);
-		if (j->shard == ALL_SHARDS)
+		if (j->shard == GW_ALL_SHARDS)
 			psf_rpc_fail(j->call, PSF_STATUS_UNAVAILABLE, "no healthy inferer");
 		else
 			psf_rpc_fail(j->call, PSF_STATUS_UNAVAILABLE, "no healthy inferer for shard %u",
@@ -494,7 +413,7 @@ enqueue(void *call, job_kind kind, const ProtobufCMessage *in, ProtobufCClosure 
 		done(NULL, call);
 		return;
 	}
-	*j = (job){NULL, kind, in, done, call, ALL_SHARDS, NULL, NULL};
+	*j = (job){NULL, kind, in, done, call, GW_ALL_SHARDS, NULL, NULL};
 	if (kind != JOB_BATCH && !start_first(gw, j)) {
 		free(j);
 		return;
@@ -534,175 +453,6 @@ psf_gw_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 	enqueue(call, JOB_INFO, &in->base, (ProtobufCClosure)done);
 }
 
-/* ---------------------------------------------------------------- health */
-
-/* ready_reason writes why the gateway is not ready ("" when it is). */
-static bool
-ready_reason(psf_gateway *gw, char *buf, size_t len)
-{
-	size_t used = 0;
-
-	buf[0] = '\0';
-	for (uint32_t s = 0; s < gw->n_shards; s++) {
-		bool any = false;
-		for (size_t k = 0; k < gw->groups[s].n; k++)
-			any = any || atomic_load(&gw->reps[gw->groups[s].idx[k]].healthy);
-		if (!any && used < len)
-			used += (size_t)snprintf(buf + used, len - used, "%sno healthy inferer for shard %u",
-			    used ? "; " : "", s);
-	}
-	return used == 0;
-}
-
-/* check_all probes every replica once, in parallel. */
-static void
-check_all(psf_gateway *gw)
-{
-	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
-	psf_rpc_call_opts o = {gw->interval_ms > 100 ? gw->interval_ms : 100, 0};
-	psf_rpc_pending *p[MAX_REPLICAS];
-	uint32_t healthy = 0;
-	char reason[256];
-
-	for (size_t i = 0; i < gw->n_reps; i++)
-		if (psf_rpc_call_start(gw->reps[i].client, M_HEALTH, &req.base, &o, &p[i]) != PSF_OK)
-			p[i] = NULL;
-	for (size_t i = 0; i < gw->n_reps; i++) {
-		Psfleet__V1__HealthReply *h = NULL;
-		replica *r = &gw->reps[i];
-		bool ok = false;
-		if (p[i] != NULL && psf_rpc_pending_wait(p[i], &psfleet__v1__health_reply__descriptor,
-		        (ProtobufCMessage **)&h, NULL) == PSF_OK) {
-			ok = h->ready;
-			atomic_store(&r->version, h->model_version);
-			protobuf_c_message_free_unpacked(&h->base, NULL);
-		}
-		psf_rpc_pending_free(p[i]);
-		if (ok != atomic_exchange(&r->healthy, ok))
-			psf_log_info("gateway", "%s is %s", r->node->id, ok ? "up" : "down");
-		healthy += ok ? 1 : 0;
-	}
-	psf_gauge_set(gw->g_healthy, healthy);
-	if (ready_reason(gw, reason, sizeof(reason)))
-		psf_node_set_ready(gw->rt, true, NULL);
-	else
-		psf_node_set_ready(gw->rt, false, reason);
-}
-
-static void *
-health_main(void *arg)
-{
-	psf_gateway *gw = arg;
-
-	for (;;) {
-		struct timespec ts;
-		uint64_t ns;
-
-		check_all(gw);
-		pthread_mutex_lock(&gw->mu);
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ns = (uint64_t)ts.tv_nsec + (uint64_t)gw->interval_ms * 1000000ull;
-		ts.tv_sec += (time_t)(ns / 1000000000ull);
-		ts.tv_nsec = (long)(ns % 1000000000ull);
-		while (!gw->stopping && pthread_cond_timedwait(&gw->health_cv, &gw->mu, &ts) == 0)
-			;
-		if (gw->stopping) {
-			pthread_mutex_unlock(&gw->mu);
-			return NULL;
-		}
-		pthread_mutex_unlock(&gw->mu);
-	}
-}
-
-uint32_t
-psf_gateway_healthy(psf_gateway *gw)
-{
-	uint32_t n = 0;
-
-	for (size_t i = 0; i < gw->n_reps; i++)
-		n += atomic_load(&gw->reps[i].healthy) ? 1 : 0;
-	return n;
-}
-
-/* ---------------------------------------------------------------- admin */
-
-void
-psf_gw_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
-    Psfleet__V1__HealthReply_Closure done, void *call)
-{
-	psf_gateway *gw = psf_rpc_call_user(call);
-	Psfleet__V1__HealthReply r = PSFLEET__V1__HEALTH_REPLY__INIT;
-	char reason[256] = "";
-
-	(void)svc;
-	(void)in;
-	r.ready = psf_node_is_ready(gw->rt, reason, sizeof(reason));
-	r.reason = reason;
-	r.node = gw->node->id;
-	r.role = "gateway";
-	for (size_t i = 0; i < gw->n_reps; i++) /* the newest model any replica serves */
-		if (atomic_load(&gw->reps[i].version) > r.model_version)
-			r.model_version = atomic_load(&gw->reps[i].version);
-	done(&r, call);
-}
-
-void
-psf_gw_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
-    Psfleet__V1__StatusReply_Closure done, void *call)
-{
-	psf_gateway *gw = psf_rpc_call_user(call);
-	Psfleet__V1__StatusReply r = PSFLEET__V1__STATUS_REPLY__INIT;
-	Psfleet__V1__KeyValue *kv = calloc(gw->n_reps + 1, sizeof(*kv));
-	Psfleet__V1__KeyValue **kvp = calloc(gw->n_reps + 1, sizeof(*kvp));
-	char (*vals)[64] = calloc(gw->n_reps + 1, sizeof(*vals));
-
-	(void)svc;
-	(void)in;
-	if (kv == NULL || kvp == NULL || vals == NULL) {
-		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-		done(NULL, call);
-		goto out;
-	}
-	for (size_t i = 0; i < gw->n_reps; i++) {
-		replica *rep = &gw->reps[i];
-		psfleet__v1__key_value__init(&kv[i]);
-		kv[i].key = rep->node->id;
-		snprintf(vals[i], sizeof(vals[i]), "shard %u, %s, version %llu", rep->node->shard,
-		    atomic_load(&rep->healthy) ? "up" : "down",
-		    (unsigned long long)atomic_load(&rep->version));
-		kv[i].value = vals[i];
-		kvp[i] = &kv[i];
-	}
-	psfleet__v1__key_value__init(&kv[gw->n_reps]);
-	kv[gw->n_reps].key = "route";
-	kv[gw->n_reps].value = gw->cfg->gateway.route == PSF_ROUTE_SYMBOL ? "symbol" : "round_robin";
-	kvp[gw->n_reps] = &kv[gw->n_reps];
-	r.node = gw->node->id;
-	r.role = "gateway";
-	r.ready = psf_node_is_ready(gw->rt, NULL, 0);
-	r.uptime_seconds = psf_node_uptime(gw->rt);
-	r.n_extra = gw->n_reps + 1;
-	r.extra = kvp;
-	done(&r, call);
-out:
-	free(kv);
-	free(kvp);
-	free(vals);
-}
-
-void
-psf_gw_admin_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__ShutdownRequest *in,
-    Psfleet__V1__ShutdownReply_Closure done, void *call)
-{
-	psf_gateway *gw = psf_rpc_call_user(call);
-	Psfleet__V1__ShutdownReply r = PSFLEET__V1__SHUTDOWN_REPLY__INIT;
-
-	(void)svc;
-	psf_log_info("gateway", "shutdown requested: %s", in->reason[0] ? in->reason : "(no reason)");
-	done(&r, call);
-	psf_node_request_stop(gw->rt);
-}
-
 /* ---------------------------------------------------------------- lifecycle */
 
 static psf_err
@@ -724,7 +474,7 @@ setup(psf_gateway *gw, const psf_gateway_opts *opts)
 		return err;
 	gw->n_reps = gw->cfg->n_inferers;
 	gw->n_shards = gw->cfg->inference.shards;
-	if (gw->n_reps == 0 || gw->n_reps > MAX_REPLICAS)
+	if (gw->n_reps == 0 || gw->n_reps > GW_MAX_REPLICAS)
 		return PSF_EINVAL;
 	gw->reps = calloc(gw->n_reps, sizeof(*gw->reps));
 	gw->groups = calloc(gw->n_shards + 1, sizeof(*gw->groups));
@@ -780,7 +530,7 @@ start_threads(psf_gateway *gw)
 	for (; gw->n_forwarders < n; gw->n_forwarders++)
 		if (pthread_create(&gw->forwarders[gw->n_forwarders], NULL, forwarder_main, gw) != 0)
 			return PSF_ESYS;
-	if (pthread_create(&gw->health, NULL, health_main, gw) != 0)
+	if (pthread_create(&gw->health, NULL, gw_health_main, gw) != 0)
 		return PSF_ESYS;
 	gw->health_started = true;
 	return PSF_OK;
