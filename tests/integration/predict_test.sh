@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# predict_test.sh -- inferers and the gateway as real `psfleet node` processes,
+# called with `psfleet predict`: before any ps is up the gateway answers
+# UNAVAILABLE at once; after training every symbol is served through the
+# gateway (both shards, one batch); unknown symbols are NOT_FOUND; killing one
+# of shard 0's two replicas changes nothing for the caller; every node stops
+# cleanly (exit 0) on SIGTERM.
+#
+# Env: PSFLEET = the psfleet binary (set by ctest). ipc:// URLs in a temp dir,
+# no metrics ports, so parallel runs do not collide. Every process started here
+# is killed by PID at exit.
+set -u
+
+PSFLEET=${PSFLEET:?set PSFLEET to the psfleet binary}
+W=$(mktemp -d /tmp/psf-predict-XXXXXX)
+FAILS=0
+declare -A PID=()
+
+cleanup() {
+	local p
+	for p in "${PID[@]}"; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	{ wait; } 2>/dev/null
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'echo "predict_test: interrupted"; exit 1' INT TERM
+
+say() { echo "predict_test: $*"; }
+fail() {
+	say "FAIL: $*"
+	FAILS=$((FAILS + 1))
+}
+
+start() { # start ID: run node ID in the background, log to $W/ID.log
+	"$PSFLEET" node "$W/fleet.yaml" --id "$1" >"$W/$1.log" 2>&1 &
+	PID[$1]=$!
+}
+
+stop() { # stop ID: SIGTERM, wait, check exit 0
+	local rc
+	kill -TERM "${PID[$1]}" 2>/dev/null
+	wait "${PID[$1]}"
+	rc=$?
+	unset "PID[$1]"
+	[ "$rc" -eq 0 ] || fail "$1 exited $rc on SIGTERM (log: $(tail -3 "$W/$1.log"))"
+}
+
+GW="ipc://$W/gateway.sock"
+SYMS=$(for i in $(seq 0 29); do printf 'S%04d ' "$i"; done)
+
+"$PSFLEET" data gen --symbols 30 --days 150 --seed 3 --out "$W/data.csv" >/dev/null || exit 1
+cat >"$W/fleet.yaml" <<EOF
+name: predict-test
+seed: 42
+run_dir: $W/run
+nodes:
+  ps:
+    - {id: ps0, listen: "ipc://$W/ps0.sock"}
+  trainers:
+    - {id: trainer-0}
+  inferers:
+    - {id: inferer-0, listen: "ipc://$W/inferer-0.sock", shard: 0}
+    - {id: inferer-1, listen: "ipc://$W/inferer-1.sock", shard: 1}
+    - {id: inferer-2, listen: "ipc://$W/inferer-2.sock", shard: 0}
+  gateway: {id: gateway, listen: "$GW"}
+data: {path: $W/data.csv, test_fraction: 0.2}
+features: ["return:1", "return:2", "ratio_sma:5", "range", "dow"]
+target: next_return
+model: {kind: linear, symbol_bias: true}
+optimizer: {kind: adam, learning_rate: 0.01}
+training: {epochs: 2, batch_size: 64}
+consistency: {mode: sync, straggler_timeout_ms: 5000, heartbeat_ms: 200}
+durability: {mode: none, map_size: 67108864}
+limits: {request_timeout_ms: 5000, rpc_workers: 16}
+inference: {refresh_ms: 100, history_days: 32, shards: 2}
+gateway_options: {route: symbol, health_interval_ms: 100}
+EOF
+
+# 1. inferers and gateway first: no ps yet -> UNAVAILABLE, at once
+for n in inferer-0 inferer-1 inferer-2 gateway; do start "$n"; done
+sleep 1
+t0=$(date +%s%N)
+out=$("$PSFLEET" predict --connect "$GW" S0000 --timeout-ms 4000 2>&1)
+rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$rc" -eq 1 ] && [[ "$out" == *UNAVAILABLE* ]] || fail "no ps: want UNAVAILABLE, got rc $rc: $out"
+[ "$ms" -lt 3000 ] || fail "no ps: UNAVAILABLE took $ms ms (deadline 4000 ms)"
+
+# 2. ps up, train, then every symbol through the gateway at the trained version
+start ps0
+"$PSFLEET" node "$W/fleet.yaml" --id trainer-0 >"$W/trainer-0.log" 2>&1 ||
+	fail "trainer-0 failed: $(tail -3 "$W/trainer-0.log")"
+want=$(grep -o 'done after [0-9]* steps' "$W/trainer-0.log" | grep -o '[0-9]*')
+ok=0
+for _ in $(seq 1 100); do
+	# shellcheck disable=SC2086
+	out=$("$PSFLEET" predict --connect "$GW" $SYMS --json 2>&1)
+	if [ "$(grep -c '"status": "OK"' <<<"$out")" -eq 30 ] &&
+	    [ "$(grep -c "\"model_version\": ${want:-x}," <<<"$out")" -eq 30 ]; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+say "trained to version ${want:-?}; no-ps UNAVAILABLE came in $ms ms"
+[ "$ok" -eq 1 ] || fail "want 30 OK predictions at version ${want:-?}, got: $(head -c 600 <<<"$out")"
+
+# 3. errors come back per symbol; the exit status says one failed
+out=$("$PSFLEET" predict --connect "$GW" S0001 NOPE 2>&1)
+[ $? -eq 1 ] && [[ "$out" == *"NOT_FOUND: unknown symbol 'NOPE'"* ]] ||
+	fail "unknown symbol: $out"
+"$PSFLEET" predict --connect "$GW" --info >"$W/info.txt" 2>&1 || fail "--info: $(cat "$W/info.txt")"
+grep -q "linear -> next_return" "$W/info.txt" || fail "--info: $(cat "$W/info.txt")"
+
+# 4. one of shard 0's replicas dies: every call still succeeds
+stop inferer-2
+for _ in $(seq 1 5); do
+	# shellcheck disable=SC2086
+	"$PSFLEET" predict --connect "$GW" $SYMS >"$W/after.txt" 2>&1 ||
+		fail "after inferer-2 stopped: $(grep -v ' next_return' "$W/after.txt" | head -3)"
+done
+
+# 5. everything stops cleanly
+for n in gateway inferer-0 inferer-1 ps0; do stop "$n"; done
+if [ "$FAILS" -gt 0 ]; then
+	say "$FAILS failure(s)"
+	exit 1
+fi
+say "all passed"
