@@ -7,6 +7,8 @@
 #include "cli/cli.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "inferer/gateway.h"
+#include "inferer/inferer.h"
 #include "ps/ps.h"
 #include "trainer/trainer.h"
 
@@ -125,6 +127,16 @@ psf_cmd_node(int argc, char **argv)
 	case PSF_ROLE_TRAINER: {
 		psf_trainer_opts o = {NULL, a.metrics, a.slowdown, (uint32_t)a.delay_ms, a.exit_at_step};
 		err = psf_trainer_run(cfg, node, &o);
+		break;
+	}
+	case PSF_ROLE_INFERER: {
+		psf_inferer_opts o = {NULL, a.listen, a.metrics, 0};
+		err = psf_inferer_run(cfg, node, &o);
+		break;
+	}
+	case PSF_ROLE_GATEWAY: {
+		psf_gateway_opts o = {NULL, a.listen, a.metrics, 0};
+		err = psf_gateway_run(cfg, node, &o);
 		break;
 	}
 	default:

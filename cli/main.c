@@ -11,10 +11,10 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-	{"up", NULL, "up CONFIG [--train-only] [--metrics-out FILE.json]   run a whole local fleet"},
+	{"up", psf_cmd_up, "up CONFIG [--train-only] [--metrics-out FILE.json]   run a whole local fleet"},
 	{"node", psf_cmd_node, "node CONFIG --id ID                                 run one node"},
-	{"predict", NULL, "predict --connect URL SYMBOL... [--json]            call Predict"},
-	{"status", NULL, "status CONFIG [--json]                              health of every node"},
+	{"predict", psf_cmd_predict, "predict --connect URL SYMBOL... [--json]            call Predict"},
+	{"status", psf_cmd_status, "status CONFIG [--json]                              health of every node"},
 	{"data", psf_cmd_data, "data gen|partition ...                              make or lay out data"},
 	{"experiment", NULL, "experiment CONFIG --modes sync,async,ssp:2 --out DIR   compare consistency modes"},
 };
