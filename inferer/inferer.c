@@ -153,6 +153,7 @@ psf_inferer_refresh(psf_inferer *inf, uint64_t *version_out)
 	err = inf_ps_versions(inf, vers);
 	if (err == PSF_OK && !same_versions(cur, vers, inf->n_ps) &&
 	    (err = inf_snap_fetch(inf, &fresh)) == PSF_OK) {
+		inf_fetch_metrics(inf);
 		if (cur == NULL || fresh->version != cur->version)
 			psf_log_info("inferer", "serving model version %llu (%zu keys)",
 			    (unsigned long long)fresh->version, fresh->n_keys);
@@ -161,6 +162,8 @@ psf_inferer_refresh(psf_inferer *inf, uint64_t *version_out)
 		inf_snap_publish(inf, fresh);
 		psf_node_set_ready(inf->rt, true, NULL);
 	}
+	if (err == PSF_OK && fresh == NULL && psf_now_ms() - inf->metrics.fetched_ms >= INF_METRICS_MS)
+		inf_fetch_metrics(inf); /* reports come after the weights they evaluate */
 	if (err != PSF_OK) {
 		note_failure(inf, err, cur != NULL);
 	} else {

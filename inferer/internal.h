@@ -66,6 +66,17 @@ void inf_book_free(inf_book *b);
 /* inf_book_find returns the index of symbol (len bytes), or SIZE_MAX. */
 size_t inf_book_find(const inf_book *b, const char *symbol, size_t len);
 
+/* The fleet's test metrics, summed from the trainers' latest reports in ps0's
+ * Stats. Reports arrive after the weights they evaluate, so they are read again
+ * every INF_METRICS_MS as well as with every new model. */
+typedef struct inf_metrics {
+	bool has;
+	double test_rmse, test_mae, naive_rmse;
+	uint64_t fetched_ms;
+} inf_metrics;
+
+#define INF_METRICS_MS 5000
+
 /* inf_snap: one model version, immutable once published. Readers hold a
  * reference (inf_snap_get / inf_snap_put); the last put frees it. */
 typedef struct inf_snap {
@@ -78,8 +89,6 @@ typedef struct inf_snap {
 	size_t n_keys;
 	double *pred;              /* book symbol i's prediction at its latest row */
 	psf_err *pred_err;         /* PSF_OK or why pred[i] is missing */
-	bool has_metrics;          /* fleet test metrics from ps0's Stats */
-	double test_rmse, test_mae, naive_rmse;
 	uint64_t built_ms;         /* psf_now_ms at publication */
 } inf_snap;
 
@@ -98,11 +107,13 @@ struct psf_inferer {
 	psf_rpc_client **ps;
 	uint32_t refresh_ms;
 
-	/* snap_mu guards cur (the pointer; snapshots themselves are immutable) and
-	 * last_error. Held only to copy a pointer or a short string. */
+	/* snap_mu guards cur (the pointer; snapshots themselves are immutable),
+	 * last_error and metrics (which only refreshes write, under refresh_mu too).
+	 * Held only to copy a pointer or a few bytes. */
 	pthread_mutex_t snap_mu;
 	inf_snap *cur;
 	char last_error[256];
+	inf_metrics metrics;
 
 	/* refresh_mu serialises refreshes (the fetch runs under it, never under snap_mu). */
 	pthread_mutex_t refresh_mu;
@@ -138,6 +149,10 @@ void inf_snap_publish(psf_inferer *inf, inf_snap *s);
 /* inf_snap_fetch pulls a full snapshot from every ps and builds it. *out gets a
  * snapshot with one reference. See psf_inferer_refresh for the errors. */
 PSF_NODISCARD psf_err inf_snap_fetch(psf_inferer *inf, inf_snap **out);
+
+/* inf_fetch_metrics reads the fleet's test metrics from ps0 into inf->metrics
+ * (best effort: a failure keeps the previous ones). */
+void inf_fetch_metrics(psf_inferer *inf);
 
 /* inf_ps_versions asks every ps for its model version (Admin/Health). */
 PSF_NODISCARD psf_err inf_ps_versions(psf_inferer *inf, uint64_t *versions);

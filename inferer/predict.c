@@ -446,6 +446,7 @@ psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 	uint32_t *shapes = NULL;
 	char **feats = calloc(inf->cfg->n_features, sizeof(char *));
 	inf_snap *snap = snap_or_fail(inf, call);
+	inf_metrics m;
 	size_t n_t = 0;
 
 	(void)svc;
@@ -468,9 +469,12 @@ psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 	r.target = (char *)target_names[inf->cfg->target];
 	r.model = (char *)model_names[inf->cfg->model.kind];
 	r.trained_steps = snap->trained_steps;
-	r.test_rmse = snap->has_metrics ? snap->test_rmse : 0;
-	r.test_mae = snap->has_metrics ? snap->test_mae : 0;
-	r.naive_rmse = snap->has_metrics ? snap->naive_rmse : 0;
+	pthread_mutex_lock(&inf->snap_mu);
+	m = inf->metrics;
+	pthread_mutex_unlock(&inf->snap_mu);
+	r.test_rmse = m.has ? m.test_rmse : 0;
+	r.test_mae = m.has ? m.test_mae : 0;
+	r.naive_rmse = m.has ? m.naive_rmse : 0;
 	r.symbols = (uint32_t)inf->book->n;
 	r.shard = inf->node->shard;
 	r.shards = inf->cfg->inference.shards;

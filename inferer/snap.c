@@ -293,16 +293,17 @@ precompute(psf_inferer *inf, inf_snap *s)
 	return PSF_OK;
 }
 
-/* fleet_metrics reads the trainers' latest test reports from ps0 (best effort). */
-static void
-fleet_metrics(psf_inferer *inf, inf_snap *s)
+void
+inf_fetch_metrics(psf_inferer *inf)
 {
 	Psfleet__V1__StatsRequest req = PSFLEET__V1__STATS_REQUEST__INIT;
 	Psfleet__V1__StatsReply *r = NULL;
 	psf_rpc_call_opts o = {2000, 1};
+	inf_metrics m = {0};
 	double sse = 0, sae = 0, nsse = 0;
 	uint64_t n = 0;
 
+	m.fetched_ms = psf_now_ms();
 	if (psf_rpc_client_call(inf->ps[0], M_STATS, &req.base, &psfleet__v1__stats_reply__descriptor,
 	        &o, (ProtobufCMessage **)&r, NULL) != PSF_OK)
 		return;
@@ -313,12 +314,15 @@ fleet_metrics(psf_inferer *inf, inf_snap *s)
 		n += r->reports[i]->test_n;
 	}
 	protobuf_c_message_free_unpacked(&r->base, NULL);
-	if (n == 0)
-		return;
-	s->has_metrics = true;
-	s->test_rmse = sqrt(sse / (double)n);
-	s->test_mae = sae / (double)n;
-	s->naive_rmse = sqrt(nsse / (double)n);
+	if (n > 0) {
+		m.has = true;
+		m.test_rmse = sqrt(sse / (double)n);
+		m.test_mae = sae / (double)n;
+		m.naive_rmse = sqrt(nsse / (double)n);
+	}
+	pthread_mutex_lock(&inf->snap_mu);
+	inf->metrics = m;
+	pthread_mutex_unlock(&inf->snap_mu);
 }
 
 /* build turns fetched shards into a snapshot object. */
@@ -355,7 +359,6 @@ build(psf_inferer *inf, const shard_fetch *f, psf_params *params, inf_snap **out
 		return err;
 	}
 	s->n_keys = psf_params_n_keys(params);
-	fleet_metrics(inf, s);
 	*out = s;
 	return PSF_OK;
 }

@@ -374,6 +374,14 @@ test_inferer_errors_and_batch(void **state)
 	(void)state;
 	fleet_start(&f, "4", 30);
 	push(&f);
+	{ /* a trainer's test report: ModelInfo sums them (one here) */
+		Psfleet__V1__MetricsReport rep = PSFLEET__V1__METRICS_REPORT__INIT;
+		rep.test_sse = 9;
+		rep.test_sae = 3;
+		rep.naive_sse = 16;
+		rep.test_n = 1;
+		assert_int_equal(psf_worker_report(f.w, &rep), PSF_OK);
+	}
 	inf = inferer(&f, 0);
 	assert_int_equal(psf_inferer_refresh(inf, &v), PSF_OK);
 	assert_int_equal(psf_rpc_client_open(psf_inferer_url(inf), NULL, &c), PSF_OK);
@@ -459,6 +467,9 @@ test_inferer_errors_and_batch(void **state)
 		assert_int_equal(r->n_tensors, psf_model_n_tensors(f.model));
 		assert_int_equal(r->shard, 0);
 		assert_int_equal(r->shards, 2);
+		assert_float_equal(r->test_rmse, 3.0, 1e-12);
+		assert_float_equal(r->test_mae, 3.0, 1e-12);
+		assert_float_equal(r->naive_rmse, 4.0, 1e-12);
 		assert_string_equal(r->node, "inferer-0");
 		assert_true(r->symbols > 0 && r->symbols < N_SYMBOLS);
 		protobuf_c_message_free_unpacked(&r->base, NULL);
