@@ -234,6 +234,32 @@ PSF_NODISCARD psf_err psf_config_load(const char *path, char *errbuf, size_t err
 PSF_NODISCARD psf_err psf_config_parse(const char *name, const char *text, size_t len,
     char *errbuf, size_t errlen, psf_config **out);
 
+/* psf_config_load_ex is psf_config_load with overrides: n_overrides strings of the
+ * form "KEY=VALUE" (overrides may be NULL when n_overrides is 0), applied in order
+ * (a later one wins) to the YAML document before anything is parsed or validated,
+ * so the result is exactly that of a file edited that way: defaults derived from
+ * an overridden key follow it (run_dir=X moves every default data_dir under X),
+ * and every check applies to overridden values.
+ *   - KEY is a dotted path of mapping keys from the top level, e.g.
+ *     "consistency.mode", "training.epochs", "run_dir". Missing keys and sections
+ *     are created. In a list, a component is a 0-based index or, for node lists,
+ *     a node id: "nodes.ps.0.listen", "nodes.trainers.trainer-1.metrics".
+ *   - VALUE is parsed as one YAML value, so "ssp", "3", "[64, 32]" and
+ *     "{mode: ssp, staleness: 1}" all work; quote it ("'a #b'") to keep YAML
+ *     characters literal. An empty VALUE ("KEY=") removes the key, so it takes
+ *     its default (a list entry cannot be removed: give the whole list).
+ * An error about an overridden value, or about a malformed override, names the
+ * override instead of a line: "fleet.yaml: override 'consistency.mode=bsp':
+ * 'mode' must be one of sync, async, ssp". The overrides are borrowed for the
+ * call only. Same results and error format as psf_config_load otherwise. */
+PSF_NODISCARD psf_err psf_config_load_ex(const char *path, const char *const *overrides,
+    size_t n_overrides, char *errbuf, size_t errlen, psf_config **out);
+
+/* psf_config_parse_ex is psf_config_parse with overrides, as psf_config_load_ex. */
+PSF_NODISCARD psf_err psf_config_parse_ex(const char *name, const char *text, size_t len,
+    const char *const *overrides, size_t n_overrides, char *errbuf, size_t errlen,
+    psf_config **out);
+
 /* psf_config_log writes a one-line summary of the effective config (name, nodes,
  * mode, model, optimizer, fingerprint) at info level. Cannot fail. */
 void psf_config_log(const psf_config *cfg);

@@ -797,6 +797,216 @@ test_config_byte_flips_never_crash(void **state)
 	free(text);
 }
 
+/* ---- overrides (psf_config_parse_ex / psf_config_load_ex, `psfleet node --set`) ---- */
+
+static const char ov_base[] =
+    "name: ov\n"
+    "nodes:\n"
+    "  ps:\n"
+    "    - {id: ps0, listen: \"tcp://127.0.0.1:7101\"}\n"
+    "  trainers:\n"
+    "    - {id: trainer-0}\n"
+    "    - {id: trainer-1, metrics: \"127.0.0.1:7212\"}\n"
+    "data: {path: d.csv}\n"
+    "features: [\"return:1\"]\n"
+    "consistency:\n"
+    "  mode: sync\n"
+    "inference:\n";
+
+static psf_config *
+ov_ok(const char *const *ov, size_t n)
+{
+	char err[512] = "unset";
+	psf_config *cfg = NULL;
+	psf_err rv = psf_config_parse_ex("t.yaml", ov_base, strlen(ov_base), ov, n, err,
+	    sizeof(err), &cfg);
+
+	if (rv != PSF_OK)
+		fail_msg("%s", err);
+	assert_string_equal(err, "");
+	check_node_invariants(cfg);
+	return cfg;
+}
+
+static void
+ov_fails(const char *ov, const char *want)
+{
+	char err[512] = "";
+	psf_config *cfg = NULL;
+	const char *const list[] = {"training.epochs=2", ov};
+
+	assert_int_equal(psf_config_parse_ex("t.yaml", ov_base, strlen(ov_base), list, 2, err,
+	    sizeof(err), &cfg), PSF_ECONFIG);
+	assert_null(cfg);
+	if (strcmp(err, want) != 0)
+		fail_msg("override '%s':\n  got  %s\n  want %s", ov, err, want);
+}
+
+static void
+test_config_override_sets_keys(void **state)
+{
+	const char *const ov[] = {
+		"consistency.mode=ssp",      /* existing key */
+		"consistency.staleness=1",   /* missing key of an existing section */
+		"training.target_loss=0.95", /* missing section */
+		"inference.shards=1",        /* section that is null in the file */
+		"run_dir=/tmp/exp/runs/ssp1-r0",
+		"model={kind: mlp, hidden: [8, 4]}",
+		"features=[\"return:1\", \"return:5\", dow]",
+		"nodes.ps.0.listen=ipc:///tmp/exp/ps0.sock",
+		"nodes.trainers.trainer-1.metrics=127.0.0.1:0",
+		"seed=7",
+		"seed=8", /* a later override wins */
+	};
+	psf_config *cfg = ov_ok(ov, PSF_ARRAY_LEN(ov));
+
+	(void)state;
+	assert_int_equal(cfg->consistency.mode, PSF_CONS_SSP);
+	assert_int_equal(cfg->consistency.staleness, 1);
+	assert_int_equal(cfg->consistency.heartbeat_ms, 1000); /* untouched keys keep defaults */
+	assert_true(cfg->training.target_loss == 0.95);
+	assert_int_equal(cfg->training.epochs, 5);
+	assert_int_equal(cfg->inference.shards, 1);
+	assert_string_equal(cfg->run_dir, "/tmp/exp/runs/ssp1-r0");
+	assert_string_equal(cfg->nodes[0].data_dir, "/tmp/exp/runs/ssp1-r0/ps0"); /* derived */
+	assert_int_equal(cfg->model.kind, PSF_MODEL_MLP);
+	assert_int_equal(cfg->model.n_hidden, 2);
+	assert_int_equal(cfg->model.hidden[1], 4);
+	assert_int_equal(cfg->n_features, 3);
+	assert_string_equal(cfg->features[2].name, "dow");
+	assert_string_equal(cfg->nodes[0].listen, "ipc:///tmp/exp/ps0.sock");
+	assert_string_equal(psf_config_find_node(cfg, "trainer-1")->metrics, "127.0.0.1:0");
+	assert_int_equal(cfg->seed, 8);
+	psf_config_free(cfg);
+}
+
+static void
+test_config_override_empty_value_is_default(void **state)
+{
+	const char *const ov[] = {"name=\"x #1\"", "consistency.mode=async", "consistency.mode=",
+	    "nodes.trainers.trainer-1.metrics=", "no.such.key=", "nodes.ps.9.listen="};
+	psf_config *cfg;
+
+	(void)state;
+	cfg = ov_ok(ov + 1, 5); /* "KEY=" removes the key: back to the default */
+	assert_int_equal(cfg->consistency.mode, PSF_CONS_SYNC);
+	assert_null(psf_config_find_node(cfg, "trainer-1")->metrics);
+	psf_config_free(cfg);
+	ov_fails("nodes.ps.0=", "t.yaml: override 'nodes.ps.0=': a list entry cannot be removed; "
+	    "give the whole list instead");
+	cfg = ov_ok(NULL, 0); /* no overrides: the file as it is */
+	assert_string_equal(cfg->name, "ov");
+	psf_config_free(cfg);
+	{
+		char err[512];
+
+		assert_int_equal(psf_config_parse_ex("t.yaml", ov_base, strlen(ov_base), ov, 1,
+		    err, sizeof(err), &cfg), PSF_ECONFIG); /* quoted: kept literally, then checked */
+		assert_string_equal(err, "t.yaml: override 'name=\"x #1\"': 'name' must be 1-64 "
+		    "characters of A-Z a-z 0-9 . _ - not starting with '.'");
+	}
+}
+
+static void
+test_config_override_errors_name_it(void **state)
+{
+	(void)state;
+	ov_fails("consistency.mode=bsp",
+	    "t.yaml: override 'consistency.mode=bsp': 'mode' must be one of sync, async, ssp");
+	ov_fails("consistency.staleness=-1",
+	    "t.yaml: override 'consistency.staleness=-1': 'staleness' must be an integer >= 0");
+	ov_fails("nosuch.key=1", "t.yaml: override 'nosuch.key=1': unknown key 'nosuch' at top level");
+	ov_fails("training.epoch=3",
+	    "t.yaml: override 'training.epoch=3': unknown key 'epoch' in training");
+	ov_fails("consistency.mode.x=1",
+	    "t.yaml: override 'consistency.mode.x=1': 'consistency.mode' is not a mapping");
+	ov_fails("nodes.ps.3.listen=ipc:///x", "t.yaml: override 'nodes.ps.3.listen=ipc:///x': "
+	    "'nodes.ps' has no entry '3' (use a 0-based index or a node id)");
+	ov_fails("nodes.trainers.trainer-9.metrics=127.0.0.1:0",
+	    "t.yaml: override 'nodes.trainers.trainer-9.metrics=127.0.0.1:0': 'nodes.trainers' has "
+	    "no entry 'trainer-9' (use a 0-based index or a node id)");
+	ov_fails("consistency.mode", "t.yaml: override 'consistency.mode': expected KEY=VALUE with "
+	    "a dotted KEY such as consistency.mode (at most 255 characters)");
+	ov_fails("=ssp", "t.yaml: override '=ssp': expected KEY=VALUE with a dotted KEY such as "
+	    "consistency.mode (at most 255 characters)");
+	ov_fails("consistency..mode=ssp",
+	    "t.yaml: override 'consistency..mode=ssp': empty key component in 'consistency..mode'");
+	ov_fails("consistency.=ssp",
+	    "t.yaml: override 'consistency.=ssp': empty key component in 'consistency.'");
+	ov_fails("features=[", "t.yaml: override 'features=[': invalid YAML value: did not find "
+	    "expected node content");
+	ov_fails("seed=1\n---\n2", "t.yaml: override 'seed=1?---?2': the value must be one YAML value");
+	/* cross-field checks name the override that made the value */
+	ov_fails("consistency.heartbeat_ms=20000", "t.yaml: override "
+	    "'consistency.heartbeat_ms=20000': 'heartbeat_ms' (20000) must be less than "
+	    "straggler_timeout_ms (10000)");
+	ov_fails("nodes.trainers.0.metrics=127.0.0.1:7212", "t.yaml: override "
+	    "'nodes.trainers.0.metrics=127.0.0.1:7212': port clash: 'trainer-0' metrics and "
+	    "'trainer-1' metrics both use 127.0.0.1:7212");
+}
+
+static void
+test_config_override_file_lines_kept(void **state)
+{
+	char err[512];
+	psf_config *cfg = NULL;
+	const char *const ov[] = {"consistency.staleness=3"};
+
+	(void)state;
+	/* a mistake in the file itself still names its line */
+	assert_int_equal(psf_config_load_ex("bad_mode.yaml", ov, 1, err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_non_null(strstr(err, "bad_mode.yaml:"));
+	assert_null(strstr(err, "override"));
+	/* ... and an override fixes it */
+	{
+		const char *const fix[] = {"consistency.mode=async"};
+
+		assert_int_equal(psf_config_load_ex("bad_mode.yaml", fix, 1, err, sizeof(err), &cfg),
+		    PSF_OK);
+		assert_int_equal(cfg->consistency.mode, PSF_CONS_ASYNC);
+		psf_config_free(cfg);
+	}
+	cfg = NULL;
+	assert_int_equal(psf_config_load_ex("valid_minimal.yaml", ov, 1, err, sizeof(err), &cfg),
+	    PSF_OK);
+	assert_int_equal(cfg->consistency.staleness, 3);
+	psf_config_free(cfg);
+}
+
+/* The experiment configs in examples/experiments/ load, as the runner loads them. */
+static void
+test_config_experiment_examples_load(void **state)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+	const char *const ov[] = {"consistency.mode=ssp", "consistency.staleness=1",
+	    "run_dir=/tmp/psf-exp-check/runs/ssp1-r0"};
+
+	(void)state;
+	source_path("examples/experiments", dir, sizeof(dir));
+	assert_non_null(d = opendir(dir));
+	while ((e = readdir(d)) != NULL) {
+		size_t len = strlen(e->d_name);
+		char err[512];
+		psf_config *cfg = NULL;
+
+		if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (psf_config_load_ex(path, ov, PSF_ARRAY_LEN(ov), err, sizeof(err), &cfg) != PSF_OK)
+			fail_msg("%s", err);
+		check_node_invariants(cfg);
+		assert_int_equal(cfg->consistency.mode, PSF_CONS_SSP);
+		psf_config_free(cfg);
+		n++;
+	}
+	closedir(d);
+	assert_true(n >= 2); /* the case study and the quick one */
+}
+
 int
 main(void)
 {
@@ -824,6 +1034,12 @@ main(void)
 		    enter_fixtures, leave_fixtures),
 		cmocka_unit_test_setup_teardown(test_config_byte_flips_never_crash, enter_fixtures,
 		    leave_fixtures),
+		cmocka_unit_test(test_config_override_sets_keys),
+		cmocka_unit_test(test_config_override_empty_value_is_default),
+		cmocka_unit_test(test_config_override_errors_name_it),
+		cmocka_unit_test_setup_teardown(test_config_override_file_lines_kept, enter_fixtures,
+		    leave_fixtures),
+		cmocka_unit_test(test_config_experiment_examples_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
