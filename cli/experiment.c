@@ -277,7 +277,7 @@ typedef struct run {
 	const char *data_path;
 	psf_config *cfg;
 	char run_dir[PATH_LEN];
-	char own[RUN_SETS + 64][PATH_LEN + 96]; /* the runner's overrides for this run */
+	char own[RUN_SETS + 64][2 * PATH_LEN + 160]; /* the runner's overrides for this run */
 	const char *sets[PSF_EXP_MAX_SETS + RUN_SETS + 64];
 	size_t n_sets;
 	kid *kids;
@@ -320,13 +320,30 @@ add_set(run *r, const char *fmt, ...)
 	r->sets[r->n_sets++] = r->own[k];
 }
 
+/* quote writes s as a YAML single-quoted scalar (' doubled), so a path with
+ * ": " or '#' stays one string when the override is parsed. */
+static void
+quote(const char *s, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[n++] = '\'';
+	for (; *s != '\0' && n + 3 < len; s++) {
+		if (*s == '\'')
+			out[n++] = '\'';
+		out[n++] = *s;
+	}
+	out[n++] = '\'';
+	out[n] = '\0';
+}
+
 /* load_run_config applies the caller's overrides, then the run's own: the mode,
  * the run directory, the shared data file, and a data_dir under the run
  * directory for any ps whose configured one is elsewhere (fresh state). */
 static psf_err
 load_run_config(run *r)
 {
-	char err[512], prefix[PATH_LEN + 1];
+	char err[512], prefix[PATH_LEN + 1], q_run[2 * PATH_LEN + 4], q_data[2 * PATH_LEN + 4];
 	bool moved = false;
 	psf_err rv;
 
@@ -335,8 +352,10 @@ load_run_config(run *r)
 	add_set(r, "consistency.mode=%s", psf_consistency_name(r->mode->mode));
 	if (r->mode->mode == PSF_CONS_SSP && r->mode->staleness != UINT32_MAX)
 		add_set(r, "consistency.staleness=%u", r->mode->staleness);
-	add_set(r, "run_dir=%s", r->run_dir);
-	add_set(r, "data.path=%s", r->data_path);
+	quote(r->run_dir, q_run, sizeof(q_run));
+	quote(r->data_path, q_data, sizeof(q_data));
+	add_set(r, "run_dir=%s", q_run);
+	add_set(r, "data.path=%s", q_data);
 	if ((rv = psf_config_load_ex(r->o->config_path, r->sets, r->n_sets, err, sizeof(err),
 	         &r->cfg)) != PSF_OK)
 		return run_fail(r, rv, "%s", err);
@@ -345,7 +364,11 @@ load_run_config(run *r)
 		const psf_node_cfg *n = &r->cfg->nodes[i];
 
 		if (strncmp(n->data_dir, prefix, strlen(prefix)) != 0) {
-			add_set(r, "nodes.ps.%s.data_dir=%s/%s", n->id, r->run_dir, n->id);
+			char dir[PATH_LEN + 80], q_dir[2 * PATH_LEN + 200];
+
+			snprintf(dir, sizeof(dir), "%s/%s", r->run_dir, n->id);
+			quote(dir, q_dir, sizeof(q_dir));
+			add_set(r, "nodes.ps.%s.data_dir=%s", n->id, q_dir);
 			moved = true;
 		}
 	}
@@ -608,13 +631,14 @@ prepare(const psf_exp_opts *o, psf_report_meta *meta, char *data_path, char *err
     size_t errlen)
 {
 	const char *sets[PSF_EXP_MAX_SETS + 1];
-	char run_dir[PATH_LEN + 16], dir[PATH_LEN], err[512];
+	char run_dir[2 * PATH_LEN + 16], q[2 * PATH_LEN + 4], dir[PATH_LEN], err[512];
 	psf_config *cfg = NULL;
 	struct stat st;
 	psf_err rv;
 
 	memcpy(sets, o->sets, o->n_sets * sizeof(sets[0]));
-	snprintf(run_dir, sizeof(run_dir), "run_dir=%s", o->out_dir);
+	quote(o->out_dir, q, sizeof(q));
+	snprintf(run_dir, sizeof(run_dir), "run_dir=%s", q);
 	sets[o->n_sets] = run_dir; /* a generated data file without a path goes to OUT */
 	if ((rv = psf_config_load_ex(o->config_path, sets, o->n_sets + 1, err, sizeof(err),
 	         &cfg)) != PSF_OK) {
