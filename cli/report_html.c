@@ -480,7 +480,12 @@ idle_chart(FILE *f, const psf_report *r)
 	slot = fr.width / ((double)bars + 1.2 * (double)groups + 0.2);
 	svg_open(f, "idle", 420, "Where each trainer's time went, per mode");
 	y_axis(f, &fr, 5, "seconds per trainer (mean of runs)");
+	/* at most 70 units a bar (few trainers), the groups centred */
 	x = fr.left + 0.8 * slot;
+	if (slot > 70) {
+		slot = 70;
+		x = fr.left + (fr.width - slot * ((double)bars + 1.2 * (double)groups - 1.2)) / 2;
+	}
 	for (size_t k = 0; k < r->n_modes; k++) {
 		const rp_mode *m = &r->modes[k];
 		double gx = x;
