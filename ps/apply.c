@@ -26,6 +26,33 @@ ps_meta_worker_key(char *buf, size_t len, const char *prefix, const char *worker
 	snprintf(buf, len, "%s:%s", prefix, worker);
 }
 
+/* grad_finite tells whether the n floats at g (any alignment) are all finite:
+ * the exponent is all ones exactly when adding 1 to it carries into bit 31.
+ * The fixed-length inner loop is what lets GCC vectorize it at -O2 (the plain
+ * loop of psf_optim_is_finite stays scalar there and cost as much as moving the
+ * bytes over NNG). Run per key just before the key is applied, it also brings
+ * the gradient into cache for the optimizer. */
+static bool
+grad_finite(const uint8_t *g, size_t n)
+{
+	uint32_t acc = 0;
+	size_t i = 0;
+
+	for (; i + 64 <= n; i += 64) {
+		for (size_t j = 0; j < 64; j++) {
+			uint32_t u;
+			memcpy(&u, g + (i + j) * 4, 4);
+			acc |= (u & 0x7f800000u) + 0x00800000u;
+		}
+	}
+	for (; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, g + i * 4, 4);
+		acc |= (u & 0x7f800000u) + 0x00800000u;
+	}
+	return (acc & 0x80000000u) == 0;
+}
+
 /* Scratch for one key: weights, optimizer state, gradient (aligned copies). */
 typedef struct scratch {
 	float *w, *state, *g;
@@ -68,6 +95,8 @@ apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *
 	err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n);
 	if (err == PSF_ENOENT)
 		err = psf_model_init_value(ps->model, key, s->w); /* first touch of a symbol */
+	if (err == PSF_ERANGE)
+		err = PSF_EINTERNAL; /* a stored value of the wrong length; ERANGE means NaN/Inf */
 	if (err != PSF_OK)
 		return err;
 	if (sf > 0) {
@@ -76,6 +105,8 @@ apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *
 			memset(s->state, 0, n * sf * sizeof(float));
 			err = PSF_OK;
 		}
+		if (err == PSF_ERANGE)
+			err = PSF_EINTERNAL;
 		if (err != PSF_OK)
 			return err;
 	}
@@ -118,8 +149,11 @@ apply_push_txn(psf_store_txn *txn, void *arg)
 	psf_err err = PSF_OK;
 
 	for (size_t i = 0; i < p->n_keys && err == PSF_OK; i++) {
-		err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i], p->scale,
-		    c->step);
+		if (p->check_finite && !grad_finite(p->values + off * 4, p->lens[i]))
+			err = PSF_ERANGE; /* aborts the update: nothing is applied */
+		else
+			err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i],
+			    p->scale, c->step);
 		off += p->lens[i];
 	}
 	scratch_fini(&s);
@@ -158,6 +192,10 @@ accumulate_txn(psf_store_txn *txn, void *arg)
 		void *dst;
 		size_t n = p->lens[i];
 
+		if (p->check_finite && !grad_finite(p->values + off * 4, n)) {
+			err = PSF_ERANGE; /* aborts the update: nothing is recorded */
+			break;
+		}
 		if ((err = psf_store_txn_put_reserve(txn, PSF_STORE_ACCUM, akey, n * 4, &dst)) != PSF_OK)
 			break;
 		if (p->scale == 1.0) {

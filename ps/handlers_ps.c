@@ -138,6 +138,49 @@ check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
 	return true;
 }
 
+/* A one-key pull answered inside its read transaction. */
+typedef struct pull_one {
+	parked *p;
+	uint64_t key;
+	uint32_t len;
+	uint64_t version;
+	bool answered;
+} pull_one;
+
+/* pull_one_txn packs the reply straight from the stored value into the reply
+ * message (one copy) before the transaction ends (STYLE.md §4.3); packing is a
+ * memcpy and the send is asynchronous, so the reader stays short. A key not
+ * stored yet (a symbol's first touch) is left to the copying path. */
+static psf_err
+pull_one_txn(psf_store_txn *txn, void *arg)
+{
+	pull_one *c = arg;
+	Psfleet__V1__PullReply_Closure done = (Psfleet__V1__PullReply_Closure)c->p->done;
+	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
+	const void *data;
+	size_t len;
+	psf_err err = psf_store_txn_meta_get_u64(txn, "version", &c->version);
+
+	if (err != PSF_OK)
+		return err;
+	err = psf_store_txn_get(txn, PSF_STORE_WEIGHTS, c->key, &data, &len);
+	if (err == PSF_ENOENT)
+		return PSF_OK;
+	if (err != PSF_OK)
+		return err;
+	if (len != (size_t)c->len * sizeof(float))
+		return PSF_ERANGE;
+	r.model_version = c->version;
+	r.n_keys = r.n_lens = 1;
+	r.keys = &c->key;
+	r.lens = &c->len;
+	r.values.data = (uint8_t *)data; /* only read by packing */
+	r.values.len = len;
+	done(&r, c->p->call);
+	c->answered = true;
+	return PSF_OK;
+}
+
 void
 ps_serve_pull(psf_ps *ps, parked *p)
 {
@@ -164,6 +207,17 @@ ps_serve_pull(psf_ps *ps, parked *p)
 		    (long long)p->clock);
 		done(NULL, p->call);
 		return;
+	}
+	if (in->n_keys == 1) {
+		pull_one c = {p, in->keys[0], psf_model_key_len(ps->model, in->keys[0]), 0, false};
+		err = psf_store_read(ps->store, pull_one_txn, &c);
+		if (err == PSF_OK && c.answered) {
+			pthread_mutex_lock(&ps->mu);
+			if (p->w != NULL)
+				p->w->pulled_version = c.version;
+			pthread_mutex_unlock(&ps->mu);
+			return;
+		}
 	}
 	lens = malloc((in->n_keys > 0 ? in->n_keys : 1) * sizeof(*lens));
 	err = lens != NULL ? ps_read_values(ps, in->keys, in->n_keys, &values, lens, &n_floats,
@@ -227,8 +281,7 @@ psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 
 /* validate_push checks shapes and values of a push and fills *out. Holds mu. */
 static bool
-validate_push(psf_ps *ps, const Psfleet__V1__PushRequest *in, ps_worker *w, void *call,
-    ps_push *out)
+validate_push(psf_ps *ps, const ps_push_in *in, ps_worker *w, void *call, ps_push *out)
 {
 	uint64_t total = 0;
 
@@ -249,37 +302,55 @@ validate_push(psf_ps *ps, const Psfleet__V1__PushRequest *in, ps_worker *w, void
 		}
 		total += want;
 	}
-	if (in->values.len != total * 4) {
+	if (in->values_len != total * 4) {
 		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
-		    "values hold %zu bytes; the keys need %llu", in->values.len,
+		    "values hold %zu bytes; the keys need %llu", in->values_len,
 		    (unsigned long long)(total * 4));
 		return false;
 	}
 	*out = (ps_push){w->id, w->index, in->seq, in->clock, in->n_keys, in->keys, in->lens,
-	    in->values.data, 1.0};
+	    in->values, 1.0, false};
 	return true;
 }
 
-/* gradient_scale: NaN/Inf handling and clipping. Returns false when rejected. */
+/* nonfinite handles a push whose gradient holds NaN or Inf: rejected, or (with
+ * skip_nonfinite) acknowledged with nothing applied. Returns false when
+ * rejected. Holds mu. */
+static bool
+nonfinite(psf_ps *ps, ps_push *p, void *call)
+{
+	ps->n_nonfinite++;
+	psf_counter_inc(ps->c_nonfinite);
+	if (!ps->cfg->optimizer.skip_nonfinite) {
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+		    "gradient contains NaN or Inf (nothing applied)");
+		return false;
+	}
+	psf_log_warn("ps", "push %s/%llu has NaN/Inf gradients: skipped", p->worker,
+	    (unsigned long long)p->seq);
+	p->n_keys = 0; /* acknowledged and counted, clock advances, nothing applied */
+	p->check_finite = false;
+	return true;
+}
+
+/* gradient_scale: clipping needs the norm of the whole push before anything is
+ * applied (one pass, which also finds NaN/Inf). Without clipping the scale is 1
+ * and NaN/Inf are looked for key by key while applying (check_finite), on data
+ * the optimizer reads next anyway. Returns false when rejected. Holds mu. */
 static bool
 gradient_scale(psf_ps *ps, ps_push *p, size_t n_floats, void *call)
 {
-	double sq = psf_optim_sq_norm(p->values, n_floats);
+	double clip = ps->cfg->optimizer.clip_norm, sq;
 
-	if (!isfinite(sq)) {
-		ps->n_nonfinite++;
-		psf_counter_inc(ps->c_nonfinite);
-		if (!ps->cfg->optimizer.skip_nonfinite) {
-			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
-			    "gradient contains NaN or Inf (nothing applied)");
-			return false;
-		}
-		psf_log_warn("ps", "push %s/%llu has NaN/Inf gradients: skipped", p->worker,
-		    (unsigned long long)p->seq);
-		p->n_keys = 0; /* acknowledged and counted, clock advances, nothing applied */
+	if (!(clip > 0)) {
+		p->check_finite = true;
+		p->scale = 1.0;
 		return true;
 	}
-	p->scale = psf_optim_clip_scale(sqrt(sq), ps->cfg->optimizer.clip_norm);
+	sq = psf_optim_sq_norm(p->values, n_floats);
+	if (!isfinite(sq))
+		return nonfinite(ps, p, call);
+	p->scale = psf_optim_clip_scale(sqrt(sq), clip);
 	return true;
 }
 
@@ -302,34 +373,36 @@ sync_clock_ok(psf_ps *ps, const ps_worker *w, int64_t clock, void *call)
 	return false;
 }
 
-void
-psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PushRequest *in,
-    Psfleet__V1__PushReply_Closure done, void *call)
+bool
+ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushReply *r,
+    parked **ready)
 {
-	psf_ps *ps = ps_of(call);
-	Psfleet__V1__PushReply r = PSFLEET__V1__PUSH_REPLY__INIT;
 	bool sync = ps->cfg->consistency.mode == PSF_CONS_SYNC;
 	ps_worker *w;
 	ps_push p;
 	psf_err err;
 
-	(void)svc;
+	*ready = NULL;
 	pthread_mutex_lock(&ps->mu);
 	if ((w = registered_worker(ps, in->worker, call)) == NULL)
 		goto fail;
 	if (in->seq <= w->last_seq) {
 		ps->n_duplicate++;
 		psf_counter_inc(ps->c_duplicate);
-		r.model_version = ps->version;
-		r.duplicate = 1;
-		done(&r, call);
+		r->model_version = ps->version;
+		r->duplicate = 1;
 		pthread_mutex_unlock(&ps->mu);
-		return;
+		return true;
 	}
-	if (!validate_push(ps, in, w, call, &p) || !gradient_scale(ps, &p, in->values.len / 4, call) ||
+	if (!validate_push(ps, in, w, call, &p) || !gradient_scale(ps, &p, in->values_len / 4, call) ||
 	    (sync && !sync_clock_ok(ps, w, in->clock, call)))
 		goto rejected;
 	err = sync ? ps_accumulate_push(ps, &p) : ps_apply_push(ps, &p);
+	if (err == PSF_ERANGE && p.check_finite) { /* NaN/Inf found while applying */
+		if (!nonfinite(ps, &p, call))
+			goto rejected;
+		err = sync ? ps_accumulate_push(ps, &p) : ps_apply_push(ps, &p);
+	}
 	if (err != PSF_OK) {
 		psf_rpc_fail_err(call, err, "push not applied: %s", psf_strerror(err));
 		goto fail;
@@ -342,22 +415,39 @@ psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 	ps->n_applied++;
 	psf_counter_inc(ps->c_applied);
 	if (!sync) {
-		r.staleness = (int64_t)(ps->version - 1 - w->pulled_version);
-		psf_hist_observe(ps->h_staleness, (double)r.staleness);
+		r->staleness = (int64_t)(ps->version - 1 - w->pulled_version);
+		psf_hist_observe(ps->h_staleness, (double)r->staleness);
 		psf_gauge_set(ps->g_version, (double)ps->version);
 	} else if (ps_round_complete(ps)) {
 		ps_close_round(ps);
 	}
-	r.model_version = ps->version;
-	done(&r, call);
-	unlock_and_release(ps);
-	return;
+	r->model_version = ps->version;
+	*ready = ps_take_ready(ps);
+	pthread_mutex_unlock(&ps->mu);
+	return true;
 rejected:
 	ps->n_rejected++;
 	psf_counter_inc(ps->c_rejected);
 fail:
 	pthread_mutex_unlock(&ps->mu);
-	done(NULL, call);
+	return false;
+}
+
+void
+psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PushRequest *in,
+    Psfleet__V1__PushReply_Closure done, void *call)
+{
+	psf_ps *ps = ps_of(call);
+	Psfleet__V1__PushReply r = PSFLEET__V1__PUSH_REPLY__INIT;
+	ps_push_in pin = {in->worker, in->seq, in->clock, in->n_keys, in->n_lens, in->keys, in->lens,
+	    in->values.data, in->values.len, in->n_samples, in->loss};
+	parked *ready;
+	bool ok;
+
+	(void)svc;
+	ok = ps_push_handle(ps, &pin, call, &r, &ready);
+	done(ok ? &r : NULL, call);
+	ps_answer_parked(ps, ready);
 }
 
 void

@@ -5,6 +5,7 @@
  *   apply.c        gradient application (async push, sync round close)
  *   snapshot.c     published snapshots for inferers
  *   handlers_ps.c  the ParameterServer service
+ *   push_raw.c     zero-copy Push: PushRequest read in place from the message
  *   handlers_admin.c the Admin service */
 #ifndef PSF_PS_INTERNAL_H
 #define PSF_PS_INTERNAL_H
@@ -171,14 +172,17 @@ typedef struct ps_push {
 	const uint32_t *lens;
 	const uint8_t *values; /* float32 LE, any alignment */
 	double scale;          /* clipping factor */
+	bool check_finite;     /* check each key's gradient for NaN/Inf as it is applied */
 } ps_push;
 
 /* ps_apply_push applies a push at once (async/ssp) in one store update, with its
- * pushlog record and the worker's clock. Caller holds mu. */
+ * pushlog record and the worker's clock. With check_finite, PSF_ERANGE means a
+ * gradient holds NaN or Inf and nothing was applied. Caller holds mu. */
 PSF_NODISCARD psf_err ps_apply_push(psf_ps *ps, const ps_push *push);
 
 /* ps_accumulate_push records a sync-mode push in the accumulator, with its
- * pushlog record and clock, in one store update. Caller holds mu. */
+ * pushlog record and clock, in one store update; PSF_ERANGE as for
+ * ps_apply_push. Caller holds mu. */
 PSF_NODISCARD psf_err ps_accumulate_push(psf_ps *ps, const ps_push *push);
 
 /* ps_close_round averages the accumulated gradients of the open round (summed in
@@ -212,6 +216,62 @@ void ps_snapshot_free_all(psf_ps *ps);
 /* handlers --------------------------------------------------------------------- */
 
 void ps_handlers_init(psf_ps *ps);
+
+/* A Push request as the handlers see it: from the generic handler's unpacked
+ * message, or read in place from the received message by the raw handler.
+ * Pointers are borrowed for the duration of ps_push_handle. */
+typedef struct ps_push_in {
+	const char *worker;    /* NUL-terminated */
+	uint64_t seq;
+	int64_t clock;
+	size_t n_keys, n_lens;
+	const uint64_t *keys;
+	const uint32_t *lens;
+	const uint8_t *values; /* float32 LE gradients, any alignment */
+	size_t values_len;     /* bytes */
+	uint64_t n_samples;
+	double loss;
+} ps_push_in;
+
+/* ps_push_handle runs one push: dedup by (worker, seq), validation, apply
+ * (async/ssp) or accumulate (sync, closing the round when complete). Returns
+ * true with *r filled, or false after psf_rpc_fail(call, ...). Either way the
+ * caller then answers the call and passes *ready (parked calls the push made
+ * ready) to ps_answer_parked. Takes and releases mu. */
+bool ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushReply *r,
+    parked **ready);
+
+/* push_raw.c ------------------------------------------------------------------ */
+
+#define PS_PUSH_INLINE_KEYS 64
+
+/* Storage for a PushRequest read in place: the worker id (NUL-terminated copy)
+ * and the decoded keys and lens (inline up to PS_PUSH_INLINE_KEYS, else on the
+ * heap). */
+typedef struct ps_push_buf {
+	char worker[256];
+	uint64_t *keys;
+	uint32_t *lens;
+	uint64_t keys_inline[PS_PUSH_INLINE_KEYS];
+	uint32_t lens_inline[PS_PUSH_INLINE_KEYS];
+} ps_push_buf;
+
+/* ps_push_parse reads a serialized PushRequest without unpacking it: out->values
+ * points into buf, the other pointers into *b, which the caller releases with
+ * ps_push_buf_fini (also after a failure). Field semantics follow protobuf-c's
+ * unpack (last value of a singular field wins; repeated fields packed or not;
+ * unknown fields skipped; a string ends at its first NUL). Returns PSF_OK,
+ * PSF_EPROTO for input protobuf-c would refuse (truncation, a known field with
+ * the wrong wire type, bad varints or lengths), or PSF_ENOMEM. */
+PSF_NODISCARD psf_err ps_push_parse(const uint8_t *buf, size_t len, ps_push_buf *b,
+    ps_push_in *out);
+
+/* ps_push_buf_fini frees what ps_push_parse allocated. Cannot fail. */
+void ps_push_buf_fini(ps_push_buf *b);
+
+/* ps_handlers_add_raw registers the zero-copy handlers on ps->srv (after
+ * psf_rpc_server_new, before psf_rpc_server_start). */
+PSF_NODISCARD psf_err ps_handlers_add_raw(psf_ps *ps);
 
 /* ps_meta_worker_key formats "<prefix>:<worker>" into buf. */
 void ps_meta_worker_key(char *buf, size_t len, const char *prefix, const char *worker);

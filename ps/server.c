@@ -268,7 +268,8 @@ start_rpc(psf_ps *ps, const psf_ps_opts *opts)
 	ps_admin_init(ps);
 	if ((err = psf_rpc_server_new(&so, &ps->srv)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(ps->srv, &ps->svc.base, ps)) != PSF_OK ||
-	    (err = psf_rpc_server_add_service(ps->srv, &ps->admin.base, ps)) != PSF_OK)
+	    (err = psf_rpc_server_add_service(ps->srv, &ps->admin.base, ps)) != PSF_OK ||
+	    (err = ps_handlers_add_raw(ps)) != PSF_OK)
 		return err;
 	psf_node_observe_rpc(ps->rt, ps->srv);
 	if ((err = psf_rpc_server_listen(ps->srv, url, ps->url, sizeof(ps->url))) != PSF_OK)

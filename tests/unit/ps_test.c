@@ -15,6 +15,7 @@
 #include "common/model.h"
 #include "common/rpc_client.h"
 #include "common/util.h"
+#include "common/wire.h"
 #include "ps/ps.h"
 #include "trainer/worker.h"
 
@@ -34,8 +35,8 @@ typedef struct fleet {
 /* cfg_text writes a fleet YAML: n_ps ps nodes on port 0, n_tr trainers, an mlp
  * whose tensors split into several small keys. */
 static void
-cfg_text(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const char *consistency,
-    const char *optimizer, const char *hidden)
+cfg_text_chunk(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const char *consistency,
+    const char *optimizer, const char *hidden, unsigned chunk)
 {
 	size_t n = 0;
 
@@ -49,16 +50,24 @@ cfg_text(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const char 
 	    "data: {path: %s/none.csv}\n"
 	    "features: [\"lag:0\", \"lag:1\", \"lag:2\"]\n"
 	    "target: next_close\n"
-	    "model: {kind: mlp, hidden: [%s], chunk_floats: 4}\n"
+	    "model: {kind: mlp, hidden: [%s], chunk_floats: %u}\n"
 	    "optimizer: %s\n"
 	    "consistency: %s\n"
 	    "durability: {mode: every-commit, map_size: 1048576}\n"
 	    "limits: {request_timeout_ms: 5000, rpc_workers: 16}\n",
-	    dir, hidden, optimizer, consistency);
+	    dir, hidden, chunk, optimizer, consistency);
 }
 
 static void
-fleet_start(fleet *f, int n_ps, int n_tr, const char *consistency, const char *optimizer)
+cfg_text(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const char *consistency,
+    const char *optimizer, const char *hidden)
+{
+	cfg_text_chunk(buf, len, dir, n_ps, n_tr, consistency, optimizer, hidden, 4);
+}
+
+static void
+fleet_start_model(fleet *f, int n_ps, int n_tr, const char *consistency, const char *optimizer,
+    const char *hidden, unsigned chunk)
 {
 	char text[4096], err[512];
 	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
@@ -66,7 +75,7 @@ fleet_start(fleet *f, int n_ps, int n_tr, const char *consistency, const char *o
 	memset(f, 0, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/psf-ps-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	cfg_text(text, sizeof(text), f->dir, n_ps, n_tr, consistency, optimizer, "4");
+	cfg_text_chunk(text, sizeof(text), f->dir, n_ps, n_tr, consistency, optimizer, hidden, chunk);
 	if (psf_config_parse("test.yaml", text, strlen(text), err, sizeof(err), &f->cfg) != PSF_OK)
 		fail_msg("config: %s", err);
 	for (int i = 0; i < n_ps; i++) {
@@ -77,6 +86,12 @@ fleet_start(fleet *f, int n_ps, int n_tr, const char *consistency, const char *o
 	    f->cfg->seed, &f->model), PSF_OK);
 	assert_int_equal(psf_model_dense_keys(f->model, f->keys, f->lens, 64, &f->n_keys), PSF_OK);
 	assert_true(f->n_keys >= 4);
+}
+
+static void
+fleet_start(fleet *f, int n_ps, int n_tr, const char *consistency, const char *optimizer)
+{
+	fleet_start_model(f, n_ps, n_tr, consistency, optimizer, "4", 4);
 }
 
 static void
@@ -104,14 +119,19 @@ static psf_params *
 grads_const(fleet *f, float v)
 {
 	psf_params *g;
-	float buf[8];
+	float *buf = NULL;
+	uint32_t max = 0;
 
+	for (size_t i = 0; i < f->n_keys; i++)
+		max = f->lens[i] > max ? f->lens[i] : max;
+	assert_non_null(buf = malloc(max * sizeof(float)));
 	assert_int_equal(psf_params_new(f->model, &g), PSF_OK);
 	for (size_t i = 0; i < f->n_keys; i++) {
 		for (uint32_t j = 0; j < f->lens[i]; j++)
 			buf[j] = v;
 		assert_int_equal(psf_params_set_key(g, f->keys[i], buf, f->lens[i]), PSF_OK);
 	}
+	free(buf);
 	return g;
 }
 
@@ -619,6 +639,194 @@ test_ps_reduce_sums_once(void **state)
 	fleet_stop(&f);
 }
 
+
+/* A pull larger than the worker's request pieces (1 MiB of values, up to 16 in
+ * flight) comes back whole: one-key pieces packed straight from the store,
+ * pieces of several keys, and more pieces than the window. A push of the same
+ * size (its gradients packed in place) is applied once. */
+static void
+test_ps_big_pull_and_push_in_pieces(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_params *w0, *w1, *g;
+	uint64_t version = 0;
+	size_t floats = 0;
+
+	(void)state;
+	/* 3 inputs; hidden [65536, 64] with 1 MiB chunks: l1.w is 16 one-key pieces */
+	fleet_start_model(&f, 1, 1, "{mode: async}", SGD1, "65536, 64", 262144);
+	for (size_t i = 0; i < f.n_keys; i++)
+		floats += f.lens[i];
+	assert_true(floats * 4 > 17 * 1000000);
+	w = worker(&f, "trainer-0");
+	w0 = pull_all(&f, w, 0);
+	g = grads_const(&f, 0.25f);
+	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_params_new(f.model, &w1), PSF_OK);
+	assert_int_equal(psf_worker_pull(w, 1, f.keys, f.n_keys, w1, &version), PSF_OK);
+	assert_int_equal(version, 1);
+	for (size_t k = 0; k < f.n_keys; k++) {
+		const float *a, *b;
+		uint32_t la, lb;
+		assert_int_equal(psf_params_get_key(w0, f.keys[k], &a, &la), PSF_OK);
+		assert_int_equal(psf_params_get_key(w1, f.keys[k], &b, &lb), PSF_OK);
+		assert_int_equal(la, lb);
+		for (uint32_t j = 0; j < la; j++)
+			if (b[j] != a[j] - 0.25f)
+				fail_msg("key %zu float %u: %g, want %g", k, j, (double)b[j],
+				    (double)(a[j] - 0.25f));
+	}
+	psf_params_free(w0);
+	psf_params_free(w1);
+	psf_params_free(g);
+	psf_worker_close(w);
+	fleet_stop(&f);
+}
+
+/* raw_call sends a serialized request as is and returns the reply status. */
+static psf_status
+raw_call(psf_rpc_client *c, const char *method, const uint8_t *buf, size_t len, char *msg,
+    size_t msg_len)
+{
+	psf_rpc_pending *p;
+	psf_rpc_status st;
+	const uint8_t *reply;
+	size_t reply_len;
+	psf_rpc_call_opts o = {5000, 0};
+
+	assert_int_equal(psf_rpc_call_start_raw(c, method, buf, len, &o, &p), PSF_OK);
+	if (psf_rpc_pending_wait_raw(p, &reply, &reply_len, &st) == PSF_OK)
+		assert_int_equal(st.code, PSF_STATUS_OK);
+	psf_rpc_pending_free(p);
+	snprintf(msg, msg_len, "%s", st.message);
+	return st.code;
+}
+
+/* check_push_bytes sends buf as a PushRequest: the ps must answer (never crash
+ * or drop the connection), and call it malformed exactly when protobuf-c could
+ * not unpack it. */
+static void
+check_push_bytes(psf_rpc_client *c, const uint8_t *buf, size_t len)
+{
+	char msg[256];
+	ProtobufCMessage *m = protobuf_c_message_unpack(&psfleet__v1__push_request__descriptor, NULL,
+	    len, buf);
+	psf_status code = raw_call(c, "psfleet.v1.ParameterServer/Push", buf, len, msg, sizeof(msg));
+	bool malformed = strstr(msg, "malformed") != NULL;
+
+	assert_true(code != PSF_STATUS_UNAVAILABLE && code != PSF_STATUS_DEADLINE_EXCEEDED &&
+	    code != PSF_STATUS_INTERNAL);
+	if ((m == NULL) != malformed)
+		fail_msg("%zu bytes: protobuf-c %s it, the ps said %d '%s'", len,
+		    m == NULL ? "refuses" : "accepts", (int)code, msg);
+	if (malformed)
+		assert_int_equal(code, PSF_STATUS_INVALID_ARGUMENT);
+	if (m != NULL)
+		protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* The zero-copy Push parser: every truncation of a real push, byte flips and
+ * random bytes get an answer, INVALID_ARGUMENT exactly when protobuf-c refuses
+ * the bytes; a valid push is applied once, and the ps still serves afterwards. */
+static void
+test_ps_raw_push_malformed_rejected(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_rpc_client *c;
+	Psfleet__V1__PushRequest push = PSFLEET__V1__PUSH_REQUEST__INIT;
+	Psfleet__V1__StatsReply *s;
+	float vals[64];
+	uint32_t lens[2];
+	uint8_t buf[1024], mut[1024];
+	size_t len, n_vals;
+	char msg[256];
+	uint64_t rnd = 0x9e3779b97f4a7c15ull;
+
+	(void)state;
+	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
+	w = worker(&f, "trainer-0");
+	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
+	lens[0] = f.lens[0];
+	lens[1] = f.lens[1];
+	n_vals = lens[0] + lens[1];
+	for (size_t i = 0; i < n_vals; i++)
+		vals[i] = 0.5f;
+	push.worker = "trainer-0";
+	push.seq = 1000;
+	push.clock = 3;
+	push.n_keys = push.n_lens = 2;
+	push.keys = f.keys;
+	push.lens = lens;
+	push.values.data = (uint8_t *)vals;
+	push.values.len = n_vals * 4;
+	push.n_samples = 8;
+	push.loss = 0.5;
+	len = protobuf_c_message_get_packed_size(&push.base);
+	assert_true(len <= sizeof(buf));
+	protobuf_c_message_pack(&push.base, buf);
+
+	/* Truncations first, with a seq the worker never reaches, then the whole. */
+	for (size_t t = 0; t < len; t++)
+		check_push_bytes(c, buf, t);
+	assert_int_equal(raw_call(c, "psfleet.v1.ParameterServer/Push", buf, len, msg, sizeof(msg)),
+	    PSF_STATUS_OK);
+	/* Byte flips and random bytes. */
+	for (int i = 0; i < 1500; i++) {
+		size_t n = len;
+		memcpy(mut, buf, len);
+		for (int k = 0; k < 1 + i % 4; k++) {
+			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+			mut[(rnd >> 33) % n] ^= (uint8_t)(1u << ((rnd >> 20) % 8));
+		}
+		if (i % 3 == 2) {
+			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+			n = (size_t)(rnd >> 40) % 48;
+			for (size_t j = 0; j < n; j++) {
+				rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+				mut[j] = (uint8_t)(rnd >> 56);
+			}
+		}
+		check_push_bytes(c, mut, n);
+	}
+	/* Hand-made corner cases: a packed key list with a cut varint, keys given
+	 * one by one (unpacked), a field with the wrong wire type, a group. */
+	{
+		static const uint8_t cut[] = {0x22, 0x02, 0x81, 0x80};
+		static const uint8_t group[] = {0x4b, 0x4c};
+		static const uint8_t wrong[] = {0x12, 0x01, 0x00};
+		uint8_t unpacked[64];
+		size_t n = 0;
+		check_push_bytes(c, cut, sizeof(cut));
+		check_push_bytes(c, group, sizeof(group));
+		check_push_bytes(c, wrong, sizeof(wrong));
+		unpacked[n++] = 0x0a;
+		unpacked[n++] = 9;
+		memcpy(unpacked + n, "trainer-0", 9);
+		n += 9;
+		unpacked[n++] = 0x10; /* seq 2000 */
+		n += psf_wire_put_varint(unpacked + n, 2000);
+		unpacked[n++] = 0x20; /* one key, unpacked */
+		n += psf_wire_put_varint(unpacked + n, f.keys[0]);
+		unpacked[n++] = 0x28; /* its len, unpacked */
+		n += psf_wire_put_varint(unpacked + n, f.lens[0]);
+		unpacked[n++] = 0x32;
+		unpacked[n++] = (uint8_t)(f.lens[0] * 4);
+		memcpy(unpacked + n, vals, f.lens[0] * 4);
+		n += f.lens[0] * 4;
+		check_push_bytes(c, unpacked, n);
+		assert_int_equal(raw_call(c, "psfleet.v1.ParameterServer/Push", unpacked, n, msg,
+		    sizeof(msg)), PSF_STATUS_OK);
+	}
+	psf_rpc_client_close(c);
+	s = stats(&f, 0);
+	assert_true(s->pushes_applied >= 2);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	psf_worker_close(w);
+	fleet_stop(&f);
+}
+
 int
 main(void)
 {
@@ -632,6 +840,8 @@ main(void)
 		cmocka_unit_test(test_ps_snapshot_in_pieces),
 		cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
 		cmocka_unit_test(test_ps_reduce_sums_once),
+		cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
+		cmocka_unit_test(test_ps_raw_push_malformed_rejected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,194 @@
+/* push_raw.c -- the zero-copy Push handler.
+ *
+ * protobuf-c's unpack copies a PushRequest's gradient bytes into a new buffer;
+ * a push is almost all gradient, so the raw handler reads the request in place
+ * (common/wire.h) and the gradients go from the received NNG message straight
+ * into the optimizer (or the sync accumulator). Everything after parsing is the
+ * generic handler's code (ps_push_handle), so statuses and messages are the
+ * same on both paths. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/wire.h"
+#include "ps/internal.h"
+
+#define M_PUSH "psfleet.v1.ParameterServer/Push"
+
+enum { WT_VARINT = 0, WT_FIXED64 = 1, WT_LEN = 2, WT_FIXED32 = 5 };
+
+static psf_err
+get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0) {
+			*out = v;
+			return PSF_OK;
+		}
+	}
+	return PSF_EPROTO; /* truncated, or longer than 10 bytes */
+}
+
+/* add_repeated appends the elements of one occurrence of a repeated varint field
+ * (one unpacked element, or a packed run) to keys or lens at [*n]; with both
+ * NULL it only counts them. */
+static psf_err
+add_repeated(const psf_wire_field *f, uint64_t *keys, uint32_t *lens, size_t *n)
+{
+	const uint8_t *p = f->data, *end = f->data + f->len;
+	uint64_t v;
+
+	if (f->type == WT_VARINT) {
+		if (keys != NULL)
+			keys[*n] = f->u64;
+		if (lens != NULL)
+			lens[*n] = (uint32_t)f->u64; /* protobuf keeps the low 32 bits */
+		(*n)++;
+		return PSF_OK;
+	}
+	if (f->type != WT_LEN)
+		return PSF_EPROTO;
+	while (p < end) {
+		if (get_varint(&p, end, &v) != PSF_OK)
+			return PSF_EPROTO;
+		if (keys != NULL)
+			keys[*n] = v;
+		if (lens != NULL)
+			lens[*n] = (uint32_t)v;
+		(*n)++;
+	}
+	return PSF_OK;
+}
+
+/* scan reads every field; with b->keys/b->lens NULL it only counts them. */
+static psf_err
+scan(const uint8_t *buf, size_t len, ps_push_buf *b, ps_push_in *out)
+{
+	psf_wire_reader r;
+	psf_wire_field f;
+	psf_err err;
+
+	out->n_keys = out->n_lens = 0;
+	psf_wire_reader_init(&r, buf, len);
+	while ((err = psf_wire_next(&r, &f)) == PSF_OK) {
+		switch (f.number) {
+		case 1: /* worker */
+			if (f.type != WT_LEN)
+				return PSF_EPROTO;
+			f.len = f.len < sizeof(b->worker) - 1 ? f.len : sizeof(b->worker) - 1;
+			memcpy(b->worker, f.data, f.len);
+			b->worker[f.len] = '\0';
+			break;
+		case 2: /* seq */
+			if (f.type != WT_VARINT)
+				return PSF_EPROTO;
+			out->seq = f.u64;
+			break;
+		case 3: /* clock */
+			if (f.type != WT_VARINT)
+				return PSF_EPROTO;
+			out->clock = (int64_t)f.u64;
+			break;
+		case 4: /* keys */
+			err = add_repeated(&f, b->keys, NULL, &out->n_keys);
+			break;
+		case 5: /* lens */
+			err = add_repeated(&f, NULL, b->lens, &out->n_lens);
+			break;
+		case 6: /* values */
+			if (f.type != WT_LEN)
+				return PSF_EPROTO;
+			out->values = f.data;
+			out->values_len = f.len;
+			break;
+		case 7: /* n_samples */
+			if (f.type != WT_VARINT)
+				return PSF_EPROTO;
+			out->n_samples = f.u64;
+			break;
+		case 8: /* loss */
+			if (f.type != WT_FIXED64)
+				return PSF_EPROTO;
+			memcpy(&out->loss, &f.u64, sizeof(out->loss));
+			break;
+		default: /* unknown fields are skipped, as protobuf-c keeps them aside */
+			break;
+		}
+		if (err != PSF_OK)
+			return err;
+	}
+	return err == PSF_ENOENT ? PSF_OK : err;
+}
+
+psf_err
+ps_push_parse(const uint8_t *buf, size_t len, ps_push_buf *b, ps_push_in *out)
+{
+	psf_err err;
+
+	memset(out, 0, sizeof(*out));
+	b->worker[0] = '\0';
+	b->keys = NULL;
+	b->lens = NULL;
+	out->worker = b->worker;
+	out->values = (const uint8_t *)"";
+	/* Pass 1 validates and counts; pass 2 decodes the keys and lens. */
+	if ((err = scan(buf, len, b, out)) != PSF_OK)
+		return err;
+	b->keys = out->n_keys <= PS_PUSH_INLINE_KEYS ? b->keys_inline
+	                                              : malloc(out->n_keys * sizeof(*b->keys));
+	b->lens = out->n_lens <= PS_PUSH_INLINE_KEYS ? b->lens_inline
+	                                              : malloc(out->n_lens * sizeof(*b->lens));
+	if (b->keys == NULL || b->lens == NULL)
+		return PSF_ENOMEM;
+	if ((err = scan(buf, len, b, out)) != PSF_OK)
+		return err;
+	out->keys = b->keys;
+	out->lens = b->lens;
+	return PSF_OK;
+}
+
+void
+ps_push_buf_fini(ps_push_buf *b)
+{
+	if (b->keys != b->keys_inline)
+		free(b->keys);
+	if (b->lens != b->lens_inline)
+		free(b->lens);
+	b->keys = NULL;
+	b->lens = NULL;
+}
+
+/* push_raw is the Push handler registered with psf_rpc_server_add_raw. */
+static void
+push_raw(psf_rpc_call *call, const uint8_t *payload, size_t len, void *arg)
+{
+	psf_ps *ps = arg;
+	Psfleet__V1__PushReply r = PSFLEET__V1__PUSH_REPLY__INIT;
+	ps_push_buf b;
+	ps_push_in in;
+	parked *ready = NULL;
+	psf_err err = ps_push_parse(payload, len, &b, &in);
+	bool ok = false;
+
+	if (err == PSF_OK)
+		ok = ps_push_handle(ps, &in, call, &r, &ready);
+	else if (err == PSF_EPROTO)
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "malformed %s payload",
+		    psfleet__v1__push_request__descriptor.name);
+	else
+		psf_rpc_fail_err(call, err, "push: %s", psf_strerror(err));
+	ps_push_buf_fini(&b);
+	psf_rpc_reply(call, ok ? &r.base : NULL);
+	ps_answer_parked(ps, ready);
+}
+
+psf_err
+ps_handlers_add_raw(psf_ps *ps)
+{
+	return psf_rpc_server_add_raw(ps->srv, M_PUSH, &psfleet__v1__push_reply__descriptor, push_raw,
+	    ps);
+}
