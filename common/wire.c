@@ -8,7 +8,8 @@ void
 psf_wire_reader_init(psf_wire_reader *r, const void *buf, size_t len)
 {
 	r->p = buf;
-	r->end = r->p + len;
+	/* An empty field may come with a NULL pointer; NULL + 0 is undefined in C. */
+	r->end = len > 0 ? r->p + len : r->p;
 }
 
 static psf_err

@@ -59,7 +59,8 @@ typedef struct psf_wire_field {
 	size_t len;
 } psf_wire_field;
 
-/* psf_wire_reader_init starts reading buf[0..len). Cannot fail. */
+/* psf_wire_reader_init starts reading buf[0..len); buf may be NULL when len is 0.
+ * Cannot fail. */
 void psf_wire_reader_init(psf_wire_reader *r, const void *buf, size_t len);
 
 /* psf_wire_next reads the next field into *f. Returns PSF_OK, PSF_ENOENT at the end

@@ -94,6 +94,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t fields = 0;
 	psf_err err;
 
+	/* An empty buffer may be NULL (an absent bytes field). */
+	psf_wire_reader_init(&r, NULL, 0);
+	if (psf_wire_next(&r, &f) != PSF_ENOENT)
+		abort();
 	psf_wire_reader_init(&r, data, size);
 	while ((err = psf_wire_next(&r, &f)) == PSF_OK) {
 		if (f.type == 2 && (f.data < data || f.data + f.len > data + size))
