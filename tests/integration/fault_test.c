@@ -290,7 +290,7 @@ wait_done(fleet *f, int timeout_s)
 static bool
 reduce_bug_enabled(void)
 {
-	return env_int("PSF_FAULT_REDUCE_BUG", 0) != 0;
+	return env_int("PSF_KNOWN_BUGS", 0) != 0;
 }
 
 /* chaos injects faults until n are done or training ends. */
@@ -474,7 +474,7 @@ kill_live(void **state)
  * Today it hangs: the start-up Reduce (feature statistics, row counts) lives in
  * the ps's memory, so after a ps restart the restarted trainer's contribution
  * waits for the others', who contributed long ago. Skipped unless
- * PSF_FAULT_REDUCE_BUG=1 (reported with a proposed fix). */
+ * PSF_KNOWN_BUGS=1 (reported with a proposed fix). */
 static void
 test_fault_trainer_restart_after_ps_restart(void **state)
 {
@@ -483,7 +483,7 @@ test_fault_trainer_restart_after_ps_restart(void **state)
 
 	(void)state;
 	if (!reduce_bug_enabled()) {
-		print_message("skipped: known bug, set PSF_FAULT_REDUCE_BUG=1 to run\n");
+		print_message("skipped: known bug, set PSF_KNOWN_BUGS=1 to run\n");
 		skip();
 		return;
 	}

@@ -1,0 +1,468 @@
+/* A full store: LMDB's map at its maximum (store API) and a full disk under a real
+ * ps process (a tiny tmpfs this test mounts, as root). Either way a write fails
+ * with a clear status (PSF_ENOSPC / RESOURCE_EXHAUSTED), nothing is half-written
+ * (reopen works, earlier data intact, the failed push is not recorded), and writing
+ * resumes once there is room (a bigger max map, a bigger filesystem).
+ * The tmpfs cases are skipped (with a line saying so) where mounting is refused. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/config.h"
+#include "common/model.h"
+#include "common/rpc_client.h"
+#include "common/util.h"
+#include "ps/store.h"
+
+extern char **environ;
+
+/* ------------------------------------------------------------ store: map full */
+
+typedef struct fill {
+	uint64_t first, n; /* keys first .. first + n - 1 */
+	uint32_t floats;
+} fill;
+
+static psf_err
+fill_txn(psf_store_txn *txn, void *arg)
+{
+	fill *f = arg;
+	float buf[1024];
+	psf_err err = PSF_OK;
+
+	for (uint64_t k = f->first; k < f->first + f->n && err == PSF_OK; k++) {
+		for (uint32_t j = 0; j < f->floats; j++)
+			buf[j] = (float)k + (float)j / 1024.0f;
+		err = psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, k, buf, f->floats);
+	}
+	return err;
+}
+
+static psf_err
+check_txn(psf_store_txn *txn, void *arg)
+{
+	fill *f = arg;
+	const void *data;
+	size_t len;
+
+	for (uint64_t k = f->first; k < f->first + f->n; k++) {
+		psf_err err = psf_store_txn_get(txn, PSF_STORE_WEIGHTS, k, &data, &len);
+		if (err != PSF_OK)
+			return err;
+		if (len != f->floats * sizeof(float))
+			return PSF_ERANGE;
+		for (uint32_t j = 0; j < f->floats; j++) {
+			float v;
+			memcpy(&v, (const uint8_t *)data + j * sizeof(float), sizeof(v));
+			if (v != (float)k + (float)j / 1024.0f)
+				return PSF_ERANGE;
+		}
+	}
+	return PSF_OK;
+}
+
+static psf_err
+absent_txn(psf_store_txn *txn, void *arg)
+{
+	fill *f = arg;
+	const void *data;
+	size_t len;
+
+	for (uint64_t k = f->first; k < f->first + f->n; k++)
+		if (psf_store_txn_get(txn, PSF_STORE_WEIGHTS, k, &data, &len) != PSF_ENOENT)
+			return PSF_EEXIST;
+	return PSF_OK;
+}
+
+static void
+test_store_map_full_then_bigger_map(void **state)
+{
+	char dir[64];
+	psf_store_opts o = {PSF_DUR_EVERY_COMMIT, 0, 256 << 10, 1 << 20, 0};
+	psf_store *st;
+	fill f = {1, 64, 1024}; /* 256 KiB of values per update */
+	uint64_t batches = 0;
+	psf_err err;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/psf-mapfull-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(psf_store_open(dir, &o, &st), PSF_OK);
+	/* Grows 256 KiB -> 512 KiB -> 1 MiB, then refuses. */
+	while ((err = psf_store_update(st, fill_txn, &f)) == PSF_OK) {
+		batches++;
+		f.first += f.n;
+		assert_true(batches < 64);
+	}
+	assert_int_equal(err, PSF_ENOSPC);
+	assert_true(batches >= 1);
+	print_message("map full after %llu updates of 256 KiB at max_map_size 1 MiB\n",
+	    (unsigned long long)batches);
+	/* Nothing of the failed update is visible; everything before is intact. */
+	assert_int_equal(psf_store_read(st, absent_txn, &f), PSF_OK);
+	fill before = {1, f.first - 1, 1024};
+	assert_int_equal(psf_store_read(st, check_txn, &before), PSF_OK);
+	psf_store_close(st);
+
+	/* Reopen with the same limit: intact, still full. */
+	assert_int_equal(psf_store_open(dir, &o, &st), PSF_OK);
+	assert_int_equal(psf_store_read(st, check_txn, &before), PSF_OK);
+	assert_int_equal(psf_store_update(st, fill_txn, &f), PSF_ENOSPC);
+	psf_store_close(st);
+
+	/* Room again: a bigger max map on restart. */
+	o.max_map_size = 8 << 20;
+	assert_int_equal(psf_store_open(dir, &o, &st), PSF_OK);
+	assert_int_equal(psf_store_update(st, fill_txn, &f), PSF_OK);
+	fill all = {1, f.first + f.n - 1, 1024};
+	assert_int_equal(psf_store_read(st, check_txn, &all), PSF_OK);
+	psf_store_close(st);
+	assert_int_equal(psf_rm_rf(dir), PSF_OK);
+}
+
+/* ---------------------------------------------------- a ps on a full tmpfs */
+
+typedef struct pscase {
+	char dir[64];
+	char mnt[96];
+	char cfg[128];
+	char url[160];
+	bool mounted;
+	pid_t ps;
+	psf_config *config;
+	psf_model *model;
+	uint64_t emb_tensor;
+	uint32_t emb_len;
+	psf_rpc_client *c;
+} pscase;
+
+static pscase *live;
+
+/* known_bugs: PSF_KNOWN_BUGS=1 turns the checks of reported, not yet fixed bugs
+ * into failures (by default they are printed). */
+static bool
+known_bugs(void)
+{
+	const char *v = getenv("PSF_KNOWN_BUGS");
+
+	return v != NULL && v[0] == '1';
+}
+
+static pid_t
+spawn_ps(pscase *p)
+{
+	const char *bin = getenv("PSFLEET");
+	char log[160];
+	pid_t pid;
+	posix_spawn_file_actions_t fa;
+	char *argv[] = {(char *)bin, "node", p->cfg, "--id", "ps0", NULL};
+
+	snprintf(log, sizeof(log), "%s/ps0.log", p->dir);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	return pid;
+}
+
+static void
+case_cleanup(pscase *p)
+{
+	psf_rpc_client_close(p->c);
+	p->c = NULL;
+	if (p->ps > 0) {
+		kill(p->ps, SIGKILL);
+		waitpid(p->ps, NULL, 0);
+		p->ps = 0;
+	}
+	if (p->mounted && umount2(p->mnt, MNT_DETACH) == 0)
+		p->mounted = false;
+	psf_model_free(p->model);
+	p->model = NULL;
+	psf_config_free(p->config);
+	p->config = NULL;
+	if (p->dir[0] != '\0' && getenv("PSF_KEEP") == NULL && psf_rm_rf(p->dir) != PSF_OK)
+		fprintf(stderr, "store_full_test: cannot remove %s\n", p->dir);
+	p->dir[0] = '\0';
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	if (live != NULL)
+		case_cleanup(live);
+	live = NULL;
+	return 0;
+}
+
+/* case_setup mounts a tmpfs of size_kib and writes a config whose ps keeps its
+ * LMDB there. Returns false (the caller skips) when the mount is refused. */
+static bool
+case_setup(pscase *p, const char *durability, unsigned size_kib)
+{
+	char opts[64], err[256];
+	FILE *f;
+
+	memset(p, 0, sizeof(*p));
+	live = p;
+	snprintf(p->dir, sizeof(p->dir), "/tmp/psf-diskfull-XXXXXX");
+	assert_non_null(mkdtemp(p->dir));
+	snprintf(p->mnt, sizeof(p->mnt), "%s/mnt", p->dir);
+	assert_int_equal(mkdir(p->mnt, 0755), 0);
+	snprintf(opts, sizeof(opts), "size=%uk,mode=0755", size_kib);
+	if (mount("psf-test", p->mnt, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) {
+		print_message("skipped: cannot mount a tmpfs here (needs root): %s\n", strerror(errno));
+		return false;
+	}
+	p->mounted = true;
+	snprintf(p->cfg, sizeof(p->cfg), "%s/fleet.yaml", p->dir);
+	snprintf(p->url, sizeof(p->url), "ipc://%s/ps0.sock", p->dir);
+	f = fopen(p->cfg, "w");
+	assert_non_null(f);
+	fprintf(f, "name: full\nseed: 5\nrun_dir: %s\nnodes:\n"
+	    "  ps:\n    - {id: ps0, listen: \"%s\", data_dir: %s/ps0}\n"
+	    "  trainers:\n    - {id: trainer-0}\n"
+	    "data: {path: %s/none.csv}\n"
+	    "features: [\"lag:0\", \"lag:1\"]\n"
+	    "model: {kind: linear, embedding_dim: 64}\n"
+	    "optimizer: {kind: adam, learning_rate: 0.01}\n"
+	    "consistency: {mode: async}\n"
+	    "durability: {mode: %s, map_size: 1048576}\n"
+	    "limits: {request_timeout_ms: 5000}\n", p->dir, p->url, p->mnt, p->dir, durability);
+	fclose(f);
+	if (psf_config_load(p->cfg, err, sizeof(err), &p->config) != PSF_OK)
+		fail_msg("config: %s", err);
+	assert_int_equal(psf_model_new(&p->config->model, (uint32_t)p->config->n_features,
+	    p->config->target, p->config->seed, &p->model), PSF_OK);
+	for (size_t i = 0; i < psf_model_n_tensors(p->model); i++) {
+		psf_tensor_info t;
+		assert_int_equal(psf_model_tensor_info(p->model, i, &t), PSF_OK);
+		if (t.is_per_symbol && t.cols > p->emb_len) {
+			p->emb_tensor = t.id;
+			p->emb_len = t.cols;
+		}
+	}
+	assert_int_equal(p->emb_len, 64);
+	p->ps = spawn_ps(p);
+	assert_int_equal(psf_rpc_client_open(p->url, NULL, &p->c), PSF_OK);
+	return true;
+}
+
+static psf_err
+call(pscase *p, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *rd, ProtobufCMessage **out, psf_rpc_status *st)
+{
+	psf_rpc_call_opts o = {10000, 1}; /* retried while the ps starts */
+	ProtobufCMessage *r = NULL;
+	psf_err err = psf_rpc_client_call(p->c, method, req, rd, &o, &r, st);
+
+	if (out != NULL)
+		*out = r;
+	else if (r != NULL)
+		protobuf_c_message_free_unpacked(r, NULL);
+	return err;
+}
+
+static void
+register_worker(pscase *p)
+{
+	Psfleet__V1__RegisterRequest reg = PSFLEET__V1__REGISTER_REQUEST__INIT;
+	psf_rpc_status st;
+
+	reg.worker = "trainer-0";
+	assert_int_equal(call(p, "psfleet.v1.ParameterServer/RegisterWorker", &reg.base,
+	    &psfleet__v1__register_reply__descriptor, NULL, &st), PSF_OK);
+}
+
+#define ROWS_PER_PUSH 1024
+
+/* push_rows pushes gradients for ROWS_PER_PUSH new symbol rows (batch b) as seq. */
+static psf_err
+push_rows(pscase *p, uint64_t seq, uint64_t b, psf_rpc_status *st, int *duplicate)
+{
+	Psfleet__V1__PushRequest req = PSFLEET__V1__PUSH_REQUEST__INIT;
+	Psfleet__V1__PushReply *r = NULL;
+	uint64_t keys[ROWS_PER_PUSH];
+	uint32_t lens[ROWS_PER_PUSH];
+	float *g = malloc((size_t)ROWS_PER_PUSH * p->emb_len * sizeof(float));
+	psf_err err;
+
+	for (size_t i = 0; i < ROWS_PER_PUSH; i++) {
+		keys[i] = psf_model_key((uint16_t)p->emb_tensor, b * ROWS_PER_PUSH + i + 1);
+		lens[i] = p->emb_len;
+	}
+	for (size_t i = 0; i < (size_t)ROWS_PER_PUSH * p->emb_len; i++)
+		g[i] = 0.001f * (float)(i % 13);
+	req.worker = "trainer-0";
+	req.seq = seq;
+	req.clock = (int64_t)seq - 1;
+	req.keys = keys;
+	req.n_keys = ROWS_PER_PUSH;
+	req.lens = lens;
+	req.n_lens = ROWS_PER_PUSH;
+	req.values.data = (uint8_t *)g;
+	req.values.len = (size_t)ROWS_PER_PUSH * p->emb_len * sizeof(float);
+	req.n_samples = 1;
+	err = call(p, "psfleet.v1.ParameterServer/Push", &req.base,
+	    &psfleet__v1__push_reply__descriptor, (ProtobufCMessage **)&r, st);
+	if (duplicate != NULL)
+		*duplicate = r != NULL && r->duplicate;
+	if (r != NULL)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	free(g);
+	return err;
+}
+
+/* pull_first reads the values of batch 0's first rows (what a full disk must not
+ * damage) into buf (at least 8 * emb_len floats). */
+static void
+pull_first(pscase *p, float *buf, uint64_t *version)
+{
+	Psfleet__V1__PullRequest req = PSFLEET__V1__PULL_REQUEST__INIT;
+	Psfleet__V1__PullReply *r = NULL;
+	uint64_t keys[8];
+	psf_rpc_status st;
+
+	for (size_t i = 0; i < 8; i++)
+		keys[i] = psf_model_key((uint16_t)p->emb_tensor, i + 1);
+	req.worker = "trainer-0";
+	req.keys = keys;
+	req.n_keys = 8;
+	assert_int_equal(call(p, "psfleet.v1.ParameterServer/Pull", &req.base,
+	    &psfleet__v1__pull_reply__descriptor, (ProtobufCMessage **)&r, &st), PSF_OK);
+	assert_int_equal(r->values.len, 8 * p->emb_len * sizeof(float));
+	memcpy(buf, r->values.data, r->values.len);
+	*version = r->model_version;
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+static void
+disk_full_case(const char *durability)
+{
+	static pscase p;
+	psf_rpc_status st;
+	float before[8 * 64], after[8 * 64];
+	uint64_t v0, v1, seq, applied = 0;
+	int dup = 0, status;
+	psf_err err = PSF_OK;
+
+	if (!case_setup(&p, durability, 3072)) {
+		case_cleanup(&p);
+		skip();
+		return;
+	}
+	register_worker(&p);
+	/* Fill the 3 MiB filesystem with new symbol rows until a push is refused. */
+	for (seq = 1; seq <= 200; seq++) {
+		err = push_rows(&p, seq, seq - 1, &st, NULL);
+		if (err != PSF_OK)
+			break;
+		applied++;
+		if (seq == 1)
+			pull_first(&p, before, &v0);
+	}
+	assert_int_not_equal(err, PSF_OK);
+	assert_true(applied >= 1);
+	if (waitpid(p.ps, &status, WNOHANG) == p.ps) {
+		/* KNOWN BUG (interval durability maps the file with MDB_WRITEMAP: a
+		 * page the full filesystem cannot back raises SIGBUS). */
+		p.ps = 0;
+		print_message("durability %s: KNOWN BUG: the ps died when the disk filled (%s) after "
+		    "%llu pushes\n", durability,
+		    WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exit",
+		    (unsigned long long)applied);
+		if (known_bugs())
+			fail_msg("the ps must answer RESOURCE_EXHAUSTED, not die");
+	} else {
+		print_message("durability %s: disk full after %llu pushes of %d new rows: %s (%s)\n",
+		    durability, (unsigned long long)applied, ROWS_PER_PUSH,
+		    psf_status_name(st.code), st.message);
+		/* KNOWN BUG: LMDB reports a short write as EIO, which the store maps to
+		 * INTERNAL ("store error") instead of RESOURCE_EXHAUSTED. */
+		if (st.code != PSF_STATUS_RESOURCE_EXHAUSTED &&
+		    (known_bugs() || st.code != PSF_STATUS_INTERNAL))
+			fail_msg("durability %s: a push on a full disk got %s (%s), not "
+			    "RESOURCE_EXHAUSTED", durability, psf_status_name(st.code), st.message);
+		/* The ps still serves; the failed push was not recorded (refused
+		 * again, not acknowledged as a duplicate); earlier data is intact. */
+		psf_status first = st.code;
+		assert_int_not_equal(push_rows(&p, seq, seq - 1, &st, &dup), PSF_OK);
+		assert_int_equal(st.code, first);
+		pull_first(&p, after, &v1);
+		assert_int_equal(v1, applied);
+		assert_memory_equal(before, after, sizeof(before));
+		kill(p.ps, SIGTERM);
+		assert_int_equal(waitpid(p.ps, &status, 0), p.ps);
+	}
+
+	/* Restart on the full disk: LMDB reopens, version and data intact. */
+	p.ps = spawn_ps(&p);
+	register_worker(&p);
+	pull_first(&p, after, &v1);
+	assert_int_equal(v1, applied);
+	assert_memory_equal(before, after, sizeof(before));
+
+	/* Free space (grow the filesystem): the same push now goes through, once. */
+	assert_int_equal(mount("psf-test", p.mnt, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV,
+	    "size=65536k"), 0);
+	assert_int_equal(push_rows(&p, seq, seq - 1, &st, &dup), PSF_OK);
+	assert_false(dup);
+	assert_int_equal(push_rows(&p, seq, seq - 1, &st, &dup), PSF_OK);
+	assert_true(dup);
+	pull_first(&p, after, &v1);
+	assert_int_equal(v1, applied + 1);
+	kill(p.ps, SIGTERM);
+	assert_int_equal(waitpid(p.ps, &status, 0), p.ps);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	p.ps = 0;
+	case_cleanup(&p);
+	live = NULL;
+}
+
+static void
+test_ps_disk_full_every_commit(void **state)
+{
+	(void)state;
+	disk_full_case("every-commit");
+}
+
+static void
+test_ps_disk_full_interval(void **state)
+{
+	(void)state;
+	disk_full_case("interval");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_store_map_full_then_bigger_map),
+		cmocka_unit_test_teardown(test_ps_disk_full_every_commit, teardown),
+		cmocka_unit_test_teardown(test_ps_disk_full_interval, teardown),
+	};
+
+	if (getenv("PSFLEET") == NULL) {
+		fprintf(stderr, "store_full_test: set PSFLEET to the psfleet binary\n");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
