@@ -278,7 +278,7 @@ cfg_text(char *buf, size_t len, const char *dir, const char *url, uint32_t hidde
 	    "optimizer: {kind: sgd, learning_rate: 0.000001}\n"
 	    "consistency: {mode: async, straggler_timeout_ms: 600000, heartbeat_ms: 1000}\n"
 	    "durability: {mode: %s, interval_ms: 1000}\n"
-	    "limits: {request_timeout_ms: 120000, rpc_workers: 16}\n",
+	    "limits: {request_timeout_ms: 120000, rpc_workers: 64}\n",
 	    hidden, chunk, dur);
 }
 
@@ -700,8 +700,8 @@ print_ratios(bench *b)
 	const opts *o = &b->o;
 	double best_push[N_TR] = {0, 0}, best_pull[N_TR] = {0, 0};
 
-	if (o->only != NULL || o->only_dur >= 0)
-		return; /* ratios need every item */
+	if (o->only != NULL)
+		return; /* ratios need raw and ps items */
 	for (int tr = 0; tr < N_TR; tr++)
 		for (size_t sz = 0; sz < N_SIZES; sz++)
 			for (size_t nci = 0; nci < N_NC; nci++) {
@@ -709,9 +709,12 @@ print_ratios(bench *b)
 				if (!group_selected(o, tr, (int)sz, (int)nci))
 					continue;
 				for (int d = 0; d < N_DUR; d++)
-					printf("ratio_push_%s_vs_raw_%s_%s_%dc %.3f\n", dur_names[d], tr_names[tr],
-					    sizes[sz].name, client_counts[nci],
-					    median_ratio(g[IT_PUSH(d)], g[IT_RAW_UP], o->reps));
+					if (o->only_dur < 0 || o->only_dur == d)
+						printf("ratio_push_%s_vs_raw_%s_%s_%dc %.3f\n", dur_names[d],
+						    tr_names[tr], sizes[sz].name, client_counts[nci],
+						    median_ratio(g[IT_PUSH(d)], g[IT_RAW_UP], o->reps));
+				if (o->only_dur >= 0 && o->only_dur != 1)
+					continue; /* pull ratios and the reference use the interval store */
 				printf("ratio_pull_vs_raw_%s_%s_%dc %.3f\n", tr_names[tr], sizes[sz].name,
 				    client_counts[nci], median_ratio(g[IT_PULL(1)], g[IT_RAW_DOWN], o->reps));
 				if (sz == 0) {

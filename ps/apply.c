@@ -53,9 +53,10 @@ grad_finite(const uint8_t *g, size_t n)
 	return (acc & 0x80000000u) == 0;
 }
 
-/* Scratch for one key: weights, optimizer state, gradient (aligned copies). */
+/* Scratch for one key: weights and optimizer state (aligned copies; the
+ * gradient is read where it lies, psf_optim_apply takes any alignment). */
 typedef struct scratch {
-	float *w, *state, *g;
+	float *w, *state;
 	size_t cap;
 } scratch;
 
@@ -66,11 +67,9 @@ scratch_reserve(scratch *s, size_t n, size_t state_floats)
 		return PSF_OK;
 	free(s->w);
 	free(s->state);
-	free(s->g);
 	s->w = malloc(n * sizeof(float));
-	s->state = malloc((state_floats > 0 ? state_floats : 1) * n * sizeof(float));
-	s->g = malloc(n * sizeof(float));
-	s->cap = (s->w && s->state && s->g) ? n : 0;
+	s->state = malloc((state_floats > 0 ? state_floats * n : 1) * sizeof(float));
+	s->cap = (s->w && s->state) ? n : 0;
 	return s->cap != 0 ? PSF_OK : PSF_ENOMEM;
 }
 
@@ -79,7 +78,6 @@ scratch_fini(scratch *s)
 {
 	free(s->w);
 	free(s->state);
-	free(s->g);
 }
 
 /* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. */

@@ -520,7 +520,8 @@ finish_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending
 
 	if (err == PSF_OK) {
 		if ((err = store_pull_reply(w, payload, len, dst, version)) == PSF_EPROTO)
-			psf_log_err("worker", "pull from shard %zu: malformed PullReply", pc->shard);
+			psf_log_err("worker", "pull from shard %zu: malformed PullReply (%zu bytes)", pc->shard,
+			    len);
 		return err;
 	}
 	/* slow path: retries, re-registration, waiting */

@@ -1,6 +1,7 @@
 /* Parameter server: real LMDB in a temp dir, real NNG sockets on 127.0.0.1, real
  * ps instances in this process, clients through trainer/worker.h and raw RPCs. */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
 
 #include "common/config.h"
 #include "common/model.h"
@@ -827,6 +830,160 @@ test_ps_raw_push_malformed_rejected(void **state)
 	fleet_stop(&f);
 }
 
+/* A fake ps shard on a plain rep0 socket: registers anyone, and answers every
+ * Pull with `pull` as the PullReply bytes, whatever they are. */
+typedef struct fake_ps {
+	nng_socket sock;
+	char url[64];
+	pthread_t th;
+	const uint8_t *pull;
+	size_t pull_len;
+} fake_ps;
+
+static void *
+fake_ps_main(void *arg)
+{
+	fake_ps *fp = arg;
+	nng_msg *m;
+
+	while (nng_recvmsg(fp->sock, &m, 0) == 0) {
+		Psfleet__V1__RegisterReply reg = PSFLEET__V1__REGISTER_REPLY__INIT;
+		psf_wire_request req;
+		uint8_t head[PSF_WIRE_HEAD_MAX], body[64];
+		const uint8_t *payload = body;
+		size_t len = 0, hl;
+		nng_msg *r;
+
+		assert_int_equal(psf_wire_decode_request(nng_msg_body(m), nng_msg_len(m), &req), PSF_OK);
+		if (req.method_len > 5 && memcmp(req.method + req.method_len - 5, "/Pull", 5) == 0) {
+			payload = fp->pull;
+			len = fp->pull_len;
+		} else {
+			reg.num_shards = 1;
+			len = protobuf_c_message_pack(&reg.base, body);
+		}
+		hl = psf_wire_reply_head(head, 0, NULL, req.request_id, len);
+		nng_msg_free(m);
+		assert_int_equal(nng_msg_alloc(&r, hl + len), 0);
+		memcpy(nng_msg_body(r), head, hl);
+		if (len > 0)
+			memcpy((uint8_t *)nng_msg_body(r) + hl, payload, len);
+		if (nng_sendmsg(fp->sock, r, 0) != 0)
+			nng_msg_free(r);
+	}
+	return NULL;
+}
+
+static void
+fake_ps_start(fake_ps *fp)
+{
+	nng_listener l;
+	int port = 0;
+
+	memset(fp, 0, sizeof(*fp));
+	assert_int_equal(nng_rep0_open(&fp->sock), 0);
+	assert_int_equal(nng_listener_create(&l, fp->sock, "tcp://127.0.0.1:0"), 0);
+	assert_int_equal(nng_listener_start(l, 0), 0);
+	assert_int_equal(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+	snprintf(fp->url, sizeof(fp->url), "tcp://127.0.0.1:%d", port);
+	assert_int_equal(pthread_create(&fp->th, NULL, fake_ps_main, fp), 0);
+}
+
+static void
+fake_ps_stop(fake_ps *fp)
+{
+	nng_close(fp->sock);
+	pthread_join(fp->th, NULL);
+}
+
+/* check_pull_bytes: a pull answered with these PullReply bytes fails cleanly
+ * when protobuf-c refuses them (no crash, no hang, dst untouched beyond). */
+static void
+check_pull_bytes(fleet *f, fake_ps *fp, psf_worker *w, const uint8_t *buf, size_t len)
+{
+	ProtobufCMessage *m = protobuf_c_message_unpack(&psfleet__v1__pull_reply__descriptor, NULL,
+	    len, buf);
+	psf_params *dst;
+	psf_err err;
+
+	fp->pull = buf;
+	fp->pull_len = len;
+	assert_int_equal(psf_params_new(f->model, &dst), PSF_OK);
+	err = psf_worker_pull(w, 0, f->keys, f->n_keys, dst, NULL);
+	if (m == NULL && err == PSF_OK)
+		fail_msg("%zu bytes: protobuf-c refuses them, the worker took them", len);
+	if (m != NULL)
+		protobuf_c_message_free_unpacked(m, NULL);
+	psf_params_free(dst);
+}
+
+/* The worker reads PullReplies in place: truncations, byte flips and random
+ * bytes from a (fake) shard give an error, never a crash; the real reply works. */
+static void
+test_ps_worker_reads_malformed_pull_reply(void **state)
+{
+	fleet f;
+	fake_ps fp;
+	psf_worker *w;
+	psf_params *dst;
+	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
+	float vals[256];
+	size_t n_vals = 0, len;
+	uint8_t buf[2048], mut[2048];
+	uint64_t rnd = 0x243f6a8885a308d3ull;
+	const char *urls[1];
+	psf_worker_opts o = {urls, 2000};
+
+	(void)state;
+	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
+	fake_ps_start(&fp);
+	urls[0] = fp.url;
+	for (size_t k = 0; k < f.n_keys; k++)
+		n_vals += f.lens[k];
+	assert_true(n_vals <= 256);
+	for (size_t i = 0; i < n_vals; i++)
+		vals[i] = (float)i;
+	r.model_version = 7;
+	r.n_keys = r.n_lens = f.n_keys;
+	r.keys = f.keys;
+	r.lens = f.lens;
+	r.values.data = (uint8_t *)vals;
+	r.values.len = n_vals * 4;
+	len = protobuf_c_message_get_packed_size(&r.base);
+	assert_true(len <= sizeof(buf));
+	protobuf_c_message_pack(&r.base, buf);
+	assert_int_equal(psf_worker_open(f.cfg, f.model, "trainer-0", &o, &w), PSF_OK);
+
+	fp.pull = buf;
+	fp.pull_len = len;
+	assert_int_equal(psf_params_new(f.model, &dst), PSF_OK);
+	assert_int_equal(psf_worker_pull(w, 0, f.keys, f.n_keys, dst, NULL), PSF_OK);
+	assert_float_equal(value(dst, f.keys[f.n_keys - 1], 0), (float)(n_vals - 1), 0);
+	psf_params_free(dst);
+	for (size_t t = 0; t < len; t++)
+		check_pull_bytes(&f, &fp, w, buf, t);
+	for (int i = 0; i < 600; i++) {
+		size_t n = len;
+		memcpy(mut, buf, len);
+		for (int k = 0; k < 1 + i % 4; k++) {
+			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+			mut[(rnd >> 33) % n] ^= (uint8_t)(1u << ((rnd >> 20) % 8));
+		}
+		if (i % 3 == 2) {
+			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+			n = (size_t)(rnd >> 40) % 64;
+			for (size_t j = 0; j < n; j++) {
+				rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+				mut[j] = (uint8_t)(rnd >> 56);
+			}
+		}
+		check_pull_bytes(&f, &fp, w, mut, n);
+	}
+	psf_worker_close(w);
+	fake_ps_stop(&fp);
+	fleet_stop(&f);
+}
+
 int
 main(void)
 {
@@ -842,6 +999,7 @@ main(void)
 		cmocka_unit_test(test_ps_reduce_sums_once),
 		cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
 		cmocka_unit_test(test_ps_raw_push_malformed_rejected),
+		cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
