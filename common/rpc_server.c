@@ -128,9 +128,13 @@ find_conn(psf_rpc_server *s, uint32_t id)
 	return NULL;
 }
 
-/* sending_begin accounts a reply about to be sent on connection id; false when
- * that connection already has max_sending replies waiting (its client is not
- * reading). */
+/* sending_begin accounts a reply about to be sent on connection id. It returns
+ * false (drop this reply) when the connection already has max_sending replies
+ * waiting: each further one would hold a worker context for up to send_timeout.
+ * max_sending leaves max(1, workers / 8) contexts to the other connections
+ * while letting one connection that multiplexes many calls (the gateway's) use
+ * nearly all of them. A reply can only be sent on the context that received its
+ * request, so a reply over the limit cannot wait elsewhere: it is dropped. */
 static bool
 sending_begin(psf_rpc_server *s, uint32_t id)
 {
@@ -224,7 +228,12 @@ psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
 	s->send_timeout = opts->send_timeout_ms != 0 ? (nng_duration)opts->send_timeout_ms : 10000;
 	/* A client that does not read its replies ties up at most a quarter of
 	 * the contexts (at least 2); further replies to it close its connection. */
-	s->max_sending = s->n_workers / 4 > 2 ? s->n_workers / 4 : 2;
+	{
+		uint32_t reserve = s->n_workers / 8 > 1 ? s->n_workers / 8 : 1;
+		/* At least 2: a send's completion is seen a moment after the client got
+		 * the reply, so a client calling one at a time may briefly count 2. */
+		s->max_sending = s->n_workers > reserve + 2 ? s->n_workers - reserve : 2;
+	}
 	pthread_mutex_init(&s->dedup_mu, NULL);
 	pthread_mutex_init(&s->conn_mu, NULL);
 	if (opts->token != NULL && (s->token = strdup(opts->token)) == NULL)
@@ -524,10 +533,12 @@ psf_rpc_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
 	release_call(call);
 	w->send_pipe = (uint32_t)nng_pipe_id(pipe);
 	if (m != NULL && !sending_begin(s, w->send_pipe)) {
-		psf_log_warn("rpc", "closing a connection that does not read its replies");
+		/* The connection stays: its waiting replies may still go out; if they
+		 * do not within send_timeout, the send path closes it. */
+		psf_log_warn("rpc", "%s: reply dropped: the connection has %u replies waiting "
+		    "and is not reading them", call->method[0] ? call->method : "-", s->max_sending);
 		nng_msg_free(m);
 		m = NULL;
-		nng_pipe_close(pipe);
 	}
 	if (m == NULL) {
 		w->state = ST_RECV;

@@ -25,7 +25,9 @@
  * Limits: at most max_conns connections are served at once (further ones are
  * closed on arrival and counted); a reply that a client does not read within
  * send_timeout_ms is dropped, so a stuck client holds a worker context for at
- * most that long; a request arriving slowly occupies no worker context until it
+ * most that long; one connection may have at most workers - max(1, workers / 8)
+ * replies waiting to be sent (further ones are dropped and counted), so a stuck
+ * client never takes every context from the others; a request arriving slowly occupies no worker context until it
  * is complete (NNG reassembles it per connection). */
 #ifndef PSF_RPC_SERVER_H
 #define PSF_RPC_SERVER_H
