@@ -244,6 +244,8 @@ route(psf_worker *w, const uint64_t *keys, size_t n)
 	for (size_t s = 0; s < w->n_ps; s++) {
 		shard_buf *b = &w->bufs[s];
 		size_t u = 0;
+		if (b->n == 0)
+			continue; /* keys is still NULL: qsort(NULL, 0) is undefined */
 		qsort(b->keys, b->n, sizeof(*b->keys), cmp_u64);
 		for (size_t i = 0; i < b->n; i++) {
 			if (u == 0 || b->keys[i] != b->keys[u - 1])
