@@ -108,7 +108,7 @@ apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *
 		if (err != PSF_OK)
 			return err;
 	}
-	if ((err = psf_optim_apply(&ps->cfg->optimizer, step, s->w, sf > 0 ? s->state : NULL, g, n,
+	if ((err = psf_optim_apply(&ps->optim, step, s->w, sf > 0 ? s->state : NULL, g, n,
 	         (float)scale, 0.0)) != PSF_OK)
 		return err;
 	if ((err = psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n)) != PSF_OK)

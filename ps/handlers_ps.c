@@ -407,6 +407,11 @@ ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushRe
 		psf_rpc_fail_err(call, err, "push not applied: %s", psf_strerror(err));
 		goto fail;
 	}
+	/* Staleness is the clock gap: how many steps this push is ahead of the
+	 * slowest live worker (0 in sync; at most s in ssp; unbounded in async). */
+	int64_t min = ps_min_clock(ps);
+	r->staleness = (min == INT64_MAX || in->clock <= min) ? 0 : in->clock - min;
+	psf_hist_observe(ps->h_staleness, (double)r->staleness);
 	w->last_seq = in->seq;
 	w->pushes++;
 	w->live = true;
@@ -415,8 +420,6 @@ ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushRe
 	ps->n_applied++;
 	psf_counter_inc(ps->c_applied);
 	if (!sync) {
-		r->staleness = (int64_t)(ps->version - 1 - w->pulled_version);
-		psf_hist_observe(ps->h_staleness, (double)r->staleness);
 		psf_gauge_set(ps->g_version, (double)ps->version);
 	} else if (ps_round_complete(ps)) {
 		ps_close_round(ps);
@@ -450,6 +453,38 @@ psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 	ps_answer_parked(ps, ready);
 }
 
+static psf_err
+put_horizon(psf_store_txn *txn, void *arg)
+{
+	return psf_store_txn_meta_put_u64(txn, "lr_horizon", *(uint64_t *)arg);
+}
+
+/* derive_horizon sets a cosine schedule's horizon, when the config leaves it at
+ * 0, from the steps the workers announced: updates on this shard are rounds in
+ * sync mode (the longest worker's steps) and pushes otherwise (the sum). It is
+ * kept in the store so a restarted ps decays the same way. Holds mu. */
+static void
+derive_horizon(psf_ps *ps)
+{
+	uint64_t h = 0;
+
+	if (ps->cfg->optimizer.schedule != PSF_LR_COSINE || ps->cfg->optimizer.total_steps != 0)
+		return;
+	for (size_t i = 0; i < ps->n_workers; i++) {
+		uint64_t t = ps->workers[i].total_steps;
+		if (ps->cfg->consistency.mode == PSF_CONS_SYNC)
+			h = t > h ? t : h;
+		else
+			h += t;
+	}
+	if (h == 0 || h == ps->optim.total_steps)
+		return;
+	ps->optim.total_steps = h;
+	if (psf_store_update(ps->store, put_horizon, &h) != PSF_OK)
+		psf_log_warn("ps", "could not record the learning-rate horizon");
+	psf_log_info("ps", "cosine learning-rate horizon: %llu updates", (unsigned long long)h);
+}
+
 void
 psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__ClockRequest *in,
     Psfleet__V1__ClockReply_Closure done, void *call)
@@ -468,6 +503,10 @@ psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__C
 	w->live = true;
 	if (ps->cfg->consistency.mode != PSF_CONS_SYNC && in->clock > w->clock)
 		w->clock = in->clock;
+	if (in->total_steps != 0 && w->total_steps != in->total_steps) {
+		w->total_steps = in->total_steps;
+		derive_horizon(ps);
+	}
 	if (in->done && !w->done) {
 		w->done = true;
 		psf_log_info("ps", "worker %s finished at clock %lld", w->id, (long long)w->clock);
@@ -603,9 +642,11 @@ reduce_find_or_add(psf_ps *ps, const char *name, uint32_t expected, size_t n)
 	e->expected = expected;
 	e->n_values = n;
 	e->sums = calloc(n > 0 ? n : 1, sizeof(double));
+	e->contrib = calloc((size_t)expected * (n > 0 ? n : 1), sizeof(double));
 	e->contributors = calloc(expected, sizeof(*e->contributors));
-	if (e->sums == NULL || e->contributors == NULL) {
+	if (e->sums == NULL || e->contrib == NULL || e->contributors == NULL) {
 		free(e->sums);
+		free(e->contrib);
 		free(e->contributors);
 		free(e);
 		return NULL;
@@ -613,6 +654,27 @@ reduce_find_or_add(psf_ps *ps, const char *name, uint32_t expected, size_t n)
 	e->next = ps->reduces;
 	ps->reduces = e;
 	return e;
+}
+
+/* reduce_complete sums the contributions in the order of the contributors' ids,
+ * not of their arrival, so the sums are the same bits on every run. Holds mu. */
+static void
+reduce_complete(reduce_entry *e)
+{
+	uint32_t order[PS_MAX_WORKERS];
+
+	for (uint32_t i = 0; i < e->n_contrib; i++) { /* insertion sort by id */
+		uint32_t j = i;
+		while (j > 0 && strcmp(e->contributors[order[j - 1]], e->contributors[i]) > 0) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+	for (uint32_t k = 0; k < e->n_contrib; k++)
+		for (size_t i = 0; i < e->n_values; i++)
+			e->sums[i] += e->contrib[(size_t)order[k] * e->n_values + i];
+	e->complete = true;
 }
 
 void
@@ -669,10 +731,11 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 	for (uint32_t i = 0; i < e->n_contrib; i++)
 		seen = seen || strcmp(e->contributors[i], in->worker) == 0;
 	if (!seen && !e->complete) { /* a retried contribution is not added twice */
+		memcpy(e->contrib + (size_t)e->n_contrib * e->n_values, in->values,
+		    e->n_values * sizeof(double));
 		snprintf(e->contributors[e->n_contrib++], sizeof(e->contributors[0]), "%s", in->worker);
-		for (size_t i = 0; i < e->n_values; i++)
-			e->sums[i] += in->values[i];
-		e->complete = e->n_contrib >= e->expected;
+		if (e->n_contrib >= e->expected)
+			reduce_complete(e);
 	}
 	p = (parked){NULL, PARK_REDUCE, call, (void *)done, in, NULL, 0,
 	    psf_rpc_call_deadline_ns(call), e};

@@ -44,6 +44,7 @@ typedef struct ps_worker {
 	uint64_t last_seen_ms;
 	uint64_t pushes;
 	uint64_t pulled_version;
+	uint64_t total_steps; /* announced by the worker (Clock.total_steps); 0 = not yet */
 	bool has_report;
 	Psfleet__V1__MetricsReport report; /* worker string points at id */
 } ps_worker;
@@ -67,7 +68,8 @@ typedef struct reduce_entry {
 	char name[128];
 	uint32_t expected;
 	size_t n_values;
-	double *sums;
+	double *sums;             /* valid once complete */
+	double *contrib;          /* expected x n_values: each contributor's values */
 	char (*contributors)[128];
 	uint32_t n_contrib;
 	bool complete;
@@ -117,6 +119,10 @@ struct psf_ps {
 	bool stopping;
 	pthread_t timer;
 	bool timer_started;
+	/* The optimizer settings in force: the config's, with a cosine schedule's
+	 * horizon derived from the workers' announced step counts when the config
+	 * leaves total_steps at 0. */
+	psf_optim_cfg optim;
 
 	/* metrics */
 	psf_gauge *g_version;

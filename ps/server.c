@@ -141,6 +141,9 @@ resume_txn(psf_store_txn *txn, void *arg)
 		ps->step = v;
 	if (psf_store_txn_meta_get_u64(txn, "round", &v) == PSF_OK)
 		ps->round = (int64_t)v;
+	if (psf_store_txn_meta_get_u64(txn, "lr_horizon", &v) == PSF_OK &&
+	    ps->cfg->optimizer.total_steps == 0)
+		ps->optim.total_steps = v;
 	if ((err = psf_store_txn_pushlog_foreach(txn, restore_worker, c)) != PSF_OK)
 		return err;
 	for (size_t i = 0; i < ps->n_workers; i++) {
@@ -224,8 +227,8 @@ setup_metrics(psf_ps *ps)
 	    (err = psf_metrics_counter(reg, "psfleet_workers_dropped_total",
 	         "Workers dropped as stragglers or for a lost lease", NULL, 0, &ps->c_dropped)) != PSF_OK)
 		return err;
-	err = psf_metrics_hist(reg, "psfleet_push_staleness", "Model versions between a worker's "
-	    "pull and its push (async/ssp)", NULL, 0, stale_bounds, PSF_ARRAY_LEN(stale_bounds),
+	err = psf_metrics_hist(reg, "psfleet_push_staleness", "Clock gap of each push: its step "
+	    "minus the slowest live worker's clock (0 in sync, at most s in ssp)", NULL, 0, stale_bounds, PSF_ARRAY_LEN(stale_bounds),
 	    &ps->h_staleness);
 	if (err == PSF_OK)
 		psf_gauge_set(ps->g_version, (double)ps->version);
@@ -302,6 +305,7 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	for (size_t i = 0; i < cfg->n_ps; i++)
 		ps->ps_seeds[i] = psf_shard_node_seed(cfg->nodes[i].id);
 	ps->state_floats = psf_optim_state_floats(cfg->optimizer.kind);
+	ps->optim = cfg->optimizer;
 	if ((err = psf_node_new(node->id, "ps", metrics, &ps->rt)) != PSF_OK ||
 	    (err = psf_optim_check(&cfg->optimizer)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
@@ -365,6 +369,7 @@ psf_ps_free(psf_ps *ps)
 		reduce_entry *e = ps->reduces;
 		ps->reduces = e->next;
 		free(e->sums);
+		free(e->contrib);
 		free(e->contributors);
 		free(e);
 	}

@@ -188,6 +188,9 @@ agree_steps(trainer *t)
 	if (t->cfg->training.max_steps != 0 && t->total_steps > t->cfg->training.max_steps)
 		t->total_steps = t->cfg->training.max_steps;
 	psf_gauge_set(t->g_total, (double)t->total_steps);
+	psf_worker_set_total_steps(t->w, t->total_steps);
+	if (psf_worker_heartbeat(t->w, false) != PSF_OK) /* announce it */
+		psf_log_warn("trainer", "could not announce the run's length to the ps");
 	psf_log_info("trainer", "%llu steps per epoch (largest shard: %llu train rows), %llu in all",
 	    (unsigned long long)t->steps_per_epoch, (unsigned long long)max_rows,
 	    (unsigned long long)t->total_steps);

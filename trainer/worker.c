@@ -72,6 +72,7 @@ struct psf_worker {
 	uint64_t next_seq;
 	uint32_t index;
 	uint32_t retry_ms;
+	uint64_t total_steps; /* announced in heartbeats; 0 = unknown */
 };
 
 static psf_err
@@ -733,6 +734,12 @@ psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads, const uin
 	return PSF_OK;
 }
 
+void
+psf_worker_set_total_steps(psf_worker *w, uint64_t total_steps)
+{
+	w->total_steps = total_steps;
+}
+
 psf_err
 psf_worker_heartbeat(psf_worker *w, bool done)
 {
@@ -747,6 +754,7 @@ psf_worker_heartbeat(psf_worker *w, bool done)
 		req.worker = w->id;
 		req.clock = w->clock;
 		req.done = done;
+		req.total_steps = w->total_steps;
 		err = call_shard(w, s, M_CLOCK, &req.base, &psfleet__v1__clock_reply__descriptor, 1,
 		    (ProtobufCMessage **)&r, &st);
 		if (err == PSF_OK)

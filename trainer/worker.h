@@ -73,6 +73,11 @@ PSF_NODISCARD psf_err psf_worker_pull(psf_worker *w, int64_t clock, const uint64
 PSF_NODISCARD psf_err psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads,
     const uint64_t *keys, size_t n, uint64_t n_samples, double loss, psf_push_result *res);
 
+/* psf_worker_set_total_steps records how many steps this worker will take in the
+ * whole run; every later heartbeat announces it (the ps derives a cosine
+ * schedule's horizon from it). Cannot fail. */
+void psf_worker_set_total_steps(psf_worker *w, uint64_t total_steps);
+
 /* psf_worker_heartbeat tells every shard the worker is alive at its clock;
  * done = true leaves the group (training finished). */
 PSF_NODISCARD psf_err psf_worker_heartbeat(psf_worker *w, bool done);

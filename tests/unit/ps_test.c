@@ -252,7 +252,9 @@ test_ps_ssp_blocks_fast_worker(void **state)
 	for (int64_t c0 = 0; c0 < 3; c0++) {
 		p = pull_all(&f, fast, c0);
 		psf_params_free(p);
-		assert_int_equal(psf_worker_push(fast, c0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+		psf_push_result res;
+		assert_int_equal(psf_worker_push(fast, c0, g, f.keys, f.n_keys, 1, 0, &res), PSF_OK);
+		assert_int_equal(res.max_staleness, c0); /* clock gap to the slow worker at 0 */
 	}
 	/* slowest clock 0, s = 2: clock 3 must wait */
 	assert_int_equal(raw_pull(&f, 0, "trainer-0", 3, 300), PSF_ETIMEDOUT);
@@ -643,6 +645,60 @@ test_ps_reduce_sums_once(void **state)
 }
 
 
+/* NaN/Inf in a gradient: found while applying (no clipping) by the async apply
+ * and the sync accumulator alike, nothing applied; found by the norm pass with
+ * clipping; acknowledged with nothing applied under skip_nonfinite. */
+static void
+test_ps_nonfinite_gradients(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_params *w0, *w1, *g;
+	psf_rpc_status st;
+	Psfleet__V1__StatsReply *s;
+	float v[16];
+	size_t n;
+	const char *opts[3] = {SGD1, "{kind: sgd, learning_rate: 1.0, clip_norm: 1000000}",
+	    "{kind: sgd, learning_rate: 1.0, skip_nonfinite: true}"};
+
+	(void)state;
+	for (int k = 0; k < 3; k++) {
+		fleet_start(&f, 1, 1, k == 0 ? SYNC_CFG : "{mode: async}", opts[k]);
+		w = worker(&f, "trainer-0");
+		w0 = pull_all(&f, w, 0);
+		n = f.lens[0] + f.lens[1];
+		assert_true(n <= 16);
+		for (size_t i = 0; i < n; i++)
+			v[i] = 0.5f;
+		v[n - 1] = k == 1 ? NAN : INFINITY; /* in the second key: the first was fine */
+		if (k < 2) {
+			assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 2, v, n, &st),
+			    PSF_EINVAL);
+			assert_non_null(strstr(st.message, "NaN or Inf"));
+			/* the worker's own push (seq 1) is applied normally afterwards */
+			g = grads_const(&f, 1.0f);
+			assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+			psf_params_free(g);
+		} else {
+			assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 2, v, n, &st), PSF_OK);
+		}
+		w1 = pull_all(&f, w, 1);
+		for (size_t i = 0; i < f.n_keys; i++)
+			for (uint32_t j = 0; j < f.lens[i]; j++)
+				assert_float_equal(value(w1, f.keys[i], j),
+				    value(w0, f.keys[i], j) - (k < 2 ? 1.0f : 0.0f), 1e-6);
+		s = stats(&f, 0);
+		assert_int_equal(s->model_version, 1);
+		assert_int_equal(s->pushes_applied, 1);
+		assert_int_equal(s->pushes_rejected, k < 2 ? 1 : 0);
+		protobuf_c_message_free_unpacked(&s->base, NULL);
+		psf_params_free(w0);
+		psf_params_free(w1);
+		psf_worker_close(w);
+		fleet_stop(&f);
+	}
+}
+
 /* A pull larger than the worker's request pieces (1 MiB of values, up to 16 in
  * flight) comes back whole: one-key pieces packed straight from the store,
  * pieces of several keys, and more pieces than the window. A push of the same
@@ -984,6 +1040,39 @@ test_ps_worker_reads_malformed_pull_reply(void **state)
 	fleet_stop(&f);
 }
 
+/* A cosine schedule with total_steps 0 takes its horizon from the steps the
+ * workers announce: with sgd lr 1 and 2 announced steps (sync), the two updates
+ * use lr(0) = 1 and lr(1) = 0.5 * (1 + cos(pi / 2)) = 0.5. Staleness is 0 in sync. */
+static void
+test_ps_cosine_horizon_from_announced_steps(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_params *w0, *w2, *g;
+	psf_push_result res;
+
+	(void)state;
+	fleet_start(&f, 1, 1, SYNC_CFG, "{kind: sgd, learning_rate: 1.0, schedule: cosine}");
+	w = worker(&f, "trainer-0");
+	psf_worker_set_total_steps(w, 2);
+	assert_int_equal(psf_worker_heartbeat(w, false), PSF_OK);
+	w0 = pull_all(&f, w, 0);
+	g = grads_const(&f, 1.0f);
+	for (int64_t c = 0; c < 2; c++) {
+		assert_int_equal(psf_worker_push(w, c, g, f.keys, f.n_keys, 1, 0, &res), PSF_OK);
+		assert_int_equal(res.max_staleness, 0);
+	}
+	w2 = pull_all(&f, w, 2);
+	for (size_t k = 0; k < f.n_keys; k++)
+		for (uint32_t j = 0; j < f.lens[k]; j++)
+			assert_float_equal(value(w2, f.keys[k], j), value(w0, f.keys[k], j) - 1.5f, 1e-5);
+	psf_params_free(w0);
+	psf_params_free(w2);
+	psf_params_free(g);
+	psf_worker_close(w);
+	fleet_stop(&f);
+}
+
 int
 main(void)
 {
@@ -997,6 +1086,8 @@ main(void)
 		cmocka_unit_test(test_ps_snapshot_in_pieces),
 		cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
 		cmocka_unit_test(test_ps_reduce_sums_once),
+		cmocka_unit_test(test_ps_cosine_horizon_from_announced_steps),
+		cmocka_unit_test(test_ps_nonfinite_gradients),
 		cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
 		cmocka_unit_test(test_ps_raw_push_malformed_rejected),
 		cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
