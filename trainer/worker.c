@@ -25,9 +25,8 @@
  * thread stores a third. NNG moves 1 MiB messages faster per byte than bigger
  * ones. Measured (ps_bench, 16 MiB, ipc): 1 in flight 1.5-1.7 GB/s, 2: 2.25, 3:
  * 2.3-2.4, 4: 1.7-2.1, 8: 1.4-1.5, 16: 1.2 (the two vCPUs thrash between
- * replies). The server also closes a connection that has more than
- * max(2, rpc_workers / 4) replies queued (common/rpc_server.c), so the window
- * stays below that. */
+ * replies). A server drops replies beyond workers - max(1, workers / 8) queued
+ * on one connection (rpc_server.h), so the window also stays one below that. */
 #define PULL_PIECE_BYTES ((size_t)1 << 20)
 #define PULL_ALONE_BYTES (PULL_PIECE_BYTES / 4)
 #define PULL_WINDOW 3
@@ -144,8 +143,11 @@ psf_worker_open(const psf_config *cfg, const psf_model *model, const char *id,
 	w->n_ps = cfg->n_ps;
 	w->retry_ms = (opts != NULL && opts->retry_ms != 0) ? opts->retry_ms : 120000;
 	w->next_seq = 1;
-	w->window = cfg->limits.rpc_workers / 4 > 2 ? cfg->limits.rpc_workers / 4 : 2;
-	w->window = w->window - 1 < PULL_WINDOW ? w->window - 1 : PULL_WINDOW;
+	{
+		uint32_t rw = cfg->limits.rpc_workers, cap = rw - (rw / 8 > 1 ? rw / 8 : 1);
+		cap = rw > 1 && cap > 2 ? cap : 2;
+		w->window = cap - 1 < PULL_WINDOW ? cap - 1 : PULL_WINDOW;
+	}
 	snprintf(w->id, sizeof(w->id), "%s", id);
 	w->clients = calloc(w->n_ps, sizeof(*w->clients));
 	w->seeds = calloc(w->n_ps, sizeof(*w->seeds));
