@@ -121,7 +121,7 @@ rpc_health(psf_progress *p, size_t i, bool set_ready, uint32_t timeout_ms, psf_n
 	psf_rpc_client *c = client(p, i);
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
 	Psfleet__V1__HealthReply *r = NULL;
-	psf_rpc_call_opts o = {timeout_ms, 1};
+	psf_rpc_call_opts o = {timeout_ms, 1, 0};
 	psf_rpc_status st;
 	psf_err err;
 
@@ -174,7 +174,7 @@ psf_err
 psf_progress_stats(psf_progress *p, size_t i, uint32_t timeout_ms, Psfleet__V1__StatsReply **out)
 {
 	Psfleet__V1__StatsRequest req = PSFLEET__V1__STATS_REQUEST__INIT;
-	psf_rpc_call_opts o = {timeout_ms, 1};
+	psf_rpc_call_opts o = {timeout_ms, 1, 0};
 	psf_rpc_client *c;
 
 	if (i >= p->cfg->n_nodes || p->cfg->nodes[i].role != PSF_ROLE_PS)

@@ -22,7 +22,21 @@ struct psf_rpc_client {
 	uint32_t timeout_ms;
 	uint64_t id_base;             /* random high bits of every request id */
 	atomic_uint_fast32_t next_id; /* low bits */
+	atomic_int n_pipes;           /* connections to the peer now (fail_fast) */
 };
+
+/* pipe_cb counts the client's live connections, for fail_fast calls. */
+static void
+pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	psf_rpc_client *c = arg;
+
+	(void)p;
+	if (ev == NNG_PIPE_EV_ADD_POST)
+		atomic_fetch_add(&c->n_pipes, 1);
+	else if (ev == NNG_PIPE_EV_REM_POST)
+		atomic_fetch_sub(&c->n_pipes, 1);
+}
 
 struct psf_rpc_pending {
 	psf_rpc_client *c;
@@ -78,6 +92,9 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 		err = psf_err_from_nng(rv);
 		goto fail;
 	}
+	atomic_init(&c->n_pipes, 0);
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, c);
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c);
 	nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT,
 	    opts->reconnect_min_ms != 0 ? (nng_duration)opts->reconnect_min_ms : 20);
@@ -146,6 +163,8 @@ begin(psf_rpc_client *c, const char *method, size_t payload_len, const psf_rpc_c
 	size_t head_len;
 	int rv;
 
+	if (o != NULL && o->fail_fast && atomic_load(&c->n_pipes) <= 0)
+		return PSF_EUNAVAIL; /* not connected right now: the caller tries elsewhere */
 	head_len = psf_wire_request_head(head, method, id, timeout, c->token,
 	    c->token != NULL ? strlen(c->token) : 0, payload_len);
 	if (head_len == 0)

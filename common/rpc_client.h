@@ -38,6 +38,11 @@ typedef struct psf_rpc_client_opts {
 typedef struct psf_rpc_call_opts {
 	uint32_t timeout_ms; /* 0 = the client's default */
 	int idempotent;      /* 1: safe to re-send on UNAVAILABLE until the deadline */
+	int fail_fast;       /* 1: fail at once with UNAVAILABLE when the client has no
+	                        connection to its peer right now, instead of waiting
+	                        for a (re)connect until the deadline (a router that can
+	                        try another replica wants this; gRPC's wait-for-ready
+	                        false) */
 } psf_rpc_call_opts;
 
 /* psf_rpc_client_open starts dialing url (the peer need not be up yet). opts may be

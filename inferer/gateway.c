@@ -53,8 +53,10 @@ pick(psf_gateway *gw, uint32_t shard, const bool *tried)
 static void
 mark_down(psf_gateway *gw, replica *r, const char *why)
 {
-	if (atomic_exchange(&r->healthy, false))
+	if (atomic_exchange(&r->healthy, false)) {
 		psf_log_warn("gateway", "%s is down (%s); failing over", r->node->id, why);
+		gw_update_ready(gw);
+	}
 	psf_counter_inc(gw->c_failovers);
 }
 
@@ -67,12 +69,14 @@ remaining_ms(uint64_t deadline_ns)
 }
 
 /* attempt_cap is how long one attempt may take while another replica could
- * take over: 3 health intervals (at least 250 ms), plus 1 ms per 100 batch items.
- * A replica that is merely slow is marked down until its next health check. */
+ * take over: 3 health intervals (at least 1 s: a working replica on a loaded
+ * machine can take a few hundred ms), plus 1 ms per 100 batch items. A replica
+ * that is merely slow is marked down until its next health check. A dead one is
+ * noticed at once (its connection fails), not by this cap. */
 static uint32_t
 attempt_cap(const psf_gateway *gw, size_t items)
 {
-	uint32_t cap = 3 * gw->interval_ms > 250 ? 3 * gw->interval_ms : 250;
+	uint32_t cap = 3 * gw->interval_ms > 1000 ? 3 * gw->interval_ms : 1000;
 
 	return cap + (uint32_t)(items / 100);
 }
@@ -94,7 +98,7 @@ call_shard(psf_gateway *gw, uint32_t shard, const char *method, const ProtobufCM
 		 * does not fail at once (NNG waits for the peer to come back), so while
 		 * another replica could serve, an attempt gets only cap_ms. */
 		uint32_t budget = group_of(gw, shard)->n > 1 && left > cap_ms ? cap_ms : left;
-		psf_rpc_call_opts o = {budget, 0};
+		psf_rpc_call_opts o = {budget, 0, 1}; /* fail fast: no connection, next replica */
 		psf_err err;
 
 		if (left == 0) {
@@ -217,7 +221,7 @@ send_parts(psf_gateway *gw, part *parts, uint64_t deadline_ns)
 
 	for (uint32_t s = 0; s < gw->n_shards; s++) {
 		uint32_t left = remaining_ms(deadline_ns), cap = attempt_cap(gw, parts[s].req.n_items);
-		psf_rpc_call_opts o = {gw->groups[s].n > 1 && left > cap ? cap : left, 0};
+		psf_rpc_call_opts o = {gw->groups[s].n > 1 && left > cap ? cap : left, 0, 1};
 		part *p = &parts[s];
 		if (p->req.n_items == 0 || left == 0 || (p->r = pick(gw, s, none)) == NULL)
 			continue;
@@ -375,7 +379,7 @@ start_first(psf_gateway *gw, job *j)
 	bool none[GW_MAX_REPLICAS] = {false};
 	uint64_t deadline_ns = psf_rpc_call_deadline_ns(j->call);
 	uint32_t left = remaining_ms(deadline_ns), cap = attempt_cap(gw, 1);
-	psf_rpc_call_opts o = {0, 0};
+	psf_rpc_call_opts o = {0, 0, 1};
 
 	if (j->kind == JOB_PREDICT)
 		j->shard = route_of(gw, ((const Psfleet__V1__PredictRequest *)j->in)->symbol);

@@ -34,14 +34,16 @@ static void
 check_all(psf_gateway *gw)
 {
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
-	psf_rpc_call_opts o = {gw->interval_ms > 100 ? gw->interval_ms : 100, 0};
+	psf_rpc_call_opts o = {gw->interval_ms > 1000 ? gw->interval_ms : 1000, 0, 1};
+	bool unconnected[GW_MAX_REPLICAS] = {false};
 	psf_rpc_pending *p[GW_MAX_REPLICAS];
 	uint32_t healthy = 0;
-	char reason[256];
 
 	for (size_t i = 0; i < gw->n_reps; i++)
-		if (psf_rpc_call_start(gw->reps[i].client, M_HEALTH, &req.base, &o, &p[i]) != PSF_OK)
+		if (psf_rpc_call_start(gw->reps[i].client, M_HEALTH, &req.base, &o, &p[i]) != PSF_OK) {
 			p[i] = NULL;
+			unconnected[i] = true; /* fail_fast: no connection to it at all */
+		}
 	for (size_t i = 0; i < gw->n_reps; i++) {
 		Psfleet__V1__HealthReply *h = NULL;
 		replica *r = &gw->reps[i];
@@ -53,11 +55,23 @@ check_all(psf_gateway *gw)
 			protobuf_c_message_free_unpacked(&h->base, NULL);
 		}
 		psf_rpc_pending_free(p[i]);
-		if (ok != atomic_exchange(&r->healthy, ok))
-			psf_log_info("gateway", "%s is %s", r->node->id, ok ? "up" : "down");
-		healthy += ok ? 1 : 0;
+		/* No connection is certain; a slow or missing answer may be load. */
+		r->misses = ok ? 0 : unconnected[i] ? GW_PROBE_MISSES : r->misses + 1;
+		/* one miss keeps an up replica up until the next probe says so too */
+		bool up = ok || (r->misses < GW_PROBE_MISSES && atomic_load(&r->healthy));
+		if (up != atomic_exchange(&r->healthy, up))
+			psf_log_info("gateway", "%s is %s", r->node->id, up ? "up" : "down");
+		healthy += up ? 1 : 0;
 	}
 	psf_gauge_set(gw->g_healthy, healthy);
+	gw_update_ready(gw);
+}
+
+void
+gw_update_ready(psf_gateway *gw)
+{
+	char reason[256];
+
 	if (ready_reason(gw, reason, sizeof(reason)))
 		psf_node_set_ready(gw->rt, true, NULL);
 	else

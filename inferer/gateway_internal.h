@@ -41,7 +41,18 @@ struct replica {
 	psf_rpc_client *client;
 	atomic_bool healthy;
 	atomic_uint_fast64_t version;
+	uint32_t misses; /* consecutive failed health probes (health thread only) */
 };
+
+/* A replica is marked down by a failed forward at once, but by health probes
+ * only after this many misses in a row: one slow answer (a loaded machine) must
+ * not take a working replica out. */
+#define GW_PROBE_MISSES 2
+
+/* gw_update_ready recomputes the gateway's readiness from its replicas' flags:
+ * ready when every shard has a healthy replica. Called by the health thread and
+ * whenever a failed forward takes a replica down. */
+void gw_update_ready(psf_gateway *gw);
 
 /* The replicas of one inference shard. */
 typedef struct group {

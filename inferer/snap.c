@@ -72,7 +72,7 @@ psf_err
 inf_ps_versions(psf_inferer *inf, uint64_t *versions)
 {
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
-	psf_rpc_call_opts o = {inf->refresh_ms > 500 ? inf->refresh_ms : 500, 0};
+	psf_rpc_call_opts o = {inf->refresh_ms > 500 ? inf->refresh_ms : 500, 0, 0};
 	psf_rpc_pending *p[64];
 	psf_err err = PSF_OK;
 	size_t started = 0;
@@ -151,7 +151,7 @@ take_piece(psf_inferer *inf, size_t s, shard_fetch *f, const Psfleet__V1__Snapsh
 static psf_err
 fetch_round(psf_inferer *inf, shard_fetch *f, psf_params *params)
 {
-	psf_rpc_call_opts o = {0, 1};
+	psf_rpc_call_opts o = {0, 1, 0};
 	psf_err err = PSF_OK;
 
 	for (size_t s = 0; s < inf->n_ps; s++) {
@@ -298,7 +298,7 @@ inf_fetch_metrics(psf_inferer *inf)
 {
 	Psfleet__V1__StatsRequest req = PSFLEET__V1__STATS_REQUEST__INIT;
 	Psfleet__V1__StatsReply *r = NULL;
-	psf_rpc_call_opts o = {2000, 1};
+	psf_rpc_call_opts o = {2000, 1, 0};
 	inf_metrics m = {0};
 	double sse = 0, sae = 0, nsse = 0;
 	uint64_t n = 0;

@@ -79,7 +79,7 @@ register_shard(psf_worker *w, size_t s)
 {
 	Psfleet__V1__RegisterRequest req = PSFLEET__V1__REGISTER_REQUEST__INIT;
 	Psfleet__V1__RegisterReply *r = NULL;
-	psf_rpc_call_opts o = {0, 1};
+	psf_rpc_call_opts o = {0, 1, 0};
 	psf_rpc_status st;
 	uint64_t until = psf_now_ms() + w->retry_ms;
 	psf_err err;
@@ -274,7 +274,7 @@ call_shard(psf_worker *w, size_t s, const char *method, const ProtobufCMessage *
     const ProtobufCMessageDescriptor *desc, int idempotent, ProtobufCMessage **reply,
     psf_rpc_status *st)
 {
-	psf_rpc_call_opts o = {0, idempotent};
+	psf_rpc_call_opts o = {0, idempotent, 0};
 	uint64_t until = psf_now_ms() + w->retry_ms;
 	uint32_t backoff = 50;
 	psf_err err;
@@ -503,7 +503,7 @@ static void
 start_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending **pend)
 {
 	Psfleet__V1__PullRequest req;
-	psf_rpc_call_opts o = {0, 1};
+	psf_rpc_call_opts o = {0, 1, 0};
 
 	pull_request(w, pc, clock, &req);
 	if (psf_rpc_call_start(w->clients[pc->shard], M_PULL, &req.base, &o, pend) != PSF_OK)
@@ -665,7 +665,7 @@ psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads, const uin
 	/* Start every shard's push (not idempotent at the RPC layer: no copy kept
 	 * for re-sends), then collect: shards apply in parallel. */
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {
-		psf_rpc_call_opts o = {0, 0};
+		psf_rpc_call_opts o = {0, 0, 0};
 		const uint8_t *data = NULL;
 		size_t len = 0;
 

@@ -384,7 +384,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	psf_rpc_status st;
 	const uint8_t *out;
 	size_t out_len;
-	psf_rpc_call_opts o = {100, 0};
+	psf_rpc_call_opts o = {100, 0, 0};
 
 	if (size == 0)
 		return 0;

@@ -206,7 +206,7 @@ stats(fleet *f, uint32_t timeout_ms, ps_stats *out)
 	psf_rpc_client *c;
 	Psfleet__V1__StatsRequest req = PSFLEET__V1__STATS_REQUEST__INIT;
 	Psfleet__V1__StatsReply *r = NULL;
-	psf_rpc_call_opts o = {timeout_ms, 1};
+	psf_rpc_call_opts o = {timeout_ms, 1, 0};
 	bool ok = false;
 
 	memset(out, 0, sizeof(*out));
@@ -234,7 +234,7 @@ snapshot(fleet *f, size_t *len, uint64_t *version)
 {
 	psf_rpc_client *c;
 	Psfleet__V1__SnapshotRequest req = PSFLEET__V1__SNAPSHOT_REQUEST__INIT;
-	psf_rpc_call_opts o = {10000, 1};
+	psf_rpc_call_opts o = {10000, 1, 0};
 	uint8_t *buf = NULL;
 	size_t n = 0;
 	bool done = false;

@@ -171,7 +171,7 @@ replay_push(crash_env *e, const char *worker, uint64_t seq, int64_t clock)
 	Psfleet__V1__PushRequest push = PSFLEET__V1__PUSH_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
 	Psfleet__V1__PushReply *r = NULL;
-	psf_rpc_call_opts o = {10000, 1};
+	psf_rpc_call_opts o = {10000, 1, 0};
 	float ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
 
 	assert_int_equal(psf_rpc_client_open(e->url, NULL, &c), PSF_OK);

@@ -269,7 +269,7 @@ static psf_err
 call(pscase *p, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **out, psf_rpc_status *st)
 {
-	psf_rpc_call_opts o = {10000, 1}; /* retried while the ps starts */
+	psf_rpc_call_opts o = {10000, 1, 0}; /* retried while the ps starts */
 	ProtobufCMessage *r = NULL;
 	psf_err err = psf_rpc_client_call(p->c, method, req, rd, &o, &r, st);
 

@@ -84,7 +84,7 @@ ps_version(fenv *e, size_t *finished, uint64_t *steps)
 	psf_rpc_client *c;
 	Psfleet__V1__StatsRequest req = PSFLEET__V1__STATS_REQUEST__INIT;
 	Psfleet__V1__StatsReply *r = NULL;
-	psf_rpc_call_opts o = {1000, 1};
+	psf_rpc_call_opts o = {1000, 1, 0};
 	uint64_t v = 0;
 
 	*finished = 0;

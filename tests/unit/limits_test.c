@@ -65,7 +65,7 @@ call_small(psf_rpc_client *c, uint32_t timeout_ms, int idempotent, psf_rpc_statu
 {
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
 	Psfleet__V1__PredictReply *r = NULL;
-	psf_rpc_call_opts o = {timeout_ms, idempotent};
+	psf_rpc_call_opts o = {timeout_ms, idempotent, 0};
 	psf_err err = psf_rpc_client_call(c, "test.T/Small", &req.base,
 	    &psfleet__v1__predict_reply__descriptor, &o, (ProtobufCMessage **)&r, st);
 
@@ -348,7 +348,7 @@ ps_call(psfix *f, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *rd, uint32_t timeout_ms, psf_rpc_status *st)
 {
 	ProtobufCMessage *r = NULL;
-	psf_rpc_call_opts o = {timeout_ms, 0};
+	psf_rpc_call_opts o = {timeout_ms, 0, 0};
 	psf_err err = psf_rpc_client_call(f->c, method, req, rd, &o, &r, st);
 
 	if (r != NULL)

@@ -165,7 +165,7 @@ raw_pull(fleet *f, size_t shard, const char *worker, int64_t clock, uint32_t tim
 	psf_rpc_client *c;
 	Psfleet__V1__PullRequest req = PSFLEET__V1__PULL_REQUEST__INIT;
 	Psfleet__V1__PullReply *r = NULL;
-	psf_rpc_call_opts o = {timeout_ms, 0};
+	psf_rpc_call_opts o = {timeout_ms, 0, 0};
 	psf_err err;
 
 	assert_int_equal(psf_rpc_client_open(f->urls[shard], NULL, &c), PSF_OK);
@@ -241,7 +241,7 @@ test_ps_ssp_blocks_fast_worker(void **state)
 	psf_rpc_pending *pend;
 	Psfleet__V1__PullRequest req = PSFLEET__V1__PULL_REQUEST__INIT;
 	Psfleet__V1__PullReply *r = NULL;
-	psf_rpc_call_opts o = {10000, 0};
+	psf_rpc_call_opts o = {10000, 0, 0};
 
 	(void)state;
 	fleet_start(&f, 1, 2, "{mode: ssp, staleness: 2, straggler_timeout_ms: 20000, heartbeat_ms: 100}",
@@ -752,7 +752,7 @@ raw_call(psf_rpc_client *c, const char *method, const uint8_t *buf, size_t len, 
 	psf_rpc_status st;
 	const uint8_t *reply;
 	size_t reply_len;
-	psf_rpc_call_opts o = {5000, 0};
+	psf_rpc_call_opts o = {5000, 0, 0};
 
 	assert_int_equal(psf_rpc_call_start_raw(c, method, buf, len, &o, &p), PSF_OK);
 	if (psf_rpc_pending_wait_raw(p, &reply, &reply_len, &st) == PSF_OK)

@@ -221,7 +221,7 @@ predict(psf_rpc_client *c, const char *symbol, uint32_t timeout_ms, int idempote
     Psfleet__V1__PredictReply **out, psf_rpc_status *st)
 {
 	Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
-	psf_rpc_call_opts o = {timeout_ms, idempotent};
+	psf_rpc_call_opts o = {timeout_ms, idempotent, 0};
 
 	req.symbol = (char *)symbol;
 	req.as_of = "2024-01-02";

@@ -117,7 +117,7 @@ call_health(const char *url, const char *ca, const char *who, const char *token,
 {
 	char cafile[128], cert[128], key[128];
 	psf_rpc_client_opts o = {.token = token};
-	psf_rpc_call_opts co = {timeout_ms, 0};
+	psf_rpc_call_opts co = {timeout_ms, 0, 0};
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
 	ProtobufCMessage *r = NULL;
 	psf_rpc_client *c;
@@ -192,7 +192,7 @@ test_tls_mutual(void **state)
 		psf_rpc_client *c;
 		Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
 		ProtobufCMessage *r = NULL;
-		psf_rpc_call_opts co = {1000, 0};
+		psf_rpc_call_opts co = {1000, 0, 0};
 		assert_int_equal(psf_rpc_client_open(plain, NULL, &c), PSF_OK);
 		assert_int_not_equal(psf_rpc_client_call(c, "psfleet.v1.Admin/Health", &req.base,
 		    &psfleet__v1__health_reply__descriptor, &co, &r, &st), PSF_OK);
