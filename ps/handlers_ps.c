@@ -656,10 +656,69 @@ reduce_find_or_add(psf_ps *ps, const char *name, uint32_t expected, size_t n)
 	return e;
 }
 
+#define PS_MAX_REDUCES 64
+
+/* A completed reduce as kept in the store's meta under "reduce:<name>"; the names
+ * are listed, newline-separated, under "reduces". */
+typedef struct reduce_rec {
+	uint32_t expected;
+	uint32_t contributors;
+	uint64_t n_values;
+} reduce_rec;
+
+typedef struct persist_ctx {
+	const reduce_entry *e;
+} persist_ctx;
+
+static psf_err
+persist_txn(psf_store_txn *txn, void *arg)
+{
+	const reduce_entry *e = ((persist_ctx *)arg)->e;
+	char key[160], list[PS_MAX_REDUCES * 130];
+	const void *old;
+	size_t old_len = 0, blob_len = sizeof(reduce_rec) + e->n_values * sizeof(double);
+	reduce_rec rec = {e->expected, e->n_contrib, e->n_values};
+	uint8_t *blob;
+	psf_err err = psf_store_txn_meta_get(txn, "reduces", &old, &old_len);
+
+	if (err == PSF_ENOENT)
+		old_len = 0;
+	else if (err != PSF_OK)
+		return err;
+	if (old_len + strlen(e->name) + 2 > sizeof(list))
+		return PSF_ERANGE;
+	if (old_len > 0)
+		memcpy(list, old, old_len); /* copy before writing: the pointer is borrowed */
+	snprintf(list + old_len, sizeof(list) - old_len, "%s\n", e->name);
+	if ((err = psf_store_txn_meta_put(txn, "reduces", list, strlen(list))) != PSF_OK)
+		return err;
+	snprintf(key, sizeof(key), "reduce:%s", e->name);
+	if ((blob = malloc(blob_len)) == NULL)
+		return PSF_ENOMEM;
+	memcpy(blob, &rec, sizeof(rec));
+	if (e->n_values > 0)
+		memcpy(blob + sizeof(rec), e->sums, e->n_values * sizeof(double));
+	err = psf_store_txn_meta_put(txn, key, blob, blob_len);
+	free(blob);
+	return err;
+}
+
+/* reduce_persist records a completed reduce, so a trainer that starts after a ps
+ * restart still gets the result instead of waiting for contributors that are long
+ * past it. Holds mu. */
+static void
+reduce_persist(psf_ps *ps, const reduce_entry *e)
+{
+	persist_ctx c = {e};
+
+	if (psf_store_update(ps->store, persist_txn, &c) != PSF_OK)
+		psf_log_warn("ps", "could not record the result of reduce '%s'", e->name);
+}
+
 /* reduce_complete sums the contributions in the order of the contributors' ids,
  * not of their arrival, so the sums are the same bits on every run. Holds mu. */
 static void
-reduce_complete(reduce_entry *e)
+reduce_complete(psf_ps *ps, reduce_entry *e)
 {
 	uint32_t order[PS_MAX_WORKERS];
 
@@ -675,6 +734,28 @@ reduce_complete(reduce_entry *e)
 		for (size_t i = 0; i < e->n_values; i++)
 			e->sums[i] += e->contrib[(size_t)order[k] * e->n_values + i];
 	e->complete = true;
+	reduce_persist(ps, e);
+}
+
+psf_err
+ps_reduce_restore(psf_ps *ps, const char *name, const void *blob, size_t len)
+{
+	reduce_rec rec;
+	reduce_entry *e;
+
+	if (len < sizeof(rec))
+		return PSF_EPROTO;
+	memcpy(&rec, blob, sizeof(rec));
+	if (rec.expected == 0 || rec.expected > PS_MAX_WORKERS ||
+	    len != sizeof(rec) + rec.n_values * sizeof(double))
+		return PSF_EPROTO;
+	if ((e = reduce_find_or_add(ps, name, rec.expected, rec.n_values)) == NULL)
+		return PSF_ENOMEM;
+	if (rec.n_values > 0)
+		memcpy(e->sums, (const uint8_t *)blob + sizeof(rec), rec.n_values * sizeof(double));
+	e->n_contrib = rec.contributors;
+	e->complete = true;
+	return PSF_OK;
 }
 
 void
@@ -719,6 +800,24 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		return;
 	}
 	pthread_mutex_lock(&ps->mu);
+	if (registered_worker(ps, in->worker, call) == NULL) {
+		pthread_mutex_unlock(&ps->mu);
+		done(NULL, call);
+		return;
+	}
+	{
+		size_t n_entries = 0;
+		bool known = false;
+		for (reduce_entry *x = ps->reduces; x != NULL; x = x->next, n_entries++)
+			known = known || strcmp(x->name, in->name) == 0;
+		if (!known && n_entries >= PS_MAX_REDUCES) {
+			pthread_mutex_unlock(&ps->mu);
+			psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "at most %d reduce names",
+			    PS_MAX_REDUCES);
+			done(NULL, call);
+			return;
+		}
+	}
 	e = reduce_find_or_add(ps, in->name, in->expected, in->n_values);
 	if (e == NULL || e->n_values != in->n_values || e->expected != in->expected) {
 		pthread_mutex_unlock(&ps->mu);
@@ -731,11 +830,12 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 	for (uint32_t i = 0; i < e->n_contrib; i++)
 		seen = seen || strcmp(e->contributors[i], in->worker) == 0;
 	if (!seen && !e->complete) { /* a retried contribution is not added twice */
-		memcpy(e->contrib + (size_t)e->n_contrib * e->n_values, in->values,
-		    e->n_values * sizeof(double));
+		if (e->n_values > 0) /* values is NULL when empty */
+			memcpy(e->contrib + (size_t)e->n_contrib * e->n_values, in->values,
+			    e->n_values * sizeof(double));
 		snprintf(e->contributors[e->n_contrib++], sizeof(e->contributors[0]), "%s", in->worker);
 		if (e->n_contrib >= e->expected)
-			reduce_complete(e);
+			reduce_complete(ps, e);
 	}
 	p = (parked){NULL, PARK_REDUCE, call, (void *)done, in, NULL, 0,
 	    psf_rpc_call_deadline_ns(call), e};

@@ -223,6 +223,10 @@ void ps_snapshot_free_all(psf_ps *ps);
 
 void ps_handlers_init(psf_ps *ps);
 
+/* ps_reduce_restore brings back a completed reduce recorded in the store (meta
+ * "reduce:<name>"), at start-up. PSF_EPROTO for a damaged record. */
+PSF_NODISCARD psf_err ps_reduce_restore(psf_ps *ps, const char *name, const void *blob, size_t len);
+
 /* A Push request as the handlers see it: from the generic handler's unpacked
  * message, or read in place from the received message by the raw handler.
  * Pointers are borrowed for the duration of ps_push_handle. */

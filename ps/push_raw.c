@@ -39,7 +39,7 @@ get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
 static psf_err
 add_repeated(const psf_wire_field *f, uint64_t *keys, uint32_t *lens, size_t *n)
 {
-	const uint8_t *p = f->data, *end = f->data + f->len;
+	const uint8_t *p = f->data, *end = f->len > 0 ? f->data + f->len : f->data; /* NULL + 0 is UB */
 	uint64_t v;
 
 	if (f->type == WT_VARINT) {

@@ -69,7 +69,7 @@ init_txn(psf_store_txn *txn, void *arg)
 {
 	init_ctx *c = arg;
 	psf_ps *ps = c->ps;
-	size_t n_keys = psf_model_n_dense_keys(ps->model), n;
+	size_t n_keys = psf_model_n_dense_keys(ps->model), n = 0;
 	uint64_t *keys = malloc((n_keys > 0 ? n_keys : 1) * sizeof(*keys));
 	uint32_t *lens = malloc((n_keys > 0 ? n_keys : 1) * sizeof(*lens));
 	float *buf = NULL;
@@ -118,6 +118,33 @@ restore_worker(const char *worker, uint64_t seq, void *arg)
 	return PSF_OK;
 }
 
+/* restore_reduces reloads the completed reduces listed under "reduces". */
+static psf_err
+restore_reduces(psf_store_txn *txn, psf_ps *ps)
+{
+	const void *list, *blob;
+	size_t len, blen;
+	char names[64 * 130], key[160];
+	psf_err err = psf_store_txn_meta_get(txn, "reduces", &list, &len);
+
+	if (err == PSF_ENOENT)
+		return PSF_OK;
+	if (err != PSF_OK)
+		return err;
+	if (len >= sizeof(names))
+		len = sizeof(names) - 1;
+	memcpy(names, list, len);
+	names[len] = '\0';
+	for (char *save = NULL, *name = strtok_r(names, "\n", &save); name != NULL;
+	     name = strtok_r(NULL, "\n", &save)) {
+		snprintf(key, sizeof(key), "reduce:%s", name);
+		if (psf_store_txn_meta_get(txn, key, &blob, &blen) != PSF_OK ||
+		    ps_reduce_restore(ps, name, blob, blen) != PSF_OK)
+			psf_log_warn("ps", "ignoring a damaged record of reduce '%s'", name);
+	}
+	return PSF_OK;
+}
+
 static psf_err
 resume_txn(psf_store_txn *txn, void *arg)
 {
@@ -145,6 +172,8 @@ resume_txn(psf_store_txn *txn, void *arg)
 	    ps->cfg->optimizer.total_steps == 0)
 		ps->optim.total_steps = v;
 	if ((err = psf_store_txn_pushlog_foreach(txn, restore_worker, c)) != PSF_OK)
+		return err;
+	if ((err = restore_reduces(txn, ps)) != PSF_OK)
 		return err;
 	for (size_t i = 0; i < ps->n_workers; i++) {
 		ps_meta_worker_key(name, sizeof(name), "wclock", ps->workers[i].id);

@@ -95,6 +95,7 @@ open_traces(trainer *t)
 	snprintf(path, sizeof(path), "%s/%s.csv", dir, t->node->id);
 	if ((t->trace = fopen(path, "a")) == NULL)
 		return PSF_ESYS;
+	setvbuf(t->trace, NULL, _IOLBF, 0); /* a killed trainer loses no acknowledged step */
 	if (ftell(t->trace) == 0)
 		fprintf(t->trace, "wall_time,step,epoch,loss,staleness,pull_s,compute_s,push_s,"
 		    "model_version\n");

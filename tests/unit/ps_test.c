@@ -1040,6 +1040,51 @@ test_ps_worker_reads_malformed_pull_reply(void **state)
 	fleet_stop(&f);
 }
 
+/* A completed reduce is kept in the store: a trainer that starts after the ps
+ * restarted gets the sums at once (it used to wait for the others for ever). */
+static void
+test_ps_reduce_survives_restart(void **state)
+{
+	fleet f;
+	psf_worker *a, *b;
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	double va[2] = {1, 2}, vb[2] = {3, 4}, late[2] = {100, 100};
+	psf_rpc_client *c;
+	psf_rpc_pending *pend;
+	Psfleet__V1__ReduceRequest req = PSFLEET__V1__REDUCE_REQUEST__INIT;
+	Psfleet__V1__ReduceReply *r = NULL;
+
+	(void)state;
+	fleet_start(&f, 1, 2, SYNC_CFG, SGD1);
+	a = worker(&f, "trainer-0");
+	b = worker(&f, "trainer-1");
+	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
+	req.worker = "trainer-0";
+	req.name = "stats";
+	req.expected = 2;
+	req.n_values = 2;
+	req.values = va;
+	assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Reduce", &req.base, NULL,
+	    &pend), PSF_OK);
+	assert_int_equal(psf_worker_reduce(b, "stats", 2, vb, 2), PSF_OK);
+	assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__reduce_reply__descriptor,
+	    (ProtobufCMessage **)&r, NULL), PSF_OK);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	psf_rpc_pending_free(pend);
+	psf_rpc_client_close(c);
+	psf_worker_close(a);
+	psf_worker_close(b);
+	psf_ps_free(f.ps[0]);
+	assert_int_equal(psf_ps_new(f.cfg, &f.cfg->nodes[0], &opts, &f.ps[0]), PSF_OK);
+	f.urls[0] = psf_ps_url(f.ps[0]);
+	a = worker(&f, "trainer-0"); /* a restarted trainer */
+	assert_int_equal(psf_worker_reduce(a, "stats", 2, late, 2), PSF_OK);
+	assert_float_equal(late[0], 4, 0);
+	assert_float_equal(late[1], 6, 0);
+	psf_worker_close(a);
+	fleet_stop(&f);
+}
+
 /* A cosine schedule with total_steps 0 takes its horizon from the steps the
  * workers announce: with sgd lr 1 and 2 announced steps (sync), the two updates
  * use lr(0) = 1 and lr(1) = 0.5 * (1 + cos(pi / 2)) = 0.5. Staleness is 0 in sync. */
@@ -1087,6 +1132,7 @@ main(void)
 		cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
 		cmocka_unit_test(test_ps_reduce_sums_once),
 		cmocka_unit_test(test_ps_cosine_horizon_from_announced_steps),
+		cmocka_unit_test(test_ps_reduce_survives_restart),
 		cmocka_unit_test(test_ps_nonfinite_gradients),
 		cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
 		cmocka_unit_test(test_ps_raw_push_malformed_rejected),
