@@ -845,6 +845,9 @@ main(int argc, char **argv)
 	int rc = 1;
 	psf_err err;
 
+	if (getenv("PSF_BENCH_NO_MALLOC_TUNING") == NULL)
+		psf_tune_malloc(); /* as psfleet node does */
+
 	if (parse_opts(argc, argv, &b.o) != 0)
 		return 2;
 	psf_log_setup(PSF_LOG_WARN, "ps_bench");

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "inferer/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
@@ -17,7 +18,7 @@ node_usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: psfleet node CONFIG --id ID [--reset] [--listen URL] [--metrics HOST:PORT]\n"
-	    "                   [--slowdown X] [--delay-ms N] [--exit-at-step N]\n"
+	    "                   [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Runs one node of the fleet described by CONFIG: a ps, trainer, inferer or the\n"
 	    "gateway, chosen by its id. Stops cleanly on SIGINT/SIGTERM.\n"
@@ -27,7 +28,9 @@ node_usage(FILE *out)
 	    "  --metrics HOST:PORT  override the node's metrics address ('' = none)\n"
 	    "  --slowdown X         trainer: make every step X times as slow (straggler)\n"
 	    "  --delay-ms N         trainer: add N ms to every step (straggler)\n"
-	    "  --exit-at-step N     trainer: exit with status 3 at step N (failure injection)\n");
+	    "  --exit-at-step N     trainer: exit with status 3 at step N (failure injection)\n"
+	    "  --set KEY=VALUE      override a config key, e.g. consistency.mode=ssp (repeatable;\n"
+	    "                       give every node of a fleet the same ones; docs/config.md)\n");
 }
 
 typedef struct node_args {
@@ -39,6 +42,8 @@ typedef struct node_args {
 	double slowdown;
 	long delay_ms;
 	long long exit_at_step;
+	const char *sets[64]; /* --set KEY=VALUE, in order */
+	size_t n_sets;
 } node_args;
 
 static int
@@ -71,6 +76,12 @@ parse_args(int argc, char **argv, node_args *a)
 				fprintf(stderr, "psfleet node: --exit-at-step takes a step >= 1\n");
 				return -1;
 			}
+		} else if (strcmp(arg, "--set") == 0 && i + 1 < argc) {
+			if (a->n_sets == PSF_ARRAY_LEN(a->sets)) {
+				fprintf(stderr, "psfleet node: at most %zu --set options\n", PSF_ARRAY_LEN(a->sets));
+				return -1;
+			}
+			a->sets[a->n_sets++] = argv[++i];
 		} else if (strcmp(arg, "--reset") == 0) {
 			a->reset = 1;
 		} else if (arg[0] == '-') {
@@ -106,7 +117,7 @@ psf_cmd_node(int argc, char **argv)
 	}
 	if (parse_args(argc, argv, &a) != 0)
 		return 2;
-	if (psf_config_load(a.config, errbuf, sizeof(errbuf), &cfg) != PSF_OK) {
+	if (psf_config_load_ex(a.config, a.sets, a.n_sets, errbuf, sizeof(errbuf), &cfg) != PSF_OK) {
 		fprintf(stderr, "psfleet node: %s\n", errbuf);
 		return 1;
 	}
@@ -115,6 +126,7 @@ psf_cmd_node(int argc, char **argv)
 		psf_config_free(cfg);
 		return 1;
 	}
+	psf_tune_malloc();
 	(void)psf_log_level_parse(cfg->log_level, &level);
 	psf_log_setup(level, node->id);
 	psf_config_log(cfg);

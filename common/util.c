@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,4 +118,12 @@ out:
 	free(buf);
 	fclose(f);
 	return rv;
+}
+
+void
+psf_tune_malloc(void)
+{
+	/* Measured with ps_bench: 1 MiB pushes with 2 clients 1.1-1.4 -> 1.5-1.9 GB/s. */
+	(void)mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	(void)mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }

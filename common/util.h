@@ -31,4 +31,10 @@ PSF_NODISCARD psf_err psf_mkdir_p(const char *path);
  * frees; *len_out (may be NULL) gets its length without the NUL. */
 PSF_NODISCARD psf_err psf_read_file(const char *path, char **data_out, size_t *len_out);
 
+/* psf_tune_malloc keeps large message buffers in the heap instead of a fresh
+ * mmap (and page faults) per message, and the heap from shrinking after each:
+ * for processes that move MiB-sized messages all the time (psfleet nodes). Call
+ * once at start-up, before threads. Cannot fail (a refused setting is ignored). */
+void psf_tune_malloc(void);
+
 #endif
