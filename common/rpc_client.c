@@ -32,10 +32,22 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 	psf_rpc_client *c = arg;
 
 	(void)p;
-	if (ev == NNG_PIPE_EV_ADD_POST)
+	if (ev == NNG_PIPE_EV_ADD_POST) {
 		atomic_fetch_add(&c->n_pipes, 1);
-	else if (ev == NNG_PIPE_EV_REM_POST)
-		atomic_fetch_sub(&c->n_pipes, 1);
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		/* Never below 0: should a pipe's removal ever be seen before its
+		 * addition, the error is "connected" (the call then waits, as without
+		 * fail_fast), never "not connected" while a connection exists. */
+		int n = atomic_load(&c->n_pipes);
+		while (n > 0 && !atomic_compare_exchange_weak(&c->n_pipes, &n, n - 1))
+			;
+	}
+}
+
+bool
+psf_rpc_client_connected(const psf_rpc_client *c)
+{
+	return atomic_load(&((psf_rpc_client *)c)->n_pipes) > 0;
 }
 
 struct psf_rpc_pending {

@@ -15,6 +15,7 @@
 #ifndef PSF_RPC_CLIENT_H
 #define PSF_RPC_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,10 @@ PSF_NODISCARD psf_err psf_rpc_client_open(const char *url, const psf_rpc_client_
 
 /* psf_rpc_client_close closes the connection; calls in flight fail. NULL is fine. */
 void psf_rpc_client_close(psf_rpc_client *c);
+
+/* psf_rpc_client_connected tells whether the client has a connection to its peer
+ * right now (a fail_fast call would be sent). Thread-safe. */
+bool psf_rpc_client_connected(const psf_rpc_client *c);
 
 /* psf_rpc_client_url returns the URL the client dials. */
 const char *psf_rpc_client_url(const psf_rpc_client *c);

@@ -35,7 +35,10 @@ group_of(psf_gateway *gw, uint32_t shard)
 	return &gw->groups[shard == GW_ALL_SHARDS ? gw->n_shards : shard];
 }
 
-/* pick returns the next healthy replica of the shard not tried yet, or NULL. */
+/* pick returns the next healthy replica of the shard not tried yet; when none is
+ * healthy, one that is marked down but still connected (marked down for a slow
+ * answer under load, say: trying it costs nothing if it is really gone, since
+ * calls fail fast without a connection); else NULL. */
 static replica *
 pick(psf_gateway *gw, uint32_t shard, const bool *tried)
 {
@@ -45,6 +48,11 @@ pick(psf_gateway *gw, uint32_t shard, const bool *tried)
 	for (size_t k = 0; k < g->n; k++) {
 		size_t i = g->idx[(start + k) % g->n];
 		if (!tried[i] && atomic_load(&gw->reps[i].healthy))
+			return &gw->reps[i];
+	}
+	for (size_t k = 0; k < g->n; k++) {
+		size_t i = g->idx[(start + k) % g->n];
+		if (!tried[i] && psf_rpc_client_connected(gw->reps[i].client))
 			return &gw->reps[i];
 	}
 	return NULL;

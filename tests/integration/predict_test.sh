@@ -22,6 +22,11 @@ cleanup() {
 		kill -KILL "$p" 2>/dev/null
 	done
 	{ wait; } 2>/dev/null
+	if [ "$FAILS" -gt 0 ]; then # the logs say why; they go with the temp dir
+		for f in "$W"/*.log; do
+			[ -f "$f" ] && { echo "--- $(basename "$f") (last 15 lines)"; tail -n 15 "$f"; }
+		done
+	fi
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -114,7 +119,19 @@ out=$("$PSFLEET" predict --connect "$GW" S0001 NOPE 2>&1)
 "$PSFLEET" predict --connect "$GW" --info >"$W/info.txt" 2>&1 || fail "--info: $(cat "$W/info.txt")"
 grep -q "linear -> next_return" "$W/info.txt" || fail "--info: $(cat "$W/info.txt")"
 
-# 4. one of shard 0's replicas dies: every call still succeeds
+# 4. one of shard 0's replicas dies: every call still succeeds. First make sure
+# both replicas serve (the 30 answers above may all have come from inferer-2
+# while inferer-0 was still fetching its first snapshot), and that the gateway's
+# health probes (every 100 ms) have seen inferer-0 up.
+for n in inferer-0 inferer-2; do
+	for _ in $(seq 1 200); do
+		"$PSFLEET" predict --connect "ipc://$W/$n.sock" --info >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	"$PSFLEET" predict --connect "ipc://$W/$n.sock" --info >/dev/null 2>&1 ||
+		fail "$n never served a model"
+done
+sleep 0.5
 stop inferer-2
 for _ in $(seq 1 5); do
 	# shellcheck disable=SC2086
