@@ -141,8 +141,11 @@ consistency: {mode: async, heartbeat_ms: 500}
 durability: {mode: none, map_size: 67108864}
 limits: {request_timeout_ms: 10000, rpc_workers: 8}
 inference: {refresh_ms: 200, history_days: 32, shards: 1}
-gateway_options: {route: symbol, health_interval_ms: 200}
+gateway_options: {route: symbol, health_interval_ms: 500}
 EOF
+# health_interval_ms 500, not 200: a health check times out after one interval,
+# and with the shell loops (a process per call) on 2 cores both replicas
+# sometimes missed 200 ms at once -> the gateway answered UNAVAILABLE.
 SYMS=$(for i in $(seq 0 39); do printf 'S%04d ' "$i"; done)
 
 # 1. the fleet
