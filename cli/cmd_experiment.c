@@ -25,6 +25,7 @@ exp_usage(FILE *out)
 	    "usage: psfleet experiment CONFIG --modes MODE[,MODE...] --out DIR [--repeats R]\n"
 	    "                          [--straggler ID:Fx | ID:+Nms]... [--kill ID@step:N]...\n"
 	    "                          [--set KEY=VALUE]... [--timeout SECONDS] [--target-loss X|Fx]\n"
+	    "                          [--warmup N]\n"
 	    "       psfleet experiment --report-only --out DIR [--target-loss X|Fx]\n"
 	    "\n"
 	    "Trains the fleet of CONFIG once per mode and repeat, each time from fresh ps state\n"
@@ -40,6 +41,7 @@ exp_usage(FILE *out)
 	    "  --kill ID@step:N     trainer ID exits at step N and is restarted (repeatable)\n"
 	    "  --set KEY=VALUE      override a config key for every node (docs/config.md)\n"
 	    "  --timeout SECONDS    per run (default 1800)\n"
+	    "  --warmup N           unrecorded runs of the first mode first (default 1)\n"
 	    "  --target-loss X      the loss that counts as reached (default: training.target_loss,\n"
 	    "  --target-loss Fx     else 1.05x): X itself, or F times the final loss of sync\n"
 	    "  --report-only        redo the results from DIR's runs without running anything\n"
@@ -101,6 +103,15 @@ parse_args(int argc, char **argv, psf_exp_opts *o, int *report_only)
 				return -1;
 			}
 			o->repeats = (uint32_t)v;
+		} else if (strcmp(arg, "--warmup") == 0 && more) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+
+			if (*end != '\0' || end == argv[i] || v < 0 || v > 16) {
+				fprintf(stderr, "psfleet experiment: --warmup takes 0 to 16\n");
+				return -1;
+			}
+			o->warmup = (uint32_t)v;
 		} else if (strcmp(arg, "--timeout") == 0 && more) {
 			char *end;
 			long v = strtol(argv[++i], &end, 10);
@@ -181,6 +192,7 @@ psf_cmd_experiment(int argc, char **argv)
 	}
 	memset(&o, 0, sizeof(o));
 	o.repeats = 1;
+	o.warmup = 1;
 	if (parse_args(argc, argv, &o, &report_only) != 0)
 		return 2;
 	if (report_only) {

@@ -17,8 +17,10 @@
  * 10 s) and records the run in OUT/runs.csv. Logs: RUN/<id>.log. Traces:
  * RUN/trace/<id>.csv and <id>-eval.csv, written by the trainers.
  *
- * At the end (or after the first failed run, for the runs done so far) the
- * report is written: psf_report_write (report.h).
+ * First, o->warmup unrecorded runs of the first mode (OUT/runs/warmup-r<k>):
+ * on a shared machine the first run after a pause is slower, and it would
+ * always be the first mode's. At the end (or after the first failed run, for
+ * the runs done so far) the report is written: psf_report_write (report.h).
  *
  * Not thread-safe; one experiment per process. */
 #ifndef PSF_CLI_EXPERIMENT_H
@@ -72,6 +74,7 @@ typedef struct psf_exp_opts {
 	const char *sets[PSF_EXP_MAX_SETS]; /* extra KEY=VALUE overrides for every node */
 	size_t n_sets;
 	uint32_t run_timeout_s;   /* per run; 0 = 1800 */
+	uint32_t warmup;          /* unrecorded runs of the first mode before the others */
 	double target_loss;       /* > 0: the target loss (else training.target_loss) */
 	double target_factor;     /* > 0: target = this x the baseline's final loss */
 	FILE *out;                /* one progress line per event; NULL = quiet */

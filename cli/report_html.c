@@ -349,52 +349,56 @@ rmse_chart(FILE *f, const psf_report *r)
 
 /* ---------------------------------------------------------------- staleness */
 
-#define ST_BINS 16 /* staleness 0..14 one bar each, then ">= 15" */
+#define ST_BINS 20 /* at most this many bars per panel */
 
-/* st_bins counts a mode's pushes per staleness bin (the last bin holds the
- * rest) and returns the number of bins used. */
+/* st_bins chooses a mode's staleness bins: one per value when its largest is
+ * below ST_BINS, else buckets of a 1-2-5 width; counts the pushes per bin and
+ * returns the number of bins (at least 4). *width gets the bucket width. */
 static size_t
-st_bins(const rp_mode *m, size_t nb, size_t *cnt)
+st_bins(const rp_mode *m, size_t *cnt, int64_t *width)
 {
-	memset(cnt, 0, nb * sizeof(*cnt));
-	for (size_t i = 0; i < m->n_staleness; i++) {
-		int64_t v = m->staleness[i] < 0 ? 0 : m->staleness[i];
+	int64_t w = 1, top = m->st_max < 0 ? 0 : m->st_max;
+	size_t nb;
 
-		cnt[v >= (int64_t)nb - 1 ? nb - 1 : (size_t)v]++;
+	while ((top / w) + 1 > ST_BINS) {
+		int64_t lead = w;
+
+		while (lead >= 10)
+			lead /= 10;
+		w = lead == 2 ? w / 2 * 5 : w * 2; /* 1, 2, 5, 10, 20, 50, ... */
 	}
+	nb = (size_t)(top / w) + 1;
+	if (nb < 4)
+		nb = 4;
+	memset(cnt, 0, nb * sizeof(*cnt));
+	for (size_t i = 0; i < m->n_staleness; i++)
+		cnt[(size_t)((m->staleness[i] < 0 ? 0 : m->staleness[i]) / w)]++;
+	*width = w;
 	return nb;
 }
 
 /* staleness_chart draws one panel per mode: the share of pushes at each
- * staleness, on a log scale so a tail of 0.1 % still shows. */
+ * staleness (each panel its own x range), on a log scale so a tail of 0.1 %
+ * still shows. */
 static void
 staleness_chart(FILE *f, const psf_report *r)
 {
 	size_t n = 0, cols, rows, p = 0, nb;
-	int64_t gmax = 0;
 	double pw, ph = 180, height, floor_pct = 100;
-	size_t cnt[ST_BINS];
+	size_t cnt[ST_BINS + 4];
+	int64_t w;
 	char lab[48];
 
 	for (size_t k = 0; k < r->n_modes; k++)
 		if (r->modes[k].n_runs > 0) {
 			n++;
-			if (r->modes[k].st_max > gmax)
-				gmax = r->modes[k].st_max;
 			if (r->modes[k].n_staleness > 0)
 				floor_pct = fmin(floor_pct, 100.0 / (double)r->modes[k].n_staleness);
 		}
-	nb = gmax + 1 < ST_BINS ? (size_t)gmax + 1 : ST_BINS;
-	if (nb < 4)
-		nb = 4;
 	/* the log axis starts at the decade below one push in the largest mode */
-	floor_pct = pow(10, floor(log10(floor_pct)));
-	if (floor_pct > 0.1)
-		floor_pct = 0.1;
+	floor_pct = fmin(pow(10, floor(log10(floor_pct))), 0.1);
 	cols = n < 4 ? (n ? n : 1) : 4;
-	rows = (n + cols - 1) / cols;
-	if (rows == 0)
-		rows = 1;
+	rows = n == 0 ? 1 : (n + cols - 1) / cols;
 	pw = (W - 20) / (double)cols;
 	height = (double)rows * (ph + 100) + 10;
 	svg_open(f, "staleness", height, "Staleness of every push, per mode");
@@ -405,10 +409,10 @@ staleness_chart(FILE *f, const psf_report *r)
 
 		if (m->n_runs == 0)
 			continue;
+		nb = st_bins(m, cnt, &w);
 		fr = (frame){20 + (double)(p % cols) * pw + 62, 10 + (double)(p / cols) * (ph + 100) + 44,
 		    pw - 62 - 14, ph, -0.5, (double)nb - 0.5, log10(floor_pct), 2};
 		p++;
-		st_bins(m, nb, cnt);
 		fprintf(f, "<rect class=\"plot\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n",
 		    fr.left, fr.top, fr.width, fr.height);
 		for (double d = fr.ylo; d <= 2 + 1e-9; d += 1) {
@@ -424,16 +428,20 @@ staleness_chart(FILE *f, const psf_report *r)
 		for (size_t b = 0; b < nb; b++) {
 			double pct = m->n_staleness ? 100.0 * (double)cnt[b] / (double)m->n_staleness : 0;
 			double y = fy(&fr, log10(fmax(pct, floor_pct)));
-			int over = b + 1 == nb && gmax >= (int64_t)nb;
+			long long lo = (long long)((int64_t)b * w), hi = lo + (long long)w - 1;
 
+			if (w > 1)
+				snprintf(lab, sizeof(lab), "%lld-%lld", lo, hi);
+			else
+				snprintf(lab, sizeof(lab), "%lld", lo);
 			if (cnt[b] > 0)
 				fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
-				    "<title>%s, staleness %s%zu: %zu pushes (%.3g%%)</title></rect>\n",
+				    "<title>%s, staleness %s: %zu pushes (%.3g%%)</title></rect>\n",
 				    fr.left + (double)b * bw + bw * 0.12, fmin(y, fr.top + fr.height - 1.5),
-				    bw * 0.76, fmax(fr.top + fr.height - y, 1.5), m->color, m->name,
-				    over ? "&gt;= " : "", b, cnt[b], pct);
-			if (nb <= 8 || b + 1 == nb || (b % 2 == 0 && b + 2 != nb)) {
-				snprintf(lab, sizeof(lab), "%s%zu", over ? "≥" : "", b);
+				    bw * 0.76, fmax(fr.top + fr.height - y, 1.5), m->color, m->name, lab, cnt[b],
+				    pct);
+			if (nb <= 10 || b % 5 == 0) {
+				snprintf(lab, sizeof(lab), "%lld", lo);
 				fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s"
 				    "</text>\n", fr.left + ((double)b + 0.5) * bw, fr.top + fr.height + 16, lab);
 			}
@@ -446,8 +454,12 @@ staleness_chart(FILE *f, const psf_report *r)
 		fprintf(f, "</text><text class=\"note\" x=\"%.1f\" y=\"%.1f\">p50 %lld · p99 %lld · "
 		    "max %lld</text>\n", fr.left, fr.top - 8, (long long)m->st_p50, (long long)m->st_p99,
 		    (long long)m->st_max);
-		fprintf(f, "<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">staleness "
-		    "(clocks)</text>\n", fr.left + fr.width / 2, fr.top + fr.height + 36);
+		if (w > 1)
+			snprintf(lab, sizeof(lab), "staleness (clocks; bars of %lld)", (long long)w);
+		else
+			snprintf(lab, sizeof(lab), "staleness (clocks)");
+		fprintf(f, "<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
+		    fr.left + fr.width / 2, fr.top + fr.height + 36, lab);
 		if (p % cols == 1 || cols == 1)
 			fprintf(f, "<text class=\"label\" transform=\"translate(%.1f,%.1f) rotate(-90)\" "
 			    "text-anchor=\"middle\">share of pushes (log)</text>\n", fr.left - 50,
@@ -829,8 +841,9 @@ rp_write_html(const psf_report *r, const char *path)
 	card(f, "Staleness", "For every push, how far the pushing trainer's clock was ahead of "
 	    "the slowest live trainer's (as the ps reported it). <b>sync</b> is 0 by construction; "
 	    "<b>ssp:s</b> never exceeds s; <b>async</b> has no bound, so a straggler shows up as a "
-	    "long tail. Bars are the share of pushes at each staleness, on a log scale so a tail of a "
-	    "few pushes in a thousand still shows; the last bar holds everything beyond it.");
+	    "long tail. Bars are the share of pushes at each staleness (each panel has its own "
+	    "range; wide ranges are grouped), on a log scale so a few pushes in a thousand still "
+	    "show.");
 	staleness_chart(f, r);
 	fputs("</section>\n", f);
 	card(f, "Idle time vs compute", "Each bar is one trainer (mean over repeats): compute "

@@ -184,6 +184,14 @@ test_experiment_three_modes_with_straggler(void **state)
 
 	runs = slurp(e.out, "runs.csv");
 	assert_int_equal(count(runs, ",1,"), 3); /* three ok runs */
+	assert_null(strstr(runs, "warmup")); /* the warm-up run is not recorded ... */
+	{
+		struct stat st;
+		char path[192];
+
+		snprintf(path, sizeof(path), "%s/runs/warmup-r0/trace/trainer-0.csv", e.out);
+		assert_int_equal(stat(path, &st), 0); /* ... but it ran */
+	}
 	csv = slurp(e.out, "results.csv");
 	assert_true(strncmp(csv, "mode,repeat,trainer,kind,t_seconds,step,epoch,updates,loss,", 58) == 0);
 	assert_true(count(csv, ",fleet,") > 10);
@@ -240,7 +248,7 @@ test_experiment_failure_injection_restarts(void **state)
 	setup(&e);
 	snprintf(log, sizeof(log), "%s/experiment.log", e.dir);
 	rc = run_cmd(log, 300, "experiment", e.cfg, "--modes", "sync", "--kill",
-	    "trainer-1@step:20", "--out", e.out, "--timeout", "180", NULL);
+	    "trainer-1@step:20", "--out", e.out, "--timeout", "180", "--warmup", "0", NULL);
 	if (rc != 0)
 		dump_log(log);
 	assert_int_equal(rc, 0);
@@ -280,6 +288,8 @@ test_experiment_bad_arguments(void **state)
 	    "trainer-9:3x", "--out", e.out, NULL), 1);
 	assert_int_equal(run_cmd(log, 30, "experiment", e.cfg, "--modes", "sync", "--set",
 	    "consistency.staleness=-1", "--out", e.out, NULL), 1);
+	assert_int_equal(run_cmd(log, 30, "experiment", e.cfg, "--modes", "sync", "--warmup", "99",
+	    "--out", e.out, NULL), 2);
 	assert_int_equal(run_cmd(log, 30, "experiment", "--report-only", "--out", e.dir, NULL), 1);
 	assert_int_equal(run_cmd(log, 30, "experiment", "--help", NULL), 0);
 	text = slurp(e.dir, "experiment.log");
