@@ -12,6 +12,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,10 +32,15 @@
 #define KEY_LEN 8
 #define NAME_MAX_LEN 400
 #define POOL_MAX 32
-#define DEFAULT_MAP_SIZE (1ull << 30)
+/* 64 MiB: in interval mode the whole map is allocated on disk (map_reserve),
+ * so a fresh store costs 64 MiB, not 1 GiB; the map doubles as it fills. */
+#define DEFAULT_MAP_SIZE (64ull << 20)
 #define DEFAULT_MAX_MAP_SIZE (1ull << 40)
 #define DEFAULT_INTERVAL_MS 1000
 #define DEFAULT_MAX_READERS 126
+/* A commit that fails with EIO while less than this is free on the filesystem
+ * is a full disk (LMDB reports a short write as EIO). */
+#define DISK_FULL_SLACK (4ull << 20)
 
 /* Internal database indexes: the public uint64-keyed ones, then the named ones. */
 enum { DB_META = PSF_STORE_N_DBS, DB_PUSHLOG, N_ALL_DBS };
@@ -554,6 +561,66 @@ psf_store_txn_pushlog_foreach(psf_store_txn *txn, psf_store_pushlog_fn fn, void 
 
 /* ---- writes -------------------------------------------------------------- */
 
+/* map_reserve allocates the data file's blocks for a map of size bytes. With
+ * MDB_WRITEMAP (interval mode) LMDB writes through a shared mapping of a sparse
+ * file: a page the filesystem cannot back then raises SIGBUS instead of an
+ * error. With every block allocated up front, writes into the map need no new
+ * blocks, and a full disk shows up here, as PSF_ENOSPC, before the map may use
+ * the space. Other modes write with pwrite, which reports ENOSPC/EIO, so they
+ * reserve nothing. The caller holds st_write_mu or is the open. */
+static psf_err
+map_reserve(psf_store *st, size_t size)
+{
+	mdb_filehandle_t fd;
+	struct stat sb;
+	int rc;
+
+	if (st->st_opts.durability != PSF_DUR_INTERVAL)
+		return PSF_OK;
+	if ((rc = mdb_env_get_fd(st->st_env, &fd)) != MDB_SUCCESS)
+		return psf_err_from_mdb(rc, "reserve: get fd");
+	if (fstat(fd, &sb) != 0) {
+		psf_log_err(TAG, "reserve: fstat %s: %s", st->st_data_path, strerror(errno));
+		return PSF_ESYS;
+	}
+	while ((rc = posix_fallocate(fd, 0, (off_t)size)) == EINTR)
+		;
+	if (rc == 0)
+		return PSF_OK;
+	/* A failed fallocate may leave blocks (and size) past the old end on some
+	 * filesystems: give them back. The map never reaches past sb.st_size. */
+	if (sb.st_size < (off_t)size && ftruncate(fd, sb.st_size) != 0)
+		psf_log_warn(TAG, "reserve: ftruncate %s back to %jd bytes: %s",
+		    st->st_data_path, (intmax_t)sb.st_size, strerror(errno));
+	if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
+		psf_log_warn(TAG, "disk full: cannot allocate %zu bytes for %s", size,
+		    st->st_data_path);
+		return PSF_ENOSPC;
+	}
+	/* Not a full disk (an odd filesystem): carry on as before the reservation
+	 * existed rather than refuse to work. */
+	psf_log_warn(TAG, "reserve: posix_fallocate %s to %zu bytes: %s; a full disk may "
+	    "crash this process", st->st_data_path, size, strerror(rc));
+	return PSF_OK;
+}
+
+/* commit_err maps a failed commit. LMDB reports a short write (what a full disk
+ * does to pwrite) as EIO; when the filesystem is (nearly) full, that is
+ * PSF_ENOSPC rather than a store error. */
+static psf_err
+commit_err(psf_store_txn *txn, int rc)
+{
+	struct statvfs vfs;
+
+	if (rc == EIO && statvfs(txn->t_st->st_data_path, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < DISK_FULL_SLACK) {
+		psf_log_warn(TAG, "commit: I/O error with %" PRIu64 " bytes free: disk full",
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize);
+		return PSF_ENOSPC;
+	}
+	return txn_rc(txn, rc, "commit");
+}
+
 /* update_once makes one attempt; *map_full tells the caller to grow and retry. */
 static psf_err
 update_once(psf_store *st, psf_store_update_fn fn, void *arg, bool *map_full)
@@ -572,7 +639,7 @@ update_once(psf_store *st, psf_store_update_fn fn, void *arg, bool *map_full)
 	rv = fn(&t, arg);
 	if (rv == PSF_OK && !t.t_map_full) {
 		rc = mdb_txn_commit(t.t_txn); /* frees the txn, also on failure */
-		rv = txn_rc(&t, rc, "commit");
+		rv = rc == MDB_SUCCESS ? PSF_OK : commit_err(&t, rc);
 	} else {
 		mdb_txn_abort(t.t_txn);
 	}
@@ -587,21 +654,24 @@ map_grow(psf_store *st)
 {
 	MDB_envinfo info;
 	size_t next = 0;
+	psf_err rv;
 	int rc = MDB_SUCCESS;
 
-	pthread_rwlock_wrlock(&st->st_map_lock);
+	/* Only this thread (holding st_write_mu) changes the map size, so it can
+	 * be read, and the blocks reserved, without blocking readers. */
 	mdb_env_info(st->st_env, &info);
-	if (info.me_mapsize < st->st_max_map) {
-		next = info.me_mapsize > st->st_max_map / 2 ? st->st_max_map
-							    : info.me_mapsize * 2;
-		rc = mdb_env_set_mapsize(st->st_env, next);
-	}
-	pthread_rwlock_unlock(&st->st_map_lock);
-
-	if (next == 0) {
+	if (info.me_mapsize >= st->st_max_map) {
 		psf_log_err(TAG, "map full at max_map_size %zu bytes", st->st_max_map);
 		return PSF_ENOSPC;
 	}
+	next = info.me_mapsize > st->st_max_map / 2 ? st->st_max_map : info.me_mapsize * 2;
+	if ((rv = map_reserve(st, next)) != PSF_OK)
+		return rv; /* the map keeps its size; the db is untouched */
+
+	pthread_rwlock_wrlock(&st->st_map_lock);
+	rc = mdb_env_set_mapsize(st->st_env, next);
+	pthread_rwlock_unlock(&st->st_map_lock);
+
 	if (rc != MDB_SUCCESS)
 		return psf_err_from_mdb(rc, "map grow");
 	atomic_fetch_add(&st->st_grows, 1);
@@ -924,7 +994,9 @@ env_open(psf_store *st, const char *dir)
 	mdb_env_info(st->st_env, &info);
 	if (st->st_max_map < info.me_mapsize)
 		st->st_max_map = info.me_mapsize;
-	return PSF_OK;
+	/* Before any write into the map: an existing fully allocated file needs
+	 * no new blocks, so a full disk does not stop a reopen. */
+	return map_reserve(st, info.me_mapsize);
 }
 
 /* dbs_open_fn creates/opens the named databases. It runs as an update, so a
