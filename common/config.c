@@ -814,7 +814,7 @@ set_defaults(psf_config *cfg)
 	cfg->consistency = (psf_consistency_cfg){.mode = PSF_CONS_SYNC, .staleness = 2,
 	    .straggler_timeout_ms = 10000, .heartbeat_ms = 1000};
 	cfg->durability = (psf_durability_cfg){.mode = PSF_DUR_INTERVAL, .interval_ms = 1000,
-	    .map_size = (uint64_t)1 << 30};
+	    .map_size = (uint64_t)64 << 20};
 	cfg->limits = (psf_limits_cfg){.max_message_bytes = (uint64_t)80 << 20,
 	    .max_keys_per_request = 1000000, .request_timeout_ms = 30000, .rpc_workers = 64};
 	cfg->inference = (psf_inference_cfg){.refresh_ms = 1000, .history_days = 64,

@@ -160,7 +160,7 @@ typedef struct psf_consistency_cfg {
 typedef struct psf_durability_cfg {
 	psf_durability mode;  /* default interval */
 	uint32_t interval_ms; /* default 1000 */
-	uint64_t map_size;    /* initial LMDB map size in bytes; default 1 GiB (grows) */
+	uint64_t map_size;    /* initial LMDB map size in bytes; default 64 MiB (doubles as needed) */
 } psf_durability_cfg;
 
 typedef struct psf_limits_cfg {

@@ -70,7 +70,7 @@ typedef enum psf_store_db {
 typedef struct psf_store_opts {
 	psf_durability durability; /* default PSF_DUR_INTERVAL */
 	uint32_t interval_ms;      /* PSF_DUR_INTERVAL period; 0 = 1000 */
-	uint64_t map_size;         /* initial map size in bytes; 0 = 1 GiB; rounded up to
+	uint64_t map_size;         /* initial map size in bytes; 0 = 64 MiB; rounded up to
 	                              the OS page size; grows by doubling when full */
 	uint64_t max_map_size;     /* growth stops here (then PSF_ENOSPC); 0 = 1 TiB */
 	uint32_t max_readers;      /* concurrent psf_store_read calls; 0 = 126 */

@@ -234,7 +234,7 @@ test_config_defaults_applied(void **state)
 	assert_int_equal(cfg->consistency.heartbeat_ms, 1000);
 	assert_int_equal(cfg->durability.mode, PSF_DUR_INTERVAL);
 	assert_int_equal(cfg->durability.interval_ms, 1000);
-	assert_int_equal(cfg->durability.map_size, 1073741824ull);
+	assert_int_equal(cfg->durability.map_size, 67108864ull);
 	assert_int_equal(cfg->limits.max_message_bytes, 83886080ull);
 	assert_int_equal(cfg->limits.max_keys_per_request, 1000000);
 	assert_int_equal(cfg->limits.request_timeout_ms, 30000);
