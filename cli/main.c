@@ -16,7 +16,7 @@ static const command commands[] = {
 	{"predict", psf_cmd_predict, "predict --connect URL SYMBOL... [--json]            call Predict"},
 	{"status", psf_cmd_status, "status CONFIG [--json]                              health of every node"},
 	{"data", psf_cmd_data, "data gen|partition ...                              make or lay out data"},
-	{"experiment", NULL, "experiment CONFIG --modes sync,async,ssp:2 --out DIR   compare consistency modes"},
+	{"experiment", psf_cmd_experiment, "experiment CONFIG --modes sync,async,ssp:2 --out DIR   compare consistency modes"},
 };
 
 int
