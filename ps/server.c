@@ -235,6 +235,22 @@ out:
 	return err;
 }
 
+static double
+store_used_bytes(void *arg)
+{
+	psf_store_info info;
+
+	return psf_store_stats(((psf_ps *)arg)->store, &info) == PSF_OK ? (double)info.used_bytes : 0;
+}
+
+static double
+store_disk_bytes(void *arg)
+{
+	psf_store_info info;
+
+	return psf_store_stats(((psf_ps *)arg)->store, &info) == PSF_OK ? (double)info.disk_bytes : 0;
+}
+
 static psf_err
 setup_metrics(psf_ps *ps)
 {
@@ -260,8 +276,44 @@ setup_metrics(psf_ps *ps)
 	    "minus the slowest live worker's clock (0 in sync, at most s in ssp)", NULL, 0, stale_bounds, PSF_ARRAY_LEN(stale_bounds),
 	    &ps->h_staleness);
 	if (err == PSF_OK)
+		err = psf_metrics_gauge_fn(reg, "psfleet_store_used_bytes", "LMDB pages in use, in bytes",
+		    NULL, 0, store_used_bytes, ps);
+	if (err == PSF_OK)
+		err = psf_metrics_gauge_fn(reg, "psfleet_store_disk_bytes",
+		    "Disk blocks taken by the LMDB data file, in bytes", NULL, 0, store_disk_bytes, ps);
+	if (err == PSF_OK)
 		psf_gauge_set(ps->g_version, (double)ps->version);
 	return err;
+}
+
+/* publish_workers puts every worker's clock, lag behind the fastest, and
+ * liveness on /metrics; from the timer thread, so the push path pays nothing.
+ * Holds mu. */
+static void
+publish_workers(psf_ps *ps)
+{
+	psf_metrics *reg = psf_node_metrics(ps->rt);
+	int64_t max = 0;
+	psf_gauge *g;
+
+	for (size_t i = 0; i < ps->n_workers; i++)
+		max = ps->workers[i].clock > max ? ps->workers[i].clock : max;
+	for (size_t i = 0; i < ps->n_workers; i++) {
+		const ps_worker *w = &ps->workers[i];
+		psf_label l = {"worker", w->id};
+		if (psf_metrics_gauge(reg, "psfleet_worker_clock", "Steps a worker has pushed", &l, 1,
+		        &g) == PSF_OK)
+			psf_gauge_set(g, (double)w->clock);
+		if (psf_metrics_gauge(reg, "psfleet_worker_lag", "Steps a worker is behind the fastest",
+		        &l, 1, &g) == PSF_OK)
+			psf_gauge_set(g, (double)(max - w->clock));
+		if (psf_metrics_gauge(reg, "psfleet_worker_live",
+		        "1 while a worker counts in rounds and gates", &l, 1, &g) == PSF_OK)
+			psf_gauge_set(g, w->live && !w->done ? 1.0 : 0.0);
+	}
+	if (psf_metrics_gauge(reg, "psfleet_sync_round", "The open sync round (rounds closed)", NULL,
+	        0, &g) == PSF_OK)
+		psf_gauge_set(g, (double)ps->round);
 }
 
 static void *
@@ -269,7 +321,7 @@ timer_main(void *arg)
 {
 	psf_ps *ps = arg;
 
-	for (;;) {
+	for (unsigned tick = 0;; tick++) {
 		parked *ready;
 
 		psf_sleep_ms(20);
@@ -278,6 +330,8 @@ timer_main(void *arg)
 			pthread_mutex_unlock(&ps->mu);
 			return NULL;
 		}
+		if (tick % 25 == 0) /* every 500 ms */
+			publish_workers(ps);
 		if (ps_check_timeouts(ps, psf_now_ms()) ||
 		    (ps->cfg->consistency.mode == PSF_CONS_SYNC && ps_round_complete(ps)))
 			ps_close_round(ps);
