@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <nng/nng.h>
 
 #include "common/config.h"
 #include "common/data.h"
@@ -634,5 +635,10 @@ main(void)
 		cmocka_unit_test(test_inferer_unavailable_without_ps),
 		cmocka_unit_test(test_inferer_swap_under_load),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	/* NNG releases servers (HTTP ones especially) on its own threads: let them
+	 * finish before LeakSanitizer looks at the heap at exit. */
+	nng_fini();
+	return failed;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <nng/nng.h>
 
 #include "common/config.h"
 #include "common/node.h"
@@ -333,6 +334,9 @@ main(void)
 		return 77;
 	}
 	rv = cmocka_run_group_tests(tests, NULL, NULL);
+	/* NNG releases servers (HTTP ones especially) on its own threads: let them
+	 * finish before LeakSanitizer looks at the heap at exit. */
+	nng_fini();
 	if (psf_rm_rf(dir) != PSF_OK)
 		return 1;
 	return rv;

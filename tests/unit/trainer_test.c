@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <nng/nng.h>
 
 #include "common/config.h"
 #include "common/data.h"
@@ -336,5 +337,10 @@ main(void)
 		cmocka_unit_test(test_trainer_sync_linear_matches_closed_form_ridge),
 		cmocka_unit_test(test_trainer_mlp_embedding_beats_linear),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	/* NNG releases servers (HTTP ones especially) on its own threads: let them
+	 * finish before LeakSanitizer looks at the heap at exit. */
+	nng_fini();
+	return failed;
 }
