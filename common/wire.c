@@ -2,8 +2,6 @@
 
 #include <string.h>
 
-enum { WT_VARINT = 0, WT_FIXED64 = 1, WT_LEN = 2, WT_FIXED32 = 5 };
-
 void
 psf_wire_reader_init(psf_wire_reader *r, const void *buf, size_t len)
 {
@@ -45,15 +43,15 @@ psf_wire_next(psf_wire_reader *r, psf_wire_field *f)
 	f->len = 0;
 	f->u64 = 0;
 	switch (f->type) {
-	case WT_VARINT:
+	case PSF_WIRE_VARINT:
 		return get_varint(r, &f->u64);
-	case WT_FIXED64:
+	case PSF_WIRE_FIXED64:
 		if (r->end - r->p < 8)
 			return PSF_EPROTO;
 		memcpy(&f->u64, r->p, 8); /* little-endian hosts only (x86-64, arm64) */
 		r->p += 8;
 		return PSF_OK;
-	case WT_FIXED32: {
+	case PSF_WIRE_FIXED32: {
 		uint32_t u;
 		if (r->end - r->p < 4)
 			return PSF_EPROTO;
@@ -62,7 +60,7 @@ psf_wire_next(psf_wire_reader *r, psf_wire_field *f)
 		r->p += 4;
 		return PSF_OK;
 	}
-	case WT_LEN:
+	case PSF_WIRE_LEN:
 		if (get_varint(r, &v) != PSF_OK || v > (uint64_t)(r->end - r->p))
 			return PSF_EPROTO;
 		f->data = r->p;
@@ -72,6 +70,35 @@ psf_wire_next(psf_wire_reader *r, psf_wire_field *f)
 	default:
 		return PSF_EPROTO; /* groups (3, 4) and reserved types */
 	}
+}
+
+psf_err
+psf_wire_repeated_varints(const psf_wire_field *f, uint64_t *out64, uint32_t *out32, size_t *n)
+{
+	psf_wire_reader r;
+	uint64_t v;
+
+	if (f->type == PSF_WIRE_VARINT) {
+		if (out64 != NULL)
+			out64[*n] = f->u64;
+		if (out32 != NULL)
+			out32[*n] = (uint32_t)f->u64;
+		(*n)++;
+		return PSF_OK;
+	}
+	if (f->type != PSF_WIRE_LEN)
+		return PSF_EPROTO;
+	psf_wire_reader_init(&r, f->data, f->len);
+	while (r.p < r.end) {
+		if (get_varint(&r, &v) != PSF_OK)
+			return PSF_EPROTO;
+		if (out64 != NULL)
+			out64[*n] = v;
+		if (out32 != NULL)
+			out32[*n] = (uint32_t)v;
+		(*n)++;
+	}
+	return PSF_OK;
 }
 
 /* Known envelope fields must have the wire type the .proto gives them. */
@@ -94,29 +121,29 @@ psf_wire_decode_request(const void *buf, size_t len, psf_wire_request *out)
 	while ((rv = psf_wire_next(&r, &f)) == PSF_OK) {
 		switch (f.number) {
 		case 1:
-			if (!type_ok(&f, WT_LEN))
+			if (!type_ok(&f, PSF_WIRE_LEN))
 				return PSF_EPROTO;
 			req.method = (const char *)f.data;
 			req.method_len = f.len;
 			break;
 		case 2:
-			if (!type_ok(&f, WT_VARINT))
+			if (!type_ok(&f, PSF_WIRE_VARINT))
 				return PSF_EPROTO;
 			req.request_id = f.u64;
 			break;
 		case 3:
-			if (!type_ok(&f, WT_VARINT))
+			if (!type_ok(&f, PSF_WIRE_VARINT))
 				return PSF_EPROTO;
 			req.deadline_ms = (uint32_t)f.u64;
 			break;
 		case 4:
-			if (!type_ok(&f, WT_LEN))
+			if (!type_ok(&f, PSF_WIRE_LEN))
 				return PSF_EPROTO;
 			req.auth = f.data;
 			req.auth_len = f.len;
 			break;
 		case 5:
-			if (!type_ok(&f, WT_LEN))
+			if (!type_ok(&f, PSF_WIRE_LEN))
 				return PSF_EPROTO;
 			req.payload = f.data;
 			req.payload_len = f.len;
@@ -144,24 +171,24 @@ psf_wire_decode_reply(const void *buf, size_t len, psf_wire_reply *out)
 	while ((rv = psf_wire_next(&r, &f)) == PSF_OK) {
 		switch (f.number) {
 		case 1:
-			if (!type_ok(&f, WT_VARINT))
+			if (!type_ok(&f, PSF_WIRE_VARINT))
 				return PSF_EPROTO;
 			rep.status = (uint32_t)f.u64;
 			break;
 		case 2:
-			if (!type_ok(&f, WT_LEN))
+			if (!type_ok(&f, PSF_WIRE_LEN))
 				return PSF_EPROTO;
 			rep.message = (const char *)f.data;
 			rep.message_len = f.len;
 			break;
 		case 3:
-			if (!type_ok(&f, WT_LEN))
+			if (!type_ok(&f, PSF_WIRE_LEN))
 				return PSF_EPROTO;
 			rep.payload = f.data;
 			rep.payload_len = f.len;
 			break;
 		case 4:
-			if (!type_ok(&f, WT_VARINT))
+			if (!type_ok(&f, PSF_WIRE_VARINT))
 				return PSF_EPROTO;
 			rep.request_id = f.u64;
 			break;
@@ -197,7 +224,7 @@ put_tag(uint8_t *buf, uint32_t number, uint32_t type)
 static size_t
 put_bytes(uint8_t *buf, uint32_t number, const void *data, size_t len)
 {
-	size_t n = put_tag(buf, number, WT_LEN);
+	size_t n = put_tag(buf, number, PSF_WIRE_LEN);
 
 	n += psf_wire_put_varint(buf + n, len);
 	if (len > 0)
@@ -216,16 +243,16 @@ psf_wire_request_head(uint8_t *buf, const char *method, uint64_t request_id,
 		return 0;
 	n += put_bytes(buf + n, 1, method, mlen);
 	if (request_id != 0) {
-		n += put_tag(buf + n, 2, WT_VARINT);
+		n += put_tag(buf + n, 2, PSF_WIRE_VARINT);
 		n += psf_wire_put_varint(buf + n, request_id);
 	}
 	if (deadline_ms != 0) {
-		n += put_tag(buf + n, 3, WT_VARINT);
+		n += put_tag(buf + n, 3, PSF_WIRE_VARINT);
 		n += psf_wire_put_varint(buf + n, deadline_ms);
 	}
 	if (auth_len > 0)
 		n += put_bytes(buf + n, 4, auth, auth_len);
-	n += put_tag(buf + n, 5, WT_LEN);
+	n += put_tag(buf + n, 5, PSF_WIRE_LEN);
 	n += psf_wire_put_varint(buf + n, payload_len);
 	return n;
 }
@@ -237,7 +264,7 @@ psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message,
 	size_t n = 0;
 
 	if (status != 0) {
-		n += put_tag(buf + n, 1, WT_VARINT);
+		n += put_tag(buf + n, 1, PSF_WIRE_VARINT);
 		n += psf_wire_put_varint(buf + n, status);
 	}
 	if (message != NULL && message[0] != '\0') {
@@ -246,10 +273,10 @@ psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message,
 		    mlen > PSF_WIRE_MAX_MESSAGE ? PSF_WIRE_MAX_MESSAGE : mlen);
 	}
 	if (request_id != 0) {
-		n += put_tag(buf + n, 4, WT_VARINT);
+		n += put_tag(buf + n, 4, PSF_WIRE_VARINT);
 		n += psf_wire_put_varint(buf + n, request_id);
 	}
-	n += put_tag(buf + n, 3, WT_LEN);
+	n += put_tag(buf + n, 3, PSF_WIRE_LEN);
 	n += psf_wire_put_varint(buf + n, payload_len);
 	return n;
 }

@@ -43,6 +43,14 @@ typedef struct psf_wire_reply {
 	uint64_t request_id;
 } psf_wire_reply;
 
+/* Protobuf wire types (psf_wire_field.type). */
+enum {
+	PSF_WIRE_VARINT = 0,
+	PSF_WIRE_FIXED64 = 1,
+	PSF_WIRE_LEN = 2,
+	PSF_WIRE_FIXED32 = 5,
+};
+
 /* A forward-only reader over one protobuf message's fields. */
 typedef struct psf_wire_reader {
 	const uint8_t *p;
@@ -67,6 +75,14 @@ void psf_wire_reader_init(psf_wire_reader *r, const void *buf, size_t len);
  * of the buffer, or PSF_EPROTO for malformed input (truncation, bad wire type, field
  * number 0, length past the end). Never reads outside the buffer. */
 PSF_NODISCARD psf_err psf_wire_next(psf_wire_reader *r, psf_wire_field *f);
+
+/* psf_wire_repeated_varints appends the values of one occurrence of a repeated
+ * varint field (an unpacked element, or a packed run) to out64[*n..] and/or
+ * out32[*n..] (the low 32 bits, as protobuf does for uint32), advancing *n; with
+ * both arrays NULL it only counts them. Returns PSF_OK, or PSF_EPROTO for another
+ * wire type or a malformed packed run. */
+PSF_NODISCARD psf_err psf_wire_repeated_varints(const psf_wire_field *f, uint64_t *out64,
+    uint32_t *out32, size_t *n);
 
 /* psf_wire_decode_request / _reply parse an envelope. Unknown fields are skipped.
  * Returns PSF_OK or PSF_EPROTO (malformed, or a known field with the wrong wire type). */

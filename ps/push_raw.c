@@ -15,54 +15,6 @@
 
 #define M_PUSH "psfleet.v1.ParameterServer/Push"
 
-enum { WT_VARINT = 0, WT_FIXED64 = 1, WT_LEN = 2, WT_FIXED32 = 5 };
-
-static psf_err
-get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*out = v;
-			return PSF_OK;
-		}
-	}
-	return PSF_EPROTO; /* truncated, or longer than 10 bytes */
-}
-
-/* add_repeated appends the elements of one occurrence of a repeated varint field
- * (one unpacked element, or a packed run) to keys or lens at [*n]; with both
- * NULL it only counts them. */
-static psf_err
-add_repeated(const psf_wire_field *f, uint64_t *keys, uint32_t *lens, size_t *n)
-{
-	const uint8_t *p = f->data, *end = f->len > 0 ? f->data + f->len : f->data; /* NULL + 0 is UB */
-	uint64_t v;
-
-	if (f->type == WT_VARINT) {
-		if (keys != NULL)
-			keys[*n] = f->u64;
-		if (lens != NULL)
-			lens[*n] = (uint32_t)f->u64; /* protobuf keeps the low 32 bits */
-		(*n)++;
-		return PSF_OK;
-	}
-	if (f->type != WT_LEN)
-		return PSF_EPROTO;
-	while (p < end) {
-		if (get_varint(&p, end, &v) != PSF_OK)
-			return PSF_EPROTO;
-		if (keys != NULL)
-			keys[*n] = v;
-		if (lens != NULL)
-			lens[*n] = (uint32_t)v;
-		(*n)++;
-	}
-	return PSF_OK;
-}
 
 /* scan reads every field; with b->keys/b->lens NULL it only counts them. */
 static psf_err
@@ -77,41 +29,41 @@ scan(const uint8_t *buf, size_t len, ps_push_buf *b, ps_push_in *out)
 	while ((err = psf_wire_next(&r, &f)) == PSF_OK) {
 		switch (f.number) {
 		case 1: /* worker */
-			if (f.type != WT_LEN)
+			if (f.type != PSF_WIRE_LEN)
 				return PSF_EPROTO;
 			f.len = f.len < sizeof(b->worker) - 1 ? f.len : sizeof(b->worker) - 1;
 			memcpy(b->worker, f.data, f.len);
 			b->worker[f.len] = '\0';
 			break;
 		case 2: /* seq */
-			if (f.type != WT_VARINT)
+			if (f.type != PSF_WIRE_VARINT)
 				return PSF_EPROTO;
 			out->seq = f.u64;
 			break;
 		case 3: /* clock */
-			if (f.type != WT_VARINT)
+			if (f.type != PSF_WIRE_VARINT)
 				return PSF_EPROTO;
 			out->clock = (int64_t)f.u64;
 			break;
 		case 4: /* keys */
-			err = add_repeated(&f, b->keys, NULL, &out->n_keys);
+			err = psf_wire_repeated_varints(&f, b->keys, NULL, &out->n_keys);
 			break;
 		case 5: /* lens */
-			err = add_repeated(&f, NULL, b->lens, &out->n_lens);
+			err = psf_wire_repeated_varints(&f, NULL, b->lens, &out->n_lens);
 			break;
 		case 6: /* values */
-			if (f.type != WT_LEN)
+			if (f.type != PSF_WIRE_LEN)
 				return PSF_EPROTO;
 			out->values = f.data;
 			out->values_len = f.len;
 			break;
 		case 7: /* n_samples */
-			if (f.type != WT_VARINT)
+			if (f.type != PSF_WIRE_VARINT)
 				return PSF_EPROTO;
 			out->n_samples = f.u64;
 			break;
 		case 8: /* loss */
-			if (f.type != WT_FIXED64)
+			if (f.type != PSF_WIRE_FIXED64)
 				return PSF_EPROTO;
 			memcpy(&out->loss, &f.u64, sizeof(out->loss));
 			break;

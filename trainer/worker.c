@@ -32,7 +32,6 @@
 #define PULL_WINDOW 3
 
 /* Wire types of the protobuf encoding (PullReply is read without unpacking). */
-enum { WT_VARINT = 0, WT_FIXED64 = 1, WT_LEN = 2, WT_FIXED32 = 5 };
 
 /* Per-shard scratch for building requests. */
 typedef struct shard_buf {
@@ -318,52 +317,6 @@ store_pulled(psf_worker *w, const Psfleet__V1__PullReply *r, psf_params *dst)
 
 /* ---- reading a PullReply in place ------------------------------------------ */
 
-static psf_err
-get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*out = v;
-			return PSF_OK;
-		}
-	}
-	return PSF_EPROTO;
-}
-
-/* add_varints appends a repeated scalar field's values (packed, or one unpacked
- * element) to out[*n..], or only counts them when out is NULL. */
-static psf_err
-add_varints(const psf_wire_field *f, uint64_t *out64, uint32_t *out32, size_t *n)
-{
-	const uint8_t *p = f->data, *end = f->data + f->len;
-	uint64_t v;
-
-	if (f->type == WT_VARINT) {
-		if (out64 != NULL)
-			out64[*n] = f->u64;
-		if (out32 != NULL)
-			out32[*n] = (uint32_t)f->u64;
-		(*n)++;
-		return PSF_OK;
-	}
-	if (f->type != WT_LEN)
-		return PSF_EPROTO;
-	while (p < end) {
-		if (get_varint(&p, end, &v) != PSF_OK)
-			return PSF_EPROTO;
-		if (out64 != NULL)
-			out64[*n] = v;
-		if (out32 != NULL)
-			out32[*n] = (uint32_t)v;
-		(*n)++;
-	}
-	return PSF_OK;
-}
-
 typedef struct pull_view {
 	uint64_t version;
 	size_t n_keys, n_lens;
@@ -384,18 +337,18 @@ scan_pull_reply(const uint8_t *buf, size_t len, uint64_t *keys, uint32_t *lens, 
 	while ((err = psf_wire_next(&r, &f)) == PSF_OK) {
 		switch (f.number) {
 		case 1:
-			if (f.type != WT_VARINT)
+			if (f.type != PSF_WIRE_VARINT)
 				return PSF_EPROTO;
 			v->version = f.u64;
 			break;
 		case 2:
-			err = add_varints(&f, keys, NULL, &v->n_keys);
+			err = psf_wire_repeated_varints(&f, keys, NULL, &v->n_keys);
 			break;
 		case 3:
-			err = add_varints(&f, NULL, lens, &v->n_lens);
+			err = psf_wire_repeated_varints(&f, NULL, lens, &v->n_lens);
 			break;
 		case 4:
-			if (f.type != WT_LEN)
+			if (f.type != PSF_WIRE_LEN)
 				return PSF_EPROTO;
 			v->values = f.data;
 			v->values_len = f.len;
