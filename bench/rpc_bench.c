@@ -19,34 +19,28 @@
  * Throughput is payload bytes per second, MB = 10^6 bytes. */
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
-#include <nng/protocol/reqrep0/req.h>
 
+#include "bench_util.h"
 #include "common/log.h"
 #include "common/rpc_client.h"
 #include "common/rpc_server.h"
 #include "common/util.h"
 #include "common/wire.h"
+#include "rpc_bench_svc.h"
 
-#define MIB ((size_t)1 << 20)
 #define SERVER_CTXS 16
 #define MAX_THREADS 4
 #define MAX_REPS 32
-#define BIG (16 * MIB)
 #define MAX_MSG (2 * PSF_RPC_DEFAULT_MAX_MSG)
-#define RAW_HDR 16 /* raw protocol: u64 op, u64 size; tiny messages are just this */
 #define RAW_TIMEOUT_MS 30000
 
 #define M_HEALTH "psfleet.v1.Admin/Health"
 #define M_PUSH "psfleet.v1.ParameterServer/Push"
 #define M_PULL "psfleet.v1.ParameterServer/Pull"
-
-enum { RAW_OP_TINY = 1, RAW_OP_DOWN = 2 };
 
 typedef enum op_kind { OP_RTT, OP_UP, OP_DOWN } op_kind;
 
@@ -86,286 +80,13 @@ typedef struct sample {
 	double cpu_us; /* process CPU time (user + system, client + server) per call */
 } sample;
 
-/* ---------------------------------------------------------------- raw server */
-
-typedef struct raw_server raw_server;
-
-typedef struct raw_worker {
-	raw_server *srv;
-	nng_aio *aio;
-	nng_ctx ctx;
-	int sending;
-} raw_worker;
-
-struct raw_server {
-	nng_socket sock;
-	const uint8_t *src; /* download source, src_len bytes */
-	size_t src_len;
-	raw_worker w[SERVER_CTXS];
-};
-
-/* raw_answer consumes a request and returns the reply (NULL when out of memory). */
-static nng_msg *
-raw_answer(raw_server *s, nng_msg *req)
-{
-	uint64_t hdr[2] = {0, 0};
-	size_t size = 0;
-	nng_msg *m;
-
-	if (nng_msg_len(req) >= RAW_HDR)
-		memcpy(hdr, nng_msg_body(req), RAW_HDR);
-	nng_msg_free(req);
-	if (hdr[0] == RAW_OP_DOWN && hdr[1] <= s->src_len)
-		size = (size_t)hdr[1];
-	if (nng_msg_alloc(&m, RAW_HDR + size) != 0)
-		return NULL;
-	memset(nng_msg_body(m), 0, RAW_HDR);
-	if (size > 0)
-		memcpy((uint8_t *)nng_msg_body(m) + RAW_HDR, s->src, size);
-	return m;
-}
-
-static void
-raw_cb(void *arg)
-{
-	raw_worker *w = arg;
-	int rv = nng_aio_result(w->aio);
-	nng_msg *m;
-
-	if (rv != 0) {
-		if (w->sending)
-			nng_msg_free(nng_aio_get_msg(w->aio));
-		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-			return;
-		w->sending = 0;
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	if (w->sending || (m = raw_answer(w->srv, nng_aio_get_msg(w->aio))) == NULL) {
-		w->sending = 0;
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	w->sending = 1;
-	nng_aio_set_msg(w->aio, m);
-	nng_ctx_send(w->ctx, w->aio);
-}
-
-static void
-raw_server_free(raw_server *s)
-{
-	if (s == NULL)
-		return;
-	nng_close(s->sock);
-	for (int i = 0; i < SERVER_CTXS; i++) {
-		if (s->w[i].aio != NULL) {
-			nng_aio_stop(s->w[i].aio);
-			nng_aio_free(s->w[i].aio);
-		}
-	}
-	free(s);
-}
-
-/* bound_url writes url with its port replaced by the listener's real one. */
-static void
-bound_url(const char *url, nng_listener l, char *out, size_t len)
-{
-	int port = 0;
-	const char *colon = strrchr(url, ':');
-
-	if (strncmp(url, "tcp://", 6) != 0 || nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT,
-	    &port) != 0 || colon == NULL) {
-		snprintf(out, len, "%s", url);
-		return;
-	}
-	snprintf(out, len, "%.*s:%d", (int)(colon - url), url, port);
-}
-
-static psf_err
-raw_server_open(const char *url, const uint8_t *src, size_t src_len, char *bound, size_t bound_len,
-    raw_server **out)
-{
-	raw_server *s = calloc(1, sizeof(*s));
-	nng_listener l;
-	int rv;
-
-	if (s == NULL)
-		return PSF_ENOMEM;
-	s->src = src;
-	s->src_len = src_len;
-	if ((rv = nng_rep0_open(&s->sock)) != 0) {
-		free(s);
-		return psf_err_from_nng(rv);
-	}
-	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, MAX_MSG);
-	for (int i = 0; i < SERVER_CTXS && rv == 0; i++) {
-		s->w[i].srv = s;
-		if ((rv = nng_aio_alloc(&s->w[i].aio, raw_cb, &s->w[i])) == 0)
-			rv = nng_ctx_open(&s->w[i].ctx, s->sock);
-	}
-	if (rv == 0 && (rv = nng_listener_create(&l, s->sock, url)) == 0 &&
-	    (rv = nng_listener_start(l, 0)) == 0)
-		bound_url(url, l, bound, bound_len);
-	if (rv != 0) {
-		fprintf(stderr, "rpc_bench: raw server %s: %s\n", url, nng_strerror(rv));
-		raw_server_free(s);
-		return psf_err_from_nng(rv);
-	}
-	for (int i = 0; i < SERVER_CTXS; i++)
-		nng_ctx_recv(s->w[i].ctx, s->w[i].aio);
-	*out = s;
-	return PSF_OK;
-}
-
-/* ---------------------------------------------------------------- psfleet services */
-
-typedef struct bench_env bench_env;
-
-static void
-unimplemented(void *call)
-{
-	psf_rpc_fail(call, PSF_STATUS_UNIMPLEMENTED, "not part of rpc_bench");
-}
-
-static void
-bench_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
-    Psfleet__V1__HealthReply_Closure done, void *call)
-{
-	Psfleet__V1__HealthReply r = PSFLEET__V1__HEALTH_REPLY__INIT;
-
-	r.ready = 1;
-	r.node = "rpc_bench";
-	r.role = "bench";
-	r.model_version = 1;
-	done(&r, call);
-}
-
-static void
-bench_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
-    Psfleet__V1__StatusReply_Closure done, void *call)
-{
-	unimplemented(call);
-	done(NULL, call);
-}
-
-static void
-bench_admin_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__ShutdownRequest *in,
-    Psfleet__V1__ShutdownReply_Closure done, void *call)
-{
-	unimplemented(call);
-	done(NULL, call);
-}
-
-static void
-bench_ps_register_worker(Psfleet__V1__ParameterServer_Service *svc,
-    const Psfleet__V1__RegisterRequest *in, Psfleet__V1__RegisterReply_Closure done, void *call)
-{
-	unimplemented(call);
-	done(NULL, call);
-}
-
-/* Pull: the bench's convention is that `clock` is the number of value bytes wanted. */
-static void
-bench_ps_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PullRequest *in,
-    Psfleet__V1__PullReply_Closure done, void *call)
-{
-	const uint8_t *src = psf_rpc_call_user(call);
-	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
-
-	if (in->clock < 0 || (size_t)in->clock > BIG) {
-		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "clock (bytes) out of range");
-		done(NULL, call);
-		return;
-	}
-	r.model_version = 1;
-	r.values.data = (uint8_t *)src;
-	r.values.len = (size_t)in->clock;
-	done(&r, call);
-}
-
-static void
-bench_ps_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PushRequest *in,
-    Psfleet__V1__PushReply_Closure done, void *call)
-{
-	Psfleet__V1__PushReply r = PSFLEET__V1__PUSH_REPLY__INIT;
-
-	r.model_version = in->seq;
-	r.staleness = (int64_t)in->values.len; /* lets the client check the bytes arrived */
-	done(&r, call);
-}
-
-static void
-bench_ps_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__ClockRequest *in,
-    Psfleet__V1__ClockReply_Closure done, void *call)
-{
-	unimplemented(call);
-	done(NULL, call);
-}
-
-static void
-bench_ps_snapshot(Psfleet__V1__ParameterServer_Service *svc,
-    const Psfleet__V1__SnapshotRequest *in, Psfleet__V1__SnapshotReply_Closure done, void *call)
-{
-	unimplemented(call);
-	done(NULL, call);
-}
-
-static void
-bench_ps_stats(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__StatsRequest *in,
-    Psfleet__V1__StatsReply_Closure done, void *call)
-{
-	unimplemented(call);
-	done(NULL, call);
-}
-
-static void
-bench_ps_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__ReduceRequest *in,
-    Psfleet__V1__ReduceReply_Closure done, void *call)
-{
-	unimplemented(call);
-	done(NULL, call);
-}
-
-static void
-bench_ps_report(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__MetricsReport *in,
-    Psfleet__V1__MetricsAck_Closure done, void *call)
-{
-	unimplemented(call);
-	done(NULL, call);
-}
-
-/* zc_push is the zero-copy Push: it walks the serialized PushRequest in place
- * (the values are never copied) and answers like bench_ps_push. */
-static void
-zc_push(psf_rpc_call *call, const uint8_t *payload, size_t len, void *arg)
-{
-	Psfleet__V1__PushReply r = PSFLEET__V1__PUSH_REPLY__INIT;
-	psf_wire_reader rd;
-	psf_wire_field f;
-	psf_err err;
-
-	psf_wire_reader_init(&rd, payload, len);
-	while ((err = psf_wire_next(&rd, &f)) == PSF_OK) {
-		if (f.number == 2 && f.type == 0)
-			r.model_version = f.u64;
-		else if (f.number == 6 && f.type == 2)
-			r.staleness = (int64_t)f.len;
-	}
-	if (err != PSF_ENOENT) {
-		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "malformed PushRequest");
-		psf_rpc_reply(call, NULL);
-		return;
-	}
-	psf_rpc_reply(call, &r.base);
-}
-
 /* ---------------------------------------------------------------- environment */
 
 /* One transport's servers and clients. The services live here because the
  * servers keep pointers to them. */
-struct bench_env {
+typedef struct bench_env {
 	const char *tr;
-	raw_server *raw;
+	psf_bench_raw_server *raw;
 	psf_rpc_server *rpc;
 	psf_rpc_server *zc;
 	nng_socket raw_sock; /* shared by raw client threads (a context each) */
@@ -376,7 +97,7 @@ struct bench_env {
 	const uint8_t *buf; /* BIG bytes: upload values, download source */
 	uint8_t *push_ser[2]; /* serialized PushRequest with MIB / BIG values */
 	size_t push_len[2];
-};
+} bench_env;
 
 static psf_err
 rpc_server_open(bench_env *e, const char *url, int zero_copy, char *bound, size_t bound_len,
@@ -389,7 +110,8 @@ rpc_server_open(bench_env *e, const char *url, int zero_copy, char *bound, size_
 	if ((err = psf_rpc_server_new(&o, &s)) != PSF_OK)
 		return err;
 	if (zero_copy)
-		err = psf_rpc_server_add_raw(s, M_PUSH, &psfleet__v1__push_reply__descriptor, zc_push, e);
+		err = psf_rpc_server_add_raw(s, M_PUSH, &psfleet__v1__push_reply__descriptor,
+		    rpc_bench_zc_push, e);
 	else if ((err = psf_rpc_server_add_service(s, &e->admin.base, e)) == PSF_OK)
 		err = psf_rpc_server_add_service(s, &e->ps.base, (void *)e->buf);
 	if (err == PSF_OK)
@@ -441,7 +163,7 @@ env_close(bench_env *e)
 		nng_close(e->raw_sock);
 	psf_rpc_server_free(e->rpc);
 	psf_rpc_server_free(e->zc);
-	raw_server_free(e->raw);
+	psf_bench_raw_server_free(e->raw);
 	free(e->push_ser[0]);
 	free(e->push_ser[1]);
 	free(e);
@@ -452,19 +174,18 @@ env_close(bench_env *e)
 static psf_err
 env_open(const char *tr, const char *dir, const uint8_t *buf, bench_env **out)
 {
-	Psfleet__V1__Admin_Service admin = PSFLEET__V1__ADMIN__INIT(bench_admin_);
-	Psfleet__V1__ParameterServer_Service ps = PSFLEET__V1__PARAMETER_SERVER__INIT(bench_ps_);
+	/* Same REQ settings as psfleet's client: no automatic resend, so neither side
+	 * arms a resend timer per request. */
+	psf_bench_raw_dial_opts dial = {MAX_MSG, RAW_TIMEOUT_MS, true};
 	char url[3][256], bound[3][256];
 	const char *names[3] = {"raw", "rpc", "zc"};
 	bench_env *e = NULL;
 	psf_err err = PSF_ENOMEM;
-	int rv;
 
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		goto out;
 	e->tr = tr;
-	e->admin = admin;
-	e->ps = ps;
+	rpc_bench_services_init(&e->admin, &e->ps);
 	e->buf = buf;
 	for (int i = 0; i < 3; i++) {
 		if (dir != NULL)
@@ -474,27 +195,13 @@ env_open(const char *tr, const char *dir, const uint8_t *buf, bench_env **out)
 	}
 	if ((err = serialize_push(buf, MIB, &e->push_ser[0], &e->push_len[0])) != PSF_OK ||
 	    (err = serialize_push(buf, BIG, &e->push_ser[1], &e->push_len[1])) != PSF_OK ||
-	    (err = raw_server_open(url[0], buf, BIG, bound[0], sizeof(bound[0]), &e->raw)) != PSF_OK ||
+	    (err = psf_bench_raw_server_open(url[0], buf, BIG, MAX_MSG, &e->raw)) != PSF_OK ||
 	    (err = rpc_server_open(e, url[1], 0, bound[1], sizeof(bound[1]), &e->rpc)) != PSF_OK ||
 	    (err = rpc_server_open(e, url[2], 1, bound[2], sizeof(bound[2]), &e->zc)) != PSF_OK ||
 	    (err = psf_rpc_client_open(bound[1], NULL, &e->rpc_c)) != PSF_OK ||
-	    (err = psf_rpc_client_open(bound[2], NULL, &e->zc_c)) != PSF_OK)
+	    (err = psf_rpc_client_open(bound[2], NULL, &e->zc_c)) != PSF_OK ||
+	    (err = psf_bench_raw_dial(psf_bench_raw_server_url(e->raw), &dial, &e->raw_sock)) != PSF_OK)
 		goto out;
-	if ((rv = nng_req0_open(&e->raw_sock)) != 0) {
-		err = psf_err_from_nng(rv);
-		goto out;
-	}
-	nng_socket_set_size(e->raw_sock, NNG_OPT_RECVMAXSZ, MAX_MSG);
-	/* Same REQ settings as psfleet's client: no automatic resend, so neither side
-	 * arms a resend timer per request. */
-	nng_socket_set_ms(e->raw_sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	nng_socket_set_ms(e->raw_sock, NNG_OPT_SENDTIMEO, RAW_TIMEOUT_MS);
-	nng_socket_set_ms(e->raw_sock, NNG_OPT_RECVTIMEO, RAW_TIMEOUT_MS);
-	if ((rv = nng_dial(e->raw_sock, bound[0], NULL, 0)) != 0) {
-		fprintf(stderr, "rpc_bench: dial %s: %s\n", bound[0], nng_strerror(rv));
-		err = psf_err_from_nng(rv);
-		goto out;
-	}
 	*out = e;
 	e = NULL;
 	err = PSF_OK;
@@ -508,91 +215,16 @@ out:
 /* Per-thread client state: raw calls from several threads need a context each. */
 typedef struct client {
 	bench_env *e;
-	int use_ctx;
-	nng_ctx ctx;
-	nng_aio *aio;
+	psf_bench_raw_client raw;
 	uint64_t seq;
 } client;
 
 static psf_err
 client_init(bench_env *e, int use_ctx, client *c)
 {
-	int rv;
-
 	memset(c, 0, sizeof(*c));
 	c->e = e;
-	c->use_ctx = use_ctx;
-	if (!use_ctx)
-		return PSF_OK;
-	if ((rv = nng_aio_alloc(&c->aio, NULL, NULL)) != 0)
-		return psf_err_from_nng(rv);
-	if ((rv = nng_ctx_open(&c->ctx, e->raw_sock)) != 0) {
-		nng_aio_free(c->aio);
-		c->aio = NULL;
-		return psf_err_from_nng(rv);
-	}
-	nng_aio_set_timeout(c->aio, RAW_TIMEOUT_MS);
-	return PSF_OK;
-}
-
-static void
-client_fini(client *c)
-{
-	if (c->aio != NULL) {
-		nng_ctx_close(c->ctx);
-		nng_aio_free(c->aio);
-	}
-}
-
-/* raw_exchange sends m (consumed) and waits for the reply. */
-static psf_err
-raw_exchange(client *c, nng_msg *m, nng_msg **reply)
-{
-	int rv;
-
-	if (!c->use_ctx) {
-		if ((rv = nng_sendmsg(c->e->raw_sock, m, 0)) != 0) {
-			nng_msg_free(m);
-			return psf_err_from_nng(rv);
-		}
-		rv = nng_recvmsg(c->e->raw_sock, reply, 0);
-		return psf_err_from_nng(rv);
-	}
-	nng_aio_set_msg(c->aio, m);
-	nng_ctx_send(c->ctx, c->aio);
-	nng_aio_wait(c->aio);
-	if ((rv = nng_aio_result(c->aio)) != 0) {
-		nng_msg_free(m);
-		return psf_err_from_nng(rv);
-	}
-	nng_ctx_recv(c->ctx, c->aio);
-	nng_aio_wait(c->aio);
-	if ((rv = nng_aio_result(c->aio)) != 0)
-		return psf_err_from_nng(rv);
-	*reply = nng_aio_get_msg(c->aio);
-	return PSF_OK;
-}
-
-static psf_err
-raw_call(client *c, op_kind op, size_t bytes)
-{
-	uint64_t hdr[2] = {op == OP_DOWN ? RAW_OP_DOWN : RAW_OP_TINY, bytes};
-	size_t up = op == OP_UP ? bytes : 0;
-	size_t want = RAW_HDR + (op == OP_DOWN ? bytes : 0);
-	nng_msg *m, *reply;
-	psf_err err;
-	int rv;
-
-	if ((rv = nng_msg_alloc(&m, RAW_HDR + up)) != 0)
-		return psf_err_from_nng(rv);
-	memcpy(nng_msg_body(m), hdr, RAW_HDR);
-	if (up > 0)
-		memcpy((uint8_t *)nng_msg_body(m) + RAW_HDR, c->e->buf, up);
-	if ((err = raw_exchange(c, m, &reply)) != PSF_OK)
-		return err;
-	err = nng_msg_len(reply) == want ? PSF_OK : PSF_EPROTO;
-	nng_msg_free(reply);
-	return err;
+	return psf_bench_raw_client_init(&c->raw, e->raw_sock, use_ctx, RAW_TIMEOUT_MS);
 }
 
 static psf_err
@@ -708,7 +340,8 @@ static psf_err
 one_call(client *c, impl im, const bench_case *bc)
 {
 	if (im == IM_RAW)
-		return raw_call(c, bc->op, bc->bytes);
+		return psf_bench_raw_call(&c->raw, c->e->buf, bc->op == OP_UP ? bc->bytes : 0,
+		    bc->op == OP_DOWN ? bc->bytes : 0);
 	switch (bc->op) {
 	case OP_RTT:
 		return rpc_health(c);
@@ -749,19 +382,8 @@ runner_main(void *arg)
 		r->err = one_call(&c, r->im, r->bc);
 		r->lat[i] = psf_now_ns() - t0;
 	}
-	client_fini(&c);
+	psf_bench_raw_client_fini(&c.raw);
 	return NULL;
-}
-
-static uint64_t
-cpu_ns(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return 0;
-	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
-	    ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
 }
 
 static int
@@ -795,7 +417,7 @@ measure(bench_env *e, const bench_case *bc, impl im, uint32_t calls, sample *out
 		}
 	}
 	pthread_barrier_wait(&bar);
-	c0 = cpu_ns();
+	c0 = psf_bench_cpu_ns();
 	t0 = psf_now_ns();
 	for (int i = 0; i < n; i++) {
 		pthread_join(th[i], NULL);
@@ -803,7 +425,7 @@ measure(bench_env *e, const bench_case *bc, impl im, uint32_t calls, sample *out
 			err = r[i].err;
 	}
 	t1 = psf_now_ns();
-	c1 = cpu_ns();
+	c1 = psf_bench_cpu_ns();
 	pthread_barrier_destroy(&bar);
 	if (err == PSF_OK) {
 		size_t total = (size_t)per * (size_t)n;
@@ -817,21 +439,6 @@ measure(bench_env *e, const bench_case *bc, impl im, uint32_t calls, sample *out
 	}
 	free(lat);
 	return err;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -885,6 +492,7 @@ run_transport(bench_env *e, const opts *o, results *res)
 static void
 print_results(const char *tr, const opts *o, results *res)
 {
+	size_t n = (size_t)o->reps;
 	double v[MAX_REPS];
 
 	for (size_t ci = 0; ci < N_CASES; ci++) {
@@ -897,17 +505,17 @@ print_results(const char *tr, const opts *o, results *res)
 				continue;
 			for (int r = 0; r < o->reps; r++)
 				v[r] = s[r].rate;
-			printf("%s_%s_%s %.1f %s\n", tr, impl_names[im], bc->name, median(v, o->reps),
+			printf("%s_%s_%s %.1f %s\n", tr, impl_names[im], bc->name, psf_bench_median(v, n),
 			    bc->op == OP_RTT ? "rt/s" : "MB/s");
 			for (int r = 0; r < o->reps; r++)
 				v[r] = s[r].p50_us;
-			printf("%s_%s_%s_p50 %.1f us\n", tr, impl_names[im], bc->name, median(v, o->reps));
+			printf("%s_%s_%s_p50 %.1f us\n", tr, impl_names[im], bc->name, psf_bench_median(v, n));
 			for (int r = 0; r < o->reps; r++)
 				v[r] = s[r].p99_us;
-			printf("%s_%s_%s_p99 %.1f us\n", tr, impl_names[im], bc->name, median(v, o->reps));
+			printf("%s_%s_%s_p99 %.1f us\n", tr, impl_names[im], bc->name, psf_bench_median(v, n));
 			for (int r = 0; r < o->reps; r++)
 				v[r] = s[r].cpu_us;
-			printf("%s_%s_%s_cpu %.1f us\n", tr, impl_names[im], bc->name, median(v, o->reps));
+			printf("%s_%s_%s_cpu %.1f us\n", tr, impl_names[im], bc->name, psf_bench_median(v, n));
 		}
 	}
 	fflush(stdout);
@@ -951,7 +559,7 @@ print_ratios(const char *tr, const opts *o, results *res)
 			const sample *raw = &res->s[ci][IM_RAW][r], *x = &res->s[ci][ratios[i].im][r];
 			v[r] = ratios[i].cpu ? raw->cpu_us / x->cpu_us : x->rate / raw->rate;
 		}
-		printf("ratio_%s_%s %.3f\n", ratios[i].name, tr, median(v, o->reps));
+		printf("ratio_%s_%s %.3f\n", ratios[i].name, tr, psf_bench_median(v, (size_t)o->reps));
 	}
 }
 
