@@ -2,9 +2,9 @@
  * process (DESIGN.md §10).
  *
  * A ps, an inferer (one shard, every symbol) and the gateway run in this process
- * on tcp://127.0.0.1; beside them a raw rep0 echo server (contexts + aio, as
- * psfleet's server) answers a 64-byte request with a 96-byte reply, about the
- * size of a Predict and its answer. Cases, interleaved in every repetition so
+ * on tcp://127.0.0.1; beside them the raw rep0 server of bench_util.h (contexts
+ * + aio, as psfleet's server) answers a 64-byte request with a 96-byte reply,
+ * about the size of a Predict and its answer. Cases, interleaved in every repetition so
  * machine noise hits all alike:
  *   raw_rtt_{1,4}c            raw req0 round trips, 1 and 4 client threads
  *   predict_direct_{1,4}c     Predict to the inferer (psf_rpc_client_call)
@@ -24,9 +24,8 @@
 
 #include <cblas.h>
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
-#include <nng/protocol/reqrep0/req.h>
 
+#include "bench_util.h"
 #include "common/config.h"
 #include "common/datagen.h"
 #include "common/log.h"
@@ -39,7 +38,8 @@
 #define M_PREDICT "psfleet.v1.Inference/Predict"
 #define M_BATCH "psfleet.v1.Inference/PredictBatch"
 #define N_SYMBOLS 1000
-#define RAW_CTXS 16
+#define RAW_REQ 64   /* bytes, about a PredictRequest */
+#define RAW_REPLY 96 /* bytes, about a PredictReply */
 #define MAX_REPS 15
 #define MAX_THREADS 4
 
@@ -63,84 +63,12 @@ static const bench_case cases[] = {
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
-/* ---------------------------------------------------------------- raw echo */
-
-typedef struct raw_worker {
-	nng_ctx ctx;
-	nng_aio *aio;
-	int sending;
-} raw_worker;
-
-static nng_socket raw_srv_sock, raw_cli_sock;
-static raw_worker raw_workers[RAW_CTXS];
-
-static void
-raw_cb(void *arg)
-{
-	raw_worker *w = arg;
-	nng_msg *m;
-
-	if (nng_aio_result(w->aio) != 0) {
-		if (w->sending)
-			nng_msg_free(nng_aio_get_msg(w->aio));
-		if (nng_aio_result(w->aio) == NNG_ECLOSED)
-			return;
-		w->sending = 0;
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	if (w->sending) {
-		w->sending = 0;
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	m = nng_aio_get_msg(w->aio);
-	if (nng_msg_realloc(m, 96) != 0) { /* the answer: a little larger, like a PredictReply */
-		nng_msg_free(m);
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	w->sending = 1;
-	nng_aio_set_msg(w->aio, m);
-	nng_ctx_send(w->ctx, w->aio);
-}
-
-static int
-raw_start(char *url, size_t len)
-{
-	nng_listener l;
-	int port = 0;
-
-	if (nng_rep0_open(&raw_srv_sock) != 0 ||
-	    nng_listener_create(&l, raw_srv_sock, "tcp://127.0.0.1:0") != 0 ||
-	    nng_listener_start(l, 0) != 0 || nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0)
-		return -1;
-	for (int i = 0; i < RAW_CTXS; i++) {
-		if (nng_aio_alloc(&raw_workers[i].aio, raw_cb, &raw_workers[i]) != 0 ||
-		    nng_ctx_open(&raw_workers[i].ctx, raw_srv_sock) != 0)
-			return -1;
-		nng_ctx_recv(raw_workers[i].ctx, raw_workers[i].aio);
-	}
-	snprintf(url, len, "tcp://127.0.0.1:%d", port);
-	if (nng_req0_open(&raw_cli_sock) != 0 || nng_dial(raw_cli_sock, url, NULL, 0) != 0)
-		return -1;
-	return 0;
-}
-
-static void
-raw_stop(void)
-{
-	nng_close(raw_cli_sock);
-	nng_close(raw_srv_sock);
-	for (int i = 0; i < RAW_CTXS; i++) {
-		nng_aio_stop(raw_workers[i].aio);
-		nng_aio_free(raw_workers[i].aio);
-	}
-}
-
 /* ---------------------------------------------------------------- calls */
 
 typedef struct env {
+	psf_bench_raw_server *raw;
+	nng_socket raw_sock; /* shared by the raw client threads, a context each */
+	uint8_t raw_src[RAW_REPLY];
 	psf_rpc_client *direct, *gw;
 	Psfleet__V1__PredictBatchRequest batch;
 	char symbols[N_SYMBOLS][8];
@@ -153,32 +81,16 @@ typedef struct worker_arg {
 	uint32_t calls;
 	double *lat_us; /* per call */
 	int failed;
-	nng_ctx ctx;
-	nng_aio *aio;
+	psf_bench_raw_client raw;
 } worker_arg;
 
 static int
 raw_call(worker_arg *a)
 {
-	nng_msg *m, *r;
+	psf_err err = psf_bench_raw_call(&a->raw, a->e->raw_src, RAW_REQ - PSF_BENCH_RAW_HDR,
+	    RAW_REPLY - PSF_BENCH_RAW_HDR);
 
-	if (nng_msg_alloc(&m, 64) != 0)
-		return -1;
-	memset(nng_msg_body(m), 'x', 64);
-	nng_aio_set_msg(a->aio, m);
-	nng_ctx_send(a->ctx, a->aio);
-	nng_aio_wait(a->aio);
-	if (nng_aio_result(a->aio) != 0) {
-		nng_msg_free(m);
-		return -1;
-	}
-	nng_ctx_recv(a->ctx, a->aio);
-	nng_aio_wait(a->aio);
-	if (nng_aio_result(a->aio) != 0)
-		return -1;
-	r = nng_aio_get_msg(a->aio);
-	nng_msg_free(r);
-	return 0;
+	return err == PSF_OK ? 0 : -1;
 }
 
 static int
@@ -238,15 +150,12 @@ run_case(env *e, const bench_case *bc, uint32_t calls, double *lat, size_t *n_la
 	uint64_t t0;
 
 	for (int t = 0; t < bc->threads; t++) {
-		a[t] = (worker_arg){e, bc->k, t, per, lat + *n_lat + (size_t)t * per, 0, NNG_CTX_INITIALIZER,
-		    NULL};
-		if (bc->k == K_RAW && (nng_aio_alloc(&a[t].aio, NULL, NULL) != 0 ||
-		                          nng_ctx_open(&a[t].ctx, raw_cli_sock) != 0)) {
+		a[t] = (worker_arg){e, bc->k, t, per, lat + *n_lat + (size_t)t * per, 0, {.aio = NULL}};
+		if (bc->k == K_RAW &&
+		    psf_bench_raw_client_init(&a[t].raw, e->raw_sock, true, 10000) != PSF_OK) {
 			fprintf(stderr, "predict_bench: raw client setup failed\n");
 			exit(1);
 		}
-		if (a[t].aio != NULL)
-			nng_aio_set_timeout(a[t].aio, 10000);
 	}
 	t0 = psf_now_ns();
 	for (int t = 0; t < bc->threads; t++)
@@ -259,10 +168,7 @@ run_case(env *e, const bench_case *bc, uint32_t calls, double *lat, size_t *n_la
 			fprintf(stderr, "predict_bench: %s: a call failed\n", bc->name);
 			exit(1);
 		}
-		if (a[t].aio != NULL) {
-			nng_ctx_close(a[t].ctx);
-			nng_aio_free(a[t].aio);
-		}
+		psf_bench_raw_client_fini(&a[t].raw);
 	}
 	*n_lat += (size_t)per * (size_t)bc->threads;
 	return (double)(per * (uint32_t)bc->threads) / secs;
@@ -374,13 +280,16 @@ main(int argc, char **argv)
 	static Psfleet__V1__PredictRequest items[N_SYMBOLS];
 	static Psfleet__V1__PredictRequest *itemp[N_SYMBOLS];
 	static env e;
-	char raw_url[64];
 	fleet f;
 
 	psf_log_setup(PSF_LOG_WARN, "bench");
 	openblas_set_num_threads(1);
 	memset(&f, 0, sizeof(f));
-	if (raw_start(raw_url, sizeof(raw_url)) != 0 || fleet_start(&f) != 0) {
+	memset(e.raw_src, 'x', sizeof(e.raw_src));
+	if (psf_bench_raw_server_open("tcp://127.0.0.1:0", e.raw_src, sizeof(e.raw_src), 0,
+	        &e.raw) != PSF_OK ||
+	    psf_bench_raw_dial(psf_bench_raw_server_url(e.raw), NULL, &e.raw_sock) != PSF_OK ||
+	    fleet_start(&f) != 0) {
 		fprintf(stderr, "predict_bench: setup failed\n");
 		return 1;
 	}
@@ -443,6 +352,7 @@ main(int argc, char **argv)
 	psf_rpc_client_close(e.direct);
 	psf_rpc_client_close(e.gw);
 	fleet_stop(&f);
-	raw_stop();
+	nng_close(e.raw_sock);
+	psf_bench_raw_server_free(e.raw);
 	return 0;
 }

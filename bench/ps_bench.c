@@ -28,12 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
-#include <nng/protocol/reqrep0/req.h>
 
+#include "bench_util.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/model.h"
@@ -47,16 +45,12 @@
 #define MAX_CLIENTS 4
 #define MAX_REPS 15
 #define MAX_INST 32
-#define RAW_CTXS 16
-#define RAW_HDR 16         /* raw protocol: u64 op, u64 size */
 #define RAW_MAX_MSG (64 * MIB)
 #define RAW_TIMEOUT_MS 120000
 #define DEFAULT_CHUNK 262144u /* floats: 1 MiB values (see docs/performance.md) */
 /* A well-known C++ parameter server on this machine, 1 MiB requests (MB/s). */
 #define PSLITE_PUSH_MBS 2200.0
 #define PSLITE_PULL_MBS 2000.0
-
-enum { RAW_OP_UP = 1, RAW_OP_DOWN = 2 };
 
 typedef enum op_kind { OP_RAW_UP, OP_RAW_DOWN, OP_PUSH, OP_PULL } op_kind;
 
@@ -107,126 +101,6 @@ typedef struct sample {
 	double mbs;    /* MB/s */
 	double cpu_ms; /* process CPU ms per MB moved */
 } sample;
-
-/* ---------------------------------------------------------------- raw server */
-
-typedef struct raw_server raw_server;
-
-typedef struct raw_worker {
-	raw_server *srv;
-	nng_aio *aio;
-	nng_ctx ctx;
-	int sending;
-} raw_worker;
-
-struct raw_server {
-	nng_socket sock;
-	const uint8_t *src;
-	size_t src_len;
-	raw_worker w[RAW_CTXS];
-	char url[256];
-};
-
-/* raw_answer consumes a request and returns the reply (NULL when out of memory). */
-static nng_msg *
-raw_answer(raw_server *s, nng_msg *req)
-{
-	uint64_t hdr[2] = {0, 0};
-	size_t size = 0;
-	nng_msg *m;
-
-	if (nng_msg_len(req) >= RAW_HDR)
-		memcpy(hdr, nng_msg_body(req), RAW_HDR);
-	nng_msg_free(req);
-	if (hdr[0] == RAW_OP_DOWN && hdr[1] <= s->src_len)
-		size = (size_t)hdr[1];
-	if (nng_msg_alloc(&m, RAW_HDR + size) != 0)
-		return NULL;
-	memset(nng_msg_body(m), 0, RAW_HDR);
-	if (size > 0)
-		memcpy((uint8_t *)nng_msg_body(m) + RAW_HDR, s->src, size);
-	return m;
-}
-
-static void
-raw_cb(void *arg)
-{
-	raw_worker *w = arg;
-	int rv = nng_aio_result(w->aio);
-	nng_msg *m;
-
-	if (rv != 0) {
-		if (w->sending)
-			nng_msg_free(nng_aio_get_msg(w->aio));
-		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
-			return;
-		w->sending = 0;
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	if (w->sending || (m = raw_answer(w->srv, nng_aio_get_msg(w->aio))) == NULL) {
-		w->sending = 0;
-		nng_ctx_recv(w->ctx, w->aio);
-		return;
-	}
-	w->sending = 1;
-	nng_aio_set_msg(w->aio, m);
-	nng_ctx_send(w->ctx, w->aio);
-}
-
-static void
-raw_server_free(raw_server *s)
-{
-	if (s == NULL)
-		return;
-	nng_close(s->sock);
-	for (int i = 0; i < RAW_CTXS; i++) {
-		if (s->w[i].aio != NULL) {
-			nng_aio_stop(s->w[i].aio);
-			nng_aio_free(s->w[i].aio);
-		}
-	}
-	free(s);
-}
-
-static psf_err
-raw_server_open(const char *url, const uint8_t *src, size_t src_len, raw_server **out)
-{
-	raw_server *s = calloc(1, sizeof(*s));
-	nng_listener l;
-	int rv, port = 0;
-
-	if (s == NULL)
-		return PSF_ENOMEM;
-	s->src = src;
-	s->src_len = src_len;
-	if ((rv = nng_rep0_open(&s->sock)) != 0) {
-		free(s);
-		return psf_err_from_nng(rv);
-	}
-	nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, RAW_MAX_MSG);
-	for (int i = 0; i < RAW_CTXS && rv == 0; i++) {
-		s->w[i].srv = s;
-		if ((rv = nng_aio_alloc(&s->w[i].aio, raw_cb, &s->w[i])) == 0)
-			rv = nng_ctx_open(&s->w[i].ctx, s->sock);
-	}
-	if (rv == 0 && (rv = nng_listener_create(&l, s->sock, url)) == 0)
-		rv = nng_listener_start(l, 0);
-	if (rv != 0) {
-		fprintf(stderr, "ps_bench: raw server %s: %s\n", url, nng_strerror(rv));
-		raw_server_free(s);
-		return psf_err_from_nng(rv);
-	}
-	if (strncmp(url, "tcp://", 6) == 0 &&
-	    nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) == 0)
-		snprintf(s->url, sizeof(s->url), "tcp://127.0.0.1:%d", port);
-	else
-		snprintf(s->url, sizeof(s->url), "%s", url);
-	for (int i = 0; i < RAW_CTXS; i++)
-		nng_ctx_recv(s->w[i].ctx, s->w[i].aio);
-	*out = s;
-	return PSF_OK;
-}
 
 /* ---------------------------------------------------------------- ps instances */
 
@@ -352,7 +226,8 @@ typedef struct runner {
 	bench *b;
 	op_kind op;
 	ps_inst *pi;
-	raw_server *raw;
+	psf_bench_raw_server *raw;
+	const uint8_t *src; /* raw upload payload */
 	size_t bytes;
 	int id;
 	uint32_t warmup;
@@ -363,54 +238,27 @@ typedef struct runner {
 	psf_err err;
 } runner;
 
-/* raw_call makes one raw exchange on a connected req0 socket. */
-static psf_err
-raw_call(nng_socket sock, op_kind op, const uint8_t *src, size_t bytes)
-{
-	uint64_t hdr[2] = {op == OP_RAW_UP ? RAW_OP_UP : RAW_OP_DOWN, op == OP_RAW_UP ? 0 : bytes};
-	size_t up = op == OP_RAW_UP ? bytes : 0;
-	size_t want = RAW_HDR + (op == OP_RAW_UP ? 0 : bytes);
-	nng_msg *m, *reply;
-	psf_err err;
-	int rv;
-
-	if ((rv = nng_msg_alloc(&m, RAW_HDR + up)) != 0)
-		return psf_err_from_nng(rv);
-	memcpy(nng_msg_body(m), hdr, RAW_HDR);
-	if (up > 0)
-		memcpy((uint8_t *)nng_msg_body(m) + RAW_HDR, src, up);
-	if ((rv = nng_sendmsg(sock, m, 0)) != 0) {
-		nng_msg_free(m);
-		return psf_err_from_nng(rv);
-	}
-	if ((rv = nng_recvmsg(sock, &reply, 0)) != 0)
-		return psf_err_from_nng(rv);
-	err = nng_msg_len(reply) == want ? PSF_OK : PSF_EPROTO;
-	nng_msg_free(reply);
-	return err;
-}
-
+/* raw_runner: one req0 socket (one connection) per client thread. */
 static void *
 raw_runner(void *arg)
 {
 	runner *r = arg;
+	psf_bench_raw_dial_opts dial = {RAW_MAX_MSG, RAW_TIMEOUT_MS, false};
+	const uint8_t *up = r->op == OP_RAW_UP ? r->src : NULL;
+	size_t up_len = r->op == OP_RAW_UP ? r->bytes : 0, down_len = r->bytes - up_len;
 	nng_socket sock = NNG_SOCKET_INITIALIZER;
-	const uint8_t *src = r->raw->src;
+	psf_bench_raw_client c = {.aio = NULL};
 	uint64_t t0;
-	int rv;
 
-	if ((rv = nng_req0_open(&sock)) != 0 ||
-	    (rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, RAW_MAX_MSG)) != 0 ||
-	    (rv = nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, RAW_TIMEOUT_MS)) != 0 ||
-	    (rv = nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, RAW_TIMEOUT_MS)) != 0 ||
-	    (rv = nng_dial(sock, r->raw->url, NULL, 0)) != 0)
-		r->err = psf_err_from_nng(rv);
+	r->err = psf_bench_raw_dial(psf_bench_raw_server_url(r->raw), &dial, &sock);
+	if (r->err == PSF_OK)
+		r->err = psf_bench_raw_client_init(&c, sock, false, 0);
 	for (uint32_t i = 0; i < r->warmup && r->err == PSF_OK; i++)
-		r->err = raw_call(sock, r->op, src, r->bytes);
+		r->err = psf_bench_raw_call(&c, up, up_len, down_len);
 	pthread_barrier_wait(r->bar);
 	t0 = psf_now_ns();
 	while (r->err == PSF_OK && (r->calls < r->min_calls || psf_now_ns() - t0 < r->budget_ns)) {
-		r->err = raw_call(sock, r->op, src, r->bytes);
+		r->err = psf_bench_raw_call(&c, up, up_len, down_len);
 		r->calls++;
 	}
 	if (nng_socket_id(sock) > 0)
@@ -460,17 +308,6 @@ ps_runner(void *arg)
 	return NULL;
 }
 
-static uint64_t
-cpu_ns(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return 0;
-	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
-	    ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
-}
-
 /* ---------------------------------------------------------------- the run */
 
 typedef struct opts {
@@ -492,7 +329,7 @@ struct bench {
 	char dir[64];
 	uint8_t *src; /* raw payload source, 16 MiB + a little */
 	size_t src_len;
-	raw_server *raw[N_TR];
+	psf_bench_raw_server *raw[N_TR];
 	ps_inst *inst[MAX_INST];
 	size_t n_inst;
 	sample main[N_TR][N_SIZES][N_NC][N_ITEMS][MAX_REPS];
@@ -543,15 +380,15 @@ measure(bench *b, int tr, int size, int nc, const item *it, uint32_t chunk, samp
 	}
 	pthread_barrier_init(&bar, NULL, (unsigned)nc + 1);
 	for (int i = 0; i < nc; i++) {
-		r[i] = (runner){b, it->op, pi, b->raw[tr], bytes, i, b->o.quick ? 0 : 1, b->o.min_calls,
-		    b->o.budget_ms * 1000000ull, &bar, 0, PSF_OK};
+		r[i] = (runner){b, it->op, pi, b->raw[tr], b->src, bytes, i, b->o.quick ? 0 : 1,
+		    b->o.min_calls, b->o.budget_ms * 1000000ull, &bar, 0, PSF_OK};
 		if (pthread_create(&th[i], NULL, pi != NULL ? ps_runner : raw_runner, &r[i]) != 0) {
 			fprintf(stderr, "ps_bench: pthread_create failed\n");
 			exit(1); /* the barrier would never open */
 		}
 	}
 	pthread_barrier_wait(&bar);
-	c0 = cpu_ns();
+	c0 = psf_bench_cpu_ns();
 	t0 = psf_now_ns();
 	for (int i = 0; i < nc; i++) {
 		pthread_join(th[i], NULL);
@@ -560,7 +397,7 @@ measure(bench *b, int tr, int size, int nc, const item *it, uint32_t chunk, samp
 			err = r[i].err;
 	}
 	t1 = psf_now_ns();
-	c1 = cpu_ns();
+	c1 = psf_bench_cpu_ns();
 	pthread_barrier_destroy(&bar);
 	if (err != PSF_OK)
 		return err;
@@ -606,21 +443,6 @@ run_group(bench *b, int rep, int tr, int size, int nci, uint32_t chunk, sample (
 	return PSF_OK;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static double
 median_mbs(const sample *s, int reps)
 {
@@ -628,7 +450,7 @@ median_mbs(const sample *s, int reps)
 
 	for (int r = 0; r < reps; r++)
 		v[r] = s[r].mbs;
-	return median(v, reps);
+	return psf_bench_median(v, (size_t)reps);
 }
 
 static double
@@ -638,7 +460,7 @@ median_cpu(const sample *s, int reps)
 
 	for (int r = 0; r < reps; r++)
 		v[r] = s[r].cpu_ms;
-	return median(v, reps);
+	return psf_bench_median(v, (size_t)reps);
 }
 
 /* median_ratio: median over repetitions of x / base. */
@@ -649,7 +471,7 @@ median_ratio(const sample *x, const sample *base, int reps)
 
 	for (int r = 0; r < reps; r++)
 		v[r] = base[r].mbs > 0 ? x[r].mbs / base[r].mbs : 0;
-	return median(v, reps);
+	return psf_bench_median(v, (size_t)reps);
 }
 
 static bool
@@ -862,9 +684,12 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < b.src_len; i++)
 		b.src[i] = (uint8_t)(i * 131u + 7u);
 	snprintf(url, sizeof(url), "ipc://%s/raw.ipc", b.dir);
-	if ((err = raw_server_open(url, b.src, b.src_len, &b.raw[0])) != PSF_OK ||
-	    (err = raw_server_open("tcp://127.0.0.1:0", b.src, b.src_len, &b.raw[1])) != PSF_OK)
+	if ((err = psf_bench_raw_server_open(url, b.src, b.src_len, RAW_MAX_MSG, &b.raw[0])) != PSF_OK ||
+	    (err = psf_bench_raw_server_open("tcp://127.0.0.1:0", b.src, b.src_len, RAW_MAX_MSG,
+	         &b.raw[1])) != PSF_OK) {
+		fprintf(stderr, "ps_bench: raw server: %s\n", psf_strerror(err));
 		goto out;
+	}
 	if ((err = run(&b)) != PSF_OK)
 		goto out;
 	print_results(&b);
@@ -874,7 +699,7 @@ out:
 	for (size_t i = 0; i < b.n_inst; i++)
 		inst_free(b.inst[i]);
 	for (int t = 0; t < N_TR; t++)
-		raw_server_free(b.raw[t]);
+		psf_bench_raw_server_free(b.raw[t]);
 	free(b.src);
 	if (psf_rm_rf(b.dir) != PSF_OK)
 		fprintf(stderr, "ps_bench: could not remove %s\n", b.dir);
