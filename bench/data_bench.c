@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "common/data.h"
 #include "common/datagen.h"
 #include "common/features.h"
@@ -46,21 +47,6 @@ feature(const char *spec, psf_feature_cfg *f)
 		if (strlen(kinds[i].name) == len && strncmp(kinds[i].name, spec, len) == 0)
 			f->kind = kinds[i].kind;
 	}
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
 }
 
 /* raw_read reads the whole file with read() and touches every page; seconds. */
@@ -177,8 +163,9 @@ run(const char *path, const char *part, int runs)
 		ok = t_read[i] >= 0 && t_load[i] >= 0 && t_shard[i] >= 0 && t_feat[i] >= 0;
 	}
 	if (ok)
-		report(ds, (long long)st.st_size, feat_rows, median(t_read, runs),
-		    median(t_load, runs), median(t_feat, runs), median(t_shard, runs));
+		report(ds, (long long)st.st_size, feat_rows, psf_bench_median(t_read, (size_t)runs),
+		    psf_bench_median(t_load, (size_t)runs), psf_bench_median(t_feat, (size_t)runs),
+		    psf_bench_median(t_shard, (size_t)runs));
 	if (sink == 1)
 		printf("# sink %u\n", sink); /* keeps the page touches */
 	free(buf);

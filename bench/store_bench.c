@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "ps/store.h"
@@ -46,21 +47,6 @@ write_fn(psf_store_txn *txn, void *arg)
 		memcpy(buf, &a->iter, sizeof(a->iter)); /* every commit changes every value */
 	}
 	return PSF_OK;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* run_memcpy returns "commits"/s of copying the same bytes into 16 buffers. */
@@ -180,13 +166,13 @@ main(int argc, char **argv)
 
 	for (int r = 0; r < b.reps; r++)
 		runs[r] = run_memcpy(&b, src, dst);
-	base = median(runs, b.reps);
+	base = psf_bench_median(runs, (size_t)b.reps);
 	print_rate("memcpy", base);
 	for (size_t m = 0; m < PSF_ARRAY_LEN(modes); m++) {
 		for (int r = 0; r < b.reps; r++)
 			if ((runs[r] = run_store(&b, modes[m].mode, src)) < 0)
 				goto out;
-		rates[m] = median(runs, b.reps);
+		rates[m] = psf_bench_median(runs, (size_t)b.reps);
 		print_rate(modes[m].name, rates[m]);
 	}
 	for (size_t m = 0; m < PSF_ARRAY_LEN(modes); m++)

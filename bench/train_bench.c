@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "common/model.h"
 #include "common/util.h"
 
@@ -228,21 +229,6 @@ time_steps(void (*step)(bench_run *), bench_run *r, double min_s)
 	return (double)(t - t0) / 1e9 / (double)iters;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(double *v, size_t n)
-{
-	qsort(v, n, sizeof(v[0]), cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* bench_one prints the model's figures and returns step GFLOP/s / BLAS GFLOP/s. */
 static double
 bench_one(const bench_model *bm, size_t reps, double min_s)
@@ -257,8 +243,8 @@ bench_one(const bench_model *bm, size_t reps, double min_s)
 		t_model[i] = time_steps(model_step, &r, min_s);
 		t_blas[i] = time_steps(blas_step, &r, min_s);
 	}
-	tm = median(t_model, reps);
-	tb = median(t_blas, reps);
+	tm = psf_bench_median(t_model, reps);
+	tb = psf_bench_median(t_blas, reps);
 	printf("%s_samples_per_s %.0f samples/s\n", bm->name, BATCH / tm);
 	printf("%s_step_us %.1f us\n", bm->name, tm * 1e6);
 	printf("%s_gflops %.2f GFLOP/s\n", bm->name, r.flops / tm / 1e9);
@@ -290,7 +276,7 @@ bench_square_sgemm(size_t dim, size_t reps, double min_s)
 	free(a);
 	free(b);
 	free(c);
-	return 2.0 * dim * dim * dim / median(t, reps) / 1e9;
+	return 2.0 * dim * dim * dim / psf_bench_median(t, reps) / 1e9;
 }
 
 int
