@@ -3,11 +3,10 @@
  * stragglers and failures injected, traces collected, report written.
  *
  * The runner talks to the ps nodes over NNG (Admin/Health), so it starts every
- * child with fork + exec and does only async-signal-safe work between the two
- * (PLATFORM.md). */
+ * child with spawn.c, which does only async-signal-safe work between fork and
+ * exec (PLATFORM.md). */
 #define _GNU_SOURCE /* strverscmp */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -16,14 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/experiment.h"
 #include "cli/report.h"
+#include "cli/spawn.h"
 #include "common/datagen.h"
 #include "common/node.h"
 #include "common/rpc_client.h"
@@ -152,62 +150,19 @@ typedef struct kid {
 	char log[PATH_LEN + 128];
 } kid;
 
-/* spawn forks and execs argv with stdout + stderr appended to log. The child
- * leads its own process group (a Ctrl-C reaches only the runner, which stops
- * it) and gets SIGTERM when the runner dies. */
+/* spawn starts argv with stdout + stderr appended to log, after a marker line
+ * (spawn.h: its own process group, SIGTERM when the runner dies). */
 static psf_err
 spawn(char *const argv[], const char *log, pid_t *out)
 {
-	pid_t parent = getpid(), pid;
-	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	psf_err err;
+	int fd;
 
-	if (devnull < 0 || fd < 0) {
-		if (devnull >= 0)
-			close(devnull);
-		if (fd >= 0)
-			close(fd);
-		return PSF_ESYS;
-	}
-	{
-		char stamp[32];
-		time_t now = time(NULL);
-		struct tm tm;
-
-		gmtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		dprintf(fd, "---- %s psfleet experiment:", stamp);
-	}
-	for (size_t i = 0; argv[i] != NULL; i++)
-		dprintf(fd, " %s", argv[i]);
-	dprintf(fd, " ----\n");
-	if ((pid = fork()) == 0) {
-		struct sigaction dfl;
-		sigset_t none;
-
-		(void)setpgid(0, 0);
-		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
-			_exit(127);
-		memset(&dfl, 0, sizeof(dfl));
-		dfl.sa_handler = SIG_DFL;
-		(void)sigaction(SIGPIPE, &dfl, NULL);
-		(void)sigaction(SIGINT, &dfl, NULL);
-		(void)sigaction(SIGTERM, &dfl, NULL);
-		(void)sigaction(SIGHUP, &dfl, NULL);
-		sigemptyset(&none);
-		(void)sigprocmask(SIG_SETMASK, &none, NULL);
-		if (dup2(devnull, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-			_exit(127);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(devnull);
+	if ((err = psf_spawn_log_open(log, "psfleet experiment", argv, &fd)) != PSF_OK)
+		return err;
+	err = psf_spawn(argv, fd, out);
 	close(fd);
-	if (pid < 0)
-		return PSF_ESYS;
-	(void)setpgid(pid, pid); /* both sides: no window where it is unset */
-	*out = pid;
-	return PSF_OK;
+	return err;
 }
 
 static void
@@ -245,9 +200,8 @@ stop_kids(kid *kids, size_t n, bool any_role, psf_role role, uint32_t grace_ms)
 	bool left = true, killed = false;
 
 	for (size_t i = 0; i < n; i++)
-		if (kids[i].pid > 0 && (any_role || kids[i].node->role == role) && kill(-kids[i].pid,
-		        SIGTERM) != 0)
-			(void)kill(kids[i].pid, SIGTERM);
+		if (any_role || kids[i].node->role == role)
+			psf_spawn_signal_group(kids[i].pid, SIGTERM);
 	while (left) {
 		left = false;
 		for (size_t i = 0; i < n; i++) {
@@ -259,7 +213,7 @@ stop_kids(kid *kids, size_t n, bool any_role, psf_role role, uint32_t grace_ms)
 			}
 			left = true;
 			if (!killed && psf_now_ms() >= deadline)
-				(void)kill(-kids[i].pid, SIGKILL);
+				psf_spawn_signal_group(kids[i].pid, SIGKILL);
 		}
 		if (left && psf_now_ms() >= deadline)
 			killed = true;

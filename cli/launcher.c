@@ -1,21 +1,16 @@
-/* launcher.c -- fork + exec of node processes, reaping, restart with backoff.
- *
- * The launcher process uses NNG (health probes, Stats), so a child may only run
- * async-signal-safe calls between fork and exec: everything it needs (argv, the
- * log descriptor, /dev/null) is prepared by the parent. */
+/* launcher.c -- node processes of `psfleet up` (started by spawn.c), reaping,
+ * restart with backoff. */
 #define _GNU_SOURCE /* sigabbrev_np */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/launcher.h"
+#include "cli/spawn.h"
 #include "common/util.h"
 
 #define MAX_FAILURES 64 /* cap on max_failures: the window ring's size */
@@ -114,17 +109,6 @@ psf_launcher_new(const psf_config *cfg, const psf_launcher_opts *opts, psf_launc
 	return PSF_OK;
 }
 
-/* signal_group sends sig to the child's process group (it leads one), or to the
- * child alone if the group is gone already. */
-static void
-signal_group(pid_t pid, int sig)
-{
-	if (pid <= 0)
-		return;
-	if (kill(-pid, sig) != 0)
-		(void)kill(pid, sig);
-}
-
 void
 psf_launcher_free(psf_launcher *l)
 {
@@ -133,7 +117,7 @@ psf_launcher_free(psf_launcher *l)
 	for (size_t i = 0; l->kids != NULL && i < l->n_kids; i++) {
 		child *c = &l->kids[i];
 		if (c->pid > 0) {
-			signal_group(c->pid, SIGKILL);
+			psf_spawn_signal_group(c->pid, SIGKILL);
 			while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
 				;
 		}
@@ -165,89 +149,11 @@ psf_launcher_child(const psf_launcher *l, size_t i, psf_child_info *out)
 	out->log_path = c->log_path;
 }
 
-/* spawn forks and execs argv with logfd as stdout + stderr. Between fork and
- * exec the child only makes async-signal-safe calls. */
-static psf_err
-spawn(char *const argv[], int logfd, pid_t *out)
-{
-	pid_t parent = getpid(), pid;
-	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-	if (devnull < 0)
-		return PSF_ESYS;
-	pid = fork();
-	if (pid < 0) {
-		close(devnull);
-		return PSF_ESYS;
-	}
-	if (pid == 0) {
-		sigset_t none;
-		struct sigaction dfl;
-
-		(void)setpgid(0, 0);
-		/* Stop with the launcher, even when it is SIGKILLed. If it died
-		 * before prctl took effect, getppid() tells. */
-		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
-			_exit(127);
-		memset(&dfl, 0, sizeof(dfl));
-		dfl.sa_handler = SIG_DFL;
-		(void)sigaction(SIGPIPE, &dfl, NULL);
-		(void)sigaction(SIGINT, &dfl, NULL);
-		(void)sigaction(SIGTERM, &dfl, NULL);
-		(void)sigaction(SIGHUP, &dfl, NULL);
-		sigemptyset(&none);
-		(void)sigprocmask(SIG_SETMASK, &none, NULL);
-		if (dup2(devnull, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
-			_exit(127);
-		execv(argv[0], argv);
-		{
-			static const char msg[] = "psfleet up: exec failed\n";
-			ssize_t w = write(2, msg, sizeof(msg) - 1);
-			(void)w;
-		}
-		_exit(127);
-	}
-	(void)setpgid(pid, pid); /* both sides set it: no window where it is unset */
-	close(devnull);
-	*out = pid;
-	return PSF_OK;
-}
-
-/* open_log opens path for appending and writes a marker line naming the start. */
-static int
-open_log(const char *path, const char *what, char *const argv[])
-{
-	char stamp[32], line[1024];
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-
-	if (fd < 0)
-		return -1;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	n = (size_t)snprintf(line, sizeof(line), "---- %s psfleet up: %s:", stamp, what);
-	for (size_t i = 0; argv[i] != NULL && n < sizeof(line); i++)
-		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", argv[i]);
-	if (n < sizeof(line))
-		n += (size_t)snprintf(line + n, sizeof(line) - n, " ----\n");
-	if (n >= sizeof(line)) {
-		n = sizeof(line) - 1;
-		line[n - 1] = '\n';
-	}
-	if (write(fd, line, n) < 0) {
-		/* the marker is a courtesy; the child's own output matters more */
-	}
-	return fd;
-}
-
 psf_err
 psf_launcher_start(psf_launcher *l, size_t i)
 {
 	char *argv[MAX_ARGS];
-	char what[160], how[64] = "";
+	char what[192], how[64] = "";
 	size_t n = 0;
 	child *c;
 	int fd;
@@ -270,15 +176,15 @@ psf_launcher_start(psf_launcher *l, size_t i)
 	if (c->has_exited)
 		psf_launcher_describe_status(c->last_status, how, sizeof(how));
 	if (c->starts == 0)
-		snprintf(what, sizeof(what), "starting %s", c->node->id);
+		snprintf(what, sizeof(what), "psfleet up: starting %s", c->node->id);
 	else
-		snprintf(what, sizeof(what), "restarting %s (start %u, last run: %s)", c->node->id,
-		    c->starts + 1, how);
-	if ((fd = open_log(c->log_path, what, argv)) < 0) {
+		snprintf(what, sizeof(what), "psfleet up: restarting %s (start %u, last run: %s)",
+		    c->node->id, c->starts + 1, how);
+	if ((err = psf_spawn_log_open(c->log_path, what, argv, &fd)) != PSF_OK) {
 		note(l, "%s: cannot open log %s: %s", c->node->id, c->log_path, strerror(errno));
-		return PSF_ESYS;
+		return err;
 	}
-	err = spawn(argv, fd, &c->pid);
+	err = psf_spawn(argv, fd, &c->pid);
 	close(fd);
 	if (err != PSF_OK) {
 		note(l, "%s: cannot start: %s", c->node->id, strerror(errno));
@@ -403,7 +309,7 @@ stop_some(psf_launcher *l, bool want_ps, uint32_t grace_ms, const volatile sig_a
 			c->state = PSF_CHILD_STOPPED;
 		if (c->pid > 0) {
 			c->stopping = true;
-			signal_group(c->pid, SIGTERM);
+			psf_spawn_signal_group(c->pid, SIGTERM);
 		}
 	}
 	do {
@@ -424,7 +330,7 @@ stop_some(psf_launcher *l, bool want_ps, uint32_t grace_ms, const volatile sig_a
 					note(l, "%s did not stop within %u ms: SIGKILL", c->node->id, grace_ms);
 				else
 					note(l, "%s: stop forced: SIGKILL", c->node->id);
-				signal_group(c->pid, SIGKILL);
+				psf_spawn_signal_group(c->pid, SIGKILL);
 			}
 		}
 		if (left && !killed && (psf_now_ms() >= deadline || (force != NULL && *force != 0)))
@@ -450,9 +356,9 @@ psf_launcher_run_once(char *const argv[], const char *log_path, const volatile s
 	uint64_t kill_at = 0;
 	psf_err err;
 
-	if ((fd = open_log(log_path, "running", argv)) < 0)
-		return PSF_ESYS;
-	err = spawn(argv, fd, &pid);
+	if ((err = psf_spawn_log_open(log_path, "psfleet up: running", argv, &fd)) != PSF_OK)
+		return err;
+	err = psf_spawn(argv, fd, &pid);
 	close(fd);
 	if (err != PSF_OK)
 		return err;
@@ -464,11 +370,11 @@ psf_launcher_run_once(char *const argv[], const char *log_path, const volatile s
 		if (r < 0 && errno != EINTR)
 			return PSF_ESYS;
 		if (stop != NULL && *stop != 0 && kill_at == 0) {
-			signal_group(pid, SIGTERM);
+			psf_spawn_signal_group(pid, SIGTERM);
 			kill_at = psf_now_ms() + 5000;
 		}
 		if (kill_at != 0 && psf_now_ms() >= kill_at)
-			signal_group(pid, SIGKILL);
+			psf_spawn_signal_group(pid, SIGKILL);
 		psf_sleep_ms(20);
 	}
 	if (kill_at != 0)
