@@ -26,6 +26,7 @@
 #define PS_MAX_WORKERS 250  /* worker index fits the accumulator key's top byte */
 #define PS_SNAP_RING 4
 #define PS_DEFAULT_SNAP_PIECE ((size_t)4 << 20)
+#define PS_REPORT_MAX_BYTES 4096 /* a packed MetricsReport, unknown fields included */
 
 /* Accumulator keys put the worker index (+1) in the top byte of the parameter key,
  * so a walk visits worker 0's gradients first: sums have a fixed order. */
@@ -101,6 +102,10 @@ struct psf_ps {
 	size_t state_floats;
 	Psfleet__V1__ParameterServer_Service svc;
 	Psfleet__V1__Admin_Service admin;
+
+	/* report_mu serializes Report calls (store write, then the report in
+	 * workers[]). Taken before mu, never while holding it. */
+	pthread_mutex_t report_mu;
 
 	/* mu guards everything below. Never held across an RPC reply of a
 	 * parked call that reads the store (those are served outside it). */
@@ -226,6 +231,14 @@ void ps_handlers_init(psf_ps *ps);
 /* ps_reduce_restore brings back a completed reduce recorded in the store (meta
  * "reduce:<name>"), at start-up. PSF_EPROTO for a damaged record. */
 PSF_NODISCARD psf_err ps_reduce_restore(psf_ps *ps, const char *name, const void *blob, size_t len);
+
+/* ps_report_restore brings back worker's latest MetricsReport recorded in the
+ * store (meta "report:<worker>", the packed message), at start-up, adding the
+ * worker to the table if needed; a finished report marks it done. PSF_EPROTO for
+ * a damaged record, PSF_EBUSY/PSF_EINVAL when the table cannot hold the id.
+ * Caller holds mu (or is the only thread). */
+PSF_NODISCARD psf_err ps_report_restore(psf_ps *ps, const char *worker, const void *blob,
+    size_t len);
 
 /* A Push request as the handlers see it: from the generic handler's unpacked
  * message, or read in place from the received message by the raw handler.

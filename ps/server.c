@@ -146,6 +146,18 @@ restore_reduces(psf_store_txn *txn, psf_ps *ps)
 }
 
 static psf_err
+restore_report(const char *name, const void *blob, size_t len, void *arg)
+{
+	const char *worker = name + strlen("report:");
+	psf_err err = ps_report_restore(arg, worker, blob, len);
+
+	if (err != PSF_OK)
+		psf_log_warn("ps", "ignoring the stored report of worker '%s': %s", worker,
+		    err == PSF_EPROTO ? "damaged record" : psf_strerror(err));
+	return PSF_OK;
+}
+
+static psf_err
 resume_txn(psf_store_txn *txn, void *arg)
 {
 	resume_ctx *c = arg;
@@ -175,6 +187,8 @@ resume_txn(psf_store_txn *txn, void *arg)
 		return err;
 	if ((err = restore_reduces(txn, ps)) != PSF_OK)
 		return err;
+	if ((err = psf_store_txn_meta_foreach(txn, "report:", restore_report, ps)) != PSF_OK)
+		return err;
 	for (size_t i = 0; i < ps->n_workers; i++) {
 		ps_meta_worker_key(name, sizeof(name), "wclock", ps->workers[i].id);
 		if (psf_store_txn_meta_get_u64(txn, name, &v) == PSF_OK)
@@ -182,6 +196,19 @@ resume_txn(psf_store_txn *txn, void *arg)
 		ps->workers[i].registered = false; /* must register again after a restart */
 	}
 	return PSF_OK;
+}
+
+static void
+free_reduces(psf_ps *ps)
+{
+	while (ps->reduces != NULL) {
+		reduce_entry *e = ps->reduces;
+		ps->reduces = e->next;
+		free(e->sums);
+		free(e->contrib);
+		free(e->contributors);
+		free(e);
+	}
 }
 
 /* open_store opens the LMDB store and initialises or resumes it. */
@@ -217,7 +244,8 @@ open_store(psf_ps *ps, bool reset)
 		if ((err = psf_rm_rf(ps->node->data_dir)) != PSF_OK ||
 		    (err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
 			goto out;
-		ps->n_workers = 0;
+		ps->n_workers = 0; /* with the reports restored from the discarded store */
+		free_reduces(ps);
 		ps->version = ps->step = 0;
 		ps->round = 0;
 		rc->found = false;
@@ -375,6 +403,7 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	ps->cfg = cfg;
 	ps->node = node;
 	pthread_mutex_init(&ps->mu, NULL);
+	pthread_mutex_init(&ps->report_mu, NULL);
 	if (opts != NULL && opts->metrics != NULL)
 		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
 	ps->workers = calloc(PS_MAX_WORKERS, sizeof(*ps->workers));
@@ -448,14 +477,7 @@ psf_ps_free(psf_ps *ps)
 		ps->parked = p->next;
 		free(p);
 	}
-	while (ps->reduces != NULL) {
-		reduce_entry *e = ps->reduces;
-		ps->reduces = e->next;
-		free(e->sums);
-		free(e->contrib);
-		free(e->contributors);
-		free(e);
-	}
+	free_reduces(ps);
 	ps_snapshot_free_all(ps);
 	psf_store_close(ps->store);
 	psf_model_free(ps->model);
@@ -463,6 +485,7 @@ psf_ps_free(psf_ps *ps)
 	free(ps->ps_seeds);
 	free(ps->workers);
 	pthread_mutex_destroy(&ps->mu);
+	pthread_mutex_destroy(&ps->report_mu);
 	free(ps);
 }
 

@@ -454,6 +454,53 @@ psf_store_txn_meta_del(psf_store_txn *txn, const char *name)
 	return val_del(txn, DB_META, &k);
 }
 
+static psf_err
+meta_cursor(MDB_cursor *cur, MDB_val *prefix, psf_store_meta_fn fn, void *arg)
+{
+	char name[NAME_MAX_LEN + 1];
+	MDB_val k = *prefix, v;
+	psf_err rv;
+	int rc;
+
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < prefix->mv_size ||
+		    memcmp(k.mv_data, prefix->mv_data, prefix->mv_size) != 0)
+			return PSF_OK; /* sorted: past the last name with the prefix */
+		if (k.mv_size > NAME_MAX_LEN) {
+			psf_log_err(TAG, "meta: malformed record (%zu-byte name)", k.mv_size);
+			return PSF_ESTORE;
+		}
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		if ((rv = fn(name, v.mv_data, v.mv_size, arg)) != PSF_OK)
+			return rv;
+	}
+	return rc == MDB_NOTFOUND ? PSF_OK : psf_err_from_mdb(rc, "meta walk");
+}
+
+psf_err
+psf_store_txn_meta_foreach(psf_store_txn *txn, const char *prefix, psf_store_meta_fn fn,
+    void *arg)
+{
+	MDB_cursor *cur;
+	MDB_val k;
+	psf_err rv;
+	int rc;
+
+	if (fn == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, DB_META, false)) != PSF_OK ||
+	    (rv = name_val(prefix, &k)) != PSF_OK)
+		return rv;
+	rc = mdb_cursor_open(txn->t_txn, txn->t_st->st_dbi[DB_META], &cur);
+	if (rc != MDB_SUCCESS)
+		return txn_rc(txn, rc, "cursor open");
+	rv = meta_cursor(cur, &k, fn, arg);
+	mdb_cursor_close(cur);
+	return rv;
+}
+
 psf_err
 psf_store_txn_meta_get_u64(psf_store_txn *txn, const char *name, uint64_t *out)
 {

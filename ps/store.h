@@ -234,6 +234,18 @@ PSF_NODISCARD psf_err psf_store_txn_meta_put(psf_store_txn *txn, const char *nam
 /* psf_store_txn_meta_del removes name; PSF_ENOENT if it was not set. */
 PSF_NODISCARD psf_err psf_store_txn_meta_del(psf_store_txn *txn, const char *name);
 
+/* psf_store_meta_fn sees one meta entry of a prefix walk: name is NUL-terminated
+ * and data/len is the borrowed value, both valid during the call. Non-OK stops
+ * the walk and is returned. */
+typedef psf_err (*psf_store_meta_fn)(const char *name, const void *data, size_t len, void *arg);
+
+/* psf_store_txn_meta_foreach calls fn for every meta name that starts with prefix
+ * (1..400 bytes), in byte order of the name, e.g. to reload per-worker records
+ * ("report:<worker>") at start-up. fn must not write to meta. PSF_OK when none
+ * matches. */
+PSF_NODISCARD psf_err psf_store_txn_meta_foreach(psf_store_txn *txn, const char *prefix,
+    psf_store_meta_fn fn, void *arg);
+
 /* psf_store_txn_meta_get_u64 reads a counter written by psf_store_txn_meta_put_u64.
  * PSF_ENOENT if not set, PSF_ERANGE if the value there is not 8 bytes. */
 PSF_NODISCARD psf_err psf_store_txn_meta_get_u64(psf_store_txn *txn, const char *name,

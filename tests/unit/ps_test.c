@@ -1,5 +1,6 @@
 /* Parameter server: real LMDB in a temp dir, real NNG sockets on 127.0.0.1, real
  * ps instances in this process, clients through trainer/worker.h and raw RPCs. */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -9,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <nng/nng.h>
@@ -1085,6 +1089,331 @@ test_ps_reduce_survives_restart(void **state)
 	fleet_stop(&f);
 }
 
+/* call_ps makes one RPC to shard 0; the reply (if any) is freed. */
+static psf_err
+call_ps(fleet *f, const char *method, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *rd, psf_rpc_status *st)
+{
+	psf_rpc_client *c;
+	ProtobufCMessage *r = NULL;
+	psf_err err;
+
+	assert_int_equal(psf_rpc_client_open(f->urls[0], NULL, &c), PSF_OK);
+	err = psf_rpc_client_call(c, method, req, rd, NULL, &r, st);
+	if (r != NULL)
+		protobuf_c_message_free_unpacked(r, NULL);
+	psf_rpc_client_close(c);
+	return err;
+}
+
+static void
+register_raw(fleet *f, const char *id)
+{
+	Psfleet__V1__RegisterRequest req = PSFLEET__V1__REGISTER_REQUEST__INIT;
+	psf_rpc_status st;
+
+	req.worker = (char *)id;
+	assert_int_equal(call_ps(f, "psfleet.v1.ParameterServer/RegisterWorker", &req.base,
+	    &psfleet__v1__register_reply__descriptor, &st), PSF_OK);
+}
+
+/* report_raw sends a MetricsReport whose fields derive from step. */
+static psf_err
+report_raw(fleet *f, const char *id, int64_t step, bool finished, psf_rpc_status *st)
+{
+	Psfleet__V1__MetricsReport r = PSFLEET__V1__METRICS_REPORT__INIT;
+
+	r.worker = (char *)id;
+	r.epoch = (uint32_t)step / 2;
+	r.step = step;
+	r.train_loss = 1.0 / (double)(step + 1);
+	r.test_sse = 0.25 * (double)step;
+	r.test_n = (uint64_t)step * 10;
+	r.samples_per_sec = 1000.5;
+	r.test_correct = -0.0;
+	r.finished = finished;
+	return call_ps(f, "psfleet.v1.ParameterServer/Report", &r.base,
+	    &psfleet__v1__metrics_ack__descriptor, st);
+}
+
+static const Psfleet__V1__MetricsReport *
+find_report(const Psfleet__V1__StatsReply *s, const char *id)
+{
+	for (size_t i = 0; i < s->n_reports; i++)
+		if (strcmp(s->reports[i]->worker, id) == 0)
+			return s->reports[i];
+	return NULL;
+}
+
+static const Psfleet__V1__WorkerStatus *
+find_status(const Psfleet__V1__StatsReply *s, const char *id)
+{
+	for (size_t i = 0; i < s->n_workers; i++)
+		if (strcmp(s->workers[i]->worker, id) == 0)
+			return s->workers[i];
+	return NULL;
+}
+
+/* assert_same_reports: b holds exactly a's reports, field for field (compared
+ * packed, so every field counts), whatever their order. */
+static void
+assert_same_reports(const Psfleet__V1__StatsReply *a, const Psfleet__V1__StatsReply *b)
+{
+	uint8_t pa[512], pb[512];
+
+	assert_int_equal(a->n_reports, b->n_reports);
+	for (size_t i = 0; i < a->n_reports; i++) {
+		const Psfleet__V1__MetricsReport *ra = a->reports[i];
+		const Psfleet__V1__MetricsReport *rb = find_report(b, ra->worker);
+		size_t la, lb;
+
+		if (rb == NULL)
+			fail_msg("the report of %s is gone", ra->worker);
+		assert_true(psfleet__v1__metrics_report__get_packed_size(ra) <= sizeof(pa));
+		assert_true(psfleet__v1__metrics_report__get_packed_size(rb) <= sizeof(pb));
+		la = psfleet__v1__metrics_report__pack(ra, pa);
+		lb = psfleet__v1__metrics_report__pack(rb, pb);
+		assert_int_equal(la, lb);
+		assert_memory_equal(pa, pb, la);
+	}
+}
+
+static void
+restart_ps0(fleet *f)
+{
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+
+	psf_ps_free(f->ps[0]);
+	f->ps[0] = NULL;
+	assert_int_equal(psf_ps_new(f->cfg, &f->cfg->nodes[0], &opts, &f->ps[0]), PSF_OK);
+	f->urls[0] = psf_ps_url(f->ps[0]);
+}
+
+/* The trainers' MetricsReports are kept in the store: after a restart Stats
+ * returns the same reports before anyone re-registers, including one of a
+ * worker that never pushed and is not in the config; a finished trainer is not
+ * counted live; a newer report replaces the older one across restarts. */
+static void
+test_ps_reports_survive_restart(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_params *g;
+	psf_rpc_status st;
+	Psfleet__V1__StatsReply *before, *after, *again;
+	const Psfleet__V1__MetricsReport *r;
+
+	(void)state;
+	fleet_start(&f, 1, 2, "{mode: async}", SGD1);
+	w = worker(&f, "trainer-0");
+	g = grads_const(&f, 0.5f);
+	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	psf_worker_close(w);
+	register_raw(&f, "trainer-1");
+	register_raw(&f, "elastic-7");
+	assert_int_equal(report_raw(&f, "trainer-0", 1, false, &st), PSF_OK);
+	assert_int_equal(report_raw(&f, "trainer-1", 4, true, &st), PSF_OK);
+	assert_int_equal(report_raw(&f, "elastic-7", 3, false, &st), PSF_OK);
+	before = stats(&f, 0);
+	assert_int_equal(before->n_reports, 3);
+
+	restart_ps0(&f);
+	after = stats(&f, 0);
+	assert_same_reports(before, after);
+	r = find_report(after, "trainer-1");
+	assert_int_equal(r->step, 4);
+	assert_true(r->finished);
+	assert_float_equal(r->test_sse, 1.0, 0);
+	assert_false(find_status(after, "trainer-1")->live); /* finished: done */
+	assert_true(find_status(after, "trainer-0")->live);
+	assert_int_equal(find_status(after, "trainer-0")->clock, 1);
+	assert_non_null(find_status(after, "elastic-7"));
+	/* Reports still need a registered worker after the restart. */
+	assert_int_not_equal(report_raw(&f, "trainer-0", 2, true, &st), PSF_OK);
+	assert_int_equal(st.code, PSF_STATUS_FAILED_PRECONDITION);
+
+	/* trainer-0 comes back and reports again: the newer report replaces the
+	 * older one, in memory and in the store. */
+	register_raw(&f, "trainer-0");
+	assert_int_equal(report_raw(&f, "trainer-0", 2, true, &st), PSF_OK);
+	restart_ps0(&f);
+	again = stats(&f, 0);
+	assert_int_equal(again->n_reports, 3);
+	r = find_report(again, "trainer-0");
+	assert_int_equal(r->step, 2);
+	assert_int_equal(r->epoch, 1);
+	assert_int_equal(r->test_n, 20);
+	assert_float_equal(r->train_loss, 1.0 / 3.0, 0);
+	assert_true(r->finished);
+	assert_int_equal(find_report(again, "trainer-1")->step, 4);
+	assert_int_equal(find_report(again, "elastic-7")->step, 3);
+	assert_false(find_status(again, "trainer-0")->live);
+	protobuf_c_message_free_unpacked(&before->base, NULL);
+	protobuf_c_message_free_unpacked(&after->base, NULL);
+	protobuf_c_message_free_unpacked(&again->base, NULL);
+	psf_params_free(g);
+	fleet_stop(&f);
+}
+
+/* A report is untrusted input: one over PS_REPORT_MAX_BYTES (here through a
+ * large unknown field) is refused with RESOURCE_EXHAUSTED and changes nothing;
+ * small unknown fields are accepted and not stored. */
+static void
+test_ps_report_size_capped(void **state)
+{
+	fleet f;
+	Psfleet__V1__MetricsReport r = PSFLEET__V1__METRICS_REPORT__INIT;
+	/* protobuf-c packs an unknown field's data as is: it holds the length prefix */
+	uint8_t big[2 + 5000] = {0x88, 0x27}, small[1 + 16] = {16};
+	ProtobufCMessageUnknownField unk = {100, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, sizeof(big),
+	    big};
+	Psfleet__V1__StatsReply *s;
+	psf_rpc_status st;
+
+	(void)state;
+	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
+	register_raw(&f, "trainer-0");
+	r.worker = "trainer-0";
+	r.step = 9;
+	r.base.n_unknown_fields = 1;
+	r.base.unknown_fields = &unk;
+	assert_int_not_equal(call_ps(&f, "psfleet.v1.ParameterServer/Report", &r.base,
+	    &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
+	assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(st.message, "exceeds the limit of 4096"));
+	s = stats(&f, 0);
+	assert_int_equal(s->n_reports, 0);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+
+	unk.len = sizeof(small);
+	unk.data = small;
+	assert_int_equal(call_ps(&f, "psfleet.v1.ParameterServer/Report", &r.base,
+	    &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
+	restart_ps0(&f);
+	s = stats(&f, 0);
+	assert_int_equal(s->n_reports, 1);
+	assert_int_equal(s->reports[0]->step, 9);
+	assert_int_equal(s->reports[0]->base.n_unknown_fields, 0);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	fleet_stop(&f);
+}
+
+/* fill_disk writes a file under dir until the filesystem is full. */
+static void
+fill_disk(const char *dir, char *path, size_t len)
+{
+	static const char chunk[4096];
+	FILE *fp;
+
+	snprintf(path, len, "%s/filler", dir);
+	assert_non_null(fp = fopen(path, "w"));
+	setvbuf(fp, NULL, _IONBF, 0);
+	while (fwrite(chunk, 1, sizeof(chunk), fp) == sizeof(chunk))
+		;
+	fclose(fp);
+}
+
+/* A fleet whose ps0 keeps its store on a small tmpfs; the teardown stops the ps
+ * and unmounts even when an assertion failed half-way. */
+typedef struct disk_case {
+	fleet f;
+	char mnt[128];
+	bool mounted;
+} disk_case;
+
+static int
+disk_setup(void **state)
+{
+	disk_case *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return -1;
+	snprintf(d->f.dir, sizeof(d->f.dir), "/tmp/psf-ps-XXXXXX");
+	if (mkdtemp(d->f.dir) == NULL) {
+		free(d);
+		return -1;
+	}
+	snprintf(d->mnt, sizeof(d->mnt), "%s/ps0", d->f.dir); /* ps0's default data_dir */
+	*state = d;
+	if (mkdir(d->mnt, 0755) != 0)
+		return -1;
+	d->mounted = mount("psf-test", d->mnt, "tmpfs", MS_NOSUID | MS_NODEV,
+	    "size=1024k,mode=0755") == 0;
+	if (!d->mounted)
+		print_message("cannot mount a tmpfs here (needs root): %s\n", strerror(errno));
+	return 0;
+}
+
+static int
+disk_teardown(void **state)
+{
+	disk_case *d = *state;
+	int rc = 0;
+
+	psf_ps_free(d->f.ps[0]);
+	if (d->mounted && umount2(d->mnt, MNT_DETACH) != 0)
+		rc = -1;
+	if (psf_rm_rf(d->f.dir) != PSF_OK)
+		rc = -1;
+	psf_config_free(d->f.cfg);
+	free(d);
+	return rc;
+}
+
+/* A report the store cannot take (a full disk under the ps) is refused with
+ * RESOURCE_EXHAUSTED: the ps keeps serving, Stats is unchanged, and the same
+ * report goes through once there is room. Skipped where mounting is refused. */
+static void
+test_ps_report_on_full_disk(void **state)
+{
+	disk_case *d = *state;
+	fleet *f = &d->f;
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	char text[4096], err[512], filler[160], id[128];
+	Psfleet__V1__StatsReply *s;
+	psf_rpc_status st = {0};
+	psf_err rv = PSF_OK;
+	int n_ok = 0;
+
+	if (!d->mounted)
+		skip();
+	cfg_text(text, sizeof(text), f->dir, 1, 1, "{mode: async}", SGD1, "4");
+	if (psf_config_parse("test.yaml", text, strlen(text), err, sizeof(err), &f->cfg) != PSF_OK)
+		fail_msg("config: %s", err);
+	assert_int_equal(psf_ps_new(f->cfg, &f->cfg->nodes[0], &opts, &f->ps[0]), PSF_OK);
+	f->urls[0] = psf_ps_url(f->ps[0]);
+	register_raw(f, "trainer-0");
+	assert_int_equal(report_raw(f, "trainer-0", 1, false, &st), PSF_OK);
+
+	/* Full disk: each new worker's report needs room for its record (long ids
+	 * make them big), so one soon needs a page the filesystem cannot give. */
+	fill_disk(d->mnt, filler, sizeof(filler));
+	for (int i = 0; i < 200 && rv == PSF_OK; i++) {
+		snprintf(id, sizeof(id), "elastic-%03d-%0110d", i, 0);
+		register_raw(f, id);
+		if ((rv = report_raw(f, id, i + 2, false, &st)) == PSF_OK)
+			n_ok++;
+	}
+	assert_int_not_equal(rv, PSF_OK);
+	assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
+	print_message("disk full after %d more reports: %s\n", n_ok, st.message);
+	s = stats(f, 0); /* still serving; the refused report is not shown */
+	assert_int_equal(s->n_reports, (size_t)n_ok + 1);
+	assert_null(find_report(s, id));
+	assert_int_equal(find_report(s, "trainer-0")->step, 1);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+
+	/* Room again: the same report is taken, and kept across a restart. */
+	assert_int_equal(unlink(filler), 0);
+	assert_int_equal(report_raw(f, id, 999, true, &st), PSF_OK);
+	restart_ps0(f);
+	s = stats(f, 0);
+	assert_int_equal(s->n_reports, (size_t)n_ok + 2);
+	assert_int_equal(find_report(s, id)->step, 999);
+	assert_int_equal(find_report(s, "trainer-0")->step, 1);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+}
+
 /* A cosine schedule with total_steps 0 takes its horizon from the steps the
  * workers announce: with sgd lr 1 and 2 announced steps (sync), the two updates
  * use lr(0) = 1 and lr(1) = 0.5 * (1 + cos(pi / 2)) = 0.5. Staleness is 0 in sync. */
@@ -1133,6 +1462,10 @@ main(void)
 		cmocka_unit_test(test_ps_reduce_sums_once),
 		cmocka_unit_test(test_ps_cosine_horizon_from_announced_steps),
 		cmocka_unit_test(test_ps_reduce_survives_restart),
+		cmocka_unit_test(test_ps_reports_survive_restart),
+		cmocka_unit_test(test_ps_report_size_capped),
+		cmocka_unit_test_setup_teardown(test_ps_report_on_full_disk, disk_setup,
+		    disk_teardown),
 		cmocka_unit_test(test_ps_nonfinite_gradients),
 		cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
 		cmocka_unit_test(test_ps_raw_push_malformed_rejected),

@@ -696,6 +696,91 @@ test_store_meta_and_pushlog_persist_across_reopen(void **state)
 }
 
 static psf_err
+prefix_write_fn(psf_store_txn *txn, void *arg)
+{
+	/* "report;" sorts right after the "report:" names, "reports" and
+	 * "reduce:a" around them: none may be visited. */
+	static const char *const names[] = {"report:b", "reduce:a", "reports", "report;",
+	    "report:a", "repo", "report:c"};
+	psf_err rv = PSF_OK;
+
+	(void)arg;
+	for (size_t i = 0; i < PSF_ARRAY_LEN(names) && rv == PSF_OK; i++)
+		rv = psf_store_txn_meta_put(txn, names[i], names[i], strlen(names[i]));
+	return rv;
+}
+
+typedef struct prefix_seen {
+	char names[4][32];
+	size_t n;
+	size_t stop_after; /* 0 = never stop */
+} prefix_seen;
+
+static psf_err
+prefix_visit(const char *name, const void *data, size_t len, void *arg)
+{
+	prefix_seen *p = arg;
+
+	if (p->n >= PSF_ARRAY_LEN(p->names))
+		return PSF_EINTERNAL;
+	/* the value is the name itself (see prefix_write_fn) */
+	if (len != strlen(name) || memcmp(data, name, len) != 0)
+		return PSF_ERANGE;
+	snprintf(p->names[p->n], sizeof(p->names[0]), "%s", name);
+	if (++p->n == p->stop_after)
+		return PSF_ECLOSED;
+	return PSF_OK;
+}
+
+typedef struct prefix_walk {
+	const char *prefix;
+	prefix_seen seen;
+} prefix_walk;
+
+static psf_err
+prefix_read_fn(psf_store_txn *txn, void *arg)
+{
+	prefix_walk *w = arg;
+
+	return psf_store_txn_meta_foreach(txn, w->prefix, prefix_visit, &w->seen);
+}
+
+/* A meta prefix walk visits exactly the names with the prefix, in byte order,
+ * also after a reopen; a visitor's error stops it; bad arguments are refused. */
+static void
+test_store_meta_foreach_visits_prefix_in_order(void **state)
+{
+	fixture *f = *state;
+	psf_store *st = open_store(f, PSF_DUR_EVERY_COMMIT, 0);
+	prefix_walk w = {.prefix = "report:"};
+
+	assert_int_equal(psf_store_read(st, prefix_read_fn, &w), PSF_OK);
+	assert_int_equal(w.seen.n, 0); /* empty store */
+	assert_int_equal(psf_store_update(st, prefix_write_fn, NULL), PSF_OK);
+	psf_store_close(st);
+
+	st = open_store(f, PSF_DUR_EVERY_COMMIT, 0);
+	assert_int_equal(psf_store_read(st, prefix_read_fn, &w), PSF_OK);
+	assert_int_equal(w.seen.n, 3);
+	assert_string_equal(w.seen.names[0], "report:a");
+	assert_string_equal(w.seen.names[1], "report:b");
+	assert_string_equal(w.seen.names[2], "report:c");
+
+	w = (prefix_walk){.prefix = "report:", .seen = {.stop_after = 2}};
+	assert_int_equal(psf_store_read(st, prefix_read_fn, &w), PSF_ECLOSED);
+	assert_int_equal(w.seen.n, 2);
+
+	w = (prefix_walk){.prefix = "zzz"}; /* past the last name */
+	assert_int_equal(psf_store_read(st, prefix_read_fn, &w), PSF_OK);
+	assert_int_equal(w.seen.n, 0);
+	w = (prefix_walk){.prefix = ""};
+	assert_int_equal(psf_store_read(st, prefix_read_fn, &w), PSF_EINVAL);
+	w = (prefix_walk){.prefix = NULL};
+	assert_int_equal(psf_store_read(st, prefix_read_fn, &w), PSF_EINVAL);
+	psf_store_close(st);
+}
+
+static psf_err
 accum_fill_fn(psf_store_txn *txn, void *arg)
 {
 	const float g[2] = {0.5f, 0.25f};
@@ -972,6 +1057,7 @@ main(void)
 		T(test_store_walk_with_budget_returns_every_key_once_in_order),
 		T(test_store_walk_stops_on_visitor_error),
 		T(test_store_meta_and_pushlog_persist_across_reopen),
+		T(test_store_meta_foreach_visits_prefix_in_order),
 		T(test_store_clear_empties_only_that_db),
 		T(test_store_every_durability_mode_persists),
 		T(test_store_interval_mode_syncs_in_background),
