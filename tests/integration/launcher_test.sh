@@ -13,41 +13,9 @@ set -u
 PSFLEET=${PSFLEET:?set PSFLEET to the psfleet binary}
 SRC=${PSF_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 TINY="$SRC/examples/tiny.yaml"
-WORK=$(mktemp -d /tmp/psf-launch-XXXXXX)
-FAILS=0
-STARTED=()   # PIDs of everything this script started (launchers, helpers, nodes)
-
-cleanup() {
-	local p
-	for p in "${STARTED[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	{ wait; } 2>/dev/null
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "launcher_test: interrupted"; exit 1' INT TERM
-
-say() { echo "launcher_test: $*"; }
-fail() {
-	say "FAIL: $*"
-	FAILS=$((FAILS + 1))
-}
-
-# free_ports N: N distinct TCP ports in 20000..31999 (below the kernel's
-# ephemeral range) on which nothing listens right now.
-free_ports() {
-	local out=() p
-	while [ ${#out[@]} -lt "$1" ]; do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-		[[ " ${out[*]} " == *" $p "* ]] && continue
-		if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			continue # something listens there
-		fi
-		out+=("$p")
-	done
-	echo "${out[*]}"
-}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init launcher_test psf-launch # W: this run's temp dir; STARTED: PIDs killed at exit
 
 # children_of PID: PIDs whose parent is PID (from /proc; no procps needed).
 children_of() {
@@ -57,18 +25,6 @@ children_of() {
 		pid=${line%% *}
 		read -r _ ppid _ <<<"${line##*) }"
 		[ "$ppid" = "$1" ] && echo "$pid"
-	done
-}
-
-# procs_with TEXT: PIDs whose command line contains TEXT.
-procs_with() {
-	local f cmd
-	for f in /proc/[0-9]*/cmdline; do
-		cmd=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
-		if [[ $cmd == *"$1"* ]]; then
-			f=${f#/proc/}
-			echo "${f%/cmdline}"
-		fi
 	done
 }
 
@@ -106,47 +62,6 @@ write_cfg() {
 	} >"$file"
 }
 
-# wait_for FILE REGEX SECONDS: wait until FILE has a line matching REGEX.
-wait_for() {
-	local deadline=$((SECONDS + $3))
-	while [ $SECONDS -lt "$deadline" ]; do
-		grep -Eq "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# node_pids FILE: PIDs of every node start the launcher printed.
-node_pids() {
-	grep -Eo '(started|restarted) \(pid [0-9]+' "$1" | grep -Eo '[0-9]+$'
-}
-
-# start_up OUT ARGS...: run `psfleet up ARGS` in the background (stdout+stderr
-# to OUT) under a hard timeout; sets UP_PID (the timeout process, which passes
-# SIGTERM on to psfleet up and returns its exit status).
-start_up() {
-	local out=$1
-	shift
-	timeout -s TERM 300 "$PSFLEET" up "$@" >"$out" 2>&1 &
-	UP_PID=$!
-	STARTED+=("$UP_PID")
-}
-
-# wait_exit PID SECONDS: wait for a child of this shell; sets RC (124 = timed out).
-wait_exit() {
-	local deadline=$((SECONDS + $2))
-	while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt "$deadline" ]; do
-		sleep 0.1
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		RC=124
-		return 1
-	fi
-	wait "$1"
-	RC=$?
-	return 0
-}
-
 # assert_gone PIDS...: none of these node processes may still run.
 assert_gone() {
 	local p deadline
@@ -171,16 +86,23 @@ track() {
 	done
 }
 
-role_built() { # role_built CFG ID: false when `psfleet node` says the role is not built yet
-	local out
-	out=$(timeout 3 "$PSFLEET" node "$1" --id "$2" 2>&1)
-	! grep -q "not built yet" <<<"$out"
+# built_or_skip CFG WHAT ID...: true when the role of every ID is built; else
+# says "SKIP WHAT" (`psfleet node` said the role is not built yet) and is false.
+built_or_skip() {
+	local cfg=$1 what=$2 id
+	shift 2
+	for id in "$@"; do
+		if timeout 3 "$PSFLEET" node "$cfg" --id "$id" 2>&1 | grep -q "not built yet"; then
+			say "SKIP $what: the role of $id is not built yet"
+			return 1
+		fi
+	done
 }
 
 # ---------------------------------------------------------------- 1. broken configs
 
 case_broken() { # case_broken NAME EXPECTED-REGEX EDIT...: one broken config
-	local name=$1 want=$2 dir="$WORK/broken-$1" out err rc lines
+	local name=$1 want=$2 dir="$W/broken-$1" out err rc lines
 	shift 2
 	mkdir -p "$dir"
 	write_cfg "$dir/base.yaml" "$dir" 1 2 2
@@ -218,7 +140,7 @@ test_broken_configs() {
 	case_broken missing_data "^psfleet up: missing_data\.yaml: data file 'no/such/file.csv' does not exist" ed_missing_data
 
 	# A port another process listens on: the error names the node.
-	local dir="$WORK/broken-in-use" port holder rc
+	local dir="$W/broken-in-use" port holder rc
 	mkdir -p "$dir"
 	write_cfg "$dir/in_use.yaml" "$dir" 1 1 2
 	port=$(grep -Eo 'ps0, listen: "[^"]*", metrics: "127.0.0.1:[0-9]+' "$dir/in_use.yaml" | grep -Eo '[0-9]+$')
@@ -245,7 +167,7 @@ test_broken_configs() {
 # ---------------------------------------------------------------- 2. stop
 
 test_sigterm_ps_only() {
-	local dir="$WORK/sigterm" pids
+	local dir="$W/sigterm" pids
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 2 1 2
 	start_up "$dir/up.out" "$dir/f.yaml" --only ps
@@ -274,7 +196,7 @@ test_sigterm_ps_only() {
 }
 
 test_sigkill_launcher() {
-	local dir="$WORK/sigkill" pids up
+	local dir="$W/sigkill" pids up
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 1 2
 	start_up "$dir/up.out" "$dir/f.yaml" --only ps
@@ -293,7 +215,7 @@ test_sigkill_launcher() {
 # ---------------------------------------------------------------- 3. ps crash
 
 test_ps_restart() {
-	local dir="$WORK/restart" pid1 pid2 ino1 ino2 i
+	local dir="$W/restart" pid1 pid2 ino1 ino2 i
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 1 2
 	start_up "$dir/up.out" "$dir/f.yaml" --only ps
@@ -349,13 +271,10 @@ check_metrics() { # check_metrics FILE CASE
 }
 
 test_train() {
-	local dir="$WORK/train" pids
+	local dir="$W/train" pids
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 2 6
-	if ! role_built "$dir/f.yaml" trainer-0; then
-		say "SKIP training cases: the trainer role is not built yet"
-		return
-	fi
+	built_or_skip "$dir/f.yaml" "training cases" trainer-0 || return
 	start_up "$dir/up.out" "$dir/f.yaml" --train-only --metrics-out "$dir/m.json"
 	wait_exit "$UP_PID" 290
 	track "$dir/up.out"
@@ -366,13 +285,10 @@ test_train() {
 }
 
 test_train_trainer_crash() {
-	local dir="$WORK/crash" pid
+	local dir="$W/crash" pid
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 2 600
-	if ! role_built "$dir/f.yaml" trainer-0; then
-		say "SKIP trainer crash case: the trainer role is not built yet"
-		return
-	fi
+	built_or_skip "$dir/f.yaml" "trainer crash case" trainer-0 || return
 	start_up "$dir/up.out" "$dir/f.yaml" --train-only --metrics-out "$dir/m.json"
 	wait_for "$dir/up.out" "trainer-0 epoch [0-9]+ step [1-9]" 120 ||
 		fail "crash: trainer-0 made no progress: $(tail -5 "$dir/up.out")"
@@ -393,13 +309,10 @@ test_train_trainer_crash() {
 # After training without --train-only the fleet keeps serving; status counts
 # the finished trainers (from ps0's reports) as healthy.
 test_status_after_training() {
-	local dir="$WORK/serve" pids
+	local dir="$W/serve" pids
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 2 6
-	if ! role_built "$dir/f.yaml" trainer-0; then
-		say "SKIP status-after-training case: the trainer role is not built yet"
-		return
-	fi
+	built_or_skip "$dir/f.yaml" "status-after-training case" trainer-0 || return
 	start_up "$dir/up.out" "$dir/f.yaml"
 	wait_for "$dir/up.out" "no inferers configured; serving" 240 ||
 		fail "serve: not serving after training: $(tail -10 "$dir/up.out")"
@@ -421,14 +334,11 @@ test_status_after_training() {
 
 # On a terminal, progress is a block redrawn in place (checked under script(1)).
 test_tty_display() {
-	local dir="$WORK/tty"
+	local dir="$W/tty"
 	command -v script >/dev/null || { say "SKIP tty case: no script(1)"; return; }
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 2 40
-	if ! role_built "$dir/f.yaml" trainer-0; then
-		say "SKIP tty case: the trainer role is not built yet"
-		return
-	fi
+	built_or_skip "$dir/f.yaml" "tty case" trainer-0 || return
 	timeout -s TERM 300 script -qfec "'$PSFLEET' up '$dir/f.yaml' --train-only" /dev/null \
 		>"$dir/tty.out" 2>&1 </dev/null
 	RC=$?
@@ -444,15 +354,10 @@ test_tty_display() {
 # ---------------------------------------------------------------- 5. full fleet
 
 test_full_fleet() {
-	local dir="$WORK/full" pids url sym
+	local dir="$W/full" pids url sym
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 2 6 serving
-	for id in trainer-0 inferer-0 gateway; do
-		if ! role_built "$dir/f.yaml" "$id"; then
-			say "SKIP full fleet case: the role of $id is not built yet"
-			return
-		fi
-	done
+	built_or_skip "$dir/f.yaml" "full fleet case" trainer-0 inferer-0 gateway || return
 	start_up "$dir/up.out" "$dir/f.yaml"
 	wait_for "$dir/up.out" "serving; try: psfleet predict" 240 ||
 		fail "full: not serving: $(tail -20 "$dir/up.out")"

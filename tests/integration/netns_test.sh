@@ -13,7 +13,6 @@
 set -uo pipefail
 
 skip() { echo "netns_test: skipped: $*"; exit 77; }
-fail() { echo "netns_test: FAIL: $*"; status=1; }
 
 [ -n "${PSFLEET:-}" ] && [ -x "$PSFLEET" ] || { echo "netns_test: set PSFLEET" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || skip "needs root"
@@ -28,22 +27,20 @@ V_TR=vtr$tag
 A_PS=10.231.77.1
 A_TR=10.231.77.2
 cut_s=${PSF_NETNS_CUT_S:-3}
-dir=$(mktemp -d /tmp/psf-netns-XXXXXX)
-pids=()
-status=0
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init netns_test psf-netns # W: this run's temp dir; STARTED: PIDs killed at exit
+[ -z "${PSF_NETNS_KEEP:-}" ] || KEEP_W=1
 
-cleanup() {
+# shellcheck disable=SC2317 # called by lib.sh at exit
+lib_on_exit() {
   # Everything this test started runs inside its namespaces: kill by namespace.
   for ns in "$NS_PS" "$NS_TR"; do
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
   done
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
   ip netns del "$NS_PS" 2>/dev/null
   ip netns del "$NS_TR" 2>/dev/null
-  [ -n "${PSF_NETNS_KEEP:-}" ] || rm -rf "$dir"
 }
-trap cleanup EXIT
 
 ip netns add "$NS_PS" 2>/dev/null || skip "cannot create a network namespace"
 ip netns add "$NS_TR" || skip "cannot create a second network namespace"
@@ -58,18 +55,18 @@ inps() { ip netns exec "$NS_PS" "$@"; }
 intr() { ip netns exec "$NS_TR" "$@"; }
 
 # Data (generated here, outside the namespaces) and the config.
-"$PSFLEET" data gen --symbols 24 --days 160 --seed 5 --out "$dir/data.csv" >/dev/null || exit 1
-cat >"$dir/fleet.yaml" <<EOF
+"$PSFLEET" data gen --symbols 24 --days 160 --seed 5 --out "$W/data.csv" >/dev/null || exit 1
+cat >"$W/fleet.yaml" <<EOF
 name: netns
 seed: 13
-run_dir: $dir/run
+run_dir: $W/run
 nodes:
   ps:
     - {id: ps0, listen: "tcp://$A_PS:7101", metrics: "$A_PS:7201"}
   trainers:
     - {id: trainer-0}
     - {id: trainer-1}
-data: {path: $dir/data.csv}
+data: {path: $W/data.csv}
 features: ["return:1", "return:5", "ratio_sma:10"]
 target: next_return
 model: {kind: linear}
@@ -86,14 +83,14 @@ version() {
 
 # Started with `ip netns exec` itself (it execs psfleet), not through a shell
 # function, so $! is the node's own pid.
-ip netns exec "$NS_PS" "$PSFLEET" node "$dir/fleet.yaml" --id ps0 >/dev/null 2>"$dir/ps0.log" &
-pids+=($!); ps_pid=$!
+ip netns exec "$NS_PS" "$PSFLEET" node "$W/fleet.yaml" --id ps0 >/dev/null 2>"$W/ps0.log" &
+STARTED+=($!); ps_pid=$!
 for i in 0 1; do
-  ip netns exec "$NS_TR" "$PSFLEET" node "$dir/fleet.yaml" --id trainer-$i --delay-ms 20 \
-    >/dev/null 2>"$dir/trainer-$i.log" &
-  pids+=($!)
+  ip netns exec "$NS_TR" "$PSFLEET" node "$W/fleet.yaml" --id trainer-$i --delay-ms 20 \
+    >/dev/null 2>"$W/trainer-$i.log" &
+  STARTED+=($!)
 done
-tr_pids=("${pids[1]}" "${pids[2]}")
+tr_pids=("${STARTED[1]}" "${STARTED[2]}")
 
 # Bound to its configured address only: not on the namespace's loopback.
 sleep 0.5
@@ -124,7 +121,7 @@ cut() { # cut how: cut the link for cut_s seconds, check progress stopped, resto
     link-down) intr ip link set "$V_TR" up ;;
     netem) intr tc qdisc del dev "$V_TR" root ;;
   esac
-  echo "netns_test: $how for $((cut_s + 1)) s: version $before -> $after during the cut"
+  say "$how for $((cut_s + 1)) s: version $before -> $after during the cut"
   [ "$before" = "$after" ] || fail "the ps advanced ($before -> $after) while the trainers were cut off"
 }
 
@@ -135,7 +132,7 @@ if intr tc qdisc add dev "$V_TR" root netem loss 0% 2>/dev/null; then
   intr tc qdisc del dev "$V_TR" root
   cut netem
 else
-  echo "netns_test: tc netem unavailable (no sch_netem): second cut with link down"
+  say "tc netem unavailable (no sch_netem): second cut with link down"
   cut link-down
 fi
 
@@ -143,19 +140,19 @@ for i in 0 1; do
   for _ in $(seq 1200); do kill -0 "${tr_pids[$i]}" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "${tr_pids[$i]}" 2>/dev/null; then fail "trainer-$i did not finish"; continue; fi
   wait "${tr_pids[$i]}"; rc=$?
-  [ "$rc" -eq 0 ] || fail "trainer-$i exited with $rc (log: $dir/trainer-$i.log)"
+  [ "$rc" -eq 0 ] || fail "trainer-$i exited with $rc (log: $W/trainer-$i.log)"
 done
 kill -0 "$ps_pid" 2>/dev/null || fail "the ps died"
 final=$(version)
-steps=$(( $(wc -l <"$dir/run/trace/trainer-0.csv") - 1 ))
-steps1=$(( $(wc -l <"$dir/run/trace/trainer-1.csv") - 1 ))
-echo "netns_test: $steps steps per trainer (trainer-1: $steps1), ps version $final"
+steps=$(( $(wc -l <"$W/run/trace/trainer-0.csv") - 1 ))
+steps1=$(( $(wc -l <"$W/run/trace/trainer-1.csv") - 1 ))
+say "$steps steps per trainer (trainer-1: $steps1), ps version $final"
 [ "$steps" -eq "$steps1" ] || fail "trainers took different step counts"
 [ "$final" = "$steps" ] || fail "version $final != $steps steps: an update was lost or applied twice"
-if [ "$status" -eq 0 ]; then
-  echo "netns_test: 1 passed, 0 failed"
-else
-  tail -5 "$dir"/*.log
-  echo "netns_test: 0 passed, 1 failed"
+if [ "$FAILS" -eq 0 ]; then
+  say "1 passed, 0 failed"
+  exit 0
 fi
-exit $status
+tail -5 "$W"/*.log
+say "0 passed, 1 failed"
+exit 1

@@ -12,35 +12,23 @@
 set -u
 
 PSFLEET=${PSFLEET:?set PSFLEET to the psfleet binary}
-W=$(mktemp -d /tmp/psf-predict-XXXXXX)
-FAILS=0
-declare -A PID=()
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init predict_test psf-predict # W: this run's temp dir; STARTED: PIDs killed at exit
+declare -A PID=() # node ID -> PID
 
-cleanup() {
-	local p
-	for p in "${PID[@]}"; do
-		kill -KILL "$p" 2>/dev/null
+lib_on_exit() { # on failure the logs say why; they go with the temp dir
+	local f
+	[ "$FAILS" -gt 0 ] || return 0
+	for f in "$W"/*.log; do
+		[ -f "$f" ] && { echo "--- $(basename "$f") (last 15 lines)"; tail -n 15 "$f"; }
 	done
-	{ wait; } 2>/dev/null
-	if [ "$FAILS" -gt 0 ]; then # the logs say why; they go with the temp dir
-		for f in "$W"/*.log; do
-			[ -f "$f" ] && { echo "--- $(basename "$f") (last 15 lines)"; tail -n 15 "$f"; }
-		done
-	fi
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'echo "predict_test: interrupted"; exit 1' INT TERM
-
-say() { echo "predict_test: $*"; }
-fail() {
-	say "FAIL: $*"
-	FAILS=$((FAILS + 1))
 }
 
 start() { # start ID: run node ID in the background, log to $W/ID.log
 	"$PSFLEET" node "$W/fleet.yaml" --id "$1" >"$W/$1.log" 2>&1 &
 	PID[$1]=$!
+	STARTED+=($!)
 }
 
 stop() { # stop ID: SIGTERM, wait, check exit 0
@@ -48,6 +36,7 @@ stop() { # stop ID: SIGTERM, wait, check exit 0
 	kill -TERM "${PID[$1]}" 2>/dev/null
 	wait "${PID[$1]}"
 	rc=$?
+	untrack "${PID[$1]}"
 	unset "PID[$1]"
 	[ "$rc" -eq 0 ] || fail "$1 exited $rc on SIGTERM (log: $(tail -3 "$W/$1.log"))"
 }

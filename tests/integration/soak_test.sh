@@ -43,64 +43,12 @@ fi
 FD_TOL=4
 [ "$WARM" -le $((SOAK / 3)) ] || WARM=$((SOAK / 3))
 [ "$WARM" -ge 1 ] || WARM=1
-W=$(mktemp -d /tmp/psf-soak-XXXXXX)
-FAILS=0
-STARTED=() # PIDs of everything this script started (launcher, load loops, nodes)
-
-cleanup() {
-	local p
-	for p in "${STARTED[@]}"; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	{ wait; } 2>/dev/null
-	rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'echo "soak_test: interrupted"; exit 1' INT TERM
-
-say() { echo "soak_test: $*"; }
-fail() {
-	say "FAIL: $*"
-	FAILS=$((FAILS + 1))
-}
-
-# free_ports N: N distinct TCP ports in 20000..31999 on which nothing listens.
-free_ports() {
-	local out=() p
-	while [ ${#out[@]} -lt "$1" ]; do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-		[[ " ${out[*]} " == *" $p "* ]] && continue
-		if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			continue
-		fi
-		out+=("$p")
-	done
-	echo "${out[*]}"
-}
-
-# procs_with TEXT: PIDs whose command line contains TEXT.
-procs_with() {
-	local f cmd
-	for f in /proc/[0-9]*/cmdline; do
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$f") || continue
-		if [[ $cmd == *"$1"* ]]; then
-			f=${f#/proc/}
-			echo "${f%/cmdline}"
-		fi
-	done
-}
-
-wait_for() { # wait_for FILE REGEX SECONDS
-	local deadline=$((SECONDS + $3))
-	while [ $SECONDS -lt "$deadline" ]; do
-		grep -Eq "$2" "$1" 2>/dev/null && return 0
-		sleep 0.2
-	done
-	return 1
-}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init soak_test psf-soak # W: this run's temp dir; STARTED: PIDs killed at exit
 
 node_pid() { # node_pid ID: the PID `up` last started node ID with
-	grep -Eo "$1 (started|restarted) \(pid [0-9]+" "$W/up.log" | tail -1 | grep -Eo '[0-9]+$'
+	node_pids "$W/up.log" "$1" | tail -1
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -149,9 +97,8 @@ EOF
 SYMS=$(for i in $(seq 0 39); do printf 'S%04d ' "$i"; done)
 
 # 1. the fleet
-timeout -s TERM $((SOAK + 240)) "$PSFLEET" up "$W/fleet.yaml" >"$W/up.log" 2>&1 &
-UP_PID=$!
-STARTED+=("$UP_PID")
+UP_TIMEOUT=$((SOAK + 240))
+start_up "$W/up.log" "$W/fleet.yaml"
 if ! wait_for "$W/up.log" 'gateway started \(pid' 90; then
 	say "FAIL: the fleet did not come up: $(tail -5 "$W/up.log")"
 	exit 1
@@ -262,14 +209,10 @@ fi
 
 # 4. SIGTERM stops the fleet cleanly; nothing of this test is left
 kill -TERM "$UP_PID"
-deadline=$((SECONDS + 40))
-while kill -0 "$UP_PID" 2>/dev/null && [ $SECONDS -lt "$deadline" ]; do sleep 0.2; done
-if kill -0 "$UP_PID" 2>/dev/null; then
+if ! wait_exit "$UP_PID" 40; then
 	fail "psfleet up still running 40 s after SIGTERM"
 else
-	wait "$UP_PID"
-	rc=$?
-	[ "$rc" -eq 0 ] || fail "psfleet up exited $rc on SIGTERM: $(grep 'stopped' "$W/up.log" | tail -1)"
+	[ "$RC" -eq 0 ] || fail "psfleet up exited $RC on SIGTERM: $(grep 'stopped' "$W/up.log" | tail -1)"
 fi
 sleep 0.5
 bad=$(grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$W"/run/logs/*.log 2>/dev/null)
