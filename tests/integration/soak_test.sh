@@ -89,11 +89,13 @@ consistency: {mode: async, heartbeat_ms: 500}
 durability: {mode: none, map_size: 67108864}
 limits: {request_timeout_ms: 10000, rpc_workers: 8}
 inference: {refresh_ms: 200, history_days: 32, shards: 1}
-gateway_options: {route: symbol, health_interval_ms: 500}
+gateway_options: {route: symbol, health_interval_ms: 200}
 EOF
-# health_interval_ms 500, not 200: a health check times out after one interval,
-# and with the shell loops (a process per call) on 2 cores both replicas
-# sometimes missed 200 ms at once -> the gateway answered UNAVAILABLE.
+# health_interval_ms 200 (it was 500 while a probe timed out after one interval
+# and one miss marked a replica down: on 2 busy cores both replicas sometimes
+# missed a 200 ms probe at once and the gateway answered UNAVAILABLE). Now a
+# probe waits max(interval, 1000 ms) and a replica is down only after 2 misses
+# in a row (inferer/gateway_health.c).
 SYMS=$(for i in $(seq 0 39); do printf 'S%04d ' "$i"; done)
 
 # 1. the fleet
