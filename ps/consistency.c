@@ -18,6 +18,23 @@ ps_worker_find(psf_ps *ps, const char *id)
 	return NULL;
 }
 
+ps_worker *
+ps_lock_worker(psf_ps *ps, const char *id, void *call)
+{
+	ps_worker *w;
+
+	pthread_mutex_lock(&ps->mu);
+	w = ps_worker_find(ps, id);
+	if (w == NULL || !w->registered) {
+		pthread_mutex_unlock(&ps->mu);
+		psf_rpc_fail(call, PSF_STATUS_FAILED_PRECONDITION,
+		    "worker '%s' is not registered (call RegisterWorker first)", id);
+		return NULL;
+	}
+	w->last_seen_ms = psf_now_ms(); /* any call from a worker renews its lease */
+	return w;
+}
+
 psf_err
 ps_worker_add(psf_ps *ps, const char *id, ps_worker **out)
 {
@@ -155,6 +172,15 @@ ps_answer_parked(psf_ps *ps, parked *list)
 		free(list);
 		list = next;
 	}
+}
+
+void
+ps_unlock_and_answer(psf_ps *ps)
+{
+	parked *ready = ps_take_ready(ps);
+
+	pthread_mutex_unlock(&ps->mu);
+	ps_answer_parked(ps, ready);
 }
 
 /* ps_check_timeouts: (1) a worker silent for straggler_timeout_ms loses its lease

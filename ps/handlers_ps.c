@@ -37,16 +37,6 @@ ps_of(void *call)
 	return psf_rpc_call_user(call);
 }
 
-/* finish_locked releases mu and answers whatever became ready meanwhile. */
-static void
-unlock_and_release(psf_ps *ps)
-{
-	parked *ready = ps_take_ready(ps);
-
-	pthread_mutex_unlock(&ps->mu);
-	ps_answer_parked(ps, ready);
-}
-
 void
 psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
     const Psfleet__V1__RegisterRequest *in, Psfleet__V1__RegisterReply_Closure done, void *call)
@@ -90,22 +80,7 @@ psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
 	psf_log_info("ps", "worker %s registered (index %u, clock %lld, last seq %llu)", w->id,
 	    w->index, (long long)w->clock, (unsigned long long)w->last_seq);
 	done(&r, call);
-	unlock_and_release(ps);
-}
-
-/* registered_worker finds a worker that may pull/push. Holds mu. */
-static ps_worker *
-registered_worker(psf_ps *ps, const char *id, void *call)
-{
-	ps_worker *w = ps_worker_find(ps, id);
-
-	if (w == NULL || !w->registered) {
-		psf_rpc_fail(call, PSF_STATUS_FAILED_PRECONDITION,
-		    "worker '%s' is not registered (call RegisterWorker first)", id);
-		return NULL;
-	}
-	w->last_seen_ms = psf_now_ms();
-	return w;
+	ps_unlock_and_answer(ps);
 }
 
 /* check_keys validates a key list: sorted, unique, valid and on this shard. */
@@ -254,9 +229,11 @@ psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 	ps_worker *w;
 
 	(void)svc;
-	pthread_mutex_lock(&ps->mu);
-	if ((w = registered_worker(ps, in->worker, call)) == NULL ||
-	    !check_keys(ps, in->keys, in->n_keys, call)) {
+	if ((w = ps_lock_worker(ps, in->worker, call)) == NULL) {
+		done(NULL, call);
+		return;
+	}
+	if (!check_keys(ps, in->keys, in->n_keys, call)) {
 		pthread_mutex_unlock(&ps->mu);
 		done(NULL, call);
 		return;
@@ -383,9 +360,8 @@ ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushRe
 	psf_err err;
 
 	*ready = NULL;
-	pthread_mutex_lock(&ps->mu);
-	if ((w = registered_worker(ps, in->worker, call)) == NULL)
-		goto fail;
+	if ((w = ps_lock_worker(ps, in->worker, call)) == NULL)
+		return false;
 	if (in->seq <= w->last_seq) {
 		ps->n_duplicate++;
 		psf_counter_inc(ps->c_duplicate);
@@ -494,9 +470,7 @@ psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__C
 	ps_worker *w;
 
 	(void)svc;
-	pthread_mutex_lock(&ps->mu);
-	if ((w = registered_worker(ps, in->worker, call)) == NULL) {
-		pthread_mutex_unlock(&ps->mu);
+	if ((w = ps_lock_worker(ps, in->worker, call)) == NULL) {
 		done(NULL, call);
 		return;
 	}
@@ -516,7 +490,7 @@ psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__C
 	r.min_clock = ps_min_clock(ps) == INT64_MAX ? w->clock : ps_min_clock(ps);
 	r.model_version = ps->version;
 	done(&r, call);
-	unlock_and_release(ps);
+	ps_unlock_and_answer(ps);
 }
 
 /* piece_bounds finds the snapshot keys [first, end) of one reply piece. */
@@ -799,9 +773,7 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		done(NULL, call);
 		return;
 	}
-	pthread_mutex_lock(&ps->mu);
-	if (registered_worker(ps, in->worker, call) == NULL) {
-		pthread_mutex_unlock(&ps->mu);
+	if (ps_lock_worker(ps, in->worker, call) == NULL) {
 		done(NULL, call);
 		return;
 	}
@@ -843,7 +815,7 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		pthread_mutex_unlock(&ps->mu);
 		ps_serve_reduce(ps, &p);
 		pthread_mutex_lock(&ps->mu);
-		unlock_and_release(ps);
+		ps_unlock_and_answer(ps);
 		return;
 	}
 	if ((pp = malloc(sizeof(*pp))) == NULL) {
@@ -931,14 +903,12 @@ psf_ps_rpc_report(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		return;
 	}
 	pthread_mutex_lock(&ps->report_mu);
-	pthread_mutex_lock(&ps->mu);
-	w = registered_worker(ps, in->worker, call);
-	pthread_mutex_unlock(&ps->mu);
-	if (w == NULL) {
+	if ((w = ps_lock_worker(ps, in->worker, call)) == NULL) {
 		pthread_mutex_unlock(&ps->report_mu);
 		done(NULL, call);
 		return;
 	}
+	pthread_mutex_unlock(&ps->mu);
 	rep.base.unknown_fields = NULL;
 	rep.base.n_unknown_fields = 0;
 	put.len = psfleet__v1__metrics_report__pack(&rep, buf); /* <= size */

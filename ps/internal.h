@@ -140,6 +140,13 @@ struct psf_ps {
 /* ps_worker_find returns the worker with this id or NULL. Caller holds mu. */
 ps_worker *ps_worker_find(psf_ps *ps, const char *id);
 
+/* ps_lock_worker takes mu and returns the worker with this id, its lease renewed
+ * (last_seen_ms = now), with mu held. When no such worker has called
+ * RegisterWorker since this ps started, it fails call with FAILED_PRECONDITION,
+ * releases mu and returns NULL; the caller then answers done(NULL, call).
+ * Caller must NOT hold mu. */
+PSF_NODISCARD ps_worker *ps_lock_worker(psf_ps *ps, const char *id, void *call);
+
 /* ps_worker_add adds (or finds) a worker; index is taken from the config for
  * expected workers, else the next free one. Caller holds mu. */
 PSF_NODISCARD psf_err ps_worker_add(psf_ps *ps, const char *id, ps_worker **out);
@@ -166,6 +173,10 @@ parked *ps_take_ready(psf_ps *ps);
 /* ps_answer_parked answers the calls taken by ps_take_ready. Caller must NOT
  * hold mu. */
 void ps_answer_parked(psf_ps *ps, parked *list);
+
+/* ps_unlock_and_answer releases mu, then answers the parked calls that became
+ * ready meanwhile (ps_take_ready + ps_answer_parked). Caller holds mu. */
+void ps_unlock_and_answer(psf_ps *ps);
 
 /* ps_check_timeouts drops stragglers and expired leases. Caller holds mu.
  * Returns true when the open sync round became complete. */
