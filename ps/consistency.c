@@ -156,10 +156,6 @@ ps_take_ready(psf_ps *ps)
 	return ready;
 }
 
-/* Served from handlers_ps.c, which knows the reply types. */
-void ps_serve_pull(psf_ps *ps, parked *p);
-void ps_serve_reduce(psf_ps *ps, parked *p);
-
 void
 ps_answer_parked(psf_ps *ps, parked *list)
 {

@@ -4,7 +4,9 @@
  *   consistency.c  worker table, sync rounds, SSP gate, parked calls, stragglers
  *   apply.c        gradient application (async push, sync round close)
  *   snapshot.c     published snapshots for inferers
- *   handlers_ps.c  the ParameterServer service
+ *   handlers_ps.c  the ParameterServer service (all but Reduce and Report)
+ *   handlers_reduce.c  its Reduce RPC and the reduce records in the store
+ *   handlers_report.c  its Report RPC and the report records in the store
  *   push_raw.c     zero-copy Push: PushRequest read in place from the message
  *   handlers_admin.c the Admin service */
 #ifndef PSF_PS_INTERNAL_H
@@ -235,21 +237,16 @@ void ps_snapshot_put(psf_ps *ps, ps_snapshot *s);
 /* ps_snapshot_free_all releases the ring (at shutdown). */
 void ps_snapshot_free_all(psf_ps *ps);
 
-/* handlers --------------------------------------------------------------------- */
+/* handlers_ps.c --------------------------------------------------------------- */
 
+/* ps_handlers_init fills ps->svc with the ParameterServer handlers. */
 void ps_handlers_init(psf_ps *ps);
 
-/* ps_reduce_restore brings back a completed reduce recorded in the store (meta
- * "reduce:<name>"), at start-up. PSF_EPROTO for a damaged record. */
-PSF_NODISCARD psf_err ps_reduce_restore(psf_ps *ps, const char *name, const void *blob, size_t len);
-
-/* ps_report_restore brings back worker's latest MetricsReport recorded in the
- * store (meta "report:<worker>", the packed message), at start-up, adding the
- * worker to the table if needed; a finished report marks it done. PSF_EPROTO for
- * a damaged record, PSF_EBUSY/PSF_EINVAL when the table cannot hold the id.
- * Caller holds mu (or is the only thread). */
-PSF_NODISCARD psf_err ps_report_restore(psf_ps *ps, const char *worker, const void *blob,
-    size_t len);
+/* ps_serve_pull answers a Pull (at once, or parked and now ready) with the
+ * values, or fails it: UNAVAILABLE when stopping, DEADLINE_EXCEEDED when the
+ * consistency mode still blocks it, or the store's error. Caller must NOT hold
+ * mu. */
+void ps_serve_pull(psf_ps *ps, parked *p);
 
 /* A Push request as the handlers see it: from the generic handler's unpacked
  * message, or read in place from the received message by the raw handler.
@@ -274,6 +271,39 @@ typedef struct ps_push_in {
  * ready) to ps_answer_parked. Takes and releases mu. */
 bool ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushReply *r,
     parked **ready);
+
+/* handlers_reduce.c ------------------------------------------------------------ */
+
+void psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__ReduceRequest *in, Psfleet__V1__ReduceReply_Closure done, void *call);
+
+/* ps_serve_reduce answers a Reduce (at once, or parked and now ready): the sums
+ * when it is complete, else DEADLINE_EXCEEDED (UNAVAILABLE when stopping).
+ * Caller must NOT hold mu. */
+void ps_serve_reduce(psf_ps *ps, parked *p);
+
+/* ps_reduces_restore brings back, at start-up, the completed reduces recorded in
+ * the store (meta "reduces" lists the names; "reduce:<name>" holds each result).
+ * A damaged record is logged and skipped. Returns PSF_OK or the store's error.
+ * Caller holds mu (or is the only thread). */
+PSF_NODISCARD psf_err ps_reduces_restore(psf_ps *ps, psf_store_txn *txn);
+
+/* ps_reduces_free frees every reduce entry (ps->reduces becomes NULL). Caller
+ * holds mu (or is the only thread). Cannot fail. */
+void ps_reduces_free(psf_ps *ps);
+
+/* handlers_report.c ------------------------------------------------------------ */
+
+void psf_ps_rpc_report(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__MetricsReport *in, Psfleet__V1__MetricsAck_Closure done, void *call);
+
+/* ps_reports_restore brings back, at start-up, each worker's latest
+ * MetricsReport recorded in the store (meta "report:<worker>", the packed
+ * message), adding the worker to the table if needed; a finished report marks
+ * it done. A damaged record, or an id the table cannot hold, is logged and
+ * skipped. Returns PSF_OK or the store's error. Caller holds mu (or is the only
+ * thread). */
+PSF_NODISCARD psf_err ps_reports_restore(psf_ps *ps, psf_store_txn *txn);
 
 /* push_raw.c ------------------------------------------------------------------ */
 

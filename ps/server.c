@@ -118,45 +118,6 @@ restore_worker(const char *worker, uint64_t seq, void *arg)
 	return PSF_OK;
 }
 
-/* restore_reduces reloads the completed reduces listed under "reduces". */
-static psf_err
-restore_reduces(psf_store_txn *txn, psf_ps *ps)
-{
-	const void *list, *blob;
-	size_t len, blen;
-	char names[64 * 130], key[160];
-	psf_err err = psf_store_txn_meta_get(txn, "reduces", &list, &len);
-
-	if (err == PSF_ENOENT)
-		return PSF_OK;
-	if (err != PSF_OK)
-		return err;
-	if (len >= sizeof(names))
-		len = sizeof(names) - 1;
-	memcpy(names, list, len);
-	names[len] = '\0';
-	for (char *save = NULL, *name = strtok_r(names, "\n", &save); name != NULL;
-	     name = strtok_r(NULL, "\n", &save)) {
-		snprintf(key, sizeof(key), "reduce:%s", name);
-		if (psf_store_txn_meta_get(txn, key, &blob, &blen) != PSF_OK ||
-		    ps_reduce_restore(ps, name, blob, blen) != PSF_OK)
-			psf_log_warn("ps", "ignoring a damaged record of reduce '%s'", name);
-	}
-	return PSF_OK;
-}
-
-static psf_err
-restore_report(const char *name, const void *blob, size_t len, void *arg)
-{
-	const char *worker = name + strlen("report:");
-	psf_err err = ps_report_restore(arg, worker, blob, len);
-
-	if (err != PSF_OK)
-		psf_log_warn("ps", "ignoring the stored report of worker '%s': %s", worker,
-		    err == PSF_EPROTO ? "damaged record" : psf_strerror(err));
-	return PSF_OK;
-}
-
 static psf_err
 resume_txn(psf_store_txn *txn, void *arg)
 {
@@ -185,9 +146,9 @@ resume_txn(psf_store_txn *txn, void *arg)
 		ps->optim.total_steps = v;
 	if ((err = psf_store_txn_pushlog_foreach(txn, restore_worker, c)) != PSF_OK)
 		return err;
-	if ((err = restore_reduces(txn, ps)) != PSF_OK)
+	if ((err = ps_reduces_restore(ps, txn)) != PSF_OK)
 		return err;
-	if ((err = psf_store_txn_meta_foreach(txn, "report:", restore_report, ps)) != PSF_OK)
+	if ((err = ps_reports_restore(ps, txn)) != PSF_OK)
 		return err;
 	for (size_t i = 0; i < ps->n_workers; i++) {
 		ps_meta_worker_key(name, sizeof(name), "wclock", ps->workers[i].id);
@@ -196,19 +157,6 @@ resume_txn(psf_store_txn *txn, void *arg)
 		ps->workers[i].registered = false; /* must register again after a restart */
 	}
 	return PSF_OK;
-}
-
-static void
-free_reduces(psf_ps *ps)
-{
-	while (ps->reduces != NULL) {
-		reduce_entry *e = ps->reduces;
-		ps->reduces = e->next;
-		free(e->sums);
-		free(e->contrib);
-		free(e->contributors);
-		free(e);
-	}
 }
 
 /* open_store opens the LMDB store and initialises or resumes it. */
@@ -245,7 +193,7 @@ open_store(psf_ps *ps, bool reset)
 		    (err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
 			goto out;
 		ps->n_workers = 0; /* with the reports restored from the discarded store */
-		free_reduces(ps);
+		ps_reduces_free(ps);
 		ps->version = ps->step = 0;
 		ps->round = 0;
 		rc->found = false;
@@ -477,7 +425,7 @@ psf_ps_free(psf_ps *ps)
 		ps->parked = p->next;
 		free(p);
 	}
-	free_reduces(ps);
+	ps_reduces_free(ps);
 	ps_snapshot_free_all(ps);
 	psf_store_close(ps->store);
 	psf_model_free(ps->model);
