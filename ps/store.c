@@ -1,4 +1,6 @@
-/* store.c -- LMDB behind psf_store (the only file that includes lmdb.h).
+/* store.c -- LMDB behind psf_store: the environment (open/close, map reserve and
+ * grow), update and read transactions, durability and stats. The calls made
+ * inside a transaction are in store_txn.c; store_internal.h is what both share.
  *
  * Locking, outermost first:
  *   st_write_mu   serializes psf_store_update (LMDB allows one write txn).
@@ -9,14 +11,11 @@
  *   st_pool_mu    guards the cache of reset read transactions.
  *   st_sync_mu    guards st_stopping for the interval sync thread. */
 #define _GNU_SOURCE
-#include "store.h"
+#include "ps/store_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <lmdb.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +27,6 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define TAG "store"
-#define KEY_LEN 8
-#define NAME_MAX_LEN 400
-#define POOL_MAX 32
 /* 64 MiB: in interval mode the whole map is allocated on disk (map_reserve),
  * so a fresh store costs 64 MiB, not 1 GiB; the map doubles as it fills. */
 #define DEFAULT_MAP_SIZE (64ull << 20)
@@ -42,10 +37,7 @@
  * is a full disk (LMDB reports a short write as EIO). */
 #define DISK_FULL_SLACK (4ull << 20)
 
-/* Internal database indexes: the public uint64-keyed ones, then the named ones. */
-enum { DB_META = PSF_STORE_N_DBS, DB_PUSHLOG, N_ALL_DBS };
-
-static const char *const db_names[N_ALL_DBS] = {
+const char *const store_db_names[N_ALL_DBS] = {
 	[PSF_STORE_WEIGHTS] = "weights",
 	[PSF_STORE_OPTSTATE] = "optstate",
 	[PSF_STORE_ACCUM] = "accum",
@@ -53,42 +45,7 @@ static const char *const db_names[N_ALL_DBS] = {
 	[DB_PUSHLOG] = "pushlog",
 };
 
-struct psf_store {
-	MDB_env *st_env;
-	MDB_dbi st_dbi[N_ALL_DBS];
-	bool st_is_open; /* mdb_env_open succeeded */
-	psf_store_opts st_opts;
-	size_t st_max_map;
-	char *st_data_path; /* <dir>/data.mdb, for stats */
-
-	pthread_mutex_t st_write_mu;
-	pthread_rwlock_t st_map_lock;
-	pthread_mutex_t st_pool_mu;
-	MDB_txn *st_pool[POOL_MAX]; /* reset read txns; guarded by st_pool_mu */
-	size_t st_n_pool;
-
-	pthread_mutex_t st_sync_mu;
-	pthread_cond_t st_sync_cv;
-	bool st_stopping; /* guarded by st_sync_mu */
-	bool st_has_thread;
-	pthread_t st_thread;
-
-	atomic_uint_fast64_t st_commits;
-	atomic_uint_fast64_t st_retries;
-	atomic_uint_fast64_t st_grows;
-	atomic_uint_fast64_t st_syncs;
-};
-
-struct psf_store_txn {
-	psf_store *t_st;
-	MDB_txn *t_txn;
-	bool t_is_write;
-	bool t_map_full; /* a write hit MDB_MAP_FULL: the txn is dead; grow and retry */
-};
-
-/* psf_err_from_mdb is the one place LMDB codes become psf_err. Expected
- * outcomes (not found, map full) are not logged; everything else is, once. */
-static psf_err
+psf_err
 psf_err_from_mdb(int rc, const char *what)
 {
 	switch (rc) {
@@ -112,24 +69,6 @@ psf_err_from_mdb(int rc, const char *what)
 	}
 }
 
-static void
-key_enc(uint64_t key, unsigned char buf[KEY_LEN])
-{
-	for (int i = 0; i < KEY_LEN; i++)
-		buf[i] = (unsigned char)(key >> (56 - 8 * i));
-}
-
-static uint64_t
-key_dec(const void *p)
-{
-	const unsigned char *b = p;
-	uint64_t key = 0;
-
-	for (int i = 0; i < KEY_LEN; i++)
-		key = (key << 8) | b[i];
-	return key;
-}
-
 static const char *
 durability_name(psf_durability d)
 {
@@ -142,468 +81,6 @@ durability_name(psf_durability d)
 		return "none";
 	}
 	return "?";
-}
-
-/* ---- transaction helpers --------------------------------------------------- */
-
-/* txn_check validates a call on txn against database index dbi. */
-static psf_err
-txn_check(const psf_store_txn *txn, int dbi, bool is_write)
-{
-	if (txn == NULL || dbi < 0 || dbi >= N_ALL_DBS)
-		return PSF_EINVAL;
-	if (is_write && !txn->t_is_write) {
-		psf_log_err(TAG, "write to %s inside a read transaction", db_names[dbi]);
-		return PSF_EINVAL;
-	}
-	if (txn->t_map_full)
-		return PSF_ENOSPC; /* the txn is dead; the caller should bail out */
-	return PSF_OK;
-}
-
-static psf_err
-txn_rc(psf_store_txn *txn, int rc, const char *what)
-{
-	if (rc == MDB_MAP_FULL)
-		txn->t_map_full = true;
-	return psf_err_from_mdb(rc, what);
-}
-
-static psf_err
-val_get(psf_store_txn *txn, int dbi, MDB_val *k, const void **data_out, size_t *len_out)
-{
-	MDB_val v;
-	int rc;
-
-	rc = mdb_get(txn->t_txn, txn->t_st->st_dbi[dbi], k, &v);
-	if (rc != MDB_SUCCESS)
-		return txn_rc(txn, rc, "get");
-	*data_out = v.mv_data;
-	*len_out = v.mv_size;
-	return PSF_OK;
-}
-
-static psf_err
-val_reserve(psf_store_txn *txn, int dbi, MDB_val *k, size_t len, void **buf_out)
-{
-	MDB_val v = {len, NULL};
-	int rc;
-
-	rc = mdb_put(txn->t_txn, txn->t_st->st_dbi[dbi], k, &v, MDB_RESERVE);
-	if (rc != MDB_SUCCESS)
-		return txn_rc(txn, rc, "put");
-	*buf_out = v.mv_data;
-	return PSF_OK;
-}
-
-static psf_err
-val_del(psf_store_txn *txn, int dbi, MDB_val *k)
-{
-	return txn_rc(txn, mdb_del(txn->t_txn, txn->t_st->st_dbi[dbi], k, NULL), "del");
-}
-
-/* name_val checks a meta name or worker id and points k at its bytes. */
-static psf_err
-name_val(const char *name, MDB_val *k)
-{
-	size_t len;
-
-	if (name == NULL)
-		return PSF_EINVAL;
-	len = strnlen(name, NAME_MAX_LEN + 1);
-	if (len == 0 || len > NAME_MAX_LEN)
-		return PSF_EINVAL;
-	k->mv_size = len;
-	k->mv_data = (void *)name;
-	return PSF_OK;
-}
-
-/* ---- psf_store_txn_*: uint64-keyed databases --------------------------------- */
-
-psf_err
-psf_store_txn_get(psf_store_txn *txn, psf_store_db db, uint64_t key,
-    const void **data_out, size_t *len_out)
-{
-	unsigned char kb[KEY_LEN];
-	MDB_val k = {KEY_LEN, kb};
-	psf_err rv;
-
-	if ((unsigned)db >= PSF_STORE_N_DBS || data_out == NULL || len_out == NULL)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, (int)db, false)) != PSF_OK)
-		return rv;
-	key_enc(key, kb);
-	return val_get(txn, (int)db, &k, data_out, len_out);
-}
-
-psf_err
-psf_store_txn_get_floats(psf_store_txn *txn, psf_store_db db, uint64_t key, float *dst,
-    size_t n)
-{
-	const void *data = NULL;
-	size_t len = 0;
-	psf_err rv;
-
-	if ((dst == NULL && n > 0) || n > SIZE_MAX / sizeof(float))
-		return PSF_EINVAL;
-	if ((rv = psf_store_txn_get(txn, db, key, &data, &len)) != PSF_OK)
-		return rv;
-	if (len != n * sizeof(float))
-		return PSF_ERANGE;
-	if (len > 0)
-		memcpy(dst, data, len);
-	return PSF_OK;
-}
-
-psf_err
-psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key, size_t len,
-    void **buf_out)
-{
-	unsigned char kb[KEY_LEN];
-	MDB_val k = {KEY_LEN, kb};
-	psf_err rv;
-
-	if ((unsigned)db >= PSF_STORE_N_DBS || buf_out == NULL)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
-		return rv;
-	key_enc(key, kb);
-	return val_reserve(txn, (int)db, &k, len, buf_out);
-}
-
-psf_err
-psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key, const void *data,
-    size_t len)
-{
-	void *buf = NULL;
-	psf_err rv;
-
-	if (data == NULL && len > 0)
-		return PSF_EINVAL;
-	if ((rv = psf_store_txn_put_reserve(txn, db, key, len, &buf)) != PSF_OK)
-		return rv;
-	if (len > 0)
-		memcpy(buf, data, len);
-	return PSF_OK;
-}
-
-psf_err
-psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db db, uint64_t key,
-    const float *src, size_t n)
-{
-	if (n > SIZE_MAX / sizeof(float))
-		return PSF_EINVAL;
-	return psf_store_txn_put(txn, db, key, src, n * sizeof(float));
-}
-
-psf_err
-psf_store_txn_del(psf_store_txn *txn, psf_store_db db, uint64_t key)
-{
-	unsigned char kb[KEY_LEN];
-	MDB_val k = {KEY_LEN, kb};
-	psf_err rv;
-
-	if ((unsigned)db >= PSF_STORE_N_DBS)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
-		return rv;
-	key_enc(key, kb);
-	return val_del(txn, (int)db, &k);
-}
-
-psf_err
-psf_store_txn_clear(psf_store_txn *txn, psf_store_db db)
-{
-	psf_err rv;
-
-	if ((unsigned)db >= PSF_STORE_N_DBS)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
-		return rv;
-	return txn_rc(txn, mdb_drop(txn->t_txn, txn->t_st->st_dbi[db], 0), "clear");
-}
-
-static psf_err
-db_count(psf_store_txn *txn, int dbi, uint64_t *n_out)
-{
-	MDB_stat ms;
-	int rc;
-
-	rc = mdb_stat(txn->t_txn, txn->t_st->st_dbi[dbi], &ms);
-	if (rc != MDB_SUCCESS)
-		return txn_rc(txn, rc, "stat");
-	*n_out = ms.ms_entries;
-	return PSF_OK;
-}
-
-psf_err
-psf_store_txn_count(psf_store_txn *txn, psf_store_db db, uint64_t *n_out)
-{
-	psf_err rv;
-
-	if ((unsigned)db >= PSF_STORE_N_DBS || n_out == NULL)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, (int)db, false)) != PSF_OK)
-		return rv;
-	return db_count(txn, (int)db, n_out);
-}
-
-/* walk_cursor runs the walk loop on an open cursor; see psf_store_txn_walk. */
-static psf_err
-walk_cursor(MDB_cursor *cur, uint64_t start_key, size_t max_bytes,
-    psf_store_visit_fn visit, void *arg, psf_store_walk *w)
-{
-	unsigned char kb[KEY_LEN];
-	MDB_val k = {KEY_LEN, kb}, v;
-	psf_err rv;
-	int rc;
-
-	key_enc(start_key, kb);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t key;
-		size_t cost = v.mv_size + KEY_LEN;
-
-		if (k.mv_size != KEY_LEN) {
-			psf_log_err(TAG, "walk: key of %zu bytes in a uint64 database", k.mv_size);
-			return PSF_ESTORE;
-		}
-		key = key_dec(k.mv_data);
-		if (max_bytes > 0 && w->n_keys > 0 && w->n_bytes + cost > max_bytes) {
-			w->next_key = key;
-			return PSF_OK;
-		}
-		if ((rv = visit(key, v.mv_data, v.mv_size, arg)) != PSF_OK)
-			return rv;
-		w->n_keys++;
-		w->n_bytes += cost;
-	}
-	if (rc != MDB_NOTFOUND)
-		return psf_err_from_mdb(rc, "walk");
-	w->done = true;
-	return PSF_OK;
-}
-
-psf_err
-psf_store_txn_walk(psf_store_txn *txn, psf_store_db db, uint64_t start_key,
-    size_t max_bytes, psf_store_visit_fn visit, void *arg, psf_store_walk *out)
-{
-	psf_store_walk w = {0};
-	MDB_cursor *cur;
-	psf_err rv;
-	int rc;
-
-	if ((unsigned)db >= PSF_STORE_N_DBS || visit == NULL || out == NULL)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, (int)db, false)) != PSF_OK)
-		return rv;
-	rc = mdb_cursor_open(txn->t_txn, txn->t_st->st_dbi[db], &cur);
-	if (rc != MDB_SUCCESS)
-		return txn_rc(txn, rc, "cursor open");
-	rv = walk_cursor(cur, start_key, max_bytes, visit, arg, &w);
-	mdb_cursor_close(cur);
-	if (rv == PSF_OK)
-		*out = w;
-	return rv;
-}
-
-/* ---- meta and pushlog ------------------------------------------------------- */
-
-psf_err
-psf_store_txn_meta_get(psf_store_txn *txn, const char *name, const void **data_out,
-    size_t *len_out)
-{
-	MDB_val k;
-	psf_err rv;
-
-	if (data_out == NULL || len_out == NULL)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, DB_META, false)) != PSF_OK ||
-	    (rv = name_val(name, &k)) != PSF_OK)
-		return rv;
-	return val_get(txn, DB_META, &k, data_out, len_out);
-}
-
-psf_err
-psf_store_txn_meta_put(psf_store_txn *txn, const char *name, const void *data, size_t len)
-{
-	MDB_val k;
-	void *buf = NULL;
-	psf_err rv;
-
-	if (data == NULL && len > 0)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, DB_META, true)) != PSF_OK ||
-	    (rv = name_val(name, &k)) != PSF_OK ||
-	    (rv = val_reserve(txn, DB_META, &k, len, &buf)) != PSF_OK)
-		return rv;
-	if (len > 0)
-		memcpy(buf, data, len);
-	return PSF_OK;
-}
-
-psf_err
-psf_store_txn_meta_del(psf_store_txn *txn, const char *name)
-{
-	MDB_val k;
-	psf_err rv;
-
-	if ((rv = txn_check(txn, DB_META, true)) != PSF_OK ||
-	    (rv = name_val(name, &k)) != PSF_OK)
-		return rv;
-	return val_del(txn, DB_META, &k);
-}
-
-static psf_err
-meta_cursor(MDB_cursor *cur, MDB_val *prefix, psf_store_meta_fn fn, void *arg)
-{
-	char name[NAME_MAX_LEN + 1];
-	MDB_val k = *prefix, v;
-	psf_err rv;
-	int rc;
-
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == MDB_SUCCESS;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < prefix->mv_size ||
-		    memcmp(k.mv_data, prefix->mv_data, prefix->mv_size) != 0)
-			return PSF_OK; /* sorted: past the last name with the prefix */
-		if (k.mv_size > NAME_MAX_LEN) {
-			psf_log_err(TAG, "meta: malformed record (%zu-byte name)", k.mv_size);
-			return PSF_ESTORE;
-		}
-		memcpy(name, k.mv_data, k.mv_size);
-		name[k.mv_size] = '\0';
-		if ((rv = fn(name, v.mv_data, v.mv_size, arg)) != PSF_OK)
-			return rv;
-	}
-	return rc == MDB_NOTFOUND ? PSF_OK : psf_err_from_mdb(rc, "meta walk");
-}
-
-psf_err
-psf_store_txn_meta_foreach(psf_store_txn *txn, const char *prefix, psf_store_meta_fn fn,
-    void *arg)
-{
-	MDB_cursor *cur;
-	MDB_val k;
-	psf_err rv;
-	int rc;
-
-	if (fn == NULL)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, DB_META, false)) != PSF_OK ||
-	    (rv = name_val(prefix, &k)) != PSF_OK)
-		return rv;
-	rc = mdb_cursor_open(txn->t_txn, txn->t_st->st_dbi[DB_META], &cur);
-	if (rc != MDB_SUCCESS)
-		return txn_rc(txn, rc, "cursor open");
-	rv = meta_cursor(cur, &k, fn, arg);
-	mdb_cursor_close(cur);
-	return rv;
-}
-
-psf_err
-psf_store_txn_meta_get_u64(psf_store_txn *txn, const char *name, uint64_t *out)
-{
-	const void *data = NULL;
-	size_t len = 0;
-	psf_err rv;
-
-	if (out == NULL)
-		return PSF_EINVAL;
-	if ((rv = psf_store_txn_meta_get(txn, name, &data, &len)) != PSF_OK)
-		return rv;
-	if (len != KEY_LEN)
-		return PSF_ERANGE;
-	*out = key_dec(data);
-	return PSF_OK;
-}
-
-psf_err
-psf_store_txn_meta_put_u64(psf_store_txn *txn, const char *name, uint64_t value)
-{
-	unsigned char b[KEY_LEN];
-
-	key_enc(value, b);
-	return psf_store_txn_meta_put(txn, name, b, sizeof(b));
-}
-
-psf_err
-psf_store_txn_pushlog_get(psf_store_txn *txn, const char *worker, uint64_t *seq_out)
-{
-	MDB_val k;
-	const void *data = NULL;
-	size_t len = 0;
-	psf_err rv;
-
-	if (seq_out == NULL)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, DB_PUSHLOG, false)) != PSF_OK ||
-	    (rv = name_val(worker, &k)) != PSF_OK ||
-	    (rv = val_get(txn, DB_PUSHLOG, &k, &data, &len)) != PSF_OK)
-		return rv;
-	if (len != KEY_LEN) {
-		psf_log_err(TAG, "pushlog: %zu-byte seq for worker %s", len, worker);
-		return PSF_ESTORE;
-	}
-	*seq_out = key_dec(data);
-	return PSF_OK;
-}
-
-psf_err
-psf_store_txn_pushlog_put(psf_store_txn *txn, const char *worker, uint64_t seq)
-{
-	MDB_val k;
-	void *buf = NULL;
-	psf_err rv;
-
-	if ((rv = txn_check(txn, DB_PUSHLOG, true)) != PSF_OK ||
-	    (rv = name_val(worker, &k)) != PSF_OK ||
-	    (rv = val_reserve(txn, DB_PUSHLOG, &k, KEY_LEN, &buf)) != PSF_OK)
-		return rv;
-	key_enc(seq, buf);
-	return PSF_OK;
-}
-
-static psf_err
-pushlog_cursor(MDB_cursor *cur, psf_store_pushlog_fn fn, void *arg)
-{
-	char worker[NAME_MAX_LEN + 1];
-	MDB_val k, v;
-	psf_err rv;
-	int rc;
-
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size == 0 || k.mv_size > NAME_MAX_LEN || v.mv_size != KEY_LEN) {
-			psf_log_err(TAG, "pushlog: malformed record (%zu-byte id, %zu-byte seq)",
-			    k.mv_size, v.mv_size);
-			return PSF_ESTORE;
-		}
-		memcpy(worker, k.mv_data, k.mv_size);
-		worker[k.mv_size] = '\0';
-		if ((rv = fn(worker, key_dec(v.mv_data), arg)) != PSF_OK)
-			return rv;
-	}
-	return rc == MDB_NOTFOUND ? PSF_OK : psf_err_from_mdb(rc, "pushlog walk");
-}
-
-psf_err
-psf_store_txn_pushlog_foreach(psf_store_txn *txn, psf_store_pushlog_fn fn, void *arg)
-{
-	MDB_cursor *cur;
-	psf_err rv;
-	int rc;
-
-	if (fn == NULL)
-		return PSF_EINVAL;
-	if ((rv = txn_check(txn, DB_PUSHLOG, false)) != PSF_OK)
-		return rv;
-	rc = mdb_cursor_open(txn->t_txn, txn->t_st->st_dbi[DB_PUSHLOG], &cur);
-	if (rc != MDB_SUCCESS)
-		return txn_rc(txn, rc, "cursor open");
-	rv = pushlog_cursor(cur, fn, arg);
-	mdb_cursor_close(cur);
-	return rv;
 }
 
 /* ---- writes -------------------------------------------------------------- */
@@ -665,7 +142,7 @@ commit_err(psf_store_txn *txn, int rc)
 		    (uint64_t)vfs.f_bavail * vfs.f_frsize);
 		return PSF_ENOSPC;
 	}
-	return txn_rc(txn, rc, "commit");
+	return store_txn_rc(txn, rc, "commit");
 }
 
 /* update_once makes one attempt; *map_full tells the caller to grow and retry. */
@@ -1054,10 +531,10 @@ dbs_open_fn(psf_store_txn *txn, void *arg)
 	psf_store *st = arg;
 
 	for (int i = 0; i < N_ALL_DBS; i++) {
-		int rc = mdb_dbi_open(txn->t_txn, db_names[i], MDB_CREATE, &st->st_dbi[i]);
+		int rc = mdb_dbi_open(txn->t_txn, store_db_names[i], MDB_CREATE, &st->st_dbi[i]);
 
 		if (rc != MDB_SUCCESS)
-			return txn_rc(txn, rc, db_names[i]);
+			return store_txn_rc(txn, rc, store_db_names[i]);
 	}
 	return PSF_OK;
 }
@@ -1106,10 +583,10 @@ stats_fn(psf_store_txn *txn, void *arg)
 	psf_err rv;
 
 	for (int i = 0; i < PSF_STORE_N_DBS; i++)
-		if ((rv = db_count(txn, i, &info->entries[i])) != PSF_OK)
+		if ((rv = store_db_count(txn, i, &info->entries[i])) != PSF_OK)
 			return rv;
-	if ((rv = db_count(txn, DB_META, &info->meta_entries)) != PSF_OK ||
-	    (rv = db_count(txn, DB_PUSHLOG, &info->pushlog_entries)) != PSF_OK)
+	if ((rv = store_db_count(txn, DB_META, &info->meta_entries)) != PSF_OK ||
+	    (rv = store_db_count(txn, DB_PUSHLOG, &info->pushlog_entries)) != PSF_OK)
 		return rv;
 	mdb_env_info(txn->t_st->st_env, &ei);
 	mdb_env_stat(txn->t_st->st_env, &es);

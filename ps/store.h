@@ -1,7 +1,8 @@
 /* store.h -- the parameter server's durable key/value store (DESIGN.md §5).
  *
- * One LMDB environment per ps node, in a directory. store.c is the only file in
- * psfleet that includes lmdb.h; nothing LMDB-specific leaks through this header.
+ * One LMDB environment per ps node, in a directory. store.c and store_txn.c
+ * (sharing store_internal.h) are the only files in psfleet that include lmdb.h;
+ * nothing LMDB-specific leaks through this header.
  *
  * Databases. Three are keyed by uint64 parameter keys ((tensor_id << 48) | row)
  * and hold float arrays (psf_store_db): weights, optimizer state, and the sync

@@ -1,0 +1,79 @@
+/* store_internal.h -- what store.c and store_txn.c share (not a public API).
+ *
+ *   store.c      the environment: open/close, map reserve and grow, update and
+ *                read transactions, durability (sync thread), stats
+ *   store_txn.c  the psf_store_txn_* calls made inside a transaction: the
+ *                uint64-keyed databases, meta and pushlog
+ *
+ * Only these two files and this header include lmdb.h. */
+#ifndef PSF_STORE_INTERNAL_H
+#define PSF_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "ps/store.h"
+
+#define TAG "store"
+#define POOL_MAX 32
+
+/* Internal database indexes: the public uint64-keyed ones, then the named ones. */
+enum { DB_META = PSF_STORE_N_DBS, DB_PUSHLOG, N_ALL_DBS };
+
+/* store_db_names are the LMDB names of the databases, by index (store.c). */
+extern const char *const store_db_names[N_ALL_DBS];
+
+struct psf_store {
+	MDB_env *st_env;
+	MDB_dbi st_dbi[N_ALL_DBS];
+	bool st_is_open; /* mdb_env_open succeeded */
+	psf_store_opts st_opts;
+	size_t st_max_map;
+	char *st_data_path; /* <dir>/data.mdb, for stats */
+
+	pthread_mutex_t st_write_mu;
+	pthread_rwlock_t st_map_lock;
+	pthread_mutex_t st_pool_mu;
+	MDB_txn *st_pool[POOL_MAX]; /* reset read txns; guarded by st_pool_mu */
+	size_t st_n_pool;
+
+	pthread_mutex_t st_sync_mu;
+	pthread_cond_t st_sync_cv;
+	bool st_stopping; /* guarded by st_sync_mu */
+	bool st_has_thread;
+	pthread_t st_thread;
+
+	atomic_uint_fast64_t st_commits;
+	atomic_uint_fast64_t st_retries;
+	atomic_uint_fast64_t st_grows;
+	atomic_uint_fast64_t st_syncs;
+};
+
+struct psf_store_txn {
+	psf_store *t_st;
+	MDB_txn *t_txn;
+	bool t_is_write;
+	bool t_map_full; /* a write hit MDB_MAP_FULL: the txn is dead; grow and retry */
+};
+
+/* store.c ---------------------------------------------------------------------- */
+
+/* psf_err_from_mdb is the one place LMDB codes become psf_err. Expected
+ * outcomes (not found, map full) are not logged; everything else is, once,
+ * with what (the failed operation) in the message. */
+PSF_NODISCARD psf_err psf_err_from_mdb(int rc, const char *what);
+
+/* store_txn.c ------------------------------------------------------------------ */
+
+/* store_txn_rc maps rc from an LMDB call on txn like psf_err_from_mdb, and on
+ * MDB_MAP_FULL also marks txn dead (t_map_full), so psf_store_update grows the
+ * map and runs the update again. */
+PSF_NODISCARD psf_err store_txn_rc(psf_store_txn *txn, int rc, const char *what);
+
+/* store_db_count writes the number of entries of database index dbi (any of
+ * N_ALL_DBS) to *n_out. Errors as store_txn_rc. */
+PSF_NODISCARD psf_err store_db_count(psf_store_txn *txn, int dbi, uint64_t *n_out);
+
+#endif
