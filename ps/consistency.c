@@ -120,11 +120,17 @@ ps_round_complete(const psf_ps *ps)
 	return pushed > 0;
 }
 
-void
-ps_park(psf_ps *ps, parked *p)
+psf_err
+ps_park(psf_ps *ps, const parked *p)
 {
-	p->next = ps->parked;
-	ps->parked = p;
+	parked *pp = malloc(sizeof(*pp));
+
+	if (pp == NULL)
+		return PSF_ENOMEM;
+	*pp = *p;
+	pp->next = ps->parked;
+	ps->parked = pp;
+	return PSF_OK;
 }
 
 static bool

@@ -221,7 +221,7 @@ psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
     Psfleet__V1__PullReply_Closure done, void *call)
 {
 	psf_ps *ps = ps_of(call);
-	parked p = {0}, *pp;
+	parked p = {0};
 	ps_worker *w;
 
 	(void)svc;
@@ -241,14 +241,12 @@ psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 		ps_serve_pull(ps, &p);
 		return;
 	}
-	if ((pp = malloc(sizeof(*pp))) == NULL) {
+	if (ps_park(ps, &p) != PSF_OK) { /* answered by a push, a clock, or the timer */
 		pthread_mutex_unlock(&ps->mu);
 		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		done(NULL, call);
 		return;
 	}
-	*pp = p;
-	ps_park(ps, pp); /* answered by a push, a clock, or the timer */
 	pthread_mutex_unlock(&ps->mu);
 }
 

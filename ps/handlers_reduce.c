@@ -207,7 +207,7 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
     Psfleet__V1__ReduceReply_Closure done, void *call)
 {
 	psf_ps *ps = psf_rpc_call_user(call);
-	parked p, *pp;
+	parked p;
 	reduce_entry *e;
 	bool seen = false;
 
@@ -266,13 +266,11 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		ps_unlock_and_answer(ps);
 		return;
 	}
-	if ((pp = malloc(sizeof(*pp))) == NULL) {
+	if (ps_park(ps, &p) != PSF_OK) {
 		pthread_mutex_unlock(&ps->mu);
 		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		done(NULL, call);
 		return;
 	}
-	*pp = p;
-	ps_park(ps, pp);
 	pthread_mutex_unlock(&ps->mu);
 }

@@ -165,8 +165,9 @@ bool ps_pull_may_proceed(const psf_ps *ps, int64_t clock);
  * (and at least one did). Caller holds mu. */
 bool ps_round_complete(const psf_ps *ps);
 
-/* ps_park queues a call; caller holds mu. Takes ownership of p. */
-void ps_park(psf_ps *ps, parked *p);
+/* ps_park queues a copy of *p (freed by ps_answer_parked). PSF_ENOMEM when out
+ * of memory: nothing is queued. Caller holds mu. */
+PSF_NODISCARD psf_err ps_park(psf_ps *ps, const parked *p);
 
 /* ps_take_ready removes the parked calls that can be answered now (or are past
  * their deadline, or all when stopping) and returns them. Caller holds mu. */
