@@ -35,6 +35,7 @@ psf_client_open(const char *url, const psf_client_opts *opts, psf_client **out)
 	if (opts != NULL) {
 		o.token = opts->token;
 		o.tls.ca_file = opts->ca_file;
+		o.tls.server_name = opts->server_name;
 	}
 	if ((err = psf_rpc_client_open(url, &o, &c->rpc)) != PSF_OK) {
 		free(c);

@@ -51,6 +51,8 @@ typedef struct psf_client_opts {
 	uint32_t timeout_ms; /* deadline of each call; 0 = 10000 */
 	const char *token;   /* shared secret (security.token_file of the fleet); NULL = none */
 	const char *ca_file; /* tls+tcp:// URLs: CA bundle that signed the server; NULL = none */
+	const char *server_name; /* with ca_file: the name the server's certificate must
+	                            carry; NULL = the host in the URL */
 } psf_client_opts;
 
 /* One prediction. Strings are NUL-terminated copies owned by the struct. */

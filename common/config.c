@@ -523,6 +523,40 @@ fn_hidden(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, void *base
 	return PSF_OK;
 }
 
+/* is_dns_name: dot-separated labels of letters, digits, '-' and '_' (1-63 each,
+ * 253 in all), the form a name takes in a certificate's subjectAltName. A URL or
+ * host:port is rejected here because no certificate could ever match it. */
+static int
+is_dns_name(const char *s)
+{
+	size_t label = 0, len = 0;
+
+	for (const char *p = s; *p != '\0'; p++, len++) {
+		if (*p == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_') {
+			if (++label > 63)
+				return 0;
+		} else {
+			return 0;
+		}
+	}
+	return label > 0 && len <= 253;
+}
+
+static psf_err
+fn_server_name(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, void *base)
+{
+	const char *s = scalar(val);
+
+	if (!is_null(val) && (s == NULL || !is_dns_name(s)))
+		return bad_value(c, f, key);
+	return set_str(c, f, key, val, (char **)((char *)base + f->off));
+}
+
 static psf_err
 fn_generate(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, void *base)
 {
@@ -752,6 +786,9 @@ static const field sec_fields[] = {
 	{"tls_cert", T_STR, offsetof(psf_security_cfg, tls_cert), .must = "a file path"},
 	{"tls_key", T_STR, offsetof(psf_security_cfg, tls_key), .must = "a file path"},
 	{"tls_ca", T_STR, offsetof(psf_security_cfg, tls_ca), .must = "a file path"},
+	{"tls_server_name", T_FN, offsetof(psf_security_cfg, tls_server_name),
+	    .must = "a DNS name from the servers' certificates, like ps.example (not a URL "
+	    "or host:port)", .fn = fn_server_name},
 };
 static const table sec_table = {"security", sec_fields, PSF_ARRAY_LEN(sec_fields)};
 
@@ -1152,6 +1189,12 @@ validate_misc(ctx *c)
 	if ((sec->tls_cert == NULL) != (sec->tls_key == NULL))
 		return fail(c, line_of(c, "security", sec->tls_cert != NULL ? "tls_cert" : "tls_key"),
 		    "'tls_cert' and 'tls_key' must be set together in security");
+	/* Without a CA the dialer verifies nothing, so a server name would be
+	 * silently ignored: refuse rather than give a false sense of checking. */
+	if (sec->tls_server_name != NULL && sec->tls_ca == NULL)
+		return fail(c, line_of(c, "security", "tls_server_name"),
+		    "'tls_server_name' needs 'tls_ca' in security: without a CA the server's "
+		    "certificate, and so its name, is not verified");
 	return PSF_OK;
 }
 
@@ -1649,6 +1692,7 @@ psf_config_free(psf_config *cfg)
 	free(cfg->security.tls_cert);
 	free(cfg->security.tls_key);
 	free(cfg->security.tls_ca);
+	free(cfg->security.tls_server_name);
 	free(cfg->path);
 	free(cfg->name);
 	free(cfg->run_dir);

@@ -177,6 +177,8 @@ typedef struct psf_security_cfg {
 	char *tls_cert;    /* PEM certificate + key for tls+tcp:// listeners/dialers */
 	char *tls_key;
 	char *tls_ca;      /* CA bundle: peers must present a certificate it signed */
+	char *tls_server_name; /* name dialers expect in the server's certificate
+	                          (needs tls_ca); NULL = the host of the URL dialed */
 } psf_security_cfg;
 
 typedef struct psf_inference_cfg {

@@ -317,6 +317,7 @@ psf_node_client_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc
 	o.tls.cert_file = cfg->security.tls_cert;
 	o.tls.key_file = cfg->security.tls_key;
 	o.tls.ca_file = cfg->security.tls_ca;
+	o.tls.server_name = cfg->security.tls_server_name;
 	*out = o;
 	return PSF_OK;
 }

@@ -120,7 +120,7 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 		goto fail;
 	}
 	if (strncmp(url, "tls+tcp://", 10) == 0 &&
-	    (err = psf_rpc_tls_apply_dialer(d, &opts->tls)) != PSF_OK)
+	    (err = psf_rpc_tls_apply_dialer(d, url, &opts->tls)) != PSF_OK)
 		goto fail;
 	/* Non-blocking: the peer may come up later; NNG keeps redialing. */
 	if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {

@@ -13,9 +13,12 @@
  * Errors are logged once here. */
 PSF_NODISCARD psf_err psf_rpc_tls_apply_listener(nng_listener l, const psf_rpc_tls *tls);
 
-/* psf_rpc_tls_apply_dialer configures a tls+tcp dialer: ca_file verifies the
- * server (without it, the server is not verified: say so in docs); cert_file +
- * key_file present a client certificate for mutual TLS. */
-PSF_NODISCARD psf_err psf_rpc_tls_apply_dialer(nng_dialer d, const psf_rpc_tls *tls);
+/* psf_rpc_tls_apply_dialer configures a tls+tcp dialer d made for url: ca_file
+ * verifies the server (without it, the server is not verified: say so in docs),
+ * whose certificate must carry tls->server_name, or url's host when that is NULL;
+ * cert_file + key_file present a client certificate for mutual TLS. Errors are
+ * logged once here. */
+PSF_NODISCARD psf_err psf_rpc_tls_apply_dialer(nng_dialer d, const char *url,
+    const psf_rpc_tls *tls);
 
 #endif

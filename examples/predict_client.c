@@ -48,7 +48,7 @@ print_prediction(const psf_prediction *p)
 int
 main(int argc, char **argv)
 {
-	psf_client_opts opts = {5000, NULL, NULL}; /* 5 s per call, no token, no TLS */
+	psf_client_opts opts = {.timeout_ms = 5000}; /* 5 s per call, no token, no TLS */
 	psf_client *c = NULL;
 	psf_prediction *out;
 	int n, rc, failed = 0;

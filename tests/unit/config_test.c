@@ -797,6 +797,92 @@ test_config_byte_flips_never_crash(void **state)
 	free(text);
 }
 
+/* ---- security.tls_server_name ---- */
+
+static const char tls_base[] =
+    "name: t\n"
+    "nodes:\n"
+    "  ps:\n"
+    "    - {id: ps0, listen: \"tls+tcp://10.0.0.5:7101\"}\n"
+    "  trainers:\n"
+    "    - {id: trainer-0}\n"
+    "data: {path: d.csv}\n"
+    "features: [\"lag:0\"]\n"
+    "security:\n"
+    "  tls_cert: c.pem\n"
+    "  tls_key: k.pem\n"; /* extra security keys go on line 12 and after */
+
+/* tls_with: tls_base plus the given security lines; the parse error (or "") in err. */
+static psf_err
+tls_with(const char *extra, char *err, size_t len, psf_config **out)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text), "%s%s", tls_base, extra);
+	err[0] = '\0';
+	*out = NULL; /* written only on success */
+	return psf_config_parse("t.yaml", text, strlen(text), err, len, out);
+}
+
+static void
+test_config_tls_server_name(void **state)
+{
+	static const char *const good[] = {"psfleet-node", "ps0.example", "PS_0.fleet.internal",
+	    "127.0.0.1"};
+	static const char *const bad[] = {"\"tls+tcp://ps0:7101\"", "\"ps0:7101\"", "ps0/x",
+	    "a..b", ".ps0", "ps0.", "\"ps 0\"", "\"\"", "[ps0]", "\"*.example\"",
+	    /* a 64-character label, then a 255-character name of short labels */
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x",
+	    "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a."
+	    "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a."
+	    "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a."
+	    "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a."
+	    "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a."
+	    "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a."
+	    "aaa"};
+	char err[512], line[600];
+	psf_config *cfg = NULL;
+
+	(void)state;
+	/* Not set: NULL, so dialers expect the host of each URL. */
+	assert_int_equal(tls_with("  tls_ca: ca.pem\n", err, sizeof(err), &cfg), PSF_OK);
+	assert_null(cfg->security.tls_server_name);
+	psf_config_free(cfg);
+	for (size_t i = 0; i < PSF_ARRAY_LEN(good); i++) {
+		snprintf(line, sizeof(line), "  tls_ca: ca.pem\n  tls_server_name: %s\n", good[i]);
+		if (tls_with(line, err, sizeof(err), &cfg) != PSF_OK)
+			fail_msg("%s: %s", good[i], err);
+		assert_string_equal(cfg->security.tls_server_name, good[i]);
+		assert_string_equal(cfg->security.tls_ca, "ca.pem");
+		psf_config_free(cfg);
+	}
+	/* 63-character label and 253 characters in all are the limits, inclusive. */
+	snprintf(line, sizeof(line), "  tls_ca: ca.pem\n  tls_server_name: %.63s.%.189s\n", bad[10],
+	    bad[11]);
+	assert_int_equal(tls_with(line, err, sizeof(err), &cfg), PSF_OK);
+	assert_int_equal(strlen(cfg->security.tls_server_name), 253);
+	psf_config_free(cfg);
+	for (size_t i = 0; i < PSF_ARRAY_LEN(bad); i++) {
+		snprintf(line, sizeof(line), "  tls_ca: ca.pem\n  tls_server_name: %s\n", bad[i]);
+		if (tls_with(line, err, sizeof(err), &cfg) != PSF_ECONFIG ||
+		    strcmp(err, "t.yaml:13: 'tls_server_name' must be a DNS name from the servers' "
+		    "certificates, like ps.example (not a URL or host:port)") != 0)
+			fail_msg("%s: got \"%s\"", bad[i], err);
+		assert_null(cfg);
+	}
+	/* Without a CA nothing is verified: the name would be ignored, so it is refused. */
+	assert_int_equal(tls_with("  tls_server_name: psfleet-node\n", err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_string_equal(err, "t.yaml:12: 'tls_server_name' needs 'tls_ca' in security: "
+	    "without a CA the server's certificate, and so its name, is not verified");
+	assert_null(cfg);
+	/* An explicit null keeps the default, like every other key. */
+	assert_int_equal(tls_with("  tls_ca: ca.pem\n  tls_server_name: ~\n", err, sizeof(err),
+	    &cfg), PSF_OK);
+	assert_null(cfg->security.tls_server_name);
+	psf_config_free(cfg);
+}
+
 /* ---- overrides (psf_config_parse_ex / psf_config_load_ex, `psfleet node --set`) ---- */
 
 static const char ov_base[] =
@@ -1034,6 +1120,7 @@ main(void)
 		    enter_fixtures, leave_fixtures),
 		cmocka_unit_test_setup_teardown(test_config_byte_flips_never_crash, enter_fixtures,
 		    leave_fixtures),
+		cmocka_unit_test(test_config_tls_server_name),
 		cmocka_unit_test(test_config_override_sets_keys),
 		cmocka_unit_test(test_config_override_empty_value_is_default),
 		cmocka_unit_test(test_config_override_errors_name_it),
