@@ -13,6 +13,7 @@ predict_usage(FILE *out)
 	fprintf(out,
 	    "usage: psfleet predict --connect URL SYMBOL... [--as-of DATE] [--json]\n"
 	    "                       [--timeout-ms N] [--token-file FILE] [--info]\n"
+	    "                       [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]\n"
 	    "\n"
 	    "Asks the inferer or gateway at URL for the next-day prediction of each SYMBOL\n"
 	    "(one call; several symbols go in one PredictBatch) and prints a table.\n"
@@ -21,6 +22,10 @@ predict_usage(FILE *out)
 	    "  --json             print a JSON array instead of a table\n"
 	    "  --timeout-ms N     deadline of the call (default 10000)\n"
 	    "  --token-file FILE  the fleet's shared secret (security.token_file)\n"
+	    "  --ca-file FILE     tls+tcp://: verify the server against this CA (security.tls_ca)\n"
+	    "  --server-name NAME the name the server's certificate carries (default: the URL's\n"
+	    "                     host; security.tls_server_name)\n"
+	    "  --cert FILE, --key FILE  a client certificate and key, for a fleet with mutual TLS\n"
 	    "  --info             print the model served (ModelInfo) instead\n"
 	    "Exits 0 when every symbol got a prediction, 1 otherwise.\n");
 }
@@ -29,6 +34,7 @@ typedef struct predict_args {
 	const char *url;
 	const char *as_of;
 	const char *token_file;
+	const char *ca_file, *server_name, *cert_file, *key_file;
 	int json;
 	int info;
 	long timeout_ms;
@@ -50,6 +56,14 @@ parse_args(int argc, char **argv, predict_args *a)
 			a->as_of = argv[++i];
 		} else if (strcmp(arg, "--token-file") == 0 && i + 1 < argc) {
 			a->token_file = argv[++i];
+		} else if (strcmp(arg, "--ca-file") == 0 && i + 1 < argc) {
+			a->ca_file = argv[++i];
+		} else if (strcmp(arg, "--server-name") == 0 && i + 1 < argc) {
+			a->server_name = argv[++i];
+		} else if (strcmp(arg, "--cert") == 0 && i + 1 < argc) {
+			a->cert_file = argv[++i];
+		} else if (strcmp(arg, "--key") == 0 && i + 1 < argc) {
+			a->key_file = argv[++i];
 		} else if (strcmp(arg, "--timeout-ms") == 0 && i + 1 < argc) {
 			a->timeout_ms = strtol(argv[++i], NULL, 10);
 			if (a->timeout_ms < 1 || a->timeout_ms > 3600000) {
@@ -70,6 +84,15 @@ parse_args(int argc, char **argv, predict_args *a)
 	if (a->url == NULL || (a->n == 0 && !a->info)) {
 		fprintf(stderr, "psfleet predict: --connect URL and at least one SYMBOL are required "
 		    "(see --help)\n");
+		return -1;
+	}
+	if ((a->cert_file == NULL) != (a->key_file == NULL)) {
+		fprintf(stderr, "psfleet predict: --cert and --key go together\n");
+		return -1;
+	}
+	if (a->server_name != NULL && a->ca_file == NULL) {
+		fprintf(stderr, "psfleet predict: --server-name needs --ca-file (without a CA "
+		    "nothing is verified)\n");
 		return -1;
 	}
 	return 0;
@@ -204,6 +227,10 @@ psf_cmd_predict(int argc, char **argv)
 	if (a.token_file != NULL && read_token(a.token_file, token, sizeof(token)) != 0)
 		goto out;
 	o.token = a.token_file != NULL ? token : NULL;
+	o.ca_file = a.ca_file;
+	o.server_name = a.server_name;
+	o.cert_file = a.cert_file;
+	o.key_file = a.key_file;
 	if ((rc = psf_client_open(a.url, &o, &c)) != PSF_CLIENT_OK) {
 		fprintf(stderr, "psfleet predict: cannot use %s: %s\n", a.url, psf_client_status_name(rc));
 		goto out;

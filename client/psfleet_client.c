@@ -36,6 +36,12 @@ psf_client_open(const char *url, const psf_client_opts *opts, psf_client **out)
 		o.token = opts->token;
 		o.tls.ca_file = opts->ca_file;
 		o.tls.server_name = opts->server_name;
+		o.tls.cert_file = opts->cert_file;
+		o.tls.key_file = opts->key_file;
+		if ((opts->cert_file == NULL) != (opts->key_file == NULL)) {
+			free(c);
+			return PSF_CLIENT_INVALID_ARGUMENT;
+		}
 	}
 	if ((err = psf_rpc_client_open(url, &o, &c->rpc)) != PSF_OK) {
 		free(c);

@@ -53,6 +53,8 @@ typedef struct psf_client_opts {
 	const char *ca_file; /* tls+tcp:// URLs: CA bundle that signed the server; NULL = none */
 	const char *server_name; /* with ca_file: the name the server's certificate must
 	                            carry; NULL = the host in the URL */
+	const char *cert_file;   /* mutual TLS: this client's certificate (PEM) ... */
+	const char *key_file;    /* ... and its key; both or neither */
 } psf_client_opts;
 
 /* One prediction. Strings are NUL-terminated copies owned by the struct. */

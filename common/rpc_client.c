@@ -23,6 +23,7 @@ struct psf_rpc_client {
 	uint64_t id_base;             /* random high bits of every request id */
 	atomic_uint_fast32_t next_id; /* low bits */
 	atomic_int n_pipes;           /* connections to the peer now (fail_fast) */
+	atomic_bool shut;             /* the socket is closed (shutdown or close) */
 };
 
 /* pipe_cb counts the client's live connections, for fail_fast calls. */
@@ -105,6 +106,7 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 		goto fail;
 	}
 	atomic_init(&c->n_pipes, 0);
+	atomic_init(&c->shut, false);
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, c);
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c);
 	nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
@@ -140,11 +142,18 @@ psf_rpc_client_close(psf_rpc_client *c)
 {
 	if (c == NULL)
 		return;
-	if (nng_socket_id(c->sock) > 0)
-		nng_close(c->sock);
+	psf_rpc_client_shutdown(c);
 	free(c->url);
 	free(c->token);
 	free(c);
+}
+
+void
+psf_rpc_client_shutdown(psf_rpc_client *c)
+{
+	/* Once: a socket id is not closed twice (NNG could have reused it). */
+	if (nng_socket_id(c->sock) > 0 && !atomic_exchange(&c->shut, true))
+		nng_close(c->sock);
 }
 
 const char *
@@ -275,7 +284,17 @@ psf_rpc_call_start(psf_rpc_client *c, const char *method, const ProtobufCMessage
 static void
 transport_error(psf_rpc_pending *p, int rv)
 {
-	if (rv == NNG_ETIMEDOUT)
+	if (rv == NNG_ETIMEDOUT && !psf_rpc_client_connected(p->c)) {
+		/* No connection at all: say so, and for TLS the usual cause (a refused
+		 * handshake is silent in NNG: the dialer just retries). */
+		char why[512];
+		snprintf(why, sizeof(why), "%.160s: deadline exceeded (no connection to %.120s: %s)",
+		    p->method, p->c->url, strncmp(p->c->url, "tls+", 4) == 0
+		        ? "server down, or the TLS handshake failed: CA, server name, client certificate"
+		        : "server down or unreachable");
+		set_status(p, PSF_STATUS_DEADLINE_EXCEEDED, PSF_ETIMEDOUT, "%s", why);
+	}
+	else if (rv == NNG_ETIMEDOUT)
 		set_status(p, PSF_STATUS_DEADLINE_EXCEEDED, PSF_ETIMEDOUT,
 		    "%.160s: deadline exceeded (no reply)", p->method);
 	else if (rv == NNG_ECLOSED)

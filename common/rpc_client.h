@@ -54,6 +54,12 @@ PSF_NODISCARD psf_err psf_rpc_client_open(const char *url, const psf_rpc_client_
 /* psf_rpc_client_close closes the connection; calls in flight fail. NULL is fine. */
 void psf_rpc_client_close(psf_rpc_client *c);
 
+/* psf_rpc_client_shutdown closes the connection but keeps the client: calls in
+ * flight end at once with PSF_ECLOSED, and so does every later call. Safe from
+ * any thread while other threads call (a stop request cutting blocked calls
+ * short); psf_rpc_client_close is still needed, after every caller is done. */
+void psf_rpc_client_shutdown(psf_rpc_client *c);
+
 /* psf_rpc_client_connected tells whether the client has a connection to its peer
  * right now (a fail_fast call would be sent). Thread-safe. */
 bool psf_rpc_client_connected(const psf_rpc_client *c);

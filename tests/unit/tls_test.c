@@ -369,6 +369,42 @@ test_tls_server_name_client_library(void **state)
 	psf_rpc_server_free(s);
 }
 
+/* The client library against a server that wants client certificates (mutual
+ * TLS): psf_client_opts.cert_file / key_file (psfleet predict --cert / --key). */
+static void
+test_tls_mutual_client_library(void **state)
+{
+	char url[256], ca[128], crt[128], key[128], errbuf[256];
+	psf_rpc_server *s;
+	psf_client_opts o = {.timeout_ms = 10000, .ca_file = ca, .server_name = "localhost",
+	    .cert_file = crt, .key_file = key};
+	psf_model_info info;
+	psf_client *c;
+
+	(void)state;
+	path(ca, sizeof(ca), "ca.crt");
+	path(crt, sizeof(crt), "client.crt");
+	path(key, sizeof(key), "client.key");
+	s = tls_server("server", "tls+tcp://127.0.0.1:0", ca, NULL, url, sizeof(url));
+	assert_int_equal(psf_client_open(url, &o, &c), PSF_CLIENT_OK);
+	assert_int_equal(psf_client_model_info(c, errbuf, sizeof(errbuf), &info), PSF_CLIENT_OK);
+	assert_int_equal(info.model_version, 7);
+	psf_client_close(c);
+	/* Without a client certificate the handshake fails: nothing is served. */
+	o.cert_file = o.key_file = NULL;
+	o.timeout_ms = 1500;
+	assert_int_equal(psf_client_open(url, &o, &c), PSF_CLIENT_OK);
+	assert_int_not_equal(psf_client_model_info(c, errbuf, sizeof(errbuf), &info),
+	    PSF_CLIENT_OK);
+	/* ... and the error says where to look (NNG itself reports nothing). */
+	assert_non_null(strstr(errbuf, "TLS handshake failed"));
+	psf_client_close(c);
+	/* A certificate without its key is a caller's error, not a silent plain dial. */
+	o.cert_file = crt;
+	assert_int_equal(psf_client_open(url, &o, &c), PSF_CLIENT_INVALID_ARGUMENT);
+	psf_rpc_server_free(s);
+}
+
 /* http_get fetches http://127.0.0.1:port/path into buf (raw response). */
 static size_t
 http_get(int port, const char *what, char *buf, size_t len)
@@ -491,6 +527,7 @@ main(void)
 		cmocka_unit_test(test_tls_server_name_defaults_to_url_host),
 		cmocka_unit_test(test_tls_server_name_from_config),
 		cmocka_unit_test(test_tls_server_name_client_library),
+		cmocka_unit_test(test_tls_mutual_client_library),
 		cmocka_unit_test(test_tls_token_from_env_counted),
 		cmocka_unit_test(test_tls_token_from_file_counted),
 	};
