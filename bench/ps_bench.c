@@ -282,7 +282,7 @@ ps_runner(void *arg)
 	runner *r = arg;
 	ps_inst *pi = r->pi;
 	const char *urls[1] = {pi->url};
-	psf_worker_opts wo = {urls, 60000};
+	psf_worker_opts wo = {.ps_urls = urls, .retry_ms = 60000};
 	psf_worker *w = NULL;
 	psf_params *dst = NULL;
 	char id[32];

@@ -3,6 +3,8 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,11 +418,50 @@ trainer_fini(trainer *t)
 	psf_node_free(t->rt);
 }
 
+/* A stop request (SIGTERM, Admin/Shutdown) must not wait for the call in
+ * flight: a parked sync Pull waits up to request_timeout_ms, and calls to a ps
+ * that is down are retried for retry_ms. The stop watcher cuts the worker's
+ * calls short (psf_worker_abort) as soon as a stop is requested; between
+ * retries the worker asks node_stop itself (before the watcher can see it). */
+typedef struct stop_watch {
+	psf_node *rt;
+	_Atomic(psf_worker *) w; /* set once the worker is open */
+	atomic_bool done;        /* the trainer is finishing: the watcher ends */
+	pthread_t thread;
+} stop_watch;
+
+static bool
+node_stop(void *rt)
+{
+	return psf_node_stop_requested(rt);
+}
+
+static void *
+watch_stop(void *arg)
+{
+	stop_watch *sw = arg;
+	bool aborted = false;
+
+	while (!atomic_load(&sw->done)) {
+		if (!psf_node_wait(sw->rt, 100))
+			continue;
+		psf_worker *w = atomic_load(&sw->w);
+		if (w != NULL && !aborted) {
+			psf_worker_abort(w);
+			aborted = true;
+		}
+		psf_sleep_ms(20); /* stopped: wait for the trainer to finish */
+	}
+	return NULL;
+}
+
 psf_err
 psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_trainer_opts *opts)
 {
 	trainer t;
-	psf_worker_opts wo = {opts != NULL ? opts->ps_urls : NULL, 0};
+	psf_worker_opts wo = {opts != NULL ? opts->ps_urls : NULL, 0, node_stop, NULL};
+	stop_watch sw;
+	bool watching = false;
 	const char *metrics = node->metrics;
 	psf_err err;
 
@@ -439,13 +480,22 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	if ((err = psf_node_new(node->id, "trainer", metrics, &t.rt)) != PSF_OK ||
 	    (err = setup_metrics(&t)) != PSF_OK || (err = open_traces(&t)) != PSF_OK)
 		goto out;
+	wo.stop_arg = t.rt;
+	sw.rt = t.rt;
+	atomic_init(&sw.w, NULL);
+	atomic_init(&sw.done, false);
+	if (pthread_create(&sw.thread, NULL, watch_stop, &sw) != 0) {
+		err = PSF_ENOMEM;
+		goto out;
+	}
+	watching = true;
 	psf_node_set_ready(t.rt, false, "loading data");
 	if ((err = make_table(&t)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &t.model)) != PSF_OK ||
 	    (err = psf_worker_open(cfg, t.model, node->id, &wo, &t.w)) != PSF_OK ||
-	    (err = standardize(&t)) != PSF_OK || (err = agree_steps(&t)) != PSF_OK ||
-	    (err = setup_model(&t)) != PSF_OK)
+	    (atomic_store(&sw.w, t.w), (err = standardize(&t)) != PSF_OK) ||
+	    (err = agree_steps(&t)) != PSF_OK || (err = setup_model(&t)) != PSF_OK)
 		goto out;
 	psf_node_set_ready(t.rt, true, NULL);
 	if (t.total_steps == 0) {
@@ -463,8 +513,16 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	err = psf_worker_heartbeat(t.w, true);
 	psf_log_info("trainer", "done after %lld steps", (long long)psf_worker_clock(t.w));
 out:
+	if (err == PSF_ECLOSED && t.rt != NULL && psf_node_stop_requested(t.rt)) {
+		psf_log_info("trainer", "stopped by request before training");
+		err = PSF_OK;
+	}
 	if (err != PSF_OK)
 		psf_log_err("trainer", "%s stopped: %s", node->id, psf_strerror(err));
+	if (watching) {
+		atomic_store(&sw.done, true);
+		pthread_join(sw.thread, NULL);
+	}
 	trainer_fini(&t);
 	return err;
 }

@@ -71,14 +71,25 @@ struct psf_worker {
 	uint32_t index;
 	uint32_t retry_ms;
 	uint64_t total_steps; /* announced in heartbeats; 0 = unknown */
+	bool (*stop)(void *arg);
+	void *stop_arg;
 };
+
+/* stopping: a stop was requested, or the clients were shut down (abort). */
+static bool
+stopping(const psf_worker *w, psf_err err)
+{
+	return err == PSF_ECLOSED || (w->stop != NULL && w->stop(w->stop_arg));
+}
 
 static psf_err
 register_shard(psf_worker *w, size_t s)
 {
 	Psfleet__V1__RegisterRequest req = PSFLEET__V1__REGISTER_REQUEST__INIT;
 	Psfleet__V1__RegisterReply *r = NULL;
-	psf_rpc_call_opts o = {0, 1, 0};
+	/* fail_fast: while the shard is unreachable each attempt returns at once, so
+	 * a stop request is seen within the 200 ms between attempts. */
+	psf_rpc_call_opts o = {0, 1, 1};
 	psf_rpc_status st;
 	uint64_t until = psf_now_ms() + w->retry_ms;
 	psf_err err;
@@ -90,6 +101,8 @@ register_shard(psf_worker *w, size_t s)
 		    &psfleet__v1__register_reply__descriptor, &o, (ProtobufCMessage **)&r, &st);
 		if (err == PSF_OK)
 			break;
+		if (stopping(w, err))
+			return PSF_ECLOSED;
 		if ((st.code != PSF_STATUS_UNAVAILABLE && st.code != PSF_STATUS_DEADLINE_EXCEEDED) ||
 		    psf_now_ms() >= until) {
 			psf_log_err("worker", "register with ps shard %zu (%s): %s", s,
@@ -141,6 +154,10 @@ psf_worker_open(const psf_config *cfg, const psf_model *model, const char *id,
 	w->model = model;
 	w->n_ps = cfg->n_ps;
 	w->retry_ms = (opts != NULL && opts->retry_ms != 0) ? opts->retry_ms : 120000;
+	if (opts != NULL) {
+		w->stop = opts->stop;
+		w->stop_arg = opts->stop_arg;
+	}
 	w->next_seq = 1;
 	{
 		uint32_t rw = cfg->limits.rpc_workers, cap = rw - (rw / 8 > 1 ? rw / 8 : 1);
@@ -174,6 +191,13 @@ psf_worker_open(const psf_config *cfg, const psf_model *model, const char *id,
 fail:
 	psf_worker_close(w);
 	return err;
+}
+
+void
+psf_worker_abort(psf_worker *w)
+{
+	for (size_t s = 0; w->clients != NULL && s < w->n_ps; s++)
+		psf_rpc_client_shutdown(w->clients[s]);
 }
 
 void
@@ -282,10 +306,13 @@ call_shard(psf_worker *w, size_t s, const char *method, const ProtobufCMessage *
 		err = psf_rpc_client_call(w->clients[s], method, req, desc, &o, reply, st);
 		if (err == PSF_OK)
 			return PSF_OK;
+		if (stopping(w, err))
+			return PSF_ECLOSED;
 		if (st->code == PSF_STATUS_FAILED_PRECONDITION) {
 			/* the shard forgot us (restart): register and try again */
-			if (register_shard(w, s) != PSF_OK)
-				return err;
+			psf_err rerr = register_shard(w, s);
+			if (rerr != PSF_OK)
+				return rerr == PSF_ECLOSED ? rerr : err;
 		} else if (!retryable(st) || psf_now_ms() >= until) {
 			return err;
 		} else if (st->code == PSF_STATUS_UNAVAILABLE) {
@@ -487,8 +514,9 @@ finish_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending
 	err = call_shard(w, pc->shard, M_PULL, &req.base, &psfleet__v1__pull_reply__descriptor, 1,
 	    (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
-		psf_log_err("worker", "pull from shard %zu at clock %lld: %s", pc->shard,
-		    (long long)clock, st.message);
+		if (err != PSF_ECLOSED) /* not a stop request */
+			psf_log_err("worker", "pull from shard %zu at clock %lld: %s", pc->shard,
+			    (long long)clock, st.message);
 		return err;
 	}
 	err = store_pulled(w, r, dst);
@@ -593,10 +621,13 @@ push_collect(psf_worker *w, size_t s, const Psfleet__V1__PushRequest *req, psf_r
 
 	if (err == PSF_OK)
 		return PSF_OK;
+	if (stopping(w, err))
+		return PSF_ECLOSED;
 	if (pend != NULL && st->code == PSF_STATUS_FAILED_PRECONDITION) {
 		/* the shard forgot us (restart): register, then re-send */
-		if (register_shard(w, s) != PSF_OK)
-			return err;
+		psf_err rerr = register_shard(w, s);
+		if (rerr != PSF_OK)
+			return rerr == PSF_ECLOSED ? rerr : err;
 	} else if (pend != NULL && !retryable(st)) {
 		return err; /* rejected (or ABORTED): sending it again changes nothing */
 	}
@@ -656,8 +687,9 @@ psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads, const uin
 			continue;
 		}
 		if (err != PSF_OK) {
-			psf_log_err("worker", "push to shard %zu at clock %lld: %s", s, (long long)clock,
-			    st.message);
+			if (err != PSF_ECLOSED) /* not a stop request */
+				psf_log_err("worker", "push to shard %zu at clock %lld: %s", s,
+				    (long long)clock, st.message);
 			break;
 		}
 		w->shard_clock[s] = clock + 1;

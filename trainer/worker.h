@@ -35,6 +35,10 @@ typedef struct psf_worker psf_worker;
 typedef struct psf_worker_opts {
 	const char *const *ps_urls; /* one per ps node, in config order; NULL = the config's */
 	uint32_t retry_ms;          /* give up on a shard after this long; 0 = 120000 */
+	/* stop (may be NULL): asked between retries; true ends the call with
+	 * PSF_ECLOSED (a node's stop request; see also psf_worker_abort) */
+	bool (*stop)(void *arg);
+	void *stop_arg;
 } psf_worker_opts;
 
 /* Outcome of a push, summed over shards. */
@@ -52,6 +56,11 @@ PSF_NODISCARD psf_err psf_worker_open(const psf_config *cfg, const psf_model *mo
 
 /* psf_worker_close closes the connections. NULL is fine. */
 void psf_worker_close(psf_worker *w);
+
+/* psf_worker_abort cuts every call of w short: calls in flight and later ones end
+ * with PSF_ECLOSED. Safe from another thread while w is in use (a stop request
+ * must not wait for a parked Pull's deadline); psf_worker_close is still needed. */
+void psf_worker_abort(psf_worker *w);
 
 /* psf_worker_clock returns the clock (step) to compute next. */
 int64_t psf_worker_clock(const psf_worker *w);

@@ -117,7 +117,7 @@ teardown_env(crash_env *e)
 static psf_worker *
 open_worker(crash_env *e, const char *id)
 {
-	psf_worker_opts o = {NULL, 20000};
+	psf_worker_opts o = {.retry_ms = 20000};
 	psf_worker *w = NULL;
 
 	assert_int_equal(psf_worker_open(e->cfg, e->model, id, &o, &w), PSF_OK);

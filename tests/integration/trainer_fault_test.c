@@ -1,5 +1,6 @@
 /* Trainers survive a ps crash and their own crash: real `psfleet node` processes,
- * SIGKILL, restart; training completes with exactly one round per step. */
+ * SIGKILL, restart; training completes with exactly one round per step. And a
+ * trainer stops at once on SIGTERM, even while its calls wait or retry. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -29,7 +30,7 @@ typedef struct fenv {
 } fenv;
 
 static void
-setup(fenv *e)
+setup_timeout(fenv *e, uint32_t request_timeout_ms)
 {
 	char err[256];
 	char data[128];
@@ -54,8 +55,14 @@ setup(fenv *e)
 	    "training: {epochs: 4, batch_size: 32}\n"
 	    "consistency: {mode: sync, straggler_timeout_ms: 60000, heartbeat_ms: 200}\n"
 	    "durability: {mode: every-commit}\n"
-	    "limits: {request_timeout_ms: 2000}\n", e->dir, e->url, data);
+	    "limits: {request_timeout_ms: %u}\n", e->dir, e->url, data, request_timeout_ms);
 	fclose(f);
+}
+
+static void
+setup(fenv *e)
+{
+	setup_timeout(e, 2000);
 }
 
 static pid_t
@@ -179,12 +186,54 @@ test_trainer_restart_rejoins(void **state)
 	finish(&e, ps);
 }
 
+/* term_seconds SIGTERMs pid and returns how long it took to exit 0 (-1: it did
+ * not exit 0 within 20 s). */
+static double
+term_seconds(pid_t pid)
+{
+	uint64_t t0 = psf_now_ns();
+
+	kill(pid, SIGTERM);
+	if (wait_exit(pid, 20) != 0)
+		return -1;
+	return (double)(psf_now_ns() - t0) / 1e9;
+}
+
+/* A SIGTERM must not wait for the call in flight: neither for retries while
+ * the ps is unreachable (retry_ms, 120 s) nor for a call the ps holds (here the
+ * start-up Reduce, which waits for trainer-1, with a 30 s request deadline). */
+static void
+test_trainer_stops_promptly(void **state)
+{
+	fenv e;
+	pid_t ps, t0;
+	double took;
+
+	(void)state;
+	setup_timeout(&e, 30000);
+	/* 1. No ps at all: the trainer retries its registration. */
+	t0 = spawn_node(&e, "trainer-0", NULL, NULL);
+	psf_sleep_ms(1500);
+	took = term_seconds(t0);
+	print_message("stop while the ps is unreachable: exit 0 after %.2f s\n", took);
+	assert_true(took >= 0 && took < 3.0);
+	/* 2. The ps holds the call: trainer-1 never comes to the Reduce. */
+	ps = spawn_node(&e, "ps0", NULL, NULL);
+	t0 = spawn_node(&e, "trainer-0", NULL, NULL);
+	psf_sleep_ms(2000);
+	took = term_seconds(t0);
+	print_message("stop during a held call (30 s deadline): exit 0 after %.2f s\n", took);
+	assert_true(took >= 0 && took < 3.0);
+	finish(&e, ps);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_trainers_survive_ps_crash),
 		cmocka_unit_test(test_trainer_restart_rejoins),
+		cmocka_unit_test(test_trainer_stops_promptly),
 	};
 
 	if (getenv("PSFLEET") == NULL) {

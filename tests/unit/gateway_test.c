@@ -96,7 +96,7 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 	/* one push so the model is not at its initial values */
 	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
 	    f->cfg->seed, &model), PSF_OK);
-	wo = (psf_worker_opts){f->ps_urls, 5000};
+	wo = (psf_worker_opts){.ps_urls = f->ps_urls, .retry_ms = 5000};
 	assert_int_equal(psf_worker_open(f->cfg, model, "trainer-0", &wo, &w), PSF_OK);
 	assert_int_equal(psf_model_dense_keys(model, keys, lens, 64, &n), PSF_OK);
 	assert_int_equal(psf_params_new(model, &g), PSF_OK);

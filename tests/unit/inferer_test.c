@@ -103,7 +103,7 @@ fleet_start(fleet *f, const char *hidden, uint32_t history_days)
 	}
 	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
 	    f->cfg->seed, &f->model), PSF_OK);
-	wo = (psf_worker_opts){f->ps_urls, 5000};
+	wo = (psf_worker_opts){.ps_urls = f->ps_urls, .retry_ms = 5000};
 	assert_int_equal(psf_worker_open(f->cfg, f->model, "trainer-0", &wo, &f->w), PSF_OK);
 
 	/* the reference: every symbol, statistics of the train rows of all of them */

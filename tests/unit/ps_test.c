@@ -114,7 +114,7 @@ fleet_stop(fleet *f)
 static psf_worker *
 worker(fleet *f, const char *id)
 {
-	psf_worker_opts o = {f->urls, 3000};
+	psf_worker_opts o = {.ps_urls = f->urls, .retry_ms = 3000};
 	psf_worker *w = NULL;
 
 	assert_int_equal(psf_worker_open(f->cfg, f->model, id, &o, &w), PSF_OK);
@@ -992,7 +992,7 @@ test_ps_worker_reads_malformed_pull_reply(void **state)
 	uint8_t buf[2048], mut[2048];
 	uint64_t rnd = 0x243f6a8885a308d3ull;
 	const char *urls[1];
-	psf_worker_opts o = {urls, 2000};
+	psf_worker_opts o = {.ps_urls = urls, .retry_ms = 2000};
 
 	(void)state;
 	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
