@@ -648,6 +648,47 @@ test_ps_reduce_sums_once(void **state)
 	fleet_stop(&f);
 }
 
+/* Reduce names are bounded (each holds memory and store for the whole run): 64
+ * names are served, the 65th is RESOURCE_EXHAUSTED, a known name still works. */
+static void
+test_ps_reduce_names_bounded(void **state)
+{
+	fleet f;
+	psf_worker *a;
+	psf_rpc_client *c;
+	psf_rpc_status st;
+	char name[32];
+	double v[1];
+
+	(void)state;
+	fleet_start(&f, 1, 1, SYNC_CFG, SGD1);
+	a = worker(&f, "trainer-0");
+	for (int i = 0; i < 64; i++) {
+		snprintf(name, sizeof(name), "r%d", i);
+		v[0] = i;
+		assert_int_equal(psf_worker_reduce(a, name, 1, v, 1), PSF_OK);
+		assert_float_equal(v[0], i, 0);
+	}
+	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
+	{
+		Psfleet__V1__ReduceRequest req = PSFLEET__V1__REDUCE_REQUEST__INIT;
+		ProtobufCMessage *r = NULL;
+		req.worker = "trainer-0";
+		req.name = "one-too-many";
+		req.expected = 1;
+		req.n_values = 1;
+		req.values = v;
+		assert_int_not_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Reduce",
+		    &req.base, &psfleet__v1__reduce_reply__descriptor, NULL, &r, &st), PSF_OK);
+		assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
+	}
+	psf_rpc_client_close(c);
+	v[0] = 5;
+	assert_int_equal(psf_worker_reduce(a, "r7", 1, v, 1), PSF_OK); /* done: its sums */
+	assert_float_equal(v[0], 7, 0);
+	psf_worker_close(a);
+	fleet_stop(&f);
+}
 
 /* NaN/Inf in a gradient: found while applying (no clipping) by the async apply
  * and the sync accumulator alike, nothing applied; found by the norm pass with
@@ -1460,6 +1501,7 @@ main(void)
 		cmocka_unit_test(test_ps_snapshot_in_pieces),
 		cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
 		cmocka_unit_test(test_ps_reduce_sums_once),
+		cmocka_unit_test(test_ps_reduce_names_bounded),
 		cmocka_unit_test(test_ps_cosine_horizon_from_announced_steps),
 		cmocka_unit_test(test_ps_reduce_survives_restart),
 		cmocka_unit_test(test_ps_reports_survive_restart),
