@@ -2,10 +2,7 @@
  * temp dir, three modes with a straggler, then a failure injection; checks the
  * three output files, the staleness contract per mode (docs/experiments.md), and
  * that the page has one chart per required plot. */
-#include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,19 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "common/util.h"
 
-extern char **environ;
+#include "itest.h"
 
 typedef struct xenv {
-	char dir[64];
-	char cfg[128];
-	char out[128];
+	psf_itest_dir d; /* its dir, fleet.yaml and ps0's url */
+	char out[128];   /* <dir>/out, the experiment's output */
 } xenv;
 
 static void
@@ -33,15 +28,13 @@ setup(xenv *e)
 {
 	FILE *f;
 
-	snprintf(e->dir, sizeof(e->dir), "/tmp/psf-exp-XXXXXX");
-	assert_non_null(mkdtemp(e->dir));
-	snprintf(e->cfg, sizeof(e->cfg), "%s/fleet.yaml", e->dir);
-	snprintf(e->out, sizeof(e->out), "%s/out", e->dir);
-	f = fopen(e->cfg, "w");
+	psf_itest_dir_make(&e->d, "exp");
+	snprintf(e->out, sizeof(e->out), "%s/out", e->d.dir);
+	f = fopen(e->d.cfg, "w");
 	assert_non_null(f);
 	/* data.generate without a file: the runner makes it (once, shared by every run) */
 	fprintf(f, "name: exptest\nseed: 5\nrun_dir: %s/unused\n"
-	    "nodes:\n  ps:\n    - {id: ps0, listen: \"ipc://%s/ps0.sock\"}\n"
+	    "nodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
 	    "  trainers:\n    - {id: trainer-0}\n    - {id: trainer-1}\n"
 	    "data: {path: %s/data.csv, generate: {symbols: 24, days: 160, seed: 3}}\n"
 	    "features: [\"return:1\", \"return:5\", \"ratio_sma:10\"]\n"
@@ -51,7 +44,7 @@ setup(xenv *e)
 	    "training: {epochs: 4, batch_size: 32}\n"
 	    "consistency: {mode: sync, straggler_timeout_ms: 20000, heartbeat_ms: 200}\n"
 	    "durability: {mode: none}\n"
-	    "limits: {request_timeout_ms: 5000}\n", e->dir, e->dir, e->dir);
+	    "limits: {request_timeout_ms: 5000}\n", e->d.dir, e->d.url, e->d.dir);
 	fclose(f);
 }
 
@@ -60,36 +53,19 @@ setup(xenv *e)
 static int
 run_cmd(const char *log, int timeout_s, ...)
 {
-	const char *bin = getenv("PSFLEET");
 	char *argv[32];
 	size_t n = 0;
 	va_list ap;
-	pid_t pid;
-	int status;
-	posix_spawn_file_actions_t fa;
 
-	argv[n++] = (char *)bin;
+	argv[n++] = getenv("PSFLEET");
 	va_start(ap, timeout_s);
 	for (char *a; n < 31 && (a = va_arg(ap, char *)) != NULL;)
 		argv[n++] = a;
 	va_end(ap);
 	argv[n] = NULL;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	for (int i = 0; i < timeout_s * 20; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		psf_sleep_ms(50);
-	}
-	/* the runner stops its nodes on SIGTERM (and they die with it anyway) */
-	kill(pid, SIGTERM);
-	psf_sleep_ms(3000);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
+	/* At the timeout: SIGTERM first, as the runner stops its nodes on SIGTERM (and
+	 * they die with it anyway). */
+	return psf_itest_wait_exit(psf_itest_spawn(argv, log, true), timeout_s, 3000);
 }
 
 static char *
@@ -174,8 +150,8 @@ test_experiment_three_modes_with_straggler(void **state)
 
 	(void)state;
 	setup(&e);
-	snprintf(log, sizeof(log), "%s/experiment.log", e.dir);
-	rc = run_cmd(log, 400, "experiment", e.cfg, "--modes", "sync,async,ssp:1", "--straggler",
+	snprintf(log, sizeof(log), "%s/experiment.log", e.d.dir);
+	rc = run_cmd(log, 400, "experiment", e.d.cfg, "--modes", "sync,async,ssp:1", "--straggler",
 	    "trainer-0:3x", "--straggler", "trainer-0:+4ms", "--out", e.out, "--timeout", "180",
 	    NULL);
 	if (rc != 0)
@@ -233,7 +209,7 @@ test_experiment_three_modes_with_straggler(void **state)
 	assert_non_null(strstr(json, "\"source\": \"1.01 x the final smoothed"));
 	free(json);
 	free(runs);
-	assert_int_equal(psf_rm_rf(e.dir), PSF_OK);
+	assert_int_equal(psf_rm_rf(e.d.dir), PSF_OK);
 }
 
 static void
@@ -246,8 +222,8 @@ test_experiment_failure_injection_restarts(void **state)
 
 	(void)state;
 	setup(&e);
-	snprintf(log, sizeof(log), "%s/experiment.log", e.dir);
-	rc = run_cmd(log, 300, "experiment", e.cfg, "--modes", "sync", "--kill",
+	snprintf(log, sizeof(log), "%s/experiment.log", e.d.dir);
+	rc = run_cmd(log, 300, "experiment", e.d.cfg, "--modes", "sync", "--kill",
 	    "trainer-1@step:20", "--out", e.out, "--timeout", "180", "--warmup", "0", NULL);
 	if (rc != 0)
 		dump_log(log);
@@ -270,7 +246,7 @@ test_experiment_failure_injection_restarts(void **state)
 	free(tlog);
 	free(trace);
 	free(runs);
-	assert_int_equal(psf_rm_rf(e.dir), PSF_OK);
+	assert_int_equal(psf_rm_rf(e.d.dir), PSF_OK);
 }
 
 static void
@@ -281,23 +257,23 @@ test_experiment_bad_arguments(void **state)
 
 	(void)state;
 	setup(&e);
-	snprintf(log, sizeof(log), "%s/experiment.log", e.dir);
-	assert_int_equal(run_cmd(log, 30, "experiment", e.cfg, "--modes", "sync,bsp", "--out", e.out,
+	snprintf(log, sizeof(log), "%s/experiment.log", e.d.dir);
+	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync,bsp", "--out", e.out,
 	    NULL), 2);
-	assert_int_equal(run_cmd(log, 30, "experiment", e.cfg, "--modes", "sync", "--straggler",
+	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync", "--straggler",
 	    "trainer-9:3x", "--out", e.out, NULL), 1);
-	assert_int_equal(run_cmd(log, 30, "experiment", e.cfg, "--modes", "sync", "--set",
+	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync", "--set",
 	    "consistency.staleness=-1", "--out", e.out, NULL), 1);
-	assert_int_equal(run_cmd(log, 30, "experiment", e.cfg, "--modes", "sync", "--warmup", "99",
+	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync", "--warmup", "99",
 	    "--out", e.out, NULL), 2);
-	assert_int_equal(run_cmd(log, 30, "experiment", "--report-only", "--out", e.dir, NULL), 1);
+	assert_int_equal(run_cmd(log, 30, "experiment", "--report-only", "--out", e.d.dir, NULL), 1);
 	assert_int_equal(run_cmd(log, 30, "experiment", "--help", NULL), 0);
-	text = slurp(e.dir, "experiment.log");
+	text = slurp(e.d.dir, "experiment.log");
 	assert_non_null(strstr(text, "unknown mode 'bsp'"));
 	assert_non_null(strstr(text, "has no trainer 'trainer-9'"));
 	assert_non_null(strstr(text, "override 'consistency.staleness=-1': 'staleness' must be"));
 	free(text);
-	assert_int_equal(psf_rm_rf(e.dir), PSF_OK);
+	assert_int_equal(psf_rm_rf(e.d.dir), PSF_OK);
 }
 
 int
@@ -309,9 +285,7 @@ main(void)
 		cmocka_unit_test(test_experiment_failure_injection_restarts),
 	};
 
-	if (getenv("PSFLEET") == NULL) {
-		fprintf(stderr, "experiment_test: set PSFLEET to the psfleet binary\n");
+	if (!psf_itest_has_psfleet("experiment_test"))
 		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,10 +18,8 @@
  * Environment: PSF_FAULT_SEED (default 1), PSF_FAULT_COUNT (faults per run, default
  * 12), PSF_FAULT_LONG=1 (60 faults, more epochs: the long run for docs), and
  * PSF_FAULT_TRAINERS (2 or 3, default 2). Every child is killed by the test. */
-#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,7 +37,7 @@
 #include "common/rpc_client.h"
 #include "common/util.h"
 
-extern char **environ;
+#include "itest.h"
 
 #define MAX_TR 3
 #define N_INF 2     /* inferer replicas of the one shard, behind the gateway */
@@ -139,22 +137,10 @@ fleet_init(fleet *f, const char *name, const char *mode)
 static pid_t
 spawn_node(fleet *f, const char *id)
 {
-	const char *bin = getenv("PSFLEET");
-	char log[200];
-	pid_t pid;
-	posix_spawn_file_actions_t fa;
 	/* Trainers take at least 25 ms a step, so faults land mid-training. */
 	bool trainer = strncmp(id, "trainer", 7) == 0;
-	char *argv[] = {(char *)bin, "node", f->cfg, "--id", (char *)id,
-	    trainer ? "--delay-ms" : NULL, "25", NULL};
 
-	snprintf(log, sizeof(log), "%s/%s.log", f->dir, id);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	return pid;
+	return psf_itest_spawn_node(f->dir, f->cfg, id, trainer ? "--delay-ms" : NULL, "25");
 }
 
 static pid_t
@@ -166,39 +152,18 @@ spawn_indexed(fleet *f, const char *role, int i)
 	return spawn_node(f, id);
 }
 
-/* kill_wait SIGKILLs a child and reaps it. */
-static void
-kill_wait(pid_t pid)
-{
-	kill(pid, SIGCONT);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
-
-/* term_wait stops a server child with SIGTERM and reaps it. */
-static void
-term_wait(pid_t *pid)
-{
-	if (*pid > 0) {
-		kill(*pid, SIGCONT);
-		kill(*pid, SIGTERM);
-		waitpid(*pid, NULL, 0);
-	}
-	*pid = 0;
-}
-
 static void
 fleet_kill_all(fleet *f)
 {
 	for (int i = 0; i < f->n_tr; i++) {
-		if (!f->tr_done[i] && f->tr[i] > 0)
-			kill_wait(f->tr[i]);
+		if (!f->tr_done[i])
+			psf_itest_stop(&f->tr[i], SIGKILL);
 		f->tr[i] = 0;
 	}
-	term_wait(&f->gw);
+	psf_itest_stop(&f->gw, SIGTERM);
 	for (int i = 0; i < N_INF; i++)
-		term_wait(&f->inf[i]);
-	term_wait(&f->ps);
+		psf_itest_stop(&f->inf[i], SIGTERM);
+	psf_itest_stop(&f->ps, SIGTERM);
 	psf_rpc_client_close(f->gwc);
 	f->gwc = NULL;
 }
@@ -224,39 +189,6 @@ reap(fleet *f)
 		all = all && f->tr_done[i];
 	}
 	return all;
-}
-
-typedef struct ps_stats {
-	uint64_t version;
-	size_t finished;
-	int64_t steps;
-} ps_stats;
-
-static bool
-stats(fleet *f, uint32_t timeout_ms, ps_stats *out)
-{
-	psf_rpc_client *c;
-	Psfleet__V1__StatsRequest req = PSFLEET__V1__STATS_REQUEST__INIT;
-	Psfleet__V1__StatsReply *r = NULL;
-	psf_rpc_call_opts o = {timeout_ms, 1, 0};
-	bool ok = false;
-
-	memset(out, 0, sizeof(*out));
-	if (psf_rpc_client_open(f->url, NULL, &c) != PSF_OK)
-		return false;
-	if (psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Stats", &req.base,
-	        &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL) == PSF_OK) {
-		out->version = r->model_version;
-		for (size_t i = 0; i < r->n_reports; i++) {
-			out->finished += r->reports[i]->finished ? 1 : 0;
-			if (r->reports[i]->step > out->steps)
-				out->steps = r->reports[i]->step;
-		}
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-		ok = true;
-	}
-	psf_rpc_client_close(c);
-	return ok;
 }
 
 /* snapshot reads every stored key (keys, lens and float bits, in key order) of the
@@ -407,7 +339,7 @@ wait_done(fleet *f, int timeout_s)
 static void
 chaos(fleet *f, int n)
 {
-	ps_stats s;
+	psf_itest_stats s;
 
 	for (int done = 0; done < n;) {
 		probe(f, 150 + rnd(500));
@@ -415,16 +347,16 @@ chaos(fleet *f, int n)
 			return;
 		uint32_t what = rnd(14), ti = rnd((uint32_t)f->n_tr), ii = rnd(N_INF);
 		if (what < 3) { /* SIGKILL the ps mid-training; restart it from LMDB */
-			if (stats(f, 500, &s) && f->n_kill_versions < 256)
+			if (psf_itest_ps_stats(f->url, 500, &s) && f->n_kill_versions < 256)
 				f->kill_versions[f->n_kill_versions++] = s.version;
-			kill_wait(f->ps);
+			psf_itest_stop(&f->ps, SIGKILL);
 			probe(f, rnd(300));
 			f->ps = spawn_node(f, "ps0");
 			f->ps_kills++;
 		} else if (what < 6) { /* SIGKILL a trainer; restart it (it rejoins) */
 			if (f->tr_done[ti])
 				continue;
-			kill_wait(f->tr[ti]);
+			psf_itest_stop(&f->tr[ti], SIGKILL);
 			probe(f, rnd(200));
 			f->tr[ti] = spawn_indexed(f, "trainer", (int)ti);
 			f->tr_kills++;
@@ -442,7 +374,7 @@ chaos(fleet *f, int n)
 			f->ps_stops++;
 		} else if (what < 13) { /* SIGKILL an inferer or the gateway; restart it */
 			pid_t *p = what < 12 ? &f->inf[ii] : &f->gw;
-			kill_wait(*p);
+			psf_itest_stop(p, SIGKILL);
 			probe(f, rnd(300));
 			*p = what < 12 ? spawn_indexed(f, "inferer", (int)ii) : spawn_node(f, "gateway");
 			f->serve_kills++;
@@ -482,7 +414,7 @@ test_fault_sync_bit_exact(void **state)
 	uint8_t *a, *b;
 	size_t la, lb;
 	uint64_t va, vb;
-	ps_stats s;
+	psf_itest_stats s;
 
 	double pa[N_SYMBOLS], pb[N_SYMBOLS];
 
@@ -491,7 +423,7 @@ test_fault_sync_bit_exact(void **state)
 	fleet_init(&ref, "sync-ref", "sync");
 	fleet_start(&ref);
 	wait_done(&ref, 600);
-	assert_true(stats(&ref, 5000, &s));
+	assert_true(psf_itest_ps_stats(ref.url, 5000, &s));
 	assert_int_equal(s.finished, (size_t)ref.n_tr);
 	assert_int_equal(s.version, (uint64_t)s.steps);
 	a = snapshot(&ref, &la, &va);
@@ -504,7 +436,7 @@ test_fault_sync_bit_exact(void **state)
 	chaos(&run, fault_count());
 	wait_done(&run, 900);
 	/* Every trainer exited 0 and its final report survived the ps restarts. */
-	assert_true(stats(&run, 5000, &s));
+	assert_true(psf_itest_ps_stats(run.url, 5000, &s));
 	assert_int_equal(s.finished, (size_t)run.n_tr);
 	/* Sync: one round per step, none lost or applied twice. */
 	assert_int_equal(s.version, (uint64_t)s.steps);
@@ -566,7 +498,7 @@ static void
 test_fault_async_exactly_once(void **state)
 {
 	static fleet run;
-	ps_stats s;
+	psf_itest_stats s;
 	uint64_t acked = 0, lines = 0;
 	int dups = 0;
 
@@ -575,7 +507,7 @@ test_fault_async_exactly_once(void **state)
 	fleet_start(&run);
 	chaos(&run, fault_count());
 	wait_done(&run, 900);
-	assert_true(stats(&run, 5000, &s));
+	assert_true(psf_itest_ps_stats(run.url, 5000, &s));
 	assert_int_equal(s.finished, (size_t)run.n_tr);
 	for (int i = 0; i < run.n_tr; i++) {
 		uint8_t *seen = calloc((size_t)s.steps, 1);
@@ -624,20 +556,20 @@ static void
 test_fault_trainer_restart_after_ps_restart(void **state)
 {
 	static fleet f;
-	ps_stats s;
+	psf_itest_stats s;
 
 	(void)state;
 	fleet_init(&f, "reduce-after-restart", "sync");
 	fleet_start(&f);
-	for (int i = 0; i < 200 && (!stats(&f, 500, &s) || s.version < 20); i++)
+	for (int i = 0; i < 200 && (!psf_itest_ps_stats(f.url, 500, &s) || s.version < 20); i++)
 		psf_sleep_ms(50);
-	kill_wait(f.ps);
+	psf_itest_stop(&f.ps, SIGKILL);
 	f.ps = spawn_node(&f, "ps0");
 	psf_sleep_ms(500);
-	kill_wait(f.tr[0]);
+	psf_itest_stop(&f.tr[0], SIGKILL);
 	f.tr[0] = spawn_indexed(&f, "trainer", 0);
 	wait_done(&f, 120);
-	assert_true(stats(&f, 5000, &s));
+	assert_true(psf_itest_ps_stats(f.url, 5000, &s));
 	assert_int_equal(s.version, (uint64_t)s.steps);
 	assert_int_equal(s.finished, (size_t)f.n_tr);
 	fleet_kill_all(&f);
@@ -678,10 +610,8 @@ main(void)
 		cmocka_unit_test_teardown(test_fault_trainer_restart_after_ps_restart, kill_live),
 	};
 
-	if (getenv("PSFLEET") == NULL) {
-		fprintf(stderr, "fault_test: set PSFLEET to the psfleet binary\n");
+	if (!psf_itest_has_psfleet("fault_test"))
 		return 1;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

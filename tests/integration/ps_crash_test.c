@@ -3,7 +3,6 @@
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,12 +20,10 @@
 #include "common/util.h"
 #include "trainer/worker.h"
 
-extern char **environ;
+#include "itest.h"
 
 typedef struct crash_env {
-	char dir[64];
-	char cfg_path[128];
-	char url[160];
+	psf_itest_dir d; /* its dir, fleet.yaml and ps0's url */
 	psf_config *cfg;
 	psf_model *model;
 	uint64_t keys[64];
@@ -39,12 +35,12 @@ typedef struct crash_env {
 static void
 write_config(crash_env *e, const char *mode, int n_trainers)
 {
-	FILE *f = fopen(e->cfg_path, "w");
+	FILE *f = fopen(e->d.cfg, "w");
 	char err[512];
 
 	assert_non_null(f);
 	fprintf(f, "name: crash\nseed: 3\nrun_dir: %s\nnodes:\n  ps:\n"
-	    "    - {id: ps0, listen: \"%s\"}\n  trainers:\n", e->dir, e->url);
+	    "    - {id: ps0, listen: \"%s\"}\n  trainers:\n", e->d.dir, e->d.url);
 	for (int i = 0; i < n_trainers; i++)
 		fprintf(f, "    - {id: trainer-%d}\n", i);
 	fprintf(f, "data: {path: %s/none.csv}\n"
@@ -53,48 +49,32 @@ write_config(crash_env *e, const char *mode, int n_trainers)
 	    "optimizer: {kind: sgd, learning_rate: 1.0}\n"
 	    "consistency: {mode: %s, straggler_timeout_ms: 60000, heartbeat_ms: 100}\n"
 	    "durability: {mode: every-commit}\n"
-	    "limits: {request_timeout_ms: 3000}\n", e->dir, mode);
+	    "limits: {request_timeout_ms: 3000}\n", e->d.dir, mode);
 	fclose(f);
-	if (psf_config_load(e->cfg_path, err, sizeof(err), &e->cfg) != PSF_OK)
+	if (psf_config_load(e->d.cfg, err, sizeof(err), &e->cfg) != PSF_OK)
 		fail_msg("config: %s", err);
 }
 
 static void
 spawn_ps(crash_env *e)
 {
-	const char *bin = getenv("PSFLEET");
-	char log[128];
-	posix_spawn_file_actions_t fa;
-	char *argv[] = {(char *)bin, "node", e->cfg_path, "--id", "ps0", NULL};
-
-	assert_non_null(bin);
-	snprintf(log, sizeof(log), "%s/ps0.log", e->dir);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	assert_int_equal(posix_spawn(&e->pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
+	e->pid = psf_itest_spawn_node(e->d.dir, e->d.cfg, "ps0", NULL, NULL);
 }
 
 static void
 kill9(crash_env *e)
 {
-	int status;
+	int status = psf_itest_stop(&e->pid, SIGKILL);
 
-	assert_int_equal(kill(e->pid, SIGKILL), 0);
-	assert_int_equal(waitpid(e->pid, &status, 0), e->pid);
+	assert_int_not_equal(status, -1); /* signalled and reaped */
 	assert_true(WIFSIGNALED(status));
-	e->pid = 0;
 }
 
 static void
 setup_env(crash_env *e, const char *mode, int n_trainers)
 {
 	memset(e, 0, sizeof(*e));
-	snprintf(e->dir, sizeof(e->dir), "/tmp/psf-crash-XXXXXX");
-	assert_non_null(mkdtemp(e->dir));
-	snprintf(e->cfg_path, sizeof(e->cfg_path), "%s/fleet.yaml", e->dir);
-	snprintf(e->url, sizeof(e->url), "ipc://%s/ps0.sock", e->dir);
+	psf_itest_dir_make(&e->d, "crash");
 	write_config(e, mode, n_trainers);
 	assert_int_equal(psf_model_new(&e->cfg->model, (uint32_t)e->cfg->n_features, e->cfg->target,
 	    e->cfg->seed, &e->model), PSF_OK);
@@ -105,13 +85,10 @@ setup_env(crash_env *e, const char *mode, int n_trainers)
 static void
 teardown_env(crash_env *e)
 {
-	if (e->pid > 0) {
-		kill(e->pid, SIGTERM);
-		waitpid(e->pid, NULL, 0);
-	}
+	psf_itest_stop(&e->pid, SIGTERM);
 	psf_model_free(e->model);
 	psf_config_free(e->cfg);
-	assert_int_equal(psf_rm_rf(e->dir), PSF_OK);
+	assert_int_equal(psf_rm_rf(e->d.dir), PSF_OK);
 }
 
 static psf_worker *
@@ -174,7 +151,7 @@ replay_push(crash_env *e, const char *worker, uint64_t seq, int64_t clock)
 	psf_rpc_call_opts o = {10000, 1, 0};
 	float ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
 
-	assert_int_equal(psf_rpc_client_open(e->url, NULL, &c), PSF_OK);
+	assert_int_equal(psf_rpc_client_open(e->d.url, NULL, &c), PSF_OK);
 	reg.worker = (char *)worker;
 	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/RegisterWorker", &reg.base,
 	    &psfleet__v1__register_reply__descriptor, &o, &m, NULL), PSF_OK);
@@ -260,9 +237,7 @@ main(void)
 		cmocka_unit_test(test_ps_crash_sync_round_keeps_acknowledged_push),
 	};
 
-	if (getenv("PSFLEET") == NULL) {
-		fprintf(stderr, "ps_crash_test: set PSFLEET to the psfleet binary\n");
+	if (!psf_itest_has_psfleet("ps_crash_test"))
 		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,10 +5,8 @@
  * resumes once there is room (a bigger max map, a bigger filesystem).
  * The tmpfs cases are skipped (with a line saying so) where mounting is refused. */
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,7 +27,7 @@
 #include "common/util.h"
 #include "ps/store.h"
 
-extern char **environ;
+#include "itest.h"
 
 /* ------------------------------------------------------------ store: map full */
 
@@ -138,10 +136,8 @@ test_store_map_full_then_bigger_map(void **state)
 /* ---------------------------------------------------- a ps on a full tmpfs */
 
 typedef struct pscase {
-	char dir[64];
+	psf_itest_dir d; /* its dir, fleet.yaml and ps0's url */
 	char mnt[96];
-	char cfg[128];
-	char url[160];
 	bool mounted;
 	pid_t ps;
 	psf_config *config;
@@ -156,19 +152,7 @@ static pscase *live;
 static pid_t
 spawn_ps(pscase *p)
 {
-	const char *bin = getenv("PSFLEET");
-	char log[160];
-	pid_t pid;
-	posix_spawn_file_actions_t fa;
-	char *argv[] = {(char *)bin, "node", p->cfg, "--id", "ps0", NULL};
-
-	snprintf(log, sizeof(log), "%s/ps0.log", p->dir);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	return pid;
+	return psf_itest_spawn_node(p->d.dir, p->d.cfg, "ps0", NULL, NULL);
 }
 
 static void
@@ -176,20 +160,16 @@ case_cleanup(pscase *p)
 {
 	psf_rpc_client_close(p->c);
 	p->c = NULL;
-	if (p->ps > 0) {
-		kill(p->ps, SIGKILL);
-		waitpid(p->ps, NULL, 0);
-		p->ps = 0;
-	}
+	psf_itest_stop(&p->ps, SIGKILL);
 	if (p->mounted && umount2(p->mnt, MNT_DETACH) == 0)
 		p->mounted = false;
 	psf_model_free(p->model);
 	p->model = NULL;
 	psf_config_free(p->config);
 	p->config = NULL;
-	if (p->dir[0] != '\0' && getenv("PSF_KEEP") == NULL && psf_rm_rf(p->dir) != PSF_OK)
-		fprintf(stderr, "store_full_test: cannot remove %s\n", p->dir);
-	p->dir[0] = '\0';
+	if (p->d.dir[0] != '\0' && getenv("PSF_KEEP") == NULL && psf_rm_rf(p->d.dir) != PSF_OK)
+		fprintf(stderr, "store_full_test: cannot remove %s\n", p->d.dir);
+	p->d.dir[0] = '\0';
 }
 
 static int
@@ -212,9 +192,8 @@ case_setup(pscase *p, const char *durability, unsigned size_kib)
 
 	memset(p, 0, sizeof(*p));
 	live = p;
-	snprintf(p->dir, sizeof(p->dir), "/tmp/psf-diskfull-XXXXXX");
-	assert_non_null(mkdtemp(p->dir));
-	snprintf(p->mnt, sizeof(p->mnt), "%s/mnt", p->dir);
+	psf_itest_dir_make(&p->d, "diskfull");
+	snprintf(p->mnt, sizeof(p->mnt), "%s/mnt", p->d.dir);
 	assert_int_equal(mkdir(p->mnt, 0755), 0);
 	snprintf(opts, sizeof(opts), "size=%uk,mode=0755", size_kib);
 	if (mount("psf-test", p->mnt, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) {
@@ -222,9 +201,7 @@ case_setup(pscase *p, const char *durability, unsigned size_kib)
 		return false;
 	}
 	p->mounted = true;
-	snprintf(p->cfg, sizeof(p->cfg), "%s/fleet.yaml", p->dir);
-	snprintf(p->url, sizeof(p->url), "ipc://%s/ps0.sock", p->dir);
-	f = fopen(p->cfg, "w");
+	f = fopen(p->d.cfg, "w");
 	assert_non_null(f);
 	fprintf(f, "name: full\nseed: 5\nrun_dir: %s\nnodes:\n"
 	    "  ps:\n    - {id: ps0, listen: \"%s\", data_dir: %s/ps0}\n"
@@ -235,9 +212,9 @@ case_setup(pscase *p, const char *durability, unsigned size_kib)
 	    "optimizer: {kind: adam, learning_rate: 0.01}\n"
 	    "consistency: {mode: async}\n"
 	    "durability: {mode: %s, map_size: 1048576}\n"
-	    "limits: {request_timeout_ms: 5000}\n", p->dir, p->url, p->mnt, p->dir, durability);
+	    "limits: {request_timeout_ms: 5000}\n", p->d.dir, p->d.url, p->mnt, p->d.dir, durability);
 	fclose(f);
-	if (psf_config_load(p->cfg, err, sizeof(err), &p->config) != PSF_OK)
+	if (psf_config_load(p->d.cfg, err, sizeof(err), &p->config) != PSF_OK)
 		fail_msg("config: %s", err);
 	assert_int_equal(psf_model_new(&p->config->model, (uint32_t)p->config->n_features,
 	    p->config->target, p->config->seed, &p->model), PSF_OK);
@@ -251,7 +228,7 @@ case_setup(pscase *p, const char *durability, unsigned size_kib)
 	}
 	assert_int_equal(p->emb_len, 64);
 	p->ps = spawn_ps(p);
-	assert_int_equal(psf_rpc_client_open(p->url, NULL, &p->c), PSF_OK);
+	assert_int_equal(psf_rpc_client_open(p->d.url, NULL, &p->c), PSF_OK);
 	return true;
 }
 
@@ -395,8 +372,7 @@ disk_full_case(const char *durability)
 	pull_first(&p, after, &v1);
 	assert_int_equal(v1, applied);
 	assert_memory_equal(before, after, sizeof(before));
-	kill(p.ps, SIGTERM);
-	assert_int_equal(waitpid(p.ps, &status, 0), p.ps);
+	assert_int_not_equal(psf_itest_stop(&p.ps, SIGTERM), -1);
 
 	/* Restart on the full disk: LMDB reopens, version and data intact. */
 	p.ps = spawn_ps(&p);
@@ -414,10 +390,9 @@ disk_full_case(const char *durability)
 	assert_true(dup);
 	pull_first(&p, after, &v1);
 	assert_int_equal(v1, applied + 1);
-	kill(p.ps, SIGTERM);
-	assert_int_equal(waitpid(p.ps, &status, 0), p.ps);
+	status = psf_itest_stop(&p.ps, SIGTERM);
+	assert_int_not_equal(status, -1);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	p.ps = 0;
 	case_cleanup(&p);
 	live = NULL;
 }
@@ -445,10 +420,8 @@ main(void)
 		cmocka_unit_test_teardown(test_ps_disk_full_interval, teardown),
 	};
 
-	if (getenv("PSFLEET") == NULL) {
-		fprintf(stderr, "store_full_test: set PSFLEET to the psfleet binary\n");
+	if (!psf_itest_has_psfleet("store_full_test"))
 		return 1;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,46 +1,33 @@
 /* Trainers survive a ps crash and their own crash: real `psfleet node` processes,
  * SIGKILL, restart; training completes with exactly one round per step. And a
  * trainer stops at once on SIGTERM, even while its calls wait or retry. */
-#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "common/config.h"
 #include "common/datagen.h"
-#include "common/rpc_client.h"
 #include "common/util.h"
 
-extern char **environ;
-
-typedef struct fenv {
-	char dir[64];
-	char cfg[128];
-	char url[160];
-} fenv;
+#include "itest.h"
 
 static void
-setup_timeout(fenv *e, uint32_t request_timeout_ms)
+setup_timeout(psf_itest_dir *e, uint32_t request_timeout_ms)
 {
 	char err[256];
 	char data[128];
 	psf_datagen_cfg g = {30, 200, 3, 0};
 	FILE *f;
 
-	snprintf(e->dir, sizeof(e->dir), "/tmp/psf-tfault-XXXXXX");
-	assert_non_null(mkdtemp(e->dir));
-	snprintf(e->cfg, sizeof(e->cfg), "%s/fleet.yaml", e->dir);
-	snprintf(e->url, sizeof(e->url), "ipc://%s/ps0.sock", e->dir);
+	psf_itest_dir_make(e, "tfault");
 	snprintf(data, sizeof(data), "%s/data.csv", e->dir);
 	assert_int_equal(psf_datagen_write(&g, data, err, sizeof(err)), PSF_OK);
 	f = fopen(e->cfg, "w");
@@ -60,74 +47,26 @@ setup_timeout(fenv *e, uint32_t request_timeout_ms)
 }
 
 static void
-setup(fenv *e)
+setup(psf_itest_dir *e)
 {
 	setup_timeout(e, 2000);
 }
 
 static pid_t
-spawn_node(fenv *e, const char *id, const char *extra1, const char *extra2)
+spawn_node(psf_itest_dir *e, const char *id, const char *extra1, const char *extra2)
 {
-	const char *bin = getenv("PSFLEET");
-	char log[160];
-	pid_t pid;
-	posix_spawn_file_actions_t fa;
-	char *argv[] = {(char *)bin, "node", e->cfg, "--id", (char *)id, (char *)extra1,
-	    (char *)extra2, NULL};
-
-	snprintf(log, sizeof(log), "%s/%s.log", e->dir, id);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, argv, environ), 0);
-	posix_spawn_file_actions_destroy(&fa);
-	return pid;
+	return psf_itest_spawn_node(e->dir, e->cfg, id, extra1, extra2);
 }
 
-/* stats asks ps0 for its model version and finished reports (0 on failure). */
-static uint64_t
-ps_version(fenv *e, size_t *finished, uint64_t *steps)
-{
-	psf_rpc_client *c;
-	Psfleet__V1__StatsRequest req = PSFLEET__V1__STATS_REQUEST__INIT;
-	Psfleet__V1__StatsReply *r = NULL;
-	psf_rpc_call_opts o = {1000, 1, 0};
-	uint64_t v = 0;
-
-	*finished = 0;
-	if (psf_rpc_client_open(e->url, NULL, &c) != PSF_OK)
-		return 0;
-	if (psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Stats", &req.base,
-	        &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL) == PSF_OK) {
-		v = r->model_version;
-		for (size_t i = 0; i < r->n_reports; i++) {
-			*finished += r->reports[i]->finished ? 1 : 0;
-			if (steps != NULL)
-				*steps = (uint64_t)r->reports[i]->step;
-		}
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-	}
-	psf_rpc_client_close(c);
-	return v;
-}
-
+/* wait_exit: the child's exit code, or -1 after a SIGKILL at timeout_s. */
 static int
 wait_exit(pid_t pid, int timeout_s)
 {
-	int status;
-
-	for (int i = 0; i < timeout_s * 20; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		psf_sleep_ms(50);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
+	return psf_itest_wait_exit(pid, timeout_s, 0);
 }
 
 static void
-finish(fenv *e, pid_t ps)
+finish(psf_itest_dir *e, pid_t ps)
 {
 	kill(ps, SIGTERM);
 	assert_int_equal(wait_exit(ps, 20), 0);
@@ -137,38 +76,35 @@ finish(fenv *e, pid_t ps)
 static void
 test_trainers_survive_ps_crash(void **state)
 {
-	fenv e;
+	psf_itest_dir e;
 	pid_t ps, t0, t1;
-	size_t finished = 0;
-	uint64_t steps = 0, v;
+	psf_itest_stats s;
 
 	(void)state;
 	setup(&e);
 	ps = spawn_node(&e, "ps0", NULL, NULL);
 	t0 = spawn_node(&e, "trainer-0", "--delay-ms", "5");
 	t1 = spawn_node(&e, "trainer-1", "--delay-ms", "5");
-	for (int i = 0; i < 400 && ps_version(&e, &finished, NULL) < 20; i++)
+	for (int i = 0; i < 400 && (!psf_itest_ps_stats(e.url, 1000, &s) || s.version < 20); i++)
 		psf_sleep_ms(25);
-	kill(ps, SIGKILL); /* mid-training */
-	waitpid(ps, NULL, 0);
+	psf_itest_stop(&ps, SIGKILL); /* mid-training */
 	psf_sleep_ms(300);
 	ps = spawn_node(&e, "ps0", NULL, NULL);
 	assert_int_equal(wait_exit(t0, 120), 0);
 	assert_int_equal(wait_exit(t1, 120), 0);
-	v = ps_version(&e, &finished, &steps);
-	assert_int_equal(finished, 2);
-	assert_true(steps > 20);
-	assert_int_equal(v, steps); /* sync: one round per step, none lost or doubled */
+	psf_itest_ps_stats(e.url, 1000, &s); /* zeroed if the ps does not answer */
+	assert_int_equal(s.finished, 2);
+	assert_true(s.steps > 20);
+	assert_int_equal(s.version, s.steps); /* sync: one round per step, none lost or doubled */
 	finish(&e, ps);
 }
 
 static void
 test_trainer_restart_rejoins(void **state)
 {
-	fenv e;
+	psf_itest_dir e;
 	pid_t ps, t0, t1;
-	size_t finished = 0;
-	uint64_t steps = 0;
+	psf_itest_stats s;
 
 	(void)state;
 	setup(&e);
@@ -179,10 +115,10 @@ test_trainer_restart_rejoins(void **state)
 	t1 = spawn_node(&e, "trainer-1", NULL, NULL); /* as the launcher would */
 	assert_int_equal(wait_exit(t0, 120), 0);
 	assert_int_equal(wait_exit(t1, 120), 0);
-	uint64_t v = ps_version(&e, &finished, &steps);
-	assert_int_equal(finished, 2);
-	assert_true(steps > 30);
-	assert_int_equal(v, steps);
+	psf_itest_ps_stats(e.url, 1000, &s); /* zeroed if the ps does not answer */
+	assert_int_equal(s.finished, 2);
+	assert_true(s.steps > 30);
+	assert_int_equal(s.version, s.steps);
 	finish(&e, ps);
 }
 
@@ -205,7 +141,7 @@ term_seconds(pid_t pid)
 static void
 test_trainer_stops_promptly(void **state)
 {
-	fenv e;
+	psf_itest_dir e;
 	pid_t ps, t0;
 	double took;
 
@@ -236,9 +172,7 @@ main(void)
 		cmocka_unit_test(test_trainer_stops_promptly),
 	};
 
-	if (getenv("PSFLEET") == NULL) {
-		fprintf(stderr, "trainer_fault_test: set PSFLEET to the psfleet binary\n");
+	if (!psf_itest_has_psfleet("trainer_fault_test"))
 		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
