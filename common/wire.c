@@ -101,104 +101,73 @@ psf_wire_repeated_varints(const psf_wire_field *f, uint64_t *out64, uint32_t *ou
 	return PSF_OK;
 }
 
-/* Known envelope fields must have the wire type the .proto gives them. */
-static int
-type_ok(const psf_wire_field *f, uint32_t want)
+/* decode_known reads a message whose known fields are numbered 1..n_known, field
+ * i + 1 having wire type types[i]. known[i] gets the last occurrence of field i + 1,
+ * or a zeroed field when it is absent; other field numbers are skipped. Returns
+ * PSF_OK, or PSF_EPROTO (malformed, or a known field with another wire type). */
+static psf_err
+decode_known(const void *buf, size_t len, const uint8_t *types, size_t n_known,
+    psf_wire_field *known)
 {
-	return f->type == want;
+	psf_wire_reader r;
+	psf_wire_field f;
+	psf_err rv;
+
+	memset(known, 0, n_known * sizeof(*known));
+	psf_wire_reader_init(&r, buf, len);
+	while ((rv = psf_wire_next(&r, &f)) == PSF_OK) {
+		if (f.number > n_known)
+			continue;
+		if (f.type != types[f.number - 1])
+			return PSF_EPROTO;
+		known[f.number - 1] = f;
+	}
+	return rv == PSF_ENOENT ? PSF_OK : rv;
 }
 
 psf_err
 psf_wire_decode_request(const void *buf, size_t len, psf_wire_request *out)
 {
-	psf_wire_reader r;
-	psf_wire_field f;
-	psf_wire_request req;
+	/* method, request_id, deadline_ms, auth, payload */
+	static const uint8_t types[] = {PSF_WIRE_LEN, PSF_WIRE_VARINT, PSF_WIRE_VARINT,
+	    PSF_WIRE_LEN, PSF_WIRE_LEN};
+	psf_wire_field f[PSF_ARRAY_LEN(types)];
 	psf_err rv;
 
-	memset(&req, 0, sizeof(req));
-	psf_wire_reader_init(&r, buf, len);
-	while ((rv = psf_wire_next(&r, &f)) == PSF_OK) {
-		switch (f.number) {
-		case 1:
-			if (!type_ok(&f, PSF_WIRE_LEN))
-				return PSF_EPROTO;
-			req.method = (const char *)f.data;
-			req.method_len = f.len;
-			break;
-		case 2:
-			if (!type_ok(&f, PSF_WIRE_VARINT))
-				return PSF_EPROTO;
-			req.request_id = f.u64;
-			break;
-		case 3:
-			if (!type_ok(&f, PSF_WIRE_VARINT))
-				return PSF_EPROTO;
-			req.deadline_ms = (uint32_t)f.u64;
-			break;
-		case 4:
-			if (!type_ok(&f, PSF_WIRE_LEN))
-				return PSF_EPROTO;
-			req.auth = f.data;
-			req.auth_len = f.len;
-			break;
-		case 5:
-			if (!type_ok(&f, PSF_WIRE_LEN))
-				return PSF_EPROTO;
-			req.payload = f.data;
-			req.payload_len = f.len;
-			break;
-		default:
-			break;
-		}
-	}
-	if (rv != PSF_ENOENT)
+	if ((rv = decode_known(buf, len, types, PSF_ARRAY_LEN(types), f)) != PSF_OK)
 		return rv;
-	*out = req;
+	*out = (psf_wire_request){
+		.method = (const char *)f[0].data,
+		.method_len = f[0].len,
+		.request_id = f[1].u64,
+		.deadline_ms = (uint32_t)f[2].u64,
+		.auth = f[3].data,
+		.auth_len = f[3].len,
+		.payload = f[4].data,
+		.payload_len = f[4].len,
+	};
 	return PSF_OK;
 }
 
 psf_err
 psf_wire_decode_reply(const void *buf, size_t len, psf_wire_reply *out)
 {
-	psf_wire_reader r;
-	psf_wire_field f;
-	psf_wire_reply rep;
+	/* status, message, payload, request_id */
+	static const uint8_t types[] = {PSF_WIRE_VARINT, PSF_WIRE_LEN, PSF_WIRE_LEN,
+	    PSF_WIRE_VARINT};
+	psf_wire_field f[PSF_ARRAY_LEN(types)];
 	psf_err rv;
 
-	memset(&rep, 0, sizeof(rep));
-	psf_wire_reader_init(&r, buf, len);
-	while ((rv = psf_wire_next(&r, &f)) == PSF_OK) {
-		switch (f.number) {
-		case 1:
-			if (!type_ok(&f, PSF_WIRE_VARINT))
-				return PSF_EPROTO;
-			rep.status = (uint32_t)f.u64;
-			break;
-		case 2:
-			if (!type_ok(&f, PSF_WIRE_LEN))
-				return PSF_EPROTO;
-			rep.message = (const char *)f.data;
-			rep.message_len = f.len;
-			break;
-		case 3:
-			if (!type_ok(&f, PSF_WIRE_LEN))
-				return PSF_EPROTO;
-			rep.payload = f.data;
-			rep.payload_len = f.len;
-			break;
-		case 4:
-			if (!type_ok(&f, PSF_WIRE_VARINT))
-				return PSF_EPROTO;
-			rep.request_id = f.u64;
-			break;
-		default:
-			break;
-		}
-	}
-	if (rv != PSF_ENOENT)
+	if ((rv = decode_known(buf, len, types, PSF_ARRAY_LEN(types), f)) != PSF_OK)
 		return rv;
-	*out = rep;
+	*out = (psf_wire_reply){
+		.status = (uint32_t)f[0].u64,
+		.message = (const char *)f[1].data,
+		.message_len = f[1].len,
+		.payload = f[2].data,
+		.payload_len = f[2].len,
+		.request_id = f[3].u64,
+	};
 	return PSF_OK;
 }
 
@@ -221,12 +190,34 @@ put_tag(uint8_t *buf, uint32_t number, uint32_t type)
 	return psf_wire_put_varint(buf, ((uint64_t)number << 3) | type);
 }
 
+/* put_uint writes a varint field, or nothing when v is 0 (proto3 leaves default
+ * scalars out). */
 static size_t
-put_bytes(uint8_t *buf, uint32_t number, const void *data, size_t len)
+put_uint(uint8_t *buf, uint32_t number, uint64_t v)
+{
+	size_t n;
+
+	if (v == 0)
+		return 0;
+	n = put_tag(buf, number, PSF_WIRE_VARINT);
+	return n + psf_wire_put_varint(buf + n, v);
+}
+
+/* put_len_head writes the tag and length prefix of a length-delimited field; its
+ * len bytes go right after. */
+static size_t
+put_len_head(uint8_t *buf, uint32_t number, size_t len)
 {
 	size_t n = put_tag(buf, number, PSF_WIRE_LEN);
 
-	n += psf_wire_put_varint(buf + n, len);
+	return n + psf_wire_put_varint(buf + n, len);
+}
+
+static size_t
+put_bytes(uint8_t *buf, uint32_t number, const void *data, size_t len)
+{
+	size_t n = put_len_head(buf, number, len);
+
 	if (len > 0)
 		memcpy(buf + n, data, len);
 	return n + len;
@@ -242,18 +233,11 @@ psf_wire_request_head(uint8_t *buf, const char *method, uint64_t request_id,
 	if (mlen > PSF_WIRE_MAX_METHOD || auth_len > PSF_WIRE_MAX_AUTH)
 		return 0;
 	n += put_bytes(buf + n, 1, method, mlen);
-	if (request_id != 0) {
-		n += put_tag(buf + n, 2, PSF_WIRE_VARINT);
-		n += psf_wire_put_varint(buf + n, request_id);
-	}
-	if (deadline_ms != 0) {
-		n += put_tag(buf + n, 3, PSF_WIRE_VARINT);
-		n += psf_wire_put_varint(buf + n, deadline_ms);
-	}
+	n += put_uint(buf + n, 2, request_id);
+	n += put_uint(buf + n, 3, deadline_ms);
 	if (auth_len > 0)
 		n += put_bytes(buf + n, 4, auth, auth_len);
-	n += put_tag(buf + n, 5, PSF_WIRE_LEN);
-	n += psf_wire_put_varint(buf + n, payload_len);
+	n += put_len_head(buf + n, 5, payload_len);
 	return n;
 }
 
@@ -263,20 +247,13 @@ psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message,
 {
 	size_t n = 0;
 
-	if (status != 0) {
-		n += put_tag(buf + n, 1, PSF_WIRE_VARINT);
-		n += psf_wire_put_varint(buf + n, status);
-	}
+	n += put_uint(buf + n, 1, status);
 	if (message != NULL && message[0] != '\0') {
 		size_t mlen = strlen(message);
 		n += put_bytes(buf + n, 2, message,
 		    mlen > PSF_WIRE_MAX_MESSAGE ? PSF_WIRE_MAX_MESSAGE : mlen);
 	}
-	if (request_id != 0) {
-		n += put_tag(buf + n, 4, PSF_WIRE_VARINT);
-		n += psf_wire_put_varint(buf + n, request_id);
-	}
-	n += put_tag(buf + n, 3, PSF_WIRE_LEN);
-	n += psf_wire_put_varint(buf + n, payload_len);
+	n += put_uint(buf + n, 4, request_id);
+	n += put_len_head(buf + n, 3, payload_len);
 	return n;
 }
