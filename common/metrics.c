@@ -501,20 +501,29 @@ lookup(psf_metrics *reg, reg_req *rq, const psf_label *labels, size_t n_labels,
 	return PSF_OK;
 }
 
+/* lookup_handle is lookup for the registrations that hand the caller a handle
+ * (counter, gauge, histogram): PSF_EINVAL when has_out is false (the caller's
+ * out-param is NULL), else as lookup, which may return an existing series. */
+static psf_err
+lookup_handle(psf_metrics *reg, reg_req *rq, const psf_label *labels, size_t n_labels,
+    bool has_out, series **out)
+{
+	if (!has_out)
+		return PSF_EINVAL;
+	return lookup(reg, rq, labels, n_labels, false, out);
+}
+
 psf_err
 psf_metrics_counter(psf_metrics *reg, const char *name, const char *help,
     const psf_label *labels, size_t n_labels, psf_counter **out)
 {
 	reg_req rq = {.name = name, .help = help, .kind = KIND_COUNTER};
 	series *s;
-	psf_err rv;
+	psf_err rv = lookup_handle(reg, &rq, labels, n_labels, out != NULL, &s);
 
-	if (out == NULL)
-		return PSF_EINVAL;
-	if ((rv = lookup(reg, &rq, labels, n_labels, false, &s)) != PSF_OK)
-		return rv;
-	*out = &s->counter;
-	return PSF_OK;
+	if (rv == PSF_OK)
+		*out = &s->counter;
+	return rv;
 }
 
 psf_err
@@ -523,14 +532,11 @@ psf_metrics_gauge(psf_metrics *reg, const char *name, const char *help,
 {
 	reg_req rq = {.name = name, .help = help, .kind = KIND_GAUGE};
 	series *s;
-	psf_err rv;
+	psf_err rv = lookup_handle(reg, &rq, labels, n_labels, out != NULL, &s);
 
-	if (out == NULL)
-		return PSF_EINVAL;
-	if ((rv = lookup(reg, &rq, labels, n_labels, false, &s)) != PSF_OK)
-		return rv;
-	*out = &s->gauge;
-	return PSF_OK;
+	if (rv == PSF_OK)
+		*out = &s->gauge;
+	return rv;
 }
 
 psf_err
@@ -553,14 +559,11 @@ psf_metrics_hist(psf_metrics *reg, const char *name, const char *help,
 	reg_req rq = {.name = name, .help = help, .kind = KIND_HIST, .bounds = bounds,
 	    .n_bounds = n_bounds};
 	series *s;
-	psf_err rv;
+	psf_err rv = lookup_handle(reg, &rq, labels, n_labels, out != NULL, &s);
 
-	if (out == NULL)
-		return PSF_EINVAL;
-	if ((rv = lookup(reg, &rq, labels, n_labels, false, &s)) != PSF_OK)
-		return rv;
-	*out = &s->hist;
-	return PSF_OK;
+	if (rv == PSF_OK)
+		*out = &s->hist;
+	return rv;
 }
 
 /* --- rendering --- */
