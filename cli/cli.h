@@ -5,6 +5,8 @@
 #ifndef PSF_CLI_H
 #define PSF_CLI_H
 
+#include <stdio.h>
+
 int psf_cmd_up(int argc, char **argv);
 int psf_cmd_node(int argc, char **argv);
 int psf_cmd_predict(int argc, char **argv);
@@ -14,5 +16,10 @@ int psf_cmd_experiment(int argc, char **argv);
 
 /* psf_cli_wants_help tells whether argv holds -h or --help. */
 int psf_cli_wants_help(int argc, char **argv);
+
+/* psf_cli_json_str writes s (not NULL) to f as a JSON string: in double quotes,
+ * with '"' and '\\' escaped by a backslash and bytes below 0x20 as \u00XX; other
+ * bytes (UTF-8 included) as they are. Cannot fail (write errors stay on f). */
+void psf_cli_json_str(FILE *f, const char *s);
 
 #endif

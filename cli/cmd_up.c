@@ -509,22 +509,6 @@ start_role(up *u, psf_role role, bool wait)
 
 /* ---------------------------------------------------------------- results */
 
-/* json_str writes s as a JSON string. */
-static void
-json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
-		if (*c == '"' || *c == '\\')
-			fprintf(f, "\\%c", *c);
-		else if (*c < 0x20)
-			fprintf(f, "\\u%04x", *c);
-		else
-			fputc(*c, f);
-	}
-	fputc('"', f);
-}
-
 /* write_metrics writes the --metrics-out JSON (via a temp file and rename, so a
  * reader never sees half a file). */
 static int
@@ -547,9 +531,9 @@ write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsRe
 	}
 	psf_config_fingerprint(cfg, fp, sizeof(fp));
 	fprintf(f, "{\n  \"fleet\": ");
-	json_str(f, cfg->name);
+	psf_cli_json_str(f, cfg->name);
 	fprintf(f, ",\n  \"mode\": ");
-	json_str(f, psf_consistency_name(cfg->consistency.mode));
+	psf_cli_json_str(f, psf_consistency_name(cfg->consistency.mode));
 	if (cfg->consistency.mode == PSF_CONS_SSP)
 		fprintf(f, ",\n  \"staleness\": %u", cfg->consistency.staleness);
 	fprintf(f, ",\n  \"model_version\": %llu,\n  \"steps\": %llu,\n  \"train_seconds\": %.3f,\n"
@@ -562,13 +546,13 @@ write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsRe
 		fprintf(f, "  \"test_accuracy\": %.17g,\n", r->test_accuracy);
 	fprintf(f, "  \"n_ps\": %zu,\n  \"n_trainers\": %zu,\n  \"restarts\": %u,\n"
 	    "  \"fingerprint\": \"%s\",\n  \"config\": ", cfg->n_ps, cfg->n_trainers, restarts, fp);
-	json_str(f, u->a.config);
+	psf_cli_json_str(f, u->a.config);
 	fprintf(f, ",\n  \"trainers\": [");
 	for (size_t k = 0; k < st->n_reports; k++) {
 		const Psfleet__V1__MetricsReport *m = st->reports[k];
 
 		fprintf(f, "%s\n    {\"worker\": ", k > 0 ? "," : "");
-		json_str(f, m->worker);
+		psf_cli_json_str(f, m->worker);
 		fprintf(f, ", \"epoch\": %u, \"step\": %lld, \"train_loss\": %.17g, \"test_n\": %llu, "
 		    "\"samples_per_sec\": %.17g, \"finished\": %s}", m->epoch, (long long)m->step,
 		    m->train_loss, (unsigned long long)m->test_n, m->samples_per_sec,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "cli/report.h"
 #include "cli/report_internal.h"
 #include "common/util.h"
@@ -246,8 +247,9 @@ write_results_csv(const psf_report *r, const char *path)
 	return commit_file(f, tmp, path);
 }
 
-static void
-json_str(FILE *f, const char *s)
+/* Declared in cli/cli.h: psfleet up --metrics-out writes JSON strings this way too. */
+void
+psf_cli_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
@@ -284,7 +286,7 @@ static void
 json_mode(FILE *f, const psf_report *r, const rp_mode *m)
 {
 	fputs("    {\n      \"mode\": ", f);
-	json_str(f, m->name);
+	psf_cli_json_str(f, m->name);
 	fprintf(f, ",\n      \"runs\": %zu,\n", m->n_runs);
 	json_stat(f, "final_test_rmse", m->rmse);
 	json_stat(f, "final_test_mae", m->mae);
@@ -317,17 +319,17 @@ write_summary_json(const psf_report *r, const char *path)
 	if ((f = fopen(tmp, "w")) == NULL)
 		return PSF_ESYS;
 	fputs("{\n  \"config\": ", f);
-	json_str(f, r->meta.config);
+	psf_cli_json_str(f, r->meta.config);
 	fprintf(f, ",\n  \"repeats\": %u,\n  \"trainers\": %u,\n  \"batch_size\": %u,\n"
 	    "  \"injections\": ", r->meta.repeats, r->meta.n_trainers, r->meta.batch_size);
-	json_str(f, r->meta.injections);
+	psf_cli_json_str(f, r->meta.injections);
 	fputs(",\n  \"target_loss\": {\"value\": ", f);
 	json_num(f, r->target);
 	fputs(", \"source\": ", f);
-	json_str(f, r->target != RP_NO_VALUE ? r->target_source : "none");
+	psf_cli_json_str(f, r->target != RP_NO_VALUE ? r->target_source : "none");
 	fputs("},\n  \"baseline\": ", f);
 	if (r->baseline >= 0)
-		json_str(f, r->modes[r->baseline].name);
+		psf_cli_json_str(f, r->modes[r->baseline].name);
 	else
 		fputs("null", f);
 	fputs(",\n  \"modes\": [\n", f);
