@@ -22,10 +22,10 @@
 
 #include <xxhash.h>
 
+#include "data_internal.h"
 #include "log.h"
 #include "util.h"
 
-#define MSG_LEN 320
 #define SHOW 40 /* bytes of a bad field quoted in an error */
 
 enum { C_DATE, C_SYMBOL, C_CLOSE, C_OPEN, C_HIGH, C_LOW, C_VOLUME, C_COUNT };
@@ -291,8 +291,8 @@ typedef struct loader {
 	size_t n_files;
 	size_t n_skipped;
 	uint64_t first_key;
-	char first_err[MSG_LEN];
-	char msg[MSG_LEN]; /* the error returned */
+	char first_err[DATA_MSG_LEN];
+	char msg[DATA_MSG_LEN]; /* the error returned */
 } loader;
 
 /* One file being read: where its columns are. */
@@ -310,7 +310,7 @@ struct psf_dataset {
 	size_t n_rows;
 	unsigned columns;
 	size_t n_skipped;
-	char first_error[MSG_LEN];
+	char first_error[DATA_MSG_LEN];
 	char *names;
 	int32_t *date;
 	double *vals; /* close, open, high, low, volume: n_rows each */
@@ -324,16 +324,14 @@ struct psf_data_index {
 	int32_t *dates;
 };
 
-static void msgf(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* msgf formats an error line into msg (MSG_LEN bytes), truncating. */
-static void
-msgf(char *msg, const char *fmt, ...)
+/* Declared in data_internal.h: datagen.c builds its error lines the same way. */
+void
+data_msgf(char *msg, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, MSG_LEN, fmt, ap);
+	vsnprintf(msg, DATA_MSG_LEN, fmt, ap);
 	va_end(ap);
 }
 
@@ -345,7 +343,7 @@ set_msg(loader *ld, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(ld->msg, MSG_LEN, fmt, ap);
+	vsnprintf(ld->msg, DATA_MSG_LEN, fmt, ap);
 	va_end(ap);
 }
 
@@ -1307,13 +1305,13 @@ read_lines(const char *path, const char *header, char *msg, char **text, span **
 	psf_err rv;
 
 	if ((rv = psf_read_file(path, text, &len)) != PSF_OK) {
-		msgf(msg, "%s: %s", path, psf_strerror(rv));
+		data_msgf(msg, "%s: %s", path, psf_strerror(rv));
 		return rv;
 	}
 	p = *text;
 	end = p + len;
 	if (!next_line(&p, end, &l) || l.len != strlen(header) || memcmp(l.p, header, l.len)) {
-		msgf(msg, "%s:1: expected header '%s'", path, header);
+		data_msgf(msg, "%s:1: expected header '%s'", path, header);
 		return PSF_EINVAL;
 	}
 	while (next_line(&p, end, &l)) {
@@ -1343,14 +1341,14 @@ manifest_symbols(const char *path, const span *ls, size_t n, char *msg,
 
 		if (split(ls[i].p, ls[i].len, f, 4) != 4 || !symbol_valid(f[0].p, f[0].len) ||
 		    !parse_u64(f[1], &rows) || rows == 0) {
-			msgf(msg, "%s:%zu: malformed line", path, i + 2);
+			data_msgf(msg, "%s:%zu: malformed line", path, i + 2);
 			return PSF_EINVAL;
 		}
 		if ((idx->names[i] = strndup(f[0].p, f[0].len)) == NULL)
 			return PSF_ENOMEM;
 		idx->rows[i] = rows;
 		if (i > 0 && strcmp(idx->names[i - 1], idx->names[i]) >= 0) {
-			msgf(msg, "%s:%zu: symbols not sorted", path, i + 2);
+			data_msgf(msg, "%s:%zu: symbols not sorted", path, i + 2);
 			return PSF_EINVAL;
 		}
 	}
@@ -1363,7 +1361,7 @@ manifest_dates(const char *path, const span *ls, size_t n, char *msg, psf_data_i
 	for (size_t i = 0; i < n; i++) {
 		if (psf_date_parse(ls[i].p, ls[i].len, &idx->dates[i]) != PSF_OK ||
 		    (i > 0 && idx->dates[i] <= idx->dates[i - 1])) {
-			msgf(msg, "%s:%zu: bad or unsorted date", path, i + 2);
+			data_msgf(msg, "%s:%zu: bad or unsorted date", path, i + 2);
 			return PSF_EINVAL;
 		}
 	}
@@ -1408,7 +1406,7 @@ psf_data_scan(const char *path, psf_bad_rows bad_rows, char *errbuf, size_t errl
     psf_data_index **out)
 {
 	psf_data_opts opts = {.bad_rows = bad_rows};
-	char man[4096], dates[4096], msg[MSG_LEN] = "";
+	char man[4096], dates[4096], msg[DATA_MSG_LEN] = "";
 	struct stat st;
 	psf_dataset *ds = NULL;
 	psf_err rv;

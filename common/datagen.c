@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +17,9 @@
 #include <unistd.h>
 
 #include "data.h"
+#include "data_internal.h"
 #include "util.h"
 
-#define MSG_LEN 320
 #define LINE_LEN 512
 #define MARKET_SIGMA 0.01 /* daily sd of the shared market factor */
 #define LEVEL_ALPHA 0.05  /* speed of the moving level mean reversion pulls toward */
@@ -106,18 +105,6 @@ rng_normal(rng *r)
 	r->spare = rad * sin(2 * M_PI * u2);
 	r->has_spare = 1;
 	return rad * cos(2 * M_PI * u2);
-}
-
-static void msgf(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-msgf(char *msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, MSG_LEN, fmt, ap);
-	va_end(ap);
 }
 
 /* Prices carry 4 decimals, and never go below one cent. */
@@ -257,7 +244,7 @@ gen_all(const psf_datagen_cfg *cfg, const int32_t *dates, const double *market, 
 psf_err
 psf_datagen_write(const psf_datagen_cfg *cfg, const char *path, char *errbuf, size_t errlen)
 {
-	char tmp[4096], msg[MSG_LEN] = "";
+	char tmp[4096], msg[DATA_MSG_LEN] = "";
 	int32_t *dates = NULL;
 	double *market = NULL;
 	FILE *f = NULL;
@@ -267,12 +254,12 @@ psf_datagen_write(const psf_datagen_cfg *cfg, const char *path, char *errbuf, si
 	if (cfg == NULL || path == NULL || cfg->symbols < 1 ||
 	    cfg->symbols > PSF_DATAGEN_MAX_SYMBOLS || cfg->days < 2 ||
 	    cfg->days > PSF_DATAGEN_MAX_DAYS) {
-		msgf(msg, "datagen: need an output path, 1..%u symbols and 2..%u days",
+		data_msgf(msg, "datagen: need an output path, 1..%u symbols and 2..%u days",
 		    PSF_DATAGEN_MAX_SYMBOLS, PSF_DATAGEN_MAX_DAYS);
 		goto out;
 	}
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
-		msgf(msg, "%s: path too long", path);
+		data_msgf(msg, "%s: path too long", path);
 		goto out;
 	}
 	if ((rv = business_days(cfg->days, &dates)) != PSF_OK)
@@ -285,7 +272,7 @@ psf_datagen_write(const psf_datagen_cfg *cfg, const char *path, char *errbuf, si
 	for (uint32_t t = 0; t < cfg->days; t++)
 		market[t] = MARKET_SIGMA * rng_normal(&r);
 	if ((f = fopen(tmp, "w")) == NULL) {
-		msgf(msg, "%s: %s", path, strerror(errno));
+		data_msgf(msg, "%s: %s", path, strerror(errno));
 		rv = psf_err_from_errno(errno);
 		goto out;
 	}
@@ -296,7 +283,7 @@ psf_datagen_write(const psf_datagen_cfg *cfg, const char *path, char *errbuf, si
 	if (rv == PSF_OK && rename(tmp, path) != 0)
 		rv = psf_err_from_errno(errno);
 	if (rv != PSF_OK) {
-		msgf(msg, "%s: cannot write: %s", path, strerror(errno));
+		data_msgf(msg, "%s: cannot write: %s", path, strerror(errno));
 		unlink(tmp);
 	}
 out:
@@ -320,18 +307,18 @@ prepare_outdir(const char *outdir, char *msg)
 
 	if (d == NULL && errno == ENOENT) {
 		if ((rv = psf_mkdir_p(outdir)) != PSF_OK)
-			msgf(msg, "%s: cannot create: %s", outdir, psf_strerror(rv));
+			data_msgf(msg, "%s: cannot create: %s", outdir, psf_strerror(rv));
 		return rv;
 	}
 	if (d == NULL) {
-		msgf(msg, "%s: %s", outdir, strerror(errno));
+		data_msgf(msg, "%s: %s", outdir, strerror(errno));
 		return psf_err_from_errno(errno);
 	}
 	while (empty && (de = readdir(d)) != NULL)
 		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
 	closedir(d);
 	if (!empty) {
-		msgf(msg, "%s: exists and is not empty", outdir);
+		data_msgf(msg, "%s: exists and is not empty", outdir);
 		return PSF_EEXIST;
 	}
 	return PSF_OK;
@@ -344,11 +331,11 @@ open_out(const char *dir, const char *name, char *path, size_t len, char *msg)
 	FILE *f;
 
 	if ((size_t)snprintf(path, len, "%s/%s", dir, name) >= len) {
-		msgf(msg, "%s: path too long", dir);
+		data_msgf(msg, "%s: path too long", dir);
 		return NULL;
 	}
 	if ((f = fopen(path, "w")) == NULL) {
-		msgf(msg, "%s: %s", path, strerror(errno));
+		data_msgf(msg, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	setvbuf(f, NULL, _IOFBF, 1 << 16);
@@ -361,7 +348,7 @@ close_out(FILE *f, const char *path, char *msg)
 	int bad = ferror(f);
 
 	if (fclose(f) != 0 || bad) {
-		msgf(msg, "%s: write failed: %s", path, strerror(errno));
+		data_msgf(msg, "%s: write failed: %s", path, strerror(errno));
 		return PSF_ESYS;
 	}
 	return PSF_OK;
@@ -375,11 +362,11 @@ write_series(const char *outdir, const psf_series *s, unsigned cols, char *msg)
 	psf_err rv;
 
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/symbol=%s", outdir, s->symbol) >= sizeof(dir)) {
-		msgf(msg, "%s: path too long", outdir);
+		data_msgf(msg, "%s: path too long", outdir);
 		return PSF_EINVAL;
 	}
 	if ((rv = psf_mkdir_p(dir)) != PSF_OK) {
-		msgf(msg, "%s: cannot create: %s", dir, psf_strerror(rv));
+		data_msgf(msg, "%s: cannot create: %s", dir, psf_strerror(rv));
 		return rv;
 	}
 	if ((f = open_out(dir, "data.csv", path, sizeof(path), msg)) == NULL)
@@ -427,7 +414,7 @@ write_index(const char *outdir, const psf_dataset *ds, const psf_data_index *idx
 		return rv;
 	snprintf(final, sizeof(final), "%s/%s", outdir, PSF_DATA_MANIFEST);
 	if (rename(path, final) != 0) {
-		msgf(msg, "%s: %s", final, strerror(errno));
+		data_msgf(msg, "%s: %s", final, strerror(errno));
 		return PSF_ESYS;
 	}
 	return PSF_OK;
@@ -438,13 +425,13 @@ psf_data_partition(const char *csv, const char *outdir, psf_bad_rows bad_rows, c
     size_t errlen)
 {
 	psf_data_opts opts = {.bad_rows = bad_rows};
-	char msg[MSG_LEN] = "";
+	char msg[DATA_MSG_LEN] = "";
 	psf_dataset *ds = NULL;
 	psf_data_index *idx = NULL;
 	psf_err rv;
 
 	if (csv == NULL || outdir == NULL) {
-		msgf(msg, "partition: need an input and an output path");
+		data_msgf(msg, "partition: need an input and an output path");
 		rv = PSF_EINVAL;
 		goto out;
 	}
