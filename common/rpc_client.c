@@ -287,20 +287,23 @@ transport_error(psf_rpc_pending *p, int rv)
 	if (rv == NNG_ETIMEDOUT && !psf_rpc_client_connected(p->c)) {
 		/* No connection at all: say so, and for TLS the usual cause (a refused
 		 * handshake is silent in NNG: the dialer just retries). */
-		char why[512];
-		snprintf(why, sizeof(why), "%.160s: deadline exceeded (no connection to %.120s: %s)",
-		    p->method, p->c->url, strncmp(p->c->url, "tls+", 4) == 0
+		int n = snprintf(p->st.message, sizeof(p->st.message),
+		    "%.64s: deadline exceeded (no connection to %.64s: %s)", p->method, p->c->url,
+		    strncmp(p->c->url, "tls+", 4) == 0
 		        ? "server down, or the TLS handshake failed: CA, server name, client certificate"
 		        : "server down or unreachable");
-		set_status(p, PSF_STATUS_DEADLINE_EXCEEDED, PSF_ETIMEDOUT, "%s", why);
-	}
-	else if (rv == NNG_ETIMEDOUT)
+		(void)n; /* a longer message is cut, on purpose */
+		p->st.code = PSF_STATUS_DEADLINE_EXCEEDED;
+		p->err = PSF_ETIMEDOUT;
+		p->done = 1;
+	} else if (rv == NNG_ETIMEDOUT) {
 		set_status(p, PSF_STATUS_DEADLINE_EXCEEDED, PSF_ETIMEDOUT,
 		    "%.160s: deadline exceeded (no reply)", p->method);
-	else if (rv == NNG_ECLOSED)
+	} else if (rv == NNG_ECLOSED) {
 		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_ECLOSED, "%.160s: client closed", p->method);
-	else
+	} else {
 		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_EUNAVAIL, "%.160s: connection lost", p->method);
+	}
 }
 
 /* attempt_finish waits for the in-flight attempt; on return p->done is set, or
