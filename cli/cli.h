@@ -5,7 +5,10 @@
 #ifndef PSF_CLI_H
 #define PSF_CLI_H
 
+#include <stdbool.h>
 #include <stdio.h>
+
+struct psf_config;
 
 int psf_cmd_up(int argc, char **argv);
 int psf_cmd_node(int argc, char **argv);
@@ -21,5 +24,12 @@ int psf_cli_wants_help(int argc, char **argv);
  * with '"' and '\\' escaped by a backslash and bytes below 0x20 as \u00XX; other
  * bytes (UTF-8 included) as they are. Cannot fail (write errors stay on f). */
 void psf_cli_json_str(FILE *f, const char *s);
+
+/* psf_up_preflight checks, for psfleet up, what only the launcher can before it
+ * starts anything: that cfg's data file exists or data.generate is set, and that
+ * the listen and metrics addresses of the nodes it would start (selected[i] for
+ * cfg->nodes[i]) are free on this machine. config is the config file's path, for
+ * the message. Returns 0, or -1 after one line on stderr. */
+int psf_up_preflight(const char *config, const struct psf_config *cfg, const bool *selected);
 
 #endif

@@ -9,15 +9,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -177,157 +173,6 @@ select_nodes(up *u)
 			u->selected[i] = false;
 		if (u->selected[i] && cfg->nodes[i].role == PSF_ROLE_TRAINER)
 			u->n_trainers++;
-	}
-	return 0;
-}
-
-/* split_hostport splits "host:port", "[v6]:port" or ":port" (followed by
- * nothing or a '/' path) into host and port. Returns -1 when malformed. */
-static int
-split_hostport(const char *s, char *host, size_t hlen, char *port, size_t plen)
-{
-	const char *colon, *end;
-
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (rb == NULL || rb[1] != ':')
-			return -1;
-		snprintf(host, hlen, "%.*s", (int)(rb - s - 1), s + 1);
-		colon = rb + 1;
-	} else {
-		const char *slash = strchr(s, '/');
-		colon = NULL;
-		for (const char *c = s; *c != '\0' && (slash == NULL || c < slash); c++)
-			if (*c == ':')
-				colon = c;
-		if (colon == NULL)
-			return -1;
-		snprintf(host, hlen, "%.*s", (int)(colon - s), s);
-	}
-	end = colon + 1 + strcspn(colon + 1, "/");
-	if (end == colon + 1)
-		return -1;
-	snprintf(port, plen, "%.*s", (int)(end - colon - 1), colon + 1);
-	return 0;
-}
-
-/* try_bind tells whether a TCP listener could bind host:port here: "" when it
- * could, otherwise the reason. SO_REUSEADDR as a listener would use it, so a
- * port in TIME_WAIT is not reported. */
-static const char *
-try_bind(const char *host, const char *port, char *buf, size_t len)
-{
-	struct addrinfo hints, *res = NULL;
-	int s, rv;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if (host[0] == '*')
-		host = "";
-	rv = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
-	if (rv != 0) {
-		snprintf(buf, len, "cannot resolve '%.100s': %s", host, gai_strerror(rv));
-		return buf;
-	}
-	buf[0] = '\0';
-	if ((s = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0)) < 0) {
-		snprintf(buf, len, "socket: %s", strerror(errno));
-	} else {
-		int one = 1;
-		(void)setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(s, res->ai_addr, res->ai_addrlen) != 0) {
-			if (errno == EADDRINUSE)
-				snprintf(buf, len, "port %s is already in use on this machine", port);
-			else if (errno == EADDRNOTAVAIL)
-				snprintf(buf, len, "address %.100s is not on this machine", host);
-			else
-				snprintf(buf, len, "cannot bind: %s", strerror(errno));
-		}
-		close(s);
-	}
-	freeaddrinfo(res);
-	return buf;
-}
-
-/* ipc_in_use tells whether something accepts connections on a unix socket path. */
-static bool
-ipc_in_use(const char *path)
-{
-	struct sockaddr_un sa;
-	struct stat st;
-	bool used;
-	int s;
-
-	if (stat(path, &st) != 0 || !S_ISSOCK(st.st_mode) || strlen(path) >= sizeof(sa.sun_path))
-		return false;
-	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return false;
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	memcpy(sa.sun_path, path, strlen(path));
-	used = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(s);
-	return used;
-}
-
-/* check_address checks one listen URL or metrics address of a node; on a
- * problem writes one line to stderr and returns -1. */
-static int
-check_address(const char *config, const psf_node_cfg *n, const char *what, const char *addr,
-    bool is_url)
-{
-	static const char *const tcp_schemes[] = {"tcp://", "tcp4://", "tcp6://", "tls+tcp://",
-	    "ws://", "wss://"};
-	char host[256], port[16], why[256];
-	const char *hp = is_url ? NULL : addr;
-
-	if (is_url && strncmp(addr, "ipc://", 6) == 0) {
-		if (ipc_in_use(addr + 6)) {
-			fprintf(stderr, "psfleet up: %s: node '%s' %s %s: already in use (another process "
-			    "listens on it)\n", config, n->id, what, addr);
-			return -1;
-		}
-		return 0;
-	}
-	for (size_t k = 0; is_url && k < PSF_ARRAY_LEN(tcp_schemes); k++) {
-		if (strncmp(addr, tcp_schemes[k], strlen(tcp_schemes[k])) == 0)
-			hp = addr + strlen(tcp_schemes[k]);
-	}
-	if (hp == NULL) /* inproc://, abstract://: nothing to check */
-		return 0;
-	if (split_hostport(hp, host, sizeof(host), port, sizeof(port)) != 0 || strcmp(port, "0") == 0)
-		return 0; /* the loader validated it; port 0 never clashes */
-	if (try_bind(host, port, why, sizeof(why))[0] != '\0') {
-		fprintf(stderr, "psfleet up: %s: node '%s' %s %s: %s\n", config, n->id, what, addr, why);
-		return -1;
-	}
-	return 0;
-}
-
-/* preflight checks what only the launcher can: the data file and the ports of
- * the nodes it would start. Prints one line and returns -1 on a problem. */
-static int
-preflight(const up *u)
-{
-	const psf_config *cfg = u->cfg;
-	struct stat st;
-
-	if (stat(cfg->data.path, &st) != 0 && !cfg->data.has_generate) {
-		fprintf(stderr, "psfleet up: %s: data file '%s' does not exist and data.generate is not "
-		    "set (make one with: psfleet data gen --out %s)\n", u->a.config, cfg->data.path,
-		    cfg->data.path);
-		return -1;
-	}
-	for (size_t i = 0; i < cfg->n_nodes; i++) {
-		const psf_node_cfg *n = &cfg->nodes[i];
-
-		if (!u->selected[i])
-			continue;
-		if ((n->listen != NULL && check_address(u->a.config, n, "listen", n->listen, true) != 0) ||
-		    (n->metrics != NULL && check_address(u->a.config, n, "metrics", n->metrics, false) != 0))
-			return -1;
 	}
 	return 0;
 }
@@ -848,7 +693,7 @@ psf_cmd_up(int argc, char **argv)
 		fprintf(stderr, "psfleet up: %s\n", errbuf);
 		return 2;
 	}
-	if (select_nodes(&u) != 0 || preflight(&u) != 0) {
+	if (select_nodes(&u) != 0 || psf_up_preflight(u.a.config, u.cfg, u.selected) != 0) {
 		free(u.selected);
 		psf_config_free(u.cfg);
 		return 2;
