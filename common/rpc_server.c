@@ -99,6 +99,13 @@ struct psf_rpc_server {
 	pthread_mutex_t dedup_mu;
 	uint64_t dedup[DEDUP_RING];
 	size_t dedup_next;
+	/* reply_mu guards replying (psf_rpc_reply calls under way, which may run on
+	 * a handler's own thread) and closing: psf_rpc_server_free waits for the
+	 * first to reach 0 before it frees what they use; later replies do nothing. */
+	pthread_mutex_t reply_mu;
+	pthread_cond_t reply_cv;
+	uint32_t replying;
+	bool closing;
 };
 
 static void worker_cb(void *arg);
@@ -236,6 +243,8 @@ psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
 	}
 	pthread_mutex_init(&s->dedup_mu, NULL);
 	pthread_mutex_init(&s->conn_mu, NULL);
+	pthread_mutex_init(&s->reply_mu, NULL);
+	pthread_cond_init(&s->reply_cv, NULL);
 	if (opts->token != NULL && (s->token = strdup(opts->token)) == NULL)
 		goto fail;
 	s->workers = calloc(s->n_workers, sizeof(*s->workers));
@@ -400,6 +409,13 @@ psf_rpc_server_free(psf_rpc_server *s)
 {
 	if (s == NULL)
 		return;
+	/* A handler thread may be inside psf_rpc_reply (its answer already on the
+	 * wire, nng_ctx_send not yet returned): wait for it before the aios go. */
+	pthread_mutex_lock(&s->reply_mu);
+	s->closing = true;
+	while (s->replying > 0)
+		pthread_cond_wait(&s->reply_cv, &s->reply_mu);
+	pthread_mutex_unlock(&s->reply_mu);
 	nng_close(s->sock);
 	for (uint32_t i = 0; s->workers != NULL && i < s->n_workers; i++) {
 		worker *w = &s->workers[i];
@@ -417,6 +433,8 @@ psf_rpc_server_free(psf_rpc_server *s)
 	free(s->conns);
 	pthread_mutex_destroy(&s->dedup_mu);
 	pthread_mutex_destroy(&s->conn_mu);
+	pthread_mutex_destroy(&s->reply_mu);
+	pthread_cond_destroy(&s->reply_cv);
 	free(s);
 }
 
@@ -492,8 +510,30 @@ build_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
 	return m;
 }
 
+static void answer(psf_rpc_call *call, const ProtobufCMessage *reply);
+
 void
 psf_rpc_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
+{
+	psf_rpc_server *s = call->w->srv;
+
+	pthread_mutex_lock(&s->reply_mu);
+	if (s->closing) { /* the call is released by psf_rpc_server_free */
+		pthread_mutex_unlock(&s->reply_mu);
+		return;
+	}
+	s->replying++;
+	pthread_mutex_unlock(&s->reply_mu);
+	answer(call, reply);
+	pthread_mutex_lock(&s->reply_mu);
+	if (--s->replying == 0 && s->closing)
+		pthread_cond_broadcast(&s->reply_cv);
+	pthread_mutex_unlock(&s->reply_mu);
+}
+
+/* answer does the work of psf_rpc_reply while the server cannot be freed. */
+static void
+answer(psf_rpc_call *call, const ProtobufCMessage *reply)
 {
 	worker *w = call->w;
 	psf_rpc_server *s = w->srv;

@@ -119,9 +119,11 @@ PSF_NODISCARD psf_err psf_rpc_server_listen(psf_rpc_server *s, const char *url,
 /* psf_rpc_server_start starts the workers. Requests that arrive before it wait. */
 PSF_NODISCARD psf_err psf_rpc_server_start(psf_rpc_server *s);
 
-/* psf_rpc_server_free stops serving and frees the server. Parked calls must have
- * been answered (or their handlers must tolerate done() returning without effect
- * once the server is closing). NULL is fine. */
+/* psf_rpc_server_free stops serving and frees the server. It waits for
+ * psf_rpc_reply calls under way on other threads; a call answered after that
+ * (while closing) does nothing, and no call may be answered once this returned.
+ * So parked calls must have been answered, or their handlers must tolerate done()
+ * returning without effect once the server is closing. NULL is fine. */
 void psf_rpc_server_free(psf_rpc_server *s);
 
 /* psf_rpc_fail records the error status and message of a call; the handler then
