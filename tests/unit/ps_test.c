@@ -807,6 +807,30 @@ raw_call(psf_rpc_client *c, const char *method, const uint8_t *buf, size_t len, 
 	return st.code;
 }
 
+/* mutate writes mutation i of buf[0..len) into mut: 1-4 bit flips, and every
+ * third time a prefix of up to max_random-1 random bytes instead (the returned
+ * length). *rnd is the generator's state (an LCG). */
+static size_t
+mutate(uint8_t *mut, const uint8_t *buf, size_t len, int i, size_t max_random, uint64_t *rnd)
+{
+	size_t n = len;
+
+	memcpy(mut, buf, len);
+	for (int k = 0; k < 1 + i % 4; k++) {
+		*rnd = *rnd * 6364136223846793005ull + 1442695040888963407ull;
+		mut[(*rnd >> 33) % n] ^= (uint8_t)(1u << ((*rnd >> 20) % 8));
+	}
+	if (i % 3 == 2) {
+		*rnd = *rnd * 6364136223846793005ull + 1442695040888963407ull;
+		n = (size_t)(*rnd >> 40) % max_random;
+		for (size_t j = 0; j < n; j++) {
+			*rnd = *rnd * 6364136223846793005ull + 1442695040888963407ull;
+			mut[j] = (uint8_t)(*rnd >> 56);
+		}
+	}
+	return n;
+}
+
 /* check_push_bytes sends buf as a PushRequest: the ps must answer (never crash
  * or drop the connection), and call it malformed exactly when protobuf-c could
  * not unpack it. */
@@ -878,20 +902,7 @@ test_ps_raw_push_malformed_rejected(void **state)
 	    PSF_STATUS_OK);
 	/* Byte flips and random bytes. */
 	for (int i = 0; i < 1500; i++) {
-		size_t n = len;
-		memcpy(mut, buf, len);
-		for (int k = 0; k < 1 + i % 4; k++) {
-			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
-			mut[(rnd >> 33) % n] ^= (uint8_t)(1u << ((rnd >> 20) % 8));
-		}
-		if (i % 3 == 2) {
-			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
-			n = (size_t)(rnd >> 40) % 48;
-			for (size_t j = 0; j < n; j++) {
-				rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
-				mut[j] = (uint8_t)(rnd >> 56);
-			}
-		}
+		size_t n = mutate(mut, buf, len, i, 48, &rnd);
 		check_push_bytes(c, mut, n);
 	}
 	/* Hand-made corner cases: a packed key list with a cut varint, keys given
@@ -1064,20 +1075,7 @@ test_ps_worker_reads_malformed_pull_reply(void **state)
 	for (size_t t = 0; t < len; t++)
 		check_pull_bytes(&f, &fp, w, buf, t);
 	for (int i = 0; i < 600; i++) {
-		size_t n = len;
-		memcpy(mut, buf, len);
-		for (int k = 0; k < 1 + i % 4; k++) {
-			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
-			mut[(rnd >> 33) % n] ^= (uint8_t)(1u << ((rnd >> 20) % 8));
-		}
-		if (i % 3 == 2) {
-			rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
-			n = (size_t)(rnd >> 40) % 64;
-			for (size_t j = 0; j < n; j++) {
-				rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
-				mut[j] = (uint8_t)(rnd >> 56);
-			}
-		}
+		size_t n = mutate(mut, buf, len, i, 64, &rnd);
 		check_pull_bytes(&f, &fp, w, mut, n);
 	}
 	psf_worker_close(w);
