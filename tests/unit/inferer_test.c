@@ -243,7 +243,9 @@ expected(fleet *f, const char *symbol, int32_t date, const Psfleet__V1__Bar *ext
 	return psf_features_unstandardize_target(z, nf, f->cfg->target, f->stats);
 }
 
-/* predict calls Predict; returns the status, *out gets the reply (caller frees). */
+/* predict calls Predict; returns the status, *out gets the reply (caller frees),
+ * or NULL when the call failed: always written, so callers never read an
+ * uninitialised pointer (and -O3 can prove it). */
 static psf_status
 predict(psf_rpc_client *c, const char *symbol, const char *as_of, Psfleet__V1__Bar *bar,
     Psfleet__V1__PredictReply **out, char *msg)
@@ -252,6 +254,8 @@ predict(psf_rpc_client *c, const char *symbol, const char *as_of, Psfleet__V1__B
 	Psfleet__V1__PredictReply *r = NULL;
 	psf_rpc_status st;
 
+	if (out != NULL)
+		*out = NULL;
 	req.symbol = (char *)symbol;
 	req.as_of = (char *)(as_of != NULL ? as_of : "");
 	if (bar != NULL) {
