@@ -119,7 +119,7 @@ psf_cmd_node(int argc, char **argv)
 		return 2;
 	if (psf_config_load_ex(a.config, a.sets, a.n_sets, errbuf, sizeof(errbuf), &cfg) != PSF_OK) {
 		fprintf(stderr, "psfleet node: %s\n", errbuf);
-		return 1;
+		return 2; /* a config error, like up and status */
 	}
 	if ((node = psf_config_find_node(cfg, a.id)) == NULL) {
 		fprintf(stderr, "psfleet node: %s has no node with id '%s'\n", a.config, a.id);

@@ -4,9 +4,21 @@
  * every message names a line or the override that set the value). */
 #include "config_internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "model.h"
+
+/* The longest ipc:// path: a Unix socket's sun_path, less its terminating NUL
+ * (107 bytes on Linux). NNG refuses a longer one only when it listens. */
+#define IPC_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 /* ---- cross-field validation ---- */
 
@@ -145,6 +157,11 @@ validate_ports(ctx *c)
 			if (parse_url(node->listen, &b[n++].ep) != 0)
 				rv = config_fail(c, b[n - 1].line, "'listen' of node '%s' must be an NNG URL "
 				    "like tcp://host:port or ipc:///path", node->id);
+			else if (strncmp(node->listen, "ipc://", 6) == 0 &&
+			    strlen(node->listen + 6) > IPC_PATH_MAX)
+				rv = config_fail(c, b[n - 1].line, "'listen' of node '%s': the ipc path has "
+				    "%zu characters, more than the %zu a Unix socket path can hold; use a "
+				    "shorter path", node->id, strlen(node->listen + 6), IPC_PATH_MAX);
 		}
 		if (node->metrics != NULL && rv == PSF_OK) {
 			b[n] = (bound){.node = i, .what = "metrics", .line = config_node_line(c, i, "metrics")};
@@ -286,13 +303,96 @@ validate_misc(ctx *c)
 	return PSF_OK;
 }
 
+/* validate_model_size refuses a model the ps would refuse (psf_model_new, with the
+ * same layout code and limit), and warns about one that is legal but very large. */
+static psf_err
+validate_model_size(ctx *c)
+{
+	const psf_config *cfg = c->cfg;
+	uint64_t n = psf_model_dense_floats(&cfg->model, (uint32_t)cfg->n_features);
+	size_t ln = config_line_of(c, "model", cfg->model.kind == PSF_MODEL_MLP ? "hidden" : "kind");
+
+	if (n > PSF_MODEL_MAX_DENSE_FLOATS)
+		return config_fail(c, ln, "the model has %llu dense parameters (%llu bytes), more "
+		    "than the limit of %llu (%llu bytes): use smaller 'hidden' layers",
+		    (unsigned long long)n, (unsigned long long)n * 4,
+		    (unsigned long long)PSF_MODEL_MAX_DENSE_FLOATS,
+		    (unsigned long long)PSF_MODEL_MAX_DENSE_FLOATS * 4);
+	if (n > PSF_MODEL_WARN_DENSE_FLOATS)
+		config_warn(c, ln, "the model has %llu dense parameters (%llu bytes): every trainer "
+		    "and inferer holds a full copy, and the ps nodes the optimizer state too",
+		    (unsigned long long)n, (unsigned long long)n * 4);
+	return PSF_OK;
+}
+
+/* readable_file checks that path opens for reading and is a regular file; on
+ * failure it writes why into buf and returns -1. *fd_out (may be NULL) gets the
+ * open descriptor, which the caller closes. */
+static int
+readable_file(const char *path, char *buf, size_t len, int *fd_out)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0) {
+		snprintf(buf, len, "%s", errno == ENOENT ? "not found" : errno == EACCES ?
+		    "permission denied" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(buf, len, "not a regular file");
+		close(fd);
+		return -1;
+	}
+	if (fd_out != NULL)
+		*fd_out = fd;
+	else
+		close(fd);
+	return 0;
+}
+
+/* validate_security_files checks that the files under security can be read now,
+ * relative to this process's directory as the nodes will read them, so a missing
+ * token or certificate is a file:line error at start-up rather than a node that
+ * exits later. The token file's first line must not be empty. */
+static psf_err
+validate_security_files(ctx *c)
+{
+	const psf_security_cfg *sec = &c->cfg->security;
+	const struct {
+		const char *key, *path;
+	} files[] = {{"token_file", sec->token_file}, {"tls_cert", sec->tls_cert},
+	    {"tls_key", sec->tls_key}, {"tls_ca", sec->tls_ca}};
+	char why[128], first[2];
+	int fd;
+
+	for (size_t i = 0; i < PSF_ARRAY_LEN(files); i++) {
+		if (files[i].path == NULL)
+			continue;
+		if (readable_file(files[i].path, why, sizeof(why), i == 0 ? &fd : NULL) != 0)
+			return config_fail(c, config_line_of(c, "security", files[i].key),
+			    "cannot read security.%s '%.200s': %s", files[i].key, files[i].path, why);
+		if (i == 0) {
+			ssize_t got = read(fd, first, 1);
+
+			close(fd);
+			if (got != 1 || first[0] == '\n' || first[0] == '\r')
+				return config_fail(c, config_line_of(c, "security", "token_file"),
+				    "security.token_file '%.200s' has an empty first line (the shared "
+				    "secret)", files[i].path);
+		}
+	}
+	return PSF_OK;
+}
+
 /* config_validate holds every cross-field check; config_parse_map already checked each value. */
 psf_err
 config_validate(ctx *c)
 {
 	psf_err rv;
 
-	if ((rv = validate_misc(c)) != PSF_OK || (rv = validate_nodes(c)) != PSF_OK)
+	if ((rv = validate_misc(c)) != PSF_OK || (rv = validate_model_size(c)) != PSF_OK ||
+	    (rv = validate_nodes(c)) != PSF_OK || (rv = validate_security_files(c)) != PSF_OK)
 		return rv;
 	return validate_inference(c);
 }

@@ -55,7 +55,8 @@ struct field {
 	const char *key;
 	ftype type;
 	size_t off;               /* into the struct the table describes */
-	const char *must;         /* completes "'key' must be ..." (numbers, strings) */
+	const char *must;         /* completes "'key' must be ..." (numbers, strings); NULL
+	                             for an integer: "an integer in [imin, imax]" */
 	uint64_t imin, imax;
 	double dmin, dmax;
 	int open_lo, open_hi;
@@ -98,6 +99,10 @@ node_at(ctx *c, int id)
  * for a line carrying OVERRIDE_MARK) into c->msg. Returns PSF_ECONFIG. */
 psf_err config_fail(ctx *c, size_t line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* config_warn logs "path:line: message" (or the override form) at warn level: a
+ * value that is legal but probably not what the user wants. Cannot fail. */
+void config_warn(ctx *c, size_t line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* config_oom writes "path: out of memory" into c->msg. Returns PSF_ENOMEM. */
 psf_err config_oom(ctx *c);

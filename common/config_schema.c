@@ -4,6 +4,7 @@
  *
  * Adding a plain key is one line in its table; config_yaml.c does the rest. */
 #include "config_internal.h"
+#include "bounds.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -304,10 +305,9 @@ static const field nodes_fields[] = {
 static const table nodes_table = {"nodes", nodes_fields, PSF_ARRAY_LEN(nodes_fields)};
 
 static const field gen_fields[] = {
-	{"symbols", T_U32, offsetof(psf_datagen_cfg, symbols), .must = "an integer in [1, 1000000]",
-	    .imin = 1, .imax = 1000000},
-	{"days", T_U32, offsetof(psf_datagen_cfg, days), .must = "an integer in [2, 100000]",
-	    .imin = 2, .imax = 100000},
+	{"symbols", T_U32, offsetof(psf_datagen_cfg, symbols), .imin = 1,
+	    .imax = PSF_DATAGEN_MAX_SYMBOLS},
+	{"days", T_U32, offsetof(psf_datagen_cfg, days), .imin = 2, .imax = PSF_DATAGEN_MAX_DAYS},
 	{"seed", T_U64, offsetof(psf_datagen_cfg, seed), .must = "an integer >= 0"},
 	{"skew", T_BOOL, offsetof(psf_datagen_cfg, skew), .must = "true or false"},
 };
@@ -387,7 +387,7 @@ static const field dur_fields[] = {
 	{"interval_ms", T_U32, offsetof(psf_durability_cfg, interval_ms), .must = "an integer >= 1",
 	    .imin = 1},
 	{"map_size", T_U64, offsetof(psf_durability_cfg, map_size),
-	    .must = "an integer >= 1048576 (bytes)", .imin = 1048576},
+	    .imin = PSF_STORE_MIN_MAP_SIZE, .imax = PSF_STORE_MAX_MAP_SIZE},
 };
 static const table dur_table = {"durability", dur_fields, PSF_ARRAY_LEN(dur_fields)};
 

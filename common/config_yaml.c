@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "log.h"
+
 _Static_assert(sizeof(psf_consistency) == sizeof(int), "enums are stored as int");
 
 /* ---- messages and yaml helpers ---- */
@@ -35,6 +37,22 @@ config_fail(ctx *c, size_t line, const char *fmt, ...)
 	else
 		snprintf(c->msg, sizeof(c->msg), "%.200s:%zu: %s", c->path, line, msg);
 	return PSF_ECONFIG;
+}
+
+void
+config_warn(ctx *c, size_t line, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > OVERRIDE_MARK && line - 1 - OVERRIDE_MARK < c->n_overrides)
+		psf_log_warn("config", "%.200s: override '%.200s': %s", c->path,
+		    c->overrides[line - 1 - OVERRIDE_MARK], msg);
+	else
+		psf_log_warn("config", "%.200s:%zu: %s", c->path, line, msg);
 }
 
 psf_err
@@ -124,6 +142,13 @@ must_text(const field *f, char *buf, size_t len)
 {
 	size_t used;
 
+	/* An integer range from a shared limit (bounds.h) is printed from the
+	 * numbers themselves, so the message cannot drift from the check. */
+	if (f->names == NULL && f->must == NULL) {
+		snprintf(buf, len, "an integer in [%llu, %llu]", (unsigned long long)f->imin,
+		    (unsigned long long)f->imax);
+		return buf;
+	}
 	if (f->names == NULL)
 		return f->must;
 	used = (size_t)snprintf(buf, len, "one of");

@@ -20,15 +20,15 @@
 
 #include <stddef.h>
 
+#include "bounds.h"
 #include "config.h"
 #include "err.h"
 
 /* The last business day of generated data. */
 #define PSF_DATAGEN_END_DATE "2024-12-31"
 
-/* Limits checked by psf_datagen_write. */
-#define PSF_DATAGEN_MAX_SYMBOLS 1000000u
-#define PSF_DATAGEN_MAX_DAYS 20000u
+/* Limits checked by psf_datagen_write: PSF_DATAGEN_MAX_SYMBOLS and
+ * PSF_DATAGEN_MAX_DAYS, in bounds.h (the config loader checks them too). */
 
 /* psf_datagen_write writes cfg->symbols x cfg->days rows (fewer with cfg->skew:
  * then about 10% of the symbols have the full history and the others start

@@ -2,6 +2,7 @@
  * The containers are in model_params.c, the math in model_math.c. */
 #include "model.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,35 @@ build(psf_model *m)
 		m->sb_id = add_tensor(m, "sym_bias", 1, 1, true, 0.0);
 }
 
+/* layout fills a zeroed model's architecture. Cannot fail. */
+static void
+layout(psf_model *m, const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind target,
+    uint64_t seed)
+{
+	m->cfg = *cfg;
+	m->target = target;
+	m->seed = seed;
+	m->is_bce = cfg->kind == PSF_MODEL_LOGISTIC ||
+	    (cfg->kind == PSF_MODEL_MLP && target == PSF_TARGET_NEXT_DIRECTION);
+	m->n_features = n_features;
+	m->emb_dim = cfg->embedding_dim;
+	m->d_in = n_features + cfg->embedding_dim;
+	m->has_sym_bias = cfg->symbol_bias != 0;
+	build(m);
+}
+
+uint64_t
+psf_model_dense_floats(const psf_model_cfg *cfg, uint32_t n_features)
+{
+	psf_model m;
+
+	assert(cfg->chunk_floats >= 1 && (cfg->kind != PSF_MODEL_MLP ||
+	    (cfg->n_hidden >= 1 && cfg->n_hidden <= PSF_ARRAY_LEN(cfg->hidden))));
+	memset(&m, 0, sizeof(m));
+	layout(&m, cfg, n_features, PSF_TARGET_NEXT_CLOSE, 0);
+	return m.dense_floats;
+}
+
 psf_err
 psf_model_new(const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind target,
     uint64_t seed, psf_model **out)
@@ -162,16 +192,7 @@ psf_model_new(const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind tar
 		return err;
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return PSF_ENOMEM;
-	m->cfg = *cfg;
-	m->target = target;
-	m->seed = seed;
-	m->is_bce = cfg->kind == PSF_MODEL_LOGISTIC ||
-	    (cfg->kind == PSF_MODEL_MLP && target == PSF_TARGET_NEXT_DIRECTION);
-	m->n_features = n_features;
-	m->emb_dim = cfg->embedding_dim;
-	m->d_in = n_features + cfg->embedding_dim;
-	m->has_sym_bias = cfg->symbol_bias != 0;
-	build(m);
+	layout(m, cfg, n_features, target, seed);
 	if (m->dense_floats > PSF_MODEL_MAX_DENSE_FLOATS) {
 		psf_log_err(TAG, "model has %llu dense floats, above the limit %llu",
 		    (unsigned long long)m->dense_floats,

@@ -32,15 +32,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bounds.h"
 #include "config.h"
 #include "err.h"
 
 #define PSF_MODEL_ROW_BITS 48
 #define PSF_MODEL_ROW_MASK ((UINT64_C(1) << PSF_MODEL_ROW_BITS) - 1)
 
-/* Size limits checked by psf_model_new (PSF_EINVAL beyond them). */
-#define PSF_MODEL_MAX_WIDTH (1u << 20)          /* n_features, each hidden size, embedding_dim */
-#define PSF_MODEL_MAX_DENSE_FLOATS (UINT64_C(1) << 30) /* 4 GiB; keeps BLAS counts in an int */
+/* Size limits checked by psf_model_new (PSF_EINVAL beyond them):
+ * PSF_MODEL_MAX_WIDTH and PSF_MODEL_MAX_DENSE_FLOATS are in bounds.h, because the
+ * config loader checks them too. */
 #define PSF_MODEL_MAX_BATCH (1u << 24)
 
 typedef struct psf_model psf_model;
@@ -98,6 +99,14 @@ uint64_t psf_model_symbol_row(const char *symbol);
  * frees with psf_model_free. */
 PSF_NODISCARD psf_err psf_model_new(const psf_model_cfg *cfg, uint32_t n_features,
     psf_target_kind target, uint64_t seed, psf_model **out);
+
+/* psf_model_dense_floats returns how many dense floats (every layer's weights and
+ * biases; not the per-symbol rows) the model psf_model_new would build for cfg
+ * and n_features has: the number psf_model_new compares with
+ * PSF_MODEL_MAX_DENSE_FLOATS, from the same layout code, without allocating. cfg
+ * must satisfy the structural checks (chunk_floats >= 1, an mlp has 1..8 hidden
+ * layers), as a loaded config does; sizes may be beyond the limits. Cannot fail. */
+uint64_t psf_model_dense_floats(const psf_model_cfg *cfg, uint32_t n_features);
 
 /* psf_model_free releases a model. NULL is fine. Params and workspaces made for
  * it must be freed first. */

@@ -24,13 +24,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/bounds.h"
 #include "common/log.h"
 #include "common/util.h"
 
 /* 64 MiB: in interval mode the whole map is allocated on disk (map_reserve),
  * so a fresh store costs 64 MiB, not 1 GiB; the map doubles as it fills. */
 #define DEFAULT_MAP_SIZE (64ull << 20)
-#define DEFAULT_MAX_MAP_SIZE (1ull << 40)
+#define DEFAULT_MAX_MAP_SIZE PSF_STORE_MAX_MAP_SIZE /* durability.map_size's bound too */
 #define DEFAULT_INTERVAL_MS 1000
 #define DEFAULT_MAX_READERS 126
 /* A commit that fails with EIO while less than this is free on the filesystem

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "common/log.h"
 #include "common/util.h"
 
 /* The source tree, found from this file's path (CMake compiles it by absolute path). */
@@ -374,9 +375,9 @@ check_full_sections(const psf_config *cfg)
 	assert_int_equal(cfg->limits.max_connections, 9);
 	assert_null(cfg->security.token_file);
 	assert_string_equal(cfg->security.token_env, "PSF_TOKEN");
-	assert_string_equal(cfg->security.tls_cert, "/etc/psf/cert.pem");
-	assert_string_equal(cfg->security.tls_key, "/etc/psf/key.pem");
-	assert_string_equal(cfg->security.tls_ca, "/etc/psf/ca.pem");
+	assert_string_equal(cfg->security.tls_cert, "certs/node.pem");
+	assert_string_equal(cfg->security.tls_key, "certs/node.key");
+	assert_string_equal(cfg->security.tls_ca, "certs/ca.pem");
 	assert_int_equal(cfg->inference.refresh_ms, 250);
 	assert_int_equal(cfg->inference.history_days, 20);
 	assert_int_equal(cfg->inference.shards, 2);
@@ -469,6 +470,23 @@ static const struct {
 	    "bad_tls_cert_without_key.yaml:9: 'tls_cert' and 'tls_key' must be set together in security"},
 	{"bad_tls_without_cert.yaml", "bad_tls_without_cert.yaml:3: node 'ps0' listens with TLS "
 	    "but security.tls_cert and security.tls_key are not set"},
+	/* limits that used to fail only later, in a node (bounds.h) */
+	{"bad_model_too_big.yaml", "bad_model_too_big.yaml:10: the model has 4295229441 dense "
+	    "parameters (17180917764 bytes), more than the limit of 1073741824 (4294967296 "
+	    "bytes): use smaller 'hidden' layers"},
+	{"bad_generate_days.yaml",
+	    "bad_generate_days.yaml:8: 'days' must be an integer in [2, 20000]"},
+	{"bad_map_size.yaml",
+	    "bad_map_size.yaml:9: 'map_size' must be an integer in [1048576, 1099511627776]"},
+	{"bad_token_file_missing.yaml", "bad_token_file_missing.yaml:9: cannot read "
+	    "security.token_file 'no-such-token': not found"},
+	{"bad_token_file_empty.yaml", "bad_token_file_empty.yaml:9: security.token_file "
+	    "'certs/empty-token' has an empty first line (the shared secret)"},
+	{"bad_tls_ca_not_file.yaml", "bad_tls_ca_not_file.yaml:11: cannot read security.tls_ca "
+	    "'certs': not a regular file"},
+	{"bad_ipc_path_long.yaml", "bad_ipc_path_long.yaml:4: 'listen' of node 'ps0': the ipc "
+	    "path has 108 characters, more than the 107 a Unix socket path can hold; use a "
+	    "shorter path"},
 	{"bad_yaml_syntax.yaml", "bad_yaml_syntax.yaml:9: invalid YAML: did not find expected ',' "
 	    "or '}' (while parsing a flow mapping started on line 8)"},
 	{"bad_yaml_colon.yaml", "bad_yaml_colon.yaml:3: invalid YAML: did not find expected ',' "
@@ -809,8 +827,8 @@ static const char tls_base[] =
     "data: {path: d.csv}\n"
     "features: [\"lag:0\"]\n"
     "security:\n"
-    "  tls_cert: c.pem\n"
-    "  tls_key: k.pem\n"; /* extra security keys go on line 12 and after */
+    "  tls_cert: certs/node.pem\n"
+    "  tls_key: certs/node.key\n"; /* extra security keys go on line 12 and after */
 
 /* tls_with: tls_base plus the given security lines; the parse error (or "") in err. */
 static psf_err
@@ -845,25 +863,25 @@ test_config_tls_server_name(void **state)
 
 	(void)state;
 	/* Not set: NULL, so dialers expect the host of each URL. */
-	assert_int_equal(tls_with("  tls_ca: ca.pem\n", err, sizeof(err), &cfg), PSF_OK);
+	assert_int_equal(tls_with("  tls_ca: certs/ca.pem\n", err, sizeof(err), &cfg), PSF_OK);
 	assert_null(cfg->security.tls_server_name);
 	psf_config_free(cfg);
 	for (size_t i = 0; i < PSF_ARRAY_LEN(good); i++) {
-		snprintf(line, sizeof(line), "  tls_ca: ca.pem\n  tls_server_name: %s\n", good[i]);
+		snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %s\n", good[i]);
 		if (tls_with(line, err, sizeof(err), &cfg) != PSF_OK)
 			fail_msg("%s: %s", good[i], err);
 		assert_string_equal(cfg->security.tls_server_name, good[i]);
-		assert_string_equal(cfg->security.tls_ca, "ca.pem");
+		assert_string_equal(cfg->security.tls_ca, "certs/ca.pem");
 		psf_config_free(cfg);
 	}
 	/* 63-character label and 253 characters in all are the limits, inclusive. */
-	snprintf(line, sizeof(line), "  tls_ca: ca.pem\n  tls_server_name: %.63s.%.189s\n", bad[10],
+	snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %.63s.%.189s\n", bad[10],
 	    bad[11]);
 	assert_int_equal(tls_with(line, err, sizeof(err), &cfg), PSF_OK);
 	assert_int_equal(strlen(cfg->security.tls_server_name), 253);
 	psf_config_free(cfg);
 	for (size_t i = 0; i < PSF_ARRAY_LEN(bad); i++) {
-		snprintf(line, sizeof(line), "  tls_ca: ca.pem\n  tls_server_name: %s\n", bad[i]);
+		snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %s\n", bad[i]);
 		if (tls_with(line, err, sizeof(err), &cfg) != PSF_ECONFIG ||
 		    strcmp(err, "t.yaml:13: 'tls_server_name' must be a DNS name from the servers' "
 		    "certificates, like ps.example (not a URL or host:port)") != 0)
@@ -877,10 +895,67 @@ test_config_tls_server_name(void **state)
 	    "without a CA the server's certificate, and so its name, is not verified");
 	assert_null(cfg);
 	/* An explicit null keeps the default, like every other key. */
-	assert_int_equal(tls_with("  tls_ca: ca.pem\n  tls_server_name: ~\n", err, sizeof(err),
+	assert_int_equal(tls_with("  tls_ca: certs/ca.pem\n  tls_server_name: ~\n", err, sizeof(err),
 	    &cfg), PSF_OK);
 	assert_null(cfg->security.tls_server_name);
 	psf_config_free(cfg);
+}
+
+/* ---- limits shared with the modules that enforce them (bounds.h) ---- */
+
+static const char lim_base[] =
+    "name: t\n"
+    "nodes:\n"
+    "  ps: [{id: ps0, listen: \"%s\"}]\n"
+    "  trainers: [{id: trainer-0}]\n"
+    "data: {path: d.csv, generate: {days: %s}}\n"
+    "features: [\"lag:0\"]\n"
+    "model: {kind: mlp, hidden: %s}\n"
+    "durability: {map_size: %s}\n";
+
+/* The largest legal values load; a model above PSF_MODEL_WARN_DENSE_FLOATS loads
+ * with one warning (at the key's line) that gives its size in bytes. */
+static void
+test_config_limits_inclusive_and_big_model_warns(void **state)
+{
+	char text[1024], err[512], url[256], *logged = NULL;
+	size_t loglen = 0;
+	psf_config *cfg = NULL;
+	FILE *log = open_memstream(&logged, &loglen);
+
+	(void)state;
+	assert_non_null(log);
+	/* "ipc://" + a 107-character path: sun_path's 108 bytes with the NUL */
+	snprintf(url, sizeof(url), "ipc:///tmp/%0102d", 0);
+	assert_int_equal(strlen(url), 6 + 107);
+	snprintf(text, sizeof(text), lim_base, url, "20000", "[16384, 16384, 16384]",
+	    "1099511627776");
+	psf_log_set_stream(log);
+	if (psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg) != PSF_OK)
+		fail_msg("%s", err);
+	psf_log_set_stream(stderr);
+	fclose(log);
+	assert_int_equal(cfg->data.generate.days, 20000);
+	assert_int_equal(cfg->durability.map_size, UINT64_C(1) << 40);
+	psf_config_free(cfg);
+	/* 1 x 16384 + 2 x 16384^2 + 16384 weights, 3 x 16384 + 1 biases */
+	assert_non_null(strstr(logged, " warn "));
+	assert_non_null(strstr(logged, "t.yaml:7: the model has 536952833 dense parameters "
+	    "(2147811332 bytes): every trainer and inferer holds a full copy"));
+	assert_null(strchr(strchr(logged, '\n') + 1, '\n')); /* one line */
+	free(logged);
+
+	/* a small model: no warning */
+	logged = NULL;
+	assert_non_null(log = open_memstream(&logged, &loglen));
+	snprintf(text, sizeof(text), lim_base, "tcp://127.0.0.1:0", "2", "[64]", "1048576");
+	psf_log_set_stream(log);
+	cfg = parse_ok(text);
+	psf_log_set_stream(stderr);
+	fclose(log);
+	psf_config_free(cfg);
+	assert_null(strstr(logged, "dense parameters"));
+	free(logged);
 }
 
 /* ---- overrides (psf_config_parse_ex / psf_config_load_ex, `psfleet node --set`) ---- */
@@ -1097,7 +1172,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_examples_all_load),
+		cmocka_unit_test_setup_teardown(test_config_examples_all_load, enter_fixtures,
+		    leave_fixtures),
 		cmocka_unit_test(test_config_examples_match_their_purpose),
 		cmocka_unit_test_setup_teardown(test_config_defaults_applied, enter_fixtures,
 		    leave_fixtures),
@@ -1120,7 +1196,9 @@ main(void)
 		    enter_fixtures, leave_fixtures),
 		cmocka_unit_test_setup_teardown(test_config_byte_flips_never_crash, enter_fixtures,
 		    leave_fixtures),
-		cmocka_unit_test(test_config_tls_server_name),
+		cmocka_unit_test_setup_teardown(test_config_tls_server_name, enter_fixtures,
+		    leave_fixtures),
+		cmocka_unit_test(test_config_limits_inclusive_and_big_model_warns),
 		cmocka_unit_test(test_config_override_sets_keys),
 		cmocka_unit_test(test_config_override_empty_value_is_default),
 		cmocka_unit_test(test_config_override_errors_name_it),
