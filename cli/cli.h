@@ -6,6 +6,7 @@
 #define PSF_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 struct psf_config;
@@ -31,5 +32,14 @@ void psf_cli_json_str(FILE *f, const char *s);
  * cfg->nodes[i]) are free on this machine. config is the config file's path, for
  * the message. Returns 0, or -1 after one line on stderr. */
 int psf_up_preflight(const char *config, const struct psf_config *cfg, const bool *selected);
+
+/* psf_up_predict_hint writes into buf (len bytes, always NUL-terminated) a
+ * `psfleet predict` command for symbol at url that a user can paste: the running
+ * binary ("psfleet" when PATH finds this very binary, else its path relative to
+ * the current directory when below it, else absolute), and --token-file, and for a
+ * tls+tcp:// url --ca-file, --server-name, --cert and --key, as cfg's security
+ * section needs them. Cannot fail. */
+void psf_up_predict_hint(const struct psf_config *cfg, const char *url, const char *symbol,
+    char *buf, size_t len);
 
 #endif

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,6 +54,8 @@ typedef struct up_args {
 	bool reset;
 	const char *only;          /* comma-separated roles or node ids; NULL = all */
 	uint32_t ready_timeout_ms;
+	const char *sets[PSF_LAUNCHER_MAX_SETS]; /* --set KEY=VALUE, in order, for every node */
+	size_t n_sets;
 } up_args;
 
 typedef struct up {
@@ -72,7 +75,7 @@ up_usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: psfleet up CONFIG [--train-only] [--metrics-out FILE.json] [--reset]\n"
-	    "                  [--only ROLES|IDS] [--ready-timeout SECONDS]\n"
+	    "                  [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Runs the whole fleet described by CONFIG on this machine, one process per node\n"
 	    "(`psfleet node CONFIG --id ID`), logs in <run_dir>/logs/<id>.log. Starts the ps\n"
@@ -85,7 +88,10 @@ up_usage(FILE *out)
 	    "                          by an incompatible config)\n"
 	    "  --only LIST             start only these roles (ps, trainer, inferer, gateway)\n"
 	    "                          or node ids, comma-separated, e.g. --only ps\n"
-	    "  --ready-timeout SECONDS how long a node may take to become ready (default 60)\n");
+	    "  --ready-timeout SECONDS how long a node may take to become ready (default 60)\n"
+	    "  --set KEY=VALUE         override a config key for this run and every node, e.g.\n"
+	    "                          data.path=other.csv or run_dir=runs/b (repeatable;\n"
+	    "                          docs/config.md, as psfleet node and experiment)\n");
 }
 
 static int
@@ -104,6 +110,12 @@ parse_args(int argc, char **argv, up_args *a)
 			a->only = argv[++i];
 		} else if (strcmp(arg, "--metrics-out") == 0 && i + 1 < argc) {
 			a->metrics_out = argv[++i];
+		} else if (strcmp(arg, "--set") == 0 && i + 1 < argc) {
+			if (a->n_sets == PSF_LAUNCHER_MAX_SETS) {
+				fprintf(stderr, "psfleet up: at most %d --set options\n", PSF_LAUNCHER_MAX_SETS);
+				return -1;
+			}
+			a->sets[a->n_sets++] = argv[++i];
 		} else if (strcmp(arg, "--ready-timeout") == 0 && i + 1 < argc) {
 			char *end;
 			unsigned long s = strtoul(argv[++i], &end, 10);
@@ -354,6 +366,33 @@ start_role(up *u, psf_role role, bool wait)
 
 /* ---------------------------------------------------------------- results */
 
+/* check_metrics_out makes sure, before anything starts, that write_metrics will be
+ * able to write path (NULL: no --metrics-out): it creates and removes the same
+ * temp file. Returns 0, or -1 after one line on stderr. */
+static int
+check_metrics_out(const char *path)
+{
+	char tmp[4200];
+	struct stat st;
+	int fd;
+
+	if (path == NULL)
+		return 0;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "psfleet up: --metrics-out %s: not a regular file\n", path);
+		return -1;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		fprintf(stderr, "psfleet up: --metrics-out %s: cannot write: %s\n", path,
+		    strerror(errno));
+		return -1;
+	}
+	close(fd);
+	(void)unlink(tmp);
+	return 0;
+}
+
 /* write_metrics writes the --metrics-out JSON (via a temp file and rename, so a
  * reader never sees half a file). */
 static int
@@ -436,8 +475,8 @@ report_results(up *u)
 		goto out;
 	}
 	if (r.n_finished < u->n_trainers)
-		psf_progress_note(u->p, "psfleet up: warning: only %zu of %zu trainers reported "
-		    "final results", r.n_finished, u->n_trainers);
+		psf_progress_note(u->p, "psfleet up: warning: only %zu of %zu trainer%s reported "
+		    "final results", r.n_finished, u->n_trainers, psf_plural(u->n_trainers));
 	psf_progress_note(u->p, "psfleet up: training done in %.1f s: model version %llu, %llu steps",
 	    u->train_seconds, (unsigned long long)r.model_version,
 	    (unsigned long long)r.trained_steps);
@@ -505,7 +544,7 @@ print_predict_hint(up *u)
 	const psf_node_cfg *gw = psf_config_role_node(u->cfg, PSF_ROLE_GATEWAY, 0);
 	const psf_node_cfg *inf = psf_config_role_node(u->cfg, PSF_ROLE_INFERER, 0);
 	const psf_node_cfg *to = gw != NULL ? gw : inf;
-	char sym[128];
+	char sym[128], cmd[8192];
 
 	if (to == NULL) {
 		psf_progress_note(u->p, "psfleet up: no inferers configured; serving the ps nodes "
@@ -513,8 +552,9 @@ print_predict_hint(up *u)
 		return;
 	}
 	first_symbol(u->cfg->data.path, sym, sizeof(sym));
-	psf_progress_note(u->p, "psfleet up: serving; try: psfleet predict --connect %s %s%s",
-	    to->listen, sym, gw == NULL && u->cfg->inference.shards > 1 ?
+	psf_up_predict_hint(u->cfg, to->listen, sym, cmd, sizeof(cmd));
+	psf_progress_note(u->p, "psfleet up: serving; try: %s%s", cmd,
+	    gw == NULL && u->cfg->inference.shards > 1 ?
 	    "   (without a gateway, inferer-0 serves only its own shard)" : "");
 	psf_progress_note(u->p, "psfleet up: Ctrl-C or SIGTERM stops the fleet");
 }
@@ -645,6 +685,8 @@ run(up *u)
 
 	memset(&lo, 0, sizeof(lo));
 	lo.config_path = u->a.config;
+	lo.sets = u->a.sets;
+	lo.n_sets = u->a.n_sets;
 	lo.log_dir = u->log_dir;
 	lo.reset = u->a.reset;
 	lo.note = note_line;
@@ -689,11 +731,12 @@ psf_cmd_up(int argc, char **argv)
 		return 2;
 	psf_log_setup(level, "up");
 	install_signals();
-	if (psf_config_load(u.a.config, errbuf, sizeof(errbuf), &u.cfg) != PSF_OK) {
+	if (psf_config_load_ex(u.a.config, u.a.sets, u.a.n_sets, errbuf, sizeof(errbuf),
+	        &u.cfg) != PSF_OK) {
 		fprintf(stderr, "psfleet up: %s\n", errbuf);
 		return 2;
 	}
-	if (select_nodes(&u) != 0 || psf_up_preflight(u.a.config, u.cfg, u.selected) != 0) {
+	if (check_metrics_out(u.a.metrics_out) != 0 || select_nodes(&u) != 0 || psf_up_preflight(u.a.config, u.cfg, u.selected) != 0) {
 		free(u.selected);
 		psf_config_free(u.cfg);
 		return 2;
@@ -712,10 +755,11 @@ psf_cmd_up(int argc, char **argv)
 		psf_config_free(u.cfg);
 		return 1;
 	}
-	psf_progress_note(u.p, "psfleet up: fleet '%s' from %s: %zu ps, %zu trainers, %zu inferers, "
-	    "%zu gateway%s; logs in %s", u.cfg->name, u.a.config, u.cfg->n_ps, u.cfg->n_trainers,
-	    u.cfg->n_inferers, u.cfg->n_gateways, u.a.train_only ? " (--train-only: ps and trainers)" :
-	    "", u.log_dir);
+	psf_progress_note(u.p, "psfleet up: fleet '%s' from %s: %zu ps, %zu trainer%s, %zu inferer%s, "
+	    "%zu gateway%s%s; logs in %s", u.cfg->name, u.a.config, u.cfg->n_ps, u.cfg->n_trainers,
+	    psf_plural(u.cfg->n_trainers), u.cfg->n_inferers, psf_plural(u.cfg->n_inferers),
+	    u.cfg->n_gateways, psf_plural(u.cfg->n_gateways),
+	    u.a.train_only ? " (--train-only: ps and trainers)" : "", u.log_dir);
 	rc = make_data(&u) == 0 ? run(&u) : 1;
 	psf_launcher_free(u.l);
 	psf_progress_free(u.p);

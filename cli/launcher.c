@@ -14,7 +14,7 @@
 #include "common/util.h"
 
 #define MAX_FAILURES 64 /* cap on max_failures: the window ring's size */
-#define MAX_ARGS 8
+#define MAX_ARGS (8 + 2 * PSF_LAUNCHER_MAX_SETS)
 
 typedef struct child {
 	const psf_node_cfg *node;
@@ -71,7 +71,8 @@ psf_launcher_new(const psf_config *cfg, const psf_launcher_opts *opts, psf_launc
 {
 	psf_launcher *l;
 
-	if (cfg == NULL || opts == NULL || opts->config_path == NULL || opts->log_dir == NULL)
+	if (cfg == NULL || opts == NULL || opts->config_path == NULL || opts->log_dir == NULL ||
+	    opts->n_sets > PSF_LAUNCHER_MAX_SETS)
 		return PSF_EINVAL;
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return PSF_ENOMEM;
@@ -169,6 +170,10 @@ psf_launcher_start(psf_launcher *l, size_t i)
 	argv[n++] = (char *)l->o.config_path;
 	argv[n++] = "--id";
 	argv[n++] = c->node->id;
+	for (size_t k = 0; k < l->o.n_sets; k++) {
+		argv[n++] = "--set";
+		argv[n++] = (char *)l->o.sets[k];
+	}
 	/* Only the first start resets: a restarted ps resumes what it wrote since. */
 	if (l->o.reset && c->node->role == PSF_ROLE_PS && c->starts == 0)
 		argv[n++] = "--reset";

@@ -38,9 +38,14 @@ typedef struct psf_launcher psf_launcher;
  * supervision event: start, exit, scheduled restart, give-up. */
 typedef void (*psf_launcher_note_fn)(void *arg, const char *line);
 
+/* The most --set overrides a launcher passes on (as `psfleet node` takes). */
+#define PSF_LAUNCHER_MAX_SETS 64
+
 typedef struct psf_launcher_opts {
 	const char *exe;         /* psfleet binary to exec; NULL = /proc/self/exe */
 	const char *config_path; /* CONFIG passed to every `psfleet node` */
+	const char *const *sets; /* "KEY=VALUE" passed as --set to every node, in order */
+	size_t n_sets;           /* at most PSF_LAUNCHER_MAX_SETS */
 	const char *log_dir;     /* where <id>.log files go; must exist */
 	bool reset;              /* pass --reset to ps nodes (first start only) */
 	uint32_t backoff_min_ms; /* 0 = 200 */

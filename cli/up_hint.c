@@ -1,0 +1,110 @@
+/* up_hint.c -- the `try: psfleet predict ...` line psfleet up prints once the fleet
+ * serves: a command a user can paste as it is. So it names the psfleet binary that
+ * is running (a bare `psfleet` only when PATH finds this very binary), and carries
+ * the token and TLS options the fleet's security section requires. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/config.h"
+
+/* on_path tells whether looking "psfleet" up in PATH finds the file self is. */
+static bool
+on_path(const struct stat *self)
+{
+	const char *path = getenv("PATH");
+	char dir[PATH_MAX], file[PATH_MAX + 16];
+	struct stat st;
+
+	for (const char *p = path; p != NULL && *p != '\0';) {
+		size_t n = strcspn(p, ":");
+
+		snprintf(dir, sizeof(dir), "%.*s", (int)n, p);
+		snprintf(file, sizeof(file), "%s/psfleet", n > 0 ? dir : ".");
+		if (stat(file, &st) == 0 && access(file, X_OK) == 0) /* the first match runs */
+			return st.st_dev == self->st_dev && st.st_ino == self->st_ino;
+		p += n + (p[n] == ':');
+	}
+	return false;
+}
+
+/* exe_word writes how to run this binary from the current directory: "psfleet"
+ * when PATH finds it, else its path relative to the current directory when it is
+ * below it ("build/cli/psfleet"), else its absolute path. */
+static void
+exe_word(char *buf, size_t len)
+{
+	char exe[PATH_MAX], cwd[PATH_MAX];
+	struct stat st;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	size_t clen;
+
+	if (n <= 0 || stat("/proc/self/exe", &st) != 0) {
+		snprintf(buf, len, "psfleet");
+		return;
+	}
+	exe[n] = '\0';
+	if (on_path(&st)) {
+		snprintf(buf, len, "psfleet");
+		return;
+	}
+	if (getcwd(cwd, sizeof(cwd)) != NULL && (clen = strlen(cwd)) > 1 &&
+	    strncmp(exe, cwd, clen) == 0 && exe[clen] == '/') {
+		snprintf(buf, len, "%s", exe + clen + 1);
+		return;
+	}
+	snprintf(buf, len, "%s", exe);
+}
+
+/* add appends " opt 'value'" to buf (at *used), quoting value for a POSIX shell
+ * unless it is plain. value NULL appends nothing. */
+static void
+add(char *buf, size_t len, size_t *used, const char *opt, const char *value)
+{
+	bool plain = value != NULL && value[0] != '\0';
+
+	if (value == NULL || *used >= len)
+		return;
+	for (const char *s = value; *s != '\0' && plain; s++)
+		plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		    "._-/:+=,@%", *s) != NULL;
+	*used += (size_t)snprintf(buf + *used, len - *used, " %s %s", opt, plain ? "" : "'");
+	for (const char *s = value; *s != '\0' && *used < len; s++)
+		*used += (size_t)snprintf(buf + *used, len - *used, *s == '\'' ? "'\\''" : "%c", *s);
+	if (!plain && *used < len)
+		*used += (size_t)snprintf(buf + *used, len - *used, "'");
+}
+
+void
+psf_up_predict_hint(const struct psf_config *cfg, const char *url, const char *symbol, char *buf,
+    size_t len)
+{
+	const psf_security_cfg *sec = &cfg->security;
+	char exe[PATH_MAX], env[300];
+	size_t used;
+
+	exe_word(exe, sizeof(exe));
+	used = (size_t)snprintf(buf, len, "%s predict", exe);
+	add(buf, len, &used, "--connect", url);
+	add(buf, len, &used, "--token-file", sec->token_file);
+	if (sec->token_env != NULL && used < len) {
+		/* predict reads a token only from a file; the shell makes one of the variable */
+		snprintf(env, sizeof(env), "<(printenv %s)", sec->token_env);
+		used += (size_t)snprintf(buf + used, len - used, " --token-file %s", env);
+	}
+	if (strncmp(url, "tls+tcp://", 10) == 0) {
+		add(buf, len, &used, "--ca-file", sec->tls_ca);
+		add(buf, len, &used, "--server-name", sec->tls_server_name);
+		/* with a CA the servers verify their peers too: mutual TLS */
+		if (sec->tls_ca != NULL) {
+			add(buf, len, &used, "--cert", sec->tls_cert);
+			add(buf, len, &used, "--key", sec->tls_key);
+		}
+	}
+	if (used < len)
+		snprintf(buf + used, len - used, " %s", symbol);
+}
