@@ -405,10 +405,11 @@ header(const psf_progress *p, const psf_launcher *l, bool with_elapsed, char *bu
 
 /* trainer_cell writes one trainer's progress in a compact form. */
 static void
-trainer_cell(const psf_trainer_view *v, char *buf, size_t len)
+trainer_cell(const psf_node_cfg *node, const psf_trainer_view *v, char *buf, size_t len)
 {
 	if (!v->valid) {
-		snprintf(buf, len, "no metrics yet");
+		snprintf(buf, len, "%s", node->metrics == NULL ? "no metrics address (step, loss "
+		    "and speed unknown)" : "no metrics yet");
 		return;
 	}
 	if (v->total_steps > 0)
@@ -439,7 +440,7 @@ row_cell(const psf_progress *p, const psf_child_info *ci, const psf_trainer_view
 	const Psfleet__V1__MetricsReport *r = report_of(p, ci->node->id);
 
 	if (ci->state == PSF_CHILD_RUNNING)
-		trainer_cell(v, buf, len);
+		trainer_cell(ci->node, v, buf, len);
 	else if (ci->state == PSF_CHILD_DONE && r != NULL)
 		snprintf(buf, len, "epoch %u step %lld loss %.6g%s", r->epoch, (long long)r->step,
 		    r->train_loss, r->finished ? "" : " (no final report)");
@@ -501,7 +502,8 @@ render_live(psf_progress *p, const psf_launcher *l)
 		emit(p, width, line);
 	}
 	if (others > 0) {
-		snprintf(line, sizeof(line), "  ... and %d more trainers", others);
+		snprintf(line, sizeof(line), "  ... and %d more trainer%s", others,
+		    psf_plural((unsigned long long)others));
 		emit(p, width, line);
 	}
 	n = (size_t)snprintf(line, sizeof(line), "  nodes:");
@@ -516,7 +518,8 @@ render_live(psf_progress *p, const psf_launcher *l)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s %s", ci.node->id,
 		    state_name(ci.state));
 		if (ci.starts > 1 && n < sizeof(line))
-			n += (size_t)snprintf(line + n, sizeof(line) - n, " (%u restarts)", ci.starts - 1);
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " (%u restart%s)", ci.starts - 1,
+			    psf_plural(ci.starts - 1));
 		if (n < sizeof(line))
 			n += (size_t)snprintf(line + n, sizeof(line) - n, ",");
 	}
@@ -532,7 +535,7 @@ render_plain(psf_progress *p, const psf_launcher *l)
 	char line[1024], cell[256], el[32] = "0s";
 	size_t n, n_tr = p->cfg->n_trainers, done = 0;
 	double loss = 0, sps = 0, min_step = -1;
-	size_t with_loss = 0;
+	size_t with_loss = 0, with_addr = 0;
 
 	if (p->t0_ms != 0)
 		fmt_duration((double)(psf_now_ms() - p->t0_ms) / 1000.0, el, sizeof(el));
@@ -546,6 +549,7 @@ render_plain(psf_progress *p, const psf_launcher *l)
 			continue;
 		psf_launcher_child(l, i, &ci);
 		done += ci.state == PSF_CHILD_DONE;
+		with_addr += p->cfg->nodes[i].metrics != NULL;
 		if (v->valid) {
 			loss += v->loss;
 			sps += ci.state == PSF_CHILD_RUNNING ? v->samples_per_sec : 0;
@@ -556,7 +560,7 @@ render_plain(psf_progress *p, const psf_launcher *l)
 		if (n_tr > PLAIN_MAX_TRAINERS)
 			continue;
 		if (ci.state == PSF_CHILD_RUNNING) {
-			trainer_cell(v, cell, sizeof(cell));
+			trainer_cell(ci.node, v, cell, sizeof(cell));
 			n += (size_t)snprintf(line + n, sizeof(line) - n, " | %s %s", ci.node->id, cell);
 		} else {
 			row_cell(p, &ci, v, cell, sizeof(cell));
@@ -565,10 +569,18 @@ render_plain(psf_progress *p, const psf_launcher *l)
 		}
 	}
 	if (n_tr > PLAIN_MAX_TRAINERS && n < sizeof(line))
-		snprintf(line + n, sizeof(line) - n,
-		    " | trainers: %zu done of %zu, slowest step %.0f, mean loss %.6g, %.0f samples/s",
-		    done, n_tr, min_step < 0 ? 0 : min_step,
-		    with_loss > 0 ? loss / (double)with_loss : 0, sps);
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " | trainers: %zu done of %zu",
+		    done, n_tr);
+	/* Figures only from trainers that report them: never zeros standing for "unknown". */
+	if (n_tr > PLAIN_MAX_TRAINERS && n < sizeof(line)) {
+		if (with_loss > 0)
+			snprintf(line + n, sizeof(line) - n, ", slowest step %.0f, mean loss %.6g, "
+			    "%.0f samples/s%s", min_step, loss / (double)with_loss, sps,
+			    with_addr < n_tr ? " (of the trainers with a metrics address)" : "");
+		else
+			snprintf(line + n, sizeof(line) - n, ", %s", with_addr == 0 ?
+			    "no metrics address (step, loss and speed unknown)" : "no metrics yet");
+	}
 	fprintf(p->out, "%s\n", line);
 	fflush(p->out);
 }

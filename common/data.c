@@ -20,6 +20,7 @@
 
 #include "data_internal.h"
 #include "log.h"
+#include "util.h"
 
 struct psf_dataset {
 	psf_series *series;
@@ -410,8 +411,8 @@ psf_data_load(const char *path, const psf_data_opts *opts, char *errbuf, size_t 
 		data_copy_err(errbuf, errlen, ld.msg, rv);
 	} else {
 		if (ds->n_skipped > 0)
-			psf_log_warn("data", "%s: skipped %zu bad rows; first: %s", path,
-			    ds->n_skipped, ds->first_error);
+			psf_log_warn("data", "%s: skipped %zu bad row%s; first: %s", path,
+			    ds->n_skipped, psf_plural(ds->n_skipped), ds->first_error);
 		*out = ds;
 	}
 	loader_fini(&ld);

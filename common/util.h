@@ -17,6 +17,14 @@ uint64_t psf_now_ms(void);
 /* psf_wall_seconds returns CLOCK_REALTIME as seconds. Cannot fail. */
 double psf_wall_seconds(void);
 
+/* psf_plural returns "" when n is 1 and "s" otherwise, for messages such as
+ * "%zu trainer%s" (no "1 trainers"). Cannot fail. */
+static inline const char *
+psf_plural(unsigned long long n)
+{
+	return n == 1 ? "" : "s";
+}
+
 /* psf_sleep_ms sleeps for ms milliseconds (restarting after signals). Cannot fail. */
 void psf_sleep_ms(uint64_t ms);
 

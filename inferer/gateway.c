@@ -581,9 +581,9 @@ psf_gateway_new(const psf_config *cfg, const psf_node_cfg *node, const psf_gatew
 	if ((err = setup(gw, opts)) != PSF_OK || (err = start_threads(gw)) != PSF_OK ||
 	    (err = start_rpc(gw, opts)) != PSF_OK)
 		goto fail;
-	psf_log_info("gateway", "routing %s over %zu inferers (%u shards) on %s",
+	psf_log_info("gateway", "routing %s over %zu inferer%s (%u shard%s) on %s",
 	    cfg->gateway.route == PSF_ROUTE_SYMBOL ? "by symbol" : "round robin", gw->n_reps,
-	    gw->n_shards, gw->url);
+	    psf_plural(gw->n_reps), gw->n_shards, psf_plural(gw->n_shards), gw->url);
 	if (cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN && gw->n_shards > 1)
 		psf_log_warn("gateway", "route round_robin with %u inference shards: an inferer answers "
 		    "NOT_FOUND for symbols of other shards", gw->n_shards);

@@ -142,8 +142,8 @@ make_table(trainer *t)
 	    psf_dataset_n_series(ds), psf_dataset_n_rows(ds), t->table->n_train,
 	    t->table->n_rows - t->table->n_train, (unsigned long long)(psf_now_ms() - t0));
 	if (psf_dataset_n_skipped(ds) > 0)
-		psf_log_warn("trainer", "skipped %zu bad rows; first: %s", psf_dataset_n_skipped(ds),
-		    psf_dataset_first_error(ds));
+		psf_log_warn("trainer", "skipped %zu bad row%s; first: %s", psf_dataset_n_skipped(ds),
+		    psf_plural(psf_dataset_n_skipped(ds)), psf_dataset_first_error(ds));
 out:
 	psf_dataset_free(ds);
 	psf_shard_plan_fini(&plan);
