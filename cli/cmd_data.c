@@ -1,25 +1,31 @@
 /* psfleet data gen|partition|scan: make synthetic data, lay a CSV out per
  * symbol, or summarise a data set (DESIGN.md §8, docs/data.md). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "common/data.h"
 #include "common/datagen.h"
+#include "common/util.h"
 
 static const char gen_help[] =
     "usage: psfleet data gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew]\n"
+    "                        [--force]\n"
     "\n"
     "Writes deterministic synthetic daily prices (date,symbol,open,high,low,close,volume)\n"
     "for N symbols over D business days ending " PSF_DATAGEN_END_DATE ". The same seed\n"
     "gives the same file. docs/data.md describes the generating model.\n"
-    "  --out FILE.csv  output file (required; replaced atomically)\n"
-    "  --symbols N     number of symbols, 1..1000000 (default 100)\n"
-    "  --days D        business days of history, 2..20000 (default 500)\n"
+    "  --out FILE.csv  output file (required); an existing file is kept (exit 1)\n"
+    "                  unless --force\n"
+    "  --force         replace an existing FILE.csv (atomically)\n"
+    "  --symbols N     number of symbols, 1..%u (default 100)\n"
+    "  --days D        business days of history, 2..%u (default 500)\n"
     "  --seed S        random seed (default 42)\n"
-    "  --skew          about 10% of symbols get the full history, the others 20-60%\n";
+    "  --skew          about 10%% of symbols get the full history, the others 20-60%%\n";
 
 static const char partition_help[] =
     "usage: psfleet data partition FILE.csv --out DIR [--bad-rows fail|skip]\n"
@@ -41,7 +47,7 @@ static const char scan_help[] =
 static const char data_help[] =
     "usage: psfleet data COMMAND [ARGS]   (psfleet data COMMAND --help for details)\n"
     "\n"
-    "  gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew]\n"
+    "  gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew] [--force]\n"
     "                                 write synthetic prices\n"
     "  partition FILE.csv --out DIR   lay a CSV out as DIR/symbol=XYZ/data.csv\n"
     "  scan PATH [--test-fraction F]  summarise a CSV or partition directory\n";
@@ -75,12 +81,13 @@ parse_policy(const char *s, psf_bad_rows *out)
 	return -1;
 }
 
-/* gen_args fills cfg and *out from gen's options; -1 on a usage error. */
+/* gen_args fills cfg, *out and *force from gen's options; -1 on a usage error. */
 static int
-gen_args(int argc, char **argv, psf_datagen_cfg *cfg, const char **out)
+gen_args(int argc, char **argv, psf_datagen_cfg *cfg, const char **out, bool *force)
 {
 	uint64_t v;
 
+	*force = false;
 	cfg->symbols = 100;
 	cfg->days = 500;
 	cfg->seed = 42;
@@ -91,6 +98,10 @@ gen_args(int argc, char **argv, psf_datagen_cfg *cfg, const char **out)
 
 		if (strcmp(a, "--skew") == 0) {
 			cfg->skew = 1;
+			continue;
+		}
+		if (strcmp(a, "--force") == 0) {
+			*force = true;
 			continue;
 		}
 		if (val == NULL || a[0] != '-') {
@@ -130,19 +141,25 @@ cmd_gen(int argc, char **argv)
 	psf_datagen_cfg cfg;
 	const char *out;
 	char err[512];
+	struct stat st;
+	bool force;
 
 	if (psf_cli_wants_help(argc, argv)) {
-		fputs(gen_help, stdout);
+		printf(gen_help, PSF_DATAGEN_MAX_SYMBOLS, PSF_DATAGEN_MAX_DAYS);
 		return 0;
 	}
-	if (gen_args(argc, argv, &cfg, &out) != 0)
+	if (gen_args(argc, argv, &cfg, &out, &force) != 0)
 		return 2;
+	if (!force && lstat(out, &st) == 0) {
+		fprintf(stderr, "psfleet data gen: %s already exists; use --force to replace it\n", out);
+		return 1;
+	}
 	if (psf_datagen_write(&cfg, out, err, sizeof(err)) != PSF_OK) {
 		fprintf(stderr, "psfleet data gen: %s\n", err);
 		return 1;
 	}
-	printf("wrote %s: %u symbols, %u business days to %s%s, seed %llu\n", out, cfg.symbols,
-	    cfg.days, PSF_DATAGEN_END_DATE, cfg.skew ? ", skewed history" : "",
+	printf("wrote %s: %u symbol%s, %u business days to %s%s, seed %llu\n", out, cfg.symbols,
+	    psf_plural(cfg.symbols), cfg.days, PSF_DATAGEN_END_DATE, cfg.skew ? ", skewed history" : "",
 	    (unsigned long long)cfg.seed);
 	return 0;
 }
@@ -212,8 +229,9 @@ summary(const char *cmd, const char *path, psf_bad_rows bad_rows, double fractio
 	dates = psf_data_index_dates(idx, &n);
 	psf_date_format(n > 0 ? dates[0] : 0, a);
 	psf_date_format(n > 0 ? dates[n - 1] : 0, b);
-	printf("%s: %zu symbols, %llu rows, %zu dates (%s .. %s)\n", path,
-	    psf_data_index_n_symbols(idx), (unsigned long long)rows, n, a, b);
+	printf("%s: %zu symbol%s, %llu row%s, %zu date%s (%s .. %s)\n", path,
+	    psf_data_index_n_symbols(idx), psf_plural(psf_data_index_n_symbols(idx)),
+	    (unsigned long long)rows, psf_plural(rows), n, psf_plural(n), a, b);
 	if (fraction > 0) {
 		if (psf_data_cutoff_date(dates, n, fraction, &cut) == PSF_OK) {
 			psf_date_format(cut, a);

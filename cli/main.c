@@ -7,16 +7,33 @@
 typedef struct command {
 	const char *name;
 	int (*run)(int argc, char **argv); /* NULL: not built yet */
-	const char *usage;
+	const char *what;
+	const char *usage; /* every option, as in the command's own --help */
 } command;
 
+/* tests/integration/cli_test.sh checks that each command's --help options are here. */
 static const command commands[] = {
-	{"up", psf_cmd_up, "up CONFIG [--train-only] [--metrics-out FILE.json]   run a whole local fleet"},
-	{"node", psf_cmd_node, "node CONFIG --id ID                                 run one node"},
-	{"predict", psf_cmd_predict, "predict --connect URL SYMBOL... [--json]            call Predict"},
-	{"status", psf_cmd_status, "status CONFIG [--json]                              health of every node"},
-	{"data", psf_cmd_data, "data gen|partition ...                              make or lay out data"},
-	{"experiment", psf_cmd_experiment, "experiment CONFIG --modes sync,async,ssp:2 --out DIR   compare consistency modes"},
+	{"up", psf_cmd_up, "run a whole local fleet",
+	    "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset]\n"
+	    "             [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]..."},
+	{"node", psf_cmd_node, "run one node (what up starts; for other hosts)",
+	    "node CONFIG --id ID [--reset] [--listen URL] [--metrics HOST:PORT]\n"
+	    "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
+	{"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
+	    "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"
+	    "             [--timeout-ms N] [--token-file FILE]\n"
+	    "             [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]"},
+	{"status", psf_cmd_status, "health, versions and clocks of every node",
+	    "status CONFIG [--json] [--timeout MS]"},
+	{"data", psf_cmd_data, "make, lay out or check data",
+	    "data gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew] [--force]\n"
+	    "  psfleet data partition FILE.csv --out DIR [--bad-rows fail|skip]\n"
+	    "  psfleet data scan PATH [--test-fraction F] [--bad-rows fail|skip]"},
+	{"experiment", psf_cmd_experiment, "compare consistency modes",
+	    "experiment CONFIG --modes MODE[,MODE...] --out DIR [--repeats R]\n"
+	    "             [--straggler ID:Fx | ID:+Nms]... [--kill ID@step:N]...\n"
+	    "             [--set KEY=VALUE]... [--timeout SECONDS] [--target-loss X|Fx] [--warmup N]\n"
+	    "  psfleet experiment --report-only --out DIR [--target-loss X|Fx]"},
 };
 
 int
@@ -34,7 +51,7 @@ usage(FILE *out)
 {
 	fprintf(out, "usage: psfleet COMMAND [ARGS]   (psfleet COMMAND --help for details)\n\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  psfleet %s%s\n", commands[i].usage,
+		fprintf(out, "  psfleet %s\n      %s%s\n", commands[i].usage, commands[i].what,
 		    commands[i].run == NULL ? "   [not built yet]" : "");
 }
 
