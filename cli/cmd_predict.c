@@ -1,11 +1,13 @@
 /* psfleet predict --connect URL SYMBOL... : ask an inferer or the gateway for
  * predictions through libpsfleet_client (client/psfleet_client.h). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "client/psfleet_client.h"
+#include "common/data.h"
 
 static void
 predict_usage(FILE *out)
@@ -16,7 +18,11 @@ predict_usage(FILE *out)
 	    "                       [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]\n"
 	    "\n"
 	    "Asks the inferer or gateway at URL for the next-day prediction of each SYMBOL\n"
-	    "(one call; several symbols go in one PredictBatch) and prints a table.\n"
+	    "(one call; several symbols go in one PredictBatch) and prints a table. Its first\n"
+	    "line says what PREDICTION is (the model's target: next_return, a close-to-close\n"
+	    "return; next_close, a price; next_direction, the probability of a rise) and\n"
+	    "FOR_DATE is the day it is for: the next business day after AS_OF, the last bar\n"
+	    "used. A URL where nothing listens fails at once (connection refused).\n"
 	    "  --connect URL      tcp://host:port (the gateway or an inferer), ipc://, tls+tcp://\n"
 	    "  --as-of DATE       predict from the last bar on or before DATE (YYYY-MM-DD)\n"
 	    "  --json             print a JSON array instead of a table\n"
@@ -98,6 +104,39 @@ parse_args(int argc, char **argv, predict_args *a)
 	return 0;
 }
 
+/* for_date writes the day a prediction is for: the next business day (Mon-Fri)
+ * after as_of, the last bar the model used ("-" when as_of is not a date). The
+ * model predicts the symbol's next row; the synthetic data has a row every
+ * business day, real data may skip a holiday. */
+static void
+for_date(const char *as_of, char buf[11])
+{
+	int32_t d;
+
+	if (psf_date_parse(as_of, strlen(as_of), &d) != PSF_OK) {
+		snprintf(buf, 11, "-");
+		return;
+	}
+	do
+		d++;
+	while (psf_date_dow(d) >= 5);
+	psf_date_format(d, buf);
+}
+
+/* target_what says what a prediction of target is, in words. */
+static const char *
+target_what(const char *target)
+{
+	if (strcmp(target, "next_return") == 0)
+		return "the return from the close of AS_OF to the close of FOR_DATE "
+		    "(0.01 = +1%); PRED_CLOSE = LAST_CLOSE x (1 + PREDICTION)";
+	if (strcmp(target, "next_close") == 0)
+		return "the close price of FOR_DATE";
+	if (strcmp(target, "next_direction") == 0)
+		return "the probability that FOR_DATE closes above AS_OF";
+	return target;
+}
+
 /* json_str prints s as a JSON string. */
 static void
 json_str(const char *s)
@@ -118,6 +157,8 @@ json_str(const char *s)
 static void
 print_json(const psf_prediction *p, size_t n)
 {
+	char day[11];
+
 	printf("[");
 	for (size_t i = 0; i < n; i++) {
 		printf("%s\n  {\"symbol\": ", i ? "," : "");
@@ -129,27 +170,40 @@ print_json(const psf_prediction *p, size_t n)
 			printf("}");
 			continue;
 		}
+		for_date(p[i].as_of, day);
 		printf(", \"prediction\": %.17g, \"predicted_close\": %.17g, \"target\": \"%s\", "
-		    "\"model_version\": %llu, \"as_of\": \"%s\", \"last_close\": %.17g}",
-		    p[i].prediction, p[i].predicted_close, p[i].target,
-		    (unsigned long long)p[i].model_version, p[i].as_of, p[i].last_close);
+		    "\"model_version\": %llu, \"as_of\": \"%s\", \"for_date\": \"%s\", "
+		    "\"last_close\": %.17g}", p[i].prediction, p[i].predicted_close, p[i].target,
+		    (unsigned long long)p[i].model_version, p[i].as_of, day, p[i].last_close);
 	}
 	printf("\n]\n");
 }
 
+/* print_table prints one row per symbol, after a line saying what PREDICTION is
+ * (from the first answer's target: one model serves them all). */
 static void
 print_table(const psf_prediction *p, size_t n)
 {
-	printf("%-12s %14s %14s %12s %-11s %8s  %s\n", "SYMBOL", "PREDICTION", "PRED_CLOSE",
-	    "LAST_CLOSE", "AS_OF", "VERSION", "TARGET / STATUS");
+	char day[11];
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].status == PSF_CLIENT_OK) {
+			printf("PREDICTION (%s) is %s; FOR_DATE is the next business day after AS_OF, "
+			    "the last bar used\n", p[i].target, target_what(p[i].target));
+			break;
+		}
+	}
+	printf("%-12s %-11s %14s %14s %12s %-11s %8s  %s\n", "SYMBOL", "FOR_DATE", "PREDICTION",
+	    "PRED_CLOSE", "LAST_CLOSE", "AS_OF", "VERSION", "TARGET / STATUS");
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].status != PSF_CLIENT_OK) {
-			printf("%-12s %14s %14s %12s %-11s %8s  %s: %s\n", p[i].symbol, "-", "-", "-", "-",
-			    "-", psf_client_status_name(p[i].status), p[i].message);
+			printf("%-12s %-11s %14s %14s %12s %-11s %8s  %s: %s\n", p[i].symbol, "-", "-",
+			    "-", "-", "-", "-", psf_client_status_name(p[i].status), p[i].message);
 			continue;
 		}
-		printf("%-12s %14.6g %14.6g %12.6g %-11s %8llu  %s\n", p[i].symbol, p[i].prediction,
-		    p[i].predicted_close, p[i].last_close, p[i].as_of,
+		for_date(p[i].as_of, day);
+		printf("%-12s %-11s %14.6g %14.6g %12.6g %-11s %8llu  %s\n", p[i].symbol, day,
+		    p[i].prediction, p[i].predicted_close, p[i].last_close, p[i].as_of,
 		    (unsigned long long)p[i].model_version, p[i].target);
 	}
 }
@@ -231,8 +285,19 @@ psf_cmd_predict(int argc, char **argv)
 	o.server_name = a.server_name;
 	o.cert_file = a.cert_file;
 	o.key_file = a.key_file;
+	o.connect_now = 1; /* one call: a refused connection is the answer, not a wait */
 	if ((rc = psf_client_open(a.url, &o, &c)) != PSF_CLIENT_OK) {
-		fprintf(stderr, "psfleet predict: cannot use %s: %s\n", a.url, psf_client_status_name(rc));
+		bool tls = strncmp(a.url, "tls+tcp://", 10) == 0;
+
+		fprintf(stderr, "psfleet predict: cannot connect to %s: %s\n", a.url,
+		    rc == PSF_CLIENT_UNAVAILABLE && !tls ? "connection refused (nothing serves there)" :
+		    rc == PSF_CLIENT_UNAVAILABLE ? "connection refused or closed (nothing serves "
+		    "there, or the TLS handshake failed: CA, server name, client certificate)" :
+		    rc == PSF_CLIENT_UNAUTHENTICATED ? "the TLS handshake failed (CA, server name, "
+		    "client certificate)" :
+		    rc == PSF_CLIENT_DEADLINE_EXCEEDED ? "no connection within the deadline" :
+		    rc == PSF_CLIENT_INVALID_ARGUMENT ? "invalid address or TLS files" :
+		    psf_client_status_name(rc));
 		goto out;
 	}
 	if (a.info) {

@@ -38,6 +38,7 @@ psf_client_open(const char *url, const psf_client_opts *opts, psf_client **out)
 		o.tls.server_name = opts->server_name;
 		o.tls.cert_file = opts->cert_file;
 		o.tls.key_file = opts->key_file;
+		o.connect_now = opts->connect_now != 0;
 		if ((opts->cert_file == NULL) != (opts->key_file == NULL)) {
 			free(c);
 			return PSF_CLIENT_INVALID_ARGUMENT;

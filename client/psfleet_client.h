@@ -55,6 +55,10 @@ typedef struct psf_client_opts {
 	                            carry; NULL = the host in the URL */
 	const char *cert_file;   /* mutual TLS: this client's certificate (PEM) ... */
 	const char *key_file;    /* ... and its key; both or neither */
+	int connect_now;         /* 1: psf_client_open connects before it returns (a
+	                            one-shot client): UNAVAILABLE at once when nothing
+	                            listens at url, DEADLINE_EXCEEDED when no connection
+	                            within timeout_ms. 0: connect in the background */
 } psf_client_opts;
 
 /* One prediction. Strings are NUL-terminated copies owned by the struct. */
@@ -88,9 +92,12 @@ typedef struct psf_model_info {
 
 /* psf_client_open prepares a client for url (tcp://host:port, ipc:///path or
  * tls+tcp://host:port of an inferer or the gateway). The server need not be up
- * yet: the connection is made in the background and remade after it drops.
+ * yet: the connection is made in the background and remade after it drops;
+ * with opts->connect_now the first connection is made before it returns.
  * opts may be NULL. Returns PSF_CLIENT_OK, PSF_CLIENT_INVALID_ARGUMENT (malformed
- * URL or TLS files) or PSF_CLIENT_RESOURCE_EXHAUSTED. On success *out gets a
+ * URL or TLS files, or a host that does not resolve), PSF_CLIENT_RESOURCE_EXHAUSTED,
+ * and with connect_now PSF_CLIENT_UNAVAILABLE (connection refused) or
+ * PSF_CLIENT_DEADLINE_EXCEEDED. On success *out gets a
  * client to release with psf_client_close. */
 PSF_CLIENT_API int psf_client_open(const char *url, const psf_client_opts *opts,
     psf_client **out);

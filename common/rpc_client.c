@@ -1,10 +1,13 @@
 #include "rpc_client.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -81,6 +84,72 @@ random_u64(void)
 	return v ^ psf_now_ns() ^ ((uint64_t)getpid() << 32);
 }
 
+/* A synchronous first dial, cut short at its deadline: NNG 1.5.2's blocking
+ * nng_dialer_start has no timeout (a peer that accepts TCP but never answers
+ * the SP handshake, or a dropped SYN, would block for minutes), so a watchdog
+ * thread closes the dialer when the deadline passes, which cancels the dial. */
+typedef struct dial_watch {
+	pthread_mutex_t mu; /* guards done, fired */
+	pthread_cond_t cv;
+	bool done;          /* the dial returned */
+	bool fired;         /* the deadline passed first: the dialer was closed */
+	nng_dialer d;
+	struct timespec deadline; /* CLOCK_MONOTONIC */
+} dial_watch;
+
+static void *
+dial_watch_main(void *arg)
+{
+	dial_watch *w = arg;
+	bool fire;
+
+	pthread_mutex_lock(&w->mu);
+	while (!w->done && pthread_cond_timedwait(&w->cv, &w->mu, &w->deadline) != ETIMEDOUT)
+		;
+	fire = w->fired = !w->done;
+	pthread_mutex_unlock(&w->mu);
+	if (fire)
+		nng_dialer_close(w->d);
+	return NULL;
+}
+
+/* dial_now connects d before timeout_ms pass; see psf_rpc_client_open. */
+static psf_err
+dial_now(nng_dialer d, uint32_t timeout_ms)
+{
+	dial_watch w = {.d = d};
+	pthread_condattr_t ca;
+	pthread_t th;
+	uint64_t ns;
+	int rv;
+
+	clock_gettime(CLOCK_MONOTONIC, &w.deadline);
+	ns = (uint64_t)w.deadline.tv_nsec + (uint64_t)timeout_ms * 1000000u;
+	w.deadline.tv_sec += (time_t)(ns / 1000000000u);
+	w.deadline.tv_nsec = (long)(ns % 1000000000u);
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&th, NULL, dial_watch_main, &w) != 0) {
+		pthread_cond_destroy(&w.cv);
+		pthread_mutex_destroy(&w.mu);
+		return PSF_ESYS;
+	}
+	rv = nng_dialer_start(d, 0);
+	pthread_mutex_lock(&w.mu);
+	w.done = true;
+	pthread_cond_signal(&w.cv);
+	pthread_mutex_unlock(&w.mu);
+	pthread_join(th, NULL);
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
+	if (w.fired)
+		return PSF_ETIMEDOUT;
+	return rv == 0 ? PSF_OK : psf_err_from_nng(rv);
+}
+
 psf_err
 psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_client **out)
 {
@@ -124,8 +193,11 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 	if (strncmp(url, "tls+tcp://", 10) == 0 &&
 	    (err = psf_rpc_tls_apply_dialer(d, url, &opts->tls)) != PSF_OK)
 		goto fail;
+	if (opts->connect_now) {
+		if ((err = dial_now(d, c->timeout_ms)) != PSF_OK)
+			goto fail;
 	/* Non-blocking: the peer may come up later; NNG keeps redialing. */
-	if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
+	} else if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
 		psf_log_err("rpc", "dial %s: %s", url, nng_strerror(rv));
 		err = psf_err_from_nng(rv);
 		goto fail;

@@ -34,6 +34,10 @@ typedef struct psf_rpc_client_opts {
 	psf_rpc_tls tls;           /* for tls+tcp:// URLs */
 	uint32_t reconnect_min_ms; /* 0 = 20 */
 	uint32_t reconnect_max_ms; /* 0 = 2000 */
+	bool connect_now;          /* true: psf_rpc_client_open makes the first connection
+	                              before it returns, and fails when it cannot (below);
+	                              false: it dials in the background, for long-lived
+	                              clients whose peer may start later */
 } psf_rpc_client_opts;
 
 typedef struct psf_rpc_call_opts {
@@ -47,7 +51,12 @@ typedef struct psf_rpc_call_opts {
 } psf_rpc_call_opts;
 
 /* psf_rpc_client_open starts dialing url (the peer need not be up yet). opts may be
- * NULL. Returns PSF_EINVAL for a malformed URL or bad TLS material. */
+ * NULL. Returns PSF_EINVAL for a malformed URL or bad TLS material. With
+ * opts->connect_now it first connects (a one-shot client such as `psfleet
+ * predict`): PSF_EUNAVAIL at once when the peer refuses (nothing listens there),
+ * PSF_ETIMEDOUT when no connection is made within the timeout, or the error the
+ * dial gave (PSF_EINVAL for an address that does not resolve); a connection that
+ * drops later is redialed as usual. Not logged: the caller reports it. */
 PSF_NODISCARD psf_err psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts,
     psf_rpc_client **out);
 

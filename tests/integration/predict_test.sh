@@ -72,6 +72,20 @@ inference: {refresh_ms: 100, history_days: 32, shards: 2}
 gateway_options: {route: symbol, health_interval_ms: 100}
 EOF
 
+# 0. nothing listens: a refused connection fails at once (not after the 10 s
+# default deadline), with a clear message; on ipc:// and on a closed tcp port
+closed=$(free_ports 1)
+for url in "$GW" "tcp://127.0.0.1:$closed"; do
+	t0=$(date +%s%N)
+	out=$("$PSFLEET" predict --connect "$url" S0000 2>&1)
+	rc=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	[ "$rc" -eq 1 ] && [ "$out" = "psfleet predict: cannot connect to $url: connection refused (nothing serves there)" ] ||
+		fail "closed $url: want one line 'connection refused', got rc $rc: $out"
+	[ "$ms" -lt 10000 ] || fail "closed $url: took $ms ms, not less than the 10 s deadline"
+	say "closed $url: refused in $ms ms"
+done
+
 # 1. inferers and gateway first: no ps yet -> UNAVAILABLE, at once
 for n in inferer-0 inferer-1 inferer-2 gateway; do start "$n"; done
 sleep 1
@@ -100,6 +114,16 @@ for _ in $(seq 1 100); do
 done
 say "trained to version ${want:-?}; no-ps UNAVAILABLE came in $ms ms"
 [ "$ok" -eq 1 ] || fail "want 30 OK predictions at version ${want:-?}, got: $(head -c 600 <<<"$out")"
+
+# The table says what the number is and the day it is for: S0001's last bar is
+# the generator's last day, 2024-12-31 (a Tuesday), so FOR_DATE is 2025-01-01.
+out=$("$PSFLEET" predict --connect "$GW" S0001 2>&1) || fail "table: $out"
+[[ "$(head -1 <<<"$out")" == "PREDICTION (next_return) is the return from the close of AS_OF to the close of FOR_DATE"* ]] ||
+	fail "table: no line saying what PREDICTION is: $out"
+grep -Eq '^SYMBOL +FOR_DATE +PREDICTION ' <<<"$out" || fail "table header: $out"
+grep -Eq '^S0001 +2025-01-01 +[-0-9.e]+ +[0-9.e]+ +[0-9.e]+ +2024-12-31 ' <<<"$out" || fail "table row: $out"
+out=$("$PSFLEET" predict --connect "$GW" S0001 --json 2>&1)
+grep -q '"as_of": "2024-12-31", "for_date": "2025-01-01"' <<<"$out" || fail "json for_date: $out"
 
 # 3. errors come back per symbol; the exit status says one failed
 out=$("$PSFLEET" predict --connect "$GW" S0001 NOPE 2>&1)
