@@ -35,8 +35,8 @@ int psf_up_preflight(const char *config, const struct psf_config *cfg, const boo
 
 /* psf_up_predict_hint writes into buf (len bytes, always NUL-terminated) a
  * `psfleet predict` command for symbol at url that a user can paste: the running
- * binary ("psfleet" when PATH finds this very binary, else its path relative to
- * the current directory when below it, else absolute), and --token-file, and for a
+ * binary ("psfleet" when PATH finds this very binary, else its absolute path), and
+ * --token-file, and for a
  * tls+tcp:// url --ca-file, --server-name, --cert and --key, as cfg's security
  * section needs them. Cannot fail. */
 void psf_up_predict_hint(const struct psf_config *cfg, const char *url, const char *symbol,

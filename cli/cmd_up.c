@@ -736,7 +736,8 @@ psf_cmd_up(int argc, char **argv)
 		fprintf(stderr, "psfleet up: %s\n", errbuf);
 		return 2;
 	}
-	if (check_metrics_out(u.a.metrics_out) != 0 || select_nodes(&u) != 0 || psf_up_preflight(u.a.config, u.cfg, u.selected) != 0) {
+	if (check_metrics_out(u.a.metrics_out) != 0 || select_nodes(&u) != 0 ||
+	    psf_up_preflight(u.a.config, u.cfg, u.selected) != 0) {
 		free(u.selected);
 		psf_config_free(u.cfg);
 		return 2;

@@ -1,6 +1,7 @@
 /* up_hint.c -- the `try: psfleet predict ...` line psfleet up prints once the fleet
  * serves: a command a user can paste as it is. So it names the psfleet binary that
- * is running (a bare `psfleet` only when PATH finds this very binary), and carries
+ * is running (a bare `psfleet` only when PATH finds this very binary, else its
+ * absolute path), and carries
  * the token and TLS options the fleet's security section requires. */
 #include <limits.h>
 #include <stdio.h>
@@ -32,43 +33,39 @@ on_path(const struct stat *self)
 	return false;
 }
 
-/* exe_word writes how to run this binary from the current directory: "psfleet"
- * when PATH finds it, else its path relative to the current directory when it is
- * below it ("build/cli/psfleet"), else its absolute path. */
+/* exe_word writes how to run this binary: "psfleet" when PATH finds it, else its
+ * absolute path. Not a path relative to our directory: the user's shell may be
+ * elsewhere (scripts/demo.sh changes to the repository before it runs up). */
 static void
 exe_word(char *buf, size_t len)
 {
-	char exe[PATH_MAX], cwd[PATH_MAX];
+	char exe[PATH_MAX];
 	struct stat st;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	size_t clen;
 
 	if (n <= 0 || stat("/proc/self/exe", &st) != 0) {
 		snprintf(buf, len, "psfleet");
 		return;
 	}
 	exe[n] = '\0';
-	if (on_path(&st)) {
-		snprintf(buf, len, "psfleet");
-		return;
-	}
-	if (getcwd(cwd, sizeof(cwd)) != NULL && (clen = strlen(cwd)) > 1 &&
-	    strncmp(exe, cwd, clen) == 0 && exe[clen] == '/') {
-		snprintf(buf, len, "%s", exe + clen + 1);
-		return;
-	}
-	snprintf(buf, len, "%s", exe);
+	snprintf(buf, len, "%s", on_path(&st) ? "psfleet" : exe);
 }
 
 /* add appends " opt 'value'" to buf (at *used), quoting value for a POSIX shell
- * unless it is plain. value NULL appends nothing. */
+ * unless it is plain. value NULL appends nothing. A file (is_file) is given by its
+ * absolute path, which works from any directory (config paths are relative to the
+ * directory up runs in; the config check made sure the files exist). */
 static void
-add(char *buf, size_t len, size_t *used, const char *opt, const char *value)
+add(char *buf, size_t len, size_t *used, const char *opt, const char *value, bool is_file)
 {
-	bool plain = value != NULL && value[0] != '\0';
+	char abs[PATH_MAX];
+	bool plain;
 
 	if (value == NULL || *used >= len)
 		return;
+	if (is_file && realpath(value, abs) != NULL)
+		value = abs;
+	plain = value[0] != '\0';
 	for (const char *s = value; *s != '\0' && plain; s++)
 		plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 		    "._-/:+=,@%", *s) != NULL;
@@ -89,20 +86,20 @@ psf_up_predict_hint(const struct psf_config *cfg, const char *url, const char *s
 
 	exe_word(exe, sizeof(exe));
 	used = (size_t)snprintf(buf, len, "%s predict", exe);
-	add(buf, len, &used, "--connect", url);
-	add(buf, len, &used, "--token-file", sec->token_file);
+	add(buf, len, &used, "--connect", url, false);
+	add(buf, len, &used, "--token-file", sec->token_file, true);
 	if (sec->token_env != NULL && used < len) {
 		/* predict reads a token only from a file; the shell makes one of the variable */
 		snprintf(env, sizeof(env), "<(printenv %s)", sec->token_env);
 		used += (size_t)snprintf(buf + used, len - used, " --token-file %s", env);
 	}
 	if (strncmp(url, "tls+tcp://", 10) == 0) {
-		add(buf, len, &used, "--ca-file", sec->tls_ca);
-		add(buf, len, &used, "--server-name", sec->tls_server_name);
+		add(buf, len, &used, "--ca-file", sec->tls_ca, true);
+		add(buf, len, &used, "--server-name", sec->tls_server_name, false);
 		/* with a CA the servers verify their peers too: mutual TLS */
 		if (sec->tls_ca != NULL) {
-			add(buf, len, &used, "--cert", sec->tls_cert);
-			add(buf, len, &used, "--key", sec->tls_key);
+			add(buf, len, &used, "--cert", sec->tls_cert, true);
+			add(buf, len, &used, "--key", sec->tls_key, true);
 		}
 	}
 	if (used < len)

@@ -275,10 +275,17 @@ test_train() {
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 2 6
 	built_or_skip "$dir/f.yaml" "training cases" trainer-0 || return
-	start_up "$dir/up.out" "$dir/f.yaml" --train-only --metrics-out "$dir/m.json"
+	# --set reaches up and every node: the run (logs, ps store) moves to run-set
+	start_up "$dir/up.out" "$dir/f.yaml" --train-only --metrics-out "$dir/m.json" \
+		--set run_dir="$dir/run-set"
 	wait_exit "$UP_PID" 290
 	track "$dir/up.out"
 	[ "$RC" -eq 0 ] || fail "train: exit $RC: $(tail -20 "$dir/up.out")"
+	# ($dir/run itself may exist: built_or_skip ran a trainer node without --set)
+	[ ! -e "$dir/run/logs" ] && [ ! -e "$dir/run/ps0" ] ||
+		fail "train: --set run_dir: logs or ps0's store went to $dir/run"
+	[ -s "$dir/run-set/logs/trainer-0.log" ] || fail "train: --set run_dir: no $dir/run-set/logs/trainer-0.log"
+	[ -s "$dir/run-set/ps0/data.mdb" ] || fail "train: --set run_dir: ps0 did not get it (no $dir/run-set/ps0/data.mdb)"
 	grep -Eq "test RMSE .* naive RMSE" "$dir/up.out" || fail "train: no result line"
 	check_metrics "$dir/m.json" train
 	assert_gone $(node_pids "$dir/up.out")
@@ -353,19 +360,36 @@ test_tty_display() {
 
 # ---------------------------------------------------------------- 5. full fleet
 
+# The fleet has a shared-secret token; the try: line is pasted as it is printed.
 test_full_fleet() {
-	local dir="$W/full" pids url sym
+	local dir="$W/full" pids url sym try exe
 	mkdir -p "$dir"
 	write_cfg "$dir/f.yaml" "$dir" 1 2 6 serving
+	echo "full-fleet-secret" >"$dir/token"
+	echo "security: {token_file: $dir/token}" >>"$dir/f.yaml"
 	built_or_skip "$dir/f.yaml" "full fleet case" trainer-0 inferer-0 gateway || return
 	start_up "$dir/up.out" "$dir/f.yaml"
-	wait_for "$dir/up.out" "serving; try: psfleet predict" 240 ||
+	wait_for "$dir/up.out" "serving; try: [^ ]*psfleet predict" 240 ||
 		fail "full: not serving: $(tail -20 "$dir/up.out")"
 	track "$dir/up.out"
-	url=$(grep -Eo 'predict --connect [^ ]+' "$dir/up.out" | awk '{print $3}')
-	sym=$(grep -Eo 'predict --connect [^ ]+ [^ ]+' "$dir/up.out" | awk '{print $4}')
+	try=$(grep -Eo 'serving; try: .*' "$dir/up.out" | head -1 | sed 's/^serving; try: //')
+	url=$(grep -Eo 'predict --connect [^ ]+' <<<"$try" | awk '{print $3}')
+	sym=${try##* }
+	exe=${try%% *}
 	[ "$url" = "ipc://$dir/gateway.ipc" ] || fail "full: predict hint names '$url', not the gateway"
 	grep -q ",$sym," "$dir/data/tiny.csv" || fail "full: symbol '$sym' is not in the data"
+	[[ "$try" == *" --token-file $dir/token "* ]] || fail "full: the hint has no --token-file: $try"
+	# the binary that runs: bare psfleet only when PATH finds this very file
+	if [ "$exe" = psfleet ]; then
+		[ "$(readlink -f "$(command -v psfleet)")" = "$(readlink -f "$PSFLEET")" ] ||
+			fail "full: the hint says 'psfleet', which PATH does not resolve to $PSFLEET"
+	else
+		[ "$(readlink -f "$exe")" = "$(readlink -f "$PSFLEET")" ] ||
+			fail "full: the hint's binary '$exe' is not $PSFLEET"
+	fi
+	bash -c "$try" >"$dir/try.out" 2>&1 || fail "full: the printed command failed: $try: $(cat "$dir/try.out")"
+	grep -Eq "^$sym +[0-9-]+ +[-0-9.e]+ " "$dir/try.out" || fail "full: no prediction from: $try: $(cat "$dir/try.out")"
+	say "full: the printed command works: $try"
 	"$PSFLEET" status "$dir/f.yaml" >"$dir/status.txt"
 	[ $? -eq 0 ] || fail "full: status is not all healthy: $(cat "$dir/status.txt")"
 	pids=$(node_pids "$dir/up.out")
