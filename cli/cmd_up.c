@@ -276,16 +276,21 @@ static int
 wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 {
 	uint64_t t0 = psf_now_ms(), deadline = t0 + u->a.ready_timeout_ms;
-	bool ready[64] = {false};
+	bool *ready = calloc(n > 0 ? n : 1, sizeof(*ready));
 	char err[512];
 	size_t left = n;
+	int rc = -1;
 
+	if (ready == NULL) {
+		fprintf(stderr, "psfleet up: out of memory\n");
+		return -1;
+	}
 	while (left > 0) {
 		if (stop_signals != 0)
-			return -1;
+			goto out;
 		if (psf_launcher_tick(u->l, err, sizeof(err)) != PSF_OK) {
 			fprintf(stderr, "psfleet up: %s\n", err);
-			return -1;
+			goto out;
 		}
 		for (size_t k = 0; k < n; k++) {
 			psf_child_info ci;
@@ -300,7 +305,7 @@ wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 				last_log_line(ci.log_path, last, sizeof(last));
 				fprintf(stderr, "psfleet up: %s exited before it was ready (%s): %s (log %s)\n",
 				    ci.node->id, how, last[0] ? last : "no output", ci.log_path);
-				return -1;
+				goto out;
 			}
 			psf_progress_health(u->p, idx[k], ci.node->role == PSF_ROLE_PS, 300, &h);
 			if (h.ready || strcmp(h.via, "none") == 0) {
@@ -317,39 +322,45 @@ wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 			} else if (psf_now_ms() >= deadline) {
 				fprintf(stderr, "psfleet up: %s %s not ready after %u s (%s); see %s\n", role,
 				    ci.node->id, u->a.ready_timeout_ms / 1000, h.reason, ci.log_path);
-				return -1;
+				goto out;
 			}
 		}
 		if (left > 0)
 			psf_sleep_ms(TICK_MS);
 	}
-	return 0;
+	rc = 0;
+out:
+	free(ready);
+	return rc;
 }
 
-/* start_role starts every node of a role and, when wait is set, waits until
- * they are ready. */
+/* start_role starts every selected node of a role and, when wait is set, waits
+ * until they are all ready. Any fleet size the config accepts works: the index
+ * list is sized by the config, not by a fixed batch. */
 static int
 start_role(up *u, psf_role role, bool wait)
 {
-	size_t idx[64], n = 0;
+	size_t *idx = calloc(u->cfg->n_nodes > 0 ? u->cfg->n_nodes : 1, sizeof(*idx)), n = 0;
+	int rc = -1;
 
+	if (idx == NULL) {
+		fprintf(stderr, "psfleet up: out of memory\n");
+		return -1;
+	}
 	for (size_t i = 0; i < u->cfg->n_nodes; i++) {
 		if (u->cfg->nodes[i].role != role || !u->selected[i])
 			continue;
 		if (psf_launcher_start(u->l, i) != PSF_OK) {
 			fprintf(stderr, "psfleet up: cannot start %s: %s\n", u->cfg->nodes[i].id,
 			    strerror(errno));
-			return -1;
+			goto out;
 		}
-		/* Wait in batches of 64: enough for any fleet run on one machine. */
 		idx[n++] = i;
-		if (wait && n == PSF_ARRAY_LEN(idx)) {
-			if (wait_ready(u, idx, n, psf_role_name(role)) != 0)
-				return -1;
-			n = 0;
-		}
 	}
-	return wait && n > 0 ? wait_ready(u, idx, n, psf_role_name(role)) : 0;
+	rc = wait && n > 0 ? wait_ready(u, idx, n, psf_role_name(role)) : 0;
+out:
+	free(idx);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- results */

@@ -25,7 +25,12 @@
 #include "ps/store.h"
 #include "psfleet.pb-c.h"
 
-#define PS_MAX_WORKERS 250  /* worker index fits the accumulator key's top byte */
+/* The worker table's size is the fleet's limit on trainers, which the config
+ * checks at load time (common/config.h); its index + 1 must fit the accumulator
+ * key's top byte. */
+#define PS_MAX_WORKERS PSF_MAX_TRAINERS
+_Static_assert(PS_MAX_WORKERS >= 1 && PS_MAX_WORKERS <= 255,
+    "a worker index + 1 must fit the accumulator key's top byte");
 #define PS_SNAP_RING 4
 #define PS_DEFAULT_SNAP_PIECE ((size_t)4 << 20)
 #define PS_REPORT_MAX_BYTES 4096 /* a packed MetricsReport, unknown fields included */
