@@ -410,7 +410,7 @@ static const struct {
 	{"bad_integer_overflow.yaml",
 	    "bad_integer_overflow.yaml:8: 'rpc_workers' must be an integer in [1, 4096]"},
 	{"bad_bool.yaml", "bad_bool.yaml:8: 'shuffle' must be true or false"},
-	{"bad_number.yaml", "bad_number.yaml:8: 'learning_rate' must be a number > 0"},
+	{"bad_number.yaml", "bad_number.yaml:8: 'learning_rate' must be a number in (0, 10]"},
 	{"bad_test_fraction.yaml", "bad_test_fraction.yaml:7: 'test_fraction' must be a number in (0, 1)"},
 	{"bad_hidden.yaml",
 	    "bad_hidden.yaml:10: each 'hidden' layer size must be an integer in [1, 65536]"},
@@ -1137,6 +1137,32 @@ test_config_trainer_limit(void **state)
 	free(text);
 }
 
+/* A learning rate that can only diverge is refused at load time, with its line. */
+static void
+test_config_learning_rate_range(void **state)
+{
+	static const char base[] = "nodes:\n  ps: [{id: ps0, listen: \"tcp://127.0.0.1:7000\"}]\n"
+	    "  trainers: [{id: t0}]\ndata: {path: d.csv}\nfeatures: [\"lag:0\"]\n"
+	    "optimizer: {learning_rate: %s}\n";
+	static const char *const bad[] = {"1e30", "10.5", "inf", "0"};
+	char text[512], err[512];
+	psf_config *cfg;
+
+	(void)state;
+	snprintf(text, sizeof(text), base, "10");
+	cfg = parse_ok(text);
+	assert_true(cfg->optimizer.learning_rate == 10.0);
+	psf_config_free(cfg);
+	for (size_t i = 0; i < PSF_ARRAY_LEN(bad); i++) {
+		cfg = NULL;
+		snprintf(text, sizeof(text), base, bad[i]);
+		assert_int_equal(psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg),
+		    PSF_ECONFIG);
+		assert_null(cfg);
+		assert_string_equal(err, "t.yaml:6: 'learning_rate' must be a number in (0, 10]");
+	}
+}
+
 int
 main(void)
 {
@@ -1172,6 +1198,7 @@ main(void)
 		    leave_fixtures),
 		cmocka_unit_test(test_config_experiment_examples_load),
 		cmocka_unit_test(test_config_trainer_limit),
+		cmocka_unit_test(test_config_learning_rate_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
