@@ -32,4 +32,10 @@ void psf_cli_json_str(FILE *f, const char *s);
  * the message. Returns 0, or -1 after one line on stderr. */
 int psf_up_preflight(const char *config, const struct psf_config *cfg, const bool *selected);
 
+/* psf_up_check_data scans cfg's data (which must exist by now) as the trainers
+ * will: every row of a CSV, or a partition directory's index. Returns 0, or -1
+ * after one line on stderr naming the problem (a bad row with its file:line, no
+ * data rows, fewer than 2 dates, a directory that is no partition). */
+int psf_up_check_data(const char *config, const struct psf_config *cfg);
+
 #endif

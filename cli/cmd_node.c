@@ -30,7 +30,27 @@ node_usage(FILE *out)
 	    "  --delay-ms N         trainer: add N ms to every step (straggler)\n"
 	    "  --exit-at-step N     trainer: exit with status 3 at step N (failure injection)\n"
 	    "  --set KEY=VALUE      override a config key, e.g. consistency.mode=ssp (repeatable;\n"
-	    "                       give every node of a fleet the same ones; docs/config.md)\n");
+	    "                       give every node of a fleet the same ones; docs/config.md)\n"
+	    "\n"
+	    "Exit status: 0 done (a trainer finished, or a stop was asked for); 2 the node\n"
+	    "failed on its input or config (bad options, config or data, a store trained\n"
+	    "with other settings, a diverged model): starting it again fails the same way,\n"
+	    "so `psfleet up` does not restart it; 1 any other failure (restart it).\n");
+}
+
+/* exit_code maps a node's result to the exit status documented in node_usage. */
+static int
+exit_code(psf_err err)
+{
+	switch (err) {
+	case PSF_OK:
+		return 0;
+	case PSF_ECONFIG: /* the config, or a store that does not fit it */
+	case PSF_EINVAL:  /* bad data, or gradients the ps refuses (a diverged model) */
+		return 2;
+	default:
+		return 1;
+	}
 }
 
 typedef struct node_args {
@@ -119,12 +139,12 @@ psf_cmd_node(int argc, char **argv)
 		return 2;
 	if (psf_config_load_ex(a.config, a.sets, a.n_sets, errbuf, sizeof(errbuf), &cfg) != PSF_OK) {
 		fprintf(stderr, "psfleet node: %s\n", errbuf);
-		return 1;
+		return 2;
 	}
 	if ((node = psf_config_find_node(cfg, a.id)) == NULL) {
 		fprintf(stderr, "psfleet node: %s has no node with id '%s'\n", a.config, a.id);
 		psf_config_free(cfg);
-		return 1;
+		return 2;
 	}
 	psf_tune_malloc();
 	(void)psf_log_level_parse(cfg->log_level, &level);
@@ -157,9 +177,7 @@ psf_cmd_node(int argc, char **argv)
 		break;
 	}
 	psf_config_free(cfg);
-	if (err != PSF_OK) {
+	if (err != PSF_OK)
 		fprintf(stderr, "psfleet node %s: %s\n", a.id, psf_strerror(err));
-		return 1;
-	}
-	return 0;
+	return exit_code(err);
 }

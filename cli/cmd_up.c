@@ -177,35 +177,6 @@ select_nodes(up *u)
 	return 0;
 }
 
-/* last_log_line copies the most telling line of the last run in a log: its
- * first error-level line (`ts err node tag: msg`, without the time stamp: the
- * cause, where later ones are consequences), or else its last line. */
-static void
-last_log_line(const char *path, char *buf, size_t len)
-{
-	char *text = NULL, *line, *save = NULL;
-	bool have_err = false;
-	size_t n;
-
-	buf[0] = '\0';
-	if (psf_read_file(path, &text, &n) != PSF_OK)
-		return;
-	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		const char *lvl = strchr(line, ' ');
-
-		if (strncmp(line, "---- ", 5) == 0) { /* a new run starts */
-			have_err = false;
-			buf[0] = '\0';
-		} else if (!have_err && lvl != NULL && strncmp(lvl, " err ", 5) == 0) {
-			snprintf(buf, len, "%s", lvl + 1);
-			have_err = true;
-		} else if (!have_err && line[0] != '\0') {
-			snprintf(buf, len, "%s", line);
-		}
-	}
-	free(text);
-}
-
 /* make_data runs `psfleet data gen` when the data file is missing. */
 static int
 make_data(up *u)
@@ -254,7 +225,7 @@ make_data(up *u)
 	}
 	if (err != PSF_OK || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		psf_launcher_describe_status(err == PSF_OK ? status : 0x7f00, how, sizeof(how));
-		last_log_line(log, last, sizeof(last));
+		psf_launcher_log_cause(log, last, sizeof(last));
 		fprintf(stderr, "psfleet up: generating %s failed (%s): %s (log %s)\n", cfg->data.path,
 		    how, last[0] ? last : "no output", log);
 		return -1;
@@ -302,7 +273,7 @@ wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 			psf_launcher_child(u->l, idx[k], &ci);
 			if (ci.state != PSF_CHILD_RUNNING) {
 				psf_launcher_describe_status(ci.last_status, how, sizeof(how));
-				last_log_line(ci.log_path, last, sizeof(last));
+				psf_launcher_log_cause(ci.log_path, last, sizeof(last));
 				fprintf(stderr, "psfleet up: %s exited before it was ready (%s): %s (log %s)\n",
 				    ci.node->id, how, last[0] ? last : "no output", ci.log_path);
 				goto out;
@@ -320,8 +291,10 @@ wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s)", ci.node->id,
 					    (double)(psf_now_ms() - t0) / 1000.0);
 			} else if (psf_now_ms() >= deadline) {
-				fprintf(stderr, "psfleet up: %s %s not ready after %u s (%s); see %s\n", role,
-				    ci.node->id, u->a.ready_timeout_ms / 1000, h.reason, ci.log_path);
+				psf_launcher_log_cause(ci.log_path, last, sizeof(last));
+				fprintf(stderr, "psfleet up: %s %s not ready after %u s (%s)%s%s; see %s\n",
+				    role, ci.node->id, u->a.ready_timeout_ms / 1000, h.reason,
+				    last[0] ? ": " : "", last, ci.log_path);
 				goto out;
 			}
 		}
@@ -647,6 +620,22 @@ install_signals(void)
 	(void)sigaction(SIGCHLD, &sa, NULL);
 }
 
+/* failed_on_input tells whether a node was given up on because it failed on its
+ * input or config (launcher.h): then `up` exits 2 as for a bad config. */
+static bool
+failed_on_input(const up *u)
+{
+	for (size_t i = 0; i < psf_launcher_count(u->l); i++) {
+		psf_child_info ci;
+
+		psf_launcher_child(u->l, i, &ci);
+		if (ci.state == PSF_CHILD_FAILED && ci.has_exited && WIFEXITED(ci.last_status) &&
+		    WEXITSTATUS(ci.last_status) == PSF_NODE_EXIT_INPUT)
+			return true;
+	}
+	return false;
+}
+
 /* run starts the fleet and supervises it; returns the exit code. */
 static int
 run(up *u)
@@ -677,6 +666,8 @@ run(up *u)
 		rc = 0;
 	if (stop_fleet(u) != 0)
 		rc = 1;
+	if (failed_on_input(u))
+		rc = 2;
 	if (stop_signals != 0 && !u->a.train_only && rc == 0)
 		psf_progress_note(u->p, "psfleet up: fleet stopped cleanly");
 	return rc;
@@ -688,6 +679,7 @@ psf_cmd_up(int argc, char **argv)
 	up u;
 	char errbuf[512];
 	psf_log_level level = PSF_LOG_WARN;
+	bool had_data;
 	int rc;
 	psf_err err;
 
@@ -704,7 +696,11 @@ psf_cmd_up(int argc, char **argv)
 		fprintf(stderr, "psfleet up: %s\n", errbuf);
 		return 2;
 	}
-	if (select_nodes(&u) != 0 || psf_up_preflight(u.a.config, u.cfg, u.selected) != 0) {
+	/* Data that exists is checked before anything is created or started;
+	 * generated data once it is made. */
+	had_data = access(u.cfg->data.path, F_OK) == 0;
+	if (select_nodes(&u) != 0 || psf_up_preflight(u.a.config, u.cfg, u.selected) != 0 ||
+	    (had_data && u.n_trainers > 0 && psf_up_check_data(u.a.config, u.cfg) != 0)) {
 		free(u.selected);
 		psf_config_free(u.cfg);
 		return 2;
@@ -727,7 +723,12 @@ psf_cmd_up(int argc, char **argv)
 	    "%zu gateway%s; logs in %s", u.cfg->name, u.a.config, u.cfg->n_ps, u.cfg->n_trainers,
 	    u.cfg->n_inferers, u.cfg->n_gateways, u.a.train_only ? " (--train-only: ps and trainers)" :
 	    "", u.log_dir);
-	rc = make_data(&u) == 0 ? run(&u) : 1;
+	if (make_data(&u) != 0)
+		rc = 1;
+	else if (!had_data && u.n_trainers > 0 && psf_up_check_data(u.a.config, u.cfg) != 0)
+		rc = 2;
+	else
+		rc = run(&u);
 	psf_launcher_free(u.l);
 	psf_progress_free(u.p);
 	free(u.selected);

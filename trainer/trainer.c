@@ -300,6 +300,13 @@ step(trainer *t, int64_t c, double *loss)
 	         loss)) != PSF_OK ||
 	    (err = psf_params_keys(t->grads, t->keys, NULL, t->keys_cap, &n_keys)) != PSF_OK)
 		return err;
+	if (!isfinite(*loss) && !t->cfg->optimizer.skip_nonfinite) {
+		/* The ps would refuse the gradients anyway; say why, once, and stop:
+		 * a restart diverges the same way (exit 2, cmd_node.c). */
+		psf_log_err("trainer", "training diverged at step %lld: the loss is %g (lower "
+		    "optimizer.learning_rate, or set optimizer.clip_norm)", (long long)c, *loss);
+		return PSF_EINVAL;
+	}
 	t2 = psf_now_ns();
 	err = psf_worker_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, &pr);
 	if (err != PSF_OK)
