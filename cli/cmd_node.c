@@ -17,13 +17,17 @@ static void
 node_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: psfleet node CONFIG --id ID [--reset] [--listen URL] [--metrics HOST:PORT]\n"
+	    "usage: psfleet node CONFIG --id ID [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
 	    "                   [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Runs one node of the fleet described by CONFIG: a ps, trainer, inferer or the\n"
 	    "gateway, chosen by its id. Stops cleanly on SIGINT/SIGTERM.\n"
 	    "  --id ID              the node's id in CONFIG (required)\n"
-	    "  --reset              ps: discard a store made by an incompatible config\n"
+	    "  --reset              ps: discard a store that does not fit CONFIG (another model\n"
+	    "                       layout, or trained with other training settings)\n"
+	    "  --fresh              ps: discard the store in any case and train afresh\n"
+	    "                       (without either, a store trained with other settings is\n"
+	    "                       refused: exit 2 naming the changed keys; docs/operations.md)\n"
 	    "  --listen URL         override the node's listen URL (e.g. port 0 in tests)\n"
 	    "  --metrics HOST:PORT  override the node's metrics address ('' = none)\n"
 	    "  --slowdown X         trainer: make every step X times as slow (straggler)\n"
@@ -58,7 +62,7 @@ typedef struct node_args {
 	const char *id;
 	const char *listen;
 	const char *metrics;
-	int reset;
+	psf_ps_reset reset;
 	double slowdown;
 	long delay_ms;
 	long long exit_at_step;
@@ -102,8 +106,14 @@ parse_args(int argc, char **argv, node_args *a)
 				return -1;
 			}
 			a->sets[a->n_sets++] = argv[++i];
-		} else if (strcmp(arg, "--reset") == 0) {
-			a->reset = 1;
+		} else if (strcmp(arg, "--reset") == 0 || strcmp(arg, "--fresh") == 0) {
+			psf_ps_reset r = arg[2] == 'r' ? PSF_PS_RESET_MISFIT : PSF_PS_RESET_ALWAYS;
+
+			if (a->reset != PSF_PS_RESET_NONE && a->reset != r) {
+				fprintf(stderr, "psfleet node: give only one of --reset and --fresh\n");
+				return -1;
+			}
+			a->reset = r;
 		} else if (arg[0] == '-') {
 			fprintf(stderr, "psfleet node: unknown or incomplete option '%s'\n", arg);
 			return -1;
@@ -152,7 +162,7 @@ psf_cmd_node(int argc, char **argv)
 	psf_config_log(cfg);
 	switch (node->role) {
 	case PSF_ROLE_PS: {
-		psf_ps_opts o = {a.reset != 0, a.listen, a.metrics};
+		psf_ps_opts o = {.reset = a.reset, .listen = a.listen, .metrics = a.metrics};
 		err = psf_ps_run(cfg, node, &o);
 		break;
 	}

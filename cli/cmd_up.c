@@ -51,6 +51,7 @@ typedef struct up_args {
 	const char *metrics_out;
 	bool train_only;
 	bool reset;
+	bool fresh;
 	const char *only;          /* comma-separated roles or node ids; NULL = all */
 	uint32_t ready_timeout_ms;
 } up_args;
@@ -65,13 +66,14 @@ typedef struct up {
 	char log_dir[4096];
 	uint64_t train_start_ms;
 	double train_seconds;
+	bool already_trained;      /* the ps held finished reports of every trainer */
 } up;
 
 static void
 up_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: psfleet up CONFIG [--train-only] [--metrics-out FILE.json] [--reset]\n"
+	    "usage: psfleet up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
 	    "                  [--only ROLES|IDS] [--ready-timeout SECONDS]\n"
 	    "\n"
 	    "Runs the whole fleet described by CONFIG on this machine, one process per node\n"
@@ -81,8 +83,13 @@ up_usage(FILE *out)
 	    "forecast once training is done, then keeps serving until Ctrl-C or SIGTERM.\n"
 	    "  --train-only            start ps + trainers only; stop and exit when done\n"
 	    "  --metrics-out FILE      write the results as JSON when training is done\n"
-	    "  --reset                 pass --reset to the ps nodes (discard a store made\n"
-	    "                          by an incompatible config)\n"
+	    "  --reset                 pass --reset to the ps nodes (discard a store that\n"
+	    "                          does not fit CONFIG: another model layout, or trained\n"
+	    "                          with other training settings)\n"
+	    "  --fresh                 pass --fresh to the ps nodes: discard their stores and\n"
+	    "                          train afresh. Without it, a run resumes the stored model\n"
+	    "                          only when the training settings are the same, and stops\n"
+	    "                          naming the changed keys otherwise (docs/operations.md)\n"
 	    "  --only LIST             start only these roles (ps, trainer, inferer, gateway)\n"
 	    "                          or node ids, comma-separated, e.g. --only ps\n"
 	    "  --ready-timeout SECONDS how long a node may take to become ready (default 60)\n");
@@ -100,6 +107,8 @@ parse_args(int argc, char **argv, up_args *a)
 			a->train_only = true;
 		} else if (strcmp(arg, "--reset") == 0) {
 			a->reset = true;
+		} else if (strcmp(arg, "--fresh") == 0) {
+			a->fresh = true;
 		} else if (strcmp(arg, "--only") == 0 && i + 1 < argc) {
 			a->only = argv[++i];
 		} else if (strcmp(arg, "--metrics-out") == 0 && i + 1 < argc) {
@@ -125,6 +134,10 @@ parse_args(int argc, char **argv, up_args *a)
 	}
 	if (a->config == NULL) {
 		fprintf(stderr, "psfleet up: CONFIG is required (see --help)\n");
+		return -1;
+	}
+	if (a->reset && a->fresh) {
+		fprintf(stderr, "psfleet up: give only one of --reset and --fresh\n");
 		return -1;
 	}
 	return 0;
@@ -284,9 +297,10 @@ wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 				left--;
 				if (ci.node->role == PSF_ROLE_PS && h.has_version && h.model_version > 0)
 					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s; resumed model "
-					    "version %llu of an earlier run: remove %s to start afresh)",
-					    ci.node->id, (double)(psf_now_ms() - t0) / 1000.0,
-					    (unsigned long long)h.model_version, ci.node->data_dir);
+					    "version %llu of an earlier run with the same training settings: "
+					    "--fresh starts afresh)", ci.node->id,
+					    (double)(psf_now_ms() - t0) / 1000.0,
+					    (unsigned long long)h.model_version);
 				else
 					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s)", ci.node->id,
 					    (double)(psf_now_ms() - t0) / 1000.0);
@@ -373,6 +387,7 @@ write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsRe
 	    (unsigned long long)r->test_n, r->train_loss);
 	if (cfg->target == PSF_TARGET_NEXT_DIRECTION)
 		fprintf(f, "  \"test_accuracy\": %.17g,\n", r->test_accuracy);
+	fprintf(f, "  \"already_trained\": %s,\n", u->already_trained ? "true" : "false");
 	fprintf(f, "  \"n_ps\": %zu,\n  \"n_trainers\": %zu,\n  \"restarts\": %u,\n"
 	    "  \"fingerprint\": \"%s\",\n  \"config\": ", cfg->n_ps, cfg->n_trainers, restarts, fp);
 	psf_cli_json_str(f, u->a.config);
@@ -422,9 +437,14 @@ report_results(up *u)
 	if (r.n_finished < u->n_trainers)
 		psf_progress_note(u->p, "psfleet up: warning: only %zu of %zu trainers reported "
 		    "final results", r.n_finished, u->n_trainers);
-	psf_progress_note(u->p, "psfleet up: training done in %.1f s: model version %llu, %llu steps",
-	    u->train_seconds, (unsigned long long)r.model_version,
-	    (unsigned long long)r.trained_steps);
+	if (u->already_trained)
+		psf_progress_note(u->p, "psfleet up: nothing left to train; stored results of the "
+		    "earlier run: model version %llu, %llu steps", (unsigned long long)r.model_version,
+		    (unsigned long long)r.trained_steps);
+	else
+		psf_progress_note(u->p, "psfleet up: training done in %.1f s: model version %llu, "
+		    "%llu steps", u->train_seconds, (unsigned long long)r.model_version,
+		    (unsigned long long)r.trained_steps);
 	psf_progress_note(u->p, "psfleet up: test RMSE %.6g  MAE %.6g   naive RMSE %.6g  MAE %.6g   "
 	    "(%llu test rows; %s the naive forecast)", r.test_rmse, r.test_mae, r.naive_rmse,
 	    r.naive_mae, (unsigned long long)r.test_n,
@@ -636,6 +656,34 @@ failed_on_input(const up *u)
 	return false;
 }
 
+/* note_already_trained asks ps0, before the trainers start, whether it resumed
+ * a run every selected trainer had finished: then the trainers only re-evaluate
+ * the stored model, and the results are those of the earlier run. */
+static void
+note_already_trained(up *u)
+{
+	const psf_node_cfg *ps0 = psf_config_role_node(u->cfg, PSF_ROLE_PS, 0);
+	Psfleet__V1__StatsReply *st = NULL;
+	size_t done = 0;
+
+	if (u->n_trainers == 0 || !u->selected[ps0 - u->cfg->nodes] ||
+	    psf_progress_stats(u->p, (size_t)(ps0 - u->cfg->nodes), 10000, &st) != PSF_OK)
+		return;
+	for (size_t k = 0; k < st->n_reports; k++) {
+		const psf_node_cfg *n = psf_config_find_node(u->cfg, st->reports[k]->worker);
+
+		if (n != NULL && n->role == PSF_ROLE_TRAINER && u->selected[n - u->cfg->nodes] &&
+		    st->reports[k]->finished)
+			done++;
+	}
+	u->already_trained = done == u->n_trainers;
+	if (u->already_trained)
+		psf_progress_note(u->p, "psfleet up: training was already complete (model version "
+		    "%llu, same training settings): the results below are the stored ones of that "
+		    "run; --fresh trains afresh", (unsigned long long)st->model_version);
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+}
+
 /* run starts the fleet and supervises it; returns the exit code. */
 static int
 run(up *u)
@@ -647,6 +695,7 @@ run(up *u)
 	lo.config_path = u->a.config;
 	lo.log_dir = u->log_dir;
 	lo.reset = u->a.reset;
+	lo.fresh = u->a.fresh;
 	lo.note = note_line;
 	lo.note_arg = u->p;
 	if (psf_launcher_new(u->cfg, &lo, &u->l) != PSF_OK) {
@@ -654,6 +703,8 @@ run(up *u)
 		return 1;
 	}
 	ok = start_role(u, PSF_ROLE_PS, true) == 0;
+	if (ok)
+		note_already_trained(u);
 	if (ok) {
 		u->train_start_ms = psf_now_ms();
 		psf_progress_training_started(u->p);

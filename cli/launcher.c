@@ -83,7 +83,10 @@ psf_launcher_log_cause(const char *path, char *buf, size_t len)
 			have_err = false;
 			buf[0] = '\0';
 		} else if (!have_err && lvl != NULL && strncmp(lvl, " err ", 5) == 0) {
-			snprintf(buf, len, "%s", lvl + 1);
+			/* `ts err node tag: msg`: the caller names the node already */
+			const char *node = lvl + 5, *msg = strchr(node, ' ');
+
+			snprintf(buf, len, "%s", msg != NULL ? msg + 1 : node);
 			have_err = true;
 		} else if (!have_err && line[0] != '\0') {
 			snprintf(buf, len, "%s", line);
@@ -196,8 +199,8 @@ psf_launcher_start(psf_launcher *l, size_t i)
 	argv[n++] = "--id";
 	argv[n++] = c->node->id;
 	/* Only the first start resets: a restarted ps resumes what it wrote since. */
-	if (l->o.reset && c->node->role == PSF_ROLE_PS && c->starts == 0)
-		argv[n++] = "--reset";
+	if (c->node->role == PSF_ROLE_PS && c->starts == 0 && (l->o.reset || l->o.fresh))
+		argv[n++] = l->o.fresh ? "--fresh" : "--reset";
 	argv[n] = NULL;
 	if (c->has_exited)
 		psf_launcher_describe_status(c->last_status, how, sizeof(how));

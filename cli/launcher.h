@@ -50,6 +50,7 @@ typedef struct psf_launcher_opts {
 	const char *config_path; /* CONFIG passed to every `psfleet node` */
 	const char *log_dir;     /* where <id>.log files go; must exist */
 	bool reset;              /* pass --reset to ps nodes (first start only) */
+	bool fresh;              /* pass --fresh to ps nodes (first start only) */
 	uint32_t backoff_min_ms; /* 0 = 200 */
 	uint32_t backoff_max_ms; /* 0 = 5000 */
 	uint32_t max_failures;   /* 0 = 5 */
@@ -127,7 +128,7 @@ void psf_launcher_describe_status(int status, char *buf, size_t len);
 
 /* psf_launcher_log_cause copies into buf (len bytes, always NUL-terminated) the
  * most telling line of the last run in a node's log: its first error-level line
- * without the time stamp ("err trainer-0 trainer: data.csv:21: ..."), the cause
+ * without the time stamp, level and node ("trainer: data.csv:21: ..."), the cause
  * where later ones are consequences, or else its last line; "" when the log
  * cannot be read. Cannot fail. */
 void psf_launcher_log_cause(const char *path, char *buf, size_t len);

@@ -311,6 +311,22 @@ void psf_ps_rpc_report(Psfleet__V1__ParameterServer_Service *svc,
  * thread). */
 PSF_NODISCARD psf_err ps_reports_restore(psf_ps *ps, psf_store_txn *txn);
 
+/* ---- settings.c: the training settings a store was trained with ---- */
+
+/* PS_META_SETTINGS names the store's meta record holding them. */
+#define PS_META_SETTINGS "train_settings"
+
+/* ps_train_settings returns a new string the caller frees: cfg's training
+ * settings, one "key=value\n" per line in a fixed order (settings.c says which
+ * keys count). NULL when out of memory. */
+char *ps_train_settings(const psf_config *cfg);
+
+/* ps_train_settings_diff writes into out (len bytes, always NUL-terminated) the
+ * keys whose values differ between two such lists, as "key old -> new" joined by
+ * ", " (values cut at 40 bytes; a key one side lacks shows "(none)"), and returns
+ * how many differ (0: the same settings). Cannot fail. */
+size_t ps_train_settings_diff(const char *stored, const char *want, char *out, size_t len);
+
 /* push_raw.c ------------------------------------------------------------------ */
 
 #define PS_PUSH_INLINE_KEYS 64
