@@ -42,4 +42,10 @@ int psf_up_preflight(const char *config, const struct psf_config *cfg, const boo
 void psf_up_predict_hint(const struct psf_config *cfg, const char *url, const char *symbol,
     char *buf, size_t len);
 
+/* psf_up_check_data scans cfg's data (which must exist by now) as the trainers
+ * will: every row of a CSV, or a partition directory's index. Returns 0, or -1
+ * after one line on stderr naming the problem (a bad row with its file:line, no
+ * data rows, fewer than 2 dates, a directory that is no partition). */
+int psf_up_check_data(const char *config, const struct psf_config *cfg);
+
 #endif

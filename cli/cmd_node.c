@@ -17,20 +17,44 @@ static void
 node_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: psfleet node CONFIG --id ID [--reset] [--listen URL] [--metrics HOST:PORT]\n"
+	    "usage: psfleet node CONFIG --id ID [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
 	    "                   [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Runs one node of the fleet described by CONFIG: a ps, trainer, inferer or the\n"
 	    "gateway, chosen by its id. Stops cleanly on SIGINT/SIGTERM.\n"
 	    "  --id ID              the node's id in CONFIG (required)\n"
-	    "  --reset              ps: discard a store made by an incompatible config\n"
+	    "  --reset              ps: discard a store that does not fit CONFIG (another model\n"
+	    "                       layout, or trained with other training settings)\n"
+	    "  --fresh              ps: discard the store in any case and train afresh\n"
+	    "                       (without either, a store trained with other settings is\n"
+	    "                       refused: exit 2 naming the changed keys; docs/operations.md)\n"
 	    "  --listen URL         override the node's listen URL (e.g. port 0 in tests)\n"
 	    "  --metrics HOST:PORT  override the node's metrics address ('' = none)\n"
 	    "  --slowdown X         trainer: make every step X times as slow (straggler)\n"
 	    "  --delay-ms N         trainer: add N ms to every step (straggler)\n"
 	    "  --exit-at-step N     trainer: exit with status 3 at step N (failure injection)\n"
 	    "  --set KEY=VALUE      override a config key, e.g. consistency.mode=ssp (repeatable;\n"
-	    "                       give every node of a fleet the same ones; docs/config.md)\n");
+	    "                       give every node of a fleet the same ones; docs/config.md)\n"
+	    "\n"
+	    "Exit status: 0 done (a trainer finished, or a stop was asked for); 2 the node\n"
+	    "failed on its input or config (bad options, config or data, a store trained\n"
+	    "with other settings, a diverged model): starting it again fails the same way,\n"
+	    "so `psfleet up` does not restart it; 1 any other failure (restart it).\n");
+}
+
+/* exit_code maps a node's result to the exit status documented in node_usage. */
+static int
+exit_code(psf_err err)
+{
+	switch (err) {
+	case PSF_OK:
+		return 0;
+	case PSF_ECONFIG: /* the config, or a store that does not fit it */
+	case PSF_EINVAL:  /* bad data, or gradients the ps refuses (a diverged model) */
+		return 2;
+	default:
+		return 1;
+	}
 }
 
 typedef struct node_args {
@@ -38,7 +62,7 @@ typedef struct node_args {
 	const char *id;
 	const char *listen;
 	const char *metrics;
-	int reset;
+	psf_ps_reset reset;
 	double slowdown;
 	long delay_ms;
 	long long exit_at_step;
@@ -82,8 +106,14 @@ parse_args(int argc, char **argv, node_args *a)
 				return -1;
 			}
 			a->sets[a->n_sets++] = argv[++i];
-		} else if (strcmp(arg, "--reset") == 0) {
-			a->reset = 1;
+		} else if (strcmp(arg, "--reset") == 0 || strcmp(arg, "--fresh") == 0) {
+			psf_ps_reset r = arg[2] == 'r' ? PSF_PS_RESET_MISFIT : PSF_PS_RESET_ALWAYS;
+
+			if (a->reset != PSF_PS_RESET_NONE && a->reset != r) {
+				fprintf(stderr, "psfleet node: give only one of --reset and --fresh\n");
+				return -1;
+			}
+			a->reset = r;
 		} else if (arg[0] == '-') {
 			fprintf(stderr, "psfleet node: unknown or incomplete option '%s'\n", arg);
 			return -1;
@@ -124,7 +154,7 @@ psf_cmd_node(int argc, char **argv)
 	if ((node = psf_config_find_node(cfg, a.id)) == NULL) {
 		fprintf(stderr, "psfleet node: %s has no node with id '%s'\n", a.config, a.id);
 		psf_config_free(cfg);
-		return 1;
+		return 2;
 	}
 	psf_tune_malloc();
 	(void)psf_log_level_parse(cfg->log_level, &level);
@@ -132,7 +162,7 @@ psf_cmd_node(int argc, char **argv)
 	psf_config_log(cfg);
 	switch (node->role) {
 	case PSF_ROLE_PS: {
-		psf_ps_opts o = {a.reset != 0, a.listen, a.metrics};
+		psf_ps_opts o = {.reset = a.reset, .listen = a.listen, .metrics = a.metrics};
 		err = psf_ps_run(cfg, node, &o);
 		break;
 	}
@@ -157,9 +187,7 @@ psf_cmd_node(int argc, char **argv)
 		break;
 	}
 	psf_config_free(cfg);
-	if (err != PSF_OK) {
+	if (err != PSF_OK)
 		fprintf(stderr, "psfleet node %s: %s\n", a.id, psf_strerror(err));
-		return 1;
-	}
-	return 0;
+	return exit_code(err);
 }

@@ -52,6 +52,7 @@ typedef struct up_args {
 	const char *metrics_out;
 	bool train_only;
 	bool reset;
+	bool fresh;
 	const char *only;          /* comma-separated roles or node ids; NULL = all */
 	uint32_t ready_timeout_ms;
 	const char *sets[PSF_LAUNCHER_MAX_SETS]; /* --set KEY=VALUE, in order, for every node */
@@ -68,13 +69,14 @@ typedef struct up {
 	char log_dir[4096];
 	uint64_t train_start_ms;
 	double train_seconds;
+	bool already_trained;      /* the ps held finished reports of every trainer */
 } up;
 
 static void
 up_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: psfleet up CONFIG [--train-only] [--metrics-out FILE.json] [--reset]\n"
+	    "usage: psfleet up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
 	    "                  [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Runs the whole fleet described by CONFIG on this machine, one process per node\n"
@@ -84,8 +86,13 @@ up_usage(FILE *out)
 	    "forecast once training is done, then keeps serving until Ctrl-C or SIGTERM.\n"
 	    "  --train-only            start ps + trainers only; stop and exit when done\n"
 	    "  --metrics-out FILE      write the results as JSON when training is done\n"
-	    "  --reset                 pass --reset to the ps nodes (discard a store made\n"
-	    "                          by an incompatible config)\n"
+	    "  --reset                 pass --reset to the ps nodes (discard a store that\n"
+	    "                          does not fit CONFIG: another model layout, or trained\n"
+	    "                          with other training settings)\n"
+	    "  --fresh                 pass --fresh to the ps nodes: discard their stores and\n"
+	    "                          train afresh. Without it, a run resumes the stored model\n"
+	    "                          only when the training settings are the same, and stops\n"
+	    "                          naming the changed keys otherwise (docs/operations.md)\n"
 	    "  --only LIST             start only these roles (ps, trainer, inferer, gateway)\n"
 	    "                          or node ids, comma-separated, e.g. --only ps\n"
 	    "  --ready-timeout SECONDS how long a node may take to become ready (default 60)\n"
@@ -106,6 +113,8 @@ parse_args(int argc, char **argv, up_args *a)
 			a->train_only = true;
 		} else if (strcmp(arg, "--reset") == 0) {
 			a->reset = true;
+		} else if (strcmp(arg, "--fresh") == 0) {
+			a->fresh = true;
 		} else if (strcmp(arg, "--only") == 0 && i + 1 < argc) {
 			a->only = argv[++i];
 		} else if (strcmp(arg, "--metrics-out") == 0 && i + 1 < argc) {
@@ -137,6 +146,10 @@ parse_args(int argc, char **argv, up_args *a)
 	}
 	if (a->config == NULL) {
 		fprintf(stderr, "psfleet up: CONFIG is required (see --help)\n");
+		return -1;
+	}
+	if (a->reset && a->fresh) {
+		fprintf(stderr, "psfleet up: give only one of --reset and --fresh\n");
 		return -1;
 	}
 	return 0;
@@ -189,35 +202,6 @@ select_nodes(up *u)
 	return 0;
 }
 
-/* last_log_line copies the most telling line of the last run in a log: its
- * first error-level line (`ts err node tag: msg`, without the time stamp: the
- * cause, where later ones are consequences), or else its last line. */
-static void
-last_log_line(const char *path, char *buf, size_t len)
-{
-	char *text = NULL, *line, *save = NULL;
-	bool have_err = false;
-	size_t n;
-
-	buf[0] = '\0';
-	if (psf_read_file(path, &text, &n) != PSF_OK)
-		return;
-	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		const char *lvl = strchr(line, ' ');
-
-		if (strncmp(line, "---- ", 5) == 0) { /* a new run starts */
-			have_err = false;
-			buf[0] = '\0';
-		} else if (!have_err && lvl != NULL && strncmp(lvl, " err ", 5) == 0) {
-			snprintf(buf, len, "%s", lvl + 1);
-			have_err = true;
-		} else if (!have_err && line[0] != '\0') {
-			snprintf(buf, len, "%s", line);
-		}
-	}
-	free(text);
-}
-
 /* make_data runs `psfleet data gen` when the data file is missing. */
 static int
 make_data(up *u)
@@ -266,7 +250,7 @@ make_data(up *u)
 	}
 	if (err != PSF_OK || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		psf_launcher_describe_status(err == PSF_OK ? status : 0x7f00, how, sizeof(how));
-		last_log_line(log, last, sizeof(last));
+		psf_launcher_log_cause(log, last, sizeof(last));
 		fprintf(stderr, "psfleet up: generating %s failed (%s): %s (log %s)\n", cfg->data.path,
 		    how, last[0] ? last : "no output", log);
 		return -1;
@@ -288,16 +272,21 @@ static int
 wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 {
 	uint64_t t0 = psf_now_ms(), deadline = t0 + u->a.ready_timeout_ms;
-	bool ready[64] = {false};
+	bool *ready = calloc(n > 0 ? n : 1, sizeof(*ready));
 	char err[512];
 	size_t left = n;
+	int rc = -1;
 
+	if (ready == NULL) {
+		fprintf(stderr, "psfleet up: out of memory\n");
+		return -1;
+	}
 	while (left > 0) {
 		if (stop_signals != 0)
-			return -1;
+			goto out;
 		if (psf_launcher_tick(u->l, err, sizeof(err)) != PSF_OK) {
 			fprintf(stderr, "psfleet up: %s\n", err);
-			return -1;
+			goto out;
 		}
 		for (size_t k = 0; k < n; k++) {
 			psf_child_info ci;
@@ -309,10 +298,10 @@ wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 			psf_launcher_child(u->l, idx[k], &ci);
 			if (ci.state != PSF_CHILD_RUNNING) {
 				psf_launcher_describe_status(ci.last_status, how, sizeof(how));
-				last_log_line(ci.log_path, last, sizeof(last));
+				psf_launcher_log_cause(ci.log_path, last, sizeof(last));
 				fprintf(stderr, "psfleet up: %s exited before it was ready (%s): %s (log %s)\n",
 				    ci.node->id, how, last[0] ? last : "no output", ci.log_path);
-				return -1;
+				goto out;
 			}
 			psf_progress_health(u->p, idx[k], ci.node->role == PSF_ROLE_PS, 300, &h);
 			if (h.ready || strcmp(h.via, "none") == 0) {
@@ -320,48 +309,57 @@ wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 				left--;
 				if (ci.node->role == PSF_ROLE_PS && h.has_version && h.model_version > 0)
 					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s; resumed model "
-					    "version %llu of an earlier run: remove %s to start afresh)",
-					    ci.node->id, (double)(psf_now_ms() - t0) / 1000.0,
-					    (unsigned long long)h.model_version, ci.node->data_dir);
+					    "version %llu of an earlier run with the same training settings: "
+					    "--fresh starts afresh)", ci.node->id,
+					    (double)(psf_now_ms() - t0) / 1000.0,
+					    (unsigned long long)h.model_version);
 				else
 					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s)", ci.node->id,
 					    (double)(psf_now_ms() - t0) / 1000.0);
 			} else if (psf_now_ms() >= deadline) {
-				fprintf(stderr, "psfleet up: %s %s not ready after %u s (%s); see %s\n", role,
-				    ci.node->id, u->a.ready_timeout_ms / 1000, h.reason, ci.log_path);
-				return -1;
+				psf_launcher_log_cause(ci.log_path, last, sizeof(last));
+				fprintf(stderr, "psfleet up: %s %s not ready after %u s (%s)%s%s; see %s\n",
+				    role, ci.node->id, u->a.ready_timeout_ms / 1000, h.reason,
+				    last[0] ? ": " : "", last, ci.log_path);
+				goto out;
 			}
 		}
 		if (left > 0)
 			psf_sleep_ms(TICK_MS);
 	}
-	return 0;
+	rc = 0;
+out:
+	free(ready);
+	return rc;
 }
 
-/* start_role starts every node of a role and, when wait is set, waits until
- * they are ready. */
+/* start_role starts every selected node of a role and, when wait is set, waits
+ * until they are all ready. Any fleet size the config accepts works: the index
+ * list is sized by the config, not by a fixed batch. */
 static int
 start_role(up *u, psf_role role, bool wait)
 {
-	size_t idx[64], n = 0;
+	size_t *idx = calloc(u->cfg->n_nodes > 0 ? u->cfg->n_nodes : 1, sizeof(*idx)), n = 0;
+	int rc = -1;
 
+	if (idx == NULL) {
+		fprintf(stderr, "psfleet up: out of memory\n");
+		return -1;
+	}
 	for (size_t i = 0; i < u->cfg->n_nodes; i++) {
 		if (u->cfg->nodes[i].role != role || !u->selected[i])
 			continue;
 		if (psf_launcher_start(u->l, i) != PSF_OK) {
 			fprintf(stderr, "psfleet up: cannot start %s: %s\n", u->cfg->nodes[i].id,
 			    strerror(errno));
-			return -1;
+			goto out;
 		}
-		/* Wait in batches of 64: enough for any fleet run on one machine. */
 		idx[n++] = i;
-		if (wait && n == PSF_ARRAY_LEN(idx)) {
-			if (wait_ready(u, idx, n, psf_role_name(role)) != 0)
-				return -1;
-			n = 0;
-		}
 	}
-	return wait && n > 0 ? wait_ready(u, idx, n, psf_role_name(role)) : 0;
+	rc = wait && n > 0 ? wait_ready(u, idx, n, psf_role_name(role)) : 0;
+out:
+	free(idx);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- results */
@@ -428,6 +426,7 @@ write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsRe
 	    (unsigned long long)r->test_n, r->train_loss);
 	if (cfg->target == PSF_TARGET_NEXT_DIRECTION)
 		fprintf(f, "  \"test_accuracy\": %.17g,\n", r->test_accuracy);
+	fprintf(f, "  \"already_trained\": %s,\n", u->already_trained ? "true" : "false");
 	fprintf(f, "  \"n_ps\": %zu,\n  \"n_trainers\": %zu,\n  \"restarts\": %u,\n"
 	    "  \"fingerprint\": \"%s\",\n  \"config\": ", cfg->n_ps, cfg->n_trainers, restarts, fp);
 	psf_cli_json_str(f, u->a.config);
@@ -477,9 +476,14 @@ report_results(up *u)
 	if (r.n_finished < u->n_trainers)
 		psf_progress_note(u->p, "psfleet up: warning: only %zu of %zu trainer%s reported "
 		    "final results", r.n_finished, u->n_trainers, psf_plural(u->n_trainers));
-	psf_progress_note(u->p, "psfleet up: training done in %.1f s: model version %llu, %llu steps",
-	    u->train_seconds, (unsigned long long)r.model_version,
-	    (unsigned long long)r.trained_steps);
+	if (u->already_trained)
+		psf_progress_note(u->p, "psfleet up: nothing left to train; stored results of the "
+		    "earlier run: model version %llu, %llu steps", (unsigned long long)r.model_version,
+		    (unsigned long long)r.trained_steps);
+	else
+		psf_progress_note(u->p, "psfleet up: training done in %.1f s: model version %llu, "
+		    "%llu steps", u->train_seconds, (unsigned long long)r.model_version,
+		    (unsigned long long)r.trained_steps);
 	psf_progress_note(u->p, "psfleet up: test RMSE %.6g  MAE %.6g   naive RMSE %.6g  MAE %.6g   "
 	    "(%llu test rows; %s the naive forecast)", r.test_rmse, r.test_mae, r.naive_rmse,
 	    r.naive_mae, (unsigned long long)r.test_n,
@@ -676,6 +680,50 @@ install_signals(void)
 	(void)sigaction(SIGCHLD, &sa, NULL);
 }
 
+/* failed_on_input tells whether a node was given up on because it failed on its
+ * input or config (launcher.h): then `up` exits 2 as for a bad config. */
+static bool
+failed_on_input(const up *u)
+{
+	for (size_t i = 0; i < psf_launcher_count(u->l); i++) {
+		psf_child_info ci;
+
+		psf_launcher_child(u->l, i, &ci);
+		if (ci.state == PSF_CHILD_FAILED && ci.has_exited && WIFEXITED(ci.last_status) &&
+		    WEXITSTATUS(ci.last_status) == PSF_NODE_EXIT_INPUT)
+			return true;
+	}
+	return false;
+}
+
+/* note_already_trained asks ps0, before the trainers start, whether it resumed
+ * a run every selected trainer had finished: then the trainers only re-evaluate
+ * the stored model, and the results are those of the earlier run. */
+static void
+note_already_trained(up *u)
+{
+	const psf_node_cfg *ps0 = psf_config_role_node(u->cfg, PSF_ROLE_PS, 0);
+	Psfleet__V1__StatsReply *st = NULL;
+	size_t done = 0;
+
+	if (u->n_trainers == 0 || !u->selected[ps0 - u->cfg->nodes] ||
+	    psf_progress_stats(u->p, (size_t)(ps0 - u->cfg->nodes), 10000, &st) != PSF_OK)
+		return;
+	for (size_t k = 0; k < st->n_reports; k++) {
+		const psf_node_cfg *n = psf_config_find_node(u->cfg, st->reports[k]->worker);
+
+		if (n != NULL && n->role == PSF_ROLE_TRAINER && u->selected[n - u->cfg->nodes] &&
+		    st->reports[k]->finished)
+			done++;
+	}
+	u->already_trained = done == u->n_trainers;
+	if (u->already_trained)
+		psf_progress_note(u->p, "psfleet up: training was already complete (model version "
+		    "%llu, same training settings): the results below are the stored ones of that "
+		    "run; --fresh trains afresh", (unsigned long long)st->model_version);
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+}
+
 /* run starts the fleet and supervises it; returns the exit code. */
 static int
 run(up *u)
@@ -689,6 +737,7 @@ run(up *u)
 	lo.n_sets = u->a.n_sets;
 	lo.log_dir = u->log_dir;
 	lo.reset = u->a.reset;
+	lo.fresh = u->a.fresh;
 	lo.note = note_line;
 	lo.note_arg = u->p;
 	if (psf_launcher_new(u->cfg, &lo, &u->l) != PSF_OK) {
@@ -696,6 +745,8 @@ run(up *u)
 		return 1;
 	}
 	ok = start_role(u, PSF_ROLE_PS, true) == 0;
+	if (ok)
+		note_already_trained(u);
 	if (ok) {
 		u->train_start_ms = psf_now_ms();
 		psf_progress_training_started(u->p);
@@ -708,6 +759,8 @@ run(up *u)
 		rc = 0;
 	if (stop_fleet(u) != 0)
 		rc = 1;
+	if (failed_on_input(u))
+		rc = 2;
 	if (stop_signals != 0 && !u->a.train_only && rc == 0)
 		psf_progress_note(u->p, "psfleet up: fleet stopped cleanly");
 	return rc;
@@ -719,6 +772,7 @@ psf_cmd_up(int argc, char **argv)
 	up u;
 	char errbuf[512];
 	psf_log_level level = PSF_LOG_WARN;
+	bool had_data;
 	int rc;
 	psf_err err;
 
@@ -736,8 +790,12 @@ psf_cmd_up(int argc, char **argv)
 		fprintf(stderr, "psfleet up: %s\n", errbuf);
 		return 2;
 	}
+	/* Data that exists is checked before anything is created or started;
+	 * generated data once it is made. */
+	had_data = access(u.cfg->data.path, F_OK) == 0;
 	if (check_metrics_out(u.a.metrics_out) != 0 || select_nodes(&u) != 0 ||
-	    psf_up_preflight(u.a.config, u.cfg, u.selected) != 0) {
+	    psf_up_preflight(u.a.config, u.cfg, u.selected) != 0 ||
+	    (had_data && u.n_trainers > 0 && psf_up_check_data(u.a.config, u.cfg) != 0)) {
 		free(u.selected);
 		psf_config_free(u.cfg);
 		return 2;
@@ -761,7 +819,12 @@ psf_cmd_up(int argc, char **argv)
 	    psf_plural(u.cfg->n_trainers), u.cfg->n_inferers, psf_plural(u.cfg->n_inferers),
 	    u.cfg->n_gateways, psf_plural(u.cfg->n_gateways),
 	    u.a.train_only ? " (--train-only: ps and trainers)" : "", u.log_dir);
-	rc = make_data(&u) == 0 ? run(&u) : 1;
+	if (make_data(&u) != 0)
+		rc = 1;
+	else if (!had_data && u.n_trainers > 0 && psf_up_check_data(u.a.config, u.cfg) != 0)
+		rc = 2;
+	else
+		rc = run(&u);
 	psf_launcher_free(u.l);
 	psf_progress_free(u.p);
 	free(u.selected);

@@ -66,6 +66,35 @@ psf_launcher_describe_status(int status, char *buf, size_t len)
 		snprintf(buf, len, "status 0x%x", (unsigned)status);
 }
 
+void
+psf_launcher_log_cause(const char *path, char *buf, size_t len)
+{
+	char *text = NULL, *line, *save = NULL;
+	bool have_err = false;
+	size_t n;
+
+	buf[0] = '\0';
+	if (psf_read_file(path, &text, &n) != PSF_OK)
+		return;
+	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		const char *lvl = strchr(line, ' ');
+
+		if (strncmp(line, "---- ", 5) == 0) { /* a new run starts */
+			have_err = false;
+			buf[0] = '\0';
+		} else if (!have_err && lvl != NULL && strncmp(lvl, " err ", 5) == 0) {
+			/* `ts err node tag: msg`: the caller names the node already */
+			const char *node = lvl + 5, *msg = strchr(node, ' ');
+
+			snprintf(buf, len, "%s", msg != NULL ? msg + 1 : node);
+			have_err = true;
+		} else if (!have_err && line[0] != '\0') {
+			snprintf(buf, len, "%s", line);
+		}
+	}
+	free(text);
+}
+
 psf_err
 psf_launcher_new(const psf_config *cfg, const psf_launcher_opts *opts, psf_launcher **out)
 {
@@ -175,8 +204,8 @@ psf_launcher_start(psf_launcher *l, size_t i)
 		argv[n++] = (char *)l->o.sets[k];
 	}
 	/* Only the first start resets: a restarted ps resumes what it wrote since. */
-	if (l->o.reset && c->node->role == PSF_ROLE_PS && c->starts == 0)
-		argv[n++] = "--reset";
+	if (c->node->role == PSF_ROLE_PS && c->starts == 0 && (l->o.reset || l->o.fresh))
+		argv[n++] = l->o.fresh ? "--fresh" : "--reset";
 	argv[n] = NULL;
 	if (c->has_exited)
 		psf_launcher_describe_status(c->last_status, how, sizeof(how));
@@ -223,7 +252,7 @@ failures_in_window(const psf_launcher *l, const child *c, uint64_t now)
 static psf_err
 child_exited(psf_launcher *l, child *c, int status, char *errbuf, size_t errlen)
 {
-	char how[64];
+	char how[64], cause[512];
 	uint64_t now = psf_now_ms(), delay;
 	uint32_t recent;
 
@@ -243,11 +272,21 @@ child_exited(psf_launcher *l, child *c, int status, char *errbuf, size_t errlen)
 	c->fail_ms[c->failures % l->o.max_failures] = now;
 	c->failures++;
 	recent = failures_in_window(l, c, now);
+	psf_launcher_log_cause(c->log_path, cause, sizeof(cause));
+	if (WIFEXITED(status) && WEXITSTATUS(status) == PSF_NODE_EXIT_INPUT) {
+		/* Its input or config is wrong: another start fails the same way. */
+		c->state = PSF_CHILD_FAILED;
+		if (errbuf != NULL)
+			snprintf(errbuf, errlen, "%s failed on its input or config (%s, not restarted): "
+			    "%s; see %s", c->node->id, how, cause[0] ? cause : "no output", c->log_path);
+		return PSF_EUNAVAIL;
+	}
 	if (recent >= l->o.max_failures) {
 		c->state = PSF_CHILD_FAILED;
 		if (errbuf != NULL)
-			snprintf(errbuf, errlen, "%s failed %u times within %u s (last: %s); see %s",
-			    c->node->id, recent, l->o.window_ms / 1000, how, c->log_path);
+			snprintf(errbuf, errlen, "%s failed %u times within %u s (last: %s): %s; see %s",
+			    c->node->id, recent, l->o.window_ms / 1000, how,
+			    cause[0] ? cause : "no output", c->log_path);
 		return PSF_EUNAVAIL;
 	}
 	delay = l->o.backoff_min_ms;
@@ -257,9 +296,10 @@ child_exited(psf_launcher *l, child *c, int status, char *errbuf, size_t errlen)
 		delay = l->o.backoff_max_ms;
 	c->state = PSF_CHILD_BACKOFF;
 	c->restart_at_ms = now + delay;
-	note(l, "%s %s%s; restarting in %llu ms (%u of %u failures within %u s; log %s)",
+	note(l, "%s %s%s; restarting in %llu ms (%u of %u failures within %u s; log %s)%s%.300s",
 	    c->node->id, how, WIFEXITED(status) && WEXITSTATUS(status) == 0 ? " unexpectedly" : "",
-	    (unsigned long long)delay, recent, l->o.max_failures, l->o.window_ms / 1000, c->log_path);
+	    (unsigned long long)delay, recent, l->o.max_failures, l->o.window_ms / 1000, c->log_path,
+	    cause[0] ? ": " : "", cause);
 	return PSF_OK;
 }
 

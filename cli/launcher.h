@@ -19,6 +19,13 @@
  * node fails max_failures times within window_ms the launcher gives up on it:
  * psf_launcher_tick returns PSF_EUNAVAIL and describes the failure.
  *
+ * Exit codes of `psfleet node` (docs/operations.md): 2 means the node failed on
+ * its input or config (a bad data row, a changed training setting, a diverged
+ * model): running it again fails the same way, so such a node is not restarted
+ * and the launcher gives up on it at once. Any other failure is a crash and is
+ * restarted with backoff. Every give-up message quotes the node's own error line
+ * from its log (psf_launcher_log_cause).
+ *
  * Not thread-safe: one thread (the launcher's main loop) uses a psf_launcher. */
 #ifndef PSF_CLI_LAUNCHER_H
 #define PSF_CLI_LAUNCHER_H
@@ -48,6 +55,7 @@ typedef struct psf_launcher_opts {
 	size_t n_sets;           /* at most PSF_LAUNCHER_MAX_SETS */
 	const char *log_dir;     /* where <id>.log files go; must exist */
 	bool reset;              /* pass --reset to ps nodes (first start only) */
+	bool fresh;              /* pass --fresh to ps nodes (first start only) */
 	uint32_t backoff_min_ms; /* 0 = 200 */
 	uint32_t backoff_max_ms; /* 0 = 5000 */
 	uint32_t max_failures;   /* 0 = 5 */
@@ -118,6 +126,17 @@ void psf_launcher_child(const psf_launcher *l, size_t i, psf_child_info *out);
 /* psf_launcher_describe_status writes how a process ended ("exit 1", "killed by
  * SIGKILL") into buf (always NUL-terminated). Cannot fail. */
 void psf_launcher_describe_status(int status, char *buf, size_t len);
+
+/* PSF_NODE_EXIT_INPUT is the exit code of a node that failed on its input or
+ * config; the launcher does not restart it. */
+#define PSF_NODE_EXIT_INPUT 2
+
+/* psf_launcher_log_cause copies into buf (len bytes, always NUL-terminated) the
+ * most telling line of the last run in a node's log: its first error-level line
+ * without the time stamp, level and node ("trainer: data.csv:21: ..."), the cause
+ * where later ones are consequences, or else its last line; "" when the log
+ * cannot be read. Cannot fail. */
+void psf_launcher_log_cause(const char *path, char *buf, size_t len);
 
 /* psf_launcher_run_once runs argv (argv[0] = the program path, NULL-terminated)
  * to completion with stdout + stderr appended to log_path, in its own process

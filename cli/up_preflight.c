@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "common/config.h"
+#include "common/data.h"
 #include "common/util.h"
 
 /* split_hostport splits "host:port", "[v6]:port" or ":port" (followed by
@@ -163,4 +164,34 @@ psf_up_preflight(const char *config, const psf_config *cfg, const bool *selected
 			return -1;
 	}
 	return 0;
+}
+
+/* The trainers scan the data for their shard plan (trainer/plan.c) and stop on
+ * the first problem, every one of them the same way; scanning it here first turns
+ * that into one line before anything starts. */
+int
+psf_up_check_data(const char *config, const psf_config *cfg)
+{
+	psf_data_index *idx = NULL;
+	const int32_t *dates;
+	size_t n_dates = 0;
+	int32_t cutoff;
+	char why[512];
+	int rc = -1;
+
+	if (psf_data_scan(cfg->data.path, cfg->data.bad_rows, why, sizeof(why), &idx) != PSF_OK) {
+		fprintf(stderr, "psfleet up: %s: bad data: %s\n", config, why);
+		return -1;
+	}
+	dates = psf_data_index_dates(idx, &n_dates);
+	if (psf_data_index_n_symbols(idx) == 0)
+		fprintf(stderr, "psfleet up: %s: bad data: %s has no data rows (only a header?)\n",
+		    config, cfg->data.path);
+	else if (psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &cutoff) != PSF_OK)
+		fprintf(stderr, "psfleet up: %s: bad data: %s has %zu date(s); a train and a test "
+		    "split need at least 2\n", config, cfg->data.path, n_dates);
+	else
+		rc = 0;
+	psf_data_index_free(idx);
+	return rc;
 }

@@ -11,6 +11,12 @@
 
 #include "err.h"
 
+/* PSF_MAX_TRAINERS is the most trainers a fleet may have: the size of a ps
+ * node's worker table (ps/internal.h, PS_MAX_WORKERS, where each worker's index
+ * + 1 is the top byte of its gradient accumulator keys). The config loader
+ * refuses more, so a fleet it accepts never fails at run time for this. */
+#define PSF_MAX_TRAINERS 250
+
 typedef enum psf_role {
 	PSF_ROLE_PS = 0,
 	PSF_ROLE_TRAINER,

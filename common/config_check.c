@@ -203,6 +203,10 @@ validate_nodes(ctx *c)
 	if (cfg->n_trainers == 0)
 		return config_fail(c, config_line_of(c, "nodes", "trainers"),
 		    "at least one trainer is required in nodes.trainers");
+	if (cfg->n_trainers > PSF_MAX_TRAINERS) /* at the first one too many */
+		return config_fail(c, config_node_line(c, cfg->n_ps + PSF_MAX_TRAINERS, "id"),
+		    "too many trainers: %zu (a ps node serves at most %d)", cfg->n_trainers,
+		    PSF_MAX_TRAINERS);
 	for (size_t i = 0; i < cfg->n_nodes; i++) {
 		const psf_node_cfg *n = &cfg->nodes[i];
 

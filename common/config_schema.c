@@ -339,8 +339,10 @@ static const table model_table = {"model", model_fields, PSF_ARRAY_LEN(model_fie
 
 static const field optim_fields[] = {
 	{"kind", T_ENUM, offsetof(psf_optim_cfg, kind), .names = config_optim_names},
-	{"learning_rate", T_F64, offsetof(psf_optim_cfg, learning_rate), .must = "a number > 0",
-	    .dmax = INFINITY, .open_lo = 1},
+	/* Above 10 every model here diverges at once (gradients overflow to Inf):
+	 * refuse it at load time rather than after the nodes start. */
+	{"learning_rate", T_F64, offsetof(psf_optim_cfg, learning_rate),
+	    .must = "a number in (0, 10]", .dmax = 10, .open_lo = 1},
 	{"momentum", T_F64, offsetof(psf_optim_cfg, momentum), .must = "a number in [0, 1)",
 	    .dmax = 1, .open_hi = 1},
 	{"beta1", T_F64, offsetof(psf_optim_cfg, beta1), .must = "a number in [0, 1)", .dmax = 1,

@@ -106,6 +106,13 @@ psf_ps_rpc_report(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		done(NULL, call);
 		return;
 	}
+	/* A worker restarted after its last step (a finished run resumed) trained
+	 * nothing this time: it reports the same final step without a loss or a
+	 * throughput. Those of the steps that made the model are the stored ones. */
+	if (w->has_report && w->report.finished && in->finished && w->report.step == in->step) {
+		rep.train_loss = w->report.train_loss;
+		rep.samples_per_sec = w->report.samples_per_sec;
+	}
 	pthread_mutex_unlock(&ps->mu);
 	rep.base.unknown_fields = NULL;
 	rep.base.n_unknown_fields = 0;

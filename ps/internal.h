@@ -25,7 +25,12 @@
 #include "ps/store.h"
 #include "psfleet.pb-c.h"
 
-#define PS_MAX_WORKERS 250  /* worker index fits the accumulator key's top byte */
+/* The worker table's size is the fleet's limit on trainers, which the config
+ * checks at load time (common/config.h); its index + 1 must fit the accumulator
+ * key's top byte. */
+#define PS_MAX_WORKERS PSF_MAX_TRAINERS
+_Static_assert(PS_MAX_WORKERS >= 1 && PS_MAX_WORKERS <= 255,
+    "a worker index + 1 must fit the accumulator key's top byte");
 #define PS_SNAP_RING 4
 #define PS_DEFAULT_SNAP_PIECE ((size_t)4 << 20)
 #define PS_REPORT_MAX_BYTES 4096 /* a packed MetricsReport, unknown fields included */
@@ -305,6 +310,22 @@ void psf_ps_rpc_report(Psfleet__V1__ParameterServer_Service *svc,
  * skipped. Returns PSF_OK or the store's error. Caller holds mu (or is the only
  * thread). */
 PSF_NODISCARD psf_err ps_reports_restore(psf_ps *ps, psf_store_txn *txn);
+
+/* ---- settings.c: the training settings a store was trained with ---- */
+
+/* PS_META_SETTINGS names the store's meta record holding them. */
+#define PS_META_SETTINGS "train_settings"
+
+/* ps_train_settings returns a new string the caller frees: cfg's training
+ * settings, one "key=value\n" per line in a fixed order (settings.c says which
+ * keys count). NULL when out of memory. */
+char *ps_train_settings(const psf_config *cfg);
+
+/* ps_train_settings_diff writes into out (len bytes, always NUL-terminated) the
+ * keys whose values differ between two such lists, as "key old -> new" joined by
+ * ", " (values cut at 40 bytes; a key one side lacks shows "(none)"), and returns
+ * how many differ (0: the same settings). Cannot fail. */
+size_t ps_train_settings_diff(const char *stored, const char *want, char *out, size_t len);
 
 /* push_raw.c ------------------------------------------------------------------ */
 

@@ -36,16 +36,29 @@
 
 typedef struct psf_ps psf_ps;
 
+/* What a ps does with the store it finds at start-up. 0 and 1 are false and
+ * true, as when this was a bool. */
+typedef enum psf_ps_reset {
+	PSF_PS_RESET_NONE = 0, /* resume a store that fits the config, refuse another */
+	PSF_PS_RESET_MISFIT,   /* --reset: discard a store that does not fit the config */
+	PSF_PS_RESET_ALWAYS,   /* --fresh: discard any store, train afresh */
+} psf_ps_reset;
+
 typedef struct psf_ps_opts {
-	bool reset;              /* wipe the store when it was made by another config */
+	psf_ps_reset reset;      /* what to do with the store found */
 	const char *listen;      /* override node->listen (tests: port 0) */
 	const char *metrics;     /* override node->metrics; "" = no HTTP endpoint */
 } psf_ps_opts;
 
 /* psf_ps_new opens the store (creating and initialising the shard's tensors on
  * first start, resuming otherwise), and starts serving. A store made by an
- * incompatible config fails with PSF_ECONFIG and a log line naming the
- * difference, unless opts->reset. */
+ * incompatible config (another model layout or sharding), or trained with other
+ * training settings (settings.c: optimizer, schedule, epochs, features, data...),
+ * fails with PSF_ECONFIG and one error line naming the difference (for settings:
+ * every changed key with its stored and new value), unless opts->reset is
+ * PSF_PS_RESET_MISFIT, which discards such a store; PSF_PS_RESET_ALWAYS discards
+ * the store whatever it holds. A
+ * store from before settings were recorded is resumed and gets the config's. */
 PSF_NODISCARD psf_err psf_ps_new(const psf_config *cfg, const psf_node_cfg *node,
     const psf_ps_opts *opts, psf_ps **out);
 

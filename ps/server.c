@@ -62,7 +62,15 @@ first_difference(const char *stored, const char *want, char *out, size_t len)
 typedef struct init_ctx {
 	psf_ps *ps;
 	const char *layout;
+	const char *settings;
 } init_ctx;
+
+/* settings_txn records the training settings (arg) the store is trained with. */
+static psf_err
+settings_txn(psf_store_txn *txn, void *arg)
+{
+	return psf_store_txn_meta_put(txn, PS_META_SETTINGS, arg, strlen(arg));
+}
 
 static psf_err
 init_txn(psf_store_txn *txn, void *arg)
@@ -89,6 +97,8 @@ init_txn(psf_store_txn *txn, void *arg)
 	if (err == PSF_OK)
 		err = psf_store_txn_meta_put(txn, "layout", c->layout, strlen(c->layout));
 	if (err == PSF_OK)
+		err = settings_txn(txn, (void *)c->settings);
+	if (err == PSF_OK)
 		err = psf_store_txn_meta_put_u64(txn, "version", 0);
 	if (err == PSF_OK)
 		err = psf_store_txn_meta_put_u64(txn, "step", 0);
@@ -103,6 +113,7 @@ init_txn(psf_store_txn *txn, void *arg)
 typedef struct resume_ctx {
 	psf_ps *ps;
 	char stored[4096];
+	char *settings;  /* the stored training settings (malloc), NULL when none */
 	bool found;
 } resume_ctx;
 
@@ -135,6 +146,12 @@ resume_txn(psf_store_txn *txn, void *arg)
 		return err;
 	c->found = true;
 	snprintf(c->stored, sizeof(c->stored), "%.*s", (int)len, (const char *)data);
+	if ((err = psf_store_txn_meta_get(txn, PS_META_SETTINGS, &data, &len)) == PSF_OK) {
+		if ((c->settings = strndup(data, len)) == NULL)
+			return PSF_ENOMEM;
+	} else if (err != PSF_ENOENT) {
+		return err;
+	}
 	if (psf_store_txn_meta_get_u64(txn, "version", &v) == PSF_OK)
 		ps->version = v;
 	if (psf_store_txn_meta_get_u64(txn, "step", &v) == PSF_OK)
@@ -159,18 +176,65 @@ resume_txn(psf_store_txn *txn, void *arg)
 	return PSF_OK;
 }
 
-/* open_store opens the LMDB store and initialises or resumes it. */
+/* mismatch tells why the store found cannot be resumed under this config (one
+ * line in why), or returns false when it can. Training settings are compared
+ * first: their message names every changed key. */
+static bool
+mismatch(const psf_ps *ps, const resume_ctx *rc, const char *layout, const char *settings,
+    char *why, size_t len)
+{
+	char diff[1024];
+
+	if (rc->settings != NULL &&
+	    ps_train_settings_diff(rc->settings, settings, diff, sizeof(diff)) > 0) {
+		snprintf(why, len, "%s holds a model trained with other settings: %s", ps->node->data_dir,
+		    diff);
+		return true;
+	}
+	if (strcmp(rc->stored, layout) != 0) {
+		first_difference(rc->stored, layout, diff, sizeof(diff));
+		snprintf(why, len, "%s was made by an incompatible config: %s", ps->node->data_dir, diff);
+		return true;
+	}
+	return false;
+}
+
+/* discard removes the store's files and opens an empty store in their place. */
 static psf_err
-open_store(psf_ps *ps, bool reset)
+discard(psf_ps *ps, const psf_store_opts *so, resume_ctx *rc)
+{
+	psf_err err;
+
+	psf_store_close(ps->store);
+	ps->store = NULL;
+	if ((err = psf_rm_rf(ps->node->data_dir)) != PSF_OK ||
+	    (err = psf_store_open(ps->node->data_dir, so, &ps->store)) != PSF_OK)
+		return err;
+	ps->n_workers = 0; /* with the reports restored from the discarded store */
+	ps_reduces_free(ps);
+	ps->version = ps->step = 0;
+	ps->round = 0;
+	rc->found = false;
+	return PSF_OK;
+}
+
+/* open_store opens the LMDB store and initialises or resumes it: a store that
+ * does not fit the config is refused, or discarded with reset; fresh discards
+ * any store. */
+static psf_err
+open_store(psf_ps *ps, psf_ps_reset reset)
 {
 	psf_store_opts so;
 	resume_ctx *rc = calloc(1, sizeof(*rc));
-	char layout[4096], diff[512];
-	init_ctx ic = {ps, layout};
+	char layout[4096], why[1536];
+	char *settings = ps_train_settings(ps->cfg);
+	init_ctx ic = {ps, layout, settings};
 	psf_err err;
 
-	if (rc == NULL)
-		return PSF_ENOMEM;
+	if (rc == NULL || settings == NULL) {
+		err = PSF_ENOMEM;
+		goto out;
+	}
 	rc->ps = ps;
 	layout_string(ps, layout, sizeof(layout));
 	psf_store_opts_from_cfg(&ps->cfg->durability, &so);
@@ -178,36 +242,42 @@ open_store(psf_ps *ps, bool reset)
 		goto out;
 	if ((err = psf_store_read(ps->store, resume_txn, rc)) != PSF_OK)
 		goto out;
-	if (rc->found && strcmp(rc->stored, layout) != 0) {
-		first_difference(rc->stored, layout, diff, sizeof(diff));
-		if (!reset) {
-			psf_log_err("ps", "%s was made by an incompatible config: %s (start with --reset "
-			    "to discard it)", ps->node->data_dir, diff);
+	if (rc->found && reset == PSF_PS_RESET_ALWAYS) {
+		psf_log_warn("ps", "--fresh: discarding %s (model version %llu)", ps->node->data_dir,
+		    (unsigned long long)ps->version);
+		if ((err = discard(ps, &so, rc)) != PSF_OK)
+			goto out;
+	} else if (rc->found && mismatch(ps, rc, layout, settings, why, sizeof(why))) {
+		if (reset == PSF_PS_RESET_NONE) {
+			/* One line, the one `psfleet up` quotes (exit 2: not restarted). */
+			psf_log_err("ps", "%s; start with --fresh to discard it and train afresh, or "
+			    "restore those settings to resume", why);
 			err = PSF_ECONFIG;
 			goto out;
 		}
-		psf_log_warn("ps", "--reset: discarding %s (%s)", ps->node->data_dir, diff);
-		psf_store_close(ps->store);
-		ps->store = NULL;
-		if ((err = psf_rm_rf(ps->node->data_dir)) != PSF_OK ||
-		    (err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
+		psf_log_warn("ps", "--reset: discarding: %s", why);
+		if ((err = discard(ps, &so, rc)) != PSF_OK)
 			goto out;
-		ps->n_workers = 0; /* with the reports restored from the discarded store */
-		ps_reduces_free(ps);
-		ps->version = ps->step = 0;
-		ps->round = 0;
-		rc->found = false;
 	}
 	if (!rc->found) {
 		err = psf_store_update(ps->store, init_txn, &ic);
 		psf_log_info("ps", "initialised shard %zu/%zu in %s", ps->shard, ps->n_ps,
 		    ps->node->data_dir);
-	} else {
-		psf_log_info("ps", "resumed shard %zu/%zu from %s at version %llu (round %lld)", ps->shard,
-		    ps->n_ps, ps->node->data_dir, (unsigned long long)ps->version, (long long)ps->round);
+		goto out;
 	}
+	if (rc->settings == NULL) { /* made before settings were recorded: adopt these */
+		psf_log_warn("ps", "%s does not record its training settings; resuming it with the "
+		    "config's (start with --fresh to train afresh)", ps->node->data_dir);
+		if ((err = psf_store_update(ps->store, settings_txn, settings)) != PSF_OK)
+			goto out;
+	}
+	psf_log_info("ps", "resumed shard %zu/%zu from %s at version %llu (round %lld)", ps->shard,
+	    ps->n_ps, ps->node->data_dir, (unsigned long long)ps->version, (long long)ps->round);
 out:
+	if (rc != NULL)
+		free(rc->settings);
 	free(rc);
+	free(settings);
 	return err;
 }
 
@@ -370,7 +440,7 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	    (err = psf_optim_check(&cfg->optimizer)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &ps->model)) != PSF_OK ||
-	    (err = open_store(ps, opts != NULL && opts->reset)) != PSF_OK ||
+	    (err = open_store(ps, opts != NULL ? opts->reset : PSF_PS_RESET_NONE)) != PSF_OK ||
 	    (err = setup_metrics(ps)) != PSF_OK)
 		goto fail;
 	/* Every configured trainer is expected in sync rounds from the start. */

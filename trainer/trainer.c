@@ -300,6 +300,13 @@ step(trainer *t, int64_t c, double *loss)
 	         loss)) != PSF_OK ||
 	    (err = psf_params_keys(t->grads, t->keys, NULL, t->keys_cap, &n_keys)) != PSF_OK)
 		return err;
+	if (!isfinite(*loss) && !t->cfg->optimizer.skip_nonfinite) {
+		/* The ps would refuse the gradients anyway; say why, once, and stop:
+		 * a restart diverges the same way (exit 2, cmd_node.c). */
+		psf_log_err("trainer", "training diverged at step %lld: the loss is %g (lower "
+		    "optimizer.learning_rate, or set optimizer.clip_norm)", (long long)c, *loss);
+		return PSF_EINVAL;
+	}
 	t2 = psf_now_ns();
 	err = psf_worker_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, &pr);
 	if (err != PSF_OK)
@@ -354,6 +361,13 @@ train(trainer *t)
 
 	if (c >= (int64_t)t->total_steps) /* restarted after the last step */
 		return report(t, c, 0.0, 0.0, true);
+	if (t->table->n_train == 0) {
+		/* More trainers than symbols (or only short histories) leave this one
+		 * without rows: it has nothing to push, so it reports and leaves at
+		 * once instead of retrying an empty step forever. */
+		psf_log_info("trainer", "no training rows in this trainer's symbols: nothing to train");
+		return report(t, c, 0.0, 0.0, true);
+	}
 	if (c > 0)
 		psf_log_info("trainer", "resuming at step %lld", (long long)c);
 	while (c < (int64_t)t->total_steps) {

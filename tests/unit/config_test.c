@@ -411,7 +411,7 @@ static const struct {
 	{"bad_integer_overflow.yaml",
 	    "bad_integer_overflow.yaml:8: 'rpc_workers' must be an integer in [1, 4096]"},
 	{"bad_bool.yaml", "bad_bool.yaml:8: 'shuffle' must be true or false"},
-	{"bad_number.yaml", "bad_number.yaml:8: 'learning_rate' must be a number > 0"},
+	{"bad_number.yaml", "bad_number.yaml:8: 'learning_rate' must be a number in (0, 10]"},
 	{"bad_test_fraction.yaml", "bad_test_fraction.yaml:7: 'test_fraction' must be a number in (0, 1)"},
 	{"bad_hidden.yaml",
 	    "bad_hidden.yaml:10: each 'hidden' layer size must be an integer in [1, 65536]"},
@@ -1168,6 +1168,76 @@ test_config_experiment_examples_load(void **state)
 	assert_true(n >= 2); /* the case study and the quick one */
 }
 
+/* fleet_text writes a fleet with n_trainers trainers, one per line, into a new
+ * buffer the caller frees; the first trainer is on line 6. */
+static char *
+fleet_text(size_t n_trainers)
+{
+	size_t cap = 256 + n_trainers * 40, n = 0;
+	char *text = malloc(cap);
+
+	assert_non_null(text);
+	n += (size_t)snprintf(text + n, cap - n, "nodes:\n  ps:\n    - {id: ps0, listen: "
+	    "\"tcp://127.0.0.1:7000\"}\n  trainers:\n    # one per line\n");
+	for (size_t i = 0; i < n_trainers; i++)
+		n += (size_t)snprintf(text + n, cap - n, "    - {id: t%zu}\n", i);
+	snprintf(text + n, cap - n, "data: {path: d.csv}\nfeatures: [\"lag:0\"]\n");
+	return text;
+}
+
+/* The ps's worker table holds PSF_MAX_TRAINERS workers: a fleet with that many
+ * loads, one more is refused at the first trainer too many. */
+static void
+test_config_trainer_limit(void **state)
+{
+	char err[512], want[128];
+	psf_config *cfg = NULL;
+	char *text;
+
+	(void)state;
+	assert_int_equal(PSF_MAX_TRAINERS, 250);
+	text = fleet_text(PSF_MAX_TRAINERS);
+	cfg = parse_ok(text);
+	assert_int_equal(cfg->n_trainers, PSF_MAX_TRAINERS);
+	psf_config_free(cfg);
+	free(text);
+	cfg = NULL;
+	text = fleet_text(PSF_MAX_TRAINERS + 1);
+	assert_int_equal(psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_null(cfg);
+	snprintf(want, sizeof(want), "t.yaml:%d: too many trainers: %d (a ps node serves at most %d)",
+	    6 + PSF_MAX_TRAINERS, PSF_MAX_TRAINERS + 1, PSF_MAX_TRAINERS);
+	assert_string_equal(err, want);
+	free(text);
+}
+
+/* A learning rate that can only diverge is refused at load time, with its line. */
+static void
+test_config_learning_rate_range(void **state)
+{
+	static const char base[] = "nodes:\n  ps: [{id: ps0, listen: \"tcp://127.0.0.1:7000\"}]\n"
+	    "  trainers: [{id: t0}]\ndata: {path: d.csv}\nfeatures: [\"lag:0\"]\n"
+	    "optimizer: {learning_rate: %s}\n";
+	static const char *const bad[] = {"1e30", "10.5", "inf", "0"};
+	char text[512], err[512];
+	psf_config *cfg;
+
+	(void)state;
+	snprintf(text, sizeof(text), base, "10");
+	cfg = parse_ok(text);
+	assert_true(cfg->optimizer.learning_rate == 10.0);
+	psf_config_free(cfg);
+	for (size_t i = 0; i < PSF_ARRAY_LEN(bad); i++) {
+		cfg = NULL;
+		snprintf(text, sizeof(text), base, bad[i]);
+		assert_int_equal(psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg),
+		    PSF_ECONFIG);
+		assert_null(cfg);
+		assert_string_equal(err, "t.yaml:6: 'learning_rate' must be a number in (0, 10]");
+	}
+}
+
 int
 main(void)
 {
@@ -1205,6 +1275,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_config_override_file_lines_kept, enter_fixtures,
 		    leave_fixtures),
 		cmocka_unit_test(test_config_experiment_examples_load),
+		cmocka_unit_test(test_config_trainer_limit),
+		cmocka_unit_test(test_config_learning_rate_range),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -599,6 +599,76 @@ test_ps_restart_resumes_and_checks_config(void **state)
 	fleet_stop(&f);
 }
 
+/* resume_with starts ps0 of a fleet like f's but with another optimizer and
+ * consistency section; returns psf_ps_new's result (the ps is freed again). */
+static psf_err
+resume_with(fleet *f, const char *consistency, const char *optimizer, psf_ps_reset reset,
+    int64_t *clock)
+{
+	psf_ps_opts opts = {reset, "tcp://127.0.0.1:0", ""};
+	psf_config *cfg = NULL;
+	psf_ps *ps = NULL;
+	char text[4096], err[512];
+	psf_err rv;
+
+	cfg_text(text, sizeof(text), f->dir, 1, 1, consistency, optimizer, "4");
+	assert_int_equal(psf_config_parse("t3.yaml", text, strlen(text), err, sizeof(err), &cfg),
+	    PSF_OK);
+	rv = psf_ps_new(cfg, &cfg->nodes[0], &opts, &ps);
+	if (rv == PSF_OK) {
+		const char *url = psf_ps_url(ps);
+		psf_worker_opts wo = {&url, 5000, NULL, NULL};
+		psf_worker *w;
+
+		assert_int_equal(psf_worker_open(cfg, f->model, "trainer-0", &wo, &w), PSF_OK);
+		*clock = psf_worker_clock(w);
+		psf_worker_close(w);
+	}
+	psf_ps_free(ps);
+	psf_config_free(cfg);
+	return rv;
+}
+
+/* A store is resumed only with the training settings it was trained with:
+ * another learning rate or consistency mode is refused (PSF_ECONFIG) unless
+ * reset; a key the optimizer does not use (momentum for sgd) does not count;
+ * PSF_PS_RESET_ALWAYS starts afresh from a store that fits. */
+static void
+test_ps_restart_checks_training_settings(void **state)
+{
+	fleet f;
+	psf_worker *w;
+	psf_params *g;
+	int64_t clock = -1;
+
+	(void)state;
+	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
+	w = worker(&f, "trainer-0");
+	g = grads_const(&f, 0.5f);
+	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_worker_push(w, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	psf_worker_close(w);
+	psf_ps_free(f.ps[0]);
+	f.ps[0] = NULL;
+
+	assert_int_equal(resume_with(&f, "{mode: async}", "{kind: sgd, learning_rate: 0.5}",
+	    PSF_PS_RESET_NONE, &clock), PSF_ECONFIG);
+	assert_int_equal(resume_with(&f, "{mode: sync}", SGD1, PSF_PS_RESET_NONE, &clock),
+	    PSF_ECONFIG);
+	assert_int_equal(resume_with(&f, "{mode: async, heartbeat_ms: 300}",
+	    "{kind: sgd, learning_rate: 1.0, momentum: 0.5}", PSF_PS_RESET_NONE, &clock), PSF_OK);
+	assert_int_equal(clock, 2); /* resumed: neither key counts */
+	assert_int_equal(resume_with(&f, "{mode: async}", SGD1, PSF_PS_RESET_ALWAYS, &clock), PSF_OK);
+	assert_int_equal(clock, 0); /* afresh */
+	assert_int_equal(resume_with(&f, "{mode: async}", "{kind: sgd, learning_rate: 0.5}",
+	    PSF_PS_RESET_MISFIT, &clock), PSF_OK);
+	assert_int_equal(clock, 0);
+	assert_int_equal(resume_with(&f, "{mode: async}", "{kind: sgd, learning_rate: 0.5}",
+	    PSF_PS_RESET_NONE, &clock), PSF_OK); /* now trained with 0.5 */
+	psf_params_free(g);
+	fleet_stop(&f);
+}
+
 /* Reduce sums contributions once each and answers everyone. */
 static void
 test_ps_reduce_sums_once(void **state)
@@ -1498,6 +1568,7 @@ main(void)
 		cmocka_unit_test(test_ps_bad_pushes_rejected_nothing_applied),
 		cmocka_unit_test(test_ps_snapshot_in_pieces),
 		cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
+		cmocka_unit_test(test_ps_restart_checks_training_settings),
 		cmocka_unit_test(test_ps_reduce_sums_once),
 		cmocka_unit_test(test_ps_reduce_names_bounded),
 		cmocka_unit_test(test_ps_cosine_horizon_from_announced_steps),
