@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 struct psf_config;
+struct psf_progress;
 
 int psf_cmd_up(int argc, char **argv);
 int psf_cmd_node(int argc, char **argv);
@@ -31,5 +32,11 @@ void psf_cli_json_str(FILE *f, const char *s);
  * cfg->nodes[i]) are free on this machine. config is the config file's path, for
  * the message. Returns 0, or -1 after one line on stderr. */
 int psf_up_preflight(const char *config, const struct psf_config *cfg, const bool *selected);
+
+/* psf_up_print_split prints, as progress notes, how cfg's work is split: the
+ * symbols and data rows of each trainer (data.shard_by), and the model keys and
+ * floats each ps node holds. When the data cannot be scanned it prints one line
+ * saying so (the trainers then fail with the cause). Cannot fail. */
+void psf_up_print_split(const struct psf_config *cfg, struct psf_progress *p);
 
 #endif
