@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 struct psf_config;
+struct psf_progress;
 
 int psf_cmd_up(int argc, char **argv);
 int psf_cmd_node(int argc, char **argv);
@@ -47,5 +48,11 @@ void psf_up_predict_hint(const struct psf_config *cfg, const char *url, const ch
  * after one line on stderr naming the problem (a bad row with its file:line, no
  * data rows, fewer than 2 dates, a directory that is no partition). */
 int psf_up_check_data(const char *config, const struct psf_config *cfg);
+
+/* psf_up_print_split prints, as progress notes, how cfg's work is split: the
+ * symbols and data rows of each trainer (data.shard_by), and the model keys and
+ * floats each ps node holds. When the data cannot be scanned it prints one line
+ * saying so (the trainers then fail with the cause). Cannot fail. */
+void psf_up_print_split(const struct psf_config *cfg, struct psf_progress *p);
 
 #endif

@@ -744,6 +744,8 @@ run(up *u)
 		fprintf(stderr, "psfleet up: out of memory\n");
 		return 1;
 	}
+	if (u->n_trainers > 0)
+		psf_up_print_split(u->cfg, u->p);
 	ok = start_role(u, PSF_ROLE_PS, true) == 0;
 	if (ok)
 		note_already_trained(u);

@@ -292,6 +292,7 @@ psf_err
 psf_progress_result(const Psfleet__V1__StatsReply *stats, psf_fleet_result *out)
 {
 	double sse = 0, sae = 0, nsse = 0, nsae = 0, loss = 0, correct = 0;
+	size_t n_loss = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (stats == NULL)
@@ -309,10 +310,13 @@ psf_progress_result(const Psfleet__V1__StatsReply *stats, psf_fleet_result *out)
 		nsse += r->naive_sse;
 		nsae += r->naive_sae;
 		correct += r->test_correct;
-		loss += r->train_loss;
+		if (r->step > 0) { /* a trainer without training rows reports step 0, no loss */
+			loss += r->train_loss;
+			n_loss++;
+		}
 	}
-	if (out->n_reports > 0)
-		out->train_loss = loss / (double)out->n_reports;
+	if (n_loss > 0)
+		out->train_loss = loss / (double)n_loss;
 	if (out->test_n == 0)
 		return PSF_ENOENT;
 	out->test_rmse = sqrt(sse / (double)out->test_n);

@@ -1,7 +1,8 @@
 /* up_preflight.c -- psfleet up's pre-flight check (cli.h): before anything
  * starts, the data file must exist (or be generated) and the listen and metrics
  * addresses of the nodes to start must be free on this machine, so a clash is
- * one clear line instead of a node failing to bind later. */
+ * one clear line instead of a node failing to bind later. Also the start-up
+ * lines that show how the work is split over trainers and ps nodes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netdb.h>
@@ -14,9 +15,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "common/config.h"
 #include "common/data.h"
 #include "common/util.h"
+#include "trainer/trainer.h"
 
 /* split_hostport splits "host:port", "[v6]:port" or ":port" (followed by
  * nothing or a '/' path) into host and port. Returns -1 when malformed. */
@@ -194,4 +197,33 @@ psf_up_check_data(const char *config, const psf_config *cfg)
 		rc = 0;
 	psf_data_index_free(idx);
 	return rc;
+}
+
+void
+psf_up_print_split(const psf_config *cfg, psf_progress *p)
+{
+	psf_trainer_split *s = NULL;
+	char errbuf[512];
+
+	if (psf_trainer_split_new(cfg, errbuf, sizeof(errbuf), &s) != PSF_OK) {
+		psf_progress_note(p, "psfleet up: cannot show the split: %s", errbuf);
+		return;
+	}
+	psf_progress_note(p, "psfleet up: %zu symbols, %llu rows over %zu trainers (shard_by: %s):",
+	    s->total_symbols, (unsigned long long)s->total_rows, s->n_trainers,
+	    psf_shard_by_name(cfg->data.shard_by));
+	for (size_t i = 0; i < s->n_trainers; i++)
+		psf_progress_note(p, "psfleet up:   %s: %zu symbol%s, %llu rows%s",
+		    psf_config_role_node(cfg, PSF_ROLE_TRAINER, i)->id, s->symbols[i],
+		    s->symbols[i] == 1 ? "" : "s", (unsigned long long)s->rows[i],
+		    s->symbols[i] == 0 ? " (nothing to train: it will leave at once)" : "");
+	psf_progress_note(p, "psfleet up: model keys over %zu ps (rendezvous hashing):", s->n_ps);
+	for (size_t i = 0; i < s->n_ps; i++)
+		psf_progress_note(p, "psfleet up:   %s: %llu keys, %llu floats%s",
+		    psf_config_role_node(cfg, PSF_ROLE_PS, i)->id, (unsigned long long)s->keys[i],
+		    (unsigned long long)s->floats[i],
+		    s->keys[i] == 0 && cfg->consistency.mode == PSF_CONS_SYNC
+		        ? " (no keys: it still takes part in every sync round)"
+		        : "");
+	psf_trainer_split_free(s);
 }

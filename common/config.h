@@ -120,7 +120,7 @@ typedef struct psf_data_cfg {
 	psf_datagen_cfg generate;
 	psf_bad_rows bad_rows; /* default fail */
 	double test_fraction;  /* last fraction of dates held out; default 0.2, in (0, 1) */
-	psf_shard_by shard_by; /* default hash */
+	psf_shard_by shard_by; /* default rows */
 } psf_data_cfg;
 
 typedef struct psf_model_cfg {

@@ -466,6 +466,7 @@ config_set_defaults(psf_config *cfg)
 	cfg->data.generate.symbols = 100;
 	cfg->data.generate.days = 500;
 	cfg->data.test_fraction = 0.2;
+	cfg->data.shard_by = PSF_SHARD_BY_ROWS; /* balanced work unless hashing is asked for */
 	cfg->target = PSF_TARGET_NEXT_CLOSE;
 	cfg->model.hidden[0] = 32;
 	cfg->model.n_hidden = 1;

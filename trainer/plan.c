@@ -4,8 +4,10 @@
 
 #include "common/data.h"
 #include "common/log.h"
+#include "common/model.h"
 #include "common/shard.h"
 #include "trainer/internal.h"
+#include "trainer/trainer.h"
 
 static int
 cmp_str(const void *a, const void *b)
@@ -61,17 +63,50 @@ out:
 	return err;
 }
 
+/* scan_assign scans the data and puts each of its symbols in a trainer bin:
+ * *bins_out[i] for symbol i of *idx_out. The caller frees both. */
+static psf_err
+scan_assign(const psf_config *cfg, psf_data_index **idx_out, size_t **bins_out, char *errbuf,
+    size_t errlen)
+{
+	psf_data_index *idx = NULL;
+	size_t *bins = NULL, n;
+	psf_err err;
+
+	if ((err = psf_data_scan(cfg->data.path, cfg->data.bad_rows, errbuf, errlen, &idx)) != PSF_OK)
+		return err;
+	n = psf_data_index_n_symbols(idx);
+	if ((bins = calloc(n > 0 ? n : 1, sizeof(*bins))) == NULL) {
+		err = PSF_ENOMEM;
+		snprintf(errbuf, errlen, "cannot assign symbols: %s", psf_strerror(err));
+		goto out;
+	}
+	if ((err = assign_bins(cfg, idx, bins)) != PSF_OK) {
+		snprintf(errbuf, errlen, "cannot assign symbols: %s", psf_strerror(err));
+		goto out;
+	}
+	*idx_out = idx;
+	*bins_out = bins;
+	idx = NULL;
+	bins = NULL;
+out:
+	free(bins);
+	psf_data_index_free(idx);
+	return err;
+}
+
 psf_err
 psf_trainer_plan(const psf_config *cfg, size_t index, psf_shard_plan *plan, char *errbuf,
     size_t errlen)
 {
 	psf_data_index *idx = NULL;
 	size_t *bins = NULL, n, n_dates, mine = 0;
+	uint64_t rows = 0, all_rows = 0, r;
 	const int32_t *dates;
 	psf_err err;
 
 	memset(plan, 0, sizeof(*plan));
-	if ((err = psf_data_scan(cfg->data.path, cfg->data.bad_rows, errbuf, errlen, &idx)) != PSF_OK)
+	if ((err = scan_assign(cfg, &idx, &bins, errbuf, errlen)) != PSF_OK)
 		return err;
 	n = psf_data_index_n_symbols(idx);
 	dates = psf_data_index_dates(idx, &n_dates);
@@ -80,32 +115,31 @@ psf_trainer_plan(const psf_config *cfg, size_t index, psf_shard_plan *plan, char
 		snprintf(errbuf, errlen, "%s: no dates to split", cfg->data.path);
 		goto out;
 	}
-	bins = calloc(n > 0 ? n : 1, sizeof(*bins));
-	plan->symbols = calloc(n > 0 ? n : 1, sizeof(char *));
-	if (bins == NULL || plan->symbols == NULL) {
+	if ((plan->symbols = calloc(n > 0 ? n : 1, sizeof(char *))) == NULL) {
 		err = PSF_ENOMEM;
 		goto out;
 	}
-	if ((err = assign_bins(cfg, idx, bins)) != PSF_OK) {
-		snprintf(errbuf, errlen, "cannot assign symbols: %s", psf_strerror(err));
-		goto out;
-	}
 	for (size_t i = 0; i < n; i++) {
+		const char *sym = psf_data_index_symbol(idx, i, &r);
+
+		all_rows += r;
 		if (bins[i] != index)
 			continue;
-		if ((plan->symbols[mine] = strdup(psf_data_index_symbol(idx, i, NULL))) == NULL) {
+		if ((plan->symbols[mine] = strdup(sym)) == NULL) {
 			err = PSF_ENOMEM;
 			goto out;
 		}
 		mine++;
+		rows += r;
 	}
 	plan->n = mine;
 	qsort(plan->symbols, plan->n, sizeof(char *), cmp_str);
 	{
 		char day[11];
 		psf_date_format(plan->cutoff, day);
-		psf_log_info("trainer", "owns %zu of %zu symbols (shard_by %s); test rows from %s", mine, n,
-		    cfg->data.shard_by == PSF_SHARD_BY_HASH ? "hash" : "rows", day);
+		psf_log_info("trainer", "owns %zu of %zu symbols, %llu of %llu rows (shard_by %s); test "
+		    "rows from %s", mine, n, (unsigned long long)rows, (unsigned long long)all_rows,
+		    psf_shard_by_name(cfg->data.shard_by), day);
 	}
 out:
 	free(bins);
@@ -113,6 +147,110 @@ out:
 	if (err != PSF_OK)
 		psf_shard_plan_fini(plan);
 	return err;
+}
+
+const char *
+psf_shard_by_name(psf_shard_by by)
+{
+	return by == PSF_SHARD_BY_HASH ? "hash" : "rows";
+}
+
+void
+psf_trainer_split_free(psf_trainer_split *s)
+{
+	if (s == NULL)
+		return;
+	free(s->symbols);
+	free(s->rows);
+	free(s->keys);
+	free(s->floats);
+	free(s);
+}
+
+/* count_keys adds the keys of model m (dense keys, and the per-symbol keys of
+ * every symbol of idx) to the ps node that owns each, as the workers route them. */
+static psf_err
+count_keys(const psf_config *cfg, const psf_model *m, const psf_data_index *idx,
+    psf_trainer_split *s)
+{
+	size_t nd = psf_model_n_dense_keys(m), ns = psf_model_n_symbol_tensors(m), n;
+	size_t cap = nd > ns ? nd : ns;
+	uint64_t *keys = malloc((cap > 0 ? cap : 1) * sizeof(*keys));
+	uint64_t *seeds = calloc(cfg->n_ps, sizeof(*seeds));
+	psf_err err = PSF_ENOMEM;
+
+	if (keys == NULL || seeds == NULL)
+		goto out;
+	for (size_t i = 0; i < cfg->n_ps; i++)
+		seeds[i] = psf_shard_node_seed(psf_config_role_node(cfg, PSF_ROLE_PS, i)->id);
+	err = psf_model_dense_keys(m, keys, NULL, cap, &n);
+	for (size_t sym = 0; err == PSF_OK; sym++) {
+		for (size_t k = 0; k < n; k++) {
+			size_t p = cfg->n_ps == 1 ? 0 : psf_shard_pick(keys[k], seeds, cfg->n_ps);
+			s->keys[p]++;
+			s->floats[p] += psf_model_key_len(m, keys[k]);
+		}
+		if (ns == 0 || sym >= psf_data_index_n_symbols(idx))
+			break;
+		uint64_t row = psf_model_symbol_row(psf_data_index_symbol(idx, sym, NULL));
+		err = psf_model_symbol_keys(m, &row, 1, keys, NULL, cap, &n);
+	}
+out:
+	free(seeds);
+	free(keys);
+	return err;
+}
+
+psf_err
+psf_trainer_split_new(const psf_config *cfg, char *errbuf, size_t errlen, psf_trainer_split **out)
+{
+	psf_trainer_split *s = calloc(1, sizeof(*s));
+	psf_data_index *idx = NULL;
+	psf_model *m = NULL;
+	size_t *bins = NULL, nt = cfg->n_trainers;
+	psf_err err = PSF_ENOMEM;
+
+	if (s == NULL)
+		return PSF_ENOMEM;
+	s->n_trainers = nt;
+	s->n_ps = cfg->n_ps;
+	s->symbols = calloc(nt > 0 ? nt : 1, sizeof(*s->symbols));
+	s->rows = calloc(nt > 0 ? nt : 1, sizeof(*s->rows));
+	s->keys = calloc(cfg->n_ps > 0 ? cfg->n_ps : 1, sizeof(*s->keys));
+	s->floats = calloc(cfg->n_ps > 0 ? cfg->n_ps : 1, sizeof(*s->floats));
+	if (!s->symbols || !s->rows || !s->keys || !s->floats)
+		goto out;
+	if (nt > 0 && (err = scan_assign(cfg, &idx, &bins, errbuf, errlen)) != PSF_OK)
+		goto out;
+	for (size_t i = 0; idx != NULL && i < psf_data_index_n_symbols(idx); i++) {
+		uint64_t r;
+		(void)psf_data_index_symbol(idx, i, &r);
+		s->symbols[bins[i]]++;
+		s->rows[bins[i]] += r;
+		s->total_symbols++;
+		s->total_rows += r;
+	}
+	if ((err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
+	         &m)) != PSF_OK) {
+		snprintf(errbuf, errlen, "cannot build the model: %s", psf_strerror(err));
+		goto out;
+	}
+	if (idx == NULL && psf_model_n_symbol_tensors(m) > 0 &&
+	    (err = psf_data_scan(cfg->data.path, cfg->data.bad_rows, errbuf, errlen, &idx)) != PSF_OK)
+		goto out;
+	err = count_keys(cfg, m, idx, s);
+out:
+	psf_model_free(m);
+	free(bins);
+	psf_data_index_free(idx);
+	if (err != PSF_OK) {
+		if (err == PSF_ENOMEM)
+			snprintf(errbuf, errlen, "out of memory");
+		psf_trainer_split_free(s);
+		return err;
+	}
+	*out = s;
+	return PSF_OK;
 }
 
 static uint64_t

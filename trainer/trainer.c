@@ -408,6 +408,26 @@ train(trainer *t)
 	return PSF_OK;
 }
 
+/* leave_empty ends the run of a trainer with no training rows (no symbols, or
+ * symbols whose rows yield no sample after features and split) once it took its
+ * part in the start-up reduces: it sends a finished report with no test rows,
+ * so the fleet's results count it as done, and leaves the worker group, so no
+ * sync round, SSP gate or straggler timeout waits for it. */
+static psf_err
+leave_empty(trainer *t)
+{
+	Psfleet__V1__MetricsReport r = PSFLEET__V1__METRICS_REPORT__INIT;
+	size_t n_test = t->table->n_rows - t->table->n_train;
+	psf_err err;
+
+	psf_log_warn("trainer", "%s has no training rows (%zu symbols, %zu test rows not evaluated): "
+	    "it leaves the fleet", t->node->id, t->table->n_symbols, n_test);
+	r.finished = true;
+	if ((err = psf_worker_report(t->w, &r)) != PSF_OK)
+		return err;
+	return psf_worker_heartbeat(t->w, true);
+}
+
 static void
 trainer_fini(trainer *t)
 {
@@ -514,6 +534,9 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	psf_node_set_ready(t.rt, true, NULL);
 	if (t.total_steps == 0) {
 		psf_log_warn("trainer", "no training rows in the whole fleet: nothing to do");
+	} else if (t.table->n_train == 0) {
+		err = leave_empty(&t);
+		goto out;
 	} else if ((err = train(&t)) != PSF_OK) {
 		if (err == PSF_ECLOSED && psf_node_stop_requested(t.rt)) {
 			/* SIGTERM/SIGINT: a clean stop, not a failure. The worker does not

@@ -15,6 +15,7 @@
 #ifndef PSF_TRAINER_H
 #define PSF_TRAINER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/config.h"
@@ -35,5 +36,32 @@ typedef struct psf_trainer_opts {
  * cannot be loaded, a ps unreachable past the retry window, a stop request). */
 PSF_NODISCARD psf_err psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node,
     const psf_trainer_opts *opts);
+
+/* How the work of a fleet is split, as every node computes it from the config
+ * and a scan of the data (no coordinator): symbols and data rows per trainer
+ * (data.shard_by), and model keys and floats per ps node (rendezvous hashing
+ * of the keys; per-symbol keys counted for every symbol of the data). */
+typedef struct psf_trainer_split {
+	size_t n_trainers;  /* the config's trainers, in config order */
+	size_t *symbols;    /* [n_trainers] symbols owned */
+	uint64_t *rows;     /* [n_trainers] data rows of those symbols (before features) */
+	size_t total_symbols;
+	uint64_t total_rows;
+	size_t n_ps;        /* the config's ps nodes, in config order */
+	uint64_t *keys;     /* [n_ps] parameter keys held */
+	uint64_t *floats;   /* [n_ps] floats of those keys */
+} psf_trainer_split;
+
+/* psf_trainer_split_new scans cfg's data and returns the split in a new object
+ * the caller frees with psf_trainer_split_free. Errors (data that cannot be
+ * scanned, PSF_ENOMEM, ...) come with one line in errbuf. */
+PSF_NODISCARD psf_err psf_trainer_split_new(const psf_config *cfg, char *errbuf, size_t errlen,
+    psf_trainer_split **out);
+
+/* psf_trainer_split_free releases a split. NULL is fine. */
+void psf_trainer_split_free(psf_trainer_split *s);
+
+/* psf_shard_by_name returns "hash" or "rows". Cannot fail. */
+const char *psf_shard_by_name(psf_shard_by by);
 
 #endif

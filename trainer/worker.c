@@ -430,18 +430,44 @@ store_pull_reply(psf_worker *w, const uint8_t *buf, size_t len, psf_params *dst,
 
 /* ---- pull ---------------------------------------------------------------- */
 
+/* add_piece appends piece {s, first, n} to w->pieces[0..*n_pieces). */
+static psf_err
+add_piece(psf_worker *w, size_t *n_pieces, size_t s, size_t first, size_t n)
+{
+	if (*n_pieces == w->pieces_cap) {
+		size_t cap = w->pieces_cap ? w->pieces_cap * 2 : 16;
+		pull_piece *np = realloc(w->pieces, cap * sizeof(*np));
+		if (np == NULL)
+			return PSF_ENOMEM;
+		w->pieces = np;
+		w->pieces_cap = cap;
+	}
+	w->pieces[(*n_pieces)++] = (pull_piece){s, first, n};
+	return PSF_OK;
+}
+
 /* plan_pieces cuts every shard's routed keys into pull requests of at most
  * PULL_PIECE_BYTES of values (a bigger key alone) and max_keys_per_request keys;
- * keys of PULL_ALONE_BYTES or more get a request of their own. */
+ * keys of PULL_ALONE_BYTES or more get a request of their own.
+ *
+ * In sync mode a shard none of the keys route to still gets a pull, with no
+ * keys: it is that shard's barrier. Every push goes to every shard, and a shard
+ * takes a worker's push for round c only while round c is open there; without
+ * the pull, a worker could finish step c on the shards it pulls from and push
+ * c + 1 to a shard where round c is still open (ABORTED). */
 static psf_err
 plan_pieces(psf_worker *w, size_t *n_out)
 {
 	size_t n = 0, max_keys = w->cfg->limits.max_keys_per_request;
+	bool sync = w->cfg->consistency.mode == PSF_CONS_SYNC;
+	psf_err err;
 
 	for (size_t s = 0; s < w->n_ps; s++) {
 		const shard_buf *b = &w->bufs[s];
 		size_t bytes = 0;
 		bool open = false; /* the last piece takes more keys */
+		if (b->n == 0 && sync && (err = add_piece(w, &n, s, 0, 0)) != PSF_OK)
+			return err;
 		for (size_t i = 0; i < b->n; i++) {
 			size_t kb = (size_t)psf_model_key_len(w->model, b->keys[i]) * 4;
 			if (open && kb < PULL_ALONE_BYTES && bytes + kb <= PULL_PIECE_BYTES &&
@@ -450,15 +476,8 @@ plan_pieces(psf_worker *w, size_t *n_out)
 				bytes += kb;
 				continue;
 			}
-			if (n == w->pieces_cap) {
-				size_t cap = w->pieces_cap ? w->pieces_cap * 2 : 16;
-				pull_piece *np = realloc(w->pieces, cap * sizeof(*np));
-				if (np == NULL)
-					return PSF_ENOMEM;
-				w->pieces = np;
-				w->pieces_cap = cap;
-			}
-			w->pieces[n++] = (pull_piece){s, i, 1};
+			if ((err = add_piece(w, &n, s, i, 1)) != PSF_OK)
+				return err;
 			bytes = kb;
 			open = kb < PULL_ALONE_BYTES;
 		}
@@ -474,7 +493,7 @@ pull_request(psf_worker *w, const pull_piece *pc, int64_t clock, Psfleet__V1__Pu
 	req->worker = w->id;
 	req->clock = clock;
 	req->n_keys = pc->n;
-	req->keys = w->bufs[pc->shard].keys + pc->first;
+	req->keys = pc->n > 0 ? w->bufs[pc->shard].keys + pc->first : NULL;
 }
 
 /* start_piece sends one pull request; on failure *pend stays NULL and the

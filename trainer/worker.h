@@ -70,7 +70,10 @@ uint32_t psf_worker_index(const psf_worker *w);
 
 /* psf_worker_pull fetches keys[0..n) (any order, duplicates allowed) for step
  * `clock` into dst (psf_params_set_key), waiting as the consistency mode says.
- * *version_out (may be NULL) gets the smallest model version among shards. */
+ * In sync mode every shard is asked, with no keys when none of them route to it,
+ * so the barrier holds on every shard (a shard takes a push for clock c only
+ * while its round c is open). *version_out (may be NULL) gets the smallest model
+ * version among the shards asked. */
 PSF_NODISCARD psf_err psf_worker_pull(psf_worker *w, int64_t clock, const uint64_t *keys,
     size_t n, psf_params *dst, uint64_t *version_out);
 

@@ -208,7 +208,7 @@ test_config_defaults_applied(void **state)
 	assert_false(cfg->data.has_generate);
 	assert_int_equal(cfg->data.bad_rows, PSF_BAD_ROWS_FAIL);
 	assert_true(cfg->data.test_fraction == 0.2);
-	assert_int_equal(cfg->data.shard_by, PSF_SHARD_BY_HASH);
+	assert_int_equal(cfg->data.shard_by, PSF_SHARD_BY_ROWS); /* balanced by default */
 	assert_int_equal(cfg->target, PSF_TARGET_NEXT_CLOSE);
 	assert_int_equal(cfg->model.kind, PSF_MODEL_LINEAR);
 	assert_int_equal(cfg->model.n_hidden, 1);
@@ -327,7 +327,7 @@ test_config_every_key_read(void **state)
 	assert_true(cfg->data.generate.skew);
 	assert_int_equal(cfg->data.bad_rows, PSF_BAD_ROWS_SKIP);
 	assert_true(cfg->data.test_fraction == 0.25);
-	assert_int_equal(cfg->data.shard_by, PSF_SHARD_BY_ROWS);
+	assert_int_equal(cfg->data.shard_by, PSF_SHARD_BY_HASH);
 	assert_int_equal(cfg->n_features, PSF_ARRAY_LEN(feats));
 	for (size_t i = 0; i < cfg->n_features; i++)
 		assert_string_equal(cfg->features[i].name, feats[i]);
