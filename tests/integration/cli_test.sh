@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # cli_test.sh -- the small command-line contracts, with the real psfleet binary
-# and no fleet running (each case is over in well under a second):
+# (no fleet but the last case's short one):
 #   - psfleet --help names every command and every option of each command's --help;
 #   - data gen keeps an existing --out file unless --force;
 #   - up checks --metrics-out before it starts anything, and takes --set overrides
-#     (an override's mistake names the override; exit 2, nothing started).
+#     (an override's mistake names the override; exit 2, nothing started);
+#   - up's plain progress with trainers that have no metrics address (one short
+#     run of 5 trainers on 40 symbols: a few seconds).
 #
 # Env: PSFLEET = the psfleet binary (set by ctest).
 set -u
@@ -81,6 +83,26 @@ up_fails set_unknown_key "^psfleet up: f\.yaml: override 'training\.epoch=3': un
 	--set training.epochs=3 --set training.epoch=3
 # an override is applied before the checks: a data path that does not exist
 up_fails set_data_path "data file 'no/such\.csv' does not exist" --set data.path=no/such.csv --set data.generate=
+
+# ---------------------------------------------------------------- 4. progress
+
+# Five trainers without a metrics address (the plain line then summarises them):
+# no zeros standing for unknown figures, and singular counts ("1 inferer").
+five='[{id: t0}, {id: t1}, {id: t2}, {id: t3}, {id: t4}]'
+# (40 symbols: a trainer that owns none never finishes, a separate defect)
+"$PSFLEET" data gen --symbols 40 --days 40 --out "$W/forty.csv" >/dev/null || fail "gen forty.csv"
+(cd "$W" && timeout -s TERM 120 "$PSFLEET" up f.yaml --train-only --set "nodes.trainers=$five" \
+	--set data.path=forty.csv --set training.epochs=10 >"$W/five.out" 2>&1)
+rc=$?
+[ "$rc" -eq 0 ] || fail "five trainers: exit $rc: $(tail -5 "$W/five.out")"
+grep -q "1 ps, 5 trainers, 1 inferer, 1 gateway (--train-only" "$W/five.out" ||
+	fail "five trainers: fleet line: $(grep "fleet 'tiny'" "$W/five.out")"
+grep -q "| trainers: [0-5] done of 5, no metrics address (step, loss and speed unknown)" "$W/five.out" ||
+	fail "five trainers: no progress line saying the figures are unknown: $(grep -m3 'trainers:' "$W/five.out")"
+! grep -Eq "slowest step|mean loss|samples/s" "$W/five.out" ||
+	fail "five trainers: figures without metrics: $(grep -m1 -E 'slowest step|samples/s' "$W/five.out")"
+say "progress: five trainers without metrics addresses: no made-up figures"
+rm -rf "$W/run"
 
 if [ "$FAILS" -ne 0 ]; then
 	say "$FAILS failure(s)"
