@@ -94,10 +94,55 @@ check_plans_partition(const char *shard_by)
 		assert_true(plans[i].n > 0);
 		assert_int_equal(plans[i].cutoff, plans[0].cutoff);
 	}
+	/* The split psfleet up prints is the trainers' own plan. */
+	psf_trainer_split *split;
+	assert_int_equal(psf_trainer_split_new(f.cfg, err, sizeof(err), &split), PSF_OK);
+	assert_int_equal(split->n_trainers, 3);
+	assert_int_equal(split->total_symbols, psf_data_index_n_symbols(idx));
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(split->symbols[i], plans[i].n);
+	assert_int_equal(split->n_ps, 1);
+	assert_true(split->keys[0] > 0 && split->floats[0] >= split->keys[0]);
+	psf_trainer_split_free(split);
 	for (int i = 0; i < 3; i++)
 		psf_shard_plan_fini(&plans[i]);
 	psf_data_index_free(idx);
 	free_fixture(&f);
+}
+
+/* Rows are the default; 4 equal symbols over 2 trainers go 2 and 2 (hashing put
+ * all 4 on one trainer in the issue's example). */
+static void
+test_trainer_split_default_balances_rows(void **state)
+{
+	char text[1024], err[256], data[160], dir[64] = "/tmp/psf-split-XXXXXX";
+	psf_datagen_cfg g = {4, 100, 7, 0};
+	psf_trainer_split *split;
+	psf_config *cfg;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(data, sizeof(data), "%s/d.csv", dir);
+	assert_int_equal(psf_datagen_write(&g, data, err, sizeof(err)), PSF_OK);
+	snprintf(text, sizeof(text), "name: t\nrun_dir: %s\nnodes:\n  ps:\n"
+	    "    - {id: ps0, listen: \"tcp://127.0.0.1:0\"}\n    - {id: ps1, listen: \"tcp://127.0.0.1:0\"}\n"
+	    "  trainers:\n    - {id: trainer-0}\n    - {id: trainer-1}\n"
+	    "data: {path: %s}\nfeatures: [\"return:1\"]\nmodel: {kind: mlp, hidden: [4], "
+	    "embedding_dim: 2, chunk_floats: 4}\n", dir, data);
+	if (psf_config_parse("split.yaml", text, strlen(text), err, sizeof(err), &cfg) != PSF_OK)
+		fail_msg("config: %s", err);
+	assert_int_equal(cfg->data.shard_by, PSF_SHARD_BY_ROWS);
+	assert_int_equal(psf_trainer_split_new(cfg, err, sizeof(err), &split), PSF_OK);
+	assert_int_equal(split->symbols[0], 2);
+	assert_int_equal(split->symbols[1], 2);
+	assert_int_equal(split->rows[0], split->rows[1]);
+	assert_int_equal(split->total_rows, 400);
+	/* every key is counted once, on one ps: dense chunks plus 4 symbols' embeddings */
+	assert_int_equal(split->n_ps, 2);
+	assert_true(split->keys[0] + split->keys[1] > 4);
+	psf_trainer_split_free(split);
+	psf_config_free(cfg);
+	assert_int_equal(psf_rm_rf(dir), PSF_OK);
 }
 
 static void
@@ -333,6 +378,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_trainer_plan_partitions_symbols_hash),
 		cmocka_unit_test(test_trainer_plan_partitions_symbols_rows),
+		cmocka_unit_test(test_trainer_split_default_balances_rows),
 		cmocka_unit_test(test_trainer_permutation_deterministic),
 		cmocka_unit_test(test_trainer_sync_linear_matches_closed_form_ridge),
 		cmocka_unit_test(test_trainer_mlp_embedding_beats_linear),
