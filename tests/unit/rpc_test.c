@@ -29,6 +29,11 @@ typedef struct fixture {
 	Psfleet__V1__Inference_Service infer;
 	pthread_mutex_t mu;
 	int health_calls;
+	/* A barrier of parked calls: Predict "BARRIER<n>" waits until n of them
+	 * arrived, then all are answered (guarded by mu). */
+	void *barrier_calls[64];
+	Psfleet__V1__PredictReply_Closure barrier_done[64];
+	int n_barrier;
 } fixture;
 
 void test_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
@@ -121,6 +126,24 @@ test_infer_predict(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__Predi
 		snprintf(d->symbol, sizeof(d->symbol), "%s", in->symbol);
 		pthread_create(&t, NULL, deferred_main, d);
 		pthread_detach(t);
+		return;
+	}
+	if (strncmp(in->symbol, "BARRIER", 7) == 0) {
+		fixture *f = psf_rpc_call_user(call);
+		int want = atoi(in->symbol + 7), n;
+
+		pthread_mutex_lock(&f->mu);
+		f->barrier_calls[f->n_barrier] = call;
+		f->barrier_done[f->n_barrier] = done;
+		n = ++f->n_barrier;
+		if (n == want)
+			f->n_barrier = 0;
+		pthread_mutex_unlock(&f->mu);
+		if (n < want)
+			return; /* parked, like a sync Pull waiting for its round */
+		r.symbol = "released";
+		for (int i = 0; i < n; i++) /* only this thread touches them now */
+			f->barrier_done[i](&r, f->barrier_calls[i]);
 		return;
 	}
 	if (strcmp(in->symbol, "MISSING") == 0) {
@@ -414,6 +437,71 @@ test_rpc_deferred_reply_does_not_block_others(void **state)
 	psf_rpc_client_close(c);
 }
 
+/* barrier_round starts n BARRIER<n> calls at once on their own clients and
+ * checks that every one is answered: only possible when a parked call does
+ * not hold one of the server's few contexts. */
+static void
+barrier_round(const char *url, int n)
+{
+	psf_rpc_client *c[16];
+	psf_rpc_pending *p[16];
+	Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
+	psf_rpc_call_opts o = {8000, 0, 0};
+	char sym[32];
+	int answered = 0;
+
+	assert_true(n <= 16);
+	snprintf(sym, sizeof(sym), "BARRIER%d", n);
+	req.symbol = sym;
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(psf_rpc_client_open(url, NULL, &c[i]), PSF_OK);
+		assert_int_equal(psf_rpc_call_start(c[i], "psfleet.v1.Inference/Predict", &req.base,
+		    &o, &p[i]), PSF_OK);
+	}
+	for (int i = 0; i < n; i++) {
+		Psfleet__V1__PredictReply *r = NULL;
+		psf_rpc_status st;
+		if (psf_rpc_pending_wait(p[i], &psfleet__v1__predict_reply__descriptor,
+		        (ProtobufCMessage **)&r, &st) == PSF_OK) {
+			answered += strcmp(r->symbol, "released") == 0;
+			protobuf_c_message_free_unpacked(&r->base, NULL);
+		} else {
+			print_message("call %d: %s (%s)\n", i, psf_status_name(st.code), st.message);
+		}
+		psf_rpc_pending_free(p[i]);
+		psf_rpc_client_close(c[i]);
+	}
+	assert_int_equal(answered, n);
+}
+
+static void
+test_rpc_parked_calls_release_their_context(void **state)
+{
+	fixture f = {0};
+	psf_rpc_server_opts o = {.workers = 2, .max_parked = 4};
+	psf_rpc_server_counts k;
+
+	(void)state;
+	snprintf(f.dir, sizeof(f.dir), "/tmp/psf-rpc-XXXXXX");
+	assert_non_null(mkdtemp(f.dir));
+	pthread_mutex_init(&f.mu, NULL);
+	assert_int_equal(start_server(&f, "tcp://127.0.0.1:0", &o), 0);
+	/* 5 waiting calls on 2 contexts: 4 park off the contexts, the 5th waits
+	 * in one, the other context still receives the 6th. */
+	barrier_round(f.url, 6);
+	psf_rpc_server_get_counts(f.srv, &k);
+	assert_int_equal(k.parked, 0);
+	assert_int_equal(k.park_refused, 1);
+	/* Again, reusing the spare contexts; and plain calls still go through. */
+	barrier_round(f.url, 4);
+	assert_server_alive(f.url);
+	psf_rpc_server_get_counts(f.srv, &k);
+	assert_int_equal(k.park_refused, 1);
+	psf_rpc_server_free(f.srv);
+	assert_int_equal(psf_rm_rf(f.dir), PSF_OK);
+	pthread_mutex_destroy(&f.mu);
+}
+
 static void
 test_rpc_deadline_exceeded(void **state)
 {
@@ -656,6 +744,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rpc_deferred_reply_does_not_block_others, setup_tcp,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_rpc_deadline_exceeded, setup_ipc, teardown),
+		cmocka_unit_test(test_rpc_parked_calls_release_their_context),
 		cmocka_unit_test_setup_teardown(test_rpc_garbage_gets_error_reply, setup_tcp, teardown),
 		cmocka_unit_test(test_rpc_oversized_request_rejected),
 		cmocka_unit_test(test_rpc_token_required),
