@@ -30,7 +30,9 @@ node_usage(FILE *out)
 	    "  --delay-ms N         trainer: add N ms to every step (straggler)\n"
 	    "  --exit-at-step N     trainer: exit with status 3 at step N (failure injection)\n"
 	    "  --set KEY=VALUE      override a config key, e.g. consistency.mode=ssp (repeatable;\n"
-	    "                       give every node of a fleet the same ones; docs/config.md)\n");
+	    "                       give every node of a fleet the same ones; docs/config.md)\n"
+	    "Exit status: 0 stopped cleanly; 1 failed (the log says why); 2 bad options, or\n"
+	    "a ps whose data_dir another running ps holds (the message names its pid).\n");
 }
 
 typedef struct node_args {
@@ -159,7 +161,7 @@ psf_cmd_node(int argc, char **argv)
 	psf_config_free(cfg);
 	if (err != PSF_OK) {
 		fprintf(stderr, "psfleet node %s: %s\n", a.id, psf_strerror(err));
-		return 1;
+		return err == PSF_ELOCKED ? 2 : 1; /* 2: its data_dir is another ps's */
 	}
 	return 0;
 }

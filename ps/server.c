@@ -119,6 +119,13 @@ restore_worker(const char *worker, uint64_t seq, void *arg)
 }
 
 static psf_err
+clear_txn(psf_store_txn *txn, void *arg)
+{
+	(void)arg;
+	return psf_store_txn_clear_all(txn);
+}
+
+static psf_err
 resume_txn(psf_store_txn *txn, void *arg)
 {
 	resume_ctx *c = arg;
@@ -187,10 +194,9 @@ open_store(psf_ps *ps, bool reset)
 			goto out;
 		}
 		psf_log_warn("ps", "--reset: discarding %s (%s)", ps->node->data_dir, diff);
-		psf_store_close(ps->store);
-		ps->store = NULL;
-		if ((err = psf_rm_rf(ps->node->data_dir)) != PSF_OK ||
-		    (err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
+		/* Emptied in place, not deleted and reopened: the store keeps its
+		 * directory lock, so no other ps can slip in meanwhile. */
+		if ((err = psf_store_update(ps->store, clear_txn, NULL)) != PSF_OK)
 			goto out;
 		ps->n_workers = 0; /* with the reports restored from the discarded store */
 		ps_reduces_free(ps);
