@@ -553,17 +553,28 @@ build_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
 {
 	uint8_t head[PSF_WIRE_HEAD_MAX];
 	size_t head_len, body_len = 0;
-	nng_msg *m;
+	ProtobufCMessage *clean = NULL;
+	nng_msg *m = NULL;
 
+	/* A reply string may echo client input (a symbol, a worker id) or be cut
+	 * mid-character; strict proto3 parsers refuse the whole reply then. */
+	if (reply != NULL && !psf_rpc_msg_utf8_valid(reply)) {
+		if (psf_rpc_msg_utf8_copy(reply, &clean) != PSF_OK)
+			return NULL;
+		psf_log_debug("rpc", "%s: invalid UTF-8 in the reply replaced by U+FFFD", call->method);
+		reply = clean;
+	}
 	if (reply != NULL)
 		body_len = protobuf_c_message_get_packed_size(reply);
 	head_len = psf_wire_reply_head(head, (uint32_t)call->status,
 	    reply != NULL ? NULL : call->message, call->request_id, body_len);
-	if (nng_msg_alloc(&m, head_len + body_len) != 0)
-		return NULL;
-	memcpy(nng_msg_body(m), head, head_len);
-	if (reply != NULL)
-		protobuf_c_message_pack(reply, (uint8_t *)nng_msg_body(m) + head_len);
+	if (nng_msg_alloc(&m, head_len + body_len) == 0) {
+		memcpy(nng_msg_body(m), head, head_len);
+		if (reply != NULL)
+			protobuf_c_message_pack(reply, (uint8_t *)nng_msg_body(m) + head_len);
+	}
+	if (clean != NULL)
+		protobuf_c_message_free_unpacked(clean, NULL);
 	return m;
 }
 

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <iconv.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -557,6 +559,105 @@ test_rpc_garbage_gets_error_reply(void **state)
 	assert_server_alive(f->url);
 }
 
+/* utf8_ok_iconv checks s[0..n) with glibc's UTF-8 decoder, independently of
+ * psf_wire_utf8_valid: what a strict protobuf parser would do with the string. */
+static bool
+utf8_ok_iconv(const char *s, size_t n)
+{
+	iconv_t cd = iconv_open("UTF-32LE", "UTF-8");
+	char out[4 * 2048], *in = (char *)s, *o = out;
+	size_t in_left = n, out_left = sizeof(out);
+	bool ok;
+
+	assert_true(cd != (iconv_t)-1);
+	assert_true(n <= 2048);
+	ok = iconv(cd, &in, &in_left, &o, &out_left) != (size_t)-1 && in_left == 0;
+	iconv_close(cd);
+	return ok;
+}
+
+/* exchange sends a Request with this method and payload on a plain req0
+ * socket and returns the raw Reply (the caller frees it), decoded into *rep. */
+static nng_msg *
+exchange(const char *url, const char *method, const void *payload, size_t len,
+    psf_wire_reply *rep)
+{
+	uint8_t head[PSF_WIRE_HEAD_MAX];
+	size_t n = psf_wire_request_head(head, method, 11, 5000, NULL, 0, len);
+	nng_socket s;
+	nng_msg *m;
+
+	assert_true(n > 0);
+	assert_int_equal(nng_req0_open(&s), 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
+	assert_int_equal(nng_msg_alloc(&m, n + len), 0);
+	memcpy(nng_msg_body(m), head, n);
+	if (len > 0)
+		memcpy((uint8_t *)nng_msg_body(m) + n, payload, len);
+	assert_int_equal(nng_sendmsg(s, m, 0), 0);
+	assert_int_equal(nng_recvmsg(s, &m, 0), 0);
+	nng_close(s);
+	assert_int_equal(psf_wire_decode_reply(nng_msg_body(m), nng_msg_len(m), rep), PSF_OK);
+	return m;
+}
+
+/* Bytes that are not UTF-8: overlong forms, surrogates, truncated sequences,
+ * bytes that never occur. */
+static const char *const not_utf8[] = {
+	"\xc0\xaf", "\xe0\x80\xaf", "\xf0\x80\x80\xaf", /* overlong */
+	"\xed\xa0\x80", "\xed\xbf\xbf",                 /* surrogates */
+	"\xe2\x82", "\xf0\x9d\x84", "\xc3",              /* truncated */
+	"\xff", "\xfe\xfe", "\x80", "\xf4\x90\x80\x80",  /* never valid */
+};
+
+static void
+test_rpc_replies_are_valid_utf8(void **state)
+{
+	fixture *f = *state;
+	char method[300], sym[64], euros[3 * 78 + 1];
+	psf_wire_reply rep;
+	nng_msg *m;
+
+	for (size_t i = 0; i < sizeof(not_utf8) / sizeof(not_utf8[0]); i++) {
+		/* Echoed in Reply.message: an unknown method, and an unknown service. */
+		snprintf(method, sizeof(method), "psfleet.v1.Inference/Pre%sdict", not_utf8[i]);
+		m = exchange(f->url, method, NULL, 0, &rep);
+		assert_int_equal(rep.status, PSF_STATUS_UNIMPLEMENTED);
+		assert_true(rep.message_len > 0);
+		if (!utf8_ok_iconv(rep.message, rep.message_len))
+			fail_msg("method %zu: Reply.message is not UTF-8: %.*s", i, (int)rep.message_len,
+			    rep.message);
+		nng_msg_free(m);
+		/* Echoed in a reply message's string field (PredictReply.symbol). */
+		Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
+		Psfleet__V1__PredictReply *r;
+		uint8_t buf[128];
+		snprintf(sym, sizeof(sym), "AB%sC", not_utf8[i]);
+		req.symbol = sym;
+		m = exchange(f->url, "psfleet.v1.Inference/Predict", buf,
+		    psfleet__v1__predict_request__pack(&req, buf), &rep);
+		assert_int_equal(rep.status, PSF_STATUS_OK);
+		r = psfleet__v1__predict_reply__unpack(NULL, rep.payload_len, rep.payload);
+		assert_non_null(r);
+		if (!utf8_ok_iconv(r->symbol, strlen(r->symbol)))
+			fail_msg("symbol %zu: PredictReply.symbol is not UTF-8", i);
+		assert_memory_equal(r->symbol, "AB\xef\xbf\xbd", 5); /* U+FFFD in its place */
+		psfleet__v1__predict_reply__free_unpacked(r, NULL);
+		nng_msg_free(m);
+	}
+	/* Valid input cut mid-character by the 255-byte message limit. */
+	for (size_t i = 0; i < 78; i++)
+		memcpy(euros + 3 * i, "\xe2\x82\xac", 3);
+	euros[3 * 78] = '\0';
+	snprintf(method, sizeof(method), "psfleet.v1.Inference/%s", euros);
+	m = exchange(f->url, method, NULL, 0, &rep);
+	assert_int_equal(rep.status, PSF_STATUS_UNIMPLEMENTED);
+	assert_true(utf8_ok_iconv(rep.message, rep.message_len));
+	nng_msg_free(m);
+	assert_server_alive(f->url);
+}
+
 static void
 test_rpc_oversized_request_rejected(void **state)
 {
@@ -745,6 +846,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_rpc_deadline_exceeded, setup_ipc, teardown),
 		cmocka_unit_test(test_rpc_parked_calls_release_their_context),
+		cmocka_unit_test_setup_teardown(test_rpc_replies_are_valid_utf8, setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(test_rpc_garbage_gets_error_reply, setup_tcp, teardown),
 		cmocka_unit_test(test_rpc_oversized_request_rejected),
 		cmocka_unit_test(test_rpc_token_required),
