@@ -118,8 +118,13 @@ map_reserve(psf_store *st, size_t size)
 		psf_log_warn(TAG, "reserve: ftruncate %s back to %jd bytes: %s",
 		    st->st_data_path, (intmax_t)sb.st_size, strerror(errno));
 	if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
-		psf_log_warn(TAG, "disk full: cannot allocate %zu bytes for %s", size,
-		    st->st_data_path);
+		uint64_t now = psf_now_ms();
+		/* Callers retry while the disk stays full: say it every 30 s, not each time. */
+		if (st->st_full_log_ms == 0 || now - st->st_full_log_ms >= 30000) {
+			psf_log_warn(TAG, "disk full: cannot allocate %zu bytes for %s", size,
+			    st->st_data_path);
+			st->st_full_log_ms = now;
+		}
 		return PSF_ENOSPC;
 	}
 	/* Not a full disk (an odd filesystem): carry on as before the reservation
