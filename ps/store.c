@@ -93,6 +93,20 @@ durability_name(psf_durability d)
  * blocks, and a full disk shows up here, as PSF_ENOSPC, before the map may use
  * the space. Other modes write with pwrite, which reports ENOSPC/EIO, so they
  * reserve nothing. The caller holds st_write_mu or is the open. */
+/* full_log_due tells whether to log that the disk is full now: callers retry
+ * while it stays full, so it is said every 30 s, not at every attempt. Caller
+ * holds st_write_mu (or is the only thread, at open). */
+static bool
+full_log_due(psf_store *st)
+{
+	uint64_t now = psf_now_ms();
+
+	if (st->st_full_log_ms != 0 && now - st->st_full_log_ms < 30000)
+		return false;
+	st->st_full_log_ms = now;
+	return true;
+}
+
 static psf_err
 map_reserve(psf_store *st, size_t size)
 {
@@ -118,13 +132,9 @@ map_reserve(psf_store *st, size_t size)
 		psf_log_warn(TAG, "reserve: ftruncate %s back to %jd bytes: %s",
 		    st->st_data_path, (intmax_t)sb.st_size, strerror(errno));
 	if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
-		uint64_t now = psf_now_ms();
-		/* Callers retry while the disk stays full: say it every 30 s, not each time. */
-		if (st->st_full_log_ms == 0 || now - st->st_full_log_ms >= 30000) {
+		if (full_log_due(st))
 			psf_log_warn(TAG, "disk full: cannot allocate %zu bytes for %s", size,
 			    st->st_data_path);
-			st->st_full_log_ms = now;
-		}
 		return PSF_ENOSPC;
 	}
 	/* Not a full disk (an odd filesystem): carry on as before the reservation
@@ -144,8 +154,9 @@ commit_err(psf_store_txn *txn, int rc)
 
 	if (rc == EIO && statvfs(txn->t_st->st_data_path, &vfs) == 0 &&
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < DISK_FULL_SLACK) {
-		psf_log_warn(TAG, "commit: I/O error with %" PRIu64 " bytes free: disk full",
-		    (uint64_t)vfs.f_bavail * vfs.f_frsize);
+		if (full_log_due(txn->t_st))
+			psf_log_warn(TAG, "commit: I/O error with %" PRIu64 " bytes free: disk full",
+			    (uint64_t)vfs.f_bavail * vfs.f_frsize);
 		return PSF_ENOSPC;
 	}
 	return store_txn_rc(txn, rc, "commit");
