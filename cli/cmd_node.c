@@ -38,8 +38,9 @@ node_usage(FILE *out)
 	    "\n"
 	    "Exit status: 0 done (a trainer finished, or a stop was asked for); 2 the node\n"
 	    "failed on its input or config (bad options, config or data, a store trained\n"
-	    "with other settings, a diverged model): starting it again fails the same way,\n"
-	    "so `psfleet up` does not restart it; 1 any other failure (restart it).\n");
+	    "with other settings, a diverged model, a ps whose data_dir another running ps\n"
+	    "holds): starting it again fails the same way, so `psfleet up` does not restart\n"
+	    "it; 1 any other failure (restart it).\n");
 }
 
 /* exit_code maps a node's result to the exit status documented in node_usage. */
@@ -51,6 +52,7 @@ exit_code(psf_err err)
 		return 0;
 	case PSF_ECONFIG: /* the config, or a store that does not fit it */
 	case PSF_EINVAL:  /* bad data, or gradients the ps refuses (a diverged model) */
+	case PSF_ELOCKED: /* a ps whose data_dir another running ps holds */
 		return 2;
 	default:
 		return 1;

@@ -26,6 +26,7 @@ struct psf_progress {
 	psf_rpc_client **rpc;      /* per node, opened on first use */
 	psf_trainer_view *views;   /* per node; used for trainers */
 	Psfleet__V1__StatsReply *stats; /* ps0's latest Stats, or NULL */
+	char ps_alert[200];        /* "ps0 not ready: <reason>" from the last poll, or "" */
 	uint64_t t0_ms;            /* training start; 0 = not yet */
 };
 
@@ -261,6 +262,39 @@ psf_progress_training_started(psf_progress *p)
 	p->t0_ms = psf_now_ms();
 }
 
+/* poll_ps_health asks every running ps whether it is ready: one that answers
+ * "not ready" after start-up cannot make progress (e.g. its disk is full), and
+ * the display says so instead of only "ETA ?". */
+static void
+poll_ps_health(psf_progress *p, const psf_launcher *l)
+{
+	size_t n_bad = 0;
+
+	p->ps_alert[0] = '\0';
+	for (size_t i = 0; i < p->cfg->n_nodes; i++) {
+		psf_node_health h;
+		psf_child_info ci;
+
+		if (p->cfg->nodes[i].role != PSF_ROLE_PS)
+			continue;
+		if (l != NULL) {
+			psf_launcher_child(l, i, &ci);
+			if (ci.state != PSF_CHILD_RUNNING)
+				continue;
+		}
+		psf_progress_health(p, i, false, 300, &h);
+		if (!h.reachable || h.ready)
+			continue;
+		if (n_bad++ == 0)
+			snprintf(p->ps_alert, sizeof(p->ps_alert), "%s not ready: %s",
+			    p->cfg->nodes[i].id, h.reason);
+	}
+	if (n_bad > 1) {
+		size_t n = strlen(p->ps_alert);
+		snprintf(p->ps_alert + n, sizeof(p->ps_alert) - n, " (and %zu more ps)", n_bad - 1);
+	}
+}
+
 void
 psf_progress_poll(psf_progress *p, const psf_launcher *l)
 {
@@ -281,6 +315,7 @@ psf_progress_poll(psf_progress *p, const psf_launcher *l)
 		}
 		psf_progress_scrape(p, i, 500, &p->views[i]);
 	}
+	poll_ps_health(p, l);
 	if (ps0 != NULL && psf_progress_stats(p, (size_t)(ps0 - p->cfg->nodes), 1000, &st) == PSF_OK) {
 		if (p->stats != NULL)
 			protobuf_c_message_free_unpacked(&p->stats->base, NULL);
@@ -404,7 +439,9 @@ header(const psf_progress *p, const psf_launcher *l, bool with_elapsed, char *bu
 	if (n < len && with_elapsed)
 		n += (size_t)snprintf(buf + n, len - n, "elapsed %s, ", el);
 	if (n < len)
-		snprintf(buf + n, len - n, "ETA %s", et);
+		n += (size_t)snprintf(buf + n, len - n, "ETA %s", et);
+	if (n < len && p->ps_alert[0] != '\0' && !p->live) /* live: a line of its own */
+		snprintf(buf + n, len - n, " | %s", p->ps_alert);
 }
 
 /* trainer_cell writes one trainer's progress in a compact form. */
@@ -491,6 +528,10 @@ render_live(psf_progress *p, const psf_launcher *l)
 	snprintf(line, sizeof(line), "%s (%s): %s", p->cfg->name,
 	    psf_consistency_name(p->cfg->consistency.mode), cell);
 	emit(p, width, line);
+	if (p->ps_alert[0] != '\0') {
+		snprintf(line, sizeof(line), "  ! %s", p->ps_alert);
+		emit(p, width, line);
+	}
 	for (size_t i = 0; i < p->cfg->n_nodes; i++) {
 		psf_child_info ci;
 

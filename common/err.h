@@ -30,7 +30,8 @@
 	X(ESTATE, "failed precondition")                                        \
 	X(EINTERNAL, "internal error")                                          \
 	X(ECONFIG, "configuration error")                                       \
-	X(EBUSY, "resource exhausted")
+	X(EBUSY, "resource exhausted")                                          \
+	X(ELOCKED, "in use by another process")
 
 typedef enum psf_err {
 #define PSF_ERR_ENUM(name, msg) PSF_##name,

@@ -1,6 +1,11 @@
 #include "rpc.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include <nng/nng.h>
+
+#include "wire.h"
 
 /* One table, both directions (STYLE.md §3: translate once). */
 static const struct {
@@ -106,4 +111,83 @@ psf_err_from_nng(int rv)
 	default:
 		return PSF_ESYS;
 	}
+}
+
+/* walk_strings visits every string and nested message of m: with fix false it
+ * returns false at the first invalid string; with fix true it replaces each
+ * invalid string by a sanitized heap copy (m was unpacked with the default
+ * allocator, so free_unpacked frees it) and returns false only when out of
+ * memory. */
+static bool
+walk_strings(ProtobufCMessage *m, bool fix)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		uint8_t *base = (uint8_t *)m + f->offset;
+		void **items = (void **)base;
+		size_t n = 1;
+
+		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			memcpy(&n, (uint8_t *)m + f->quantifier_offset, sizeof(n));
+			memcpy(&items, base, sizeof(items));
+		} else if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
+			uint32_t which;
+			memcpy(&which, (uint8_t *)m + f->quantifier_offset, sizeof(which));
+			if (which != f->id)
+				continue;
+		}
+		for (size_t k = 0; k < n; k++) {
+			if (items[k] == NULL)
+				continue;
+			if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+				if (!walk_strings(items[k], fix))
+					return false;
+				continue;
+			}
+			size_t len = strlen(items[k]);
+			if (psf_wire_utf8_valid(items[k], len))
+				continue;
+			if (!fix)
+				return false;
+			char *clean = malloc(3 * len + 1); /* each stray byte: 3 bytes */
+			if (clean == NULL)
+				return false;
+			clean[psf_wire_utf8_sanitize(clean, 3 * len, items[k], len)] = '\0';
+			free(items[k]); /* an invalid string is never the static default */
+			items[k] = clean;
+		}
+	}
+	return true;
+}
+
+bool
+psf_rpc_msg_utf8_valid(const ProtobufCMessage *m)
+{
+	return walk_strings((ProtobufCMessage *)m, false); /* not written when !fix */
+}
+
+psf_err
+psf_rpc_msg_utf8_copy(const ProtobufCMessage *m, ProtobufCMessage **out)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len > 0 ? len : 1);
+	ProtobufCMessage *copy;
+
+	if (buf == NULL)
+		return PSF_ENOMEM;
+	protobuf_c_message_pack(m, buf);
+	copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+	free(buf);
+	if (copy == NULL)
+		return PSF_ENOMEM; /* what it packed, it unpacks: only memory can fail */
+	if (!walk_strings(copy, true)) {
+		protobuf_c_message_free_unpacked(copy, NULL);
+		return PSF_ENOMEM;
+	}
+	*out = copy;
+	return PSF_OK;
 }

@@ -5,6 +5,7 @@
 #ifndef PSF_RPC_H
 #define PSF_RPC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,17 @@ psf_err psf_err_from_status(psf_status status);
 
 /* psf_status_name returns e.g. "NOT_FOUND". Cannot fail. */
 const char *psf_status_name(psf_status status);
+
+/* psf_rpc_msg_utf8_valid tells whether every string field of m (nested messages
+ * included) is valid UTF-8, as proto3 requires of strings; protobuf-c neither
+ * checks it on unpack nor on pack. Cannot fail. */
+bool psf_rpc_msg_utf8_valid(const ProtobufCMessage *m);
+
+/* psf_rpc_msg_utf8_copy makes a copy of m in which every string is valid UTF-8
+ * (psf_wire_utf8_sanitize: each stray byte becomes U+FFFD). On success *out gets
+ * a new message the caller frees with protobuf_c_message_free_unpacked(*out,
+ * NULL). Returns PSF_OK or PSF_ENOMEM. */
+PSF_NODISCARD psf_err psf_rpc_msg_utf8_copy(const ProtobufCMessage *m, ProtobufCMessage **out);
 
 /* psf_err_from_nng translates an NNG error code (the only place that does). */
 psf_err psf_err_from_nng(int nng_rv);

@@ -20,6 +20,7 @@
 #define MAX_SERVICES 8
 #define MAX_RAW 16
 #define DEDUP_RING 1024
+#define DEFAULT_MAX_PARKED 4096
 
 enum worker_state { ST_IDLE, ST_RECV, ST_HANDLER, ST_SEND };
 
@@ -42,12 +43,23 @@ struct psf_rpc_call {
 	char method[PSF_WIRE_MAX_METHOD + 1];
 };
 
+/* A worker is one NNG context with its aio and the call it serves. n_workers
+ * of them (the slots) run RECV -> dispatch -> SEND. When a handler returns
+ * without answering (it parked the call), its worker leaves the slots with the
+ * call and a spare worker takes its place; once the parked call is answered
+ * and its reply sent, that worker becomes a spare. Workers are never freed
+ * before the server, so a call pointer stays valid while it is parked. */
 struct worker {
 	psf_rpc_server *srv;
 	nng_aio *aio;
 	nng_ctx ctx;
 	enum worker_state state;
 	uint32_t send_pipe; /* ST_SEND: the connection the reply goes to */
+	/* Guarded by park_mu: gen counts the calls dispatched on this worker, so
+	 * the dispatching thread can tell whether its call is still the current
+	 * one once the handler returned; is_parked: the call left the slots. */
+	uint64_t gen;
+	bool is_parked;
 	psf_rpc_call call;
 };
 
@@ -71,8 +83,18 @@ typedef struct raw_entry {
 
 struct psf_rpc_server {
 	nng_socket sock;
-	worker *workers;
-	uint32_t n_workers;
+	/* park_mu guards the workers beyond the first n_workers (allocated when
+	 * a call parks; at most max_parked of them), the spare stack, n_parked,
+	 * every worker's gen and is_parked, and every call's `answered`. */
+	pthread_mutex_t park_mu;
+	worker **workers;   /* cap_workers entries, n_alloc of them allocated */
+	uint32_t n_workers; /* slots: contexts receiving or serving a call */
+	uint32_t n_alloc, cap_workers;
+	worker **spares;    /* allocated workers not in use */
+	uint32_t n_spares;
+	uint32_t max_parked, n_parked;
+	uint64_t n_park_refused; /* calls that kept their slot: max_parked were parked */
+	bool no_more_workers; /* set by psf_rpc_server_free */
 	size_t max_msg;
 	char *token;
 	psf_rpc_tls tls;
@@ -216,6 +238,30 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 		s->conn_fn(what, n_open, s->conn_arg);
 }
 
+/* worker_new allocates a worker with its context and adds it to s->workers,
+ * or returns NULL (logged) when out of memory or the socket is closed. The
+ * caller holds park_mu, or is the only thread (psf_rpc_server_new). */
+static worker *
+worker_new(psf_rpc_server *s)
+{
+	worker *w;
+	int rv;
+
+	if (s->n_alloc == s->cap_workers || (w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	w->srv = s;
+	if ((rv = nng_aio_alloc(&w->aio, worker_cb, w)) != 0 ||
+	    (rv = nng_ctx_open(&w->ctx, s->sock)) != 0) {
+		psf_log_err("rpc", "worker setup: %s", nng_strerror(rv));
+		if (w->aio != NULL)
+			nng_aio_free(w->aio);
+		free(w);
+		return NULL;
+	}
+	s->workers[s->n_alloc++] = w;
+	return w;
+}
+
 psf_err
 psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
 {
@@ -244,11 +290,15 @@ psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
 	pthread_mutex_init(&s->dedup_mu, NULL);
 	pthread_mutex_init(&s->conn_mu, NULL);
 	pthread_mutex_init(&s->reply_mu, NULL);
+	pthread_mutex_init(&s->park_mu, NULL);
 	pthread_cond_init(&s->reply_cv, NULL);
 	if (opts->token != NULL && (s->token = strdup(opts->token)) == NULL)
 		goto fail;
-	s->workers = calloc(s->n_workers, sizeof(*s->workers));
-	if (s->workers == NULL)
+	s->max_parked = opts->max_parked != 0 ? opts->max_parked : DEFAULT_MAX_PARKED;
+	s->cap_workers = s->n_workers + s->max_parked;
+	s->workers = calloc(s->cap_workers, sizeof(*s->workers));
+	s->spares = calloc(s->max_parked, sizeof(*s->spares));
+	if (s->workers == NULL || s->spares == NULL)
 		goto fail;
 	if ((rv = nng_rep0_open(&s->sock)) != 0) {
 		psf_log_err("rpc", "rep0 open: %s", nng_strerror(rv));
@@ -263,13 +313,8 @@ psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out)
 		goto fail;
 	}
 	for (uint32_t i = 0; i < s->n_workers; i++) {
-		worker *w = &s->workers[i];
-		w->srv = s;
-		if ((rv = nng_aio_alloc(&w->aio, worker_cb, w)) != 0 ||
-		    (rv = nng_ctx_open(&w->ctx, s->sock)) != 0) {
-			psf_log_err("rpc", "worker setup: %s", nng_strerror(rv));
+		if (worker_new(s) == NULL)
 			goto fail;
-		}
 	}
 	*out = s;
 	return PSF_OK;
@@ -325,6 +370,10 @@ psf_rpc_server_get_counts(psf_rpc_server *s, psf_rpc_server_counts *out)
 	pthread_mutex_lock(&s->conn_mu);
 	*out = s->counts;
 	pthread_mutex_unlock(&s->conn_mu);
+	pthread_mutex_lock(&s->park_mu);
+	out->parked = s->n_parked;
+	out->park_refused = s->n_park_refused;
+	pthread_mutex_unlock(&s->park_mu);
 }
 
 /* count adds one to a counter of s->counts. */
@@ -387,7 +436,7 @@ psf_rpc_server_start(psf_rpc_server *s)
 		return PSF_EINVAL;
 	s->started = 1;
 	for (uint32_t i = 0; i < s->n_workers; i++) {
-		worker *w = &s->workers[i];
+		worker *w = s->workers[i];
 		w->state = ST_RECV;
 		nng_ctx_recv(w->ctx, w->aio);
 	}
@@ -407,6 +456,8 @@ release_call(psf_rpc_call *call)
 void
 psf_rpc_server_free(psf_rpc_server *s)
 {
+	uint32_t n_alloc;
+
 	if (s == NULL)
 		return;
 	/* A handler thread may be inside psf_rpc_reply (its answer already on the
@@ -417,23 +468,29 @@ psf_rpc_server_free(psf_rpc_server *s)
 		pthread_cond_wait(&s->reply_cv, &s->reply_mu);
 	pthread_mutex_unlock(&s->reply_mu);
 	nng_close(s->sock);
-	for (uint32_t i = 0; s->workers != NULL && i < s->n_workers; i++) {
-		worker *w = &s->workers[i];
-		if (w->aio != NULL) {
-			nng_aio_stop(w->aio);
-			nng_aio_free(w->aio);
-		}
+	/* No worker is added after this (a call parking now keeps its worker). */
+	pthread_mutex_lock(&s->park_mu);
+	s->no_more_workers = true;
+	n_alloc = s->n_alloc;
+	pthread_mutex_unlock(&s->park_mu);
+	for (uint32_t i = 0; s->workers != NULL && i < n_alloc; i++) {
+		worker *w = s->workers[i];
+		nng_aio_stop(w->aio);
+		nng_aio_free(w->aio);
 		/* A call still parked in a handler: its handler must not answer
 		 * after this point (documented); release what it held. */
 		if (w->state == ST_HANDLER)
 			release_call(&w->call);
+		free(w);
 	}
 	free(s->workers);
+	free(s->spares);
 	free(s->token);
 	free(s->conns);
 	pthread_mutex_destroy(&s->dedup_mu);
 	pthread_mutex_destroy(&s->conn_mu);
 	pthread_mutex_destroy(&s->reply_mu);
+	pthread_mutex_destroy(&s->park_mu);
 	pthread_cond_destroy(&s->reply_cv);
 	free(s);
 }
@@ -496,21 +553,94 @@ build_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
 {
 	uint8_t head[PSF_WIRE_HEAD_MAX];
 	size_t head_len, body_len = 0;
-	nng_msg *m;
+	ProtobufCMessage *clean = NULL;
+	nng_msg *m = NULL;
 
+	/* A reply string may echo client input (a symbol, a worker id) or be cut
+	 * mid-character; strict proto3 parsers refuse the whole reply then. */
+	if (reply != NULL && !psf_rpc_msg_utf8_valid(reply)) {
+		if (psf_rpc_msg_utf8_copy(reply, &clean) != PSF_OK)
+			return NULL;
+		psf_log_debug("rpc", "%s: invalid UTF-8 in the reply replaced by U+FFFD", call->method);
+		reply = clean;
+	}
 	if (reply != NULL)
 		body_len = protobuf_c_message_get_packed_size(reply);
 	head_len = psf_wire_reply_head(head, (uint32_t)call->status,
 	    reply != NULL ? NULL : call->message, call->request_id, body_len);
-	if (nng_msg_alloc(&m, head_len + body_len) != 0)
-		return NULL;
-	memcpy(nng_msg_body(m), head, head_len);
-	if (reply != NULL)
-		protobuf_c_message_pack(reply, (uint8_t *)nng_msg_body(m) + head_len);
+	if (nng_msg_alloc(&m, head_len + body_len) == 0) {
+		memcpy(nng_msg_body(m), head, head_len);
+		if (reply != NULL)
+			protobuf_c_message_pack(reply, (uint8_t *)nng_msg_body(m) + head_len);
+	}
+	if (clean != NULL)
+		protobuf_c_message_free_unpacked(clean, NULL);
 	return m;
 }
 
 static void answer(psf_rpc_call *call, const ProtobufCMessage *reply);
+
+/* worker_next is what a worker does once its call is answered and the reply
+ * sent (or dropped): receive the next request, or, when the call had parked
+ * (a spare took its slot), become a spare itself. */
+static void
+worker_next(worker *w)
+{
+	psf_rpc_server *s = w->srv;
+
+	pthread_mutex_lock(&s->park_mu);
+	if (w->is_parked) {
+		w->is_parked = false;
+		s->n_parked--;
+		w->state = ST_IDLE;
+		s->spares[s->n_spares++] = w;
+		pthread_mutex_unlock(&s->park_mu);
+		return;
+	}
+	pthread_mutex_unlock(&s->park_mu);
+	w->state = ST_RECV;
+	nng_aio_set_timeout(w->aio, NNG_DURATION_INFINITE);
+	nng_ctx_recv(w->ctx, w->aio);
+}
+
+/* park_if_waiting runs when a handler returned: if it has not answered call
+ * number gen of w, the call is parked, and a spare worker (allocated while
+ * fewer than max_parked calls are parked) takes the slot, so waiting calls
+ * never hold the contexts that serve the others. At the limit the call keeps
+ * its slot, as if parking were not supported; that is counted and logged. */
+static void
+park_if_waiting(worker *w, uint64_t gen)
+{
+	psf_rpc_server *s = w->srv;
+	worker *spare = NULL;
+	bool at_limit = false;
+
+	pthread_mutex_lock(&s->park_mu);
+	if (w->gen != gen || w->call.answered) {
+		pthread_mutex_unlock(&s->park_mu);
+		return;
+	}
+	if (s->n_parked == s->max_parked) {
+		at_limit = ++s->n_park_refused == 1;
+	} else if (s->n_spares > 0) {
+		spare = s->spares[--s->n_spares];
+	} else if (!s->no_more_workers) {
+		spare = worker_new(s);
+	}
+	if (spare != NULL) {
+		w->is_parked = true;
+		s->n_parked++;
+		spare->state = ST_RECV;
+	}
+	pthread_mutex_unlock(&s->park_mu);
+	if (at_limit) /* once: it repeats with the load */
+		psf_log_warn("rpc", "%u calls are waiting (the limit): further waiting calls "
+		    "hold a worker context", s->max_parked);
+	if (spare != NULL) {
+		nng_aio_set_timeout(spare->aio, NNG_DURATION_INFINITE);
+		nng_ctx_recv(spare->ctx, spare->aio);
+	}
+}
 
 void
 psf_rpc_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
@@ -540,12 +670,17 @@ answer(psf_rpc_call *call, const ProtobufCMessage *reply)
 	nng_pipe pipe;
 	nng_msg *m;
 
-	assert(!call->answered && "psf_rpc_reply called twice");
-	if (call->answered) {
+	bool twice;
+
+	pthread_mutex_lock(&s->park_mu);
+	twice = call->answered;
+	call->answered = 1;
+	pthread_mutex_unlock(&s->park_mu);
+	assert(!twice && "psf_rpc_reply called twice");
+	if (twice) {
 		psf_log_err("rpc", "%s: handler answered twice; ignored", call->method);
 		return;
 	}
-	call->answered = 1;
 	if (reply != NULL && call->reply_desc != NULL && reply->descriptor != call->reply_desc) {
 		psf_log_err("rpc", "%s: handler replied with %s", call->method,
 		    reply->descriptor->name);
@@ -581,9 +716,7 @@ answer(psf_rpc_call *call, const ProtobufCMessage *reply)
 		m = NULL;
 	}
 	if (m == NULL) {
-		w->state = ST_RECV;
-		nng_aio_set_timeout(w->aio, NNG_DURATION_INFINITE);
-		nng_ctx_recv(w->ctx, w->aio);
+		worker_next(w);
 		return;
 	}
 	w->state = ST_SEND;
@@ -664,8 +797,12 @@ dispatch(worker *w, nng_msg *msg)
 	psf_wire_request req;
 	const ProtobufCMethodDescriptor *md;
 	service_entry *entry = NULL;
+	uint64_t gen;
 
+	pthread_mutex_lock(&s->park_mu);
+	gen = ++w->gen;
 	memset(call, 0, sizeof(*call));
+	pthread_mutex_unlock(&s->park_mu);
 	call->w = w;
 	call->req = msg;
 	call->start_ns = psf_now_ns();
@@ -704,6 +841,7 @@ dispatch(worker *w, nng_msg *msg)
 		if (strcmp(s->raws[i].method, call->method) == 0) {
 			call->reply_desc = s->raws[i].reply_desc;
 			s->raws[i].fn(call, req.payload, req.payload_len, s->raws[i].arg);
+			park_if_waiting(w, gen);
 			return;
 		}
 	}
@@ -722,6 +860,7 @@ dispatch(worker *w, nng_msg *msg)
 	call->user = entry->user;
 	entry->svc->invoke(entry->svc, (unsigned)(md - entry->svc->descriptor->methods),
 	    call->input, generic_closure, call);
+	park_if_waiting(w, gen);
 	return;
 answer:
 	psf_log_debug("rpc", "rejected request: %s", call->message);
@@ -762,9 +901,7 @@ worker_cb(void *arg)
 				    (int)w->srv->send_timeout);
 			}
 		}
-		w->state = ST_RECV;
-		nng_aio_set_timeout(w->aio, NNG_DURATION_INFINITE);
-		nng_ctx_recv(w->ctx, w->aio);
+		worker_next(w);
 		return;
 	default:
 		return;

@@ -2,8 +2,11 @@
  *
  * A server owns one rep0 socket, bound to one or more URLs (tcp://, ipc://,
  * tls+tcp://), and `workers` NNG contexts, each running RECV -> dispatch -> SEND, so
- * that many requests are served at once and a handler that must wait (a sync-mode
- * Pull) parks its call without blocking anyone else.
+ * that many requests are served at once. A handler that must wait (a sync-mode
+ * Pull) returns without answering: its call is parked and gives up its context
+ * (a spare context, allocated on first need, takes over receiving), so waiting
+ * calls never starve the others. Up to max_parked calls wait that way; beyond
+ * that a waiting call keeps its context (counted in park_refused, logged once).
  *
  * Dispatch is by the envelope's full method name ("psfleet.v1.Inference/Predict")
  * through the protobuf-c service descriptors: a service is registered with
@@ -54,6 +57,8 @@ typedef struct psf_rpc_server_opts {
 	uint32_t send_timeout_ms; /* a reply not handed to the transport within this
 	                        * time (a client that stopped reading) is dropped, so the
 	                        * context serves others; 0 = 10000 */
+	uint32_t max_parked;   /* calls that may wait in handlers (parked) without
+	                        * holding one of the `workers` contexts; 0 = 4096 */
 } psf_rpc_server_opts;
 
 /* Connection events reported to a psf_rpc_conn_fn. */
@@ -75,6 +80,8 @@ typedef struct psf_rpc_server_counts {
 	uint64_t unauthenticated;  /* requests answered UNAUTHENTICATED */
 	uint64_t oversized;        /* requests answered RESOURCE_EXHAUSTED for their size */
 	uint64_t send_dropped;     /* replies dropped: not sent within send_timeout_ms */
+	uint32_t parked;           /* calls waiting in a handler now, off the slots */
+	uint64_t park_refused;     /* calls that waited in their slot: max_parked were waiting */
 } psf_rpc_server_counts;
 
 /* Called after every reply is sent, on an NNG thread, for metrics. method is

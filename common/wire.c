@@ -249,11 +249,76 @@ psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message,
 
 	n += put_uint(buf + n, 1, status);
 	if (message != NULL && message[0] != '\0') {
-		size_t mlen = strlen(message);
-		n += put_bytes(buf + n, 2, message,
-		    mlen > PSF_WIRE_MAX_MESSAGE ? PSF_WIRE_MAX_MESSAGE : mlen);
+		char text[PSF_WIRE_MAX_MESSAGE];
+		size_t mlen = psf_wire_utf8_sanitize(text, sizeof(text), message, strlen(message));
+		n += put_bytes(buf + n, 2, text, mlen);
 	}
 	n += put_uint(buf + n, 4, request_id);
 	n += put_len_head(buf + n, 3, payload_len);
 	return n;
+}
+
+size_t
+psf_wire_utf8_len(const void *sv, size_t n)
+{
+	const uint8_t *s = sv;
+	uint8_t lo = 0x80, hi = 0xBF; /* the range of the second byte */
+	size_t len;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] < 0xC2 || s[0] > 0xF4) /* continuation, overlong lead, or never used */
+		return 0;
+	len = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+	if (s[0] == 0xE0)
+		lo = 0xA0; /* else overlong */
+	else if (s[0] == 0xED)
+		hi = 0x9F; /* else a surrogate */
+	else if (s[0] == 0xF0)
+		lo = 0x90; /* else overlong */
+	else if (s[0] == 0xF4)
+		hi = 0x8F; /* else over U+10FFFF */
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	return len;
+}
+
+bool
+psf_wire_utf8_valid(const void *sv, size_t n)
+{
+	const uint8_t *s = sv;
+
+	for (size_t i = 0; i < n;) {
+		size_t k = psf_wire_utf8_len(s + i, n - i);
+		if (k == 0)
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+size_t
+psf_wire_utf8_sanitize(char *out, size_t cap, const void *sv, size_t n)
+{
+	static const char replacement[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
+	const uint8_t *s = sv;
+	size_t w = 0;
+
+	for (size_t i = 0; i < n;) {
+		size_t k = psf_wire_utf8_len(s + i, n - i);
+		const void *from = k > 0 ? (const void *)(s + i) : replacement;
+		size_t len = k > 0 ? k : sizeof(replacement);
+
+		if (cap - w < len)
+			break;
+		memcpy(out + w, from, len);
+		w += len;
+		i += k > 0 ? k : 1;
+	}
+	return w;
 }

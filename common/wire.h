@@ -9,6 +9,7 @@
 #ifndef PSF_WIRE_H
 #define PSF_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -95,10 +96,29 @@ PSF_NODISCARD psf_err psf_wire_decode_reply(const void *buf, size_t len, psf_wir
 size_t psf_wire_request_head(uint8_t *buf, const char *method, uint64_t request_id,
     uint32_t deadline_ms, const void *auth, size_t auth_len, size_t payload_len);
 
-/* psf_wire_reply_head: the same for a Reply. message may be NULL; it is truncated to
- * PSF_WIRE_MAX_MESSAGE bytes. Cannot fail; returns bytes written. */
+/* psf_wire_reply_head: the same for a Reply. message may be NULL. It is written as
+ * valid UTF-8 (a proto3 string: strict parsers refuse anything else, and messages
+ * echo client input such as method names), made by psf_wire_utf8_sanitize, and cut
+ * to at most PSF_WIRE_MAX_MESSAGE bytes between characters. Cannot fail; returns
+ * bytes written. */
 size_t psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message,
     uint64_t request_id, size_t payload_len);
+
+/* psf_wire_utf8_len returns the length (1..4) of the valid UTF-8 character that
+ * s[0..n) starts with, or 0 when it starts with none: a stray continuation byte,
+ * an overlong form, a surrogate (U+D800..U+DFFF), a code point over U+10FFFF, a
+ * sequence cut short, or a byte that never occurs (0xC0, 0xC1, 0xF5..0xFF), or
+ * n == 0. Cannot fail. */
+size_t psf_wire_utf8_len(const void *s, size_t n);
+
+/* psf_wire_utf8_valid tells whether s[0..n) is all valid UTF-8. Cannot fail. */
+bool psf_wire_utf8_valid(const void *s, size_t n);
+
+/* psf_wire_utf8_sanitize copies s[0..n) into out (cap bytes, no NUL added) as valid
+ * UTF-8: valid characters as they are, every byte not part of one as U+FFFD (the
+ * replacement character, 3 bytes). It stops before a character that does not fit,
+ * so it never splits one. Returns the bytes written (<= cap). Cannot fail. */
+size_t psf_wire_utf8_sanitize(char *out, size_t cap, const void *s, size_t n);
 
 /* psf_wire_put_varint writes v as a varint into buf (10 bytes max); returns bytes. */
 size_t psf_wire_put_varint(uint8_t *buf, uint64_t v);

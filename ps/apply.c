@@ -327,12 +327,59 @@ close_round_txn(psf_store_txn *txn, void *arg)
 	return err;
 }
 
+/* store_failing records that closing round `round` failed with err: the node
+ * turns not ready with the reason (so /healthz, Admin Health and Status, and
+ * `psfleet status` and `up` show it), and the log says so once, then once per
+ * PS_STORE_LOG_MS while it lasts, not once per retry. Caller holds mu. */
+static void
+store_failing(psf_ps *ps, int64_t round, psf_err err)
+{
+	uint64_t now = psf_now_ms();
+	char reason[256];
+
+	if (ps->store_err == PSF_OK) {
+		ps->store_err_since_ms = now;
+		ps->store_err_tries = 0;
+		psf_log_err("ps", "closing round %lld: %s; retrying every %d ms until it succeeds "
+		    "(free space under %s if the disk is full)", (long long)round, psf_strerror(err),
+		    PS_STORE_RETRY_MS, ps->node->data_dir);
+		ps->store_err_log_ms = now;
+	} else if (now - ps->store_err_log_ms >= PS_STORE_LOG_MS) {
+		psf_log_err("ps", "closing round %lld: still failing (%s) after %llu tries in %llu s",
+		    (long long)round, psf_strerror(err), (unsigned long long)ps->store_err_tries + 1,
+		    (unsigned long long)((now - ps->store_err_since_ms) / 1000));
+		ps->store_err_log_ms = now;
+	}
+	ps->store_err = err;
+	ps->store_err_tries++;
+	ps->store_retry_ms = now + PS_STORE_RETRY_MS;
+	snprintf(reason, sizeof(reason), "cannot write the store (%s): sync round %lld not closed "
+	    "for %llu s; free space under %s", psf_strerror(err), (long long)round,
+	    (unsigned long long)((now - ps->store_err_since_ms) / 1000), ps->node->data_dir);
+	psf_node_set_ready(ps->rt, false, reason);
+}
+
+/* store_recovered ends a failure recorded by store_failing. Caller holds mu. */
+static void
+store_recovered(psf_ps *ps, int64_t round)
+{
+	if (ps->store_err == PSF_OK)
+		return;
+	psf_log_info("ps", "closing round %lld: the store writes again (after %llu failed tries "
+	    "in %llu s)", (long long)round, (unsigned long long)ps->store_err_tries,
+	    (unsigned long long)((psf_now_ms() - ps->store_err_since_ms) / 1000));
+	ps->store_err = PSF_OK;
+	psf_node_set_ready(ps->rt, true, NULL);
+}
+
 void
 ps_close_round(psf_ps *ps)
 {
 	round_ctx c = {0};
 	psf_err err;
 
+	if (ps->store_err != PSF_OK && psf_now_ms() < ps->store_retry_ms)
+		return; /* failing: retry at PS_STORE_RETRY_MS, not at every tick and push */
 	c.ps = ps;
 	for (size_t i = 0; i < ps->n_workers; i++) {
 		if (ps->workers[i].clock > ps->round)
@@ -346,10 +393,10 @@ ps_close_round(psf_ps *ps)
 	err = psf_store_update(ps->store, close_round_txn, &c);
 	free_sums(&c);
 	if (err != PSF_OK) {
-		psf_log_err("ps", "closing round %lld: %s (will retry)", (long long)ps->round,
-		    psf_strerror(err));
+		store_failing(ps, ps->round, err);
 		return;
 	}
+	store_recovered(ps, ps->round);
 	ps->version = c.version;
 	ps->step = c.step;
 	ps->round = (int64_t)c.round;

@@ -34,6 +34,8 @@ _Static_assert(PS_MAX_WORKERS >= 1 && PS_MAX_WORKERS <= 255,
 #define PS_SNAP_RING 4
 #define PS_DEFAULT_SNAP_PIECE ((size_t)4 << 20)
 #define PS_REPORT_MAX_BYTES 4096 /* a packed MetricsReport, unknown fields included */
+#define PS_STORE_RETRY_MS 500    /* a sync round that failed to close is retried this often */
+#define PS_STORE_LOG_MS 30000    /* ... and its failure logged at most this often */
 
 /* Accumulator keys put the worker index (+1) in the top byte of the parameter key,
  * so a walk visits worker 0's gradients first: sums have a fixed order. */
@@ -128,6 +130,11 @@ struct psf_ps {
 	ps_snapshot *snaps[PS_SNAP_RING];
 	uint64_t snap_wanted_ms;
 	uint64_t n_applied, n_duplicate, n_rejected, n_nonfinite, n_dropped;
+	/* A sync round that cannot be written (a full disk): store_err != PSF_OK
+	 * while it lasts, the node is not ready, and ps_close_round retries every
+	 * PS_STORE_RETRY_MS (store_retry_ms), logging every PS_STORE_LOG_MS. */
+	psf_err store_err;
+	uint64_t store_err_since_ms, store_err_log_ms, store_retry_ms, store_err_tries;
 	bool stopping;
 	pthread_t timer;
 	bool timer_started;

@@ -130,6 +130,13 @@ restore_worker(const char *worker, uint64_t seq, void *arg)
 }
 
 static psf_err
+clear_txn(psf_store_txn *txn, void *arg)
+{
+	(void)arg;
+	return psf_store_txn_clear_all(txn);
+}
+
+static psf_err
 resume_txn(psf_store_txn *txn, void *arg)
 {
 	resume_ctx *c = arg;
@@ -199,16 +206,15 @@ mismatch(const psf_ps *ps, const resume_ctx *rc, const char *layout, const char 
 	return false;
 }
 
-/* discard removes the store's files and opens an empty store in their place. */
+/* discard empties the store (every record) and forgets the state resumed from it. */
 static psf_err
-discard(psf_ps *ps, const psf_store_opts *so, resume_ctx *rc)
+discard(psf_ps *ps, resume_ctx *rc)
 {
 	psf_err err;
 
-	psf_store_close(ps->store);
-	ps->store = NULL;
-	if ((err = psf_rm_rf(ps->node->data_dir)) != PSF_OK ||
-	    (err = psf_store_open(ps->node->data_dir, so, &ps->store)) != PSF_OK)
+	/* Emptied in place, not deleted and reopened: the store keeps its
+	 * directory lock, so no other ps can slip in meanwhile. */
+	if ((err = psf_store_update(ps->store, clear_txn, NULL)) != PSF_OK)
 		return err;
 	ps->n_workers = 0; /* with the reports restored from the discarded store */
 	ps_reduces_free(ps);
@@ -245,7 +251,7 @@ open_store(psf_ps *ps, psf_ps_reset reset)
 	if (rc->found && reset == PSF_PS_RESET_ALWAYS) {
 		psf_log_warn("ps", "--fresh: discarding %s (model version %llu)", ps->node->data_dir,
 		    (unsigned long long)ps->version);
-		if ((err = discard(ps, &so, rc)) != PSF_OK)
+		if ((err = discard(ps, rc)) != PSF_OK)
 			goto out;
 	} else if (rc->found && mismatch(ps, rc, layout, settings, why, sizeof(why))) {
 		if (reset == PSF_PS_RESET_NONE) {
@@ -256,7 +262,7 @@ open_store(psf_ps *ps, psf_ps_reset reset)
 			goto out;
 		}
 		psf_log_warn("ps", "--reset: discarding: %s", why);
-		if ((err = discard(ps, &so, rc)) != PSF_OK)
+		if ((err = discard(ps, rc)) != PSF_OK)
 			goto out;
 	}
 	if (!rc->found) {

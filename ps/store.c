@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -93,6 +94,20 @@ durability_name(psf_durability d)
  * blocks, and a full disk shows up here, as PSF_ENOSPC, before the map may use
  * the space. Other modes write with pwrite, which reports ENOSPC/EIO, so they
  * reserve nothing. The caller holds st_write_mu or is the open. */
+/* full_log_due tells whether to log that the disk is full now: callers retry
+ * while it stays full, so it is said every 30 s, not at every attempt. Caller
+ * holds st_write_mu (or is the only thread, at open). */
+static bool
+full_log_due(psf_store *st)
+{
+	uint64_t now = psf_now_ms();
+
+	if (st->st_full_log_ms != 0 && now - st->st_full_log_ms < 30000)
+		return false;
+	st->st_full_log_ms = now;
+	return true;
+}
+
 static psf_err
 map_reserve(psf_store *st, size_t size)
 {
@@ -118,8 +133,9 @@ map_reserve(psf_store *st, size_t size)
 		psf_log_warn(TAG, "reserve: ftruncate %s back to %jd bytes: %s",
 		    st->st_data_path, (intmax_t)sb.st_size, strerror(errno));
 	if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
-		psf_log_warn(TAG, "disk full: cannot allocate %zu bytes for %s", size,
-		    st->st_data_path);
+		if (full_log_due(st))
+			psf_log_warn(TAG, "disk full: cannot allocate %zu bytes for %s", size,
+			    st->st_data_path);
 		return PSF_ENOSPC;
 	}
 	/* Not a full disk (an odd filesystem): carry on as before the reservation
@@ -139,8 +155,9 @@ commit_err(psf_store_txn *txn, int rc)
 
 	if (rc == EIO && statvfs(txn->t_st->st_data_path, &vfs) == 0 &&
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < DISK_FULL_SLACK) {
-		psf_log_warn(TAG, "commit: I/O error with %" PRIu64 " bytes free: disk full",
-		    (uint64_t)vfs.f_bavail * vfs.f_frsize);
+		if (full_log_due(txn->t_st))
+			psf_log_warn(TAG, "commit: I/O error with %" PRIu64 " bytes free: disk full",
+			    (uint64_t)vfs.f_bavail * vfs.f_frsize);
 		return PSF_ENOSPC;
 	}
 	return store_txn_rc(txn, rc, "commit");
@@ -367,6 +384,8 @@ store_free(psf_store *st)
 		psf_log_err(TAG, "close: final sync failed; recent commits may not be durable");
 	if (st->st_env != NULL)
 		mdb_env_close(st->st_env);
+	if (st->st_lock_fd >= 0)
+		close(st->st_lock_fd); /* releases the directory lock */
 	pthread_cond_destroy(&st->st_sync_cv);
 	pthread_mutex_destroy(&st->st_sync_mu);
 	pthread_mutex_destroy(&st->st_pool_mu);
@@ -441,6 +460,7 @@ store_new(const char *dir, const psf_store_opts *opts, psf_store **out)
 
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return PSF_ENOMEM;
+	st->st_lock_fd = -1;
 	if ((rv = opts_resolve(opts, &st->st_opts)) != PSF_OK) {
 		free(st);
 		return rv;
@@ -524,6 +544,50 @@ env_open(psf_store *st, const char *dir)
 	return map_reserve(st, info.me_mapsize);
 }
 
+/* lock_dir takes an exclusive flock on <dir>/psfleet.lock, held through
+ * st_lock_fd until the store is closed, and writes this process's pid into the
+ * file for the message another opener gets. LMDB itself lets any number of
+ * processes open one environment, so without it two ps nodes given the same
+ * data_dir would both serve it and overwrite each other's training. flock
+ * belongs to the open file, so the kernel releases it however the process ends
+ * (kill -9 too): a stale lock file is taken over at once. PSF_ELOCKED (logged,
+ * with the holder's pid) when another open store holds it. */
+static psf_err
+lock_dir(psf_store *st, const char *dir)
+{
+	char path[4096], buf[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/psfleet.lock", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		psf_log_err(TAG, "open: cannot create %s: %s", path, strerror(errno));
+		return PSF_ESYS;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		ssize_t got = e == EWOULDBLOCK ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
+		long pid = got > 0 ? (buf[got] = '\0', strtol(buf, NULL, 10)) : 0;
+
+		close(fd);
+		if (e != EWOULDBLOCK) {
+			psf_log_err(TAG, "open: cannot lock %s: %s", path, strerror(e));
+			return PSF_ESYS;
+		}
+		if (pid > 0)
+			psf_log_err(TAG, "%s is in use by another process (pid %ld): each ps node needs "
+			    "its own data_dir", dir, pid);
+		else
+			psf_log_err(TAG, "%s is in use by another process (pid not yet recorded in %s): "
+			    "each ps node needs its own data_dir", dir, path);
+		return PSF_ELOCKED;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+		psf_log_warn(TAG, "cannot record this pid in %s: %s", path, strerror(errno));
+	st->st_lock_fd = fd;
+	return PSF_OK;
+}
+
 /* dbs_open_fn creates/opens the named databases. It runs as an update, so a
  * tiny initial map grows like any other write. */
 static psf_err
@@ -552,6 +616,8 @@ psf_store_open(const char *dir, const psf_store_opts *opts, psf_store **out)
 		return rv;
 	if ((rv = psf_mkdir_p(dir)) != PSF_OK)
 		psf_log_err(TAG, "open: cannot create %s: %s", dir, psf_strerror(rv));
+	if (rv == PSF_OK)
+		rv = lock_dir(st, dir);
 	if (rv == PSF_OK)
 		rv = env_open(st, dir);
 	if (rv == PSF_OK)

@@ -85,9 +85,14 @@ void psf_store_opts_from_cfg(const psf_durability_cfg *cfg, psf_store_opts *out)
  * creating dir and its parents too. Stale reader slots left by dead processes
  * are cleared. On success *out gets a new store the caller closes with
  * psf_store_close.
+ * The directory is locked for as long as the store is open (an exclusive flock
+ * on dir/psfleet.lock, which records the holder's pid; the kernel drops it when
+ * the holder ends, however it ends): a second open, from any process or this
+ * one, fails with PSF_ELOCKED and a log line naming the holder's pid.
  * Returns PSF_OK, PSF_EINVAL (bad opts or dir), PSF_ENOMEM, PSF_ENOENT,
- * PSF_ESYS (directory or thread creation), PSF_ESTORE (LMDB refused the
- * environment, e.g. a corrupt file; logged). */
+ * PSF_ELOCKED (another open store holds dir; logged), PSF_ESYS (directory,
+ * lock file or thread creation), PSF_ESTORE (LMDB refused the environment,
+ * e.g. a corrupt file; logged). */
 PSF_NODISCARD psf_err psf_store_open(const char *dir, const psf_store_opts *opts,
     psf_store **out);
 
@@ -195,6 +200,11 @@ PSF_NODISCARD psf_err psf_store_txn_del(psf_store_txn *txn, psf_store_db db, uin
 /* psf_store_txn_clear removes every key of db (e.g. the accumulator at the end
  * of a sync round). */
 PSF_NODISCARD psf_err psf_store_txn_clear(psf_store_txn *txn, psf_store_db db);
+
+/* psf_store_txn_clear_all removes every key of every database, meta and pushlog
+ * included: the store becomes as if new, without giving up its directory lock
+ * (psf_store_open) as closing and deleting it would. */
+PSF_NODISCARD psf_err psf_store_txn_clear_all(psf_store_txn *txn);
 
 /* psf_store_txn_count writes the number of keys in db to *n_out. */
 PSF_NODISCARD psf_err psf_store_txn_count(psf_store_txn *txn, psf_store_db db,

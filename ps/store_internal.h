@@ -32,6 +32,8 @@ struct psf_store {
 	psf_store_opts st_opts;
 	size_t st_max_map;
 	char *st_data_path; /* <dir>/data.mdb, for stats */
+	int st_lock_fd;     /* <dir>/psfleet.lock, flock'ed while open; -1 = none */
+	uint64_t st_full_log_ms; /* last "disk full" line; under st_write_mu (map grows) */
 
 	pthread_mutex_t st_write_mu;
 	pthread_rwlock_t st_map_lock;

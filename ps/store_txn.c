@@ -209,6 +209,21 @@ psf_store_txn_clear(psf_store_txn *txn, psf_store_db db)
 }
 
 psf_err
+psf_store_txn_clear_all(psf_store_txn *txn)
+{
+	psf_err rv;
+
+	for (int i = 0; i < N_ALL_DBS; i++) {
+		if ((rv = txn_check(txn, i, true)) != PSF_OK)
+			return rv;
+		rv = store_txn_rc(txn, mdb_drop(txn->t_txn, txn->t_st->st_dbi[i], 0), "clear");
+		if (rv != PSF_OK)
+			return rv;
+	}
+	return PSF_OK;
+}
+
+psf_err
 store_db_count(psf_store_txn *txn, int dbi, uint64_t *n_out)
 {
 	MDB_stat ms;

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "common/http.h"
 #include "common/model.h"
 #include "common/rpc_client.h"
 #include "common/util.h"
@@ -185,9 +189,10 @@ teardown(void **state)
 /* case_setup mounts a tmpfs of size_kib and writes a config whose ps keeps its
  * LMDB there. Returns false (the caller skips) when the mount is refused. */
 static bool
-case_setup(pscase *p, const char *durability, unsigned size_kib)
+case_setup_mode(pscase *p, const char *durability, unsigned size_kib, const char *mode,
+    const char *metrics)
 {
-	char opts[64], err[256];
+	char opts[64], err[256], metrics_kv[64] = "";
 	FILE *f;
 
 	memset(p, 0, sizeof(*p));
@@ -203,16 +208,19 @@ case_setup(pscase *p, const char *durability, unsigned size_kib)
 	p->mounted = true;
 	f = fopen(p->d.cfg, "w");
 	assert_non_null(f);
+	if (metrics != NULL)
+		snprintf(metrics_kv, sizeof(metrics_kv), ", metrics: \"%s\"", metrics);
 	fprintf(f, "name: full\nseed: 5\nrun_dir: %s\nnodes:\n"
-	    "  ps:\n    - {id: ps0, listen: \"%s\", data_dir: %s/ps0}\n"
+	    "  ps:\n    - {id: ps0, listen: \"%s\", data_dir: %s/ps0%s}\n"
 	    "  trainers:\n    - {id: trainer-0}\n"
 	    "data: {path: %s/none.csv}\n"
 	    "features: [\"lag:0\", \"lag:1\"]\n"
 	    "model: {kind: linear, embedding_dim: 64}\n"
 	    "optimizer: {kind: adam, learning_rate: 0.01}\n"
-	    "consistency: {mode: async}\n"
+	    "consistency: {mode: %s, straggler_timeout_ms: 600000}\n"
 	    "durability: {mode: %s, map_size: 1048576}\n"
-	    "limits: {request_timeout_ms: 5000}\n", p->d.dir, p->d.url, p->mnt, p->d.dir, durability);
+	    "limits: {request_timeout_ms: 5000}\n", p->d.dir, p->d.url, p->mnt, metrics_kv, p->d.dir,
+	    mode, durability);
 	fclose(f);
 	if (psf_config_load(p->d.cfg, err, sizeof(err), &p->config) != PSF_OK)
 		fail_msg("config: %s", err);
@@ -230,6 +238,12 @@ case_setup(pscase *p, const char *durability, unsigned size_kib)
 	p->ps = spawn_ps(p);
 	assert_int_equal(psf_rpc_client_open(p->d.url, NULL, &p->c), PSF_OK);
 	return true;
+}
+
+static bool
+case_setup(pscase *p, const char *durability, unsigned size_kib)
+{
+	return case_setup_mode(p, durability, size_kib, "async", NULL);
 }
 
 static psf_err
@@ -411,6 +425,168 @@ test_ps_disk_full_interval(void **state)
 	disk_full_case("interval");
 }
 
+/* ------------------------------------- a sync round that cannot be written */
+
+/* free_tcp_port returns a port nothing listens on right now (bound, then let go). */
+static int
+free_tcp_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* health calls Admin/Health and Admin/Status; *ready and reason (len >= 256)
+ * are Health's, *status_ready Status's. */
+static void
+health(pscase *p, bool *ready, char *reason, bool *status_ready, uint64_t *version)
+{
+	Psfleet__V1__HealthRequest hq = PSFLEET__V1__HEALTH_REQUEST__INIT;
+	Psfleet__V1__StatusRequest sq = PSFLEET__V1__STATUS_REQUEST__INIT;
+	Psfleet__V1__HealthReply *h = NULL;
+	Psfleet__V1__StatusReply *st = NULL;
+	psf_rpc_status rs;
+
+	assert_int_equal(call(p, "psfleet.v1.Admin/Health", &hq.base,
+	    &psfleet__v1__health_reply__descriptor, (ProtobufCMessage **)&h, &rs), PSF_OK);
+	*ready = h->ready;
+	snprintf(reason, 256, "%s", h->reason);
+	*version = h->model_version;
+	protobuf_c_message_free_unpacked(&h->base, NULL);
+	assert_int_equal(call(p, "psfleet.v1.Admin/Status", &sq.base,
+	    &psfleet__v1__status_reply__descriptor, (ProtobufCMessage **)&st, &rs), PSF_OK);
+	*status_ready = st->ready;
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+}
+
+/* count_lines counts the lines of path that contain text. */
+static int
+count_lines(const char *path, const char *text)
+{
+	char line[1024];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, text) != NULL;
+	fclose(f);
+	return n;
+}
+
+/* run_capture runs argv to its end with stdout and stderr in out (len bytes);
+ * returns its exit code. */
+static int
+run_capture(char *const argv[], const char *log, char *out, size_t len)
+{
+	pid_t pid = psf_itest_spawn(argv, log, true);
+	int rc = psf_itest_wait_exit(pid, 60, 0);
+	FILE *f = fopen(log, "r");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(out, 1, len - 1, f);
+	out[n] = '\0';
+	fclose(f);
+	return rc;
+}
+
+/* A sync round whose update does not fit on the disk: the ps once logged
+ * "closing round N: no space left (will retry)" 50 times a second while
+ * /healthz, Health and `psfleet status` said ready. Now it is not ready with the
+ * reason, logs once (then every 30 s), and closes the round once there is room. */
+static void
+test_ps_disk_full_sync_round_reported(void **state)
+{
+	static pscase p;
+	char metrics[32], reason[256], url[64], out[8192], log[200], *argv[5];
+	bool ready = true, st_ready = true;
+	uint64_t version = 0, seq;
+	psf_rpc_status st;
+	psf_err err = PSF_OK;
+	int status, body_status;
+	char *body = NULL;
+
+	(void)state;
+	snprintf(metrics, sizeof(metrics), "127.0.0.1:%d", free_tcp_port());
+	if (!case_setup_mode(&p, "every-commit", 3072, "sync", metrics)) {
+		case_cleanup(&p);
+		skip();
+		return;
+	}
+	register_worker(&p);
+	/* Each step pushes 1024 new rows; the round's update (weights and Adam's
+	 * two moments) needs about 3 times the accumulated gradient's room. */
+	for (seq = 1; seq <= 200; seq++) {
+		err = push_rows(&p, seq, seq - 1, &st, NULL);
+		if (err != PSF_OK)
+			break;
+		for (int i = 0; i < 100; i++) { /* the round closes at once, or fails */
+			health(&p, &ready, reason, &st_ready, &version);
+			if (version == seq || !ready)
+				break;
+			psf_sleep_ms(20);
+		}
+		if (!ready)
+			break;
+	}
+	print_message("sync: after %llu pushes: push %s, version %llu, ready %d: %s\n",
+	    (unsigned long long)seq, psf_strerror(err), (unsigned long long)version, ready, reason);
+	if (ready)
+		fail_msg("the disk filled without a round failing to close (push: %s %s)",
+		    psf_status_name(st.code), st.message);
+	assert_int_equal(version, seq - 1);
+	assert_non_null(strstr(reason, "cannot write the store"));
+	assert_false(st_ready);
+	/* /healthz says so too. */
+	assert_int_equal(psf_http_get(metrics, "/healthz", 2000, &body_status, &body), PSF_OK);
+	assert_int_equal(body_status, 503);
+	assert_non_null(strstr(body, "cannot write the store"));
+	free(body);
+	/* `psfleet status` prints it (and exits 1: not healthy). */
+	snprintf(log, sizeof(log), "%s/status.out", p.d.dir);
+	argv[0] = getenv("PSFLEET");
+	argv[1] = "status";
+	argv[2] = p.d.cfg;
+	argv[3] = NULL;
+	status = run_capture(argv, log, out, sizeof(out));
+	if (status != 1 || strstr(out, "cannot write the store") == NULL)
+		fail_msg("psfleet status exited %d without the reason:\n%s", status, out);
+	/* While it lasts (the timer retries every 500 ms), the log says it once. */
+	psf_sleep_ms(2000);
+	snprintf(log, sizeof(log), "%s/ps0.log", p.d.dir);
+	status = count_lines(log, "closing round");
+	print_message("sync: %d log lines about the round in ~2 s of failing\n", status);
+	assert_int_equal(status, 1);
+	assert_true(count_lines(log, "disk full") <= 1);
+
+	/* Room again: the round closes by itself and the ps is ready again. */
+	assert_int_equal(mount("psf-test", p.mnt, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV,
+	    "size=65536k"), 0);
+	for (int i = 0; i < 250 && !(ready && version == seq); i++) {
+		psf_sleep_ms(20);
+		health(&p, &ready, reason, &st_ready, &version);
+	}
+	assert_true(ready);
+	assert_true(st_ready);
+	assert_int_equal(version, seq);
+	snprintf(url, sizeof(url), "%s", metrics);
+	assert_int_equal(psf_http_get(url, "/healthz", 2000, &body_status, &body), PSF_OK);
+	assert_int_equal(body_status, 200);
+	free(body);
+	status = psf_itest_stop(&p.ps, SIGTERM);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	case_cleanup(&p);
+	live = NULL;
+}
+
 int
 main(void)
 {
@@ -418,6 +594,7 @@ main(void)
 		cmocka_unit_test(test_store_map_full_then_bigger_map),
 		cmocka_unit_test_teardown(test_ps_disk_full_every_commit, teardown),
 		cmocka_unit_test_teardown(test_ps_disk_full_interval, teardown),
+		cmocka_unit_test_teardown(test_ps_disk_full_sync_round_reported, teardown),
 	};
 
 	if (!psf_itest_has_psfleet("store_full_test"))

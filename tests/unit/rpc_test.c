@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <iconv.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -29,6 +31,11 @@ typedef struct fixture {
 	Psfleet__V1__Inference_Service infer;
 	pthread_mutex_t mu;
 	int health_calls;
+	/* A barrier of parked calls: Predict "BARRIER<n>" waits until n of them
+	 * arrived, then all are answered (guarded by mu). */
+	void *barrier_calls[64];
+	Psfleet__V1__PredictReply_Closure barrier_done[64];
+	int n_barrier;
 } fixture;
 
 void test_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
@@ -121,6 +128,24 @@ test_infer_predict(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__Predi
 		snprintf(d->symbol, sizeof(d->symbol), "%s", in->symbol);
 		pthread_create(&t, NULL, deferred_main, d);
 		pthread_detach(t);
+		return;
+	}
+	if (strncmp(in->symbol, "BARRIER", 7) == 0) {
+		fixture *f = psf_rpc_call_user(call);
+		int want = atoi(in->symbol + 7), n;
+
+		pthread_mutex_lock(&f->mu);
+		f->barrier_calls[f->n_barrier] = call;
+		f->barrier_done[f->n_barrier] = done;
+		n = ++f->n_barrier;
+		if (n == want)
+			f->n_barrier = 0;
+		pthread_mutex_unlock(&f->mu);
+		if (n < want)
+			return; /* parked, like a sync Pull waiting for its round */
+		r.symbol = "released";
+		for (int i = 0; i < n; i++) /* only this thread touches them now */
+			f->barrier_done[i](&r, f->barrier_calls[i]);
 		return;
 	}
 	if (strcmp(in->symbol, "MISSING") == 0) {
@@ -414,6 +439,71 @@ test_rpc_deferred_reply_does_not_block_others(void **state)
 	psf_rpc_client_close(c);
 }
 
+/* barrier_round starts n BARRIER<n> calls at once on their own clients and
+ * checks that every one is answered: only possible when a parked call does
+ * not hold one of the server's few contexts. */
+static void
+barrier_round(const char *url, int n)
+{
+	psf_rpc_client *c[16];
+	psf_rpc_pending *p[16];
+	Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
+	psf_rpc_call_opts o = {8000, 0, 0};
+	char sym[32];
+	int answered = 0;
+
+	assert_true(n <= 16);
+	snprintf(sym, sizeof(sym), "BARRIER%d", n);
+	req.symbol = sym;
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(psf_rpc_client_open(url, NULL, &c[i]), PSF_OK);
+		assert_int_equal(psf_rpc_call_start(c[i], "psfleet.v1.Inference/Predict", &req.base,
+		    &o, &p[i]), PSF_OK);
+	}
+	for (int i = 0; i < n; i++) {
+		Psfleet__V1__PredictReply *r = NULL;
+		psf_rpc_status st;
+		if (psf_rpc_pending_wait(p[i], &psfleet__v1__predict_reply__descriptor,
+		        (ProtobufCMessage **)&r, &st) == PSF_OK) {
+			answered += strcmp(r->symbol, "released") == 0;
+			protobuf_c_message_free_unpacked(&r->base, NULL);
+		} else {
+			print_message("call %d: %s (%s)\n", i, psf_status_name(st.code), st.message);
+		}
+		psf_rpc_pending_free(p[i]);
+		psf_rpc_client_close(c[i]);
+	}
+	assert_int_equal(answered, n);
+}
+
+static void
+test_rpc_parked_calls_release_their_context(void **state)
+{
+	fixture f = {0};
+	psf_rpc_server_opts o = {.workers = 2, .max_parked = 4};
+	psf_rpc_server_counts k;
+
+	(void)state;
+	snprintf(f.dir, sizeof(f.dir), "/tmp/psf-rpc-XXXXXX");
+	assert_non_null(mkdtemp(f.dir));
+	pthread_mutex_init(&f.mu, NULL);
+	assert_int_equal(start_server(&f, "tcp://127.0.0.1:0", &o), 0);
+	/* 5 waiting calls on 2 contexts: 4 park off the contexts, the 5th waits
+	 * in one, the other context still receives the 6th. */
+	barrier_round(f.url, 6);
+	psf_rpc_server_get_counts(f.srv, &k);
+	assert_int_equal(k.parked, 0);
+	assert_int_equal(k.park_refused, 1);
+	/* Again, reusing the spare contexts; and plain calls still go through. */
+	barrier_round(f.url, 4);
+	assert_server_alive(f.url);
+	psf_rpc_server_get_counts(f.srv, &k);
+	assert_int_equal(k.park_refused, 1);
+	psf_rpc_server_free(f.srv);
+	assert_int_equal(psf_rm_rf(f.dir), PSF_OK);
+	pthread_mutex_destroy(&f.mu);
+}
+
 static void
 test_rpc_deadline_exceeded(void **state)
 {
@@ -466,6 +556,105 @@ test_rpc_garbage_gets_error_reply(void **state)
 	n = psf_wire_request_head(head, "psfleet.v1.Inference/Predict", 8, 1000, NULL, 0, 3);
 	memcpy(head + n, "\x0a\x09X", 3);
 	assert_int_equal(raw_exchange(f->url, head, n + 3), PSF_STATUS_INVALID_ARGUMENT);
+	assert_server_alive(f->url);
+}
+
+/* utf8_ok_iconv checks s[0..n) with glibc's UTF-8 decoder, independently of
+ * psf_wire_utf8_valid: what a strict protobuf parser would do with the string. */
+static bool
+utf8_ok_iconv(const char *s, size_t n)
+{
+	iconv_t cd = iconv_open("UTF-32LE", "UTF-8");
+	char out[4 * 2048], *in = (char *)s, *o = out;
+	size_t in_left = n, out_left = sizeof(out);
+	bool ok;
+
+	assert_true(cd != (iconv_t)-1);
+	assert_true(n <= 2048);
+	ok = iconv(cd, &in, &in_left, &o, &out_left) != (size_t)-1 && in_left == 0;
+	iconv_close(cd);
+	return ok;
+}
+
+/* exchange sends a Request with this method and payload on a plain req0
+ * socket and returns the raw Reply (the caller frees it), decoded into *rep. */
+static nng_msg *
+exchange(const char *url, const char *method, const void *payload, size_t len,
+    psf_wire_reply *rep)
+{
+	uint8_t head[PSF_WIRE_HEAD_MAX];
+	size_t n = psf_wire_request_head(head, method, 11, 5000, NULL, 0, len);
+	nng_socket s;
+	nng_msg *m;
+
+	assert_true(n > 0);
+	assert_int_equal(nng_req0_open(&s), 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
+	assert_int_equal(nng_msg_alloc(&m, n + len), 0);
+	memcpy(nng_msg_body(m), head, n);
+	if (len > 0)
+		memcpy((uint8_t *)nng_msg_body(m) + n, payload, len);
+	assert_int_equal(nng_sendmsg(s, m, 0), 0);
+	assert_int_equal(nng_recvmsg(s, &m, 0), 0);
+	nng_close(s);
+	assert_int_equal(psf_wire_decode_reply(nng_msg_body(m), nng_msg_len(m), rep), PSF_OK);
+	return m;
+}
+
+/* Bytes that are not UTF-8: overlong forms, surrogates, truncated sequences,
+ * bytes that never occur. */
+static const char *const not_utf8[] = {
+	"\xc0\xaf", "\xe0\x80\xaf", "\xf0\x80\x80\xaf", /* overlong */
+	"\xed\xa0\x80", "\xed\xbf\xbf",                 /* surrogates */
+	"\xe2\x82", "\xf0\x9d\x84", "\xc3",              /* truncated */
+	"\xff", "\xfe\xfe", "\x80", "\xf4\x90\x80\x80",  /* never valid */
+};
+
+static void
+test_rpc_replies_are_valid_utf8(void **state)
+{
+	fixture *f = *state;
+	char method[300], sym[64], euros[3 * 78 + 1];
+	psf_wire_reply rep;
+	nng_msg *m;
+
+	for (size_t i = 0; i < sizeof(not_utf8) / sizeof(not_utf8[0]); i++) {
+		/* Echoed in Reply.message: an unknown method, and an unknown service. */
+		snprintf(method, sizeof(method), "psfleet.v1.Inference/Pre%sdict", not_utf8[i]);
+		m = exchange(f->url, method, NULL, 0, &rep);
+		assert_int_equal(rep.status, PSF_STATUS_UNIMPLEMENTED);
+		assert_true(rep.message_len > 0);
+		if (!utf8_ok_iconv(rep.message, rep.message_len))
+			fail_msg("method %zu: Reply.message is not UTF-8: %.*s", i, (int)rep.message_len,
+			    rep.message);
+		nng_msg_free(m);
+		/* Echoed in a reply message's string field (PredictReply.symbol). */
+		Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
+		Psfleet__V1__PredictReply *r;
+		uint8_t buf[128];
+		snprintf(sym, sizeof(sym), "AB%sC", not_utf8[i]);
+		req.symbol = sym;
+		m = exchange(f->url, "psfleet.v1.Inference/Predict", buf,
+		    psfleet__v1__predict_request__pack(&req, buf), &rep);
+		assert_int_equal(rep.status, PSF_STATUS_OK);
+		r = psfleet__v1__predict_reply__unpack(NULL, rep.payload_len, rep.payload);
+		assert_non_null(r);
+		if (!utf8_ok_iconv(r->symbol, strlen(r->symbol)))
+			fail_msg("symbol %zu: PredictReply.symbol is not UTF-8", i);
+		assert_memory_equal(r->symbol, "AB\xef\xbf\xbd", 5); /* U+FFFD in its place */
+		psfleet__v1__predict_reply__free_unpacked(r, NULL);
+		nng_msg_free(m);
+	}
+	/* Valid input cut mid-character by the 255-byte message limit. */
+	for (size_t i = 0; i < 78; i++)
+		memcpy(euros + 3 * i, "\xe2\x82\xac", 3);
+	euros[3 * 78] = '\0';
+	snprintf(method, sizeof(method), "psfleet.v1.Inference/%s", euros);
+	m = exchange(f->url, method, NULL, 0, &rep);
+	assert_int_equal(rep.status, PSF_STATUS_UNIMPLEMENTED);
+	assert_true(utf8_ok_iconv(rep.message, rep.message_len));
+	nng_msg_free(m);
 	assert_server_alive(f->url);
 }
 
@@ -656,6 +845,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_rpc_deferred_reply_does_not_block_others, setup_tcp,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_rpc_deadline_exceeded, setup_ipc, teardown),
+		cmocka_unit_test(test_rpc_parked_calls_release_their_context),
+		cmocka_unit_test_setup_teardown(test_rpc_replies_are_valid_utf8, setup_tcp, teardown),
 		cmocka_unit_test_setup_teardown(test_rpc_garbage_gets_error_reply, setup_tcp, teardown),
 		cmocka_unit_test(test_rpc_oversized_request_rejected),
 		cmocka_unit_test(test_rpc_token_required),

@@ -1,4 +1,5 @@
 /* The zero-copy envelope codec agrees with protobuf-c both ways. */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,6 +82,84 @@ test_wire_rejects_malformed(void **state)
 	assert_int_equal(req.method_len, 0);
 }
 
+/* Invalid UTF-8 of every kind: each must be refused by the validator and come
+ * out of the sanitizer as valid UTF-8 with U+FFFD in place of the stray bytes. */
+static const struct {
+	const char *name;
+	const char *bytes;
+} bad_utf8[] = {
+	{"0xFF", "a\xff" "b"},
+	{"0xFE", "\xfe"},
+	{"stray continuation", "\x80"},
+	{"overlong '/' (2 bytes)", "\xc0\xaf"},
+	{"overlong NUL", "\xc0\x80"},
+	{"overlong (3 bytes)", "\xe0\x80\xaf"},
+	{"overlong (4 bytes)", "\xf0\x80\x80\xaf"},
+	{"surrogate U+D800", "\xed\xa0\x80"},
+	{"surrogate U+DFFF", "\xed\xbf\xbf"},
+	{"over U+10FFFF", "\xf4\x90\x80\x80"},
+	{"0xF5 lead", "\xf5\x80\x80\x80"},
+	{"truncated 2-byte", "x\xc3"},
+	{"truncated 3-byte", "\xe2\x82"},
+	{"truncated 4-byte", "\xf0\x9d\x84"},
+	{"lead then ASCII", "\xe2(\xa1"},
+};
+
+static void
+test_wire_utf8_validates_and_sanitizes(void **state)
+{
+	char out[64];
+	size_t n;
+
+	(void)state;
+	/* Valid: ASCII, 2, 3 and 4 bytes, the edges of each range. */
+	assert_true(psf_wire_utf8_valid("", 0));
+	assert_true(psf_wire_utf8_valid("psfleet.v1.Inference/Predict", 28));
+	assert_true(psf_wire_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9d\x84\x9e", 9)); /* é € 𝄞 */
+	assert_true(psf_wire_utf8_valid("\xed\x9f\xbf\xee\x80\x80\xf4\x8f\xbf\xbf", 10));
+	assert_int_equal(psf_wire_utf8_len("\xe2\x82\xac", 3), 3);
+	for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
+		size_t len = strlen(bad_utf8[i].bytes);
+		if (psf_wire_utf8_valid(bad_utf8[i].bytes, len))
+			fail_msg("%s taken as valid UTF-8", bad_utf8[i].name);
+		n = psf_wire_utf8_sanitize(out, sizeof(out), bad_utf8[i].bytes, len);
+		if (!psf_wire_utf8_valid(out, n) || memmem(out, n, "\xef\xbf\xbd", 3) == NULL)
+			fail_msg("%s not sanitized", bad_utf8[i].name);
+	}
+	n = psf_wire_utf8_sanitize(out, sizeof(out), "a\xff" "b", 3);
+	assert_int_equal(n, 5);
+	assert_memory_equal(out, "a\xef\xbf\xbd" "b", 5);
+	/* A cut never splits a character: 2 bytes of room hold one 'a', not half a €. */
+	assert_int_equal(psf_wire_utf8_sanitize(out, 2, "a\xe2\x82\xac", 4), 1);
+	assert_int_equal(psf_wire_utf8_sanitize(out, 3, "\xff\xff", 2), 3);
+}
+
+/* The Reply head's message is valid UTF-8 whatever it was given, and a long
+ * message is cut between characters. */
+static void
+test_wire_reply_head_message_is_utf8(void **state)
+{
+	uint8_t head[PSF_WIRE_HEAD_MAX];
+	char msg[3 * 600 + 1];
+	psf_wire_reply r;
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
+		n = psf_wire_reply_head(head, 3, bad_utf8[i].bytes, 9, 0);
+		assert_int_equal(psf_wire_decode_reply(head, n, &r), PSF_OK);
+		if (!psf_wire_utf8_valid(r.message, r.message_len))
+			fail_msg("%s went into Reply.message as is", bad_utf8[i].name);
+	}
+	for (size_t i = 0; i < 600; i++) /* 1800 bytes of euro signs, 1 byte off */
+		memcpy(msg + 3 * i, "\xe2\x82\xac", 3);
+	msg[3 * 600] = '\0';
+	n = psf_wire_reply_head(head, 3, msg + 1, 9, 0);
+	assert_int_equal(psf_wire_decode_reply(head, n, &r), PSF_OK);
+	assert_true(r.message_len <= PSF_WIRE_MAX_MESSAGE);
+	assert_true(psf_wire_utf8_valid(r.message, r.message_len));
+}
+
 int
 main(void)
 {
@@ -88,6 +167,8 @@ main(void)
 		cmocka_unit_test(test_wire_request_head_decodes_with_protobuf_c),
 		cmocka_unit_test(test_wire_decodes_protobuf_c_reply),
 		cmocka_unit_test(test_wire_rejects_malformed),
+		cmocka_unit_test(test_wire_utf8_validates_and_sanitizes),
+		cmocka_unit_test(test_wire_reply_head_message_is_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
