@@ -361,13 +361,6 @@ train(trainer *t)
 
 	if (c >= (int64_t)t->total_steps) /* restarted after the last step */
 		return report(t, c, 0.0, 0.0, true);
-	if (t->table->n_train == 0) {
-		/* More trainers than symbols (or only short histories) leave this one
-		 * without rows: it has nothing to push, so it reports and leaves at
-		 * once instead of retrying an empty step forever. */
-		psf_log_info("trainer", "no training rows in this trainer's symbols: nothing to train");
-		return report(t, c, 0.0, 0.0, true);
-	}
 	if (c > 0)
 		psf_log_info("trainer", "resuming at step %lld", (long long)c);
 	while (c < (int64_t)t->total_steps) {
