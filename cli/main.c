@@ -14,10 +14,10 @@ typedef struct command {
 /* tests/integration/cli_test.sh checks that each command's --help options are here. */
 static const command commands[] = {
 	{"up", psf_cmd_up, "run a whole local fleet",
-	    "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset]\n"
+	    "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
 	    "             [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]..."},
 	{"node", psf_cmd_node, "run one node (what up starts; for other hosts)",
-	    "node CONFIG --id ID [--reset] [--listen URL] [--metrics HOST:PORT]\n"
+	    "node CONFIG --id ID [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
 	    "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
 	{"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
 	    "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"
