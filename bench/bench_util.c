@@ -9,8 +9,8 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "bench_util.h"
-#include "common/rpc.h"
+#include "bench/bench_util.h"
+#include "lib/net/rpc.h"
 
 /* ---------------------------------------------------------------- raw server */
 

@@ -15,7 +15,7 @@
 
 #include <nng/nng.h>
 
-#include "common/err.h"
+#include "lib/base/err.h"
 
 #define PSF_BENCH_RAW_HDR 16 /* u64 op, u64 size */
 #define PSF_BENCH_RAW_CTXS 16 /* server contexts, as many as psf_rpc_server's workers */

@@ -16,11 +16,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bench_util.h"
-#include "common/data.h"
-#include "common/datagen.h"
-#include "common/features.h"
-#include "common/util.h"
+#include "bench/bench_util.h"
+#include "lib/data/data.h"
+#include "lib/data/datagen.h"
+#include "lib/data/features.h"
+#include "lib/base/util.h"
 
 #define MAX_RUNS 9
 

@@ -25,13 +25,13 @@
 #include <cblas.h>
 #include <nng/nng.h>
 
-#include "bench_util.h"
-#include "common/config.h"
-#include "common/datagen.h"
-#include "common/log.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
-#include "inferer/gateway.h"
+#include "bench/bench_util.h"
+#include "lib/config/config.h"
+#include "lib/data/datagen.h"
+#include "lib/base/log.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
+#include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
 

@@ -31,12 +31,12 @@
 
 #include <nng/nng.h>
 
-#include "bench_util.h"
-#include "common/config.h"
-#include "common/log.h"
-#include "common/model.h"
-#include "common/rpc.h"
-#include "common/util.h"
+#include "bench/bench_util.h"
+#include "lib/config/config.h"
+#include "lib/base/log.h"
+#include "lib/model/model.h"
+#include "lib/net/rpc.h"
+#include "lib/base/util.h"
 #include "ps/ps.h"
 #include "trainer/worker.h"
 

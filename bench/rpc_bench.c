@@ -24,13 +24,13 @@
 
 #include <nng/nng.h>
 
-#include "bench_util.h"
-#include "common/log.h"
-#include "common/rpc_client.h"
-#include "common/rpc_server.h"
-#include "common/util.h"
-#include "common/wire.h"
-#include "rpc_bench_svc.h"
+#include "bench/bench_util.h"
+#include "lib/base/log.h"
+#include "lib/net/rpc_client.h"
+#include "lib/net/rpc_server.h"
+#include "lib/base/util.h"
+#include "lib/net/wire.h"
+#include "bench/rpc_bench_svc.h"
 
 #define SERVER_CTXS 16
 #define MAX_THREADS 4

@@ -2,8 +2,8 @@
  * Admin and ParameterServer handlers that answer at once, and the zero-copy Push. */
 #include <stddef.h>
 
-#include "common/wire.h"
-#include "rpc_bench_svc.h"
+#include "lib/net/wire.h"
+#include "bench/rpc_bench_svc.h"
 
 static void
 unimplemented(void *call)

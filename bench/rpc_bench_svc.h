@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/rpc_server.h"
+#include "lib/net/rpc_server.h"
 #include "psfleet.pb-c.h"
 
 #define MIB ((size_t)1 << 20)

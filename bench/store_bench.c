@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_util.h"
-#include "common/log.h"
-#include "common/util.h"
+#include "bench/bench_util.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 #include "ps/store.h"
 
 #define N_VALUES 16

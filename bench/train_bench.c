@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_util.h"
-#include "common/model.h"
-#include "common/util.h"
+#include "bench/bench_util.h"
+#include "lib/model/model.h"
+#include "lib/base/util.h"
 
 #define MAX_LAYERS 9
 #define BATCH 256

@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "common/data.h"
-#include "common/datagen.h"
-#include "common/util.h"
+#include "lib/data/data.h"
+#include "lib/data/datagen.h"
+#include "lib/base/util.h"
 
 static const char gen_help[] =
     "usage: psfleet data gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew]\n"

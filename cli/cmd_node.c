@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "common/config.h"
-#include "common/log.h"
-#include "common/util.h"
-#include "inferer/gateway.h"
+#include "lib/config/config.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
+#include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
 #include "trainer/trainer.h"

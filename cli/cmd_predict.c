@@ -7,7 +7,7 @@
 
 #include "cli/cli.h"
 #include "client/psfleet_client.h"
-#include "common/data.h"
+#include "lib/data/data.h"
 
 static void
 predict_usage(FILE *out)

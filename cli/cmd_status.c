@@ -8,8 +8,8 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
-#include "common/config.h"
-#include "common/log.h"
+#include "lib/config/config.h"
+#include "lib/base/log.h"
 
 typedef struct status_args {
 	const char *config;

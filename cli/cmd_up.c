@@ -21,9 +21,9 @@
 #include "cli/cli.h"
 #include "cli/launcher.h"
 #include "cli/progress.h"
-#include "common/config.h"
-#include "common/log.h"
-#include "common/util.h"
+#include "lib/config/config.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 
 #define TICK_MS 100
 #define STOP_GRACE_MS 10000

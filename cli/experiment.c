@@ -22,10 +22,10 @@
 #include "cli/experiment.h"
 #include "cli/report.h"
 #include "cli/spawn.h"
-#include "common/datagen.h"
-#include "common/node.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
+#include "lib/data/datagen.h"
+#include "lib/node/node.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
 #include "psfleet.pb-c.h"
 
 #define PATH_LEN PSF_REPORT_PATH_LEN

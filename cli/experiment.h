@@ -31,8 +31,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "common/config.h"
-#include "common/err.h"
+#include "lib/config/config.h"
+#include "lib/base/err.h"
 
 #define PSF_EXP_MAX_MODES 16
 #define PSF_EXP_MAX_INJECT 16

@@ -11,7 +11,7 @@
 
 #include "cli/launcher.h"
 #include "cli/spawn.h"
-#include "common/util.h"
+#include "lib/base/util.h"
 
 #define MAX_FAILURES 64 /* cap on max_failures: the window ring's size */
 #define MAX_ARGS (8 + 2 * PSF_LAUNCHER_MAX_SETS)

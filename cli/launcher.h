@@ -36,8 +36,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "common/config.h"
-#include "common/err.h"
+#include "lib/config/config.h"
+#include "lib/base/err.h"
 
 typedef struct psf_launcher psf_launcher;
 

@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include "cli/progress.h"
-#include "common/http.h"
-#include "common/node.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
+#include "lib/node/http.h"
+#include "lib/node/node.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
 
 #define LIVE_MAX_TRAINERS 16 /* rows in the live block; more are summarised */
 #define PLAIN_MAX_TRAINERS 4 /* trainers named in a plain line; more are summarised */

@@ -14,8 +14,8 @@
 #include <stdio.h>
 
 #include "cli/launcher.h"
-#include "common/config.h"
-#include "common/err.h"
+#include "lib/config/config.h"
+#include "lib/base/err.h"
 #include "psfleet.pb-c.h"
 
 typedef struct psf_progress psf_progress;

@@ -10,7 +10,7 @@
 #include "cli/cli.h"
 #include "cli/report.h"
 #include "cli/report_internal.h"
-#include "common/util.h"
+#include "lib/base/util.h"
 
 psf_err
 rp_fail(char *errbuf, size_t errlen, psf_err err, const char *fmt, ...)

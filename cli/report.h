@@ -40,7 +40,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "common/err.h"
+#include "lib/base/err.h"
 
 #define PSF_REPORT_PATH_LEN 1024
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "cli/report_internal.h"
-#include "common/util.h"
+#include "lib/base/util.h"
 
 #define CURVE_POINTS 400
 #define MAX_TRAINERS 256

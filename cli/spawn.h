@@ -9,7 +9,7 @@
 
 #include <sys/types.h>
 
-#include "common/err.h"
+#include "lib/base/err.h"
 
 /* psf_spawn_log_open opens path for appending (created 0644, close-on-exec) and
  * writes one marker line, "---- <UTC time> <what>: <argv...> ----", so that the

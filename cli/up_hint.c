@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "common/config.h"
+#include "lib/config/config.h"
 
 /* on_path tells whether looking "psfleet" up in PATH finds the file self is. */
 static bool

@@ -16,9 +16,9 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
-#include "common/config.h"
-#include "common/data.h"
-#include "common/util.h"
+#include "lib/config/config.h"
+#include "lib/data/data.h"
+#include "lib/base/util.h"
 #include "trainer/trainer.h"
 
 /* split_hostport splits "host:port", "[v6]:port" or ":port" (followed by

@@ -1,5 +1,5 @@
 /* psfleet_client.c -- the public prediction client over the RPC layer
- * (psfleet_client.h). Built into libpsfleet_client with the few common/ files
+ * (psfleet_client.h). Built into libpsfleet_client with the few lib/base and lib/net files
  * the RPC client needs; only the psf_client_* symbols are exported. */
 #include "client/psfleet_client.h"
 
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/rpc_client.h"
+#include "lib/net/rpc_client.h"
 #include "psfleet.pb-c.h"
 
 #define M_PREDICT "psfleet.v1.Inference/Predict"

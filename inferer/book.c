@@ -14,10 +14,10 @@
 
 #include <xxhash.h>
 
-#include "common/features.h"
-#include "common/log.h"
-#include "common/shard.h"
-#include "common/util.h"
+#include "lib/data/features.h"
+#include "lib/base/log.h"
+#include "lib/base/shard.h"
+#include "lib/base/util.h"
 #include "inferer/internal.h"
 
 static size_t

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/log.h"
-#include "common/util.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 #include "inferer/internal.h"
 
 void psf_inf_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,

@@ -36,8 +36,8 @@
 
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/err.h"
+#include "lib/config/config.h"
+#include "lib/base/err.h"
 
 typedef struct psf_inferer psf_inferer;
 

@@ -14,12 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/data.h"
-#include "common/model.h"
-#include "common/node.h"
-#include "common/rpc_client.h"
-#include "common/rpc_server.h"
+#include "lib/config/config.h"
+#include "lib/data/data.h"
+#include "lib/model/model.h"
+#include "lib/node/node.h"
+#include "lib/net/rpc_client.h"
+#include "lib/net/rpc_server.h"
 #include "inferer/inferer.h"
 #include "psfleet.pb-c.h"
 

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/features.h"
-#include "common/log.h"
-#include "common/shard.h"
+#include "lib/data/features.h"
+#include "lib/base/log.h"
+#include "lib/base/shard.h"
 #include "inferer/internal.h"
 
 void psf_inf_rpc_predict(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__PredictRequest *in,

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/features.h"
-#include "common/log.h"
-#include "common/util.h"
+#include "lib/data/features.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 #include "inferer/internal.h"
 
 #define M_SNAPSHOT "psfleet.v1.ParameterServer/Snapshot"

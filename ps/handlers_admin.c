@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/log.h"
+#include "lib/base/log.h"
 #include "ps/internal.h"
 
 void psf_ps_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
+#include "lib/base/log.h"
 #include "ps/internal.h"
 
 #define PS_MAX_REDUCES 64

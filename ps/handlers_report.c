@@ -3,7 +3,7 @@
  * restart. */
 #include <string.h>
 
-#include "common/log.h"
+#include "lib/base/log.h"
 #include "ps/internal.h"
 
 /* A worker's latest MetricsReport is kept in the store's meta under

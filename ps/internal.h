@@ -16,17 +16,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/metrics.h"
-#include "common/model.h"
-#include "common/node.h"
-#include "common/rpc_server.h"
+#include "lib/config/config.h"
+#include "lib/node/metrics.h"
+#include "lib/model/model.h"
+#include "lib/node/node.h"
+#include "lib/net/rpc_server.h"
 #include "ps/ps.h"
 #include "ps/store.h"
 #include "psfleet.pb-c.h"
 
 /* The worker table's size is the fleet's limit on trainers, which the config
- * checks at load time (common/config.h); its index + 1 must fit the accumulator
+ * checks at load time (lib/config/config.h); its index + 1 must fit the accumulator
  * key's top byte. */
 #define PS_MAX_WORKERS PSF_MAX_TRAINERS
 _Static_assert(PS_MAX_WORKERS >= 1 && PS_MAX_WORKERS <= 255,

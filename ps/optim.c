@@ -1,11 +1,11 @@
 /* optim.c -- optimizer math. Loops read g through load_g (a 4-byte memcpy) so
  * unaligned gradients are defined behaviour and still compile to plain loads. */
-#include "optim.h"
+#include "ps/optim.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "common/log.h"
+#include "lib/base/log.h"
 
 #define TAG "optim"
 

@@ -31,8 +31,8 @@
 
 #include <stdbool.h>
 
-#include "common/config.h"
-#include "common/err.h"
+#include "lib/config/config.h"
+#include "lib/base/err.h"
 
 typedef struct psf_ps psf_ps;
 

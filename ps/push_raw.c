@@ -2,15 +2,15 @@
  *
  * protobuf-c's unpack copies a PushRequest's gradient bytes into a new buffer;
  * a push is almost all gradient, so the raw handler reads the request in place
- * (common/wire.h) and the gradients go from the received NNG message straight
+ * (lib/net/wire.h) and the gradients go from the received NNG message straight
  * into the optimizer (or the sync accumulator). Everything after parsing is the
  * generic handler's code (ps_push_handle), so statuses and messages are the
  * same on both paths. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "common/wire.h"
+#include "lib/base/log.h"
+#include "lib/net/wire.h"
 #include "ps/internal.h"
 
 #define M_PUSH "psfleet.v1.ParameterServer/Push"

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "common/shard.h"
-#include "common/util.h"
+#include "lib/base/log.h"
+#include "lib/base/shard.h"
+#include "lib/base/util.h"
 #include "ps/internal.h"
 #include "ps/optim.h"
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/util.h"
+#include "lib/base/util.h"
 #include "ps/internal.h"
 
 /* name_of returns names[v], or "?" for a value the table does not know. */

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "common/util.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 #include "ps/internal.h"
 
 typedef struct build_ctx {

@@ -25,9 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/bounds.h"
-#include "common/log.h"
-#include "common/util.h"
+#include "lib/base/bounds.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 
 /* 64 MiB: in interval mode the whole map is allocated on disk (map_reserve),
  * so a fresh store costs 64 MiB, not 1 GiB; the map doubles as it fills. */

@@ -40,8 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/err.h"
+#include "lib/config/config.h"
+#include "lib/base/err.h"
 
 typedef struct psf_store psf_store;
 typedef struct psf_store_txn psf_store_txn;

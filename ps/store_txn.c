@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/log.h"
+#include "lib/base/log.h"
 #include "ps/store_internal.h"
 
 #define KEY_LEN 8

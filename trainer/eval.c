@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
+#include "lib/base/log.h"
 #include "trainer/internal.h"
 
 /* eval_batch predicts rows [from, from + n) of the table and adds their errors. */

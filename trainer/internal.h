@@ -5,9 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/features.h"
-#include "common/model.h"
+#include "lib/config/config.h"
+#include "lib/data/features.h"
+#include "lib/model/model.h"
 #include "trainer/worker.h"
 
 #define PSF_TRAINER_MAX_BATCH 65536u

@@ -2,10 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/data.h"
-#include "common/log.h"
-#include "common/model.h"
-#include "common/shard.h"
+#include "lib/data/data.h"
+#include "lib/base/log.h"
+#include "lib/model/model.h"
+#include "lib/base/shard.h"
 #include "trainer/internal.h"
 #include "trainer/trainer.h"
 

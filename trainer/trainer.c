@@ -1,5 +1,5 @@
 /* trainer.c -- the training loop of a trainer node (trainer.h). */
-#include "trainer.h"
+#include "trainer/trainer.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/data.h"
-#include "common/features.h"
-#include "common/log.h"
-#include "common/model.h"
-#include "common/node.h"
-#include "common/shard.h"
-#include "common/util.h"
+#include "lib/data/data.h"
+#include "lib/data/features.h"
+#include "lib/base/log.h"
+#include "lib/model/model.h"
+#include "lib/node/node.h"
+#include "lib/base/shard.h"
+#include "lib/base/util.h"
 #include "trainer/internal.h"
 #include "trainer/worker.h"
 

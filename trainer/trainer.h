@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/err.h"
+#include "lib/config/config.h"
+#include "lib/base/err.h"
 
 typedef struct psf_trainer_opts {
 	const char *const *ps_urls; /* override the config's ps URLs (tests) */

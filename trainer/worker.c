@@ -1,15 +1,15 @@
-#include "worker.h"
+#include "trainer/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "common/node.h"
-#include "common/rpc_client.h"
-#include "common/shard.h"
-#include "common/util.h"
-#include "common/wire.h"
+#include "lib/base/log.h"
+#include "lib/node/node.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/shard.h"
+#include "lib/base/util.h"
+#include "lib/net/wire.h"
 
 #define M_REGISTER "psfleet.v1.ParameterServer/RegisterWorker"
 #define M_PULL "psfleet.v1.ParameterServer/Pull"

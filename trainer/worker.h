@@ -1,7 +1,7 @@
 /* worker.h -- a trainer's client of the parameter servers (the ps-lite "worker").
  *
  * One psf_worker talks to every ps shard of the fleet. Keys are routed to their
- * shard by the config's shard map (rendezvous hashing, common/shard.h); pull and
+ * shard by the config's shard map (rendezvous hashing, lib/base/shard.h); pull and
  * push fan out to all shards concurrently and return when every shard answered.
  * (ps-lite returns a timestamp and waits later; psfleet's loop always needs the
  * pull before computing and the push before the next pull, so the call itself
@@ -25,9 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/err.h"
-#include "common/model.h"
+#include "lib/config/config.h"
+#include "lib/base/err.h"
+#include "lib/model/model.h"
 #include "psfleet.pb-c.h"
 
 typedef struct psf_worker psf_worker;

@@ -19,15 +19,15 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "common/config.h"
-#include "common/data.h"
-#include "common/datagen.h"
-#include "common/log.h"
-#include "common/model.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
-#include "common/wire.h"
-#include "inferer/gateway.h"
+#include "lib/config/config.h"
+#include "lib/data/data.h"
+#include "lib/data/datagen.h"
+#include "lib/base/log.h"
+#include "lib/model/model.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
+#include "lib/net/wire.h"
+#include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
 

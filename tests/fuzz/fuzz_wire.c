@@ -1,11 +1,11 @@
 /* libFuzzer target: the Request/Reply envelope decoders and the field reader
- * (common/wire.c). Any input either decodes or is refused with PSF_EPROTO; what
+ * (lib/net/wire.c). Any input either decodes or is refused with PSF_EPROTO; what
  * decodes re-encodes to an envelope that decodes to the same fields. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/wire.h"
+#include "lib/net/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "common/util.h"
+#include "lib/base/util.h"
 
-#include "itest.h"
+#include "tests/integration/itest.h"
 
 typedef struct xenv {
 	psf_itest_dir d; /* its dir, fleet.yaml and ps0's url */

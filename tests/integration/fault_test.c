@@ -33,11 +33,11 @@
 
 #include <cmocka.h>
 
-#include "common/datagen.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
+#include "lib/data/datagen.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
 
-#include "itest.h"
+#include "tests/integration/itest.h"
 
 #define MAX_TR 3
 #define N_INF 2     /* inferer replicas of the one shard, behind the gateway */

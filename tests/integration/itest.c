@@ -12,10 +12,10 @@
 
 #include <cmocka.h>
 
-#include "common/rpc_client.h"
-#include "common/util.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
 
-#include "itest.h"
+#include "tests/integration/itest.h"
 
 extern char **environ;
 

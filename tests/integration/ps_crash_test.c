@@ -14,13 +14,13 @@
 
 #include <cmocka.h>
 
-#include "common/config.h"
-#include "common/model.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
+#include "lib/config/config.h"
+#include "lib/model/model.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
 #include "trainer/worker.h"
 
-#include "itest.h"
+#include "tests/integration/itest.h"
 
 typedef struct crash_env {
 	psf_itest_dir d; /* its dir, fleet.yaml and ps0's url */

@@ -95,7 +95,7 @@ EOF
 # and one miss marked a replica down: on 2 busy cores both replicas sometimes
 # missed a 200 ms probe at once and the gateway answered UNAVAILABLE). Now a
 # probe waits max(interval, 1000 ms) and a replica is down only after 2 misses
-# in a row (inferer/gateway_health.c).
+# in a row (gateway/gateway_health.c).
 SYMS=$(for i in $(seq 0 39); do printf 'S%04d ' "$i"; done)
 
 # 1. the fleet

@@ -24,14 +24,14 @@
 
 #include <cmocka.h>
 
-#include "common/config.h"
-#include "common/http.h"
-#include "common/model.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
+#include "lib/config/config.h"
+#include "lib/node/http.h"
+#include "lib/model/model.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
 #include "ps/store.h"
 
-#include "itest.h"
+#include "tests/integration/itest.h"
 
 /* ------------------------------------------------------------ store: map full */
 

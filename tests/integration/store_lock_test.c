@@ -17,10 +17,10 @@
 
 #include <cmocka.h>
 
-#include "common/util.h"
+#include "lib/base/util.h"
 #include "ps/store.h"
 
-#include "itest.h"
+#include "tests/integration/itest.h"
 
 static void
 test_store_open_twice_in_process(void **state)

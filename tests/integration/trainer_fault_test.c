@@ -13,11 +13,11 @@
 
 #include <cmocka.h>
 
-#include "common/config.h"
-#include "common/datagen.h"
-#include "common/util.h"
+#include "lib/config/config.h"
+#include "lib/data/datagen.h"
+#include "lib/base/util.h"
 
-#include "itest.h"
+#include "tests/integration/itest.h"
 
 static void
 setup_timeout(psf_itest_dir *e, uint32_t request_timeout_ms)

@@ -16,9 +16,9 @@
 
 #include <cmocka.h>
 
-#include "common/config.h"
-#include "common/log.h"
-#include "common/util.h"
+#include "lib/config/config.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 
 /* The source tree, found from this file's path (CMake compiles it by absolute path). */
 static void

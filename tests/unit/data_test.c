@@ -1,5 +1,5 @@
 /* data_test.c -- CSV and partition loading, scan, cutoff, dates and numbers,
- * synthetic data (common/data.h, common/datagen.h). Real files in a mkdtemp dir. */
+ * synthetic data (lib/data/data.h, lib/data/datagen.h). Real files in a mkdtemp dir. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/data.h"
-#include "common/datagen.h"
-#include "common/util.h"
+#include "lib/data/data.h"
+#include "lib/data/datagen.h"
+#include "lib/base/util.h"
 
 typedef struct fixture {
 	char dir[64];

@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "common/err.h"
+#include "lib/base/err.h"
 
 static void
 test_err_every_code_has_message_and_name(void **state)

@@ -1,6 +1,6 @@
 /* features_test.c -- feature tables against reference values, split without
  * look-ahead, train-only statistics, standardisation, inference rows
- * (common/features.h). Reference values come from tests/data/features_ref.py. */
+ * (lib/data/features.h). Reference values come from tests/data/features_ref.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/data.h"
-#include "common/datagen.h"
-#include "common/features.h"
-#include "common/util.h"
+#include "lib/data/data.h"
+#include "lib/data/datagen.h"
+#include "lib/data/features.h"
+#include "lib/base/util.h"
 
 /* The feature list of tests/data/features_ref.py, in its order. */
 static const char *const ref_features[] = {"lag:0", "lag:2", "return:1", "return:3", "sma:3",

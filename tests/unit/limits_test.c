@@ -20,12 +20,12 @@
 #include <cmocka.h>
 #include <nng/nng.h>
 
-#include "common/config.h"
-#include "common/model.h"
-#include "common/rpc_client.h"
-#include "common/rpc_server.h"
-#include "common/util.h"
-#include "common/wire.h"
+#include "lib/config/config.h"
+#include "lib/model/model.h"
+#include "lib/net/rpc_client.h"
+#include "lib/net/rpc_server.h"
+#include "lib/base/util.h"
+#include "lib/net/wire.h"
 #include "ps/ps.h"
 
 #define BIG_REPLY ((size_t)1 << 20)

@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/http.h"
-#include "common/metrics.h"
+#include "lib/node/http.h"
+#include "lib/node/metrics.h"
 
 #define TIMEOUT_MS 5000
 

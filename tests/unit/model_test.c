@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 
-#include "common/model.h"
+#include "lib/model/model.h"
 
 #define MAX_T 20
 #define MAX_SYMS 8

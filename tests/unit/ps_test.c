@@ -18,11 +18,11 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
-#include "common/config.h"
-#include "common/model.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
-#include "common/wire.h"
+#include "lib/config/config.h"
+#include "lib/model/model.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
+#include "lib/net/wire.h"
 #include "ps/ps.h"
 #include "trainer/worker.h"
 

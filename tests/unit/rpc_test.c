@@ -16,10 +16,10 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "common/rpc_client.h"
-#include "common/rpc_server.h"
-#include "common/util.h"
-#include "common/wire.h"
+#include "lib/net/rpc_client.h"
+#include "lib/net/rpc_server.h"
+#include "lib/base/util.h"
+#include "lib/net/wire.h"
 
 /* ---------------------------------------------------------------- test service */
 

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "common/shard.h"
+#include "lib/base/shard.h"
 
 #define N_KEYS 10000
 

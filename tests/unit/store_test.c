@@ -14,8 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/log.h"
-#include "common/util.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 #include "ps/store.h"
 
 #define KIB 1024u

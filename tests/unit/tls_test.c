@@ -21,11 +21,11 @@
 #include <nng/nng.h>
 
 #include "client/psfleet_client.h"
-#include "common/config.h"
-#include "common/node.h"
-#include "common/rpc_client.h"
-#include "common/rpc_server.h"
-#include "common/util.h"
+#include "lib/config/config.h"
+#include "lib/node/node.h"
+#include "lib/net/rpc_client.h"
+#include "lib/net/rpc_server.h"
+#include "lib/base/util.h"
 
 static char dir[64];
 

@@ -15,12 +15,12 @@
 #include <cmocka.h>
 #include <nng/nng.h>
 
-#include "common/config.h"
-#include "common/data.h"
-#include "common/datagen.h"
-#include "common/features.h"
-#include "common/rpc_client.h"
-#include "common/util.h"
+#include "lib/config/config.h"
+#include "lib/data/data.h"
+#include "lib/data/datagen.h"
+#include "lib/data/features.h"
+#include "lib/net/rpc_client.h"
+#include "lib/base/util.h"
 #include "ps/ps.h"
 #include "trainer/internal.h"
 #include "trainer/trainer.h"

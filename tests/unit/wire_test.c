@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "common/wire.h"
+#include "lib/net/wire.h"
 #include "psfleet.pb-c.h"
 
 static void

@@ -1,0 +1,193 @@
+/* gateway_health.c -- the gateway's health checks of its inferers and its
+ * Admin service (gateway.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/base/log.h"
+#include "lib/base/util.h"
+#include "gateway/gateway_internal.h"
+
+#define M_HEALTH "psfleet.v1.Admin/Health"
+
+/* ready_reason writes why the gateway is not ready ("" when it is). */
+static bool
+ready_reason(psf_gateway *gw, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (uint32_t s = 0; s < gw->n_shards; s++) {
+		bool any = false;
+		for (size_t k = 0; k < gw->groups[s].n; k++)
+			any = any || atomic_load(&gw->reps[gw->groups[s].idx[k]].healthy);
+		if (!any && used < len)
+			used += (size_t)snprintf(buf + used, len - used, "%sno healthy inferer for shard %u",
+			    used ? "; " : "", s);
+	}
+	return used == 0;
+}
+
+/* check_all probes every replica once, in parallel. */
+static void
+check_all(psf_gateway *gw)
+{
+	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
+	psf_rpc_call_opts o = {gw->interval_ms > 1000 ? gw->interval_ms : 1000, 0, 1};
+	bool unconnected[GW_MAX_REPLICAS] = {false};
+	psf_rpc_pending *p[GW_MAX_REPLICAS];
+	uint32_t healthy = 0;
+
+	for (size_t i = 0; i < gw->n_reps; i++)
+		if (psf_rpc_call_start(gw->reps[i].client, M_HEALTH, &req.base, &o, &p[i]) != PSF_OK) {
+			p[i] = NULL;
+			unconnected[i] = true; /* fail_fast: no connection to it at all */
+		}
+	for (size_t i = 0; i < gw->n_reps; i++) {
+		Psfleet__V1__HealthReply *h = NULL;
+		replica *r = &gw->reps[i];
+		bool ok = false;
+		if (p[i] != NULL && psf_rpc_pending_wait(p[i], &psfleet__v1__health_reply__descriptor,
+		        (ProtobufCMessage **)&h, NULL) == PSF_OK) {
+			ok = h->ready;
+			atomic_store(&r->version, h->model_version);
+			protobuf_c_message_free_unpacked(&h->base, NULL);
+		}
+		psf_rpc_pending_free(p[i]);
+		/* No connection is certain; a slow or missing answer may be load. */
+		r->misses = ok ? 0 : unconnected[i] ? GW_PROBE_MISSES : r->misses + 1;
+		/* one miss keeps an up replica up until the next probe says so too */
+		bool up = ok || (r->misses < GW_PROBE_MISSES && atomic_load(&r->healthy));
+		if (up != atomic_exchange(&r->healthy, up))
+			psf_log_info("gateway", "%s is %s", r->node->id, up ? "up" : "down");
+		healthy += up ? 1 : 0;
+	}
+	psf_gauge_set(gw->g_healthy, healthy);
+	gw_update_ready(gw);
+}
+
+void
+gw_update_ready(psf_gateway *gw)
+{
+	char reason[256];
+
+	if (ready_reason(gw, reason, sizeof(reason)))
+		psf_node_set_ready(gw->rt, true, NULL);
+	else
+		psf_node_set_ready(gw->rt, false, reason);
+}
+
+void *
+gw_health_main(void *arg)
+{
+	psf_gateway *gw = arg;
+
+	for (;;) {
+		struct timespec ts;
+		uint64_t ns;
+
+		check_all(gw);
+		pthread_mutex_lock(&gw->mu);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ns = (uint64_t)ts.tv_nsec + (uint64_t)gw->interval_ms * 1000000ull;
+		ts.tv_sec += (time_t)(ns / 1000000000ull);
+		ts.tv_nsec = (long)(ns % 1000000000ull);
+		while (!gw->stopping && pthread_cond_timedwait(&gw->health_cv, &gw->mu, &ts) == 0)
+			;
+		if (gw->stopping) {
+			pthread_mutex_unlock(&gw->mu);
+			return NULL;
+		}
+		pthread_mutex_unlock(&gw->mu);
+	}
+}
+
+uint32_t
+psf_gateway_healthy(psf_gateway *gw)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < gw->n_reps; i++)
+		n += atomic_load(&gw->reps[i].healthy) ? 1 : 0;
+	return n;
+}
+
+/* ---------------------------------------------------------------- admin */
+
+void
+psf_gw_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
+    Psfleet__V1__HealthReply_Closure done, void *call)
+{
+	psf_gateway *gw = psf_rpc_call_user(call);
+	Psfleet__V1__HealthReply r = PSFLEET__V1__HEALTH_REPLY__INIT;
+	char reason[256] = "";
+
+	(void)svc;
+	(void)in;
+	r.ready = psf_node_is_ready(gw->rt, reason, sizeof(reason));
+	r.reason = reason;
+	r.node = gw->node->id;
+	r.role = "gateway";
+	for (size_t i = 0; i < gw->n_reps; i++) /* the newest model any replica serves */
+		if (atomic_load(&gw->reps[i].version) > r.model_version)
+			r.model_version = atomic_load(&gw->reps[i].version);
+	done(&r, call);
+}
+
+void
+psf_gw_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
+    Psfleet__V1__StatusReply_Closure done, void *call)
+{
+	psf_gateway *gw = psf_rpc_call_user(call);
+	Psfleet__V1__StatusReply r = PSFLEET__V1__STATUS_REPLY__INIT;
+	Psfleet__V1__KeyValue *kv = calloc(gw->n_reps + 1, sizeof(*kv));
+	Psfleet__V1__KeyValue **kvp = calloc(gw->n_reps + 1, sizeof(*kvp));
+	char (*vals)[64] = calloc(gw->n_reps + 1, sizeof(*vals));
+
+	(void)svc;
+	(void)in;
+	if (kv == NULL || kvp == NULL || vals == NULL) {
+		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+		done(NULL, call);
+		goto out;
+	}
+	for (size_t i = 0; i < gw->n_reps; i++) {
+		replica *rep = &gw->reps[i];
+		psfleet__v1__key_value__init(&kv[i]);
+		kv[i].key = rep->node->id;
+		snprintf(vals[i], sizeof(vals[i]), "shard %u, %s, version %llu", rep->node->shard,
+		    atomic_load(&rep->healthy) ? "up" : "down",
+		    (unsigned long long)atomic_load(&rep->version));
+		kv[i].value = vals[i];
+		kvp[i] = &kv[i];
+	}
+	psfleet__v1__key_value__init(&kv[gw->n_reps]);
+	kv[gw->n_reps].key = "route";
+	kv[gw->n_reps].value = gw->cfg->gateway.route == PSF_ROUTE_SYMBOL ? "symbol" : "round_robin";
+	kvp[gw->n_reps] = &kv[gw->n_reps];
+	r.node = gw->node->id;
+	r.role = "gateway";
+	r.ready = psf_node_is_ready(gw->rt, NULL, 0);
+	r.uptime_seconds = psf_node_uptime(gw->rt);
+	r.n_extra = gw->n_reps + 1;
+	r.extra = kvp;
+	done(&r, call);
+out:
+	free(kv);
+	free(kvp);
+	free(vals);
+}
+
+void
+psf_gw_admin_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__ShutdownRequest *in,
+    Psfleet__V1__ShutdownReply_Closure done, void *call)
+{
+	psf_gateway *gw = psf_rpc_call_user(call);
+	Psfleet__V1__ShutdownReply r = PSFLEET__V1__SHUTDOWN_REPLY__INIT;
+
+	(void)svc;
+	psf_log_info("gateway", "shutdown requested: %s", in->reason[0] ? in->reason : "(no reason)");
+	done(&r, call);
+	psf_node_request_stop(gw->rt);
+}

@@ -1,0 +1,686 @@
+/* config_check.c -- the two steps that look at the whole config rather than one
+ * key: --set overrides, applied to the document before parsing, and the
+ * cross-field checks, run on the parsed config (with the document still alive, so
+ * every message names a line or the override that set the value). */
+#include "lib/config/config_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lib/base/bounds.h"
+
+/* The longest ipc:// path: a Unix socket's sun_path, less its terminating NUL
+ * (107 bytes on Linux). NNG refuses a longer one only when it listens. */
+#define IPC_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+
+/* ---- cross-field validation ---- */
+
+/* An endpoint a node binds: a TCP host:port, or a named one (ipc, inproc). */
+typedef struct endpoint {
+	int is_tcp;
+	char host[128]; /* normalised: "*" = any address, localhost = 127.0.0.1 */
+	unsigned port;  /* 0 = the OS picks one: never clashes */
+	const char *name; /* non-TCP: the whole URL */
+} endpoint;
+
+static int
+parse_hostport(const char *s, size_t len, endpoint *ep)
+{
+	const char *colon = NULL;
+	size_t hlen;
+	char port[8];
+	uint64_t v;
+
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == ':')
+			colon = s + i;
+	hlen = colon != NULL ? (size_t)(colon - s) : 0;
+	if (colon == NULL || len - hlen - 1 == 0 || len - hlen - 1 >= sizeof(port) ||
+	    hlen >= sizeof(ep->host))
+		return -1;
+	memcpy(port, colon + 1, len - hlen - 1);
+	port[len - hlen - 1] = '\0';
+	if (port[0] == '+' || config_parse_u64(port, &v) != 0 || v > 65535)
+		return -1;
+	for (size_t i = 0; i < hlen; i++) {
+		int bracketed = hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']';
+		char ch = s[i];
+
+		if (!(ch == '.' || ch == '-' || ch == '_' || ch == '*' ||
+		        (ch >= '0' && ch <= '9') || ((ch | 32) >= 'a' && (ch | 32) <= 'z') ||
+		        (bracketed && (ch == ':' || ch == '[' || ch == ']'))))
+			return -1;
+	}
+	memcpy(ep->host, s, hlen);
+	ep->host[hlen] = '\0';
+	if (hlen == 0 || strcmp(ep->host, "0.0.0.0") == 0 || strcmp(ep->host, "[::]") == 0)
+		strcpy(ep->host, "*");
+	else if (strcmp(ep->host, "localhost") == 0)
+		strcpy(ep->host, "127.0.0.1");
+	ep->is_tcp = 1;
+	ep->port = (unsigned)v;
+	return 0;
+}
+
+/* parse_url accepts the NNG URLs psfleet listens on. */
+static int
+parse_url(const char *url, endpoint *ep)
+{
+	static const char *const tcp[] = {"tcp", "tcp4", "tcp6", "tls+tcp", "ws", "wss", NULL};
+	static const char *const named[] = {"ipc", "inproc", "abstract", NULL};
+	const char *sep = strstr(url, "://");
+	const char *rest, *slash;
+	char scheme[16];
+
+	if (sep == NULL || (size_t)(sep - url) >= sizeof(scheme))
+		return -1;
+	memcpy(scheme, url, (size_t)(sep - url));
+	scheme[sep - url] = '\0';
+	rest = sep + 3;
+	if (config_name_index(named, scheme) >= 0) {
+		ep->is_tcp = 0;
+		ep->name = url;
+		return *rest != '\0' ? 0 : -1;
+	}
+	if (config_name_index(tcp, scheme) < 0)
+		return -1;
+	slash = strchr(rest, '/');
+	return parse_hostport(rest, slash != NULL ? (size_t)(slash - rest) : strlen(rest), ep);
+}
+
+static int
+endpoints_clash(const endpoint *a, const endpoint *b)
+{
+	if (a->is_tcp != b->is_tcp)
+		return 0;
+	if (!a->is_tcp)
+		return strcmp(a->name, b->name) == 0;
+	return a->port != 0 && a->port == b->port &&
+	    (strcmp(a->host, b->host) == 0 || strcmp(a->host, "*") == 0 ||
+	        strcmp(b->host, "*") == 0);
+}
+
+/* One bound address: which node, which key, and where the key is. */
+typedef struct bound {
+	endpoint ep;
+	size_t node;
+	const char *what; /* "listen" or "metrics" */
+	size_t line;
+} bound;
+
+/* clash names both nodes, the one later in the file first, at its line. */
+static psf_err
+clash(ctx *c, const bound *a, const bound *b)
+{
+	char where[160];
+
+	if (a->line > b->line) {
+		const bound *t = a;
+
+		a = b;
+		b = t;
+	}
+	if (!b->ep.is_tcp)
+		snprintf(where, sizeof(where), "%.150s", b->ep.name);
+	else if (strcmp(a->ep.host, "*") == 0 || strcmp(b->ep.host, "*") == 0)
+		snprintf(where, sizeof(where), "port %u", b->ep.port);
+	else
+		snprintf(where, sizeof(where), "%.128s:%u", b->ep.host, b->ep.port);
+	return config_fail(c, b->line, "port clash: '%s' %s and '%s' %s both use %s",
+	    c->cfg->nodes[b->node].id, b->what, c->cfg->nodes[a->node].id, a->what, where);
+}
+
+/* validate_ports checks every listen and metrics address, and that no two bind the
+ * same endpoint (port 0 = chosen by the OS, never a clash). */
+static psf_err
+validate_ports(ctx *c)
+{
+	psf_config *cfg = c->cfg;
+	bound *b = calloc(cfg->n_nodes * 2 + 1, sizeof(*b));
+	size_t n = 0;
+	psf_err rv = PSF_OK;
+
+	if (b == NULL)
+		return config_oom(c);
+	for (size_t i = 0; i < cfg->n_nodes && rv == PSF_OK; i++) {
+		const psf_node_cfg *node = &cfg->nodes[i];
+
+		if (node->listen != NULL) {
+			b[n] = (bound){.node = i, .what = "listen", .line = config_node_line(c, i, "listen")};
+			if (parse_url(node->listen, &b[n++].ep) != 0)
+				rv = config_fail(c, b[n - 1].line, "'listen' of node '%s' must be an NNG URL "
+				    "like tcp://host:port or ipc:///path", node->id);
+			else if (strncmp(node->listen, "ipc://", 6) == 0 &&
+			    strlen(node->listen + 6) > IPC_PATH_MAX)
+				rv = config_fail(c, b[n - 1].line, "'listen' of node '%s': the ipc path has "
+				    "%zu characters, more than the %zu a Unix socket path can hold; use a "
+				    "shorter path", node->id, strlen(node->listen + 6), IPC_PATH_MAX);
+		}
+		if (node->metrics != NULL && rv == PSF_OK) {
+			b[n] = (bound){.node = i, .what = "metrics", .line = config_node_line(c, i, "metrics")};
+			if (parse_hostport(node->metrics, strlen(node->metrics), &b[n++].ep) != 0)
+				rv = config_fail(c, b[n - 1].line, "'metrics' of node '%s' must be host:port "
+				    "with a port in [0, 65535]", node->id);
+		}
+	}
+	for (size_t i = 0; i < n && rv == PSF_OK; i++)
+		for (size_t j = 0; j < i && rv == PSF_OK; j++)
+			if (endpoints_clash(&b[j].ep, &b[i].ep))
+				rv = clash(c, &b[j], &b[i]);
+	free(b);
+	return rv;
+}
+
+static int
+valid_id(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > MAX_ID_LEN || s[0] == '.')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= '0' && *s <= '9') || ((*s | 32) >= 'a' && (*s | 32) <= 'z') ||
+		        *s == '.' || *s == '_' || *s == '-'))
+			return 0;
+	return 1;
+}
+
+static psf_err
+validate_nodes(ctx *c)
+{
+	psf_config *cfg = c->cfg;
+
+	if (cfg->n_ps == 0)
+		return config_fail(c, config_line_of(c, "nodes", "ps"),
+		    "at least one ps node is required in nodes.ps");
+	if (cfg->n_trainers == 0)
+		return config_fail(c, config_line_of(c, "nodes", "trainers"),
+		    "at least one trainer is required in nodes.trainers");
+	if (cfg->n_trainers > PSF_MAX_TRAINERS) /* at the first one too many */
+		return config_fail(c, config_node_line(c, cfg->n_ps + PSF_MAX_TRAINERS, "id"),
+		    "too many trainers: %zu (a ps node serves at most %d)", cfg->n_trainers,
+		    PSF_MAX_TRAINERS);
+	for (size_t i = 0; i < cfg->n_nodes; i++) {
+		const psf_node_cfg *n = &cfg->nodes[i];
+
+		if (!valid_id(n->id))
+			return config_fail(c, config_node_line(c, i, "id"), "node id '%.64s' must be "
+			    "1-%d characters of A-Z a-z 0-9 . _ - not starting with '.'", n->id,
+			    MAX_ID_LEN);
+		for (size_t j = 0; j < i; j++) /* report the later one in the file */
+			if (strcmp(cfg->nodes[j].id, n->id) == 0)
+				return config_fail(c, config_node_line(c, config_node_line(c, i, "id") >
+				    config_node_line(c, j, "id") ? i : j, "id"),
+				    "duplicate node id '%s'", n->id);
+		if (n->role != PSF_ROLE_TRAINER && n->listen == NULL)
+			return config_fail(c, config_node_line(c, i, "id"), "%s node '%s' needs 'listen' "
+			    "(an NNG URL like tcp://127.0.0.1:7101)", psf_role_name(n->role), n->id);
+		if (n->listen != NULL && cfg->security.tls_cert == NULL &&
+		    (strncmp(n->listen, "tls+tcp://", 10) == 0 || strncmp(n->listen, "wss://", 6) == 0))
+			return config_fail(c, config_node_line(c, i, "listen"), "node '%s' listens with TLS but "
+			    "security.tls_cert and security.tls_key are not set", n->id);
+	}
+	return validate_ports(c);
+}
+
+static psf_err
+validate_inference(ctx *c)
+{
+	psf_config *cfg = c->cfg;
+	uint32_t shards = cfg->inference.shards;
+	uint8_t covered[1024] = {0};
+
+	for (size_t i = 0; i < cfg->n_nodes; i++) {
+		const psf_node_cfg *n = &cfg->nodes[i];
+
+		if (n->role != PSF_ROLE_INFERER)
+			continue;
+		if (n->shard >= shards)
+			return config_fail(c, config_node_line(c, i, "shard"), "inferer '%s' has shard %u but "
+			    "inference.shards is %u (shards are 0..%u)", n->id, n->shard, shards,
+			    shards - 1);
+		covered[n->shard] = 1;
+	}
+	for (uint32_t s = 0; cfg->n_inferers > 0 && s < shards; s++)
+		if (!covered[s])
+			return config_fail(c, config_line_of(c, "inference", "shards"), "inference shard %u has no "
+			    "inferer (every shard 0..%u needs one)", s, shards - 1);
+	if (cfg->n_gateways > 0 && cfg->n_inferers == 0)
+		return config_fail(c, config_node_line(c, cfg->n_nodes - 1, "id"),
+		    "the gateway needs at least one inferer in nodes.inferers");
+	for (size_t i = 0; i < cfg->n_features; i++)
+		if (cfg->features[i].window >= cfg->inference.history_days)
+			return config_fail(c, config_line_of(c, "inference", "history_days"),
+			    "inference.history_days (%u) must be at least %u for feature '%s'",
+			    cfg->inference.history_days, cfg->features[i].window + 1,
+			    cfg->features[i].name);
+	return PSF_OK;
+}
+
+static psf_err
+validate_misc(ctx *c)
+{
+	psf_config *cfg = c->cfg;
+	const psf_security_cfg *sec = &cfg->security;
+
+	if (!valid_id(cfg->name))
+		return config_fail(c, config_line_of(c, "name", NULL), "'name' must be 1-%d characters of "
+		    "A-Z a-z 0-9 . _ - not starting with '.'", MAX_ID_LEN);
+	if (cfg->data.path == NULL)
+		return config_fail(c, config_line_of(c, "data", NULL),
+		    "missing 'path' in data (required unless data.generate is set)");
+	if (cfg->n_features == 0)
+		return config_fail(c, 1, "missing 'features' (a list like [\"lag:0\", \"return:1\"])");
+	if (cfg->model.kind == PSF_MODEL_LOGISTIC && cfg->target != PSF_TARGET_NEXT_DIRECTION)
+		return config_fail(c, config_line_of(c, "model", "kind"),
+		    "model kind 'logistic' needs target next_direction");
+	if ((uint64_t)cfg->model.chunk_floats * 4 + 4096 > cfg->limits.max_message_bytes)
+		return config_fail(c, config_line_of(c, "model", "chunk_floats"),
+		    "model.chunk_floats (%u) * 4 bytes + 4096 must fit in "
+		    "limits.max_message_bytes (%llu)",
+		    cfg->model.chunk_floats, (unsigned long long)cfg->limits.max_message_bytes);
+	if (cfg->consistency.heartbeat_ms >= cfg->consistency.straggler_timeout_ms)
+		return config_fail(c, config_line_of(c, "consistency", "heartbeat_ms"),
+		    "'heartbeat_ms' (%u) must be less than straggler_timeout_ms (%u)",
+		    cfg->consistency.heartbeat_ms,
+		    cfg->consistency.straggler_timeout_ms);
+	if (sec->token_file != NULL && sec->token_env != NULL)
+		return config_fail(c, config_line_of(c, "security", "token_env"),
+		    "set only one of 'token_file' and 'token_env' in security");
+	if ((sec->tls_cert == NULL) != (sec->tls_key == NULL))
+		return config_fail(c, config_line_of(c, "security",
+		    sec->tls_cert != NULL ? "tls_cert" : "tls_key"),
+		    "'tls_cert' and 'tls_key' must be set together in security");
+	/* Without a CA the dialer verifies nothing, so a server name would be
+	 * silently ignored: refuse rather than give a false sense of checking. */
+	if (sec->tls_server_name != NULL && sec->tls_ca == NULL)
+		return config_fail(c, config_line_of(c, "security", "tls_server_name"),
+		    "'tls_server_name' needs 'tls_ca' in security: without a CA the server's "
+		    "certificate, and so its name, is not verified");
+	return PSF_OK;
+}
+
+/* validate_model_size refuses a model the ps would refuse (psf_model_new, with the
+ * same count and limit), and warns about one that is legal but very large. */
+static psf_err
+validate_model_size(ctx *c)
+{
+	const psf_config *cfg = c->cfg;
+	uint64_t n = psf_model_cfg_dense_floats(&cfg->model, (uint32_t)cfg->n_features);
+	size_t ln = config_line_of(c, "model", cfg->model.kind == PSF_MODEL_MLP ? "hidden" : "kind");
+
+	if (n > PSF_MODEL_MAX_DENSE_FLOATS)
+		return config_fail(c, ln, "the model has %llu dense parameters (%llu bytes), more "
+		    "than the limit of %llu (%llu bytes): use smaller 'hidden' layers",
+		    (unsigned long long)n, (unsigned long long)n * 4,
+		    (unsigned long long)PSF_MODEL_MAX_DENSE_FLOATS,
+		    (unsigned long long)PSF_MODEL_MAX_DENSE_FLOATS * 4);
+	if (n > PSF_MODEL_WARN_DENSE_FLOATS)
+		config_warn(c, ln, "the model has %llu dense parameters (%llu bytes): every trainer "
+		    "and inferer holds a full copy, and the ps nodes the optimizer state too",
+		    (unsigned long long)n, (unsigned long long)n * 4);
+	return PSF_OK;
+}
+
+/* readable_file checks that path opens for reading and is a regular file; on
+ * failure it writes why into buf and returns -1. *fd_out (may be NULL) gets the
+ * open descriptor, which the caller closes. */
+static int
+readable_file(const char *path, char *buf, size_t len, int *fd_out)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0) {
+		snprintf(buf, len, "%s", errno == ENOENT ? "not found" : errno == EACCES ?
+		    "permission denied" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(buf, len, "not a regular file");
+		close(fd);
+		return -1;
+	}
+	if (fd_out != NULL)
+		*fd_out = fd;
+	else
+		close(fd);
+	return 0;
+}
+
+/* validate_security_files checks that the files under security can be read now,
+ * relative to this process's directory as the nodes will read them, so a missing
+ * token or certificate is a file:line error at start-up rather than a node that
+ * exits later. The token file's first line must not be empty. */
+static psf_err
+validate_security_files(ctx *c)
+{
+	const psf_security_cfg *sec = &c->cfg->security;
+	const struct {
+		const char *key, *path;
+	} files[] = {{"token_file", sec->token_file}, {"tls_cert", sec->tls_cert},
+	    {"tls_key", sec->tls_key}, {"tls_ca", sec->tls_ca}};
+	char why[128], first[2];
+	int fd;
+
+	for (size_t i = 0; i < PSF_ARRAY_LEN(files); i++) {
+		if (files[i].path == NULL)
+			continue;
+		if (readable_file(files[i].path, why, sizeof(why), i == 0 ? &fd : NULL) != 0)
+			return config_fail(c, config_line_of(c, "security", files[i].key),
+			    "cannot read security.%s '%.200s': %s", files[i].key, files[i].path, why);
+		if (i == 0) {
+			ssize_t got = read(fd, first, 1);
+
+			close(fd);
+			if (got != 1 || first[0] == '\n' || first[0] == '\r')
+				return config_fail(c, config_line_of(c, "security", "token_file"),
+				    "security.token_file '%.200s' has an empty first line (the shared "
+				    "secret)", files[i].path);
+		}
+	}
+	return PSF_OK;
+}
+
+/* config_validate holds every cross-field check; config_parse_map already checked each value. */
+psf_err
+config_validate(ctx *c)
+{
+	psf_err rv;
+
+	if ((rv = validate_misc(c)) != PSF_OK || (rv = validate_model_size(c)) != PSF_OK ||
+	    (rv = validate_nodes(c)) != PSF_OK || (rv = validate_security_files(c)) != PSF_OK)
+		return rv;
+	return validate_inference(c);
+}
+
+/* ---- overrides: "key.path=value" applied to the document before parsing ---- */
+
+/* mark_node makes messages about node id name override k. */
+static void
+mark_node(ctx *c, int id, size_t k)
+{
+	node_at(c, id)->start_mark.line = OVERRIDE_MARK + k;
+}
+
+/* copy_node copies node n of src (and everything below it) into the config's
+ * document, marked as override k. Returns the new node's id, or 0 when out of
+ * memory or nested deeper than MAX_OVERRIDE_DEPTH. */
+static int
+copy_node(ctx *c, yaml_document_t *src, yaml_node_t *n, size_t k, int depth)
+{
+	int id = 0;
+
+	if (depth > MAX_OVERRIDE_DEPTH)
+		return 0;
+	switch (n->type) {
+	case YAML_SCALAR_NODE:
+		id = yaml_document_add_scalar(c->doc, n->tag, n->data.scalar.value,
+		    (int)n->data.scalar.length, n->data.scalar.style);
+		break;
+	case YAML_SEQUENCE_NODE:
+		id = yaml_document_add_sequence(c->doc, n->tag, n->data.sequence.style);
+		for (yaml_node_item_t *it = n->data.sequence.items.start;
+		     id != 0 && it < n->data.sequence.items.top; it++) {
+			int item = copy_node(c, src, yaml_document_get_node(src, *it), k, depth + 1);
+
+			if (item == 0 || !yaml_document_append_sequence_item(c->doc, id, item))
+				return 0;
+		}
+		break;
+	case YAML_MAPPING_NODE:
+		id = yaml_document_add_mapping(c->doc, n->tag, n->data.mapping.style);
+		for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+		     id != 0 && p < n->data.mapping.pairs.top; p++) {
+			int kid = copy_node(c, src, yaml_document_get_node(src, p->key), k, depth + 1);
+			int vid = kid != 0 ? copy_node(c, src, yaml_document_get_node(src, p->value), k,
+			                         depth + 1) : 0;
+
+			if (vid == 0 || !yaml_document_append_mapping_pair(c->doc, id, kid, vid))
+				return 0;
+		}
+		break;
+	default:
+		return 0;
+	}
+	if (id != 0)
+		mark_node(c, id, k);
+	return id;
+}
+
+/* override_value parses the text after '=' as one YAML value and copies it into
+ * the document; *id_out gets its node. An empty value is YAML's null (the key's
+ * default). */
+static psf_err
+override_value(ctx *c, size_t k, const char *text, int *id_out)
+{
+	yaml_parser_t parser;
+	yaml_document_t vdoc, extra;
+	yaml_node_t *root;
+	int id = 0, has_extra = 0;
+	psf_err rv = PSF_OK;
+
+	if (!yaml_parser_initialize(&parser))
+		return config_oom(c);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+	if (!yaml_parser_load(&parser, &vdoc)) {
+		rv = config_fail(c, OVERRIDE_MARK + k + 1, "invalid YAML value: %s",
+		    parser.problem != NULL ? parser.problem : "syntax error");
+		yaml_parser_delete(&parser);
+		return rv;
+	}
+	if (yaml_parser_load(&parser, &extra)) {
+		has_extra = yaml_document_get_root_node(&extra) != NULL;
+		yaml_document_delete(&extra);
+	} else {
+		has_extra = 1;
+	}
+	if (has_extra) {
+		rv = config_fail(c, OVERRIDE_MARK + k + 1, "the value must be one YAML value");
+	} else if ((root = yaml_document_get_root_node(&vdoc)) == NULL) {
+		if ((id = yaml_document_add_scalar(c->doc, NULL, (yaml_char_t *)"", 0,
+		         YAML_PLAIN_SCALAR_STYLE)) == 0)
+			rv = config_oom(c);
+		else
+			mark_node(c, id, k);
+	} else if ((id = copy_node(c, &vdoc, root, k, 0)) == 0) {
+		rv = config_fail(c, OVERRIDE_MARK + k + 1, "the value is nested too deeply (or out of memory)");
+	}
+	yaml_document_delete(&vdoc);
+	yaml_parser_delete(&parser);
+	if (rv == PSF_OK)
+		*id_out = id;
+	return rv;
+}
+
+/* seq_item finds the item of sequence seq that comp names: a 0-based index, or
+ * the id of a node entry ("trainer-1"). Returns a pointer to the item slot or NULL. */
+static yaml_node_item_t *
+seq_item(ctx *c, int seq, const char *comp)
+{
+	yaml_node_t *n = node_at(c, seq);
+	size_t len = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	uint64_t idx;
+	yaml_node_t *v;
+
+	if (config_parse_u64(comp, &idx) == 0)
+		return idx < len ? &n->data.sequence.items.start[idx] : NULL;
+	for (size_t i = 0; i < len; i++) {
+		v = NULL;
+		if (config_map_key(c, node_at(c, n->data.sequence.items.start[i]), "id", &v) != NULL &&
+		    config_scalar(v) != NULL && strcmp(config_scalar(v), comp) == 0)
+			return &n->data.sequence.items.start[i];
+	}
+	return NULL;
+}
+
+/* map_pair finds key in mapping map; returns the pair's index or -1. */
+static long
+map_pair(ctx *c, int map, const char *key)
+{
+	yaml_node_t *n = node_at(c, map);
+
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+		const char *s = config_scalar(node_at(c, p->key));
+
+		if (s != NULL && strcmp(s, key) == 0)
+			return (long)(p - n->data.mapping.pairs.start);
+	}
+	return -1;
+}
+
+/* descend steps from node cur into its child comp (parent is the dotted path
+ * of cur, for messages). A missing key, or one whose value is null, gets a new
+ * mapping. With value != 0 (the last component) the child is replaced by node
+ * value instead. *child_out gets the child's id. Node pointers are re-read after
+ * each addition: adding a node may move the document's node array. */
+static psf_err
+descend(ctx *c, size_t k, int cur, const char *comp, const char *parent, int value,
+    int *child_out)
+{
+	yaml_node_t *n = node_at(c, cur);
+	size_t ln = OVERRIDE_MARK + k + 1;
+	yaml_node_item_t *item;
+	long i;
+	int kid;
+
+	if (n->type == YAML_SEQUENCE_NODE) {
+		if ((item = seq_item(c, cur, comp)) == NULL)
+			return config_fail(c, ln, "'%s' has no entry '%s' (use a 0-based index or a node id)",
+			    parent, comp);
+		if (value != 0)
+			*item = value;
+		*child_out = *item;
+		return PSF_OK;
+	}
+	if (n->type != YAML_MAPPING_NODE)
+		return config_fail(c, ln, "'%s' is not a mapping", parent);
+	if ((i = map_pair(c, cur, comp)) >= 0) {
+		int child = n->data.mapping.pairs.start[i].value;
+
+		if (value == 0 && !config_is_null(node_at(c, child))) {
+			*child_out = child;
+			return PSF_OK;
+		}
+		mark_node(c, n->data.mapping.pairs.start[i].key, k); /* messages name the override */
+		if (value == 0 &&
+		    (value = yaml_document_add_mapping(c->doc, NULL, YAML_BLOCK_MAPPING_STYLE)) == 0)
+			return config_oom(c);
+		node_at(c, cur)->data.mapping.pairs.start[i].value = value;
+		mark_node(c, value, k);
+		*child_out = value;
+		return PSF_OK;
+	}
+	kid = yaml_document_add_scalar(c->doc, NULL, (const yaml_char_t *)comp, -1,
+	    YAML_PLAIN_SCALAR_STYLE);
+	if (kid != 0 && value == 0)
+		value = yaml_document_add_mapping(c->doc, NULL, YAML_BLOCK_MAPPING_STYLE);
+	if (kid == 0 || value == 0 || !yaml_document_append_mapping_pair(c->doc, cur, kid, value))
+		return config_oom(c);
+	mark_node(c, kid, k);
+	mark_node(c, value, k);
+	*child_out = value;
+	return PSF_OK;
+}
+
+/* remove_key applies override k with an empty value: the key at the dotted path
+ * is taken out of its mapping, so it gets its default. A path that names nothing
+ * is fine (nothing to remove). */
+static psf_err
+remove_key(ctx *c, size_t k, char *key)
+{
+	int cur = 1;
+
+	for (char *comp = key, *dot;; comp = dot + 1) {
+		yaml_node_t *n = node_at(c, cur);
+		yaml_node_item_t *item;
+		long i;
+
+		if ((dot = strchr(comp, '.')) != NULL)
+			*dot = '\0';
+		if (n->type == YAML_SEQUENCE_NODE) {
+			if (dot == NULL)
+				return config_fail(c, OVERRIDE_MARK + k + 1, "a list entry cannot be removed; "
+				    "give the whole list instead");
+			if ((item = seq_item(c, cur, comp)) == NULL)
+				return PSF_OK;
+			cur = *item;
+		} else if (n->type == YAML_MAPPING_NODE && (i = map_pair(c, cur, comp)) >= 0) {
+			yaml_node_pair_t *p = n->data.mapping.pairs.start;
+
+			if (dot == NULL) {
+				memmove(p + i, p + i + 1, (size_t)(n->data.mapping.pairs.top - (p + i + 1)) *
+				    sizeof(*p));
+				n->data.mapping.pairs.top--;
+				return PSF_OK;
+			}
+			cur = p[i].value;
+		} else {
+			return PSF_OK;
+		}
+		if (dot == NULL)
+			return PSF_OK;
+	}
+}
+
+/* apply_override applies override k, "a.b.c=value", to the document. */
+static psf_err
+apply_override(ctx *c, size_t k)
+{
+	const char *ov = c->overrides[k], *eq = strchr(ov, '=');
+	char key[256], parent[256], comp[256];
+	size_t klen, start, end;
+	int cur = 1, value = 0; /* node 1 is the root mapping */
+	psf_err rv;
+
+	if (eq == NULL || eq == ov || (klen = (size_t)(eq - ov)) >= sizeof(key))
+		return config_fail(c, OVERRIDE_MARK + k + 1, "expected KEY=VALUE with a dotted KEY such as "
+		    "consistency.mode (at most %zu characters)", sizeof(key) - 1);
+	memcpy(key, ov, klen);
+	key[klen] = '\0';
+	for (start = 0;; start = end + 1) {
+		end = start + strcspn(key + start, ".");
+		if (end == start)
+			return config_fail(c, OVERRIDE_MARK + k + 1, "empty key component in '%s'", key);
+		if (key[end] == '\0')
+			break;
+	}
+	if (eq[1] == '\0')
+		return remove_key(c, k, key);
+	if ((rv = override_value(c, k, eq + 1, &value)) != PSF_OK)
+		return rv;
+	for (start = 0;; start = end + 1) {
+		int last;
+
+		end = start + strcspn(key + start, ".");
+		last = key[end] == '\0';
+		memcpy(comp, key + start, end - start);
+		comp[end - start] = '\0';
+		snprintf(parent, sizeof(parent), "%.*s", start > 0 ? (int)(start - 1) : 0, key);
+		if ((rv = descend(c, k, cur, comp, parent, last ? value : 0, &cur)) != PSF_OK || last)
+			return rv;
+	}
+}
+
+/* config_apply_overrides applies every override in order (a later one wins). */
+psf_err
+config_apply_overrides(ctx *c)
+{
+	psf_err rv;
+
+	for (size_t k = 0; k < c->n_overrides; k++) {
+		if (c->overrides[k] == NULL) {
+			snprintf(c->msg, sizeof(c->msg), "%.200s: override %zu is NULL", c->path, k);
+			return PSF_EINVAL;
+		}
+		if ((rv = apply_override(c, k)) != PSF_OK)
+			return rv;
+	}
+	return PSF_OK;
+}

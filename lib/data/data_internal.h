@@ -1,0 +1,104 @@
+/* data_internal.h -- private declarations shared by the data module's files:
+ * lib/data/data.c (loading and assembly), lib/data/data_csv.c (fields and the row
+ * parser), lib/data/data_index.c (scan and index) and lib/data/datagen.c. Not part
+ * of the contract: include lib/data/data.h or lib/data/datagen.h instead. */
+#ifndef PSF_DATA_INTERNAL_H
+#define PSF_DATA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/data/data.h"
+
+/* Bytes of the error line a load, scan or write builds before copying it to the
+ * caller's errbuf. */
+#define DATA_MSG_LEN 320
+
+/* data_msgf formats an error line into msg (DATA_MSG_LEN bytes), truncating;
+ * always NUL-terminated. Cannot fail. */
+void data_msgf(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* data_copy_err copies msg, or psf_strerror(rv) when msg is empty, to errbuf
+ * (truncating; nothing when errbuf is NULL or errlen 0). Cannot fail. */
+void data_copy_err(char *errbuf, size_t errlen, const char *msg, psf_err rv);
+
+enum { C_DATE, C_SYMBOL, C_CLOSE, C_OPEN, C_HIGH, C_LOW, C_VOLUME, C_COUNT };
+#define N_OPT 4 /* open, high, low, volume: columns C_OPEN + k */
+
+/* A field or line: len bytes at p, borrowed from the text being read. */
+typedef struct span {
+	const char *p;
+	size_t len;
+} span;
+
+typedef struct sym_entry {
+	char *name;
+	size_t len;
+	uint64_t hash;
+	size_t count; /* rows stored */
+	uint32_t file; /* file its rows come from (dir mode; 0 for a CSV) */
+	int keep;
+} sym_entry;
+
+/* Column store of the rows parsed so far; opt[k] is NULL until a file has that
+ * column, then NaN-filled for earlier rows. */
+typedef struct rowbuf {
+	size_t n, cap;
+	int32_t *date;
+	uint32_t *sym;
+	uint32_t *line;
+	double *close;
+	double *opt[N_OPT];
+} rowbuf;
+
+/* The state of one psf_data_load: symbols, rows and files read so far, and the
+ * bad-row and error messages. Owned by data.c (init and fini); data_csv.c adds
+ * symbols and rows to it. */
+typedef struct loader {
+	psf_data_opts opts;
+	sym_entry *syms;
+	size_t n_syms, cap_syms;
+	uint32_t *slots; /* open addressing: id + 1, 0 = empty */
+	size_t n_slots;
+	rowbuf rb;
+	char **files;
+	size_t n_files;
+	size_t n_skipped;
+	uint64_t first_key;
+	char first_err[DATA_MSG_LEN];
+	char msg[DATA_MSG_LEN]; /* the error returned */
+} loader;
+
+/* data_set_msg formats the load's error line into ld->msg. Cannot fail. */
+void data_set_msg(loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* data_note_bad counts a bad row of ld->files[file] and keeps the message of
+ * the earliest one (by file, then line). Cannot fail. */
+void data_note_bad(loader *ld, uint32_t file, uint32_t line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* data_policy turns noted bad rows into the load's result: PSF_OK, or
+ * PSF_EINVAL with the first bad row's message in ld->msg. */
+psf_err data_policy(loader *ld);
+
+/* data_symbol_valid tells whether p[0..len) is a valid symbol name. */
+int data_symbol_valid(const char *p, size_t len);
+
+/* data_intern finds or adds a symbol; *id gets its index in ld->syms.
+ * PSF_ENOMEM. */
+psf_err data_intern(loader *ld, const char *p, size_t len, uint32_t *id);
+
+/* data_rowbuf_reserve makes room for need rows in rb. PSF_ENOMEM. */
+psf_err data_rowbuf_reserve(rowbuf *rb, size_t need);
+
+/* data_split stores up to max trimmed fields of the line p[0..len) in f and
+ * returns the count of fields (which may exceed max). Cannot fail. */
+size_t data_split(const char *p, size_t len, span *f, size_t max);
+
+/* data_parse_file parses the text [p, end) of ld->files[file], header line
+ * first, into ld; forced is the symbol id of a partition's folder, or -1.
+ * PSF_EINVAL (message in ld->msg) or PSF_ENOMEM. */
+psf_err data_parse_file(loader *ld, uint32_t file, int64_t forced, const char *p,
+    const char *end);
+
+#endif
