@@ -4,8 +4,8 @@
  *   ps    real ps nodes (psf_ps_new, config from psf_config_parse), one per
  *         (transport, request size, durability, chunk size), async consistency
  *         and plain SGD, each with its own LMDB directory in a temp dir on the
- *         real disk. Clients are trainer/worker.h workers, one thread and one
- *         worker id (trainer-0..3) each, doing psf_worker_push / psf_worker_pull
+ *         real disk. Clients are trainer/ps_client.h workers, one thread and one
+ *         worker id (trainer-0..3) each, doing psf_ps_client_push / psf_ps_client_pull
  *         of every key of the model (one request per call: one ps shard).
  *   raw   a plain rep0 server (context + aio per worker) on the same transport.
  *         raw_up: the client allocates an nng_msg, copies the payload in, sends
@@ -38,7 +38,7 @@
 #include "lib/net/rpc.h"
 #include "lib/base/util.h"
 #include "ps/ps.h"
-#include "trainer/worker.h"
+#include "trainer/ps_client.h"
 
 #define MIB ((size_t)1 << 20)
 #define N_FEATURES 62      /* lag:0 .. lag:61; hidden sizes are capped at 65536 */
@@ -267,13 +267,13 @@ raw_runner(void *arg)
 }
 
 static psf_err
-one_ps_call(runner *r, psf_worker *w, int64_t *clock, psf_params *dst)
+one_ps_call(runner *r, psf_ps_client *w, int64_t *clock, psf_params *dst)
 {
 	ps_inst *pi = r->pi;
 
 	if (r->op == OP_PUSH)
-		return psf_worker_push(w, (*clock)++, pi->grads, pi->keys, pi->n_keys, 1, 0.0, NULL);
-	return psf_worker_pull(w, *clock, pi->keys, pi->n_keys, dst, NULL);
+		return psf_ps_client_push(w, (*clock)++, pi->grads, pi->keys, pi->n_keys, 1, 0.0, NULL);
+	return psf_ps_client_pull(w, *clock, pi->keys, pi->n_keys, dst, NULL);
 }
 
 static void *
@@ -282,19 +282,19 @@ ps_runner(void *arg)
 	runner *r = arg;
 	ps_inst *pi = r->pi;
 	const char *urls[1] = {pi->url};
-	psf_worker_opts wo = {.ps_urls = urls, .retry_ms = 60000};
-	psf_worker *w = NULL;
+	psf_ps_client_opts wo = {.ps_urls = urls, .retry_ms = 60000};
+	psf_ps_client *w = NULL;
 	psf_params *dst = NULL;
 	char id[32];
 	int64_t clock = 0;
 	uint64_t t0;
 
 	snprintf(id, sizeof(id), "trainer-%d", r->id);
-	r->err = psf_worker_open(pi->cfg, pi->model, id, &wo, &w);
+	r->err = psf_ps_client_open(pi->cfg, pi->model, id, &wo, &w);
 	if (r->err == PSF_OK)
 		r->err = psf_params_new(pi->model, &dst);
 	if (r->err == PSF_OK)
-		clock = psf_worker_clock(w);
+		clock = psf_ps_client_clock(w);
 	for (uint32_t i = 0; i < r->warmup && r->err == PSF_OK; i++)
 		r->err = one_ps_call(r, w, &clock, dst);
 	pthread_barrier_wait(r->bar);
@@ -304,7 +304,7 @@ ps_runner(void *arg)
 		r->calls++;
 	}
 	psf_params_free(dst);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	return NULL;
 }
 

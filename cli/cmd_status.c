@@ -20,7 +20,7 @@ typedef struct status_args {
 /* What status found about one node. */
 typedef struct node_status {
 	const psf_node_cfg *node;
-	psf_node_health h;
+	psf_runtime_health h;
 	const char *health;   /* ready, not ready, unreachable, done, live, unknown */
 	bool healthy;
 	Psfleet__V1__StatsReply *stats; /* ps only; NULL when Stats failed */

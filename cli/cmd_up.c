@@ -290,7 +290,7 @@ wait_ready(up *u, const size_t *idx, size_t n, const char *role)
 		}
 		for (size_t k = 0; k < n; k++) {
 			psf_child_info ci;
-			psf_node_health h;
+			psf_runtime_health h;
 			char how[64], last[512];
 
 			if (ready[k])

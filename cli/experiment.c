@@ -23,7 +23,7 @@
 #include "cli/report.h"
 #include "cli/spawn.h"
 #include "lib/data/datagen.h"
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
 #include "psfleet.pb-c.h"
@@ -433,7 +433,7 @@ wait_ps_ready(run *r)
 	uint64_t deadline = psf_now_ms() + READY_TIMEOUT_MS;
 	psf_err err;
 
-	if ((err = psf_node_client_opts(r->cfg, tok, sizeof(tok), &copts)) != PSF_OK)
+	if ((err = psf_runtime_client_opts(r->cfg, tok, sizeof(tok), &copts)) != PSF_OK)
 		return run_fail(r, err, "cannot set up an RPC client: %s", psf_strerror(err));
 	copts.timeout_ms = 1000;
 	for (size_t i = 0; i < r->cfg->n_ps; i++) {

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "cli/progress.h"
-#include "lib/node/http.h"
-#include "lib/node/node.h"
+#include "lib/runtime/http.h"
+#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
 
@@ -41,7 +41,7 @@ psf_progress_new(const psf_config *cfg, FILE *out, bool live, psf_progress **out
 	p->cfg = cfg;
 	p->out = out;
 	p->live = live;
-	if ((err = psf_node_client_opts(cfg, p->token, sizeof(p->token), &p->copts)) != PSF_OK) {
+	if ((err = psf_runtime_client_opts(cfg, p->token, sizeof(p->token), &p->copts)) != PSF_OK) {
 		free(p);
 		return err;
 	}
@@ -86,7 +86,7 @@ client(psf_progress *p, size_t i)
 
 /* http_health asks GET /healthz; returns false when the node did not answer. */
 static bool
-http_health(const char *addr, uint32_t timeout_ms, psf_node_health *h)
+http_health(const char *addr, uint32_t timeout_ms, psf_runtime_health *h)
 {
 	char *body = NULL;
 	int status = 0;
@@ -117,7 +117,7 @@ http_health(const char *addr, uint32_t timeout_ms, psf_node_health *h)
 
 /* rpc_health calls Admin/Health; returns false when it got no reply. */
 static bool
-rpc_health(psf_progress *p, size_t i, bool set_ready, uint32_t timeout_ms, psf_node_health *h)
+rpc_health(psf_progress *p, size_t i, bool set_ready, uint32_t timeout_ms, psf_runtime_health *h)
 {
 	psf_rpc_client *c = client(p, i);
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
@@ -150,10 +150,10 @@ rpc_health(psf_progress *p, size_t i, bool set_ready, uint32_t timeout_ms, psf_n
 
 void
 psf_progress_health(psf_progress *p, size_t i, bool want_version, uint32_t timeout_ms,
-    psf_node_health *out)
+    psf_runtime_health *out)
 {
 	const psf_node_cfg *n = &p->cfg->nodes[i];
-	psf_node_health h;
+	psf_runtime_health h;
 	bool by_http = n->metrics != NULL;
 
 	memset(&h, 0, sizeof(h));
@@ -272,7 +272,7 @@ poll_ps_health(psf_progress *p, const psf_launcher *l)
 
 	p->ps_alert[0] = '\0';
 	for (size_t i = 0; i < p->cfg->n_nodes; i++) {
-		psf_node_health h;
+		psf_runtime_health h;
 		psf_child_info ci;
 
 		if (p->cfg->nodes[i].role != PSF_ROLE_PS)

@@ -21,14 +21,14 @@
 typedef struct psf_progress psf_progress;
 
 /* What one health probe found. */
-typedef struct psf_node_health {
+typedef struct psf_runtime_health {
 	bool reachable;         /* the node answered (HTTP or RPC) */
 	bool ready;             /* and said it is ready */
 	char reason[160];       /* why not ready / not reachable ("" when ready) */
 	bool has_version;       /* model_version came from Admin/Health */
 	uint64_t model_version;
 	const char *via;        /* "http", "rpc", or "none" (no address to ask) */
-} psf_node_health;
+} psf_runtime_health;
 
 /* The latest scrape of one trainer's /metrics. */
 typedef struct psf_trainer_view {
@@ -67,7 +67,7 @@ void psf_progress_free(psf_progress *p);
  * it has no metrics address or want_version is set. Each probe takes at most
  * timeout_ms. Cannot fail. */
 void psf_progress_health(psf_progress *p, size_t i, bool want_version, uint32_t timeout_ms,
-    psf_node_health *out);
+    psf_runtime_health *out);
 
 /* psf_progress_stats calls ParameterServer/Stats on node i (a ps). On PSF_OK,
  * *out gets a reply the caller frees with protobuf_c_message_free_unpacked(

@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "lib/base/log.h"
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
 #include "lib/base/shard.h"
@@ -470,7 +470,7 @@ psf_gw_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 static psf_err
 setup(psf_gateway *gw, const psf_gateway_opts *opts)
 {
-	psf_metrics *reg = psf_node_metrics(gw->rt);
+	psf_metrics *reg = psf_runtime_metrics(gw->rt);
 	psf_rpc_client_opts co;
 	psf_err err;
 
@@ -482,7 +482,7 @@ setup(psf_gateway *gw, const psf_gateway_opts *opts)
 	         "Calls no healthy replica could take", NULL, 0, &gw->c_unavailable)) != PSF_OK ||
 	    (err = psf_metrics_gauge(reg, "psfleet_gateway_healthy_inferers",
 	         "Inferers the last health check found ready", NULL, 0, &gw->g_healthy)) != PSF_OK ||
-	    (err = psf_node_client_opts(gw->cfg, gw->token, sizeof(gw->token), &co)) != PSF_OK)
+	    (err = psf_runtime_client_opts(gw->cfg, gw->token, sizeof(gw->token), &co)) != PSF_OK)
 		return err;
 	gw->n_reps = gw->cfg->n_inferers;
 	gw->n_shards = gw->cfg->inference.shards;
@@ -521,12 +521,12 @@ start_rpc(psf_gateway *gw, const psf_gateway_opts *opts)
 
 	gw->svc = svc;
 	gw->admin = admin;
-	if ((err = psf_node_server_opts(gw->cfg, gw->token, sizeof(gw->token), &so)) != PSF_OK ||
+	if ((err = psf_runtime_server_opts(gw->cfg, gw->token, sizeof(gw->token), &so)) != PSF_OK ||
 	    (err = psf_rpc_server_new(&so, &gw->srv)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(gw->srv, &gw->svc.base, gw)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(gw->srv, &gw->admin.base, gw)) != PSF_OK)
 		return err;
-	psf_node_observe_rpc(gw->rt, gw->srv);
+	psf_runtime_observe_rpc(gw->rt, gw->srv);
 	if ((err = psf_rpc_server_listen(gw->srv, url, gw->url, sizeof(gw->url))) != PSF_OK)
 		return err;
 	return psf_rpc_server_start(gw->srv);
@@ -575,9 +575,9 @@ psf_gateway_new(const psf_config *cfg, const psf_node_cfg *node, const psf_gatew
 	pthread_condattr_destroy(&ca);
 	if (opts != NULL && opts->metrics != NULL)
 		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
-	if ((err = psf_node_new(node->id, "gateway", metrics, &gw->rt)) != PSF_OK)
+	if ((err = psf_runtime_new(node->id, "gateway", metrics, &gw->rt)) != PSF_OK)
 		goto fail;
-	psf_node_set_ready(gw->rt, false, "no health check yet");
+	psf_runtime_set_ready(gw->rt, false, "no health check yet");
 	if ((err = setup(gw, opts)) != PSF_OK || (err = start_threads(gw)) != PSF_OK ||
 	    (err = start_rpc(gw, opts)) != PSF_OK)
 		goto fail;
@@ -630,7 +630,7 @@ psf_gateway_free(psf_gateway *gw)
 	free(gw->groups);
 	free(gw->reps);
 	free(gw->forwarders);
-	psf_node_free(gw->rt);
+	psf_runtime_free(gw->rt);
 	pthread_cond_destroy(&gw->cv);
 	pthread_cond_destroy(&gw->health_cv);
 	pthread_mutex_destroy(&gw->mu);
@@ -645,7 +645,7 @@ psf_gateway_run(const psf_config *cfg, const psf_node_cfg *node, const psf_gatew
 
 	if (err != PSF_OK)
 		return err;
-	while (!psf_node_wait(gw->rt, 1000))
+	while (!psf_runtime_wait(gw->rt, 1000))
 		;
 	psf_log_info("gateway", "stopping");
 	psf_gateway_free(gw);

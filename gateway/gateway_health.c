@@ -73,9 +73,9 @@ gw_update_ready(psf_gateway *gw)
 	char reason[256];
 
 	if (ready_reason(gw, reason, sizeof(reason)))
-		psf_node_set_ready(gw->rt, true, NULL);
+		psf_runtime_set_ready(gw->rt, true, NULL);
 	else
-		psf_node_set_ready(gw->rt, false, reason);
+		psf_runtime_set_ready(gw->rt, false, reason);
 }
 
 void *
@@ -125,7 +125,7 @@ psf_gw_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRe
 
 	(void)svc;
 	(void)in;
-	r.ready = psf_node_is_ready(gw->rt, reason, sizeof(reason));
+	r.ready = psf_runtime_is_ready(gw->rt, reason, sizeof(reason));
 	r.reason = reason;
 	r.node = gw->node->id;
 	r.role = "gateway";
@@ -168,8 +168,8 @@ psf_gw_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRe
 	kvp[gw->n_reps] = &kv[gw->n_reps];
 	r.node = gw->node->id;
 	r.role = "gateway";
-	r.ready = psf_node_is_ready(gw->rt, NULL, 0);
-	r.uptime_seconds = psf_node_uptime(gw->rt);
+	r.ready = psf_runtime_is_ready(gw->rt, NULL, 0);
+	r.uptime_seconds = psf_runtime_uptime(gw->rt);
 	r.n_extra = gw->n_reps + 1;
 	r.extra = kvp;
 	done(&r, call);
@@ -189,5 +189,5 @@ psf_gw_admin_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__Shutdo
 	(void)svc;
 	psf_log_info("gateway", "shutdown requested: %s", in->reason[0] ? in->reason : "(no reason)");
 	done(&r, call);
-	psf_node_request_stop(gw->rt);
+	psf_runtime_request_stop(gw->rt);
 }

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
 #include "gateway/gateway.h"
@@ -64,7 +64,7 @@ typedef struct group {
 struct psf_gateway {
 	const psf_config *cfg;
 	const psf_node_cfg *node;
-	psf_node *rt;
+	psf_runtime *rt;
 	psf_rpc_server *srv;
 	Psfleet__V1__Inference_Service svc;
 	Psfleet__V1__Admin_Service admin;

@@ -26,7 +26,7 @@ psf_inf_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthR
 
 	(void)svc;
 	(void)in;
-	r.ready = psf_node_is_ready(inf->rt, reason, sizeof(reason));
+	r.ready = psf_runtime_is_ready(inf->rt, reason, sizeof(reason));
 	r.reason = reason;
 	r.node = inf->node->id;
 	r.role = "inferer";
@@ -68,9 +68,9 @@ psf_inf_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusR
 	}
 	r.node = inf->node->id;
 	r.role = "inferer";
-	r.ready = psf_node_is_ready(inf->rt, NULL, 0);
+	r.ready = psf_runtime_is_ready(inf->rt, NULL, 0);
 	r.model_version = s != NULL ? s->version : 0;
-	r.uptime_seconds = psf_node_uptime(inf->rt);
+	r.uptime_seconds = psf_runtime_uptime(inf->rt);
 	r.n_extra = 5;
 	r.extra = kvp;
 	done(&r, call);
@@ -87,7 +87,7 @@ psf_inf_admin_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__Shutd
 	(void)svc;
 	psf_log_info("inferer", "shutdown requested: %s", in->reason[0] ? in->reason : "(no reason)");
 	done(&r, call);
-	psf_node_request_stop(inf->rt);
+	psf_runtime_request_stop(inf->rt);
 }
 
 uint64_t
@@ -135,7 +135,7 @@ note_failure(psf_inferer *inf, psf_err err, bool has_snap)
 		                                                 : " (will keep trying)");
 	if (!has_snap) {
 		snprintf(reason, sizeof(reason), "no snapshot yet (%s)", psf_strerror(err));
-		psf_node_set_ready(inf->rt, false, reason);
+		psf_runtime_set_ready(inf->rt, false, reason);
 	}
 }
 
@@ -160,7 +160,7 @@ psf_inferer_refresh(psf_inferer *inf, uint64_t *version_out)
 		psf_gauge_set(inf->g_version, (double)fresh->version);
 		psf_counter_inc(inf->c_swaps);
 		inf_snap_publish(inf, fresh);
-		psf_node_set_ready(inf->rt, true, NULL);
+		psf_runtime_set_ready(inf->rt, true, NULL);
 	}
 	if (err == PSF_OK && fresh == NULL && psf_now_ms() - inf->metrics.fetched_ms >= INF_METRICS_MS)
 		inf_fetch_metrics(inf); /* reports come after the weights they evaluate */
@@ -213,7 +213,7 @@ refresh_main(void *arg)
 static psf_err
 setup_metrics(psf_inferer *inf)
 {
-	psf_metrics *reg = psf_node_metrics(inf->rt);
+	psf_metrics *reg = psf_runtime_metrics(inf->rt);
 	psf_err err;
 
 	if ((err = psf_metrics_gauge(reg, "psfleet_inferer_model_version", "Model version served",
@@ -241,7 +241,7 @@ open_ps_clients(psf_inferer *inf, const psf_inferer_opts *opts)
 	inf->n_ps = inf->cfg->n_ps;
 	if ((inf->ps = calloc(inf->n_ps, sizeof(*inf->ps))) == NULL)
 		return PSF_ENOMEM;
-	if ((err = psf_node_client_opts(inf->cfg, inf->token, sizeof(inf->token), &co)) != PSF_OK)
+	if ((err = psf_runtime_client_opts(inf->cfg, inf->token, sizeof(inf->token), &co)) != PSF_OK)
 		return err;
 	for (size_t s = 0; s < inf->n_ps; s++) {
 		const char *url = (opts != NULL && opts->ps_urls != NULL) ? opts->ps_urls[s]
@@ -260,7 +260,7 @@ start_rpc(psf_inferer *inf, const psf_inferer_opts *opts)
 	Psfleet__V1__Admin_Service admin = PSFLEET__V1__ADMIN__INIT(psf_inf_admin_);
 	psf_err err;
 
-	if ((err = psf_node_server_opts(inf->cfg, inf->token, sizeof(inf->token), &so)) != PSF_OK)
+	if ((err = psf_runtime_server_opts(inf->cfg, inf->token, sizeof(inf->token), &so)) != PSF_OK)
 		return err;
 	inf_predict_init(inf);
 	inf->admin = admin;
@@ -268,7 +268,7 @@ start_rpc(psf_inferer *inf, const psf_inferer_opts *opts)
 	    (err = psf_rpc_server_add_service(inf->srv, &inf->svc.base, inf)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(inf->srv, &inf->admin.base, inf)) != PSF_OK)
 		return err;
-	psf_node_observe_rpc(inf->rt, inf->srv);
+	psf_runtime_observe_rpc(inf->rt, inf->srv);
 	if ((err = psf_rpc_server_listen(inf->srv, url, inf->url, sizeof(inf->url))) != PSF_OK)
 		return err;
 	return psf_rpc_server_start(inf->srv);
@@ -313,9 +313,9 @@ psf_inferer_new(const psf_config *cfg, const psf_node_cfg *node, const psf_infer
 		return PSF_ENOMEM;
 	if (opts != NULL && opts->metrics != NULL)
 		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
-	if ((err = psf_node_new(node->id, "inferer", metrics, &inf->rt)) != PSF_OK)
+	if ((err = psf_runtime_new(node->id, "inferer", metrics, &inf->rt)) != PSF_OK)
 		goto fail;
-	psf_node_set_ready(inf->rt, false, "loading data");
+	psf_runtime_set_ready(inf->rt, false, "loading data");
 	if ((err = setup_metrics(inf)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &inf->model)) != PSF_OK ||
@@ -323,7 +323,7 @@ psf_inferer_new(const psf_config *cfg, const psf_node_cfg *node, const psf_infer
 	    (err = open_ps_clients(inf, opts)) != PSF_OK)
 		goto fail;
 	psf_gauge_set(inf->g_symbols, (double)inf->book->n);
-	psf_node_set_ready(inf->rt, false, "no snapshot yet");
+	psf_runtime_set_ready(inf->rt, false, "no snapshot yet");
 	if ((err = start_rpc(inf, opts)) != PSF_OK)
 		goto fail;
 	if (pthread_create(&inf->thread, NULL, refresh_main, inf) != 0) {
@@ -361,7 +361,7 @@ psf_inferer_free(psf_inferer *inf)
 		psf_model_ws_free(inf->ws_pool[i]);
 	inf_book_free(inf->book);
 	psf_model_free(inf->model);
-	psf_node_free(inf->rt);
+	psf_runtime_free(inf->rt);
 	pthread_cond_destroy(&inf->stop_cv);
 	pthread_mutex_destroy(&inf->stop_mu);
 	pthread_mutex_destroy(&inf->ws_mu);
@@ -378,7 +378,7 @@ psf_inferer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_infer
 
 	if (err != PSF_OK)
 		return err;
-	while (!psf_node_wait(inf->rt, 1000))
+	while (!psf_runtime_wait(inf->rt, 1000))
 		;
 	psf_log_info("inferer", "stopping");
 	psf_inferer_free(inf);

@@ -17,7 +17,7 @@
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/model/model.h"
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
 #include "inferer/inferer.h"
@@ -95,7 +95,7 @@ typedef struct inf_snap {
 struct psf_inferer {
 	const psf_config *cfg;
 	const psf_node_cfg *node;
-	psf_node *rt;
+	psf_runtime *rt;
 	psf_model *model;
 	inf_book *book;
 	psf_rpc_server *srv;

@@ -356,7 +356,7 @@ store_failing(psf_ps *ps, int64_t round, psf_err err)
 	snprintf(reason, sizeof(reason), "cannot write the store (%s): sync round %lld not closed "
 	    "for %llu s; free space under %s", psf_strerror(err), (long long)round,
 	    (unsigned long long)((now - ps->store_err_since_ms) / 1000), ps->node->data_dir);
-	psf_node_set_ready(ps->rt, false, reason);
+	psf_runtime_set_ready(ps->rt, false, reason);
 }
 
 /* store_recovered ends a failure recorded by store_failing. Caller holds mu. */
@@ -369,7 +369,7 @@ store_recovered(psf_ps *ps, int64_t round)
 	    "in %llu s)", (long long)round, (unsigned long long)ps->store_err_tries,
 	    (unsigned long long)((psf_now_ms() - ps->store_err_since_ms) / 1000));
 	ps->store_err = PSF_OK;
-	psf_node_set_ready(ps->rt, true, NULL);
+	psf_runtime_set_ready(ps->rt, true, NULL);
 }
 
 void

@@ -22,7 +22,7 @@ psf_ps_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRe
 
 	(void)svc;
 	(void)in;
-	r.ready = psf_node_is_ready(ps->rt, reason, sizeof(reason));
+	r.ready = psf_runtime_is_ready(ps->rt, reason, sizeof(reason));
 	r.reason = reason;
 	r.node = ps->node->id;
 	r.role = "ps";
@@ -47,9 +47,9 @@ psf_ps_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRe
 	pthread_mutex_lock(&ps->mu);
 	r.node = ps->node->id;
 	r.role = "ps";
-	r.ready = psf_node_is_ready(ps->rt, NULL, 0);
+	r.ready = psf_runtime_is_ready(ps->rt, NULL, 0);
 	r.model_version = ps->version;
-	r.uptime_seconds = psf_node_uptime(ps->rt);
+	r.uptime_seconds = psf_runtime_uptime(ps->rt);
 	for (size_t i = 0; i < ps->n_workers; i++) {
 		psfleet__v1__worker_status__init(&ws[i]);
 		ws[i].worker = ps->workers[i].id;
@@ -88,7 +88,7 @@ psf_ps_admin_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__Shutdo
 	(void)svc;
 	psf_log_info("ps", "shutdown requested: %s", in->reason[0] ? in->reason : "(no reason)");
 	done(&r, call);
-	psf_node_request_stop(ps->rt);
+	psf_runtime_request_stop(ps->rt);
 }
 
 void ps_admin_init(psf_ps *ps);

@@ -17,9 +17,9 @@
 #include <stdint.h>
 
 #include "lib/config/config.h"
-#include "lib/node/metrics.h"
+#include "lib/runtime/metrics.h"
 #include "lib/model/model.h"
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_server.h"
 #include "ps/ps.h"
 #include "ps/store.h"
@@ -99,7 +99,7 @@ typedef struct ps_snapshot {
 struct psf_ps {
 	const psf_config *cfg;
 	const psf_node_cfg *node;
-	psf_node *rt;
+	psf_runtime *rt;
 	psf_model *model;
 	psf_store *store;
 	psf_rpc_server *srv;

@@ -4,7 +4,7 @@
  * over the config's ps nodes) in LMDB, applies pushed gradients with the config's
  * optimizer, and serves the ParameterServer and Admin services.
  *
- * Worker protocol (trainer/worker.c is the reference client), per shard:
+ * Worker protocol (trainer/ps_client.c is the reference client), per shard:
  *   RegisterWorker(worker, n)      -> worker_index, clock (the clock to resume at),
  *                                     last_seq, model_version
  *   loop over steps c = clock, clock + 1, ...:

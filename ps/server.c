@@ -306,7 +306,7 @@ store_disk_bytes(void *arg)
 static psf_err
 setup_metrics(psf_ps *ps)
 {
-	psf_metrics *reg = psf_node_metrics(ps->rt);
+	psf_metrics *reg = psf_runtime_metrics(ps->rt);
 	static const double stale_bounds[] = {0, 1, 2, 4, 8, 16, 32, 64, 128, 256};
 	psf_err err;
 
@@ -344,7 +344,7 @@ setup_metrics(psf_ps *ps)
 static void
 publish_workers(psf_ps *ps)
 {
-	psf_metrics *reg = psf_node_metrics(ps->rt);
+	psf_metrics *reg = psf_runtime_metrics(ps->rt);
 	int64_t max = 0;
 	psf_gauge *g;
 
@@ -400,7 +400,7 @@ start_rpc(psf_ps *ps, const psf_ps_opts *opts)
 	const char *url = (opts != NULL && opts->listen != NULL) ? opts->listen : ps->node->listen;
 	psf_err err;
 
-	if ((err = psf_node_server_opts(ps->cfg, ps->token, sizeof(ps->token), &so)) != PSF_OK)
+	if ((err = psf_runtime_server_opts(ps->cfg, ps->token, sizeof(ps->token), &so)) != PSF_OK)
 		return err;
 	ps_handlers_init(ps);
 	ps_admin_init(ps);
@@ -409,7 +409,7 @@ start_rpc(psf_ps *ps, const psf_ps_opts *opts)
 	    (err = psf_rpc_server_add_service(ps->srv, &ps->admin.base, ps)) != PSF_OK ||
 	    (err = ps_handlers_add_raw(ps)) != PSF_OK)
 		return err;
-	psf_node_observe_rpc(ps->rt, ps->srv);
+	psf_runtime_observe_rpc(ps->rt, ps->srv);
 	if ((err = psf_rpc_server_listen(ps->srv, url, ps->url, sizeof(ps->url))) != PSF_OK)
 		return err;
 	return psf_rpc_server_start(ps->srv);
@@ -442,7 +442,7 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 		ps->ps_seeds[i] = psf_shard_node_seed(cfg->nodes[i].id);
 	ps->state_floats = psf_optim_state_floats(cfg->optimizer.kind);
 	ps->optim = cfg->optimizer;
-	if ((err = psf_node_new(node->id, "ps", metrics, &ps->rt)) != PSF_OK ||
+	if ((err = psf_runtime_new(node->id, "ps", metrics, &ps->rt)) != PSF_OK ||
 	    (err = psf_optim_check(&cfg->optimizer)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &ps->model)) != PSF_OK ||
@@ -464,7 +464,7 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 		goto fail;
 	}
 	ps->timer_started = true;
-	psf_node_set_ready(ps->rt, true, NULL);
+	psf_runtime_set_ready(ps->rt, true, NULL);
 	psf_log_info("ps", "serving shard %zu/%zu on %s (%s, version %llu)", ps->shard, ps->n_ps,
 	    ps->url, psf_consistency_name(cfg->consistency.mode), (unsigned long long)ps->version);
 	*out = ps;
@@ -505,7 +505,7 @@ psf_ps_free(psf_ps *ps)
 	ps_snapshot_free_all(ps);
 	psf_store_close(ps->store);
 	psf_model_free(ps->model);
-	psf_node_free(ps->rt);
+	psf_runtime_free(ps->rt);
 	free(ps->ps_seeds);
 	free(ps->workers);
 	pthread_mutex_destroy(&ps->mu);
@@ -521,7 +521,7 @@ psf_ps_run(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 
 	if (err != PSF_OK)
 		return err;
-	while (!psf_node_wait(ps->rt, 1000))
+	while (!psf_runtime_wait(ps->rt, 1000))
 		;
 	psf_log_info("ps", "stopping");
 	psf_ps_free(ps);

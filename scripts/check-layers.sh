@@ -2,7 +2,7 @@
 # check-layers.sh [ROOT]: fails when a source file includes a header of a layer it may
 # not use (docs/architecture.md). Run by ctest as "layers".
 #
-#   base <- {net, config} <- {node, data, model} <- roles <- cli
+#   base <- {net, config} <- {runtime, data, model} <- roles <- cli
 #
 # Each folder below lists the folders whose headers it may include (its own always).
 # Third-party headers are confined to the one layer that wraps them.
@@ -15,20 +15,20 @@ declare -A allow=(
   [lib/base]=""
   [lib/net]="lib/base proto"
   [lib/config]="lib/base"
-  [lib/node]="lib/base lib/net lib/config proto"
+  [lib/runtime]="lib/base lib/net lib/config proto"
   [lib/data]="lib/base lib/config"
   [lib/model]="lib/base lib/config"
-  [ps]="lib/base lib/net lib/config lib/node lib/model proto"
-  [trainer]="lib/base lib/net lib/config lib/node lib/data lib/model proto"
-  [inferer]="lib/base lib/net lib/config lib/node lib/data lib/model proto"
-  [gateway]="lib/base lib/net lib/config lib/node proto"
+  [ps]="lib/base lib/net lib/config lib/runtime lib/model proto"
+  [trainer]="lib/base lib/net lib/config lib/runtime lib/data lib/model proto"
+  [inferer]="lib/base lib/net lib/config lib/runtime lib/data lib/model proto"
+  [gateway]="lib/base lib/net lib/config lib/runtime proto"
   [client]="lib/base lib/net proto"
-  [cli]="lib/base lib/net lib/config lib/node lib/data lib/model ps trainer inferer gateway client proto"
+  [cli]="lib/base lib/net lib/config lib/runtime lib/data lib/model ps trainer inferer gateway client proto"
 )
 # third-party header (prefix) -> the folders that may include it
 declare -A third=(
   [lmdb.h]="ps"
-  [nng/]="lib/net lib/node"
+  [nng/]="lib/net lib/runtime"
   [cblas.h]="lib/model trainer"
   [lapacke.h]="lib/model"
   [yaml.h]="lib/config"

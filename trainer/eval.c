@@ -8,7 +8,7 @@
 
 /* eval_batch predicts rows [from, from + n) of the table and adds their errors. */
 static psf_err
-eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_worker *w,
+eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_ps_client *w,
     const psf_table *t, const uint64_t *sym_rows, const double *stats, int64_t clock,
     psf_params *params, size_t from, size_t n, uint64_t *keys, size_t keys_cap, float *pred,
     uint64_t *brows, psf_eval *ev)
@@ -24,7 +24,7 @@ eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_
 	if (psf_model_n_symbol_tensors(model) > 0 &&
 	    (err = psf_model_symbol_keys(model, brows, n, keys + nd, NULL, keys_cap - nd, &ns)) != PSF_OK)
 		return err;
-	if ((err = psf_worker_pull(w, clock, keys, nd + ns, params, NULL)) != PSF_OK ||
+	if ((err = psf_ps_client_pull(w, clock, keys, nd + ns, params, NULL)) != PSF_OK ||
 	    (err = psf_model_forward(model, ws, params, x, brows, n, pred)) != PSF_OK)
 		return err;
 	for (size_t i = 0; i < n; i++) {
@@ -45,7 +45,7 @@ eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_
 
 psf_err
 psf_trainer_evaluate(const psf_config *cfg, const psf_model *model, psf_model_ws *ws,
-    psf_worker *w, const psf_table *table, const uint64_t *sym_rows, const double *stats,
+    psf_ps_client *w, const psf_table *table, const uint64_t *sym_rows, const double *stats,
     int64_t clock, psf_params *params, psf_eval *out)
 {
 	size_t batch = cfg->training.batch_size;

@@ -8,7 +8,7 @@
 #include "lib/config/config.h"
 #include "lib/data/features.h"
 #include "lib/model/model.h"
-#include "trainer/worker.h"
+#include "trainer/ps_client.h"
 
 #define PSF_TRAINER_MAX_BATCH 65536u
 
@@ -49,7 +49,7 @@ typedef struct psf_eval {
  * clock `clock` (pulled into params) and sums the errors against y_raw, and the
  * naive forecast's errors. */
 PSF_NODISCARD psf_err psf_trainer_evaluate(const psf_config *cfg, const psf_model *model,
-    psf_model_ws *ws, psf_worker *w, const psf_table *table, const uint64_t *sym_rows,
+    psf_model_ws *ws, psf_ps_client *w, const psf_table *table, const uint64_t *sym_rows,
     const double *stats, int64_t clock, psf_params *params, psf_eval *out);
 
 #endif

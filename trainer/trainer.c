@@ -13,11 +13,11 @@
 #include "lib/data/features.h"
 #include "lib/base/log.h"
 #include "lib/model/model.h"
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
 #include "trainer/internal.h"
-#include "trainer/worker.h"
+#include "trainer/ps_client.h"
 
 /* Where a step's time went: waiting on the ps (pull, push) or computing. */
 typedef struct step_times {
@@ -31,8 +31,8 @@ typedef struct trainer {
 	const psf_config *cfg;
 	const psf_node_cfg *node;
 	const psf_trainer_opts *opts;
-	psf_node *rt;
-	psf_worker *w;
+	psf_runtime *rt;
+	psf_ps_client *w;
 	psf_model *model;
 	psf_model_ws *ws;
 	psf_params *params, *grads;
@@ -59,7 +59,7 @@ typedef struct trainer {
 static psf_err
 setup_metrics(trainer *t)
 {
-	psf_metrics *reg = psf_node_metrics(t->rt);
+	psf_metrics *reg = psf_runtime_metrics(t->rt);
 	psf_err err;
 
 	if ((err = psf_metrics_gauge(reg, "psfleet_trainer_epoch", "Current epoch (0-based)", NULL, 0,
@@ -159,7 +159,7 @@ standardize(trainer *t)
 	if ((t->stats = calloc(t->n_stats, sizeof(double))) == NULL)
 		return PSF_ENOMEM;
 	psf_features_stats(t->table, t->stats);
-	err = psf_worker_reduce(t->w, PSF_REDUCE_FEATURE_STATS, (uint32_t)t->cfg->n_trainers, t->stats,
+	err = psf_ps_client_reduce(t->w, PSF_REDUCE_FEATURE_STATS, (uint32_t)t->cfg->n_trainers, t->stats,
 	    t->n_stats);
 	if (err != PSF_OK)
 		return err;
@@ -179,7 +179,7 @@ agree_steps(trainer *t)
 	if (rows == NULL)
 		return PSF_ENOMEM;
 	rows[t->node->index] = (double)t->table->n_train;
-	err = psf_worker_reduce(t->w, PSF_REDUCE_TRAIN_ROWS, (uint32_t)n, rows, n);
+	err = psf_ps_client_reduce(t->w, PSF_REDUCE_TRAIN_ROWS, (uint32_t)n, rows, n);
 	for (size_t i = 0; err == PSF_OK && i < n; i++)
 		if ((uint64_t)rows[i] > max_rows)
 			max_rows = (uint64_t)rows[i];
@@ -191,8 +191,8 @@ agree_steps(trainer *t)
 	if (t->cfg->training.max_steps != 0 && t->total_steps > t->cfg->training.max_steps)
 		t->total_steps = t->cfg->training.max_steps;
 	psf_gauge_set(t->g_total, (double)t->total_steps);
-	psf_worker_set_total_steps(t->w, t->total_steps);
-	if (psf_worker_heartbeat(t->w, false) != PSF_OK) /* announce it */
+	psf_ps_client_set_total_steps(t->w, t->total_steps);
+	if (psf_ps_client_heartbeat(t->w, false) != PSF_OK) /* announce it */
 		psf_log_warn("trainer", "could not announce the run's length to the ps");
 	psf_log_info("trainer", "%llu steps per epoch (largest shard: %llu train rows), %llu in all",
 	    (unsigned long long)t->steps_per_epoch, (unsigned long long)max_rows,
@@ -293,7 +293,7 @@ step(trainer *t, int64_t c, double *loss)
 	uint64_t t0 = psf_now_ns(), t1, t2;
 	psf_push_result pr;
 	if ((err = keys_for(t, t->brows, n, &n_keys)) != PSF_OK ||
-	    (err = psf_worker_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK)
+	    (err = psf_ps_client_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK)
 		return err;
 	t1 = psf_now_ns();
 	if ((err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n, t->grads,
@@ -308,7 +308,7 @@ step(trainer *t, int64_t c, double *loss)
 		return PSF_EINVAL;
 	}
 	t2 = psf_now_ns();
-	err = psf_worker_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, &pr);
+	err = psf_ps_client_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, &pr);
 	if (err != PSF_OK)
 		return err;
 	t->last = (step_times){t1 - t0, t2 - t1, psf_now_ns() - t2, pr.max_staleness, pr.model_version};
@@ -348,13 +348,13 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	    (unsigned long long)ev.n, finished ? 1 : 0);
 	fflush(t->eval_trace);
 	fflush(t->trace);
-	return psf_worker_report(t->w, &r);
+	return psf_ps_client_report(t->w, &r);
 }
 
 static psf_err
 train(trainer *t)
 {
-	int64_t c = psf_worker_clock(t->w);
+	int64_t c = psf_ps_client_clock(t->w);
 	double loss_sum = 0, loss = 0;
 	uint64_t loss_n = 0, t_start = psf_now_ns(), samples = 0;
 	psf_err err = PSF_OK;
@@ -365,11 +365,11 @@ train(trainer *t)
 		psf_log_info("trainer", "resuming at step %lld", (long long)c);
 	while (c < (int64_t)t->total_steps) {
 		uint64_t t0 = psf_now_ns();
-		if (psf_node_stop_requested(t->rt))
+		if (psf_runtime_stop_requested(t->rt))
 			return PSF_ECLOSED;
 		err = step(t, c, &loss);
 		if (err == PSF_ESTATE) { /* the round moved on without us: rejoin */
-			c = psf_worker_clock(t->w);
+			c = psf_ps_client_clock(t->w);
 			continue;
 		}
 		if (err != PSF_OK)
@@ -416,15 +416,15 @@ leave_empty(trainer *t)
 	psf_log_warn("trainer", "%s has no training rows (%zu symbols, %zu test rows not evaluated): "
 	    "it leaves the fleet", t->node->id, t->table->n_symbols, n_test);
 	r.finished = true;
-	if ((err = psf_worker_report(t->w, &r)) != PSF_OK)
+	if ((err = psf_ps_client_report(t->w, &r)) != PSF_OK)
 		return err;
-	return psf_worker_heartbeat(t->w, true);
+	return psf_ps_client_heartbeat(t->w, true);
 }
 
 static void
 trainer_fini(trainer *t)
 {
-	psf_worker_close(t->w);
+	psf_ps_client_close(t->w);
 	psf_params_free(t->params);
 	psf_params_free(t->grads);
 	psf_model_ws_free(t->ws);
@@ -442,17 +442,17 @@ trainer_fini(trainer *t)
 		fclose(t->trace);
 	if (t->eval_trace != NULL)
 		fclose(t->eval_trace);
-	psf_node_free(t->rt);
+	psf_runtime_free(t->rt);
 }
 
 /* A stop request (SIGTERM, Admin/Shutdown) must not wait for the call in
  * flight: a parked sync Pull waits up to request_timeout_ms, and calls to a ps
  * that is down are retried for retry_ms. The stop watcher cuts the worker's
- * calls short (psf_worker_abort) as soon as a stop is requested; between
+ * calls short (psf_ps_client_abort) as soon as a stop is requested; between
  * retries the worker asks node_stop itself (before the watcher can see it). */
 typedef struct stop_watch {
-	psf_node *rt;
-	_Atomic(psf_worker *) w; /* set once the worker is open */
+	psf_runtime *rt;
+	_Atomic(psf_ps_client *) w; /* set once the worker is open */
 	atomic_bool done;        /* the trainer is finishing: the watcher ends */
 	pthread_t thread;
 } stop_watch;
@@ -460,7 +460,7 @@ typedef struct stop_watch {
 static bool
 node_stop(void *rt)
 {
-	return psf_node_stop_requested(rt);
+	return psf_runtime_stop_requested(rt);
 }
 
 static void *
@@ -470,11 +470,11 @@ watch_stop(void *arg)
 	bool aborted = false;
 
 	while (!atomic_load(&sw->done)) {
-		if (!psf_node_wait(sw->rt, 100))
+		if (!psf_runtime_wait(sw->rt, 100))
 			continue;
-		psf_worker *w = atomic_load(&sw->w);
+		psf_ps_client *w = atomic_load(&sw->w);
 		if (w != NULL && !aborted) {
-			psf_worker_abort(w);
+			psf_ps_client_abort(w);
 			aborted = true;
 		}
 		psf_sleep_ms(20); /* stopped: wait for the trainer to finish */
@@ -486,7 +486,7 @@ psf_err
 psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_trainer_opts *opts)
 {
 	trainer t;
-	psf_worker_opts wo = {opts != NULL ? opts->ps_urls : NULL, 0, node_stop, NULL};
+	psf_ps_client_opts wo = {opts != NULL ? opts->ps_urls : NULL, 0, node_stop, NULL};
 	stop_watch sw;
 	bool watching = false;
 	const char *metrics = node->metrics;
@@ -504,7 +504,7 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 		return PSF_EINVAL;
 	}
 	openblas_set_num_threads(1); /* several processes share the cores (PLATFORM.md) */
-	if ((err = psf_node_new(node->id, "trainer", metrics, &t.rt)) != PSF_OK ||
+	if ((err = psf_runtime_new(node->id, "trainer", metrics, &t.rt)) != PSF_OK ||
 	    (err = setup_metrics(&t)) != PSF_OK || (err = open_traces(&t)) != PSF_OK)
 		goto out;
 	wo.stop_arg = t.rt;
@@ -516,34 +516,34 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 		goto out;
 	}
 	watching = true;
-	psf_node_set_ready(t.rt, false, "loading data");
+	psf_runtime_set_ready(t.rt, false, "loading data");
 	if ((err = make_table(&t)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &t.model)) != PSF_OK ||
-	    (err = psf_worker_open(cfg, t.model, node->id, &wo, &t.w)) != PSF_OK ||
+	    (err = psf_ps_client_open(cfg, t.model, node->id, &wo, &t.w)) != PSF_OK ||
 	    (atomic_store(&sw.w, t.w), (err = standardize(&t)) != PSF_OK) ||
 	    (err = agree_steps(&t)) != PSF_OK || (err = setup_model(&t)) != PSF_OK)
 		goto out;
-	psf_node_set_ready(t.rt, true, NULL);
+	psf_runtime_set_ready(t.rt, true, NULL);
 	if (t.total_steps == 0) {
 		psf_log_warn("trainer", "no training rows in the whole fleet: nothing to do");
 	} else if (t.table->n_train == 0) {
 		err = leave_empty(&t);
 		goto out;
 	} else if ((err = train(&t)) != PSF_OK) {
-		if (err == PSF_ECLOSED && psf_node_stop_requested(t.rt)) {
+		if (err == PSF_ECLOSED && psf_runtime_stop_requested(t.rt)) {
 			/* SIGTERM/SIGINT: a clean stop, not a failure. The worker does not
 			 * leave the group: it resumes at its clock when started again. */
 			psf_log_info("trainer", "stopped by request at step %lld",
-			    (long long)psf_worker_clock(t.w));
+			    (long long)psf_ps_client_clock(t.w));
 			err = PSF_OK;
 		}
 		goto out;
 	}
-	err = psf_worker_heartbeat(t.w, true);
-	psf_log_info("trainer", "done after %lld steps", (long long)psf_worker_clock(t.w));
+	err = psf_ps_client_heartbeat(t.w, true);
+	psf_log_info("trainer", "done after %lld steps", (long long)psf_ps_client_clock(t.w));
 out:
-	if (err == PSF_ECLOSED && t.rt != NULL && psf_node_stop_requested(t.rt)) {
+	if (err == PSF_ECLOSED && t.rt != NULL && psf_runtime_stop_requested(t.rt)) {
 		psf_log_info("trainer", "stopped by request before training");
 		err = PSF_OK;
 	}

@@ -18,7 +18,7 @@
 #include "lib/model/model.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
-#include "trainer/worker.h"
+#include "trainer/ps_client.h"
 
 #include "tests/integration/itest.h"
 
@@ -91,13 +91,13 @@ teardown_env(crash_env *e)
 	assert_int_equal(psf_rm_rf(e->d.dir), PSF_OK);
 }
 
-static psf_worker *
+static psf_ps_client *
 open_worker(crash_env *e, const char *id)
 {
-	psf_worker_opts o = {.retry_ms = 20000};
-	psf_worker *w = NULL;
+	psf_ps_client_opts o = {.retry_ms = 20000};
+	psf_ps_client *w = NULL;
 
-	assert_int_equal(psf_worker_open(e->cfg, e->model, id, &o, &w), PSF_OK);
+	assert_int_equal(psf_ps_client_open(e->cfg, e->model, id, &o, &w), PSF_OK);
 	return w;
 }
 
@@ -117,12 +117,12 @@ grads(crash_env *e, float v)
 }
 
 static psf_params *
-pull(crash_env *e, psf_worker *w, int64_t clock)
+pull(crash_env *e, psf_ps_client *w, int64_t clock)
 {
 	psf_params *p;
 
 	assert_int_equal(psf_params_new(e->model, &p), PSF_OK);
-	assert_int_equal(psf_worker_pull(w, clock, e->keys, e->n_keys, p, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_pull(w, clock, e->keys, e->n_keys, p, NULL), PSF_OK);
 	return p;
 }
 
@@ -176,7 +176,7 @@ static void
 test_ps_crash_async_push_survives_once(void **state)
 {
 	crash_env e;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *w0, *w1, *g;
 
 	(void)state;
@@ -184,7 +184,7 @@ test_ps_crash_async_push_survives_once(void **state)
 	w = open_worker(&e, "trainer-0");
 	w0 = pull(&e, w, 0);
 	g = grads(&e, 1.0f);
-	assert_int_equal(psf_worker_push(w, 0, g, e.keys, e.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(w, 0, g, e.keys, e.n_keys, 1, 0, NULL), PSF_OK);
 	kill9(&e); /* right after the acknowledgement */
 	spawn_ps(&e);
 	replay_push(&e, "trainer-0", 1, 0);
@@ -193,7 +193,7 @@ test_ps_crash_async_push_survives_once(void **state)
 	psf_params_free(w0);
 	psf_params_free(w1);
 	psf_params_free(g);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	teardown_env(&e);
 }
 
@@ -203,7 +203,7 @@ static void
 test_ps_crash_sync_round_keeps_acknowledged_push(void **state)
 {
 	crash_env e;
-	psf_worker *a, *b;
+	psf_ps_client *a, *b;
 	psf_params *w0, *w1, *ga, *gb;
 
 	(void)state;
@@ -213,19 +213,19 @@ test_ps_crash_sync_round_keeps_acknowledged_push(void **state)
 	w0 = pull(&e, a, 0);
 	ga = grads(&e, 1.0f);
 	gb = grads(&e, 3.0f);
-	assert_int_equal(psf_worker_push(a, 0, ga, e.keys, e.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(a, 0, ga, e.keys, e.n_keys, 1, 0, NULL), PSF_OK);
 	kill9(&e);
 	spawn_ps(&e);
 	replay_push(&e, "trainer-0", 1, 0);
-	assert_int_equal(psf_worker_push(b, 0, gb, e.keys, e.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(b, 0, gb, e.keys, e.n_keys, 1, 0, NULL), PSF_OK);
 	w1 = pull(&e, a, 1);
 	assert_moved_by(&e, w0, w1, 2.0f); /* the average of 1 and 3, applied once */
 	psf_params_free(w0);
 	psf_params_free(w1);
 	psf_params_free(ga);
 	psf_params_free(gb);
-	psf_worker_close(a);
-	psf_worker_close(b);
+	psf_ps_client_close(a);
+	psf_ps_client_close(b);
 	teardown_env(&e);
 }
 

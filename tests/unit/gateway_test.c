@@ -23,7 +23,7 @@
 #include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
-#include "trainer/worker.h"
+#include "trainer/ps_client.h"
 
 #define M_PREDICT "psfleet.v1.Inference/Predict"
 #define M_BATCH "psfleet.v1.Inference/PredictBatch"
@@ -51,8 +51,8 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 	psf_datagen_cfg gen = {.symbols = N_SYMBOLS, .days = 60, .seed = 5};
 	psf_gateway_opts go;
 	psf_model *model;
-	psf_worker *w;
-	psf_worker_opts wo;
+	psf_ps_client *w;
+	psf_ps_client_opts wo;
 	psf_params *g;
 	uint64_t keys[64];
 	uint32_t lens[64];
@@ -96,8 +96,8 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 	/* one push so the model is not at its initial values */
 	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
 	    f->cfg->seed, &model), PSF_OK);
-	wo = (psf_worker_opts){.ps_urls = f->ps_urls, .retry_ms = 5000};
-	assert_int_equal(psf_worker_open(f->cfg, model, "trainer-0", &wo, &w), PSF_OK);
+	wo = (psf_ps_client_opts){.ps_urls = f->ps_urls, .retry_ms = 5000};
+	assert_int_equal(psf_ps_client_open(f->cfg, model, "trainer-0", &wo, &w), PSF_OK);
 	assert_int_equal(psf_model_dense_keys(model, keys, lens, 64, &n), PSF_OK);
 	assert_int_equal(psf_params_new(model, &g), PSF_OK);
 	for (size_t i = 0; i < n; i++) {
@@ -105,9 +105,9 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 			v[j] = 0.1f * (float)(j + 1);
 		assert_int_equal(psf_params_set_key(g, keys[i], v, lens[i]), PSF_OK);
 	}
-	assert_int_equal(psf_worker_push(w, 0, g, keys, n, 1, 0.0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(w, 0, g, keys, n, 1, 0.0, NULL), PSF_OK);
 	psf_params_free(g);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	psf_model_free(model);
 
 	for (int i = 0; i < N_INF; i++) {

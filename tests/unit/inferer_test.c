@@ -1,7 +1,7 @@
 /* Inferer: real ps nodes (LMDB in a temp dir) and inferers in this process, real
  * NNG sockets on 127.0.0.1 port 0, generated data written with psf_datagen_write.
  * The model's weights are moved away from their initial values by pushes through
- * trainer/worker.h, so a prediction checks the whole path: snapshot pull, key
+ * trainer/ps_client.h, so a prediction checks the whole path: snapshot pull, key
  * layout, standardisation statistics, feature rows, forward pass. */
 #include <math.h>
 #include <pthread.h>
@@ -28,7 +28,7 @@
 #include "lib/base/util.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
-#include "trainer/worker.h"
+#include "trainer/ps_client.h"
 
 #define M_PREDICT "psfleet.v1.Inference/Predict"
 #define M_BATCH "psfleet.v1.Inference/PredictBatch"
@@ -43,7 +43,7 @@ typedef struct fleet {
 	psf_ps *ps[2];
 	const char *ps_urls[2];
 	psf_model *model;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_dataset *ds;
 	double *stats;
 	uint64_t *keys;
@@ -83,7 +83,7 @@ fleet_start(fleet *f, const char *hidden, uint32_t history_days)
 	char text[4096], err[512], path[128];
 	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
 	psf_datagen_cfg gen = {.symbols = N_SYMBOLS, .days = N_DAYS, .seed = 3};
-	psf_worker_opts wo;
+	psf_ps_client_opts wo;
 	uint64_t rows[N_SYMBOLS];
 	size_t nd, ns;
 	float *ones;
@@ -103,8 +103,8 @@ fleet_start(fleet *f, const char *hidden, uint32_t history_days)
 	}
 	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
 	    f->cfg->seed, &f->model), PSF_OK);
-	wo = (psf_worker_opts){.ps_urls = f->ps_urls, .retry_ms = 5000};
-	assert_int_equal(psf_worker_open(f->cfg, f->model, "trainer-0", &wo, &f->w), PSF_OK);
+	wo = (psf_ps_client_opts){.ps_urls = f->ps_urls, .retry_ms = 5000};
+	assert_int_equal(psf_ps_client_open(f->cfg, f->model, "trainer-0", &wo, &f->w), PSF_OK);
 
 	/* the reference: every symbol, statistics of the train rows of all of them */
 	assert_int_equal(psf_data_load(path, NULL, NULL, 0, &f->ds), PSF_OK);
@@ -148,7 +148,7 @@ fleet_start(fleet *f, const char *hidden, uint32_t history_days)
 static void
 fleet_stop(fleet *f)
 {
-	psf_worker_close(f->w);
+	psf_ps_client_close(f->w);
 	for (int i = 0; i < 2; i++)
 		psf_ps_free(f->ps[i]);
 	psf_params_free(f->grads);
@@ -164,9 +164,9 @@ fleet_stop(fleet *f)
 static void
 push(fleet *f)
 {
-	int64_t c = psf_worker_clock(f->w);
+	int64_t c = psf_ps_client_clock(f->w);
 
-	assert_int_equal(psf_worker_push(f->w, c, f->grads, f->keys, f->n_keys, 1, 0.0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(f->w, c, f->grads, f->keys, f->n_keys, 1, 0.0, NULL), PSF_OK);
 }
 
 static psf_inferer *
@@ -233,7 +233,7 @@ expected(fleet *f, const char *symbol, int32_t date, const Psfleet__V1__Bar *ext
 		nk += ns;
 	}
 	assert_int_equal(psf_params_new(f->model, &p), PSF_OK);
-	assert_int_equal(psf_worker_pull(f->w, psf_worker_clock(f->w), keys, nk, p, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_pull(f->w, psf_ps_client_clock(f->w), keys, nk, p, NULL), PSF_OK);
 	assert_int_equal(psf_model_ws_new(f->model, 1, &ws), PSF_OK);
 	assert_int_equal(psf_model_forward(f->model, ws, p, x, &row, 1, &z), PSF_OK);
 	psf_model_ws_free(ws);
@@ -385,7 +385,7 @@ test_inferer_errors_and_batch(void **state)
 		rep.test_sae = 3;
 		rep.naive_sse = 16;
 		rep.test_n = 1;
-		assert_int_equal(psf_worker_report(f.w, &rep), PSF_OK);
+		assert_int_equal(psf_ps_client_report(f.w, &rep), PSF_OK);
 	}
 	inf = inferer(&f, 0);
 	assert_int_equal(psf_inferer_refresh(inf, &v), PSF_OK);

@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "lib/node/http.h"
-#include "lib/node/metrics.h"
+#include "lib/runtime/http.h"
+#include "lib/runtime/metrics.h"
 
 #define TIMEOUT_MS 5000
 

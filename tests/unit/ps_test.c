@@ -1,5 +1,5 @@
 /* Parameter server: real LMDB in a temp dir, real NNG sockets on 127.0.0.1, real
- * ps instances in this process, clients through trainer/worker.h and raw RPCs. */
+ * ps instances in this process, clients through trainer/ps_client.h and raw RPCs. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -24,7 +24,7 @@
 #include "lib/base/util.h"
 #include "lib/net/wire.h"
 #include "ps/ps.h"
-#include "trainer/worker.h"
+#include "trainer/ps_client.h"
 
 #define MAX_PS 2
 
@@ -111,13 +111,13 @@ fleet_stop(fleet *f)
 	psf_config_free(f->cfg);
 }
 
-static psf_worker *
+static psf_ps_client *
 worker(fleet *f, const char *id)
 {
-	psf_worker_opts o = {.ps_urls = f->urls, .retry_ms = 3000};
-	psf_worker *w = NULL;
+	psf_ps_client_opts o = {.ps_urls = f->urls, .retry_ms = 3000};
+	psf_ps_client *w = NULL;
 
-	assert_int_equal(psf_worker_open(f->cfg, f->model, id, &o, &w), PSF_OK);
+	assert_int_equal(psf_ps_client_open(f->cfg, f->model, id, &o, &w), PSF_OK);
 	return w;
 }
 
@@ -143,12 +143,12 @@ grads_const(fleet *f, float v)
 }
 
 static psf_params *
-pull_all(fleet *f, psf_worker *w, int64_t clock)
+pull_all(fleet *f, psf_ps_client *w, int64_t clock)
 {
 	psf_params *p;
 
 	assert_int_equal(psf_params_new(f->model, &p), PSF_OK);
-	assert_int_equal(psf_worker_pull(w, clock, f->keys, f->n_keys, p, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_pull(w, clock, f->keys, f->n_keys, p, NULL), PSF_OK);
 	return p;
 }
 
@@ -206,7 +206,7 @@ static void
 test_ps_sync_applies_average_and_pull_waits(void **state)
 {
 	fleet f;
-	psf_worker *a, *b;
+	psf_ps_client *a, *b;
 	psf_params *w0, *w1, *ga, *gb;
 
 	(void)state;
@@ -216,10 +216,10 @@ test_ps_sync_applies_average_and_pull_waits(void **state)
 	w0 = pull_all(&f, a, 0);
 	ga = grads_const(&f, 1.0f);
 	gb = grads_const(&f, 3.0f);
-	assert_int_equal(psf_worker_push(a, 0, ga, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(a, 0, ga, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
 	/* trainer-1 has not pushed: round 0 is open, a pull for step 1 must wait */
 	assert_int_equal(raw_pull(&f, 0, "trainer-0", 1, 300), PSF_ETIMEDOUT);
-	assert_int_equal(psf_worker_push(b, 0, gb, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(b, 0, gb, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
 	w1 = pull_all(&f, a, 1);
 	for (size_t i = 0; i < f.n_keys; i++)
 		for (uint32_t j = 0; j < f.lens[i]; j++)
@@ -228,8 +228,8 @@ test_ps_sync_applies_average_and_pull_waits(void **state)
 	psf_params_free(w1);
 	psf_params_free(ga);
 	psf_params_free(gb);
-	psf_worker_close(a);
-	psf_worker_close(b);
+	psf_ps_client_close(a);
+	psf_ps_client_close(b);
 	fleet_stop(&f);
 }
 
@@ -239,7 +239,7 @@ static void
 test_ps_ssp_blocks_fast_worker(void **state)
 {
 	fleet f;
-	psf_worker *fast, *slow;
+	psf_ps_client *fast, *slow;
 	psf_params *g, *p;
 	psf_rpc_client *c;
 	psf_rpc_pending *pend;
@@ -257,7 +257,7 @@ test_ps_ssp_blocks_fast_worker(void **state)
 		p = pull_all(&f, fast, c0);
 		psf_params_free(p);
 		psf_push_result res;
-		assert_int_equal(psf_worker_push(fast, c0, g, f.keys, f.n_keys, 1, 0, &res), PSF_OK);
+		assert_int_equal(psf_ps_client_push(fast, c0, g, f.keys, f.n_keys, 1, 0, &res), PSF_OK);
 		assert_int_equal(res.max_staleness, c0); /* clock gap to the slow worker at 0 */
 	}
 	/* slowest clock 0, s = 2: clock 3 must wait */
@@ -270,7 +270,7 @@ test_ps_ssp_blocks_fast_worker(void **state)
 	assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Pull", &req.base, &o, &pend),
 	    PSF_OK);
 	p = pull_all(&f, slow, 0);
-	assert_int_equal(psf_worker_push(slow, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(slow, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
 	assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__pull_reply__descriptor,
 	    (ProtobufCMessage **)&r, NULL), PSF_OK);
 	assert_int_equal(r->model_version, 4); /* async-style: every push applied */
@@ -279,8 +279,8 @@ test_ps_ssp_blocks_fast_worker(void **state)
 	psf_rpc_client_close(c);
 	psf_params_free(p);
 	psf_params_free(g);
-	psf_worker_close(fast);
-	psf_worker_close(slow);
+	psf_ps_client_close(fast);
+	psf_ps_client_close(slow);
 	fleet_stop(&f);
 }
 
@@ -295,7 +295,7 @@ test_ps_replayed_push_applied_once(void **state)
 	ProtobufCMessage *m = NULL;
 	Psfleet__V1__PushReply *r = NULL;
 	Psfleet__V1__StatsReply *s;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *w0, *w1;
 	float ones[4] = {1, 1, 1, 1};
 
@@ -332,7 +332,7 @@ test_ps_replayed_push_applied_once(void **state)
 	psf_rpc_client_close(c);
 	psf_params_free(w0);
 	psf_params_free(w1);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	fleet_stop(&f);
 }
 
@@ -341,7 +341,7 @@ test_ps_replayed_push_applied_once(void **state)
 static psf_params *
 run_three_workers(fleet *f, int steps)
 {
-	psf_worker *w[3];
+	psf_ps_client *w[3];
 	char id[32];
 	psf_params *final;
 
@@ -360,14 +360,14 @@ run_three_workers(fleet *f, int steps)
 					    (float)(j + 1) - 0.02f * (float)c;
 				assert_int_equal(psf_params_set_key(g, f->keys[k], buf, f->lens[k]), PSF_OK);
 			}
-			assert_int_equal(psf_worker_push(w[i], c, g, f->keys, f->n_keys, 4, 0, NULL), PSF_OK);
+			assert_int_equal(psf_ps_client_push(w[i], c, g, f->keys, f->n_keys, 4, 0, NULL), PSF_OK);
 			psf_params_free(p);
 			psf_params_free(g);
 		}
 	}
 	final = pull_all(f, w[0], steps);
 	for (int i = 0; i < 3; i++)
-		psf_worker_close(w[i]);
+		psf_ps_client_close(w[i]);
 	return final;
 }
 
@@ -408,7 +408,7 @@ static void
 test_ps_straggler_dropped_after_timeout(void **state)
 {
 	fleet f;
-	psf_worker *a;
+	psf_ps_client *a;
 	psf_params *g, *p;
 	Psfleet__V1__StatsReply *s;
 	uint64_t t0;
@@ -417,7 +417,7 @@ test_ps_straggler_dropped_after_timeout(void **state)
 	fleet_start(&f, 1, 2, "{mode: sync, straggler_timeout_ms: 400, heartbeat_ms: 100}", SGD1);
 	a = worker(&f, "trainer-0");
 	g = grads_const(&f, 1.0f);
-	assert_int_equal(psf_worker_push(a, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(a, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
 	t0 = psf_now_ms();
 	p = pull_all(&f, a, 1); /* waits for the round to close without trainer-1 */
 	assert_true(psf_now_ms() - t0 < 4000);
@@ -428,11 +428,11 @@ test_ps_straggler_dropped_after_timeout(void **state)
 			assert_false(s->workers[i]->live);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 	/* the next rounds need only trainer-0 */
-	assert_int_equal(psf_worker_push(a, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(a, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
 	assert_int_equal(raw_pull(&f, 0, "trainer-0", 2, 2000), PSF_OK);
 	psf_params_free(p);
 	psf_params_free(g);
-	psf_worker_close(a);
+	psf_ps_client_close(a);
 	fleet_stop(&f);
 }
 
@@ -466,7 +466,7 @@ static void
 test_ps_bad_pushes_rejected_nothing_applied(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *w0, *w1;
 	psf_rpc_status st;
 	float v[8] = {1, 1, 1, 1, 1, 1, 1, 1};
@@ -507,7 +507,7 @@ test_ps_bad_pushes_rejected_nothing_applied(void **state)
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 	psf_params_free(w0);
 	psf_params_free(w1);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	fleet_stop(&f);
 }
 
@@ -516,7 +516,7 @@ static void
 test_ps_snapshot_in_pieces(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *g;
 	psf_rpc_client *c;
 	Psfleet__V1__SnapshotRequest req = PSFLEET__V1__SNAPSHOT_REQUEST__INIT;
@@ -529,7 +529,7 @@ test_ps_snapshot_in_pieces(void **state)
 	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
 	w = worker(&f, "trainer-0");
 	g = grads_const(&f, 0.5f);
-	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
 	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
 	req.max_bytes = 20; /* one key per piece */
 	for (;;) {
@@ -556,7 +556,7 @@ test_ps_snapshot_in_pieces(void **state)
 	    &psfleet__v1__snapshot_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_ENOENT);
 	psf_rpc_client_close(c);
 	psf_params_free(g);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	fleet_stop(&f);
 }
 
@@ -565,7 +565,7 @@ static void
 test_ps_restart_resumes_and_checks_config(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *g;
 	psf_config *other = NULL;
 	psf_ps *ps = NULL;
@@ -576,15 +576,15 @@ test_ps_restart_resumes_and_checks_config(void **state)
 	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
 	w = worker(&f, "trainer-0");
 	g = grads_const(&f, 0.5f);
-	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
-	assert_int_equal(psf_worker_push(w, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
-	psf_worker_close(w);
+	assert_int_equal(psf_ps_client_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(w, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	psf_ps_client_close(w);
 	psf_ps_free(f.ps[0]);
 	assert_int_equal(psf_ps_new(f.cfg, &f.cfg->nodes[0], &opts, &f.ps[0]), PSF_OK);
 	f.urls[0] = psf_ps_url(f.ps[0]);
 	w = worker(&f, "trainer-0");
-	assert_int_equal(psf_worker_clock(w), 2); /* resumed */
-	psf_worker_close(w);
+	assert_int_equal(psf_ps_client_clock(w), 2); /* resumed */
+	psf_ps_client_close(w);
 	psf_ps_free(f.ps[0]);
 	f.ps[0] = NULL;
 
@@ -617,12 +617,12 @@ resume_with(fleet *f, const char *consistency, const char *optimizer, psf_ps_res
 	rv = psf_ps_new(cfg, &cfg->nodes[0], &opts, &ps);
 	if (rv == PSF_OK) {
 		const char *url = psf_ps_url(ps);
-		psf_worker_opts wo = {&url, 5000, NULL, NULL};
-		psf_worker *w;
+		psf_ps_client_opts wo = {&url, 5000, NULL, NULL};
+		psf_ps_client *w;
 
-		assert_int_equal(psf_worker_open(cfg, f->model, "trainer-0", &wo, &w), PSF_OK);
-		*clock = psf_worker_clock(w);
-		psf_worker_close(w);
+		assert_int_equal(psf_ps_client_open(cfg, f->model, "trainer-0", &wo, &w), PSF_OK);
+		*clock = psf_ps_client_clock(w);
+		psf_ps_client_close(w);
 	}
 	psf_ps_free(ps);
 	psf_config_free(cfg);
@@ -637,7 +637,7 @@ static void
 test_ps_restart_checks_training_settings(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *g;
 	int64_t clock = -1;
 
@@ -645,9 +645,9 @@ test_ps_restart_checks_training_settings(void **state)
 	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
 	w = worker(&f, "trainer-0");
 	g = grads_const(&f, 0.5f);
-	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
-	assert_int_equal(psf_worker_push(w, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
-	psf_worker_close(w);
+	assert_int_equal(psf_ps_client_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(w, 1, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	psf_ps_client_close(w);
 	psf_ps_free(f.ps[0]);
 	f.ps[0] = NULL;
 
@@ -674,7 +674,7 @@ static void
 test_ps_reduce_sums_once(void **state)
 {
 	fleet f;
-	psf_worker *a, *b;
+	psf_ps_client *a, *b;
 	double va[2] = {1, 2}, vb[2] = {3, 4};
 	double again[2] = {1, 2};
 
@@ -698,7 +698,7 @@ test_ps_reduce_sums_once(void **state)
 		req.values = va;
 		assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Reduce", &req.base,
 		    NULL, &pend), PSF_OK);
-		assert_int_equal(psf_worker_reduce(b, "stats", 2, vb, 2), PSF_OK);
+		assert_int_equal(psf_ps_client_reduce(b, "stats", 2, vb, 2), PSF_OK);
 		assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__reduce_reply__descriptor,
 		    (ProtobufCMessage **)&r, NULL), PSF_OK);
 		assert_float_equal(r->values[0], 4, 0);
@@ -710,11 +710,11 @@ test_ps_reduce_sums_once(void **state)
 	assert_float_equal(vb[0], 4, 0);
 	assert_float_equal(vb[1], 6, 0);
 	/* a retried contribution is not added again */
-	assert_int_equal(psf_worker_reduce(a, "stats", 2, again, 2), PSF_OK);
+	assert_int_equal(psf_ps_client_reduce(a, "stats", 2, again, 2), PSF_OK);
 	assert_float_equal(again[0], 4, 0);
 	assert_float_equal(again[1], 6, 0);
-	psf_worker_close(a);
-	psf_worker_close(b);
+	psf_ps_client_close(a);
+	psf_ps_client_close(b);
 	fleet_stop(&f);
 }
 
@@ -724,7 +724,7 @@ static void
 test_ps_reduce_names_bounded(void **state)
 {
 	fleet f;
-	psf_worker *a;
+	psf_ps_client *a;
 	psf_rpc_client *c;
 	psf_rpc_status st;
 	char name[32];
@@ -736,7 +736,7 @@ test_ps_reduce_names_bounded(void **state)
 	for (int i = 0; i < 64; i++) {
 		snprintf(name, sizeof(name), "r%d", i);
 		v[0] = i;
-		assert_int_equal(psf_worker_reduce(a, name, 1, v, 1), PSF_OK);
+		assert_int_equal(psf_ps_client_reduce(a, name, 1, v, 1), PSF_OK);
 		assert_float_equal(v[0], i, 0);
 	}
 	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
@@ -754,9 +754,9 @@ test_ps_reduce_names_bounded(void **state)
 	}
 	psf_rpc_client_close(c);
 	v[0] = 5;
-	assert_int_equal(psf_worker_reduce(a, "r7", 1, v, 1), PSF_OK); /* done: its sums */
+	assert_int_equal(psf_ps_client_reduce(a, "r7", 1, v, 1), PSF_OK); /* done: its sums */
 	assert_float_equal(v[0], 7, 0);
-	psf_worker_close(a);
+	psf_ps_client_close(a);
 	fleet_stop(&f);
 }
 
@@ -767,7 +767,7 @@ static void
 test_ps_nonfinite_gradients(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *w0, *w1, *g;
 	psf_rpc_status st;
 	Psfleet__V1__StatsReply *s;
@@ -792,7 +792,7 @@ test_ps_nonfinite_gradients(void **state)
 			assert_non_null(strstr(st.message, "NaN or Inf"));
 			/* the worker's own push (seq 1) is applied normally afterwards */
 			g = grads_const(&f, 1.0f);
-			assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+			assert_int_equal(psf_ps_client_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
 			psf_params_free(g);
 		} else {
 			assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 2, v, n, &st), PSF_OK);
@@ -809,7 +809,7 @@ test_ps_nonfinite_gradients(void **state)
 		protobuf_c_message_free_unpacked(&s->base, NULL);
 		psf_params_free(w0);
 		psf_params_free(w1);
-		psf_worker_close(w);
+		psf_ps_client_close(w);
 		fleet_stop(&f);
 	}
 }
@@ -822,7 +822,7 @@ static void
 test_ps_big_pull_and_push_in_pieces(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *w0, *w1, *g;
 	uint64_t version = 0;
 	size_t floats = 0;
@@ -836,9 +836,9 @@ test_ps_big_pull_and_push_in_pieces(void **state)
 	w = worker(&f, "trainer-0");
 	w0 = pull_all(&f, w, 0);
 	g = grads_const(&f, 0.25f);
-	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
 	assert_int_equal(psf_params_new(f.model, &w1), PSF_OK);
-	assert_int_equal(psf_worker_pull(w, 1, f.keys, f.n_keys, w1, &version), PSF_OK);
+	assert_int_equal(psf_ps_client_pull(w, 1, f.keys, f.n_keys, w1, &version), PSF_OK);
 	assert_int_equal(version, 1);
 	for (size_t k = 0; k < f.n_keys; k++) {
 		const float *a, *b;
@@ -854,7 +854,7 @@ test_ps_big_pull_and_push_in_pieces(void **state)
 	psf_params_free(w0);
 	psf_params_free(w1);
 	psf_params_free(g);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	fleet_stop(&f);
 }
 
@@ -931,7 +931,7 @@ static void
 test_ps_raw_push_malformed_rejected(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_rpc_client *c;
 	Psfleet__V1__PushRequest push = PSFLEET__V1__PUSH_REQUEST__INIT;
 	Psfleet__V1__StatsReply *s;
@@ -1008,7 +1008,7 @@ test_ps_raw_push_malformed_rejected(void **state)
 	s = stats(&f, 0);
 	assert_true(s->pushes_applied >= 2);
 	protobuf_c_message_free_unpacked(&s->base, NULL);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	fleet_stop(&f);
 }
 
@@ -1081,7 +1081,7 @@ fake_ps_stop(fake_ps *fp)
 /* check_pull_bytes: a pull answered with these PullReply bytes fails cleanly
  * when protobuf-c refuses them (no crash, no hang, dst untouched beyond). */
 static void
-check_pull_bytes(fleet *f, fake_ps *fp, psf_worker *w, const uint8_t *buf, size_t len)
+check_pull_bytes(fleet *f, fake_ps *fp, psf_ps_client *w, const uint8_t *buf, size_t len)
 {
 	ProtobufCMessage *m = protobuf_c_message_unpack(&psfleet__v1__pull_reply__descriptor, NULL,
 	    len, buf);
@@ -1091,7 +1091,7 @@ check_pull_bytes(fleet *f, fake_ps *fp, psf_worker *w, const uint8_t *buf, size_
 	fp->pull = buf;
 	fp->pull_len = len;
 	assert_int_equal(psf_params_new(f->model, &dst), PSF_OK);
-	err = psf_worker_pull(w, 0, f->keys, f->n_keys, dst, NULL);
+	err = psf_ps_client_pull(w, 0, f->keys, f->n_keys, dst, NULL);
 	if (m == NULL && err == PSF_OK)
 		fail_msg("%zu bytes: protobuf-c refuses them, the worker took them", len);
 	if (m != NULL)
@@ -1106,7 +1106,7 @@ test_ps_worker_reads_malformed_pull_reply(void **state)
 {
 	fleet f;
 	fake_ps fp;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *dst;
 	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
 	float vals[256];
@@ -1114,7 +1114,7 @@ test_ps_worker_reads_malformed_pull_reply(void **state)
 	uint8_t buf[2048], mut[2048];
 	uint64_t rnd = 0x243f6a8885a308d3ull;
 	const char *urls[1];
-	psf_worker_opts o = {.ps_urls = urls, .retry_ms = 2000};
+	psf_ps_client_opts o = {.ps_urls = urls, .retry_ms = 2000};
 
 	(void)state;
 	fleet_start(&f, 1, 1, "{mode: async}", SGD1);
@@ -1134,12 +1134,12 @@ test_ps_worker_reads_malformed_pull_reply(void **state)
 	len = protobuf_c_message_get_packed_size(&r.base);
 	assert_true(len <= sizeof(buf));
 	protobuf_c_message_pack(&r.base, buf);
-	assert_int_equal(psf_worker_open(f.cfg, f.model, "trainer-0", &o, &w), PSF_OK);
+	assert_int_equal(psf_ps_client_open(f.cfg, f.model, "trainer-0", &o, &w), PSF_OK);
 
 	fp.pull = buf;
 	fp.pull_len = len;
 	assert_int_equal(psf_params_new(f.model, &dst), PSF_OK);
-	assert_int_equal(psf_worker_pull(w, 0, f.keys, f.n_keys, dst, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_pull(w, 0, f.keys, f.n_keys, dst, NULL), PSF_OK);
 	assert_float_equal(value(dst, f.keys[f.n_keys - 1], 0), (float)(n_vals - 1), 0);
 	psf_params_free(dst);
 	for (size_t t = 0; t < len; t++)
@@ -1148,7 +1148,7 @@ test_ps_worker_reads_malformed_pull_reply(void **state)
 		size_t n = mutate(mut, buf, len, i, 64, &rnd);
 		check_pull_bytes(&f, &fp, w, mut, n);
 	}
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	fake_ps_stop(&fp);
 	fleet_stop(&f);
 }
@@ -1159,7 +1159,7 @@ static void
 test_ps_reduce_survives_restart(void **state)
 {
 	fleet f;
-	psf_worker *a, *b;
+	psf_ps_client *a, *b;
 	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
 	double va[2] = {1, 2}, vb[2] = {3, 4}, late[2] = {100, 100};
 	psf_rpc_client *c;
@@ -1179,22 +1179,22 @@ test_ps_reduce_survives_restart(void **state)
 	req.values = va;
 	assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Reduce", &req.base, NULL,
 	    &pend), PSF_OK);
-	assert_int_equal(psf_worker_reduce(b, "stats", 2, vb, 2), PSF_OK);
+	assert_int_equal(psf_ps_client_reduce(b, "stats", 2, vb, 2), PSF_OK);
 	assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__reduce_reply__descriptor,
 	    (ProtobufCMessage **)&r, NULL), PSF_OK);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	psf_rpc_pending_free(pend);
 	psf_rpc_client_close(c);
-	psf_worker_close(a);
-	psf_worker_close(b);
+	psf_ps_client_close(a);
+	psf_ps_client_close(b);
 	psf_ps_free(f.ps[0]);
 	assert_int_equal(psf_ps_new(f.cfg, &f.cfg->nodes[0], &opts, &f.ps[0]), PSF_OK);
 	f.urls[0] = psf_ps_url(f.ps[0]);
 	a = worker(&f, "trainer-0"); /* a restarted trainer */
-	assert_int_equal(psf_worker_reduce(a, "stats", 2, late, 2), PSF_OK);
+	assert_int_equal(psf_ps_client_reduce(a, "stats", 2, late, 2), PSF_OK);
 	assert_float_equal(late[0], 4, 0);
 	assert_float_equal(late[1], 6, 0);
-	psf_worker_close(a);
+	psf_ps_client_close(a);
 	fleet_stop(&f);
 }
 
@@ -1306,7 +1306,7 @@ static void
 test_ps_reports_survive_restart(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *g;
 	psf_rpc_status st;
 	Psfleet__V1__StatsReply *before, *after, *again;
@@ -1316,8 +1316,8 @@ test_ps_reports_survive_restart(void **state)
 	fleet_start(&f, 1, 2, "{mode: async}", SGD1);
 	w = worker(&f, "trainer-0");
 	g = grads_const(&f, 0.5f);
-	assert_int_equal(psf_worker_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
-	psf_worker_close(w);
+	assert_int_equal(psf_ps_client_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+	psf_ps_client_close(w);
 	register_raw(&f, "trainer-1");
 	register_raw(&f, "elastic-7");
 	assert_int_equal(report_raw(&f, "trainer-0", 1, false, &st), PSF_OK);
@@ -1530,19 +1530,19 @@ static void
 test_ps_cosine_horizon_from_announced_steps(void **state)
 {
 	fleet f;
-	psf_worker *w;
+	psf_ps_client *w;
 	psf_params *w0, *w2, *g;
 	psf_push_result res;
 
 	(void)state;
 	fleet_start(&f, 1, 1, SYNC_CFG, "{kind: sgd, learning_rate: 1.0, schedule: cosine}");
 	w = worker(&f, "trainer-0");
-	psf_worker_set_total_steps(w, 2);
-	assert_int_equal(psf_worker_heartbeat(w, false), PSF_OK);
+	psf_ps_client_set_total_steps(w, 2);
+	assert_int_equal(psf_ps_client_heartbeat(w, false), PSF_OK);
 	w0 = pull_all(&f, w, 0);
 	g = grads_const(&f, 1.0f);
 	for (int64_t c = 0; c < 2; c++) {
-		assert_int_equal(psf_worker_push(w, c, g, f.keys, f.n_keys, 1, 0, &res), PSF_OK);
+		assert_int_equal(psf_ps_client_push(w, c, g, f.keys, f.n_keys, 1, 0, &res), PSF_OK);
 		assert_int_equal(res.max_staleness, 0);
 	}
 	w2 = pull_all(&f, w, 2);
@@ -1552,7 +1552,7 @@ test_ps_cosine_horizon_from_announced_steps(void **state)
 	psf_params_free(w0);
 	psf_params_free(w2);
 	psf_params_free(g);
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	fleet_stop(&f);
 }
 

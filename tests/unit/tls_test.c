@@ -22,7 +22,7 @@
 
 #include "client/psfleet_client.h"
 #include "lib/config/config.h"
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
 #include "lib/base/util.h"
@@ -300,7 +300,7 @@ test_tls_server_name_defaults_to_url_host(void **state)
 
 /* The config path every node's dialer takes (trainer -> ps, inferer -> ps,
  * gateway -> inferer, psfleet status/up): security.tls_server_name through
- * psf_node_client_opts. */
+ * psf_runtime_client_opts. */
 static void
 test_tls_server_name_from_config(void **state)
 {
@@ -324,7 +324,7 @@ test_tls_server_name_from_config(void **state)
 		if (psf_config_parse("sec.yaml", text, strlen(text), err, sizeof(err), &cfg) !=
 		    PSF_OK)
 			fail_msg("config: %s", err);
-		assert_int_equal(psf_node_client_opts(cfg, tok, sizeof(tok), &co), PSF_OK);
+		assert_int_equal(psf_runtime_client_opts(cfg, tok, sizeof(tok), &co), PSF_OK);
 		if (i == 0) {
 			assert_string_equal(co.tls.server_name, "psfleet-node");
 			assert_int_equal(health_with(cfg->nodes[0].listen, &co, 10000, &st), PSF_OK);
@@ -452,7 +452,7 @@ node_token_case(const char *security_yaml)
 	psf_config *cfg;
 	psf_rpc_server_opts so;
 	psf_rpc_server *s;
-	psf_node *n;
+	psf_runtime *n;
 	psf_rpc_status st;
 	int port;
 
@@ -462,19 +462,19 @@ node_token_case(const char *security_yaml)
 	    "features: [\"lag:0\"]\nsecurity: %s\n", dir, dir, security_yaml);
 	if (psf_config_parse("sec.yaml", text, strlen(text), err, sizeof(err), &cfg) != PSF_OK)
 		fail_msg("config: %s", err);
-	assert_int_equal(psf_node_server_opts(cfg, tok, sizeof(tok), &so), PSF_OK);
+	assert_int_equal(psf_runtime_server_opts(cfg, tok, sizeof(tok), &so), PSF_OK);
 	assert_string_equal(so.token, "from-the-config-source");
-	assert_int_equal(psf_node_new("ps0", "ps", "127.0.0.1:0", &n), PSF_OK);
+	assert_int_equal(psf_runtime_new("ps0", "ps", "127.0.0.1:0", &n), PSF_OK);
 	assert_int_equal(psf_rpc_server_new(&so, &s), PSF_OK);
 	assert_int_equal(psf_rpc_server_add_raw(s, "psfleet.v1.Admin/Health",
 	    &psfleet__v1__health_reply__descriptor, health, NULL), PSF_OK);
-	psf_node_observe_rpc(n, s);
+	psf_runtime_observe_rpc(n, s);
 	assert_int_equal(psf_rpc_server_listen(s, "tcp://127.0.0.1:0", url, sizeof(url)), PSF_OK);
 	assert_int_equal(psf_rpc_server_start(s), PSF_OK);
 	assert_int_equal(call_health(url, NULL, NULL, "from-the-config-source", 10000, &st), PSF_OK);
 	assert_int_equal(call_health(url, NULL, NULL, "guess", 10000, &st), PSF_EAUTH);
 	assert_int_equal(call_health(url, NULL, NULL, NULL, 10000, &st), PSF_EAUTH);
-	http_get(psf_node_http_port(n), "/metrics", body, sizeof(body));
+	http_get(psf_runtime_http_port(n), "/metrics", body, sizeof(body));
 	assert_non_null(strstr(body, "\npsfleet_rpc_unauthenticated_total 2\n"));
 	assert_non_null(strstr(body, "\npsfleet_rpc_connections "));
 	/* Bound to 127.0.0.1 only: another loopback address is refused. The RPC port
@@ -485,10 +485,10 @@ node_token_case(const char *security_yaml)
 	 * closed aio, which then never completes; docs/reliability.md). */
 	port = atoi(strrchr(url, ':') + 1);
 	assert_true(refused("127.0.0.2", port));
-	assert_true(refused("127.0.0.2", psf_node_http_port(n)));
-	assert_false(refused("127.0.0.1", psf_node_http_port(n)));
+	assert_true(refused("127.0.0.2", psf_runtime_http_port(n)));
+	assert_false(refused("127.0.0.1", psf_runtime_http_port(n)));
 	psf_rpc_server_free(s);
-	psf_node_free(n);
+	psf_runtime_free(n);
 	psf_config_free(cfg);
 }
 

@@ -1,11 +1,11 @@
-#include "trainer/worker.h"
+#include "trainer/ps_client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/base/log.h"
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
@@ -48,7 +48,7 @@ typedef struct pull_piece {
 	size_t first, n;
 } pull_piece;
 
-struct psf_worker {
+struct psf_ps_client {
 	const psf_config *cfg;
 	const psf_model *model;
 	char id[128];
@@ -77,13 +77,13 @@ struct psf_worker {
 
 /* stopping: a stop was requested, or the clients were shut down (abort). */
 static bool
-stopping(const psf_worker *w, psf_err err)
+stopping(const psf_ps_client *w, psf_err err)
 {
 	return err == PSF_ECLOSED || (w->stop != NULL && w->stop(w->stop_arg));
 }
 
 static psf_err
-register_shard(psf_worker *w, size_t s)
+register_shard(psf_ps_client *w, size_t s)
 {
 	Psfleet__V1__RegisterRequest req = PSFLEET__V1__REGISTER_REQUEST__INIT;
 	Psfleet__V1__RegisterReply *r = NULL;
@@ -105,7 +105,7 @@ register_shard(psf_worker *w, size_t s)
 			return PSF_ECLOSED;
 		if ((st.code != PSF_STATUS_UNAVAILABLE && st.code != PSF_STATUS_DEADLINE_EXCEEDED) ||
 		    psf_now_ms() >= until) {
-			psf_log_err("worker", "register with ps shard %zu (%s): %s", s,
+			psf_log_err("ps_client", "register with ps shard %zu (%s): %s", s,
 			    psf_rpc_client_url(w->clients[s]), st.message);
 			return err;
 		}
@@ -121,7 +121,7 @@ register_shard(psf_worker *w, size_t s)
 
 /* register_all (re)registers with every shard and derives clock and seq. */
 static psf_err
-register_all(psf_worker *w)
+register_all(psf_ps_client *w)
 {
 	uint64_t max_seq = 0;
 	psf_err err;
@@ -141,10 +141,10 @@ register_all(psf_worker *w)
 }
 
 psf_err
-psf_worker_open(const psf_config *cfg, const psf_model *model, const char *id,
-    const psf_worker_opts *opts, psf_worker **out)
+psf_ps_client_open(const psf_config *cfg, const psf_model *model, const char *id,
+    const psf_ps_client_opts *opts, psf_ps_client **out)
 {
-	psf_worker *w = calloc(1, sizeof(*w));
+	psf_ps_client *w = calloc(1, sizeof(*w));
 	psf_rpc_client_opts co;
 	psf_err err = PSF_ENOMEM;
 
@@ -173,7 +173,7 @@ psf_worker_open(const psf_config *cfg, const psf_model *model, const char *id,
 	w->pend = calloc(w->n_ps > PULL_WINDOW ? w->n_ps : PULL_WINDOW, sizeof(*w->pend));
 	if (!w->clients || !w->seeds || !w->shard_clock || !w->shard_seq || !w->bufs || !w->pend)
 		goto fail;
-	if ((err = psf_node_client_opts(cfg, w->token, sizeof(w->token), &co)) != PSF_OK)
+	if ((err = psf_runtime_client_opts(cfg, w->token, sizeof(w->token), &co)) != PSF_OK)
 		goto fail;
 	for (size_t s = 0; s < w->n_ps; s++) {
 		const char *url = (opts != NULL && opts->ps_urls != NULL) ? opts->ps_urls[s]
@@ -184,24 +184,24 @@ psf_worker_open(const psf_config *cfg, const psf_model *model, const char *id,
 	}
 	if ((err = register_all(w)) != PSF_OK)
 		goto fail;
-	psf_log_info("worker", "%s registered with %zu ps shard(s): clock %lld, next seq %llu", id,
+	psf_log_info("ps_client", "%s registered with %zu ps shard(s): clock %lld, next seq %llu", id,
 	    w->n_ps, (long long)w->clock, (unsigned long long)w->next_seq);
 	*out = w;
 	return PSF_OK;
 fail:
-	psf_worker_close(w);
+	psf_ps_client_close(w);
 	return err;
 }
 
 void
-psf_worker_abort(psf_worker *w)
+psf_ps_client_abort(psf_ps_client *w)
 {
 	for (size_t s = 0; w->clients != NULL && s < w->n_ps; s++)
 		psf_rpc_client_shutdown(w->clients[s]);
 }
 
 void
-psf_worker_close(psf_worker *w)
+psf_ps_client_close(psf_ps_client *w)
 {
 	if (w == NULL)
 		return;
@@ -225,13 +225,13 @@ psf_worker_close(psf_worker *w)
 }
 
 int64_t
-psf_worker_clock(const psf_worker *w)
+psf_ps_client_clock(const psf_ps_client *w)
 {
 	return w->clock;
 }
 
 uint32_t
-psf_worker_index(const psf_worker *w)
+psf_ps_client_index(const psf_ps_client *w)
 {
 	return w->index;
 }
@@ -246,7 +246,7 @@ cmp_u64(const void *a, const void *b)
 
 /* route sorts keys into per-shard lists, sorted and unique. */
 static psf_err
-route(psf_worker *w, const uint64_t *keys, size_t n)
+route(psf_ps_client *w, const uint64_t *keys, size_t n)
 {
 	for (size_t s = 0; s < w->n_ps; s++)
 		w->bufs[s].n = 0;
@@ -293,7 +293,7 @@ retryable(const psf_rpc_status *st)
  * idempotent at the RPC layer (Push: its big request would be copied for every
  * possible re-send) is retried here instead, with the same request. */
 static psf_err
-call_shard(psf_worker *w, size_t s, const char *method, const ProtobufCMessage *req,
+call_shard(psf_ps_client *w, size_t s, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *desc, int idempotent, ProtobufCMessage **reply,
     psf_rpc_status *st)
 {
@@ -323,7 +323,7 @@ call_shard(psf_worker *w, size_t s, const char *method, const ProtobufCMessage *
 }
 
 static psf_err
-store_pulled(psf_worker *w, const Psfleet__V1__PullReply *r, psf_params *dst)
+store_pulled(psf_ps_client *w, const Psfleet__V1__PullReply *r, psf_params *dst)
 {
 	size_t off = 0;
 	psf_err err;
@@ -392,7 +392,7 @@ scan_pull_reply(const uint8_t *buf, size_t len, uint64_t *keys, uint32_t *lens, 
 /* store_pull_reply stores the values of a serialized PullReply into dst,
  * copying each value once, straight from the reply message. */
 static psf_err
-store_pull_reply(psf_worker *w, const uint8_t *buf, size_t len, psf_params *dst,
+store_pull_reply(psf_ps_client *w, const uint8_t *buf, size_t len, psf_params *dst,
     uint64_t *version)
 {
 	pull_view v;
@@ -432,7 +432,7 @@ store_pull_reply(psf_worker *w, const uint8_t *buf, size_t len, psf_params *dst,
 
 /* add_piece appends piece {s, first, n} to w->pieces[0..*n_pieces). */
 static psf_err
-add_piece(psf_worker *w, size_t *n_pieces, size_t s, size_t first, size_t n)
+add_piece(psf_ps_client *w, size_t *n_pieces, size_t s, size_t first, size_t n)
 {
 	if (*n_pieces == w->pieces_cap) {
 		size_t cap = w->pieces_cap ? w->pieces_cap * 2 : 16;
@@ -456,7 +456,7 @@ add_piece(psf_worker *w, size_t *n_pieces, size_t s, size_t first, size_t n)
  * the pull, a worker could finish step c on the shards it pulls from and push
  * c + 1 to a shard where round c is still open (ABORTED). */
 static psf_err
-plan_pieces(psf_worker *w, size_t *n_out)
+plan_pieces(psf_ps_client *w, size_t *n_out)
 {
 	size_t n = 0, max_keys = w->cfg->limits.max_keys_per_request;
 	bool sync = w->cfg->consistency.mode == PSF_CONS_SYNC;
@@ -487,7 +487,7 @@ plan_pieces(psf_worker *w, size_t *n_out)
 }
 
 static void
-pull_request(psf_worker *w, const pull_piece *pc, int64_t clock, Psfleet__V1__PullRequest *req)
+pull_request(psf_ps_client *w, const pull_piece *pc, int64_t clock, Psfleet__V1__PullRequest *req)
 {
 	psfleet__v1__pull_request__init(req);
 	req->worker = w->id;
@@ -499,7 +499,7 @@ pull_request(psf_worker *w, const pull_piece *pc, int64_t clock, Psfleet__V1__Pu
 /* start_piece sends one pull request; on failure *pend stays NULL and the
  * piece takes the slow path when collected. */
 static void
-start_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending **pend)
+start_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pending **pend)
 {
 	Psfleet__V1__PullRequest req;
 	psf_rpc_call_opts o = {0, 1, 0};
@@ -511,7 +511,7 @@ start_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending 
 
 /* finish_piece collects one pull request into dst. */
 static psf_err
-finish_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending *pend,
+finish_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pending *pend,
     psf_params *dst, uint64_t *version)
 {
 	Psfleet__V1__PullRequest req;
@@ -524,7 +524,7 @@ finish_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending
 
 	if (err == PSF_OK) {
 		if ((err = store_pull_reply(w, payload, len, dst, version)) == PSF_EPROTO)
-			psf_log_err("worker", "pull from shard %zu: malformed PullReply (%zu bytes)", pc->shard,
+			psf_log_err("ps_client", "pull from shard %zu: malformed PullReply (%zu bytes)", pc->shard,
 			    len);
 		return err;
 	}
@@ -534,7 +534,7 @@ finish_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending
 	    (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
 		if (err != PSF_ECLOSED) /* not a stop request */
-			psf_log_err("worker", "pull from shard %zu at clock %lld: %s", pc->shard,
+			psf_log_err("ps_client", "pull from shard %zu at clock %lld: %s", pc->shard,
 			    (long long)clock, st.message);
 		return err;
 	}
@@ -545,7 +545,7 @@ finish_piece(psf_worker *w, const pull_piece *pc, int64_t clock, psf_rpc_pending
 }
 
 psf_err
-psf_worker_pull(psf_worker *w, int64_t clock, const uint64_t *keys, size_t n, psf_params *dst,
+psf_ps_client_pull(psf_ps_client *w, int64_t clock, const uint64_t *keys, size_t n, psf_params *dst,
     uint64_t *version_out)
 {
 	uint64_t min_version = UINT64_MAX, v = 0;
@@ -631,7 +631,7 @@ push_values(shard_buf *b, const psf_params *grads, const uint8_t **data, size_t 
 /* push_collect waits for one shard's push, taking the slow path (retries with
  * the same seq, re-registration) when the first attempt failed. */
 static psf_err
-push_collect(psf_worker *w, size_t s, const Psfleet__V1__PushRequest *req, psf_rpc_pending *pend,
+push_collect(psf_ps_client *w, size_t s, const Psfleet__V1__PushRequest *req, psf_rpc_pending *pend,
     Psfleet__V1__PushReply **r, psf_rpc_status *st)
 {
 	psf_err err = pend != NULL ? psf_rpc_pending_wait(pend, &psfleet__v1__push_reply__descriptor,
@@ -656,7 +656,7 @@ push_collect(psf_worker *w, size_t s, const Psfleet__V1__PushRequest *req, psf_r
 }
 
 psf_err
-psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads, const uint64_t *keys,
+psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads, const uint64_t *keys,
     size_t n, uint64_t n_samples, double loss, psf_push_result *res)
 {
 	psf_push_result out = {0, 0, 0};
@@ -700,14 +700,14 @@ psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads, const uin
 		psf_rpc_pending_free(w->pend[s]);
 		w->pend[s] = NULL;
 		if (err != PSF_OK && st.code == PSF_STATUS_ABORTED) {
-			psf_log_warn("worker", "shard %zu: %s", s, st.message);
+			psf_log_warn("ps_client", "shard %zu: %s", s, st.message);
 			aborted = true;
 			err = PSF_OK;
 			continue;
 		}
 		if (err != PSF_OK) {
 			if (err != PSF_ECLOSED) /* not a stop request */
-				psf_log_err("worker", "push to shard %zu at clock %lld: %s", s,
+				psf_log_err("ps_client", "push to shard %zu at clock %lld: %s", s,
 				    (long long)clock, st.message);
 			break;
 		}
@@ -731,7 +731,7 @@ psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads, const uin
 	if (aborted) {
 		if ((err = register_all(w)) != PSF_OK)
 			return err;
-		psf_log_warn("worker", "%s rejoins at clock %lld", w->id, (long long)w->clock);
+		psf_log_warn("ps_client", "%s rejoins at clock %lld", w->id, (long long)w->clock);
 		return PSF_ESTATE;
 	}
 	w->clock = clock + 1;
@@ -741,13 +741,13 @@ psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads, const uin
 }
 
 void
-psf_worker_set_total_steps(psf_worker *w, uint64_t total_steps)
+psf_ps_client_set_total_steps(psf_ps_client *w, uint64_t total_steps)
 {
 	w->total_steps = total_steps;
 }
 
 psf_err
-psf_worker_heartbeat(psf_worker *w, bool done)
+psf_ps_client_heartbeat(psf_ps_client *w, bool done)
 {
 	psf_err first = PSF_OK;
 
@@ -772,7 +772,7 @@ psf_worker_heartbeat(psf_worker *w, bool done)
 }
 
 psf_err
-psf_worker_reduce(psf_worker *w, const char *name, uint32_t expected, double *values, size_t n)
+psf_ps_client_reduce(psf_ps_client *w, const char *name, uint32_t expected, double *values, size_t n)
 {
 	Psfleet__V1__ReduceRequest req = PSFLEET__V1__REDUCE_REQUEST__INIT;
 	Psfleet__V1__ReduceReply *r = NULL;
@@ -787,7 +787,7 @@ psf_worker_reduce(psf_worker *w, const char *name, uint32_t expected, double *va
 	err = call_shard(w, 0, M_REDUCE, &req.base, &psfleet__v1__reduce_reply__descriptor, 1,
 	    (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
-		psf_log_err("worker", "reduce '%s': %s", name, st.message);
+		psf_log_err("ps_client", "reduce '%s': %s", name, st.message);
 		return err;
 	}
 	if (r->n_values != n) {
@@ -800,7 +800,7 @@ psf_worker_reduce(psf_worker *w, const char *name, uint32_t expected, double *va
 }
 
 psf_err
-psf_worker_report(psf_worker *w, Psfleet__V1__MetricsReport *report)
+psf_ps_client_report(psf_ps_client *w, Psfleet__V1__MetricsReport *report)
 {
 	Psfleet__V1__MetricsAck *r = NULL;
 	psf_rpc_status st;

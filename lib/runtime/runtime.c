@@ -1,4 +1,4 @@
-#include "lib/node/node.h"
+#include "lib/runtime/runtime.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -9,11 +9,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "lib/node/http.h"
+#include "lib/runtime/http.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
 
-struct psf_node {
+struct psf_runtime {
 	char id[128];
 	char role[32];
 	psf_metrics *reg;
@@ -42,13 +42,13 @@ on_signal(int sig)
 static bool
 health_cb(void *arg, char *reason, size_t len)
 {
-	return psf_node_is_ready(arg, reason, len);
+	return psf_runtime_is_ready(arg, reason, len);
 }
 
 psf_err
-psf_node_new(const char *id, const char *role, const char *metrics_addr, psf_node **out)
+psf_runtime_new(const char *id, const char *role, const char *metrics_addr, psf_runtime **out)
 {
-	psf_node *n = calloc(1, sizeof(*n));
+	psf_runtime *n = calloc(1, sizeof(*n));
 	struct sigaction sa;
 	psf_err err;
 
@@ -96,12 +96,12 @@ psf_node_new(const char *id, const char *role, const char *metrics_addr, psf_nod
 	*out = n;
 	return PSF_OK;
 fail:
-	psf_node_free(n);
+	psf_runtime_free(n);
 	return err;
 }
 
 void
-psf_node_free(psf_node *n)
+psf_runtime_free(psf_runtime *n)
 {
 	if (n == NULL)
 		return;
@@ -113,31 +113,31 @@ psf_node_free(psf_node *n)
 }
 
 psf_metrics *
-psf_node_metrics(psf_node *n)
+psf_runtime_metrics(psf_runtime *n)
 {
 	return n->reg;
 }
 
 const char *
-psf_node_id(const psf_node *n)
+psf_runtime_id(const psf_runtime *n)
 {
 	return n->id;
 }
 
 const char *
-psf_node_role(const psf_node *n)
+psf_runtime_role(const psf_runtime *n)
 {
 	return n->role;
 }
 
 uint16_t
-psf_node_http_port(const psf_node *n)
+psf_runtime_http_port(const psf_runtime *n)
 {
 	return n->http != NULL ? psf_http_port(n->http) : 0;
 }
 
 void
-psf_node_set_ready(psf_node *n, bool ready, const char *reason)
+psf_runtime_set_ready(psf_runtime *n, bool ready, const char *reason)
 {
 	pthread_mutex_lock(&n->mu);
 	if (ready != n->ready)
@@ -149,7 +149,7 @@ psf_node_set_ready(psf_node *n, bool ready, const char *reason)
 }
 
 bool
-psf_node_is_ready(psf_node *n, char *reason, size_t len)
+psf_runtime_is_ready(psf_runtime *n, char *reason, size_t len)
 {
 	bool ready;
 
@@ -165,7 +165,7 @@ static void
 observe(const char *method, psf_status status, uint64_t latency_ns, size_t bytes_in,
     size_t bytes_out, void *arg)
 {
-	psf_node *n = arg;
+	psf_runtime *n = arg;
 	psf_counter *c;
 	psf_hist *h;
 	size_t nb;
@@ -188,7 +188,7 @@ observe(const char *method, psf_status status, uint64_t latency_ns, size_t bytes
 static void
 observe_conn(psf_rpc_conn_event ev, uint32_t n_open, void *arg)
 {
-	psf_node *n = arg;
+	psf_runtime *n = arg;
 
 	if (ev == PSF_RPC_CONN_REFUSED)
 		psf_counter_inc(n->conns_refused);
@@ -196,14 +196,14 @@ observe_conn(psf_rpc_conn_event ev, uint32_t n_open, void *arg)
 }
 
 void
-psf_node_observe_rpc(psf_node *n, psf_rpc_server *srv)
+psf_runtime_observe_rpc(psf_runtime *n, psf_rpc_server *srv)
 {
 	psf_rpc_server_set_observer(srv, observe, n);
 	psf_rpc_server_set_conn_observer(srv, observe_conn, n);
 }
 
 void
-psf_node_request_stop(psf_node *n)
+psf_runtime_request_stop(psf_runtime *n)
 {
 	atomic_store(&stop_flag, 1);
 	pthread_mutex_lock(&n->mu);
@@ -212,21 +212,21 @@ psf_node_request_stop(psf_node *n)
 }
 
 bool
-psf_node_stop_requested(const psf_node *n)
+psf_runtime_stop_requested(const psf_runtime *n)
 {
 	(void)n;
 	return atomic_load(&stop_flag) != 0;
 }
 
 bool
-psf_node_wait(psf_node *n, uint32_t ms)
+psf_runtime_wait(psf_runtime *n, uint32_t ms)
 {
 	struct timespec ts;
 	uint64_t until = psf_now_ns() + (uint64_t)ms * 1000000ull;
 
 	/* Signals only set the flag, so wake at least every 100 ms to see it. */
 	pthread_mutex_lock(&n->mu);
-	while (!psf_node_stop_requested(n)) {
+	while (!psf_runtime_stop_requested(n)) {
 		uint64_t now = psf_now_ns();
 		if (now >= until)
 			break;
@@ -241,11 +241,11 @@ psf_node_wait(psf_node *n, uint32_t ms)
 		pthread_cond_timedwait(&n->cv, &n->mu, &ts);
 	}
 	pthread_mutex_unlock(&n->mu);
-	return psf_node_stop_requested(n);
+	return psf_runtime_stop_requested(n);
 }
 
 double
-psf_node_uptime(const psf_node *n)
+psf_runtime_uptime(const psf_runtime *n)
 {
 	return (double)(psf_now_ns() - n->start_ns) / 1e9;
 }
@@ -287,7 +287,7 @@ read_token(const psf_security_cfg *sec, char *buf, size_t len, const char **out)
 }
 
 psf_err
-psf_node_server_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc_server_opts *out)
+psf_runtime_server_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc_server_opts *out)
 {
 	psf_rpc_server_opts o = {0};
 	psf_err err = read_token(&cfg->security, tokbuf, toklen, &o.token);
@@ -305,7 +305,7 @@ psf_node_server_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc
 }
 
 psf_err
-psf_node_client_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc_client_opts *out)
+psf_runtime_client_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc_client_opts *out)
 {
 	psf_rpc_client_opts o = {0};
 	psf_err err = read_token(&cfg->security, tokbuf, toklen, &o.token);

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "lib/node/http.h"
+#include "lib/runtime/http.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

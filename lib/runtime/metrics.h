@@ -1,5 +1,5 @@
 /* metrics.h -- a registry of counters, gauges and histograms, rendered in the
- * Prometheus text exposition format 0.0.4 (DESIGN.md §9). lib/node/http.h serves
+ * Prometheus text exposition format 0.0.4 (DESIGN.md §9). lib/runtime/http.h serves
  * it on /metrics.
  *
  * A metric family has a name, help text and a type; each series of a family

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "lib/node/metrics.h"
+#include "lib/runtime/metrics.h"
 
 #include <dirent.h>
 #include <fcntl.h>

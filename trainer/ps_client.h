@@ -1,6 +1,7 @@
-/* worker.h -- a trainer's client of the parameter servers (the ps-lite "worker").
+/* ps_client.h -- a trainer's client of the parameter servers (ps-lite calls it the "worker";
+ * here a worker is the ps's record of a trainer).
  *
- * One psf_worker talks to every ps shard of the fleet. Keys are routed to their
+ * One psf_ps_client talks to every ps shard of the fleet. Keys are routed to their
  * shard by the config's shard map (rendezvous hashing, lib/base/shard.h); pull and
  * push fan out to all shards concurrently and return when every shard answered.
  * (ps-lite returns a timestamp and waits later; psfleet's loop always needs the
@@ -15,11 +16,11 @@
  *  - a shard that already has the push of a clock (a crash between shards) is
  *    not sent it again;
  *  - in sync mode a push for a round that closed without this worker gets
- *    ABORTED: psf_worker_push returns PSF_ESTATE after re-registering, and
- *    psf_worker_clock() tells the clock to continue at.
+ *    ABORTED: psf_ps_client_push returns PSF_ESTATE after re-registering, and
+ *    psf_ps_client_clock() tells the clock to continue at.
  * Not thread-safe: one training thread uses a worker. */
-#ifndef PSF_TRAINER_WORKER_H
-#define PSF_TRAINER_WORKER_H
+#ifndef PSF_TRAINER_PS_CLIENT_H
+#define PSF_TRAINER_PS_CLIENT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,16 +31,16 @@
 #include "lib/model/model.h"
 #include "psfleet.pb-c.h"
 
-typedef struct psf_worker psf_worker;
+typedef struct psf_ps_client psf_ps_client;
 
-typedef struct psf_worker_opts {
+typedef struct psf_ps_client_opts {
 	const char *const *ps_urls; /* one per ps node, in config order; NULL = the config's */
 	uint32_t retry_ms;          /* give up on a shard after this long; 0 = 120000 */
 	/* stop (may be NULL): asked between retries; true ends the call with
-	 * PSF_ECLOSED (a node's stop request; see also psf_worker_abort) */
+	 * PSF_ECLOSED (a node's stop request; see also psf_ps_client_abort) */
 	bool (*stop)(void *arg);
 	void *stop_arg;
-} psf_worker_opts;
+} psf_ps_client_opts;
 
 /* Outcome of a push, summed over shards. */
 typedef struct psf_push_result {
@@ -48,59 +49,59 @@ typedef struct psf_push_result {
 	int64_t max_staleness;
 } psf_push_result;
 
-/* psf_worker_open connects to every ps node and registers as worker `id` (which
+/* psf_ps_client_open connects to every ps node and registers as worker `id` (which
  * should be a trainer id of the config). The worker's clock starts at the
- * smallest clock any shard reports (see psf_worker_clock). */
-PSF_NODISCARD psf_err psf_worker_open(const psf_config *cfg, const psf_model *model,
-    const char *id, const psf_worker_opts *opts, psf_worker **out);
+ * smallest clock any shard reports (see psf_ps_client_clock). */
+PSF_NODISCARD psf_err psf_ps_client_open(const psf_config *cfg, const psf_model *model,
+    const char *id, const psf_ps_client_opts *opts, psf_ps_client **out);
 
-/* psf_worker_close closes the connections. NULL is fine. */
-void psf_worker_close(psf_worker *w);
+/* psf_ps_client_close closes the connections. NULL is fine. */
+void psf_ps_client_close(psf_ps_client *w);
 
-/* psf_worker_abort cuts every call of w short: calls in flight and later ones end
+/* psf_ps_client_abort cuts every call of w short: calls in flight and later ones end
  * with PSF_ECLOSED. Safe from another thread while w is in use (a stop request
- * must not wait for a parked Pull's deadline); psf_worker_close is still needed. */
-void psf_worker_abort(psf_worker *w);
+ * must not wait for a parked Pull's deadline); psf_ps_client_close is still needed. */
+void psf_ps_client_abort(psf_ps_client *w);
 
-/* psf_worker_clock returns the clock (step) to compute next. */
-int64_t psf_worker_clock(const psf_worker *w);
+/* psf_ps_client_clock returns the clock (step) to compute next. */
+int64_t psf_ps_client_clock(const psf_ps_client *w);
 
-/* psf_worker_index returns the worker's index on shard 0. */
-uint32_t psf_worker_index(const psf_worker *w);
+/* psf_ps_client_index returns the worker's index on shard 0. */
+uint32_t psf_ps_client_index(const psf_ps_client *w);
 
-/* psf_worker_pull fetches keys[0..n) (any order, duplicates allowed) for step
+/* psf_ps_client_pull fetches keys[0..n) (any order, duplicates allowed) for step
  * `clock` into dst (psf_params_set_key), waiting as the consistency mode says.
  * In sync mode every shard is asked, with no keys when none of them route to it,
  * so the barrier holds on every shard (a shard takes a push for clock c only
  * while its round c is open). *version_out (may be NULL) gets the smallest model
  * version among the shards asked. */
-PSF_NODISCARD psf_err psf_worker_pull(psf_worker *w, int64_t clock, const uint64_t *keys,
+PSF_NODISCARD psf_err psf_ps_client_pull(psf_ps_client *w, int64_t clock, const uint64_t *keys,
     size_t n, psf_params *dst, uint64_t *version_out);
 
-/* psf_worker_push sends the gradients of keys[0..n) (all present in grads) for
+/* psf_ps_client_push sends the gradients of keys[0..n) (all present in grads) for
  * step `clock` to their shards, and an empty push to the others so every shard
  * sees the clock. On PSF_OK the worker's clock becomes clock + 1. PSF_ESTATE: the
  * round moved on without this worker (sync); the worker re-registered and
- * psf_worker_clock() says where to continue. */
-PSF_NODISCARD psf_err psf_worker_push(psf_worker *w, int64_t clock, const psf_params *grads,
+ * psf_ps_client_clock() says where to continue. */
+PSF_NODISCARD psf_err psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads,
     const uint64_t *keys, size_t n, uint64_t n_samples, double loss, psf_push_result *res);
 
-/* psf_worker_set_total_steps records how many steps this worker will take in the
+/* psf_ps_client_set_total_steps records how many steps this worker will take in the
  * whole run; every later heartbeat announces it (the ps derives a cosine
  * schedule's horizon from it). Cannot fail. */
-void psf_worker_set_total_steps(psf_worker *w, uint64_t total_steps);
+void psf_ps_client_set_total_steps(psf_ps_client *w, uint64_t total_steps);
 
-/* psf_worker_heartbeat tells every shard the worker is alive at its clock;
+/* psf_ps_client_heartbeat tells every shard the worker is alive at its clock;
  * done = true leaves the group (training finished). */
-PSF_NODISCARD psf_err psf_worker_heartbeat(psf_worker *w, bool done);
+PSF_NODISCARD psf_err psf_ps_client_heartbeat(psf_ps_client *w, bool done);
 
-/* psf_worker_reduce sums values[0..n) element-wise over `expected` workers under
+/* psf_ps_client_reduce sums values[0..n) element-wise over `expected` workers under
  * `name` through shard 0, waiting until all contributed; the sums replace values. */
-PSF_NODISCARD psf_err psf_worker_reduce(psf_worker *w, const char *name, uint32_t expected,
+PSF_NODISCARD psf_err psf_ps_client_reduce(psf_ps_client *w, const char *name, uint32_t expected,
     double *values, size_t n);
 
-/* psf_worker_report sends evaluation metrics to shard 0 (report->worker is set
+/* psf_ps_client_report sends evaluation metrics to shard 0 (report->worker is set
  * by this call). */
-PSF_NODISCARD psf_err psf_worker_report(psf_worker *w, Psfleet__V1__MetricsReport *report);
+PSF_NODISCARD psf_err psf_ps_client_report(psf_ps_client *w, Psfleet__V1__MetricsReport *report);
 
 #endif

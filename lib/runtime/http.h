@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "lib/base/err.h"
-#include "lib/node/metrics.h"
+#include "lib/runtime/metrics.h"
 
 typedef struct psf_http psf_http;
 
