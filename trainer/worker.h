@@ -50,9 +50,23 @@ typedef struct psf_push_result {
 
 /* psf_worker_open connects to every ps node and registers as worker `id` (which
  * should be a trainer id of the config). The worker's clock starts at the
- * smallest clock any shard reports (see psf_worker_clock). */
+ * smallest clock any shard reports (see psf_worker_clock). It is psf_worker_new
+ * then psf_worker_register, and closes the worker when the registration fails. */
 PSF_NODISCARD psf_err psf_worker_open(const psf_config *cfg, const psf_model *model,
     const char *id, const psf_worker_opts *opts, psf_worker **out);
+
+/* psf_worker_new is the first half of psf_worker_open: it makes worker `id` and
+ * starts its clients dialing every ps node, without waiting for a connection and
+ * without registering. A caller whose stop request must cut the registration
+ * short hands w to its stop watcher (psf_worker_abort) before registering. */
+PSF_NODISCARD psf_err psf_worker_new(const psf_config *cfg, const psf_model *model,
+    const char *id, const psf_worker_opts *opts, psf_worker **out);
+
+/* psf_worker_register is the second half of psf_worker_open: it registers with
+ * every ps shard (retrying until retry_ms while one is unreachable) and sets the
+ * clock as psf_worker_open says. PSF_ECLOSED: a stop was requested or w aborted;
+ * w still needs psf_worker_close. Call it once, before any other call on w. */
+PSF_NODISCARD psf_err psf_worker_register(psf_worker *w);
 
 /* psf_worker_close closes the connections. NULL is fine. */
 void psf_worker_close(psf_worker *w);
