@@ -182,7 +182,7 @@ psf_err
 inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards, inf_book **out)
 {
 	char errbuf[512];
-	psf_data_opts dopts = {cfg->data.bad_rows, NULL, NULL};
+	psf_data_opts dopts = {cfg->data.bad_rows, NULL, NULL, NULL, NULL};
 	psf_dataset *ds = NULL;
 	inf_book *b = calloc(1, sizeof(*b));
 	uint64_t t0 = psf_now_ms();

@@ -141,7 +141,7 @@ register_all(psf_ps_client *w)
 }
 
 psf_err
-psf_ps_client_open(const psf_config *cfg, const psf_model *model, const char *id,
+psf_ps_client_new(const psf_config *cfg, const psf_model *model, const char *id,
     const psf_ps_client_opts *opts, psf_ps_client **out)
 {
 	psf_ps_client *w = calloc(1, sizeof(*w));
@@ -182,15 +182,40 @@ psf_ps_client_open(const psf_config *cfg, const psf_model *model, const char *id
 		if ((err = psf_rpc_client_open(url, &co, &w->clients[s])) != PSF_OK)
 			goto fail;
 	}
-	if ((err = register_all(w)) != PSF_OK)
-		goto fail;
-	psf_log_info("ps_client", "%s registered with %zu ps shard(s): clock %lld, next seq %llu", id,
-	    w->n_ps, (long long)w->clock, (unsigned long long)w->next_seq);
 	*out = w;
 	return PSF_OK;
 fail:
 	psf_ps_client_close(w);
 	return err;
+}
+
+psf_err
+psf_ps_client_register(psf_ps_client *w)
+{
+	psf_err err = register_all(w);
+
+	if (err != PSF_OK)
+		return err;
+	psf_log_info("ps_client", "%s registered with %zu ps shard(s): clock %lld, next seq %llu", w->id,
+	    w->n_ps, (long long)w->clock, (unsigned long long)w->next_seq);
+	return PSF_OK;
+}
+
+psf_err
+psf_ps_client_open(const psf_config *cfg, const psf_model *model, const char *id,
+    const psf_ps_client_opts *opts, psf_ps_client **out)
+{
+	psf_ps_client *w = NULL;
+	psf_err err;
+
+	if ((err = psf_ps_client_new(cfg, model, id, opts, &w)) != PSF_OK)
+		return err;
+	if ((err = psf_ps_client_register(w)) != PSF_OK) {
+		psf_ps_client_close(w);
+		return err;
+	}
+	*out = w;
+	return PSF_OK;
 }
 
 void

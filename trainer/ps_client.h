@@ -51,9 +51,23 @@ typedef struct psf_push_result {
 
 /* psf_ps_client_open connects to every ps node and registers as worker `id` (which
  * should be a trainer id of the config). The worker's clock starts at the
- * smallest clock any shard reports (see psf_ps_client_clock). */
+ * smallest clock any shard reports (see psf_ps_client_clock). It is psf_ps_client_new
+ * then psf_ps_client_register, and closes the worker when the registration fails. */
 PSF_NODISCARD psf_err psf_ps_client_open(const psf_config *cfg, const psf_model *model,
     const char *id, const psf_ps_client_opts *opts, psf_ps_client **out);
+
+/* psf_ps_client_new is the first half of psf_ps_client_open: it makes worker `id` and
+ * starts its clients dialing every ps node, without waiting for a connection and
+ * without registering. A caller whose stop request must cut the registration
+ * short hands w to its stop watcher (psf_ps_client_abort) before registering. */
+PSF_NODISCARD psf_err psf_ps_client_new(const psf_config *cfg, const psf_model *model,
+    const char *id, const psf_ps_client_opts *opts, psf_ps_client **out);
+
+/* psf_ps_client_register is the second half of psf_ps_client_open: it registers with
+ * every ps shard (retrying until retry_ms while one is unreachable) and sets the
+ * clock as psf_ps_client_open says. PSF_ECLOSED: a stop was requested or w aborted;
+ * w still needs psf_ps_client_close. Call it once, before any other call on w. */
+PSF_NODISCARD psf_err psf_ps_client_register(psf_ps_client *w);
 
 /* psf_ps_client_close closes the connections. NULL is fine. */
 void psf_ps_client_close(psf_ps_client *w);

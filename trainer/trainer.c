@@ -110,6 +110,13 @@ open_traces(trainer *t)
 	return PSF_OK;
 }
 
+/* node_stop: the worker's and the loader's stop test (a node's stop request). */
+static bool
+node_stop(void *rt)
+{
+	return psf_runtime_stop_requested(rt);
+}
+
 /* make_table loads this trainer's symbols and builds the standardised table. The
  * standardisation statistics are summed over every trainer through the ps, so all
  * use the same scaling. */
@@ -125,11 +132,12 @@ make_table(trainer *t)
 		psf_log_err("trainer", "%s", errbuf);
 		return err;
 	}
-	psf_data_opts dopts = {t->cfg->data.bad_rows, psf_shard_plan_keep, &plan};
+	psf_data_opts dopts = {t->cfg->data.bad_rows, psf_shard_plan_keep, &plan, node_stop, t->rt};
 	uint64_t t0 = psf_now_ms();
 	err = psf_data_load(t->cfg->data.path, &dopts, errbuf, sizeof(errbuf), &ds);
 	if (err != PSF_OK) {
-		psf_log_err("trainer", "%s", errbuf);
+		if (err != PSF_ECLOSED) /* a stop request is not a data problem */
+			psf_log_err("trainer", "%s", errbuf);
 		goto out;
 	}
 	err = psf_features_build(ds, t->cfg->features, t->cfg->n_features, t->cfg->target,
@@ -452,16 +460,11 @@ trainer_fini(trainer *t)
  * retries the worker asks node_stop itself (before the watcher can see it). */
 typedef struct stop_watch {
 	psf_runtime *rt;
-	_Atomic(psf_ps_client *) w; /* set once the worker is open */
+	_Atomic(psf_ps_client *) w; /* set once the worker's clients exist, before it
+	                          * registers; the worker outlives the watcher */
 	atomic_bool done;        /* the trainer is finishing: the watcher ends */
 	pthread_t thread;
 } stop_watch;
-
-static bool
-node_stop(void *rt)
-{
-	return psf_runtime_stop_requested(rt);
-}
 
 static void *
 watch_stop(void *arg)
@@ -520,8 +523,10 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	if ((err = make_table(&t)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &t.model)) != PSF_OK ||
-	    (err = psf_ps_client_open(cfg, t.model, node->id, &wo, &t.w)) != PSF_OK ||
-	    (atomic_store(&sw.w, t.w), (err = standardize(&t)) != PSF_OK) ||
+	    (err = psf_ps_client_new(cfg, t.model, node->id, &wo, &t.w)) != PSF_OK)
+		goto out;
+	atomic_store(&sw.w, t.w); /* before registering: a held Register must not hold a stop */
+	if ((err = psf_ps_client_register(t.w)) != PSF_OK || (err = standardize(&t)) != PSF_OK ||
 	    (err = agree_steps(&t)) != PSF_OK || (err = setup_model(&t)) != PSF_OK)
 		goto out;
 	psf_runtime_set_ready(t.rt, true, NULL);

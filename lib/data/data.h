@@ -23,6 +23,7 @@
 #ifndef PSF_DATA_H
 #define PSF_DATA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,7 +74,13 @@ typedef struct psf_data_opts {
 	psf_bad_rows bad_rows;
 	psf_data_keep_fn keep; /* NULL: keep all */
 	void *keep_arg;
+	/* stop (may be NULL): asked every PSF_DATA_STOP_ROWS lines of text; true
+	 * ends the load with PSF_ECLOSED (a node's stop request during a long load) */
+	bool (*stop)(void *arg);
+	void *stop_arg;
 } psf_data_opts;
+
+#define PSF_DATA_STOP_ROWS 65536
 
 typedef struct psf_dataset psf_dataset;
 typedef struct psf_data_index psf_data_index;
@@ -84,7 +91,8 @@ typedef struct psf_data_index psf_data_index;
  * (psf_data_scan checks everything). Symbols left with no rows are not listed.
  * On success *out gets a new dataset the caller frees with psf_dataset_free.
  * Returns PSF_EINVAL for bad input (a header problem, or a bad row under FAIL),
- * PSF_ENOENT for a missing path, PSF_ESYS for an I/O error, PSF_ENOMEM; with
+ * PSF_ENOENT for a missing path, PSF_ESYS for an I/O error, PSF_ENOMEM,
+ * PSF_ECLOSED when opts->stop asked to stop; with
  * errbuf not NULL, one line saying why goes to errbuf (truncated to errlen,
  * always NUL-terminated). */
 PSF_NODISCARD psf_err psf_data_load(const char *path, const psf_data_opts *opts,

@@ -642,7 +642,13 @@ parse_text(loader *ld, csvfile *cf, const char *p, const char *end)
 
 		if (len > 0 && p[len - 1] == '\r')
 			len--;
-		if (++line == 1)
+		line++;
+		if (++ld->n_lines % PSF_DATA_STOP_ROWS == 0 && ld->opts.stop != NULL &&
+		    ld->opts.stop(ld->opts.stop_arg)) {
+			data_set_msg(ld, "%s: loading stopped by request", ld->files[cf->idx]);
+			return PSF_ECLOSED;
+		}
+		if (line == 1)
 			rv = parse_header(ld, cf, p, len);
 		else if (len > 0)
 			rv = parse_row(ld, cf, p, len, line);

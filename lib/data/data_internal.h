@@ -64,6 +64,7 @@ typedef struct loader {
 	char **files;
 	size_t n_files;
 	size_t n_skipped;
+	uint64_t n_lines; /* lines read over every file: opts.stop is asked per chunk */
 	uint64_t first_key;
 	char first_err[DATA_MSG_LEN];
 	char msg[DATA_MSG_LEN]; /* the error returned */

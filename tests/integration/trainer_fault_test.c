@@ -19,11 +19,13 @@
 
 #include "tests/integration/itest.h"
 
+/* setup_fleet writes a config of two trainers and n_ps ps nodes (1 or 2): ps0
+ * at e->url, ps1 at ipc://<dir>/ps1.sock. */
 static void
-setup_timeout(psf_itest_dir *e, uint32_t request_timeout_ms)
+setup_fleet(psf_itest_dir *e, int n_ps, uint32_t request_timeout_ms)
 {
 	char err[256];
-	char data[128];
+	char data[128], ps1[200] = "";
 	psf_datagen_cfg g = {30, 200, 3, 0};
 	FILE *f;
 
@@ -32,8 +34,10 @@ setup_timeout(psf_itest_dir *e, uint32_t request_timeout_ms)
 	assert_int_equal(psf_datagen_write(&g, data, err, sizeof(err)), PSF_OK);
 	f = fopen(e->cfg, "w");
 	assert_non_null(f);
+	if (n_ps == 2)
+		snprintf(ps1, sizeof(ps1), "    - {id: ps1, listen: \"ipc://%s/ps1.sock\"}\n", e->dir);
 	fprintf(f, "name: fault\nseed: 9\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
-	    "  trainers:\n    - {id: trainer-0}\n    - {id: trainer-1}\n"
+	    "%s  trainers:\n    - {id: trainer-0}\n    - {id: trainer-1}\n"
 	    "data: {path: %s}\n"
 	    "features: [\"return:1\", \"return:5\", \"ratio_sma:10\"]\n"
 	    "target: next_return\n"
@@ -42,8 +46,14 @@ setup_timeout(psf_itest_dir *e, uint32_t request_timeout_ms)
 	    "training: {epochs: 4, batch_size: 32}\n"
 	    "consistency: {mode: sync, straggler_timeout_ms: 60000, heartbeat_ms: 200}\n"
 	    "durability: {mode: every-commit}\n"
-	    "limits: {request_timeout_ms: %u}\n", e->dir, e->url, data, request_timeout_ms);
+	    "limits: {request_timeout_ms: %u}\n", e->dir, e->url, ps1, data, request_timeout_ms);
 	fclose(f);
+}
+
+static void
+setup_timeout(psf_itest_dir *e, uint32_t request_timeout_ms)
+{
+	setup_fleet(e, 1, request_timeout_ms);
 }
 
 static void
@@ -137,7 +147,8 @@ term_seconds(pid_t pid)
 
 /* A SIGTERM must not wait for the call in flight: neither for retries while
  * the ps is unreachable (retry_ms, 120 s) nor for a call the ps holds (here the
- * start-up Reduce, which waits for trainer-1, with a 30 s request deadline). */
+ * start-up Reduce, which waits for trainer-1, with a 30 s request deadline),
+ * nor for a Register a SIGSTOPped ps holds (case 3). */
 static void
 test_trainer_stops_promptly(void **state)
 {
@@ -163,6 +174,40 @@ test_trainer_stops_promptly(void **state)
 	finish(&e, ps);
 }
 
+/* Case 3 of the above: the trainer is stopped while registering, its Register
+ * held by a ps that is alive but does not answer (SIGSTOPped). The trainer
+ * registers in config order, so it is connected to ps1 (up, then stopped)
+ * while it still retries ps0 (not up yet); once ps0 is up, its Register goes
+ * to the stopped ps1 and waits there for the 30 s request deadline. */
+static void
+test_trainer_stops_while_registering(void **state)
+{
+	psf_itest_dir e;
+	psf_itest_stats s;
+	char ps1_url[200];
+	pid_t ps0, ps1, t0;
+	double took;
+
+	(void)state;
+	setup_fleet(&e, 2, 30000);
+	snprintf(ps1_url, sizeof(ps1_url), "ipc://%s/ps1.sock", e.dir);
+	ps1 = spawn_node(&e, "ps1", NULL, NULL);
+	assert_true(psf_itest_ps_stats(ps1_url, 10000, &s));
+	t0 = spawn_node(&e, "trainer-0", NULL, NULL);
+	psf_sleep_ms(1500); /* loaded its data and connected to both urls */
+	kill(ps1, SIGSTOP); /* the connection stays; nothing is answered */
+	ps0 = spawn_node(&e, "ps0", NULL, NULL);
+	assert_true(psf_itest_ps_stats(e.url, 10000, &s));
+	psf_sleep_ms(1000); /* registered with ps0 (retried every 200 ms), held by ps1 */
+	took = term_seconds(t0);
+	print_message("stop while a stopped ps holds the Register: exit 0 after %.2f s\n", took);
+	kill(ps1, SIGCONT); /* both ps finish cleanly, whatever the trainer did */
+	kill(ps1, SIGTERM);
+	assert_int_equal(wait_exit(ps1, 20), 0);
+	finish(&e, ps0);
+	assert_true(took >= 0 && took < 3.0);
+}
+
 int
 main(void)
 {
@@ -170,6 +215,7 @@ main(void)
 		cmocka_unit_test(test_trainers_survive_ps_crash),
 		cmocka_unit_test(test_trainer_restart_rejoins),
 		cmocka_unit_test(test_trainer_stops_promptly),
+		cmocka_unit_test(test_trainer_stops_while_registering),
 	};
 
 	if (!psf_itest_has_psfleet("trainer_fault_test"))

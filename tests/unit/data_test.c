@@ -296,6 +296,42 @@ keep_s0003(const char *symbol, void *arg)
 	return strcmp(symbol, "S0003") == 0;
 }
 
+/* stop_after: a load's stop test that says "stop" from its n-th call on. */
+typedef struct stop_after {
+	int calls, n;
+} stop_after;
+
+static bool
+stop_after_fn(void *arg)
+{
+	stop_after *sa = arg;
+
+	return ++sa->calls >= sa->n;
+}
+
+/* A stop request ends a long load between chunks of rows, with PSF_ECLOSED and
+ * nothing leaked; a stop test that never fires changes nothing. */
+static void
+test_data_load_stops_on_request(void **state)
+{
+	char path[128], err[256] = "";
+	stop_after never = {0, 1 << 30}, second = {0, 2};
+	psf_data_opts opts = {.stop = stop_after_fn, .stop_arg = &never};
+	psf_dataset *ds = NULL;
+
+	gen(*state, "big.csv", 100, 2500, 7, 0, path, sizeof(path)); /* > 3 chunks of rows */
+	assert_int_equal(psf_data_load(path, &opts, err, sizeof(err), &ds), PSF_OK);
+	assert_true(psf_dataset_n_rows(ds) > 3 * PSF_DATA_STOP_ROWS);
+	assert_int_equal(never.calls, (int)((psf_dataset_n_rows(ds) + 1) / PSF_DATA_STOP_ROWS));
+	psf_dataset_free(ds);
+	ds = NULL;
+	opts.stop_arg = &second;
+	assert_int_equal(psf_data_load(path, &opts, err, sizeof(err), &ds), PSF_ECLOSED);
+	assert_null(ds);
+	assert_int_equal(second.calls, 2); /* asked no more once it said stop */
+	assert_non_null(strstr(err, "loading stopped by request"));
+}
+
 static void
 test_data_partition_round_trip(void **state)
 {
@@ -652,6 +688,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_data_skip_policy_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_data_missing_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_data_filter_loads_only_kept_symbols, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_data_load_stops_on_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_data_partition_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_data_partition_rejects_mismatched_symbol, setup,
 		    teardown),
