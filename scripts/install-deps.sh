@@ -13,7 +13,7 @@ pkgs=(
   libcyaml-dev libyaml-dev
   libxxhash-dev
   curl iproute2 openssl procps
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
 )
 
 missing=()
