@@ -53,10 +53,10 @@ static void
 check_reply(const uint8_t *data, size_t size)
 {
 	static uint8_t head[PSF_WIRE_HEAD_MAX];
-	char message[PSF_WIRE_MAX_MESSAGE + 1];
+	char message[PSF_WIRE_MAX_MESSAGE + 1], want[PSF_WIRE_MAX_MESSAGE];
 	psf_wire_reply rep, again;
 	uint8_t *buf;
-	size_t n, mlen;
+	size_t n, mlen, wlen;
 
 	if (psf_wire_decode_reply(data, size, &rep) != PSF_OK)
 		return;
@@ -70,6 +70,8 @@ check_reply(const uint8_t *data, size_t size)
 		memcpy(message, rep.message, mlen);
 	message[mlen] = '\0';
 	mlen = strlen(message);
+	/* The head carries the message as valid UTF-8, cut between characters. */
+	wlen = psf_wire_utf8_sanitize(want, sizeof(want), message, mlen);
 	n = psf_wire_reply_head(head, rep.status, message, rep.request_id, rep.payload_len);
 	if (n > PSF_WIRE_HEAD_MAX)
 		abort();
@@ -79,7 +81,8 @@ check_reply(const uint8_t *data, size_t size)
 		memcpy(buf + n, rep.payload, rep.payload_len);
 	if (psf_wire_decode_reply(buf, n + rep.payload_len, &again) != PSF_OK ||
 	    again.status != rep.status || again.request_id != rep.request_id ||
-	    again.message_len != mlen || (mlen > 0 && memcmp(again.message, message, mlen) != 0) ||
+	    again.message_len != wlen || (wlen > 0 && memcmp(again.message, want, wlen) != 0) ||
+	    !psf_wire_utf8_valid(again.message, again.message_len) ||
 	    again.payload_len != rep.payload_len ||
 	    (rep.payload_len > 0 && memcmp(again.payload, rep.payload, rep.payload_len) != 0))
 		abort();
