@@ -31,12 +31,11 @@
 #include "lib/base/log.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
 
-#define M_PREDICT "psfleet.v1.Inference/Predict"
-#define M_BATCH "psfleet.v1.Inference/PredictBatch"
 #define N_SYMBOLS 1000
 #define RAW_REQ 64   /* bytes, about a PredictRequest */
 #define RAW_REPLY 96 /* bytes, about a PredictReply */
@@ -101,8 +100,8 @@ predict_call(worker_arg *a, uint32_t i)
 	psf_rpc_client *c = a->k == K_DIRECT ? a->e->direct : a->e->gw;
 
 	req.symbol = a->e->symbols[(i * 7 + (uint32_t)a->id * 131) % N_SYMBOLS];
-	if (psf_rpc_client_call(c, M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor, NULL,
-	        (ProtobufCMessage **)&r, NULL) != PSF_OK)
+	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor,
+	        NULL, (ProtobufCMessage **)&r, NULL) != PSF_OK)
 		return -1;
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
@@ -115,7 +114,7 @@ batch_call(worker_arg *a)
 	psf_rpc_client *c = a->k == K_BATCH_DIRECT ? a->e->direct : a->e->gw;
 	int ok;
 
-	if (psf_rpc_client_call(c, M_BATCH, &a->e->batch.base,
+	if (psf_rpc_client_call(c, PSF_M_PREDICT_BATCH, &a->e->batch.base,
 	        &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL) !=
 	    PSF_OK)
 		return -1;

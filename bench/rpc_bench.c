@@ -30,6 +30,7 @@
 #include "lib/net/rpc_server.h"
 #include "lib/base/util.h"
 #include "lib/net/wire.h"
+#include "lib/net/methods.h"
 #include "bench/rpc_bench_svc.h"
 
 #define SERVER_CTXS 16
@@ -37,10 +38,6 @@
 #define MAX_REPS 32
 #define MAX_MSG (2 * PSF_RPC_DEFAULT_MAX_MSG)
 #define RAW_TIMEOUT_MS 30000
-
-#define M_HEALTH "psfleet.v1.Admin/Health"
-#define M_PUSH "psfleet.v1.ParameterServer/Push"
-#define M_PULL "psfleet.v1.ParameterServer/Pull"
 
 typedef enum op_kind { OP_RTT, OP_UP, OP_DOWN } op_kind;
 
@@ -110,7 +107,7 @@ rpc_server_open(bench_env *e, const char *url, int zero_copy, char *bound, size_
 	if ((err = psf_rpc_server_new(&o, &s)) != PSF_OK)
 		return err;
 	if (zero_copy)
-		err = psf_rpc_server_add_raw(s, M_PUSH, &psfleet__v1__push_reply__descriptor,
+		err = psf_rpc_server_add_raw(s, PSF_M_PUSH, &psfleet__v1__push_reply__descriptor,
 		    rpc_bench_zc_push, e);
 	else if ((err = psf_rpc_server_add_service(s, &e->admin.base, e)) == PSF_OK)
 		err = psf_rpc_server_add_service(s, &e->ps.base, (void *)e->buf);
@@ -234,7 +231,7 @@ rpc_health(client *c)
 	ProtobufCMessage *reply = NULL;
 	psf_err err;
 
-	err = psf_rpc_client_call(c->e->rpc_c, M_HEALTH, &req.base,
+	err = psf_rpc_client_call(c->e->rpc_c, PSF_M_HEALTH, &req.base,
 	    &psfleet__v1__health_reply__descriptor, NULL, &reply, NULL);
 	if (err != PSF_OK)
 		return err;
@@ -254,8 +251,8 @@ rpc_push_zc(client *c, size_t bytes)
 	size_t len;
 	psf_err err;
 
-	err = psf_rpc_call_start_raw(c->e->zc_c, M_PUSH, c->e->push_ser[big], c->e->push_len[big],
-	    NULL, &p);
+	err = psf_rpc_call_start_raw(c->e->zc_c, PSF_M_PUSH, c->e->push_ser[big],
+	    c->e->push_len[big], NULL, &p);
 	if (err != PSF_OK)
 		return err;
 	err = psf_rpc_pending_wait_raw(p, &pl, &len, NULL);
@@ -282,7 +279,7 @@ rpc_push_generic(client *c, size_t bytes)
 	req.lens = &n;
 	req.values.data = (uint8_t *)c->e->buf;
 	req.values.len = bytes;
-	err = psf_rpc_client_call(c->e->rpc_c, M_PUSH, &req.base,
+	err = psf_rpc_client_call(c->e->rpc_c, PSF_M_PUSH, &req.base,
 	    &psfleet__v1__push_reply__descriptor, NULL, &reply, NULL);
 	if (err != PSF_OK)
 		return err;
@@ -319,7 +316,7 @@ rpc_pull(client *c, size_t bytes, int generic)
 	req.worker = "bench";
 	req.clock = (int64_t)bytes;
 	if (generic) {
-		err = psf_rpc_client_call(c->e->rpc_c, M_PULL, &req.base,
+		err = psf_rpc_client_call(c->e->rpc_c, PSF_M_PULL, &req.base,
 		    &psfleet__v1__pull_reply__descriptor, NULL, &reply, NULL);
 		if (err != PSF_OK)
 			return err;
@@ -327,7 +324,7 @@ rpc_pull(client *c, size_t bytes, int generic)
 		protobuf_c_message_free_unpacked(reply, NULL);
 		return err;
 	}
-	if ((err = psf_rpc_call_start(c->e->rpc_c, M_PULL, &req.base, NULL, &p)) != PSF_OK)
+	if ((err = psf_rpc_call_start(c->e->rpc_c, PSF_M_PULL, &req.base, NULL, &p)) != PSF_OK)
 		return err;
 	err = psf_rpc_pending_wait_raw(p, &pl, &len, NULL);
 	if (err == PSF_OK && values_len(pl, len) != bytes)

@@ -118,6 +118,10 @@ bench_ps_report(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Me
 	done(NULL, call);
 }
 
+/* The PushRequest fields zc_push reads, numbered by the generated descriptor
+ * (rpc_bench_services_init), not by hand. */
+static uint32_t f_seq, f_values;
+
 /* zc_push is the zero-copy Push: it walks the serialized PushRequest in place
  * (the values are never copied) and answers like bench_ps_push. */
 void
@@ -130,9 +134,9 @@ rpc_bench_zc_push(psf_rpc_call *call, const uint8_t *payload, size_t len, void *
 
 	psf_wire_reader_init(&rd, payload, len);
 	while ((err = psf_wire_next(&rd, &f)) == PSF_OK) {
-		if (f.number == 2 && f.type == 0)
+		if (f.number == f_seq && f.type == PSF_WIRE_VARINT)
 			r.model_version = f.u64;
-		else if (f.number == 6 && f.type == 2)
+		else if (f.number == f_values && f.type == PSF_WIRE_LEN)
 			r.staleness = (int64_t)f.len;
 	}
 	if (err != PSF_ENOENT) {
@@ -151,4 +155,8 @@ rpc_bench_services_init(Psfleet__V1__Admin_Service *admin, Psfleet__V1__Paramete
 
 	*admin = a;
 	*ps = p;
+	f_seq = protobuf_c_message_descriptor_get_field_by_name(&psfleet__v1__push_request__descriptor,
+	    "seq")->id;
+	f_values = protobuf_c_message_descriptor_get_field_by_name(
+	    &psfleet__v1__push_request__descriptor, "values")->id;
 }

@@ -26,6 +26,7 @@
 #include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "psfleet.pb-c.h"
 
 #define PATH_LEN PSF_REPORT_PATH_LEN
@@ -395,7 +396,7 @@ ps_ready(psf_rpc_client *c)
 	psf_rpc_call_opts co = {.timeout_ms = 500, .idempotent = 1, 0};
 	bool ready = false;
 
-	if (psf_rpc_client_call(c, "psfleet.v1.Admin/Health", &req.base,
+	if (psf_rpc_client_call(c, PSF_M_HEALTH, &req.base,
 	        &psfleet__v1__health_reply__descriptor, &co, (ProtobufCMessage **)&rep,
 	        NULL) == PSF_OK) {
 		ready = rep->ready;

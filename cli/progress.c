@@ -12,6 +12,7 @@
 #include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 
 #define LIVE_MAX_TRAINERS 16 /* rows in the live block; more are summarised */
 #define PLAIN_MAX_TRAINERS 4 /* trainers named in a plain line; more are summarised */
@@ -128,7 +129,7 @@ rpc_health(psf_progress *p, size_t i, bool set_ready, uint32_t timeout_ms, psf_r
 
 	if (c == NULL)
 		return false;
-	err = psf_rpc_client_call(c, "psfleet.v1.Admin/Health", &req.base,
+	err = psf_rpc_client_call(c, PSF_M_HEALTH, &req.base,
 	    &psfleet__v1__health_reply__descriptor, &o, (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
 		if (set_ready)
@@ -182,7 +183,7 @@ psf_progress_stats(psf_progress *p, size_t i, uint32_t timeout_ms, Psfleet__V1__
 		return PSF_EINVAL;
 	if ((c = client(p, i)) == NULL)
 		return PSF_EUNAVAIL;
-	return psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Stats", &req.base,
+	return psf_rpc_client_call(c, PSF_M_STATS, &req.base,
 	    &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)out, NULL);
 }
 

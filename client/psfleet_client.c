@@ -8,11 +8,8 @@
 #include <string.h>
 
 #include "lib/net/rpc_client.h"
+#include "lib/net/methods.h"
 #include "psfleet.pb-c.h"
-
-#define M_PREDICT "psfleet.v1.Inference/Predict"
-#define M_BATCH "psfleet.v1.Inference/PredictBatch"
-#define M_INFO "psfleet.v1.Inference/ModelInfo"
 
 struct psf_client {
 	psf_rpc_client *rpc;
@@ -109,8 +106,8 @@ psf_client_predict(psf_client *c, const char *symbol, const char *as_of, psf_pre
 	}
 	req.symbol = (char *)symbol;
 	req.as_of = (char *)(as_of != NULL ? as_of : "");
-	if (psf_rpc_client_call(c->rpc, M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor,
-	        NULL, (ProtobufCMessage **)&r, &st) != PSF_OK) {
+	if (psf_rpc_client_call(c->rpc, PSF_M_PREDICT, &req.base,
+	        &psfleet__v1__predict_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st) != PSF_OK) {
 		set_failure(out, symbol, (int)st.code, st.message);
 		return out->status;
 	}
@@ -146,7 +143,7 @@ psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, co
 	}
 	req.n_items = n;
 	req.items = itemp;
-	if (psf_rpc_client_call(c->rpc, M_BATCH, &req.base,
+	if (psf_rpc_client_call(c->rpc, PSF_M_PREDICT_BATCH, &req.base,
 	        &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st) !=
 	    PSF_OK) {
 		rc = (int)st.code;
@@ -208,8 +205,8 @@ psf_client_model_info(psf_client *c, char *errbuf, size_t errlen, psf_model_info
 
 	if (c == NULL || out == NULL)
 		return PSF_CLIENT_INVALID_ARGUMENT;
-	if (psf_rpc_client_call(c->rpc, M_INFO, &req.base, &psfleet__v1__model_info_reply__descriptor,
-	        NULL, (ProtobufCMessage **)&r, &st) != PSF_OK) {
+	if (psf_rpc_client_call(c->rpc, PSF_M_MODEL_INFO, &req.base,
+	        &psfleet__v1__model_info_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st) != PSF_OK) {
 		if (errbuf != NULL && errlen > 0)
 			snprintf(errbuf, errlen, "%s", st.message);
 		return (int)st.code;

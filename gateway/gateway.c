@@ -21,11 +21,8 @@
 #include "lib/net/rpc_server.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "gateway/gateway_internal.h"
-
-#define M_PREDICT "psfleet.v1.Inference/Predict"
-#define M_BATCH "psfleet.v1.Inference/PredictBatch"
-#define M_INFO "psfleet.v1.Inference/ModelInfo"
 
 /* ---------------------------------------------------------------- picking */
 
@@ -233,7 +230,7 @@ send_parts(psf_gateway *gw, part *parts, uint64_t deadline_ns)
 		part *p = &parts[s];
 		if (p->req.n_items == 0 || left == 0 || (p->r = pick(gw, s, none)) == NULL)
 			continue;
-		if (psf_rpc_call_start(p->r->client, M_BATCH, &p->req.base, &o, &p->p) != PSF_OK)
+		if (psf_rpc_call_start(p->r->client, PSF_M_PREDICT_BATCH, &p->req.base, &o, &p->p) != PSF_OK)
 			p->p = NULL;
 	}
 	for (uint32_t s = 0; s < gw->n_shards; s++) {
@@ -255,7 +252,7 @@ send_parts(psf_gateway *gw, part *parts, uint64_t deadline_ns)
 				continue; /* the inferer's answer, or no time left */
 			mark_down(gw, p->r, p->st.message);
 		}
-		if (call_shard(gw, s, M_BATCH, &p->req.base, &psfleet__v1__predict_batch_reply__descriptor,
+		if (call_shard(gw, s, PSF_M_PREDICT_BATCH, &p->req.base, &psfleet__v1__predict_batch_reply__descriptor,
 		        deadline_ns, attempt_cap(gw, p->req.n_items), (ProtobufCMessage **)&p->reply,
 		        &p->st) != PSF_OK)
 			p->reply = NULL;
@@ -309,7 +306,7 @@ forward_batch(psf_gateway *gw, job *j)
 	uint32_t *shard_of;
 
 	if (gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN || gw->n_shards == 1) {
-		forward_one(gw, j, M_BATCH, &psfleet__v1__predict_batch_reply__descriptor,
+		forward_one(gw, j, PSF_M_PREDICT_BATCH, &psfleet__v1__predict_batch_reply__descriptor,
 		    gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN ? GW_ALL_SHARDS : 0, in->n_items);
 		return;
 	}
@@ -337,14 +334,14 @@ forward(psf_gateway *gw, job *j)
 {
 	switch (j->kind) {
 	case JOB_PREDICT: {
-		forward_one(gw, j, M_PREDICT, &psfleet__v1__predict_reply__descriptor, j->shard, 1);
+		forward_one(gw, j, PSF_M_PREDICT, &psfleet__v1__predict_reply__descriptor, j->shard, 1);
 		break;
 	}
 	case JOB_BATCH:
 		forward_batch(gw, j);
 		break;
 	case JOB_INFO:
-		forward_one(gw, j, M_INFO, &psfleet__v1__model_info_reply__descriptor, GW_ALL_SHARDS, 1);
+		forward_one(gw, j, PSF_M_MODEL_INFO, &psfleet__v1__model_info_reply__descriptor, GW_ALL_SHARDS, 1);
 		break;
 	}
 }
@@ -407,7 +404,7 @@ start_first(psf_gateway *gw, job *j)
 		return false;
 	}
 	o.timeout_ms = group_of(gw, j->shard)->n > 1 && left > cap ? cap : left;
-	if (psf_rpc_call_start(j->r->client, j->kind == JOB_PREDICT ? M_PREDICT : M_INFO, j->in, &o,
+	if (psf_rpc_call_start(j->r->client, j->kind == JOB_PREDICT ? PSF_M_PREDICT : PSF_M_MODEL_INFO, j->in, &o,
 	        &j->p) != PSF_OK)
 		j->p = NULL; /* the forwarder tries again */
 	return true;

@@ -7,9 +7,8 @@
 
 #include "lib/base/log.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "gateway/gateway_internal.h"
-
-#define M_HEALTH "psfleet.v1.Admin/Health"
 
 /* ready_reason writes why the gateway is not ready ("" when it is). */
 static bool
@@ -40,7 +39,7 @@ check_all(psf_gateway *gw)
 	uint32_t healthy = 0;
 
 	for (size_t i = 0; i < gw->n_reps; i++)
-		if (psf_rpc_call_start(gw->reps[i].client, M_HEALTH, &req.base, &o, &p[i]) != PSF_OK) {
+		if (psf_rpc_call_start(gw->reps[i].client, PSF_M_HEALTH, &req.base, &o, &p[i]) != PSF_OK) {
 			p[i] = NULL;
 			unconnected[i] = true; /* fail_fast: no connection to it at all */
 		}

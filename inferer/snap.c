@@ -14,11 +14,8 @@
 #include "lib/data/features.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "inferer/internal.h"
-
-#define M_SNAPSHOT "psfleet.v1.ParameterServer/Snapshot"
-#define M_STATS "psfleet.v1.ParameterServer/Stats"
-#define M_HEALTH "psfleet.v1.Admin/Health"
 
 inf_snap *
 inf_snap_get(psf_inferer *inf)
@@ -80,7 +77,7 @@ inf_ps_versions(psf_inferer *inf, uint64_t *versions)
 	for (size_t base = 0; base < inf->n_ps && err == PSF_OK; base += started) {
 		size_t n = inf->n_ps - base < 64 ? inf->n_ps - base : 64;
 		for (started = 0; started < n; started++) {
-			if ((err = psf_rpc_call_start(inf->ps[base + started], M_HEALTH, &req.base, &o,
+			if ((err = psf_rpc_call_start(inf->ps[base + started], PSF_M_HEALTH, &req.base, &o,
 			         &p[started])) != PSF_OK)
 				break;
 		}
@@ -161,7 +158,7 @@ fetch_round(psf_inferer *inf, shard_fetch *f, psf_params *params)
 			continue;
 		req.version = f[s].version;
 		req.start_key = f[s].next_key;
-		err = psf_rpc_call_start(inf->ps[s], M_SNAPSHOT, &req.base, &o, &f[s].p);
+		err = psf_rpc_call_start(inf->ps[s], PSF_M_SNAPSHOT, &req.base, &o, &f[s].p);
 	}
 	for (size_t s = 0; s < inf->n_ps; s++) {
 		Psfleet__V1__SnapshotReply *r = NULL;
@@ -304,7 +301,7 @@ inf_fetch_metrics(psf_inferer *inf)
 	uint64_t n = 0;
 
 	m.fetched_ms = psf_now_ms();
-	if (psf_rpc_client_call(inf->ps[0], M_STATS, &req.base, &psfleet__v1__stats_reply__descriptor,
+	if (psf_rpc_client_call(inf->ps[0], PSF_M_STATS, &req.base, &psfleet__v1__stats_reply__descriptor,
 	        &o, (ProtobufCMessage **)&r, NULL) != PSF_OK)
 		return;
 	for (size_t i = 0; i < r->n_reports; i++) {

@@ -1,5 +1,6 @@
 /* handlers_ps.c -- the ParameterServer service (proto/psfleet.proto): worker
- * registration, Pull, Push, Clock, Snapshot and Stats. Reduce and Report live in
+ * registration, Pull, Push (its checks and effects; the request is read in
+ * push_raw.c), Clock, Snapshot and Stats. Reduce and Report live in
  * handlers_reduce.c and handlers_report.c. */
 #include <math.h>
 #include <stdio.h>
@@ -13,13 +14,11 @@
 
 /* The generated service struct's INIT macro pastes this prefix onto each RPC name,
  * so a missing handler is a compile error. Reduce and Report are declared in
- * internal.h. */
+ * internal.h, and so is Push's (never reached: push_raw.c serves Push). */
 void psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
     const Psfleet__V1__RegisterRequest *in, Psfleet__V1__RegisterReply_Closure done, void *call);
 void psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc,
     const Psfleet__V1__PullRequest *in, Psfleet__V1__PullReply_Closure done, void *call);
-void psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc,
-    const Psfleet__V1__PushRequest *in, Psfleet__V1__PushReply_Closure done, void *call);
 void psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc,
     const Psfleet__V1__ClockRequest *in, Psfleet__V1__ClockReply_Closure done, void *call);
 void psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
@@ -404,23 +403,6 @@ rejected:
 fail:
 	pthread_mutex_unlock(&ps->mu);
 	return false;
-}
-
-void
-psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PushRequest *in,
-    Psfleet__V1__PushReply_Closure done, void *call)
-{
-	psf_ps *ps = ps_of(call);
-	Psfleet__V1__PushReply r = PSFLEET__V1__PUSH_REPLY__INIT;
-	ps_push_in pin = {in->worker, in->seq, in->clock, in->n_keys, in->n_lens, in->keys, in->lens,
-	    in->values.data, in->values.len, in->n_samples, in->loss};
-	parked *ready;
-	bool ok;
-
-	(void)svc;
-	ok = ps_push_handle(ps, &pin, call, &r, &ready);
-	done(ok ? &r : NULL, call);
-	ps_answer_parked(ps, ready);
 }
 
 static psf_err

@@ -261,9 +261,9 @@ void ps_handlers_init(psf_ps *ps);
  * mu. */
 void ps_serve_pull(psf_ps *ps, parked *p);
 
-/* A Push request as the handlers see it: from the generic handler's unpacked
- * message, or read in place from the received message by the raw handler.
- * Pointers are borrowed for the duration of ps_push_handle. */
+/* A Push request as ps_push_handle sees it, read in place from the received
+ * message by push_raw.c (ps_push_parse). Pointers are borrowed for the duration
+ * of ps_push_handle. */
 typedef struct ps_push_in {
 	const char *worker;    /* NUL-terminated */
 	uint64_t seq;
@@ -362,8 +362,18 @@ PSF_NODISCARD psf_err ps_push_parse(const uint8_t *buf, size_t len, ps_push_buf 
 /* ps_push_buf_fini frees what ps_push_parse allocated. Cannot fail. */
 void ps_push_buf_fini(ps_push_buf *b);
 
+/* ps_push_check_fields compares the PushRequest field numbers ps_push_parse reads
+ * with the generated descriptor (psf_wire_check_fields). */
+PSF_NODISCARD psf_err ps_push_check_fields(void);
+
+/* psf_ps_rpc_push is the generated service's Push slot: never reached, since
+ * push_raw serves the method (push_raw.c). */
+void psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__PushRequest *in, Psfleet__V1__PushReply_Closure done, void *call);
+
 /* ps_handlers_add_raw registers the zero-copy handlers on ps->srv (after
- * psf_rpc_server_new, before psf_rpc_server_start). */
+ * psf_rpc_server_new, before psf_rpc_server_start); PSF_EPROTO when the decoder's
+ * field numbers differ from the .proto's. */
 PSF_NODISCARD psf_err ps_handlers_add_raw(psf_ps *ps);
 
 /* ps_meta_worker_key formats "<prefix>:<worker>" into buf. */

@@ -52,4 +52,22 @@ PSF_NODISCARD psf_err psf_trainer_evaluate(const psf_config *cfg, const psf_mode
     psf_model_ws *ws, psf_ps_client *w, const psf_table *table, const uint64_t *sym_rows,
     const double *stats, int64_t clock, psf_params *params, psf_eval *out);
 
+/* pull_reply.c: a PullReply read in place. Pointers borrow from the buffer. */
+typedef struct psf_pull_view {
+	uint64_t version;
+	size_t n_keys, n_lens;
+	const uint8_t *values;
+	size_t values_len;
+} psf_pull_view;
+
+/* psf_pull_reply_scan reads a serialized PullReply's fields into *v and appends
+ * its keys and lens to keys/lens (NULL: only count them). Returns PSF_OK or
+ * PSF_EPROTO (malformed, or a known field with the wrong wire type). */
+PSF_NODISCARD psf_err psf_pull_reply_scan(const uint8_t *buf, size_t len, uint64_t *keys,
+    uint32_t *lens, psf_pull_view *v);
+
+/* psf_pull_reply_check_fields compares the field numbers psf_pull_reply_scan reads
+ * with the generated descriptor (psf_wire_check_fields). */
+PSF_NODISCARD psf_err psf_pull_reply_check_fields(void);
+
 #endif

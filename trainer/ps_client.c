@@ -9,14 +9,9 @@
 #include "lib/net/rpc_client.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "lib/net/wire.h"
-
-#define M_REGISTER "psfleet.v1.ParameterServer/RegisterWorker"
-#define M_PULL "psfleet.v1.ParameterServer/Pull"
-#define M_PUSH "psfleet.v1.ParameterServer/Push"
-#define M_CLOCK "psfleet.v1.ParameterServer/Clock"
-#define M_REDUCE "psfleet.v1.ParameterServer/Reduce"
-#define M_REPORT "psfleet.v1.ParameterServer/Report"
+#include "trainer/internal.h"
 
 /* A pull is cut into requests of at most PULL_PIECE_BYTES of values (whole
  * keys; a key of PULL_ALONE_BYTES or more goes alone, so that the shard packs it
@@ -30,8 +25,6 @@
 #define PULL_PIECE_BYTES ((size_t)1 << 20)
 #define PULL_ALONE_BYTES (PULL_PIECE_BYTES / 4)
 #define PULL_WINDOW 3
-
-/* Wire types of the protobuf encoding (PullReply is read without unpacking). */
 
 /* Per-shard scratch for building requests. */
 typedef struct shard_buf {
@@ -97,7 +90,7 @@ register_shard(psf_ps_client *w, size_t s)
 	req.worker = w->id;
 	req.num_workers = (uint32_t)w->cfg->n_trainers;
 	for (;;) {
-		err = psf_rpc_client_call(w->clients[s], M_REGISTER, &req.base,
+		err = psf_rpc_client_call(w->clients[s], PSF_M_REGISTER, &req.base,
 		    &psfleet__v1__register_reply__descriptor, &o, (ProtobufCMessage **)&r, &st);
 		if (err == PSF_OK)
 			break;
@@ -150,6 +143,8 @@ psf_ps_client_new(const psf_config *cfg, const psf_model *model, const char *id,
 
 	if (w == NULL)
 		return PSF_ENOMEM;
+	if ((err = psf_pull_reply_check_fields()) != PSF_OK)
+		goto fail;
 	w->cfg = cfg;
 	w->model = model;
 	w->n_ps = cfg->n_ps;
@@ -367,64 +362,17 @@ store_pulled(psf_ps_client *w, const Psfleet__V1__PullReply *r, psf_params *dst)
 	return PSF_OK;
 }
 
-/* ---- reading a PullReply in place ------------------------------------------ */
-
-typedef struct pull_view {
-	uint64_t version;
-	size_t n_keys, n_lens;
-	const uint8_t *values;
-	size_t values_len;
-} pull_view;
-
-/* scan_pull_reply reads a PullReply's fields; with keys/lens NULL it only counts. */
-static psf_err
-scan_pull_reply(const uint8_t *buf, size_t len, uint64_t *keys, uint32_t *lens, pull_view *v)
-{
-	psf_wire_reader r;
-	psf_wire_field f;
-	psf_err err;
-
-	memset(v, 0, sizeof(*v));
-	psf_wire_reader_init(&r, buf, len);
-	while ((err = psf_wire_next(&r, &f)) == PSF_OK) {
-		switch (f.number) {
-		case 1:
-			if (f.type != PSF_WIRE_VARINT)
-				return PSF_EPROTO;
-			v->version = f.u64;
-			break;
-		case 2:
-			err = psf_wire_repeated_varints(&f, keys, NULL, &v->n_keys);
-			break;
-		case 3:
-			err = psf_wire_repeated_varints(&f, NULL, lens, &v->n_lens);
-			break;
-		case 4:
-			if (f.type != PSF_WIRE_LEN)
-				return PSF_EPROTO;
-			v->values = f.data;
-			v->values_len = f.len;
-			break;
-		default:
-			break;
-		}
-		if (err != PSF_OK)
-			return err;
-	}
-	return err == PSF_ENOENT ? PSF_OK : err;
-}
-
 /* store_pull_reply stores the values of a serialized PullReply into dst,
  * copying each value once, straight from the reply message. */
 static psf_err
 store_pull_reply(psf_ps_client *w, const uint8_t *buf, size_t len, psf_params *dst,
     uint64_t *version)
 {
-	pull_view v;
+	psf_pull_view v;
 	size_t off = 0;
 	psf_err err;
 
-	if ((err = scan_pull_reply(buf, len, NULL, NULL, &v)) != PSF_OK)
+	if ((err = psf_pull_reply_scan(buf, len, NULL, NULL, &v)) != PSF_OK)
 		return err;
 	if (v.n_keys != v.n_lens)
 		return PSF_EPROTO;
@@ -439,7 +387,7 @@ store_pull_reply(psf_ps_client *w, const uint8_t *buf, size_t len, psf_params *d
 			return PSF_ENOMEM;
 		w->rcap = v.n_keys;
 	}
-	if ((err = scan_pull_reply(buf, len, w->rkeys, w->rlens, &v)) != PSF_OK)
+	if ((err = psf_pull_reply_scan(buf, len, w->rkeys, w->rlens, &v)) != PSF_OK)
 		return err;
 	for (size_t i = 0; i < v.n_keys; i++) {
 		if (w->rlens[i] > (v.values_len - off) / 4)
@@ -530,7 +478,7 @@ start_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pendi
 	psf_rpc_call_opts o = {0, 1, 0};
 
 	pull_request(w, pc, clock, &req);
-	if (psf_rpc_call_start(w->clients[pc->shard], M_PULL, &req.base, &o, pend) != PSF_OK)
+	if (psf_rpc_call_start(w->clients[pc->shard], PSF_M_PULL, &req.base, &o, pend) != PSF_OK)
 		*pend = NULL;
 }
 
@@ -555,8 +503,8 @@ finish_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pend
 	}
 	/* slow path: retries, re-registration, waiting */
 	pull_request(w, pc, clock, &req);
-	err = call_shard(w, pc->shard, M_PULL, &req.base, &psfleet__v1__pull_reply__descriptor, 1,
-	    (ProtobufCMessage **)&r, &st);
+	err = call_shard(w, pc->shard, PSF_M_PULL, &req.base, &psfleet__v1__pull_reply__descriptor,
+	    1, (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
 		if (err != PSF_ECLOSED) /* not a stop request */
 			psf_log_err("ps_client", "pull from shard %zu at clock %lld: %s", pc->shard,
@@ -676,7 +624,7 @@ push_collect(psf_ps_client *w, size_t s, const Psfleet__V1__PushRequest *req, ps
 		return err; /* rejected (or ABORTED): sending it again changes nothing */
 	}
 	/* Same seq on every retry: the shard dedups, so this is safe to repeat. */
-	return call_shard(w, s, M_PUSH, &req->base, &psfleet__v1__push_reply__descriptor, 0,
+	return call_shard(w, s, PSF_M_PUSH, &req->base, &psfleet__v1__push_reply__descriptor, 0,
 	    (ProtobufCMessage **)r, st);
 }
 
@@ -712,7 +660,8 @@ psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads, con
 		reqs[s].values.len = len;
 		reqs[s].n_samples = n_samples;
 		reqs[s].loss = loss;
-		if (psf_rpc_call_start(w->clients[s], M_PUSH, &reqs[s].base, &o, &w->pend[s]) != PSF_OK)
+		if (psf_rpc_call_start(w->clients[s], PSF_M_PUSH, &reqs[s].base, &o, &w->pend[s]) !=
+		    PSF_OK)
 			w->pend[s] = NULL; /* the collect below takes the slow path */
 	}
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {
@@ -786,8 +735,8 @@ psf_ps_client_heartbeat(psf_ps_client *w, bool done)
 		req.clock = w->clock;
 		req.done = done;
 		req.total_steps = w->total_steps;
-		err = call_shard(w, s, M_CLOCK, &req.base, &psfleet__v1__clock_reply__descriptor, 1,
-		    (ProtobufCMessage **)&r, &st);
+		err = call_shard(w, s, PSF_M_CLOCK, &req.base, &psfleet__v1__clock_reply__descriptor,
+		    1, (ProtobufCMessage **)&r, &st);
 		if (err == PSF_OK)
 			protobuf_c_message_free_unpacked(&r->base, NULL);
 		else if (first == PSF_OK)
@@ -809,7 +758,7 @@ psf_ps_client_reduce(psf_ps_client *w, const char *name, uint32_t expected, doub
 	req.expected = expected;
 	req.n_values = n;
 	req.values = values;
-	err = call_shard(w, 0, M_REDUCE, &req.base, &psfleet__v1__reduce_reply__descriptor, 1,
+	err = call_shard(w, 0, PSF_M_REDUCE, &req.base, &psfleet__v1__reduce_reply__descriptor, 1,
 	    (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
 		psf_log_err("ps_client", "reduce '%s': %s", name, st.message);
@@ -832,7 +781,7 @@ psf_ps_client_report(psf_ps_client *w, Psfleet__V1__MetricsReport *report)
 	psf_err err;
 
 	report->worker = w->id;
-	err = call_shard(w, 0, M_REPORT, &report->base, &psfleet__v1__metrics_ack__descriptor, 1,
+	err = call_shard(w, 0, PSF_M_REPORT, &report->base, &psfleet__v1__metrics_ack__descriptor, 1,
 	    (ProtobufCMessage **)&r, &st);
 	if (err == PSF_OK)
 		protobuf_c_message_free_unpacked(&r->base, NULL);

@@ -1,8 +1,8 @@
 /* rpc_server.h -- serve protobuf-c services over NNG rep0 (DESIGN.md §3, STYLE.md §5).
  *
  * A server owns one rep0 socket, bound to one or more URLs (tcp://, ipc://,
- * tls+tcp://), and `workers` NNG contexts, each running RECV -> dispatch -> SEND, so
- * that many requests are served at once. A handler that must wait (a sync-mode
+ * tls+tcp://), and `workers` NNG contexts (its slots), each running RECV ->
+ * dispatch -> SEND, so that many requests are served at once. A handler that must wait (a sync-mode
  * Pull) returns without answering: its call is parked and gives up its context
  * (a spare context, allocated on first need, takes over receiving), so waiting
  * calls never starve the others. Up to max_parked calls wait that way; beyond
@@ -27,11 +27,13 @@
  *
  * Limits: at most max_conns connections are served at once (further ones are
  * closed on arrival and counted); a reply that a client does not read within
- * send_timeout_ms is dropped, so a stuck client holds a worker context for at
+ * send_timeout_ms is dropped, so a stuck client holds a context for at
  * most that long; one connection may have at most workers - max(1, workers / 8)
  * replies waiting to be sent (further ones are dropped and counted), so a stuck
- * client never takes every context from the others; a request arriving slowly occupies no worker context until it
- * is complete (NNG reassembles it per connection). */
+ * client never takes every context from the others; a request arriving slowly
+ * occupies no context until it is complete (NNG reassembles it per connection).
+ * (Internally a context with its aio and call is an "rctx", rpc_server_internal.h:
+ * not to be confused with the ps's workers, its records of trainers.) */
 #ifndef PSF_RPC_SERVER_H
 #define PSF_RPC_SERVER_H
 
@@ -123,7 +125,7 @@ void psf_rpc_server_get_counts(psf_rpc_server *s, psf_rpc_server_counts *out);
 PSF_NODISCARD psf_err psf_rpc_server_listen(psf_rpc_server *s, const char *url,
     char *bound_url, size_t bound_len);
 
-/* psf_rpc_server_start starts the workers. Requests that arrive before it wait. */
+/* psf_rpc_server_start starts the contexts receiving. Requests that arrive before it wait. */
 PSF_NODISCARD psf_err psf_rpc_server_start(psf_rpc_server *s);
 
 /* psf_rpc_server_free stops serving and frees the server. It waits for

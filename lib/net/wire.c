@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "lib/base/log.h"
+
 void
 psf_wire_reader_init(psf_wire_reader *r, const void *buf, size_t len)
 {
@@ -321,4 +323,29 @@ psf_wire_utf8_sanitize(char *out, size_t cap, const void *sv, size_t n)
 		i += k > 0 ? k : 1;
 	}
 	return w;
+}
+
+psf_err
+psf_wire_check_fields(const ProtobufCMessageDescriptor *d, const psf_wire_field_use *uses,
+    size_t n_uses)
+{
+	psf_err err = PSF_OK;
+
+	for (size_t i = 0; i < n_uses; i++) {
+		const ProtobufCFieldDescriptor *f =
+		    protobuf_c_message_descriptor_get_field_by_name(d, uses[i].name);
+
+		if (f == NULL || f->id != uses[i].number || f->type != uses[i].type) {
+			psf_log_err("wire", "%s.%s: the decoder reads field %u of type %d, "
+			    "the .proto says %s", d->name, uses[i].name, uses[i].number, (int)uses[i].type,
+			    f == NULL ? "no such field" : "otherwise");
+			err = PSF_EPROTO;
+		}
+	}
+	if (n_uses != d->n_fields) {
+		psf_log_err("wire", "%s: the decoder reads %zu fields, the .proto has %u", d->name,
+		    n_uses, d->n_fields);
+		err = PSF_EPROTO;
+	}
+	return err;
 }

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "lib/base/err.h"
 
 /* Largest head psf_wire_*_head can write (method and message are bounded). */
@@ -119,6 +121,22 @@ bool psf_wire_utf8_valid(const void *s, size_t n);
  * replacement character, 3 bytes). It stops before a character that does not fit,
  * so it never splits one. Returns the bytes written (<= cap). Cannot fail. */
 size_t psf_wire_utf8_sanitize(char *out, size_t cap, const void *s, size_t n);
+
+/* One field a hand-written decoder reads (psf_wire_next + switch on the number):
+ * the .proto name, the number it switches on and the protobuf type it expects. */
+typedef struct psf_wire_field_use {
+	const char *name;
+	uint32_t number;
+	ProtobufCType type;
+} psf_wire_field_use;
+
+/* psf_wire_check_fields compares a decoder's fields with the generated descriptor
+ * of the message it reads: each use must name a field of d with that number and
+ * type, and the uses must cover every field of d (a field added to the .proto must
+ * be taught to the decoder). Returns PSF_OK, or PSF_EPROTO with a log line per
+ * mismatch. So the .proto stays the one place a field number is defined. */
+PSF_NODISCARD psf_err psf_wire_check_fields(const ProtobufCMessageDescriptor *d,
+    const psf_wire_field_use *uses, size_t n_uses);
 
 /* psf_wire_put_varint writes v as a varint into buf (10 bytes max); returns bytes. */
 size_t psf_wire_put_varint(uint8_t *buf, uint64_t v);

@@ -27,6 +27,7 @@
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
 #include "lib/net/wire.h"
+#include "lib/net/methods.h"
 #include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
@@ -40,26 +41,26 @@ static const struct {
 	int target;
 	const char *method; /* NULL: raw envelope */
 } methods[] = {
-	{T_PS, "psfleet.v1.ParameterServer/RegisterWorker"},
-	{T_PS, "psfleet.v1.ParameterServer/Pull"},
-	{T_PS, "psfleet.v1.ParameterServer/Push"},
-	{T_PS, "psfleet.v1.ParameterServer/Clock"},
-	{T_PS, "psfleet.v1.ParameterServer/Snapshot"},
-	{T_PS, "psfleet.v1.ParameterServer/Stats"},
-	{T_PS, "psfleet.v1.ParameterServer/Reduce"},
-	{T_PS, "psfleet.v1.ParameterServer/Report"},
-	{T_PS, "psfleet.v1.Admin/Health"},
-	{T_PS, "psfleet.v1.Admin/Status"},
-	{T_INF, "psfleet.v1.Inference/Predict"},
-	{T_INF, "psfleet.v1.Inference/PredictBatch"},
-	{T_INF, "psfleet.v1.Inference/ModelInfo"},
-	{T_INF, "psfleet.v1.Admin/Health"},
-	{T_INF, "psfleet.v1.Admin/Status"},
-	{T_GW, "psfleet.v1.Inference/Predict"},
-	{T_GW, "psfleet.v1.Inference/PredictBatch"},
-	{T_GW, "psfleet.v1.Inference/ModelInfo"},
-	{T_GW, "psfleet.v1.Admin/Health"},
-	{T_GW, "psfleet.v1.Admin/Status"},
+	{T_PS, PSF_M_REGISTER},
+	{T_PS, PSF_M_PULL},
+	{T_PS, PSF_M_PUSH},
+	{T_PS, PSF_M_CLOCK},
+	{T_PS, PSF_M_SNAPSHOT},
+	{T_PS, PSF_M_STATS},
+	{T_PS, PSF_M_REDUCE},
+	{T_PS, PSF_M_REPORT},
+	{T_PS, PSF_M_HEALTH},
+	{T_PS, PSF_M_STATUS},
+	{T_INF, PSF_M_PREDICT},
+	{T_INF, PSF_M_PREDICT_BATCH},
+	{T_INF, PSF_M_MODEL_INFO},
+	{T_INF, PSF_M_HEALTH},
+	{T_INF, PSF_M_STATUS},
+	{T_GW, PSF_M_PREDICT},
+	{T_GW, PSF_M_PREDICT_BATCH},
+	{T_GW, PSF_M_MODEL_INFO},
+	{T_GW, PSF_M_HEALTH},
+	{T_GW, PSF_M_STATUS},
 	{T_PS, NULL},
 	{T_INF, NULL},
 	{T_GW, NULL},
@@ -292,9 +293,9 @@ write_seeds(const char *out)
 	for (int t = 0; t < N_TARGETS; t++) {
 		char name[64];
 		snprintf(name, sizeof(name), "health-%d", t);
-		write_seed(out, name, sel_of(t, "psfleet.v1.Admin/Health"), &hl.base);
+		write_seed(out, name, sel_of(t, PSF_M_HEALTH), &hl.base);
 		snprintf(name, sizeof(name), "status-%d", t);
-		write_seed(out, name, sel_of(t, "psfleet.v1.Admin/Status"), &stt.base);
+		write_seed(out, name, sel_of(t, PSF_M_STATUS), &stt.base);
 	}
 	pr.symbol = (char *)sym;
 	pr2 = pr;
@@ -314,18 +315,18 @@ write_seeds(const char *out)
 	for (int t = T_INF; t <= T_GW; t++) {
 		char name[64];
 		snprintf(name, sizeof(name), "predict-%d", t);
-		write_seed(out, name, sel_of(t, "psfleet.v1.Inference/Predict"), &pr.base);
+		write_seed(out, name, sel_of(t, PSF_M_PREDICT), &pr.base);
 		snprintf(name, sizeof(name), "predict-recent-%d", t);
-		write_seed(out, name, sel_of(t, "psfleet.v1.Inference/Predict"), &pr2.base);
+		write_seed(out, name, sel_of(t, PSF_M_PREDICT), &pr2.base);
 		snprintf(name, sizeof(name), "batch-%d", t);
-		write_seed(out, name, sel_of(t, "psfleet.v1.Inference/PredictBatch"), &batch.base);
+		write_seed(out, name, sel_of(t, PSF_M_PREDICT_BATCH), &batch.base);
 		snprintf(name, sizeof(name), "modelinfo-%d", t);
-		write_seed(out, name, sel_of(t, "psfleet.v1.Inference/ModelInfo"), &mi.base);
+		write_seed(out, name, sel_of(t, PSF_M_MODEL_INFO), &mi.base);
 	}
-	write_raw_seed(out, "ps-pull", T_PS, "psfleet.v1.ParameterServer/Pull", &pull.base);
-	write_raw_seed(out, "ps-push", T_PS, "psfleet.v1.ParameterServer/Push", &push.base);
-	write_raw_seed(out, "inf-predict", T_INF, "psfleet.v1.Inference/Predict", &pr.base);
-	write_raw_seed(out, "gw-batch", T_GW, "psfleet.v1.Inference/PredictBatch", &batch.base);
+	write_raw_seed(out, "ps-pull", T_PS, PSF_M_PULL, &pull.base);
+	write_raw_seed(out, "ps-push", T_PS, PSF_M_PUSH, &push.base);
+	write_raw_seed(out, "inf-predict", T_INF, PSF_M_PREDICT, &pr.base);
+	write_raw_seed(out, "gw-batch", T_GW, PSF_M_PREDICT_BATCH, &batch.base);
 	psf_dataset_free(ds);
 	free(grads);
 	psf_model_free(model);

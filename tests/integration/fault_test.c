@@ -36,6 +36,7 @@
 #include "lib/data/datagen.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 
 #include "tests/integration/itest.h"
 
@@ -207,7 +208,7 @@ snapshot(fleet *f, size_t *len, uint64_t *version)
 	req.max_bytes = 1 << 20;
 	while (!done) {
 		Psfleet__V1__SnapshotReply *r = NULL;
-		assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Snapshot", &req.base,
+		assert_int_equal(psf_rpc_client_call(c, PSF_M_SNAPSHOT, &req.base,
 		    &psfleet__v1__snapshot_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL), PSF_OK);
 		size_t add = r->n_keys * 12 + r->values.len;
 		buf = realloc(buf, n + add + 1);
@@ -265,7 +266,7 @@ predict_all(fleet *f, uint32_t timeout_ms, double *out, uint64_t *version, bool 
 	req.n_items = N_SYMBOLS;
 	req.items = ptr;
 	*mixed = false;
-	if (psf_rpc_client_call(f->gwc, "psfleet.v1.Inference/PredictBatch", &req.base,
+	if (psf_rpc_client_call(f->gwc, PSF_M_PREDICT_BATCH, &req.base,
 	        &psfleet__v1__predict_batch_reply__descriptor, &o, (ProtobufCMessage **)&r,
 	        NULL) != PSF_OK)
 		return false;

@@ -18,6 +18,7 @@
 #include "lib/model/model.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "trainer/ps_client.h"
 
 #include "tests/integration/itest.h"
@@ -153,7 +154,7 @@ replay_push(crash_env *e, const char *worker, uint64_t seq, int64_t clock)
 
 	assert_int_equal(psf_rpc_client_open(e->d.url, NULL, &c), PSF_OK);
 	reg.worker = (char *)worker;
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/RegisterWorker", &reg.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_REGISTER, &reg.base,
 	    &psfleet__v1__register_reply__descriptor, &o, &m, NULL), PSF_OK);
 	assert_int_equal(((Psfleet__V1__RegisterReply *)m)->last_seq, seq);
 	protobuf_c_message_free_unpacked(m, NULL);
@@ -165,7 +166,7 @@ replay_push(crash_env *e, const char *worker, uint64_t seq, int64_t clock)
 	push.lens = &e->lens[0];
 	push.values.data = (uint8_t *)ones;
 	push.values.len = e->lens[0] * 4;
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Push", &push.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_PUSH, &push.base,
 	    &psfleet__v1__push_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL), PSF_OK);
 	assert_true(r->duplicate);
 	protobuf_c_message_free_unpacked(&r->base, NULL);

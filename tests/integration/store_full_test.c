@@ -29,6 +29,7 @@
 #include "lib/model/model.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "ps/store.h"
 
 #include "tests/integration/itest.h"
@@ -268,7 +269,7 @@ register_worker(pscase *p)
 	psf_rpc_status st;
 
 	reg.worker = "trainer-0";
-	assert_int_equal(call(p, "psfleet.v1.ParameterServer/RegisterWorker", &reg.base,
+	assert_int_equal(call(p, PSF_M_REGISTER, &reg.base,
 	    &psfleet__v1__register_reply__descriptor, NULL, &st), PSF_OK);
 }
 
@@ -301,7 +302,7 @@ push_rows(pscase *p, uint64_t seq, uint64_t b, psf_rpc_status *st, int *duplicat
 	req.values.data = (uint8_t *)g;
 	req.values.len = (size_t)ROWS_PER_PUSH * p->emb_len * sizeof(float);
 	req.n_samples = 1;
-	err = call(p, "psfleet.v1.ParameterServer/Push", &req.base,
+	err = call(p, PSF_M_PUSH, &req.base,
 	    &psfleet__v1__push_reply__descriptor, (ProtobufCMessage **)&r, st);
 	if (duplicate != NULL)
 		*duplicate = r != NULL && r->duplicate;
@@ -326,7 +327,7 @@ pull_first(pscase *p, float *buf, uint64_t *version)
 	req.worker = "trainer-0";
 	req.keys = keys;
 	req.n_keys = 8;
-	assert_int_equal(call(p, "psfleet.v1.ParameterServer/Pull", &req.base,
+	assert_int_equal(call(p, PSF_M_PULL, &req.base,
 	    &psfleet__v1__pull_reply__descriptor, (ProtobufCMessage **)&r, &st), PSF_OK);
 	assert_int_equal(r->values.len, 8 * p->emb_len * sizeof(float));
 	memcpy(buf, r->values.data, r->values.len);
@@ -454,13 +455,13 @@ health(pscase *p, bool *ready, char *reason, bool *status_ready, uint64_t *versi
 	Psfleet__V1__StatusReply *st = NULL;
 	psf_rpc_status rs;
 
-	assert_int_equal(call(p, "psfleet.v1.Admin/Health", &hq.base,
+	assert_int_equal(call(p, PSF_M_HEALTH, &hq.base,
 	    &psfleet__v1__health_reply__descriptor, (ProtobufCMessage **)&h, &rs), PSF_OK);
 	*ready = h->ready;
 	snprintf(reason, 256, "%s", h->reason);
 	*version = h->model_version;
 	protobuf_c_message_free_unpacked(&h->base, NULL);
-	assert_int_equal(call(p, "psfleet.v1.Admin/Status", &sq.base,
+	assert_int_equal(call(p, PSF_M_STATUS, &sq.base,
 	    &psfleet__v1__status_reply__descriptor, (ProtobufCMessage **)&st, &rs), PSF_OK);
 	*status_ready = st->ready;
 	protobuf_c_message_free_unpacked(&st->base, NULL);

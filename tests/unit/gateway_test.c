@@ -20,14 +20,12 @@
 #include "lib/net/rpc_client.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
-#define M_PREDICT "psfleet.v1.Inference/Predict"
-#define M_BATCH "psfleet.v1.Inference/PredictBatch"
-#define M_HEALTH "psfleet.v1.Admin/Health"
 #define N_SYMBOLS 16
 #define N_INF 3
 
@@ -150,7 +148,7 @@ predict_on(psf_rpc_client *c, const char *symbol, double *pred, char *msg)
 	psf_rpc_status st;
 
 	req.symbol = (char *)symbol;
-	if (psf_rpc_client_call(c, M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor, NULL,
+	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor, NULL,
 	        (ProtobufCMessage **)&r, &st) == PSF_OK) {
 		if (pred != NULL)
 			*pred = r->prediction;
@@ -203,7 +201,7 @@ test_gateway_routes_by_symbol_shard(void **state)
 		}
 		req.n_items = N_SYMBOLS + 1;
 		req.items = itp;
-		assert_int_equal(psf_rpc_client_call(f.c, M_BATCH, &req.base,
+		assert_int_equal(psf_rpc_client_call(f.c, PSF_M_PREDICT_BATCH, &req.base,
 		    &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL),
 		    PSF_OK);
 		assert_int_equal(r->n_results, N_SYMBOLS + 1);
@@ -269,7 +267,7 @@ test_gateway_failover_and_unavailable(void **state)
 		it[1].symbol = (char *)s0;
 		req.n_items = 2;
 		req.items = itp;
-		assert_int_equal(psf_rpc_client_call(f.c, M_BATCH, &req.base,
+		assert_int_equal(psf_rpc_client_call(f.c, PSF_M_PREDICT_BATCH, &req.base,
 		    &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL),
 		    PSF_OK);
 		assert_int_equal(r->results[0]->status, PSF_STATUS_OK);
@@ -280,7 +278,7 @@ test_gateway_failover_and_unavailable(void **state)
 	{
 		Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
 		Psfleet__V1__HealthReply *h = NULL;
-		assert_int_equal(psf_rpc_client_call(f.c, M_HEALTH, &req.base,
+		assert_int_equal(psf_rpc_client_call(f.c, PSF_M_HEALTH, &req.base,
 		    &psfleet__v1__health_reply__descriptor, NULL, (ProtobufCMessage **)&h, NULL), PSF_OK);
 		assert_false(h->ready);
 		assert_non_null(strstr(h->reason, "shard 0"));

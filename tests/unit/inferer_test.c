@@ -26,14 +26,11 @@
 #include "lib/net/rpc_client.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
-#define M_PREDICT "psfleet.v1.Inference/Predict"
-#define M_BATCH "psfleet.v1.Inference/PredictBatch"
-#define M_INFO "psfleet.v1.Inference/ModelInfo"
-#define M_HEALTH "psfleet.v1.Admin/Health"
 #define N_SYMBOLS 12
 #define N_DAYS 120
 
@@ -262,7 +259,7 @@ predict(psf_rpc_client *c, const char *symbol, const char *as_of, Psfleet__V1__B
 		req.n_recent = 1;
 		req.recent = &bar;
 	}
-	if (psf_rpc_client_call(c, M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor, NULL,
+	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor, NULL,
 	        (ProtobufCMessage **)&r, &st) == PSF_OK) {
 		if (out != NULL)
 			*out = r;
@@ -422,7 +419,7 @@ test_inferer_errors_and_batch(void **state)
 	assert_non_null(strstr(msg, "not a finite"));
 
 	/* a payload that is not a PredictRequest, and an unknown method */
-	assert_int_equal(psf_rpc_call_start_raw(c, M_PREDICT, "\xff\xff\xff", 3, NULL, &p), PSF_OK);
+	assert_int_equal(psf_rpc_call_start_raw(c, PSF_M_PREDICT, "\xff\xff\xff", 3, NULL, &p), PSF_OK);
 	{
 		const uint8_t *pl;
 		size_t len;
@@ -444,7 +441,7 @@ test_inferer_errors_and_batch(void **state)
 		}
 		req.n_items = 4;
 		req.items = itp;
-		assert_int_equal(psf_rpc_client_call(c, M_BATCH, &req.base,
+		assert_int_equal(psf_rpc_client_call(c, PSF_M_PREDICT_BATCH, &req.base,
 		    &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st),
 		    PSF_OK);
 		assert_int_equal(r->n_results, 4);
@@ -460,7 +457,7 @@ test_inferer_errors_and_batch(void **state)
 	{
 		Psfleet__V1__ModelInfoRequest req = PSFLEET__V1__MODEL_INFO_REQUEST__INIT;
 		Psfleet__V1__ModelInfoReply *r = NULL;
-		assert_int_equal(psf_rpc_client_call(c, M_INFO, &req.base,
+		assert_int_equal(psf_rpc_client_call(c, PSF_M_MODEL_INFO, &req.base,
 		    &psfleet__v1__model_info_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_OK);
 		assert_int_equal(r->model_version, 1);
 		assert_int_equal(r->n_shard_versions, 2);
@@ -504,7 +501,7 @@ test_inferer_unavailable_without_ps(void **state)
 	    &inf), PSF_OK);
 	assert_int_equal(psf_rpc_client_open(psf_inferer_url(inf), NULL, &c), PSF_OK);
 	psf_sleep_ms(200);
-	assert_int_equal(psf_rpc_client_call(c, M_HEALTH, &hreq.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_HEALTH, &hreq.base,
 	    &psfleet__v1__health_reply__descriptor, NULL, (ProtobufCMessage **)&h, NULL), PSF_OK);
 	assert_false(h->ready);
 	assert_non_null(strstr(h->reason, "no snapshot yet"));

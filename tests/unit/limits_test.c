@@ -26,6 +26,7 @@
 #include "lib/net/rpc_server.h"
 #include "lib/base/util.h"
 #include "lib/net/wire.h"
+#include "lib/net/methods.h"
 #include "ps/ps.h"
 
 #define BIG_REPLY ((size_t)1 << 20)
@@ -368,17 +369,17 @@ test_limits_keys_per_request(void **state)
 	(void)state;
 	ps_start(&f, "limits: {max_keys_per_request: 3}\n");
 	reg.worker = "trainer-0";
-	assert_int_equal(ps_call(&f, "psfleet.v1.ParameterServer/RegisterWorker", &reg.base,
+	assert_int_equal(ps_call(&f, PSF_M_REGISTER, &reg.base,
 	    &psfleet__v1__register_reply__descriptor, 5000, &st), PSF_OK);
 	pull.worker = "trainer-0";
 	pull.keys = f.keys;
 	pull.n_keys = 4;
-	assert_int_not_equal(ps_call(&f, "psfleet.v1.ParameterServer/Pull", &pull.base,
+	assert_int_not_equal(ps_call(&f, PSF_M_PULL, &pull.base,
 	    &psfleet__v1__pull_reply__descriptor, 5000, &st), PSF_OK);
 	assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.message, "exceed the limit of 3"));
 	pull.n_keys = 3;
-	assert_int_equal(ps_call(&f, "psfleet.v1.ParameterServer/Pull", &pull.base,
+	assert_int_equal(ps_call(&f, PSF_M_PULL, &pull.base,
 	    &psfleet__v1__pull_reply__descriptor, 5000, &st), PSF_OK);
 	ps_stop(&f);
 }
@@ -395,7 +396,7 @@ test_limits_request_deadline(void **state)
 	(void)state;
 	ps_start(&f, "");
 	reg.worker = "trainer-0";
-	assert_int_equal(ps_call(&f, "psfleet.v1.ParameterServer/RegisterWorker", &reg.base,
+	assert_int_equal(ps_call(&f, PSF_M_REGISTER, &reg.base,
 	    &psfleet__v1__register_reply__descriptor, 5000, &st), PSF_OK);
 	/* Sync: the pull for clock 1 waits for round 0, which trainer-1 never
 	 * pushes; the ps answers at the request's deadline, not later. */
@@ -404,7 +405,7 @@ test_limits_request_deadline(void **state)
 	pull.keys = f.keys;
 	pull.n_keys = 1;
 	t0 = psf_now_ms();
-	assert_int_equal(ps_call(&f, "psfleet.v1.ParameterServer/Pull", &pull.base,
+	assert_int_equal(ps_call(&f, PSF_M_PULL, &pull.base,
 	    &psfleet__v1__pull_reply__descriptor, 400, &st), PSF_ETIMEDOUT);
 	waited_ms = psf_now_ms() - t0;
 	assert_int_equal(st.code, PSF_STATUS_DEADLINE_EXCEEDED);
@@ -412,7 +413,7 @@ test_limits_request_deadline(void **state)
 	/* The parked call was answered by the ps (not only abandoned by the client):
 	 * the connection serves the next request at once. */
 	pull.clock = 0;
-	assert_int_equal(ps_call(&f, "psfleet.v1.ParameterServer/Pull", &pull.base,
+	assert_int_equal(ps_call(&f, PSF_M_PULL, &pull.base,
 	    &psfleet__v1__pull_reply__descriptor, 5000, &st), PSF_OK);
 	ps_stop(&f);
 }

@@ -23,6 +23,7 @@
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
 #include "lib/net/wire.h"
+#include "lib/net/methods.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
@@ -175,7 +176,7 @@ raw_pull(fleet *f, size_t shard, const char *worker, int64_t clock, uint32_t tim
 	assert_int_equal(psf_rpc_client_open(f->urls[shard], NULL, &c), PSF_OK);
 	req.worker = (char *)worker;
 	req.clock = clock;
-	err = psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Pull", &req.base,
+	err = psf_rpc_client_call(c, PSF_M_PULL, &req.base,
 	    &psfleet__v1__pull_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL);
 	if (err == PSF_OK)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -191,7 +192,7 @@ stats(fleet *f, size_t shard)
 	Psfleet__V1__StatsReply *r = NULL;
 
 	assert_int_equal(psf_rpc_client_open(f->urls[shard], NULL, &c), PSF_OK);
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Stats", &req.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_STATS, &req.base,
 	    &psfleet__v1__stats_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL), PSF_OK);
 	psf_rpc_client_close(c);
 	return r;
@@ -267,7 +268,7 @@ test_ps_ssp_blocks_fast_worker(void **state)
 	req.clock = 3;
 	req.n_keys = 1;
 	req.keys = f.keys;
-	assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Pull", &req.base, &o, &pend),
+	assert_int_equal(psf_rpc_call_start(c, PSF_M_PULL, &req.base, &o, &pend),
 	    PSF_OK);
 	p = pull_all(&f, slow, 0);
 	assert_int_equal(psf_ps_client_push(slow, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
@@ -305,7 +306,7 @@ test_ps_replayed_push_applied_once(void **state)
 	w0 = pull_all(&f, w, 0);
 	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
 	reg.worker = "trainer-0";
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/RegisterWorker", &reg.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_REGISTER, &reg.base,
 	    &psfleet__v1__register_reply__descriptor, NULL, &m, NULL), PSF_OK);
 	protobuf_c_message_free_unpacked(m, NULL);
 	push.worker = "trainer-0";
@@ -316,7 +317,7 @@ test_ps_replayed_push_applied_once(void **state)
 	push.values.data = (uint8_t *)ones;
 	push.values.len = f.lens[0] * 4;
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Push", &push.base,
+		assert_int_equal(psf_rpc_client_call(c, PSF_M_PUSH, &push.base,
 		    &psfleet__v1__push_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL), PSF_OK);
 		assert_int_equal(r->duplicate, i == 1);
 		assert_int_equal(r->model_version, 1);
@@ -453,7 +454,7 @@ raw_push(fleet *f, const char *worker, uint64_t seq, const uint64_t *keys, const
 	push.lens = (uint32_t *)lens;
 	push.values.data = (uint8_t *)vals;
 	push.values.len = n_vals * 4;
-	err = psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Push", &push.base,
+	err = psf_rpc_client_call(c, PSF_M_PUSH, &push.base,
 	    &psfleet__v1__push_reply__descriptor, NULL, &r, st);
 	if (r != NULL)
 		protobuf_c_message_free_unpacked(r, NULL);
@@ -533,7 +534,7 @@ test_ps_snapshot_in_pieces(void **state)
 	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
 	req.max_bytes = 20; /* one key per piece */
 	for (;;) {
-		assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Snapshot", &req.base,
+		assert_int_equal(psf_rpc_client_call(c, PSF_M_SNAPSHOT, &req.base,
 		    &psfleet__v1__snapshot_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_OK);
 		if (pieces == 0)
 			version = r->version;
@@ -552,7 +553,7 @@ test_ps_snapshot_in_pieces(void **state)
 	assert_int_equal(seen, f.n_keys);
 	assert_true(pieces >= f.n_keys / 2);
 	req.version = 999;
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Snapshot", &req.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_SNAPSHOT, &req.base,
 	    &psfleet__v1__snapshot_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_ENOENT);
 	psf_rpc_client_close(c);
 	psf_params_free(g);
@@ -696,7 +697,7 @@ test_ps_reduce_sums_once(void **state)
 		req.expected = 2;
 		req.n_values = 2;
 		req.values = va;
-		assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Reduce", &req.base,
+		assert_int_equal(psf_rpc_call_start(c, PSF_M_REDUCE, &req.base,
 		    NULL, &pend), PSF_OK);
 		assert_int_equal(psf_ps_client_reduce(b, "stats", 2, vb, 2), PSF_OK);
 		assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__reduce_reply__descriptor,
@@ -748,7 +749,7 @@ test_ps_reduce_names_bounded(void **state)
 		req.expected = 1;
 		req.n_values = 1;
 		req.values = v;
-		assert_int_not_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Reduce",
+		assert_int_not_equal(psf_rpc_client_call(c, PSF_M_REDUCE,
 		    &req.base, &psfleet__v1__reduce_reply__descriptor, NULL, &r, &st), PSF_OK);
 		assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
 	}
@@ -910,7 +911,7 @@ check_push_bytes(psf_rpc_client *c, const uint8_t *buf, size_t len)
 	char msg[256];
 	ProtobufCMessage *m = protobuf_c_message_unpack(&psfleet__v1__push_request__descriptor, NULL,
 	    len, buf);
-	psf_status code = raw_call(c, "psfleet.v1.ParameterServer/Push", buf, len, msg, sizeof(msg));
+	psf_status code = raw_call(c, PSF_M_PUSH, buf, len, msg, sizeof(msg));
 	bool malformed = strstr(msg, "malformed") != NULL;
 
 	assert_true(code != PSF_STATUS_UNAVAILABLE && code != PSF_STATUS_DEADLINE_EXCEEDED &&
@@ -968,7 +969,7 @@ test_ps_raw_push_malformed_rejected(void **state)
 	/* Truncations first, with a seq the worker never reaches, then the whole. */
 	for (size_t t = 0; t < len; t++)
 		check_push_bytes(c, buf, t);
-	assert_int_equal(raw_call(c, "psfleet.v1.ParameterServer/Push", buf, len, msg, sizeof(msg)),
+	assert_int_equal(raw_call(c, PSF_M_PUSH, buf, len, msg, sizeof(msg)),
 	    PSF_STATUS_OK);
 	/* Byte flips and random bytes. */
 	for (int i = 0; i < 1500; i++) {
@@ -1001,7 +1002,7 @@ test_ps_raw_push_malformed_rejected(void **state)
 		memcpy(unpacked + n, vals, f.lens[0] * 4);
 		n += f.lens[0] * 4;
 		check_push_bytes(c, unpacked, n);
-		assert_int_equal(raw_call(c, "psfleet.v1.ParameterServer/Push", unpacked, n, msg,
+		assert_int_equal(raw_call(c, PSF_M_PUSH, unpacked, n, msg,
 		    sizeof(msg)), PSF_STATUS_OK);
 	}
 	psf_rpc_client_close(c);
@@ -1177,7 +1178,7 @@ test_ps_reduce_survives_restart(void **state)
 	req.expected = 2;
 	req.n_values = 2;
 	req.values = va;
-	assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.ParameterServer/Reduce", &req.base, NULL,
+	assert_int_equal(psf_rpc_call_start(c, PSF_M_REDUCE, &req.base, NULL,
 	    &pend), PSF_OK);
 	assert_int_equal(psf_ps_client_reduce(b, "stats", 2, vb, 2), PSF_OK);
 	assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__reduce_reply__descriptor,
@@ -1222,7 +1223,7 @@ register_raw(fleet *f, const char *id)
 	psf_rpc_status st;
 
 	req.worker = (char *)id;
-	assert_int_equal(call_ps(f, "psfleet.v1.ParameterServer/RegisterWorker", &req.base,
+	assert_int_equal(call_ps(f, PSF_M_REGISTER, &req.base,
 	    &psfleet__v1__register_reply__descriptor, &st), PSF_OK);
 }
 
@@ -1241,7 +1242,7 @@ report_raw(fleet *f, const char *id, int64_t step, bool finished, psf_rpc_status
 	r.samples_per_sec = 1000.5;
 	r.test_correct = -0.0;
 	r.finished = finished;
-	return call_ps(f, "psfleet.v1.ParameterServer/Report", &r.base,
+	return call_ps(f, PSF_M_REPORT, &r.base,
 	    &psfleet__v1__metrics_ack__descriptor, st);
 }
 
@@ -1386,7 +1387,7 @@ test_ps_report_size_capped(void **state)
 	r.step = 9;
 	r.base.n_unknown_fields = 1;
 	r.base.unknown_fields = &unk;
-	assert_int_not_equal(call_ps(&f, "psfleet.v1.ParameterServer/Report", &r.base,
+	assert_int_not_equal(call_ps(&f, PSF_M_REPORT, &r.base,
 	    &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
 	assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.message, "exceeds the limit of 4096"));
@@ -1396,7 +1397,7 @@ test_ps_report_size_capped(void **state)
 
 	unk.len = sizeof(small);
 	unk.data = small;
-	assert_int_equal(call_ps(&f, "psfleet.v1.ParameterServer/Report", &r.base,
+	assert_int_equal(call_ps(&f, PSF_M_REPORT, &r.base,
 	    &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
 	restart_ps0(&f);
 	s = stats(&f, 0);

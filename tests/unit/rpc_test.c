@@ -20,6 +20,7 @@
 #include "lib/net/rpc_server.h"
 #include "lib/base/util.h"
 #include "lib/net/wire.h"
+#include "lib/net/methods.h"
 
 /* ---------------------------------------------------------------- test service */
 
@@ -250,7 +251,7 @@ predict(psf_rpc_client *c, const char *symbol, uint32_t timeout_ms, int idempote
 
 	req.symbol = (char *)symbol;
 	req.as_of = "2024-01-02";
-	return psf_rpc_client_call(c, "psfleet.v1.Inference/Predict", &req.base,
+	return psf_rpc_client_call(c, PSF_M_PREDICT, &req.base,
 	    &psfleet__v1__predict_reply__descriptor, &o, (ProtobufCMessage **)out, st);
 }
 
@@ -398,11 +399,11 @@ test_rpc_handler_errors_reach_client(void **state)
 	assert_int_equal(predict(c, "MISSING", 5000, 0, &r, &st), PSF_ENOENT);
 	assert_int_equal(st.code, PSF_STATUS_NOT_FOUND);
 	assert_string_equal(st.message, "unknown symbol 'MISSING'");
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.Admin/Status", &sreq.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_STATUS, &sreq.base,
 	    &psfleet__v1__status_reply__descriptor, NULL, &m, &st), PSF_ESTATE);
 	assert_int_equal(st.code, PSF_STATUS_FAILED_PRECONDITION);
 	assert_string_equal(st.message, "status refused");
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.Admin/Shutdown", &dreq.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_SHUTDOWN, &dreq.base,
 	    &psfleet__v1__shutdown_reply__descriptor, NULL, &m, &st), PSF_EINTERNAL);
 	assert_int_equal(st.code, PSF_STATUS_INTERNAL);
 	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.Nope/Nothing", &dreq.base,
@@ -425,7 +426,7 @@ test_rpc_deferred_reply_does_not_block_others(void **state)
 
 	assert_int_equal(psf_rpc_client_open(f->url, NULL, &c), PSF_OK);
 	req.symbol = "SLOW300";
-	assert_int_equal(psf_rpc_call_start(c, "psfleet.v1.Inference/Predict", &req.base, NULL,
+	assert_int_equal(psf_rpc_call_start(c, PSF_M_PREDICT, &req.base, NULL,
 	    &slow), PSF_OK);
 	for (int i = 0; i < 20; i++) {
 		assert_int_equal(predict(c, "FAST", 5000, 0, &r, NULL), PSF_OK);
@@ -457,7 +458,7 @@ barrier_round(const char *url, int n)
 	req.symbol = sym;
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(psf_rpc_client_open(url, NULL, &c[i]), PSF_OK);
-		assert_int_equal(psf_rpc_call_start(c[i], "psfleet.v1.Inference/Predict", &req.base,
+		assert_int_equal(psf_rpc_call_start(c[i], PSF_M_PREDICT, &req.base,
 		    &o, &p[i]), PSF_OK);
 	}
 	for (int i = 0; i < n; i++) {
@@ -542,7 +543,7 @@ test_rpc_garbage_gets_error_reply(void **state)
 	/* an empty message: no method */
 	assert_int_equal(raw_exchange(f->url, "", 0), PSF_STATUS_INVALID_ARGUMENT);
 	/* every truncation of a valid envelope */
-	n = psf_wire_request_head(head, "psfleet.v1.Inference/Predict", 7, 1000, NULL, 0, 6);
+	n = psf_wire_request_head(head, PSF_M_PREDICT, 7, 1000, NULL, 0, 6);
 	memcpy(head + n, "\x0a\x04" "ABCD", 6);
 	n += 6;
 	/* (a cut on a field boundary is a valid, shorter message: OK is right) */
@@ -553,7 +554,7 @@ test_rpc_garbage_gets_error_reply(void **state)
 	}
 	assert_int_equal(raw_exchange(f->url, head, n), PSF_STATUS_OK);
 	/* valid envelope, malformed payload */
-	n = psf_wire_request_head(head, "psfleet.v1.Inference/Predict", 8, 1000, NULL, 0, 3);
+	n = psf_wire_request_head(head, PSF_M_PREDICT, 8, 1000, NULL, 0, 3);
 	memcpy(head + n, "\x0a\x09X", 3);
 	assert_int_equal(raw_exchange(f->url, head, n + 3), PSF_STATUS_INVALID_ARGUMENT);
 	assert_server_alive(f->url);
@@ -635,7 +636,7 @@ test_rpc_replies_are_valid_utf8(void **state)
 		uint8_t buf[128];
 		snprintf(sym, sizeof(sym), "AB%sC", not_utf8[i]);
 		req.symbol = sym;
-		m = exchange(f->url, "psfleet.v1.Inference/Predict", buf,
+		m = exchange(f->url, PSF_M_PREDICT, buf,
 		    psfleet__v1__predict_request__pack(&req, buf), &rep);
 		assert_int_equal(rep.status, PSF_STATUS_OK);
 		r = psfleet__v1__predict_reply__unpack(NULL, rep.payload_len, rep.payload);

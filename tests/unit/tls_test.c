@@ -26,6 +26,7 @@
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 
 static char dir[64];
 
@@ -123,9 +124,9 @@ tls_server(const char *who, const char *listen_url, const char *ca, const char *
 	o.tls.key_file = key;
 	o.tls.ca_file = ca;
 	assert_int_equal(psf_rpc_server_new(&o, &s), PSF_OK);
-	assert_int_equal(psf_rpc_server_add_raw(s, "psfleet.v1.Admin/Health",
+	assert_int_equal(psf_rpc_server_add_raw(s, PSF_M_HEALTH,
 	    &psfleet__v1__health_reply__descriptor, health, NULL), PSF_OK);
-	assert_int_equal(psf_rpc_server_add_raw(s, "psfleet.v1.Inference/ModelInfo",
+	assert_int_equal(psf_rpc_server_add_raw(s, PSF_M_MODEL_INFO,
 	    &psfleet__v1__model_info_reply__descriptor, model_info, NULL), PSF_OK);
 	assert_int_equal(psf_rpc_server_listen(s, listen_url, url, len), PSF_OK);
 	assert_int_equal(psf_rpc_server_start(s), PSF_OK);
@@ -146,7 +147,7 @@ health_with(const char *url, const psf_rpc_client_opts *o, uint32_t timeout_ms,
 
 	memset(st, 0, sizeof(*st));
 	assert_int_equal(psf_rpc_client_open(url, o, &c), PSF_OK);
-	err = psf_rpc_client_call(c, "psfleet.v1.Admin/Health", &req.base,
+	err = psf_rpc_client_call(c, PSF_M_HEALTH, &req.base,
 	    &psfleet__v1__health_reply__descriptor, &co, &r, st);
 	if (r != NULL)
 		protobuf_c_message_free_unpacked(r, NULL);
@@ -236,7 +237,7 @@ test_tls_mutual(void **state)
 		ProtobufCMessage *r = NULL;
 		psf_rpc_call_opts co = {1000, 0, 0};
 		assert_int_equal(psf_rpc_client_open(plain, NULL, &c), PSF_OK);
-		assert_int_not_equal(psf_rpc_client_call(c, "psfleet.v1.Admin/Health", &req.base,
+		assert_int_not_equal(psf_rpc_client_call(c, PSF_M_HEALTH, &req.base,
 		    &psfleet__v1__health_reply__descriptor, &co, &r, &st), PSF_OK);
 		psf_rpc_client_close(c);
 	}
@@ -466,7 +467,7 @@ node_token_case(const char *security_yaml)
 	assert_string_equal(so.token, "from-the-config-source");
 	assert_int_equal(psf_runtime_new("ps0", "ps", "127.0.0.1:0", &n), PSF_OK);
 	assert_int_equal(psf_rpc_server_new(&so, &s), PSF_OK);
-	assert_int_equal(psf_rpc_server_add_raw(s, "psfleet.v1.Admin/Health",
+	assert_int_equal(psf_rpc_server_add_raw(s, PSF_M_HEALTH,
 	    &psfleet__v1__health_reply__descriptor, health, NULL), PSF_OK);
 	psf_runtime_observe_rpc(n, s);
 	assert_int_equal(psf_rpc_server_listen(s, "tcp://127.0.0.1:0", url, sizeof(url)), PSF_OK);

@@ -21,6 +21,7 @@
 #include "lib/data/features.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "ps/ps.h"
 #include "trainer/internal.h"
 #include "trainer/trainer.h"
@@ -225,7 +226,7 @@ run_fleet(tfix *f, double *rmse, double *naive)
 		assert_int_equal(jobs[i].err, PSF_OK);
 	}
 	assert_int_equal(psf_rpc_client_open(urls[0], NULL, &c), PSF_OK);
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.ParameterServer/Stats", &req.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_STATS, &req.base,
 	    &psfleet__v1__stats_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL), PSF_OK);
 	assert_int_equal(r->n_reports, nt);
 	for (size_t i = 0; i < r->n_reports; i++) {

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "lib/net/wire.h"
+#include "lib/net/methods.h"
 #include "psfleet.pb-c.h"
 
 static void
@@ -16,7 +17,7 @@ test_wire_request_head_decodes_with_protobuf_c(void **state)
 {
 	uint8_t buf[PSF_WIRE_HEAD_MAX + 64];
 	const char payload[] = "\x0a\x03" "ABC";
-	size_t n = psf_wire_request_head(buf, "psfleet.v1.Inference/Predict", 1ull << 40, 2500,
+	size_t n = psf_wire_request_head(buf, PSF_M_PREDICT, 1ull << 40, 2500,
 	    "tok", 3, sizeof(payload) - 1);
 	Psfleet__V1__Request *r;
 
@@ -24,7 +25,7 @@ test_wire_request_head_decodes_with_protobuf_c(void **state)
 	memcpy(buf + n, payload, sizeof(payload) - 1);
 	r = psfleet__v1__request__unpack(NULL, n + sizeof(payload) - 1, buf);
 	assert_non_null(r);
-	assert_string_equal(r->method, "psfleet.v1.Inference/Predict");
+	assert_string_equal(r->method, PSF_M_PREDICT);
 	assert_int_equal(r->request_id, 1ull << 40);
 	assert_int_equal(r->deadline_ms, 2500);
 	assert_int_equal(r->auth.len, 3);
@@ -114,7 +115,7 @@ test_wire_utf8_validates_and_sanitizes(void **state)
 	(void)state;
 	/* Valid: ASCII, 2, 3 and 4 bytes, the edges of each range. */
 	assert_true(psf_wire_utf8_valid("", 0));
-	assert_true(psf_wire_utf8_valid("psfleet.v1.Inference/Predict", 28));
+	assert_true(psf_wire_utf8_valid(PSF_M_PREDICT, 28));
 	assert_true(psf_wire_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9d\x84\x9e", 9)); /* é € 𝄞 */
 	assert_true(psf_wire_utf8_valid("\xed\x9f\xbf\xee\x80\x80\xf4\x8f\xbf\xbf", 10));
 	assert_int_equal(psf_wire_utf8_len("\xe2\x82\xac", 3), 3);
