@@ -166,7 +166,7 @@ fill(const psf_config *cfg, const psf_dataset *ds, uint32_t shard, uint32_t n_sh
 		if (psf_inference_shard_of(s->symbol, n_shards) != shard || s->n == 0)
 			continue;
 		memcpy(sym->name, s->symbol, len + 1);
-		sym->row = psf_model_symbol_row(s->symbol);
+		sym->row = psf_symbol_row(s->symbol);
 		keep_rows(sym, s, s->n < hd ? s->n : hd, &dbl, &day);
 		latest_row(cfg, b, b->n, s);
 		for (slot = slot_of(s->symbol, len, b->mask); b->slots[slot] != 0;

@@ -31,7 +31,7 @@
 /* One symbol served by this inferer. */
 typedef struct inf_symbol {
 	char name[PSF_SYMBOL_MAX + 1];
-	uint64_t row;          /* psf_model_symbol_row */
+	uint64_t row;          /* psf_symbol_row */
 	psf_series hist;       /* the last history_days rows; arrays owned by the book */
 	psf_err latest_err;    /* PSF_OK, or why there is no latest feature row */
 	int32_t latest_date;   /* date of the latest row */

@@ -97,7 +97,7 @@ check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
 		if (psf_model_key_len(ps->model, keys[i]) == 0) {
 			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
 			    "unknown key %#llx (tensor %u, row %llu)", (unsigned long long)keys[i],
-			    psf_model_key_tensor(keys[i]), (unsigned long long)psf_model_key_row(keys[i]));
+			    psf_key_tensor(keys[i]), (unsigned long long)psf_key_row(keys[i]));
 			return false;
 		}
 		if (!ps_key_owned(ps, keys[i])) {

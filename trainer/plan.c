@@ -192,7 +192,7 @@ count_keys(const psf_config *cfg, const psf_model *m, const psf_data_index *idx,
 		}
 		if (ns == 0 || sym >= psf_data_index_n_symbols(idx))
 			break;
-		uint64_t row = psf_model_symbol_row(psf_data_index_symbol(idx, sym, NULL));
+		uint64_t row = psf_symbol_row(psf_data_index_symbol(idx, sym, NULL));
 		err = psf_model_symbol_keys(m, &row, 1, keys, NULL, cap, &n);
 	}
 out:

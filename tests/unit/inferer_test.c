@@ -127,7 +127,7 @@ fleet_start(fleet *f, const char *hidden, uint32_t history_days)
 
 	/* every dense key and the per-symbol keys of every symbol */
 	for (size_t i = 0; i < N_SYMBOLS; i++)
-		rows[i] = psf_model_symbol_row(psf_dataset_series(f->ds, i)->symbol);
+		rows[i] = psf_symbol_row(psf_dataset_series(f->ds, i)->symbol);
 	nd = psf_model_n_dense_keys(f->model);
 	f->keys = calloc(nd + 2 * N_SYMBOLS, sizeof(uint64_t));
 	assert_int_equal(psf_model_dense_keys(f->model, f->keys, NULL, nd, &nd), PSF_OK);
@@ -202,7 +202,7 @@ expected(fleet *f, const char *symbol, int32_t date, const Psfleet__V1__Bar *ext
 	const psf_series *s = psf_dataset_find(f->ds, symbol);
 	psf_series ext = *s;
 	size_t nf = f->cfg->n_features, nk;
-	uint64_t row = psf_model_symbol_row(symbol), keys[4096];
+	uint64_t row = psf_symbol_row(symbol), keys[4096];
 	float x[16], z;
 	psf_params *p;
 	psf_model_ws *ws;
