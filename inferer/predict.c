@@ -26,9 +26,6 @@ void psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 
 static char oom_text[] = "out of memory";
 
-static const char *const target_names[] = {"next_close", "next_return", "next_direction"};
-static const char *const model_names[] = {"linear", "logistic", "mlp"};
-
 psf_model_ws *
 inf_ws_take(psf_inferer *inf)
 {
@@ -278,7 +275,7 @@ fill_reply(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictReq
 	psfleet__v1__predict_reply__init(r);
 	r->symbol = in->symbol;
 	r->prediction = a->prediction;
-	r->target = (char *)target_names[inf->cfg->target];
+	r->target = (char *)psf_target_name(inf->cfg->target);
 	r->model_version = snap->version;
 	r->as_of = a->day;
 	r->last_close = a->last_close;
@@ -466,8 +463,8 @@ psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 	r.tensors = tpp;
 	r.n_features = inf->cfg->n_features;
 	r.features = feats;
-	r.target = (char *)target_names[inf->cfg->target];
-	r.model = (char *)model_names[inf->cfg->model.kind];
+	r.target = (char *)psf_target_name(inf->cfg->target);
+	r.model = (char *)psf_model_kind_name(inf->cfg->model.kind);
 	r.trained_steps = snap->trained_steps;
 	pthread_mutex_lock(&inf->snap_mu);
 	m = inf->metrics;

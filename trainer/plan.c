@@ -149,12 +149,6 @@ out:
 	return err;
 }
 
-const char *
-psf_shard_by_name(psf_shard_by by)
-{
-	return by == PSF_SHARD_BY_HASH ? "hash" : "rows";
-}
-
 void
 psf_trainer_split_free(psf_trainer_split *s)
 {
