@@ -53,15 +53,17 @@ inf_ws_give(psf_inferer *inf, psf_model_ws *ws)
 }
 
 psf_err
-inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, const float *x,
+inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
     uint64_t row, double *out)
 {
 	float z;
-	psf_err err = psf_model_forward(inf->model, ws, s->params, x, &row, 1, &z);
+	psf_err err;
 
+	psf_features_standardize_row(x, inf->book->n_features, s->stats);
+	err = psf_model_forward(inf->model, ws, s->params, x, &row, 1, &z);
 	if (err == PSF_OK)
 		*out = psf_features_unstandardize_target(z, inf->book->n_features, inf->cfg->target,
-		    inf->book->stats);
+		    s->stats);
 	return err;
 }
 
@@ -206,7 +208,6 @@ on_demand(psf_inferer *inf, const inf_snap *snap, const inf_symbol *sym,
 		st = row_error(inf, sym, &m.s, err, when, msg, len);
 		goto out;
 	}
-	psf_features_standardize_row(xp, b->n_features, b->stats);
 	if ((ws = inf_ws_take(inf)) == NULL) {
 		st = row_error(inf, sym, &m.s, PSF_ENOMEM, when, msg, len);
 		goto out;

@@ -37,6 +37,12 @@
 #include "lib/base/err.h"
 #include "lib/base/keys.h"
 
+/* PSF_REDUCE_FEATURE_STATS names the Reduce through which the trainers sum their
+ * standardisation statistics (lib/data/features.h, psf_features_stats) at start-up.
+ * The ps returns its result with every Snapshot (SnapshotReply.feature_stats), so
+ * inferers scale their inputs exactly as training did. Part of the wire contract. */
+#define PSF_REDUCE_FEATURE_STATS "feature_stats"
+
 /* Size limits checked by psf_model_new (PSF_EINVAL beyond them):
  * PSF_MODEL_MAX_WIDTH and PSF_MODEL_MAX_DENSE_FLOATS are in bounds.h, because the
  * config loader checks them too. */
