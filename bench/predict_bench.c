@@ -27,7 +27,10 @@
 
 #include "bench/bench_util.h"
 #include "lib/config/config.h"
+#include "lib/data/data.h"
 #include "lib/data/datagen.h"
+#include "lib/data/features.h"
+#include "lib/model/model.h"
 #include "lib/base/log.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
@@ -35,6 +38,7 @@
 #include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
+#include "trainer/ps_client.h"
 
 #define N_SYMBOLS 1000
 #define RAW_REQ 64   /* bytes, about a PredictRequest */
@@ -198,6 +202,47 @@ typedef struct fleet {
 	psf_gateway *gw;
 } fleet;
 
+/* share_stats does the trainers' start-up Reduce of the standardisation
+ * statistics (every symbol's train rows), which the inferer takes from the ps. */
+static int
+share_stats(const psf_config *cfg, const char *ps_url)
+{
+	size_t n = psf_features_stats_len(cfg->n_features), n_dates;
+	double *stats = calloc(n, sizeof(double));
+	psf_ps_client_opts wo = {.ps_urls = &ps_url, .retry_ms = 5000};
+	psf_dataset *ds = NULL;
+	psf_data_index *idx = NULL;
+	psf_table *t = NULL;
+	psf_model *m = NULL;
+	psf_ps_client *w = NULL;
+	const int32_t *dates;
+	int32_t cutoff;
+	int rc = -1;
+
+	if (stats == NULL || psf_data_load(cfg->data.path, NULL, NULL, 0, &ds) != PSF_OK ||
+	    psf_data_index_from(ds, &idx) != PSF_OK)
+		goto out;
+	dates = psf_data_index_dates(idx, &n_dates);
+	if (psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &cutoff) != PSF_OK ||
+	    psf_features_build(ds, cfg->features, cfg->n_features, cfg->target, cutoff, NULL, 0,
+	        &t) != PSF_OK)
+		goto out;
+	psf_features_stats(t, stats);
+	if (psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed, &m) !=
+	        PSF_OK || psf_ps_client_open(cfg, m, "trainer-0", &wo, &w) != PSF_OK ||
+	    psf_ps_client_reduce(w, PSF_REDUCE_FEATURE_STATS, 1, stats, n) != PSF_OK)
+		goto out;
+	rc = 0;
+out:
+	psf_ps_client_close(w);
+	psf_model_free(m);
+	psf_table_free(t);
+	psf_data_index_free(idx);
+	psf_dataset_free(ds);
+	free(stats);
+	return rc;
+}
+
 static int
 fleet_start(fleet *f)
 {
@@ -235,6 +280,8 @@ fleet_start(fleet *f)
 	if (psf_ps_new(f->cfg, &f->cfg->nodes[0], &po, &f->ps) != PSF_OK)
 		return -1;
 	ps_url = psf_ps_url(f->ps);
+	if (share_stats(f->cfg, ps_url) != 0)
+		return -1;
 	{
 		psf_inferer_opts io = {&ps_url, "tcp://127.0.0.1:0", "", 0};
 		if (psf_inferer_new(f->cfg, psf_config_role_node(f->cfg, PSF_ROLE_INFERER, 0), &io,

@@ -125,7 +125,7 @@ run_setup(bench_run *r, const bench_model *bm, uint64_t seed)
 	check(psf_params_new(r->m, &r->g), "params_new");
 	check(psf_model_ws_new(r->m, BATCH, &r->ws), "ws_new");
 	for (size_t k = 0; k < N_SYMBOLS; k++)
-		syms[k] = rng_next(&s) & PSF_MODEL_ROW_MASK;
+		syms[k] = rng_next(&s) & PSF_KEY_ROW_MASK;
 	check(psf_params_fill_init(r->p, syms, N_SYMBOLS), "fill_init");
 	r->X = rand_floats((size_t)BATCH * FEATURES, &s);
 	r->y = rand_floats(BATCH, &s);

@@ -127,13 +127,19 @@ for_date(const char *as_of, char buf[11])
 static const char *
 target_what(const char *target)
 {
-	if (strcmp(target, "next_return") == 0)
+	psf_target_kind t;
+
+	if (psf_target_parse(target, &t) != PSF_OK)
+		return target;
+	switch (t) {
+	case PSF_TARGET_NEXT_RETURN:
 		return "the return from the close of AS_OF to the close of FOR_DATE "
 		    "(0.01 = +1%); PRED_CLOSE = LAST_CLOSE x (1 + PREDICTION)";
-	if (strcmp(target, "next_close") == 0)
+	case PSF_TARGET_NEXT_CLOSE:
 		return "the close price of FOR_DATE";
-	if (strcmp(target, "next_direction") == 0)
+	case PSF_TARGET_NEXT_DIRECTION:
 		return "the probability that FOR_DATE closes above AS_OF";
+	}
 	return target;
 }
 

@@ -49,13 +49,9 @@ psf_exp_parse_mode(const char *s, psf_exp_mode *out)
 	memset(&m, 0, sizeof(m));
 	if (s == NULL || out == NULL || strlen(s) >= sizeof(m.name))
 		return PSF_EINVAL;
-	if (strcmp(s, "sync") == 0) {
-		m.mode = PSF_CONS_SYNC;
-	} else if (strcmp(s, "async") == 0) {
-		m.mode = PSF_CONS_ASYNC;
-	} else if (strcmp(s, "ssp") == 0) {
-		m.mode = PSF_CONS_SSP;
-		m.staleness = UINT32_MAX;
+	if (psf_consistency_parse(s, &m.mode) == PSF_OK) {
+		if (m.mode == PSF_CONS_SSP)
+			m.staleness = UINT32_MAX;
 	} else if (strncmp(s, "ssp:", 4) == 0 && s[4] >= '0' && s[4] <= '9') {
 		errno = 0;
 		v = strtoul(s + 4, &end, 10);

@@ -163,7 +163,7 @@ psf_gw_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRe
 	}
 	psfleet__v1__key_value__init(&kv[gw->n_reps]);
 	kv[gw->n_reps].key = "route";
-	kv[gw->n_reps].value = gw->cfg->gateway.route == PSF_ROUTE_SYMBOL ? "symbol" : "round_robin";
+	kv[gw->n_reps].value = (char *)psf_route_name(gw->cfg->gateway.route);
 	kvp[gw->n_reps] = &kv[gw->n_reps];
 	r.node = gw->node->id;
 	r.role = "gateway";

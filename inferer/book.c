@@ -1,12 +1,11 @@
 /* book.c -- the symbols an inferer serves, loaded once at start-up.
  *
- * The standardisation statistics must be the ones training used: each trainer
- * sums psf_features_stats over its own table's train rows and the ps all-reduces
- * the sums, so the fleet's statistics are those of one table built over every
- * symbol with the same cutoff. The inferer builds that table once (the whole
- * dataset), takes its statistics and frees it; only its own shard's history is
- * kept. The latest feature row of each served symbol is computed from the full
- * series, exactly as the table would have it (ewm runs over the whole history). */
+ * Only the rows of this inferer's shard are loaded (the loader drops other
+ * symbols' rows after checking their field count). The standardisation
+ * statistics are not computed here: they are the ones the trainers all-reduced
+ * through the ps, and arrive with every snapshot (snap.c). The latest feature
+ * row of each served symbol is computed from its full series, exactly as the
+ * trainers' table has it (ewm runs over the whole history), and kept raw. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,46 +47,8 @@ inf_book_free(inf_book *b)
 	free(b->syms);
 	free(b->x_latest);
 	free(b->slots);
-	free(b->stats);
 	free(b->storage);
 	free(b);
-}
-
-/* fleet_stats computes the statistics of every symbol's train rows. */
-static psf_err
-fleet_stats(const psf_config *cfg, const psf_dataset *ds, inf_book *b)
-{
-	char errbuf[512];
-	psf_data_index *idx = NULL;
-	psf_table *t = NULL;
-	const int32_t *dates;
-	size_t n_dates;
-	psf_err err;
-
-	if ((err = psf_data_index_from(ds, &idx)) != PSF_OK)
-		return err;
-	dates = psf_data_index_dates(idx, &n_dates);
-	if ((err = psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &b->cutoff)) !=
-	    PSF_OK) {
-		psf_log_err("inferer", "%s: too few dates to split train and test", cfg->data.path);
-		goto out;
-	}
-	err = psf_features_build(ds, cfg->features, cfg->n_features, cfg->target, b->cutoff, errbuf,
-	    sizeof(errbuf), &t);
-	if (err != PSF_OK) {
-		psf_log_err("inferer", "features: %s", errbuf);
-		goto out;
-	}
-	b->n_stats = psf_features_stats_len(cfg->n_features);
-	if ((b->stats = calloc(b->n_stats, sizeof(double))) == NULL) {
-		err = PSF_ENOMEM;
-		goto out;
-	}
-	psf_features_stats(t, b->stats);
-out:
-	psf_table_free(t);
-	psf_data_index_free(idx);
-	return err;
 }
 
 /* keep_rows copies the last `keep` rows of src into sym->hist, carving the arrays
@@ -113,7 +74,7 @@ keep_rows(inf_symbol *sym, const psf_series *src, size_t keep, double **dbl, int
 	*day += keep;
 }
 
-/* latest_row computes symbol i's standardised feature row at its last date. */
+/* latest_row computes symbol i's raw feature row at its last date. */
 static void
 latest_row(const psf_config *cfg, inf_book *b, size_t i, const psf_series *full)
 {
@@ -125,8 +86,19 @@ latest_row(const psf_config *cfg, inf_book *b, size_t i, const psf_series *full)
 	psf_date_format(sym->latest_date, sym->latest_day);
 	sym->latest_err = psf_features_row(full, cfg->features, cfg->n_features, PSF_DATE_LAST, x,
 	    b->n_features, NULL);
-	if (sym->latest_err == PSF_OK)
-		psf_features_standardize_row(x, b->n_features, b->stats);
+}
+
+/* The inference shard whose symbols the loader keeps. */
+typedef struct shard_keep {
+	uint32_t shard, n_shards;
+} shard_keep;
+
+static int
+keep_shard(const char *symbol, void *arg)
+{
+	const shard_keep *k = arg;
+
+	return psf_inference_shard_of(symbol, k->n_shards) == k->shard;
 }
 
 /* fill keeps the served symbols' history and latest rows, and indexes them. */
@@ -166,7 +138,7 @@ fill(const psf_config *cfg, const psf_dataset *ds, uint32_t shard, uint32_t n_sh
 		if (psf_inference_shard_of(s->symbol, n_shards) != shard || s->n == 0)
 			continue;
 		memcpy(sym->name, s->symbol, len + 1);
-		sym->row = psf_model_symbol_row(s->symbol);
+		sym->row = psf_symbol_row(s->symbol);
 		keep_rows(sym, s, s->n < hd ? s->n : hd, &dbl, &day);
 		latest_row(cfg, b, b->n, s);
 		for (slot = slot_of(s->symbol, len, b->mask); b->slots[slot] != 0;
@@ -182,7 +154,8 @@ psf_err
 inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards, inf_book **out)
 {
 	char errbuf[512];
-	psf_data_opts dopts = {cfg->data.bad_rows, NULL, NULL, NULL, NULL};
+	shard_keep keep = {shard, n_shards};
+	psf_data_opts dopts = {cfg->data.bad_rows, keep_shard, &keep, NULL, NULL};
 	psf_dataset *ds = NULL;
 	inf_book *b = calloc(1, sizeof(*b));
 	uint64_t t0 = psf_now_ms();
@@ -194,17 +167,12 @@ inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards, inf_book
 		psf_log_err("inferer", "%s", errbuf);
 		goto out;
 	}
-	b->n_dataset = psf_dataset_n_series(ds);
 	b->need = psf_features_history(cfg->features, cfg->n_features);
-	if ((err = fleet_stats(cfg, ds, b)) != PSF_OK || (err = fill(cfg, ds, shard, n_shards, b)) != PSF_OK)
+	if ((err = fill(cfg, ds, shard, n_shards, b)) != PSF_OK)
 		goto out;
-	{
-		char day[11];
-		psf_date_format(b->cutoff, day);
-		psf_log_info("inferer", "serving %zu of %zu symbols (shard %u of %u); statistics from "
-		    "rows before %s; loaded in %llu ms", b->n, b->n_dataset, shard, n_shards, day,
-		    (unsigned long long)(psf_now_ms() - t0));
-	}
+	psf_log_info("inferer", "serving %zu symbols (shard %u of %u), %zu rows read in %llu ms; "
+	    "standardisation statistics come from the ps", b->n, shard, n_shards,
+	    psf_dataset_n_rows(ds), (unsigned long long)(psf_now_ms() - t0));
 	*out = b;
 	b = NULL;
 out:

@@ -2,11 +2,13 @@
  * (Predict, PredictBatch, ModelInfo) for the symbols of one inference shard, from
  * a full model snapshot pulled from every ps node and swapped in atomically.
  *
- * Start-up. The inferer loads the whole dataset once: it computes the
- * standardisation statistics the trainers all-reduce (the train rows, date <
- * cutoff, of every symbol), and keeps, for each symbol of its shard
- * (psf_inference_shard_of(symbol, inference.shards) == node->shard), the last
- * inference.history_days rows and its latest feature row. Then it serves at once:
+ * Start-up. The inferer reads the data once, keeping only the rows of its
+ * shard's symbols (psf_inference_shard_of(symbol, inference.shards) ==
+ * node->shard): the last inference.history_days rows and the latest raw feature
+ * row of each. The standardisation statistics are not recomputed: they are the
+ * ones the trainers all-reduced, sent by ps0 with every snapshot
+ * (SnapshotReply.feature_stats); until ps0 has them no model is served (refresh
+ * returns PSF_ESTATE). Then it serves at once:
  * until a snapshot arrives, Predict answers UNAVAILABLE and Health / /healthz say
  * not ready ("no snapshot yet"), while a refresh thread keeps trying the ps nodes.
  *
@@ -66,8 +68,9 @@ const char *psf_inferer_url(const psf_inferer *inf);
  * swap when a ps reports a version the current model does not have. *version_out
  * (may be NULL) gets the model version served afterwards (0 = none yet). Returns
  * PSF_OK (also when nothing changed), PSF_EUNAVAIL / PSF_ETIMEDOUT (a ps did not
- * answer), PSF_ESTATE (sync/ssp: shard versions stayed unequal; the old model
- * stays), PSF_ENOMEM. Concurrent refreshes run one at a time. */
+ * answer), PSF_ESTATE (sync/ssp: shard versions stayed unequal, or ps0 has no
+ * feature statistics yet; the old model stays), PSF_EPROTO (statistics of the
+ * wrong length), PSF_ENOMEM. Concurrent refreshes run one at a time. */
 PSF_NODISCARD psf_err psf_inferer_refresh(psf_inferer *inf, uint64_t *version_out);
 
 /* psf_inferer_version returns the model version being served (0 = none yet). */

@@ -1,7 +1,7 @@
 /* internal.h -- pieces of the inferer shared by its files (not a public API).
  *
- *   book.c      the symbols this inferer serves: kept history, latest feature
- *               rows, standardisation statistics (immutable after start-up)
+ *   book.c      the symbols this inferer serves: kept history, latest raw
+ *               feature rows (immutable after start-up)
  *   snap.c      model snapshots: fetch from every ps, build, refcount, swap
  *   predict.c   the Inference service handlers
  *   inferer.c   lifecycle, refresh thread, Admin service, metrics */
@@ -31,7 +31,7 @@
 /* One symbol served by this inferer. */
 typedef struct inf_symbol {
 	char name[PSF_SYMBOL_MAX + 1];
-	uint64_t row;          /* psf_model_symbol_row */
+	uint64_t row;          /* psf_symbol_row */
 	psf_series hist;       /* the last history_days rows; arrays owned by the book */
 	psf_err latest_err;    /* PSF_OK, or why there is no latest feature row */
 	int32_t latest_date;   /* date of the latest row */
@@ -44,19 +44,17 @@ typedef struct inf_symbol {
 typedef struct inf_book {
 	size_t n;              /* symbols served, sorted by name */
 	inf_symbol *syms;
-	float *x_latest;       /* n * n_features standardised latest rows */
+	float *x_latest;       /* n * n_features latest rows, not standardised */
 	size_t n_features;
 	uint32_t *slots;       /* open addressing: symbol index + 1, 0 = empty */
 	size_t mask;           /* slots has mask + 1 entries (a power of two) */
-	double *stats;         /* psf_features_stats_len(n_features) */
-	size_t n_stats;
-	int32_t cutoff;
 	size_t need;           /* earlier rows the features need */
-	size_t n_dataset;      /* symbols in the whole dataset */
 	void *storage;         /* one block behind every hist array */
 } inf_book;
 
-/* inf_book_load reads cfg's data and keeps the symbols of `shard` (of n_shards).
+/* inf_book_load reads the rows of cfg's data that belong to the symbols of
+ * `shard` (of n_shards), and nothing else: the standardisation statistics come
+ * from the ps with every snapshot (inf_snap.stats).
  * Errors are logged once. On success *out gets a book for inf_book_free. */
 PSF_NODISCARD psf_err inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards,
     inf_book **out);
@@ -87,6 +85,8 @@ typedef struct inf_snap {
 	uint64_t trained_steps;    /* largest over shards */
 	psf_params *params;
 	size_t n_keys;
+	double *stats;             /* the trainers' statistics (ps0's Snapshot feature_stats),
+	                            * psf_features_stats_len(n_features) doubles */
 	double *pred;              /* book symbol i's prediction at its latest row */
 	psf_err *pred_err;         /* PSF_OK or why pred[i] is missing */
 	uint64_t built_ms;         /* psf_now_ms at publication */
@@ -115,8 +115,10 @@ struct psf_inferer {
 	char last_error[256];
 	inf_metrics metrics;
 
-	/* refresh_mu serialises refreshes (the fetch runs under it, never under snap_mu). */
+	/* refresh_mu serialises refreshes (the fetch runs under it, never under snap_mu)
+	 * and guards told_no_stats (the wait for statistics was logged). */
 	pthread_mutex_t refresh_mu;
+	bool told_no_stats;
 
 	/* ws_mu guards the pool of model workspaces for on-demand rows. */
 	pthread_mutex_t ws_mu;
@@ -162,11 +164,12 @@ PSF_NODISCARD psf_err inf_ps_versions(psf_inferer *inf, uint64_t *versions);
 /* inf_predict_init fills inf->svc with the Inference handlers. */
 void inf_predict_init(psf_inferer *inf);
 
-/* inf_predict_row computes the prediction (target units) of one standardised
- * feature row of symbol row `row` with snapshot s. Cannot fail but for the
- * model's own errors (PSF_ENOENT: a key is absent). */
+/* inf_predict_row computes the prediction (target units) of one feature row x
+ * (n_features floats, as psf_features_row gives it) of symbol row `row` with
+ * snapshot s: x is standardised in place with s->stats, then goes through the
+ * model. Cannot fail but for the model's own errors (PSF_ENOENT: a key is absent). */
 PSF_NODISCARD psf_err inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s,
-    const float *x, uint64_t row, double *out);
+    float *x, uint64_t row, double *out);
 
 /* inf_ws_take / inf_ws_give borrow a workspace from the pool (NULL: no memory). */
 psf_model_ws *inf_ws_take(psf_inferer *inf);

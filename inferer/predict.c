@@ -26,9 +26,6 @@ void psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 
 static char oom_text[] = "out of memory";
 
-static const char *const target_names[] = {"next_close", "next_return", "next_direction"};
-static const char *const model_names[] = {"linear", "logistic", "mlp"};
-
 psf_model_ws *
 inf_ws_take(psf_inferer *inf)
 {
@@ -56,15 +53,17 @@ inf_ws_give(psf_inferer *inf, psf_model_ws *ws)
 }
 
 psf_err
-inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, const float *x,
+inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
     uint64_t row, double *out)
 {
 	float z;
-	psf_err err = psf_model_forward(inf->model, ws, s->params, x, &row, 1, &z);
+	psf_err err;
 
+	psf_features_standardize_row(x, inf->book->n_features, s->stats);
+	err = psf_model_forward(inf->model, ws, s->params, x, &row, 1, &z);
 	if (err == PSF_OK)
 		*out = psf_features_unstandardize_target(z, inf->book->n_features, inf->cfg->target,
-		    inf->book->stats);
+		    s->stats);
 	return err;
 }
 
@@ -209,7 +208,6 @@ on_demand(psf_inferer *inf, const inf_snap *snap, const inf_symbol *sym,
 		st = row_error(inf, sym, &m.s, err, when, msg, len);
 		goto out;
 	}
-	psf_features_standardize_row(xp, b->n_features, b->stats);
 	if ((ws = inf_ws_take(inf)) == NULL) {
 		st = row_error(inf, sym, &m.s, PSF_ENOMEM, when, msg, len);
 		goto out;
@@ -278,7 +276,7 @@ fill_reply(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictReq
 	psfleet__v1__predict_reply__init(r);
 	r->symbol = in->symbol;
 	r->prediction = a->prediction;
-	r->target = (char *)target_names[inf->cfg->target];
+	r->target = (char *)psf_target_name(inf->cfg->target);
 	r->model_version = snap->version;
 	r->as_of = a->day;
 	r->last_close = a->last_close;
@@ -466,8 +464,8 @@ psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 	r.tensors = tpp;
 	r.n_features = inf->cfg->n_features;
 	r.features = feats;
-	r.target = (char *)target_names[inf->cfg->target];
-	r.model = (char *)model_names[inf->cfg->model.kind];
+	r.target = (char *)psf_target_name(inf->cfg->target);
+	r.model = (char *)psf_model_kind_name(inf->cfg->model.kind);
 	r.trained_steps = snap->trained_steps;
 	pthread_mutex_lock(&inf->snap_mu);
 	m = inf->metrics;

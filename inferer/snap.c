@@ -36,6 +36,7 @@ snap_free(inf_snap *s)
 	if (s == NULL)
 		return;
 	psf_params_free(s->params);
+	free(s->stats);
 	free(s->shard_versions);
 	free(s->pred);
 	free(s->pred_err);
@@ -106,8 +107,35 @@ typedef struct shard_fetch {
 	uint64_t next_key;
 	uint64_t trained_steps;
 	bool done;
+	double *stats;     /* feature statistics, if this shard sent them (ps0) */
+	size_t n_stats;
 	psf_rpc_pending *p;
 } shard_fetch;
+
+/* fetch_reset forgets what was fetched from shard f. Cannot fail. */
+static void
+fetch_reset(shard_fetch *f)
+{
+	free(f->stats);
+	*f = (shard_fetch){0};
+}
+
+/* take_stats keeps a copy of the statistics a piece carries (only ps0's first). */
+static psf_err
+take_stats(shard_fetch *f, const Psfleet__V1__SnapshotReply *r)
+{
+	double *v;
+
+	if (r->n_feature_stats == 0)
+		return PSF_OK;
+	if ((v = malloc(r->n_feature_stats * sizeof(double))) == NULL)
+		return PSF_ENOMEM;
+	memcpy(v, r->feature_stats, r->n_feature_stats * sizeof(double));
+	free(f->stats);
+	f->stats = v;
+	f->n_stats = r->n_feature_stats;
+	return PSF_OK;
+}
 
 /* take_piece stores one SnapshotReply piece of shard s into params. */
 static psf_err
@@ -123,6 +151,8 @@ take_piece(psf_inferer *inf, size_t s, shard_fetch *f, const Psfleet__V1__Snapsh
 	}
 	if (r->n_keys != r->n_lens)
 		return PSF_EPROTO;
+	if (take_stats(f, r) != PSF_OK)
+		return PSF_ENOMEM;
 	for (size_t i = 0; i < r->n_keys; i++) {
 		size_t bytes = (size_t)r->lens[i] * sizeof(float);
 		psf_err err;
@@ -210,7 +240,7 @@ mark_lagging(shard_fetch *f, size_t n)
 		newest = f[s].version > newest ? f[s].version : newest;
 	for (size_t s = 0; s < n; s++) {
 		if (f[s].version < newest)
-			f[s] = (shard_fetch){0};
+			fetch_reset(&f[s]);
 	}
 }
 
@@ -276,18 +306,55 @@ static psf_err
 precompute(psf_inferer *inf, inf_snap *s)
 {
 	const inf_book *b = inf->book;
+	float *x = malloc((b->n_features > 0 ? b->n_features : 1) * sizeof(float));
 	psf_model_ws *ws = inf_ws_take(inf);
 
-	if (ws == NULL)
+	if (ws == NULL || x == NULL) {
+		free(x);
+		if (ws != NULL)
+			inf_ws_give(inf, ws);
 		return PSF_ENOMEM;
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		s->pred_err[i] = b->syms[i].latest_err;
-		if (s->pred_err[i] == PSF_OK)
-			s->pred_err[i] = inf_predict_row(inf, ws, s, b->x_latest + i * b->n_features,
-			    b->syms[i].row, &s->pred[i]);
+		if (s->pred_err[i] != PSF_OK)
+			continue;
+		memcpy(x, b->x_latest + i * b->n_features, b->n_features * sizeof(float));
+		s->pred_err[i] = inf_predict_row(inf, ws, s, x, b->syms[i].row, &s->pred[i]);
 	}
 	inf_ws_give(inf, ws);
+	free(x);
 	return PSF_OK;
+}
+
+/* take_fleet_stats moves the trainers' statistics from the fetch into s.
+ * PSF_ESTATE while no ps has them (the trainers' start-up Reduce is not complete:
+ * no model is served before it), PSF_EPROTO for a length this config's features
+ * do not have. Holds refresh_mu. */
+static psf_err
+take_fleet_stats(psf_inferer *inf, shard_fetch *f, inf_snap *s)
+{
+	size_t want = psf_features_stats_len(inf->book->n_features);
+
+	for (size_t i = 0; i < inf->n_ps; i++) {
+		if (f[i].stats == NULL)
+			continue;
+		if (f[i].n_stats != want) {
+			psf_log_err("inferer", "ps %s sent %zu feature statistics; this config's %zu "
+			    "features need %zu", inf->cfg->nodes[i].id, f[i].n_stats, inf->book->n_features,
+			    want);
+			return PSF_EPROTO;
+		}
+		s->stats = f[i].stats;
+		f[i].stats = NULL;
+		return PSF_OK;
+	}
+	if (!inf->told_no_stats)
+		psf_log_info("inferer", "waiting for the trainers' standardisation statistics (Reduce "
+		    "'%s' on %s): no model is served before they arrive", PSF_REDUCE_FEATURE_STATS,
+		    inf->cfg->nodes[0].id);
+	inf->told_no_stats = true;
+	return PSF_ESTATE;
 }
 
 void
@@ -324,7 +391,7 @@ inf_fetch_metrics(psf_inferer *inf)
 
 /* build turns fetched shards into a snapshot object. */
 static psf_err
-build(psf_inferer *inf, const shard_fetch *f, psf_params *params, inf_snap **out)
+build(psf_inferer *inf, shard_fetch *f, psf_params *params, inf_snap **out)
 {
 	inf_snap *s = calloc(1, sizeof(*s));
 	size_t n = inf->book->n > 0 ? inf->book->n : 1;
@@ -350,7 +417,8 @@ build(psf_inferer *inf, const shard_fetch *f, psf_params *params, inf_snap **out
 		s->trained_steps = f[i].trained_steps > s->trained_steps ? f[i].trained_steps
 		                                                         : s->trained_steps;
 	}
-	if ((err = complete_symbols(inf, params)) != PSF_OK || (err = precompute(inf, s)) != PSF_OK) {
+	if ((err = take_fleet_stats(inf, f, s)) != PSF_OK ||
+	    (err = complete_symbols(inf, params)) != PSF_OK || (err = precompute(inf, s)) != PSF_OK) {
 		s->params = NULL;
 		snap_free(s);
 		return err;
@@ -381,7 +449,8 @@ inf_snap_fetch(psf_inferer *inf, inf_snap **out)
 			psf_sleep_ms(10u * (uint32_t)attempt);
 		if (attempt == 0 || err == PSF_ENOENT) {
 			psf_params_clear(params);
-			memset(f, 0, inf->n_ps * sizeof(*f));
+			for (size_t s = 0; s < inf->n_ps; s++)
+				fetch_reset(&f[s]);
 		}
 		err = fetch_pending(inf, f, params);
 		if (err == PSF_ENOENT)
@@ -405,6 +474,8 @@ inf_snap_fetch(psf_inferer *inf, inf_snap **out)
 		params = NULL; /* the snapshot owns it */
 out:
 	psf_params_free(params);
+	for (size_t s = 0; s < inf->n_ps; s++)
+		fetch_reset(&f[s]);
 	free(f);
 	return err;
 }

@@ -96,7 +96,7 @@ check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
 		if (psf_model_key_len(ps->model, keys[i]) == 0) {
 			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
 			    "unknown key %#llx (tensor %u, row %llu)", (unsigned long long)keys[i],
-			    psf_model_key_tensor(keys[i]), (unsigned long long)psf_model_key_row(keys[i]));
+			    psf_key_tensor(keys[i]), (unsigned long long)psf_key_row(keys[i]));
 			return false;
 		}
 		if (!ps_key_owned(ps, keys[i])) {
@@ -502,6 +502,7 @@ psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
 	size_t max_bytes = in->max_bytes != 0 ? (size_t)in->max_bytes : PS_DEFAULT_SNAP_PIECE;
 	size_t first, end;
 	ps_snapshot *s;
+	double *stats = NULL;
 	psf_err err;
 
 	(void)svc;
@@ -518,6 +519,9 @@ psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
 		done(NULL, call);
 		return;
 	}
+	if (in->start_key == 0 && ps_reduce_result(ps, PSF_REDUCE_FEATURE_STATS, &stats,
+	    &r.n_feature_stats) == PSF_OK)
+		r.feature_stats = stats; /* inferers scale inputs as the trainers did */
 	piece_bounds(s, in->start_key, max_bytes, &first, &end);
 	r.version = s->version;
 	r.trained_steps = s->trained_steps;
@@ -533,6 +537,7 @@ psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
 	r.next_key = r.done ? 0 : s->keys[end];
 	done(&r, call); /* packed straight from the snapshot: one copy */
 	ps_snapshot_put(ps, s);
+	free(stats);
 }
 
 void

@@ -167,6 +167,33 @@ ps_reduces_restore(psf_ps *ps, psf_store_txn *txn)
 	return PSF_OK;
 }
 
+psf_err
+ps_reduce_result(psf_ps *ps, const char *name, double **values_out, size_t *n_out)
+{
+	double *v = NULL;
+	size_t n = 0;
+	psf_err err = PSF_ENOENT;
+
+	pthread_mutex_lock(&ps->mu);
+	for (const reduce_entry *e = ps->reduces; e != NULL; e = e->next) {
+		if (strcmp(e->name, name) != 0 || !e->complete)
+			continue;
+		n = e->n_values;
+		err = PSF_OK;
+		if (n > 0 && (v = malloc(n * sizeof(double))) == NULL)
+			err = PSF_ENOMEM;
+		else if (n > 0)
+			memcpy(v, e->sums, n * sizeof(double));
+		break;
+	}
+	pthread_mutex_unlock(&ps->mu);
+	if (err == PSF_OK) {
+		*values_out = v;
+		*n_out = n;
+	}
+	return err;
+}
+
 void
 ps_reduces_free(psf_ps *ps)
 {

@@ -301,6 +301,13 @@ void ps_serve_reduce(psf_ps *ps, parked *p);
  * Caller holds mu (or is the only thread). */
 PSF_NODISCARD psf_err ps_reduces_restore(psf_ps *ps, psf_store_txn *txn);
 
+/* ps_reduce_result copies the sums of the completed reduce `name`: on success
+ * *values_out gets a new array of *n_out doubles the caller frees (NULL when the
+ * reduce has no values). PSF_ENOENT while the reduce is unknown or incomplete,
+ * PSF_ENOMEM. Takes mu. */
+PSF_NODISCARD psf_err ps_reduce_result(psf_ps *ps, const char *name, double **values_out,
+    size_t *n_out);
+
 /* ps_reduces_free frees every reduce entry (ps->reduces becomes NULL). Caller
  * holds mu (or is the only thread). Cannot fail. */
 void ps_reduces_free(psf_ps *ps);

@@ -22,29 +22,18 @@
 #include "lib/base/util.h"
 #include "ps/internal.h"
 
-/* name_of returns names[v], or "?" for a value the table does not know. */
-static const char *
-name_of(const char *const *names, size_t n, unsigned v)
-{
-	return v < n ? names[v] : "?";
-}
-
 static void
 put_optimizer(FILE *f, const psf_optim_cfg *o)
 {
-	static const char *const kinds[] = {"sgd", "momentum", "adam", "adagrad"};
-	static const char *const scheds[] = {"constant", "step", "cosine"};
-
 	fprintf(f, "optimizer.kind=%s\noptimizer.learning_rate=%.17g\n",
-	    name_of(kinds, PSF_ARRAY_LEN(kinds), (unsigned)o->kind), o->learning_rate);
+	    psf_optim_kind_name(o->kind), o->learning_rate);
 	if (o->kind == PSF_OPTIM_MOMENTUM)
 		fprintf(f, "optimizer.momentum=%.17g\n", o->momentum);
 	if (o->kind == PSF_OPTIM_ADAM)
 		fprintf(f, "optimizer.beta1=%.17g\noptimizer.beta2=%.17g\n", o->beta1, o->beta2);
 	if (o->kind == PSF_OPTIM_ADAM || o->kind == PSF_OPTIM_ADAGRAD)
 		fprintf(f, "optimizer.epsilon=%.17g\n", o->epsilon);
-	fprintf(f, "optimizer.schedule=%s\n", name_of(scheds, PSF_ARRAY_LEN(scheds),
-	    (unsigned)o->schedule));
+	fprintf(f, "optimizer.schedule=%s\n", psf_lr_schedule_name(o->schedule));
 	if (o->schedule == PSF_LR_STEP)
 		fprintf(f, "optimizer.step_size=%llu\noptimizer.gamma=%.17g\n",
 		    (unsigned long long)o->step_size, o->gamma);
@@ -57,15 +46,13 @@ put_optimizer(FILE *f, const psf_optim_cfg *o)
 static void
 put_model(FILE *f, const psf_config *cfg)
 {
-	static const char *const kinds[] = {"linear", "logistic", "mlp"};
-	static const char *const targets[] = {"next_close", "next_return", "next_direction"};
 	const psf_model_cfg *m = &cfg->model;
 
 	fprintf(f, "features=");
 	for (size_t i = 0; i < cfg->n_features; i++)
 		fprintf(f, "%s%s", i > 0 ? "," : "", cfg->features[i].name);
-	fprintf(f, "\ntarget=%s\nmodel.kind=%s\n", name_of(targets, PSF_ARRAY_LEN(targets),
-	    (unsigned)cfg->target), name_of(kinds, PSF_ARRAY_LEN(kinds), (unsigned)m->kind));
+	fprintf(f, "\ntarget=%s\nmodel.kind=%s\n", psf_target_name(cfg->target),
+	    psf_model_kind_name(m->kind));
 	if (m->kind == PSF_MODEL_MLP) {
 		fprintf(f, "model.hidden=");
 		for (uint32_t i = 0; i < m->n_hidden; i++)
@@ -80,7 +67,6 @@ put_model(FILE *f, const psf_config *cfg)
 char *
 ps_train_settings(const psf_config *cfg)
 {
-	static const char *const modes[] = {"sync", "async", "ssp"};
 	const psf_data_cfg *d = &cfg->data;
 	const psf_training_cfg *t = &cfg->training;
 	char *text = NULL;
@@ -91,8 +77,7 @@ ps_train_settings(const psf_config *cfg)
 		return NULL;
 	fprintf(f, "seed=%llu\ndata.path=%s\ndata.test_fraction=%.17g\ndata.bad_rows=%s\n"
 	    "data.shard_by=%s\n", (unsigned long long)cfg->seed, d->path, d->test_fraction,
-	    d->bad_rows == PSF_BAD_ROWS_SKIP ? "skip" : "fail",
-	    d->shard_by == PSF_SHARD_BY_ROWS ? "rows" : "hash");
+	    psf_bad_rows_name(d->bad_rows), psf_shard_by_name(d->shard_by));
 	if (d->has_generate)
 		fprintf(f, "data.generate={symbols: %u, days: %u, seed: %llu, skew: %s}\n",
 		    d->generate.symbols, d->generate.days, (unsigned long long)d->generate.seed,
@@ -102,7 +87,7 @@ ps_train_settings(const psf_config *cfg)
 	fprintf(f, "training.epochs=%u\ntraining.batch_size=%u\ntraining.max_steps=%llu\n"
 	    "training.shuffle=%s\nconsistency.mode=%s\n", t->epochs, t->batch_size,
 	    (unsigned long long)t->max_steps, t->shuffle ? "true" : "false",
-	    name_of(modes, PSF_ARRAY_LEN(modes), (unsigned)cfg->consistency.mode));
+	    psf_consistency_name(cfg->consistency.mode));
 	if (cfg->consistency.mode == PSF_CONS_SSP)
 		fprintf(f, "consistency.staleness=%u\n", cfg->consistency.staleness);
 	fprintf(f, "nodes.trainers=");

@@ -71,20 +71,6 @@ psf_err_from_mdb(int rc, const char *what)
 	}
 }
 
-static const char *
-durability_name(psf_durability d)
-{
-	switch (d) {
-	case PSF_DUR_INTERVAL:
-		return "interval";
-	case PSF_DUR_EVERY_COMMIT:
-		return "every-commit";
-	case PSF_DUR_NONE:
-		return "none";
-	}
-	return "?";
-}
-
 /* ---- writes -------------------------------------------------------------- */
 
 /* map_reserve allocates the data file's blocks for a map of size bytes. With
@@ -634,7 +620,7 @@ psf_store_open(const char *dir, const psf_store_opts *opts, psf_store **out)
 		return rv;
 	}
 	psf_log_info(TAG, "opened %s durability=%s map=%" PRIu64 " bytes", dir,
-	    durability_name(st->st_opts.durability), st->st_opts.map_size);
+	    psf_durability_name(st->st_opts.durability), st->st_opts.map_size);
 	*out = st;
 	return PSF_OK;
 }

@@ -13,7 +13,6 @@
 #define PSF_TRAINER_MAX_BATCH 65536u
 
 /* Names of the all-reduces every trainer takes part in (ps Reduce). */
-#define PSF_REDUCE_FEATURE_STATS "feature_stats"
 #define PSF_REDUCE_TRAIN_ROWS "train_rows"
 
 /* psf_shard_plan: which symbols a trainer owns, and the test cutoff date. */

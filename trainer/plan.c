@@ -149,12 +149,6 @@ out:
 	return err;
 }
 
-const char *
-psf_shard_by_name(psf_shard_by by)
-{
-	return by == PSF_SHARD_BY_HASH ? "hash" : "rows";
-}
-
 void
 psf_trainer_split_free(psf_trainer_split *s)
 {
@@ -192,7 +186,7 @@ count_keys(const psf_config *cfg, const psf_model *m, const psf_data_index *idx,
 		}
 		if (ns == 0 || sym >= psf_data_index_n_symbols(idx))
 			break;
-		uint64_t row = psf_model_symbol_row(psf_data_index_symbol(idx, sym, NULL));
+		uint64_t row = psf_symbol_row(psf_data_index_symbol(idx, sym, NULL));
 		err = psf_model_symbol_keys(m, &row, 1, keys, NULL, cap, &n);
 	}
 out:

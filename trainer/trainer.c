@@ -230,7 +230,7 @@ setup_model(trainer *t)
 	if (!t->bidx || !t->bx || !t->by || !t->brows || !t->keys || !t->sym_rows || !t->perm)
 		return PSF_ENOMEM;
 	for (size_t i = 0; i < t->table->n_symbols; i++)
-		t->sym_rows[i] = psf_model_symbol_row(t->table->symbols[i]);
+		t->sym_rows[i] = psf_symbol_row(t->table->symbols[i]);
 	t->perm_epoch = -1;
 	return PSF_OK;
 }

@@ -63,7 +63,4 @@ PSF_NODISCARD psf_err psf_trainer_split_new(const psf_config *cfg, char *errbuf,
 /* psf_trainer_split_free releases a split. NULL is fine. */
 void psf_trainer_split_free(psf_trainer_split *s);
 
-/* psf_shard_by_name returns "hash" or "rows". Cannot fail. */
-const char *psf_shard_by_name(psf_shard_by by);
-
 #endif

@@ -8,8 +8,6 @@
 
 #include "lib/base/log.h"
 
-#define ROW_MASK ((UINT64_C(1) << PSF_SHARD_ROW_BITS) - 1)
-
 uint64_t
 psf_shard_node_seed(const char *id)
 {
@@ -83,12 +81,6 @@ psf_inference_shard_of(const char *symbol, uint32_t n_shards)
 		}
 	}
 	return best;
-}
-
-uint64_t
-psf_symbol_row(const char *symbol)
-{
-	return hash_str(symbol) & ROW_MASK;
 }
 
 typedef struct balance_ent {

@@ -9,7 +9,8 @@
  *
  * Every function here is pure and thread-safe. The hashes are part of the
  * on-disk and wire contract (parameter keys are stored in LMDB and computed by
- * every node): changing them invalidates existing ps stores. */
+ * every node): changing them invalidates existing ps stores. The layout of a
+ * parameter key itself (tensor id, row, a symbol's row) is in keys.h. */
 #ifndef PSF_SHARD_H
 #define PSF_SHARD_H
 
@@ -20,10 +21,6 @@
 
 /* PSF_SHARD_NONE is returned by the pick functions when there is no node. */
 #define PSF_SHARD_NONE SIZE_MAX
-
-/* PSF_SHARD_ROW_BITS is the width of a symbol's row id inside a parameter key:
- * key = (tensor_id << PSF_SHARD_ROW_BITS) | row. */
-#define PSF_SHARD_ROW_BITS 48
 
 /* psf_shard_node_seed returns the node seed of a node id: XXH3_64bits of its
  * bytes (without the NUL). NULL is treated as "". Cannot fail. */
@@ -40,11 +37,6 @@ size_t psf_shard_pick(uint64_t key, const uint64_t *node_seeds, size_t n_nodes);
  * the key is XXH3_64bits of the string's bytes. NULL is treated as "".
  * Used to assign symbols to trainers (shard_by: hash) and to inferer shards. */
 size_t psf_shard_pick_str(const char *symbol, const uint64_t *node_seeds, size_t n_nodes);
-
-/* psf_symbol_row returns the 48-bit row id of a symbol inside its per-symbol
- * tensors: XXH3_64bits(symbol) & ((1 << 48) - 1). NULL is treated as "".
- * Cannot fail. */
-uint64_t psf_symbol_row(const char *symbol);
 
 /* psf_inference_shard_of returns the inference shard (0 .. n_shards-1) that
  * serves symbol: rendezvous hashing of XXH3_64bits(symbol) over the shard

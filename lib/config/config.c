@@ -235,8 +235,8 @@ psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len)
 	fp_add(&st, "psfleet-fingerprint-v1\nfeatures=");
 	for (size_t i = 0; i < cfg->n_features; i++)
 		fp_add(&st, "%s%s", i > 0 ? "," : "", cfg->features[i].name);
-	fp_add(&st, "\ntarget=%s\nmodel.kind=%s\nmodel.hidden=", config_target_names[cfg->target],
-	    config_model_names[m->kind]);
+	fp_add(&st, "\ntarget=%s\nmodel.kind=%s\nmodel.hidden=", psf_target_name(cfg->target),
+	    psf_model_kind_name(m->kind));
 	for (uint32_t i = 0; m->kind == PSF_MODEL_MLP && i < m->n_hidden; i++)
 		fp_add(&st, "%s%u", i > 0 ? "," : "", m->hidden[i]);
 	fp_add(&st, "\nmodel.embedding_dim=%u\nmodel.symbol_bias=%d\nmodel.l2=%.17g\n"
@@ -261,7 +261,7 @@ psf_config_log(const psf_config *cfg)
 	    "mode=%s model=%s optimizer=%s lr=%g epochs=%u batch_size=%u features=%zu "
 	    "target=%s data=%s fingerprint=%s", cfg->path, cfg->name, cfg->n_ps, cfg->n_trainers,
 	    cfg->n_inferers, cfg->n_gateways, psf_consistency_name(cfg->consistency.mode),
-	    config_model_names[cfg->model.kind], config_optim_names[cfg->optimizer.kind],
+	    psf_model_kind_name(cfg->model.kind), psf_optim_kind_name(cfg->optimizer.kind),
 	    cfg->optimizer.learning_rate, cfg->training.epochs, cfg->training.batch_size,
-	    cfg->n_features, config_target_names[cfg->target], cfg->data.path, fp);
+	    cfg->n_features, psf_target_name(cfg->target), cfg->data.path, fp);
 }

@@ -297,11 +297,40 @@ const psf_node_cfg *psf_config_role_node(const psf_config *cfg, psf_role role, s
  * and training settings do not change it. Cannot fail. */
 void psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len);
 
-/* psf_role_name returns "ps", "trainer", "inferer" or "gateway". Cannot fail. */
-const char *psf_role_name(psf_role role);
-
-/* psf_consistency_name returns "sync", "async" or "ssp". Cannot fail. */
-const char *psf_consistency_name(psf_consistency mode);
+/* Enum spellings, one table per enum (config_names.c), as the YAML spells them:
+ * psf_<enum>_name returns the spelling of a value ("unknown" for a value out of
+ * range) and cannot fail; psf_<enum>_parse sets *out from an exact spelling and
+ * returns PSF_OK, or PSF_EINVAL (NULL or an unknown spelling; *out untouched).
+ *   role         "ps", "trainer", "inferer", "gateway"
+ *   consistency  "sync", "async", "ssp"
+ *   durability   "interval", "every-commit", "none"
+ *   model_kind   "linear", "logistic", "mlp"
+ *   optim_kind   "sgd", "momentum", "adam", "adagrad"
+ *   lr_schedule  "constant", "step", "cosine"
+ *   target       "next_close", "next_return", "next_direction"
+ *   shard_by     "hash", "rows"
+ *   bad_rows     "fail", "skip"
+ *   route        "symbol", "round_robin" */
+const char *psf_role_name(psf_role v);
+const char *psf_consistency_name(psf_consistency v);
+const char *psf_durability_name(psf_durability v);
+const char *psf_model_kind_name(psf_model_kind v);
+const char *psf_optim_kind_name(psf_optim_kind v);
+const char *psf_lr_schedule_name(psf_lr_schedule v);
+const char *psf_target_name(psf_target_kind v);
+const char *psf_shard_by_name(psf_shard_by v);
+const char *psf_bad_rows_name(psf_bad_rows v);
+const char *psf_route_name(psf_gateway_route v);
+PSF_NODISCARD psf_err psf_role_parse(const char *s, psf_role *out);
+PSF_NODISCARD psf_err psf_consistency_parse(const char *s, psf_consistency *out);
+PSF_NODISCARD psf_err psf_durability_parse(const char *s, psf_durability *out);
+PSF_NODISCARD psf_err psf_model_kind_parse(const char *s, psf_model_kind *out);
+PSF_NODISCARD psf_err psf_optim_kind_parse(const char *s, psf_optim_kind *out);
+PSF_NODISCARD psf_err psf_lr_schedule_parse(const char *s, psf_lr_schedule *out);
+PSF_NODISCARD psf_err psf_target_parse(const char *s, psf_target_kind *out);
+PSF_NODISCARD psf_err psf_shard_by_parse(const char *s, psf_shard_by *out);
+PSF_NODISCARD psf_err psf_bad_rows_parse(const char *s, psf_bad_rows *out);
+PSF_NODISCARD psf_err psf_route_parse(const char *s, psf_gateway_route *out);
 
 /* psf_feature_parse parses one feature spelling such as "sma:10" or "dow".
  * Returns PSF_OK and fills *out, or PSF_EINVAL. */

@@ -149,15 +149,25 @@ psf_err config_parse_map(ctx *c, yaml_node_t *map, const table *t, void *base);
  * success the caller deletes *doc. */
 psf_err config_load_doc(ctx *c, const char *text, size_t len, yaml_document_t *doc);
 
-/* ---- config_schema.c ---- */
-
 /* The top-level table: every key of the fleet YAML. */
 extern const table config_top_table;
 
-/* Spellings of the enums, indexed by value. */
+/* ---- config_names.c ---- */
+
+/* Spellings of the enums, indexed by value, NULL-terminated (config.h has the
+ * psf_<enum>_name / psf_<enum>_parse functions over them). */
+extern const char *const config_role_names[];
+extern const char *const config_cons_names[];
+extern const char *const config_dur_names[];
 extern const char *const config_model_names[];
 extern const char *const config_optim_names[];
+extern const char *const config_sched_names[];
 extern const char *const config_target_names[];
+extern const char *const config_shard_by_names[];
+extern const char *const config_bad_rows_names[];
+extern const char *const config_route_names[];
+
+/* ---- config_schema.c ---- */
 
 /* config_set_defaults fills in every default that does not depend on other keys.
  * Cannot fail. */

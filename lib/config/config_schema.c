@@ -11,17 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const role_names[] = {"ps", "trainer", "inferer", "gateway", NULL};
-static const char *const cons_names[] = {"sync", "async", "ssp", NULL};
-static const char *const dur_names[] = {"interval", "every-commit", "none", NULL};
-const char *const config_model_names[] = {"linear", "logistic", "mlp", NULL};
-const char *const config_optim_names[] = {"sgd", "momentum", "adam", "adagrad", NULL};
-static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
-const char *const config_target_names[] = {"next_close", "next_return", "next_direction",
-    NULL};
-static const char *const shard_by_names[] = {"hash", "rows", NULL};
-static const char *const bad_rows_names[] = {"fail", "skip", NULL};
-static const char *const route_names[] = {"symbol", "round_robin", NULL};
 static const char *const level_names[] = {"err", "warn", "info", "debug", NULL};
 
 /* ---- features ---- */
@@ -316,10 +305,10 @@ static const table gen_table = {"data.generate", gen_fields, PSF_ARRAY_LEN(gen_f
 static const field data_fields[] = {
 	{"path", T_STR, offsetof(psf_data_cfg, path), .must = "a file or directory path"},
 	{"generate", T_FN, 0, .sub = &gen_table, .fn = fn_generate},
-	{"bad_rows", T_ENUM, offsetof(psf_data_cfg, bad_rows), .names = bad_rows_names},
+	{"bad_rows", T_ENUM, offsetof(psf_data_cfg, bad_rows), .names = config_bad_rows_names},
 	{"test_fraction", T_F64, offsetof(psf_data_cfg, test_fraction), .must = "a number in (0, 1)",
 	    .dmin = 0, .dmax = 1, .open_lo = 1, .open_hi = 1},
-	{"shard_by", T_ENUM, offsetof(psf_data_cfg, shard_by), .names = shard_by_names},
+	{"shard_by", T_ENUM, offsetof(psf_data_cfg, shard_by), .names = config_shard_by_names},
 };
 static const table data_table = {"data", data_fields, PSF_ARRAY_LEN(data_fields)};
 
@@ -351,7 +340,7 @@ static const field optim_fields[] = {
 	    .open_hi = 1},
 	{"epsilon", T_F64, offsetof(psf_optim_cfg, epsilon), .must = "a number > 0", .dmax = INFINITY,
 	    .open_lo = 1},
-	{"schedule", T_ENUM, offsetof(psf_optim_cfg, schedule), .names = sched_names},
+	{"schedule", T_ENUM, offsetof(psf_optim_cfg, schedule), .names = config_sched_names},
 	{"step_size", T_U64, offsetof(psf_optim_cfg, step_size), .must = "an integer >= 1", .imin = 1},
 	{"gamma", T_F64, offsetof(psf_optim_cfg, gamma), .must = "a number in (0, 1]", .dmax = 1,
 	    .open_lo = 1},
@@ -375,7 +364,7 @@ static const table training_table = {"training", training_fields,
     PSF_ARRAY_LEN(training_fields)};
 
 static const field cons_fields[] = {
-	{"mode", T_ENUM, offsetof(psf_consistency_cfg, mode), .names = cons_names},
+	{"mode", T_ENUM, offsetof(psf_consistency_cfg, mode), .names = config_cons_names},
 	{"staleness", T_U32, offsetof(psf_consistency_cfg, staleness), .must = "an integer >= 0"},
 	{"straggler_timeout_ms", T_U32, offsetof(psf_consistency_cfg, straggler_timeout_ms),
 	    .must = "an integer >= 1", .imin = 1},
@@ -385,7 +374,7 @@ static const field cons_fields[] = {
 static const table cons_table = {"consistency", cons_fields, PSF_ARRAY_LEN(cons_fields)};
 
 static const field dur_fields[] = {
-	{"mode", T_ENUM, offsetof(psf_durability_cfg, mode), .names = dur_names},
+	{"mode", T_ENUM, offsetof(psf_durability_cfg, mode), .names = config_dur_names},
 	{"interval_ms", T_U32, offsetof(psf_durability_cfg, interval_ms), .must = "an integer >= 1",
 	    .imin = 1},
 	{"map_size", T_U64, offsetof(psf_durability_cfg, map_size),
@@ -430,7 +419,7 @@ static const field inf_fields[] = {
 static const table inf_table = {"inference", inf_fields, PSF_ARRAY_LEN(inf_fields)};
 
 static const field gw_fields[] = {
-	{"route", T_ENUM, offsetof(psf_gateway_cfg, route), .names = route_names},
+	{"route", T_ENUM, offsetof(psf_gateway_cfg, route), .names = config_route_names},
 	{"health_interval_ms", T_U32, offsetof(psf_gateway_cfg, health_interval_ms),
 	    .must = "an integer >= 1", .imin = 1},
 };
@@ -552,17 +541,4 @@ config_finish(ctx *c)
 	    (cfg->data.path = join3(cfg->run_dir, "/", "data.csv")) == NULL)
 		return config_oom(c);
 	return PSF_OK;
-}
-
-
-const char *
-psf_role_name(psf_role role)
-{
-	return (unsigned)role <= PSF_ROLE_GATEWAY ? role_names[role] : "unknown";
-}
-
-const char *
-psf_consistency_name(psf_consistency mode)
-{
-	return (unsigned)mode <= PSF_CONS_SSP ? cons_names[mode] : "unknown";
 }

@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <xxhash.h>
-
 #include "lib/base/log.h"
 #include "lib/model/model_internal.h"
 
@@ -17,12 +15,6 @@
 
 /* Embeddings start small so the dense weights dominate early training. */
 #define EMB_INIT_BOUND 0.05
-
-uint64_t
-psf_model_symbol_row(const char *symbol)
-{
-	return XXH3_64bits(symbol, strlen(symbol)) & PSF_MODEL_ROW_MASK;
-}
 
 static psf_err
 check_sizes(const psf_model_cfg *cfg, uint32_t n_features)
@@ -253,7 +245,7 @@ psf_model_tensor_find(const psf_model *m, const char *name, psf_tensor_info *out
 const model_tensor *
 model_tensor_of(const psf_model *m, uint64_t key)
 {
-	uint16_t id = psf_model_key_tensor(key);
+	uint16_t id = psf_key_tensor(key);
 
 	if (id == 0 || id > m->n_tensors)
 		return NULL;
@@ -264,7 +256,7 @@ uint32_t
 psf_model_key_len(const psf_model *m, uint64_t key)
 {
 	const model_tensor *t = model_tensor_of(m, key);
-	uint64_t row = psf_model_key_row(key);
+	uint64_t row = psf_key_row(key);
 	uint64_t chunk = m->cfg.chunk_floats;
 
 	if (t == NULL)
@@ -297,7 +289,7 @@ psf_model_dense_keys(const psf_model *m, uint64_t *keys, uint32_t *lens, size_t 
 	/* Ids grow with the tensor index and dense tensors come first: ascending. */
 	for (size_t i = 0; i < m->n_tensors && !m->t[i].is_per_symbol; i++) {
 		for (uint64_t c = 0; c < m->t[i].n_chunks; c++) {
-			keys[n] = psf_model_key((uint16_t)(i + 1), c);
+			keys[n] = psf_key((uint16_t)(i + 1), c);
 			if (lens != NULL)
 				lens[n] = psf_model_key_len(m, keys[n]);
 			n++;
@@ -339,12 +331,12 @@ psf_model_symbol_keys(const psf_model *m, const uint64_t *sym_rows, size_t n,
 	if (cap / psf_model_n_symbol_tensors(m) < n)
 		return PSF_ERANGE;
 	for (size_t i = 0; i < n; i++) {
-		if (sym_rows[i] > PSF_MODEL_ROW_MASK)
+		if (sym_rows[i] > PSF_KEY_ROW_MASK)
 			return PSF_EINVAL;
 	}
 	for (size_t t = 0; t < PSF_ARRAY_LEN(ids); t++) {
 		for (size_t i = 0; ids[t] != 0 && i < n; i++)
-			keys[n_keys++] = psf_model_key(ids[t], sym_rows[i]);
+			keys[n_keys++] = psf_key(ids[t], sym_rows[i]);
 	}
 	qsort(keys, n_keys, sizeof(keys[0]), cmp_u64);
 	for (size_t i = 0; i < n_keys; i++) {
@@ -393,11 +385,11 @@ psf_model_init_value(const psf_model *m, uint64_t key, float *out)
 		return PSF_OK;
 	}
 	/* A dense value depends on its element index, not on the chunking. */
-	stream = splitmix64(m->seed ^ splitmix64(psf_model_key_tensor(key)));
+	stream = splitmix64(m->seed ^ splitmix64(psf_key_tensor(key)));
 	if (t->is_per_symbol)
-		stream = splitmix64(stream ^ psf_model_key_row(key));
+		stream = splitmix64(stream ^ psf_key_row(key));
 	else
-		first = psf_model_key_row(key) * m->cfg.chunk_floats;
+		first = psf_key_row(key) * m->cfg.chunk_floats;
 	for (uint32_t j = 0; j < len; j++)
 		out[j] = uniform(stream, first + j, t->init_bound);
 	return PSF_OK;

@@ -13,10 +13,10 @@
  *   psf_model_ws  scratch memory for batches of up to max_batch rows, so the
  *                 training step does not allocate. One per thread.
  *
- * Keys. A parameter key is (tensor_id << 48) | row. Dense tensors are flattened
- * row-major and split into chunks of cfg->chunk_floats floats: row = chunk index,
- * the last chunk is shorter. Per-symbol tensors have one row per symbol:
- * row = psf_model_symbol_row(symbol). Tensor ids start at 1 (key 0 is never
+ * Keys. The layout is lib/base/keys.h: psf_key(tensor_id, row). Dense tensors
+ * are flattened row-major and split into chunks of cfg->chunk_floats floats:
+ * row = chunk index, the last chunk is shorter. Per-symbol tensors have one row
+ * per symbol: row = psf_symbol_row(symbol). Tensor ids start at 1 (key 0 is never
  * valid): the dense tensors first, in layer order, then the per-symbol ones.
  *
  * Functions that return a count, a length or a bool take a valid (non-NULL)
@@ -35,9 +35,13 @@
 #include "lib/base/bounds.h"
 #include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/base/keys.h"
 
-#define PSF_MODEL_ROW_BITS 48
-#define PSF_MODEL_ROW_MASK ((UINT64_C(1) << PSF_MODEL_ROW_BITS) - 1)
+/* PSF_REDUCE_FEATURE_STATS names the Reduce through which the trainers sum their
+ * standardisation statistics (lib/data/features.h, psf_features_stats) at start-up.
+ * The ps returns its result with every Snapshot (SnapshotReply.feature_stats), so
+ * inferers scale their inputs exactly as training did. Part of the wire contract. */
+#define PSF_REDUCE_FEATURE_STATS "feature_stats"
 
 /* Size limits checked by psf_model_new (PSF_EINVAL beyond them):
  * PSF_MODEL_MAX_WIDTH and PSF_MODEL_MAX_DENSE_FLOATS are in bounds.h, because the
@@ -60,32 +64,6 @@ typedef struct psf_tensor_info {
 	uint64_t floats;   /* dense: rows * cols; per-symbol: floats per symbol */
 	uint64_t n_chunks; /* dense: number of keys; per-symbol: 0 */
 } psf_tensor_info;
-
-/* psf_model_key builds a key. row must be < 2^48 (higher bits are dropped). */
-static inline uint64_t
-psf_model_key(uint16_t tensor_id, uint64_t row)
-{
-	return ((uint64_t)tensor_id << PSF_MODEL_ROW_BITS) | (row & PSF_MODEL_ROW_MASK);
-}
-
-/* psf_model_key_tensor returns the tensor id of a key. Cannot fail. */
-static inline uint16_t
-psf_model_key_tensor(uint64_t key)
-{
-	return (uint16_t)(key >> PSF_MODEL_ROW_BITS);
-}
-
-/* psf_model_key_row returns the chunk index or symbol row of a key. Cannot fail. */
-static inline uint64_t
-psf_model_key_row(uint64_t key)
-{
-	return key & PSF_MODEL_ROW_MASK;
-}
-
-/* psf_model_symbol_row returns XXH3_64bits(symbol, strlen(symbol)) & (2^48 - 1),
- * the row of a symbol in every per-symbol tensor. The same formula as
- * psf_symbol_row in lib/base/shard.h. symbol must not be NULL. Cannot fail. */
-uint64_t psf_model_symbol_row(const char *symbol);
 
 /* psf_model_new builds the architecture for cfg->kind with n_features input
  * features and the given target; seed decides the initial values. cfg is copied.

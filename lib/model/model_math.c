@@ -160,7 +160,7 @@ lookup_symbols(const psf_model *m, psf_model_ws *ws, const psf_params *params,
 	for (size_t i = 0; i < n; i++) {
 		long s;
 
-		if (sym_rows[i] > PSF_MODEL_ROW_MASK)
+		if (sym_rows[i] > PSF_KEY_ROW_MASK)
 			return PSF_EINVAL;
 		s = params_find(params, sym_rows[i]);
 		if (s < 0 || (params->sym_has[s] & need) != need) {

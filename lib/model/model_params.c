@@ -168,14 +168,14 @@ params_slot(psf_params *p, uint64_t row, size_t *slot_out)
 static unsigned
 sym_bit(const psf_model *m, uint64_t key)
 {
-	return psf_model_key_tensor(key) == m->emb_id ? SYM_HAS_EMB : SYM_HAS_BIAS;
+	return psf_key_tensor(key) == m->emb_id ? SYM_HAS_EMB : SYM_HAS_BIAS;
 }
 
 psf_err
 psf_params_set_key(psf_params *p, uint64_t key, const void *bytes, size_t len)
 {
 	const model_tensor *t;
-	uint64_t row = psf_model_key_row(key);
+	uint64_t row = psf_key_row(key);
 	size_t slot;
 	psf_err err;
 
@@ -205,7 +205,7 @@ psf_params_get_key(const psf_params *p, uint64_t key, const float **data_out,
     uint32_t *len_out)
 {
 	const model_tensor *t;
-	uint64_t row = psf_model_key_row(key);
+	uint64_t row = psf_key_row(key);
 	uint32_t len;
 	long slot;
 
@@ -266,15 +266,15 @@ psf_params_keys(const psf_params *p, uint64_t *keys, uint32_t *lens, size_t cap,
 	for (size_t i = 0; i < m->n_tensors && !m->t[i].is_per_symbol; i++) {
 		for (uint64_t c = 0; c < m->t[i].n_chunks; c++) {
 			if (p->dense_has[m->t[i].chunk_base + c])
-				keys[n++] = psf_model_key((uint16_t)(i + 1), c);
+				keys[n++] = psf_key((uint16_t)(i + 1), c);
 		}
 	}
 	n_dense = n;
 	for (size_t s = 0; s < p->n_sym; s++) {
 		if (p->sym_has[s] & SYM_HAS_EMB)
-			keys[n++] = psf_model_key(m->emb_id, p->sym[s]);
+			keys[n++] = psf_key(m->emb_id, p->sym[s]);
 		if (p->sym_has[s] & SYM_HAS_BIAS)
-			keys[n++] = psf_model_key(m->sb_id, p->sym[s]);
+			keys[n++] = psf_key(m->sb_id, p->sym[s]);
 	}
 	/* Per-symbol ids are above the dense ones: only that part needs sorting. */
 	qsort(keys + n_dense, n - n_dense, sizeof(keys[0]), cmp_u64);
@@ -294,7 +294,7 @@ psf_params_fill_init(psf_params *p, const uint64_t *sym_rows, size_t n)
 		return PSF_EINVAL;
 	m = p->m;
 	for (size_t i = 0; i < n; i++) {
-		if (sym_rows[i] > PSF_MODEL_ROW_MASK)
+		if (sym_rows[i] > PSF_KEY_ROW_MASK)
 			return PSF_EINVAL;
 	}
 	for (size_t i = 0; i < m->n_tensors && !m->t[i].is_per_symbol; i++) {
@@ -303,7 +303,7 @@ psf_params_fill_init(psf_params *p, const uint64_t *sym_rows, size_t n)
 		for (uint64_t c = 0; c < t->n_chunks; c++) {
 			float *dst = p->dense + t->off + c * m->cfg.chunk_floats;
 
-			if ((err = psf_model_init_value(m, psf_model_key((uint16_t)(i + 1), c),
+			if ((err = psf_model_init_value(m, psf_key((uint16_t)(i + 1), c),
 			    dst)) != PSF_OK)
 				return err;
 		}
@@ -317,10 +317,10 @@ psf_params_fill_init(psf_params *p, const uint64_t *sym_rows, size_t n)
 			return err;
 		row = p->sym_val + slot * m->sym_stride;
 		if (m->emb_id != 0 && (err = psf_model_init_value(m,
-		    psf_model_key(m->emb_id, sym_rows[i]), row + m->t[m->emb_id - 1].off)) != PSF_OK)
+		    psf_key(m->emb_id, sym_rows[i]), row + m->t[m->emb_id - 1].off)) != PSF_OK)
 			return err;
 		if (m->sb_id != 0 && (err = psf_model_init_value(m,
-		    psf_model_key(m->sb_id, sym_rows[i]), row + m->t[m->sb_id - 1].off)) != PSF_OK)
+		    psf_key(m->sb_id, sym_rows[i]), row + m->t[m->sb_id - 1].off)) != PSF_OK)
 			return err;
 		p->sym_has[slot] = (uint8_t)((m->emb_id ? SYM_HAS_EMB : 0) |
 		    (m->sb_id ? SYM_HAS_BIAS : 0));

@@ -287,7 +287,7 @@ push_rows(pscase *p, uint64_t seq, uint64_t b, psf_rpc_status *st, int *duplicat
 	psf_err err;
 
 	for (size_t i = 0; i < ROWS_PER_PUSH; i++) {
-		keys[i] = psf_model_key((uint16_t)p->emb_tensor, b * ROWS_PER_PUSH + i + 1);
+		keys[i] = psf_key((uint16_t)p->emb_tensor, b * ROWS_PER_PUSH + i + 1);
 		lens[i] = p->emb_len;
 	}
 	for (size_t i = 0; i < (size_t)ROWS_PER_PUSH * p->emb_len; i++)
@@ -323,7 +323,7 @@ pull_first(pscase *p, float *buf, uint64_t *version)
 	psf_rpc_status st;
 
 	for (size_t i = 0; i < 8; i++)
-		keys[i] = psf_model_key((uint16_t)p->emb_tensor, i + 1);
+		keys[i] = psf_key((uint16_t)p->emb_tensor, i + 1);
 	req.worker = "trainer-0";
 	req.keys = keys;
 	req.n_keys = 8;

@@ -1238,6 +1238,68 @@ test_config_learning_rate_range(void **state)
 	}
 }
 
+/* Enum spellings come from one table per enum: the name of every value parses
+ * back to it, the spellings are the YAML's, and a wrong spelling is refused. */
+static void
+test_config_enum_names_round_trip(void **state)
+{
+	psf_consistency c;
+	psf_durability d;
+	psf_model_kind k;
+	psf_optim_kind o;
+	psf_lr_schedule l;
+	psf_target_kind t;
+	psf_shard_by sb;
+	psf_bad_rows br;
+	psf_gateway_route r;
+	psf_role ro;
+
+	(void)state;
+	for (int v = PSF_CONS_SYNC; v <= PSF_CONS_SSP; v++) {
+		assert_int_equal(psf_consistency_parse(psf_consistency_name((psf_consistency)v), &c), PSF_OK);
+		assert_int_equal(c, v);
+	}
+	for (int v = PSF_DUR_INTERVAL; v <= PSF_DUR_NONE; v++) {
+		assert_int_equal(psf_durability_parse(psf_durability_name((psf_durability)v), &d), PSF_OK);
+		assert_int_equal(d, v);
+	}
+	for (int v = PSF_MODEL_LINEAR; v <= PSF_MODEL_MLP; v++) {
+		assert_int_equal(psf_model_kind_parse(psf_model_kind_name((psf_model_kind)v), &k), PSF_OK);
+		assert_int_equal(k, v);
+	}
+	for (int v = PSF_OPTIM_SGD; v <= PSF_OPTIM_ADAGRAD; v++) {
+		assert_int_equal(psf_optim_kind_parse(psf_optim_kind_name((psf_optim_kind)v), &o), PSF_OK);
+		assert_int_equal(o, v);
+	}
+	for (int v = PSF_LR_CONSTANT; v <= PSF_LR_COSINE; v++) {
+		assert_int_equal(psf_lr_schedule_parse(psf_lr_schedule_name((psf_lr_schedule)v), &l), PSF_OK);
+		assert_int_equal(l, v);
+	}
+	for (int v = PSF_TARGET_NEXT_CLOSE; v <= PSF_TARGET_NEXT_DIRECTION; v++) {
+		assert_int_equal(psf_target_parse(psf_target_name((psf_target_kind)v), &t), PSF_OK);
+		assert_int_equal(t, v);
+	}
+	for (int v = PSF_ROLE_PS; v <= PSF_ROLE_GATEWAY; v++) {
+		assert_int_equal(psf_role_parse(psf_role_name((psf_role)v), &ro), PSF_OK);
+		assert_int_equal(ro, v);
+	}
+	assert_int_equal(psf_shard_by_parse("rows", &sb), PSF_OK);
+	assert_int_equal(sb, PSF_SHARD_BY_ROWS);
+	assert_int_equal(psf_bad_rows_parse("skip", &br), PSF_OK);
+	assert_int_equal(br, PSF_BAD_ROWS_SKIP);
+	assert_int_equal(psf_route_parse("round_robin", &r), PSF_OK);
+	assert_int_equal(r, PSF_ROUTE_ROUND_ROBIN);
+	assert_string_equal(psf_durability_name(PSF_DUR_EVERY_COMMIT), "every-commit");
+	assert_string_equal(psf_optim_kind_name(PSF_OPTIM_ADAM), "adam");
+	assert_string_equal(psf_target_name(PSF_TARGET_NEXT_DIRECTION), "next_direction");
+	assert_string_equal(psf_shard_by_name(PSF_SHARD_BY_HASH), "hash");
+	assert_string_equal(psf_consistency_name((psf_consistency)7), "unknown");
+	c = PSF_CONS_ASYNC;
+	assert_int_equal(psf_consistency_parse("SYNC", &c), PSF_EINVAL);
+	assert_int_equal(psf_consistency_parse(NULL, &c), PSF_EINVAL);
+	assert_int_equal(c, PSF_CONS_ASYNC);
+}
+
 int
 main(void)
 {
@@ -1277,6 +1339,7 @@ main(void)
 		cmocka_unit_test(test_config_experiment_examples_load),
 		cmocka_unit_test(test_config_trainer_limit),
 		cmocka_unit_test(test_config_learning_rate_range),
+		cmocka_unit_test(test_config_enum_names_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

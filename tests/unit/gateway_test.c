@@ -16,6 +16,7 @@
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
+#include "lib/data/features.h"
 #include "lib/model/model.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/shard.h"
@@ -40,6 +41,34 @@ typedef struct fleet {
 	psf_rpc_client *c; /* to the gateway */
 	char symbols[N_SYMBOLS][8];
 } fleet;
+
+/* share_stats gives the ps the statistics of every symbol's train rows, as the
+ * trainers' start-up Reduce does: the inferers take them with the model. */
+static void
+share_stats(const psf_config *cfg, const char *path, psf_ps_client *w)
+{
+	psf_dataset *ds = NULL;
+	psf_data_index *idx = NULL;
+	psf_table *t = NULL;
+	const int32_t *dates;
+	size_t n_dates, n = psf_features_stats_len(cfg->n_features);
+	int32_t cutoff;
+	double *stats = calloc(n, sizeof(double));
+
+	assert_non_null(stats);
+	assert_int_equal(psf_data_load(path, NULL, NULL, 0, &ds), PSF_OK);
+	assert_int_equal(psf_data_index_from(ds, &idx), PSF_OK);
+	dates = psf_data_index_dates(idx, &n_dates);
+	assert_int_equal(psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &cutoff), PSF_OK);
+	assert_int_equal(psf_features_build(ds, cfg->features, cfg->n_features, cfg->target, cutoff,
+	    NULL, 0, &t), PSF_OK);
+	psf_features_stats(t, stats);
+	assert_int_equal(psf_ps_client_reduce(w, PSF_REDUCE_FEATURE_STATS, 1, stats, n), PSF_OK);
+	psf_table_free(t);
+	psf_data_index_free(idx);
+	psf_dataset_free(ds);
+	free(stats);
+}
 
 static void
 fleet_start(fleet *f, const char *route, uint32_t shards)
@@ -104,6 +133,7 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 		assert_int_equal(psf_params_set_key(g, keys[i], v, lens[i]), PSF_OK);
 	}
 	assert_int_equal(psf_ps_client_push(w, 0, g, keys, n, 1, 0.0, NULL), PSF_OK);
+	share_stats(f->cfg, path, w);
 	psf_params_free(g);
 	psf_ps_client_close(w);
 	psf_model_free(model);

@@ -73,9 +73,25 @@ cfg_text(char *buf, size_t len, const char *dir, const char *hidden, uint32_t hi
 	    dir, dir, hidden, history_days);
 }
 
-/* fleet_start: data, config, two ps nodes, a worker and a gradient of every key. */
+/* share_stats contributes stats to the ps's feature statistics Reduce, as the
+ * trainers do at start-up (one trainer: the ps keeps them unchanged). */
 static void
-fleet_start(fleet *f, const char *hidden, uint32_t history_days)
+share_stats(fleet *f, const double *stats)
+{
+	size_t n = psf_features_stats_len(f->cfg->n_features);
+	double *v = malloc(n * sizeof(double));
+
+	assert_non_null(v);
+	memcpy(v, stats, n * sizeof(double));
+	assert_int_equal(psf_ps_client_reduce(f->w, PSF_REDUCE_FEATURE_STATS, 1, v, n), PSF_OK);
+	assert_memory_equal(v, stats, n * sizeof(double));
+	free(v);
+}
+
+/* fleet_start_ex: data, config, two ps nodes, a worker and a gradient of every key;
+ * with share, the worker also gives the ps the fleet's statistics. */
+static void
+fleet_start_ex(fleet *f, const char *hidden, uint32_t history_days, bool share)
 {
 	char text[4096], err[512], path[128];
 	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
@@ -124,7 +140,7 @@ fleet_start(fleet *f, const char *hidden, uint32_t history_days)
 
 	/* every dense key and the per-symbol keys of every symbol */
 	for (size_t i = 0; i < N_SYMBOLS; i++)
-		rows[i] = psf_model_symbol_row(psf_dataset_series(f->ds, i)->symbol);
+		rows[i] = psf_symbol_row(psf_dataset_series(f->ds, i)->symbol);
 	nd = psf_model_n_dense_keys(f->model);
 	f->keys = calloc(nd + 2 * N_SYMBOLS, sizeof(uint64_t));
 	assert_int_equal(psf_model_dense_keys(f->model, f->keys, NULL, nd, &nd), PSF_OK);
@@ -140,6 +156,14 @@ fleet_start(fleet *f, const char *hidden, uint32_t history_days)
 		assert_int_equal(psf_params_set_key(f->grads, f->keys[i], ones, len), PSF_OK);
 	}
 	free(ones);
+	if (share)
+		share_stats(f, f->stats);
+}
+
+static void
+fleet_start(fleet *f, const char *hidden, uint32_t history_days)
+{
+	fleet_start_ex(f, hidden, history_days, true);
 }
 
 static void
@@ -199,7 +223,7 @@ expected(fleet *f, const char *symbol, int32_t date, const Psfleet__V1__Bar *ext
 	const psf_series *s = psf_dataset_find(f->ds, symbol);
 	psf_series ext = *s;
 	size_t nf = f->cfg->n_features, nk;
-	uint64_t row = psf_model_symbol_row(symbol), keys[4096];
+	uint64_t row = psf_symbol_row(symbol), keys[4096];
 	float x[16], z;
 	psf_params *p;
 	psf_model_ws *ws;
@@ -516,6 +540,50 @@ test_inferer_unavailable_without_ps(void **state)
 	fleet_stop(&f);
 }
 
+/* (3b) The standardisation statistics are the ones the trainers reduced through
+ * the ps, not recomputed by the inferer: until the Reduce completes there is no
+ * model; after it, predictions use exactly the reduced statistics (here shifted
+ * on purpose, so statistics recomputed from the data would not match). */
+static void
+test_inferer_statistics_come_from_the_ps(void **state)
+{
+	fleet f;
+	psf_inferer *inf;
+	psf_rpc_client *c;
+	Psfleet__V1__PredictReply *r;
+	size_t nf;
+	uint64_t v;
+	char msg[256];
+
+	(void)state;
+	fleet_start_ex(&f, "8", 400, false);
+	nf = f.cfg->n_features;
+	push(&f);
+	inf = inferer(&f, 1);
+	assert_int_equal(psf_rpc_client_open(psf_inferer_url(inf), NULL, &c), PSF_OK);
+	assert_int_equal(psf_inferer_refresh(inf, &v), PSF_ESTATE);
+	assert_int_equal(v, 0);
+	assert_int_equal(predict(c, symbol_of_shard(&f, 1, 0), NULL, NULL, NULL, msg),
+	    PSF_STATUS_UNAVAILABLE);
+	for (size_t j = 0; j <= nf; j++) { /* mean + 0.25 (+ 0.001 for the target) */
+		double shift = j < nf ? 0.25 : 0.001, n = f.stats[3 * j + 2], sum = f.stats[3 * j];
+		f.stats[3 * j] = sum + shift * n;
+		f.stats[3 * j + 1] += 2 * shift * sum + shift * shift * n;
+	}
+	share_stats(&f, f.stats);
+	assert_int_equal(psf_inferer_refresh(inf, &v), PSF_OK);
+	assert_int_equal(v, 1);
+	for (int k = 0; k < 2; k++) {
+		const char *sym = symbol_of_shard(&f, 1, k);
+		assert_int_equal(predict(c, sym, NULL, NULL, &r, msg), PSF_STATUS_OK);
+		assert_close(r->prediction, expected(&f, sym, PSF_DATE_LAST, NULL));
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	psf_rpc_client_close(c);
+	psf_inferer_free(inf);
+	fleet_stop(&f);
+}
+
 typedef struct load {
 	const char *url;
 	const char *symbol;
@@ -634,6 +702,7 @@ main(void)
 		cmocka_unit_test(test_inferer_prediction_matches_forward),
 		cmocka_unit_test(test_inferer_errors_and_batch),
 		cmocka_unit_test(test_inferer_unavailable_without_ps),
+		cmocka_unit_test(test_inferer_statistics_come_from_the_ps),
 		cmocka_unit_test(test_inferer_swap_under_load),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);

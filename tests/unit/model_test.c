@@ -59,7 +59,7 @@ tensor_key(const psf_model *m, const char *name, uint64_t row)
 	psf_tensor_info info;
 
 	assert_int_equal(psf_model_tensor_find(m, name, &info), PSF_OK);
-	return psf_model_key(info.id, row);
+	return psf_key(info.id, row);
 }
 
 static void
@@ -76,8 +76,8 @@ get_elem(const psf_model *m, const psf_params *p, const psf_tensor_info *info,
 {
 	const float *data;
 	uint32_t len;
-	uint64_t key = info->is_per_symbol ? psf_model_key(info->id, sym_row) :
-	    psf_model_key(info->id, e / chunk);
+	uint64_t key = info->is_per_symbol ? psf_key(info->id, sym_row) :
+	    psf_key(info->id, e / chunk);
 
 	assert_int_equal(psf_params_get_key(p, key, &data, &len), PSF_OK);
 	assert_int_equal(len, psf_model_key_len(m, key));
@@ -270,13 +270,13 @@ set_biases(const psf_model *m, psf_params *p, const uint64_t *syms, uint64_t *s)
 		if (strcmp(in.name, "sym_bias") == 0) {
 			for (size_t k = 0; k < 3; k++) {
 				v[0] = 0.1f * (float)(k + 1);
-				set_floats(p, psf_model_key(in.id, syms[k]), v, 1);
+				set_floats(p, psf_key(in.id, syms[k]), v, 1);
 			}
 		}
 		if (in.is_per_symbol || in.name[strlen(in.name) - 1] != 'b')
 			continue;
 		for (uint64_t c = 0; c < in.n_chunks; c++) {
-			uint64_t key = psf_model_key(in.id, c);
+			uint64_t key = psf_key(in.id, c);
 			uint32_t len = psf_model_key_len(m, key);
 
 			for (uint32_t j = 0; j < len; j++)
@@ -305,7 +305,7 @@ grad_check(const grad_case *gc, uint32_t emb, int sym_bias)
 
 	assert_int_equal(psf_model_new(&cfg, GC_FEATURES, gc->target, 7, &m), PSF_OK);
 	for (size_t k = 0; k < 3; k++)
-		syms[k] = psf_model_symbol_row(names[k]);
+		syms[k] = psf_symbol_row(names[k]);
 	for (size_t i = 0; i < GC_N; i++) {
 		sym_idx[i] = (i * 7) % 3; /* every symbol, several rows each */
 		rows[i] = syms[sym_idx[i]];
@@ -508,14 +508,14 @@ test_model_key_len_rejects_invalid_keys(void **state)
 	/* out.w [1 x 9] in chunks of 3, out.b [1], emb [4], sym_bias [1]. */
 	assert_int_equal(psf_model_new(&cfg, 5, PSF_TARGET_NEXT_CLOSE, 1, &m), PSF_OK);
 	assert_int_equal(psf_model_key_len(m, 0), 0);
-	assert_int_equal(psf_model_key_len(m, psf_model_key(0, 1)), 0);
-	assert_int_equal(psf_model_key_len(m, psf_model_key(1, 2)), 3);
-	assert_int_equal(psf_model_key_len(m, psf_model_key(1, 3)), 0);
-	assert_int_equal(psf_model_key_len(m, psf_model_key(2, 0)), 1);
-	assert_int_equal(psf_model_key_len(m, psf_model_key(2, 1)), 0);
-	assert_int_equal(psf_model_key_len(m, psf_model_key(3, 12345)), 4);
-	assert_int_equal(psf_model_key_len(m, psf_model_key(4, PSF_MODEL_ROW_MASK)), 1);
-	assert_int_equal(psf_model_key_len(m, psf_model_key(5, 0)), 0);
+	assert_int_equal(psf_model_key_len(m, psf_key(0, 1)), 0);
+	assert_int_equal(psf_model_key_len(m, psf_key(1, 2)), 3);
+	assert_int_equal(psf_model_key_len(m, psf_key(1, 3)), 0);
+	assert_int_equal(psf_model_key_len(m, psf_key(2, 0)), 1);
+	assert_int_equal(psf_model_key_len(m, psf_key(2, 1)), 0);
+	assert_int_equal(psf_model_key_len(m, psf_key(3, 12345)), 4);
+	assert_int_equal(psf_model_key_len(m, psf_key(4, PSF_KEY_ROW_MASK)), 1);
+	assert_int_equal(psf_model_key_len(m, psf_key(5, 0)), 0);
 	assert_int_equal(psf_model_key_len(m, UINT64_MAX), 0);
 	psf_model_free(m);
 }
@@ -538,8 +538,8 @@ test_model_symbol_keys_sorted_unique(void **state)
 	for (size_t i = 0; i < 6; i++) {
 		uint64_t want_row = (uint64_t[]){3, 5, 9}[i % 3];
 
-		assert_int_equal(psf_model_key_tensor(keys[i]), i < 3 ? 3 : 4);
-		assert_int_equal(psf_model_key_row(keys[i]), want_row);
+		assert_int_equal(psf_key_tensor(keys[i]), i < 3 ? 3 : 4);
+		assert_int_equal(psf_key_row(keys[i]), want_row);
 		assert_int_equal(lens[i], i < 3 ? 4 : 1);
 	}
 	cfg = make_cfg(PSF_MODEL_LINEAR, 0, NULL, 0, 0, 0.0, 64);
@@ -554,10 +554,10 @@ static void
 test_model_symbol_row_is_masked_xxh3(void **state)
 {
 	(void)state;
-	assert_int_equal(psf_model_symbol_row("AAPL"),
+	assert_int_equal(psf_symbol_row("AAPL"),
 	    XXH3_64bits("AAPL", 4) & ((UINT64_C(1) << 48) - 1));
-	assert_true(psf_model_symbol_row("AAPL") != psf_model_symbol_row("MSFT"));
-	assert_true(psf_model_symbol_row("") <= PSF_MODEL_ROW_MASK);
+	assert_true(psf_symbol_row("AAPL") != psf_symbol_row("MSFT"));
+	assert_true(psf_symbol_row("") <= PSF_KEY_ROW_MASK);
 }
 
 /* ------------------------------------------------------------- init */
@@ -570,7 +570,7 @@ test_model_init_is_deterministic_per_seed_and_key(void **state)
 	psf_model_cfg big = cfg;
 	psf_model *a, *b, *c, *d;
 	float va[16], vb[16], vc[16], vd[16];
-	uint64_t w = psf_model_key(1, 2), emb = psf_model_key(5, 777);
+	uint64_t w = psf_key(1, 2), emb = psf_key(5, 777);
 	double bound = sqrt(6.0 / 10);
 	bool differs = false, nonzero = false;
 
@@ -595,7 +595,7 @@ test_model_init_is_deterministic_per_seed_and_key(void **state)
 	{
 		float all[160];
 
-		assert_int_equal(psf_model_init_value(d, psf_model_key(1, 0), all), PSF_OK);
+		assert_int_equal(psf_model_init_value(d, psf_key(1, 0), all), PSF_OK);
 		assert_memory_equal(all + 14, va, 7 * sizeof(float));
 	}
 	assert_int_equal(psf_model_init_value(a, emb, va), PSF_OK);
@@ -603,16 +603,16 @@ test_model_init_is_deterministic_per_seed_and_key(void **state)
 	assert_memory_equal(va, vb, 4 * sizeof(float));
 	for (size_t j = 0; j < 4; j++)
 		assert_true(va[j] != 0.0f && fabs(va[j]) <= 0.05);
-	assert_int_equal(psf_model_init_value(a, psf_model_key(5, 778), vd), PSF_OK);
+	assert_int_equal(psf_model_init_value(a, psf_key(5, 778), vd), PSF_OK);
 	assert_memory_not_equal(va, vd, 4 * sizeof(float));
 	/* Biases and symbol biases start at 0. */
-	assert_int_equal(psf_model_init_value(a, psf_model_key(2, 1), va), PSF_OK);
+	assert_int_equal(psf_model_init_value(a, psf_key(2, 1), va), PSF_OK);
 	for (size_t j = 0; j < 7; j++)
 		assert_true(va[j] == 0.0f);
 	vb[0] = 1.0f;
-	assert_int_equal(psf_model_init_value(a, psf_model_key(6, 3), vb), PSF_OK);
+	assert_int_equal(psf_model_init_value(a, psf_key(6, 3), vb), PSF_OK);
 	assert_true(vb[0] == 0.0f);
-	assert_int_equal(psf_model_init_value(a, psf_model_key(7, 0), va), PSF_EINVAL);
+	assert_int_equal(psf_model_init_value(a, psf_key(7, 0), va), PSF_EINVAL);
 	psf_model_free(d);
 	psf_model_free(c);
 	psf_model_free(b);
@@ -641,41 +641,41 @@ test_params_set_get_unaligned_and_iterate_sorted(void **state)
 	assert_int_equal(psf_params_new(m, &p), PSF_OK);
 	assert_int_equal(psf_params_n_keys(p), 0);
 	memcpy(wire + 1, v, sizeof(v)); /* misaligned on purpose */
-	assert_int_equal(psf_params_set_key(p, psf_model_key(1, 0), wire + 1, 4), PSF_OK);
-	assert_int_equal(psf_params_get_key(p, psf_model_key(1, 0), &data, &len), PSF_OK);
+	assert_int_equal(psf_params_set_key(p, psf_key(1, 0), wire + 1, 4), PSF_OK);
+	assert_int_equal(psf_params_get_key(p, psf_key(1, 0), &data, &len), PSF_OK);
 	assert_int_equal(len, 4);
 	assert_memory_equal(data, v, sizeof(v));
-	assert_int_equal(psf_params_get_key(p, psf_model_key(1, 1), &data, &len), PSF_ENOENT);
-	assert_int_equal(psf_params_set_key(p, psf_model_key(1, 1), wire + 1, 4), PSF_EINVAL);
-	assert_int_equal(psf_params_set_key(p, psf_model_key(1, 2), wire + 1, 3), PSF_EINVAL);
-	assert_int_equal(psf_params_set_key(p, psf_model_key(9, 0), wire + 1, 1), PSF_EINVAL);
-	assert_int_equal(psf_params_get_key(p, psf_model_key(9, 0), &data, &len), PSF_EINVAL);
+	assert_int_equal(psf_params_get_key(p, psf_key(1, 1), &data, &len), PSF_ENOENT);
+	assert_int_equal(psf_params_set_key(p, psf_key(1, 1), wire + 1, 4), PSF_EINVAL);
+	assert_int_equal(psf_params_set_key(p, psf_key(1, 2), wire + 1, 3), PSF_EINVAL);
+	assert_int_equal(psf_params_set_key(p, psf_key(9, 0), wire + 1, 1), PSF_EINVAL);
+	assert_int_equal(psf_params_get_key(p, psf_key(9, 0), &data, &len), PSF_EINVAL);
 	/* Many symbols: the index grows and every row stays reachable. */
 	for (uint64_t s = 0; s < 1000; s++) {
 		float e[2] = {(float)s, -(float)s};
 
-		assert_int_equal(psf_params_set_key(p, psf_model_key(3, s * 977), e, 2), PSF_OK);
+		assert_int_equal(psf_params_set_key(p, psf_key(3, s * 977), e, 2), PSF_OK);
 		if (s % 2 == 0)
-			assert_int_equal(psf_params_set_key(p, psf_model_key(4, s * 977), e, 1),
+			assert_int_equal(psf_params_set_key(p, psf_key(4, s * 977), e, 1),
 			    PSF_OK);
 	}
 	assert_int_equal(psf_params_n_symbols(p), 1000);
 	assert_int_equal(psf_params_n_keys(p), 1 + 1000 + 500);
-	assert_int_equal(psf_params_get_key(p, psf_model_key(4, 977), &data, &len), PSF_ENOENT);
-	assert_int_equal(psf_params_get_key(p, psf_model_key(3, 977 * 999), &data, &len), PSF_OK);
+	assert_int_equal(psf_params_get_key(p, psf_key(4, 977), &data, &len), PSF_ENOENT);
+	assert_int_equal(psf_params_get_key(p, psf_key(3, 977 * 999), &data, &len), PSF_OK);
 	assert_true(data[0] == 999.0f && data[1] == -999.0f && len == 2);
 	assert_int_equal(psf_params_keys(p, keys, lens, 1500, &n), PSF_ERANGE);
 	assert_int_equal(psf_params_keys(p, keys, lens, PSF_ARRAY_LEN(keys), &n), PSF_OK);
 	assert_int_equal(n, 1501);
 	for (size_t i = 1; i < n; i++)
 		assert_true(keys[i - 1] < keys[i]);
-	assert_int_equal(keys[0], psf_model_key(1, 0));
+	assert_int_equal(keys[0], psf_key(1, 0));
 	assert_int_equal(lens[0], 4);
 	assert_int_equal(lens[1], 2);
 	assert_int_equal(lens[n - 1], 1);
 	psf_params_clear(p);
 	assert_int_equal(psf_params_n_keys(p), 0);
-	assert_int_equal(psf_params_get_key(p, psf_model_key(3, 0), &data, &len), PSF_ENOENT);
+	assert_int_equal(psf_params_get_key(p, psf_key(3, 0), &data, &len), PSF_ENOENT);
 	psf_params_free(p);
 	psf_params_free(NULL);
 	psf_model_free(m);
@@ -688,7 +688,7 @@ test_model_forward_linear_and_logistic_known_weights(void **state)
 {
 	psf_model_cfg lin = make_cfg(PSF_MODEL_LINEAR, 0, NULL, 0, 1, 0.0, 64);
 	psf_model_cfg lg = make_cfg(PSF_MODEL_LOGISTIC, 0, NULL, 0, 0, 0.0, 64);
-	uint64_t A = psf_model_symbol_row("A"), B = psf_model_symbol_row("B");
+	uint64_t A = psf_symbol_row("A"), B = psf_symbol_row("B");
 	uint64_t rows[2] = {A, B};
 	float w[2] = {1, 2}, b = 0.5f, sa = 0.25f, sb = -1.0f, out[2];
 	float X[4] = {1, 1, 0.5f, -1}, wl[2] = {1, -1}, bl = 0, Xl[4] = {2, 2, 1, 0};
@@ -740,7 +740,7 @@ test_model_forward_mlp_known_weights(void **state)
 {
 	uint32_t h[1] = {2};
 	psf_model_cfg cfg = make_cfg(PSF_MODEL_MLP, 1, h, 1, 0, 0.0, 4);
-	uint64_t S = psf_model_symbol_row("S"), rows[2] = {S, S};
+	uint64_t S = psf_symbol_row("S"), rows[2] = {S, S};
 	/* W0 [2 x 3] over (x0, x1, emb): spans two chunks of 4. */
 	float W0[6] = {1, 0, 1, 0, -1, 0}, b0[2] = {0, 0.5f}, w1[2] = {2, 3}, b1 = 1, e = 0.5f;
 	float X[4] = {1, 2, -3, -1}, out[2];
@@ -800,8 +800,8 @@ test_model_loss_grad_rejects_bad_input(void **state)
 	assert_int_equal(psf_model_loss_grad(m, ws, p, X, y, huge, 2, g, &loss), PSF_EINVAL);
 	assert_int_equal(psf_model_loss_grad(m, ws, p, X, y, unknown, 2, g, &loss), PSF_ENOENT);
 	assert_true(loss == -7.0);
-	set_floats(p, psf_model_key(3, 1), zero_emb, 2);
-	set_floats(p, psf_model_key(3, 2), zero_emb, 2);
+	set_floats(p, psf_key(3, 1), zero_emb, 2);
+	set_floats(p, psf_key(3, 2), zero_emb, 2);
 	assert_int_equal(psf_model_loss_grad(m, ws, p, X, y, rows, 2, g, &loss), PSF_OK);
 	assert_float_equal(loss, log(2.0), 1e-6); /* X = 0, emb = 0, bias 0: p = 0.5 */
 	assert_int_equal(psf_params_fill_init(p, huge, 2), PSF_EINVAL);

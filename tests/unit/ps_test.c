@@ -471,7 +471,7 @@ test_ps_bad_pushes_rejected_nothing_applied(void **state)
 	psf_params *w0, *w1;
 	psf_rpc_status st;
 	float v[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-	uint64_t bad_key = psf_model_key(60, 0);
+	uint64_t bad_key = psf_key(60, 0);
 	uint32_t short_len;
 	Psfleet__V1__StatsReply *s;
 

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "lib/base/keys.h"
 #include "lib/base/shard.h"
 
 #define N_KEYS 10000
@@ -26,7 +27,7 @@ make_seeds(uint64_t *seeds, size_t n)
 static uint64_t
 key_of(size_t i)
 {
-	return ((uint64_t)(i % 5) << PSF_SHARD_ROW_BITS) | (uint64_t)(i / 5);
+	return ((uint64_t)(i % 5) << PSF_KEY_ROW_BITS) | (uint64_t)(i / 5);
 }
 
 static void
@@ -68,6 +69,20 @@ test_shard_hashes_are_pinned(void **state)
 		assert_int_equal(psf_shard_pick(k, seeds, 3), want_keys[k]);
 	for (size_t i = 0; i < 6; i++)
 		assert_int_equal(psf_shard_pick_str(syms[i], seeds, 3), want_syms[i]);
+}
+
+/* The key layout is stored in LMDB and sent on the wire: pin it. */
+static void
+test_key_layout_is_pinned(void **state)
+{
+	(void)state;
+	assert_true(psf_key(1, 0) == UINT64_C(0x0001000000000000));
+	assert_true(psf_key(6, 0xaa5c25cce8c5) == UINT64_C(0x0006aa5c25cce8c5));
+	assert_true(psf_key(0xffff, PSF_KEY_ROW_MASK) == UINT64_MAX);
+	assert_true(psf_key(2, UINT64_C(0x0003000000000007)) == psf_key(2, 7)); /* high bits dropped */
+	assert_int_equal(psf_key_tensor(UINT64_C(0x0006aa5c25cce8c5)), 6);
+	assert_true(psf_key_row(UINT64_C(0x0006aa5c25cce8c5)) == UINT64_C(0xaa5c25cce8c5));
+	assert_true(psf_key(5, psf_symbol_row("AAPL")) == UINT64_C(0x0005aa5c25cce8c5));
 }
 
 static void
@@ -189,8 +204,8 @@ test_shard_symbol_row_fits_48_bits(void **state)
 		symbol_of(i, sym, sizeof(sym));
 		uint64_t row = psf_symbol_row(sym);
 
-		assert_true(row >> PSF_SHARD_ROW_BITS == 0);
-		if (row >> (PSF_SHARD_ROW_BITS - 1))
+		assert_true(row >> PSF_KEY_ROW_BITS == 0);
+		if (row >> (PSF_KEY_ROW_BITS - 1))
 			high_bits++;
 	}
 	/* The whole 48 bits are used, not a narrower hash. */
@@ -316,6 +331,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shard_pick_is_stable),
 		cmocka_unit_test(test_shard_hashes_are_pinned),
+		cmocka_unit_test(test_key_layout_is_pinned),
 		cmocka_unit_test(test_shard_pick_uniform_over_four_nodes),
 		cmocka_unit_test(test_shard_pick_str_uniform_over_four_nodes),
 		cmocka_unit_test(test_shard_pick_fifth_node_moves_few_keys_to_it),
