@@ -98,7 +98,8 @@ worker_status(const Psfleet__V1__StatsReply *ps0, const char *id)
 
 /* classify decides a node's health word. A trainer that no longer answers is
  * healthy when ps0 has its final report (it finished and exited, as trainers
- * do); one without a metrics address is judged by ps0's worker list. */
+ * do); one with neither a metrics address nor a listen URL (Admin/Health) is
+ * judged by ps0's worker list. */
 static void
 classify(node_status *s, const Psfleet__V1__StatsReply *ps0)
 {

@@ -1,5 +1,5 @@
 /* gateway.c -- the gateway's routing, forwarding and lifecycle (gateway.h);
- * gateway_health.c has the health checks and the Admin service.
+ * gateway_health.c has the health checks and the gateway's Admin status.
  *
  * RPC handlers run on NNG's threads and must not block, while a forward waits
  * for an inferer's answer. So a handler routes the call, starts the first
@@ -513,15 +513,13 @@ start_rpc(psf_gateway *gw, const psf_gateway_opts *opts)
 	psf_rpc_server_opts so;
 	const char *url = (opts != NULL && opts->listen != NULL) ? opts->listen : gw->node->listen;
 	Psfleet__V1__Inference_Service svc = PSFLEET__V1__INFERENCE__INIT(psf_gw_rpc_);
-	Psfleet__V1__Admin_Service admin = PSFLEET__V1__ADMIN__INIT(psf_gw_admin_);
 	psf_err err;
 
 	gw->svc = svc;
-	gw->admin = admin;
 	if ((err = psf_runtime_server_opts(gw->cfg, gw->token, sizeof(gw->token), &so)) != PSF_OK ||
 	    (err = psf_rpc_server_new(&so, &gw->srv)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(gw->srv, &gw->svc.base, gw)) != PSF_OK ||
-	    (err = psf_rpc_server_add_service(gw->srv, &gw->admin.base, gw)) != PSF_OK)
+	    (err = gw_admin_open(gw)) != PSF_OK)
 		return err;
 	psf_runtime_observe_rpc(gw->rt, gw->srv);
 	if ((err = psf_rpc_server_listen(gw->srv, url, gw->url, sizeof(gw->url))) != PSF_OK)
@@ -614,6 +612,7 @@ psf_gateway_free(psf_gateway *gw)
 		pthread_join(gw->health, NULL);
 	/* No forwarder runs now; a call that arrives meanwhile is only queued. */
 	psf_rpc_server_free(gw->srv);
+	psf_admin_free(gw->admin);
 	while (gw->head != NULL) {
 		job *j = gw->head;
 		gw->head = j->next;

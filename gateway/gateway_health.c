@@ -1,5 +1,5 @@
 /* gateway_health.c -- the gateway's health checks of its inferers and its
- * Admin service (gateway.h). */
+ * part of the Admin service (gateway.h, lib/runtime/admin.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,79 +114,41 @@ psf_gateway_healthy(psf_gateway *gw)
 
 /* ---------------------------------------------------------------- admin */
 
-void
-psf_gw_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
-    Psfleet__V1__HealthReply_Closure done, void *call)
+/* health_version is the newest model any replica serves. */
+static uint64_t
+health_version(void *arg)
 {
-	psf_gateway *gw = psf_rpc_call_user(call);
-	Psfleet__V1__HealthReply r = PSFLEET__V1__HEALTH_REPLY__INIT;
-	char reason[256] = "";
+	psf_gateway *gw = arg;
+	uint64_t v = 0;
 
-	(void)svc;
-	(void)in;
-	r.ready = psf_runtime_is_ready(gw->rt, reason, sizeof(reason));
-	r.reason = reason;
-	r.node = gw->node->id;
-	r.role = "gateway";
-	for (size_t i = 0; i < gw->n_reps; i++) /* the newest model any replica serves */
-		if (atomic_load(&gw->reps[i].version) > r.model_version)
-			r.model_version = atomic_load(&gw->reps[i].version);
-	done(&r, call);
+	for (size_t i = 0; i < gw->n_reps; i++)
+		if (atomic_load(&gw->reps[i].version) > v)
+			v = atomic_load(&gw->reps[i].version);
+	return v;
 }
 
-void
-psf_gw_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
-    Psfleet__V1__StatusReply_Closure done, void *call)
+/* admin_status lists each replica (shard, up or down, version) and the route. */
+static psf_err
+admin_status(void *arg, psf_admin_status *st)
 {
-	psf_gateway *gw = psf_rpc_call_user(call);
-	Psfleet__V1__StatusReply r = PSFLEET__V1__STATUS_REPLY__INIT;
-	Psfleet__V1__KeyValue *kv = calloc(gw->n_reps + 1, sizeof(*kv));
-	Psfleet__V1__KeyValue **kvp = calloc(gw->n_reps + 1, sizeof(*kvp));
-	char (*vals)[64] = calloc(gw->n_reps + 1, sizeof(*vals));
+	psf_gateway *gw = arg;
+	psf_err err;
 
-	(void)svc;
-	(void)in;
-	if (kv == NULL || kvp == NULL || vals == NULL) {
-		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-		done(NULL, call);
-		goto out;
-	}
 	for (size_t i = 0; i < gw->n_reps; i++) {
 		replica *rep = &gw->reps[i];
-		psfleet__v1__key_value__init(&kv[i]);
-		kv[i].key = rep->node->id;
-		snprintf(vals[i], sizeof(vals[i]), "shard %u, %s, version %llu", rep->node->shard,
-		    atomic_load(&rep->healthy) ? "up" : "down",
-		    (unsigned long long)atomic_load(&rep->version));
-		kv[i].value = vals[i];
-		kvp[i] = &kv[i];
+		if ((err = psf_admin_status_extra(st, rep->node->id, "shard %u, %s, version %llu",
+		         rep->node->shard, atomic_load(&rep->healthy) ? "up" : "down",
+		         (unsigned long long)atomic_load(&rep->version))) != PSF_OK)
+			return err;
 	}
-	psfleet__v1__key_value__init(&kv[gw->n_reps]);
-	kv[gw->n_reps].key = "route";
-	kv[gw->n_reps].value = (char *)psf_route_name(gw->cfg->gateway.route);
-	kvp[gw->n_reps] = &kv[gw->n_reps];
-	r.node = gw->node->id;
-	r.role = "gateway";
-	r.ready = psf_runtime_is_ready(gw->rt, NULL, 0);
-	r.uptime_seconds = psf_runtime_uptime(gw->rt);
-	r.n_extra = gw->n_reps + 1;
-	r.extra = kvp;
-	done(&r, call);
-out:
-	free(kv);
-	free(kvp);
-	free(vals);
+	return psf_admin_status_extra(st, "route", "%s",
+	    psf_route_name(gw->cfg->gateway.route));
 }
 
-void
-psf_gw_admin_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__ShutdownRequest *in,
-    Psfleet__V1__ShutdownReply_Closure done, void *call)
+psf_err
+gw_admin_open(psf_gateway *gw)
 {
-	psf_gateway *gw = psf_rpc_call_user(call);
-	Psfleet__V1__ShutdownReply r = PSFLEET__V1__SHUTDOWN_REPLY__INIT;
+	psf_admin_role role = {health_version, admin_status, gw};
 
-	(void)svc;
-	psf_log_info("gateway", "shutdown requested: %s", in->reason[0] ? in->reason : "(no reason)");
-	done(&r, call);
-	psf_runtime_request_stop(gw->rt);
+	return psf_admin_new(gw->rt, &role, gw->srv, &gw->admin);
 }

@@ -1,5 +1,5 @@
 /* gateway_internal.h -- the gateway's state, shared by gateway.c (routing,
- * forwarding, lifecycle) and gateway_health.c (health checks, Admin service).
+ * forwarding, lifecycle) and gateway_health.c (health checks, its Admin status).
  * Not a public API. */
 #ifndef PSF_GATEWAY_INTERNAL_H
 #define PSF_GATEWAY_INTERNAL_H
@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/runtime/admin.h"
 #include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
@@ -67,7 +68,7 @@ struct psf_gateway {
 	psf_runtime *rt;
 	psf_rpc_server *srv;
 	Psfleet__V1__Inference_Service svc;
-	Psfleet__V1__Admin_Service admin;
+	psf_admin *admin;
 	char url[256];
 	char token[256];
 	uint32_t interval_ms;
@@ -100,12 +101,9 @@ void psf_gw_rpc_predict_batch(Psfleet__V1__Inference_Service *svc,
     void *call);
 void psf_gw_rpc_model_info(Psfleet__V1__Inference_Service *svc,
     const Psfleet__V1__ModelInfoRequest *in, Psfleet__V1__ModelInfoReply_Closure done, void *call);
-void psf_gw_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
-    Psfleet__V1__HealthReply_Closure done, void *call);
-void psf_gw_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
-    Psfleet__V1__StatusReply_Closure done, void *call);
-void psf_gw_admin_shutdown(Psfleet__V1__Admin_Service *svc,
-    const Psfleet__V1__ShutdownRequest *in, Psfleet__V1__ShutdownReply_Closure done, void *call);
+/* gw_admin_open adds the Admin service, with the gateway's part of it
+ * (gateway_health.c), to gw->srv; gw->admin is freed after gw->srv. */
+PSF_NODISCARD psf_err gw_admin_open(psf_gateway *gw);
 
 /* gw_health_main is the health thread: check_all every interval until stopping. */
 void *gw_health_main(void *arg);

@@ -1,5 +1,5 @@
 /* inferer.c -- an inferer node's lifecycle: data, model, ps clients, RPC
- * services, the refresh thread, and the Admin service (inferer.h). */
+ * services (with its part of the Admin service), the refresh thread (inferer.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,87 +8,6 @@
 #include "lib/base/log.h"
 #include "lib/base/util.h"
 #include "inferer/internal.h"
-
-void psf_inf_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
-    Psfleet__V1__HealthReply_Closure done, void *call);
-void psf_inf_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
-    Psfleet__V1__StatusReply_Closure done, void *call);
-void psf_inf_admin_shutdown(Psfleet__V1__Admin_Service *svc,
-    const Psfleet__V1__ShutdownRequest *in, Psfleet__V1__ShutdownReply_Closure done, void *call);
-
-void
-psf_inf_admin_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,
-    Psfleet__V1__HealthReply_Closure done, void *call)
-{
-	psf_inferer *inf = psf_rpc_call_user(call);
-	Psfleet__V1__HealthReply r = PSFLEET__V1__HEALTH_REPLY__INIT;
-	char reason[256] = "";
-
-	(void)svc;
-	(void)in;
-	r.ready = psf_runtime_is_ready(inf->rt, reason, sizeof(reason));
-	r.reason = reason;
-	r.node = inf->node->id;
-	r.role = "inferer";
-	r.model_version = psf_inferer_version(inf);
-	done(&r, call);
-}
-
-void
-psf_inf_admin_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
-    Psfleet__V1__StatusReply_Closure done, void *call)
-{
-	psf_inferer *inf = psf_rpc_call_user(call);
-	Psfleet__V1__StatusReply r = PSFLEET__V1__STATUS_REPLY__INIT;
-	Psfleet__V1__KeyValue kv[5], *kvp[5];
-	char shard[32], symbols[32], versions[256] = "", age[32] = "", err[256];
-	inf_snap *s = inf_snap_get(inf);
-	size_t used = 0;
-
-	(void)svc;
-	(void)in;
-	snprintf(shard, sizeof(shard), "%u/%u", inf->node->shard, inf->cfg->inference.shards);
-	snprintf(symbols, sizeof(symbols), "%zu", inf->book->n);
-	for (size_t i = 0; s != NULL && i < s->n_shards && used < sizeof(versions); i++)
-		used += (size_t)snprintf(versions + used, sizeof(versions) - used, "%s%llu", i ? "," : "",
-		    (unsigned long long)s->shard_versions[i]);
-	if (s != NULL)
-		snprintf(age, sizeof(age), "%.3f", (double)(psf_now_ms() - s->built_ms) / 1e3);
-	pthread_mutex_lock(&inf->snap_mu);
-	snprintf(err, sizeof(err), "%s", inf->last_error);
-	pthread_mutex_unlock(&inf->snap_mu);
-	const char *keys[5] = {"shard", "symbols", "shard_versions", "snapshot_age_seconds",
-	    "last_refresh_error"};
-	const char *vals[5] = {shard, symbols, versions, age, err};
-	for (size_t i = 0; i < 5; i++) {
-		psfleet__v1__key_value__init(&kv[i]);
-		kv[i].key = (char *)keys[i];
-		kv[i].value = (char *)vals[i];
-		kvp[i] = &kv[i];
-	}
-	r.node = inf->node->id;
-	r.role = "inferer";
-	r.ready = psf_runtime_is_ready(inf->rt, NULL, 0);
-	r.model_version = s != NULL ? s->version : 0;
-	r.uptime_seconds = psf_runtime_uptime(inf->rt);
-	r.n_extra = 5;
-	r.extra = kvp;
-	done(&r, call);
-	inf_snap_put(s);
-}
-
-void
-psf_inf_admin_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__ShutdownRequest *in,
-    Psfleet__V1__ShutdownReply_Closure done, void *call)
-{
-	psf_inferer *inf = psf_rpc_call_user(call);
-	Psfleet__V1__ShutdownReply r = PSFLEET__V1__SHUTDOWN_REPLY__INIT;
-
-	(void)svc;
-	psf_log_info("inferer", "shutdown requested: %s", in->reason[0] ? in->reason : "(no reason)");
-	done(&r, call);
-	psf_runtime_request_stop(inf->rt);
-}
 
 uint64_t
 psf_inferer_version(psf_inferer *inf)
@@ -252,21 +171,56 @@ open_ps_clients(psf_inferer *inf, const psf_inferer_opts *opts)
 	return PSF_OK;
 }
 
+static uint64_t
+health_version(void *arg)
+{
+	return psf_inferer_version(arg);
+}
+
+/* admin_status reports the served snapshot: its version, its shards' versions
+ * and age, with the inferer's shard, symbols and last refresh error. */
+static psf_err
+admin_status(void *arg, psf_admin_status *st)
+{
+	psf_inferer *inf = arg;
+	char versions[256] = "", age[32] = "", err[256];
+	inf_snap *s = inf_snap_get(inf);
+	size_t used = 0;
+	psf_err rv;
+
+	for (size_t i = 0; s != NULL && i < s->n_shards && used < sizeof(versions); i++)
+		used += (size_t)snprintf(versions + used, sizeof(versions) - used, "%s%llu", i ? "," : "",
+		    (unsigned long long)s->shard_versions[i]);
+	if (s != NULL)
+		snprintf(age, sizeof(age), "%.3f", (double)(psf_now_ms() - s->built_ms) / 1e3);
+	pthread_mutex_lock(&inf->snap_mu);
+	snprintf(err, sizeof(err), "%s", inf->last_error);
+	pthread_mutex_unlock(&inf->snap_mu);
+	psf_admin_status_version(st, s != NULL ? s->version : 0);
+	inf_snap_put(s);
+	if ((rv = psf_admin_status_extra(st, "shard", "%u/%u", inf->node->shard,
+	         inf->cfg->inference.shards)) != PSF_OK ||
+	    (rv = psf_admin_status_extra(st, "symbols", "%zu", inf->book->n)) != PSF_OK ||
+	    (rv = psf_admin_status_extra(st, "shard_versions", "%s", versions)) != PSF_OK ||
+	    (rv = psf_admin_status_extra(st, "snapshot_age_seconds", "%s", age)) != PSF_OK)
+		return rv;
+	return psf_admin_status_extra(st, "last_refresh_error", "%s", err);
+}
+
 static psf_err
 start_rpc(psf_inferer *inf, const psf_inferer_opts *opts)
 {
 	psf_rpc_server_opts so;
 	const char *url = (opts != NULL && opts->listen != NULL) ? opts->listen : inf->node->listen;
-	Psfleet__V1__Admin_Service admin = PSFLEET__V1__ADMIN__INIT(psf_inf_admin_);
+	psf_admin_role admin = {health_version, admin_status, inf};
 	psf_err err;
 
 	if ((err = psf_runtime_server_opts(inf->cfg, inf->token, sizeof(inf->token), &so)) != PSF_OK)
 		return err;
 	inf_predict_init(inf);
-	inf->admin = admin;
 	if ((err = psf_rpc_server_new(&so, &inf->srv)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(inf->srv, &inf->svc.base, inf)) != PSF_OK ||
-	    (err = psf_rpc_server_add_service(inf->srv, &inf->admin.base, inf)) != PSF_OK)
+	    (err = psf_admin_new(inf->rt, &admin, inf->srv, &inf->admin)) != PSF_OK)
 		return err;
 	psf_runtime_observe_rpc(inf->rt, inf->srv);
 	if ((err = psf_rpc_server_listen(inf->srv, url, inf->url, sizeof(inf->url))) != PSF_OK)
@@ -353,6 +307,7 @@ psf_inferer_free(psf_inferer *inf)
 	if (inf->thread_started)
 		pthread_join(inf->thread, NULL);
 	psf_rpc_server_free(inf->srv); /* handlers are done after this */
+	psf_admin_free(inf->admin);
 	for (size_t s = 0; inf->ps != NULL && s < inf->n_ps; s++)
 		psf_rpc_client_close(inf->ps[s]);
 	free(inf->ps);

@@ -17,6 +17,7 @@
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/model/model.h"
+#include "lib/runtime/admin.h"
 #include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
@@ -100,7 +101,7 @@ struct psf_inferer {
 	inf_book *book;
 	psf_rpc_server *srv;
 	Psfleet__V1__Inference_Service svc;
-	Psfleet__V1__Admin_Service admin;
+	psf_admin *admin;
 	char url[256];
 	char token[256];
 	size_t n_ps;

@@ -8,7 +8,7 @@
  *   handlers_reduce.c  its Reduce RPC and the reduce records in the store
  *   handlers_report.c  its Report RPC and the report records in the store
  *   push_raw.c     zero-copy Push: PushRequest read in place from the message
- *   handlers_admin.c the Admin service */
+ *   handlers_admin.c its part of the Admin service (lib/runtime/admin.h) */
 #ifndef PSF_PS_INTERNAL_H
 #define PSF_PS_INTERNAL_H
 
@@ -19,6 +19,7 @@
 #include "lib/config/config.h"
 #include "lib/runtime/metrics.h"
 #include "lib/model/model.h"
+#include "lib/runtime/admin.h"
 #include "lib/runtime/runtime.h"
 #include "lib/net/rpc_server.h"
 #include "ps/ps.h"
@@ -110,7 +111,7 @@ struct psf_ps {
 	size_t shard;
 	size_t state_floats;
 	Psfleet__V1__ParameterServer_Service svc;
-	Psfleet__V1__Admin_Service admin;
+	psf_admin *admin;
 
 	/* report_mu serializes Report calls (store write, then the report in
 	 * workers[]). Taken before mu, never while holding it. */
@@ -249,6 +250,12 @@ void ps_snapshot_put(psf_ps *ps, ps_snapshot *s);
 
 /* ps_snapshot_free_all releases the ring (at shutdown). */
 void ps_snapshot_free_all(psf_ps *ps);
+
+/* handlers_admin.c ------------------------------------------------------------ */
+
+/* ps_admin_open adds the Admin service, with the ps's part of it, to ps->srv;
+ * ps->admin is freed after ps->srv. */
+PSF_NODISCARD psf_err ps_admin_open(psf_ps *ps);
 
 /* handlers_ps.c --------------------------------------------------------------- */
 

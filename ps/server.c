@@ -10,8 +10,6 @@
 #include "ps/internal.h"
 #include "ps/optim.h"
 
-void ps_admin_init(psf_ps *ps);
-
 /* layout describes everything the stored tensors depend on, one token per fact,
  * so a mismatch can be named precisely. */
 static void
@@ -403,10 +401,9 @@ start_rpc(psf_ps *ps, const psf_ps_opts *opts)
 	if ((err = psf_runtime_server_opts(ps->cfg, ps->token, sizeof(ps->token), &so)) != PSF_OK)
 		return err;
 	ps_handlers_init(ps);
-	ps_admin_init(ps);
 	if ((err = psf_rpc_server_new(&so, &ps->srv)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(ps->srv, &ps->svc.base, ps)) != PSF_OK ||
-	    (err = psf_rpc_server_add_service(ps->srv, &ps->admin.base, ps)) != PSF_OK ||
+	    (err = ps_admin_open(ps)) != PSF_OK ||
 	    (err = ps_handlers_add_raw(ps)) != PSF_OK)
 		return err;
 	psf_runtime_observe_rpc(ps->rt, ps->srv);
@@ -496,6 +493,7 @@ psf_ps_free(psf_ps *ps)
 		pthread_join(ps->timer, NULL);
 	ps_answer_parked(ps, left);
 	psf_rpc_server_free(ps->srv); /* no handler runs after this */
+	psf_admin_free(ps->admin);
 	while (ps->parked != NULL) { /* parked after we looked: their calls are gone */
 		parked *p = ps->parked;
 		ps->parked = p->next;

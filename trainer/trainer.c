@@ -13,6 +13,7 @@
 #include "lib/data/features.h"
 #include "lib/base/log.h"
 #include "lib/model/model.h"
+#include "lib/runtime/admin.h"
 #include "lib/runtime/runtime.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
@@ -54,6 +55,12 @@ typedef struct trainer {
 	FILE *trace;      /* <run_dir>/trace/<id>.csv: one line per step */
 	FILE *eval_trace; /* <run_dir>/trace/<id>-eval.csv: one line per evaluation */
 	step_times last;  /* timing of the last step */
+	/* The Admin service, served when the node has a listen URL (start_admin). */
+	psf_rpc_server *srv;
+	psf_admin *admin;
+	char url[256];
+	char token[256];
+	atomic_uint_fast64_t version; /* model version the last push saw (Health, Status) */
 } trainer;
 
 static psf_err
@@ -320,6 +327,7 @@ step(trainer *t, int64_t c, double *loss)
 	if (err != PSF_OK)
 		return err;
 	t->last = (step_times){t1 - t0, t2 - t1, psf_now_ns() - t2, pr.max_staleness, pr.model_version};
+	atomic_store(&t->version, pr.model_version);
 	psf_counter_add(t->c_wait_ns, t->last.pull_ns + t->last.push_ns);
 	psf_counter_add(t->c_compute_ns, t->last.compute_ns);
 	return PSF_OK;
@@ -429,9 +437,57 @@ leave_empty(trainer *t)
 	return psf_ps_client_heartbeat(t->w, true);
 }
 
+static uint64_t
+health_version(void *arg)
+{
+	trainer *t = arg;
+
+	return atomic_load(&t->version);
+}
+
+/* admin_status reports the progress gauges (set by the training thread). */
+static psf_err
+admin_status(void *arg, psf_admin_status *st)
+{
+	trainer *t = arg;
+	psf_err err;
+
+	psf_admin_status_version(st, atomic_load(&t->version));
+	if ((err = psf_admin_status_extra(st, "epoch", "%.0f", psf_gauge_value(t->g_epoch))) !=
+	        PSF_OK ||
+	    (err = psf_admin_status_extra(st, "step", "%.0f", psf_gauge_value(t->g_step))) != PSF_OK)
+		return err;
+	return psf_admin_status_extra(st, "total_steps", "%.0f", psf_gauge_value(t->g_total));
+}
+
+/* start_admin serves the Admin service (Health, Status, Shutdown) on the node's
+ * listen URL when the config gives one; a trainer without one serves no RPC. */
+static psf_err
+start_admin(trainer *t)
+{
+	psf_admin_role role = {health_version, admin_status, t};
+	psf_rpc_server_opts so;
+	psf_err err;
+
+	if (t->node->listen == NULL)
+		return PSF_OK;
+	if ((err = psf_runtime_server_opts(t->cfg, t->token, sizeof(t->token), &so)) != PSF_OK ||
+	    (err = psf_rpc_server_new(&so, &t->srv)) != PSF_OK ||
+	    (err = psf_admin_new(t->rt, &role, t->srv, &t->admin)) != PSF_OK)
+		return err;
+	psf_runtime_observe_rpc(t->rt, t->srv);
+	if ((err = psf_rpc_server_listen(t->srv, t->node->listen, t->url, sizeof(t->url))) != PSF_OK ||
+	    (err = psf_rpc_server_start(t->srv)) != PSF_OK)
+		return err;
+	psf_log_info("trainer", "%s serves Admin on %s", t->node->id, t->url);
+	return PSF_OK;
+}
+
 static void
 trainer_fini(trainer *t)
 {
+	psf_rpc_server_free(t->srv); /* no Admin handler runs after this */
+	psf_admin_free(t->admin);
 	psf_ps_client_close(t->w);
 	psf_params_free(t->params);
 	psf_params_free(t->grads);
@@ -496,6 +552,7 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	psf_err err;
 
 	memset(&t, 0, sizeof(t));
+	atomic_init(&t.version, 0);
 	t.cfg = cfg;
 	t.node = node;
 	t.opts = opts;
@@ -510,6 +567,9 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	if ((err = psf_runtime_new(node->id, "trainer", metrics, &t.rt)) != PSF_OK ||
 	    (err = setup_metrics(&t)) != PSF_OK || (err = open_traces(&t)) != PSF_OK)
 		goto out;
+	psf_runtime_set_ready(t.rt, false, "loading data");
+	if ((err = start_admin(&t)) != PSF_OK)
+		goto out;
 	wo.stop_arg = t.rt;
 	sw.rt = t.rt;
 	atomic_init(&sw.w, NULL);
@@ -519,7 +579,6 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 		goto out;
 	}
 	watching = true;
-	psf_runtime_set_ready(t.rt, false, "loading data");
 	if ((err = make_table(&t)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &t.model)) != PSF_OK ||

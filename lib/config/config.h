@@ -99,7 +99,8 @@ typedef struct psf_feature_cfg {
 typedef struct psf_node_cfg {
 	char *id;       /* unique in the fleet, e.g. "ps0", "trainer-1" */
 	psf_role role;
-	char *listen;   /* NNG URL the node serves RPCs on (ps, inferer, gateway); NULL for trainers */
+	char *listen;   /* NNG URL the node serves RPCs on (ps, inferer, gateway: required;
+	                 * trainers: optional, Admin only); NULL = none */
 	char *metrics;  /* host:port of the /metrics + /healthz HTTP endpoint; NULL = none */
 	char *data_dir; /* ps: LMDB directory; default <run_dir>/<id> */
 	uint32_t shard; /* inferers: the symbol shard served (replicas share it); default 0 */

@@ -268,6 +268,7 @@ static const field node_fields_ps[] = {
 };
 static const field node_fields_trainer[] = {
 	{"id", T_STR, offsetof(psf_node_cfg, id), .must = "a node id"},
+	{"listen", T_STR, offsetof(psf_node_cfg, listen), .must = "an NNG URL"}, /* Admin only */
 	{"metrics", T_STR, offsetof(psf_node_cfg, metrics), .must = "host:port"},
 	{"data_dir", T_STR, offsetof(psf_node_cfg, data_dir), .must = "a directory path"},
 };

@@ -188,6 +188,23 @@ test_config_examples_match_their_purpose(void **state)
 	psf_config_free(cfg);
 }
 
+/* A trainer may have a listen URL (it serves Admin there); without one it has none. */
+static void
+test_config_trainer_listen_optional(void **state)
+{
+	psf_config *cfg = parse_ok("nodes:\n"
+	    "  ps: [{id: ps0, listen: \"tcp://127.0.0.1:7101\"}]\n"
+	    "  trainers: [{id: t0, listen: \"ipc:///tmp/t0.sock\"}, {id: t1}]\n"
+	    "data: {path: d.csv}\n"
+	    "features: [\"lag:0\"]\n");
+
+	(void)state;
+	assert_string_equal(psf_config_role_node(cfg, PSF_ROLE_TRAINER, 0)->listen,
+	    "ipc:///tmp/t0.sock");
+	assert_null(psf_config_role_node(cfg, PSF_ROLE_TRAINER, 1)->listen);
+	psf_config_free(cfg);
+}
+
 static void
 test_config_defaults_applied(void **state)
 {
@@ -393,7 +410,8 @@ static const struct {
 	{"bad_unknown_key.yaml", "bad_unknown_key.yaml:12: unknown key 'lerning_rate' in optimizer"},
 	{"bad_unknown_top_key.yaml",
 	    "bad_unknown_top_key.yaml:8: unknown key 'unknown_section' at top level"},
-	{"bad_trainer_listen.yaml", "bad_trainer_listen.yaml:4: unknown key 'listen' in nodes.trainers"},
+	{"bad_trainer_listen_clash.yaml", "bad_trainer_listen_clash.yaml:4: port clash: "
+	    "'trainer-0' listen and 'ps0' listen both use 127.0.0.1:7101"},
 	{"bad_duplicate_key.yaml", "bad_duplicate_key.yaml:8: duplicate key 'kind' in optimizer"},
 	{"bad_complex_key.yaml", "bad_complex_key.yaml:8: keys must be strings"},
 	{"bad_staleness_negative.yaml",
@@ -1307,6 +1325,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_config_examples_all_load, enter_fixtures,
 		    leave_fixtures),
 		cmocka_unit_test(test_config_examples_match_their_purpose),
+		cmocka_unit_test(test_config_trainer_listen_optional),
 		cmocka_unit_test_setup_teardown(test_config_defaults_applied, enter_fixtures,
 		    leave_fixtures),
 		cmocka_unit_test_setup_teardown(test_config_generate_defaults, enter_fixtures,
