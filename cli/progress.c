@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli/progress.h"
-#include "lib/runtime/http.h"
+#include "cli/http_client.h"
 #include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
