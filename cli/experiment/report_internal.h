@@ -1,12 +1,12 @@
 /* report_internal.h -- the computed results shared by report.c (load, figures,
  * results.csv, summary.json) and report_html.c (report.html). Not an API. */
-#ifndef PSF_CLI_REPORT_INTERNAL_H
-#define PSF_CLI_REPORT_INTERNAL_H
+#ifndef PSF_CLI_EXPERIMENT_REPORT_INTERNAL_H
+#define PSF_CLI_EXPERIMENT_REPORT_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli/report.h"
+#include "cli/experiment/report.h"
 
 /* One trace line of a trainer (times in seconds since the run's t = 0). */
 typedef struct rp_step {

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/report_internal.h"
+#include "cli/experiment/report_internal.h"
 
 #define W 960.0 /* every chart's viewBox width */
 

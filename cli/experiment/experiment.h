@@ -24,8 +24,8 @@
  * the runs done so far) the report is written: psf_report_write (report.h).
  *
  * Not thread-safe; one experiment per process. */
-#ifndef PSF_CLI_EXPERIMENT_H
-#define PSF_CLI_EXPERIMENT_H
+#ifndef PSF_CLI_EXPERIMENT_EXPERIMENT_H
+#define PSF_CLI_EXPERIMENT_EXPERIMENT_H
 
 #include <signal.h>
 #include <stddef.h>

@@ -14,9 +14,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/experiment.h"
+#include "cli/experiment/experiment.h"
 #include "cli/progress.h"
-#include "cli/report.h"
+#include "cli/experiment/report.h"
 #include "cli/supervisor.h"
 #include "lib/data/datagen.h"
 #include "lib/base/util.h"
