@@ -6,7 +6,6 @@
  * show progress (cli/progress.h), print the fleet's test metrics once every
  * trainer is done, and stop everything on Ctrl-C / SIGTERM. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -472,47 +471,6 @@ out:
 	return rc;
 }
 
-/* first_symbol finds a symbol in the data: the first data row of a CSV, or
- * the first symbol=XYZ directory of a partition. */
-static void
-first_symbol(const char *path, char *buf, size_t len)
-{
-	char line[4096];
-	struct stat st;
-	FILE *f;
-	int col = -1, k = 0;
-
-	snprintf(buf, len, "SYMBOL");
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		struct dirent **names = NULL;
-		int n = scandir(path, &names, NULL, alphasort);
-
-		for (int i = 0; i < n; i++) {
-			if (strncmp(names[i]->d_name, "symbol=", 7) == 0 && strcmp(buf, "SYMBOL") == 0)
-				snprintf(buf, len, "%s", names[i]->d_name + 7);
-			free(names[i]);
-		}
-		free(names);
-		return;
-	}
-	if ((f = fopen(path, "r")) == NULL)
-		return;
-	if (fgets(line, sizeof(line), f) != NULL) {
-		for (char *save = NULL, *t = strtok_r(line, ",\r\n", &save); t != NULL;
-		     t = strtok_r(NULL, ",\r\n", &save), k++)
-			if (strcmp(t, "symbol") == 0)
-				col = k;
-	}
-	if (col >= 0 && fgets(line, sizeof(line), f) != NULL) {
-		char *p = line;
-		for (k = 0; k < col && p != NULL; k++)
-			p = strchr(p, ',') != NULL ? strchr(p, ',') + 1 : NULL;
-		if (p != NULL && p[strcspn(p, ",\r\n")] != '\0' && strcspn(p, ",\r\n") > 0)
-			snprintf(buf, len, "%.*s", (int)strcspn(p, ",\r\n"), p);
-	}
-	fclose(f);
-}
-
 static void
 print_predict_hint(up *u)
 {
@@ -526,7 +484,7 @@ print_predict_hint(up *u)
 		    "until Ctrl-C");
 		return;
 	}
-	first_symbol(u->cfg->data.path, sym, sizeof(sym));
+	psf_up_first_symbol(u->cfg->data.path, sym, sizeof(sym));
 	psf_up_predict_hint(u->cfg, to->listen, sym, cmd, sizeof(cmd));
 	psf_progress_note(u->p, "psfleet up: serving; try: %s%s", cmd,
 	    gw == NULL && u->cfg->inference.shards > 1 ?
