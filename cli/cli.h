@@ -43,6 +43,11 @@ int psf_up_preflight(const char *config, const struct psf_config *cfg, const boo
 void psf_up_predict_hint(const struct psf_config *cfg, const char *url, const char *symbol,
     char *buf, size_t len);
 
+/* psf_up_first_symbol writes into buf (len bytes) a symbol of the data at path,
+ * for the hint above: the first data row's of a CSV, or the first symbol=XYZ
+ * directory's of a partition; "SYMBOL" when it finds none. Cannot fail. */
+void psf_up_first_symbol(const char *path, char *buf, size_t len);
+
 /* psf_up_check_data scans cfg's data (which must exist by now) as the trainers
  * will: every row of a CSV, or a partition directory's index. Returns 0, or -1
  * after one line on stderr naming the problem (a bad row with its file:line, no

@@ -2,11 +2,10 @@
  *
  * Order of work: load and check the config (nothing starts on a mistake), make
  * the data if asked to, start the ps nodes and wait until they are ready, start
- * the trainers, then the inferers and the gateway; supervise (cli/launcher.h),
+ * the trainers, then the inferers and the gateway; supervise (cli/supervisor.h),
  * show progress (cli/progress.h), print the fleet's test metrics once every
  * trainer is done, and stop everything on Ctrl-C / SIGTERM. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -19,7 +18,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/launcher.h"
+#include "cli/supervisor.h"
 #include "cli/progress.h"
 #include "lib/config/config.h"
 #include "lib/base/log.h"
@@ -55,14 +54,14 @@ typedef struct up_args {
 	bool fresh;
 	const char *only;          /* comma-separated roles or node ids; NULL = all */
 	uint32_t ready_timeout_ms;
-	const char *sets[PSF_LAUNCHER_MAX_SETS]; /* --set KEY=VALUE, in order, for every node */
+	const char *sets[PSF_SUPERVISOR_MAX_SETS]; /* --set KEY=VALUE, in order, for every node */
 	size_t n_sets;
 } up_args;
 
 typedef struct up {
 	up_args a;
 	psf_config *cfg;
-	psf_launcher *l;
+	psf_supervisor *l;
 	psf_progress *p;
 	bool *selected;            /* per node: started by this run */
 	size_t n_trainers;         /* selected trainers */
@@ -120,8 +119,8 @@ parse_args(int argc, char **argv, up_args *a)
 		} else if (strcmp(arg, "--metrics-out") == 0 && i + 1 < argc) {
 			a->metrics_out = argv[++i];
 		} else if (strcmp(arg, "--set") == 0 && i + 1 < argc) {
-			if (a->n_sets == PSF_LAUNCHER_MAX_SETS) {
-				fprintf(stderr, "psfleet up: at most %d --set options\n", PSF_LAUNCHER_MAX_SETS);
+			if (a->n_sets == PSF_SUPERVISOR_MAX_SETS) {
+				fprintf(stderr, "psfleet up: at most %d --set options\n", PSF_SUPERVISOR_MAX_SETS);
 				return -1;
 			}
 			a->sets[a->n_sets++] = argv[++i];
@@ -243,14 +242,14 @@ make_data(up *u)
 	argv[n] = NULL;
 	psf_progress_note(u->p, "psfleet up: generating %s (%u symbols x %u days, seed %llu)",
 	    cfg->data.path, g->symbols, g->days, (unsigned long long)g->seed);
-	err = psf_launcher_run_once(argv, log, &stop_signals, &status);
+	err = psf_supervisor_run_once(argv, log, &stop_signals, &status);
 	if (err == PSF_ECLOSED) {
 		fprintf(stderr, "psfleet up: interrupted while generating %s\n", cfg->data.path);
 		return -1;
 	}
 	if (err != PSF_OK || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		psf_launcher_describe_status(err == PSF_OK ? status : 0x7f00, how, sizeof(how));
-		psf_launcher_log_cause(log, last, sizeof(last));
+		psf_supervisor_describe_status(err == PSF_OK ? status : 0x7f00, how, sizeof(how));
+		psf_supervisor_log_cause(log, last, sizeof(last));
 		fprintf(stderr, "psfleet up: generating %s failed (%s): %s (log %s)\n", cfg->data.path,
 		    how, last[0] ? last : "no output", log);
 		return -1;
@@ -266,71 +265,32 @@ note_line(void *arg, const char *line)
 	psf_progress_note(arg, "psfleet up: %s", line);
 }
 
-/* wait_ready waits until every node in idx[0..n) says ready, supervising the
- * others meanwhile. A node that exits before it is ready ends the start-up. */
-static int
-wait_ready(up *u, const size_t *idx, size_t n, const char *role)
+/* The readiness probe of start_role (psf_supervisor_ready_fn). */
+typedef struct ready_probe {
+	up *u;
+	uint64_t t0;
+} ready_probe;
+
+static bool
+node_ready(void *arg, size_t i, char *why, size_t len)
 {
-	uint64_t t0 = psf_now_ms(), deadline = t0 + u->a.ready_timeout_ms;
-	bool *ready = calloc(n > 0 ? n : 1, sizeof(*ready));
-	char err[512];
-	size_t left = n;
-	int rc = -1;
+	ready_probe *rp = arg;
+	const psf_node_cfg *node = &rp->u->cfg->nodes[i];
+	double secs = (double)(psf_now_ms() - rp->t0) / 1000.0;
+	psf_runtime_health h;
 
-	if (ready == NULL) {
-		fprintf(stderr, "psfleet up: out of memory\n");
-		return -1;
+	psf_progress_health(rp->u->p, i, node->role == PSF_ROLE_PS, 300, &h);
+	if (!h.ready && strcmp(h.via, "none") != 0) {
+		snprintf(why, len, "%s", h.reason);
+		return false;
 	}
-	while (left > 0) {
-		if (stop_signals != 0)
-			goto out;
-		if (psf_launcher_tick(u->l, err, sizeof(err)) != PSF_OK) {
-			fprintf(stderr, "psfleet up: %s\n", err);
-			goto out;
-		}
-		for (size_t k = 0; k < n; k++) {
-			psf_child_info ci;
-			psf_runtime_health h;
-			char how[64], last[512];
-
-			if (ready[k])
-				continue;
-			psf_launcher_child(u->l, idx[k], &ci);
-			if (ci.state != PSF_CHILD_RUNNING) {
-				psf_launcher_describe_status(ci.last_status, how, sizeof(how));
-				psf_launcher_log_cause(ci.log_path, last, sizeof(last));
-				fprintf(stderr, "psfleet up: %s exited before it was ready (%s): %s (log %s)\n",
-				    ci.node->id, how, last[0] ? last : "no output", ci.log_path);
-				goto out;
-			}
-			psf_progress_health(u->p, idx[k], ci.node->role == PSF_ROLE_PS, 300, &h);
-			if (h.ready || strcmp(h.via, "none") == 0) {
-				ready[k] = true;
-				left--;
-				if (ci.node->role == PSF_ROLE_PS && h.has_version && h.model_version > 0)
-					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s; resumed model "
-					    "version %llu of an earlier run with the same training settings: "
-					    "--fresh starts afresh)", ci.node->id,
-					    (double)(psf_now_ms() - t0) / 1000.0,
-					    (unsigned long long)h.model_version);
-				else
-					psf_progress_note(u->p, "psfleet up: %s ready (%.1f s)", ci.node->id,
-					    (double)(psf_now_ms() - t0) / 1000.0);
-			} else if (psf_now_ms() >= deadline) {
-				psf_launcher_log_cause(ci.log_path, last, sizeof(last));
-				fprintf(stderr, "psfleet up: %s %s not ready after %u s (%s)%s%s; see %s\n",
-				    role, ci.node->id, u->a.ready_timeout_ms / 1000, h.reason,
-				    last[0] ? ": " : "", last, ci.log_path);
-				goto out;
-			}
-		}
-		if (left > 0)
-			psf_sleep_ms(TICK_MS);
-	}
-	rc = 0;
-out:
-	free(ready);
-	return rc;
+	if (node->role == PSF_ROLE_PS && h.has_version && h.model_version > 0)
+		psf_progress_note(rp->u->p, "psfleet up: %s ready (%.1f s; resumed model version %llu "
+		    "of an earlier run with the same training settings: --fresh starts afresh)",
+		    node->id, secs, (unsigned long long)h.model_version);
+	else
+		psf_progress_note(rp->u->p, "psfleet up: %s ready (%.1f s)", node->id, secs);
+	return true;
 }
 
 /* start_role starts every selected node of a role and, when wait is set, waits
@@ -349,14 +309,24 @@ start_role(up *u, psf_role role, bool wait)
 	for (size_t i = 0; i < u->cfg->n_nodes; i++) {
 		if (u->cfg->nodes[i].role != role || !u->selected[i])
 			continue;
-		if (psf_launcher_start(u->l, i) != PSF_OK) {
+		if (psf_supervisor_start(u->l, i) != PSF_OK) {
 			fprintf(stderr, "psfleet up: cannot start %s: %s\n", u->cfg->nodes[i].id,
 			    strerror(errno));
 			goto out;
 		}
 		idx[n++] = i;
 	}
-	rc = wait && n > 0 ? wait_ready(u, idx, n, psf_role_name(role)) : 0;
+	rc = 0;
+	if (wait && n > 0) {
+		ready_probe rp = {u, psf_now_ms()};
+		char err[1024];
+		psf_err e = psf_supervisor_wait_ready(u->l, idx, n, u->a.ready_timeout_ms, &stop_signals,
+		    node_ready, &rp, err, sizeof(err));
+
+		if (e != PSF_OK && e != PSF_ECLOSED)
+			fprintf(stderr, "psfleet up: %s\n", e == PSF_ENOMEM ? "out of memory" : err);
+		rc = e == PSF_OK ? 0 : -1;
+	}
 out:
 	free(idx);
 	return rc;
@@ -406,9 +376,9 @@ write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsRe
 		fprintf(stderr, "psfleet up: cannot write %s: %s\n", tmp, strerror(errno));
 		return -1;
 	}
-	for (size_t i = 0; i < psf_launcher_count(u->l); i++) {
+	for (size_t i = 0; i < psf_supervisor_count(u->l); i++) {
 		psf_child_info ci;
-		psf_launcher_child(u->l, i, &ci);
+		psf_supervisor_child(u->l, i, &ci);
 		restarts += ci.starts > 1 ? ci.starts - 1 : 0;
 	}
 	psf_config_fingerprint(cfg, fp, sizeof(fp));
@@ -501,47 +471,6 @@ out:
 	return rc;
 }
 
-/* first_symbol finds a symbol in the data: the first data row of a CSV, or
- * the first symbol=XYZ directory of a partition. */
-static void
-first_symbol(const char *path, char *buf, size_t len)
-{
-	char line[4096];
-	struct stat st;
-	FILE *f;
-	int col = -1, k = 0;
-
-	snprintf(buf, len, "SYMBOL");
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		struct dirent **names = NULL;
-		int n = scandir(path, &names, NULL, alphasort);
-
-		for (int i = 0; i < n; i++) {
-			if (strncmp(names[i]->d_name, "symbol=", 7) == 0 && strcmp(buf, "SYMBOL") == 0)
-				snprintf(buf, len, "%s", names[i]->d_name + 7);
-			free(names[i]);
-		}
-		free(names);
-		return;
-	}
-	if ((f = fopen(path, "r")) == NULL)
-		return;
-	if (fgets(line, sizeof(line), f) != NULL) {
-		for (char *save = NULL, *t = strtok_r(line, ",\r\n", &save); t != NULL;
-		     t = strtok_r(NULL, ",\r\n", &save), k++)
-			if (strcmp(t, "symbol") == 0)
-				col = k;
-	}
-	if (col >= 0 && fgets(line, sizeof(line), f) != NULL) {
-		char *p = line;
-		for (k = 0; k < col && p != NULL; k++)
-			p = strchr(p, ',') != NULL ? strchr(p, ',') + 1 : NULL;
-		if (p != NULL && p[strcspn(p, ",\r\n")] != '\0' && strcspn(p, ",\r\n") > 0)
-			snprintf(buf, len, "%.*s", (int)strcspn(p, ",\r\n"), p);
-	}
-	fclose(f);
-}
-
 static void
 print_predict_hint(up *u)
 {
@@ -555,7 +484,7 @@ print_predict_hint(up *u)
 		    "until Ctrl-C");
 		return;
 	}
-	first_symbol(u->cfg->data.path, sym, sizeof(sym));
+	psf_up_first_symbol(u->cfg->data.path, sym, sizeof(sym));
 	psf_up_predict_hint(u->cfg, to->listen, sym, cmd, sizeof(cmd));
 	psf_progress_note(u->p, "psfleet up: serving; try: %s%s", cmd,
 	    gw == NULL && u->cfg->inference.shards > 1 ?
@@ -568,10 +497,10 @@ print_predict_hint(up *u)
 static bool
 trainers_done(const up *u)
 {
-	for (size_t i = 0; i < psf_launcher_count(u->l); i++) {
+	for (size_t i = 0; i < psf_supervisor_count(u->l); i++) {
 		psf_child_info ci;
 
-		psf_launcher_child(u->l, i, &ci);
+		psf_supervisor_child(u->l, i, &ci);
 		if (u->selected[i] && ci.node->role == PSF_ROLE_TRAINER && ci.state != PSF_CHILD_DONE)
 			return false;
 	}
@@ -595,7 +524,7 @@ supervise(up *u)
 			    sigabbrev_np(last_signal) != NULL ? sigabbrev_np(last_signal) : "signal");
 			return u->a.train_only && !reported ? -1 : 0;
 		}
-		if (psf_launcher_tick(u->l, err, sizeof(err)) != PSF_OK) {
+		if (psf_supervisor_tick(u->l, err, sizeof(err)) != PSF_OK) {
 			psf_progress_note(u->p, "psfleet up: %s; stopping the fleet", err);
 			fprintf(stderr, "psfleet up: %s\n", err);
 			return -1;
@@ -638,18 +567,18 @@ stop_fleet(up *u)
 	int rc = 0;
 
 	interrupts = 1; /* from now on, one Ctrl-C forces the stop */
-	psf_launcher_stop(u->l, STOP_GRACE_MS, &force_stop);
+	psf_supervisor_stop(u->l, STOP_GRACE_MS, &force_stop);
 	n = (size_t)snprintf(line, sizeof(line), "psfleet up: stopped:");
-	for (size_t i = 0; i < psf_launcher_count(u->l) && n < sizeof(line); i++) {
+	for (size_t i = 0; i < psf_supervisor_count(u->l) && n < sizeof(line); i++) {
 		psf_child_info ci;
 
-		psf_launcher_child(u->l, i, &ci);
+		psf_supervisor_child(u->l, i, &ci);
 		if (ci.starts == 0)
 			continue;
 		if (ci.state == PSF_CHILD_DONE)
 			snprintf(how, sizeof(how), "done");
 		else
-			psf_launcher_describe_status(ci.last_status, how, sizeof(how));
+			psf_supervisor_describe_status(ci.last_status, how, sizeof(how));
 		if (ci.state == PSF_CHILD_FAILED ||
 		    (ci.state == PSF_CHILD_STOPPED && !(WIFEXITED(ci.last_status) &&
 		     WEXITSTATUS(ci.last_status) == 0)))
@@ -681,14 +610,14 @@ install_signals(void)
 }
 
 /* failed_on_input tells whether a node was given up on because it failed on its
- * input or config (launcher.h): then `up` exits 2 as for a bad config. */
+ * input or config (supervisor.h): then `up` exits 2 as for a bad config. */
 static bool
 failed_on_input(const up *u)
 {
-	for (size_t i = 0; i < psf_launcher_count(u->l); i++) {
+	for (size_t i = 0; i < psf_supervisor_count(u->l); i++) {
 		psf_child_info ci;
 
-		psf_launcher_child(u->l, i, &ci);
+		psf_supervisor_child(u->l, i, &ci);
 		if (ci.state == PSF_CHILD_FAILED && ci.has_exited && WIFEXITED(ci.last_status) &&
 		    WEXITSTATUS(ci.last_status) == PSF_NODE_EXIT_INPUT)
 			return true;
@@ -728,7 +657,7 @@ note_already_trained(up *u)
 static int
 run(up *u)
 {
-	psf_launcher_opts lo;
+	psf_supervisor_opts lo;
 	int rc = 1, ok;
 
 	memset(&lo, 0, sizeof(lo));
@@ -740,7 +669,7 @@ run(up *u)
 	lo.fresh = u->a.fresh;
 	lo.note = note_line;
 	lo.note_arg = u->p;
-	if (psf_launcher_new(u->cfg, &lo, &u->l) != PSF_OK) {
+	if (psf_supervisor_new(u->cfg, &lo, &u->l) != PSF_OK) {
 		fprintf(stderr, "psfleet up: out of memory\n");
 		return 1;
 	}
@@ -827,7 +756,7 @@ psf_cmd_up(int argc, char **argv)
 		rc = 2;
 	else
 		rc = run(&u);
-	psf_launcher_free(u.l);
+	psf_supervisor_free(u.l);
 	psf_progress_free(u.p);
 	free(u.selected);
 	psf_config_free(u.cfg);

@@ -46,6 +46,22 @@ psf_cli_wants_help(int argc, char **argv)
 	return 0;
 }
 
+/* psfleet up --metrics-out and the experiment's summary.json write JSON strings so. */
+void
+psf_cli_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
+		if (*c == '"' || *c == '\\')
+			fprintf(f, "\\%c", *c);
+		else if (*c < 0x20)
+			fprintf(f, "\\u%04x", *c);
+		else
+			fputc(*c, f);
+	}
+	fputc('"', f);
+}
+
 static void
 usage(FILE *out)
 {

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli/progress.h"
-#include "lib/runtime/http.h"
+#include "cli/http_client.h"
 #include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
@@ -267,7 +267,7 @@ psf_progress_training_started(psf_progress *p)
  * "not ready" after start-up cannot make progress (e.g. its disk is full), and
  * the display says so instead of only "ETA ?". */
 static void
-poll_ps_health(psf_progress *p, const psf_launcher *l)
+poll_ps_health(psf_progress *p, const psf_supervisor *l)
 {
 	size_t n_bad = 0;
 
@@ -279,7 +279,7 @@ poll_ps_health(psf_progress *p, const psf_launcher *l)
 		if (p->cfg->nodes[i].role != PSF_ROLE_PS)
 			continue;
 		if (l != NULL) {
-			psf_launcher_child(l, i, &ci);
+			psf_supervisor_child(l, i, &ci);
 			if (ci.state != PSF_CHILD_RUNNING)
 				continue;
 		}
@@ -297,7 +297,7 @@ poll_ps_health(psf_progress *p, const psf_launcher *l)
 }
 
 void
-psf_progress_poll(psf_progress *p, const psf_launcher *l)
+psf_progress_poll(psf_progress *p, const psf_supervisor *l)
 {
 	const psf_node_cfg *ps0 = psf_config_role_node(p->cfg, PSF_ROLE_PS, 0);
 	Psfleet__V1__StatsReply *st = NULL;
@@ -308,7 +308,7 @@ psf_progress_poll(psf_progress *p, const psf_launcher *l)
 		if (p->cfg->nodes[i].role != PSF_ROLE_TRAINER)
 			continue;
 		if (l != NULL) {
-			psf_launcher_child(l, i, &ci);
+			psf_supervisor_child(l, i, &ci);
 			if (ci.state != PSF_CHILD_RUNNING) {
 				p->views[i].fresh = false;
 				continue;
@@ -396,7 +396,7 @@ fmt_duration(double s, char *buf, size_t len)
 /* eta estimates the seconds until every running trainer reaches its planned
  * steps; negative when unknown. */
 static double
-eta(const psf_progress *p, const psf_launcher *l)
+eta(const psf_progress *p, const psf_supervisor *l)
 {
 	double worst = 0;
 	bool any = false;
@@ -407,7 +407,7 @@ eta(const psf_progress *p, const psf_launcher *l)
 
 		if (p->cfg->nodes[i].role != PSF_ROLE_TRAINER)
 			continue;
-		psf_launcher_child(l, i, &ci);
+		psf_supervisor_child(l, i, &ci);
 		if (ci.state == PSF_CHILD_DONE)
 			continue;
 		if (!v->valid || v->total_steps <= 0 || v->steps_per_sec <= 0)
@@ -421,7 +421,7 @@ eta(const psf_progress *p, const psf_launcher *l)
 
 /* header writes the fleet summary: version, steps, elapsed (with_elapsed), ETA. */
 static void
-header(const psf_progress *p, const psf_launcher *l, bool with_elapsed, char *buf, size_t len)
+header(const psf_progress *p, const psf_supervisor *l, bool with_elapsed, char *buf, size_t len)
 {
 	char el[32] = "-", et[32] = "?";
 	double e = eta(p, l);
@@ -518,7 +518,7 @@ clear_block(psf_progress *p)
 }
 
 static void
-render_live(psf_progress *p, const psf_launcher *l)
+render_live(psf_progress *p, const psf_supervisor *l)
 {
 	char line[512], cell[256];
 	int width = term_width(p->out), shown = 0, others = 0;
@@ -542,7 +542,7 @@ render_live(psf_progress *p, const psf_launcher *l)
 			others++;
 			continue;
 		}
-		psf_launcher_child(l, i, &ci);
+		psf_supervisor_child(l, i, &ci);
 		row_cell(p, &ci, &p->views[i], cell, sizeof(cell));
 		snprintf(line, sizeof(line), "  %-14s %-11s %s", ci.node->id, state_name(ci.state), cell);
 		emit(p, width, line);
@@ -558,7 +558,7 @@ render_live(psf_progress *p, const psf_launcher *l)
 
 		if (p->cfg->nodes[i].role == PSF_ROLE_TRAINER)
 			continue;
-		psf_launcher_child(l, i, &ci);
+		psf_supervisor_child(l, i, &ci);
 		if (ci.state == PSF_CHILD_IDLE)
 			continue;
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s %s", ci.node->id,
@@ -576,7 +576,7 @@ render_live(psf_progress *p, const psf_launcher *l)
 }
 
 static void
-render_plain(psf_progress *p, const psf_launcher *l)
+render_plain(psf_progress *p, const psf_supervisor *l)
 {
 	char line[1024], cell[256], el[32] = "0s";
 	size_t n, n_tr = p->cfg->n_trainers, done = 0;
@@ -593,7 +593,7 @@ render_plain(psf_progress *p, const psf_launcher *l)
 
 		if (p->cfg->nodes[i].role != PSF_ROLE_TRAINER)
 			continue;
-		psf_launcher_child(l, i, &ci);
+		psf_supervisor_child(l, i, &ci);
 		done += ci.state == PSF_CHILD_DONE;
 		with_addr += p->cfg->nodes[i].metrics != NULL;
 		if (v->valid) {
@@ -632,7 +632,7 @@ render_plain(psf_progress *p, const psf_launcher *l)
 }
 
 void
-psf_progress_render(psf_progress *p, const psf_launcher *l)
+psf_progress_render(psf_progress *p, const psf_supervisor *l)
 {
 	if (p->live)
 		render_live(p, l);

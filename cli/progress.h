@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "cli/launcher.h"
+#include "cli/supervisor.h"
 #include "lib/config/config.h"
 #include "lib/base/err.h"
 #include "psfleet.pb-c.h"
@@ -87,12 +87,12 @@ void psf_progress_training_started(psf_progress *p);
 
 /* psf_progress_poll scrapes every trainer that l reports running, and ps0's
  * Stats, keeping the results for psf_progress_render. Cannot fail. */
-void psf_progress_poll(psf_progress *p, const psf_launcher *l);
+void psf_progress_poll(psf_progress *p, const psf_supervisor *l);
 
 /* psf_progress_render draws the latest poll: in live mode it redraws the block
  * (fleet line, one line per trainer, node states), otherwise it prints one
  * line. Cannot fail. */
-void psf_progress_render(psf_progress *p, const psf_launcher *l);
+void psf_progress_render(psf_progress *p, const psf_supervisor *l);
 
 /* psf_progress_keep leaves the live block on screen as it is: later output
  * goes below it. Cannot fail. */

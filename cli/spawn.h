@@ -1,5 +1,5 @@
-/* spawn.h -- starting node processes, for `psfleet up` (launcher.c) and
- * `psfleet experiment` (experiment.c).
+/* spawn.h -- starting node processes, for the fleet supervisor (supervisor.c)
+ * of `psfleet up` and `psfleet experiment`, and psf_supervisor_run_once.
  *
  * Both callers talk NNG, whose threads may hold locks when the process forks,
  * so the child runs only async-signal-safe calls between fork and exec: all it

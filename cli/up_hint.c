@@ -3,6 +3,7 @@
  * is running (a bare `psfleet` only when PATH finds this very binary, else its
  * absolute path), and carries
  * the token and TLS options the fleet's security section requires. */
+#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,4 +105,43 @@ psf_up_predict_hint(const struct psf_config *cfg, const char *url, const char *s
 	}
 	if (used < len)
 		snprintf(buf + used, len - used, " %s", symbol);
+}
+
+void
+psf_up_first_symbol(const char *path, char *buf, size_t len)
+{
+	char line[4096];
+	struct stat st;
+	FILE *f;
+	int col = -1, k = 0;
+
+	snprintf(buf, len, "SYMBOL");
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		struct dirent **names = NULL;
+		int n = scandir(path, &names, NULL, alphasort);
+
+		for (int i = 0; i < n; i++) {
+			if (strncmp(names[i]->d_name, "symbol=", 7) == 0 && strcmp(buf, "SYMBOL") == 0)
+				snprintf(buf, len, "%s", names[i]->d_name + 7);
+			free(names[i]);
+		}
+		free(names);
+		return;
+	}
+	if ((f = fopen(path, "r")) == NULL)
+		return;
+	if (fgets(line, sizeof(line), f) != NULL) {
+		for (char *save = NULL, *t = strtok_r(line, ",\r\n", &save); t != NULL;
+		     t = strtok_r(NULL, ",\r\n", &save), k++)
+			if (strcmp(t, "symbol") == 0)
+				col = k;
+	}
+	if (col >= 0 && fgets(line, sizeof(line), f) != NULL) {
+		char *p = line;
+		for (k = 0; k < col && p != NULL; k++)
+			p = strchr(p, ',') != NULL ? strchr(p, ',') + 1 : NULL;
+		if (p != NULL && p[strcspn(p, ",\r\n")] != '\0' && strcspn(p, ",\r\n") > 0)
+			snprintf(buf, len, "%.*s", (int)strcspn(p, ",\r\n"), p);
+	}
+	fclose(f);
 }

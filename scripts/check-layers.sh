@@ -2,7 +2,7 @@
 # check-layers.sh [ROOT]: fails when a source file includes a header of a layer it may
 # not use (docs/architecture.md). Run by ctest as "layers".
 #
-#   base <- {net, config} <- {runtime, data, model} <- roles <- cli
+#   base <- {net, config} <- {runtime, data, model} <- roles <- cli <- cli/experiment
 #
 # Each folder below lists the folders whose headers it may include (its own always).
 # Third-party headers are confined to the one layer that wraps them.
@@ -24,6 +24,7 @@ declare -A allow=(
   [gateway]="lib/base lib/net lib/config lib/runtime proto"
   [client]="lib/base lib/net proto"
   [cli]="lib/base lib/net lib/config lib/runtime lib/data lib/model ps trainer inferer gateway client proto"
+  [cli/experiment]="lib/base lib/net lib/config lib/runtime lib/data lib/model ps trainer inferer gateway client proto cli"
 )
 # third-party header (prefix) -> the folders that may include it
 declare -A third=(
@@ -38,6 +39,7 @@ declare -A third=(
 folder_of() { # folder_of PATH: the layer folder a path belongs to, or ""
   case "$1" in
     lib/*/*) echo "${1%/*}" | cut -d/ -f1-2 ;;
+    cli/experiment/*) echo cli/experiment ;;
     ps/*|trainer/*|inferer/*|gateway/*|client/*|cli/*) echo "${1%%/*}" ;;
     *) echo "" ;;
   esac

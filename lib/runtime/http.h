@@ -1,5 +1,5 @@
-/* http.h -- the node's operations endpoint (DESIGN.md §9) and a tiny HTTP
- * client to poll it.
+/* http.h -- the node's operations endpoint (DESIGN.md §9); the client that
+ * polls it is cli/http_client.h.
  *
  * The server (NNG's HTTP server) answers
  *   GET /metrics  200, Content-Type `text/plain; version=0.0.4`, the registry
@@ -47,33 +47,10 @@ uint16_t psf_http_port(const psf_http *h);
  * endpoint. Must not be called from the health callback. NULL is fine. */
 void psf_http_close(psf_http *h);
 
-/* One HTTP response as read by psf_http_request. */
-typedef struct psf_http_reply {
-	int status;         /* e.g. 200 */
-	char *content_type; /* the Content-Type header, or NULL */
-	char *body;         /* NUL-terminated (the body may hold NULs itself) */
-	size_t body_len;
-} psf_http_reply;
-
-/* psf_http_request sends one HTTP/1.1 request without a body to hostport (as
- * for psf_http_open; an empty host means 127.0.0.1) over a plain TCP socket
- * and reads the response (Connection: close; chunked responses are not
- * supported), all within timeout_ms. method is e.g. "GET" or "HEAD"; path
- * must start with '/'. Blocking; thread-safe. On success *out is filled and
- * the caller releases it with psf_http_reply_fini. Returns PSF_OK (whatever
- * the HTTP status), PSF_EINVAL (bad arguments), PSF_EUNAVAIL (cannot
- * resolve or connect), PSF_ETIMEDOUT, PSF_EPROTO (not an HTTP response),
- * PSF_ETOOBIG (response over 64 MiB), PSF_ENOMEM or PSF_ESYS. */
-PSF_NODISCARD psf_err psf_http_request(const char *hostport, const char *method,
-    const char *path, int timeout_ms, psf_http_reply *out);
-
-/* psf_http_reply_fini frees the reply's strings. NULL is fine. */
-void psf_http_reply_fini(psf_http_reply *r);
-
-/* psf_http_get is psf_http_request with GET: *status_out gets the status and
- * *body_out a new NUL-terminated body the caller frees with free() (body_out
- * may be NULL when the body is not wanted). Codes as for psf_http_request. */
-PSF_NODISCARD psf_err psf_http_get(const char *hostport, const char *path, int timeout_ms,
-    int *status_out, char **body_out);
+/* psf_http_split_hostport splits "host:port", "[v6addr]:port" or ":port" (host
+ * "") into host (hostlen bytes, the bare address) and *port. Returns false when
+ * hp is not one of these, the host has characters an address cannot have, or
+ * the port is not 0..65535. */
+bool psf_http_split_hostport(const char *hp, char *host, size_t hostlen, unsigned long *port);
 
 #endif

@@ -25,7 +25,7 @@
 #include <cmocka.h>
 
 #include "lib/config/config.h"
-#include "lib/runtime/http.h"
+#include "cli/http_client.h"
 #include "lib/model/model.h"
 #include "lib/net/rpc_client.h"
 #include "lib/base/util.h"

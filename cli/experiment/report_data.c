@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/report_internal.h"
+#include "cli/experiment/report_internal.h"
 #include "lib/base/util.h"
 
 #define CURVE_POINTS 400

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/experiment.h"
-#include "cli/report.h"
+#include "cli/experiment/experiment.h"
+#include "cli/experiment/report.h"
 
 static volatile sig_atomic_t stop_requested;
 

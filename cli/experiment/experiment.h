@@ -5,16 +5,17 @@
  * For every mode and repeat the runner makes a fresh run directory
  * OUT/runs/<slug>-r<k> (removed first if it exists: nothing else is ever
  * deleted), so every run starts from empty ps stores. It starts the ps nodes
- * and trainers as `psfleet node CONFIG --id ID --set ...` processes (fork +
- * exec; PR_SET_PDEATHSIG, so they never outlive the runner), with
+ * and trainers with the fleet supervisor of `psfleet up` (supervisor.h) as
+ * `psfleet node CONFIG --id ID --set ...` processes, with
  *   --set consistency.mode=M [--set consistency.staleness=S] --set run_dir=RUN
  *   --set data.path=DATA  plus the caller's own --set options,
  * so every node of a run sees the same modified config. It waits for every ps
- * to answer Admin/Health ready, starts the trainers with the straggler flags
- * (--slowdown X, --delay-ms N) and failure injection (--exit-at-step N; a
- * trainer that then exits 3 is restarted as the launcher would), waits for
- * every trainer to exit 0, stops the ps nodes (SIGTERM, then SIGKILL after
- * 10 s) and records the run in OUT/runs.csv. Logs: RUN/<id>.log. Traces:
+ * to say it is ready, starts the trainers with the injections as the
+ * supervisor's faults (stragglers: --slowdown X, --delay-ms N; failures:
+ * --exit-at-step N, after which the trainer is restarted), waits for every
+ * trainer to exit 0, stops the ps nodes (SIGTERM, then SIGKILL after 10 s) and
+ * records the run in OUT/runs.csv. Any other exit of a node fails the run
+ * (the supervisor's max_failures 1). Logs: RUN/<id>.log. Traces:
  * RUN/trace/<id>.csv and <id>-eval.csv, written by the trainers.
  *
  * First, o->warmup unrecorded runs of the first mode (OUT/runs/warmup-r<k>):
@@ -23,8 +24,8 @@
  * the runs done so far) the report is written: psf_report_write (report.h).
  *
  * Not thread-safe; one experiment per process. */
-#ifndef PSF_CLI_EXPERIMENT_H
-#define PSF_CLI_EXPERIMENT_H
+#ifndef PSF_CLI_EXPERIMENT_EXPERIMENT_H
+#define PSF_CLI_EXPERIMENT_EXPERIMENT_H
 
 #include <signal.h>
 #include <stddef.h>

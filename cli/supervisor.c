@@ -1,5 +1,6 @@
-/* launcher.c -- node processes of `psfleet up` (started by spawn.c), reaping,
- * restart with backoff. */
+/* supervisor.c -- node processes of `psfleet up` and `psfleet experiment`
+ * (started by spawn.c), fault injection, readiness, reaping, restart with
+ * backoff. */
 #define _GNU_SOURCE /* sigabbrev_np */
 #include <errno.h>
 #include <stdarg.h>
@@ -9,18 +10,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli/launcher.h"
+#include "cli/supervisor.h"
 #include "cli/spawn.h"
 #include "lib/base/util.h"
 
 #define MAX_FAILURES 64 /* cap on max_failures: the window ring's size */
-#define MAX_ARGS (8 + 2 * PSF_LAUNCHER_MAX_SETS)
+#define MAX_ARGS (8 + 2 * PSF_SUPERVISOR_MAX_SETS + 6 * PSF_SUPERVISOR_MAX_FAULTS)
+#define READY_TICK_MS 100
 
 typedef struct child {
 	const psf_node_cfg *node;
 	psf_child_state state;
 	pid_t pid;
 	bool stopping;        /* we sent SIGTERM: the exit is expected */
+	bool injected;        /* this run has --exit-at-step: its exit 3 is expected */
 	bool has_exited;
 	int last_status;
 	uint32_t starts;
@@ -30,18 +33,18 @@ typedef struct child {
 	char *log_path;
 } child;
 
-struct psf_launcher {
+struct psf_supervisor {
 	const psf_config *cfg;
-	psf_launcher_opts o;
+	psf_supervisor_opts o;
 	child *kids;
 	size_t n_kids;
 };
 
 static void
-note(psf_launcher *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+note(psf_supervisor *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
-note(psf_launcher *l, const char *fmt, ...)
+note(psf_supervisor *l, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -55,7 +58,7 @@ note(psf_launcher *l, const char *fmt, ...)
 }
 
 void
-psf_launcher_describe_status(int status, char *buf, size_t len)
+psf_supervisor_describe_status(int status, char *buf, size_t len)
 {
 	if (WIFEXITED(status))
 		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
@@ -67,7 +70,7 @@ psf_launcher_describe_status(int status, char *buf, size_t len)
 }
 
 void
-psf_launcher_log_cause(const char *path, char *buf, size_t len)
+psf_supervisor_log_cause(const char *path, char *buf, size_t len)
 {
 	char *text = NULL, *line, *save = NULL;
 	bool have_err = false;
@@ -96,17 +99,20 @@ psf_launcher_log_cause(const char *path, char *buf, size_t len)
 }
 
 psf_err
-psf_launcher_new(const psf_config *cfg, const psf_launcher_opts *opts, psf_launcher **out)
+psf_supervisor_new(const psf_config *cfg, const psf_supervisor_opts *opts, psf_supervisor **out)
 {
-	psf_launcher *l;
+	psf_supervisor *l;
 
 	if (cfg == NULL || opts == NULL || opts->config_path == NULL || opts->log_dir == NULL ||
-	    opts->n_sets > PSF_LAUNCHER_MAX_SETS)
+	    opts->n_sets > PSF_SUPERVISOR_MAX_SETS || opts->n_faults > PSF_SUPERVISOR_MAX_FAULTS ||
+	    (opts->n_faults > 0 && opts->faults == NULL))
 		return PSF_EINVAL;
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return PSF_ENOMEM;
 	l->cfg = cfg;
 	l->o = *opts;
+	if (l->o.name == NULL)
+		l->o.name = "psfleet up";
 	if (l->o.exe == NULL)
 		l->o.exe = "/proc/self/exe";
 	if (l->o.backoff_min_ms == 0)
@@ -130,7 +136,7 @@ psf_launcher_new(const psf_config *cfg, const psf_launcher_opts *opts, psf_launc
 
 		c->node = &cfg->nodes[i];
 		if ((c->log_path = malloc((size_t)n + 1)) == NULL) {
-			psf_launcher_free(l);
+			psf_supervisor_free(l);
 			return PSF_ENOMEM;
 		}
 		snprintf(c->log_path, (size_t)n + 1, "%s/%s.log", opts->log_dir, cfg->nodes[i].id);
@@ -140,7 +146,7 @@ psf_launcher_new(const psf_config *cfg, const psf_launcher_opts *opts, psf_launc
 }
 
 void
-psf_launcher_free(psf_launcher *l)
+psf_supervisor_free(psf_supervisor *l)
 {
 	if (l == NULL)
 		return;
@@ -158,13 +164,13 @@ psf_launcher_free(psf_launcher *l)
 }
 
 size_t
-psf_launcher_count(const psf_launcher *l)
+psf_supervisor_count(const psf_supervisor *l)
 {
 	return l->n_kids;
 }
 
 void
-psf_launcher_child(const psf_launcher *l, size_t i, psf_child_info *out)
+psf_supervisor_child(const psf_supervisor *l, size_t i, psf_child_info *out)
 {
 	const child *c = &l->kids[i];
 
@@ -179,11 +185,44 @@ psf_launcher_child(const psf_launcher *l, size_t i, psf_child_info *out)
 	out->log_path = c->log_path;
 }
 
+/* add_faults appends the flags of the faults that name trainer c to argv[*n..]
+ * (their values in vals): the stragglers' on every start, the k-th failure on
+ * start k. Sets c->injected. */
+static void
+add_faults(psf_supervisor *l, child *c, char **argv, size_t *n, char (*vals)[32])
+{
+	size_t n_vals = 0, kills = 0;
+
+	c->injected = false;
+	for (size_t k = 0; c->node->role == PSF_ROLE_TRAINER && k < l->o.n_faults; k++) {
+		const psf_supervisor_fault *f = &l->o.faults[k];
+
+		if (strcmp(f->id, c->node->id) != 0)
+			continue;
+		if (f->slowdown > 0) {
+			snprintf(vals[n_vals], sizeof(vals[0]), "%g", f->slowdown);
+			argv[(*n)++] = "--slowdown";
+			argv[(*n)++] = vals[n_vals++];
+		}
+		if (f->delay_ms > 0) {
+			snprintf(vals[n_vals], sizeof(vals[0]), "%u", f->delay_ms);
+			argv[(*n)++] = "--delay-ms";
+			argv[(*n)++] = vals[n_vals++];
+		}
+		if (f->exit_at_step > 0 && kills++ == c->starts) {
+			snprintf(vals[n_vals], sizeof(vals[0]), "%lld", (long long)f->exit_at_step);
+			argv[(*n)++] = "--exit-at-step";
+			argv[(*n)++] = vals[n_vals++];
+			c->injected = true;
+		}
+	}
+}
+
 psf_err
-psf_launcher_start(psf_launcher *l, size_t i)
+psf_supervisor_start(psf_supervisor *l, size_t i)
 {
 	char *argv[MAX_ARGS];
-	char what[192], how[64] = "";
+	char what[192], how[64] = "", vals[3 * PSF_SUPERVISOR_MAX_FAULTS][32];
 	size_t n = 0;
 	child *c;
 	int fd;
@@ -206,13 +245,14 @@ psf_launcher_start(psf_launcher *l, size_t i)
 	/* Only the first start resets: a restarted ps resumes what it wrote since. */
 	if (c->node->role == PSF_ROLE_PS && c->starts == 0 && (l->o.reset || l->o.fresh))
 		argv[n++] = l->o.fresh ? "--fresh" : "--reset";
+	add_faults(l, c, argv, &n, vals);
 	argv[n] = NULL;
 	if (c->has_exited)
-		psf_launcher_describe_status(c->last_status, how, sizeof(how));
+		psf_supervisor_describe_status(c->last_status, how, sizeof(how));
 	if (c->starts == 0)
-		snprintf(what, sizeof(what), "psfleet up: starting %s", c->node->id);
+		snprintf(what, sizeof(what), "%s: starting %s", l->o.name, c->node->id);
 	else
-		snprintf(what, sizeof(what), "psfleet up: restarting %s (start %u, last run: %s)",
+		snprintf(what, sizeof(what), "%s: restarting %s (start %u, last run: %s)", l->o.name,
 		    c->node->id, c->starts + 1, how);
 	if ((err = psf_spawn_log_open(c->log_path, what, argv, &fd)) != PSF_OK) {
 		note(l, "%s: cannot open log %s: %s", c->node->id, c->log_path, strerror(errno));
@@ -236,7 +276,7 @@ psf_launcher_start(psf_launcher *l, size_t i)
 
 /* failures_in_window counts c's failures within the window ending at now. */
 static uint32_t
-failures_in_window(const psf_launcher *l, const child *c, uint64_t now)
+failures_in_window(const psf_supervisor *l, const child *c, uint64_t now)
 {
 	uint32_t n = 0, kept = c->failures < l->o.max_failures ? c->failures : l->o.max_failures;
 
@@ -250,7 +290,7 @@ failures_in_window(const psf_launcher *l, const child *c, uint64_t now)
 /* child_exited applies the restart policy to a child that just ended. Returns
  * PSF_EUNAVAIL when the node failed too often. */
 static psf_err
-child_exited(psf_launcher *l, child *c, int status, char *errbuf, size_t errlen)
+child_exited(psf_supervisor *l, child *c, int status, char *errbuf, size_t errlen)
 {
 	char how[64], cause[512];
 	uint64_t now = psf_now_ms(), delay;
@@ -259,7 +299,7 @@ child_exited(psf_launcher *l, child *c, int status, char *errbuf, size_t errlen)
 	c->pid = 0;
 	c->has_exited = true;
 	c->last_status = status;
-	psf_launcher_describe_status(status, how, sizeof(how));
+	psf_supervisor_describe_status(status, how, sizeof(how));
 	if (c->stopping) {
 		c->state = PSF_CHILD_STOPPED;
 		return PSF_OK;
@@ -269,10 +309,17 @@ child_exited(psf_launcher *l, child *c, int status, char *errbuf, size_t errlen)
 		note(l, "%s finished (exit 0)", c->node->id);
 		return PSF_OK;
 	}
+	if (c->injected && WIFEXITED(status) && WEXITSTATUS(status) == PSF_NODE_EXIT_INJECTED) {
+		c->state = PSF_CHILD_BACKOFF; /* expected: not a failure */
+		c->restart_at_ms = now + l->o.backoff_min_ms;
+		note(l, "%s exited at its injected failure; restarting in %u ms", c->node->id,
+		    l->o.backoff_min_ms);
+		return PSF_OK;
+	}
 	c->fail_ms[c->failures % l->o.max_failures] = now;
 	c->failures++;
 	recent = failures_in_window(l, c, now);
-	psf_launcher_log_cause(c->log_path, cause, sizeof(cause));
+	psf_supervisor_log_cause(c->log_path, cause, sizeof(cause));
 	if (WIFEXITED(status) && WEXITSTATUS(status) == PSF_NODE_EXIT_INPUT) {
 		/* Its input or config is wrong: another start fails the same way. */
 		c->state = PSF_CHILD_FAILED;
@@ -283,7 +330,10 @@ child_exited(psf_launcher *l, child *c, int status, char *errbuf, size_t errlen)
 	}
 	if (recent >= l->o.max_failures) {
 		c->state = PSF_CHILD_FAILED;
-		if (errbuf != NULL)
+		if (errbuf != NULL && l->o.max_failures == 1)
+			snprintf(errbuf, errlen, "%s failed (%s, not restarted): %s; see %s", c->node->id,
+			    how, cause[0] ? cause : "no output", c->log_path);
+		else if (errbuf != NULL)
 			snprintf(errbuf, errlen, "%s failed %u times within %u s (last: %s): %s; see %s",
 			    c->node->id, recent, l->o.window_ms / 1000, how,
 			    cause[0] ? cause : "no output", c->log_path);
@@ -304,7 +354,7 @@ child_exited(psf_launcher *l, child *c, int status, char *errbuf, size_t errlen)
 }
 
 psf_err
-psf_launcher_tick(psf_launcher *l, char *errbuf, size_t errlen)
+psf_supervisor_tick(psf_supervisor *l, char *errbuf, size_t errlen)
 {
 	psf_err result = PSF_OK;
 
@@ -331,16 +381,80 @@ psf_launcher_tick(psf_launcher *l, char *errbuf, size_t errlen)
 		child *c = &l->kids[i];
 
 		if (c->state == PSF_CHILD_BACKOFF && psf_now_ms() >= c->restart_at_ms &&
-		    psf_launcher_start(l, i) != PSF_OK)
+		    psf_supervisor_start(l, i) != PSF_OK)
 			c->restart_at_ms = psf_now_ms() + l->o.backoff_max_ms; /* try later */
 	}
 	return PSF_OK;
 }
 
+/* not_ready writes why node i is not ready into errbuf: it ended, or ready()
+ * still says no at the deadline. */
+static void
+not_ready(psf_supervisor *l, size_t i, bool ended, uint32_t timeout_ms, const char *why,
+    char *errbuf, size_t errlen)
+{
+	const child *c = &l->kids[i];
+	char how[64], cause[512];
+
+	psf_supervisor_log_cause(c->log_path, cause, sizeof(cause));
+	if (ended) {
+		psf_supervisor_describe_status(c->last_status, how, sizeof(how));
+		snprintf(errbuf, errlen, "%s exited before it was ready (%s): %s (log %s)", c->node->id,
+		    how, cause[0] ? cause : "no output", c->log_path);
+	} else {
+		snprintf(errbuf, errlen, "%s %s not ready after %u s (%s)%s%s; see %s",
+		    psf_role_name(c->node->role), c->node->id, timeout_ms / 1000, why,
+		    cause[0] ? ": " : "", cause, c->log_path);
+	}
+}
+
+psf_err
+psf_supervisor_wait_ready(psf_supervisor *l, const size_t *idx, size_t n, uint32_t timeout_ms,
+    const volatile sig_atomic_t *stop, psf_supervisor_ready_fn ready, void *arg, char *errbuf,
+    size_t errlen)
+{
+	uint64_t deadline = psf_now_ms() + timeout_ms;
+	bool *done = calloc(n > 0 ? n : 1, sizeof(*done));
+	size_t left = n;
+	psf_err err = PSF_OK;
+
+	if (done == NULL)
+		return PSF_ENOMEM;
+	while (left > 0 && err == PSF_OK) {
+		if (stop != NULL && *stop != 0) {
+			snprintf(errbuf, errlen, "interrupted");
+			err = PSF_ECLOSED;
+			break;
+		}
+		if ((err = psf_supervisor_tick(l, errbuf, errlen)) != PSF_OK)
+			break;
+		for (size_t k = 0; k < n && err == PSF_OK; k++) {
+			char why[256] = "";
+
+			if (done[k])
+				continue;
+			if (l->kids[idx[k]].state != PSF_CHILD_RUNNING) {
+				not_ready(l, idx[k], true, timeout_ms, "", errbuf, errlen);
+				err = PSF_EUNAVAIL;
+			} else if (ready(arg, idx[k], why, sizeof(why))) {
+				done[k] = true;
+				left--;
+			} else if (psf_now_ms() >= deadline) {
+				not_ready(l, idx[k], false, timeout_ms, why, errbuf, errlen);
+				err = PSF_EUNAVAIL;
+			}
+		}
+		if (left > 0 && err == PSF_OK)
+			psf_sleep_ms(READY_TICK_MS);
+	}
+	free(done);
+	return err;
+}
+
 /* stop_some sends SIGTERM to the running children selected by want_ps, then
  * waits for them, escalating to SIGKILL after grace_ms or on *force. */
 static void
-stop_some(psf_launcher *l, bool want_ps, uint32_t grace_ms, const volatile sig_atomic_t *force)
+stop_some(psf_supervisor *l, bool want_ps, uint32_t grace_ms, const volatile sig_atomic_t *force)
 {
 	uint64_t deadline = psf_now_ms() + grace_ms;
 	bool killed = false, left;
@@ -386,14 +500,14 @@ stop_some(psf_launcher *l, bool want_ps, uint32_t grace_ms, const volatile sig_a
 }
 
 void
-psf_launcher_stop(psf_launcher *l, uint32_t grace_ms, const volatile sig_atomic_t *force)
+psf_supervisor_stop(psf_supervisor *l, uint32_t grace_ms, const volatile sig_atomic_t *force)
 {
 	stop_some(l, false, grace_ms, force);
 	stop_some(l, true, grace_ms, force);
 }
 
 psf_err
-psf_launcher_run_once(char *const argv[], const char *log_path, const volatile sig_atomic_t *stop,
+psf_supervisor_run_once(char *const argv[], const char *log_path, const volatile sig_atomic_t *stop,
     int *status_out)
 {
 	pid_t pid;

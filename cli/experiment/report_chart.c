@@ -1,14 +1,12 @@
-/* report_html.c -- report.html: one self-contained page (inline CSS, inline SVG
- * drawn here, no script, no network) with the experiment's charts and table.
- * Every chart is an <svg id="chart-..."> with a title, axes with ticks and
- * labels, a legend, and a short text on how to read it. */
+/* report_chart.c -- the inline SVG charts of report.html (report_html.c). Every
+ * chart is an <svg id="chart-..."> with a title, a frame drawn by draw_frame
+ * (plot area, grid, ticks, axis lines and titles) and a legend. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "cli/report_internal.h"
+#include "cli/experiment/report_internal.h"
 
 #define W 960.0 /* every chart's viewBox width */
 
@@ -32,23 +30,6 @@ static double
 fy(const frame *f, double v)
 {
 	return f->top + f->height - (v - f->ylo) / (f->yhi - f->ylo) * f->height;
-}
-
-static void
-esc(FILE *f, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		if (*s == '<')
-			fputs("&lt;", f);
-		else if (*s == '>')
-			fputs("&gt;", f);
-		else if (*s == '&')
-			fputs("&amp;", f);
-		else if (*s == '"')
-			fputs("&quot;", f);
-		else
-			fputc(*s, f);
-	}
 }
 
 /* nice_step is a 1-2-5 step giving about n ticks over range. */
@@ -95,41 +76,51 @@ nice_range(double *lo, double *hi, int n)
 	*hi = ceil(*hi / step - 1e-9) * step;
 }
 
-/* y_axis draws the plot area, horizontal grid lines with tick labels about ny
- * apart, and the rotated y title (ylabel may be NULL). */
+/* What draw_frame draws around a plot area. */
+typedef struct axes_spec {
+	int nx, ny;         /* about this many linear ticks; 0 = none on that axis */
+	int ylog;           /* y is log10 of a percentage: a grid line per decade */
+	const char *xlabel; /* under the plot, with the bottom axis line; NULL = neither */
+	const char *ylabel; /* rotated, left of the plot; NULL = none */
+	double xlabel_dy;   /* the x title's distance below the plot; 0 = 40 */
+	double ylabel_dx;   /* the y title's distance left of the plot; 0 = 68 */
+	const char *clip;   /* non-NULL: a clip path clip-<clip> for the data */
+} axes_spec;
+
+/* draw_frame draws the frame of every chart and panel: the plot area, grid
+ * lines with tick labels (linear, about a->ny and a->nx apart, or a log y),
+ * the axis lines and the axis titles. */
 static void
-y_axis(FILE *f, const frame *fr, int ny, const char *ylabel)
+draw_frame(FILE *f, const frame *fr, const axes_spec *a)
 {
-	double ys = nice_step(fr->yhi - fr->ylo, ny);
+	double bottom = fr->top + fr->height, right = fr->left + fr->width;
+	double ys = nice_step(fr->yhi - fr->ylo, a->ny), xs = nice_step(fr->xhi - fr->xlo, a->nx);
 	char lab[48];
 
+	if (a->clip != NULL)
+		fprintf(f, "<defs><clipPath id=\"clip-%s\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+		    "height=\"%.1f\"/></clipPath></defs>\n", a->clip, fr->left, fr->top - 2, fr->width,
+		    fr->height + 4);
 	fprintf(f, "<rect class=\"plot\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n",
 	    fr->left, fr->top, fr->width, fr->height);
-	for (double v = ceil(fr->ylo / ys - 1e-9) * ys; v <= fr->yhi + ys * 1e-6; v += ys) {
-		double y = fy(fr, v);
-
-		tick_label(lab, sizeof(lab), v, ys);
+	for (double v = a->ylog ? fr->ylo : ceil(fr->ylo / ys - 1e-9) * ys;
+	     (a->ylog || a->ny > 0) && v <= fr->yhi + (a->ylog ? 1e-9 : ys * 1e-6); v += a->ylog ? 1 : ys) {
+		if (a->ylog)
+			snprintf(lab, sizeof(lab), pow(10, v) >= 1 ? "%.0f%%" : "%g%%", pow(10, v));
+		else
+			tick_label(lab, sizeof(lab), v, ys);
 		fprintf(f, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
 		    "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
-		    fr->left, fr->left + fr->width, y, y, fr->left - 7, y + 4, lab);
+		    fr->left, right, fy(fr, v), fy(fr, v), fr->left - (a->ylog ? 6 : 7), fy(fr, v) + 4, lab);
 	}
-	fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n",
-	    fr->left, fr->left, fr->top, fr->top + fr->height);
-	if (ylabel != NULL)
+	if (a->ny > 0)
+		fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n",
+		    fr->left, fr->left, fr->top, bottom);
+	if (a->ylabel != NULL)
 		fprintf(f, "<text class=\"label\" transform=\"translate(%.1f,%.1f) rotate(-90)\" "
-		    "text-anchor=\"middle\">%s</text>\n", fr->left - 68, fr->top + fr->height / 2,
-		    ylabel);
-}
-
-/* x_axis draws vertical grid lines with ticks and labels about nx apart, the
- * bottom axis line and the x title. */
-static void
-x_axis(FILE *f, const frame *fr, int nx, const char *xlabel)
-{
-	double xs = nice_step(fr->xhi - fr->xlo, nx), bottom = fr->top + fr->height;
-	char lab[48];
-
-	for (double v = ceil(fr->xlo / xs - 1e-9) * xs; v <= fr->xhi + xs * 1e-6; v += xs) {
+		    "text-anchor=\"middle\">%s</text>\n", fr->left - (a->ylabel_dx ? a->ylabel_dx : 68),
+		    fr->top + fr->height / 2, a->ylabel);
+	for (double v = ceil(fr->xlo / xs - 1e-9) * xs; a->nx > 0 && v <= fr->xhi + xs * 1e-6; v += xs) {
 		double x = fx(fr, v);
 
 		tick_label(lab, sizeof(lab), v, xs);
@@ -138,22 +129,22 @@ x_axis(FILE *f, const frame *fr, int nx, const char *xlabel)
 		    "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
 		    x, x, fr->top, bottom, x, x, bottom, bottom + 5, x, bottom + 19, lab);
 	}
-	fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
-	    "<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
-	    fr->left, fr->left + fr->width, bottom, bottom, fr->left + fr->width / 2, bottom + 40,
-	    xlabel);
+	if (a->xlabel != NULL)
+		fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+		    "<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
+		    fr->left, right, bottom, bottom, fr->left + fr->width / 2,
+		    bottom + (a->xlabel_dy ? a->xlabel_dy : 40), a->xlabel);
 }
 
-/* axes draws both axes of a line chart and a clip path clip-<id> for its data. */
+/* legend_box draws a legend entry at x above the plot: a colour box
+ * (opacity: its fill-opacity, NULL = opaque) and its text. */
 static void
-axes(FILE *f, const frame *fr, const char *id, const char *xlabel, const char *ylabel, int nx,
-    int ny)
+legend_box(FILE *f, double x, const char *color, const char *opacity, const char *text)
 {
-	fprintf(f, "<defs><clipPath id=\"clip-%s\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
-	    "height=\"%.1f\"/></clipPath></defs>\n", id, fr->left, fr->top - 2, fr->width,
-	    fr->height + 4);
-	y_axis(f, fr, ny, ylabel);
-	x_axis(f, fr, nx, xlabel);
+	fprintf(f, "<rect x=\"%.1f\" y=\"15\" width=\"14\" height=\"14\" fill=\"%s\"%s%s%s/>"
+	    "<text class=\"legend\" x=\"%.1f\" y=\"26\">%s</text>\n", x, color,
+	    opacity != NULL ? " fill-opacity=\"" : "", opacity != NULL ? opacity : "",
+	    opacity != NULL ? "\"" : "", x + 20, text);
 }
 
 /* legend_modes draws one swatch per mode in a row at (x, y); returns the x after it. */
@@ -166,7 +157,7 @@ legend_modes(FILE *f, const psf_report *r, double x, double y)
 		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
 		    "stroke-width=\"3\"/><text class=\"legend\" x=\"%.1f\" y=\"%.1f\">", x, x + 22, y, y,
 		    r->modes[k].color, x + 28, y + 4);
-		esc(f, r->modes[k].name);
+		rp_html_esc(f, r->modes[k].name);
 		fputs("</text>\n", f);
 		x += 46 + 8.0 * (double)strlen(r->modes[k].name);
 	}
@@ -218,8 +209,8 @@ loss_range(const psf_report *r, double *lo, double *hi)
 
 /* loss_chart draws the fleet's smoothed loss against time (by_updates 0) or
  * the model version (1), one line per run coloured by mode. */
-static void
-loss_chart(FILE *f, const psf_report *r, int by_updates)
+void
+rp_loss_chart(FILE *f, const psf_report *r, int by_updates)
 {
 	const char *id = by_updates ? "loss-updates" : "loss-time";
 	frame fr = {90, 46, W - 90 - 24, 300, 0, 0, 0, 0};
@@ -235,8 +226,9 @@ loss_chart(FILE *f, const psf_report *r, int by_updates)
 	loss_range(r, &fr.ylo, &fr.yhi);
 	svg_open(f, id, 410, by_updates ? "Training loss vs updates applied" :
 	    "Training loss vs wall-clock time");
-	axes(f, &fr, id, by_updates ? "updates applied (model version)" :
-	    "wall-clock seconds since the first step", "training loss (smoothed)", 8, 6);
+	draw_frame(f, &fr, &(axes_spec){.nx = 8, .ny = 6, .clip = id, .ylabel = "training loss "
+	    "(smoothed)", .xlabel = by_updates ? "updates applied (model version)" :
+	    "wall-clock seconds since the first step"});
 	for (int pass = 0; pass < 2; pass++) /* other repeats first, faint; repeat 0 on top */
 		for (size_t i = 0; i < r->n_runs; i++) {
 			const rp_run *run = &r->runs[i];
@@ -280,8 +272,8 @@ loss_chart(FILE *f, const psf_report *r, int by_updates)
 }
 
 /* rmse_chart draws the fleet's test RMSE after each epoch against time. */
-static void
-rmse_chart(FILE *f, const psf_report *r)
+void
+rp_rmse_chart(FILE *f, const psf_report *r)
 {
 	frame fr = {90, 46, W - 90 - 24, 260, 0, 0, INFINITY, -INFINITY};
 	double naive = 0;
@@ -318,8 +310,8 @@ rmse_chart(FILE *f, const psf_report *r)
 	}
 	nice_range(&fr.ylo, &fr.yhi, 5);
 	svg_open(f, "rmse-time", 370, "Fleet test RMSE after each epoch vs wall-clock time");
-	axes(f, &fr, "rmse-time", "wall-clock seconds since the first step",
-	    "fleet test RMSE", 8, 5);
+	draw_frame(f, &fr, &(axes_spec){.nx = 8, .ny = 5, .clip = "rmse-time",
+	    .xlabel = "wall-clock seconds since the first step", .ylabel = "fleet test RMSE"});
 	if (n_naive > 0)
 		fprintf(f, "<line class=\"naive\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
 		    "<text class=\"note\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">naive forecast "
@@ -380,8 +372,8 @@ st_bins(const rp_mode *m, size_t *cnt, int64_t *width)
 /* staleness_chart draws one panel per mode: the share of pushes at each
  * staleness (each panel its own x range), on a log scale so a tail of 0.1 %
  * still shows. */
-static void
-staleness_chart(FILE *f, const psf_report *r)
+void
+rp_staleness_chart(FILE *f, const psf_report *r)
 {
 	size_t n = 0, cols, rows, p = 0, nb;
 	double pw, ph = 180, height, floor_pct = 100;
@@ -413,17 +405,12 @@ staleness_chart(FILE *f, const psf_report *r)
 		fr = (frame){20 + (double)(p % cols) * pw + 62, 10 + (double)(p / cols) * (ph + 100) + 44,
 		    pw - 62 - 14, ph, -0.5, (double)nb - 0.5, log10(floor_pct), 2};
 		p++;
-		fprintf(f, "<rect class=\"plot\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n",
-		    fr.left, fr.top, fr.width, fr.height);
-		for (double d = fr.ylo; d <= 2 + 1e-9; d += 1) {
-			double pct = pow(10, d);
-
-			snprintf(lab, sizeof(lab), pct >= 1 ? "%.0f%%" : "%g%%", pct);
-			fprintf(f, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
-			    "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
-			    fr.left, fr.left + fr.width, fy(&fr, d), fy(&fr, d), fr.left - 6, fy(&fr, d) + 4,
-			    lab);
-		}
+		if (w > 1)
+			snprintf(lab, sizeof(lab), "staleness (clocks; bars of %lld)", (long long)w);
+		else
+			snprintf(lab, sizeof(lab), "staleness (clocks)");
+		draw_frame(f, &fr, &(axes_spec){.ylog = 1, .xlabel = lab, .xlabel_dy = 36, .ylabel_dx = 50,
+		    .ylabel = p % cols == 1 || cols == 1 ? "share of pushes (log)" : NULL});
 		bw = fr.width / (double)nb;
 		for (size_t b = 0; b < nb; b++) {
 			double pct = m->n_staleness ? 100.0 * (double)cnt[b] / (double)m->n_staleness : 0;
@@ -446,32 +433,20 @@ staleness_chart(FILE *f, const psf_report *r)
 				    "</text>\n", fr.left + ((double)b + 0.5) * bw, fr.top + fr.height + 16, lab);
 			}
 		}
-		fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n",
-		    fr.left, fr.left + fr.width, fr.top + fr.height, fr.top + fr.height);
 		fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" fill=\"%s\">", fr.left,
 		    fr.top - 24, m->color);
-		esc(f, m->name);
+		rp_html_esc(f, m->name);
 		fprintf(f, "</text><text class=\"note\" x=\"%.1f\" y=\"%.1f\">p50 %lld · p99 %lld · "
 		    "max %lld</text>\n", fr.left, fr.top - 8, (long long)m->st_p50, (long long)m->st_p99,
 		    (long long)m->st_max);
-		if (w > 1)
-			snprintf(lab, sizeof(lab), "staleness (clocks; bars of %lld)", (long long)w);
-		else
-			snprintf(lab, sizeof(lab), "staleness (clocks)");
-		fprintf(f, "<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
-		    fr.left + fr.width / 2, fr.top + fr.height + 36, lab);
-		if (p % cols == 1 || cols == 1)
-			fprintf(f, "<text class=\"label\" transform=\"translate(%.1f,%.1f) rotate(-90)\" "
-			    "text-anchor=\"middle\">share of pushes (log)</text>\n", fr.left - 50,
-			    fr.top + fr.height / 2);
 	}
 	fputs("</svg>\n", f);
 }
 
 /* ---------------------------------------------------------------- time split */
 
-static void
-idle_chart(FILE *f, const psf_report *r)
+void
+rp_idle_chart(FILE *f, const psf_report *r)
 {
 	size_t bars = 0, groups = 0;
 	double top = 0, slot, x;
@@ -491,7 +466,7 @@ idle_chart(FILE *f, const psf_report *r)
 	nice_range(&fr.ylo, &fr.yhi, 5);
 	slot = fr.width / ((double)bars + 1.2 * (double)groups + 0.2);
 	svg_open(f, "idle", 420, "Where each trainer's time went, per mode");
-	y_axis(f, &fr, 5, "seconds per trainer (mean of runs)");
+	draw_frame(f, &fr, &(axes_spec){.ny = 5, .ylabel = "seconds per trainer (mean of runs)"});
 	/* at most 70 units a bar (few trainers), the groups centred */
 	x = fr.left + 0.8 * slot;
 	if (slot > 70) {
@@ -532,7 +507,7 @@ idle_chart(FILE *f, const psf_report *r)
 		    "stroke-width=\"4\"/><text class=\"panel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
 		    "fill=\"%s\">", gx + slot * 0.08, x - slot * 0.08, fr.top + fr.height + 58,
 		    fr.top + fr.height + 58, m->color, (gx + x) / 2, fr.top + fr.height + 78, m->color);
-		esc(f, m->name);
+		rp_html_esc(f, m->name);
 		fputs("</text>\n", f);
 		x += 1.2 * slot;
 	}
@@ -543,9 +518,7 @@ idle_chart(FILE *f, const psf_report *r)
 		double lx = fr.left;
 
 		for (int c = 0; c < 3; c++) {
-			fprintf(f, "<rect x=\"%.1f\" y=\"15\" width=\"14\" height=\"14\" fill=\"%s\"/>"
-			    "<text class=\"legend\" x=\"%.1f\" y=\"26\">%s</text>\n", lx, cols[c], lx + 20,
-			    names[c]);
+			legend_box(f, lx, cols[c], NULL, names[c]);
 			lx += 40 + 6.9 * (double)strlen(names[c]);
 		}
 	}
@@ -554,8 +527,8 @@ idle_chart(FILE *f, const psf_report *r)
 
 /* ---------------------------------------------------------------- time to target */
 
-static void
-target_chart(FILE *f, const psf_report *r)
+void
+rp_target_chart(FILE *f, const psf_report *r)
 {
 	size_t n = 0, row = 0;
 	double top = 0, bh = 34;
@@ -575,9 +548,8 @@ target_chart(FILE *f, const psf_report *r)
 	fr.xhi = top;
 	nice_range(&fr.xlo, &fr.xhi, 8);
 	svg_open(f, "target", fr.height + 110, "Seconds to reach the target loss, per mode");
-	fprintf(f, "<rect class=\"plot\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n",
-	    fr.left, fr.top, fr.width, fr.height);
-	x_axis(f, &fr, 8, "wall-clock seconds since the first step (mean of runs; whisker: ± 1 sd)");
+	draw_frame(f, &fr, &(axes_spec){.nx = 8, .xlabel = "wall-clock seconds since the first step "
+	    "(mean of runs; whisker: ± 1 sd)"});
 	for (size_t k = 0; k < r->n_modes; k++) {
 		const rp_mode *m = &r->modes[k];
 		double y = fr.top + 8 + (double)row++ * bh, x0 = fx(&fr, 0);
@@ -592,7 +564,7 @@ target_chart(FILE *f, const psf_report *r)
 		    fx(&fr, m->train_s.mean) - x0, bh - 10, m->color, m->name, m->train_s.mean);
 		fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"%s\">",
 		    fr.left - 10, y + bh / 2, m->color);
-		esc(f, m->name);
+		rp_html_esc(f, m->name);
 		fputs("</text>\n", f);
 		if (m->to_target.n == 0) {
 			fprintf(f, "<text class=\"note\" x=\"%.1f\" y=\"%.1f\">not reached (training took "
@@ -613,261 +585,12 @@ target_chart(FILE *f, const psf_report *r)
 			    m->train_s.mean);
 		fprintf(f, "<text class=\"note strong\" x=\"%.1f\" y=\"%.1f\">", fmax(fx(&fr,
 		    m->to_target.mean + m->to_target.sd), fx(&fr, m->train_s.mean)) + 8, y + bh / 2);
-		esc(f, txt);
+		rp_html_esc(f, txt);
 		if (m->to_target.n < m->n_runs)
 			fprintf(f, " (%zu of %zu runs)", m->to_target.n, m->n_runs);
 		fputs("</text>\n", f);
 	}
-	fprintf(f, "<rect x=\"%.1f\" y=\"15\" width=\"14\" height=\"14\" fill=\"#777\"/>"
-	    "<text class=\"legend\" x=\"%.1f\" y=\"26\">time to the target loss</text>"
-	    "<rect x=\"%.1f\" y=\"15\" width=\"14\" height=\"14\" fill=\"#777\" fill-opacity=\"0.18\"/>"
-	    "<text class=\"legend\" x=\"%.1f\" y=\"26\">whole training</text>\n", fr.left,
-	    fr.left + 20, fr.left + 220, fr.left + 240);
+	legend_box(f, fr.left, "#777", NULL, "time to the target loss");
+	legend_box(f, fr.left + 220, "#777", "0.18", "whole training");
 	fputs("</svg>\n", f);
-}
-
-/* ---------------------------------------------------------------- page */
-
-static const char css[] =
-    "body{margin:0;background:#f3f4f6;color:#1f2937;font:15px/1.5 system-ui,-apple-system,"
-    "'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif}"
-    "main{max-width:1080px;margin:0 auto;padding:28px 24px 48px}"
-    "h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:0 0 6px}"
-    ".sub{color:#4b5563;margin:0 0 18px}"
-    ".card{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:18px 22px;"
-    "margin:0 0 20px;box-shadow:0 1px 2px rgba(0,0,0,.04)}"
-    ".card p{margin:4px 0 10px;color:#374151}"
-    "dl{display:grid;grid-template-columns:max-content 1fr;gap:3px 18px;margin:0}"
-    "dt{color:#6b7280}dd{margin:0}"
-    "ul.find{margin:6px 0 0;padding-left:20px}ul.find li{margin:3px 0}"
-    ".sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;"
-    "vertical-align:baseline}"
-    "svg.chart{width:100%;height:auto;display:block;margin-top:6px}"
-    "svg text{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif}"
-    ".plot{fill:#fbfbfc;stroke:none}.grid{stroke:#e3e5e8;stroke-width:1}"
-    ".axis{stroke:#6b7280;stroke-width:1}.tick{font-size:12px;fill:#4b5563}"
-    ".tick.small{font-size:11px}.label{font-size:13px;fill:#374151}"
-    ".legend{font-size:13px;fill:#1f2937}.muted{fill:#6b7280}"
-    ".note{font-size:12px;fill:#374151}.strong{font-weight:600}"
-    ".panel{font-size:14px;font-weight:600}"
-    ".target{stroke:#111827;stroke-width:1.3;stroke-dasharray:6 4}"
-    ".naive{stroke:#6b7280;stroke-width:1.3;stroke-dasharray:3 3}"
-    "table{border-collapse:collapse;width:100%;font-size:13px}"
-    ".wide{overflow-x:auto}"
-    "th,td{padding:6px 7px;border-bottom:1px solid #e5e7eb;text-align:right;white-space:nowrap}"
-    "th{background:#f9fafb;color:#374151;font-weight:600;vertical-align:bottom;white-space:normal}"
-    "td:first-child,th:first-child{text-align:left}"
-    ".foot{color:#6b7280;font-size:13px}code{font-size:13px}"
-    ".sd{color:#6b7280;font-size:11.5px}";
-
-/* fmt_num prints v with digits significant digits, without an exponent for
- * large values (12345, not 1.234e+04). */
-static void
-fmt_num(char *buf, size_t len, double v, int digits)
-{
-	if (fabs(v) >= pow(10, digits))
-		snprintf(buf, len, "%.0f", v);
-	else
-		snprintf(buf, len, "%.*g", digits, v);
-}
-
-/* stat_cell prints "mean ± sd" with digits significant digits, or "–". */
-static void
-stat_cell(FILE *f, rp_stat s, int digits, double scale, const char *unit)
-{
-	char a[48], b[48];
-
-	if (s.n == 0) {
-		fputs("<td>–</td>", f);
-		return;
-	}
-	fmt_num(a, sizeof(a), s.mean * scale, digits);
-	if (s.sd <= 1e-9 * fabs(s.mean)) /* identical runs (sync is deterministic) */
-		snprintf(b, sizeof(b), "0");
-	else
-		fmt_num(b, sizeof(b), s.sd * scale, 2);
-	if (s.n == 1)
-		fprintf(f, "<td>%s%s</td>", a, unit);
-	else
-		fprintf(f, "<td>%s%s<br><span class=\"sd\">± %s</span></td>", a, unit, b);
-}
-
-static void
-summary_table(FILE *f, const psf_report *r)
-{
-	fputs("<div class=\"wide\"><table><tr><th>mode</th><th>runs</th><th>final test RMSE</th><th>vs naive</th>"
-	    "<th>test MAE</th><th>final train loss</th><th>seconds to target</th><th>speedup</th>"
-	    "<th>training seconds</th><th>updates/s</th><th>steps/s</th><th>samples/s</th>"
-	    "<th>idle</th><th>staleness p50 / p99 / max</th></tr>\n", f);
-	for (size_t k = 0; k < r->n_modes; k++) {
-		const rp_mode *m = &r->modes[k];
-
-		fprintf(f, "<tr><td><span class=\"sw\" style=\"background:%s\"></span>", m->color);
-		esc(f, m->name);
-		fprintf(f, "</td><td>%zu</td>", m->n_runs);
-		stat_cell(f, m->rmse, 6, 1, "");
-		if (m->rmse.n > 0 && m->naive.n > 0 && m->naive.mean > 0)
-			fprintf(f, "<td>%+.2f%%</td>", 100 * (m->rmse.mean / m->naive.mean - 1));
-		else
-			fputs("<td>–</td>", f);
-		stat_cell(f, m->mae, 6, 1, "");
-		stat_cell(f, m->loss, 5, 1, "");
-		stat_cell(f, m->to_target, 3, 1, "");
-		if (m->speedup > 0)
-			fprintf(f, "<td>%.2fx</td>", m->speedup);
-		else
-			fputs("<td>–</td>", f);
-		stat_cell(f, m->train_s, 3, 1, "");
-		stat_cell(f, m->updates_s, 4, 1, "");
-		stat_cell(f, m->steps_s, 4, 1, "");
-		stat_cell(f, m->samples_s, 4, 1, "");
-		stat_cell(f, m->idle, 3, 100, "%");
-		fprintf(f, "<td>%lld / %lld / %lld</td></tr>\n", (long long)m->st_p50,
-		    (long long)m->st_p99, (long long)m->st_max);
-	}
-	fputs("</table></div>\n", f);
-}
-
-/* findings writes one sentence per mode against the baseline. */
-static void
-findings(FILE *f, const psf_report *r)
-{
-	const rp_mode *b = r->baseline >= 0 ? &r->modes[r->baseline] : NULL;
-
-	fputs("<ul class=\"find\">\n", f);
-	for (size_t k = 0; k < r->n_modes; k++) {
-		const rp_mode *m = &r->modes[k];
-
-		if (m->n_runs == 0) {
-			fputs("<li><b>", f);
-			esc(f, m->name);
-			fputs("</b>: no finished run.</li>\n", f);
-			continue;
-		}
-		fprintf(f, "<li><span class=\"sw\" style=\"background:%s\"></span><b>", m->color);
-		esc(f, m->name);
-		fputs("</b>: ", f);
-		if (m->to_target.n == 0)
-			fprintf(f, "did not reach the target loss (final smoothed loss %.5g)", m->loss.mean);
-		else if (b != NULL && m != b && m->speedup > 0)
-			fprintf(f, "reached the target loss in %.2f s, <b>%.2fx</b> %s than %s (%.2f s)",
-			    m->to_target.mean, m->speedup >= 1 ? m->speedup : 1 / m->speedup,
-			    m->speedup >= 1 ? "faster" : "slower", b->name, b->to_target.mean);
-		else
-			fprintf(f, "reached the target loss in %.2f s", m->to_target.mean);
-		if (m->rmse.n > 0)
-			fprintf(f, "; final test RMSE %.6g", m->rmse.mean);
-		if (b != NULL && m != b && m->rmse.n > 0 && b->rmse.n > 0 && b->rmse.mean > 0)
-			fprintf(f, " (%+.2f%% vs %s)", 100 * (m->rmse.mean / b->rmse.mean - 1), b->name);
-		if (m->train_s.n > 0)
-			fprintf(f, "; training took %.1f s", m->train_s.mean);
-		fprintf(f, "; staleness p99 %lld, idle %.0f%% of trainer time.</li>\n",
-		    (long long)m->st_p99, m->idle.n ? 100 * m->idle.mean : 0);
-	}
-	fputs("</ul>\n", f);
-}
-
-static void
-card(FILE *f, const char *title, const char *text)
-{
-	fprintf(f, "<section class=\"card\"><h2>%s</h2><p>%s</p>\n", title, text);
-}
-
-static void
-header(FILE *f, const psf_report *r)
-{
-	char when[64];
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
-	fputs("<h1>Consistency experiment</h1><p class=\"sub\">psfleet experiment · generated ", f);
-	fputs(when, f);
-	fputs("</p>\n<section class=\"card\"><dl><dt>config</dt><dd><code>", f);
-	esc(f, r->meta.config);
-	fputs("</code></dd><dt>modes</dt><dd>", f);
-	esc(f, r->meta.modes);
-	fprintf(f, "</dd><dt>runs</dt><dd>%u repeat%s per mode, %u trainers, batch %u</dd>"
-	    "<dt>injected</dt><dd>", r->meta.repeats, r->meta.repeats == 1 ? "" : "s",
-	    r->meta.n_trainers, r->meta.batch_size);
-	esc(f, r->meta.injections);
-	fputs("</dd><dt>target loss</dt><dd>", f);
-	if (r->target != RP_NO_VALUE) {
-		fprintf(f, "%.5g: ", r->target);
-		esc(f, r->target_source);
-	} else {
-		fputs("none (no run to derive it from)", f);
-	}
-	fputs("</dd></dl>\n<h2 style=\"margin-top:14px\">Findings</h2>\n", f);
-	findings(f, r);
-	fputs("</section>\n", f);
-}
-
-psf_err
-rp_write_html(const psf_report *r, const char *path)
-{
-	char tmp[PSF_REPORT_PATH_LEN + 64];
-	FILE *f;
-	int bad;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((f = fopen(tmp, "w")) == NULL)
-		return PSF_ESYS;
-	fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-	    "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-	    "<title>psfleet consistency experiment</title><style>%s</style></head><body><main>\n", css);
-	header(f, r);
-	card(f, "Training loss vs wall-clock time", "The fleet's training loss (every trainer's "
-	    "per-step batch loss, merged in time order and averaged over a sliding window) against "
-	    "seconds since the first step. Lower and further left is better: a mode whose line "
-	    "crosses the dashed target line first reaches that loss soonest. With a straggler, "
-	    "<b>sync</b> moves at the straggler's pace; <b>async</b> and <b>ssp</b> let the fast "
-	    "trainers go on.");
-	loss_chart(f, r, 0);
-	fputs("</section>\n", f);
-	card(f, "Training loss vs updates applied", "The same loss against the model version "
-	    "(updates the parameter servers applied). One <b>sync</b> update averages one gradient "
-	    "of every trainer; an <b>async</b> or <b>ssp</b> update is one trainer's gradient, "
-	    "computed on weights that may be a few updates old. A line further left makes more "
-	    "progress per update.");
-	loss_chart(f, r, 1);
-	fputs("</section>\n", f);
-	card(f, "Test error over time", "The fleet's test RMSE (all trainers' test rows together) "
-	    "after each epoch, placed at the time the last trainer finished that epoch. The dotted "
-	    "line is the naive forecast (tomorrow's return = 0) that a useful model must beat.");
-	rmse_chart(f, r);
-	fputs("</section>\n", f);
-	card(f, "Staleness", "For every push, how far the pushing trainer's clock was ahead of "
-	    "the slowest live trainer's (as the ps reported it). <b>sync</b> is 0 by construction; "
-	    "<b>ssp:s</b> never exceeds s; <b>async</b> has no bound, so a straggler shows up as a "
-	    "long tail. Bars are the share of pushes at each staleness (each panel has its own "
-	    "range; wide ranges are grouped), on a log scale so a few pushes in a thousand still "
-	    "show.");
-	staleness_chart(f, r);
-	fputs("</section>\n", f);
-	card(f, "Idle time vs compute", "Each bar is one trainer (mean over repeats): compute "
-	    "(forward and backward), waiting on the parameter servers (pull + push, which in sync "
-	    "and ssp includes waiting for the other trainers), and the rest (the straggler's "
-	    "injected delay, evaluation, restart). The percentage is the waiting share.");
-	idle_chart(f, r);
-	fputs("</section>\n", f);
-	card(f, "Time to the target loss", "Seconds from the first step until the smoothed "
-	    "training loss first reaches the target, per mode (solid), against the whole training "
-	    "time (light). The factor is the speedup over the baseline mode.");
-	target_chart(f, r);
-	fputs("</section>\n", f);
-	fputs("<section class=\"card\"><h2>Summary</h2><p>Means over the repeats (below them: ± "
-	    "sample standard deviation). Idle is the share of trainer time spent waiting on the ps. "
-	    "summary.json holds the same figures; results.csv every sample point.</p>\n", f);
-	summary_table(f, r);
-	fputs("</section>\n<p class=\"foot\">Definitions: cli/report.h and docs/experiments.md. "
-	    "The figures come from the trainers' traces in <code>runs/*/trace/</code>.</p>\n"
-	    "</main></body></html>\n", f);
-	bad = ferror(f) != 0;
-	if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
-		(void)remove(tmp);
-		return PSF_ESYS;
-	}
-	return PSF_OK;
 }

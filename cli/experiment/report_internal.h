@@ -1,12 +1,13 @@
 /* report_internal.h -- the computed results shared by report.c (load, figures,
  * results.csv, summary.json) and report_html.c (report.html). Not an API. */
-#ifndef PSF_CLI_REPORT_INTERNAL_H
-#define PSF_CLI_REPORT_INTERNAL_H
+#ifndef PSF_CLI_EXPERIMENT_REPORT_INTERNAL_H
+#define PSF_CLI_EXPERIMENT_REPORT_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
-#include "cli/report.h"
+#include "cli/experiment/report.h"
 
 /* One trace line of a trainer (times in seconds since the run's t = 0). */
 typedef struct rp_step {
@@ -118,6 +119,18 @@ size_t rp_split(char *line, char **fields, size_t max);
 /* rp_fail writes one line into errbuf (when not NULL) and returns err. */
 psf_err rp_fail(char *errbuf, size_t errlen, psf_err err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* rp_html_esc writes s to f with <, >, & and " as HTML entities. */
+void rp_html_esc(FILE *f, const char *s);
+
+/* The charts of report.html (report_chart.c): each writes one <svg> to f.
+ * rp_loss_chart plots the loss against time (by_updates 0) or the model
+ * version (1). Cannot fail (write errors stay on f). */
+void rp_loss_chart(FILE *f, const psf_report *r, int by_updates);
+void rp_rmse_chart(FILE *f, const psf_report *r);
+void rp_staleness_chart(FILE *f, const psf_report *r);
+void rp_idle_chart(FILE *f, const psf_report *r);
+void rp_target_chart(FILE *f, const psf_report *r);
 
 /* rp_write_html writes report.html for r to path. Returns PSF_OK or PSF_ESYS. */
 PSF_NODISCARD psf_err rp_write_html(const psf_report *r, const char *path);

@@ -1,10 +1,7 @@
 /* experiment.c -- the runner of `psfleet experiment` (experiment.h): one fresh
- * fleet per mode and repeat, started as `psfleet node ... --set ...` processes,
- * stragglers and failures injected, traces collected, report written.
- *
- * The runner talks to the ps nodes over NNG (Admin/Health), so it starts every
- * child with spawn.c, which does only async-signal-safe work between fork and
- * exec (PLATFORM.md). */
+ * fleet per mode and repeat, started by the fleet supervisor (supervisor.h) as
+ * `psfleet node ... --set ...` processes, stragglers and failures injected as
+ * its faults, traces collected, report written. */
 #define _GNU_SOURCE /* strverscmp */
 #include <errno.h>
 #include <limits.h>
@@ -16,25 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "cli/experiment.h"
-#include "cli/report.h"
-#include "cli/spawn.h"
+#include "cli/experiment/experiment.h"
+#include "cli/progress.h"
+#include "cli/experiment/report.h"
+#include "cli/supervisor.h"
 #include "lib/data/datagen.h"
-#include "lib/runtime/runtime.h"
-#include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
-#include "lib/net/methods.h"
-#include "psfleet.pb-c.h"
 
 #define PATH_LEN PSF_REPORT_PATH_LEN
 #define RUN_SETS 8              /* overrides the runner adds to the caller's */
-#define MAX_ARGV (8 + 2 * (PSF_EXP_MAX_SETS + RUN_SETS + 64) + 6 * PSF_EXP_MAX_INJECT)
 #define READY_TIMEOUT_MS 60000
 #define STOP_GRACE_MS 10000
-#define RESTART_DELAY_MS 200    /* as psfleet up's first backoff */
 #define TICK_MS 50
 
 /* ---------------------------------------------------------------- parsing */
@@ -49,9 +39,13 @@ psf_exp_parse_mode(const char *s, psf_exp_mode *out)
 	memset(&m, 0, sizeof(m));
 	if (s == NULL || out == NULL || strlen(s) >= sizeof(m.name))
 		return PSF_EINVAL;
-	if (psf_consistency_parse(s, &m.mode) == PSF_OK) {
-		if (m.mode == PSF_CONS_SSP)
-			m.staleness = UINT32_MAX;
+	if (strcmp(s, "sync") == 0) {
+		m.mode = PSF_CONS_SYNC;
+	} else if (strcmp(s, "async") == 0) {
+		m.mode = PSF_CONS_ASYNC;
+	} else if (strcmp(s, "ssp") == 0) {
+		m.mode = PSF_CONS_SSP;
+		m.staleness = UINT32_MAX;
 	} else if (strncmp(s, "ssp:", 4) == 0 && s[4] >= '0' && s[4] <= '9') {
 		errno = 0;
 		v = strtoul(s + 4, &end, 10);
@@ -135,90 +129,6 @@ psf_exp_parse_kill(const char *s, psf_exp_kill *out)
 	return PSF_OK;
 }
 
-/* ---------------------------------------------------------------- processes */
-
-/* One node process of a run. */
-typedef struct kid {
-	const psf_node_cfg *node;
-	pid_t pid;            /* 0 = not running */
-	uint32_t starts;
-	bool done;            /* trainer: exited 0 */
-	uint64_t restart_at;  /* trainer: restart due (monotonic ms); 0 = none */
-	char log[PATH_LEN + 128];
-} kid;
-
-/* spawn starts argv with stdout + stderr appended to log, after a marker line
- * (spawn.h: its own process group, SIGTERM when the runner dies). */
-static psf_err
-spawn(char *const argv[], const char *log, pid_t *out)
-{
-	psf_err err;
-	int fd;
-
-	if ((err = psf_spawn_log_open(log, "psfleet experiment", argv, &fd)) != PSF_OK)
-		return err;
-	err = psf_spawn(argv, fd, out);
-	close(fd);
-	return err;
-}
-
-static void
-describe(int status, char *buf, size_t len)
-{
-	if (WIFEXITED(status))
-		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
-	else
-		snprintf(buf, len, "status 0x%x", (unsigned)status);
-}
-
-/* last_line copies the last line of a log that is not a runner marker. */
-static void
-last_line(const char *path, char *buf, size_t len)
-{
-	char *text = NULL, *save = NULL;
-
-	snprintf(buf, len, "no output");
-	if (psf_read_file(path, &text, NULL) != PSF_OK)
-		return;
-	for (char *ln = strtok_r(text, "\n", &save); ln != NULL; ln = strtok_r(NULL, "\n", &save))
-		if (strncmp(ln, "---- ", 5) != 0 && ln[0] != '\0')
-			snprintf(buf, len, "%.300s", ln);
-	free(text);
-}
-
-/* stop_kids sends SIGTERM to every running kid of a role (all roles with
- * any_role), then reaps them, SIGKILL after grace_ms. */
-static void
-stop_kids(kid *kids, size_t n, bool any_role, psf_role role, uint32_t grace_ms)
-{
-	uint64_t deadline = psf_now_ms() + grace_ms;
-	bool left = true, killed = false;
-
-	for (size_t i = 0; i < n; i++)
-		if (any_role || kids[i].node->role == role)
-			psf_spawn_signal_group(kids[i].pid, SIGTERM);
-	while (left) {
-		left = false;
-		for (size_t i = 0; i < n; i++) {
-			if (kids[i].pid <= 0 || !(any_role || kids[i].node->role == role))
-				continue;
-			if (waitpid(kids[i].pid, NULL, WNOHANG) == kids[i].pid) {
-				kids[i].pid = 0;
-				continue;
-			}
-			left = true;
-			if (!killed && psf_now_ms() >= deadline)
-				psf_spawn_signal_group(kids[i].pid, SIGKILL);
-		}
-		if (left && psf_now_ms() >= deadline)
-			killed = true;
-		if (left)
-			psf_sleep_ms(20);
-	}
-}
-
 /* ---------------------------------------------------------------- one run */
 
 typedef struct run {
@@ -231,8 +141,9 @@ typedef struct run {
 	char own[RUN_SETS + 64][2 * PATH_LEN + 160]; /* the runner's overrides for this run */
 	const char *sets[PSF_EXP_MAX_SETS + RUN_SETS + 64];
 	size_t n_sets;
-	kid *kids;
-	size_t n_kids;
+	psf_supervisor *sv;
+	psf_progress *probe;        /* the ps nodes' health */
+	uint32_t *restarted;        /* per trainer: restarts reported so far */
 	uint32_t restarts;
 	char *errbuf;
 	size_t errlen;
@@ -333,182 +244,108 @@ load_run_config(run *r)
 	return PSF_OK;
 }
 
-/* start_kid starts node k with the run's overrides and, for trainers, the
- * injections that name it (a failure only on the start it is meant for). */
-static psf_err
-start_kid(run *r, kid *k)
-{
-	char *argv[MAX_ARGV], slow[64][32];
-	size_t n = 0, n_slow = 0, kills = 0;
-	const char *id = k->node->id;
-	psf_err err;
-
-	argv[n++] = (char *)r->exe;
-	argv[n++] = "node";
-	argv[n++] = (char *)r->o->config_path;
-	argv[n++] = "--id";
-	argv[n++] = (char *)id;
-	for (size_t i = 0; i < r->n_sets; i++) {
-		argv[n++] = "--set";
-		argv[n++] = (char *)r->sets[i];
-	}
-	for (size_t i = 0; k->node->role == PSF_ROLE_TRAINER && i < r->o->n_stragglers; i++) {
-		const psf_exp_straggler *s = &r->o->stragglers[i];
-
-		if (strcmp(s->id, id) != 0 || n_slow + 2 > PSF_ARRAY_LEN(slow))
-			continue;
-		if (s->slowdown > 0) {
-			snprintf(slow[n_slow], sizeof(slow[0]), "%g", s->slowdown);
-			argv[n++] = "--slowdown";
-			argv[n++] = slow[n_slow++];
-		}
-		if (s->delay_ms > 0) {
-			snprintf(slow[n_slow], sizeof(slow[0]), "%u", s->delay_ms);
-			argv[n++] = "--delay-ms";
-			argv[n++] = slow[n_slow++];
-		}
-	}
-	for (size_t i = 0; k->node->role == PSF_ROLE_TRAINER && i < r->o->n_kills; i++) {
-		if (strcmp(r->o->kills[i].id, id) != 0 || kills++ != k->starts ||
-		    n_slow >= PSF_ARRAY_LEN(slow))
-			continue;
-		snprintf(slow[n_slow], sizeof(slow[0]), "%lld", (long long)r->o->kills[i].step);
-		argv[n++] = "--exit-at-step";
-		argv[n++] = slow[n_slow++];
-	}
-	argv[n] = NULL;
-	if ((err = spawn(argv, k->log, &k->pid)) != PSF_OK)
-		return run_fail(r, err, "cannot start %s: %s (log %s)", id, strerror(errno), k->log);
-	k->starts++;
-	return PSF_OK;
-}
-
-/* ps_ready asks a ps for Admin/Health; true when it answers ready. */
+/* ps_ready is the readiness probe of the ps nodes (psf_supervisor_ready_fn). */
 static bool
-ps_ready(psf_rpc_client *c)
+ps_ready(void *arg, size_t i, char *why, size_t len)
 {
-	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
-	Psfleet__V1__HealthReply *rep = NULL;
-	psf_rpc_call_opts co = {.timeout_ms = 500, .idempotent = 1, 0};
-	bool ready = false;
+	run *r = arg;
+	psf_runtime_health h;
 
-	if (psf_rpc_client_call(c, PSF_M_HEALTH, &req.base,
-	        &psfleet__v1__health_reply__descriptor, &co, (ProtobufCMessage **)&rep,
-	        NULL) == PSF_OK) {
-		ready = rep->ready;
-		protobuf_c_message_free_unpacked(&rep->base, NULL);
-	}
-	return ready;
+	psf_progress_health(r->probe, i, true, 500, &h);
+	snprintf(why, len, "%s", h.reason);
+	return h.ready;
 }
 
-/* check_exit reaps kid k if it ended; *status_out gets the status. */
-static bool
-reaped(kid *k, int *status_out)
-{
-	if (k->pid <= 0 || waitpid(k->pid, status_out, WNOHANG) != k->pid)
-		return false;
-	k->pid = 0;
-	return true;
-}
-
-static psf_err
-died(run *r, kid *k, int status, const char *when)
-{
-	char how[64], last[400];
-
-	describe(status, how, sizeof(how));
-	last_line(k->log, last, sizeof(last));
-	return run_fail(r, PSF_EUNAVAIL, "%s %s (%s): %s (log %s)", k->node->id, when, how, last,
-	    k->log);
-}
-
-static psf_err
-wait_ps_ready(run *r)
-{
-	psf_rpc_client_opts copts;
-	char tok[256];
-	uint64_t deadline = psf_now_ms() + READY_TIMEOUT_MS;
-	psf_err err;
-
-	if ((err = psf_runtime_client_opts(r->cfg, tok, sizeof(tok), &copts)) != PSF_OK)
-		return run_fail(r, err, "cannot set up an RPC client: %s", psf_strerror(err));
-	copts.timeout_ms = 1000;
-	for (size_t i = 0; i < r->cfg->n_ps; i++) {
-		kid *k = &r->kids[i];
-		psf_rpc_client *c = NULL;
-		int status;
-
-		if ((err = psf_rpc_client_open(k->node->listen, &copts, &c)) != PSF_OK)
-			return run_fail(r, err, "%s: cannot dial %s", k->node->id, k->node->listen);
-		while (!ps_ready(c)) {
-			if (reaped(k, &status))
-				err = died(r, k, status, "exited before it was ready");
-			else if (psf_now_ms() >= deadline)
-				err = run_fail(r, PSF_EUNAVAIL, "%s not ready after %d s (log %s)", k->node->id,
-				    READY_TIMEOUT_MS / 1000, k->log);
-			else if (r->o->stop != NULL && *r->o->stop)
-				err = run_fail(r, PSF_ECLOSED, "interrupted");
-			if (err != PSF_OK)
-				break;
-			psf_sleep_ms(TICK_MS);
-		}
-		psf_rpc_client_close(c);
-		if (err != PSF_OK)
-			return err;
-	}
-	return PSF_OK;
-}
-
-/* supervise waits until every trainer exited 0, restarting those that exit 3
- * after an injected failure. */
+/* supervise waits until every trainer exited 0; the supervisor restarts those
+ * that exit at an injected failure, and gives up on any other exit. */
 static psf_err
 supervise(run *r, uint64_t deadline)
 {
+	char err[1024];
+
 	for (;;) {
 		size_t left = 0;
-		int status;
+		uint32_t restarts = 0;
 
 		if (r->o->stop != NULL && *r->o->stop)
 			return run_fail(r, PSF_ECLOSED, "interrupted");
 		if (psf_now_ms() >= deadline)
 			return run_fail(r, PSF_ETIMEDOUT, "trainers not done after %u s (logs in %s)",
 			    r->o->run_timeout_s ? r->o->run_timeout_s : 1800, r->run_dir);
-		for (size_t i = 0; i < r->n_kids; i++) {
-			kid *k = &r->kids[i];
-			size_t injected = 0;
-			psf_err err;
+		if (psf_supervisor_tick(r->sv, err, sizeof(err)) != PSF_OK)
+			return run_fail(r, PSF_EUNAVAIL, "%s", err);
+		for (size_t i = r->cfg->n_ps; i < r->cfg->n_ps + r->cfg->n_trainers; i++) {
+			psf_child_info ci;
 
-			if (k->node->role == PSF_ROLE_PS) {
-				if (reaped(k, &status))
-					return died(r, k, status, "stopped during training");
-				continue;
-			}
-			for (size_t j = 0; j < r->o->n_kills; j++)
-				injected += strcmp(r->o->kills[j].id, k->node->id) == 0;
-			if (reaped(k, &status)) {
-				if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-					k->done = true;
-				} else if (WIFEXITED(status) && WEXITSTATUS(status) == 3 && k->starts <= injected) {
-					k->restart_at = psf_now_ms() + RESTART_DELAY_MS;
-				} else {
-					return died(r, k, status, "failed");
-				}
-			}
-			if (k->restart_at != 0 && psf_now_ms() >= k->restart_at) {
-				k->restart_at = 0;
-				if ((err = start_kid(r, k)) != PSF_OK)
-					return err;
-				r->restarts++;
+			psf_supervisor_child(r->sv, i, &ci);
+			left += ci.state != PSF_CHILD_DONE;
+			restarts += ci.starts - 1;
+			if (ci.starts > 1 && ci.starts - 1 > r->restarted[i - r->cfg->n_ps]) {
+				r->restarted[i - r->cfg->n_ps] = ci.starts - 1;
 				if (r->o->out != NULL)
 					fprintf(r->o->out, "psfleet experiment:   %s restarted after its injected "
-					    "failure\n", k->node->id);
+					    "failure\n", ci.node->id);
 			}
-			left += !k->done;
 		}
+		r->restarts = restarts;
 		if (left == 0)
 			return PSF_OK;
 		psf_sleep_ms(TICK_MS);
 	}
+}
+
+/* start_fleet starts the ps nodes, waits until they are ready, then starts the
+ * trainers, with the injections as faults of the supervisor. */
+static psf_err
+start_fleet(run *r)
+{
+	psf_supervisor_fault faults[2 * PSF_EXP_MAX_INJECT];
+	psf_supervisor_opts so;
+	size_t *idx, n_faults = 0;
+	char err[1024];
+	psf_err rv = PSF_OK;
+
+	for (size_t i = 0; i < r->o->n_stragglers; i++)
+		faults[n_faults++] = (psf_supervisor_fault){.id = r->o->stragglers[i].id,
+		    .slowdown = r->o->stragglers[i].slowdown, .delay_ms = r->o->stragglers[i].delay_ms};
+	for (size_t i = 0; i < r->o->n_kills; i++)
+		faults[n_faults++] = (psf_supervisor_fault){.id = r->o->kills[i].id,
+		    .exit_at_step = r->o->kills[i].step};
+	memset(&so, 0, sizeof(so));
+	so.name = "psfleet experiment";
+	so.exe = r->exe;
+	so.config_path = r->o->config_path;
+	so.sets = r->sets;
+	so.n_sets = r->n_sets;
+	so.log_dir = r->run_dir;
+	so.max_failures = 1; /* a run with an unplanned failure measures nothing: give up */
+	so.faults = faults;
+	so.n_faults = n_faults;
+	if (r->n_sets > PSF_SUPERVISOR_MAX_SETS)
+		return run_fail(r, PSF_ECONFIG, "more than %d overrides (--set and the runner's own)",
+		    PSF_SUPERVISOR_MAX_SETS);
+	if ((rv = psf_supervisor_new(r->cfg, &so, &r->sv)) != PSF_OK ||
+	    (rv = psf_progress_new(r->cfg, NULL, false, &r->probe)) != PSF_OK)
+		return run_fail(r, rv, "cannot set up the supervisor: %s", psf_strerror(rv));
+	idx = calloc(r->cfg->n_ps, sizeof(*idx));
+	r->restarted = calloc(r->cfg->n_trainers + 1, sizeof(*r->restarted));
+	if (idx == NULL || r->restarted == NULL) {
+		free(idx);
+		return run_fail(r, PSF_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < r->cfg->n_ps + r->cfg->n_trainers && rv == PSF_OK; i++) {
+		if (i == r->cfg->n_ps && (rv = psf_supervisor_wait_ready(r->sv, idx, r->cfg->n_ps,
+		        READY_TIMEOUT_MS, r->o->stop, ps_ready, r, err, sizeof(err))) != PSF_OK) {
+			rv = run_fail(r, rv, "%s", err);
+		} else if (psf_supervisor_start(r->sv, i) != PSF_OK) {
+			rv = run_fail(r, PSF_ESYS, "cannot start %s: %s (log %s/%s.log)",
+			    r->cfg->nodes[i].id, strerror(errno), r->run_dir, r->cfg->nodes[i].id);
+		} else if (i < r->cfg->n_ps) {
+			idx[i] = i; /* the ps nodes come first in cfg->nodes */
+		}
+	}
+	free(idx);
+	return rv;
 }
 
 /* run_once runs one (mode, repeat) and fills rec. */
@@ -523,27 +360,10 @@ run_once(run *r, psf_report_run *rec)
 		return run_fail(r, PSF_ESYS, "cannot make %s: %s", r->run_dir, strerror(errno));
 	if ((err = load_run_config(r)) != PSF_OK)
 		return err;
-	if ((r->kids = calloc(r->cfg->n_ps + r->cfg->n_trainers, sizeof(*r->kids))) == NULL)
-		return PSF_ENOMEM;
-	for (size_t i = 0; i < r->cfg->n_ps + r->cfg->n_trainers; i++) {
-		kid *k = &r->kids[r->n_kids++];
-
-		k->node = &r->cfg->nodes[i];
-		snprintf(k->log, sizeof(k->log), "%s/%s.log", r->run_dir, k->node->id);
-	}
-	for (size_t i = 0; i < r->cfg->n_ps; i++)
-		if ((err = start_kid(r, &r->kids[i])) != PSF_OK)
-			goto out;
-	if ((err = wait_ps_ready(r)) != PSF_OK)
-		goto out;
-	for (size_t i = r->cfg->n_ps; i < r->n_kids; i++)
-		if ((err = start_kid(r, &r->kids[i])) != PSF_OK)
-			goto out;
-	if ((err = supervise(r, t0 + (uint64_t)timeout_s * 1000)) != PSF_OK)
-		goto out;
-	stop_kids(r->kids, r->n_kids, false, PSF_ROLE_PS, STOP_GRACE_MS);
-out:
-	stop_kids(r->kids, r->n_kids, true, PSF_ROLE_PS, err == PSF_OK ? STOP_GRACE_MS : 5000);
+	if ((err = start_fleet(r)) == PSF_OK)
+		err = supervise(r, t0 + (uint64_t)timeout_s * 1000);
+	if (r->sv != NULL)
+		psf_supervisor_stop(r->sv, err == PSF_OK ? STOP_GRACE_MS : 5000, NULL);
 	rec->ok = err == PSF_OK;
 	rec->seconds = (double)(psf_now_ms() - t0) / 1000.0;
 	rec->restarts = r->restarts;
@@ -673,7 +493,9 @@ one_run(const psf_exp_opts *o, const psf_exp_mode *m, const char *name, const ch
 	if (o->out != NULL && err == PSF_OK)
 		fprintf(o->out, "psfleet experiment: %s: done in %.1f s%s\n", label, rec->seconds,
 		    rec->restarts ? " (with restarts)" : "");
-	free(r.kids);
+	psf_supervisor_free(r.sv);
+	free(r.restarted);
+	psf_progress_free(r.probe);
 	psf_config_free(r.cfg);
 	return err;
 }

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/report.h"
-#include "cli/report_internal.h"
+#include "cli/experiment/report.h"
+#include "cli/experiment/report_internal.h"
 #include "lib/base/util.h"
 
 psf_err
@@ -245,22 +245,6 @@ write_results_csv(const psf_report *r, const char *path)
 		}
 	}
 	return commit_file(f, tmp, path);
-}
-
-/* Declared in cli/cli.h: psfleet up --metrics-out writes JSON strings this way too. */
-void
-psf_cli_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
-		if (*c == '"' || *c == '\\')
-			fprintf(f, "\\%c", *c);
-		else if (*c < 0x20)
-			fprintf(f, "\\u%04x", *c);
-		else
-			fputc(*c, f);
-	}
-	fputc('"', f);
 }
 
 static void

@@ -34,8 +34,8 @@
  *   - Staleness is the trace's column (the ps's PushReply.staleness), per push.
  *
  * Not thread-safe (plain functions on files). */
-#ifndef PSF_CLI_REPORT_H
-#define PSF_CLI_REPORT_H
+#ifndef PSF_CLI_EXPERIMENT_REPORT_H
+#define PSF_CLI_EXPERIMENT_REPORT_H
 
 #include <stdint.h>
 #include <stdio.h>
