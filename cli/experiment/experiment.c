@@ -142,6 +142,7 @@ typedef struct run {
 	const char *sets[PSF_EXP_MAX_SETS + RUN_SETS + 64];
 	size_t n_sets;
 	psf_supervisor *sv;
+	psf_supervisor_fault faults[2 * PSF_EXP_MAX_INJECT]; /* borrowed by sv */
 	psf_progress *probe;        /* the ps nodes' health */
 	uint32_t *restarted;        /* per trainer: restarts reported so far */
 	uint32_t restarts;
@@ -299,7 +300,7 @@ supervise(run *r, uint64_t deadline)
 static psf_err
 start_fleet(run *r)
 {
-	psf_supervisor_fault faults[2 * PSF_EXP_MAX_INJECT];
+	psf_supervisor_fault *faults = r->faults;
 	psf_supervisor_opts so;
 	size_t *idx, n_faults = 0;
 	char err[1024];
