@@ -22,6 +22,7 @@
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
+#include "lib/data/features.h"
 #include "lib/base/log.h"
 #include "lib/model/model.h"
 #include "lib/net/rpc_client.h"
@@ -31,6 +32,7 @@
 #include "gateway/gateway.h"
 #include "inferer/inferer.h"
 #include "ps/ps.h"
+#include "trainer/ps_client.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -128,6 +130,35 @@ load_config(void)
 		die(err);
 }
 
+/* share_stats gives the ps the feature statistics the trainers reduce at start-up
+ * (mean 0, sd 1 for every feature and the target), so the inferer gets a model to
+ * serve and the predict paths are fuzzed too. */
+static void
+share_stats(void)
+{
+	const char *urls[1] = {psf_ps_url(ps)};
+	psf_ps_client_opts o = {.ps_urls = urls, .retry_ms = 5000};
+	size_t n = psf_features_stats_len(cfg->n_features);
+	double *v = calloc(n, sizeof(double));
+	psf_model *model = NULL;
+	psf_ps_client *w = NULL;
+
+	if (v == NULL)
+		die("out of memory");
+	for (size_t j = 0; j < n; j += 3) { /* sum 0, sum of squares 2, count 2 */
+		v[j + 1] = 2;
+		v[j + 2] = 2;
+	}
+	if (psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed, &model) !=
+	        PSF_OK ||
+	    psf_ps_client_open(cfg, model, "trainer-0", &o, &w) != PSF_OK ||
+	    psf_ps_client_reduce(w, PSF_REDUCE_FEATURE_STATS, 1, v, n) != PSF_OK)
+		die("feature statistics");
+	psf_ps_client_close(w);
+	psf_model_free(model);
+	free(v);
+}
+
 static void
 start_nodes(void)
 {
@@ -139,12 +170,15 @@ start_nodes(void)
 
 	if (psf_ps_new(cfg, psf_config_role_node(cfg, PSF_ROLE_PS, 0), &po, &ps) != PSF_OK)
 		die("ps");
+	share_stats();
 	if (psf_inferer_new(cfg, psf_config_role_node(cfg, PSF_ROLE_INFERER, 0), &io, &inf) != PSF_OK)
 		die("inferer");
 	if (psf_gateway_new(cfg, psf_config_role_node(cfg, PSF_ROLE_GATEWAY, 0), &go, &gw) != PSF_OK)
 		die("gateway");
 	for (int i = 0; i < 50 && psf_inferer_refresh(inf, &v) != PSF_OK; i++)
 		psf_sleep_ms(100);
+	if (psf_inferer_refresh(inf, &v) != PSF_OK)
+		die("the inferer has no model to serve");
 	urls[T_PS] = psf_ps_url(ps);
 	urls[T_INF] = psf_inferer_url(inf);
 	urls[T_GW] = psf_gateway_url(gw);
