@@ -16,6 +16,7 @@
 
 #include "lib/base/util.h"
 #include "lib/data/datagen.h"
+#include "lib/net/methods.h"
 #include "lib/net/rpc_client.h"
 #include "psfleet.pb-c.h"
 
@@ -73,7 +74,7 @@ health(psf_rpc_client *c, Psfleet__V1__HealthReply **out, psf_rpc_status *st)
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
 	psf_rpc_call_opts o = {1000, 0, 1};
 
-	return psf_rpc_client_call(c, "psfleet.v1.Admin/Health", &req.base,
+	return psf_rpc_client_call(c, PSF_M_HEALTH, &req.base,
 	    &psfleet__v1__health_reply__descriptor, &o, (ProtobufCMessage **)out, st);
 }
 
@@ -112,7 +113,7 @@ check_status(psf_rpc_client *c)
 	Psfleet__V1__StatusReply *r = NULL;
 	psf_rpc_call_opts o = {2000, 1, 0};
 
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.Admin/Status", &req.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_STATUS, &req.base,
 	    &psfleet__v1__status_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL), PSF_OK);
 	assert_string_equal(r->node, "trainer-0");
 	assert_string_equal(r->role, "trainer");
@@ -152,7 +153,7 @@ test_trainer_admin(void **state)
 	/* 2. The token guards it as it guards every server. */
 	anon = open_client(e.t0_url, NULL);
 	h = NULL;
-	assert_int_not_equal(psf_rpc_client_call(anon, "psfleet.v1.Admin/Health", &hreq.base,
+	assert_int_not_equal(psf_rpc_client_call(anon, PSF_M_HEALTH, &hreq.base,
 	    &psfleet__v1__health_reply__descriptor, &o, (ProtobufCMessage **)&h, &st), PSF_OK);
 	assert_null(h);
 	assert_int_equal(st.code, PSF_STATUS_UNAUTHENTICATED);
@@ -166,7 +167,7 @@ test_trainer_admin(void **state)
 	check_status(c);
 	/* 4. Shutdown answers, then the trainer stops cleanly. */
 	sreq.reason = "trainer_admin_test";
-	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.Admin/Shutdown", &sreq.base,
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_SHUTDOWN, &sreq.base,
 	    &psfleet__v1__shutdown_reply__descriptor, &o, (ProtobufCMessage **)&sr, NULL), PSF_OK);
 	protobuf_c_message_free_unpacked(&sr->base, NULL);
 	assert_int_equal(psf_itest_wait_exit(t0, 20, 0), 0);
