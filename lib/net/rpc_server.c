@@ -360,11 +360,12 @@ answer(psf_rpc_call *call, const ProtobufCMessage *reply)
 	nng_pipe pipe;
 	nng_msg *m;
 
-	bool twice;
+	bool twice, parked;
 
 	pthread_mutex_lock(&s->park_mu);
 	twice = call->answered;
 	call->answered = 1;
+	parked = rc->is_parked;
 	pthread_mutex_unlock(&s->park_mu);
 	assert(!twice && "psf_rpc_reply called twice");
 	if (twice) {
@@ -397,7 +398,13 @@ answer(psf_rpc_call *call, const ProtobufCMessage *reply)
 	pipe = nng_msg_get_pipe(call->req);
 	release_call(call);
 	rc->send_pipe = (uint32_t)nng_pipe_id(pipe);
-	if (m != NULL && !rpcs_sending_begin(s, rc->send_pipe)) {
+	/* Only a reply that holds a slot counts against its connection's limit: a
+	 * parked call's context holds none, so its reply waiting starves no other
+	 * connection (send_timeout still bounds it). Counting those too dropped the
+	 * first sync Pull reply of a trainer whose earlier replies' send
+	 * completions had not yet run (ps_slots, under load). */
+	rc->send_counted = m != NULL && !parked;
+	if (rc->send_counted && !rpcs_sending_begin(s, rc->send_pipe)) {
 		/* The connection stays: its waiting replies may still go out; if they
 		 * do not within send_timeout, the send path closes it. */
 		psf_log_warn("rpc", "%s: reply dropped: the connection has %u replies waiting "
@@ -576,7 +583,8 @@ rpcs_rctx_cb(void *arg)
 		dispatch(rc, nng_aio_get_msg(rc->aio));
 		return;
 	case ST_SEND:
-		rpcs_sending_end(rc->srv, rc->send_pipe);
+		if (rc->send_counted)
+			rpcs_sending_end(rc->srv, rc->send_pipe);
 		if (rv != 0) {
 			nng_msg_free(nng_aio_get_msg(rc->aio));
 			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {

@@ -58,6 +58,7 @@ struct rctx {
 	nng_ctx ctx;
 	enum rctx_state state;
 	uint32_t send_pipe; /* ST_SEND: the connection the reply goes to */
+	bool send_counted;  /* ST_SEND: counted in that connection's replies waiting */
 	/* Guarded by park_mu: gen counts the calls dispatched on this rctx, so
 	 * the dispatching thread can tell whether its call is still the current
 	 * one once the handler returned; is_parked: the call left the slots. */
