@@ -99,8 +99,8 @@ bound_url(const char *url, nng_listener l, char *out, size_t len)
 	int port = 0;
 	const char *colon = strrchr(url, ':');
 
-	if (strncmp(url, "tcp://", 6) != 0 || nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT,
-	    &port) != 0 || colon == NULL) {
+	if (strncmp(url, "tcp://", 6) != 0 ||
+	    nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0 || colon == NULL) {
 		snprintf(out, len, "%s", url);
 		return;
 	}

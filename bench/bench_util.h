@@ -17,7 +17,7 @@
 
 #include "lib/base/err.h"
 
-#define PSF_BENCH_RAW_HDR 16 /* u64 op, u64 size */
+#define PSF_BENCH_RAW_HDR 16  /* u64 op, u64 size */
 #define PSF_BENCH_RAW_CTXS 16 /* server contexts, as many as psf_rpc_server's workers */
 
 enum { PSF_BENCH_RAW_UP = 1, PSF_BENCH_RAW_DOWN = 2 };
@@ -31,8 +31,8 @@ typedef struct psf_bench_raw_server psf_bench_raw_server;
  * is NNG_OPT_RECVMAXSZ (0 keeps NNG's default). A tcp:// URL may use port 0:
  * psf_bench_raw_server_url tells the real one. Returns PSF_OK, PSF_ENOMEM or
  * the translated NNG error (the caller reports it). */
-PSF_NODISCARD psf_err psf_bench_raw_server_open(const char *url, const uint8_t *src,
-    size_t src_len, size_t max_msg, psf_bench_raw_server **out);
+PSF_NODISCARD psf_err psf_bench_raw_server_open(const char *url, const uint8_t *src, size_t src_len,
+    size_t max_msg, psf_bench_raw_server **out);
 
 /* psf_bench_raw_server_url returns the URL clients dial: url with a tcp port 0
  * replaced by the bound port. Valid until the server is freed. */
@@ -79,8 +79,8 @@ void psf_bench_raw_client_fini(psf_bench_raw_client *c);
  * A request with down_len > 0 is a PSF_BENCH_RAW_DOWN one. Returns PSF_OK,
  * PSF_EPROTO when the reply is not PSF_BENCH_RAW_HDR + down_len bytes long, or
  * the translated NNG error. */
-PSF_NODISCARD psf_err psf_bench_raw_call(psf_bench_raw_client *c, const uint8_t *up,
-    size_t up_len, size_t down_len);
+PSF_NODISCARD psf_err psf_bench_raw_call(psf_bench_raw_client *c, const uint8_t *up, size_t up_len,
+    size_t down_len);
 
 /* psf_bench_cpu_ns returns the CPU time (user + system) of the whole process
  * so far, in nanoseconds; 0 if getrusage fails. */

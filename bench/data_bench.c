@@ -17,22 +17,22 @@
 #include <unistd.h>
 
 #include "bench/bench_util.h"
+#include "lib/base/util.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
 #include "lib/data/features.h"
-#include "lib/base/util.h"
 
 #define MAX_RUNS 9
 
 static const char *const feature_specs[] = {"lag:0", "lag:1", "lag:5", "return:1", "return:5",
-	"sma:10", "std:20", "ratio_sma:10", "ewm:10", "range", "dow", "volume:5"};
+    "sma:10", "std:20", "ratio_sma:10", "ewm:10", "range", "dow", "volume:5"};
 
 static const struct {
 	const char *name;
 	psf_feature_kind kind;
 } kinds[] = {{"lag", PSF_FEAT_LAG}, {"return", PSF_FEAT_RETURN}, {"sma", PSF_FEAT_SMA},
-	{"std", PSF_FEAT_STD}, {"ratio_sma", PSF_FEAT_RATIO_SMA}, {"ewm", PSF_FEAT_EWM},
-	{"range", PSF_FEAT_RANGE}, {"dow", PSF_FEAT_DOW}, {"volume", PSF_FEAT_VOLUME}};
+    {"std", PSF_FEAT_STD}, {"ratio_sma", PSF_FEAT_RATIO_SMA}, {"ewm", PSF_FEAT_EWM},
+    {"range", PSF_FEAT_RANGE}, {"dow", PSF_FEAT_DOW}, {"volume", PSF_FEAT_VOLUME}};
 
 static void
 feature(const char *spec, psf_feature_cfg *f)
@@ -101,7 +101,7 @@ timed_features(const psf_dataset *ds, size_t *rows)
 		feature(feature_specs[i], &f[i]);
 	t0 = psf_now_ns();
 	if (psf_features_build(ds, f, PSF_ARRAY_LEN(f), PSF_TARGET_NEXT_CLOSE, INT32_MAX - 1, err,
-	    sizeof(err), &t) != PSF_OK) {
+	        sizeof(err), &t) != PSF_OK) {
 		fprintf(stderr, "data_bench: %s\n", err);
 		return -1;
 	}

@@ -26,17 +26,17 @@
 #include <nng/nng.h>
 
 #include "bench/bench_util.h"
+#include "gateway/gateway.h"
+#include "inferer/inferer.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
 #include "lib/data/features.h"
 #include "lib/model/model.h"
-#include "lib/base/log.h"
-#include "lib/net/rpc_client.h"
-#include "lib/base/util.h"
 #include "lib/net/methods.h"
-#include "gateway/gateway.h"
-#include "inferer/inferer.h"
+#include "lib/net/rpc_client.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
@@ -55,14 +55,14 @@ typedef struct bench_case {
 } bench_case;
 
 static const bench_case cases[] = {
-	{"raw_rtt_1c", K_RAW, 1},
-	{"predict_direct_1c", K_DIRECT, 1},
-	{"predict_gw_1c", K_GW, 1},
-	{"raw_rtt_4c", K_RAW, 4},
-	{"predict_direct_4c", K_DIRECT, 4},
-	{"predict_gw_4c", K_GW, 4},
-	{"batch1000_direct", K_BATCH_DIRECT, 1},
-	{"batch1000_gw", K_BATCH_GW, 1},
+    {"raw_rtt_1c", K_RAW, 1},
+    {"predict_direct_1c", K_DIRECT, 1},
+    {"predict_gw_1c", K_GW, 1},
+    {"raw_rtt_4c", K_RAW, 4},
+    {"predict_direct_4c", K_DIRECT, 4},
+    {"predict_gw_4c", K_GW, 4},
+    {"batch1000_direct", K_BATCH_DIRECT, 1},
+    {"batch1000_gw", K_BATCH_GW, 1},
 };
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -104,8 +104,9 @@ predict_call(worker_arg *a, uint32_t i)
 	psf_rpc_client *c = a->k == K_DIRECT ? a->e->direct : a->e->gw;
 
 	req.symbol = a->e->symbols[(i * 7 + (uint32_t)a->id * 131) % N_SYMBOLS];
-	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor,
-	        NULL, (ProtobufCMessage **)&r, NULL) != PSF_OK)
+	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base,
+	        &psfleet__v1__predict_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	        NULL) != PSF_OK)
 		return -1;
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
@@ -119,8 +120,8 @@ batch_call(worker_arg *a)
 	int ok;
 
 	if (psf_rpc_client_call(c, PSF_M_PREDICT_BATCH, &a->e->batch.base,
-	        &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL) !=
-	    PSF_OK)
+	        &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	        NULL) != PSF_OK)
 		return -1;
 	ok = r->n_results == N_SYMBOLS && r->results[N_SYMBOLS - 1]->status == 0;
 	protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -134,8 +135,9 @@ worker_main(void *arg)
 
 	for (uint32_t i = 0; i < a->calls && !a->failed; i++) {
 		uint64_t t0 = psf_now_ns();
-		int rc = a->k == K_RAW ? raw_call(a)
-		         : (a->k == K_DIRECT || a->k == K_GW) ? predict_call(a, i) : batch_call(a);
+		int rc = a->k == K_RAW                   ? raw_call(a)
+		    : (a->k == K_DIRECT || a->k == K_GW) ? predict_call(a, i)
+		                                         : batch_call(a);
 		a->lat_us[i] = (double)(psf_now_ns() - t0) / 1e3;
 		a->failed = rc != 0;
 	}
@@ -153,7 +155,8 @@ run_case(env *e, const bench_case *bc, uint32_t calls, double *lat, size_t *n_la
 	uint64_t t0;
 
 	for (int t = 0; t < bc->threads; t++) {
-		a[t] = (worker_arg){e, bc->k, t, per, lat + *n_lat + (size_t)t * per, 0, {.aio = NULL}};
+		a[t] = (worker_arg){e, bc->k, t, per, lat + *n_lat + (size_t)t * per, 0,
+		    {.aio = NULL}};
 		if (bc->k == K_RAW &&
 		    psf_bench_raw_client_init(&a[t].raw, e->raw_sock, true, 10000) != PSF_OK) {
 			fprintf(stderr, "predict_bench: raw client setup failed\n");
@@ -229,7 +232,8 @@ share_stats(const psf_config *cfg, const char *ps_url)
 		goto out;
 	psf_features_stats(t, stats);
 	if (psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed, &m) !=
-	        PSF_OK || psf_ps_client_open(cfg, m, "trainer-0", &wo, &w) != PSF_OK ||
+	        PSF_OK ||
+	    psf_ps_client_open(cfg, m, "trainer-0", &wo, &w) != PSF_OK ||
 	    psf_ps_client_reduce(w, PSF_REDUCE_FEATURE_STATS, 1, stats, n) != PSF_OK)
 		goto out;
 	rc = 0;
@@ -273,7 +277,8 @@ fleet_start(fleet *f)
 	    "inference: {refresh_ms: 1000, history_days: 32, shards: 1}\n"
 	    "gateway_options: {route: symbol, health_interval_ms: 200}\n",
 	    f->dir, path);
-	if (psf_config_parse("bench.yaml", text, strlen(text), err, sizeof(err), &f->cfg) != PSF_OK) {
+	if (psf_config_parse("bench.yaml", text, strlen(text), err, sizeof(err), &f->cfg) !=
+	    PSF_OK) {
 		fprintf(stderr, "predict_bench: config: %s\n", err);
 		return -1;
 	}
@@ -285,13 +290,15 @@ fleet_start(fleet *f)
 	{
 		psf_inferer_opts io = {&ps_url, "tcp://127.0.0.1:0", "", 0};
 		if (psf_inferer_new(f->cfg, psf_config_role_node(f->cfg, PSF_ROLE_INFERER, 0), &io,
-		        &f->inf) != PSF_OK || psf_inferer_refresh(f->inf, &v) != PSF_OK)
+		        &f->inf) != PSF_OK ||
+		    psf_inferer_refresh(f->inf, &v) != PSF_OK)
 			return -1;
 	}
 	inf_url = psf_inferer_url(f->inf);
 	{
 		psf_gateway_opts go = {&inf_url, "tcp://127.0.0.1:0", "", 0};
-		if (psf_gateway_new(f->cfg, &f->cfg->nodes[f->cfg->n_nodes - 1], &go, &f->gw) != PSF_OK)
+		if (psf_gateway_new(f->cfg, &f->cfg->nodes[f->cfg->n_nodes - 1], &go, &f->gw) !=
+		    PSF_OK)
 			return -1;
 	}
 	for (int i = 0; i < 500 && psf_gateway_healthy(f->gw) == 0; i++)
@@ -317,7 +324,8 @@ main(int argc, char **argv)
 {
 	int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
 	/* --only NAME runs one case (for profiling); ratios need the raw cases. */
-	const char *only = argc > 2 && strcmp(argv[argc - 2], "--only") == 0 ? argv[argc - 1] : NULL;
+	const char *only =
+	    argc > 2 && strcmp(argv[argc - 2], "--only") == 0 ? argv[argc - 1] : NULL;
 	int reps = quick ? 3 : 9;
 	uint32_t calls = quick ? 400 : 4000, batch_calls = quick ? 20 : 200;
 	static double rate[N_CASES][MAX_REPS];
@@ -365,7 +373,8 @@ main(int argc, char **argv)
 				rate[c][r] = 1;
 				continue;
 			}
-			rate[c][r] = run_case(&e, &cases[c], batch ? batch_calls : calls, lat[c], &n_lat[c]);
+			rate[c][r] =
+			    run_case(&e, &cases[c], batch ? batch_calls : calls, lat[c], &n_lat[c]);
 		}
 
 	for (size_t c = 0; c < N_CASES; c++) {
@@ -373,7 +382,9 @@ main(int argc, char **argv)
 		bool batch = cases[c].k == K_BATCH_DIRECT || cases[c].k == K_BATCH_GW;
 		memcpy(med, rate[c], sizeof(double) * (size_t)reps);
 		printf("%s %.1f %s\n", cases[c].name, pct(med, (size_t)reps, 0.5),
-		    batch ? "batches/s" : cases[c].k == K_RAW ? "rt/s" : "calls/s");
+		    batch                     ? "batches/s"
+		        : cases[c].k == K_RAW ? "rt/s"
+		                              : "calls/s");
 		printf("%s_p50 %.1f us\n", cases[c].name, pct(lat[c], n_lat[c], 0.5));
 		printf("%s_p99 %.1f us\n", cases[c].name, pct(lat[c], n_lat[c], 0.99));
 	}

@@ -32,16 +32,16 @@
 #include <nng/nng.h>
 
 #include "bench/bench_util.h"
-#include "lib/config/config.h"
 #include "lib/base/log.h"
+#include "lib/base/util.h"
+#include "lib/config/config.h"
 #include "lib/model/model.h"
 #include "lib/net/rpc.h"
-#include "lib/base/util.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
 #define MIB ((size_t)1 << 20)
-#define N_FEATURES 62      /* lag:0 .. lag:61; hidden sizes are capped at 65536 */
+#define N_FEATURES 62 /* lag:0 .. lag:61; hidden sizes are capped at 65536 */
 #define MAX_CLIENTS 4
 #define MAX_REPS 15
 #define MAX_INST 32
@@ -65,8 +65,8 @@ typedef struct size_case {
 } size_case;
 
 static const size_case sizes[] = {
-	{"1mib", 4096},    /* 4096 * 64 + 1 floats = 1 MiB + 4 bytes */
-	{"16mib", 65536},  /* 16 MiB + 4 bytes */
+    {"1mib", 4096},   /* 4096 * 64 + 1 floats = 1 MiB + 4 bytes */
+    {"16mib", 65536}, /* 16 MiB + 4 bytes */
 };
 #define N_SIZES PSF_ARRAY_LEN(sizes)
 
@@ -83,9 +83,14 @@ typedef struct item {
 } item;
 
 static const item items[] = {
-	{OP_RAW_UP, -1}, {OP_RAW_DOWN, -1},
-	{OP_PUSH, 0}, {OP_PUSH, 1}, {OP_PUSH, 2},
-	{OP_PULL, 0}, {OP_PULL, 1}, {OP_PULL, 2},
+    {OP_RAW_UP, -1},
+    {OP_RAW_DOWN, -1},
+    {OP_PUSH, 0},
+    {OP_PUSH, 1},
+    {OP_PUSH, 2},
+    {OP_PULL, 0},
+    {OP_PULL, 1},
+    {OP_PULL, 2},
 };
 #define N_ITEMS PSF_ARRAY_LEN(items)
 #define IT_RAW_UP 0
@@ -140,7 +145,8 @@ cfg_text(char *buf, size_t len, const char *dir, const char *url, uint32_t hidde
 
 	n += (size_t)snprintf(buf + n, len - n,
 	    "name: psbench\nseed: 3\nrun_dir: %s\nlog_level: warn\nnodes:\n"
-	    "  ps:\n    - {id: ps0, listen: \"%s\"}\n  trainers:\n", dir, url);
+	    "  ps:\n    - {id: ps0, listen: \"%s\"}\n  trainers:\n",
+	    dir, url);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		n += (size_t)snprintf(buf + n, len - n, "    - {id: trainer-%d}\n", i);
 	n += (size_t)snprintf(buf + n, len - n, "data: {path: %s/none.csv}\nfeatures: [", dir);
@@ -198,7 +204,8 @@ inst_open(const char *base, int tr, int size, int dur, uint32_t chunk, ps_inst *
 	err = PSF_ENOMEM;
 	if (pi->keys == NULL || lens == NULL || buf == NULL)
 		goto out;
-	if ((err = psf_model_dense_keys(pi->model, pi->keys, lens, pi->n_keys, &pi->n_keys)) != PSF_OK ||
+	if ((err = psf_model_dense_keys(pi->model, pi->keys, lens, pi->n_keys, &pi->n_keys)) !=
+	        PSF_OK ||
 	    (err = psf_params_new(pi->model, &pi->grads)) != PSF_OK)
 		goto out;
 	for (uint32_t j = 0; j < chunk; j++)
@@ -272,7 +279,8 @@ one_ps_call(runner *r, psf_ps_client *w, int64_t *clock, psf_params *dst)
 	ps_inst *pi = r->pi;
 
 	if (r->op == OP_PUSH)
-		return psf_ps_client_push(w, (*clock)++, pi->grads, pi->keys, pi->n_keys, 1, 0.0, NULL);
+		return psf_ps_client_push(w, (*clock)++, pi->grads, pi->keys, pi->n_keys, 1, 0.0,
+		    NULL);
 	return psf_ps_client_pull(w, *clock, pi->keys, pi->n_keys, dst, NULL);
 }
 
@@ -419,7 +427,8 @@ item_name(char *buf, size_t len, const char *tr, const item *it, const char *siz
 	if (it->dur < 0)
 		snprintf(buf, len, "%s_%s_%s_%dc", tr, op_names[it->op], size, nc);
 	else
-		snprintf(buf, len, "%s_%s_%s_%s_%dc", tr, op_names[it->op], dur_names[it->dur], size, nc);
+		snprintf(buf, len, "%s_%s_%s_%s_%dc", tr, op_names[it->op], dur_names[it->dur],
+		    size, nc);
 }
 
 static psf_err
@@ -435,7 +444,8 @@ run_group(bench *b, int rep, int tr, int size, int nci, uint32_t chunk, sample (
 			continue;
 		err = measure(b, tr, size, client_counts[nci], it, chunk, &res[ii][rep]);
 		if (err != PSF_OK) {
-			item_name(name, sizeof(name), tr_names[tr], it, sizes[size].name, client_counts[nci]);
+			item_name(name, sizeof(name), tr_names[tr], it, sizes[size].name,
+			    client_counts[nci]);
 			fprintf(stderr, "ps_bench: %s: %s\n", name, psf_strerror(err));
 			return err;
 		}
@@ -498,8 +508,8 @@ print_results(bench *b)
 					const sample *s = b->main[tr][sz][nci][ii];
 					if (!item_selected(o, &items[ii]))
 						continue;
-					item_name(name, sizeof(name), tr_names[tr], &items[ii], sizes[sz].name,
-					    client_counts[nci]);
+					item_name(name, sizeof(name), tr_names[tr], &items[ii],
+					    sizes[sz].name, client_counts[nci]);
 					printf("%s %.1f MB/s\n", name, median_mbs(s, o->reps));
 					printf("%s_cpu %.3f ms/MB\n", name, median_cpu(s, o->reps));
 				}
@@ -509,8 +519,9 @@ print_results(bench *b)
 			for (size_t ii = 0; ii < N_ITEMS; ii++) {
 				if (items[ii].dur != 1 || !item_selected(o, &items[ii]))
 					continue;
-				printf("ipc_%s_interval_16mib_1c_chunk%u %.1f MB/s\n", op_names[items[ii].op],
-				    chunk_sweep[c], median_mbs(b->sweep[c][ii], o->reps));
+				printf("ipc_%s_interval_16mib_1c_chunk%u %.1f MB/s\n",
+				    op_names[items[ii].op], chunk_sweep[c],
+				    median_mbs(b->sweep[c][ii], o->reps));
 			}
 	}
 	fflush(stdout);
@@ -532,13 +543,16 @@ print_ratios(bench *b)
 					continue;
 				for (int d = 0; d < N_DUR; d++)
 					if (o->only_dur < 0 || o->only_dur == d)
-						printf("ratio_push_%s_vs_raw_%s_%s_%dc %.3f\n", dur_names[d],
-						    tr_names[tr], sizes[sz].name, client_counts[nci],
-						    median_ratio(g[IT_PUSH(d)], g[IT_RAW_UP], o->reps));
+						printf("ratio_push_%s_vs_raw_%s_%s_%dc %.3f\n",
+						    dur_names[d], tr_names[tr], sizes[sz].name,
+						    client_counts[nci],
+						    median_ratio(g[IT_PUSH(d)], g[IT_RAW_UP],
+						        o->reps));
 				if (o->only_dur >= 0 && o->only_dur != 1)
 					continue; /* pull ratios and the reference use the interval store */
-				printf("ratio_pull_vs_raw_%s_%s_%dc %.3f\n", tr_names[tr], sizes[sz].name,
-				    client_counts[nci], median_ratio(g[IT_PULL(1)], g[IT_RAW_DOWN], o->reps));
+				printf("ratio_pull_vs_raw_%s_%s_%dc %.3f\n", tr_names[tr],
+				    sizes[sz].name, client_counts[nci],
+				    median_ratio(g[IT_PULL(1)], g[IT_RAW_DOWN], o->reps));
 				if (sz == 0) {
 					double push = median_mbs(g[IT_PUSH(1)], o->reps);
 					double pull = median_mbs(g[IT_PULL(1)], o->reps);
@@ -578,7 +592,8 @@ run(bench *b)
 			for (size_t ii = 0; ii < N_ITEMS; ii++) {
 				if (items[ii].dur != 1 || !item_selected(o, &items[ii]))
 					continue;
-				err = measure(b, 0, 1, 1, &items[ii], chunk_sweep[c], &b->sweep[c][ii][rep]);
+				err = measure(b, 0, 1, 1, &items[ii], chunk_sweep[c],
+				    &b->sweep[c][ii][rep]);
 				if (err != PSF_OK)
 					return err;
 			}
@@ -634,7 +649,9 @@ parse_opts(int argc, char **argv, opts *o)
 		else if (strcmp(a, "--transport") == 0)
 			o->only_tr = find_name(v, tr_names, N_TR);
 		else if (strcmp(a, "--size") == 0)
-			o->only_size = strcmp(v, "1mib") == 0 ? 0 : strcmp(v, "16mib") == 0 ? 1 : -2;
+			o->only_size = strcmp(v, "1mib") == 0 ? 0
+			    : strcmp(v, "16mib") == 0         ? 1
+			                                      : -2;
 		else if (strcmp(a, "--clients") == 0)
 			o->only_nc = atoi(v);
 		else if (strcmp(a, "--op") == 0)
@@ -684,7 +701,8 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < b.src_len; i++)
 		b.src[i] = (uint8_t)(i * 131u + 7u);
 	snprintf(url, sizeof(url), "ipc://%s/raw.ipc", b.dir);
-	if ((err = psf_bench_raw_server_open(url, b.src, b.src_len, RAW_MAX_MSG, &b.raw[0])) != PSF_OK ||
+	if ((err = psf_bench_raw_server_open(url, b.src, b.src_len, RAW_MAX_MSG, &b.raw[0])) !=
+	        PSF_OK ||
 	    (err = psf_bench_raw_server_open("tcp://127.0.0.1:0", b.src, b.src_len, RAW_MAX_MSG,
 	         &b.raw[1])) != PSF_OK) {
 		fprintf(stderr, "ps_bench: raw server: %s\n", psf_strerror(err));

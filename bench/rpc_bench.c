@@ -25,13 +25,13 @@
 #include <nng/nng.h>
 
 #include "bench/bench_util.h"
+#include "bench/rpc_bench_svc.h"
 #include "lib/base/log.h"
+#include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
-#include "lib/base/util.h"
 #include "lib/net/wire.h"
-#include "lib/net/methods.h"
-#include "bench/rpc_bench_svc.h"
 
 #define SERVER_CTXS 16
 #define MAX_THREADS 4
@@ -60,12 +60,12 @@ typedef struct bench_case {
 } bench_case;
 
 static const bench_case cases[] = {
-	{"rtt_1c", OP_RTT, 1, 0, 4000, 500, 2},
-	{"rtt_4c", OP_RTT, 4, 0, 4000, 500, 2},
-	{"up_1mib", OP_UP, 1, MIB, 300, 20, 3},
-	{"up_16mib", OP_UP, 1, BIG, 24, 4, 3},
-	{"down_1mib", OP_DOWN, 1, MIB, 300, 20, 3},
-	{"down_16mib", OP_DOWN, 1, BIG, 24, 4, 3},
+    {"rtt_1c", OP_RTT, 1, 0, 4000, 500, 2},
+    {"rtt_4c", OP_RTT, 4, 0, 4000, 500, 2},
+    {"up_1mib", OP_UP, 1, MIB, 300, 20, 3},
+    {"up_16mib", OP_UP, 1, BIG, 24, 4, 3},
+    {"down_1mib", OP_DOWN, 1, MIB, 300, 20, 3},
+    {"down_16mib", OP_DOWN, 1, BIG, 24, 4, 3},
 };
 #define N_CASES PSF_ARRAY_LEN(cases)
 
@@ -91,7 +91,7 @@ typedef struct bench_env {
 	psf_rpc_client *zc_c;
 	Psfleet__V1__Admin_Service admin;
 	Psfleet__V1__ParameterServer_Service ps;
-	const uint8_t *buf; /* BIG bytes: upload values, download source */
+	const uint8_t *buf;   /* BIG bytes: upload values, download source */
 	uint8_t *push_ser[2]; /* serialized PushRequest with MIB / BIG values */
 	size_t push_len[2];
 } bench_env;
@@ -197,7 +197,8 @@ env_open(const char *tr, const char *dir, const uint8_t *buf, bench_env **out)
 	    (err = rpc_server_open(e, url[2], 1, bound[2], sizeof(bound[2]), &e->zc)) != PSF_OK ||
 	    (err = psf_rpc_client_open(bound[1], NULL, &e->rpc_c)) != PSF_OK ||
 	    (err = psf_rpc_client_open(bound[2], NULL, &e->zc_c)) != PSF_OK ||
-	    (err = psf_bench_raw_dial(psf_bench_raw_server_url(e->raw), &dial, &e->raw_sock)) != PSF_OK)
+	    (err = psf_bench_raw_dial(psf_bench_raw_server_url(e->raw), &dial, &e->raw_sock)) !=
+	        PSF_OK)
 		goto out;
 	*out = e;
 	e = NULL;
@@ -340,12 +341,10 @@ one_call(client *c, impl im, const bench_case *bc)
 		return psf_bench_raw_call(&c->raw, c->e->buf, bc->op == OP_UP ? bc->bytes : 0,
 		    bc->op == OP_DOWN ? bc->bytes : 0);
 	switch (bc->op) {
-	case OP_RTT:
-		return rpc_health(c);
+	case OP_RTT: return rpc_health(c);
 	case OP_UP:
 		return im == IM_RPC ? rpc_push_zc(c, bc->bytes) : rpc_push_generic(c, bc->bytes);
-	default:
-		return rpc_pull(c, bc->bytes, im == IM_GEN);
+	default: return rpc_pull(c, bc->bytes, im == IM_GEN);
 	}
 }
 
@@ -407,7 +406,8 @@ measure(bench_env *e, const bench_case *bc, impl im, uint32_t calls, sample *out
 		return PSF_ENOMEM;
 	pthread_barrier_init(&bar, NULL, (unsigned)n + 1);
 	for (int i = 0; i < n; i++) {
-		r[i] = (runner){e, bc, im, n > 1, per, per / 20 + 2, lat + (size_t)i * per, &bar, PSF_OK};
+		r[i] = (runner){e, bc, im, n > 1, per, per / 20 + 2, lat + (size_t)i * per, &bar,
+		    PSF_OK};
 		if (pthread_create(&th[i], NULL, runner_main, &r[i]) != 0) {
 			fprintf(stderr, "rpc_bench: pthread_create failed\n");
 			exit(1); /* the barrier would never open */
@@ -476,8 +476,8 @@ run_transport(bench_env *e, const opts *o, results *res)
 					continue;
 				err = measure(e, bc, im, calls, &res->s[ci][im][rep]);
 				if (err != PSF_OK) {
-					fprintf(stderr, "rpc_bench: %s %s %s: %s\n", e->tr, impl_names[im],
-					    bc->name, psf_strerror(err));
+					fprintf(stderr, "rpc_bench: %s %s %s: %s\n", e->tr,
+					    impl_names[im], bc->name, psf_strerror(err));
 					return err;
 				}
 			}
@@ -502,17 +502,20 @@ print_results(const char *tr, const opts *o, results *res)
 				continue;
 			for (int r = 0; r < o->reps; r++)
 				v[r] = s[r].rate;
-			printf("%s_%s_%s %.1f %s\n", tr, impl_names[im], bc->name, psf_bench_median(v, n),
-			    bc->op == OP_RTT ? "rt/s" : "MB/s");
+			printf("%s_%s_%s %.1f %s\n", tr, impl_names[im], bc->name,
+			    psf_bench_median(v, n), bc->op == OP_RTT ? "rt/s" : "MB/s");
 			for (int r = 0; r < o->reps; r++)
 				v[r] = s[r].p50_us;
-			printf("%s_%s_%s_p50 %.1f us\n", tr, impl_names[im], bc->name, psf_bench_median(v, n));
+			printf("%s_%s_%s_p50 %.1f us\n", tr, impl_names[im], bc->name,
+			    psf_bench_median(v, n));
 			for (int r = 0; r < o->reps; r++)
 				v[r] = s[r].p99_us;
-			printf("%s_%s_%s_p99 %.1f us\n", tr, impl_names[im], bc->name, psf_bench_median(v, n));
+			printf("%s_%s_%s_p99 %.1f us\n", tr, impl_names[im], bc->name,
+			    psf_bench_median(v, n));
 			for (int r = 0; r < o->reps; r++)
 				v[r] = s[r].cpu_us;
-			printf("%s_%s_%s_cpu %.1f us\n", tr, impl_names[im], bc->name, psf_bench_median(v, n));
+			printf("%s_%s_%s_cpu %.1f us\n", tr, impl_names[im], bc->name,
+			    psf_bench_median(v, n));
 		}
 	}
 	fflush(stdout);
@@ -527,18 +530,18 @@ static const struct {
 	impl im;
 	int cpu;
 } ratios[] = {
-	{"rpc_rtt_vs_raw", "rtt_1c", IM_RPC, 0},
-	{"rpc_rtt_4c_vs_raw", "rtt_4c", IM_RPC, 0},
-	{"rpc_1mib_vs_raw", "up_1mib", IM_RPC, 0},
-	{"rpc_16mib_vs_raw", "up_16mib", IM_RPC, 0},
-	{"rpc_generic_1mib_vs_raw", "up_1mib", IM_GEN, 0},
-	{"rpc_generic_16mib_vs_raw", "up_16mib", IM_GEN, 0},
-	{"rpc_down_1mib_vs_raw", "down_1mib", IM_RPC, 0},
-	{"rpc_down_16mib_vs_raw", "down_16mib", IM_RPC, 0},
-	{"rpc_generic_down_16mib_vs_raw", "down_16mib", IM_GEN, 0},
-	{"rpc_rtt_cpu_vs_raw", "rtt_1c", IM_RPC, 1},
-	{"rpc_16mib_cpu_vs_raw", "up_16mib", IM_RPC, 1},
-	{"rpc_generic_16mib_cpu_vs_raw", "up_16mib", IM_GEN, 1},
+    {"rpc_rtt_vs_raw", "rtt_1c", IM_RPC, 0},
+    {"rpc_rtt_4c_vs_raw", "rtt_4c", IM_RPC, 0},
+    {"rpc_1mib_vs_raw", "up_1mib", IM_RPC, 0},
+    {"rpc_16mib_vs_raw", "up_16mib", IM_RPC, 0},
+    {"rpc_generic_1mib_vs_raw", "up_1mib", IM_GEN, 0},
+    {"rpc_generic_16mib_vs_raw", "up_16mib", IM_GEN, 0},
+    {"rpc_down_1mib_vs_raw", "down_1mib", IM_RPC, 0},
+    {"rpc_down_16mib_vs_raw", "down_16mib", IM_RPC, 0},
+    {"rpc_generic_down_16mib_vs_raw", "down_16mib", IM_GEN, 0},
+    {"rpc_rtt_cpu_vs_raw", "rtt_1c", IM_RPC, 1},
+    {"rpc_16mib_cpu_vs_raw", "up_16mib", IM_RPC, 1},
+    {"rpc_generic_16mib_cpu_vs_raw", "up_16mib", IM_GEN, 1},
 };
 
 static void
@@ -553,19 +556,22 @@ print_ratios(const char *tr, const opts *o, results *res)
 		if (!case_selected(o, &cases[ci]) || o->only_impl >= 0)
 			continue;
 		for (int r = 0; r < o->reps; r++) {
-			const sample *raw = &res->s[ci][IM_RAW][r], *x = &res->s[ci][ratios[i].im][r];
+			const sample *raw = &res->s[ci][IM_RAW][r],
+			             *x = &res->s[ci][ratios[i].im][r];
 			v[r] = ratios[i].cpu ? raw->cpu_us / x->cpu_us : x->rate / raw->rate;
 		}
-		printf("ratio_%s_%s %.3f\n", ratios[i].name, tr, psf_bench_median(v, (size_t)o->reps));
+		printf("ratio_%s_%s %.3f\n", ratios[i].name, tr,
+		    psf_bench_median(v, (size_t)o->reps));
 	}
 }
 
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: rpc_bench [--quick] [--reps N] [--transport ipc|tcp]\n"
-	                "                 [--case NAME] [--impl raw|rpc|rpc_generic]\n"
-	                "--case/--impl run one measurement only (for profiling; no ratios).\n");
+	fprintf(stderr,
+	    "usage: rpc_bench [--quick] [--reps N] [--transport ipc|tcp]\n"
+	    "                 [--case NAME] [--impl raw|rpc|rpc_generic]\n"
+	    "--case/--impl run one measurement only (for profiling; no ratios).\n");
 	return -1;
 }
 

@@ -2,8 +2,8 @@
  * Admin and ParameterServer handlers that answer at once, and the zero-copy Push. */
 #include <stddef.h>
 
-#include "lib/net/wire.h"
 #include "bench/rpc_bench_svc.h"
+#include "lib/net/wire.h"
 
 static void
 unimplemented(void *call)
@@ -87,8 +87,8 @@ bench_ps_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Clo
 }
 
 static void
-bench_ps_snapshot(Psfleet__V1__ParameterServer_Service *svc,
-    const Psfleet__V1__SnapshotRequest *in, Psfleet__V1__SnapshotReply_Closure done, void *call)
+bench_ps_snapshot(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__SnapshotRequest *in,
+    Psfleet__V1__SnapshotReply_Closure done, void *call)
 {
 	unimplemented(call);
 	done(NULL, call);
@@ -155,8 +155,10 @@ rpc_bench_services_init(Psfleet__V1__Admin_Service *admin, Psfleet__V1__Paramete
 
 	*admin = a;
 	*ps = p;
-	f_seq = protobuf_c_message_descriptor_get_field_by_name(&psfleet__v1__push_request__descriptor,
-	    "seq")->id;
+	f_seq = protobuf_c_message_descriptor_get_field_by_name(
+	    &psfleet__v1__push_request__descriptor, "seq")
+	            ->id;
 	f_values = protobuf_c_message_descriptor_get_field_by_name(
-	    &psfleet__v1__push_request__descriptor, "values")->id;
+	    &psfleet__v1__push_request__descriptor, "values")
+	               ->id;
 }

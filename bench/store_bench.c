@@ -141,9 +141,9 @@ main(int argc, char **argv)
 		const char *name;
 		psf_durability mode;
 	} modes[] = {
-		{"store_interval", PSF_DUR_INTERVAL},
-		{"store_every_commit", PSF_DUR_EVERY_COMMIT},
-		{"store_none", PSF_DUR_NONE},
+	    {"store_interval", PSF_DUR_INTERVAL},
+	    {"store_every_commit", PSF_DUR_EVERY_COMMIT},
+	    {"store_none", PSF_DUR_NONE},
 	};
 	double rates[PSF_ARRAY_LEN(modes)], runs[16], base;
 	unsigned char *src = malloc(VALUE_BYTES), *dst = malloc(N_VALUES * VALUE_BYTES);
@@ -154,8 +154,7 @@ main(int argc, char **argv)
 	psf_log_setup(PSF_LOG_WARN, "store_bench");
 	if (src == NULL || dst == NULL || parse_args(argc, argv, &b) != 0)
 		goto out;
-	if ((size_t)snprintf(top, sizeof(top), "%s/psf_store_bench.XXXXXX", b.dir) >=
-		sizeof(top) ||
+	if ((size_t)snprintf(top, sizeof(top), "%s/psf_store_bench.XXXXXX", b.dir) >= sizeof(top) ||
 	    mkdtemp(top) == NULL) {
 		perror("store_bench: mkdtemp");
 		goto out;

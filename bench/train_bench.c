@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "bench/bench_util.h"
-#include "lib/model/model.h"
 #include "lib/base/util.h"
+#include "lib/model/model.h"
 
 #define MAX_LAYERS 9
 #define BATCH 256
@@ -188,22 +188,22 @@ blas_step(bench_run *r)
 		int in = r->layers[l].in, out = r->layers[l].out;
 
 		if (out == 1)
-			cblas_sgemv(CblasRowMajor, CblasNoTrans, n, in, 1.0f, r->A[l], in, r->W[l], 1,
-			    0.0f, r->A[l + 1], 1);
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, n, in, 1.0f, r->A[l], in, r->W[l],
+			    1, 0.0f, r->A[l + 1], 1);
 		else
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, r->A[l],
-			    in, r->W[l], in, 0.0f, r->A[l + 1], out);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f,
+			    r->A[l], in, r->W[l], in, 0.0f, r->A[l + 1], out);
 	}
 	for (size_t l = r->n_layers; l-- > 0;) {
 		int in = r->layers[l].in, out = r->layers[l].out;
 		const float *dH = l + 1 < r->n_layers ? r->dA : r->A[l + 1];
 
 		if (out == 1)
-			cblas_sgemv(CblasRowMajor, CblasTrans, n, in, 1.0f, r->A[l], in, dH, 1, 0.0f,
-			    r->dW[l], 1);
+			cblas_sgemv(CblasRowMajor, CblasTrans, n, in, 1.0f, r->A[l], in, dH, 1,
+			    0.0f, r->dW[l], 1);
 		else
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dH, out,
-			    r->A[l], in, 0.0f, r->dW[l], in);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dH,
+			    out, r->A[l], in, 0.0f, r->dW[l], in);
 		if (l == 0)
 			break;
 		if (out == 1)
@@ -267,8 +267,8 @@ bench_square_sgemm(size_t dim, size_t reps, double min_s)
 		size_t iters = 0;
 
 		do {
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b,
-			    n, 0.0f, c, n);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n,
+			    b, n, 0.0f, c, n);
 			iters++;
 		} while ((double)(psf_now_ns() - t0) < min_s * 1e9);
 		t[i] = (double)(psf_now_ns() - t0) / 1e9 / (double)iters;
@@ -283,10 +283,10 @@ int
 main(int argc, char **argv)
 {
 	static const bench_model models[] = {
-		{"linear_d16_b256", PSF_MODEL_LINEAR, 0, {0}, 0, 0},
-		{"mlp_h64_d16_b256", PSF_MODEL_MLP, 1, {64}, 0, 0},
-		{"mlp_h64_emb8_symbias_d16_b256", PSF_MODEL_MLP, 1, {64}, 8, 1},
-		{"mlp_h256x256_d16_b256", PSF_MODEL_MLP, 2, {256, 256}, 0, 0},
+	    {"linear_d16_b256", PSF_MODEL_LINEAR, 0, {0}, 0, 0},
+	    {"mlp_h64_d16_b256", PSF_MODEL_MLP, 1, {64}, 0, 0},
+	    {"mlp_h64_emb8_symbias_d16_b256", PSF_MODEL_MLP, 1, {64}, 8, 1},
+	    {"mlp_h256x256_d16_b256", PSF_MODEL_MLP, 2, {256, 256}, 0, 0},
 	};
 	double ratio[PSF_ARRAY_LEN(models)];
 	bool quick = false;

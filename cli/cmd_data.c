@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "lib/base/util.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
-#include "lib/base/util.h"
 
 static const char gen_help[] =
     "usage: psfleet data gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew]\n"
@@ -62,8 +62,9 @@ parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *ou
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0 || v < lo || v > hi) {
-		fprintf(stderr, "psfleet data gen: %s needs a whole number in %llu..%llu, got '%s'\n",
-		    opt, (unsigned long long)lo, (unsigned long long)hi, s);
+		fprintf(stderr,
+		    "psfleet data gen: %s needs a whole number in %llu..%llu, got '%s'\n", opt,
+		    (unsigned long long)lo, (unsigned long long)hi, s);
 		return -1;
 	}
 	*out = v;
@@ -105,7 +106,8 @@ gen_args(int argc, char **argv, psf_datagen_cfg *cfg, const char **out, bool *fo
 			continue;
 		}
 		if (val == NULL || a[0] != '-') {
-			fprintf(stderr, "psfleet data gen: unexpected or incomplete '%s' (see --help)\n", a);
+			fprintf(stderr,
+			    "psfleet data gen: unexpected or incomplete '%s' (see --help)\n", a);
 			return -1;
 		}
 		i++;
@@ -151,7 +153,8 @@ cmd_gen(int argc, char **argv)
 	if (gen_args(argc, argv, &cfg, &out, &force) != 0)
 		return 2;
 	if (!force && lstat(out, &st) == 0) {
-		fprintf(stderr, "psfleet data gen: %s already exists; use --force to replace it\n", out);
+		fprintf(stderr, "psfleet data gen: %s already exists; use --force to replace it\n",
+		    out);
 		return 1;
 	}
 	if (psf_datagen_write(&cfg, out, err, sizeof(err)) != PSF_OK) {
@@ -159,8 +162,8 @@ cmd_gen(int argc, char **argv)
 		return 1;
 	}
 	printf("wrote %s: %u symbol%s, %u business days to %s%s, seed %llu\n", out, cfg.symbols,
-	    psf_plural(cfg.symbols), cfg.days, PSF_DATAGEN_END_DATE, cfg.skew ? ", skewed history" : "",
-	    (unsigned long long)cfg.seed);
+	    psf_plural(cfg.symbols), cfg.days, PSF_DATAGEN_END_DATE,
+	    cfg.skew ? ", skewed history" : "", (unsigned long long)cfg.seed);
 	return 0;
 }
 
@@ -191,13 +194,15 @@ path_args_parse(const char *cmd, int argc, char **argv, int allow_out, path_args
 		} else if (!allow_out && strcmp(a, "--test-fraction") == 0 && val != NULL) {
 			pa->test_fraction = strtod(argv[++i], &end);
 			if (*end != '\0' || !(pa->test_fraction > 0 && pa->test_fraction < 1)) {
-				fprintf(stderr, "psfleet data %s: --test-fraction is in (0, 1), got '%s'\n",
+				fprintf(stderr,
+				    "psfleet data %s: --test-fraction is in (0, 1), got '%s'\n",
 				    cmd, val);
 				return -1;
 			}
 		} else {
-			fprintf(stderr, "psfleet data %s: unexpected or incomplete '%s' (see --help)\n",
-			    cmd, a);
+			fprintf(stderr,
+			    "psfleet data %s: unexpected or incomplete '%s' (see --help)\n", cmd,
+			    a);
 			return -1;
 		}
 	}
@@ -235,8 +240,8 @@ summary(const char *cmd, const char *path, psf_bad_rows bad_rows, double fractio
 	if (fraction > 0) {
 		if (psf_data_cutoff_date(dates, n, fraction, &cut) == PSF_OK) {
 			psf_date_format(cut, a);
-			printf("cutoff %s (test_fraction %g): rows dated >= cutoff are test rows\n", a,
-			    fraction);
+			printf("cutoff %s (test_fraction %g): rows dated >= cutoff are test rows\n",
+			    a, fraction);
 		} else {
 			printf("cutoff: none (fewer than 2 dates)\n");
 		}
@@ -292,8 +297,10 @@ psf_cmd_data(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 2)
-		fprintf(stderr, "psfleet data: a command is required: gen, partition or scan (see --help)\n");
+		fprintf(stderr,
+		    "psfleet data: a command is required: gen, partition or scan (see --help)\n");
 	else
-		fprintf(stderr, "psfleet data: unknown command '%s' (gen, partition or scan)\n", argv[1]);
+		fprintf(stderr, "psfleet data: unknown command '%s' (gen, partition or scan)\n",
+		    argv[1]);
 	return 2;
 }

@@ -5,11 +5,11 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "lib/config/config.h"
-#include "lib/base/log.h"
-#include "lib/base/util.h"
 #include "gateway/gateway.h"
 #include "inferer/inferer.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
+#include "lib/config/config.h"
 #include "ps/ps.h"
 #include "trainer/trainer.h"
 
@@ -48,14 +48,11 @@ static int
 exit_code(psf_err err)
 {
 	switch (err) {
-	case PSF_OK:
-		return 0;
+	case PSF_OK: return 0;
 	case PSF_ECONFIG: /* the config, or a store that does not fit it */
 	case PSF_EINVAL:  /* bad data, or gradients the ps refuses (a diverged model) */
-	case PSF_ELOCKED: /* a ps whose data_dir another running ps holds */
-		return 2;
-	default:
-		return 1;
+	case PSF_ELOCKED: /* a ps whose data_dir another running ps holds */ return 2;
+	default: return 1;
 	}
 }
 
@@ -87,7 +84,8 @@ parse_args(int argc, char **argv, node_args *a)
 		} else if (strcmp(arg, "--slowdown") == 0 && i + 1 < argc) {
 			a->slowdown = strtod(argv[++i], NULL);
 			if (!(a->slowdown >= 1.0 && a->slowdown <= 1000.0)) {
-				fprintf(stderr, "psfleet node: --slowdown takes a factor from 1 to 1000\n");
+				fprintf(stderr,
+				    "psfleet node: --slowdown takes a factor from 1 to 1000\n");
 				return -1;
 			}
 		} else if (strcmp(arg, "--delay-ms") == 0 && i + 1 < argc) {
@@ -104,7 +102,8 @@ parse_args(int argc, char **argv, node_args *a)
 			}
 		} else if (strcmp(arg, "--set") == 0 && i + 1 < argc) {
 			if (a->n_sets == PSF_ARRAY_LEN(a->sets)) {
-				fprintf(stderr, "psfleet node: at most %zu --set options\n", PSF_ARRAY_LEN(a->sets));
+				fprintf(stderr, "psfleet node: at most %zu --set options\n",
+				    PSF_ARRAY_LEN(a->sets));
 				return -1;
 			}
 			a->sets[a->n_sets++] = argv[++i];
@@ -112,7 +111,8 @@ parse_args(int argc, char **argv, node_args *a)
 			psf_ps_reset r = arg[2] == 'r' ? PSF_PS_RESET_MISFIT : PSF_PS_RESET_ALWAYS;
 
 			if (a->reset != PSF_PS_RESET_NONE && a->reset != r) {
-				fprintf(stderr, "psfleet node: give only one of --reset and --fresh\n");
+				fprintf(stderr,
+				    "psfleet node: give only one of --reset and --fresh\n");
 				return -1;
 			}
 			a->reset = r;
@@ -149,7 +149,8 @@ psf_cmd_node(int argc, char **argv)
 	}
 	if (parse_args(argc, argv, &a) != 0)
 		return 2;
-	if (psf_config_load_ex(a.config, a.sets, a.n_sets, errbuf, sizeof(errbuf), &cfg) != PSF_OK) {
+	if (psf_config_load_ex(a.config, a.sets, a.n_sets, errbuf, sizeof(errbuf), &cfg) !=
+	    PSF_OK) {
 		fprintf(stderr, "psfleet node: %s\n", errbuf);
 		return 2; /* a config error, like up and status */
 	}
@@ -169,7 +170,8 @@ psf_cmd_node(int argc, char **argv)
 		break;
 	}
 	case PSF_ROLE_TRAINER: {
-		psf_trainer_opts o = {NULL, a.metrics, a.slowdown, (uint32_t)a.delay_ms, a.exit_at_step};
+		psf_trainer_opts o = {NULL, a.metrics, a.slowdown, (uint32_t)a.delay_ms,
+		    a.exit_at_step};
 		err = psf_trainer_run(cfg, node, &o);
 		break;
 	}
@@ -184,7 +186,8 @@ psf_cmd_node(int argc, char **argv)
 		break;
 	}
 	default:
-		fprintf(stderr, "psfleet node: the %s role is not built yet\n", psf_role_name(node->role));
+		fprintf(stderr, "psfleet node: the %s role is not built yet\n",
+		    psf_role_name(node->role));
 		err = PSF_ENOTIMPL;
 		break;
 	}

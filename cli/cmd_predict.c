@@ -73,7 +73,8 @@ parse_args(int argc, char **argv, predict_args *a)
 		} else if (strcmp(arg, "--timeout-ms") == 0 && i + 1 < argc) {
 			a->timeout_ms = strtol(argv[++i], NULL, 10);
 			if (a->timeout_ms < 1 || a->timeout_ms > 3600000) {
-				fprintf(stderr, "psfleet predict: --timeout-ms takes 1 to 3600000\n");
+				fprintf(stderr,
+				    "psfleet predict: --timeout-ms takes 1 to 3600000\n");
 				return -1;
 			}
 		} else if (strcmp(arg, "--json") == 0) {
@@ -81,14 +82,16 @@ parse_args(int argc, char **argv, predict_args *a)
 		} else if (strcmp(arg, "--info") == 0) {
 			a->info = 1;
 		} else if (arg[0] == '-') {
-			fprintf(stderr, "psfleet predict: unknown or incomplete option '%s'\n", arg);
+			fprintf(stderr, "psfleet predict: unknown or incomplete option '%s'\n",
+			    arg);
 			return -1;
 		} else {
 			a->symbols[a->n++] = arg;
 		}
 	}
 	if (a->url == NULL || (a->n == 0 && !a->info)) {
-		fprintf(stderr, "psfleet predict: --connect URL and at least one SYMBOL are required "
+		fprintf(stderr,
+		    "psfleet predict: --connect URL and at least one SYMBOL are required "
 		    "(see --help)\n");
 		return -1;
 	}
@@ -97,7 +100,8 @@ parse_args(int argc, char **argv, predict_args *a)
 		return -1;
 	}
 	if (a->server_name != NULL && a->ca_file == NULL) {
-		fprintf(stderr, "psfleet predict: --server-name needs --ca-file (without a CA "
+		fprintf(stderr,
+		    "psfleet predict: --server-name needs --ca-file (without a CA "
 		    "nothing is verified)\n");
 		return -1;
 	}
@@ -134,11 +138,9 @@ target_what(const char *target)
 	switch (t) {
 	case PSF_TARGET_NEXT_RETURN:
 		return "the return from the close of AS_OF to the close of FOR_DATE "
-		    "(0.01 = +1%); PRED_CLOSE = LAST_CLOSE x (1 + PREDICTION)";
-	case PSF_TARGET_NEXT_CLOSE:
-		return "the close price of FOR_DATE";
-	case PSF_TARGET_NEXT_DIRECTION:
-		return "the probability that FOR_DATE closes above AS_OF";
+		       "(0.01 = +1%); PRED_CLOSE = LAST_CLOSE x (1 + PREDICTION)";
+	case PSF_TARGET_NEXT_CLOSE: return "the close price of FOR_DATE";
+	case PSF_TARGET_NEXT_DIRECTION: return "the probability that FOR_DATE closes above AS_OF";
 	}
 	return target;
 }
@@ -178,8 +180,9 @@ print_json(const psf_prediction *p, size_t n)
 		}
 		for_date(p[i].as_of, day);
 		printf(", \"prediction\": %.17g, \"predicted_close\": %.17g, \"target\": \"%s\", "
-		    "\"model_version\": %llu, \"as_of\": \"%s\", \"for_date\": \"%s\", "
-		    "\"last_close\": %.17g}", p[i].prediction, p[i].predicted_close, p[i].target,
+		       "\"model_version\": %llu, \"as_of\": \"%s\", \"for_date\": \"%s\", "
+		       "\"last_close\": %.17g}",
+		    p[i].prediction, p[i].predicted_close, p[i].target,
 		    (unsigned long long)p[i].model_version, p[i].as_of, day, p[i].last_close);
 	}
 	printf("\n]\n");
@@ -194,8 +197,10 @@ print_table(const psf_prediction *p, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].status == PSF_CLIENT_OK) {
-			printf("PREDICTION (%s) is %s; FOR_DATE is the next business day after AS_OF, "
-			    "the last bar used\n", p[i].target, target_what(p[i].target));
+			printf(
+			    "PREDICTION (%s) is %s; FOR_DATE is the next business day after AS_OF, "
+			    "the last bar used\n",
+			    p[i].target, target_what(p[i].target));
 			break;
 		}
 	}
@@ -203,8 +208,9 @@ print_table(const psf_prediction *p, size_t n)
 	    "PRED_CLOSE", "LAST_CLOSE", "AS_OF", "VERSION", "TARGET / STATUS");
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].status != PSF_CLIENT_OK) {
-			printf("%-12s %-11s %14s %14s %12s %-11s %8s  %s: %s\n", p[i].symbol, "-", "-",
-			    "-", "-", "-", "-", psf_client_status_name(p[i].status), p[i].message);
+			printf("%-12s %-11s %14s %14s %12s %-11s %8s  %s: %s\n", p[i].symbol, "-",
+			    "-", "-", "-", "-", "-", psf_client_status_name(p[i].status),
+			    p[i].message);
 			continue;
 		}
 		for_date(p[i].as_of, day);
@@ -227,11 +233,12 @@ show_info(psf_client *c, const predict_args *a)
 	}
 	if (a->json) {
 		printf("{\"model_version\": %llu, \"shard_versions\": [%s], \"model\": \"%s\", "
-		    "\"target\": \"%s\", \"trained_steps\": %llu, \"test_rmse\": %.9g, "
-		    "\"test_mae\": %.9g, \"naive_rmse\": %.9g, \"symbols\": %u, \"shard\": %u, "
-		    "\"shards\": %u, \"node\": ", (unsigned long long)mi.model_version, mi.shard_versions,
-		    mi.model, mi.target, (unsigned long long)mi.trained_steps, mi.test_rmse, mi.test_mae,
-		    mi.naive_rmse, mi.symbols, mi.shard, mi.shards);
+		       "\"target\": \"%s\", \"trained_steps\": %llu, \"test_rmse\": %.9g, "
+		       "\"test_mae\": %.9g, \"naive_rmse\": %.9g, \"symbols\": %u, \"shard\": %u, "
+		       "\"shards\": %u, \"node\": ",
+		    (unsigned long long)mi.model_version, mi.shard_versions, mi.model, mi.target,
+		    (unsigned long long)mi.trained_steps, mi.test_rmse, mi.test_mae, mi.naive_rmse,
+		    mi.symbols, mi.shard, mi.shards);
 		json_str(mi.node);
 		printf(", \"features\": ");
 		json_str(mi.features);
@@ -239,12 +246,12 @@ show_info(psf_client *c, const predict_args *a)
 		return 0;
 	}
 	printf("model          %s -> %s\nfeatures       %s\ntensors        %s\n"
-	    "version        %llu (per ps: %s), %llu optimizer steps\n"
-	    "test rmse      %.6g (naive %.6g), mae %.6g\n"
-	    "served by      %s: shard %u of %u, %u symbols\n", mi.model, mi.target, mi.features,
-	    mi.tensors, (unsigned long long)mi.model_version, mi.shard_versions,
-	    (unsigned long long)mi.trained_steps, mi.test_rmse, mi.naive_rmse, mi.test_mae, mi.node,
-	    mi.shard, mi.shards, mi.symbols);
+	       "version        %llu (per ps: %s), %llu optimizer steps\n"
+	       "test rmse      %.6g (naive %.6g), mae %.6g\n"
+	       "served by      %s: shard %u of %u, %u symbols\n",
+	    mi.model, mi.target, mi.features, mi.tensors, (unsigned long long)mi.model_version,
+	    mi.shard_versions, (unsigned long long)mi.trained_steps, mi.test_rmse, mi.naive_rmse,
+	    mi.test_mae, mi.node, mi.shard, mi.shards, mi.symbols);
 	return 0;
 }
 
@@ -296,14 +303,17 @@ psf_cmd_predict(int argc, char **argv)
 		bool tls = strncmp(a.url, "tls+tcp://", 10) == 0;
 
 		fprintf(stderr, "psfleet predict: cannot connect to %s: %s\n", a.url,
-		    rc == PSF_CLIENT_UNAVAILABLE && !tls ? "connection refused (nothing serves there)" :
-		    rc == PSF_CLIENT_UNAVAILABLE ? "connection refused or closed (nothing serves "
-		    "there, or the TLS handshake failed: CA, server name, client certificate)" :
-		    rc == PSF_CLIENT_UNAUTHENTICATED ? "the TLS handshake failed (CA, server name, "
-		    "client certificate)" :
-		    rc == PSF_CLIENT_DEADLINE_EXCEEDED ? "no connection within the deadline" :
-		    rc == PSF_CLIENT_INVALID_ARGUMENT ? "invalid address or TLS files" :
-		    psf_client_status_name(rc));
+		    rc == PSF_CLIENT_UNAVAILABLE && !tls
+		        ? "connection refused (nothing serves there)"
+		        : rc == PSF_CLIENT_UNAVAILABLE
+		        ? "connection refused or closed (nothing serves "
+		          "there, or the TLS handshake failed: CA, server name, client certificate)"
+		        : rc == PSF_CLIENT_UNAUTHENTICATED
+		        ? "the TLS handshake failed (CA, server name, "
+		          "client certificate)"
+		        : rc == PSF_CLIENT_DEADLINE_EXCEEDED ? "no connection within the deadline"
+		        : rc == PSF_CLIENT_INVALID_ARGUMENT  ? "invalid address or TLS files"
+		                                             : psf_client_status_name(rc));
 		goto out;
 	}
 	if (a.info) {
@@ -317,7 +327,8 @@ psf_cmd_predict(int argc, char **argv)
 	else
 		rc = psf_client_predict_batch(c, a.symbols, a.n, a.as_of, p);
 	if (a.n > 1 && rc != PSF_CLIENT_OK) { /* the call itself failed */
-		fprintf(stderr, "psfleet predict: %s: %s\n", psf_client_status_name(rc), p[0].message);
+		fprintf(stderr, "psfleet predict: %s: %s\n", psf_client_status_name(rc),
+		    p[0].message);
 		goto out;
 	}
 	if (a.json)

@@ -8,8 +8,8 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
-#include "lib/config/config.h"
 #include "lib/base/log.h"
+#include "lib/config/config.h"
 
 typedef struct status_args {
 	const char *config;
@@ -21,7 +21,7 @@ typedef struct status_args {
 typedef struct node_status {
 	const psf_node_cfg *node;
 	psf_runtime_health h;
-	const char *health;   /* ready, not ready, unreachable, done, live, unknown */
+	const char *health; /* ready, not ready, unreachable, done, live, unknown */
 	bool healthy;
 	Psfleet__V1__StatsReply *stats; /* ps only; NULL when Stats failed */
 	psf_trainer_view tv;            /* trainers with a metrics address */
@@ -59,7 +59,8 @@ parse_args(int argc, char **argv, status_args *a)
 			}
 			a->timeout_ms = (uint32_t)ms;
 		} else if (argv[i][0] == '-') {
-			fprintf(stderr, "psfleet status: unknown or incomplete option '%s'\n", argv[i]);
+			fprintf(stderr, "psfleet status: unknown or incomplete option '%s'\n",
+			    argv[i]);
 			return -1;
 		} else if (a->config == NULL) {
 			a->config = argv[i];
@@ -157,15 +158,17 @@ detail(const node_status *s, const Psfleet__V1__StatsReply *ps0, char *buf, size
 			const Psfleet__V1__WorkerStatus *w = s->stats->workers[k];
 			const Psfleet__V1__MetricsReport *r = trainer_report(ps0, w->worker);
 
-			n += (size_t)snprintf(buf + n, len - n, "; %s clock %lld lag %lld%s", w->worker,
-			    (long long)w->clock, (long long)(top - w->clock), w->live ? "" :
-			    r != NULL && r->finished ? " (done)" : " (gone)");
+			n += (size_t)snprintf(buf + n, len - n, "; %s clock %lld lag %lld%s",
+			    w->worker, (long long)w->clock, (long long)(top - w->clock),
+			    w->live                        ? ""
+			        : r != NULL && r->finished ? " (done)"
+			                                   : " (gone)");
 		}
 	} else if (s->node->role == PSF_ROLE_PS && s->h.reachable) {
 		snprintf(buf, len, "Stats failed");
 	} else if (s->tv.valid) {
-		snprintf(buf, len, "epoch %.0f step %.0f/%.0f loss %.6g %.0f samples/s", s->tv.epoch,
-		    s->tv.step, s->tv.total_steps, s->tv.loss, s->tv.samples_per_sec);
+		snprintf(buf, len, "epoch %.0f step %.0f/%.0f loss %.6g %.0f samples/s",
+		    s->tv.epoch, s->tv.step, s->tv.total_steps, s->tv.loss, s->tv.samples_per_sec);
 	}
 }
 
@@ -193,7 +196,8 @@ print_table(const psf_config *cfg, const node_status *s, size_t n)
 	    "VERSION", "DETAIL");
 	for (size_t i = 0; i < n; i++) {
 		if (s[i].h.has_version)
-			snprintf(ver, sizeof(ver), "%llu", (unsigned long long)s[i].h.model_version);
+			snprintf(ver, sizeof(ver), "%llu",
+			    (unsigned long long)s[i].h.model_version);
 		else
 			snprintf(ver, sizeof(ver), "-");
 		detail(&s[i], ps0, det, sizeof(det));
@@ -206,7 +210,8 @@ static void
 json_str(const char *s)
 {
 	putchar('"');
-	for (const unsigned char *c = (const unsigned char *)(s != NULL ? s : ""); *c != '\0'; c++) {
+	for (const unsigned char *c = (const unsigned char *)(s != NULL ? s : ""); *c != '\0';
+	     c++) {
 		if (*c == '"' || *c == '\\')
 			printf("\\%c", *c);
 		else if (*c < 0x20)
@@ -235,7 +240,8 @@ json_node(const node_status *s)
 	s->node->listen != NULL ? json_str(s->node->listen) : (void)printf("null");
 	printf(", \"metrics\": ");
 	s->node->metrics != NULL ? json_str(s->node->metrics) : (void)printf("null");
-	printf(", \"health\": \"%s\", \"healthy\": %s, \"reachable\": %s, \"ready\": %s, \"reason\": ",
+	printf(
+	    ", \"health\": \"%s\", \"healthy\": %s, \"reachable\": %s, \"ready\": %s, \"reason\": ",
 	    s->health, s->healthy ? "true" : "false", s->h.reachable ? "true" : "false",
 	    s->h.ready ? "true" : "false");
 	json_str(s->h.reason);
@@ -258,8 +264,8 @@ json_node(const node_status *s)
 			printf("%s{\"worker\": ", k > 0 ? ", " : "");
 			json_str(w->worker);
 			printf(", \"clock\": %lld, \"lag\": %lld, \"live\": %s, \"pushes\": %llu}",
-			    (long long)w->clock, (long long)(top - w->clock), w->live ? "true" : "false",
-			    (unsigned long long)w->pushes);
+			    (long long)w->clock, (long long)(top - w->clock),
+			    w->live ? "true" : "false", (unsigned long long)w->pushes);
 		}
 		printf("]}");
 	}

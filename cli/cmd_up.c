@@ -18,11 +18,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/supervisor.h"
 #include "cli/progress.h"
-#include "lib/config/config.h"
+#include "cli/supervisor.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
+#include "lib/config/config.h"
 
 #define TICK_MS 100
 #define STOP_GRACE_MS 10000
@@ -52,7 +52,7 @@ typedef struct up_args {
 	bool train_only;
 	bool reset;
 	bool fresh;
-	const char *only;          /* comma-separated roles or node ids; NULL = all */
+	const char *only; /* comma-separated roles or node ids; NULL = all */
 	uint32_t ready_timeout_ms;
 	const char *sets[PSF_SUPERVISOR_MAX_SETS]; /* --set KEY=VALUE, in order, for every node */
 	size_t n_sets;
@@ -63,12 +63,12 @@ typedef struct up {
 	psf_config *cfg;
 	psf_supervisor *l;
 	psf_progress *p;
-	bool *selected;            /* per node: started by this run */
-	size_t n_trainers;         /* selected trainers */
+	bool *selected;    /* per node: started by this run */
+	size_t n_trainers; /* selected trainers */
 	char log_dir[4096];
 	uint64_t train_start_ms;
 	double train_seconds;
-	bool already_trained;      /* the ps held finished reports of every trainer */
+	bool already_trained; /* the ps held finished reports of every trainer */
 } up;
 
 static void
@@ -120,7 +120,8 @@ parse_args(int argc, char **argv, up_args *a)
 			a->metrics_out = argv[++i];
 		} else if (strcmp(arg, "--set") == 0 && i + 1 < argc) {
 			if (a->n_sets == PSF_SUPERVISOR_MAX_SETS) {
-				fprintf(stderr, "psfleet up: at most %d --set options\n", PSF_SUPERVISOR_MAX_SETS);
+				fprintf(stderr, "psfleet up: at most %d --set options\n",
+				    PSF_SUPERVISOR_MAX_SETS);
 				return -1;
 			}
 			a->sets[a->n_sets++] = argv[++i];
@@ -129,12 +130,14 @@ parse_args(int argc, char **argv, up_args *a)
 			unsigned long s = strtoul(argv[++i], &end, 10);
 
 			if (*end != '\0' || s == 0 || s > 86400) {
-				fprintf(stderr, "psfleet up: --ready-timeout needs 1..86400 seconds\n");
+				fprintf(stderr,
+				    "psfleet up: --ready-timeout needs 1..86400 seconds\n");
 				return -1;
 			}
 			a->ready_timeout_ms = (uint32_t)s * 1000;
 		} else if (arg[0] == '-') {
-			fprintf(stderr, "psfleet up: unknown or incomplete option '%s' (see --help)\n", arg);
+			fprintf(stderr,
+			    "psfleet up: unknown or incomplete option '%s' (see --help)\n", arg);
 			return -1;
 		} else if (a->config == NULL) {
 			a->config = arg;
@@ -171,7 +174,8 @@ select_nodes(up *u)
 	if (u->a.only != NULL) {
 		if ((list = strdup(u->a.only)) == NULL)
 			return -1;
-		for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+		for (char *t = strtok_r(list, ",", &save); t != NULL;
+		     t = strtok_r(NULL, ",", &save)) {
 			bool hit = false;
 
 			for (size_t i = 0; i < cfg->n_nodes; i++) {
@@ -183,8 +187,10 @@ select_nodes(up *u)
 					u->selected[i] = hit = true;
 			}
 			if (!hit) {
-				fprintf(stderr, "psfleet up: --only: '%s' is neither a role (ps, trainer, "
-				    "inferer, gateway) nor a node id of %s\n", t, u->a.config);
+				fprintf(stderr,
+				    "psfleet up: --only: '%s' is neither a role (ps, trainer, "
+				    "inferer, gateway) nor a node id of %s\n",
+				    t, u->a.config);
 				free(list);
 				return -1;
 			}
@@ -192,8 +198,9 @@ select_nodes(up *u)
 		free(list);
 	}
 	for (size_t i = 0; i < cfg->n_nodes; i++) {
-		if (u->a.train_only && (cfg->nodes[i].role == PSF_ROLE_INFERER ||
-		    cfg->nodes[i].role == PSF_ROLE_GATEWAY))
+		if (u->a.train_only &&
+		    (cfg->nodes[i].role == PSF_ROLE_INFERER ||
+		        cfg->nodes[i].role == PSF_ROLE_GATEWAY))
 			u->selected[i] = false;
 		if (u->selected[i] && cfg->nodes[i].role == PSF_ROLE_TRAINER)
 			u->n_trainers++;
@@ -218,8 +225,8 @@ make_data(up *u)
 		return 0;
 	snprintf(dir, sizeof(dir), "%s", cfg->data.path);
 	if (psf_mkdir_p(dirname(dir)) != PSF_OK) {
-		fprintf(stderr, "psfleet up: cannot create the directory of %s: %s\n", cfg->data.path,
-		    strerror(errno));
+		fprintf(stderr, "psfleet up: cannot create the directory of %s: %s\n",
+		    cfg->data.path, strerror(errno));
 		return -1;
 	}
 	snprintf(sym, sizeof(sym), "%u", g->symbols);
@@ -250,8 +257,8 @@ make_data(up *u)
 	if (err != PSF_OK || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		psf_supervisor_describe_status(err == PSF_OK ? status : 0x7f00, how, sizeof(how));
 		psf_supervisor_log_cause(log, last, sizeof(last));
-		fprintf(stderr, "psfleet up: generating %s failed (%s): %s (log %s)\n", cfg->data.path,
-		    how, last[0] ? last : "no output", log);
+		fprintf(stderr, "psfleet up: generating %s failed (%s): %s (log %s)\n",
+		    cfg->data.path, how, last[0] ? last : "no output", log);
 		return -1;
 	}
 	return 0;
@@ -285,7 +292,8 @@ node_ready(void *arg, size_t i, char *why, size_t len)
 		return false;
 	}
 	if (node->role == PSF_ROLE_PS && h.has_version && h.model_version > 0)
-		psf_progress_note(rp->u->p, "psfleet up: %s ready (%.1f s; resumed model version %llu "
+		psf_progress_note(rp->u->p,
+		    "psfleet up: %s ready (%.1f s; resumed model version %llu "
 		    "of an earlier run with the same training settings: --fresh starts afresh)",
 		    node->id, secs, (unsigned long long)h.model_version);
 	else
@@ -320,11 +328,12 @@ start_role(up *u, psf_role role, bool wait)
 	if (wait && n > 0) {
 		ready_probe rp = {u, psf_now_ms()};
 		char err[1024];
-		psf_err e = psf_supervisor_wait_ready(u->l, idx, n, u->a.ready_timeout_ms, &stop_signals,
-		    node_ready, &rp, err, sizeof(err));
+		psf_err e = psf_supervisor_wait_ready(u->l, idx, n, u->a.ready_timeout_ms,
+		    &stop_signals, node_ready, &rp, err, sizeof(err));
 
 		if (e != PSF_OK && e != PSF_ECLOSED)
-			fprintf(stderr, "psfleet up: %s\n", e == PSF_ENOMEM ? "out of memory" : err);
+			fprintf(stderr, "psfleet up: %s\n",
+			    e == PSF_ENOMEM ? "out of memory" : err);
 		rc = e == PSF_OK ? 0 : -1;
 	}
 out:
@@ -388,7 +397,8 @@ write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsRe
 	psf_cli_json_str(f, psf_consistency_name(cfg->consistency.mode));
 	if (cfg->consistency.mode == PSF_CONS_SSP)
 		fprintf(f, ",\n  \"staleness\": %u", cfg->consistency.staleness);
-	fprintf(f, ",\n  \"model_version\": %llu,\n  \"steps\": %llu,\n  \"train_seconds\": %.3f,\n"
+	fprintf(f,
+	    ",\n  \"model_version\": %llu,\n  \"steps\": %llu,\n  \"train_seconds\": %.3f,\n"
 	    "  \"test_rmse\": %.17g,\n  \"test_mae\": %.17g,\n  \"naive_rmse\": %.17g,\n"
 	    "  \"naive_mae\": %.17g,\n  \"test_n\": %llu,\n  \"train_loss\": %.17g,\n",
 	    (unsigned long long)r->model_version, (unsigned long long)r->trained_steps,
@@ -397,8 +407,10 @@ write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsRe
 	if (cfg->target == PSF_TARGET_NEXT_DIRECTION)
 		fprintf(f, "  \"test_accuracy\": %.17g,\n", r->test_accuracy);
 	fprintf(f, "  \"already_trained\": %s,\n", u->already_trained ? "true" : "false");
-	fprintf(f, "  \"n_ps\": %zu,\n  \"n_trainers\": %zu,\n  \"restarts\": %u,\n"
-	    "  \"fingerprint\": \"%s\",\n  \"config\": ", cfg->n_ps, cfg->n_trainers, restarts, fp);
+	fprintf(f,
+	    "  \"n_ps\": %zu,\n  \"n_trainers\": %zu,\n  \"restarts\": %u,\n"
+	    "  \"fingerprint\": \"%s\",\n  \"config\": ",
+	    cfg->n_ps, cfg->n_trainers, restarts, fp);
 	psf_cli_json_str(f, u->a.config);
 	fprintf(f, ",\n  \"trainers\": [");
 	for (size_t k = 0; k < st->n_reports; k++) {
@@ -406,14 +418,16 @@ write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsRe
 
 		fprintf(f, "%s\n    {\"worker\": ", k > 0 ? "," : "");
 		psf_cli_json_str(f, m->worker);
-		fprintf(f, ", \"epoch\": %u, \"step\": %lld, \"train_loss\": %.17g, \"test_n\": %llu, "
-		    "\"samples_per_sec\": %.17g, \"finished\": %s}", m->epoch, (long long)m->step,
-		    m->train_loss, (unsigned long long)m->test_n, m->samples_per_sec,
-		    m->finished ? "true" : "false");
+		fprintf(f,
+		    ", \"epoch\": %u, \"step\": %lld, \"train_loss\": %.17g, \"test_n\": %llu, "
+		    "\"samples_per_sec\": %.17g, \"finished\": %s}",
+		    m->epoch, (long long)m->step, m->train_loss, (unsigned long long)m->test_n,
+		    m->samples_per_sec, m->finished ? "true" : "false");
 	}
 	fprintf(f, "\n  ]\n}\n");
 	if (fclose(f) != 0 || rename(tmp, u->a.metrics_out) != 0) {
-		fprintf(stderr, "psfleet up: cannot write %s: %s\n", u->a.metrics_out, strerror(errno));
+		fprintf(stderr, "psfleet up: cannot write %s: %s\n", u->a.metrics_out,
+		    strerror(errno));
 		(void)unlink(tmp);
 		return -1;
 	}
@@ -433,33 +447,42 @@ report_results(up *u)
 
 	err = psf_progress_stats(u->p, (size_t)(ps0 - u->cfg->nodes), 10000, &st);
 	if (err != PSF_OK) {
-		fprintf(stderr, "psfleet up: training done, but Stats from %s failed: %s\n", ps0->id,
-		    psf_strerror(err));
+		fprintf(stderr, "psfleet up: training done, but Stats from %s failed: %s\n",
+		    ps0->id, psf_strerror(err));
 		return -1;
 	}
 	if (psf_progress_result(st, &r) != PSF_OK) {
-		fprintf(stderr, "psfleet up: training done, but %s has no test results from the "
-		    "trainers (%zu reports)\n", ps0->id, r.n_reports);
+		fprintf(stderr,
+		    "psfleet up: training done, but %s has no test results from the "
+		    "trainers (%zu reports)\n",
+		    ps0->id, r.n_reports);
 		rc = -1;
 		goto out;
 	}
 	if (r.n_finished < u->n_trainers)
-		psf_progress_note(u->p, "psfleet up: warning: only %zu of %zu trainer%s reported "
-		    "final results", r.n_finished, u->n_trainers, psf_plural(u->n_trainers));
+		psf_progress_note(u->p,
+		    "psfleet up: warning: only %zu of %zu trainer%s reported "
+		    "final results",
+		    r.n_finished, u->n_trainers, psf_plural(u->n_trainers));
 	if (u->already_trained)
-		psf_progress_note(u->p, "psfleet up: nothing left to train; stored results of the "
-		    "earlier run: model version %llu, %llu steps", (unsigned long long)r.model_version,
-		    (unsigned long long)r.trained_steps);
+		psf_progress_note(u->p,
+		    "psfleet up: nothing left to train; stored results of the "
+		    "earlier run: model version %llu, %llu steps",
+		    (unsigned long long)r.model_version, (unsigned long long)r.trained_steps);
 	else
-		psf_progress_note(u->p, "psfleet up: training done in %.1f s: model version %llu, "
-		    "%llu steps", u->train_seconds, (unsigned long long)r.model_version,
+		psf_progress_note(u->p,
+		    "psfleet up: training done in %.1f s: model version %llu, "
+		    "%llu steps",
+		    u->train_seconds, (unsigned long long)r.model_version,
 		    (unsigned long long)r.trained_steps);
-	psf_progress_note(u->p, "psfleet up: test RMSE %.6g  MAE %.6g   naive RMSE %.6g  MAE %.6g   "
-	    "(%llu test rows; %s the naive forecast)", r.test_rmse, r.test_mae, r.naive_rmse,
-	    r.naive_mae, (unsigned long long)r.test_n,
+	psf_progress_note(u->p,
+	    "psfleet up: test RMSE %.6g  MAE %.6g   naive RMSE %.6g  MAE %.6g   "
+	    "(%llu test rows; %s the naive forecast)",
+	    r.test_rmse, r.test_mae, r.naive_rmse, r.naive_mae, (unsigned long long)r.test_n,
 	    r.test_rmse < r.naive_rmse ? "beats" : "does not beat");
 	if (u->cfg->target == PSF_TARGET_NEXT_DIRECTION)
-		psf_progress_note(u->p, "psfleet up: test direction accuracy %.4f", r.test_accuracy);
+		psf_progress_note(u->p, "psfleet up: test direction accuracy %.4f",
+		    r.test_accuracy);
 	if (u->a.metrics_out != NULL) {
 		if (write_metrics(u, &r, st) != 0)
 			rc = -1;
@@ -480,15 +503,17 @@ print_predict_hint(up *u)
 	char sym[128], cmd[8192];
 
 	if (to == NULL) {
-		psf_progress_note(u->p, "psfleet up: no inferers configured; serving the ps nodes "
+		psf_progress_note(u->p,
+		    "psfleet up: no inferers configured; serving the ps nodes "
 		    "until Ctrl-C");
 		return;
 	}
 	psf_up_first_symbol(u->cfg->data.path, sym, sizeof(sym));
 	psf_up_predict_hint(u->cfg, to->listen, sym, cmd, sizeof(cmd));
 	psf_progress_note(u->p, "psfleet up: serving; try: %s%s", cmd,
-	    gw == NULL && u->cfg->inference.shards > 1 ?
-	    "   (without a gateway, inferer-0 serves only its own shard)" : "");
+	    gw == NULL && u->cfg->inference.shards > 1
+	        ? "   (without a gateway, inferer-0 serves only its own shard)"
+	        : "");
 	psf_progress_note(u->p, "psfleet up: Ctrl-C or SIGTERM stops the fleet");
 }
 
@@ -501,7 +526,8 @@ trainers_done(const up *u)
 		psf_child_info ci;
 
 		psf_supervisor_child(u->l, i, &ci);
-		if (u->selected[i] && ci.node->role == PSF_ROLE_TRAINER && ci.state != PSF_CHILD_DONE)
+		if (u->selected[i] && ci.node->role == PSF_ROLE_TRAINER &&
+		    ci.state != PSF_CHILD_DONE)
 			return false;
 	}
 	return true;
@@ -521,7 +547,8 @@ supervise(up *u)
 	for (;;) {
 		if (stop_signals != 0) {
 			psf_progress_note(u->p, "psfleet up: SIG%s received; stopping the fleet",
-			    sigabbrev_np(last_signal) != NULL ? sigabbrev_np(last_signal) : "signal");
+			    sigabbrev_np(last_signal) != NULL ? sigabbrev_np(last_signal)
+			                                      : "signal");
 			return u->a.train_only && !reported ? -1 : 0;
 		}
 		if (psf_supervisor_tick(u->l, err, sizeof(err)) != PSF_OK) {
@@ -531,7 +558,8 @@ supervise(up *u)
 		}
 		if (!reported && u->n_trainers == 0) {
 			reported = true;
-			psf_progress_note(u->p, "psfleet up: no trainers started; serving until Ctrl-C or "
+			psf_progress_note(u->p,
+			    "psfleet up: no trainers started; serving until Ctrl-C or "
 			    "SIGTERM");
 		}
 		if (!reported && trainers_done(u)) {
@@ -580,8 +608,8 @@ stop_fleet(up *u)
 		else
 			psf_supervisor_describe_status(ci.last_status, how, sizeof(how));
 		if (ci.state == PSF_CHILD_FAILED ||
-		    (ci.state == PSF_CHILD_STOPPED && !(WIFEXITED(ci.last_status) &&
-		     WEXITSTATUS(ci.last_status) == 0)))
+		    (ci.state == PSF_CHILD_STOPPED &&
+		        !(WIFEXITED(ci.last_status) && WEXITSTATUS(ci.last_status) == 0)))
 			rc = -1;
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %s (%s)", n > 20 ? "," : "",
 		    ci.node->id, how);
@@ -647,9 +675,11 @@ note_already_trained(up *u)
 	}
 	u->already_trained = done == u->n_trainers;
 	if (u->already_trained)
-		psf_progress_note(u->p, "psfleet up: training was already complete (model version "
+		psf_progress_note(u->p,
+		    "psfleet up: training was already complete (model version "
 		    "%llu, same training settings): the results below are the stored ones of that "
-		    "run; --fresh trains afresh", (unsigned long long)st->model_version);
+		    "run; --fresh trains afresh",
+		    (unsigned long long)st->model_version);
 	protobuf_c_message_free_unpacked(&st->base, NULL);
 }
 
@@ -716,8 +746,8 @@ psf_cmd_up(int argc, char **argv)
 		return 2;
 	psf_log_setup(level, "up");
 	install_signals();
-	if (psf_config_load_ex(u.a.config, u.a.sets, u.a.n_sets, errbuf, sizeof(errbuf),
-	        &u.cfg) != PSF_OK) {
+	if (psf_config_load_ex(u.a.config, u.a.sets, u.a.n_sets, errbuf, sizeof(errbuf), &u.cfg) !=
+	    PSF_OK) {
 		fprintf(stderr, "psfleet up: %s\n", errbuf);
 		return 2;
 	}
@@ -745,11 +775,13 @@ psf_cmd_up(int argc, char **argv)
 		psf_config_free(u.cfg);
 		return 1;
 	}
-	psf_progress_note(u.p, "psfleet up: fleet '%s' from %s: %zu ps, %zu trainer%s, %zu inferer%s, "
-	    "%zu gateway%s%s; logs in %s", u.cfg->name, u.a.config, u.cfg->n_ps, u.cfg->n_trainers,
-	    psf_plural(u.cfg->n_trainers), u.cfg->n_inferers, psf_plural(u.cfg->n_inferers),
-	    u.cfg->n_gateways, psf_plural(u.cfg->n_gateways),
-	    u.a.train_only ? " (--train-only: ps and trainers)" : "", u.log_dir);
+	psf_progress_note(u.p,
+	    "psfleet up: fleet '%s' from %s: %zu ps, %zu trainer%s, %zu inferer%s, "
+	    "%zu gateway%s%s; logs in %s",
+	    u.cfg->name, u.a.config, u.cfg->n_ps, u.cfg->n_trainers, psf_plural(u.cfg->n_trainers),
+	    u.cfg->n_inferers, psf_plural(u.cfg->n_inferers), u.cfg->n_gateways,
+	    psf_plural(u.cfg->n_gateways), u.a.train_only ? " (--train-only: ps and trainers)" : "",
+	    u.log_dir);
 	if (make_data(&u) != 0)
 		rc = 1;
 	else if (!had_data && u.n_trainers > 0 && psf_up_check_data(u.a.config, u.cfg) != 0)

@@ -46,8 +46,7 @@ connect_addr(const struct addrinfo *ai, uint64_t deadline, int *fd_out)
 	socklen_t len = sizeof(soerr);
 	psf_err rv;
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    ai->ai_protocol);
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0)
 		return psf_err_from_errno(errno);
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
@@ -86,8 +85,7 @@ dial(const char *host, unsigned long port, uint64_t deadline, int *fd_out)
 		return PSF_EUNAVAIL;
 	}
 	for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-		if ((rv = connect_addr(ai, deadline, fd_out)) == PSF_OK ||
-		    rv == PSF_ETIMEDOUT)
+		if ((rv = connect_addr(ai, deadline, fd_out)) == PSF_OK || rv == PSF_ETIMEDOUT)
 			break;
 	}
 	freeaddrinfo(res);
@@ -268,8 +266,8 @@ valid_request(const char *method, const char *path)
 }
 
 psf_err
-psf_http_request(const char *hostport, const char *method, const char *path,
-    int timeout_ms, psf_http_reply *out)
+psf_http_request(const char *hostport, const char *method, const char *path, int timeout_ms,
+    psf_http_reply *out)
 {
 	char host[256];
 	unsigned long port;
@@ -283,9 +281,10 @@ psf_http_request(const char *hostport, const char *method, const char *path,
 	    !psf_http_split_hostport(hostport, host, sizeof(host), &port))
 		return PSF_EINVAL;
 	deadline = psf_now_ms() + (uint64_t)timeout_ms;
-	if (asprintf(&req, "%s %s HTTP/1.1\r\nHost: %s%s\r\nConnection: close\r\n"
-	    "User-Agent: psfleet\r\n\r\n", method, path,
-	    host[0] == '\0' ? "127.0.0.1" : "", hostport) < 0)
+	if (asprintf(&req,
+	        "%s %s HTTP/1.1\r\nHost: %s%s\r\nConnection: close\r\n"
+	        "User-Agent: psfleet\r\n\r\n",
+	        method, path, host[0] == '\0' ? "127.0.0.1" : "", hostport) < 0)
 		return PSF_ENOMEM;
 	if ((rv = dial(host, port, deadline, &fd)) != PSF_OK ||
 	    (rv = send_all(fd, req, strlen(req), deadline)) != PSF_OK ||

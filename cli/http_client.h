@@ -25,8 +25,8 @@ typedef struct psf_http_reply {
  * the HTTP status), PSF_EINVAL (bad arguments), PSF_EUNAVAIL (cannot
  * resolve or connect), PSF_ETIMEDOUT, PSF_EPROTO (not an HTTP response),
  * PSF_ETOOBIG (response over 64 MiB), PSF_ENOMEM or PSF_ESYS. */
-PSF_NODISCARD psf_err psf_http_request(const char *hostport, const char *method,
-    const char *path, int timeout_ms, psf_http_reply *out);
+PSF_NODISCARD psf_err psf_http_request(const char *hostport, const char *method, const char *path,
+    int timeout_ms, psf_http_reply *out);
 
 /* psf_http_reply_fini frees the reply's strings. NULL is fine. */
 void psf_http_reply_fini(psf_http_reply *r);

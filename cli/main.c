@@ -13,27 +13,27 @@ typedef struct command {
 
 /* tests/integration/cli_test.sh checks that each command's --help options are here. */
 static const command commands[] = {
-	{"up", psf_cmd_up, "run a whole local fleet",
-	    "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
-	    "             [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]..."},
-	{"node", psf_cmd_node, "run one node (what up starts; for other hosts)",
-	    "node CONFIG --id ID [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
-	    "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
-	{"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
-	    "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"
-	    "             [--timeout-ms N] [--token-file FILE]\n"
-	    "             [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]"},
-	{"status", psf_cmd_status, "health, versions and clocks of every node",
-	    "status CONFIG [--json] [--timeout MS]"},
-	{"data", psf_cmd_data, "make, lay out or check data",
-	    "data gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew] [--force]\n"
-	    "  psfleet data partition FILE.csv --out DIR [--bad-rows fail|skip]\n"
-	    "  psfleet data scan PATH [--test-fraction F] [--bad-rows fail|skip]"},
-	{"experiment", psf_cmd_experiment, "compare consistency modes",
-	    "experiment CONFIG --modes MODE[,MODE...] --out DIR [--repeats R]\n"
-	    "             [--straggler ID:Fx | ID:+Nms]... [--kill ID@step:N]...\n"
-	    "             [--set KEY=VALUE]... [--timeout SECONDS] [--target-loss X|Fx] [--warmup N]\n"
-	    "  psfleet experiment --report-only --out DIR [--target-loss X|Fx]"},
+    {"up", psf_cmd_up, "run a whole local fleet",
+        "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
+        "             [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]..."},
+    {"node", psf_cmd_node, "run one node (what up starts; for other hosts)",
+        "node CONFIG --id ID [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
+        "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
+    {"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
+        "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"
+        "             [--timeout-ms N] [--token-file FILE]\n"
+        "             [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]"},
+    {"status", psf_cmd_status, "health, versions and clocks of every node",
+        "status CONFIG [--json] [--timeout MS]"},
+    {"data", psf_cmd_data, "make, lay out or check data",
+        "data gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew] [--force]\n"
+        "  psfleet data partition FILE.csv --out DIR [--bad-rows fail|skip]\n"
+        "  psfleet data scan PATH [--test-fraction F] [--bad-rows fail|skip]"},
+    {"experiment", psf_cmd_experiment, "compare consistency modes",
+        "experiment CONFIG --modes MODE[,MODE...] --out DIR [--repeats R]\n"
+        "             [--straggler ID:Fx | ID:+Nms]... [--kill ID@step:N]...\n"
+        "             [--set KEY=VALUE]... [--timeout SECONDS] [--target-loss X|Fx] [--warmup N]\n"
+        "  psfleet experiment --report-only --out DIR [--target-loss X|Fx]"},
 };
 
 int

@@ -7,12 +7,12 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "cli/progress.h"
 #include "cli/http_client.h"
-#include "lib/runtime/runtime.h"
-#include "lib/net/rpc_client.h"
+#include "cli/progress.h"
 #include "lib/base/util.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
+#include "lib/runtime/runtime.h"
 
 #define LIVE_MAX_TRAINERS 16 /* rows in the live block; more are summarised */
 #define PLAIN_MAX_TRAINERS 4 /* trainers named in a plain line; more are summarised */
@@ -21,14 +21,14 @@ struct psf_progress {
 	const psf_config *cfg;
 	FILE *out;
 	bool live;
-	int lines;                 /* lines of the live block on screen */
+	int lines; /* lines of the live block on screen */
 	char token[256];
 	psf_rpc_client_opts copts;
-	psf_rpc_client **rpc;      /* per node, opened on first use */
-	psf_trainer_view *views;   /* per node; used for trainers */
+	psf_rpc_client **rpc;           /* per node, opened on first use */
+	psf_trainer_view *views;        /* per node; used for trainers */
 	Psfleet__V1__StatsReply *stats; /* ps0's latest Stats, or NULL */
-	char ps_alert[200];        /* "ps0 not ready: <reason>" from the last poll, or "" */
-	uint64_t t0_ms;            /* training start; 0 = not yet */
+	char ps_alert[200];             /* "ps0 not ready: <reason>" from the last poll, or "" */
+	uint64_t t0_ms;                 /* training start; 0 = not yet */
 };
 
 psf_err
@@ -134,7 +134,8 @@ rpc_health(psf_progress *p, size_t i, bool set_ready, uint32_t timeout_ms, psf_r
 	if (err != PSF_OK) {
 		if (set_ready)
 			snprintf(h->reason, sizeof(h->reason), "no answer on %.60s: %.80s",
-			    p->cfg->nodes[i].listen, st.message[0] ? st.message : psf_strerror(err));
+			    p->cfg->nodes[i].listen,
+			    st.message[0] ? st.message : psf_strerror(err));
 		return false;
 	}
 	h->has_version = true;
@@ -143,7 +144,8 @@ rpc_health(psf_progress *p, size_t i, bool set_ready, uint32_t timeout_ms, psf_r
 		h->reachable = true;
 		h->ready = r->ready;
 		if (!r->ready)
-			snprintf(h->reason, sizeof(h->reason), "%s", r->reason[0] ? r->reason : "not ready");
+			snprintf(h->reason, sizeof(h->reason), "%s",
+			    r->reason[0] ? r->reason : "not ready");
 	}
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return true;
@@ -183,8 +185,8 @@ psf_progress_stats(psf_progress *p, size_t i, uint32_t timeout_ms, Psfleet__V1__
 		return PSF_EINVAL;
 	if ((c = client(p, i)) == NULL)
 		return PSF_EUNAVAIL;
-	return psf_rpc_client_call(c, PSF_M_STATS, &req.base,
-	    &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)out, NULL);
+	return psf_rpc_client_call(c, PSF_M_STATS, &req.base, &psfleet__v1__stats_reply__descriptor,
+	    &o, (ProtobufCMessage **)out, NULL);
 }
 
 psf_err
@@ -248,7 +250,8 @@ psf_progress_scrape(psf_progress *p, size_t i, uint32_t timeout_ms, psf_trainer_
 		if (had && now > prev_ms && v->step >= step) {
 			double rate = (v->step - step) * 1000.0 / (double)(now - prev_ms);
 			/* smooth: a restart or a sync round's wait makes single samples jumpy */
-			v->steps_per_sec = v->steps_per_sec > 0 ? 0.7 * v->steps_per_sec + 0.3 * rate : rate;
+			v->steps_per_sec =
+			    v->steps_per_sec > 0 ? 0.7 * v->steps_per_sec + 0.3 * rate : rate;
 		}
 		v->at_ms = now;
 		v->valid = true;
@@ -317,7 +320,8 @@ psf_progress_poll(psf_progress *p, const psf_supervisor *l)
 		psf_progress_scrape(p, i, 500, &p->views[i]);
 	}
 	poll_ps_health(p, l);
-	if (ps0 != NULL && psf_progress_stats(p, (size_t)(ps0 - p->cfg->nodes), 1000, &st) == PSF_OK) {
+	if (ps0 != NULL &&
+	    psf_progress_stats(p, (size_t)(ps0 - p->cfg->nodes), 1000, &st) == PSF_OK) {
 		if (p->stats != NULL)
 			protobuf_c_message_free_unpacked(&p->stats->base, NULL);
 		p->stats = st;
@@ -450,16 +454,19 @@ static void
 trainer_cell(const psf_node_cfg *node, const psf_trainer_view *v, char *buf, size_t len)
 {
 	if (!v->valid) {
-		snprintf(buf, len, "%s", node->metrics == NULL ? "no metrics address (step, loss "
-		    "and speed unknown)" : "no metrics yet");
+		snprintf(buf, len, "%s",
+		    node->metrics == NULL ? "no metrics address (step, loss "
+		                            "and speed unknown)"
+		                          : "no metrics yet");
 		return;
 	}
 	if (v->total_steps > 0)
 		snprintf(buf, len, "epoch %.0f step %.0f/%.0f loss %.6g %.0f samples/s%s", v->epoch,
-		    v->step, v->total_steps, v->loss, v->samples_per_sec, v->fresh ? "" : " (stale)");
+		    v->step, v->total_steps, v->loss, v->samples_per_sec,
+		    v->fresh ? "" : " (stale)");
 	else
-		snprintf(buf, len, "epoch %.0f step %.0f loss %.6g %.0f samples/s%s", v->epoch, v->step,
-		    v->loss, v->samples_per_sec, v->fresh ? "" : " (stale)");
+		snprintf(buf, len, "epoch %.0f step %.0f loss %.6g %.0f samples/s%s", v->epoch,
+		    v->step, v->loss, v->samples_per_sec, v->fresh ? "" : " (stale)");
 }
 
 /* report_of finds a trainer's latest MetricsReport in ps0's last Stats. */
@@ -544,7 +551,8 @@ render_live(psf_progress *p, const psf_supervisor *l)
 		}
 		psf_supervisor_child(l, i, &ci);
 		row_cell(p, &ci, &p->views[i], cell, sizeof(cell));
-		snprintf(line, sizeof(line), "  %-14s %-11s %s", ci.node->id, state_name(ci.state), cell);
+		snprintf(line, sizeof(line), "  %-14s %-11s %s", ci.node->id, state_name(ci.state),
+		    cell);
 		emit(p, width, line);
 	}
 	if (others > 0) {
@@ -564,8 +572,8 @@ render_live(psf_progress *p, const psf_supervisor *l)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s %s", ci.node->id,
 		    state_name(ci.state));
 		if (ci.starts > 1 && n < sizeof(line))
-			n += (size_t)snprintf(line + n, sizeof(line) - n, " (%u restart%s)", ci.starts - 1,
-			    psf_plural(ci.starts - 1));
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " (%u restart%s)",
+			    ci.starts - 1, psf_plural(ci.starts - 1));
 		if (n < sizeof(line))
 			n += (size_t)snprintf(line + n, sizeof(line) - n, ",");
 	}
@@ -607,11 +615,12 @@ render_plain(psf_progress *p, const psf_supervisor *l)
 			continue;
 		if (ci.state == PSF_CHILD_RUNNING) {
 			trainer_cell(ci.node, v, cell, sizeof(cell));
-			n += (size_t)snprintf(line + n, sizeof(line) - n, " | %s %s", ci.node->id, cell);
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " | %s %s", ci.node->id,
+			    cell);
 		} else {
 			row_cell(p, &ci, v, cell, sizeof(cell));
-			n += (size_t)snprintf(line + n, sizeof(line) - n, " | %s %s %s", ci.node->id,
-			    state_name(ci.state), cell);
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " | %s %s %s",
+			    ci.node->id, state_name(ci.state), cell);
 		}
 	}
 	if (n_tr > PLAIN_MAX_TRAINERS && n < sizeof(line))
@@ -620,12 +629,15 @@ render_plain(psf_progress *p, const psf_supervisor *l)
 	/* Figures only from trainers that report them: never zeros standing for "unknown". */
 	if (n_tr > PLAIN_MAX_TRAINERS && n < sizeof(line)) {
 		if (with_loss > 0)
-			snprintf(line + n, sizeof(line) - n, ", slowest step %.0f, mean loss %.6g, "
-			    "%.0f samples/s%s", min_step, loss / (double)with_loss, sps,
+			snprintf(line + n, sizeof(line) - n,
+			    ", slowest step %.0f, mean loss %.6g, "
+			    "%.0f samples/s%s",
+			    min_step, loss / (double)with_loss, sps,
 			    with_addr < n_tr ? " (of the trainers with a metrics address)" : "");
 		else
-			snprintf(line + n, sizeof(line) - n, ", %s", with_addr == 0 ?
-			    "no metrics address (step, loss and speed unknown)" : "no metrics yet");
+			snprintf(line + n, sizeof(line) - n, ", %s",
+			    with_addr == 0 ? "no metrics address (step, loss and speed unknown)"
+			                   : "no metrics yet");
 	}
 	fprintf(p->out, "%s\n", line);
 	fflush(p->out);

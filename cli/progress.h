@@ -14,42 +14,42 @@
 #include <stdio.h>
 
 #include "cli/supervisor.h"
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 #include "psfleet.pb-c.h"
 
 typedef struct psf_progress psf_progress;
 
 /* What one health probe found. */
 typedef struct psf_runtime_health {
-	bool reachable;         /* the node answered (HTTP or RPC) */
-	bool ready;             /* and said it is ready */
-	char reason[160];       /* why not ready / not reachable ("" when ready) */
-	bool has_version;       /* model_version came from Admin/Health */
+	bool reachable;   /* the node answered (HTTP or RPC) */
+	bool ready;       /* and said it is ready */
+	char reason[160]; /* why not ready / not reachable ("" when ready) */
+	bool has_version; /* model_version came from Admin/Health */
 	uint64_t model_version;
-	const char *via;        /* "http", "rpc", or "none" (no address to ask) */
+	const char *via; /* "http", "rpc", or "none" (no address to ask) */
 } psf_runtime_health;
 
 /* The latest scrape of one trainer's /metrics. */
 typedef struct psf_trainer_view {
-	bool valid;             /* scraped successfully at least once */
-	bool fresh;             /* the last scrape succeeded */
+	bool valid; /* scraped successfully at least once */
+	bool fresh; /* the last scrape succeeded */
 	double epoch, step, loss, samples_per_sec, total_steps;
-	double steps_per_sec;   /* measured from step deltas between scrapes; 0 = unknown */
-	uint64_t at_ms;         /* monotonic time of the last successful scrape */
+	double steps_per_sec; /* measured from step deltas between scrapes; 0 = unknown */
+	uint64_t at_ms;       /* monotonic time of the last successful scrape */
 } psf_trainer_view;
 
 /* The fleet's result, summed over the trainers' MetricsReports on ps0. */
 typedef struct psf_fleet_result {
 	uint64_t model_version;
 	uint64_t trained_steps;
-	size_t n_reports;       /* trainers that reported */
-	size_t n_finished;      /* ... of which finished */
-	uint64_t test_n;        /* test rows over all trainers */
+	size_t n_reports;  /* trainers that reported */
+	size_t n_finished; /* ... of which finished */
+	uint64_t test_n;   /* test rows over all trainers */
 	double test_rmse, test_mae;
 	double naive_rmse, naive_mae;
-	double train_loss;      /* mean of the reports' last training loss */
-	double test_accuracy;   /* sum test_correct / test_n (logistic models) */
+	double train_loss;    /* mean of the reports' last training loss */
+	double test_accuracy; /* sum test_correct / test_n (logistic models) */
 } psf_fleet_result;
 
 /* psf_progress_new prepares probes for the nodes of cfg (borrowed; must outlive
@@ -100,8 +100,7 @@ void psf_progress_keep(psf_progress *p);
 
 /* psf_progress_note prints one line (a newline is added) above the live block,
  * which is redrawn by the next render. Cannot fail. */
-void psf_progress_note(psf_progress *p, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void psf_progress_note(psf_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* psf_progress_result sums the MetricsReports of a Stats reply from ps0 into
  * *out. Returns PSF_OK, or PSF_ENOENT when no report has test rows (nothing to

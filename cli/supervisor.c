@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli/supervisor.h"
 #include "cli/spawn.h"
+#include "cli/supervisor.h"
 #include "lib/base/util.h"
 
 #define MAX_FAILURES 64 /* cap on max_failures: the window ring's size */
@@ -22,8 +22,8 @@ typedef struct child {
 	const psf_node_cfg *node;
 	psf_child_state state;
 	pid_t pid;
-	bool stopping;        /* we sent SIGTERM: the exit is expected */
-	bool injected;        /* this run has --exit-at-step: its exit 3 is expected */
+	bool stopping; /* we sent SIGTERM: the exit is expected */
+	bool injected; /* this run has --exit-at-step: its exit 3 is expected */
 	bool has_exited;
 	int last_status;
 	uint32_t starts;
@@ -40,8 +40,7 @@ struct psf_supervisor {
 	size_t n_kids;
 };
 
-static void
-note(psf_supervisor *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(psf_supervisor *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 note(psf_supervisor *l, const char *fmt, ...)
@@ -63,8 +62,9 @@ psf_supervisor_describe_status(int status, char *buf, size_t len)
 	if (WIFEXITED(status))
 		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
-		snprintf(buf, len, "killed by SIG%s%s", sigabbrev_np(WTERMSIG(status)) != NULL ?
-		    sigabbrev_np(WTERMSIG(status)) : "?", WCOREDUMP(status) ? " (core dumped)" : "");
+		snprintf(buf, len, "killed by SIG%s%s",
+		    sigabbrev_np(WTERMSIG(status)) != NULL ? sigabbrev_np(WTERMSIG(status)) : "?",
+		    WCOREDUMP(status) ? " (core dumped)" : "");
 	else
 		snprintf(buf, len, "status 0x%x", (unsigned)status);
 }
@@ -252,8 +252,8 @@ psf_supervisor_start(psf_supervisor *l, size_t i)
 	if (c->starts == 0)
 		snprintf(what, sizeof(what), "%s: starting %s", l->o.name, c->node->id);
 	else
-		snprintf(what, sizeof(what), "%s: restarting %s (start %u, last run: %s)", l->o.name,
-		    c->node->id, c->starts + 1, how);
+		snprintf(what, sizeof(what), "%s: restarting %s (start %u, last run: %s)",
+		    l->o.name, c->node->id, c->starts + 1, how);
 	if ((err = psf_spawn_log_open(c->log_path, what, argv, &fd)) != PSF_OK) {
 		note(l, "%s: cannot open log %s: %s", c->node->id, c->log_path, strerror(errno));
 		return err;
@@ -324,19 +324,22 @@ child_exited(psf_supervisor *l, child *c, int status, char *errbuf, size_t errle
 		/* Its input or config is wrong: another start fails the same way. */
 		c->state = PSF_CHILD_FAILED;
 		if (errbuf != NULL)
-			snprintf(errbuf, errlen, "%s failed on its input or config (%s, not restarted): "
-			    "%s; see %s", c->node->id, how, cause[0] ? cause : "no output", c->log_path);
+			snprintf(errbuf, errlen,
+			    "%s failed on its input or config (%s, not restarted): "
+			    "%s; see %s",
+			    c->node->id, how, cause[0] ? cause : "no output", c->log_path);
 		return PSF_EUNAVAIL;
 	}
 	if (recent >= l->o.max_failures) {
 		c->state = PSF_CHILD_FAILED;
 		if (errbuf != NULL && l->o.max_failures == 1)
-			snprintf(errbuf, errlen, "%s failed (%s, not restarted): %s; see %s", c->node->id,
-			    how, cause[0] ? cause : "no output", c->log_path);
+			snprintf(errbuf, errlen, "%s failed (%s, not restarted): %s; see %s",
+			    c->node->id, how, cause[0] ? cause : "no output", c->log_path);
 		else if (errbuf != NULL)
-			snprintf(errbuf, errlen, "%s failed %u times within %u s (last: %s): %s; see %s",
-			    c->node->id, recent, l->o.window_ms / 1000, how,
-			    cause[0] ? cause : "no output", c->log_path);
+			snprintf(errbuf, errlen,
+			    "%s failed %u times within %u s (last: %s): %s; see %s", c->node->id,
+			    recent, l->o.window_ms / 1000, how, cause[0] ? cause : "no output",
+			    c->log_path);
 		return PSF_EUNAVAIL;
 	}
 	delay = l->o.backoff_min_ms;
@@ -348,8 +351,8 @@ child_exited(psf_supervisor *l, child *c, int status, char *errbuf, size_t errle
 	c->restart_at_ms = now + delay;
 	note(l, "%s %s%s; restarting in %llu ms (%u of %u failures within %u s; log %s)%s%.300s",
 	    c->node->id, how, WIFEXITED(status) && WEXITSTATUS(status) == 0 ? " unexpectedly" : "",
-	    (unsigned long long)delay, recent, l->o.max_failures, l->o.window_ms / 1000, c->log_path,
-	    cause[0] ? ": " : "", cause);
+	    (unsigned long long)delay, recent, l->o.max_failures, l->o.window_ms / 1000,
+	    c->log_path, cause[0] ? ": " : "", cause);
 	return PSF_OK;
 }
 
@@ -369,7 +372,8 @@ psf_supervisor_tick(psf_supervisor *l, char *errbuf, size_t errlen)
 		if (r == c->pid || (r < 0 && errno == ECHILD)) {
 			if (r < 0)
 				status = 0xff00; /* reaped elsewhere: unknown, call it exit 255 */
-			if (child_exited(l, c, status, errbuf, errlen) != PSF_OK && result == PSF_OK) {
+			if (child_exited(l, c, status, errbuf, errlen) != PSF_OK &&
+			    result == PSF_OK) {
 				result = PSF_EUNAVAIL;
 				errbuf = NULL; /* keep the first failure's message */
 			}
@@ -399,8 +403,8 @@ not_ready(psf_supervisor *l, size_t i, bool ended, uint32_t timeout_ms, const ch
 	psf_supervisor_log_cause(c->log_path, cause, sizeof(cause));
 	if (ended) {
 		psf_supervisor_describe_status(c->last_status, how, sizeof(how));
-		snprintf(errbuf, errlen, "%s exited before it was ready (%s): %s (log %s)", c->node->id,
-		    how, cause[0] ? cause : "no output", c->log_path);
+		snprintf(errbuf, errlen, "%s exited before it was ready (%s): %s (log %s)",
+		    c->node->id, how, cause[0] ? cause : "no output", c->log_path);
 	} else {
 		snprintf(errbuf, errlen, "%s %s not ready after %u s (%s)%s%s; see %s",
 		    psf_role_name(c->node->role), c->node->id, timeout_ms / 1000, why,
@@ -484,9 +488,11 @@ stop_some(psf_supervisor *l, bool want_ps, uint32_t grace_ms, const volatile sig
 				continue;
 			}
 			left = true;
-			if (!killed && (psf_now_ms() >= deadline || (force != NULL && *force != 0))) {
+			if (!killed &&
+			    (psf_now_ms() >= deadline || (force != NULL && *force != 0))) {
 				if (psf_now_ms() >= deadline)
-					note(l, "%s did not stop within %u ms: SIGKILL", c->node->id, grace_ms);
+					note(l, "%s did not stop within %u ms: SIGKILL",
+					    c->node->id, grace_ms);
 				else
 					note(l, "%s: stop forced: SIGKILL", c->node->id);
 				psf_spawn_signal_group(c->pid, SIGKILL);

@@ -42,8 +42,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 typedef struct psf_supervisor psf_supervisor;
 
@@ -56,10 +56,10 @@ typedef void (*psf_supervisor_note_fn)(void *arg, const char *line);
 
 /* One injected fault (see above); the fields left 0 inject nothing. */
 typedef struct psf_supervisor_fault {
-	const char *id;        /* a trainer's node id */
-	double slowdown;       /* > 0: --slowdown X on every start */
-	uint32_t delay_ms;     /* > 0: --delay-ms N on every start */
-	int64_t exit_at_step;  /* > 0: --exit-at-step N on one start */
+	const char *id;       /* a trainer's node id */
+	double slowdown;      /* > 0: --slowdown X on every start */
+	uint32_t delay_ms;    /* > 0: --delay-ms N on every start */
+	int64_t exit_at_step; /* > 0: --exit-at-step N on one start */
 } psf_supervisor_fault;
 
 /* The most faults a supervisor injects. */
@@ -79,29 +79,29 @@ typedef struct psf_supervisor_opts {
 	uint32_t max_failures;   /* 0 = 5 */
 	uint32_t window_ms;      /* 0 = 60000 */
 	const psf_supervisor_fault *faults; /* injected into trainers, in order */
-	size_t n_faults;         /* at most PSF_SUPERVISOR_MAX_FAULTS */
-	psf_supervisor_note_fn note; /* may be NULL */
+	size_t n_faults;                    /* at most PSF_SUPERVISOR_MAX_FAULTS */
+	psf_supervisor_note_fn note;        /* may be NULL */
 	void *note_arg;
 } psf_supervisor_opts;
 
 typedef enum psf_child_state {
 	PSF_CHILD_IDLE = 0, /* never started */
 	PSF_CHILD_RUNNING,
-	PSF_CHILD_BACKOFF,  /* died; a restart is scheduled */
-	PSF_CHILD_DONE,     /* a trainer that exited 0 */
-	PSF_CHILD_STOPPED,  /* stopped by psf_supervisor_stop */
-	PSF_CHILD_FAILED,   /* gave up after too many failures */
+	PSF_CHILD_BACKOFF, /* died; a restart is scheduled */
+	PSF_CHILD_DONE,    /* a trainer that exited 0 */
+	PSF_CHILD_STOPPED, /* stopped by psf_supervisor_stop */
+	PSF_CHILD_FAILED,  /* gave up after too many failures */
 } psf_child_state;
 
 /* Read-only view of one child, from psf_supervisor_child. */
 typedef struct psf_child_info {
 	const psf_node_cfg *node;
 	psf_child_state state;
-	pid_t pid;          /* the running process, or 0 */
-	uint32_t starts;    /* processes started so far */
-	uint32_t failures;  /* unexpected exits so far (whole run) */
-	int last_status;    /* waitpid status of the last exit; valid when starts > 0 and not running */
-	bool has_exited;    /* last_status is valid */
+	pid_t pid;         /* the running process, or 0 */
+	uint32_t starts;   /* processes started so far */
+	uint32_t failures; /* unexpected exits so far (whole run) */
+	int last_status; /* waitpid status of the last exit; valid when starts > 0 and not running */
+	bool has_exited; /* last_status is valid */
 	const char *log_path;
 } psf_child_info;
 

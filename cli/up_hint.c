@@ -69,10 +69,12 @@ add(char *buf, size_t len, size_t *used, const char *opt, const char *value, boo
 	plain = value[0] != '\0';
 	for (const char *s = value; *s != '\0' && plain; s++)
 		plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-		    "._-/:+=,@%", *s) != NULL;
+		               "._-/:+=,@%",
+		            *s) != NULL;
 	*used += (size_t)snprintf(buf + *used, len - *used, " %s %s", opt, plain ? "" : "'");
 	for (const char *s = value; *s != '\0' && *used < len; s++)
-		*used += (size_t)snprintf(buf + *used, len - *used, *s == '\'' ? "'\\''" : "%c", *s);
+		*used +=
+		    (size_t)snprintf(buf + *used, len - *used, *s == '\'' ? "'\\''" : "%c", *s);
 	if (!plain && *used < len)
 		*used += (size_t)snprintf(buf + *used, len - *used, "'");
 }
@@ -121,7 +123,8 @@ psf_up_first_symbol(const char *path, char *buf, size_t len)
 		int n = scandir(path, &names, NULL, alphasort);
 
 		for (int i = 0; i < n; i++) {
-			if (strncmp(names[i]->d_name, "symbol=", 7) == 0 && strcmp(buf, "SYMBOL") == 0)
+			if (strncmp(names[i]->d_name, "symbol=", 7) == 0 &&
+			    strcmp(buf, "SYMBOL") == 0)
 				snprintf(buf, len, "%s", names[i]->d_name + 7);
 			free(names[i]);
 		}

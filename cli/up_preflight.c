@@ -16,9 +16,9 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
-#include "lib/base/util.h"
 #include "trainer/trainer.h"
 
 /* split_hostport splits "host:port", "[v6]:port" or ":port" (followed by
@@ -79,7 +79,8 @@ try_bind(const char *host, const char *port, char *buf, size_t len)
 		(void)setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (bind(s, res->ai_addr, res->ai_addrlen) != 0) {
 			if (errno == EADDRINUSE)
-				snprintf(buf, len, "port %s is already in use on this machine", port);
+				snprintf(buf, len, "port %s is already in use on this machine",
+				    port);
 			else if (errno == EADDRNOTAVAIL)
 				snprintf(buf, len, "address %.100s is not on this machine", host);
 			else
@@ -125,8 +126,10 @@ check_address(const char *config, const psf_node_cfg *n, const char *what, const
 
 	if (is_url && strncmp(addr, "ipc://", 6) == 0) {
 		if (ipc_in_use(addr + 6)) {
-			fprintf(stderr, "psfleet up: %s: node '%s' %s %s: already in use (another process "
-			    "listens on it)\n", config, n->id, what, addr);
+			fprintf(stderr,
+			    "psfleet up: %s: node '%s' %s %s: already in use (another process "
+			    "listens on it)\n",
+			    config, n->id, what, addr);
 			return -1;
 		}
 		return 0;
@@ -137,10 +140,12 @@ check_address(const char *config, const psf_node_cfg *n, const char *what, const
 	}
 	if (hp == NULL) /* inproc://, abstract://: nothing to check */
 		return 0;
-	if (split_hostport(hp, host, sizeof(host), port, sizeof(port)) != 0 || strcmp(port, "0") == 0)
+	if (split_hostport(hp, host, sizeof(host), port, sizeof(port)) != 0 ||
+	    strcmp(port, "0") == 0)
 		return 0; /* the loader validated it; port 0 never clashes */
 	if (try_bind(host, port, why, sizeof(why))[0] != '\0') {
-		fprintf(stderr, "psfleet up: %s: node '%s' %s %s: %s\n", config, n->id, what, addr, why);
+		fprintf(stderr, "psfleet up: %s: node '%s' %s %s: %s\n", config, n->id, what, addr,
+		    why);
 		return -1;
 	}
 	return 0;
@@ -152,9 +157,10 @@ psf_up_preflight(const char *config, const psf_config *cfg, const bool *selected
 	struct stat st;
 
 	if (stat(cfg->data.path, &st) != 0 && !cfg->data.has_generate) {
-		fprintf(stderr, "psfleet up: %s: data file '%s' does not exist and data.generate is not "
-		    "set (make one with: psfleet data gen --out %s)\n", config, cfg->data.path,
-		    cfg->data.path);
+		fprintf(stderr,
+		    "psfleet up: %s: data file '%s' does not exist and data.generate is not "
+		    "set (make one with: psfleet data gen --out %s)\n",
+		    config, cfg->data.path, cfg->data.path);
 		return -1;
 	}
 	for (size_t i = 0; i < cfg->n_nodes; i++) {
@@ -162,8 +168,10 @@ psf_up_preflight(const char *config, const psf_config *cfg, const bool *selected
 
 		if (!selected[i])
 			continue;
-		if ((n->listen != NULL && check_address(config, n, "listen", n->listen, true) != 0) ||
-		    (n->metrics != NULL && check_address(config, n, "metrics", n->metrics, false) != 0))
+		if ((n->listen != NULL &&
+		        check_address(config, n, "listen", n->listen, true) != 0) ||
+		    (n->metrics != NULL &&
+		        check_address(config, n, "metrics", n->metrics, false) != 0))
 			return -1;
 	}
 	return 0;
@@ -191,8 +199,10 @@ psf_up_check_data(const char *config, const psf_config *cfg)
 		fprintf(stderr, "psfleet up: %s: bad data: %s has no data rows (only a header?)\n",
 		    config, cfg->data.path);
 	else if (psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &cutoff) != PSF_OK)
-		fprintf(stderr, "psfleet up: %s: bad data: %s has %zu date(s); a train and a test "
-		    "split need at least 2\n", config, cfg->data.path, n_dates);
+		fprintf(stderr,
+		    "psfleet up: %s: bad data: %s has %zu date(s); a train and a test "
+		    "split need at least 2\n",
+		    config, cfg->data.path, n_dates);
 	else
 		rc = 0;
 	psf_data_index_free(idx);

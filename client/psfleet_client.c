@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/net/rpc_client.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
 #include "psfleet.pb-c.h"
 
 struct psf_client {
@@ -107,7 +107,8 @@ psf_client_predict(psf_client *c, const char *symbol, const char *as_of, psf_pre
 	req.symbol = (char *)symbol;
 	req.as_of = (char *)(as_of != NULL ? as_of : "");
 	if (psf_rpc_client_call(c->rpc, PSF_M_PREDICT, &req.base,
-	        &psfleet__v1__predict_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st) != PSF_OK) {
+	        &psfleet__v1__predict_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	        &st) != PSF_OK) {
 		set_failure(out, symbol, (int)st.code, st.message);
 		return out->status;
 	}
@@ -144,14 +145,15 @@ psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, co
 	req.n_items = n;
 	req.items = itemp;
 	if (psf_rpc_client_call(c->rpc, PSF_M_PREDICT_BATCH, &req.base,
-	        &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st) !=
-	    PSF_OK) {
+	        &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	        &st) != PSF_OK) {
 		rc = (int)st.code;
 		goto fail;
 	}
 	if (r->n_results != n) {
 		rc = PSF_CLIENT_INTERNAL;
-		snprintf(st.message, sizeof(st.message), "%zu results for %zu symbols", r->n_results, n);
+		snprintf(st.message, sizeof(st.message), "%zu results for %zu symbols",
+		    r->n_results, n);
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -159,8 +161,9 @@ psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, co
 		if (res->status == PSFLEET__V1__STATUS_CODE__OK && res->reply != NULL)
 			set_reply(&out[i], res->reply);
 		else
-			set_failure(&out[i], symbols[i], res->status != 0 ? (int)res->status
-			                                                  : PSF_CLIENT_INTERNAL, res->message);
+			set_failure(&out[i], symbols[i],
+			    res->status != 0 ? (int)res->status : PSF_CLIENT_INTERNAL,
+			    res->message);
 	}
 	goto out;
 fail:
@@ -192,8 +195,9 @@ join_info(psf_model_info *out, const Psfleet__V1__ModelInfoReply *r)
 	}
 	used = 0;
 	for (size_t i = 0; i < r->n_shard_versions && used < sizeof(out->shard_versions); i++)
-		used += (size_t)snprintf(out->shard_versions + used, sizeof(out->shard_versions) - used,
-		    "%s%llu", i ? "," : "", (unsigned long long)r->shard_versions[i]);
+		used +=
+		    (size_t)snprintf(out->shard_versions + used, sizeof(out->shard_versions) - used,
+		        "%s%llu", i ? "," : "", (unsigned long long)r->shard_versions[i]);
 }
 
 int
@@ -206,7 +210,8 @@ psf_client_model_info(psf_client *c, char *errbuf, size_t errlen, psf_model_info
 	if (c == NULL || out == NULL)
 		return PSF_CLIENT_INVALID_ARGUMENT;
 	if (psf_rpc_client_call(c->rpc, PSF_M_MODEL_INFO, &req.base,
-	        &psfleet__v1__model_info_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st) != PSF_OK) {
+	        &psfleet__v1__model_info_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	        &st) != PSF_OK) {
 		if (errbuf != NULL && errlen > 0)
 			snprintf(errbuf, errlen, "%s", st.message);
 		return (int)st.code;

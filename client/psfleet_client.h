@@ -63,31 +63,31 @@ typedef struct psf_client_opts {
 
 /* One prediction. Strings are NUL-terminated copies owned by the struct. */
 typedef struct psf_prediction {
-	int status;               /* PSF_CLIENT_OK or why this symbol has no prediction */
-	char message[256];        /* the reason when status != OK */
+	int status;        /* PSF_CLIENT_OK or why this symbol has no prediction */
+	char message[256]; /* the reason when status != OK */
 	char symbol[64];
-	double prediction;        /* next_return: a return; next_close: a price;
+	double prediction;      /* next_return: a return; next_close: a price;
 	                             next_direction: the probability of a rise */
-	double predicted_close;   /* next_return / next_close: the price it implies; else 0 */
-	char target[16];          /* "next_return", "next_close" or "next_direction" */
+	double predicted_close; /* next_return / next_close: the price it implies; else 0 */
+	char target[16];        /* "next_return", "next_close" or "next_direction" */
 	uint64_t model_version;
-	char as_of[11];           /* YYYY-MM-DD of the last bar the prediction uses */
-	double last_close;        /* that bar's close */
+	char as_of[11];    /* YYYY-MM-DD of the last bar the prediction uses */
+	double last_close; /* that bar's close */
 } psf_prediction;
 
 /* The model an inferer serves (through the gateway: one of them). */
 typedef struct psf_model_info {
 	uint64_t model_version;
 	uint64_t trained_steps;
-	char model[16];           /* "linear", "logistic" or "mlp" */
+	char model[16]; /* "linear", "logistic" or "mlp" */
 	char target[16];
 	char features[512];       /* comma-separated, e.g. "return:1,sma:5" */
 	char tensors[1024];       /* "name[rows x cols]" list; "/symbol" marks per-symbol */
 	char shard_versions[256]; /* version on each ps node, comma-separated */
 	double test_rmse, test_mae, naive_rmse; /* fleet test metrics; 0 when unknown */
-	uint32_t symbols;         /* symbols the answering inferer serves */
+	uint32_t symbols;                       /* symbols the answering inferer serves */
 	uint32_t shard, shards;
-	char node[64];            /* the answering inferer's id */
+	char node[64]; /* the answering inferer's id */
 } psf_model_info;
 
 /* psf_client_open prepares a client for url (tcp://host:port, ipc:///path or
@@ -99,8 +99,7 @@ typedef struct psf_model_info {
  * and with connect_now PSF_CLIENT_UNAVAILABLE (connection refused) or
  * PSF_CLIENT_DEADLINE_EXCEEDED. On success *out gets a
  * client to release with psf_client_close. */
-PSF_CLIENT_API int psf_client_open(const char *url, const psf_client_opts *opts,
-    psf_client **out);
+PSF_CLIENT_API int psf_client_open(const char *url, const psf_client_opts *opts, psf_client **out);
 
 /* psf_client_close closes the connection and frees the client. NULL is fine. */
 PSF_CLIENT_API void psf_client_close(psf_client *c);

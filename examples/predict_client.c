@@ -70,7 +70,8 @@ main(int argc, char **argv)
 	if (n == 1)
 		rc = psf_client_predict(c, argv[2], NULL, &out[0]);
 	else
-		rc = psf_client_predict_batch(c, (const char *const *)&argv[2], (size_t)n, NULL, out);
+		rc = psf_client_predict_batch(c, (const char *const *)&argv[2], (size_t)n, NULL,
+		    out);
 	for (int i = 0; i < n; i++) {
 		print_prediction(&out[i]);
 		failed += out[i].status != PSF_CLIENT_OK;

@@ -15,14 +15,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "gateway/gateway_internal.h"
 #include "lib/base/log.h"
-#include "lib/runtime/runtime.h"
-#include "lib/net/rpc_client.h"
-#include "lib/net/rpc_server.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
 #include "lib/net/methods.h"
-#include "gateway/gateway_internal.h"
+#include "lib/net/rpc_client.h"
+#include "lib/net/rpc_server.h"
+#include "lib/runtime/runtime.h"
 
 /* ---------------------------------------------------------------- picking */
 
@@ -108,7 +108,8 @@ call_shard(psf_gateway *gw, uint32_t shard, const char *method, const ProtobufCM
 
 		if (left == 0) {
 			st->code = PSF_STATUS_DEADLINE_EXCEEDED;
-			snprintf(st->message, sizeof(st->message), "deadline exceeded at the gateway");
+			snprintf(st->message, sizeof(st->message),
+			    "deadline exceeded at the gateway");
 			return PSF_ETIMEDOUT;
 		}
 		tried[r - gw->reps] = true;
@@ -127,7 +128,8 @@ call_shard(psf_gateway *gw, uint32_t shard, const char *method, const ProtobufCM
 	if (shard == GW_ALL_SHARDS)
 		snprintf(st->message, sizeof(st->message), "no healthy inferer");
 	else
-		snprintf(st->message, sizeof(st->message), "no healthy inferer for shard %u", shard);
+		snprintf(st->message, sizeof(st->message), "no healthy inferer for shard %u",
+		    shard);
 	return PSF_EUNAVAIL;
 }
 
@@ -163,8 +165,8 @@ forward_one(psf_gateway *gw, job *j, const char *method, const ProtobufCMessageD
 			goto answer; /* the inferer's answer, passed back */
 	}
 	if (err != PSF_OK)
-		err = call_shard(gw, shard, method, j->in, desc, deadline_ns, attempt_cap(gw, items), &r,
-		    &st);
+		err = call_shard(gw, shard, method, j->in, desc, deadline_ns,
+		    attempt_cap(gw, items), &r, &st);
 answer:
 	if (err != PSF_OK) {
 		psf_rpc_fail(j->call, st.code, "%s", st.message);
@@ -178,7 +180,7 @@ answer:
 /* One shard's part of a batch. */
 typedef struct part {
 	Psfleet__V1__PredictBatchRequest req;
-	size_t *pos;        /* request positions of its items */
+	size_t *pos; /* request positions of its items */
 	Psfleet__V1__PredictBatchReply *reply;
 	psf_rpc_pending *p;
 	replica *r;
@@ -200,7 +202,8 @@ split_batch(psf_gateway *gw, const Psfleet__V1__PredictBatchRequest *in, part *p
 	}
 	for (uint32_t s = 0; s < gw->n_shards; s++) {
 		psfleet__v1__predict_batch_request__init(&parts[s].req);
-		parts[s].req.items = malloc((count[s] ? count[s] : 1) * sizeof(*parts[s].req.items));
+		parts[s].req.items =
+		    malloc((count[s] ? count[s] : 1) * sizeof(*parts[s].req.items));
 		parts[s].pos = malloc((count[s] ? count[s] : 1) * sizeof(size_t));
 		if (parts[s].req.items == NULL || parts[s].pos == NULL) {
 			free(count);
@@ -225,12 +228,14 @@ send_parts(psf_gateway *gw, part *parts, uint64_t deadline_ns)
 	bool none[GW_MAX_REPLICAS] = {false};
 
 	for (uint32_t s = 0; s < gw->n_shards; s++) {
-		uint32_t left = remaining_ms(deadline_ns), cap = attempt_cap(gw, parts[s].req.n_items);
+		uint32_t left = remaining_ms(deadline_ns),
+		         cap = attempt_cap(gw, parts[s].req.n_items);
 		psf_rpc_call_opts o = {gw->groups[s].n > 1 && left > cap ? cap : left, 0, 1};
 		part *p = &parts[s];
 		if (p->req.n_items == 0 || left == 0 || (p->r = pick(gw, s, none)) == NULL)
 			continue;
-		if (psf_rpc_call_start(p->r->client, PSF_M_PREDICT_BATCH, &p->req.base, &o, &p->p) != PSF_OK)
+		if (psf_rpc_call_start(p->r->client, PSF_M_PREDICT_BATCH, &p->req.base, &o,
+		        &p->p) != PSF_OK)
 			p->p = NULL;
 	}
 	for (uint32_t s = 0; s < gw->n_shards; s++) {
@@ -238,7 +243,8 @@ send_parts(psf_gateway *gw, part *parts, uint64_t deadline_ns)
 		if (p->req.n_items == 0)
 			continue;
 		if (p->p != NULL) {
-			psf_err err = psf_rpc_pending_wait(p->p, &psfleet__v1__predict_batch_reply__descriptor,
+			psf_err err = psf_rpc_pending_wait(p->p,
+			    &psfleet__v1__predict_batch_reply__descriptor,
 			    (ProtobufCMessage **)&p->reply, &p->st);
 			psf_rpc_pending_free(p->p);
 			p->p = NULL;
@@ -248,12 +254,14 @@ send_parts(psf_gateway *gw, part *parts, uint64_t deadline_ns)
 			}
 			p->reply = NULL;
 			if (p->st.code != PSF_STATUS_UNAVAILABLE &&
-			    (p->st.code != PSF_STATUS_DEADLINE_EXCEEDED || remaining_ms(deadline_ns) == 0))
+			    (p->st.code != PSF_STATUS_DEADLINE_EXCEEDED ||
+			        remaining_ms(deadline_ns) == 0))
 				continue; /* the inferer's answer, or no time left */
 			mark_down(gw, p->r, p->st.message);
 		}
-		if (call_shard(gw, s, PSF_M_PREDICT_BATCH, &p->req.base, &psfleet__v1__predict_batch_reply__descriptor,
-		        deadline_ns, attempt_cap(gw, p->req.n_items), (ProtobufCMessage **)&p->reply,
+		if (call_shard(gw, s, PSF_M_PREDICT_BATCH, &p->req.base,
+		        &psfleet__v1__predict_batch_reply__descriptor, deadline_ns,
+		        attempt_cap(gw, p->req.n_items), (ProtobufCMessage **)&p->reply,
 		        &p->st) != PSF_OK)
 			p->reply = NULL;
 	}
@@ -277,17 +285,19 @@ merge(psf_gateway *gw, job *j, part *parts, const uint32_t *shard_of, size_t n)
 	for (uint32_t s = 0; s < gw->n_shards; s++) {
 		part *p = &parts[s];
 		psfleet__v1__predict_result__init(&failed[s]);
-		if (p->req.n_items > 0 && (p->reply == NULL || p->reply->n_results != p->req.n_items)) {
+		if (p->req.n_items > 0 &&
+		    (p->reply == NULL || p->reply->n_results != p->req.n_items)) {
 			failed[s].status = p->reply == NULL ? p->st.code : PSF_STATUS_INTERNAL;
-			failed[s].message = p->reply == NULL ? p->st.message
-			                                     : (char *)"inferer answered a short batch";
+			failed[s].message = p->reply == NULL
+			    ? p->st.message
+			    : (char *)"inferer answered a short batch";
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		part *p = &parts[shard_of[i]];
 		size_t k = next[shard_of[i]]++;
 		res[i] = failed[shard_of[i]].status != PSF_STATUS_OK ? &failed[shard_of[i]]
-		                                                      : p->reply->results[k];
+		                                                     : p->reply->results[k];
 	}
 	r.n_results = n;
 	r.results = res;
@@ -301,13 +311,16 @@ out:
 static void
 forward_batch(psf_gateway *gw, job *j)
 {
-	const Psfleet__V1__PredictBatchRequest *in = (const Psfleet__V1__PredictBatchRequest *)j->in;
+	const Psfleet__V1__PredictBatchRequest *in =
+	    (const Psfleet__V1__PredictBatchRequest *)j->in;
 	part *parts;
 	uint32_t *shard_of;
 
 	if (gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN || gw->n_shards == 1) {
-		forward_one(gw, j, PSF_M_PREDICT_BATCH, &psfleet__v1__predict_batch_reply__descriptor,
-		    gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN ? GW_ALL_SHARDS : 0, in->n_items);
+		forward_one(gw, j, PSF_M_PREDICT_BATCH,
+		    &psfleet__v1__predict_batch_reply__descriptor,
+		    gw->cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN ? GW_ALL_SHARDS : 0,
+		    in->n_items);
 		return;
 	}
 	parts = calloc(gw->n_shards, sizeof(*parts));
@@ -334,14 +347,14 @@ forward(psf_gateway *gw, job *j)
 {
 	switch (j->kind) {
 	case JOB_PREDICT: {
-		forward_one(gw, j, PSF_M_PREDICT, &psfleet__v1__predict_reply__descriptor, j->shard, 1);
+		forward_one(gw, j, PSF_M_PREDICT, &psfleet__v1__predict_reply__descriptor, j->shard,
+		    1);
 		break;
 	}
-	case JOB_BATCH:
-		forward_batch(gw, j);
-		break;
+	case JOB_BATCH: forward_batch(gw, j); break;
 	case JOB_INFO:
-		forward_one(gw, j, PSF_M_MODEL_INFO, &psfleet__v1__model_info_reply__descriptor, GW_ALL_SHARDS, 1);
+		forward_one(gw, j, PSF_M_MODEL_INFO, &psfleet__v1__model_info_reply__descriptor,
+		    GW_ALL_SHARDS, 1);
 		break;
 	}
 }
@@ -393,18 +406,20 @@ start_first(psf_gateway *gw, job *j)
 		if (j->shard == GW_ALL_SHARDS)
 			psf_rpc_fail(j->call, PSF_STATUS_UNAVAILABLE, "no healthy inferer");
 		else
-			psf_rpc_fail(j->call, PSF_STATUS_UNAVAILABLE, "no healthy inferer for shard %u",
-			    j->shard);
+			psf_rpc_fail(j->call, PSF_STATUS_UNAVAILABLE,
+			    "no healthy inferer for shard %u", j->shard);
 		j->done(NULL, j->call);
 		return false;
 	}
 	if (left == 0) {
-		psf_rpc_fail(j->call, PSF_STATUS_DEADLINE_EXCEEDED, "deadline exceeded at the gateway");
+		psf_rpc_fail(j->call, PSF_STATUS_DEADLINE_EXCEEDED,
+		    "deadline exceeded at the gateway");
 		j->done(NULL, j->call);
 		return false;
 	}
 	o.timeout_ms = group_of(gw, j->shard)->n > 1 && left > cap ? cap : left;
-	if (psf_rpc_call_start(j->r->client, j->kind == JOB_PREDICT ? PSF_M_PREDICT : PSF_M_MODEL_INFO, j->in, &o,
+	if (psf_rpc_call_start(j->r->client,
+	        j->kind == JOB_PREDICT ? PSF_M_PREDICT : PSF_M_MODEL_INFO, j->in, &o,
 	        &j->p) != PSF_OK)
 		j->p = NULL; /* the forwarder tries again */
 	return true;
@@ -455,8 +470,8 @@ psf_gw_rpc_predict_batch(Psfleet__V1__Inference_Service *svc,
 }
 
 void
-psf_gw_rpc_model_info(Psfleet__V1__Inference_Service *svc,
-    const Psfleet__V1__ModelInfoRequest *in, Psfleet__V1__ModelInfoReply_Closure done, void *call)
+psf_gw_rpc_model_info(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__ModelInfoRequest *in,
+    Psfleet__V1__ModelInfoReply_Closure done, void *call)
 {
 	(void)svc;
 	enqueue(call, JOB_INFO, &in->base, (ProtobufCClosure)done);
@@ -478,7 +493,8 @@ setup(psf_gateway *gw, const psf_gateway_opts *opts)
 	    (err = psf_metrics_counter(reg, "psfleet_gateway_unavailable_total",
 	         "Calls no healthy replica could take", NULL, 0, &gw->c_unavailable)) != PSF_OK ||
 	    (err = psf_metrics_gauge(reg, "psfleet_gateway_healthy_inferers",
-	         "Inferers the last health check found ready", NULL, 0, &gw->g_healthy)) != PSF_OK ||
+	         "Inferers the last health check found ready", NULL, 0, &gw->g_healthy)) !=
+	        PSF_OK ||
 	    (err = psf_runtime_client_opts(gw->cfg, gw->token, sizeof(gw->token), &co)) != PSF_OK)
 		return err;
 	gw->n_reps = gw->cfg->n_inferers;
@@ -496,7 +512,8 @@ setup(psf_gateway *gw, const psf_gateway_opts *opts)
 		replica *r = &gw->reps[i];
 		const char *url;
 		r->node = psf_config_role_node(gw->cfg, PSF_ROLE_INFERER, i);
-		url = (opts != NULL && opts->inferer_urls != NULL) ? opts->inferer_urls[i] : r->node->listen;
+		url = (opts != NULL && opts->inferer_urls != NULL) ? opts->inferer_urls[i]
+		                                                   : r->node->listen;
 		if ((err = psf_rpc_client_open(url, &co, &r->client)) != PSF_OK)
 			return err;
 		group *g = &gw->groups[r->node->shard];
@@ -535,7 +552,8 @@ start_threads(psf_gateway *gw)
 	if ((gw->forwarders = calloc(n, sizeof(pthread_t))) == NULL)
 		return PSF_ENOMEM;
 	for (; gw->n_forwarders < n; gw->n_forwarders++)
-		if (pthread_create(&gw->forwarders[gw->n_forwarders], NULL, forwarder_main, gw) != 0)
+		if (pthread_create(&gw->forwarders[gw->n_forwarders], NULL, forwarder_main, gw) !=
+		    0)
 			return PSF_ESYS;
 	if (pthread_create(&gw->health, NULL, gw_health_main, gw) != 0)
 		return PSF_ESYS;
@@ -553,15 +571,17 @@ psf_gateway_new(const psf_config *cfg, const psf_node_cfg *node, const psf_gatew
 	psf_err err;
 
 	if (node->role != PSF_ROLE_GATEWAY) {
-		psf_log_err("gateway", "%s is a %s, not the gateway", node->id, psf_role_name(node->role));
+		psf_log_err("gateway", "%s is a %s, not the gateway", node->id,
+		    psf_role_name(node->role));
 		return PSF_EINVAL;
 	}
 	if ((gw = calloc(1, sizeof(*gw))) == NULL)
 		return PSF_ENOMEM;
 	gw->cfg = cfg;
 	gw->node = node;
-	gw->interval_ms = (opts != NULL && opts->health_interval_ms != 0) ? opts->health_interval_ms
-	                                                                  : cfg->gateway.health_interval_ms;
+	gw->interval_ms = (opts != NULL && opts->health_interval_ms != 0)
+	    ? opts->health_interval_ms
+	    : cfg->gateway.health_interval_ms;
 	pthread_mutex_init(&gw->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -580,8 +600,10 @@ psf_gateway_new(const psf_config *cfg, const psf_node_cfg *node, const psf_gatew
 	    cfg->gateway.route == PSF_ROUTE_SYMBOL ? "by symbol" : "round robin", gw->n_reps,
 	    psf_plural(gw->n_reps), gw->n_shards, psf_plural(gw->n_shards), gw->url);
 	if (cfg->gateway.route == PSF_ROUTE_ROUND_ROBIN && gw->n_shards > 1)
-		psf_log_warn("gateway", "route round_robin with %u inference shards: an inferer answers "
-		    "NOT_FOUND for symbols of other shards", gw->n_shards);
+		psf_log_warn("gateway",
+		    "route round_robin with %u inference shards: an inferer answers "
+		    "NOT_FOUND for symbols of other shards",
+		    gw->n_shards);
 	*out = gw;
 	return PSF_OK;
 fail:

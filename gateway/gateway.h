@@ -29,8 +29,8 @@
 
 #include <stdint.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 typedef struct psf_gateway psf_gateway;
 
@@ -38,7 +38,7 @@ typedef struct psf_gateway_opts {
 	const char *const *inferer_urls; /* one per inferer, in config order; NULL = the config's */
 	const char *listen;              /* override node->listen (tests: port 0) */
 	const char *metrics;             /* override node->metrics; "" = no HTTP endpoint */
-	uint32_t health_interval_ms;     /* override gateway_options.health_interval_ms; 0 = config */
+	uint32_t health_interval_ms; /* override gateway_options.health_interval_ms; 0 = config */
 } psf_gateway_opts;
 
 /* psf_gateway_new connects to every inferer (they need not be up yet), starts

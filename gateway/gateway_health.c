@@ -5,10 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "gateway/gateway_internal.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
 #include "lib/net/methods.h"
-#include "gateway/gateway_internal.h"
 
 /* ready_reason writes why the gateway is not ready ("" when it is). */
 static bool
@@ -22,8 +22,8 @@ ready_reason(psf_gateway *gw, char *buf, size_t len)
 		for (size_t k = 0; k < gw->groups[s].n; k++)
 			any = any || atomic_load(&gw->reps[gw->groups[s].idx[k]].healthy);
 		if (!any && used < len)
-			used += (size_t)snprintf(buf + used, len - used, "%sno healthy inferer for shard %u",
-			    used ? "; " : "", s);
+			used += (size_t)snprintf(buf + used, len - used,
+			    "%sno healthy inferer for shard %u", used ? "; " : "", s);
 	}
 	return used == 0;
 }
@@ -39,7 +39,8 @@ check_all(psf_gateway *gw)
 	uint32_t healthy = 0;
 
 	for (size_t i = 0; i < gw->n_reps; i++)
-		if (psf_rpc_call_start(gw->reps[i].client, PSF_M_HEALTH, &req.base, &o, &p[i]) != PSF_OK) {
+		if (psf_rpc_call_start(gw->reps[i].client, PSF_M_HEALTH, &req.base, &o, &p[i]) !=
+		    PSF_OK) {
 			p[i] = NULL;
 			unconnected[i] = true; /* fail_fast: no connection to it at all */
 		}
@@ -47,7 +48,8 @@ check_all(psf_gateway *gw)
 		Psfleet__V1__HealthReply *h = NULL;
 		replica *r = &gw->reps[i];
 		bool ok = false;
-		if (p[i] != NULL && psf_rpc_pending_wait(p[i], &psfleet__v1__health_reply__descriptor,
+		if (p[i] != NULL &&
+		    psf_rpc_pending_wait(p[i], &psfleet__v1__health_reply__descriptor,
 		        (ProtobufCMessage **)&h, NULL) == PSF_OK) {
 			ok = h->ready;
 			atomic_store(&r->version, h->model_version);
@@ -141,8 +143,7 @@ admin_status(void *arg, psf_admin_status *st)
 		         (unsigned long long)atomic_load(&rep->version))) != PSF_OK)
 			return err;
 	}
-	return psf_admin_status_extra(st, "route", "%s",
-	    psf_route_name(gw->cfg->gateway.route));
+	return psf_admin_status_extra(st, "route", "%s", psf_route_name(gw->cfg->gateway.route));
 }
 
 psf_err

@@ -9,11 +9,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "lib/runtime/admin.h"
-#include "lib/runtime/runtime.h"
+#include "gateway/gateway.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
-#include "gateway/gateway.h"
+#include "lib/runtime/admin.h"
+#include "lib/runtime/runtime.h"
 #include "psfleet.pb-c.h"
 
 #define GW_ALL_SHARDS UINT32_MAX

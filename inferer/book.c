@@ -13,11 +13,11 @@
 
 #include <xxhash.h>
 
-#include "lib/data/features.h"
+#include "inferer/internal.h"
 #include "lib/base/log.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
-#include "inferer/internal.h"
+#include "lib/data/features.h"
 
 static size_t
 slot_of(const char *symbol, size_t len, size_t mask)
@@ -34,7 +34,8 @@ inf_book_find(const inf_book *b, const char *symbol, size_t len)
 		uint32_t v = b->slots[i];
 		if (v == 0)
 			return SIZE_MAX;
-		if (strncmp(b->syms[v - 1].name, symbol, len) == 0 && b->syms[v - 1].name[len] == '\0')
+		if (strncmp(b->syms[v - 1].name, symbol, len) == 0 &&
+		    b->syms[v - 1].name[len] == '\0')
 			return v - 1;
 	}
 }
@@ -103,8 +104,7 @@ keep_shard(const char *symbol, void *arg)
 
 /* fill keeps the served symbols' history and latest rows, and indexes them. */
 static psf_err
-fill(const psf_config *cfg, const psf_dataset *ds, uint32_t shard, uint32_t n_shards,
-    inf_book *b)
+fill(const psf_config *cfg, const psf_dataset *ds, uint32_t shard, uint32_t n_shards, inf_book *b)
 {
 	size_t n_all = psf_dataset_n_series(ds), rows = 0, n = 0, cap = 16;
 	size_t hd = cfg->inference.history_days;
@@ -170,9 +170,10 @@ inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards, inf_book
 	b->need = psf_features_history(cfg->features, cfg->n_features);
 	if ((err = fill(cfg, ds, shard, n_shards, b)) != PSF_OK)
 		goto out;
-	psf_log_info("inferer", "serving %zu symbols (shard %u of %u), %zu rows read in %llu ms; "
-	    "standardisation statistics come from the ps", b->n, shard, n_shards,
-	    psf_dataset_n_rows(ds), (unsigned long long)(psf_now_ms() - t0));
+	psf_log_info("inferer",
+	    "serving %zu symbols (shard %u of %u), %zu rows read in %llu ms; "
+	    "standardisation statistics come from the ps",
+	    b->n, shard, n_shards, psf_dataset_n_rows(ds), (unsigned long long)(psf_now_ms() - t0));
 	*out = b;
 	b = NULL;
 out:

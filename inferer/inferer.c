@@ -5,9 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "inferer/internal.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
-#include "inferer/internal.h"
 
 uint64_t
 psf_inferer_version(psf_inferer *inf)
@@ -50,8 +50,8 @@ note_failure(psf_inferer *inf, psf_err err, bool has_snap)
 	pthread_mutex_unlock(&inf->snap_mu);
 	psf_counter_inc(inf->c_refresh_errors);
 	if (first)
-		psf_log_warn("inferer", "%s%s", reason, has_snap ? " (keeping the current model)"
-		                                                 : " (will keep trying)");
+		psf_log_warn("inferer", "%s%s", reason,
+		    has_snap ? " (keeping the current model)" : " (will keep trying)");
 	if (!has_snap) {
 		snprintf(reason, sizeof(reason), "no snapshot yet (%s)", psf_strerror(err));
 		psf_runtime_set_ready(inf->rt, false, reason);
@@ -81,7 +81,8 @@ psf_inferer_refresh(psf_inferer *inf, uint64_t *version_out)
 		inf_snap_publish(inf, fresh);
 		psf_runtime_set_ready(inf->rt, true, NULL);
 	}
-	if (err == PSF_OK && fresh == NULL && psf_now_ms() - inf->metrics.fetched_ms >= INF_METRICS_MS)
+	if (err == PSF_OK && fresh == NULL &&
+	    psf_now_ms() - inf->metrics.fetched_ms >= INF_METRICS_MS)
 		inf_fetch_metrics(inf); /* reports come after the weights they evaluate */
 	if (err != PSF_OK) {
 		note_failure(inf, err, cur != NULL);
@@ -111,7 +112,8 @@ refresh_main(void *arg)
 		(void)err; /* recorded by note_failure, and tried again next period */
 		{
 			inf_snap *s = inf_snap_get(inf);
-			psf_gauge_set(inf->g_age, s != NULL ? (double)(psf_now_ms() - s->built_ms) / 1e3 : 0);
+			psf_gauge_set(inf->g_age,
+			    s != NULL ? (double)(psf_now_ms() - s->built_ms) / 1e3 : 0);
 			inf_snap_put(s);
 		}
 		pthread_mutex_lock(&inf->stop_mu);
@@ -119,7 +121,8 @@ refresh_main(void *arg)
 		ns = (uint64_t)ts.tv_nsec + (uint64_t)inf->refresh_ms * 1000000ull;
 		ts.tv_sec += (time_t)(ns / 1000000000ull);
 		ts.tv_nsec = (long)(ns % 1000000000ull);
-		while (!inf->stopping && pthread_cond_timedwait(&inf->stop_cv, &inf->stop_mu, &ts) == 0)
+		while (!inf->stopping &&
+		    pthread_cond_timedwait(&inf->stop_cv, &inf->stop_mu, &ts) == 0)
 			;
 		if (inf->stopping) {
 			pthread_mutex_unlock(&inf->stop_mu);
@@ -140,7 +143,8 @@ setup_metrics(psf_inferer *inf)
 	    (err = psf_metrics_gauge(reg, "psfleet_inferer_symbols", "Symbols served", NULL, 0,
 	         &inf->g_symbols)) != PSF_OK ||
 	    (err = psf_metrics_gauge(reg, "psfleet_inferer_snapshot_age_seconds",
-	         "Seconds since the model served was swapped in", NULL, 0, &inf->g_age)) != PSF_OK ||
+	         "Seconds since the model served was swapped in", NULL, 0, &inf->g_age)) !=
+	        PSF_OK ||
 	    (err = psf_metrics_counter(reg, "psfleet_inferer_swaps_total", "Snapshots swapped in",
 	         NULL, 0, &inf->c_swaps)) != PSF_OK ||
 	    (err = psf_metrics_counter(reg, "psfleet_inferer_refresh_errors_total",
@@ -160,11 +164,13 @@ open_ps_clients(psf_inferer *inf, const psf_inferer_opts *opts)
 	inf->n_ps = inf->cfg->n_ps;
 	if ((inf->ps = calloc(inf->n_ps, sizeof(*inf->ps))) == NULL)
 		return PSF_ENOMEM;
-	if ((err = psf_runtime_client_opts(inf->cfg, inf->token, sizeof(inf->token), &co)) != PSF_OK)
+	if ((err = psf_runtime_client_opts(inf->cfg, inf->token, sizeof(inf->token), &co)) !=
+	    PSF_OK)
 		return err;
 	for (size_t s = 0; s < inf->n_ps; s++) {
-		const char *url = (opts != NULL && opts->ps_urls != NULL) ? opts->ps_urls[s]
-		                                                           : inf->cfg->nodes[s].listen;
+		const char *url = (opts != NULL && opts->ps_urls != NULL)
+		    ? opts->ps_urls[s]
+		    : inf->cfg->nodes[s].listen;
 		if ((err = psf_rpc_client_open(url, &co, &inf->ps[s])) != PSF_OK)
 			return err;
 	}
@@ -189,8 +195,8 @@ admin_status(void *arg, psf_admin_status *st)
 	psf_err rv;
 
 	for (size_t i = 0; s != NULL && i < s->n_shards && used < sizeof(versions); i++)
-		used += (size_t)snprintf(versions + used, sizeof(versions) - used, "%s%llu", i ? "," : "",
-		    (unsigned long long)s->shard_versions[i]);
+		used += (size_t)snprintf(versions + used, sizeof(versions) - used, "%s%llu",
+		    i ? "," : "", (unsigned long long)s->shard_versions[i]);
 	if (s != NULL)
 		snprintf(age, sizeof(age), "%.3f", (double)(psf_now_ms() - s->built_ms) / 1e3);
 	pthread_mutex_lock(&inf->snap_mu);
@@ -215,7 +221,8 @@ start_rpc(psf_inferer *inf, const psf_inferer_opts *opts)
 	psf_admin_role admin = {health_version, admin_status, inf};
 	psf_err err;
 
-	if ((err = psf_runtime_server_opts(inf->cfg, inf->token, sizeof(inf->token), &so)) != PSF_OK)
+	if ((err = psf_runtime_server_opts(inf->cfg, inf->token, sizeof(inf->token), &so)) !=
+	    PSF_OK)
 		return err;
 	inf_predict_init(inf);
 	if ((err = psf_rpc_server_new(&so, &inf->srv)) != PSF_OK ||
@@ -238,8 +245,8 @@ inferer_alloc(const psf_config *cfg, const psf_node_cfg *node, const psf_inferer
 		return NULL;
 	inf->cfg = cfg;
 	inf->node = node;
-	inf->refresh_ms = (opts != NULL && opts->refresh_ms != 0) ? opts->refresh_ms
-	                                                          : cfg->inference.refresh_ms;
+	inf->refresh_ms =
+	    (opts != NULL && opts->refresh_ms != 0) ? opts->refresh_ms : cfg->inference.refresh_ms;
 	pthread_mutex_init(&inf->snap_mu, NULL);
 	pthread_mutex_init(&inf->refresh_mu, NULL);
 	pthread_mutex_init(&inf->ws_mu, NULL);
@@ -260,7 +267,8 @@ psf_inferer_new(const psf_config *cfg, const psf_node_cfg *node, const psf_infer
 	psf_err err;
 
 	if (node->role != PSF_ROLE_INFERER) {
-		psf_log_err("inferer", "%s is a %s, not an inferer", node->id, psf_role_name(node->role));
+		psf_log_err("inferer", "%s is a %s, not an inferer", node->id,
+		    psf_role_name(node->role));
 		return PSF_EINVAL;
 	}
 	if ((inf = inferer_alloc(cfg, node, opts)) == NULL)

@@ -38,8 +38,8 @@
 
 #include <stdint.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 typedef struct psf_inferer psf_inferer;
 

@@ -14,43 +14,43 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "inferer/inferer.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/model/model.h"
-#include "lib/runtime/admin.h"
-#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
-#include "inferer/inferer.h"
+#include "lib/runtime/admin.h"
+#include "lib/runtime/runtime.h"
 #include "psfleet.pb-c.h"
 
-#define INF_WS_POOL 64          /* model workspaces kept for on-demand rows */
-#define INF_MAX_RECENT 100000u  /* recent bars accepted in one request */
-#define INF_MAX_BATCH 1000000u  /* items in one PredictBatch */
-#define INF_FETCH_TRIES 5       /* sync/ssp: whole fetches before giving up */
+#define INF_WS_POOL 64         /* model workspaces kept for on-demand rows */
+#define INF_MAX_RECENT 100000u /* recent bars accepted in one request */
+#define INF_MAX_BATCH 1000000u /* items in one PredictBatch */
+#define INF_FETCH_TRIES 5      /* sync/ssp: whole fetches before giving up */
 
 /* One symbol served by this inferer. */
 typedef struct inf_symbol {
 	char name[PSF_SYMBOL_MAX + 1];
-	uint64_t row;          /* psf_symbol_row */
-	psf_series hist;       /* the last history_days rows; arrays owned by the book */
-	psf_err latest_err;    /* PSF_OK, or why there is no latest feature row */
-	int32_t latest_date;   /* date of the latest row */
+	uint64_t row;        /* psf_symbol_row */
+	psf_series hist;     /* the last history_days rows; arrays owned by the book */
+	psf_err latest_err;  /* PSF_OK, or why there is no latest feature row */
+	int32_t latest_date; /* date of the latest row */
 	double latest_close;
-	char latest_day[11];   /* latest_date as YYYY-MM-DD */
+	char latest_day[11]; /* latest_date as YYYY-MM-DD */
 } inf_symbol;
 
 /* inf_book: what the inferer knows about its symbols. Immutable after
  * inf_book_load, so any thread reads it without locking. */
 typedef struct inf_book {
-	size_t n;              /* symbols served, sorted by name */
+	size_t n; /* symbols served, sorted by name */
 	inf_symbol *syms;
-	float *x_latest;       /* n * n_features latest rows, not standardised */
+	float *x_latest; /* n * n_features latest rows, not standardised */
 	size_t n_features;
-	uint32_t *slots;       /* open addressing: symbol index + 1, 0 = empty */
-	size_t mask;           /* slots has mask + 1 entries (a power of two) */
-	size_t need;           /* earlier rows the features need */
-	void *storage;         /* one block behind every hist array */
+	uint32_t *slots; /* open addressing: symbol index + 1, 0 = empty */
+	size_t mask;     /* slots has mask + 1 entries (a power of two) */
+	size_t need;     /* earlier rows the features need */
+	void *storage;   /* one block behind every hist array */
 } inf_book;
 
 /* inf_book_load reads the rows of cfg's data that belong to the symbols of
@@ -80,17 +80,17 @@ typedef struct inf_metrics {
  * reference (inf_snap_get / inf_snap_put); the last put frees it. */
 typedef struct inf_snap {
 	atomic_int refs;
-	uint64_t version;          /* sync/ssp: the common version; async: the smallest */
-	uint64_t *shard_versions;  /* per ps node, config order */
+	uint64_t version;         /* sync/ssp: the common version; async: the smallest */
+	uint64_t *shard_versions; /* per ps node, config order */
 	size_t n_shards;
-	uint64_t trained_steps;    /* largest over shards */
+	uint64_t trained_steps; /* largest over shards */
 	psf_params *params;
 	size_t n_keys;
-	double *stats;             /* the trainers' statistics (ps0's Snapshot feature_stats),
+	double *stats;     /* the trainers' statistics (ps0's Snapshot feature_stats),
 	                            * psf_features_stats_len(n_features) doubles */
-	double *pred;              /* book symbol i's prediction at its latest row */
-	psf_err *pred_err;         /* PSF_OK or why pred[i] is missing */
-	uint64_t built_ms;         /* psf_now_ms at publication */
+	double *pred;      /* book symbol i's prediction at its latest row */
+	psf_err *pred_err; /* PSF_OK or why pred[i] is missing */
+	uint64_t built_ms; /* psf_now_ms at publication */
 } inf_snap;
 
 struct psf_inferer {

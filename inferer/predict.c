@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/data/features.h"
+#include "inferer/internal.h"
 #include "lib/base/log.h"
 #include "lib/base/shard.h"
-#include "inferer/internal.h"
+#include "lib/data/features.h"
 
 void psf_inf_rpc_predict(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__PredictRequest *in,
     Psfleet__V1__PredictReply_Closure done, void *call);
@@ -53,8 +53,8 @@ inf_ws_give(psf_inferer *inf, psf_model_ws *ws)
 }
 
 psf_err
-inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
-    uint64_t row, double *out)
+inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x, uint64_t row,
+    double *out)
 {
 	float z;
 	psf_err err;
@@ -85,22 +85,25 @@ row_error(psf_inferer *inf, const inf_symbol *sym, const psf_series *s, psf_err 
 	psf_date_format(s->n > 0 ? s->date[0] : 0, first);
 	switch (err) {
 	case PSF_ERANGE:
-		snprintf(msg, len, "not enough history for '%s' %s: the features need %zu earlier rows "
-		    "and the inferer has %zu rows from %s (inference.history_days %u)", sym->name, when,
-		    inf->book->need, s->n, first, inf->cfg->inference.history_days);
-		return PSF_STATUS_FAILED_PRECONDITION;
-	case PSF_ENOENT:
-		snprintf(msg, len, "no data for '%s' %s: the inferer keeps its bars from %s "
-		    "(inference.history_days %u)", sym->name, when, first,
+		snprintf(msg, len,
+		    "not enough history for '%s' %s: the features need %zu earlier rows "
+		    "and the inferer has %zu rows from %s (inference.history_days %u)",
+		    sym->name, when, inf->book->need, s->n, first,
 		    inf->cfg->inference.history_days);
 		return PSF_STATUS_FAILED_PRECONDITION;
-	case PSF_EINVAL:
-		snprintf(msg, len, "a feature of '%s' %s is not a finite number (missing high, low or "
-		    "volume?)", sym->name, when);
+	case PSF_ENOENT:
+		snprintf(msg, len,
+		    "no data for '%s' %s: the inferer keeps its bars from %s "
+		    "(inference.history_days %u)",
+		    sym->name, when, first, inf->cfg->inference.history_days);
 		return PSF_STATUS_FAILED_PRECONDITION;
-	case PSF_ENOMEM:
-		snprintf(msg, len, "out of memory");
-		return PSF_STATUS_RESOURCE_EXHAUSTED;
+	case PSF_EINVAL:
+		snprintf(msg, len,
+		    "a feature of '%s' %s is not a finite number (missing high, low or "
+		    "volume?)",
+		    sym->name, when);
+		return PSF_STATUS_FAILED_PRECONDITION;
+	case PSF_ENOMEM: snprintf(msg, len, "out of memory"); return PSF_STATUS_RESOURCE_EXHAUSTED;
 	default:
 		snprintf(msg, len, "cannot predict '%s': %s", sym->name, psf_strerror(err));
 		return PSF_STATUS_INTERNAL;
@@ -135,7 +138,8 @@ merge_recent(const inf_symbol *sym, const Psfleet__V1__PredictRequest *in, merge
 		return PSF_STATUS_INVALID_ARGUMENT;
 	}
 	if (psf_date_parse(in->recent[0]->date, strlen(in->recent[0]->date), &first) != PSF_OK) {
-		snprintf(msg, len, "recent bar 0: date '%.32s' is not YYYY-MM-DD", in->recent[0]->date);
+		snprintf(msg, len, "recent bar 0: date '%.32s' is not YYYY-MM-DD",
+		    in->recent[0]->date);
 		return PSF_STATUS_INVALID_ARGUMENT;
 	}
 	while (keep < h->n && h->date[keep] < first)
@@ -158,13 +162,15 @@ merge_recent(const inf_symbol *sym, const Psfleet__V1__PredictRequest *in, merge
 		const Psfleet__V1__Bar *b = in->recent[j];
 		size_t i = keep + j;
 		if (psf_date_parse(b->date, strlen(b->date), &d[i]) != PSF_OK || d[i] <= prev) {
-			snprintf(msg, len, "recent bar %zu: date '%.32s' is not a YYYY-MM-DD date after the "
-			    "previous bar's", j, b->date);
+			snprintf(msg, len,
+			    "recent bar %zu: date '%.32s' is not a YYYY-MM-DD date after the "
+			    "previous bar's",
+			    j, b->date);
 			return PSF_STATUS_INVALID_ARGUMENT;
 		}
 		if (!(b->close > 0) || !isfinite(b->close)) {
-			snprintf(msg, len, "recent bar %zu (%s): close must be a finite number > 0", j,
-			    b->date);
+			snprintf(msg, len, "recent bar %zu (%s): close must be a finite number > 0",
+			    j, b->date);
 			return PSF_STATUS_INVALID_ARGUMENT;
 		}
 		prev = d[i];
@@ -245,8 +251,10 @@ predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRe
 	if ((i = inf_book_find(b, in->symbol, slen)) == SIZE_MAX) {
 		uint32_t shard = psf_inference_shard_of(in->symbol, inf->cfg->inference.shards);
 		if (shard != inf->node->shard)
-			snprintf(msg, len, "symbol '%s' belongs to inference shard %u; %s serves shard %u "
-			    "of %u", in->symbol, shard, inf->node->id, inf->node->shard,
+			snprintf(msg, len,
+			    "symbol '%s' belongs to inference shard %u; %s serves shard %u "
+			    "of %u",
+			    in->symbol, shard, inf->node->id, inf->node->shard,
 			    inf->cfg->inference.shards);
 		else
 			snprintf(msg, len, "unknown symbol '%s'", in->symbol);
@@ -260,7 +268,8 @@ predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRe
 	if (in->n_recent > 0 || date < sym->latest_date)
 		return on_demand(inf, snap, sym, in, date, a, msg, len);
 	if (snap->pred_err[i] != PSF_OK)
-		return row_error(inf, sym, &sym->hist, snap->pred_err[i], "at its last bar", msg, len);
+		return row_error(inf, sym, &sym->hist, snap->pred_err[i], "at its last bar", msg,
+		    len);
 	a->prediction = snap->pred[i];
 	a->last_close = sym->latest_close;
 	a->as_of = sym->latest_date;
@@ -270,8 +279,8 @@ predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRe
 
 /* fill_reply points r at the answer (strings borrowed from in, a and statics). */
 static void
-fill_reply(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in,
-    answer *a, Psfleet__V1__PredictReply *r)
+fill_reply(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in, answer *a,
+    Psfleet__V1__PredictReply *r)
 {
 	psfleet__v1__predict_reply__init(r);
 	r->symbol = in->symbol;
@@ -345,8 +354,8 @@ batch_alloc(size_t n, batch_mem *m)
 	m->res = (Psfleet__V1__PredictResult *)p;
 	m->rep = (Psfleet__V1__PredictReply *)(p + n * sizeof(*m->res));
 	m->ans = (answer *)(p + n * (sizeof(*m->res) + sizeof(*m->rep)));
-	m->resp = (Psfleet__V1__PredictResult **)(p + n * (sizeof(*m->res) + sizeof(*m->rep) +
-	    sizeof(*m->ans)));
+	m->resp = (Psfleet__V1__PredictResult **)(p +
+	    n * (sizeof(*m->res) + sizeof(*m->rep) + sizeof(*m->ans)));
 	return PSF_OK;
 }
 
@@ -364,8 +373,8 @@ psf_inf_rpc_predict_batch(Psfleet__V1__Inference_Service *svc,
 
 	(void)svc;
 	if (n > INF_MAX_BATCH) {
-		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "%zu items: at most %u per batch", n,
-		    INF_MAX_BATCH);
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "%zu items: at most %u per batch",
+		    n, INF_MAX_BATCH);
 		done(NULL, call);
 		return;
 	}
@@ -435,8 +444,8 @@ info_tensors(psf_inferer *inf, Psfleet__V1__TensorInfo **tp, Psfleet__V1__Tensor
 }
 
 void
-psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc,
-    const Psfleet__V1__ModelInfoRequest *in, Psfleet__V1__ModelInfoReply_Closure done, void *call)
+psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__ModelInfoRequest *in,
+    Psfleet__V1__ModelInfoReply_Closure done, void *call)
 {
 	psf_inferer *inf = psf_rpc_call_user(call);
 	Psfleet__V1__ModelInfoReply r = PSFLEET__V1__MODEL_INFO_REPLY__INIT;
@@ -449,7 +458,8 @@ psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc,
 
 	(void)svc;
 	(void)in;
-	if (snap == NULL || feats == NULL || info_tensors(inf, &tp, &tpp, &shapes, &n_t) != PSF_OK) {
+	if (snap == NULL || feats == NULL ||
+	    info_tensors(inf, &tp, &tpp, &shapes, &n_t) != PSF_OK) {
 		if (snap != NULL)
 			psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		done(NULL, call);

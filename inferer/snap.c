@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/data/features.h"
+#include "inferer/internal.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
+#include "lib/data/features.h"
 #include "lib/net/methods.h"
-#include "inferer/internal.h"
 
 inf_snap *
 inf_snap_get(psf_inferer *inf)
@@ -78,14 +78,14 @@ inf_ps_versions(psf_inferer *inf, uint64_t *versions)
 	for (size_t base = 0; base < inf->n_ps && err == PSF_OK; base += started) {
 		size_t n = inf->n_ps - base < 64 ? inf->n_ps - base : 64;
 		for (started = 0; started < n; started++) {
-			if ((err = psf_rpc_call_start(inf->ps[base + started], PSF_M_HEALTH, &req.base, &o,
-			         &p[started])) != PSF_OK)
+			if ((err = psf_rpc_call_start(inf->ps[base + started], PSF_M_HEALTH,
+			         &req.base, &o, &p[started])) != PSF_OK)
 				break;
 		}
 		for (size_t i = 0; i < started; i++) {
 			Psfleet__V1__HealthReply *r = NULL;
-			psf_err e = psf_rpc_pending_wait(p[i], &psfleet__v1__health_reply__descriptor,
-			    (ProtobufCMessage **)&r, NULL);
+			psf_err e = psf_rpc_pending_wait(p[i],
+			    &psfleet__v1__health_reply__descriptor, (ProtobufCMessage **)&r, NULL);
 			if (e == PSF_OK) {
 				versions[base + i] = r->model_version;
 				protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -103,11 +103,11 @@ inf_ps_versions(psf_inferer *inf, uint64_t *versions)
 /* ---------------------------------------------------------------- fetch */
 
 typedef struct shard_fetch {
-	uint64_t version;  /* 0 until the first piece */
+	uint64_t version; /* 0 until the first piece */
 	uint64_t next_key;
 	uint64_t trained_steps;
 	bool done;
-	double *stats;     /* feature statistics, if this shard sent them (ps0) */
+	double *stats; /* feature statistics, if this shard sent them (ps0) */
 	size_t n_stats;
 	psf_rpc_pending *p;
 } shard_fetch;
@@ -146,7 +146,8 @@ take_piece(psf_inferer *inf, size_t s, shard_fetch *f, const Psfleet__V1__Snapsh
 
 	if (f->version != 0 && r->version != f->version) {
 		psf_log_warn("inferer", "ps %s answered version %llu in the middle of version %llu",
-		    inf->cfg->nodes[s].id, (unsigned long long)r->version, (unsigned long long)f->version);
+		    inf->cfg->nodes[s].id, (unsigned long long)r->version,
+		    (unsigned long long)f->version);
 		return PSF_EPROTO;
 	}
 	if (r->n_keys != r->n_lens)
@@ -160,9 +161,11 @@ take_piece(psf_inferer *inf, size_t s, shard_fetch *f, const Psfleet__V1__Snapsh
 			return PSF_EPROTO;
 		err = psf_params_set_key(params, r->keys[i], r->values.data + off, r->lens[i]);
 		if (err != PSF_OK) {
-			psf_log_err("inferer", "ps %s sent key %#llx (%u floats) that this config's model "
-			    "does not have: %s", inf->cfg->nodes[s].id, (unsigned long long)r->keys[i],
-			    r->lens[i], psf_strerror(err));
+			psf_log_err("inferer",
+			    "ps %s sent key %#llx (%u floats) that this config's model "
+			    "does not have: %s",
+			    inf->cfg->nodes[s].id, (unsigned long long)r->keys[i], r->lens[i],
+			    psf_strerror(err));
 			return err;
 		}
 		off += bytes;
@@ -202,7 +205,8 @@ fetch_round(psf_inferer *inf, shard_fetch *f, psf_params *params)
 			e = take_piece(inf, s, &f[s], r, params);
 			protobuf_c_message_free_unpacked(&r->base, NULL);
 		} else {
-			psf_log_debug("inferer", "snapshot from %s: %s", inf->cfg->nodes[s].id, st.message);
+			psf_log_debug("inferer", "snapshot from %s: %s", inf->cfg->nodes[s].id,
+			    st.message);
 		}
 		if (err == PSF_OK)
 			err = e;
@@ -279,7 +283,8 @@ complete_symbols(psf_inferer *inf, psf_params *params)
 	if (psf_model_n_symbol_tensors(inf->model) == 0)
 		return PSF_OK;
 	for (size_t i = 0; i < inf->book->n && err == PSF_OK; i++) {
-		err = psf_model_symbol_keys(inf->model, &inf->book->syms[i].row, 1, keys, lens, 2, &n_keys);
+		err = psf_model_symbol_keys(inf->model, &inf->book->syms[i].row, 1, keys, lens, 2,
+		    &n_keys);
 		for (size_t k = 0; k < n_keys && err == PSF_OK; k++) {
 			const float *v;
 			if (psf_params_get_key(params, keys[k], &v, NULL) == PSF_OK)
@@ -340,9 +345,10 @@ take_fleet_stats(psf_inferer *inf, shard_fetch *f, inf_snap *s)
 		if (f[i].stats == NULL)
 			continue;
 		if (f[i].n_stats != want) {
-			psf_log_err("inferer", "ps %s sent %zu feature statistics; this config's %zu "
-			    "features need %zu", inf->cfg->nodes[i].id, f[i].n_stats, inf->book->n_features,
-			    want);
+			psf_log_err("inferer",
+			    "ps %s sent %zu feature statistics; this config's %zu "
+			    "features need %zu",
+			    inf->cfg->nodes[i].id, f[i].n_stats, inf->book->n_features, want);
 			return PSF_EPROTO;
 		}
 		s->stats = f[i].stats;
@@ -350,9 +356,10 @@ take_fleet_stats(psf_inferer *inf, shard_fetch *f, inf_snap *s)
 		return PSF_OK;
 	}
 	if (!inf->told_no_stats)
-		psf_log_info("inferer", "waiting for the trainers' standardisation statistics (Reduce "
-		    "'%s' on %s): no model is served before they arrive", PSF_REDUCE_FEATURE_STATS,
-		    inf->cfg->nodes[0].id);
+		psf_log_info("inferer",
+		    "waiting for the trainers' standardisation statistics (Reduce "
+		    "'%s' on %s): no model is served before they arrive",
+		    PSF_REDUCE_FEATURE_STATS, inf->cfg->nodes[0].id);
 	inf->told_no_stats = true;
 	return PSF_ESTATE;
 }
@@ -368,8 +375,8 @@ inf_fetch_metrics(psf_inferer *inf)
 	uint64_t n = 0;
 
 	m.fetched_ms = psf_now_ms();
-	if (psf_rpc_client_call(inf->ps[0], PSF_M_STATS, &req.base, &psfleet__v1__stats_reply__descriptor,
-	        &o, (ProtobufCMessage **)&r, NULL) != PSF_OK)
+	if (psf_rpc_client_call(inf->ps[0], PSF_M_STATS, &req.base,
+	        &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL) != PSF_OK)
 		return;
 	for (size_t i = 0; i < r->n_reports; i++) {
 		sse += r->reports[i]->test_sse;
@@ -414,11 +421,12 @@ build(psf_inferer *inf, shard_fetch *f, psf_params *params, inf_snap **out)
 	for (size_t i = 0; i < inf->n_ps; i++) {
 		s->shard_versions[i] = f[i].version;
 		s->version = f[i].version < s->version ? f[i].version : s->version;
-		s->trained_steps = f[i].trained_steps > s->trained_steps ? f[i].trained_steps
-		                                                         : s->trained_steps;
+		s->trained_steps =
+		    f[i].trained_steps > s->trained_steps ? f[i].trained_steps : s->trained_steps;
 	}
 	if ((err = take_fleet_stats(inf, f, s)) != PSF_OK ||
-	    (err = complete_symbols(inf, params)) != PSF_OK || (err = precompute(inf, s)) != PSF_OK) {
+	    (err = complete_symbols(inf, params)) != PSF_OK ||
+	    (err = precompute(inf, s)) != PSF_OK) {
 		s->params = NULL;
 		snap_free(s);
 		return err;
@@ -458,15 +466,16 @@ inf_snap_fetch(psf_inferer *inf, inf_snap **out)
 		if (err != PSF_OK || !consistent || versions_equal(f, inf->n_ps))
 			break;
 		versions_text(f, inf->n_ps, vers, sizeof(vers));
-		psf_log_debug("inferer", "shard versions differ (%s); fetching the shards behind again",
-		    vers);
+		psf_log_debug("inferer",
+		    "shard versions differ (%s); fetching the shards behind again", vers);
 		mark_lagging(f, inf->n_ps);
 		err = PSF_ESTATE;
 	}
 	if (err == PSF_ESTATE) { /* vers: the versions of the last attempt */
-		psf_log_info("inferer", "shard versions stayed unequal over %d fetches (%s, %s mode): "
-		    "keeping the current model until the next refresh", INF_FETCH_TRIES, vers,
-		    psf_consistency_name(inf->cfg->consistency.mode));
+		psf_log_info("inferer",
+		    "shard versions stayed unequal over %d fetches (%s, %s mode): "
+		    "keeping the current model until the next refresh",
+		    INF_FETCH_TRIES, vers, psf_consistency_name(inf->cfg->consistency.mode));
 	}
 	if (err != PSF_OK)
 		goto out;

@@ -194,7 +194,8 @@ accumulate_txn(psf_store_txn *txn, void *arg)
 			err = PSF_ERANGE; /* aborts the update: nothing is recorded */
 			break;
 		}
-		if ((err = psf_store_txn_put_reserve(txn, PSF_STORE_ACCUM, akey, n * 4, &dst)) != PSF_OK)
+		if ((err = psf_store_txn_put_reserve(txn, PSF_STORE_ACCUM, akey, n * 4, &dst)) !=
+		    PSF_OK)
 			break;
 		if (p->scale == 1.0) {
 			memcpy(dst, p->values + off * 4, n * 4);
@@ -340,21 +341,26 @@ store_failing(psf_ps *ps, int64_t round, psf_err err)
 	if (ps->store_err == PSF_OK) {
 		ps->store_err_since_ms = now;
 		ps->store_err_tries = 0;
-		psf_log_err("ps", "closing round %lld: %s; retrying every %d ms until it succeeds "
-		    "(free space under %s if the disk is full)", (long long)round, psf_strerror(err),
-		    PS_STORE_RETRY_MS, ps->node->data_dir);
+		psf_log_err("ps",
+		    "closing round %lld: %s; retrying every %d ms until it succeeds "
+		    "(free space under %s if the disk is full)",
+		    (long long)round, psf_strerror(err), PS_STORE_RETRY_MS, ps->node->data_dir);
 		ps->store_err_log_ms = now;
 	} else if (now - ps->store_err_log_ms >= PS_STORE_LOG_MS) {
-		psf_log_err("ps", "closing round %lld: still failing (%s) after %llu tries in %llu s",
-		    (long long)round, psf_strerror(err), (unsigned long long)ps->store_err_tries + 1,
+		psf_log_err("ps",
+		    "closing round %lld: still failing (%s) after %llu tries in %llu s",
+		    (long long)round, psf_strerror(err),
+		    (unsigned long long)ps->store_err_tries + 1,
 		    (unsigned long long)((now - ps->store_err_since_ms) / 1000));
 		ps->store_err_log_ms = now;
 	}
 	ps->store_err = err;
 	ps->store_err_tries++;
 	ps->store_retry_ms = now + PS_STORE_RETRY_MS;
-	snprintf(reason, sizeof(reason), "cannot write the store (%s): sync round %lld not closed "
-	    "for %llu s; free space under %s", psf_strerror(err), (long long)round,
+	snprintf(reason, sizeof(reason),
+	    "cannot write the store (%s): sync round %lld not closed "
+	    "for %llu s; free space under %s",
+	    psf_strerror(err), (long long)round,
 	    (unsigned long long)((now - ps->store_err_since_ms) / 1000), ps->node->data_dir);
 	psf_runtime_set_ready(ps->rt, false, reason);
 }
@@ -365,8 +371,10 @@ store_recovered(psf_ps *ps, int64_t round)
 {
 	if (ps->store_err == PSF_OK)
 		return;
-	psf_log_info("ps", "closing round %lld: the store writes again (after %llu failed tries "
-	    "in %llu s)", (long long)round, (unsigned long long)ps->store_err_tries,
+	psf_log_info("ps",
+	    "closing round %lld: the store writes again (after %llu failed tries "
+	    "in %llu s)",
+	    (long long)round, (unsigned long long)ps->store_err_tries,
 	    (unsigned long long)((psf_now_ms() - ps->store_err_since_ms) / 1000));
 	ps->store_err = PSF_OK;
 	psf_runtime_set_ready(ps->rt, true, NULL);
@@ -424,7 +432,8 @@ read_txn(psf_store_txn *txn, void *arg)
 		return err;
 	for (size_t i = 0; i < c->n; i++) {
 		size_t len = c->lens[i];
-		err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, c->keys[i], c->values + off, len);
+		err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, c->keys[i], c->values + off,
+		    len);
 		if (err == PSF_ENOENT)
 			err = psf_model_init_value(c->ps->model, c->keys[i], c->values + off);
 		if (err != PSF_OK)

@@ -94,14 +94,12 @@ bool
 ps_pull_may_proceed(const psf_ps *ps, int64_t clock)
 {
 	switch (ps->cfg->consistency.mode) {
-	case PSF_CONS_SYNC:
-		return clock <= ps->round;
+	case PSF_CONS_SYNC: return clock <= ps->round;
 	case PSF_CONS_SSP: {
 		int64_t min = ps_min_clock(ps);
 		return min == INT64_MAX || clock <= min + (int64_t)ps->cfg->consistency.staleness;
 	}
-	default:
-		return true;
+	default: return true;
 	}
 }
 
@@ -202,8 +200,9 @@ ps_check_timeouts(psf_ps *ps, uint64_t now_ms)
 			w->live = false;
 			ps->n_dropped++;
 			psf_counter_inc(ps->c_dropped);
-			psf_log_warn("ps", "worker %s silent for %llu ms: dropped (clock %lld)", w->id,
-			    (unsigned long long)(now_ms - w->last_seen_ms), (long long)w->clock);
+			psf_log_warn("ps", "worker %s silent for %llu ms: dropped (clock %lld)",
+			    w->id, (unsigned long long)(now_ms - w->last_seen_ms),
+			    (long long)w->clock);
 		}
 		if (w->clock > ps->round)
 			any_pushed = true;
@@ -216,8 +215,10 @@ ps_check_timeouts(psf_ps *ps, uint64_t now_ms)
 			w->live = false;
 			ps->n_dropped++;
 			psf_counter_inc(ps->c_dropped);
-			psf_log_warn("ps", "worker %s missed round %lld for %llu ms: dropped from sync rounds",
-			    w->id, (long long)ps->round, (unsigned long long)(now_ms - ps->round_open_ms));
+			psf_log_warn("ps",
+			    "worker %s missed round %lld for %llu ms: dropped from sync rounds",
+			    w->id, (long long)ps->round,
+			    (unsigned long long)(now_ms - ps->round_open_ms));
 		}
 	}
 	return ps_round_complete(ps);

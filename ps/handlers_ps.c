@@ -17,8 +17,8 @@
  * internal.h, and so is Push's (never reached: push_raw.c serves Push). */
 void psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
     const Psfleet__V1__RegisterRequest *in, Psfleet__V1__RegisterReply_Closure done, void *call);
-void psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc,
-    const Psfleet__V1__PullRequest *in, Psfleet__V1__PullReply_Closure done, void *call);
+void psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PullRequest *in,
+    Psfleet__V1__PullReply_Closure done, void *call);
 void psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc,
     const Psfleet__V1__ClockRequest *in, Psfleet__V1__ClockReply_Closure done, void *call);
 void psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
@@ -83,8 +83,8 @@ static bool
 check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
 {
 	if (n > ps->cfg->limits.max_keys_per_request) {
-		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "%zu keys exceed the limit of %u", n,
-		    ps->cfg->limits.max_keys_per_request);
+		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "%zu keys exceed the limit of %u",
+		    n, ps->cfg->limits.max_keys_per_request);
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -190,9 +190,9 @@ ps_serve_pull(psf_ps *ps, parked *p)
 		}
 	}
 	lens = malloc((in->n_keys > 0 ? in->n_keys : 1) * sizeof(*lens));
-	err = lens != NULL ? ps_read_values(ps, in->keys, in->n_keys, &values, lens, &n_floats,
-	                         &version)
-	                   : PSF_ENOMEM;
+	err = lens != NULL
+	    ? ps_read_values(ps, in->keys, in->n_keys, &values, lens, &n_floats, &version)
+	    : PSF_ENOMEM;
 	if (err != PSF_OK) {
 		psf_rpc_fail_err(p->call, err, "pull: %s", psf_strerror(err));
 		done(NULL, p->call);
@@ -266,8 +266,8 @@ validate_push(psf_ps *ps, const ps_push_in *in, ps_worker *w, void *call, ps_pus
 		uint32_t want = psf_model_key_len(ps->model, in->keys[i]);
 		if (in->lens[i] != want) {
 			psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
-			    "key %#llx has %u floats, not %u", (unsigned long long)in->keys[i], want,
-			    in->lens[i]);
+			    "key %#llx has %u floats, not %u", (unsigned long long)in->keys[i],
+			    want, in->lens[i]);
 			return false;
 		}
 		total += want;
@@ -363,7 +363,8 @@ ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushRe
 		pthread_mutex_unlock(&ps->mu);
 		return true;
 	}
-	if (!validate_push(ps, in, w, call, &p) || !gradient_scale(ps, &p, in->values_len / 4, call) ||
+	if (!validate_push(ps, in, w, call, &p) ||
+	    !gradient_scale(ps, &p, in->values_len / 4, call) ||
 	    (sync && !sync_clock_ok(ps, w, in->clock, call)))
 		goto rejected;
 	err = sync ? ps_accumulate_push(ps, &p) : ps_apply_push(ps, &p);
@@ -471,8 +472,7 @@ psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__C
 
 /* piece_bounds finds the snapshot keys [first, end) of one reply piece. */
 static void
-piece_bounds(const ps_snapshot *s, uint64_t start_key, size_t max_bytes, size_t *first,
-    size_t *end)
+piece_bounds(const ps_snapshot *s, uint64_t start_key, size_t max_bytes, size_t *first, size_t *end)
 {
 	size_t lo = 0, hi = s->n_keys, bytes = 0;
 
@@ -519,8 +519,8 @@ psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
 		done(NULL, call);
 		return;
 	}
-	if (in->start_key == 0 && ps_reduce_result(ps, PSF_REDUCE_FEATURE_STATS, &stats,
-	    &r.n_feature_stats) == PSF_OK)
+	if (in->start_key == 0 &&
+	    ps_reduce_result(ps, PSF_REDUCE_FEATURE_STATS, &stats, &r.n_feature_stats) == PSF_OK)
 		r.feature_stats = stats; /* inferers scale inputs as the trainers did */
 	piece_bounds(s, in->start_key, max_bytes, &first, &end);
 	r.version = s->version;
@@ -531,7 +531,8 @@ psf_ps_rpc_snapshot(Psfleet__V1__ParameterServer_Service *svc,
 	r.lens = s->lens + first;
 	if (end > first) {
 		r.values.data = (uint8_t *)(s->values + s->offs[first]);
-		r.values.len = (s->offs[end - 1] + s->lens[end - 1] - s->offs[first]) * sizeof(float);
+		r.values.len =
+		    (s->offs[end - 1] + s->lens[end - 1] - s->offs[first]) * sizeof(float);
 	}
 	r.done = end >= s->n_keys;
 	r.next_key = r.done ? 0 : s->keys[end];

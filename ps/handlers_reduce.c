@@ -216,7 +216,8 @@ ps_serve_reduce(psf_ps *ps, parked *p)
 	pthread_mutex_lock(&ps->mu);
 	if (!p->reduce->complete) {
 		pthread_mutex_unlock(&ps->mu);
-		psf_rpc_fail(p->call, ps->stopping ? PSF_STATUS_UNAVAILABLE : PSF_STATUS_DEADLINE_EXCEEDED,
+		psf_rpc_fail(p->call,
+		    ps->stopping ? PSF_STATUS_UNAVAILABLE : PSF_STATUS_DEADLINE_EXCEEDED,
 		    "reduce '%s': %u of %u workers contributed", p->reduce->name,
 		    p->reduce->n_contrib, p->reduce->expected);
 		done(NULL, p->call);
@@ -240,11 +241,13 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 
 	(void)svc;
 	if (in->expected == 0 || in->expected > PS_MAX_WORKERS || in->name[0] == '\0' ||
-	    strlen(in->name) >= sizeof(e->name) || strlen(in->worker) >= sizeof(e->contributors[0]) ||
+	    strlen(in->name) >= sizeof(e->name) ||
+	    strlen(in->worker) >= sizeof(e->contributors[0]) ||
 	    in->n_values > ps->cfg->limits.max_keys_per_request) {
-		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "reduce needs a name, a worker, "
-		    "1..%d expected workers and at most %u values", PS_MAX_WORKERS,
-		    ps->cfg->limits.max_keys_per_request);
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+		    "reduce needs a name, a worker, "
+		    "1..%d expected workers and at most %u values",
+		    PS_MAX_WORKERS, ps->cfg->limits.max_keys_per_request);
 		done(NULL, call);
 		return;
 	}
@@ -268,9 +271,11 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 	e = reduce_find_or_add(ps, in->name, in->expected, in->n_values);
 	if (e == NULL || e->n_values != in->n_values || e->expected != in->expected) {
 		pthread_mutex_unlock(&ps->mu);
-		psf_rpc_fail(call, e == NULL ? PSF_STATUS_RESOURCE_EXHAUSTED : PSF_STATUS_INVALID_ARGUMENT,
-		    "reduce '%s': %s", in->name, e == NULL ? "out of memory"
-		    : "length or expected count differs from the first contribution");
+		psf_rpc_fail(call,
+		    e == NULL ? PSF_STATUS_RESOURCE_EXHAUSTED : PSF_STATUS_INVALID_ARGUMENT,
+		    "reduce '%s': %s", in->name,
+		    e == NULL ? "out of memory"
+		              : "length or expected count differs from the first contribution");
 		done(NULL, call);
 		return;
 	}
@@ -280,7 +285,8 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		if (e->n_values > 0) /* values is NULL when empty */
 			memcpy(e->contrib + (size_t)e->n_contrib * e->n_values, in->values,
 			    e->n_values * sizeof(double));
-		snprintf(e->contributors[e->n_contrib++], sizeof(e->contributors[0]), "%s", in->worker);
+		snprintf(e->contributors[e->n_contrib++], sizeof(e->contributors[0]), "%s",
+		    in->worker);
 		if (e->n_contrib >= e->expected)
 			reduce_complete(ps, e);
 	}

@@ -17,11 +17,11 @@
 #include <stdint.h>
 
 #include "lib/config/config.h"
-#include "lib/runtime/metrics.h"
 #include "lib/model/model.h"
-#include "lib/runtime/admin.h"
-#include "lib/runtime/runtime.h"
 #include "lib/net/rpc_server.h"
+#include "lib/runtime/admin.h"
+#include "lib/runtime/metrics.h"
+#include "lib/runtime/runtime.h"
 #include "ps/ps.h"
 #include "ps/store.h"
 #include "psfleet.pb-c.h"
@@ -46,11 +46,11 @@ _Static_assert(PS_MAX_WORKERS >= 1 && PS_MAX_WORKERS <= 255,
 typedef struct ps_worker {
 	char id[128];
 	uint32_t index;
-	bool expected;    /* named in the config's trainers */
-	bool registered;  /* called RegisterWorker since this ps started */
-	bool live;        /* counted in sync rounds and the SSP gate */
-	bool done;        /* finished training */
-	int64_t clock;    /* steps pushed */
+	bool expected;   /* named in the config's trainers */
+	bool registered; /* called RegisterWorker since this ps started */
+	bool live;       /* counted in sync rounds and the SSP gate */
+	bool done;       /* finished training */
+	int64_t clock;   /* steps pushed */
 	uint64_t last_seq;
 	uint64_t last_seen_ms;
 	uint64_t pushes;
@@ -79,8 +79,8 @@ typedef struct reduce_entry {
 	char name[128];
 	uint32_t expected;
 	size_t n_values;
-	double *sums;             /* valid once complete */
-	double *contrib;          /* expected x n_values: each contributor's values */
+	double *sums;    /* valid once complete */
+	double *contrib; /* expected x n_values: each contributor's values */
 	char (*contributors)[128];
 	uint32_t n_contrib;
 	bool complete;
@@ -92,9 +92,9 @@ typedef struct ps_snapshot {
 	size_t n_keys;
 	uint64_t *keys;
 	uint32_t *lens;
-	size_t *offs;      /* float offset of each key's values */
+	size_t *offs; /* float offset of each key's values */
 	float *values;
-	int refs;          /* guarded by psf_ps.mu */
+	int refs; /* guarded by psf_ps.mu */
 } ps_snapshot;
 
 struct psf_ps {
@@ -122,9 +122,9 @@ struct psf_ps {
 	pthread_mutex_t mu;
 	ps_worker *workers;
 	size_t n_workers;
-	uint64_t version;       /* sync: rounds closed; else pushes applied */
-	uint64_t step;          /* optimizer updates applied */
-	int64_t round;          /* sync: the open round (== rounds closed) */
+	uint64_t version; /* sync: rounds closed; else pushes applied */
+	uint64_t step;    /* optimizer updates applied */
+	int64_t round;    /* sync: the open round (== rounds closed) */
 	uint64_t round_open_ms;
 	parked *parked;
 	reduce_entry *reduces;
@@ -232,8 +232,8 @@ void ps_close_round(psf_ps *ps);
 /* ps_read_values copies the values of keys into a new float buffer (missing
  * per-symbol keys get their initial values) and reads the model version, in one
  * read transaction. */
-PSF_NODISCARD psf_err ps_read_values(psf_ps *ps, const uint64_t *keys, size_t n,
-    float **values_out, uint32_t *lens, size_t *n_floats_out, uint64_t *version_out);
+PSF_NODISCARD psf_err ps_read_values(psf_ps *ps, const uint64_t *keys, size_t n, float **values_out,
+    uint32_t *lens, size_t *n_floats_out, uint64_t *version_out);
 
 /* ps_key_owned tells whether key is a valid key of the model owned by this shard. */
 bool ps_key_owned(const psf_ps *ps, uint64_t key);
@@ -272,7 +272,7 @@ void ps_serve_pull(psf_ps *ps, parked *p);
  * message by push_raw.c (ps_push_parse). Pointers are borrowed for the duration
  * of ps_push_handle. */
 typedef struct ps_push_in {
-	const char *worker;    /* NUL-terminated */
+	const char *worker; /* NUL-terminated */
 	uint64_t seq;
 	int64_t clock;
 	size_t n_keys, n_lens;
@@ -382,8 +382,8 @@ PSF_NODISCARD psf_err ps_push_check_fields(void);
 
 /* psf_ps_rpc_push is the generated service's Push slot: never reached, since
  * push_raw serves the method (push_raw.c). */
-void psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc,
-    const Psfleet__V1__PushRequest *in, Psfleet__V1__PushReply_Closure done, void *call);
+void psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__PushRequest *in,
+    Psfleet__V1__PushReply_Closure done, void *call);
 
 /* ps_handlers_add_raw registers the zero-copy handlers on ps->srv (after
  * psf_rpc_server_new, before psf_rpc_server_start); PSF_EPROTO when the decoder's

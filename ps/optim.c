@@ -38,14 +38,10 @@ size_t
 psf_optim_state_floats(psf_optim_kind kind)
 {
 	switch (kind) {
-	case PSF_OPTIM_SGD:
-		return 0;
-	case PSF_OPTIM_MOMENTUM:
-		return 1;
-	case PSF_OPTIM_ADAM:
-		return 2;
-	case PSF_OPTIM_ADAGRAD:
-		return 1;
+	case PSF_OPTIM_SGD: return 0;
+	case PSF_OPTIM_MOMENTUM: return 1;
+	case PSF_OPTIM_ADAM: return 2;
+	case PSF_OPTIM_ADAGRAD: return 1;
 	}
 	return 0;
 }
@@ -99,8 +95,7 @@ psf_optim_lr(const psf_optim_cfg *cfg, uint64_t step)
 	double lr = cfg->learning_rate;
 
 	switch (cfg->schedule) {
-	case PSF_LR_CONSTANT:
-		return lr;
+	case PSF_LR_CONSTANT: return lr;
 	case PSF_LR_STEP:
 		if (cfg->step_size == 0)
 			return lr;
@@ -216,8 +211,7 @@ apply_adagrad(const struct coef *c, float *restrict w, float *restrict s,
 }
 
 static void
-coef_init(const psf_optim_cfg *cfg, uint64_t step, float grad_scale, double l2,
-    struct coef *c)
+coef_init(const psf_optim_cfg *cfg, uint64_t step, float grad_scale, double l2, struct coef *c)
 {
 	double t = (double)step;
 
@@ -236,8 +230,8 @@ coef_init(const psf_optim_cfg *cfg, uint64_t step, float grad_scale, double l2,
 }
 
 psf_err
-psf_optim_apply(const psf_optim_cfg *cfg, uint64_t step, float *w, float *state,
-    const void *g, size_t n, float grad_scale, double l2)
+psf_optim_apply(const psf_optim_cfg *cfg, uint64_t step, float *w, float *state, const void *g,
+    size_t n, float grad_scale, double l2)
 {
 	size_t k;
 	struct coef c;
@@ -254,18 +248,10 @@ psf_optim_apply(const psf_optim_cfg *cfg, uint64_t step, float *w, float *state,
 		return PSF_EINVAL;
 	coef_init(cfg, step, grad_scale, l2, &c);
 	switch (cfg->kind) {
-	case PSF_OPTIM_SGD:
-		apply_sgd(&c, w, g, n);
-		break;
-	case PSF_OPTIM_MOMENTUM:
-		apply_momentum(&c, w, state, g, n);
-		break;
-	case PSF_OPTIM_ADAM:
-		apply_adam(&c, w, state, state + n, g, n);
-		break;
-	case PSF_OPTIM_ADAGRAD:
-		apply_adagrad(&c, w, state, g, n);
-		break;
+	case PSF_OPTIM_SGD: apply_sgd(&c, w, g, n); break;
+	case PSF_OPTIM_MOMENTUM: apply_momentum(&c, w, state, g, n); break;
+	case PSF_OPTIM_ADAM: apply_adam(&c, w, state, state + n, g, n); break;
+	case PSF_OPTIM_ADAGRAD: apply_adagrad(&c, w, state, g, n); break;
 	}
 	return PSF_OK;
 }

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 /* psf_optim_state_floats returns how many floats of state each weight needs:
  * sgd 0, momentum 1 (velocity), adam 2 (m, v), adagrad 1 (sum of g^2); 0 for

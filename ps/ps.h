@@ -31,8 +31,8 @@
 
 #include <stdbool.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 typedef struct psf_ps psf_ps;
 
@@ -45,9 +45,9 @@ typedef enum psf_ps_reset {
 } psf_ps_reset;
 
 typedef struct psf_ps_opts {
-	psf_ps_reset reset;      /* what to do with the store found */
-	const char *listen;      /* override node->listen (tests: port 0) */
-	const char *metrics;     /* override node->metrics; "" = no HTTP endpoint */
+	psf_ps_reset reset;  /* what to do with the store found */
+	const char *listen;  /* override node->listen (tests: port 0) */
+	const char *metrics; /* override node->metrics; "" = no HTTP endpoint */
 } psf_ps_opts;
 
 /* psf_ps_new opens the store (creating and initialising the shard's tensors on

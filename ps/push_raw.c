@@ -28,14 +28,14 @@ enum {
 };
 
 static const psf_wire_field_use push_fields[] = {
-	{"worker", F_WORKER, PROTOBUF_C_TYPE_STRING},
-	{"seq", F_SEQ, PROTOBUF_C_TYPE_UINT64},
-	{"clock", F_CLOCK, PROTOBUF_C_TYPE_INT64},
-	{"keys", F_KEYS, PROTOBUF_C_TYPE_UINT64},
-	{"lens", F_LENS, PROTOBUF_C_TYPE_UINT32},
-	{"values", F_VALUES, PROTOBUF_C_TYPE_BYTES},
-	{"n_samples", F_N_SAMPLES, PROTOBUF_C_TYPE_UINT64},
-	{"loss", F_LOSS, PROTOBUF_C_TYPE_DOUBLE},
+    {"worker", F_WORKER, PROTOBUF_C_TYPE_STRING},
+    {"seq", F_SEQ, PROTOBUF_C_TYPE_UINT64},
+    {"clock", F_CLOCK, PROTOBUF_C_TYPE_INT64},
+    {"keys", F_KEYS, PROTOBUF_C_TYPE_UINT64},
+    {"lens", F_LENS, PROTOBUF_C_TYPE_UINT32},
+    {"values", F_VALUES, PROTOBUF_C_TYPE_BYTES},
+    {"n_samples", F_N_SAMPLES, PROTOBUF_C_TYPE_UINT64},
+    {"loss", F_LOSS, PROTOBUF_C_TYPE_DOUBLE},
 };
 
 psf_err
@@ -96,8 +96,7 @@ scan(const uint8_t *buf, size_t len, ps_push_buf *b, ps_push_in *out)
 				return PSF_EPROTO;
 			memcpy(&out->loss, &f.u64, sizeof(out->loss));
 			break;
-		default: /* unknown fields are skipped, as protobuf-c keeps them aside */
-			break;
+		default: /* unknown fields are skipped, as protobuf-c keeps them aside */ break;
 		}
 		if (err != PSF_OK)
 			return err;
@@ -120,9 +119,9 @@ ps_push_parse(const uint8_t *buf, size_t len, ps_push_buf *b, ps_push_in *out)
 	if ((err = scan(buf, len, b, out)) != PSF_OK)
 		return err;
 	b->keys = out->n_keys <= PS_PUSH_INLINE_KEYS ? b->keys_inline
-	                                              : malloc(out->n_keys * sizeof(*b->keys));
+	                                             : malloc(out->n_keys * sizeof(*b->keys));
 	b->lens = out->n_lens <= PS_PUSH_INLINE_KEYS ? b->lens_inline
-	                                              : malloc(out->n_lens * sizeof(*b->lens));
+	                                             : malloc(out->n_lens * sizeof(*b->lens));
 	if (b->keys == NULL || b->lens == NULL)
 		return PSF_ENOMEM;
 	if ((err = scan(buf, len, b, out)) != PSF_OK)

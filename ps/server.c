@@ -24,12 +24,13 @@ layout_string(const psf_ps *ps, char *buf, size_t len)
 	for (size_t i = 0; i < psf_model_n_tensors(ps->model) && n < len; i++) {
 		psf_tensor_info t;
 		if (psf_model_tensor_info(ps->model, i, &t) == PSF_OK)
-			n += (size_t)snprintf(buf + n, len - n, " tensor.%s=%ux%u%s", t.name, t.rows,
-			    t.cols, t.is_per_symbol ? "/symbol" : "");
+			n += (size_t)snprintf(buf + n, len - n, " tensor.%s=%ux%u%s", t.name,
+			    t.rows, t.cols, t.is_per_symbol ? "/symbol" : "");
 	}
 	if (n < len)
-		n += (size_t)snprintf(buf + n, len - n, " chunk=%u optimizer=%d shards=%zu shard=%zu",
-		    cfg->model.chunk_floats, (int)cfg->optimizer.kind, ps->n_ps, ps->shard);
+		n += (size_t)snprintf(buf + n, len - n,
+		    " chunk=%u optimizer=%d shards=%zu shard=%zu", cfg->model.chunk_floats,
+		    (int)cfg->optimizer.kind, ps->n_ps, ps->shard);
 	for (size_t i = 0; i < cfg->n_ps && n < len; i++)
 		n += (size_t)snprintf(buf + n, len - n, " ps%zu=%s", i, cfg->nodes[i].id);
 	/* Last, so a mismatch names a readable fact first; it still catches feature
@@ -47,8 +48,8 @@ first_difference(const char *stored, const char *want, char *out, size_t len)
 	while (*stored != '\0' || *want != '\0') {
 		size_t a = strcspn(stored, " "), b = strcspn(want, " ");
 		if (a != b || strncmp(stored, want, a) != 0) {
-			snprintf(out, len, "the store has '%.*s', the config says '%.*s'", (int)a, stored,
-			    (int)b, want);
+			snprintf(out, len, "the store has '%.*s', the config says '%.*s'", (int)a,
+			    stored, (int)b, want);
 			return;
 		}
 		stored += a + (stored[a] == ' ');
@@ -83,14 +84,16 @@ init_txn(psf_store_txn *txn, void *arg)
 
 	if (err == PSF_OK)
 		err = psf_model_dense_keys(ps->model, keys, lens, n_keys, &n);
-	if (err == PSF_OK && (buf = malloc((size_t)ps->cfg->model.chunk_floats * sizeof(float))) == NULL)
+	if (err == PSF_OK &&
+	    (buf = malloc((size_t)ps->cfg->model.chunk_floats * sizeof(float))) == NULL)
 		err = PSF_ENOMEM;
 	for (size_t i = 0; i < n && err == PSF_OK; i++) {
 		if (!ps_key_owned(ps, keys[i]))
 			continue;
 		err = psf_model_init_value(ps->model, keys[i], buf);
 		if (err == PSF_OK)
-			err = psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, keys[i], buf, lens[i]);
+			err =
+			    psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, keys[i], buf, lens[i]);
 	}
 	if (err == PSF_OK)
 		err = psf_store_txn_meta_put(txn, "layout", c->layout, strlen(c->layout));
@@ -111,7 +114,7 @@ init_txn(psf_store_txn *txn, void *arg)
 typedef struct resume_ctx {
 	psf_ps *ps;
 	char stored[4096];
-	char *settings;  /* the stored training settings (malloc), NULL when none */
+	char *settings; /* the stored training settings (malloc), NULL when none */
 	bool found;
 } resume_ctx;
 
@@ -192,13 +195,14 @@ mismatch(const psf_ps *ps, const resume_ctx *rc, const char *layout, const char 
 
 	if (rc->settings != NULL &&
 	    ps_train_settings_diff(rc->settings, settings, diff, sizeof(diff)) > 0) {
-		snprintf(why, len, "%s holds a model trained with other settings: %s", ps->node->data_dir,
-		    diff);
+		snprintf(why, len, "%s holds a model trained with other settings: %s",
+		    ps->node->data_dir, diff);
 		return true;
 	}
 	if (strcmp(rc->stored, layout) != 0) {
 		first_difference(rc->stored, layout, diff, sizeof(diff));
-		snprintf(why, len, "%s was made by an incompatible config: %s", ps->node->data_dir, diff);
+		snprintf(why, len, "%s was made by an incompatible config: %s", ps->node->data_dir,
+		    diff);
 		return true;
 	}
 	return false;
@@ -247,15 +251,17 @@ open_store(psf_ps *ps, psf_ps_reset reset)
 	if ((err = psf_store_read(ps->store, resume_txn, rc)) != PSF_OK)
 		goto out;
 	if (rc->found && reset == PSF_PS_RESET_ALWAYS) {
-		psf_log_warn("ps", "--fresh: discarding %s (model version %llu)", ps->node->data_dir,
-		    (unsigned long long)ps->version);
+		psf_log_warn("ps", "--fresh: discarding %s (model version %llu)",
+		    ps->node->data_dir, (unsigned long long)ps->version);
 		if ((err = discard(ps, rc)) != PSF_OK)
 			goto out;
 	} else if (rc->found && mismatch(ps, rc, layout, settings, why, sizeof(why))) {
 		if (reset == PSF_PS_RESET_NONE) {
 			/* One line, the one `psfleet up` quotes (exit 2: not restarted). */
-			psf_log_err("ps", "%s; start with --fresh to discard it and train afresh, or "
-			    "restore those settings to resume", why);
+			psf_log_err("ps",
+			    "%s; start with --fresh to discard it and train afresh, or "
+			    "restore those settings to resume",
+			    why);
 			err = PSF_ECONFIG;
 			goto out;
 		}
@@ -270,8 +276,10 @@ open_store(psf_ps *ps, psf_ps_reset reset)
 		goto out;
 	}
 	if (rc->settings == NULL) { /* made before settings were recorded: adopt these */
-		psf_log_warn("ps", "%s does not record its training settings; resuming it with the "
-		    "config's (start with --fresh to train afresh)", ps->node->data_dir);
+		psf_log_warn("ps",
+		    "%s does not record its training settings; resuming it with the "
+		    "config's (start with --fresh to train afresh)",
+		    ps->node->data_dir);
 		if ((err = psf_store_update(ps->store, settings_txn, settings)) != PSF_OK)
 			goto out;
 	}
@@ -290,7 +298,8 @@ store_used_bytes(void *arg)
 {
 	psf_store_info info;
 
-	return psf_store_stats(((psf_ps *)arg)->store, &info) == PSF_OK ? (double)info.used_bytes : 0;
+	return psf_store_stats(((psf_ps *)arg)->store, &info) == PSF_OK ? (double)info.used_bytes
+	                                                                : 0;
 }
 
 static double
@@ -298,7 +307,8 @@ store_disk_bytes(void *arg)
 {
 	psf_store_info info;
 
-	return psf_store_stats(((psf_ps *)arg)->store, &info) == PSF_OK ? (double)info.disk_bytes : 0;
+	return psf_store_stats(((psf_ps *)arg)->store, &info) == PSF_OK ? (double)info.disk_bytes
+	                                                                : 0;
 }
 
 static psf_err
@@ -308,29 +318,32 @@ setup_metrics(psf_ps *ps)
 	static const double stale_bounds[] = {0, 1, 2, 4, 8, 16, 32, 64, 128, 256};
 	psf_err err;
 
-	if ((err = psf_metrics_gauge(reg, "psfleet_model_version", "Model version on this shard", NULL,
-	         0, &ps->g_version)) != PSF_OK ||
-	    (err = psf_metrics_counter(reg, "psfleet_pushes_applied_total", "Pushes applied", NULL, 0,
-	         &ps->c_applied)) != PSF_OK ||
+	if ((err = psf_metrics_gauge(reg, "psfleet_model_version", "Model version on this shard",
+	         NULL, 0, &ps->g_version)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_pushes_applied_total", "Pushes applied", NULL,
+	         0, &ps->c_applied)) != PSF_OK ||
 	    (err = psf_metrics_counter(reg, "psfleet_pushes_duplicate_total",
 	         "Pushes acknowledged as duplicates (not applied again)", NULL, 0,
 	         &ps->c_duplicate)) != PSF_OK ||
-	    (err = psf_metrics_counter(reg, "psfleet_pushes_rejected_total", "Pushes rejected", NULL,
-	         0, &ps->c_rejected)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_pushes_rejected_total", "Pushes rejected",
+	         NULL, 0, &ps->c_rejected)) != PSF_OK ||
 	    (err = psf_metrics_counter(reg, "psfleet_gradients_nonfinite_total",
 	         "Pushes with NaN/Inf gradients", NULL, 0, &ps->c_nonfinite)) != PSF_OK ||
 	    (err = psf_metrics_counter(reg, "psfleet_workers_dropped_total",
-	         "Workers dropped as stragglers or for a lost lease", NULL, 0, &ps->c_dropped)) != PSF_OK)
+	         "Workers dropped as stragglers or for a lost lease", NULL, 0, &ps->c_dropped)) !=
+	        PSF_OK)
 		return err;
-	err = psf_metrics_hist(reg, "psfleet_push_staleness", "Clock gap of each push: its step "
-	    "minus the slowest live worker's clock (0 in sync, at most s in ssp)", NULL, 0, stale_bounds, PSF_ARRAY_LEN(stale_bounds),
-	    &ps->h_staleness);
+	err = psf_metrics_hist(reg, "psfleet_push_staleness",
+	    "Clock gap of each push: its step "
+	    "minus the slowest live worker's clock (0 in sync, at most s in ssp)",
+	    NULL, 0, stale_bounds, PSF_ARRAY_LEN(stale_bounds), &ps->h_staleness);
 	if (err == PSF_OK)
-		err = psf_metrics_gauge_fn(reg, "psfleet_store_used_bytes", "LMDB pages in use, in bytes",
-		    NULL, 0, store_used_bytes, ps);
+		err = psf_metrics_gauge_fn(reg, "psfleet_store_used_bytes",
+		    "LMDB pages in use, in bytes", NULL, 0, store_used_bytes, ps);
 	if (err == PSF_OK)
 		err = psf_metrics_gauge_fn(reg, "psfleet_store_disk_bytes",
-		    "Disk blocks taken by the LMDB data file, in bytes", NULL, 0, store_disk_bytes, ps);
+		    "Disk blocks taken by the LMDB data file, in bytes", NULL, 0, store_disk_bytes,
+		    ps);
 	if (err == PSF_OK)
 		psf_gauge_set(ps->g_version, (double)ps->version);
 	return err;
@@ -351,18 +364,18 @@ publish_workers(psf_ps *ps)
 	for (size_t i = 0; i < ps->n_workers; i++) {
 		const ps_worker *w = &ps->workers[i];
 		psf_label l = {"worker", w->id};
-		if (psf_metrics_gauge(reg, "psfleet_worker_clock", "Steps a worker has pushed", &l, 1,
-		        &g) == PSF_OK)
+		if (psf_metrics_gauge(reg, "psfleet_worker_clock", "Steps a worker has pushed", &l,
+		        1, &g) == PSF_OK)
 			psf_gauge_set(g, (double)w->clock);
-		if (psf_metrics_gauge(reg, "psfleet_worker_lag", "Steps a worker is behind the fastest",
-		        &l, 1, &g) == PSF_OK)
+		if (psf_metrics_gauge(reg, "psfleet_worker_lag",
+		        "Steps a worker is behind the fastest", &l, 1, &g) == PSF_OK)
 			psf_gauge_set(g, (double)(max - w->clock));
 		if (psf_metrics_gauge(reg, "psfleet_worker_live",
 		        "1 while a worker counts in rounds and gates", &l, 1, &g) == PSF_OK)
 			psf_gauge_set(g, w->live && !w->done ? 1.0 : 0.0);
 	}
-	if (psf_metrics_gauge(reg, "psfleet_sync_round", "The open sync round (rounds closed)", NULL,
-	        0, &g) == PSF_OK)
+	if (psf_metrics_gauge(reg, "psfleet_sync_round", "The open sync round (rounds closed)",
+	        NULL, 0, &g) == PSF_OK)
 		psf_gauge_set(g, (double)ps->round);
 }
 
@@ -403,8 +416,7 @@ start_rpc(psf_ps *ps, const psf_ps_opts *opts)
 	ps_handlers_init(ps);
 	if ((err = psf_rpc_server_new(&so, &ps->srv)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(ps->srv, &ps->svc.base, ps)) != PSF_OK ||
-	    (err = ps_admin_open(ps)) != PSF_OK ||
-	    (err = ps_handlers_add_raw(ps)) != PSF_OK)
+	    (err = ps_admin_open(ps)) != PSF_OK || (err = ps_handlers_add_raw(ps)) != PSF_OK)
 		return err;
 	psf_runtime_observe_rpc(ps->rt, ps->srv);
 	if ((err = psf_rpc_server_listen(ps->srv, url, ps->url, sizeof(ps->url))) != PSF_OK)

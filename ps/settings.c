@@ -59,9 +59,10 @@ put_model(FILE *f, const psf_config *cfg)
 			fprintf(f, "%s%u", i > 0 ? "," : "", m->hidden[i]);
 		fprintf(f, "\n");
 	}
-	fprintf(f, "model.embedding_dim=%u\nmodel.symbol_bias=%s\nmodel.l2=%.17g\n"
-	    "model.init_scale=%.17g\n", m->embedding_dim, m->symbol_bias ? "true" : "false", m->l2,
-	    m->init_scale);
+	fprintf(f,
+	    "model.embedding_dim=%u\nmodel.symbol_bias=%s\nmodel.l2=%.17g\n"
+	    "model.init_scale=%.17g\n",
+	    m->embedding_dim, m->symbol_bias ? "true" : "false", m->l2, m->init_scale);
 }
 
 char *
@@ -75,8 +76,10 @@ ps_train_settings(const psf_config *cfg)
 
 	if (f == NULL)
 		return NULL;
-	fprintf(f, "seed=%llu\ndata.path=%s\ndata.test_fraction=%.17g\ndata.bad_rows=%s\n"
-	    "data.shard_by=%s\n", (unsigned long long)cfg->seed, d->path, d->test_fraction,
+	fprintf(f,
+	    "seed=%llu\ndata.path=%s\ndata.test_fraction=%.17g\ndata.bad_rows=%s\n"
+	    "data.shard_by=%s\n",
+	    (unsigned long long)cfg->seed, d->path, d->test_fraction,
 	    psf_bad_rows_name(d->bad_rows), psf_shard_by_name(d->shard_by));
 	if (d->has_generate)
 		fprintf(f, "data.generate={symbols: %u, days: %u, seed: %llu, skew: %s}\n",
@@ -84,10 +87,11 @@ ps_train_settings(const psf_config *cfg)
 		    d->generate.skew ? "true" : "false");
 	put_model(f, cfg);
 	put_optimizer(f, &cfg->optimizer);
-	fprintf(f, "training.epochs=%u\ntraining.batch_size=%u\ntraining.max_steps=%llu\n"
-	    "training.shuffle=%s\nconsistency.mode=%s\n", t->epochs, t->batch_size,
-	    (unsigned long long)t->max_steps, t->shuffle ? "true" : "false",
-	    psf_consistency_name(cfg->consistency.mode));
+	fprintf(f,
+	    "training.epochs=%u\ntraining.batch_size=%u\ntraining.max_steps=%llu\n"
+	    "training.shuffle=%s\nconsistency.mode=%s\n",
+	    t->epochs, t->batch_size, (unsigned long long)t->max_steps,
+	    t->shuffle ? "true" : "false", psf_consistency_name(cfg->consistency.mode));
 	if (cfg->consistency.mode == PSF_CONS_SSP)
 		fprintf(f, "consistency.staleness=%u\n", cfg->consistency.staleness);
 	fprintf(f, "nodes.trainers=");
@@ -135,8 +139,8 @@ add_change(char *out, size_t len, size_t *used, size_t n, const char *key, size_
 /* diff_pass lists the keys of from whose value in other differs (or is missing);
  * with from_is_stored, from is the stored side. */
 static size_t
-diff_pass(const char *from, const char *other, bool from_is_stored, bool missing_only,
-    char *out, size_t len, size_t *used, size_t n)
+diff_pass(const char *from, const char *other, bool from_is_stored, bool missing_only, char *out,
+    size_t len, size_t *used, size_t n)
 {
 	for (const char *p = from; *p != '\0'; p += strcspn(p, "\n"), p += *p == '\n') {
 		size_t klen = strcspn(p, "=\n"), vlen, olen = 0;

@@ -40,34 +40,26 @@
 #define DISK_FULL_SLACK (4ull << 20)
 
 const char *const store_db_names[N_ALL_DBS] = {
-	[PSF_STORE_WEIGHTS] = "weights",
-	[PSF_STORE_OPTSTATE] = "optstate",
-	[PSF_STORE_ACCUM] = "accum",
-	[DB_META] = "meta",
-	[DB_PUSHLOG] = "pushlog",
+    [PSF_STORE_WEIGHTS] = "weights",
+    [PSF_STORE_OPTSTATE] = "optstate",
+    [PSF_STORE_ACCUM] = "accum",
+    [DB_META] = "meta",
+    [DB_PUSHLOG] = "pushlog",
 };
 
 psf_err
 psf_err_from_mdb(int rc, const char *what)
 {
 	switch (rc) {
-	case MDB_SUCCESS:
-		return PSF_OK;
-	case MDB_NOTFOUND:
-		return PSF_ENOENT;
-	case MDB_MAP_FULL:
-		return PSF_ENOSPC;
+	case MDB_SUCCESS: return PSF_OK;
+	case MDB_NOTFOUND: return PSF_ENOENT;
+	case MDB_MAP_FULL: return PSF_ENOSPC;
 	case MDB_READERS_FULL:
 		psf_log_warn(TAG, "%s: %s", what, mdb_strerror(rc));
 		return PSF_EBUSY;
-	case ENOMEM:
-		return PSF_ENOMEM;
-	case ENOSPC:
-		psf_log_err(TAG, "%s: %s", what, mdb_strerror(rc));
-		return PSF_ENOSPC;
-	default:
-		psf_log_err(TAG, "%s: %s", what, mdb_strerror(rc));
-		return PSF_ESTORE;
+	case ENOMEM: return PSF_ENOMEM;
+	case ENOSPC: psf_log_err(TAG, "%s: %s", what, mdb_strerror(rc)); return PSF_ENOSPC;
+	default: psf_log_err(TAG, "%s: %s", what, mdb_strerror(rc)); return PSF_ESTORE;
 	}
 }
 
@@ -116,8 +108,8 @@ map_reserve(psf_store *st, size_t size)
 	/* A failed fallocate may leave blocks (and size) past the old end on some
 	 * filesystems: give them back. The map never reaches past sb.st_size. */
 	if (sb.st_size < (off_t)size && ftruncate(fd, sb.st_size) != 0)
-		psf_log_warn(TAG, "reserve: ftruncate %s back to %jd bytes: %s",
-		    st->st_data_path, (intmax_t)sb.st_size, strerror(errno));
+		psf_log_warn(TAG, "reserve: ftruncate %s back to %jd bytes: %s", st->st_data_path,
+		    (intmax_t)sb.st_size, strerror(errno));
 	if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
 		if (full_log_due(st))
 			psf_log_warn(TAG, "disk full: cannot allocate %zu bytes for %s", size,
@@ -126,8 +118,10 @@ map_reserve(psf_store *st, size_t size)
 	}
 	/* Not a full disk (an odd filesystem): carry on as before the reservation
 	 * existed rather than refuse to work. */
-	psf_log_warn(TAG, "reserve: posix_fallocate %s to %zu bytes: %s; a full disk may "
-	    "crash this process", st->st_data_path, size, strerror(rc));
+	psf_log_warn(TAG,
+	    "reserve: posix_fallocate %s to %zu bytes: %s; a full disk may "
+	    "crash this process",
+	    st->st_data_path, size, strerror(rc));
 	return PSF_OK;
 }
 
@@ -142,7 +136,8 @@ commit_err(psf_store_txn *txn, int rc)
 	if (rc == EIO && statvfs(txn->t_st->st_data_path, &vfs) == 0 &&
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < DISK_FULL_SLACK) {
 		if (full_log_due(txn->t_st))
-			psf_log_warn(TAG, "commit: I/O error with %" PRIu64 " bytes free: disk full",
+			psf_log_warn(TAG,
+			    "commit: I/O error with %" PRIu64 " bytes free: disk full",
 			    (uint64_t)vfs.f_bavail * vfs.f_frsize);
 		return PSF_ENOSPC;
 	}
@@ -421,13 +416,14 @@ opts_resolve(const psf_store_opts *in, psf_store_opts *o)
 	if (o->map_size == 0)
 		o->map_size = DEFAULT_MAP_SIZE;
 	if (o->max_map_size == 0)
-		o->max_map_size = o->map_size > DEFAULT_MAX_MAP_SIZE ? o->map_size
-								    : DEFAULT_MAX_MAP_SIZE;
+		o->max_map_size =
+		    o->map_size > DEFAULT_MAX_MAP_SIZE ? o->map_size : DEFAULT_MAX_MAP_SIZE;
 	if (o->max_readers == 0)
 		o->max_readers = DEFAULT_MAX_READERS;
 	if (o->max_map_size > SIZE_MAX / 2 || o->map_size > o->max_map_size) {
-		psf_log_err(TAG, "open: map_size %" PRIu64 " / max_map_size %" PRIu64
-		    " out of range", o->map_size, o->max_map_size);
+		psf_log_err(TAG,
+		    "open: map_size %" PRIu64 " / max_map_size %" PRIu64 " out of range",
+		    o->map_size, o->max_map_size);
 		return PSF_EINVAL;
 	}
 	o->map_size = (o->map_size + page - 1) / page * page;
@@ -485,12 +481,9 @@ static unsigned int
 env_flags(psf_durability d)
 {
 	switch (d) {
-	case PSF_DUR_INTERVAL:
-		return MDB_NOTLS | MDB_WRITEMAP | MDB_MAPASYNC | MDB_NOSYNC;
-	case PSF_DUR_EVERY_COMMIT:
-		return MDB_NOTLS;
-	case PSF_DUR_NONE:
-		return MDB_NOTLS | MDB_NOSYNC;
+	case PSF_DUR_INTERVAL: return MDB_NOTLS | MDB_WRITEMAP | MDB_MAPASYNC | MDB_NOSYNC;
+	case PSF_DUR_EVERY_COMMIT: return MDB_NOTLS;
+	case PSF_DUR_NONE: return MDB_NOTLS | MDB_NOSYNC;
 	}
 	return MDB_NOTLS;
 }
@@ -560,11 +553,15 @@ lock_dir(psf_store *st, const char *dir)
 			return PSF_ESYS;
 		}
 		if (pid > 0)
-			psf_log_err(TAG, "%s is in use by another process (pid %ld): each ps node needs "
-			    "its own data_dir", dir, pid);
+			psf_log_err(TAG,
+			    "%s is in use by another process (pid %ld): each ps node needs "
+			    "its own data_dir",
+			    dir, pid);
 		else
-			psf_log_err(TAG, "%s is in use by another process (pid not yet recorded in %s): "
-			    "each ps node needs its own data_dir", dir, path);
+			psf_log_err(TAG,
+			    "%s is in use by another process (pid not yet recorded in %s): "
+			    "each ps node needs its own data_dir",
+			    dir, path);
 		return PSF_ELOCKED;
 	}
 	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());

@@ -40,8 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 typedef struct psf_store psf_store;
 typedef struct psf_store_txn psf_store_txn;
@@ -93,8 +93,7 @@ void psf_store_opts_from_cfg(const psf_durability_cfg *cfg, psf_store_opts *out)
  * PSF_ELOCKED (another open store holds dir; logged), PSF_ESYS (directory,
  * lock file or thread creation), PSF_ESTORE (LMDB refused the environment,
  * e.g. a corrupt file; logged). */
-PSF_NODISCARD psf_err psf_store_open(const char *dir, const psf_store_opts *opts,
-    psf_store **out);
+PSF_NODISCARD psf_err psf_store_open(const char *dir, const psf_store_opts *opts, psf_store **out);
 
 /* psf_store_close stops the sync thread, makes a final durable point in every
  * durability mode, and frees the store. Errors are logged. NULL is fine.
@@ -137,18 +136,18 @@ PSF_NODISCARD psf_err psf_store_read(psf_store *st, psf_store_read_fn fn, void *
 PSF_NODISCARD psf_err psf_store_sync(psf_store *st);
 
 typedef struct psf_store_info {
-	uint64_t file_bytes;   /* data.mdb size (under WRITEMAP the file is sparse and as
+	uint64_t file_bytes; /* data.mdb size (under WRITEMAP the file is sparse and as
 	                          large as the map; disk_bytes is what it really uses) */
-	uint64_t disk_bytes;   /* data.mdb blocks allocated on disk */
-	uint64_t map_bytes;    /* current map size */
-	uint64_t used_bytes;   /* pages in use (including free-list pages) * page size */
+	uint64_t disk_bytes; /* data.mdb blocks allocated on disk */
+	uint64_t map_bytes;  /* current map size */
+	uint64_t used_bytes; /* pages in use (including free-list pages) * page size */
 	uint64_t entries[PSF_STORE_N_DBS];
 	uint64_t meta_entries;
 	uint64_t pushlog_entries;
-	uint64_t commits;      /* committed updates since open */
-	uint64_t retries;      /* update attempts aborted for a map grow since open */
-	uint64_t grows;        /* map grows since open */
-	uint64_t syncs;        /* durable points made since open (thread, sync, close) */
+	uint64_t commits; /* committed updates since open */
+	uint64_t retries; /* update attempts aborted for a map grow since open */
+	uint64_t grows;   /* map grows since open */
+	uint64_t syncs;   /* durable points made since open (thread, sync, close) */
 } psf_store_info;
 
 /* psf_store_stats fills *out with sizes and counters. Returns PSF_OK,
@@ -176,23 +175,23 @@ PSF_NODISCARD psf_err psf_store_txn_get(psf_store_txn *txn, psf_store_db db, uin
 /* psf_store_txn_get_floats copies the value of key, which must hold exactly n
  * floats, into dst. PSF_ENOENT if missing, PSF_ERANGE (dst untouched) if the
  * stored value has another length. */
-PSF_NODISCARD psf_err psf_store_txn_get_floats(psf_store_txn *txn, psf_store_db db,
-    uint64_t key, float *dst, size_t n);
+PSF_NODISCARD psf_err psf_store_txn_get_floats(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    float *dst, size_t n);
 
 /* psf_store_txn_put stores len bytes at data under key, replacing any value. */
 PSF_NODISCARD psf_err psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key,
     const void *data, size_t len);
 
 /* psf_store_txn_put_floats stores n floats under key, replacing any value. */
-PSF_NODISCARD psf_err psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db db,
-    uint64_t key, const float *src, size_t n);
+PSF_NODISCARD psf_err psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    const float *src, size_t n);
 
 /* psf_store_txn_put_reserve makes room for a len-byte value under key (replacing
  * any value) and on PSF_OK gives the writable space in *buf_out. The caller must
  * fill all len bytes before its next store call in this txn. Not aligned: write
  * with memcpy. This saves one copy when the value is produced piecewise. */
-PSF_NODISCARD psf_err psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db,
-    uint64_t key, size_t len, void **buf_out);
+PSF_NODISCARD psf_err psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    size_t len, void **buf_out);
 
 /* psf_store_txn_del removes key from db. PSF_ENOENT if it was not there. */
 PSF_NODISCARD psf_err psf_store_txn_del(psf_store_txn *txn, psf_store_db db, uint64_t key);
@@ -207,8 +206,7 @@ PSF_NODISCARD psf_err psf_store_txn_clear(psf_store_txn *txn, psf_store_db db);
 PSF_NODISCARD psf_err psf_store_txn_clear_all(psf_store_txn *txn);
 
 /* psf_store_txn_count writes the number of keys in db to *n_out. */
-PSF_NODISCARD psf_err psf_store_txn_count(psf_store_txn *txn, psf_store_db db,
-    uint64_t *n_out);
+PSF_NODISCARD psf_err psf_store_txn_count(psf_store_txn *txn, psf_store_db db, uint64_t *n_out);
 
 /* psf_store_visit_fn sees one entry of a walk: data/len is the borrowed value
  * (valid during this call, until the visitor's first write). Returning anything
@@ -231,17 +229,16 @@ typedef struct psf_store_walk {
  * previous piece, returns every key exactly once in order. The visitor may
  * write to other databases (write txn), never to db itself.
  * On PSF_OK *out says where it stopped; a visitor's error is returned as is. */
-PSF_NODISCARD psf_err psf_store_txn_walk(psf_store_txn *txn, psf_store_db db,
-    uint64_t start_key, size_t max_bytes, psf_store_visit_fn visit, void *arg,
-    psf_store_walk *out);
+PSF_NODISCARD psf_err psf_store_txn_walk(psf_store_txn *txn, psf_store_db db, uint64_t start_key,
+    size_t max_bytes, psf_store_visit_fn visit, void *arg, psf_store_walk *out);
 
 /* Meta: small values under a name (1..400 bytes of text, no NUL needed inside).
  * psf_store_txn_meta_get gives a borrowed pointer like psf_store_txn_get;
  * PSF_ENOENT if the name is not set. */
 PSF_NODISCARD psf_err psf_store_txn_meta_get(psf_store_txn *txn, const char *name,
     const void **data_out, size_t *len_out);
-PSF_NODISCARD psf_err psf_store_txn_meta_put(psf_store_txn *txn, const char *name,
-    const void *data, size_t len);
+PSF_NODISCARD psf_err psf_store_txn_meta_put(psf_store_txn *txn, const char *name, const void *data,
+    size_t len);
 /* psf_store_txn_meta_del removes name; PSF_ENOENT if it was not set. */
 PSF_NODISCARD psf_err psf_store_txn_meta_del(psf_store_txn *txn, const char *name);
 
@@ -279,7 +276,7 @@ typedef psf_err (*psf_store_pushlog_fn)(const char *worker, uint64_t seq, void *
 
 /* psf_store_txn_pushlog_foreach calls fn for every recorded worker in byte order
  * of the id (e.g. to restore worker state after a restart). */
-PSF_NODISCARD psf_err psf_store_txn_pushlog_foreach(psf_store_txn *txn,
-    psf_store_pushlog_fn fn, void *arg);
+PSF_NODISCARD psf_err psf_store_txn_pushlog_foreach(psf_store_txn *txn, psf_store_pushlog_fn fn,
+    void *arg);
 
 #endif

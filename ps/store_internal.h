@@ -31,8 +31,8 @@ struct psf_store {
 	bool st_is_open; /* mdb_env_open succeeded */
 	psf_store_opts st_opts;
 	size_t st_max_map;
-	char *st_data_path; /* <dir>/data.mdb, for stats */
-	int st_lock_fd;     /* <dir>/psfleet.lock, flock'ed while open; -1 = none */
+	char *st_data_path;      /* <dir>/data.mdb, for stats */
+	int st_lock_fd;          /* <dir>/psfleet.lock, flock'ed while open; -1 = none */
 	uint64_t st_full_log_ms; /* last "disk full" line; under st_write_mu (map grows) */
 
 	pthread_mutex_t st_write_mu;

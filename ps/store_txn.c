@@ -106,8 +106,8 @@ name_val(const char *name, MDB_val *k)
 /* ---- psf_store_txn_*: uint64-keyed databases --------------------------------- */
 
 psf_err
-psf_store_txn_get(psf_store_txn *txn, psf_store_db db, uint64_t key,
-    const void **data_out, size_t *len_out)
+psf_store_txn_get(psf_store_txn *txn, psf_store_db db, uint64_t key, const void **data_out,
+    size_t *len_out)
 {
 	unsigned char kb[KEY_LEN];
 	MDB_val k = {KEY_LEN, kb};
@@ -122,8 +122,7 @@ psf_store_txn_get(psf_store_txn *txn, psf_store_db db, uint64_t key,
 }
 
 psf_err
-psf_store_txn_get_floats(psf_store_txn *txn, psf_store_db db, uint64_t key, float *dst,
-    size_t n)
+psf_store_txn_get_floats(psf_store_txn *txn, psf_store_db db, uint64_t key, float *dst, size_t n)
 {
 	const void *data = NULL;
 	size_t len = 0;
@@ -157,8 +156,7 @@ psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key, siz
 }
 
 psf_err
-psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key, const void *data,
-    size_t len)
+psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key, const void *data, size_t len)
 {
 	void *buf = NULL;
 	psf_err rv;
@@ -173,8 +171,8 @@ psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key, const void 
 }
 
 psf_err
-psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db db, uint64_t key,
-    const float *src, size_t n)
+psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db db, uint64_t key, const float *src,
+    size_t n)
 {
 	if (n > SIZE_MAX / sizeof(float))
 		return PSF_EINVAL;
@@ -250,8 +248,8 @@ psf_store_txn_count(psf_store_txn *txn, psf_store_db db, uint64_t *n_out)
 
 /* walk_cursor runs the walk loop on an open cursor; see psf_store_txn_walk. */
 static psf_err
-walk_cursor(MDB_cursor *cur, uint64_t start_key, size_t max_bytes,
-    psf_store_visit_fn visit, void *arg, psf_store_walk *w)
+walk_cursor(MDB_cursor *cur, uint64_t start_key, size_t max_bytes, psf_store_visit_fn visit,
+    void *arg, psf_store_walk *w)
 {
 	unsigned char kb[KEY_LEN];
 	MDB_val k = {KEY_LEN, kb}, v;
@@ -285,8 +283,8 @@ walk_cursor(MDB_cursor *cur, uint64_t start_key, size_t max_bytes,
 }
 
 psf_err
-psf_store_txn_walk(psf_store_txn *txn, psf_store_db db, uint64_t start_key,
-    size_t max_bytes, psf_store_visit_fn visit, void *arg, psf_store_walk *out)
+psf_store_txn_walk(psf_store_txn *txn, psf_store_db db, uint64_t start_key, size_t max_bytes,
+    psf_store_visit_fn visit, void *arg, psf_store_walk *out)
 {
 	psf_store_walk w = {0};
 	MDB_cursor *cur;
@@ -310,16 +308,14 @@ psf_store_txn_walk(psf_store_txn *txn, psf_store_db db, uint64_t start_key,
 /* ---- meta and pushlog ------------------------------------------------------- */
 
 psf_err
-psf_store_txn_meta_get(psf_store_txn *txn, const char *name, const void **data_out,
-    size_t *len_out)
+psf_store_txn_meta_get(psf_store_txn *txn, const char *name, const void **data_out, size_t *len_out)
 {
 	MDB_val k;
 	psf_err rv;
 
 	if (data_out == NULL || len_out == NULL)
 		return PSF_EINVAL;
-	if ((rv = txn_check(txn, DB_META, false)) != PSF_OK ||
-	    (rv = name_val(name, &k)) != PSF_OK)
+	if ((rv = txn_check(txn, DB_META, false)) != PSF_OK || (rv = name_val(name, &k)) != PSF_OK)
 		return rv;
 	return val_get(txn, DB_META, &k, data_out, len_out);
 }
@@ -333,8 +329,7 @@ psf_store_txn_meta_put(psf_store_txn *txn, const char *name, const void *data, s
 
 	if (data == NULL && len > 0)
 		return PSF_EINVAL;
-	if ((rv = txn_check(txn, DB_META, true)) != PSF_OK ||
-	    (rv = name_val(name, &k)) != PSF_OK ||
+	if ((rv = txn_check(txn, DB_META, true)) != PSF_OK || (rv = name_val(name, &k)) != PSF_OK ||
 	    (rv = val_reserve(txn, DB_META, &k, len, &buf)) != PSF_OK)
 		return rv;
 	if (len > 0)
@@ -348,8 +343,7 @@ psf_store_txn_meta_del(psf_store_txn *txn, const char *name)
 	MDB_val k;
 	psf_err rv;
 
-	if ((rv = txn_check(txn, DB_META, true)) != PSF_OK ||
-	    (rv = name_val(name, &k)) != PSF_OK)
+	if ((rv = txn_check(txn, DB_META, true)) != PSF_OK || (rv = name_val(name, &k)) != PSF_OK)
 		return rv;
 	return val_del(txn, DB_META, &k);
 }
@@ -380,8 +374,7 @@ meta_cursor(MDB_cursor *cur, MDB_val *prefix, psf_store_meta_fn fn, void *arg)
 }
 
 psf_err
-psf_store_txn_meta_foreach(psf_store_txn *txn, const char *prefix, psf_store_meta_fn fn,
-    void *arg)
+psf_store_txn_meta_foreach(psf_store_txn *txn, const char *prefix, psf_store_meta_fn fn, void *arg)
 {
 	MDB_cursor *cur;
 	MDB_val k;

@@ -22,7 +22,8 @@ eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_
 	if ((err = psf_model_dense_keys(model, keys, NULL, keys_cap, &nd)) != PSF_OK)
 		return err;
 	if (psf_model_n_symbol_tensors(model) > 0 &&
-	    (err = psf_model_symbol_keys(model, brows, n, keys + nd, NULL, keys_cap - nd, &ns)) != PSF_OK)
+	    (err = psf_model_symbol_keys(model, brows, n, keys + nd, NULL, keys_cap - nd, &ns)) !=
+	        PSF_OK)
 		return err;
 	if ((err = psf_ps_client_pull(w, clock, keys, nd + ns, params, NULL)) != PSF_OK ||
 	    (err = psf_model_forward(model, ws, params, x, brows, n, pred)) != PSF_OK)
@@ -30,7 +31,8 @@ eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_
 	for (size_t i = 0; i < n; i++) {
 		size_t r = from + i;
 		double y = t->y_raw[r];
-		double p = psf_features_unstandardize_target(pred[i], t->n_features, cfg->target, stats);
+		double p =
+		    psf_features_unstandardize_target(pred[i], t->n_features, cfg->target, stats);
 		double e = p - y, ne = t->naive[r] - y;
 		ev->sse += e * e;
 		ev->sae += fabs(e);
@@ -60,8 +62,8 @@ psf_trainer_evaluate(const psf_config *cfg, const psf_model *model, psf_model_ws
 	memset(&ev, 0, sizeof(ev));
 	for (size_t from = table->n_train; err == PSF_OK && from < table->n_rows; from += batch) {
 		size_t n = table->n_rows - from < batch ? table->n_rows - from : batch;
-		err = eval_batch(cfg, model, ws, w, table, sym_rows, stats, clock, params, from, n, keys,
-		    keys_cap, pred, brows, &ev);
+		err = eval_batch(cfg, model, ws, w, table, sym_rows, stats, clock, params, from, n,
+		    keys, keys_cap, pred, brows, &ev);
 	}
 	free(keys);
 	free(brows);

@@ -2,10 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/data/data.h"
 #include "lib/base/log.h"
-#include "lib/model/model.h"
 #include "lib/base/shard.h"
+#include "lib/data/data.h"
+#include "lib/model/model.h"
 #include "trainer/internal.h"
 #include "trainer/trainer.h"
 
@@ -47,7 +47,8 @@ assign_bins(const psf_config *cfg, const psf_data_index *idx, size_t *bins)
 		seeds[i] = psf_shard_node_seed(psf_config_role_node(cfg, PSF_ROLE_TRAINER, i)->id);
 	if (cfg->data.shard_by == PSF_SHARD_BY_HASH) {
 		for (size_t i = 0; i < n; i++)
-			bins[i] = psf_shard_pick_str(psf_data_index_symbol(idx, i, NULL), seeds, nt);
+			bins[i] =
+			    psf_shard_pick_str(psf_data_index_symbol(idx, i, NULL), seeds, nt);
 		goto out;
 	}
 	if ((items = calloc(n > 0 ? n : 1, sizeof(*items))) == NULL) {
@@ -73,7 +74,8 @@ scan_assign(const psf_config *cfg, psf_data_index **idx_out, size_t **bins_out, 
 	size_t *bins = NULL, n;
 	psf_err err;
 
-	if ((err = psf_data_scan(cfg->data.path, cfg->data.bad_rows, errbuf, errlen, &idx)) != PSF_OK)
+	if ((err = psf_data_scan(cfg->data.path, cfg->data.bad_rows, errbuf, errlen, &idx)) !=
+	    PSF_OK)
 		return err;
 	n = psf_data_index_n_symbols(idx);
 	if ((bins = calloc(n > 0 ? n : 1, sizeof(*bins))) == NULL) {
@@ -137,8 +139,10 @@ psf_trainer_plan(const psf_config *cfg, size_t index, psf_shard_plan *plan, char
 	{
 		char day[11];
 		psf_date_format(plan->cutoff, day);
-		psf_log_info("trainer", "owns %zu of %zu symbols, %llu of %llu rows (shard_by %s); test "
-		    "rows from %s", mine, n, (unsigned long long)rows, (unsigned long long)all_rows,
+		psf_log_info("trainer",
+		    "owns %zu of %zu symbols, %llu of %llu rows (shard_by %s); test "
+		    "rows from %s",
+		    mine, n, (unsigned long long)rows, (unsigned long long)all_rows,
 		    psf_shard_by_name(cfg->data.shard_by), day);
 	}
 out:
@@ -230,7 +234,8 @@ psf_trainer_split_new(const psf_config *cfg, char *errbuf, size_t errlen, psf_tr
 		goto out;
 	}
 	if (idx == NULL && psf_model_n_symbol_tensors(m) > 0 &&
-	    (err = psf_data_scan(cfg->data.path, cfg->data.bad_rows, errbuf, errlen, &idx)) != PSF_OK)
+	    (err = psf_data_scan(cfg->data.path, cfg->data.bad_rows, errbuf, errlen, &idx)) !=
+	        PSF_OK)
 		goto out;
 	err = count_keys(cfg, m, idx, s);
 out:

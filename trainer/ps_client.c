@@ -5,12 +5,12 @@
 #include <string.h>
 
 #include "lib/base/log.h"
-#include "lib/runtime/runtime.h"
-#include "lib/net/rpc_client.h"
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
 #include "lib/net/wire.h"
+#include "lib/runtime/runtime.h"
 #include "trainer/internal.h"
 
 /* A pull is cut into requests of at most PULL_PIECE_BYTES of values (whole
@@ -96,7 +96,8 @@ register_shard(psf_ps_client *w, size_t s)
 			break;
 		if (stopping(w, err))
 			return PSF_ECLOSED;
-		if ((st.code != PSF_STATUS_UNAVAILABLE && st.code != PSF_STATUS_DEADLINE_EXCEEDED) ||
+		if ((st.code != PSF_STATUS_UNAVAILABLE &&
+		        st.code != PSF_STATUS_DEADLINE_EXCEEDED) ||
 		    psf_now_ms() >= until) {
 			psf_log_err("ps_client", "register with ps shard %zu (%s): %s", s,
 			    psf_rpc_client_url(w->clients[s]), st.message);
@@ -172,7 +173,7 @@ psf_ps_client_new(const psf_config *cfg, const psf_model *model, const char *id,
 		goto fail;
 	for (size_t s = 0; s < w->n_ps; s++) {
 		const char *url = (opts != NULL && opts->ps_urls != NULL) ? opts->ps_urls[s]
-		                                                           : cfg->nodes[s].listen;
+		                                                          : cfg->nodes[s].listen;
 		w->seeds[s] = psf_shard_node_seed(cfg->nodes[s].id);
 		if ((err = psf_rpc_client_open(url, &co, &w->clients[s])) != PSF_OK)
 			goto fail;
@@ -191,8 +192,8 @@ psf_ps_client_register(psf_ps_client *w)
 
 	if (err != PSF_OK)
 		return err;
-	psf_log_info("ps_client", "%s registered with %zu ps shard(s): clock %lld, next seq %llu", w->id,
-	    w->n_ps, (long long)w->clock, (unsigned long long)w->next_seq);
+	psf_log_info("ps_client", "%s registered with %zu ps shard(s): clock %lld, next seq %llu",
+	    w->id, w->n_ps, (long long)w->clock, (unsigned long long)w->next_seq);
 	return PSF_OK;
 }
 
@@ -492,13 +493,13 @@ finish_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pend
 	const uint8_t *payload;
 	size_t len;
 	psf_rpc_status st;
-	psf_err err = pend != NULL ? psf_rpc_pending_wait_raw(pend, &payload, &len, &st)
-	                           : PSF_EUNAVAIL;
+	psf_err err =
+	    pend != NULL ? psf_rpc_pending_wait_raw(pend, &payload, &len, &st) : PSF_EUNAVAIL;
 
 	if (err == PSF_OK) {
 		if ((err = store_pull_reply(w, payload, len, dst, version)) == PSF_EPROTO)
-			psf_log_err("ps_client", "pull from shard %zu: malformed PullReply (%zu bytes)", pc->shard,
-			    len);
+			psf_log_err("ps_client",
+			    "pull from shard %zu: malformed PullReply (%zu bytes)", pc->shard, len);
 		return err;
 	}
 	/* slow path: retries, re-registration, waiting */
@@ -607,9 +608,10 @@ static psf_err
 push_collect(psf_ps_client *w, size_t s, const Psfleet__V1__PushRequest *req, psf_rpc_pending *pend,
     Psfleet__V1__PushReply **r, psf_rpc_status *st)
 {
-	psf_err err = pend != NULL ? psf_rpc_pending_wait(pend, &psfleet__v1__push_reply__descriptor,
-	                                 (ProtobufCMessage **)r, st)
-	                           : PSF_EUNAVAIL;
+	psf_err err = pend != NULL
+	    ? psf_rpc_pending_wait(pend, &psfleet__v1__push_reply__descriptor,
+	          (ProtobufCMessage **)r, st)
+	    : PSF_EUNAVAIL;
 
 	if (err == PSF_OK)
 		return PSF_OK;
@@ -735,8 +737,8 @@ psf_ps_client_heartbeat(psf_ps_client *w, bool done)
 		req.clock = w->clock;
 		req.done = done;
 		req.total_steps = w->total_steps;
-		err = call_shard(w, s, PSF_M_CLOCK, &req.base, &psfleet__v1__clock_reply__descriptor,
-		    1, (ProtobufCMessage **)&r, &st);
+		err = call_shard(w, s, PSF_M_CLOCK, &req.base,
+		    &psfleet__v1__clock_reply__descriptor, 1, (ProtobufCMessage **)&r, &st);
 		if (err == PSF_OK)
 			protobuf_c_message_free_unpacked(&r->base, NULL);
 		else if (first == PSF_OK)
@@ -746,7 +748,8 @@ psf_ps_client_heartbeat(psf_ps_client *w, bool done)
 }
 
 psf_err
-psf_ps_client_reduce(psf_ps_client *w, const char *name, uint32_t expected, double *values, size_t n)
+psf_ps_client_reduce(psf_ps_client *w, const char *name, uint32_t expected, double *values,
+    size_t n)
 {
 	Psfleet__V1__ReduceRequest req = PSFLEET__V1__REDUCE_REQUEST__INIT;
 	Psfleet__V1__ReduceReply *r = NULL;
@@ -781,8 +784,8 @@ psf_ps_client_report(psf_ps_client *w, Psfleet__V1__MetricsReport *report)
 	psf_err err;
 
 	report->worker = w->id;
-	err = call_shard(w, 0, PSF_M_REPORT, &report->base, &psfleet__v1__metrics_ack__descriptor, 1,
-	    (ProtobufCMessage **)&r, &st);
+	err = call_shard(w, 0, PSF_M_REPORT, &report->base, &psfleet__v1__metrics_ack__descriptor,
+	    1, (ProtobufCMessage **)&r, &st);
 	if (err == PSF_OK)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	return err;

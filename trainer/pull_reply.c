@@ -17,10 +17,10 @@ enum {
 };
 
 static const psf_wire_field_use pull_reply_fields[] = {
-	{"model_version", F_MODEL_VERSION, PROTOBUF_C_TYPE_UINT64},
-	{"keys", F_KEYS, PROTOBUF_C_TYPE_UINT64},
-	{"lens", F_LENS, PROTOBUF_C_TYPE_UINT32},
-	{"values", F_VALUES, PROTOBUF_C_TYPE_BYTES},
+    {"model_version", F_MODEL_VERSION, PROTOBUF_C_TYPE_UINT64},
+    {"keys", F_KEYS, PROTOBUF_C_TYPE_UINT64},
+    {"lens", F_LENS, PROTOBUF_C_TYPE_UINT32},
+    {"values", F_VALUES, PROTOBUF_C_TYPE_BYTES},
 };
 
 psf_err
@@ -47,20 +47,15 @@ psf_pull_reply_scan(const uint8_t *buf, size_t len, uint64_t *keys, uint32_t *le
 				return PSF_EPROTO;
 			v->version = f.u64;
 			break;
-		case F_KEYS:
-			err = psf_wire_repeated_varints(&f, keys, NULL, &v->n_keys);
-			break;
-		case F_LENS:
-			err = psf_wire_repeated_varints(&f, NULL, lens, &v->n_lens);
-			break;
+		case F_KEYS: err = psf_wire_repeated_varints(&f, keys, NULL, &v->n_keys); break;
+		case F_LENS: err = psf_wire_repeated_varints(&f, NULL, lens, &v->n_lens); break;
 		case F_VALUES:
 			if (f.type != PSF_WIRE_LEN)
 				return PSF_EPROTO;
 			v->values = f.data;
 			v->values_len = f.len;
 			break;
-		default:
-			break;
+		default: break;
 		}
 		if (err != PSF_OK)
 			return err;

@@ -9,14 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base/log.h"
+#include "lib/base/shard.h"
+#include "lib/base/util.h"
 #include "lib/data/data.h"
 #include "lib/data/features.h"
-#include "lib/base/log.h"
 #include "lib/model/model.h"
 #include "lib/runtime/admin.h"
 #include "lib/runtime/runtime.h"
-#include "lib/base/shard.h"
-#include "lib/base/util.h"
 #include "trainer/internal.h"
 #include "trainer/ps_client.h"
 
@@ -40,12 +40,12 @@ typedef struct trainer {
 	psf_table *table;
 	double *stats;
 	size_t n_stats;
-	uint64_t *sym_rows;  /* per table symbol */
-	uint32_t *perm;      /* this epoch's order of train rows */
+	uint64_t *sym_rows; /* per table symbol */
+	uint32_t *perm;     /* this epoch's order of train rows */
 	int64_t perm_epoch;
 	uint64_t steps_per_epoch, total_steps;
 	/* batch scratch */
-	size_t *bidx;        /* table rows of the batch */
+	size_t *bidx; /* table rows of the batch */
 	float *bx, *by;
 	uint64_t *brows;
 	uint64_t *keys;
@@ -69,12 +69,14 @@ setup_metrics(trainer *t)
 	psf_metrics *reg = psf_runtime_metrics(t->rt);
 	psf_err err;
 
-	if ((err = psf_metrics_gauge(reg, "psfleet_trainer_epoch", "Current epoch (0-based)", NULL, 0,
-	         &t->g_epoch)) != PSF_OK ||
+	if ((err = psf_metrics_gauge(reg, "psfleet_trainer_epoch", "Current epoch (0-based)", NULL,
+	         0, &t->g_epoch)) != PSF_OK ||
 	    (err = psf_metrics_gauge(reg, "psfleet_trainer_step", "Steps done (the worker clock)",
 	         NULL, 0, &t->g_step)) != PSF_OK ||
-	    (err = psf_metrics_gauge(reg, "psfleet_trainer_loss", "Mean training loss of the last "
-	         "steps", NULL, 0, &t->g_loss)) != PSF_OK ||
+	    (err = psf_metrics_gauge(reg, "psfleet_trainer_loss",
+	         "Mean training loss of the last "
+	         "steps",
+	         NULL, 0, &t->g_loss)) != PSF_OK ||
 	    (err = psf_metrics_gauge(reg, "psfleet_trainer_samples_per_second",
 	         "Training samples per second", NULL, 0, &t->g_sps)) != PSF_OK)
 		return err;
@@ -106,13 +108,15 @@ open_traces(trainer *t)
 		return PSF_ESYS;
 	setvbuf(t->trace, NULL, _IOLBF, 0); /* a killed trainer loses no acknowledged step */
 	if (ftell(t->trace) == 0)
-		fprintf(t->trace, "wall_time,step,epoch,loss,staleness,pull_s,compute_s,push_s,"
+		fprintf(t->trace,
+		    "wall_time,step,epoch,loss,staleness,pull_s,compute_s,push_s,"
 		    "model_version\n");
 	snprintf(path, sizeof(path), "%s/%s-eval.csv", dir, t->node->id);
 	if ((t->eval_trace = fopen(path, "a")) == NULL)
 		return PSF_ESYS;
 	if (ftell(t->eval_trace) == 0)
-		fprintf(t->eval_trace, "wall_time,step,epoch,train_loss,test_rmse,test_mae,naive_rmse,"
+		fprintf(t->eval_trace,
+		    "wall_time,step,epoch,train_loss,test_rmse,test_mae,naive_rmse,"
 		    "test_n,finished\n");
 	return PSF_OK;
 }
@@ -135,7 +139,8 @@ make_table(trainer *t)
 	psf_dataset *ds = NULL;
 	psf_err err;
 
-	if ((err = psf_trainer_plan(t->cfg, t->node->index, &plan, errbuf, sizeof(errbuf))) != PSF_OK) {
+	if ((err = psf_trainer_plan(t->cfg, t->node->index, &plan, errbuf, sizeof(errbuf))) !=
+	    PSF_OK) {
 		psf_log_err("trainer", "%s", errbuf);
 		return err;
 	}
@@ -153,12 +158,14 @@ make_table(trainer *t)
 		psf_log_err("trainer", "features: %s", errbuf);
 		goto out;
 	}
-	psf_log_info("trainer", "loaded %zu symbols, %zu rows -> %zu train / %zu test rows in %llu ms",
+	psf_log_info("trainer",
+	    "loaded %zu symbols, %zu rows -> %zu train / %zu test rows in %llu ms",
 	    psf_dataset_n_series(ds), psf_dataset_n_rows(ds), t->table->n_train,
 	    t->table->n_rows - t->table->n_train, (unsigned long long)(psf_now_ms() - t0));
 	if (psf_dataset_n_skipped(ds) > 0)
-		psf_log_warn("trainer", "skipped %zu bad row%s; first: %s", psf_dataset_n_skipped(ds),
-		    psf_plural(psf_dataset_n_skipped(ds)), psf_dataset_first_error(ds));
+		psf_log_warn("trainer", "skipped %zu bad row%s; first: %s",
+		    psf_dataset_n_skipped(ds), psf_plural(psf_dataset_n_skipped(ds)),
+		    psf_dataset_first_error(ds));
 out:
 	psf_dataset_free(ds);
 	psf_shard_plan_fini(&plan);
@@ -174,8 +181,8 @@ standardize(trainer *t)
 	if ((t->stats = calloc(t->n_stats, sizeof(double))) == NULL)
 		return PSF_ENOMEM;
 	psf_features_stats(t->table, t->stats);
-	err = psf_ps_client_reduce(t->w, PSF_REDUCE_FEATURE_STATS, (uint32_t)t->cfg->n_trainers, t->stats,
-	    t->n_stats);
+	err = psf_ps_client_reduce(t->w, PSF_REDUCE_FEATURE_STATS, (uint32_t)t->cfg->n_trainers,
+	    t->stats, t->n_stats);
 	if (err != PSF_OK)
 		return err;
 	return psf_features_standardize(t->table, t->stats, t->n_stats);
@@ -209,7 +216,8 @@ agree_steps(trainer *t)
 	psf_ps_client_set_total_steps(t->w, t->total_steps);
 	if (psf_ps_client_heartbeat(t->w, false) != PSF_OK) /* announce it */
 		psf_log_warn("trainer", "could not announce the run's length to the ps");
-	psf_log_info("trainer", "%llu steps per epoch (largest shard: %llu train rows), %llu in all",
+	psf_log_info("trainer",
+	    "%llu steps per epoch (largest shard: %llu train rows), %llu in all",
 	    (unsigned long long)t->steps_per_epoch, (unsigned long long)max_rows,
 	    (unsigned long long)t->total_steps);
 	return PSF_OK;
@@ -232,7 +240,8 @@ setup_model(trainer *t)
 	t->by = malloc(batch * sizeof(float));
 	t->brows = malloc(batch * sizeof(uint64_t));
 	t->keys = malloc(t->keys_cap * sizeof(uint64_t));
-	t->sym_rows = malloc((t->table->n_symbols > 0 ? t->table->n_symbols : 1) * sizeof(uint64_t));
+	t->sym_rows =
+	    malloc((t->table->n_symbols > 0 ? t->table->n_symbols : 1) * sizeof(uint64_t));
 	t->perm = malloc((t->table->n_train > 0 ? t->table->n_train : 1) * sizeof(uint32_t));
 	if (!t->bidx || !t->bx || !t->by || !t->brows || !t->keys || !t->sym_rows || !t->perm)
 		return PSF_ENOMEM;
@@ -271,7 +280,8 @@ keys_for(trainer *t, const uint64_t *brows, size_t n, size_t *n_keys)
 	psf_err err = psf_model_dense_keys(t->model, t->keys, NULL, t->keys_cap, &nd);
 
 	if (err == PSF_OK && psf_model_n_symbol_tensors(t->model) > 0)
-		err = psf_model_symbol_keys(t->model, brows, n, t->keys + nd, NULL, t->keys_cap - nd, &ns);
+		err = psf_model_symbol_keys(t->model, brows, n, t->keys + nd, NULL,
+		    t->keys_cap - nd, &ns);
 	*n_keys = nd + ns;
 	return err;
 }
@@ -311,22 +321,25 @@ step(trainer *t, int64_t c, double *loss)
 	    (err = psf_ps_client_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK)
 		return err;
 	t1 = psf_now_ns();
-	if ((err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n, t->grads,
-	         loss)) != PSF_OK ||
+	if ((err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n,
+	         t->grads, loss)) != PSF_OK ||
 	    (err = psf_params_keys(t->grads, t->keys, NULL, t->keys_cap, &n_keys)) != PSF_OK)
 		return err;
 	if (!isfinite(*loss) && !t->cfg->optimizer.skip_nonfinite) {
 		/* The ps would refuse the gradients anyway; say why, once, and stop:
 		 * a restart diverges the same way (exit 2, cmd_node.c). */
-		psf_log_err("trainer", "training diverged at step %lld: the loss is %g (lower "
-		    "optimizer.learning_rate, or set optimizer.clip_norm)", (long long)c, *loss);
+		psf_log_err("trainer",
+		    "training diverged at step %lld: the loss is %g (lower "
+		    "optimizer.learning_rate, or set optimizer.clip_norm)",
+		    (long long)c, *loss);
 		return PSF_EINVAL;
 	}
 	t2 = psf_now_ns();
 	err = psf_ps_client_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, &pr);
 	if (err != PSF_OK)
 		return err;
-	t->last = (step_times){t1 - t0, t2 - t1, psf_now_ns() - t2, pr.max_staleness, pr.model_version};
+	t->last =
+	    (step_times){t1 - t0, t2 - t1, psf_now_ns() - t2, pr.max_staleness, pr.model_version};
 	atomic_store(&t->version, pr.model_version);
 	psf_counter_add(t->c_wait_ns, t->last.pull_ns + t->last.push_ns);
 	psf_counter_add(t->c_compute_ns, t->last.compute_ns);
@@ -355,8 +368,10 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	r.test_correct = ev.correct;
 	r.samples_per_sec = sps;
 	r.finished = finished;
-	psf_log_info("trainer", "epoch %u step %lld: train loss %.6g, test rmse %.6g (naive %.6g) on "
-	    "%llu rows", r.epoch, (long long)c, train_loss, ev.n ? sqrt(ev.sse / (double)ev.n) : 0.0,
+	psf_log_info("trainer",
+	    "epoch %u step %lld: train loss %.6g, test rmse %.6g (naive %.6g) on "
+	    "%llu rows",
+	    r.epoch, (long long)c, train_loss, ev.n ? sqrt(ev.sse / (double)ev.n) : 0.0,
 	    ev.n ? sqrt(ev.naive_sse / (double)ev.n) : 0.0, (unsigned long long)ev.n);
 	fprintf(t->eval_trace, "%.6f,%lld,%u,%.9g,%.9g,%.9g,%.9g,%llu,%d\n", psf_wall_seconds(),
 	    (long long)c, r.epoch, train_loss, ev.n ? sqrt(ev.sse / (double)ev.n) : 0.0,
@@ -393,8 +408,9 @@ train(trainer *t)
 		loss_sum += loss;
 		loss_n++;
 		samples += t->cfg->training.batch_size;
-		fprintf(t->trace, "%.6f,%lld,%llu,%.9g,%lld,%.6f,%.6f,%.6f,%llu\n", psf_wall_seconds(),
-		    (long long)c, (unsigned long long)((uint64_t)c / t->steps_per_epoch), loss,
+		fprintf(t->trace, "%.6f,%lld,%llu,%.9g,%lld,%.6f,%.6f,%.6f,%llu\n",
+		    psf_wall_seconds(), (long long)c,
+		    (unsigned long long)((uint64_t)c / t->steps_per_epoch), loss,
 		    (long long)t->last.staleness, (double)t->last.pull_ns / 1e9,
 		    (double)t->last.compute_ns / 1e9, (double)t->last.push_ns / 1e9,
 		    (unsigned long long)t->last.version);
@@ -429,8 +445,10 @@ leave_empty(trainer *t)
 	size_t n_test = t->table->n_rows - t->table->n_train;
 	psf_err err;
 
-	psf_log_warn("trainer", "%s has no training rows (%zu symbols, %zu test rows not evaluated): "
-	    "it leaves the fleet", t->node->id, t->table->n_symbols, n_test);
+	psf_log_warn("trainer",
+	    "%s has no training rows (%zu symbols, %zu test rows not evaluated): "
+	    "it leaves the fleet",
+	    t->node->id, t->table->n_symbols, n_test);
 	r.finished = true;
 	if ((err = psf_ps_client_report(t->w, &r)) != PSF_OK)
 		return err;
@@ -455,7 +473,8 @@ admin_status(void *arg, psf_admin_status *st)
 	psf_admin_status_version(st, atomic_load(&t->version));
 	if ((err = psf_admin_status_extra(st, "epoch", "%.0f", psf_gauge_value(t->g_epoch))) !=
 	        PSF_OK ||
-	    (err = psf_admin_status_extra(st, "step", "%.0f", psf_gauge_value(t->g_step))) != PSF_OK)
+	    (err = psf_admin_status_extra(st, "step", "%.0f", psf_gauge_value(t->g_step))) !=
+	        PSF_OK)
 		return err;
 	return psf_admin_status_extra(st, "total_steps", "%.0f", psf_gauge_value(t->g_total));
 }
@@ -476,7 +495,8 @@ start_admin(trainer *t)
 	    (err = psf_admin_new(t->rt, &role, t->srv, &t->admin)) != PSF_OK)
 		return err;
 	psf_runtime_observe_rpc(t->rt, t->srv);
-	if ((err = psf_rpc_server_listen(t->srv, t->node->listen, t->url, sizeof(t->url))) != PSF_OK ||
+	if ((err = psf_rpc_server_listen(t->srv, t->node->listen, t->url, sizeof(t->url))) !=
+	        PSF_OK ||
 	    (err = psf_rpc_server_start(t->srv)) != PSF_OK)
 		return err;
 	psf_log_info("trainer", "%s serves Admin on %s", t->node->id, t->url);
@@ -518,7 +538,7 @@ typedef struct stop_watch {
 	psf_runtime *rt;
 	_Atomic(psf_ps_client *) w; /* set once the worker's clients exist, before it
 	                          * registers; the worker outlives the watcher */
-	atomic_bool done;        /* the trainer is finishing: the watcher ends */
+	atomic_bool done;           /* the trainer is finishing: the watcher ends */
 	pthread_t thread;
 } stop_watch;
 

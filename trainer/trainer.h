@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 typedef struct psf_trainer_opts {
 	const char *const *ps_urls; /* override the config's ps URLs (tests) */
@@ -44,14 +44,14 @@ PSF_NODISCARD psf_err psf_trainer_run(const psf_config *cfg, const psf_node_cfg 
  * (data.shard_by), and model keys and floats per ps node (rendezvous hashing
  * of the keys; per-symbol keys counted for every symbol of the data). */
 typedef struct psf_trainer_split {
-	size_t n_trainers;  /* the config's trainers, in config order */
-	size_t *symbols;    /* [n_trainers] symbols owned */
-	uint64_t *rows;     /* [n_trainers] data rows of those symbols (before features) */
+	size_t n_trainers; /* the config's trainers, in config order */
+	size_t *symbols;   /* [n_trainers] symbols owned */
+	uint64_t *rows;    /* [n_trainers] data rows of those symbols (before features) */
 	size_t total_symbols;
 	uint64_t total_rows;
-	size_t n_ps;        /* the config's ps nodes, in config order */
-	uint64_t *keys;     /* [n_ps] parameter keys held */
-	uint64_t *floats;   /* [n_ps] floats of those keys */
+	size_t n_ps;      /* the config's ps nodes, in config order */
+	uint64_t *keys;   /* [n_ps] parameter keys held */
+	uint64_t *floats; /* [n_ps] floats of those keys */
 } psf_trainer_split;
 
 /* psf_trainer_split_new scans cfg's data and returns the split in a new object

@@ -60,15 +60,18 @@ parse_modes(const char *arg, psf_exp_opts *o)
 		return -1;
 	}
 	snprintf(list, sizeof(list), "%s", arg);
-	for (char *tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+	for (char *tok = strtok_r(list, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
 		psf_exp_mode *m = &o->modes[o->n_modes];
 
 		if (o->n_modes == PSF_EXP_MAX_MODES) {
-			fprintf(stderr, "psfleet experiment: at most %d modes\n", PSF_EXP_MAX_MODES);
+			fprintf(stderr, "psfleet experiment: at most %d modes\n",
+			    PSF_EXP_MAX_MODES);
 			return -1;
 		}
 		if (psf_exp_parse_mode(tok, m) != PSF_OK) {
-			fprintf(stderr, "psfleet experiment: unknown mode '%s' (sync, async, ssp, ssp:S)\n",
+			fprintf(stderr,
+			    "psfleet experiment: unknown mode '%s' (sync, async, ssp, ssp:S)\n",
 			    tok);
 			return -1;
 		}
@@ -117,29 +120,36 @@ parse_args(int argc, char **argv, psf_exp_opts *o, int *report_only)
 			long v = strtol(argv[++i], &end, 10);
 
 			if (*end != '\0' || v < 1 || v > 7 * 86400) {
-				fprintf(stderr, "psfleet experiment: --timeout takes 1 to 604800 seconds\n");
+				fprintf(stderr,
+				    "psfleet experiment: --timeout takes 1 to 604800 seconds\n");
 				return -1;
 			}
 			o->run_timeout_s = (uint32_t)v;
 		} else if (strcmp(arg, "--straggler") == 0 && more) {
 			if (o->n_stragglers == PSF_EXP_MAX_INJECT ||
-			    psf_exp_parse_straggler(argv[++i], &o->stragglers[o->n_stragglers]) != PSF_OK) {
-				fprintf(stderr, "psfleet experiment: --straggler takes ID:Fx (F from 1 to 1000) "
-				    "or ID:+Nms, e.g. trainer-0:3x (at most %d)\n", PSF_EXP_MAX_INJECT);
+			    psf_exp_parse_straggler(argv[++i], &o->stragglers[o->n_stragglers]) !=
+			        PSF_OK) {
+				fprintf(stderr,
+				    "psfleet experiment: --straggler takes ID:Fx (F from 1 to 1000) "
+				    "or ID:+Nms, e.g. trainer-0:3x (at most %d)\n",
+				    PSF_EXP_MAX_INJECT);
 				return -1;
 			}
 			o->n_stragglers++;
 		} else if (strcmp(arg, "--kill") == 0 && more) {
 			if (o->n_kills == PSF_EXP_MAX_INJECT ||
 			    psf_exp_parse_kill(argv[++i], &o->kills[o->n_kills]) != PSF_OK) {
-				fprintf(stderr, "psfleet experiment: --kill takes ID@step:N with N >= 1, e.g. "
-				    "trainer-1@step:200 (at most %d)\n", PSF_EXP_MAX_INJECT);
+				fprintf(stderr,
+				    "psfleet experiment: --kill takes ID@step:N with N >= 1, e.g. "
+				    "trainer-1@step:200 (at most %d)\n",
+				    PSF_EXP_MAX_INJECT);
 				return -1;
 			}
 			o->n_kills++;
 		} else if (strcmp(arg, "--set") == 0 && more) {
 			if (o->n_sets == PSF_EXP_MAX_SETS || strchr(argv[i + 1], '=') == NULL) {
-				fprintf(stderr, "psfleet experiment: --set takes KEY=VALUE (at most %d)\n",
+				fprintf(stderr,
+				    "psfleet experiment: --set takes KEY=VALUE (at most %d)\n",
 				    PSF_EXP_MAX_SETS);
 				return -1;
 			}
@@ -148,8 +158,10 @@ parse_args(int argc, char **argv, psf_exp_opts *o, int *report_only)
 			char *end;
 			double v = strtod(argv[++i], &end);
 
-			if (end == argv[i] || !(v > 0 && v < 1e9) || (*end != '\0' && strcmp(end, "x") != 0)) {
-				fprintf(stderr, "psfleet experiment: --target-loss takes a loss > 0 or a factor "
+			if (end == argv[i] || !(v > 0 && v < 1e9) ||
+			    (*end != '\0' && strcmp(end, "x") != 0)) {
+				fprintf(stderr,
+				    "psfleet experiment: --target-loss takes a loss > 0 or a factor "
 				    "such as 1.02x\n");
 				return -1;
 			}
@@ -160,7 +172,8 @@ parse_args(int argc, char **argv, psf_exp_opts *o, int *report_only)
 		} else if (strcmp(arg, "--report-only") == 0) {
 			*report_only = 1;
 		} else if (arg[0] == '-') {
-			fprintf(stderr, "psfleet experiment: unknown or incomplete option '%s'\n", arg);
+			fprintf(stderr, "psfleet experiment: unknown or incomplete option '%s'\n",
+			    arg);
 			return -1;
 		} else if (o->config_path == NULL) {
 			o->config_path = arg;
@@ -170,7 +183,8 @@ parse_args(int argc, char **argv, psf_exp_opts *o, int *report_only)
 		}
 	}
 	if (o->out_dir == NULL || (!*report_only && (o->config_path == NULL || o->n_modes == 0))) {
-		fprintf(stderr, "psfleet experiment: CONFIG, --modes and --out are required "
+		fprintf(stderr,
+		    "psfleet experiment: CONFIG, --modes and --out are required "
 		    "(--report-only needs only --out; see --help)\n");
 		return -1;
 	}
@@ -201,7 +215,8 @@ psf_cmd_experiment(int argc, char **argv)
 			fprintf(stderr, "psfleet experiment: %s\n", err);
 			return 1;
 		}
-		printf("psfleet experiment: wrote %s/results.csv, %s/summary.json, %s/report.html\n",
+		printf(
+		    "psfleet experiment: wrote %s/results.csv, %s/summary.json, %s/report.html\n",
 		    o.out_dir, o.out_dir, o.out_dir);
 		return 0;
 	}

@@ -15,14 +15,14 @@
 #include <sys/stat.h>
 
 #include "cli/experiment/experiment.h"
-#include "cli/progress.h"
 #include "cli/experiment/report.h"
+#include "cli/progress.h"
 #include "cli/supervisor.h"
-#include "lib/data/datagen.h"
 #include "lib/base/util.h"
+#include "lib/data/datagen.h"
 
 #define PATH_LEN PSF_REPORT_PATH_LEN
-#define RUN_SETS 8              /* overrides the runner adds to the caller's */
+#define RUN_SETS 8 /* overrides the runner adds to the caller's */
 #define READY_TIMEOUT_MS 60000
 #define STOP_GRACE_MS 10000
 #define TICK_MS 50
@@ -92,7 +92,8 @@ psf_exp_parse_straggler(const char *s, psf_exp_straggler *out)
 	errno = 0;
 	if (rest[0] == '+') {
 		v = strtod(rest + 1, &end);
-		if (end == rest + 1 || strcmp(end, "ms") != 0 || errno != 0 || !(v >= 0 && v <= 600000))
+		if (end == rest + 1 || strcmp(end, "ms") != 0 || errno != 0 ||
+		    !(v >= 0 && v <= 600000))
 			return PSF_EINVAL;
 		st.delay_ms = (uint32_t)lround(v);
 	} else {
@@ -143,15 +144,15 @@ typedef struct run {
 	size_t n_sets;
 	psf_supervisor *sv;
 	psf_supervisor_fault faults[2 * PSF_EXP_MAX_INJECT]; /* borrowed by sv */
-	psf_progress *probe;        /* the ps nodes' health */
-	uint32_t *restarted;        /* per trainer: restarts reported so far */
+	psf_progress *probe;                                 /* the ps nodes' health */
+	uint32_t *restarted; /* per trainer: restarts reported so far */
 	uint32_t restarts;
 	char *errbuf;
 	size_t errlen;
 } run;
 
-static psf_err
-run_fail(run *r, psf_err err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static psf_err run_fail(run *r, psf_err err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static psf_err
 run_fail(run *r, psf_err err, const char *fmt, ...)
@@ -166,8 +167,7 @@ run_fail(run *r, psf_err err, const char *fmt, ...)
 	return err;
 }
 
-static void
-add_set(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_set(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 add_set(run *r, const char *fmt, ...)
@@ -238,8 +238,8 @@ load_run_config(run *r)
 	if (moved) {
 		psf_config_free(r->cfg);
 		r->cfg = NULL;
-		if ((rv = psf_config_load_ex(r->o->config_path, r->sets, r->n_sets, err, sizeof(err),
-		         &r->cfg)) != PSF_OK)
+		if ((rv = psf_config_load_ex(r->o->config_path, r->sets, r->n_sets, err,
+		         sizeof(err), &r->cfg)) != PSF_OK)
 			return run_fail(r, rv, "%s", err);
 	}
 	return PSF_OK;
@@ -271,7 +271,8 @@ supervise(run *r, uint64_t deadline)
 		if (r->o->stop != NULL && *r->o->stop)
 			return run_fail(r, PSF_ECLOSED, "interrupted");
 		if (psf_now_ms() >= deadline)
-			return run_fail(r, PSF_ETIMEDOUT, "trainers not done after %u s (logs in %s)",
+			return run_fail(r, PSF_ETIMEDOUT,
+			    "trainers not done after %u s (logs in %s)",
 			    r->o->run_timeout_s ? r->o->run_timeout_s : 1800, r->run_dir);
 		if (psf_supervisor_tick(r->sv, err, sizeof(err)) != PSF_OK)
 			return run_fail(r, PSF_EUNAVAIL, "%s", err);
@@ -284,8 +285,10 @@ supervise(run *r, uint64_t deadline)
 			if (ci.starts > 1 && ci.starts - 1 > r->restarted[i - r->cfg->n_ps]) {
 				r->restarted[i - r->cfg->n_ps] = ci.starts - 1;
 				if (r->o->out != NULL)
-					fprintf(r->o->out, "psfleet experiment:   %s restarted after its injected "
-					    "failure\n", ci.node->id);
+					fprintf(r->o->out,
+					    "psfleet experiment:   %s restarted after its injected "
+					    "failure\n",
+					    ci.node->id);
 			}
 		}
 		r->restarts = restarts;
@@ -308,7 +311,8 @@ start_fleet(run *r)
 
 	for (size_t i = 0; i < r->o->n_stragglers; i++)
 		faults[n_faults++] = (psf_supervisor_fault){.id = r->o->stragglers[i].id,
-		    .slowdown = r->o->stragglers[i].slowdown, .delay_ms = r->o->stragglers[i].delay_ms};
+		    .slowdown = r->o->stragglers[i].slowdown,
+		    .delay_ms = r->o->stragglers[i].delay_ms};
 	for (size_t i = 0; i < r->o->n_kills; i++)
 		faults[n_faults++] = (psf_supervisor_fault){.id = r->o->kills[i].id,
 		    .exit_at_step = r->o->kills[i].step};
@@ -323,8 +327,8 @@ start_fleet(run *r)
 	so.faults = faults;
 	so.n_faults = n_faults;
 	if (r->n_sets > PSF_SUPERVISOR_MAX_SETS)
-		return run_fail(r, PSF_ECONFIG, "more than %d overrides (--set and the runner's own)",
-		    PSF_SUPERVISOR_MAX_SETS);
+		return run_fail(r, PSF_ECONFIG,
+		    "more than %d overrides (--set and the runner's own)", PSF_SUPERVISOR_MAX_SETS);
 	if ((rv = psf_supervisor_new(r->cfg, &so, &r->sv)) != PSF_OK ||
 	    (rv = psf_progress_new(r->cfg, NULL, false, &r->probe)) != PSF_OK)
 		return run_fail(r, rv, "cannot set up the supervisor: %s", psf_strerror(rv));
@@ -335,8 +339,9 @@ start_fleet(run *r)
 		return run_fail(r, PSF_ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < r->cfg->n_ps + r->cfg->n_trainers && rv == PSF_OK; i++) {
-		if (i == r->cfg->n_ps && (rv = psf_supervisor_wait_ready(r->sv, idx, r->cfg->n_ps,
-		        READY_TIMEOUT_MS, r->o->stop, ps_ready, r, err, sizeof(err))) != PSF_OK) {
+		if (i == r->cfg->n_ps &&
+		    (rv = psf_supervisor_wait_ready(r->sv, idx, r->cfg->n_ps, READY_TIMEOUT_MS,
+		         r->o->stop, ps_ready, r, err, sizeof(err))) != PSF_OK) {
 			rv = run_fail(r, rv, "%s", err);
 		} else if (psf_supervisor_start(r->sv, i) != PSF_OK) {
 			rv = run_fail(r, PSF_ESYS, "cannot start %s: %s (log %s/%s.log)",
@@ -383,15 +388,16 @@ describe_injections(const psf_exp_opts *o, char *buf, size_t len)
 		const psf_exp_straggler *s = &o->stragglers[i];
 
 		if (s->slowdown > 0)
-			n += (size_t)snprintf(buf + n, len - n, "%sstraggler %s %gx slower", n ? "; " : "",
-			    s->id, s->slowdown);
+			n += (size_t)snprintf(buf + n, len - n, "%sstraggler %s %gx slower",
+			    n ? "; " : "", s->id, s->slowdown);
 		else
 			n += (size_t)snprintf(buf + n, len - n, "%sstraggler %s +%u ms per step",
 			    n ? "; " : "", s->id, s->delay_ms);
 	}
 	for (size_t i = 0; i < o->n_kills && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%sfailure %s exits at step %lld (restarted)",
-		    n ? "; " : "", o->kills[i].id, (long long)o->kills[i].step);
+		n += (size_t)snprintf(buf + n, len - n,
+		    "%sfailure %s exits at step %lld (restarted)", n ? "; " : "", o->kills[i].id,
+		    (long long)o->kills[i].step);
 	if (n == 0)
 		snprintf(buf, len, "none");
 }
@@ -399,8 +405,7 @@ describe_injections(const psf_exp_opts *o, char *buf, size_t len)
 /* prepare loads the config once (to check it and the injections), and makes
  * the data file when the config says to generate it. */
 static psf_err
-prepare(const psf_exp_opts *o, psf_report_meta *meta, char *data_path, char *errbuf,
-    size_t errlen)
+prepare(const psf_exp_opts *o, psf_report_meta *meta, char *data_path, char *errbuf, size_t errlen)
 {
 	const char *sets[PSF_EXP_MAX_SETS + 1];
 	char run_dir[2 * PATH_LEN + 16], q[2 * PATH_LEN + 4], dir[PATH_LEN], err[512];
@@ -418,8 +423,8 @@ prepare(const psf_exp_opts *o, psf_report_meta *meta, char *data_path, char *err
 		return rv;
 	}
 	for (size_t i = 0; i < o->n_stragglers + o->n_kills; i++) {
-		const char *id = i < o->n_stragglers ? o->stragglers[i].id
-		                                     : o->kills[i - o->n_stragglers].id;
+		const char *id =
+		    i < o->n_stragglers ? o->stragglers[i].id : o->kills[i - o->n_stragglers].id;
 		const psf_node_cfg *n = psf_config_find_node(cfg, id);
 
 		if (n == NULL || n->role != PSF_ROLE_TRAINER) {
@@ -443,20 +448,24 @@ prepare(const psf_exp_opts *o, psf_report_meta *meta, char *data_path, char *err
 	rv = PSF_OK;
 	if (stat(data_path, &st) != 0) {
 		if (!cfg->data.has_generate) {
-			snprintf(errbuf, errlen, "%s: data file '%s' does not exist and data.generate is "
-			    "not set", o->config_path, data_path);
+			snprintf(errbuf, errlen,
+			    "%s: data file '%s' does not exist and data.generate is "
+			    "not set",
+			    o->config_path, data_path);
 			rv = PSF_ECONFIG;
 		} else {
 			snprintf(dir, sizeof(dir), "%s", data_path);
 			if (strrchr(dir, '/') != NULL)
 				*strrchr(dir, '/') = '\0';
 			if (o->out != NULL)
-				fprintf(o->out, "psfleet experiment: generating %s (%u symbols x %u days)\n",
+				fprintf(o->out,
+				    "psfleet experiment: generating %s (%u symbols x %u days)\n",
 				    data_path, cfg->data.generate.symbols, cfg->data.generate.days);
 			if (strchr(data_path, '/') != NULL && psf_mkdir_p(dir) != PSF_OK)
 				rv = PSF_ESYS;
 			else
-				rv = psf_datagen_write(&cfg->data.generate, data_path, err, sizeof(err));
+				rv = psf_datagen_write(&cfg->data.generate, data_path, err,
+				    sizeof(err));
 			if (rv != PSF_OK)
 				snprintf(errbuf, errlen, "generating %s: %s", data_path,
 				    rv == PSF_ESYS ? strerror(errno) : err);
@@ -562,7 +571,8 @@ psf_exp_run(const psf_exp_opts *o, char *errbuf, size_t errlen)
 			    o->modes[m].name, rep_i);
 			rec->repeat = rep_i;
 			err = one_run(o, &o->modes[m], name, label, data_path, rec, errbuf, errlen);
-			if (psf_report_save(o->out_dir, &meta, recs, n_recs) != PSF_OK && err == PSF_OK) {
+			if (psf_report_save(o->out_dir, &meta, recs, n_recs) != PSF_OK &&
+			    err == PSF_OK) {
 				snprintf(errbuf, errlen, "cannot write %s/runs.csv: %s", o->out_dir,
 				    strerror(errno));
 				err = PSF_ESYS;
@@ -577,7 +587,9 @@ psf_exp_run(const psf_exp_opts *o, char *errbuf, size_t errlen)
 		err = rep;
 	}
 	if (err == PSF_OK && o->out != NULL)
-		fprintf(o->out, "psfleet experiment: wrote %s/results.csv, %s/summary.json, "
-		    "%s/report.html\n", o->out_dir, o->out_dir, o->out_dir);
+		fprintf(o->out,
+		    "psfleet experiment: wrote %s/results.csv, %s/summary.json, "
+		    "%s/report.html\n",
+		    o->out_dir, o->out_dir, o->out_dir);
 	return err;
 }

@@ -32,8 +32,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 #define PSF_EXP_MAX_MODES 16
 #define PSF_EXP_MAX_INJECT 16
@@ -63,22 +63,22 @@ typedef struct psf_exp_kill {
 
 typedef struct psf_exp_opts {
 	const char *config_path;
-	const char *out_dir;      /* created if missing */
-	const char *exe;          /* psfleet binary; NULL = /proc/self/exe */
+	const char *out_dir; /* created if missing */
+	const char *exe;     /* psfleet binary; NULL = /proc/self/exe */
 	psf_exp_mode modes[PSF_EXP_MAX_MODES];
 	size_t n_modes;
-	uint32_t repeats;         /* >= 1 */
+	uint32_t repeats; /* >= 1 */
 	psf_exp_straggler stragglers[PSF_EXP_MAX_INJECT];
 	size_t n_stragglers;
 	psf_exp_kill kills[PSF_EXP_MAX_INJECT];
 	size_t n_kills;
 	const char *sets[PSF_EXP_MAX_SETS]; /* extra KEY=VALUE overrides for every node */
 	size_t n_sets;
-	uint32_t run_timeout_s;   /* per run; 0 = 1800 */
-	uint32_t warmup;          /* unrecorded runs of the first mode before the others */
-	double target_loss;       /* > 0: the target loss (else training.target_loss) */
-	double target_factor;     /* > 0: target = this x the baseline's final loss */
-	FILE *out;                /* one progress line per event; NULL = quiet */
+	uint32_t run_timeout_s;            /* per run; 0 = 1800 */
+	uint32_t warmup;                   /* unrecorded runs of the first mode before the others */
+	double target_loss;                /* > 0: the target loss (else training.target_loss) */
+	double target_factor;              /* > 0: target = this x the baseline's final loss */
+	FILE *out;                         /* one progress line per event; NULL = quiet */
 	const volatile sig_atomic_t *stop; /* non-zero: stop the run and return (may be NULL) */
 } psf_exp_opts;
 

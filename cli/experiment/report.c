@@ -35,7 +35,9 @@ csv_safe(char *dst, size_t len, const char *s)
 	size_t i = 0;
 
 	for (; s[i] != '\0' && i + 1 < len; i++)
-		dst[i] = s[i] == ',' ? ';' : (s[i] == '\n' || s[i] == '\r' || s[i] == '"') ? ' ' : s[i];
+		dst[i] = s[i] == ','                                ? ';'
+		    : (s[i] == '\n' || s[i] == '\r' || s[i] == '"') ? ' '
+		                                                    : s[i];
 	dst[i] = '\0';
 }
 
@@ -53,8 +55,7 @@ commit_file(FILE *f, const char *tmp, const char *path)
 }
 
 psf_err
-psf_report_save(const char *out_dir, const psf_report_meta *m, const psf_report_run *runs,
-    size_t n)
+psf_report_save(const char *out_dir, const psf_report_meta *m, const psf_report_run *runs, size_t n)
 {
 	char path[PSF_REPORT_PATH_LEN + 32], tmp[PSF_REPORT_PATH_LEN + 40];
 	char safe[PSF_REPORT_PATH_LEN];
@@ -68,9 +69,10 @@ psf_report_save(const char *out_dir, const psf_report_meta *m, const psf_report_
 	csv_safe(safe, sizeof(safe), m->config);
 	fprintf(f, "config=%s\n", safe);
 	csv_safe(safe, sizeof(safe), m->modes);
-	fprintf(f, "modes=%s\nrepeats=%u\ntrainers=%u\nbatch_size=%u\ntarget_loss=%.17g\n"
-	    "target_factor=%.17g\n", m->modes, m->repeats, m->n_trainers, m->batch_size,
-	    m->target_loss, m->target_factor);
+	fprintf(f,
+	    "modes=%s\nrepeats=%u\ntrainers=%u\nbatch_size=%u\ntarget_loss=%.17g\n"
+	    "target_factor=%.17g\n",
+	    m->modes, m->repeats, m->n_trainers, m->batch_size, m->target_loss, m->target_factor);
 	csv_safe(safe, sizeof(safe), m->target_from);
 	fprintf(f, "target_from=%s\n", safe);
 	csv_safe(safe, sizeof(safe), m->injections);
@@ -84,8 +86,8 @@ psf_report_save(const char *out_dir, const psf_report_meta *m, const psf_report_
 	fprintf(f, "mode,slug,repeat,run_dir,ok,seconds,restarts\n");
 	for (size_t i = 0; i < n; i++) {
 		csv_safe(safe, sizeof(safe), runs[i].run_dir);
-		fprintf(f, "%s,%s,%u,%s,%d,%.3f,%u\n", runs[i].mode, runs[i].slug, runs[i].repeat, safe,
-		    runs[i].ok, runs[i].seconds, runs[i].restarts);
+		fprintf(f, "%s,%s,%u,%s,%d,%.3f,%u\n", runs[i].mode, runs[i].slug, runs[i].repeat,
+		    safe, runs[i].ok, runs[i].seconds, runs[i].restarts);
 	}
 	return commit_file(f, tmp, path);
 }
@@ -167,7 +169,8 @@ load_runs(const char *out_dir, psf_report *r, char *errbuf, size_t errlen)
 			continue; /* header */
 		if (rp_split(ln, f, 8) != 7) {
 			free(text);
-			return rp_fail(errbuf, errlen, PSF_EPROTO, "%s:%zu: expected 7 fields", path, lineno);
+			return rp_fail(errbuf, errlen, PSF_EPROTO, "%s:%zu: expected 7 fields",
+			    path, lineno);
 		}
 		if (r->n_runs == cap) {
 			rp_run *runs = realloc(r->runs, (cap = cap ? cap * 2 : 16) * sizeof(*runs));
@@ -203,7 +206,8 @@ write_results_csv(const psf_report *r, const char *path)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if ((f = fopen(tmp, "w")) == NULL)
 		return PSF_ESYS;
-	fprintf(f, "mode,repeat,trainer,kind,t_seconds,step,epoch,updates,loss,smoothed_loss,"
+	fprintf(f,
+	    "mode,repeat,trainer,kind,t_seconds,step,epoch,updates,loss,smoothed_loss,"
 	    "test_rmse,naive_rmse,staleness,pull_s,compute_s,push_s\n");
 	for (size_t i = 0; i < r->n_runs; i++) {
 		const rp_run *run = &r->runs[i];
@@ -218,17 +222,18 @@ write_results_csv(const psf_report *r, const char *path)
 			for (size_t k = 0; k < tr->n_steps; k++) {
 				const rp_step *s = &tr->steps[k];
 
-				fprintf(f, "%s,%u,%s,step,%.6f,%lld,%lld,%llu,%.9g,,,,%lld,%.6f,%.6f,%.6f\n", mode,
-				    rep, tr->id, s->t, (long long)s->step, (long long)s->epoch,
-				    (unsigned long long)s->version, s->loss, (long long)s->staleness, s->pull,
-				    s->compute, s->push);
+				fprintf(f,
+				    "%s,%u,%s,step,%.6f,%lld,%lld,%llu,%.9g,,,,%lld,%.6f,%.6f,%.6f\n",
+				    mode, rep, tr->id, s->t, (long long)s->step,
+				    (long long)s->epoch, (unsigned long long)s->version, s->loss,
+				    (long long)s->staleness, s->pull, s->compute, s->push);
 			}
 			for (size_t k = 0; k < tr->n_evals; k++) {
 				const rp_eval *e = &tr->evals[k];
 
-				fprintf(f, "%s,%u,%s,eval,%.6f,%lld,%lld,,%.9g,,%.9g,%.9g,,,,\n", mode, rep, tr->id,
-				    e->t, (long long)e->step, (long long)e->epoch, e->train_loss, e->rmse,
-				    e->naive);
+				fprintf(f, "%s,%u,%s,eval,%.6f,%lld,%lld,,%.9g,,%.9g,%.9g,,,,\n",
+				    mode, rep, tr->id, e->t, (long long)e->step,
+				    (long long)e->epoch, e->train_loss, e->rmse, e->naive);
 			}
 		}
 		for (size_t k = 0; k < run->n_curve; k++) {
@@ -240,8 +245,8 @@ write_results_csv(const psf_report *r, const char *path)
 		for (size_t k = 0; k < run->n_epochs; k++) {
 			const rp_epoch *e = &run->epochs[k];
 
-			fprintf(f, "%s,%u,all,fleet_eval,%.6f,,%lld,,,,%.9g,%.9g,,,,\n", mode, rep, e->t,
-			    (long long)e->epoch, e->rmse, e->naive);
+			fprintf(f, "%s,%u,all,fleet_eval,%.6f,,%lld,,,,%.9g,%.9g,,,,\n", mode, rep,
+			    e->t, (long long)e->epoch, e->rmse, e->naive);
 		}
 	}
 	return commit_file(f, tmp, path);
@@ -277,7 +282,8 @@ json_mode(FILE *f, const psf_report *r, const rp_mode *m)
 	json_stat(f, "naive_rmse", m->naive);
 	json_stat(f, "final_train_loss", m->loss);
 	json_stat(f, "seconds_to_target", m->to_target);
-	fprintf(f, "      \"runs_reaching_target\": %zu,\n      \"speedup_to_target_vs_baseline\": ",
+	fprintf(f,
+	    "      \"runs_reaching_target\": %zu,\n      \"speedup_to_target_vs_baseline\": ",
 	    m->to_target.n);
 	json_num(f, m->speedup > 0 ? m->speedup : RP_NO_VALUE);
 	fputs(",\n", f);
@@ -304,8 +310,10 @@ write_summary_json(const psf_report *r, const char *path)
 		return PSF_ESYS;
 	fputs("{\n  \"config\": ", f);
 	psf_cli_json_str(f, r->meta.config);
-	fprintf(f, ",\n  \"repeats\": %u,\n  \"trainers\": %u,\n  \"batch_size\": %u,\n"
-	    "  \"injections\": ", r->meta.repeats, r->meta.n_trainers, r->meta.batch_size);
+	fprintf(f,
+	    ",\n  \"repeats\": %u,\n  \"trainers\": %u,\n  \"batch_size\": %u,\n"
+	    "  \"injections\": ",
+	    r->meta.repeats, r->meta.n_trainers, r->meta.batch_size);
 	psf_cli_json_str(f, r->meta.injections);
 	fputs(",\n  \"target_loss\": {\"value\": ", f);
 	json_num(f, r->target);
@@ -340,11 +348,12 @@ print_table(const psf_report *r, FILE *out)
 		if (m->rmse.n > 0)
 			snprintf(rmse, sizeof(rmse), "%.6g +- %.2g", m->rmse.mean, m->rmse.sd);
 		if (m->to_target.n > 0)
-			snprintf(tgt, sizeof(tgt), "%.2f +- %.2f", m->to_target.mean, m->to_target.sd);
+			snprintf(tgt, sizeof(tgt), "%.2f +- %.2f", m->to_target.mean,
+			    m->to_target.sd);
 		if (m->speedup > 0)
 			snprintf(sp, sizeof(sp), "%.2fx", m->speedup);
-		fprintf(out, "%-10s %4zu  %-22s %-16s %8s %10.1f %5.0f%%  %lld/%lld/%lld\n", m->name,
-		    m->n_runs, rmse, tgt, sp, m->updates_s.n ? m->updates_s.mean : 0,
+		fprintf(out, "%-10s %4zu  %-22s %-16s %8s %10.1f %5.0f%%  %lld/%lld/%lld\n",
+		    m->name, m->n_runs, rmse, tgt, sp, m->updates_s.n ? m->updates_s.mean : 0,
 		    m->idle.n ? 100 * m->idle.mean : 0, (long long)m->st_p50, (long long)m->st_p99,
 		    (long long)m->st_max);
 	}
@@ -392,7 +401,8 @@ psf_report_write(const char *out_dir, double target_loss, double target_factor, 
 		print_table(&r, out);
 out:
 	if (err != PSF_OK && errbuf != NULL && errlen > 0 && errbuf[0] == '\0')
-		snprintf(errbuf, errlen, "%s: cannot write the report: %s", out_dir, psf_strerror(err));
+		snprintf(errbuf, errlen, "%s: cannot write the report: %s", out_dir,
+		    psf_strerror(err));
 	rp_report_fini(&r);
 	return err;
 }

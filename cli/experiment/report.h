@@ -46,26 +46,26 @@
 
 /* One run, as in runs.csv. */
 typedef struct psf_report_run {
-	char mode[24];  /* "sync", "async", "ssp:4" */
-	char slug[24];  /* "ssp4" */
+	char mode[24]; /* "sync", "async", "ssp:4" */
+	char slug[24]; /* "ssp4" */
 	uint32_t repeat;
 	char run_dir[PSF_REPORT_PATH_LEN]; /* relative to OUT */
-	int ok;         /* every trainer exited 0 */
-	double seconds; /* wall time of the whole run, start-up to stop */
-	uint32_t restarts; /* trainer restarts after injected failures */
+	int ok;                            /* every trainer exited 0 */
+	double seconds;                    /* wall time of the whole run, start-up to stop */
+	uint32_t restarts;                 /* trainer restarts after injected failures */
 } psf_report_run;
 
 /* The experiment's settings, as in experiment.txt. */
 typedef struct psf_report_meta {
 	char config[PSF_REPORT_PATH_LEN];
-	char modes[512];       /* comma-separated, in the order given */
+	char modes[512]; /* comma-separated, in the order given */
 	uint32_t repeats;
 	uint32_t n_trainers;
 	uint32_t batch_size;
-	double target_loss;    /* absolute target; 0 = derive from the baseline */
-	double target_factor;  /* else this x the baseline's final loss; 0 = 1.05 */
-	char target_from[64];  /* where target_loss came from, e.g. "--target-loss" */
-	char injections[512];  /* e.g. "straggler trainer-0 3x; failure trainer-1 at step 200" */
+	double target_loss;   /* absolute target; 0 = derive from the baseline */
+	double target_factor; /* else this x the baseline's final loss; 0 = 1.05 */
+	char target_from[64]; /* where target_loss came from, e.g. "--target-loss" */
+	char injections[512]; /* e.g. "straggler trainer-0 3x; failure trainer-1 at step 200" */
 } psf_report_meta;
 
 /* psf_report_save writes experiment.txt and runs.csv for n runs under out_dir

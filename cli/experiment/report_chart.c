@@ -98,39 +98,49 @@ draw_frame(FILE *f, const frame *fr, const axes_spec *a)
 	char lab[48];
 
 	if (a->clip != NULL)
-		fprintf(f, "<defs><clipPath id=\"clip-%s\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
-		    "height=\"%.1f\"/></clipPath></defs>\n", a->clip, fr->left, fr->top - 2, fr->width,
-		    fr->height + 4);
+		fprintf(f,
+		    "<defs><clipPath id=\"clip-%s\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+		    "height=\"%.1f\"/></clipPath></defs>\n",
+		    a->clip, fr->left, fr->top - 2, fr->width, fr->height + 4);
 	fprintf(f, "<rect class=\"plot\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n",
 	    fr->left, fr->top, fr->width, fr->height);
 	for (double v = a->ylog ? fr->ylo : ceil(fr->ylo / ys - 1e-9) * ys;
-	     (a->ylog || a->ny > 0) && v <= fr->yhi + (a->ylog ? 1e-9 : ys * 1e-6); v += a->ylog ? 1 : ys) {
+	     (a->ylog || a->ny > 0) && v <= fr->yhi + (a->ylog ? 1e-9 : ys * 1e-6);
+	     v += a->ylog ? 1 : ys) {
 		if (a->ylog)
 			snprintf(lab, sizeof(lab), pow(10, v) >= 1 ? "%.0f%%" : "%g%%", pow(10, v));
 		else
 			tick_label(lab, sizeof(lab), v, ys);
-		fprintf(f, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+		fprintf(f,
+		    "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
 		    "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
-		    fr->left, right, fy(fr, v), fy(fr, v), fr->left - (a->ylog ? 6 : 7), fy(fr, v) + 4, lab);
+		    fr->left, right, fy(fr, v), fy(fr, v), fr->left - (a->ylog ? 6 : 7),
+		    fy(fr, v) + 4, lab);
 	}
 	if (a->ny > 0)
-		fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n",
+		fprintf(f,
+		    "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>\n",
 		    fr->left, fr->left, fr->top, bottom);
 	if (a->ylabel != NULL)
-		fprintf(f, "<text class=\"label\" transform=\"translate(%.1f,%.1f) rotate(-90)\" "
-		    "text-anchor=\"middle\">%s</text>\n", fr->left - (a->ylabel_dx ? a->ylabel_dx : 68),
-		    fr->top + fr->height / 2, a->ylabel);
-	for (double v = ceil(fr->xlo / xs - 1e-9) * xs; a->nx > 0 && v <= fr->xhi + xs * 1e-6; v += xs) {
+		fprintf(f,
+		    "<text class=\"label\" transform=\"translate(%.1f,%.1f) rotate(-90)\" "
+		    "text-anchor=\"middle\">%s</text>\n",
+		    fr->left - (a->ylabel_dx ? a->ylabel_dx : 68), fr->top + fr->height / 2,
+		    a->ylabel);
+	for (double v = ceil(fr->xlo / xs - 1e-9) * xs; a->nx > 0 && v <= fr->xhi + xs * 1e-6;
+	     v += xs) {
 		double x = fx(fr, v);
 
 		tick_label(lab, sizeof(lab), v, xs);
-		fprintf(f, "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+		fprintf(f,
+		    "<line class=\"grid\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
 		    "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
 		    "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
 		    x, x, fr->top, bottom, x, x, bottom, bottom + 5, x, bottom + 19, lab);
 	}
 	if (a->xlabel != NULL)
-		fprintf(f, "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+		fprintf(f,
+		    "<line class=\"axis\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
 		    "<text class=\"label\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
 		    fr->left, right, bottom, bottom, fr->left + fr->width / 2,
 		    bottom + (a->xlabel_dy ? a->xlabel_dy : 40), a->xlabel);
@@ -141,9 +151,10 @@ draw_frame(FILE *f, const frame *fr, const axes_spec *a)
 static void
 legend_box(FILE *f, double x, const char *color, const char *opacity, const char *text)
 {
-	fprintf(f, "<rect x=\"%.1f\" y=\"15\" width=\"14\" height=\"14\" fill=\"%s\"%s%s%s/>"
-	    "<text class=\"legend\" x=\"%.1f\" y=\"26\">%s</text>\n", x, color,
-	    opacity != NULL ? " fill-opacity=\"" : "", opacity != NULL ? opacity : "",
+	fprintf(f,
+	    "<rect x=\"%.1f\" y=\"15\" width=\"14\" height=\"14\" fill=\"%s\"%s%s%s/>"
+	    "<text class=\"legend\" x=\"%.1f\" y=\"26\">%s</text>\n",
+	    x, color, opacity != NULL ? " fill-opacity=\"" : "", opacity != NULL ? opacity : "",
 	    opacity != NULL ? "\"" : "", x + 20, text);
 }
 
@@ -154,9 +165,10 @@ legend_modes(FILE *f, const psf_report *r, double x, double y)
 	for (size_t k = 0; k < r->n_modes; k++) {
 		if (r->modes[k].n_runs == 0)
 			continue;
-		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-		    "stroke-width=\"3\"/><text class=\"legend\" x=\"%.1f\" y=\"%.1f\">", x, x + 22, y, y,
-		    r->modes[k].color, x + 28, y + 4);
+		fprintf(f,
+		    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+		    "stroke-width=\"3\"/><text class=\"legend\" x=\"%.1f\" y=\"%.1f\">",
+		    x, x + 22, y, y, r->modes[k].color, x + 28, y + 4);
 		rp_html_esc(f, r->modes[k].name);
 		fputs("</text>\n", f);
 		x += 46 + 8.0 * (double)strlen(r->modes[k].name);
@@ -167,8 +179,10 @@ legend_modes(FILE *f, const psf_report *r, double x, double y)
 static void
 svg_open(FILE *f, const char *id, double height, const char *title)
 {
-	fprintf(f, "<svg id=\"chart-%s\" class=\"chart\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
-	    "xmlns=\"http://www.w3.org/2000/svg\"><title>%s</title>\n", id, W, height, title);
+	fprintf(f,
+	    "<svg id=\"chart-%s\" class=\"chart\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
+	    "xmlns=\"http://www.w3.org/2000/svg\"><title>%s</title>\n",
+	    id, W, height, title);
 }
 
 /* ---------------------------------------------------------------- line charts */
@@ -224,11 +238,16 @@ rp_loss_chart(FILE *f, const psf_report *r, int by_updates)
 	}
 	nice_range(&fr.xlo, &fr.xhi, 8);
 	loss_range(r, &fr.ylo, &fr.yhi);
-	svg_open(f, id, 410, by_updates ? "Training loss vs updates applied" :
-	    "Training loss vs wall-clock time");
-	draw_frame(f, &fr, &(axes_spec){.nx = 8, .ny = 6, .clip = id, .ylabel = "training loss "
-	    "(smoothed)", .xlabel = by_updates ? "updates applied (model version)" :
-	    "wall-clock seconds since the first step"});
+	svg_open(f, id, 410,
+	    by_updates ? "Training loss vs updates applied" : "Training loss vs wall-clock time");
+	draw_frame(f, &fr,
+	    &(axes_spec){.nx = 8,
+	        .ny = 6,
+	        .clip = id,
+	        .ylabel = "training loss "
+	                  "(smoothed)",
+	        .xlabel = by_updates ? "updates applied (model version)"
+	                             : "wall-clock seconds since the first step"});
 	for (int pass = 0; pass < 2; pass++) /* other repeats first, faint; repeat 0 on top */
 		for (size_t i = 0; i < r->n_runs; i++) {
 			const rp_run *run = &r->runs[i];
@@ -236,38 +255,47 @@ rp_loss_chart(FILE *f, const psf_report *r, int by_updates)
 			if (!run->info.ok || run->n_curve == 0 || run->mode == SIZE_MAX ||
 			    (run->info.repeat == 0) != (pass == 1))
 				continue;
-			fprintf(f, "<polyline clip-path=\"url(#clip-%s)\" fill=\"none\" stroke=\"%s\" "
+			fprintf(f,
+			    "<polyline clip-path=\"url(#clip-%s)\" fill=\"none\" stroke=\"%s\" "
 			    "stroke-width=\"%s\" stroke-opacity=\"%s\" stroke-linejoin=\"round\" points=\"",
-			    id, r->modes[run->mode].color, pass ? "2.2" : "1.3", pass ? "1" : "0.45");
+			    id, r->modes[run->mode].color, pass ? "2.2" : "1.3",
+			    pass ? "1" : "0.45");
 			for (size_t k = 0; k < run->n_curve; k++)
-				fprintf(f, "%.1f,%.1f ", fx(&fr, by_updates ? (double)run->curve[k].updates
-				                                             : run->curve[k].t),
+				fprintf(f, "%.1f,%.1f ",
+				    fx(&fr,
+				        by_updates ? (double)run->curve[k].updates
+				                   : run->curve[k].t),
 				    fy(&fr, run->curve[k].loss));
 			fputs("\"/>\n", f);
 		}
 	if (r->target != RP_NO_VALUE && r->target <= fr.yhi) {
 		double y = fy(&fr, r->target);
 
-		fprintf(f, "<line class=\"target\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+		fprintf(f,
+		    "<line class=\"target\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
 		    "<text class=\"note\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">target %.4g</text>\n",
 		    fr.left, fr.left + fr.width, y, y, fr.left + fr.width - 6, y - 6, r->target);
 		for (size_t i = 0; !by_updates && i < r->n_runs; i++) {
 			const rp_run *run = &r->runs[i];
 
 			if (run->info.ok && run->t_target != RP_NO_VALUE && run->mode != SIZE_MAX)
-				fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" stroke=\"#fff\" "
-				    "stroke-width=\"1.5\"/>\n", fx(&fr, run->t_target), y,
-				    r->modes[run->mode].color);
+				fprintf(f,
+				    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" stroke=\"#fff\" "
+				    "stroke-width=\"1.5\"/>\n",
+				    fx(&fr, run->t_target), y, r->modes[run->mode].color);
 		}
 	}
 	x = legend_modes(f, r, fr.left, 22);
 	if (r->meta.repeats > 1)
-		fprintf(f, "<text class=\"legend muted\" x=\"%.1f\" y=\"26\">(faint: the other "
-		    "repeats)</text>\n", x);
+		fprintf(f,
+		    "<text class=\"legend muted\" x=\"%.1f\" y=\"26\">(faint: the other "
+		    "repeats)</text>\n",
+		    x);
 	if (r->target != RP_NO_VALUE)
-		fprintf(f, "<line class=\"target\" x1=\"%.1f\" x2=\"%.1f\" y1=\"22\" y2=\"22\"/>"
-		    "<text class=\"legend\" x=\"%.1f\" y=\"26\">target loss%s</text>\n", W - 250,
-		    W - 228, W - 222, by_updates ? "" : " (dot: reached)");
+		fprintf(f,
+		    "<line class=\"target\" x1=\"%.1f\" x2=\"%.1f\" y1=\"22\" y2=\"22\"/>"
+		    "<text class=\"legend\" x=\"%.1f\" y=\"26\">target loss%s</text>\n",
+		    W - 250, W - 228, W - 222, by_updates ? "" : " (dot: reached)");
 	fputs("</svg>\n", f);
 }
 
@@ -310,12 +338,18 @@ rp_rmse_chart(FILE *f, const psf_report *r)
 	}
 	nice_range(&fr.ylo, &fr.yhi, 5);
 	svg_open(f, "rmse-time", 370, "Fleet test RMSE after each epoch vs wall-clock time");
-	draw_frame(f, &fr, &(axes_spec){.nx = 8, .ny = 5, .clip = "rmse-time",
-	    .xlabel = "wall-clock seconds since the first step", .ylabel = "fleet test RMSE"});
+	draw_frame(f, &fr,
+	    &(axes_spec){.nx = 8,
+	        .ny = 5,
+	        .clip = "rmse-time",
+	        .xlabel = "wall-clock seconds since the first step",
+	        .ylabel = "fleet test RMSE"});
 	if (n_naive > 0)
-		fprintf(f, "<line class=\"naive\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
+		fprintf(f,
+		    "<line class=\"naive\" x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/>"
 		    "<text class=\"note\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">naive forecast "
-		    "%.5g</text>\n", fr.left, fr.left + fr.width, fy(&fr, naive), fy(&fr, naive),
+		    "%.5g</text>\n",
+		    fr.left, fr.left + fr.width, fy(&fr, naive), fy(&fr, naive),
 		    fr.left + fr.width - 6, fy(&fr, naive) - 6, naive);
 	for (size_t i = 0; i < r->n_runs; i++) {
 		const rp_run *run = &r->runs[i];
@@ -323,17 +357,22 @@ rp_rmse_chart(FILE *f, const psf_report *r)
 
 		if (!run->info.ok || run->mode == SIZE_MAX || run->n_epochs == 0)
 			continue;
-		fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-opacity=\"%s\" "
-		    "points=\"", r->modes[run->mode].color, op);
+		fprintf(f,
+		    "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-opacity=\"%s\" "
+		    "points=\"",
+		    r->modes[run->mode].color, op);
 		for (size_t k = 0; k < run->n_epochs; k++)
-			fprintf(f, "%.1f,%.1f ", fx(&fr, run->epochs[k].t), fy(&fr, run->epochs[k].rmse));
+			fprintf(f, "%.1f,%.1f ", fx(&fr, run->epochs[k].t),
+			    fy(&fr, run->epochs[k].rmse));
 		fputs("\"/>\n", f);
 		for (size_t k = 0; k < run->n_epochs; k++)
-			fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\" fill-opacity=\"%s\">"
+			fprintf(f,
+			    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\" fill-opacity=\"%s\">"
 			    "<title>%s repeat %u, epoch %lld: %.6g</title></circle>\n",
 			    fx(&fr, run->epochs[k].t), fy(&fr, run->epochs[k].rmse),
-			    r->modes[run->mode].color, op, r->modes[run->mode].name, run->info.repeat + 1,
-			    (long long)run->epochs[k].epoch, run->epochs[k].rmse);
+			    r->modes[run->mode].color, op, r->modes[run->mode].name,
+			    run->info.repeat + 1, (long long)run->epochs[k].epoch,
+			    run->epochs[k].rmse);
 	}
 	legend_modes(f, r, fr.left, 22);
 	fputs("</svg>\n", f);
@@ -385,7 +424,8 @@ rp_staleness_chart(FILE *f, const psf_report *r)
 		if (r->modes[k].n_runs > 0) {
 			n++;
 			if (r->modes[k].n_staleness > 0)
-				floor_pct = fmin(floor_pct, 100.0 / (double)r->modes[k].n_staleness);
+				floor_pct =
+				    fmin(floor_pct, 100.0 / (double)r->modes[k].n_staleness);
 		}
 	/* the log axis starts at the decade below one push in the largest mode */
 	floor_pct = fmin(pow(10, floor(log10(floor_pct))), 0.1);
@@ -402,18 +442,25 @@ rp_staleness_chart(FILE *f, const psf_report *r)
 		if (m->n_runs == 0)
 			continue;
 		nb = st_bins(m, cnt, &w);
-		fr = (frame){20 + (double)(p % cols) * pw + 62, 10 + (double)(p / cols) * (ph + 100) + 44,
-		    pw - 62 - 14, ph, -0.5, (double)nb - 0.5, log10(floor_pct), 2};
+		fr = (frame){20 + (double)(p % cols) * pw + 62,
+		    10 + (double)(p / cols) * (ph + 100) + 44, pw - 62 - 14, ph, -0.5,
+		    (double)nb - 0.5, log10(floor_pct), 2};
 		p++;
 		if (w > 1)
-			snprintf(lab, sizeof(lab), "staleness (clocks; bars of %lld)", (long long)w);
+			snprintf(lab, sizeof(lab), "staleness (clocks; bars of %lld)",
+			    (long long)w);
 		else
 			snprintf(lab, sizeof(lab), "staleness (clocks)");
-		draw_frame(f, &fr, &(axes_spec){.ylog = 1, .xlabel = lab, .xlabel_dy = 36, .ylabel_dx = 50,
-		    .ylabel = p % cols == 1 || cols == 1 ? "share of pushes (log)" : NULL});
+		draw_frame(f, &fr,
+		    &(axes_spec){.ylog = 1,
+		        .xlabel = lab,
+		        .xlabel_dy = 36,
+		        .ylabel_dx = 50,
+		        .ylabel = p % cols == 1 || cols == 1 ? "share of pushes (log)" : NULL});
 		bw = fr.width / (double)nb;
 		for (size_t b = 0; b < nb; b++) {
-			double pct = m->n_staleness ? 100.0 * (double)cnt[b] / (double)m->n_staleness : 0;
+			double pct =
+			    m->n_staleness ? 100.0 * (double)cnt[b] / (double)m->n_staleness : 0;
 			double y = fy(&fr, log10(fmax(pct, floor_pct)));
 			long long lo = (long long)((int64_t)b * w), hi = lo + (long long)w - 1;
 
@@ -422,22 +469,28 @@ rp_staleness_chart(FILE *f, const psf_report *r)
 			else
 				snprintf(lab, sizeof(lab), "%lld", lo);
 			if (cnt[b] > 0)
-				fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
+				fprintf(f,
+				    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
 				    "<title>%s, staleness %s: %zu pushes (%.3g%%)</title></rect>\n",
-				    fr.left + (double)b * bw + bw * 0.12, fmin(y, fr.top + fr.height - 1.5),
-				    bw * 0.76, fmax(fr.top + fr.height - y, 1.5), m->color, m->name, lab, cnt[b],
-				    pct);
+				    fr.left + (double)b * bw + bw * 0.12,
+				    fmin(y, fr.top + fr.height - 1.5), bw * 0.76,
+				    fmax(fr.top + fr.height - y, 1.5), m->color, m->name, lab,
+				    cnt[b], pct);
 			if (nb <= 10 || b % 5 == 0) {
 				snprintf(lab, sizeof(lab), "%lld", lo);
-				fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s"
-				    "</text>\n", fr.left + ((double)b + 0.5) * bw, fr.top + fr.height + 16, lab);
+				fprintf(f,
+				    "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s"
+				    "</text>\n",
+				    fr.left + ((double)b + 0.5) * bw, fr.top + fr.height + 16, lab);
 			}
 		}
 		fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" fill=\"%s\">", fr.left,
 		    fr.top - 24, m->color);
 		rp_html_esc(f, m->name);
-		fprintf(f, "</text><text class=\"note\" x=\"%.1f\" y=\"%.1f\">p50 %lld · p99 %lld · "
-		    "max %lld</text>\n", fr.left, fr.top - 8, (long long)m->st_p50, (long long)m->st_p99,
+		fprintf(f,
+		    "</text><text class=\"note\" x=\"%.1f\" y=\"%.1f\">p50 %lld · p99 %lld · "
+		    "max %lld</text>\n",
+		    fr.left, fr.top - 8, (long long)m->st_p50, (long long)m->st_p99,
 		    (long long)m->st_max);
 	}
 	fputs("</svg>\n", f);
@@ -490,30 +543,39 @@ rp_idle_chart(FILE *f, const psf_report *r)
 				double y0 = fy(&fr, base), y1 = fy(&fr, base + parts[c]);
 
 				if (parts[c] > 0)
-					fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-					    "fill=\"%s\"><title>%s %s: %s %.2f s</title></rect>\n", x + slot * 0.08,
-					    y1, slot * 0.84, y0 - y1, cols[c], m->name, m->tr_ids[t], names[c], parts[c]);
+					fprintf(f,
+					    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+					    "fill=\"%s\"><title>%s %s: %s %.2f s</title></rect>\n",
+					    x + slot * 0.08, y1, slot * 0.84, y0 - y1, cols[c],
+					    m->name, m->tr_ids[t], names[c], parts[c]);
 				base += parts[c];
 			}
 			if (span > 0)
-				fprintf(f, "<text class=\"note\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.0f%%"
-				    "</text>\n", x + slot / 2, fy(&fr, span) - 5, 100 * parts[1] / span);
-			fprintf(f, "<text class=\"tick small\" transform=\"translate(%.1f,%.1f) rotate(-35)\" "
-			    "text-anchor=\"end\">%s</text>\n", x + slot / 2 + 3, fr.top + fr.height + 13,
-			    m->tr_ids[t]);
+				fprintf(f,
+				    "<text class=\"note\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.0f%%"
+				    "</text>\n",
+				    x + slot / 2, fy(&fr, span) - 5, 100 * parts[1] / span);
+			fprintf(f,
+			    "<text class=\"tick small\" transform=\"translate(%.1f,%.1f) rotate(-35)\" "
+			    "text-anchor=\"end\">%s</text>\n",
+			    x + slot / 2 + 3, fr.top + fr.height + 13, m->tr_ids[t]);
 			x += slot;
 		}
-		fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+		fprintf(f,
+		    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
 		    "stroke-width=\"4\"/><text class=\"panel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
-		    "fill=\"%s\">", gx + slot * 0.08, x - slot * 0.08, fr.top + fr.height + 58,
-		    fr.top + fr.height + 58, m->color, (gx + x) / 2, fr.top + fr.height + 78, m->color);
+		    "fill=\"%s\">",
+		    gx + slot * 0.08, x - slot * 0.08, fr.top + fr.height + 58,
+		    fr.top + fr.height + 58, m->color, (gx + x) / 2, fr.top + fr.height + 78,
+		    m->color);
 		rp_html_esc(f, m->name);
 		fputs("</text>\n", f);
 		x += 1.2 * slot;
 	}
 	{
 		const char *cols[3] = {C_COMPUTE, C_WAIT, C_OTHER};
-		const char *names[3] = {"compute", "waiting on the ps (pull + push; % above the bar)",
+		const char *names[3] = {"compute",
+		    "waiting on the ps (pull + push; % above the bar)",
 		    "other: injected delay, evaluation, restart"};
 		double lx = fr.left;
 
@@ -548,8 +610,10 @@ rp_target_chart(FILE *f, const psf_report *r)
 	fr.xhi = top;
 	nice_range(&fr.xlo, &fr.xhi, 8);
 	svg_open(f, "target", fr.height + 110, "Seconds to reach the target loss, per mode");
-	draw_frame(f, &fr, &(axes_spec){.nx = 8, .xlabel = "wall-clock seconds since the first step "
-	    "(mean of runs; whisker: ± 1 sd)"});
+	draw_frame(f, &fr,
+	    &(axes_spec){.nx = 8,
+	        .xlabel = "wall-clock seconds since the first step "
+	                  "(mean of runs; whisker: ± 1 sd)"});
 	for (size_t k = 0; k < r->n_modes; k++) {
 		const rp_mode *m = &r->modes[k];
 		double y = fr.top + 8 + (double)row++ * bh, x0 = fx(&fr, 0);
@@ -559,32 +623,44 @@ rp_target_chart(FILE *f, const psf_report *r)
 			row--;
 			continue;
 		}
-		fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" "
-		    "fill-opacity=\"0.18\"><title>%s: training took %.2f s</title></rect>\n", x0, y,
-		    fx(&fr, m->train_s.mean) - x0, bh - 10, m->color, m->name, m->train_s.mean);
-		fprintf(f, "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"%s\">",
+		fprintf(f,
+		    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" "
+		    "fill-opacity=\"0.18\"><title>%s: training took %.2f s</title></rect>\n",
+		    x0, y, fx(&fr, m->train_s.mean) - x0, bh - 10, m->color, m->name,
+		    m->train_s.mean);
+		fprintf(f,
+		    "<text class=\"panel\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"%s\">",
 		    fr.left - 10, y + bh / 2, m->color);
 		rp_html_esc(f, m->name);
 		fputs("</text>\n", f);
 		if (m->to_target.n == 0) {
-			fprintf(f, "<text class=\"note\" x=\"%.1f\" y=\"%.1f\">not reached (training took "
-			    "%.1f s)</text>\n", x0 + 8, y + bh / 2, m->train_s.mean);
+			fprintf(f,
+			    "<text class=\"note\" x=\"%.1f\" y=\"%.1f\">not reached (training took "
+			    "%.1f s)</text>\n",
+			    x0 + 8, y + bh / 2, m->train_s.mean);
 			continue;
 		}
-		fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x0,
-		    y, fx(&fr, m->to_target.mean) - x0, bh - 10, m->color);
+		fprintf(f,
+		    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n",
+		    x0, y, fx(&fr, m->to_target.mean) - x0, bh - 10, m->color);
 		if (m->to_target.n > 1)
-			fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#222\" "
-			    "stroke-width=\"1.5\"/>\n", fx(&fr, fmax(0, m->to_target.mean - m->to_target.sd)),
-			    fx(&fr, m->to_target.mean + m->to_target.sd), y + (bh - 10) / 2, y + (bh - 10) / 2);
+			fprintf(f,
+			    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#222\" "
+			    "stroke-width=\"1.5\"/>\n",
+			    fx(&fr, fmax(0, m->to_target.mean - m->to_target.sd)),
+			    fx(&fr, m->to_target.mean + m->to_target.sd), y + (bh - 10) / 2,
+			    y + (bh - 10) / 2);
 		if (m->speedup > 0 && r->baseline >= 0 && (int)k != r->baseline)
-			snprintf(txt, sizeof(txt), "%.2f s · %.2fx %s · training %.1f s", m->to_target.mean,
-			    m->speedup, r->modes[r->baseline].name, m->train_s.mean);
+			snprintf(txt, sizeof(txt), "%.2f s · %.2fx %s · training %.1f s",
+			    m->to_target.mean, m->speedup, r->modes[r->baseline].name,
+			    m->train_s.mean);
 		else
 			snprintf(txt, sizeof(txt), "%.2f s · training %.1f s", m->to_target.mean,
 			    m->train_s.mean);
-		fprintf(f, "<text class=\"note strong\" x=\"%.1f\" y=\"%.1f\">", fmax(fx(&fr,
-		    m->to_target.mean + m->to_target.sd), fx(&fr, m->train_s.mean)) + 8, y + bh / 2);
+		fprintf(f, "<text class=\"note strong\" x=\"%.1f\" y=\"%.1f\">",
+		    fmax(fx(&fr, m->to_target.mean + m->to_target.sd), fx(&fr, m->train_s.mean)) +
+		        8,
+		    y + bh / 2);
 		rp_html_esc(f, txt);
 		if (m->to_target.n < m->n_runs)
 			fprintf(f, " (%zu of %zu runs)", m->to_target.n, m->n_runs);

@@ -97,7 +97,8 @@ list_trainers(const char *trace_dir, rp_run *run)
 		    strcmp(e->d_name + len - 4, ".csv") != 0 ||
 		    (len > 9 && strcmp(e->d_name + len - 9, "-eval.csv") == 0))
 			continue;
-		snprintf(run->tr[run->n_tr].id, sizeof(run->tr[0].id), "%.*s", (int)(len - 4), e->d_name);
+		snprintf(run->tr[run->n_tr].id, sizeof(run->tr[0].id), "%.*s", (int)(len - 4),
+		    e->d_name);
 		run->n_tr++;
 	}
 	closedir(d);
@@ -125,9 +126,15 @@ load_trainer(const char *trace_dir, rp_trainer *tr)
 	for (size_t i = 0; i < n; i++) {
 		const double *x = v + i * 9;
 
-		tr->steps[i] = (rp_step){.t = x[0], .step = (int64_t)x[1], .epoch = (int64_t)x[2],
-		    .loss = x[3], .staleness = (int64_t)x[4], .pull = x[5], .compute = x[6],
-		    .push = x[7], .version = (uint64_t)x[8]};
+		tr->steps[i] = (rp_step){.t = x[0],
+		    .step = (int64_t)x[1],
+		    .epoch = (int64_t)x[2],
+		    .loss = x[3],
+		    .staleness = (int64_t)x[4],
+		    .pull = x[5],
+		    .compute = x[6],
+		    .push = x[7],
+		    .version = (uint64_t)x[8]};
 	}
 	tr->n_steps = n;
 	free(v);
@@ -141,8 +148,14 @@ load_trainer(const char *trace_dir, rp_trainer *tr)
 	for (size_t i = 0; i < n; i++) {
 		const double *x = v + i * 9;
 
-		tr->evals[i] = (rp_eval){.t = x[0], .step = (int64_t)x[1], .epoch = (int64_t)x[2],
-		    .train_loss = x[3], .rmse = x[4], .mae = x[5], .naive = x[6], .n = (uint64_t)x[7],
+		tr->evals[i] = (rp_eval){.t = x[0],
+		    .step = (int64_t)x[1],
+		    .epoch = (int64_t)x[2],
+		    .train_loss = x[3],
+		    .rmse = x[4],
+		    .mae = x[5],
+		    .naive = x[6],
+		    .n = (uint64_t)x[7],
 		    .finished = x[8] != 0};
 	}
 	tr->n_evals = n;
@@ -176,7 +189,8 @@ rebase_times(rp_run *run)
 		if (tr->n_steps > 0) {
 			const rp_step *s = &tr->steps[0];
 
-			tr->span = tr->steps[tr->n_steps - 1].t - (s->t - (s->pull + s->compute + s->push));
+			tr->span = tr->steps[tr->n_steps - 1].t -
+			    (s->t - (s->pull + s->compute + s->push));
 		}
 		tr->other = tr->span - tr->wait - tr->compute;
 		if (tr->other < 0)
@@ -317,8 +331,8 @@ final_metrics(rp_run *run)
 				t = at->t;
 		}
 		if (have == run->n_tr && n > 0)
-			run->epochs[run->n_epochs++] = (rp_epoch){t, sqrt(sse / (double)n),
-			    sqrt(nsse / (double)n), e};
+			run->epochs[run->n_epochs++] =
+			    (rp_epoch){t, sqrt(sse / (double)n), sqrt(nsse / (double)n), e};
 	}
 	return PSF_OK;
 }
@@ -415,7 +429,8 @@ make_modes(psf_report *r)
 	snprintf(list, sizeof(list), "%s", r->meta.modes);
 	if ((r->modes = calloc(PSF_ARRAY_LEN(list), sizeof(*r->modes))) == NULL)
 		return PSF_ENOMEM;
-	for (char *tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+	for (char *tok = strtok_r(list, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
 		rp_mode *m = &r->modes[r->n_modes];
 
 		snprintf(m->name, sizeof(m->name), "%s", tok);
@@ -463,15 +478,18 @@ pick_target(psf_report *r)
 				acc_add(&a, r->runs[i].final_loss);
 		if (a.n > 0) {
 			r->target = r->meta.target_factor * acc_stat(&a).mean;
-			snprintf(r->target_source, sizeof(r->target_source), "%.4g x the final smoothed "
-			    "training loss of %s (mean of %zu run%s)", r->meta.target_factor,
-			    r->modes[r->baseline].name, a.n, a.n == 1 ? "" : "s");
+			snprintf(r->target_source, sizeof(r->target_source),
+			    "%.4g x the final smoothed "
+			    "training loss of %s (mean of %zu run%s)",
+			    r->meta.target_factor, r->modes[r->baseline].name, a.n,
+			    a.n == 1 ? "" : "s");
 		}
 	}
 	for (size_t i = 0; i < r->n_runs && r->target != RP_NO_VALUE; i++) {
 		rp_run *run = &r->runs[i];
 
-		for (size_t k = run->window ? run->window - 1 : 0; rp_usable(run) && k < run->n_merged; k++)
+		for (size_t k = run->window ? run->window - 1 : 0;
+		     rp_usable(run) && k < run->n_merged; k++)
 			if (run->mloss[k] <= r->target) {
 				run->t_target = run->mt[k];
 				break;
@@ -611,8 +629,8 @@ rp_compute(psf_report *r, const char *out_dir, char *errbuf, size_t errlen)
 		n_ok += err == PSF_OK;
 	}
 	if (n_ok == 0)
-		return rp_fail(errbuf, errlen, PSF_ENOENT, "%s: no finished run with traces to report",
-		    out_dir);
+		return rp_fail(errbuf, errlen, PSF_ENOENT,
+		    "%s: no finished run with traces to report", out_dir);
 	pick_target(r);
 	for (size_t k = 0; k < r->n_modes; k++)
 		if ((err = summarise_mode(r, k)) != PSF_OK)

@@ -95,10 +95,12 @@ stat_cell(FILE *f, rp_stat s, int digits, double scale, const char *unit)
 static void
 summary_table(FILE *f, const psf_report *r)
 {
-	fputs("<div class=\"wide\"><table><tr><th>mode</th><th>runs</th><th>final test RMSE</th><th>vs naive</th>"
+	fputs(
+	    "<div class=\"wide\"><table><tr><th>mode</th><th>runs</th><th>final test RMSE</th><th>vs naive</th>"
 	    "<th>test MAE</th><th>final train loss</th><th>seconds to target</th><th>speedup</th>"
 	    "<th>training seconds</th><th>updates/s</th><th>steps/s</th><th>samples/s</th>"
-	    "<th>idle</th><th>staleness p50 / p99 / max</th></tr>\n", f);
+	    "<th>idle</th><th>staleness p50 / p99 / max</th></tr>\n",
+	    f);
 	for (size_t k = 0; k < r->n_modes; k++) {
 		const rp_mode *m = &r->modes[k];
 
@@ -148,9 +150,11 @@ findings(FILE *f, const psf_report *r)
 		rp_html_esc(f, m->name);
 		fputs("</b>: ", f);
 		if (m->to_target.n == 0)
-			fprintf(f, "did not reach the target loss (final smoothed loss %.5g)", m->loss.mean);
+			fprintf(f, "did not reach the target loss (final smoothed loss %.5g)",
+			    m->loss.mean);
 		else if (b != NULL && m != b && m->speedup > 0)
-			fprintf(f, "reached the target loss in %.2f s, <b>%.2fx</b> %s than %s (%.2f s)",
+			fprintf(f,
+			    "reached the target loss in %.2f s, <b>%.2fx</b> %s than %s (%.2f s)",
 			    m->to_target.mean, m->speedup >= 1 ? m->speedup : 1 / m->speedup,
 			    m->speedup >= 1 ? "faster" : "slower", b->name, b->to_target.mean);
 		else
@@ -158,7 +162,8 @@ findings(FILE *f, const psf_report *r)
 		if (m->rmse.n > 0)
 			fprintf(f, "; final test RMSE %.6g", m->rmse.mean);
 		if (b != NULL && m != b && m->rmse.n > 0 && b->rmse.n > 0 && b->rmse.mean > 0)
-			fprintf(f, " (%+.2f%% vs %s)", 100 * (m->rmse.mean / b->rmse.mean - 1), b->name);
+			fprintf(f, " (%+.2f%% vs %s)", 100 * (m->rmse.mean / b->rmse.mean - 1),
+			    b->name);
 		if (m->train_s.n > 0)
 			fprintf(f, "; training took %.1f s", m->train_s.mean);
 		fprintf(f, "; staleness p99 %lld, idle %.0f%% of trainer time.</li>\n",
@@ -188,9 +193,11 @@ header(FILE *f, const psf_report *r)
 	rp_html_esc(f, r->meta.config);
 	fputs("</code></dd><dt>modes</dt><dd>", f);
 	rp_html_esc(f, r->meta.modes);
-	fprintf(f, "</dd><dt>runs</dt><dd>%u repeat%s per mode, %u trainers, batch %u</dd>"
-	    "<dt>injected</dt><dd>", r->meta.repeats, r->meta.repeats == 1 ? "" : "s",
-	    r->meta.n_trainers, r->meta.batch_size);
+	fprintf(f,
+	    "</dd><dt>runs</dt><dd>%u repeat%s per mode, %u trainers, batch %u</dd>"
+	    "<dt>injected</dt><dd>",
+	    r->meta.repeats, r->meta.repeats == 1 ? "" : "s", r->meta.n_trainers,
+	    r->meta.batch_size);
 	rp_html_esc(f, r->meta.injections);
 	fputs("</dd><dt>target loss</dt><dd>", f);
 	if (r->target != RP_NO_VALUE) {
@@ -214,11 +221,14 @@ rp_write_html(const psf_report *r, const char *path)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	if ((f = fopen(tmp, "w")) == NULL)
 		return PSF_ESYS;
-	fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+	fprintf(f,
+	    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 	    "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-	    "<title>psfleet consistency experiment</title><style>%s</style></head><body><main>\n", css);
+	    "<title>psfleet consistency experiment</title><style>%s</style></head><body><main>\n",
+	    css);
 	header(f, r);
-	card(f, "Training loss vs wall-clock time", "The fleet's training loss (every trainer's "
+	card(f, "Training loss vs wall-clock time",
+	    "The fleet's training loss (every trainer's "
 	    "per-step batch loss, merged in time order and averaged over a sliding window) against "
 	    "seconds since the first step. Lower and further left is better: a mode whose line "
 	    "crosses the dashed target line first reaches that loss soonest. With a straggler, "
@@ -226,19 +236,22 @@ rp_write_html(const psf_report *r, const char *path)
 	    "trainers go on.");
 	rp_loss_chart(f, r, 0);
 	fputs("</section>\n", f);
-	card(f, "Training loss vs updates applied", "The same loss against the model version "
+	card(f, "Training loss vs updates applied",
+	    "The same loss against the model version "
 	    "(updates the parameter servers applied). One <b>sync</b> update averages one gradient "
 	    "of every trainer; an <b>async</b> or <b>ssp</b> update is one trainer's gradient, "
 	    "computed on weights that may be a few updates old. A line further left makes more "
 	    "progress per update.");
 	rp_loss_chart(f, r, 1);
 	fputs("</section>\n", f);
-	card(f, "Test error over time", "The fleet's test RMSE (all trainers' test rows together) "
+	card(f, "Test error over time",
+	    "The fleet's test RMSE (all trainers' test rows together) "
 	    "after each epoch, placed at the time the last trainer finished that epoch. The dotted "
 	    "line is the naive forecast (tomorrow's return = 0) that a useful model must beat.");
 	rp_rmse_chart(f, r);
 	fputs("</section>\n", f);
-	card(f, "Staleness", "For every push, how far the pushing trainer's clock was ahead of "
+	card(f, "Staleness",
+	    "For every push, how far the pushing trainer's clock was ahead of "
 	    "the slowest live trainer's (as the ps reported it). <b>sync</b> is 0 by construction; "
 	    "<b>ssp:s</b> never exceeds s; <b>async</b> has no bound, so a straggler shows up as a "
 	    "long tail. Bars are the share of pushes at each staleness (each panel has its own "
@@ -246,24 +259,30 @@ rp_write_html(const psf_report *r, const char *path)
 	    "show.");
 	rp_staleness_chart(f, r);
 	fputs("</section>\n", f);
-	card(f, "Idle time vs compute", "Each bar is one trainer (mean over repeats): compute "
+	card(f, "Idle time vs compute",
+	    "Each bar is one trainer (mean over repeats): compute "
 	    "(forward and backward), waiting on the parameter servers (pull + push, which in sync "
 	    "and ssp includes waiting for the other trainers), and the rest (the straggler's "
 	    "injected delay, evaluation, restart). The percentage is the waiting share.");
 	rp_idle_chart(f, r);
 	fputs("</section>\n", f);
-	card(f, "Time to the target loss", "Seconds from the first step until the smoothed "
+	card(f, "Time to the target loss",
+	    "Seconds from the first step until the smoothed "
 	    "training loss first reaches the target, per mode (solid), against the whole training "
 	    "time (light). The factor is the speedup over the baseline mode.");
 	rp_target_chart(f, r);
 	fputs("</section>\n", f);
-	fputs("<section class=\"card\"><h2>Summary</h2><p>Means over the repeats (below them: ± "
+	fputs(
+	    "<section class=\"card\"><h2>Summary</h2><p>Means over the repeats (below them: ± "
 	    "sample standard deviation). Idle is the share of trainer time spent waiting on the ps. "
-	    "summary.json holds the same figures; results.csv every sample point.</p>\n", f);
+	    "summary.json holds the same figures; results.csv every sample point.</p>\n",
+	    f);
 	summary_table(f, r);
-	fputs("</section>\n<p class=\"foot\">Definitions: cli/experiment/report.h and docs/experiments.md. "
+	fputs(
+	    "</section>\n<p class=\"foot\">Definitions: cli/experiment/report.h and docs/experiments.md. "
 	    "The figures come from the trainers' traces in <code>runs/*/trace/</code>.</p>\n"
-	    "</main></body></html>\n", f);
+	    "</main></body></html>\n",
+	    f);
 	bad = ferror(f) != 0;
 	if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
 		(void)remove(tmp);

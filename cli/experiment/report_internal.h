@@ -51,22 +51,22 @@ typedef struct rp_epoch {
 
 typedef struct rp_run {
 	psf_report_run info;
-	size_t mode;          /* index into psf_report.modes */
+	size_t mode; /* index into psf_report.modes */
 	rp_trainer *tr;
 	size_t n_tr;
-	double *mt, *mloss;   /* merged steps: time and smoothed loss, n_merged each */
+	double *mt, *mloss; /* merged steps: time and smoothed loss, n_merged each */
 	size_t n_merged, window;
-	rp_point *curve;      /* sampled from the merged steps */
+	rp_point *curve; /* sampled from the merged steps */
 	size_t n_curve;
 	rp_epoch *epochs;
 	size_t n_epochs;
-	double t_end;         /* the last step's end */
+	double t_end; /* the last step's end */
 	uint64_t total_steps, final_version;
 	double final_loss, rmse, mae, naive;
 	uint64_t test_n;
 	double wait, compute, other, span;
-	double t_target;      /* RP_NO_VALUE: not reached */
-	int64_t *staleness;   /* every push */
+	double t_target;    /* RP_NO_VALUE: not reached */
+	int64_t *staleness; /* every push */
 	size_t n_staleness;
 } rp_run;
 
@@ -78,10 +78,10 @@ typedef struct rp_stat {
 typedef struct rp_mode {
 	char name[24];
 	const char *color;
-	size_t n_runs;        /* ok runs */
+	size_t n_runs; /* ok runs */
 	rp_stat rmse, mae, naive, loss, to_target, train_s, updates_s, steps_s, samples_s, idle;
-	double speedup;       /* baseline's mean seconds to target / this mode's; 0 = n/a */
-	int64_t *staleness;   /* every push of every run, sorted */
+	double speedup;     /* baseline's mean seconds to target / this mode's; 0 = n/a */
+	int64_t *staleness; /* every push of every run, sorted */
 	size_t n_staleness;
 	int64_t st_p50, st_p99, st_max;
 	double st_mean;
@@ -96,16 +96,15 @@ typedef struct psf_report {
 	size_t n_runs;
 	rp_mode *modes;
 	size_t n_modes;
-	int baseline;         /* mode the target and speedups refer to; -1 = none */
-	double target;        /* RP_NO_VALUE: none */
+	int baseline;  /* mode the target and speedups refer to; -1 = none */
+	double target; /* RP_NO_VALUE: none */
 	char target_source[200];
 } psf_report;
 
 /* rp_compute loads the traces of r's ok runs (r->meta and r->runs[].info are
  * filled from the manifest) and computes every figure. Returns PSF_OK,
  * PSF_ENOENT (no ok run with traces; one line in errbuf) or PSF_ENOMEM. */
-PSF_NODISCARD psf_err rp_compute(psf_report *r, const char *out_dir, char *errbuf,
-    size_t errlen);
+PSF_NODISCARD psf_err rp_compute(psf_report *r, const char *out_dir, char *errbuf, size_t errlen);
 
 /* rp_report_fini frees everything r holds (not r). Cannot fail. */
 void rp_report_fini(psf_report *r);
@@ -118,7 +117,7 @@ size_t rp_split(char *line, char **fields, size_t max);
 
 /* rp_fail writes one line into errbuf (when not NULL) and returns err. */
 psf_err rp_fail(char *errbuf, size_t errlen, psf_err err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* rp_html_esc writes s to f with <, >, & and " as HTML entities. */
 void rp_html_esc(FILE *f, const char *s);

@@ -10,34 +10,34 @@
 #define PSF_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* X(name, message) */
-#define PSF_ERR_MAP(X)                                                          \
-	X(OK, "success")                                                        \
-	X(ENOMEM, "out of memory")                                              \
-	X(EINVAL, "invalid argument")                                           \
-	X(ENOENT, "not found")                                                  \
-	X(EPROTO, "malformed message")                                          \
-	X(ETIMEDOUT, "deadline exceeded")                                       \
-	X(ECLOSED, "closed")                                                    \
-	X(ENOSPC, "no space left")                                              \
-	X(ESTORE, "store error")                                                \
-	X(ESYS, "system error")                                                 \
-	X(EUNAVAIL, "unavailable")                                              \
-	X(EEXIST, "already exists")                                             \
-	X(ERANGE, "out of range")                                               \
-	X(ETOOBIG, "message too large")                                         \
-	X(EAUTH, "unauthenticated")                                             \
-	X(ENOTIMPL, "not implemented")                                          \
-	X(ESTATE, "failed precondition")                                        \
-	X(EINTERNAL, "internal error")                                          \
-	X(ECONFIG, "configuration error")                                       \
-	X(EBUSY, "resource exhausted")                                          \
+#define PSF_ERR_MAP(X)                    \
+	X(OK, "success")                  \
+	X(ENOMEM, "out of memory")        \
+	X(EINVAL, "invalid argument")     \
+	X(ENOENT, "not found")            \
+	X(EPROTO, "malformed message")    \
+	X(ETIMEDOUT, "deadline exceeded") \
+	X(ECLOSED, "closed")              \
+	X(ENOSPC, "no space left")        \
+	X(ESTORE, "store error")          \
+	X(ESYS, "system error")           \
+	X(EUNAVAIL, "unavailable")        \
+	X(EEXIST, "already exists")       \
+	X(ERANGE, "out of range")         \
+	X(ETOOBIG, "message too large")   \
+	X(EAUTH, "unauthenticated")       \
+	X(ENOTIMPL, "not implemented")    \
+	X(ESTATE, "failed precondition")  \
+	X(EINTERNAL, "internal error")    \
+	X(ECONFIG, "configuration error") \
+	X(EBUSY, "resource exhausted")    \
 	X(ELOCKED, "in use by another process")
 
 typedef enum psf_err {
 #define PSF_ERR_ENUM(name, msg) PSF_##name,
 	PSF_ERR_MAP(PSF_ERR_ENUM)
 #undef PSF_ERR_ENUM
-	PSF_ERR_COUNT
+	    PSF_ERR_COUNT
 } psf_err;
 
 /* psf_strerror returns a static message for err (never NULL). Cannot fail. */

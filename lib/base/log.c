@@ -65,8 +65,8 @@ psf_log_write(psf_log_level level, const char *tag, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s %s: ",
-	    ts.tv_nsec / 1000000, level_names[level], sink.node, tag);
+	n += (size_t)snprintf(line + n, sizeof(line) - n,
+	    ".%03ldZ %s %s %s: ", ts.tv_nsec / 1000000, level_names[level], sink.node, tag);
 	if (n < sizeof(line)) {
 		va_start(ap, fmt);
 		vsnprintf(line + n, sizeof(line) - n, fmt, ap);

@@ -30,12 +30,12 @@ int psf_log_level_parse(const char *name, psf_log_level *out);
 int psf_log_enabled(psf_log_level level);
 
 void psf_log_write(psf_log_level level, const char *tag, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
-#define psf_log_at(lvl, tag, ...)                                               \
-	do {                                                                    \
-		if (psf_log_enabled(lvl))                                       \
-			psf_log_write(lvl, tag, __VA_ARGS__);                   \
+#define psf_log_at(lvl, tag, ...)                             \
+	do {                                                  \
+		if (psf_log_enabled(lvl))                     \
+			psf_log_write(lvl, tag, __VA_ARGS__); \
 	} while (0)
 #define psf_log_err(tag, ...) psf_log_at(PSF_LOG_ERR, tag, __VA_ARGS__)
 #define psf_log_warn(tag, ...) psf_log_at(PSF_LOG_WARN, tag, __VA_ARGS__)

@@ -122,8 +122,7 @@ least_loaded(const uint64_t *load, size_t n_bins)
 }
 
 psf_err
-psf_shard_balance(const psf_shard_item *items, size_t n_items, size_t n_bins,
-    size_t *bins_out)
+psf_shard_balance(const psf_shard_item *items, size_t n_items, size_t n_bins, size_t *bins_out)
 {
 	balance_ent *ents = NULL;
 	uint64_t *load = NULL;
@@ -152,8 +151,7 @@ psf_shard_balance(const psf_shard_item *items, size_t n_items, size_t n_bins,
 	qsort(ents, n_items, sizeof(*ents), by_name);
 	for (size_t i = 1; i < n_items; i++) {
 		if (strcmp(ents[i - 1].symbol, ents[i].symbol) == 0) {
-			psf_log_err("shard", "balance: duplicate symbol '%s'",
-			    ents[i].symbol);
+			psf_log_err("shard", "balance: duplicate symbol '%s'", ents[i].symbol);
 			rv = PSF_EINVAL;
 			goto out;
 		}

@@ -60,7 +60,7 @@ typedef struct psf_shard_item {
  * caller provides) gets the bin of items[i]; on failure bins_out is untouched.
  * Returns PSF_OK, PSF_EINVAL (n_bins 0, NULL arguments, a NULL or duplicate
  * symbol) or PSF_ENOMEM. */
-PSF_NODISCARD psf_err psf_shard_balance(const psf_shard_item *items, size_t n_items,
-    size_t n_bins, size_t *bins_out);
+PSF_NODISCARD psf_err psf_shard_balance(const psf_shard_item *items, size_t n_items, size_t n_bins,
+    size_t *bins_out);
 
 #endif

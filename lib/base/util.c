@@ -95,8 +95,7 @@ psf_read_file(const char *path, char **data_out, size_t *len_out)
 
 	if (f == NULL)
 		return psf_err_from_errno(errno);
-	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0) {
+	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
 		rv = PSF_ESYS;
 		goto out;
 	}

@@ -39,16 +39,15 @@ report(ctx *c, psf_err rv, char *errbuf, size_t errlen)
 }
 
 psf_err
-psf_config_parse(const char *name, const char *text, size_t len, char *errbuf,
-    size_t errlen, psf_config **out)
+psf_config_parse(const char *name, const char *text, size_t len, char *errbuf, size_t errlen,
+    psf_config **out)
 {
 	return psf_config_parse_ex(name, text, len, NULL, 0, errbuf, errlen, out);
 }
 
 psf_err
-psf_config_parse_ex(const char *name, const char *text, size_t len,
-    const char *const *overrides, size_t n_overrides, char *errbuf, size_t errlen,
-    psf_config **out)
+psf_config_parse_ex(const char *name, const char *text, size_t len, const char *const *overrides,
+    size_t n_overrides, char *errbuf, size_t errlen, psf_config **out)
 {
 	ctx c;
 	yaml_document_t doc;
@@ -101,8 +100,8 @@ psf_config_load(const char *path, char *errbuf, size_t errlen, psf_config **out)
 }
 
 psf_err
-psf_config_load_ex(const char *path, const char *const *overrides, size_t n_overrides,
-    char *errbuf, size_t errlen, psf_config **out)
+psf_config_load_ex(const char *path, const char *const *overrides, size_t n_overrides, char *errbuf,
+    size_t errlen, psf_config **out)
 {
 	ctx c = {.path = path};
 	struct stat st;
@@ -206,8 +205,7 @@ psf_config_role_node(const psf_config *cfg, psf_role role, size_t index)
 	return index < count ? &cfg->nodes[first + index] : NULL;
 }
 
-static void
-fp_add(XXH3_state_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fp_add(XXH3_state_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 fp_add(XXH3_state_t *st, const char *fmt, ...)
@@ -220,7 +218,8 @@ fp_add(XXH3_state_t *st, const char *fmt, ...)
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		(void)XXH3_64bits_update(st, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+		(void)XXH3_64bits_update(st, buf,
+		    (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
 /* The canonical description, one "key=value" per line; version-tagged so a change
@@ -239,9 +238,10 @@ psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len)
 	    psf_model_kind_name(m->kind));
 	for (uint32_t i = 0; m->kind == PSF_MODEL_MLP && i < m->n_hidden; i++)
 		fp_add(&st, "%s%u", i > 0 ? "," : "", m->hidden[i]);
-	fp_add(&st, "\nmodel.embedding_dim=%u\nmodel.symbol_bias=%d\nmodel.l2=%.17g\n"
-	    "model.init_scale=%.17g\nmodel.chunk_floats=%u\nps=", m->embedding_dim,
-	    m->symbol_bias, m->l2, m->init_scale, m->chunk_floats);
+	fp_add(&st,
+	    "\nmodel.embedding_dim=%u\nmodel.symbol_bias=%d\nmodel.l2=%.17g\n"
+	    "model.init_scale=%.17g\nmodel.chunk_floats=%u\nps=",
+	    m->embedding_dim, m->symbol_bias, m->l2, m->init_scale, m->chunk_floats);
 	for (size_t i = 0; i < cfg->n_ps; i++)
 		fp_add(&st, "%s%s", i > 0 ? "," : "", cfg->nodes[i].id);
 	fp_add(&st, "\nseed=%llu\n", (unsigned long long)cfg->seed);
@@ -257,11 +257,13 @@ psf_config_log(const psf_config *cfg)
 	if (cfg == NULL || !psf_log_enabled(PSF_LOG_INFO))
 		return;
 	psf_config_fingerprint(cfg, fp, sizeof(fp));
-	psf_log_info("config", "loaded %s name=%s ps=%zu trainers=%zu inferers=%zu gateways=%zu "
+	psf_log_info("config",
+	    "loaded %s name=%s ps=%zu trainers=%zu inferers=%zu gateways=%zu "
 	    "mode=%s model=%s optimizer=%s lr=%g epochs=%u batch_size=%u features=%zu "
-	    "target=%s data=%s fingerprint=%s", cfg->path, cfg->name, cfg->n_ps, cfg->n_trainers,
-	    cfg->n_inferers, cfg->n_gateways, psf_consistency_name(cfg->consistency.mode),
-	    psf_model_kind_name(cfg->model.kind), psf_optim_kind_name(cfg->optimizer.kind),
-	    cfg->optimizer.learning_rate, cfg->training.epochs, cfg->training.batch_size,
-	    cfg->n_features, psf_target_name(cfg->target), cfg->data.path, fp);
+	    "target=%s data=%s fingerprint=%s",
+	    cfg->path, cfg->name, cfg->n_ps, cfg->n_trainers, cfg->n_inferers, cfg->n_gateways,
+	    psf_consistency_name(cfg->consistency.mode), psf_model_kind_name(cfg->model.kind),
+	    psf_optim_kind_name(cfg->optimizer.kind), cfg->optimizer.learning_rate,
+	    cfg->training.epochs, cfg->training.batch_size, cfg->n_features,
+	    psf_target_name(cfg->target), cfg->data.path, fp);
 }

@@ -84,8 +84,8 @@ typedef enum psf_bad_rows {
 } psf_bad_rows;
 
 typedef enum psf_gateway_route {
-	PSF_ROUTE_SYMBOL = 0,   /* symbol hash -> inferer shard, round robin among its replicas */
-	PSF_ROUTE_ROUND_ROBIN,  /* any inferer serves any symbol */
+	PSF_ROUTE_SYMBOL = 0,  /* symbol hash -> inferer shard, round robin among its replicas */
+	PSF_ROUTE_ROUND_ROBIN, /* any inferer serves any symbol */
 } psf_gateway_route;
 
 /* One feature column, e.g. "sma:10" -> {PSF_FEAT_SMA, 10}. */
@@ -97,7 +97,7 @@ typedef struct psf_feature_cfg {
 
 /* One node of the fleet. Strings are owned by the config. */
 typedef struct psf_node_cfg {
-	char *id;       /* unique in the fleet, e.g. "ps0", "trainer-1" */
+	char *id; /* unique in the fleet, e.g. "ps0", "trainer-1" */
 	psf_role role;
 	char *listen;   /* NNG URL the node serves RPCs on (ps, inferer, gateway: required;
 	                 * trainers: optional, Admin only); NULL = none */
@@ -115,9 +115,9 @@ typedef struct psf_datagen_cfg {
 } psf_datagen_cfg;
 
 typedef struct psf_data_cfg {
-	char *path;            /* CSV file, or a directory made by `psfleet data partition`;
+	char *path;       /* CSV file, or a directory made by `psfleet data partition`;
 	                        * required unless generate is set (then <run_dir>/data.csv) */
-	int has_generate;      /* generate the CSV at `path` when it is missing ("generate:" present) */
+	int has_generate; /* generate the CSV at `path` when it is missing ("generate:" present) */
 	psf_datagen_cfg generate;
 	psf_bad_rows bad_rows; /* default fail */
 	double test_fraction;  /* last fraction of dates held out; default 0.2, in (0, 1) */
@@ -125,36 +125,37 @@ typedef struct psf_data_cfg {
 } psf_data_cfg;
 
 typedef struct psf_model_cfg {
-	psf_model_kind kind;   /* default linear */
-	uint32_t hidden[8];    /* mlp layer sizes */
-	uint32_t n_hidden;     /* number of hidden layers (mlp: >= 1; default [32]) */
-	uint32_t embedding_dim;/* per-symbol embedding size appended to the input; 0 = none */
-	int symbol_bias;       /* per-symbol output bias */
-	double l2;             /* ridge / weight decay on dense weights; default 0 */
-	double init_scale;     /* init weights ~ U(-s, s) * sqrt(3/fan_in)-style; default 1.0 */
-	uint32_t chunk_floats; /* dense tensors are split into chunks of this many floats; default 65536 */
+	psf_model_kind kind;    /* default linear */
+	uint32_t hidden[8];     /* mlp layer sizes */
+	uint32_t n_hidden;      /* number of hidden layers (mlp: >= 1; default [32]) */
+	uint32_t embedding_dim; /* per-symbol embedding size appended to the input; 0 = none */
+	int symbol_bias;        /* per-symbol output bias */
+	double l2;              /* ridge / weight decay on dense weights; default 0 */
+	double init_scale;      /* init weights ~ U(-s, s) * sqrt(3/fan_in)-style; default 1.0 */
+	uint32_t
+	    chunk_floats; /* dense tensors are split into chunks of this many floats; default 65536 */
 } psf_model_cfg;
 
 typedef struct psf_optim_cfg {
-	psf_optim_kind kind;       /* default adam */
-	double learning_rate;      /* default 0.01 */
-	double momentum;           /* momentum: default 0.9 */
-	double beta1, beta2;       /* adam: 0.9, 0.999 */
-	double epsilon;            /* adam/adagrad: 1e-8 */
-	psf_lr_schedule schedule;  /* default constant */
-	uint64_t step_size;        /* step schedule: updates between decays; default 1000 */
-	double gamma;              /* step schedule factor; default 0.5 */
-	uint64_t total_steps;      /* cosine schedule horizon; 0 = derive from training */
-	double clip_norm;          /* clip each pushed gradient's L2 norm; 0 = off */
-	int skip_nonfinite;        /* 1: NaN/Inf gradients are skipped and counted; 0: rejected */
+	psf_optim_kind kind;      /* default adam */
+	double learning_rate;     /* default 0.01 */
+	double momentum;          /* momentum: default 0.9 */
+	double beta1, beta2;      /* adam: 0.9, 0.999 */
+	double epsilon;           /* adam/adagrad: 1e-8 */
+	psf_lr_schedule schedule; /* default constant */
+	uint64_t step_size;       /* step schedule: updates between decays; default 1000 */
+	double gamma;             /* step schedule factor; default 0.5 */
+	uint64_t total_steps;     /* cosine schedule horizon; 0 = derive from training */
+	double clip_norm;         /* clip each pushed gradient's L2 norm; 0 = off */
+	int skip_nonfinite;       /* 1: NaN/Inf gradients are skipped and counted; 0: rejected */
 } psf_optim_cfg;
 
 typedef struct psf_training_cfg {
-	uint32_t epochs;       /* default 5 */
-	uint32_t batch_size;   /* default 256 */
-	uint64_t max_steps;    /* stop after this many steps per trainer; 0 = no limit */
-	int shuffle;           /* default 1 */
-	double target_loss;    /* experiments: loss that counts as "reached"; 0 = none */
+	uint32_t epochs;     /* default 5 */
+	uint32_t batch_size; /* default 256 */
+	uint64_t max_steps;  /* stop after this many steps per trainer; 0 = no limit */
+	int shuffle;         /* default 1 */
+	double target_loss;  /* experiments: loss that counts as "reached"; 0 = none */
 } psf_training_cfg;
 
 typedef struct psf_consistency_cfg {
@@ -167,23 +168,23 @@ typedef struct psf_consistency_cfg {
 typedef struct psf_durability_cfg {
 	psf_durability mode;  /* default interval */
 	uint32_t interval_ms; /* default 1000 */
-	uint64_t map_size;    /* initial LMDB map size in bytes; default 64 MiB (doubles as needed) */
+	uint64_t map_size; /* initial LMDB map size in bytes; default 64 MiB (doubles as needed) */
 } psf_durability_cfg;
 
 typedef struct psf_limits_cfg {
-	uint64_t max_message_bytes;   /* default 80 MiB (fits a 64 MiB tensor + envelope) */
-	uint32_t max_keys_per_request;/* default 1,000,000 */
-	uint32_t request_timeout_ms;  /* client default deadline; default 30000 */
-	uint32_t rpc_workers;         /* concurrent requests per server; default 64 */
-	uint32_t max_connections;     /* 0 = unlimited */
+	uint64_t max_message_bytes;    /* default 80 MiB (fits a 64 MiB tensor + envelope) */
+	uint32_t max_keys_per_request; /* default 1,000,000 */
+	uint32_t request_timeout_ms;   /* client default deadline; default 30000 */
+	uint32_t rpc_workers;          /* concurrent requests per server; default 64 */
+	uint32_t max_connections;      /* 0 = unlimited */
 } psf_limits_cfg;
 
 typedef struct psf_security_cfg {
-	char *token_file;  /* shared secret read from this file; NULL = none */
-	char *token_env;   /* ... or from this environment variable; NULL = none */
-	char *tls_cert;    /* PEM certificate + key for tls+tcp:// listeners/dialers */
+	char *token_file; /* shared secret read from this file; NULL = none */
+	char *token_env;  /* ... or from this environment variable; NULL = none */
+	char *tls_cert;   /* PEM certificate + key for tls+tcp:// listeners/dialers */
 	char *tls_key;
-	char *tls_ca;      /* CA bundle: peers must present a certificate it signed */
+	char *tls_ca;          /* CA bundle: peers must present a certificate it signed */
 	char *tls_server_name; /* name dialers expect in the server's certificate
 	                          (needs tls_ca); NULL = the host of the URL dialed */
 } psf_security_cfg;
@@ -200,11 +201,11 @@ typedef struct psf_gateway_cfg {
 } psf_gateway_cfg;
 
 typedef struct psf_config {
-	char *path;       /* the file it was loaded from */
-	char *name;       /* fleet name; default "psfleet" */
-	uint64_t seed;    /* default 42 */
-	char *run_dir;    /* logs + ps data; default "runs/<name>" relative to the CWD */
-	char *log_level;  /* err|warn|info|debug; default info */
+	char *path;      /* the file it was loaded from */
+	char *name;      /* fleet name; default "psfleet" */
+	uint64_t seed;   /* default 42 */
+	char *run_dir;   /* logs + ps data; default "runs/<name>" relative to the CWD */
+	char *log_level; /* err|warn|info|debug; default info */
 
 	psf_node_cfg *nodes; /* every node: ps first, then trainers, inferers, gateway */
 	size_t n_nodes;
@@ -213,7 +214,7 @@ typedef struct psf_config {
 	psf_data_cfg data;
 	psf_feature_cfg *features;
 	size_t n_features;
-	psf_target_kind target;  /* default next_close */
+	psf_target_kind target; /* default next_close */
 	psf_model_cfg model;
 	psf_optim_cfg optimizer;
 	psf_training_cfg training;
@@ -240,8 +241,8 @@ PSF_NODISCARD psf_err psf_config_load(const char *path, char *errbuf, size_t err
 /* psf_config_parse is psf_config_load for YAML text already in memory (len bytes, no
  * NUL needed). name stands for the file in error messages and becomes cfg->path.
  * Same results and error format as psf_config_load. */
-PSF_NODISCARD psf_err psf_config_parse(const char *name, const char *text, size_t len,
-    char *errbuf, size_t errlen, psf_config **out);
+PSF_NODISCARD psf_err psf_config_parse(const char *name, const char *text, size_t len, char *errbuf,
+    size_t errlen, psf_config **out);
 
 /* psf_config_load_ex is psf_config_load with overrides: n_overrides strings of the
  * form "KEY=VALUE" (overrides may be NULL when n_overrides is 0), applied in order

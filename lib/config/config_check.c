@@ -24,8 +24,8 @@
 /* An endpoint a node binds: a TCP host:port, or a named one (ipc, inproc). */
 typedef struct endpoint {
 	int is_tcp;
-	char host[128]; /* normalised: "*" = any address, localhost = 127.0.0.1 */
-	unsigned port;  /* 0 = the OS picks one: never clashes */
+	char host[128];   /* normalised: "*" = any address, localhost = 127.0.0.1 */
+	unsigned port;    /* 0 = the OS picks one: never clashes */
 	const char *name; /* non-TCP: the whole URL */
 } endpoint;
 
@@ -152,21 +152,31 @@ validate_ports(ctx *c)
 		const psf_node_cfg *node = &cfg->nodes[i];
 
 		if (node->listen != NULL) {
-			b[n] = (bound){.node = i, .what = "listen", .line = config_node_line(c, i, "listen")};
+			b[n] = (bound){.node = i,
+			    .what = "listen",
+			    .line = config_node_line(c, i, "listen")};
 			if (parse_url(node->listen, &b[n++].ep) != 0)
-				rv = config_fail(c, b[n - 1].line, "'listen' of node '%s' must be an NNG URL "
-				    "like tcp://host:port or ipc:///path", node->id);
+				rv = config_fail(c, b[n - 1].line,
+				    "'listen' of node '%s' must be an NNG URL "
+				    "like tcp://host:port or ipc:///path",
+				    node->id);
 			else if (strncmp(node->listen, "ipc://", 6) == 0 &&
 			    strlen(node->listen + 6) > IPC_PATH_MAX)
-				rv = config_fail(c, b[n - 1].line, "'listen' of node '%s': the ipc path has "
+				rv = config_fail(c, b[n - 1].line,
+				    "'listen' of node '%s': the ipc path has "
 				    "%zu characters, more than the %zu a Unix socket path can hold; use a "
-				    "shorter path", node->id, strlen(node->listen + 6), IPC_PATH_MAX);
+				    "shorter path",
+				    node->id, strlen(node->listen + 6), IPC_PATH_MAX);
 		}
 		if (node->metrics != NULL && rv == PSF_OK) {
-			b[n] = (bound){.node = i, .what = "metrics", .line = config_node_line(c, i, "metrics")};
+			b[n] = (bound){.node = i,
+			    .what = "metrics",
+			    .line = config_node_line(c, i, "metrics")};
 			if (parse_hostport(node->metrics, strlen(node->metrics), &b[n++].ep) != 0)
-				rv = config_fail(c, b[n - 1].line, "'metrics' of node '%s' must be host:port "
-				    "with a port in [0, 65535]", node->id);
+				rv = config_fail(c, b[n - 1].line,
+				    "'metrics' of node '%s' must be host:port "
+				    "with a port in [0, 65535]",
+				    node->id);
 		}
 	}
 	for (size_t i = 0; i < n && rv == PSF_OK; i++)
@@ -210,21 +220,31 @@ validate_nodes(ctx *c)
 		const psf_node_cfg *n = &cfg->nodes[i];
 
 		if (!valid_id(n->id))
-			return config_fail(c, config_node_line(c, i, "id"), "node id '%.64s' must be "
-			    "1-%d characters of A-Z a-z 0-9 . _ - not starting with '.'", n->id,
-			    MAX_ID_LEN);
+			return config_fail(c, config_node_line(c, i, "id"),
+			    "node id '%.64s' must be "
+			    "1-%d characters of A-Z a-z 0-9 . _ - not starting with '.'",
+			    n->id, MAX_ID_LEN);
 		for (size_t j = 0; j < i; j++) /* report the later one in the file */
 			if (strcmp(cfg->nodes[j].id, n->id) == 0)
-				return config_fail(c, config_node_line(c, config_node_line(c, i, "id") >
-				    config_node_line(c, j, "id") ? i : j, "id"),
+				return config_fail(c,
+				    config_node_line(c,
+				        config_node_line(c, i, "id") > config_node_line(c, j, "id")
+				            ? i
+				            : j,
+				        "id"),
 				    "duplicate node id '%s'", n->id);
 		if (n->role != PSF_ROLE_TRAINER && n->listen == NULL)
-			return config_fail(c, config_node_line(c, i, "id"), "%s node '%s' needs 'listen' "
-			    "(an NNG URL like tcp://127.0.0.1:7101)", psf_role_name(n->role), n->id);
+			return config_fail(c, config_node_line(c, i, "id"),
+			    "%s node '%s' needs 'listen' "
+			    "(an NNG URL like tcp://127.0.0.1:7101)",
+			    psf_role_name(n->role), n->id);
 		if (n->listen != NULL && cfg->security.tls_cert == NULL &&
-		    (strncmp(n->listen, "tls+tcp://", 10) == 0 || strncmp(n->listen, "wss://", 6) == 0))
-			return config_fail(c, config_node_line(c, i, "listen"), "node '%s' listens with TLS but "
-			    "security.tls_cert and security.tls_key are not set", n->id);
+		    (strncmp(n->listen, "tls+tcp://", 10) == 0 ||
+		        strncmp(n->listen, "wss://", 6) == 0))
+			return config_fail(c, config_node_line(c, i, "listen"),
+			    "node '%s' listens with TLS but "
+			    "security.tls_cert and security.tls_key are not set",
+			    n->id);
 	}
 	return validate_ports(c);
 }
@@ -242,15 +262,18 @@ validate_inference(ctx *c)
 		if (n->role != PSF_ROLE_INFERER)
 			continue;
 		if (n->shard >= shards)
-			return config_fail(c, config_node_line(c, i, "shard"), "inferer '%s' has shard %u but "
-			    "inference.shards is %u (shards are 0..%u)", n->id, n->shard, shards,
-			    shards - 1);
+			return config_fail(c, config_node_line(c, i, "shard"),
+			    "inferer '%s' has shard %u but "
+			    "inference.shards is %u (shards are 0..%u)",
+			    n->id, n->shard, shards, shards - 1);
 		covered[n->shard] = 1;
 	}
 	for (uint32_t s = 0; cfg->n_inferers > 0 && s < shards; s++)
 		if (!covered[s])
-			return config_fail(c, config_line_of(c, "inference", "shards"), "inference shard %u has no "
-			    "inferer (every shard 0..%u needs one)", s, shards - 1);
+			return config_fail(c, config_line_of(c, "inference", "shards"),
+			    "inference shard %u has no "
+			    "inferer (every shard 0..%u needs one)",
+			    s, shards - 1);
 	if (cfg->n_gateways > 0 && cfg->n_inferers == 0)
 		return config_fail(c, config_node_line(c, cfg->n_nodes - 1, "id"),
 		    "the gateway needs at least one inferer in nodes.inferers");
@@ -270,13 +293,16 @@ validate_misc(ctx *c)
 	const psf_security_cfg *sec = &cfg->security;
 
 	if (!valid_id(cfg->name))
-		return config_fail(c, config_line_of(c, "name", NULL), "'name' must be 1-%d characters of "
-		    "A-Z a-z 0-9 . _ - not starting with '.'", MAX_ID_LEN);
+		return config_fail(c, config_line_of(c, "name", NULL),
+		    "'name' must be 1-%d characters of "
+		    "A-Z a-z 0-9 . _ - not starting with '.'",
+		    MAX_ID_LEN);
 	if (cfg->data.path == NULL)
 		return config_fail(c, config_line_of(c, "data", NULL),
 		    "missing 'path' in data (required unless data.generate is set)");
 	if (cfg->n_features == 0)
-		return config_fail(c, 1, "missing 'features' (a list like [\"lag:0\", \"return:1\"])");
+		return config_fail(c, 1,
+		    "missing 'features' (a list like [\"lag:0\", \"return:1\"])");
 	if (cfg->model.kind == PSF_MODEL_LOGISTIC && cfg->target != PSF_TARGET_NEXT_DIRECTION)
 		return config_fail(c, config_line_of(c, "model", "kind"),
 		    "model kind 'logistic' needs target next_direction");
@@ -288,14 +314,13 @@ validate_misc(ctx *c)
 	if (cfg->consistency.heartbeat_ms >= cfg->consistency.straggler_timeout_ms)
 		return config_fail(c, config_line_of(c, "consistency", "heartbeat_ms"),
 		    "'heartbeat_ms' (%u) must be less than straggler_timeout_ms (%u)",
-		    cfg->consistency.heartbeat_ms,
-		    cfg->consistency.straggler_timeout_ms);
+		    cfg->consistency.heartbeat_ms, cfg->consistency.straggler_timeout_ms);
 	if (sec->token_file != NULL && sec->token_env != NULL)
 		return config_fail(c, config_line_of(c, "security", "token_env"),
 		    "set only one of 'token_file' and 'token_env' in security");
 	if ((sec->tls_cert == NULL) != (sec->tls_key == NULL))
-		return config_fail(c, config_line_of(c, "security",
-		    sec->tls_cert != NULL ? "tls_cert" : "tls_key"),
+		return config_fail(c,
+		    config_line_of(c, "security", sec->tls_cert != NULL ? "tls_cert" : "tls_key"),
 		    "'tls_cert' and 'tls_key' must be set together in security");
 	/* Without a CA the dialer verifies nothing, so a server name would be
 	 * silently ignored: refuse rather than give a false sense of checking. */
@@ -313,16 +338,19 @@ validate_model_size(ctx *c)
 {
 	const psf_config *cfg = c->cfg;
 	uint64_t n = psf_model_cfg_dense_floats(&cfg->model, (uint32_t)cfg->n_features);
-	size_t ln = config_line_of(c, "model", cfg->model.kind == PSF_MODEL_MLP ? "hidden" : "kind");
+	size_t ln =
+	    config_line_of(c, "model", cfg->model.kind == PSF_MODEL_MLP ? "hidden" : "kind");
 
 	if (n > PSF_MODEL_MAX_DENSE_FLOATS)
-		return config_fail(c, ln, "the model has %llu dense parameters (%llu bytes), more "
+		return config_fail(c, ln,
+		    "the model has %llu dense parameters (%llu bytes), more "
 		    "than the limit of %llu (%llu bytes): use smaller 'hidden' layers",
 		    (unsigned long long)n, (unsigned long long)n * 4,
 		    (unsigned long long)PSF_MODEL_MAX_DENSE_FLOATS,
 		    (unsigned long long)PSF_MODEL_MAX_DENSE_FLOATS * 4);
 	if (n > PSF_MODEL_WARN_DENSE_FLOATS)
-		config_warn(c, ln, "the model has %llu dense parameters (%llu bytes): every trainer "
+		config_warn(c, ln,
+		    "the model has %llu dense parameters (%llu bytes): every trainer "
 		    "and inferer holds a full copy, and the ps nodes the optimizer state too",
 		    (unsigned long long)n, (unsigned long long)n * 4);
 	return PSF_OK;
@@ -338,8 +366,10 @@ readable_file(const char *path, char *buf, size_t len, int *fd_out)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0) {
-		snprintf(buf, len, "%s", errno == ENOENT ? "not found" : errno == EACCES ?
-		    "permission denied" : strerror(errno));
+		snprintf(buf, len, "%s",
+		    errno == ENOENT       ? "not found"
+		        : errno == EACCES ? "permission denied"
+		                          : strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -374,7 +404,8 @@ validate_security_files(ctx *c)
 			continue;
 		if (readable_file(files[i].path, why, sizeof(why), i == 0 ? &fd : NULL) != 0)
 			return config_fail(c, config_line_of(c, "security", files[i].key),
-			    "cannot read security.%s '%.200s': %s", files[i].key, files[i].path, why);
+			    "cannot read security.%s '%.200s': %s", files[i].key, files[i].path,
+			    why);
 		if (i == 0) {
 			ssize_t got = read(fd, first, 1);
 
@@ -382,7 +413,8 @@ validate_security_files(ctx *c)
 			if (got != 1 || first[0] == '\n' || first[0] == '\r')
 				return config_fail(c, config_line_of(c, "security", "token_file"),
 				    "security.token_file '%.200s' has an empty first line (the shared "
-				    "secret)", files[i].path);
+				    "secret)",
+				    files[i].path);
 		}
 	}
 	return PSF_OK;
@@ -428,7 +460,8 @@ copy_node(ctx *c, yaml_document_t *src, yaml_node_t *n, size_t k, int depth)
 		id = yaml_document_add_sequence(c->doc, n->tag, n->data.sequence.style);
 		for (yaml_node_item_t *it = n->data.sequence.items.start;
 		     id != 0 && it < n->data.sequence.items.top; it++) {
-			int item = copy_node(c, src, yaml_document_get_node(src, *it), k, depth + 1);
+			int item =
+			    copy_node(c, src, yaml_document_get_node(src, *it), k, depth + 1);
 
 			if (item == 0 || !yaml_document_append_sequence_item(c->doc, id, item))
 				return 0;
@@ -438,16 +471,17 @@ copy_node(ctx *c, yaml_document_t *src, yaml_node_t *n, size_t k, int depth)
 		id = yaml_document_add_mapping(c->doc, n->tag, n->data.mapping.style);
 		for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
 		     id != 0 && p < n->data.mapping.pairs.top; p++) {
-			int kid = copy_node(c, src, yaml_document_get_node(src, p->key), k, depth + 1);
-			int vid = kid != 0 ? copy_node(c, src, yaml_document_get_node(src, p->value), k,
-			                         depth + 1) : 0;
+			int kid =
+			    copy_node(c, src, yaml_document_get_node(src, p->key), k, depth + 1);
+			int vid = kid != 0
+			    ? copy_node(c, src, yaml_document_get_node(src, p->value), k, depth + 1)
+			    : 0;
 
 			if (vid == 0 || !yaml_document_append_mapping_pair(c->doc, id, kid, vid))
 				return 0;
 		}
 		break;
-	default:
-		return 0;
+	default: return 0;
 	}
 	if (id != 0)
 		mark_node(c, id, k);
@@ -490,7 +524,8 @@ override_value(ctx *c, size_t k, const char *text, int *id_out)
 		else
 			mark_node(c, id, k);
 	} else if ((id = copy_node(c, &vdoc, root, k, 0)) == 0) {
-		rv = config_fail(c, OVERRIDE_MARK + k + 1, "the value is nested too deeply (or out of memory)");
+		rv = config_fail(c, OVERRIDE_MARK + k + 1,
+		    "the value is nested too deeply (or out of memory)");
 	}
 	yaml_document_delete(&vdoc);
 	yaml_parser_delete(&parser);
@@ -513,7 +548,8 @@ seq_item(ctx *c, int seq, const char *comp)
 		return idx < len ? &n->data.sequence.items.start[idx] : NULL;
 	for (size_t i = 0; i < len; i++) {
 		v = NULL;
-		if (config_map_key(c, node_at(c, n->data.sequence.items.start[i]), "id", &v) != NULL &&
+		if (config_map_key(c, node_at(c, n->data.sequence.items.start[i]), "id", &v) !=
+		        NULL &&
 		    config_scalar(v) != NULL && strcmp(config_scalar(v), comp) == 0)
 			return &n->data.sequence.items.start[i];
 	}
@@ -526,7 +562,8 @@ map_pair(ctx *c, int map, const char *key)
 {
 	yaml_node_t *n = node_at(c, map);
 
-	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
 		const char *s = config_scalar(node_at(c, p->key));
 
 		if (s != NULL && strcmp(s, key) == 0)
@@ -541,8 +578,7 @@ map_pair(ctx *c, int map, const char *key)
  * value instead. *child_out gets the child's id. Node pointers are re-read after
  * each addition: adding a node may move the document's node array. */
 static psf_err
-descend(ctx *c, size_t k, int cur, const char *comp, const char *parent, int value,
-    int *child_out)
+descend(ctx *c, size_t k, int cur, const char *comp, const char *parent, int value, int *child_out)
 {
 	yaml_node_t *n = node_at(c, cur);
 	size_t ln = OVERRIDE_MARK + k + 1;
@@ -552,8 +588,9 @@ descend(ctx *c, size_t k, int cur, const char *comp, const char *parent, int val
 
 	if (n->type == YAML_SEQUENCE_NODE) {
 		if ((item = seq_item(c, cur, comp)) == NULL)
-			return config_fail(c, ln, "'%s' has no entry '%s' (use a 0-based index or a node id)",
-			    parent, comp);
+			return config_fail(c, ln,
+			    "'%s' has no entry '%s' (use a 0-based index or a node id)", parent,
+			    comp);
 		if (value != 0)
 			*item = value;
 		*child_out = *item;
@@ -568,9 +605,11 @@ descend(ctx *c, size_t k, int cur, const char *comp, const char *parent, int val
 			*child_out = child;
 			return PSF_OK;
 		}
-		mark_node(c, n->data.mapping.pairs.start[i].key, k); /* messages name the override */
+		mark_node(c, n->data.mapping.pairs.start[i].key,
+		    k); /* messages name the override */
 		if (value == 0 &&
-		    (value = yaml_document_add_mapping(c->doc, NULL, YAML_BLOCK_MAPPING_STYLE)) == 0)
+		    (value = yaml_document_add_mapping(c->doc, NULL, YAML_BLOCK_MAPPING_STYLE)) ==
+		        0)
 			return config_oom(c);
 		node_at(c, cur)->data.mapping.pairs.start[i].value = value;
 		mark_node(c, value, k);
@@ -606,7 +645,8 @@ remove_key(ctx *c, size_t k, char *key)
 			*dot = '\0';
 		if (n->type == YAML_SEQUENCE_NODE) {
 			if (dot == NULL)
-				return config_fail(c, OVERRIDE_MARK + k + 1, "a list entry cannot be removed; "
+				return config_fail(c, OVERRIDE_MARK + k + 1,
+				    "a list entry cannot be removed; "
 				    "give the whole list instead");
 			if ((item = seq_item(c, cur, comp)) == NULL)
 				return PSF_OK;
@@ -615,8 +655,8 @@ remove_key(ctx *c, size_t k, char *key)
 			yaml_node_pair_t *p = n->data.mapping.pairs.start;
 
 			if (dot == NULL) {
-				memmove(p + i, p + i + 1, (size_t)(n->data.mapping.pairs.top - (p + i + 1)) *
-				    sizeof(*p));
+				memmove(p + i, p + i + 1,
+				    (size_t)(n->data.mapping.pairs.top - (p + i + 1)) * sizeof(*p));
 				n->data.mapping.pairs.top--;
 				return PSF_OK;
 			}
@@ -640,14 +680,17 @@ apply_override(ctx *c, size_t k)
 	psf_err rv;
 
 	if (eq == NULL || eq == ov || (klen = (size_t)(eq - ov)) >= sizeof(key))
-		return config_fail(c, OVERRIDE_MARK + k + 1, "expected KEY=VALUE with a dotted KEY such as "
-		    "consistency.mode (at most %zu characters)", sizeof(key) - 1);
+		return config_fail(c, OVERRIDE_MARK + k + 1,
+		    "expected KEY=VALUE with a dotted KEY such as "
+		    "consistency.mode (at most %zu characters)",
+		    sizeof(key) - 1);
 	memcpy(key, ov, klen);
 	key[klen] = '\0';
 	for (start = 0;; start = end + 1) {
 		end = start + strcspn(key + start, ".");
 		if (end == start)
-			return config_fail(c, OVERRIDE_MARK + k + 1, "empty key component in '%s'", key);
+			return config_fail(c, OVERRIDE_MARK + k + 1, "empty key component in '%s'",
+			    key);
 		if (key[end] == '\0')
 			break;
 	}
@@ -663,7 +706,8 @@ apply_override(ctx *c, size_t k)
 		memcpy(comp, key + start, end - start);
 		comp[end - start] = '\0';
 		snprintf(parent, sizeof(parent), "%.*s", start > 0 ? (int)(start - 1) : 0, key);
-		if ((rv = descend(c, k, cur, comp, parent, last ? value : 0, &cur)) != PSF_OK || last)
+		if ((rv = descend(c, k, cur, comp, parent, last ? value : 0, &cur)) != PSF_OK ||
+		    last)
 			return rv;
 	}
 }
@@ -676,7 +720,8 @@ config_apply_overrides(ctx *c)
 
 	for (size_t k = 0; k < c->n_overrides; k++) {
 		if (c->overrides[k] == NULL) {
-			snprintf(c->msg, sizeof(c->msg), "%.200s: override %zu is NULL", c->path, k);
+			snprintf(c->msg, sizeof(c->msg), "%.200s: override %zu is NULL", c->path,
+			    k);
 			return PSF_EINVAL;
 		}
 		if ((rv = apply_override(c, k)) != PSF_OK)

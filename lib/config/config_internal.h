@@ -38,8 +38,7 @@ enum {
 
 typedef struct ctx ctx;
 typedef struct field field;
-typedef psf_err (*parse_fn)(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val,
-    void *base);
+typedef psf_err (*parse_fn)(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, void *base);
 
 typedef enum ftype { T_U32, T_U64, T_F64, T_BOOL, T_STR, T_ENUM, T_MAP, T_FN } ftype;
 
@@ -54,8 +53,8 @@ typedef struct table {
 struct field {
 	const char *key;
 	ftype type;
-	size_t off;               /* into the struct the table describes */
-	const char *must;         /* completes "'key' must be ..." (numbers, strings); NULL
+	size_t off;       /* into the struct the table describes */
+	const char *must; /* completes "'key' must be ..." (numbers, strings); NULL
 	                             for an integer: "an integer in [imin, imax]" */
 	uint64_t imin, imax;
 	double dmin, dmax;
@@ -69,12 +68,12 @@ struct field {
 /* One parse. The document stays alive until validation ends so every message
  * can name its line. */
 struct ctx {
-	const char *path;     /* file name used in messages */
+	const char *path; /* file name used in messages */
 	yaml_document_t *doc;
 	psf_config *cfg;
-	int *node_map;        /* yaml node of each cfg->nodes[i], parallel array */
+	int *node_map; /* yaml node of each cfg->nodes[i], parallel array */
 	size_t cap_nodes;
-	int gen_seed_default; /* data.generate has no seed: use the fleet seed */
+	int gen_seed_default;         /* data.generate has no seed: use the fleet seed */
 	const char *const *overrides; /* "key=value" strings applied to the document */
 	size_t n_overrides;
 	char msg[MSG_LEN];

@@ -13,8 +13,7 @@ const char *const config_dur_names[] = {"interval", "every-commit", "none", NULL
 const char *const config_model_names[] = {"linear", "logistic", "mlp", NULL};
 const char *const config_optim_names[] = {"sgd", "momentum", "adam", "adagrad", NULL};
 const char *const config_sched_names[] = {"constant", "step", "cosine", NULL};
-const char *const config_target_names[] = {"next_close", "next_return", "next_direction",
-    NULL};
+const char *const config_target_names[] = {"next_close", "next_return", "next_direction", NULL};
 const char *const config_shard_by_names[] = {"hash", "rows", NULL};
 const char *const config_bad_rows_names[] = {"fail", "skip", NULL};
 const char *const config_route_names[] = {"symbol", "round_robin", NULL};
@@ -45,18 +44,18 @@ parse_in(const char *const *names, const char *s, unsigned *out)
 }
 
 /* One name and one parse function per enum. */
-#define NAMES(fn, type, table)                                           \
-	const char *psf_##fn##_name(type v)                              \
-	{                                                                \
-		return name_of(table, (unsigned)v);                      \
-	}                                                                \
-	psf_err psf_##fn##_parse(const char *s, type *out)               \
-	{                                                                \
-		unsigned v;                                              \
-		psf_err err = parse_in(table, s, &v);                    \
-		if (err == PSF_OK)                                       \
-			*out = (type)v;                                  \
-		return err;                                              \
+#define NAMES(fn, type, table)                             \
+	const char *psf_##fn##_name(type v)                \
+	{                                                  \
+		return name_of(table, (unsigned)v);        \
+	}                                                  \
+	psf_err psf_##fn##_parse(const char *s, type *out) \
+	{                                                  \
+		unsigned v;                                \
+		psf_err err = parse_in(table, s, &v);      \
+		if (err == PSF_OK)                         \
+			*out = (type)v;                    \
+		return err;                                \
 	}
 
 NAMES(role, psf_role, config_role_names)

@@ -88,8 +88,9 @@ config_is_null(const yaml_node_t *n)
 {
 	const char *s = config_plain(n);
 
-	return s != NULL && (s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-	                        strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0);
+	return s != NULL &&
+	    (s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+	        strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0);
 }
 
 /* config_map_key finds key in a mapping node; returns its key node or NULL. */
@@ -98,8 +99,8 @@ config_map_key(ctx *c, yaml_node_t *map, const char *key, yaml_node_t **val)
 {
 	if (map == NULL || map->type != YAML_MAPPING_NODE)
 		return NULL;
-	for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
-	     p < map->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = node_at(c, p->key);
 		const char *s = config_scalar(k);
 
@@ -262,7 +263,6 @@ config_set_str(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, char 
 	return PSF_OK;
 }
 
-
 static psf_err
 set_field(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, void *base)
 {
@@ -271,14 +271,10 @@ set_field(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, void *base
 
 	switch (f->type) {
 	case T_U32:
-	case T_U64:
-		return set_int(c, f, key, val, p);
-	case T_F64:
-		return set_double(c, f, key, val, (double *)p);
-	case T_BOOL:
-		return set_bool(c, f, key, val, (int *)p);
-	case T_STR:
-		return config_set_str(c, f, key, val, (char **)p);
+	case T_U64: return set_int(c, f, key, val, p);
+	case T_F64: return set_double(c, f, key, val, (double *)p);
+	case T_BOOL: return set_bool(c, f, key, val, (int *)p);
+	case T_STR: return config_set_str(c, f, key, val, (char **)p);
 	case T_ENUM:
 		if ((idx = config_name_index(f->names, config_scalar(val))) < 0)
 			return config_bad_value(c, f, key);
@@ -290,8 +286,7 @@ set_field(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, void *base
 		if (val->type != YAML_MAPPING_NODE)
 			return config_fail(c, line(key), "'%s' must be a mapping", f->key);
 		return config_parse_map(c, val, f->sub, p);
-	case T_FN:
-		return f->fn(c, f, key, val, base);
+	case T_FN: return f->fn(c, f, key, val, base);
 	}
 	return PSF_EINTERNAL;
 }
@@ -303,8 +298,8 @@ config_parse_map(ctx *c, yaml_node_t *map, const table *t, void *base)
 {
 	uint64_t seen = 0;
 
-	for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
-	     p < map->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = node_at(c, p->key);
 		const char *s = config_scalar(k);
 		size_t i;
@@ -351,8 +346,8 @@ yaml_error(ctx *c, const yaml_parser_t *p, const char *text, size_t len)
 	if (p->context != NULL)
 		snprintf(ctxt, sizeof(ctxt), " (%s started on line %zu)", p->context,
 		    p->context_mark.line + 1);
-	return config_fail(c, ln, "invalid YAML: %s%s", p->problem != NULL ? p->problem : "syntax error",
-	    ctxt);
+	return config_fail(c, ln, "invalid YAML: %s%s",
+	    p->problem != NULL ? p->problem : "syntax error", ctxt);
 }
 
 /* config_load_doc parses exactly one YAML document; on success the caller deletes *doc. */
@@ -380,7 +375,8 @@ config_load_doc(ctx *c, const char *text, size_t len, yaml_document_t *doc)
 		yaml_document_delete(&extra);
 	}
 	if (rv == PSF_OK && (root = yaml_document_get_root_node(doc)) == NULL)
-		rv = config_fail(c, 1, "empty config: expected a mapping of keys (name, nodes, data, ...)");
+		rv = config_fail(c, 1,
+		    "empty config: expected a mapping of keys (name, nodes, data, ...)");
 	else if (rv == PSF_OK && root->type != YAML_MAPPING_NODE)
 		rv = config_fail(c, line(root),
 		    "the config must be a mapping of keys (name, nodes, data, ...)");

@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/data/data_internal.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
+#include "lib/data/data_internal.h"
 
 struct psf_dataset {
 	psf_series *series;
@@ -134,7 +134,8 @@ list_partitions(loader *ld, const char *dir, char ***names_out, size_t *n_out)
 	}
 	closedir(d);
 	if (rv == PSF_OK && n == 0) {
-		data_set_msg(ld, "%s: no symbol=XYZ folders (expected the output of psfleet data partition)",
+		data_set_msg(ld,
+		    "%s: no symbol=XYZ folders (expected the output of psfleet data partition)",
 		    dir);
 		rv = PSF_EINVAL;
 	}
@@ -167,8 +168,8 @@ load_dir(loader *ld, const char *dir)
 			break;
 		if (!ld->syms[id].keep)
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/symbol=%s/data.csv", dir,
-		    names[i]) >= sizeof(path)) {
+		if ((size_t)snprintf(path, sizeof(path), "%s/symbol=%s/data.csv", dir, names[i]) >=
+		    sizeof(path)) {
 			data_set_msg(ld, "%s: path too long", dir);
 			rv = PSF_EINVAL;
 			break;
@@ -233,7 +234,8 @@ group_rows(loader *ld, sym_entry **order, size_t *n_order, drow *dr, size_t *sta
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = start[i] + 1; j < start[i + 1]; j++) {
 			if (dr[j].date < dr[j - 1].date) {
-				qsort(dr + start[i], start[i + 1] - start[i], sizeof(*dr), cmp_drow);
+				qsort(dr + start[i], start[i + 1] - start[i], sizeof(*dr),
+				    cmp_drow);
 				break;
 			}
 		}
@@ -325,7 +327,8 @@ make_dataset(const loader *ld, sym_entry *const *order, size_t n_order, const dr
 		ds->date[j] = dr[j].date;
 		ds->vals[j] = rb->close[r];
 		for (int k = 0; k < N_OPT; k++)
-			ds->vals[(size_t)(k + 1) * n + j] = rb->opt[k] != NULL ? rb->opt[k][r] : NAN;
+			ds->vals[(size_t)(k + 1) * n + j] =
+			    rb->opt[k] != NULL ? rb->opt[k][r] : NAN;
 	}
 	for (int k = 0; k < N_OPT; k++)
 		ds->columns |= rb->opt[k] != NULL ? 1u << k : 0;

@@ -27,8 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 /* Column bits for psf_dataset_columns. date, symbol and close are always there. */
 #define PSF_COL_OPEN 0x1u
@@ -95,8 +95,8 @@ typedef struct psf_data_index psf_data_index;
  * PSF_ECLOSED when opts->stop asked to stop; with
  * errbuf not NULL, one line saying why goes to errbuf (truncated to errlen,
  * always NUL-terminated). */
-PSF_NODISCARD psf_err psf_data_load(const char *path, const psf_data_opts *opts,
-    char *errbuf, size_t errlen, psf_dataset **out);
+PSF_NODISCARD psf_err psf_data_load(const char *path, const psf_data_opts *opts, char *errbuf,
+    size_t errlen, psf_dataset **out);
 
 /* psf_dataset_free releases a dataset. NULL is fine. */
 void psf_dataset_free(psf_dataset *ds);
@@ -135,8 +135,8 @@ size_t psf_series_index(const psf_series *s, int32_t date);
  * psf_data_load with no filter); for a directory, its manifest.csv and dates.csv
  * are read when both exist, else every file. On success *out gets a new index
  * the caller frees with psf_data_index_free. Errors as psf_data_load. */
-PSF_NODISCARD psf_err psf_data_scan(const char *path, psf_bad_rows bad_rows,
-    char *errbuf, size_t errlen, psf_data_index **out);
+PSF_NODISCARD psf_err psf_data_scan(const char *path, psf_bad_rows bad_rows, char *errbuf,
+    size_t errlen, psf_data_index **out);
 
 /* psf_data_index_from builds the index of a loaded dataset (its kept symbols
  * only). On success *out gets a new index the caller frees with
@@ -164,8 +164,8 @@ const int32_t *psf_data_index_dates(const psf_data_index *idx, size_t *n);
  * it depends only on the whole input's dates, every trainer gets the same value.
  * Returns PSF_EINVAL when n < 2, dates is NULL, or test_fraction is not in (0, 1);
  * then *out is untouched. */
-PSF_NODISCARD psf_err psf_data_cutoff_date(const int32_t *dates, size_t n,
-    double test_fraction, int32_t *out);
+PSF_NODISCARD psf_err psf_data_cutoff_date(const int32_t *dates, size_t n, double test_fraction,
+    int32_t *out);
 
 /* psf_date_parse parses exactly len bytes as YYYY-MM-DD (years 0001..9999, real
  * calendar days) into days since 1970-01-01. Returns PSF_OK or PSF_EINVAL. */

@@ -20,13 +20,12 @@
 
 #define SHOW 40 /* bytes of a bad field quoted in an error */
 
-static const char *const col_names[C_COUNT] = {
-	"date", "symbol", "close", "open", "high", "low", "volume"};
+static const char *const col_names[C_COUNT] = {"date", "symbol", "close", "open", "high", "low",
+    "volume"};
 
 /* ------------------------------------------------------------- dates */
 
-static const int16_t cum_days[12] = {
-	0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+static const int16_t cum_days[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
 
 static int
 is_leap(int y)
@@ -127,9 +126,8 @@ psf_date_dow(int32_t date)
 
 /* ----------------------------------------------------------- numbers */
 
-static const double pow10_tab[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
-	1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
-	1e21, 1e22};
+static const double pow10_tab[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 static psf_err
 parse_slow(const char *s, size_t len, double *out)
@@ -312,8 +310,8 @@ data_symbol_valid(const char *p, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		char c = p[i];
 
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '^' || c == '-'))
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		        c == '.' || c == '_' || c == '^' || c == '-'))
 			return 0;
 	}
 	return 1;
@@ -376,7 +374,7 @@ data_intern(loader *ld, const char *p, size_t len, uint32_t *id)
 	if ((ld->n_syms + 1) * 2 > ld->n_slots && (rv = grow_slots(ld)) != PSF_OK)
 		return rv;
 	for (h = (size_t)hash & (ld->n_slots - 1); ld->slots[h] != 0;
-	    h = (h + 1) & (ld->n_slots - 1)) {
+	     h = (h + 1) & (ld->n_slots - 1)) {
 		const sym_entry *e = &ld->syms[ld->slots[h] - 1];
 
 		if (e->hash == hash && e->len == len && memcmp(e->name, p, len) == 0) {
@@ -498,8 +496,9 @@ row_symbol(loader *ld, const csvfile *cf, uint32_t line, uint32_t *id, int *bad)
 	}
 	s = cf->f[cf->col[C_SYMBOL]];
 	if (!data_symbol_valid(s.p, s.len)) {
-		data_note_bad(ld, cf->idx, line, "symbol '%.*s' is not valid (1-%d of A-Z a-z 0-9 . _ ^ -)",
-		    show(s.len), s.p, PSF_SYMBOL_MAX);
+		data_note_bad(ld, cf->idx, line,
+		    "symbol '%.*s' is not valid (1-%d of A-Z a-z 0-9 . _ ^ -)", show(s.len), s.p,
+		    PSF_SYMBOL_MAX);
 		*bad = 1;
 		return PSF_OK;
 	}

@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/data/data_internal.h"
 #include "lib/base/util.h"
+#include "lib/data/data_internal.h"
 
 struct psf_data_index {
 	size_t n_symbols;
@@ -162,15 +162,14 @@ read_lines(const char *path, const char *header, char *msg, char **text, span **
 }
 
 static psf_err
-manifest_symbols(const char *path, const span *ls, size_t n, char *msg,
-    psf_data_index *idx)
+manifest_symbols(const char *path, const span *ls, size_t n, char *msg, psf_data_index *idx)
 {
 	for (size_t i = 0; i < n; i++) {
 		span f[4];
 		uint64_t rows;
 
-		if (data_split(ls[i].p, ls[i].len, f, 4) != 4 || !data_symbol_valid(f[0].p, f[0].len) ||
-		    !parse_u64(f[1], &rows) || rows == 0) {
+		if (data_split(ls[i].p, ls[i].len, f, 4) != 4 ||
+		    !data_symbol_valid(f[0].p, f[0].len) || !parse_u64(f[1], &rows) || rows == 0) {
 			data_msgf(msg, "%s:%zu: malformed line", path, i + 2);
 			return PSF_EINVAL;
 		}
@@ -209,8 +208,8 @@ read_manifest(const char *man, const char *dates, char *msg, psf_data_index **ou
 	psf_data_index *idx = NULL;
 	psf_err rv;
 
-	if ((rv = read_lines(man, "symbol,rows,first_date,last_date", msg, &mtext, &ml,
-	    &nm)) != PSF_OK)
+	if ((rv = read_lines(man, "symbol,rows,first_date,last_date", msg, &mtext, &ml, &nm)) !=
+	    PSF_OK)
 		goto out;
 	if ((rv = read_lines(dates, "date", msg, &dtext, &dl, &nd)) != PSF_OK)
 		goto out;

@@ -35,7 +35,7 @@ typedef struct sym_entry {
 	char *name;
 	size_t len;
 	uint64_t hash;
-	size_t count; /* rows stored */
+	size_t count;  /* rows stored */
 	uint32_t file; /* file its rows come from (dir mode; 0 for a CSV) */
 	int keep;
 } sym_entry;
@@ -76,7 +76,7 @@ void data_set_msg(loader *ld, const char *fmt, ...) __attribute__((format(printf
 /* data_note_bad counts a bad row of ld->files[file] and keeps the message of
  * the earliest one (by file, then line). Cannot fail. */
 void data_note_bad(loader *ld, uint32_t file, uint32_t line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* data_policy turns noted bad rows into the load's result: PSF_OK, or
  * PSF_EINVAL with the first bad row's message in ld->msg. */
@@ -99,7 +99,6 @@ size_t data_split(const char *p, size_t len, span *f, size_t max);
 /* data_parse_file parses the text [p, end) of ld->files[file], header line
  * first, into ld; forced is the symbol id of a partition's folder, or -1.
  * PSF_EINVAL (message in ld->msg) or PSF_ENOMEM. */
-psf_err data_parse_file(loader *ld, uint32_t file, int64_t forced, const char *p,
-    const char *end);
+psf_err data_parse_file(loader *ld, uint32_t file, int64_t forced, const char *p, const char *end);
 
 #endif

@@ -16,9 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/base/util.h"
 #include "lib/data/data.h"
 #include "lib/data/data_internal.h"
-#include "lib/base/util.h"
 
 #define LINE_LEN 512
 #define MARKET_SIGMA 0.01 /* daily sd of the shared market factor */
@@ -121,8 +121,7 @@ price(double x)
 static size_t
 format_row(char *line, int32_t date, const char *sym, const double *v, unsigned cols)
 {
-	static const unsigned bit[5] = {PSF_COL_OPEN, PSF_COL_HIGH, PSF_COL_LOW, 0,
-		PSF_COL_VOLUME};
+	static const unsigned bit[5] = {PSF_COL_OPEN, PSF_COL_HIGH, PSF_COL_LOW, 0, PSF_COL_VOLUME};
 	size_t n = strlen(sym), k;
 
 	psf_date_format(date, line);
@@ -189,8 +188,8 @@ draw_model(rng *r, const psf_datagen_cfg *cfg, sym_model *m)
 
 /* gen_symbol writes symbol i's rows (see docs/data.md for the model). */
 static void
-gen_symbol(const psf_datagen_cfg *cfg, uint32_t i, const double *market,
-    const int32_t *dates, const char *name, FILE *f)
+gen_symbol(const psf_datagen_cfg *cfg, uint32_t i, const double *market, const int32_t *dates,
+    const char *name, FILE *f)
 {
 	char line[LINE_LEN];
 	sym_model m;

@@ -21,8 +21,8 @@
 #include <stddef.h>
 
 #include "lib/base/bounds.h"
-#include "lib/config/config.h"
 #include "lib/base/err.h"
+#include "lib/config/config.h"
 
 /* The last business day of generated data. */
 #define PSF_DATAGEN_END_DATE "2024-12-31"
@@ -40,8 +40,8 @@
  * translation (PSF_ENOENT, PSF_ESYS, ...) when the file cannot be written; or
  * PSF_ENOMEM. With errbuf not NULL, one line saying why goes to errbuf
  * (truncated to errlen, always NUL-terminated). Does not log. */
-PSF_NODISCARD psf_err psf_datagen_write(const psf_datagen_cfg *cfg, const char *path,
-    char *errbuf, size_t errlen);
+PSF_NODISCARD psf_err psf_datagen_write(const psf_datagen_cfg *cfg, const char *path, char *errbuf,
+    size_t errlen);
 
 /* psf_data_partition loads csv (a file or another partition directory) with the
  * bad_rows policy and writes outdir as described above; the columns written are
@@ -50,7 +50,7 @@ PSF_NODISCARD psf_err psf_datagen_write(const psf_datagen_cfg *cfg, const char *
  * PSF_OK, the psf_data_load errors, PSF_EEXIST (outdir not empty), PSF_ESYS /
  * PSF_ENOENT (cannot write) or PSF_ENOMEM; with errbuf not NULL one line saying
  * why goes to errbuf (truncated to errlen, always NUL-terminated). */
-PSF_NODISCARD psf_err psf_data_partition(const char *csv, const char *outdir,
-    psf_bad_rows bad_rows, char *errbuf, size_t errlen);
+PSF_NODISCARD psf_err psf_data_partition(const char *csv, const char *outdir, psf_bad_rows bad_rows,
+    char *errbuf, size_t errlen);
 
 #endif

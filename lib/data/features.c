@@ -25,16 +25,13 @@ feat_history(const psf_feature_cfg *f)
 {
 	switch (f->kind) {
 	case PSF_FEAT_LAG:
-	case PSF_FEAT_RETURN:
-		return f->window;
+	case PSF_FEAT_RETURN: return f->window;
 	case PSF_FEAT_SMA:
 	case PSF_FEAT_STD:
 	case PSF_FEAT_RATIO_SMA:
 	case PSF_FEAT_EWM:
-	case PSF_FEAT_VOLUME:
-		return f->window > 0 ? f->window - 1 : 0;
-	default:
-		return 0;
+	case PSF_FEAT_VOLUME: return f->window > 0 ? f->window - 1 : 0;
+	default: return 0;
 	}
 }
 
@@ -49,7 +46,7 @@ psf_features_history(const psf_feature_cfg *feats, size_t n_feats)
 }
 
 static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void
 errf(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -70,13 +67,11 @@ check_one(const psf_feature_cfg *f, unsigned columns)
 	uint32_t w = f->window;
 
 	switch (f->kind) {
-	case PSF_FEAT_LAG:
-		return w <= MAX_WINDOW ? NULL : "needs a window of 0..10000";
+	case PSF_FEAT_LAG: return w <= MAX_WINDOW ? NULL : "needs a window of 0..10000";
 	case PSF_FEAT_RETURN:
 	case PSF_FEAT_SMA:
 	case PSF_FEAT_RATIO_SMA:
-	case PSF_FEAT_EWM:
-		return w >= 1 && w <= MAX_WINDOW ? NULL : "needs a window of 1..10000";
+	case PSF_FEAT_EWM: return w >= 1 && w <= MAX_WINDOW ? NULL : "needs a window of 1..10000";
 	case PSF_FEAT_STD:
 		return w >= 2 && w <= MAX_WINDOW ? NULL : "needs a window of 2..10000 (sample sd)";
 	case PSF_FEAT_VOLUME:
@@ -86,18 +81,17 @@ check_one(const psf_feature_cfg *f, unsigned columns)
 	case PSF_FEAT_RANGE:
 		if (w != 0)
 			return "takes no window";
-		return (columns & PSF_COL_HIGH) && (columns & PSF_COL_LOW) ?
-		    NULL : "needs the high and low columns";
-	case PSF_FEAT_DOW:
-		return w == 0 ? NULL : "takes no window";
-	default:
-		return "is not a known feature";
+		return (columns & PSF_COL_HIGH) && (columns & PSF_COL_LOW)
+		    ? NULL
+		    : "needs the high and low columns";
+	case PSF_FEAT_DOW: return w == 0 ? NULL : "takes no window";
+	default: return "is not a known feature";
 	}
 }
 
 psf_err
-psf_features_check(const psf_feature_cfg *feats, size_t n_feats, unsigned columns,
-    char *errbuf, size_t errlen)
+psf_features_check(const psf_feature_cfg *feats, size_t n_feats, unsigned columns, char *errbuf,
+    size_t errlen)
 {
 	if (feats == NULL || n_feats == 0) {
 		errf(errbuf, errlen, "features: at least one feature is needed");
@@ -176,26 +170,16 @@ feat_value(const psf_series *s, const psf_feature_cfg *f, size_t t, const double
 	uint32_t w = f->window;
 
 	switch (f->kind) {
-	case PSF_FEAT_LAG:
-		return c[t - w];
-	case PSF_FEAT_RETURN:
-		return c[t] / c[t - w] - 1.0;
-	case PSF_FEAT_SMA:
-		return window_mean(c, t, w);
-	case PSF_FEAT_STD:
-		return window_std(c, t, w);
-	case PSF_FEAT_RATIO_SMA:
-		return c[t] / window_mean(c, t, w);
-	case PSF_FEAT_EWM:
-		return ewm_col != NULL ? ewm_col[t] : ewm_run(c, t, w, NULL);
-	case PSF_FEAT_RANGE:
-		return (s->high[t] - s->low[t]) / c[t];
-	case PSF_FEAT_DOW:
-		return psf_date_dow(s->date[t]);
-	case PSF_FEAT_VOLUME:
-		return window_logmean(s->volume, t, w);
-	default:
-		return NAN;
+	case PSF_FEAT_LAG: return c[t - w];
+	case PSF_FEAT_RETURN: return c[t] / c[t - w] - 1.0;
+	case PSF_FEAT_SMA: return window_mean(c, t, w);
+	case PSF_FEAT_STD: return window_std(c, t, w);
+	case PSF_FEAT_RATIO_SMA: return c[t] / window_mean(c, t, w);
+	case PSF_FEAT_EWM: return ewm_col != NULL ? ewm_col[t] : ewm_run(c, t, w, NULL);
+	case PSF_FEAT_RANGE: return (s->high[t] - s->low[t]) / c[t];
+	case PSF_FEAT_DOW: return psf_date_dow(s->date[t]);
+	case PSF_FEAT_VOLUME: return window_logmean(s->volume, t, w);
+	default: return NAN;
 	}
 }
 
@@ -220,12 +204,9 @@ target_value(const double *c, size_t t, psf_target_kind target)
 	double r = c[t + 1] / c[t] - 1.0;
 
 	switch (target) {
-	case PSF_TARGET_NEXT_CLOSE:
-		return c[t + 1];
-	case PSF_TARGET_NEXT_RETURN:
-		return r;
-	default:
-		return r > 0 ? 1.0 : 0.0;
+	case PSF_TARGET_NEXT_CLOSE: return c[t + 1];
+	case PSF_TARGET_NEXT_RETURN: return r;
+	default: return r > 0 ? 1.0 : 0.0;
 	}
 }
 
@@ -233,12 +214,9 @@ static double
 naive_value(const double *c, size_t t, psf_target_kind target)
 {
 	switch (target) {
-	case PSF_TARGET_NEXT_CLOSE:
-		return c[t];
-	case PSF_TARGET_NEXT_RETURN:
-		return 0.0;
-	default:
-		return t > 0 && c[t] / c[t - 1] - 1.0 > 0 ? 1.0 : 0.0;
+	case PSF_TARGET_NEXT_CLOSE: return c[t];
+	case PSF_TARGET_NEXT_RETURN: return 0.0;
+	default: return t > 0 && c[t] / c[t - 1] - 1.0 > 0 ? 1.0 : 0.0;
 	}
 }
 
@@ -375,7 +353,8 @@ ewm_alloc(const psf_dataset *ds, const psf_feature_cfg *feats, size_t n, double 
 	if (ewm == NULL)
 		return PSF_ENOMEM;
 	for (size_t i = 0; i < psf_dataset_n_series(ds); i++)
-		longest = psf_dataset_series(ds, i)->n > longest ? psf_dataset_series(ds, i)->n : longest;
+		longest =
+		    psf_dataset_series(ds, i)->n > longest ? psf_dataset_series(ds, i)->n : longest;
 	for (size_t j = 0; j < n; j++) {
 		if (feats[j].kind == PSF_FEAT_EWM &&
 		    (ewm[j] = malloc(longest * sizeof(double))) == NULL) {
@@ -402,8 +381,8 @@ psf_features_build(const psf_dataset *ds, const psf_feature_cfg *feats, size_t n
 		errf(errbuf, errlen, "features: no dataset or an unknown target");
 		return PSF_EINVAL;
 	}
-	if ((rv = psf_features_check(feats, n_feats, psf_dataset_columns(ds), errbuf,
-	    errlen)) != PSF_OK)
+	if ((rv = psf_features_check(feats, n_feats, psf_dataset_columns(ds), errbuf, errlen)) !=
+	    PSF_OK)
 		return rv;
 	fc.hist = psf_features_history(feats, n_feats);
 	bounds(ds, fc.hist, cutoff, &n_train, &n_test);
@@ -429,8 +408,8 @@ psf_features_build(const psf_dataset *ds, const psf_feature_cfg *feats, size_t n
 }
 
 psf_err
-psf_features_row(const psf_series *s, const psf_feature_cfg *feats, size_t n_feats,
-    int32_t date, float *x, size_t n_x, int32_t *row_date)
+psf_features_row(const psf_series *s, const psf_feature_cfg *feats, size_t n_feats, int32_t date,
+    float *x, size_t n_x, int32_t *row_date)
 {
 	unsigned cols = 0;
 	float *tmp;

@@ -36,9 +36,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/base/err.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
-#include "lib/base/err.h"
 
 /* Alignment of psf_table.x, in bytes. */
 #define PSF_TABLE_ALIGN 64

@@ -20,8 +20,7 @@ static psf_err
 check_sizes(const psf_model_cfg *cfg, uint32_t n_features)
 {
 	if (n_features == 0 || n_features > PSF_MODEL_MAX_WIDTH) {
-		psf_log_err(TAG, "n_features=%u must be in 1..%u", n_features,
-		    PSF_MODEL_MAX_WIDTH);
+		psf_log_err(TAG, "n_features=%u must be in 1..%u", n_features, PSF_MODEL_MAX_WIDTH);
 		return PSF_EINVAL;
 	}
 	if (cfg->embedding_dim > PSF_MODEL_MAX_WIDTH) {
@@ -42,8 +41,8 @@ check_sizes(const psf_model_cfg *cfg, uint32_t n_features)
 	}
 	for (uint32_t i = 0; i < cfg->n_hidden; i++) {
 		if (cfg->hidden[i] == 0 || cfg->hidden[i] > PSF_MODEL_MAX_WIDTH) {
-			psf_log_err(TAG, "hidden[%u]=%u must be in 1..%u", i,
-			    cfg->hidden[i], PSF_MODEL_MAX_WIDTH);
+			psf_log_err(TAG, "hidden[%u]=%u must be in 1..%u", i, cfg->hidden[i],
+			    PSF_MODEL_MAX_WIDTH);
 			return PSF_EINVAL;
 		}
 	}
@@ -67,8 +66,8 @@ check_cfg(const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind target)
 	}
 	if (!isfinite(cfg->l2) || cfg->l2 < 0 || !isfinite(cfg->init_scale) ||
 	    cfg->init_scale < 0) {
-		psf_log_err(TAG, "l2=%g and init_scale=%g must be finite and >= 0",
-		    cfg->l2, cfg->init_scale);
+		psf_log_err(TAG, "l2=%g and init_scale=%g must be finite and >= 0", cfg->l2,
+		    cfg->init_scale);
 		return PSF_EINVAL;
 	}
 	return check_sizes(cfg, n_features);
@@ -76,8 +75,8 @@ check_cfg(const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind target)
 
 /* add_tensor appends a tensor and returns its id. */
 static uint16_t
-add_tensor(psf_model *m, const char *name, uint32_t rows, uint32_t cols,
-    bool is_per_symbol, double bound)
+add_tensor(psf_model *m, const char *name, uint32_t rows, uint32_t cols, bool is_per_symbol,
+    double bound)
 {
 	model_tensor *t = &m->t[m->n_tensors++];
 	uint64_t chunk = m->cfg.chunk_floats;
@@ -136,8 +135,8 @@ build(psf_model *m)
 	}
 	add_layer(m, "out", in, 1, false);
 	if (m->emb_dim > 0)
-		m->emb_id = add_tensor(m, "emb", 1, m->emb_dim, true,
-		    EMB_INIT_BOUND * m->cfg.init_scale);
+		m->emb_id =
+		    add_tensor(m, "emb", 1, m->emb_dim, true, EMB_INIT_BOUND * m->cfg.init_scale);
 	if (m->has_sym_bias)
 		m->sb_id = add_tensor(m, "sym_bias", 1, 1, true, 0.0);
 }
@@ -160,8 +159,8 @@ layout(psf_model *m, const psf_model_cfg *cfg, uint32_t n_features, psf_target_k
 }
 
 psf_err
-psf_model_new(const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind target,
-    uint64_t seed, psf_model **out)
+psf_model_new(const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind target, uint64_t seed,
+    psf_model **out)
 {
 	psf_model *m;
 	psf_err err;
@@ -277,8 +276,7 @@ psf_model_n_dense_keys(const psf_model *m)
 }
 
 psf_err
-psf_model_dense_keys(const psf_model *m, uint64_t *keys, uint32_t *lens, size_t cap,
-    size_t *n_out)
+psf_model_dense_keys(const psf_model *m, uint64_t *keys, uint32_t *lens, size_t cap, size_t *n_out)
 {
 	size_t n = 0;
 
@@ -314,8 +312,8 @@ cmp_u64(const void *a, const void *b)
 }
 
 psf_err
-psf_model_symbol_keys(const psf_model *m, const uint64_t *sym_rows, size_t n,
-    uint64_t *keys, uint32_t *lens, size_t cap, size_t *n_out)
+psf_model_symbol_keys(const psf_model *m, const uint64_t *sym_rows, size_t n, uint64_t *keys,
+    uint32_t *lens, size_t cap, size_t *n_out)
 {
 	uint16_t ids[2] = {m == NULL ? 0 : m->emb_id, m == NULL ? 0 : m->sb_id};
 	size_t n_keys = 0, n_uniq = 0;

@@ -33,9 +33,9 @@
 #include <stdint.h>
 
 #include "lib/base/bounds.h"
-#include "lib/config/config.h"
 #include "lib/base/err.h"
 #include "lib/base/keys.h"
+#include "lib/config/config.h"
 
 /* PSF_REDUCE_FEATURE_STATS names the Reduce through which the trainers sum their
  * standardisation statistics (lib/data/features.h, psf_features_stats) at start-up.
@@ -56,10 +56,10 @@ typedef struct psf_model_ws psf_model_ws;
  * layer, "l<i>.w" [hidden[i] x in] and "l<i>.b" [hidden[i]] for the mlp's hidden
  * layers, "emb" [embedding_dim] and "sym_bias" [1] per symbol. */
 typedef struct psf_tensor_info {
-	uint16_t id;       /* keys are (id << 48) | row */
-	const char *name;  /* valid while the model lives */
-	uint32_t rows;     /* dense: rows of the row-major matrix; per-symbol: 1 */
-	uint32_t cols;     /* dense: columns; per-symbol: floats per symbol */
+	uint16_t id;      /* keys are (id << 48) | row */
+	const char *name; /* valid while the model lives */
+	uint32_t rows;    /* dense: rows of the row-major matrix; per-symbol: 1 */
+	uint32_t cols;    /* dense: columns; per-symbol: floats per symbol */
 	bool is_per_symbol;
 	uint64_t floats;   /* dense: rows * cols; per-symbol: floats per symbol */
 	uint64_t n_chunks; /* dense: number of keys; per-symbol: 0 */
@@ -110,8 +110,8 @@ size_t psf_model_n_dense_keys(const psf_model *m);
 /* psf_model_dense_keys writes every dense key in ascending order into keys[] and
  * its length into lens[] (lens may be NULL), and the count into *n_out.
  * Returns PSF_ERANGE when cap < psf_model_n_dense_keys(m). */
-PSF_NODISCARD psf_err psf_model_dense_keys(const psf_model *m, uint64_t *keys,
-    uint32_t *lens, size_t cap, size_t *n_out);
+PSF_NODISCARD psf_err psf_model_dense_keys(const psf_model *m, uint64_t *keys, uint32_t *lens,
+    size_t cap, size_t *n_out);
 
 /* psf_model_n_symbol_tensors returns how many per-symbol tensors the model has
  * (0, 1 or 2). */
@@ -123,8 +123,8 @@ size_t psf_model_n_symbol_tensors(const psf_model *m);
  * may then be NULL). keys[] is also used as scratch: cap must be at least
  * n * psf_model_n_symbol_tensors(m), else PSF_ERANGE. A row >= 2^48 is
  * PSF_EINVAL. */
-PSF_NODISCARD psf_err psf_model_symbol_keys(const psf_model *m, const uint64_t *sym_rows,
-    size_t n, uint64_t *keys, uint32_t *lens, size_t cap, size_t *n_out);
+PSF_NODISCARD psf_err psf_model_symbol_keys(const psf_model *m, const uint64_t *sym_rows, size_t n,
+    uint64_t *keys, uint32_t *lens, size_t cap, size_t *n_out);
 
 /* psf_model_init_value writes the initial values of key (psf_model_key_len(m, key)
  * floats) into out. They depend only on (seed, tensor, element): the same on every
@@ -157,8 +157,8 @@ PSF_NODISCARD psf_err psf_params_set_key(psf_params *p, uint64_t key, const void
  * count into *len_out (may be NULL). The pointer is borrowed: valid until p is
  * next modified or freed. Returns PSF_ENOENT when the key is absent, PSF_EINVAL
  * when it is invalid. */
-PSF_NODISCARD psf_err psf_params_get_key(const psf_params *p, uint64_t key,
-    const float **data_out, uint32_t *len_out);
+PSF_NODISCARD psf_err psf_params_get_key(const psf_params *p, uint64_t key, const float **data_out,
+    uint32_t *len_out);
 
 /* psf_params_n_keys returns the number of keys present. */
 size_t psf_params_n_keys(const psf_params *p);
@@ -182,8 +182,7 @@ PSF_NODISCARD psf_err psf_params_fill_init(psf_params *p, const uint64_t *sym_ro
  * m must outlive it. On success *out gets a new object the caller frees with
  * psf_model_ws_free. PSF_EINVAL (max_batch 0 or > PSF_MODEL_MAX_BATCH),
  * PSF_ENOMEM. */
-PSF_NODISCARD psf_err psf_model_ws_new(const psf_model *m, size_t max_batch,
-    psf_model_ws **out);
+PSF_NODISCARD psf_err psf_model_ws_new(const psf_model *m, size_t max_batch, psf_model_ws **out);
 
 /* psf_model_ws_free releases a workspace. NULL is fine. */
 void psf_model_ws_free(psf_model_ws *ws);
@@ -195,8 +194,7 @@ void psf_model_ws_free(psf_model_ws *ws);
  * workspace or params of another model, row >= 2^48), PSF_ENOENT (a dense key or
  * a needed per-symbol key is absent from params). out is unchanged on error. */
 PSF_NODISCARD psf_err psf_model_forward(const psf_model *m, psf_model_ws *ws,
-    const psf_params *params, const float *X, const uint64_t *sym_rows, size_t n,
-    float *out);
+    const psf_params *params, const float *X, const uint64_t *sym_rows, size_t n, float *out);
 
 /* psf_model_loss_grad computes the batch's mean loss plus the l2 penalty
  * (0.5 * l2 * sum of squared weight-matrix entries; biases and per-symbol
@@ -208,7 +206,7 @@ PSF_NODISCARD psf_err psf_model_forward(const psf_model *m, psf_model_ws *ws,
  * when grads needs room for more symbols. On error grads is unspecified and
  * *loss_out unchanged. */
 PSF_NODISCARD psf_err psf_model_loss_grad(const psf_model *m, psf_model_ws *ws,
-    const psf_params *params, const float *X, const float *y, const uint64_t *sym_rows,
-    size_t n, psf_params *grads, double *loss_out);
+    const psf_params *params, const float *X, const float *y, const uint64_t *sym_rows, size_t n,
+    psf_params *grads, double *loss_out);
 
 #endif

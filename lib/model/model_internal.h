@@ -36,12 +36,12 @@ struct psf_model {
 	uint64_t seed;
 	bool is_bce;
 	uint32_t n_features;
-	uint32_t emb_dim;   /* 0 = no embedding */
-	uint32_t d_in;      /* n_features + emb_dim */
+	uint32_t emb_dim; /* 0 = no embedding */
+	uint32_t d_in;    /* n_features + emb_dim */
 	bool has_sym_bias;
-	uint16_t emb_id;    /* 0 = none */
-	uint16_t sb_id;     /* 0 = none */
-	uint32_t sym_stride;/* floats per symbol row: emb_dim + has_sym_bias */
+	uint16_t emb_id;     /* 0 = none */
+	uint16_t sb_id;      /* 0 = none */
+	uint32_t sym_stride; /* floats per symbol row: emb_dim + has_sym_bias */
 	size_t n_tensors;
 	model_tensor t[MODEL_MAX_TENSORS]; /* t[id - 1] */
 	size_t n_layers;
@@ -58,9 +58,9 @@ struct psf_params {
 	float *dense;       /* dense_floats values, tensor t at t.off */
 	uint8_t *dense_has; /* one flag per dense chunk */
 	uint64_t n_dense_present;
-	uint64_t *sym;      /* slot -> symbol row */
-	uint8_t *sym_has;   /* slot -> SYM_HAS_* bits */
-	float *sym_val;     /* slot -> sym_stride floats */
+	uint64_t *sym;    /* slot -> symbol row */
+	uint8_t *sym_has; /* slot -> SYM_HAS_* bits */
+	float *sym_val;   /* slot -> sym_stride floats */
 	size_t n_sym, cap_sym;
 	uint32_t *index;
 	size_t index_cap;

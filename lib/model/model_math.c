@@ -19,13 +19,13 @@
 struct psf_model_ws {
 	const psf_model *m;
 	size_t max_batch;
-	float *in;                     /* n x d_in: features + embedding (emb only) */
-	float *act[MODEL_MAX_LAYERS];  /* n x out of each layer; the last is logits */
-	float *d_buf[2];               /* n x max_width: dA ping-pong */
-	float *d_emb;                  /* n x emb_dim (emb only) */
-	float *g;                      /* n: d(loss)/d(logit) */
-	float *ones;                   /* n: 1.0f, for column sums through sgemv */
-	long *slot;                    /* n: params slot of each row's symbol */
+	float *in;                    /* n x d_in: features + embedding (emb only) */
+	float *act[MODEL_MAX_LAYERS]; /* n x out of each layer; the last is logits */
+	float *d_buf[2];              /* n x max_width: dA ping-pong */
+	float *d_emb;                 /* n x emb_dim (emb only) */
+	float *g;                     /* n: d(loss)/d(logit) */
+	float *ones;                  /* n: 1.0f, for column sums through sgemv */
+	long *slot;                   /* n: params slot of each row's symbol */
 };
 
 void
@@ -124,8 +124,8 @@ sigmoid(float z)
 }
 
 static psf_err
-check_call(const psf_model *m, const psf_model_ws *ws, const psf_params *params,
-    const float *X, size_t n)
+check_call(const psf_model *m, const psf_model_ws *ws, const psf_params *params, const float *X,
+    size_t n)
 {
 	if (m == NULL || ws == NULL || params == NULL || X == NULL)
 		return PSF_EINVAL;
@@ -176,8 +176,8 @@ lookup_symbols(const psf_model *m, psf_model_ws *ws, const psf_params *params,
 /* build_input returns the first layer's input: X itself, or X with each row's
  * embedding appended. */
 static const float *
-build_input(const psf_model *m, psf_model_ws *ws, const psf_params *params,
-    const float *X, size_t n)
+build_input(const psf_model *m, psf_model_ws *ws, const psf_params *params, const float *X,
+    size_t n)
 {
 	size_t nf = m->n_features, e = m->emb_dim, d = m->d_in;
 	size_t emb_off = m->emb_id ? m->t[m->emb_id - 1].off : 0;
@@ -194,8 +194,8 @@ build_input(const psf_model *m, psf_model_ws *ws, const psf_params *params,
 }
 
 static void
-layer_forward(const model_layer *l, const float *W, const float *b, const float *A,
-    size_t n, float *H)
+layer_forward(const model_layer *l, const float *W, const float *b, const float *A, size_t n,
+    float *H)
 {
 	int in = (int)l->in, out = (int)l->out;
 
@@ -207,11 +207,10 @@ layer_forward(const model_layer *l, const float *W, const float *b, const float 
 			memcpy(H + i * l->out, b, l->out * sizeof(float));
 	}
 	if (out == 1)
-		cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, in, 1.0f, A, in, W, 1, 1.0f,
-		    H, 1);
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, in, 1.0f, A, in, W, 1, 1.0f, H, 1);
 	else
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, A,
-		    in, W, in, 1.0f, H, out);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, A, in,
+		    W, in, 1.0f, H, out);
 	if (l->has_relu)
 		relu(H, n * l->out);
 }
@@ -219,8 +218,8 @@ layer_forward(const model_layer *l, const float *W, const float *b, const float 
 /* forward_pass leaves the logits in ws->act[last] and the first layer's input
  * in *input_out. */
 static psf_err
-forward_pass(const psf_model *m, psf_model_ws *ws, const psf_params *params,
-    const float *X, const uint64_t *sym_rows, size_t n, const float **input_out)
+forward_pass(const psf_model *m, psf_model_ws *ws, const psf_params *params, const float *X,
+    const uint64_t *sym_rows, size_t n, const float **input_out)
 {
 	const float *A, *input;
 	float *z;
@@ -248,8 +247,8 @@ forward_pass(const psf_model *m, psf_model_ws *ws, const psf_params *params,
 }
 
 psf_err
-psf_model_forward(const psf_model *m, psf_model_ws *ws, const psf_params *params,
-    const float *X, const uint64_t *sym_rows, size_t n, float *out)
+psf_model_forward(const psf_model *m, psf_model_ws *ws, const psf_params *params, const float *X,
+    const uint64_t *sym_rows, size_t n, float *out)
 {
 	const float *input, *z;
 	psf_err err;
@@ -291,33 +290,32 @@ batch_loss(const psf_model *m, const float *z, const float *y, size_t n, float *
  * With out == 1 this is an outer product; sgemm's small-matrix kernels do it
  * faster than a scalar loop. */
 static void
-input_grad(const model_layer *l, const float *dH, const float *W, size_t c0, size_t cols,
-    size_t n, float *dA)
+input_grad(const model_layer *l, const float *dH, const float *W, size_t c0, size_t cols, size_t n,
+    float *dA)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)cols, (int)l->out,
-	    1.0f, dH, (int)l->out, W + c0, (int)l->in, 0.0f, dA, (int)cols);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)cols, (int)l->out, 1.0f,
+	    dH, (int)l->out, W + c0, (int)l->in, 0.0f, dA, (int)cols);
 }
 
 /* layer_backward writes dW = dH^T A and db = dH^T 1 of one layer given dH
  * (n x out); ones holds n ones. */
 static void
-layer_backward(const model_layer *l, const float *dH, const float *A, const float *ones,
-    size_t n, float *dW, float *db)
+layer_backward(const model_layer *l, const float *dH, const float *A, const float *ones, size_t n,
+    float *dW, float *db)
 {
 	int in = (int)l->in, out = (int)l->out;
 
 	if (out == 1)
-		cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, in, 1.0f, A, in, dH, 1, 0.0f,
-		    dW, 1);
+		cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, in, 1.0f, A, in, dH, 1, 0.0f, dW, 1);
 	else
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)n, 1.0f, dH,
-		    out, A, in, 0.0f, dW, in);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, (int)n, 1.0f, dH, out,
+		    A, in, 0.0f, dW, in);
 	cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, out, 1.0f, dH, out, ones, 1, 0.0f, db, 1);
 }
 
 static void
-backward(const psf_model *m, psf_model_ws *ws, const psf_params *params,
-    const float *input, size_t n, psf_params *grads)
+backward(const psf_model *m, psf_model_ws *ws, const psf_params *params, const float *input,
+    size_t n, psf_params *grads)
 {
 	const float *d = ws->g;
 	int k = 0;
@@ -357,16 +355,16 @@ l2_penalty(const psf_model *m, const psf_params *params, psf_params *grads)
 		size_t count = (size_t)ly->in * ly->out;
 
 		sum += cblas_dsdot((int)count, W, 1, W, 1); /* double accumulation */
-		cblas_saxpy((int)count, (float)m->cfg.l2, W, 1,
-		    (float *)dense_of(grads, ly->w_id), 1);
+		cblas_saxpy((int)count, (float)m->cfg.l2, W, 1, (float *)dense_of(grads, ly->w_id),
+		    1);
 	}
 	return 0.5 * m->cfg.l2 * sum;
 }
 
 /* symbol_grads accumulates each row's embedding and bias gradient into grads. */
 static psf_err
-symbol_grads(const psf_model *m, const psf_model_ws *ws, const uint64_t *sym_rows,
-    size_t n, psf_params *grads)
+symbol_grads(const psf_model *m, const psf_model_ws *ws, const uint64_t *sym_rows, size_t n,
+    psf_params *grads)
 {
 	uint8_t has = (uint8_t)((m->emb_id ? SYM_HAS_EMB : 0) | (m->sb_id ? SYM_HAS_BIAS : 0));
 	size_t emb_off = m->emb_id ? m->t[m->emb_id - 1].off : 0;
@@ -410,9 +408,8 @@ check_targets(const psf_model *m, const float *y, size_t n)
 }
 
 psf_err
-psf_model_loss_grad(const psf_model *m, psf_model_ws *ws, const psf_params *params,
-    const float *X, const float *y, const uint64_t *sym_rows, size_t n, psf_params *grads,
-    double *loss_out)
+psf_model_loss_grad(const psf_model *m, psf_model_ws *ws, const psf_params *params, const float *X,
+    const float *y, const uint64_t *sym_rows, size_t n, psf_params *grads, double *loss_out)
 {
 	const float *input;
 	double loss;

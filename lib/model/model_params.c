@@ -6,7 +6,8 @@
 #include "lib/model/model_internal.h"
 
 /* Wire values are little-endian float32 copied byte for byte. */
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "psf_params assumes a little-endian host");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+    "psf_params assumes a little-endian host");
 _Static_assert(sizeof(float) == 4, "float must be IEEE float32");
 
 #define SLOTS_MIN 16
@@ -201,8 +202,7 @@ psf_params_set_key(psf_params *p, uint64_t key, const void *bytes, size_t len)
 }
 
 psf_err
-psf_params_get_key(const psf_params *p, uint64_t key, const float **data_out,
-    uint32_t *len_out)
+psf_params_get_key(const psf_params *p, uint64_t key, const float **data_out, uint32_t *len_out)
 {
 	const model_tensor *t;
 	uint64_t row = psf_key_row(key);
@@ -252,8 +252,7 @@ cmp_u64(const void *a, const void *b)
 }
 
 psf_err
-psf_params_keys(const psf_params *p, uint64_t *keys, uint32_t *lens, size_t cap,
-    size_t *n_out)
+psf_params_keys(const psf_params *p, uint64_t *keys, uint32_t *lens, size_t cap, size_t *n_out)
 {
 	const psf_model *m;
 	size_t n = 0, n_dense;
@@ -303,8 +302,8 @@ psf_params_fill_init(psf_params *p, const uint64_t *sym_rows, size_t n)
 		for (uint64_t c = 0; c < t->n_chunks; c++) {
 			float *dst = p->dense + t->off + c * m->cfg.chunk_floats;
 
-			if ((err = psf_model_init_value(m, psf_key((uint16_t)(i + 1), c),
-			    dst)) != PSF_OK)
+			if ((err = psf_model_init_value(m, psf_key((uint16_t)(i + 1), c), dst)) !=
+			    PSF_OK)
 				return err;
 		}
 	}
@@ -316,14 +315,16 @@ psf_params_fill_init(psf_params *p, const uint64_t *sym_rows, size_t n)
 		if ((err = params_slot(p, sym_rows[i], &slot)) != PSF_OK)
 			return err;
 		row = p->sym_val + slot * m->sym_stride;
-		if (m->emb_id != 0 && (err = psf_model_init_value(m,
-		    psf_key(m->emb_id, sym_rows[i]), row + m->t[m->emb_id - 1].off)) != PSF_OK)
+		if (m->emb_id != 0 &&
+		    (err = psf_model_init_value(m, psf_key(m->emb_id, sym_rows[i]),
+		         row + m->t[m->emb_id - 1].off)) != PSF_OK)
 			return err;
-		if (m->sb_id != 0 && (err = psf_model_init_value(m,
-		    psf_key(m->sb_id, sym_rows[i]), row + m->t[m->sb_id - 1].off)) != PSF_OK)
+		if (m->sb_id != 0 &&
+		    (err = psf_model_init_value(m, psf_key(m->sb_id, sym_rows[i]),
+		         row + m->t[m->sb_id - 1].off)) != PSF_OK)
 			return err;
-		p->sym_has[slot] = (uint8_t)((m->emb_id ? SYM_HAS_EMB : 0) |
-		    (m->sb_id ? SYM_HAS_BIAS : 0));
+		p->sym_has[slot] =
+		    (uint8_t)((m->emb_id ? SYM_HAS_EMB : 0) | (m->sb_id ? SYM_HAS_BIAS : 0));
 	}
 	return PSF_OK;
 }

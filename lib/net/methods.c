@@ -13,27 +13,27 @@ typedef struct method_name {
 } method_name;
 
 static const method_name methods[] = {
-	{PSF_M_REGISTER, &psfleet__v1__parameter_server__descriptor},
-	{PSF_M_PULL, &psfleet__v1__parameter_server__descriptor},
-	{PSF_M_PUSH, &psfleet__v1__parameter_server__descriptor},
-	{PSF_M_CLOCK, &psfleet__v1__parameter_server__descriptor},
-	{PSF_M_SNAPSHOT, &psfleet__v1__parameter_server__descriptor},
-	{PSF_M_STATS, &psfleet__v1__parameter_server__descriptor},
-	{PSF_M_REDUCE, &psfleet__v1__parameter_server__descriptor},
-	{PSF_M_REPORT, &psfleet__v1__parameter_server__descriptor},
-	{PSF_M_PREDICT, &psfleet__v1__inference__descriptor},
-	{PSF_M_PREDICT_BATCH, &psfleet__v1__inference__descriptor},
-	{PSF_M_MODEL_INFO, &psfleet__v1__inference__descriptor},
-	{PSF_M_HEALTH, &psfleet__v1__admin__descriptor},
-	{PSF_M_STATUS, &psfleet__v1__admin__descriptor},
-	{PSF_M_SHUTDOWN, &psfleet__v1__admin__descriptor},
+    {PSF_M_REGISTER, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_PULL, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_PUSH, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_CLOCK, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_SNAPSHOT, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_STATS, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_REDUCE, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_REPORT, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_PREDICT, &psfleet__v1__inference__descriptor},
+    {PSF_M_PREDICT_BATCH, &psfleet__v1__inference__descriptor},
+    {PSF_M_MODEL_INFO, &psfleet__v1__inference__descriptor},
+    {PSF_M_HEALTH, &psfleet__v1__admin__descriptor},
+    {PSF_M_STATUS, &psfleet__v1__admin__descriptor},
+    {PSF_M_SHUTDOWN, &psfleet__v1__admin__descriptor},
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 
 static const ProtobufCServiceDescriptor *const services[] = {
-	&psfleet__v1__parameter_server__descriptor,
-	&psfleet__v1__inference__descriptor,
-	&psfleet__v1__admin__descriptor,
+    &psfleet__v1__parameter_server__descriptor,
+    &psfleet__v1__inference__descriptor,
+    &psfleet__v1__admin__descriptor,
 };
 
 /* resolves: does full ("pkg.Service/Method") name a method of svc? */
@@ -75,7 +75,8 @@ psf_methods_check(void)
 			snprintf(full, sizeof(full), "%s/%s", services[s]->name,
 			    services[s]->methods[m].name);
 			if (!has_constant(full)) {
-				psf_log_err("rpc", "method %s: no PSF_M_ constant (lib/net/methods.h)", full);
+				psf_log_err("rpc",
+				    "method %s: no PSF_M_ constant (lib/net/methods.h)", full);
 				err = PSF_EPROTO;
 			}
 		}

@@ -14,8 +14,8 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "lib/base/log.h"
-#include "lib/net/rpc_tls.h"
 #include "lib/base/util.h"
+#include "lib/net/rpc_tls.h"
 #include "lib/net/wire.h"
 
 struct psf_rpc_client {
@@ -62,8 +62,8 @@ struct psf_rpc_pending {
 	nng_msg *reply; /* the received Reply envelope */
 	char method[PSF_WIRE_MAX_METHOD + 1];
 	int idempotent;
-	int done;       /* reply or error already collected */
-	int sending;    /* a send is in flight on aio */
+	int done;    /* reply or error already collected */
+	int sending; /* a send is in flight on aio */
 	psf_err err;
 	psf_rpc_status st;
 	psf_wire_reply rep;
@@ -91,8 +91,8 @@ random_u64(void)
 typedef struct dial_watch {
 	pthread_mutex_t mu; /* guards done, fired */
 	pthread_cond_t cv;
-	bool done;          /* the dial returned */
-	bool fired;         /* the deadline passed first: the dialer was closed */
+	bool done;  /* the dial returned */
+	bool fired; /* the deadline passed first: the dialer was closed */
 	nng_dialer d;
 	struct timespec deadline; /* CLOCK_MONOTONIC */
 } dial_watch;
@@ -196,7 +196,7 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 	if (opts->connect_now) {
 		if ((err = dial_now(d, c->timeout_ms)) != PSF_OK)
 			goto fail;
-	/* Non-blocking: the peer may come up later; NNG keeps redialing. */
+		/* Non-blocking: the peer may come up later; NNG keeps redialing. */
 	} else if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
 		psf_log_err("rpc", "dial %s: %s", url, nng_strerror(rv));
 		err = psf_err_from_nng(rv);
@@ -301,8 +301,8 @@ send_attempt(psf_rpc_pending *p)
 
 	if (p->idempotent) {
 		if (nng_msg_dup(&m, p->req) != 0) {
-			set_status(p, PSF_STATUS_RESOURCE_EXHAUSTED, PSF_ENOMEM, "%.160s: out of memory",
-			    p->method);
+			set_status(p, PSF_STATUS_RESOURCE_EXHAUSTED, PSF_ENOMEM,
+			    "%.160s: out of memory", p->method);
 			return;
 		}
 	} else {
@@ -372,9 +372,11 @@ transport_error(psf_rpc_pending *p, int rv)
 		set_status(p, PSF_STATUS_DEADLINE_EXCEEDED, PSF_ETIMEDOUT,
 		    "%.160s: deadline exceeded (no reply)", p->method);
 	} else if (rv == NNG_ECLOSED) {
-		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_ECLOSED, "%.160s: client closed", p->method);
+		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_ECLOSED, "%.160s: client closed",
+		    p->method);
 	} else {
-		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_EUNAVAIL, "%.160s: connection lost", p->method);
+		set_status(p, PSF_STATUS_UNAVAILABLE, PSF_EUNAVAIL, "%.160s: connection lost",
+		    p->method);
 	}
 }
 
@@ -400,7 +402,8 @@ attempt_finish(psf_rpc_pending *p)
 		return;
 	}
 	p->reply = nng_aio_get_msg(p->aio);
-	if (psf_wire_decode_reply(nng_msg_body(p->reply), nng_msg_len(p->reply), &p->rep) != PSF_OK) {
+	if (psf_wire_decode_reply(nng_msg_body(p->reply), nng_msg_len(p->reply), &p->rep) !=
+	    PSF_OK) {
 		set_status(p, PSF_STATUS_INTERNAL, PSF_EPROTO, "%.160s: malformed reply envelope",
 		    p->method);
 		return;
@@ -409,7 +412,7 @@ attempt_finish(psf_rpc_pending *p)
 	snprintf(p->st.message, sizeof(p->st.message), "%.*s", (int)p->rep.message_len,
 	    p->rep.message != NULL ? p->rep.message : "");
 	p->err = p->rep.status == PSF_STATUS_OK ? PSF_OK
-	                                         : psf_err_from_status((psf_status)p->rep.status);
+	                                        : psf_err_from_status((psf_status)p->rep.status);
 	p->done = 1;
 }
 
@@ -420,8 +423,8 @@ finish(psf_rpc_pending *p)
 
 	while (!p->done) {
 		attempt_finish(p);
-		int retryable = p->idempotent && p->st.code == PSF_STATUS_UNAVAILABLE &&
-		    p->err != PSF_ECLOSED;
+		int retryable =
+		    p->idempotent && p->st.code == PSF_STATUS_UNAVAILABLE && p->err != PSF_ECLOSED;
 		if (!retryable || remaining_ms(p) <= (int)backoff_ms)
 			return;
 		/* Retry: forget this attempt's outcome, back off, re-send. */
@@ -521,7 +524,8 @@ stub_invoke(ProtobufCService *service, unsigned method_index, const ProtobufCMes
 	ProtobufCMessage *reply = NULL;
 
 	snprintf(name, sizeof(name), "%s/%s", service->descriptor->name, md->name);
-	if (psf_rpc_client_call(stub->client, name, input, md->output, NULL, &reply, &stub->last) != PSF_OK)
+	if (psf_rpc_client_call(stub->client, name, input, md->output, NULL, &reply, &stub->last) !=
+	    PSF_OK)
 		reply = NULL;
 	closure(reply, closure_data);
 	if (reply != NULL)

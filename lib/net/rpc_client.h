@@ -97,8 +97,7 @@ PSF_NODISCARD psf_err psf_rpc_call_start_raw(psf_rpc_client *c, const char *meth
 
 /* psf_rpc_pending_wait waits for the reply and unpacks it (see psf_rpc_client_call). */
 PSF_NODISCARD psf_err psf_rpc_pending_wait(psf_rpc_pending *p,
-    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply_out,
-    psf_rpc_status *st);
+    const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply_out, psf_rpc_status *st);
 
 /* psf_rpc_pending_wait_raw waits for the reply and borrows its serialized message:
  * *payload / *len stay valid until psf_rpc_pending_free(p). No copy is made. */
@@ -118,6 +117,7 @@ typedef struct psf_rpc_stub {
 	psf_rpc_status last;
 } psf_rpc_stub;
 
-void psf_rpc_stub_init(psf_rpc_stub *stub, psf_rpc_client *c, const ProtobufCServiceDescriptor *desc);
+void psf_rpc_stub_init(psf_rpc_stub *stub, psf_rpc_client *c,
+    const ProtobufCServiceDescriptor *desc);
 
 #endif

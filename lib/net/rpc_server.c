@@ -15,9 +15,9 @@
 #include <nng/supplemental/tls/tls.h>
 
 #include "lib/base/log.h"
-#include "lib/net/rpc_tls.h"
 #include "lib/base/util.h"
 #include "lib/net/rpc_server_internal.h"
+#include "lib/net/rpc_tls.h"
 #include "lib/net/wire.h"
 
 psf_err
@@ -133,7 +133,6 @@ psf_rpc_server_get_counts(psf_rpc_server *s, psf_rpc_server_counts *out)
 	out->park_refused = s->n_park_refused;
 	pthread_mutex_unlock(&s->park_mu);
 }
-
 
 /* bound_url: replace the port of a tcp URL by the one actually bound. */
 static void
@@ -311,7 +310,8 @@ build_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
 	if (reply != NULL && !psf_rpc_msg_utf8_valid(reply)) {
 		if (psf_rpc_msg_utf8_copy(reply, &clean) != PSF_OK)
 			return NULL;
-		psf_log_debug("rpc", "%s: invalid UTF-8 in the reply replaced by U+FFFD", call->method);
+		psf_log_debug("rpc", "%s: invalid UTF-8 in the reply replaced by U+FFFD",
+		    call->method);
 		reply = clean;
 	}
 	if (reply != NULL)
@@ -329,8 +329,6 @@ build_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
 }
 
 static void answer(psf_rpc_call *call, const ProtobufCMessage *reply);
-
-
 
 void
 psf_rpc_reply(psf_rpc_call *call, const ProtobufCMessage *reply)
@@ -393,8 +391,8 @@ answer(psf_rpc_call *call, const ProtobufCMessage *reply)
 	}
 	if (s->observer != NULL)
 		s->observer(call->method[0] != '\0' ? call->method : "-", call->status,
-		    psf_now_ns() - call->start_ns, call->bytes_in,
-		    m != NULL ? nng_msg_len(m) : 0, s->observer_arg);
+		    psf_now_ns() - call->start_ns, call->bytes_in, m != NULL ? nng_msg_len(m) : 0,
+		    s->observer_arg);
 	pipe = nng_msg_get_pipe(call->req);
 	release_call(call);
 	rc->send_pipe = (uint32_t)nng_pipe_id(pipe);
@@ -407,8 +405,10 @@ answer(psf_rpc_call *call, const ProtobufCMessage *reply)
 	if (rc->send_counted && !rpcs_sending_begin(s, rc->send_pipe)) {
 		/* The connection stays: its waiting replies may still go out; if they
 		 * do not within send_timeout, the send path closes it. */
-		psf_log_warn("rpc", "%s: reply dropped: the connection has %u replies waiting "
-		    "and is not reading them", call->method[0] ? call->method : "-", s->max_sending);
+		psf_log_warn("rpc",
+		    "%s: reply dropped: the connection has %u replies waiting "
+		    "and is not reading them",
+		    call->method[0] ? call->method : "-", s->max_sending);
 		nng_msg_free(m);
 		m = NULL;
 	}
@@ -550,7 +550,8 @@ dispatch(rctx *rc, nng_msg *msg)
 	call->input = protobuf_c_message_unpack(md->input, NULL, req.payload_len,
 	    req.payload != NULL ? req.payload : (const uint8_t *)"");
 	if (call->input == NULL) {
-		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "malformed %s payload", md->input->name);
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "malformed %s payload",
+		    md->input->name);
 		goto answer;
 	}
 	call->reply_desc = md->output;
@@ -595,13 +596,13 @@ rpcs_rctx_cb(void *arg)
 				rpcs_count(rc->srv, &rc->srv->counts.send_dropped);
 				/* It has not read a reply for that long: let it go. */
 				nng_pipe_close((nng_pipe){.id = rc->send_pipe});
-				psf_log_warn("rpc", "reply dropped: the client did not read it within %d ms",
+				psf_log_warn("rpc",
+				    "reply dropped: the client did not read it within %d ms",
 				    (int)rc->srv->send_timeout);
 			}
 		}
 		rpcs_rctx_next(rc);
 		return;
-	default:
-		return;
+	default: return;
 	}
 }

@@ -49,17 +49,17 @@ typedef struct psf_rpc_server psf_rpc_server;
 typedef struct psf_rpc_call psf_rpc_call;
 
 typedef struct psf_rpc_server_opts {
-	uint32_t workers;      /* concurrent requests; 0 = 64 */
-	size_t max_msg;        /* largest accepted request; 0 = PSF_RPC_DEFAULT_MAX_MSG */
-	const char *token;     /* shared secret every request must carry; NULL = none */
-	psf_rpc_tls tls;       /* used by tls+tcp:// listeners */
-	uint32_t max_conns;    /* connections (NNG pipes) served at once; 0 = unlimited.
+	uint32_t workers;         /* concurrent requests; 0 = 64 */
+	size_t max_msg;           /* largest accepted request; 0 = PSF_RPC_DEFAULT_MAX_MSG */
+	const char *token;        /* shared secret every request must carry; NULL = none */
+	psf_rpc_tls tls;          /* used by tls+tcp:// listeners */
+	uint32_t max_conns;       /* connections (NNG pipes) served at once; 0 = unlimited.
 	                        * A connection beyond the limit is closed as soon as it
 	                        * is accepted, before it can send anything, and counted. */
 	uint32_t send_timeout_ms; /* a reply not handed to the transport within this
 	                        * time (a client that stopped reading) is dropped, so the
 	                        * context serves others; 0 = 10000 */
-	uint32_t max_parked;   /* calls that may wait in handlers (parked) without
+	uint32_t max_parked;      /* calls that may wait in handlers (parked) without
 	                        * holding one of the `workers` contexts; 0 = 4096 */
 } psf_rpc_server_opts;
 
@@ -76,26 +76,25 @@ typedef void (*psf_rpc_conn_fn)(psf_rpc_conn_event ev, uint32_t n_open, void *ar
 
 /* Totals since the server was created (psf_rpc_server_get_counts). */
 typedef struct psf_rpc_server_counts {
-	uint32_t conns_open;       /* accepted connections open now */
+	uint32_t conns_open; /* accepted connections open now */
 	uint64_t conns_accepted;
-	uint64_t conns_refused;    /* closed at once: over max_conns */
-	uint64_t unauthenticated;  /* requests answered UNAUTHENTICATED */
-	uint64_t oversized;        /* requests answered RESOURCE_EXHAUSTED for their size */
-	uint64_t send_dropped;     /* replies dropped: not sent within send_timeout_ms */
-	uint32_t parked;           /* calls waiting in a handler now, off the slots */
-	uint64_t park_refused;     /* calls that waited in their slot: max_parked were waiting */
+	uint64_t conns_refused;   /* closed at once: over max_conns */
+	uint64_t unauthenticated; /* requests answered UNAUTHENTICATED */
+	uint64_t oversized;       /* requests answered RESOURCE_EXHAUSTED for their size */
+	uint64_t send_dropped;    /* replies dropped: not sent within send_timeout_ms */
+	uint32_t parked;          /* calls waiting in a handler now, off the slots */
+	uint64_t park_refused;    /* calls that waited in their slot: max_parked were waiting */
 } psf_rpc_server_counts;
 
 /* Called after every reply is sent, on an NNG thread, for metrics. method is
  * "-" when the request did not name a valid one. */
-typedef void (*psf_rpc_observer_fn)(const char *method, psf_status status,
-    uint64_t latency_ns, size_t bytes_in, size_t bytes_out, void *arg);
+typedef void (*psf_rpc_observer_fn)(const char *method, psf_status status, uint64_t latency_ns,
+    size_t bytes_in, size_t bytes_out, void *arg);
 
 /* A zero-copy handler for one method: gets the serialized request message (borrowed
  * from the received NNG message, valid until the reply is sent) instead of an
  * unpacked struct. It answers with psf_rpc_reply() exactly once. */
-typedef void (*psf_rpc_raw_fn)(psf_rpc_call *call, const uint8_t *payload, size_t len,
-    void *arg);
+typedef void (*psf_rpc_raw_fn)(psf_rpc_call *call, const uint8_t *payload, size_t len, void *arg);
 
 /* psf_rpc_server_new creates a server (no socket bound yet). opts may be NULL. */
 PSF_NODISCARD psf_err psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rpc_server **out);
@@ -103,7 +102,8 @@ PSF_NODISCARD psf_err psf_rpc_server_new(const psf_rpc_server_opts *opts, psf_rp
 /* psf_rpc_server_add_service registers a generated service; `user` is returned by
  * psf_rpc_call_user() in its handlers. The service must outlive the server. At most
  * 8 services. Call before psf_rpc_server_start. */
-PSF_NODISCARD psf_err psf_rpc_server_add_service(psf_rpc_server *s, ProtobufCService *svc, void *user);
+PSF_NODISCARD psf_err psf_rpc_server_add_service(psf_rpc_server *s, ProtobufCService *svc,
+    void *user);
 
 /* psf_rpc_server_add_raw overrides one method (full name) with a raw handler. */
 PSF_NODISCARD psf_err psf_rpc_server_add_raw(psf_rpc_server *s, const char *method,
@@ -122,8 +122,8 @@ void psf_rpc_server_get_counts(psf_rpc_server *s, psf_rpc_server_counts *out);
 /* psf_rpc_server_listen binds url and starts accepting. A tcp URL with port 0 binds
  * an ephemeral port; bound_url (may be NULL, len >= 128) gets the URL clients should
  * dial, with the real port. May be called several times for several URLs. */
-PSF_NODISCARD psf_err psf_rpc_server_listen(psf_rpc_server *s, const char *url,
-    char *bound_url, size_t bound_len);
+PSF_NODISCARD psf_err psf_rpc_server_listen(psf_rpc_server *s, const char *url, char *bound_url,
+    size_t bound_len);
 
 /* psf_rpc_server_start starts the contexts receiving. Requests that arrive before it wait. */
 PSF_NODISCARD psf_err psf_rpc_server_start(psf_rpc_server *s);

@@ -105,8 +105,8 @@ rpcs_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 	s->counts.conns_open = n_open;
 	pthread_mutex_unlock(&s->conn_mu);
 	if (refuse) {
-		psf_log_warn("rpc", "connection refused: %u connections open (limits.max_connections)",
-		    n_open);
+		psf_log_warn("rpc",
+		    "connection refused: %u connections open (limits.max_connections)", n_open);
 		nng_pipe_close(p);
 	}
 	if (s->conn_fn != NULL)
@@ -200,8 +200,10 @@ rpcs_park_if_waiting(rctx *rc, uint64_t gen)
 	}
 	pthread_mutex_unlock(&s->park_mu);
 	if (at_limit) /* once: it repeats with the load */
-		psf_log_warn("rpc", "%u calls are waiting (the limit): further waiting calls "
-		    "hold a context", s->max_parked);
+		psf_log_warn("rpc",
+		    "%u calls are waiting (the limit): further waiting calls "
+		    "hold a context",
+		    s->max_parked);
 	if (spare != NULL) {
 		nng_aio_set_timeout(spare->aio, NNG_DURATION_INFINITE);
 		nng_ctx_recv(spare->ctx, spare->aio);

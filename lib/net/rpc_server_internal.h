@@ -91,14 +91,14 @@ struct psf_rpc_server {
 	 * a call parks; at most max_parked of them), the spare stack, n_parked,
 	 * every rctx's gen and is_parked, and every call's `answered`. */
 	pthread_mutex_t park_mu;
-	rctx **rctxs;   /* cap_rctxs entries, n_alloc of them allocated */
+	rctx **rctxs;     /* cap_rctxs entries, n_alloc of them allocated */
 	uint32_t n_slots; /* slots: contexts receiving or serving a call */
 	uint32_t n_alloc, cap_rctxs;
-	rctx **spares;    /* allocated rctxs not in use */
+	rctx **spares; /* allocated rctxs not in use */
 	uint32_t n_spares;
 	uint32_t max_parked, n_parked;
 	uint64_t n_park_refused; /* calls that kept their slot: max_parked were parked */
-	bool no_more_rctxs; /* set by psf_rpc_server_free */
+	bool no_more_rctxs;      /* set by psf_rpc_server_free */
 	size_t max_msg;
 	char *token;
 	psf_rpc_tls tls;

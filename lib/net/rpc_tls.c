@@ -28,8 +28,8 @@ make_config(nng_tls_mode mode, const psf_rpc_tls *tls, const char *server_name,
 		}
 		if ((err = psf_read_file(tls->cert_file, &cert, NULL)) != PSF_OK ||
 		    (err = psf_read_file(tls->key_file, &key, NULL)) != PSF_OK) {
-			psf_log_err("tls", "cannot read %s / %s: %s", tls->cert_file,
-			    tls->key_file, psf_strerror(err));
+			psf_log_err("tls", "cannot read %s / %s: %s", tls->cert_file, tls->key_file,
+			    psf_strerror(err));
 			goto out;
 		}
 		if ((rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
@@ -103,7 +103,8 @@ psf_rpc_tls_apply_dialer(nng_dialer d, const char *url, const psf_rpc_tls *tls)
 		name = u->u_hostname;
 	}
 	if (name[0] == '\0' && tls->ca_file != NULL) {
-		psf_log_err("tls", "dial %s: no server name to verify the certificate against", url);
+		psf_log_err("tls", "dial %s: no server name to verify the certificate against",
+		    url);
 		err = PSF_EINVAL;
 		goto out;
 	}

@@ -45,8 +45,7 @@ psf_wire_next(psf_wire_reader *r, psf_wire_field *f)
 	f->len = 0;
 	f->u64 = 0;
 	switch (f->type) {
-	case PSF_WIRE_VARINT:
-		return get_varint(r, &f->u64);
+	case PSF_WIRE_VARINT: return get_varint(r, &f->u64);
 	case PSF_WIRE_FIXED64:
 		if (r->end - r->p < 8)
 			return PSF_EPROTO;
@@ -69,8 +68,7 @@ psf_wire_next(psf_wire_reader *r, psf_wire_field *f)
 		f->len = (size_t)v;
 		r->p += v;
 		return PSF_OK;
-	default:
-		return PSF_EPROTO; /* groups (3, 4) and reserved types */
+	default: return PSF_EPROTO; /* groups (3, 4) and reserved types */
 	}
 }
 
@@ -139,14 +137,14 @@ psf_wire_decode_request(const void *buf, size_t len, psf_wire_request *out)
 	if ((rv = decode_known(buf, len, types, PSF_ARRAY_LEN(types), f)) != PSF_OK)
 		return rv;
 	*out = (psf_wire_request){
-		.method = (const char *)f[0].data,
-		.method_len = f[0].len,
-		.request_id = f[1].u64,
-		.deadline_ms = (uint32_t)f[2].u64,
-		.auth = f[3].data,
-		.auth_len = f[3].len,
-		.payload = f[4].data,
-		.payload_len = f[4].len,
+	    .method = (const char *)f[0].data,
+	    .method_len = f[0].len,
+	    .request_id = f[1].u64,
+	    .deadline_ms = (uint32_t)f[2].u64,
+	    .auth = f[3].data,
+	    .auth_len = f[3].len,
+	    .payload = f[4].data,
+	    .payload_len = f[4].len,
 	};
 	return PSF_OK;
 }
@@ -163,12 +161,12 @@ psf_wire_decode_reply(const void *buf, size_t len, psf_wire_reply *out)
 	if ((rv = decode_known(buf, len, types, PSF_ARRAY_LEN(types), f)) != PSF_OK)
 		return rv;
 	*out = (psf_wire_reply){
-		.status = (uint32_t)f[0].u64,
-		.message = (const char *)f[1].data,
-		.message_len = f[1].len,
-		.payload = f[2].data,
-		.payload_len = f[2].len,
-		.request_id = f[3].u64,
+	    .status = (uint32_t)f[0].u64,
+	    .message = (const char *)f[1].data,
+	    .message_len = f[1].len,
+	    .payload = f[2].data,
+	    .payload_len = f[2].len,
+	    .request_id = f[3].u64,
 	};
 	return PSF_OK;
 }
@@ -226,8 +224,8 @@ put_bytes(uint8_t *buf, uint32_t number, const void *data, size_t len)
 }
 
 size_t
-psf_wire_request_head(uint8_t *buf, const char *method, uint64_t request_id,
-    uint32_t deadline_ms, const void *auth, size_t auth_len, size_t payload_len)
+psf_wire_request_head(uint8_t *buf, const char *method, uint64_t request_id, uint32_t deadline_ms,
+    const void *auth, size_t auth_len, size_t payload_len)
 {
 	size_t mlen = strlen(method);
 	size_t n = 0;
@@ -244,8 +242,8 @@ psf_wire_request_head(uint8_t *buf, const char *method, uint64_t request_id,
 }
 
 size_t
-psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message,
-    uint64_t request_id, size_t payload_len)
+psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message, uint64_t request_id,
+    size_t payload_len)
 {
 	size_t n = 0;
 
@@ -336,8 +334,10 @@ psf_wire_check_fields(const ProtobufCMessageDescriptor *d, const psf_wire_field_
 		    protobuf_c_message_descriptor_get_field_by_name(d, uses[i].name);
 
 		if (f == NULL || f->id != uses[i].number || f->type != uses[i].type) {
-			psf_log_err("wire", "%s.%s: the decoder reads field %u of type %d, "
-			    "the .proto says %s", d->name, uses[i].name, uses[i].number, (int)uses[i].type,
+			psf_log_err("wire",
+			    "%s.%s: the decoder reads field %u of type %d, "
+			    "the .proto says %s",
+			    d->name, uses[i].name, uses[i].number, (int)uses[i].type,
 			    f == NULL ? "no such field" : "otherwise");
 			err = PSF_EPROTO;
 		}

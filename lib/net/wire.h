@@ -103,8 +103,8 @@ size_t psf_wire_request_head(uint8_t *buf, const char *method, uint64_t request_
  * echo client input such as method names), made by psf_wire_utf8_sanitize, and cut
  * to at most PSF_WIRE_MAX_MESSAGE bytes between characters. Cannot fail; returns
  * bytes written. */
-size_t psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message,
-    uint64_t request_id, size_t payload_len);
+size_t psf_wire_reply_head(uint8_t *buf, uint32_t status, const char *message, uint64_t request_id,
+    size_t payload_len);
 
 /* psf_wire_utf8_len returns the length (1..4) of the valid UTF-8 character that
  * s[0..n) starts with, or 0 when it starts with none: a stray continuation byte,

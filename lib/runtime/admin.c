@@ -26,8 +26,8 @@ void psf_admin_rpc_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__He
     Psfleet__V1__HealthReply_Closure done, void *call);
 void psf_admin_rpc_status(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__StatusRequest *in,
     Psfleet__V1__StatusReply_Closure done, void *call);
-void psf_admin_rpc_shutdown(Psfleet__V1__Admin_Service *svc,
-    const Psfleet__V1__ShutdownRequest *in, Psfleet__V1__ShutdownReply_Closure done, void *call);
+void psf_admin_rpc_shutdown(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__ShutdownRequest *in,
+    Psfleet__V1__ShutdownReply_Closure done, void *call);
 
 void
 psf_admin_rpc_health(Psfleet__V1__Admin_Service *svc, const Psfleet__V1__HealthRequest *in,

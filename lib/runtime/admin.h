@@ -61,7 +61,7 @@ PSF_NODISCARD psf_err psf_admin_status_worker(psf_admin_status *st, const char *
 
 /* psf_admin_status_extra appends the pair key = printf(fmt, ...) to the reply's
  * extra. Returns PSF_ENOMEM. */
-PSF_NODISCARD psf_err psf_admin_status_extra(psf_admin_status *st, const char *key,
-    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+PSF_NODISCARD psf_err psf_admin_status_extra(psf_admin_status *st, const char *key, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -28,9 +28,9 @@ typedef struct core {
 	pthread_mutex_t mu; /* guards everything below */
 	pthread_cond_t cv;  /* signalled when busy or refs drop */
 	int refs;
-	int busy;          /* handler callbacks using reg/health right now */
-	bool is_closing;   /* set by psf_http_close: reg/health must not be used */
-	psf_metrics *reg;  /* borrowed */
+	int busy;         /* handler callbacks using reg/health right now */
+	bool is_closing;  /* set by psf_http_close: reg/health must not be used */
+	psf_metrics *reg; /* borrowed */
 	psf_health_fn health;
 	void *health_arg;
 } core;
@@ -46,17 +46,12 @@ static psf_err
 err_from_nng(int rv)
 {
 	switch (rv) {
-	case 0:
-		return PSF_OK;
-	case NNG_ENOMEM:
-		return PSF_ENOMEM;
+	case 0: return PSF_OK;
+	case NNG_ENOMEM: return PSF_ENOMEM;
 	case NNG_EINVAL:
-	case NNG_EADDRINVAL:
-		return PSF_EINVAL;
-	case NNG_EADDRINUSE:
-		return PSF_EEXIST;
-	default:
-		return PSF_ESYS;
+	case NNG_EADDRINVAL: return PSF_EINVAL;
+	case NNG_EADDRINUSE: return PSF_EEXIST;
+	default: return PSF_ESYS;
 	}
 }
 
@@ -219,8 +214,8 @@ handle_metrics(nng_aio *aio)
 	core_leave(c);
 	if (rv != PSF_OK) {
 		psf_log_err("http", "render /metrics: %s", psf_strerror(rv));
-		respond(aio, NNG_HTTP_STATUS_INTERNAL_SERVER_ERROR, TEXT_CTYPE,
-		    "render failed\n", strlen("render failed\n"));
+		respond(aio, NNG_HTTP_STATUS_INTERNAL_SERVER_ERROR, TEXT_CTYPE, "render failed\n",
+		    strlen("render failed\n"));
 		return;
 	}
 	respond(aio, NNG_HTTP_STATUS_OK, METRICS_CTYPE, text != NULL ? text : "", len);
@@ -331,8 +326,8 @@ start_server(psf_http *h, const char *hostport)
 		    hostport != NULL ? hostport : "(null)");
 		return PSF_EINVAL;
 	}
-	snprintf(url, sizeof(url), strchr(host, ':') ? "http://[%s]:%lu" : "http://%s:%lu",
-	    host, port);
+	snprintf(url, sizeof(url), strchr(host, ':') ? "http://[%s]:%lu" : "http://%s:%lu", host,
+	    port);
 	if ((rv = nng_url_parse(&u, url)) != 0 || (rv = nng_http_server_hold(&h->server, u)) != 0)
 		goto out;
 	if ((rv = add_handler(h, "/metrics", handle_metrics)) != 0 ||

@@ -35,8 +35,8 @@ typedef bool (*psf_health_fn)(void *arg, char *reason, size_t len);
  * PSF_ENOMEM or PSF_ESYS. Two endpoints opened at the same moment on port 0
  * of the same host may collide (NNG shares a server by host and port until
  * it is bound); open them one after the other. */
-PSF_NODISCARD psf_err psf_http_open(const char *hostport, psf_metrics *reg,
-    psf_health_fn health, void *arg, psf_http **out);
+PSF_NODISCARD psf_err psf_http_open(const char *hostport, psf_metrics *reg, psf_health_fn health,
+    void *arg, psf_http **out);
 
 /* psf_http_port returns the bound TCP port (the real one when opened with
  * port 0). Cannot fail. */

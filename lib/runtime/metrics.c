@@ -36,7 +36,7 @@ struct psf_gauge {
 };
 
 struct psf_hist {
-	const double *bounds;     /* the family's, n_bounds of them */
+	const double *bounds; /* the family's, n_bounds of them */
 	size_t n_bounds;
 	_Atomic uint64_t *counts; /* per bucket, not cumulative; [n_bounds] is +Inf */
 	_Atomic uint64_t sum_bits;
@@ -104,8 +104,8 @@ atomic_add_dbl(_Atomic uint64_t *p, double delta)
 {
 	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
 
-	while (!atomic_compare_exchange_weak_explicit(p, &old,
-	    dbl_bits(bits_dbl(old) + delta), memory_order_relaxed, memory_order_relaxed))
+	while (!atomic_compare_exchange_weak_explicit(p, &old, dbl_bits(bits_dbl(old) + delta),
+	    memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -165,8 +165,8 @@ psf_hist_observe(psf_hist *h, double v)
 	atomic_add_dbl(&h->sum_bits, v);
 }
 
-static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 const double *
 psf_metrics_latency_bounds(size_t *n)
@@ -464,7 +464,8 @@ lookup_locked(psf_metrics *reg, reg_req *rq, bool must_be_new, series **out)
 		return rv;
 	if (!family_matches(f, rq))
 		return PSF_EEXIST;
-	s = find_sorted((void **)f->series, f->n_series, rq->labels, offsetof(series, labels), &pos);
+	s = find_sorted((void **)f->series, f->n_series, rq->labels, offsetof(series, labels),
+	    &pos);
 	if (s != NULL) {
 		/* A callback gauge and a plain gauge are different things. */
 		if (must_be_new || s->fn != NULL)
@@ -476,8 +477,8 @@ lookup_locked(psf_metrics *reg, reg_req *rq, bool must_be_new, series **out)
 }
 
 static psf_err
-lookup(psf_metrics *reg, reg_req *rq, const psf_label *labels, size_t n_labels,
-    bool must_be_new, series **out)
+lookup(psf_metrics *reg, reg_req *rq, const psf_label *labels, size_t n_labels, bool must_be_new,
+    series **out)
 {
 	series *s = NULL;
 	psf_err rv;
@@ -505,8 +506,8 @@ lookup(psf_metrics *reg, reg_req *rq, const psf_label *labels, size_t n_labels,
  * (counter, gauge, histogram): PSF_EINVAL when has_out is false (the caller's
  * out-param is NULL), else as lookup, which may return an existing series. */
 static psf_err
-lookup_handle(psf_metrics *reg, reg_req *rq, const psf_label *labels, size_t n_labels,
-    bool has_out, series **out)
+lookup_handle(psf_metrics *reg, reg_req *rq, const psf_label *labels, size_t n_labels, bool has_out,
+    series **out)
 {
 	if (!has_out)
 		return PSF_EINVAL;
@@ -514,8 +515,8 @@ lookup_handle(psf_metrics *reg, reg_req *rq, const psf_label *labels, size_t n_l
 }
 
 psf_err
-psf_metrics_counter(psf_metrics *reg, const char *name, const char *help,
-    const psf_label *labels, size_t n_labels, psf_counter **out)
+psf_metrics_counter(psf_metrics *reg, const char *name, const char *help, const psf_label *labels,
+    size_t n_labels, psf_counter **out)
 {
 	reg_req rq = {.name = name, .help = help, .kind = KIND_COUNTER};
 	series *s;
@@ -527,8 +528,8 @@ psf_metrics_counter(psf_metrics *reg, const char *name, const char *help,
 }
 
 psf_err
-psf_metrics_gauge(psf_metrics *reg, const char *name, const char *help,
-    const psf_label *labels, size_t n_labels, psf_gauge **out)
+psf_metrics_gauge(psf_metrics *reg, const char *name, const char *help, const psf_label *labels,
+    size_t n_labels, psf_gauge **out)
 {
 	reg_req rq = {.name = name, .help = help, .kind = KIND_GAUGE};
 	series *s;
@@ -540,8 +541,8 @@ psf_metrics_gauge(psf_metrics *reg, const char *name, const char *help,
 }
 
 psf_err
-psf_metrics_gauge_fn(psf_metrics *reg, const char *name, const char *help,
-    const psf_label *labels, size_t n_labels, psf_gauge_fn fn, void *arg)
+psf_metrics_gauge_fn(psf_metrics *reg, const char *name, const char *help, const psf_label *labels,
+    size_t n_labels, psf_gauge_fn fn, void *arg)
 {
 	reg_req rq = {.name = name, .help = help, .kind = KIND_GAUGE, .fn = fn, .fn_arg = arg};
 	series *s;
@@ -552,11 +553,13 @@ psf_metrics_gauge_fn(psf_metrics *reg, const char *name, const char *help,
 }
 
 psf_err
-psf_metrics_hist(psf_metrics *reg, const char *name, const char *help,
-    const psf_label *labels, size_t n_labels, const double *bounds, size_t n_bounds,
-    psf_hist **out)
+psf_metrics_hist(psf_metrics *reg, const char *name, const char *help, const psf_label *labels,
+    size_t n_labels, const double *bounds, size_t n_bounds, psf_hist **out)
 {
-	reg_req rq = {.name = name, .help = help, .kind = KIND_HIST, .bounds = bounds,
+	reg_req rq = {.name = name,
+	    .help = help,
+	    .kind = KIND_HIST,
+	    .bounds = bounds,
 	    .n_bounds = n_bounds};
 	series *s;
 	psf_err rv = lookup_handle(reg, &rq, labels, n_labels, out != NULL, &s);
@@ -586,8 +589,7 @@ fmt_double(char *buf, size_t len, double v)
 
 /* Writes `name<suffix>{labels[,extra]}` */
 static void
-put_sample_name(FILE *f, const family *fam, const char *suffix, const series *s,
-    const char *extra)
+put_sample_name(FILE *f, const family *fam, const char *suffix, const series *s, const char *extra)
 {
 	bool has_labels = s->labels[0] != '\0';
 
@@ -738,8 +740,10 @@ process_uptime(void *arg)
 		return NAN;
 	/* The command name may hold spaces and parentheses: skip past the last ')'. */
 	if ((p = strrchr(stat, ')')) == NULL ||
-	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
-	        " %*d %*d %llu", &start) != 1)
+	    sscanf(p + 1,
+	        " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d"
+	        " %*d %*d %llu",
+	        &start) != 1)
 		return NAN;
 	return fmax(0.0, sys_up - (double)start / (double)hz);
 }
@@ -752,15 +756,15 @@ psf_metrics_add_process(psf_metrics *reg)
 		const char *help;
 		psf_gauge_fn fn;
 	} procs[] = {
-		{"process_open_fds", "Number of open file descriptors.", process_fds},
-		{"process_resident_memory_bytes", "Resident memory size in bytes.", process_rss},
-		{"process_uptime_seconds", "Seconds since the process started.", process_uptime},
+	    {"process_open_fds", "Number of open file descriptors.", process_fds},
+	    {"process_resident_memory_bytes", "Resident memory size in bytes.", process_rss},
+	    {"process_uptime_seconds", "Seconds since the process started.", process_uptime},
 	};
 	psf_err rv;
 
 	for (size_t i = 0; i < PSF_ARRAY_LEN(procs); i++) {
-		rv = psf_metrics_gauge_fn(reg, procs[i].name, procs[i].help, NULL, 0,
-		    procs[i].fn, NULL);
+		rv = psf_metrics_gauge_fn(reg, procs[i].name, procs[i].help, NULL, 0, procs[i].fn,
+		    NULL);
 		if (rv != PSF_OK)
 			return rv;
 	}

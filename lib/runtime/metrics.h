@@ -56,29 +56,28 @@ void psf_metrics_free(psf_metrics *reg);
  * Returns PSF_OK, PSF_EINVAL (bad name, label or count, duplicate label name),
  * PSF_EEXIST (name already registered with another type or buckets) or
  * PSF_ENOMEM. Thread-safe. */
-PSF_NODISCARD psf_err psf_metrics_counter(psf_metrics *reg, const char *name,
-    const char *help, const psf_label *labels, size_t n_labels, psf_counter **out);
+PSF_NODISCARD psf_err psf_metrics_counter(psf_metrics *reg, const char *name, const char *help,
+    const psf_label *labels, size_t n_labels, psf_counter **out);
 
 /* psf_metrics_gauge is psf_metrics_counter for a gauge (a double, initially 0). */
-PSF_NODISCARD psf_err psf_metrics_gauge(psf_metrics *reg, const char *name,
-    const char *help, const psf_label *labels, size_t n_labels, psf_gauge **out);
+PSF_NODISCARD psf_err psf_metrics_gauge(psf_metrics *reg, const char *name, const char *help,
+    const psf_label *labels, size_t n_labels, psf_gauge **out);
 
 /* psf_metrics_gauge_fn registers a gauge series whose value is fn(arg), called
  * at every render. arg must stay valid until psf_metrics_free. Registering a
  * series that already exists returns PSF_EEXIST. Other codes as for
  * psf_metrics_counter. Thread-safe. */
-PSF_NODISCARD psf_err psf_metrics_gauge_fn(psf_metrics *reg, const char *name,
-    const char *help, const psf_label *labels, size_t n_labels, psf_gauge_fn fn,
-    void *arg);
+PSF_NODISCARD psf_err psf_metrics_gauge_fn(psf_metrics *reg, const char *name, const char *help,
+    const psf_label *labels, size_t n_labels, psf_gauge_fn fn, void *arg);
 
 /* psf_metrics_hist registers (or finds) a histogram series. bounds are the
  * buckets' upper bounds (copied): finite and strictly increasing, 1 to 64 of
  * them; the +Inf bucket is implicit. All series of a family share the bounds
  * (PSF_EEXIST otherwise). The label name "le" is reserved. Other codes as for
  * psf_metrics_counter. Thread-safe. */
-PSF_NODISCARD psf_err psf_metrics_hist(psf_metrics *reg, const char *name,
-    const char *help, const psf_label *labels, size_t n_labels, const double *bounds,
-    size_t n_bounds, psf_hist **out);
+PSF_NODISCARD psf_err psf_metrics_hist(psf_metrics *reg, const char *name, const char *help,
+    const psf_label *labels, size_t n_labels, const double *bounds, size_t n_bounds,
+    psf_hist **out);
 
 /* psf_metrics_latency_bounds returns the standard latency buckets in seconds,
  * 0.0001 .. 10, and writes their count to *n. Cannot fail. */

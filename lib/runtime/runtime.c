@@ -9,9 +9,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "lib/runtime/http.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
+#include "lib/runtime/http.h"
 
 struct psf_runtime {
 	char id[128];
@@ -85,8 +85,8 @@ psf_runtime_new(const char *id, const char *role, const char *metrics_addr, psf_
 	    (err = psf_metrics_counter(n->reg, "psfleet_rpc_connections_refused_total",
 	         "Connections closed on arrival: limits.max_connections were open", NULL, 0,
 	         &n->conns_refused)) != PSF_OK ||
-	    (err = psf_metrics_gauge(n->reg, "psfleet_rpc_connections",
-	         "RPC connections open", NULL, 0, &n->conns_open)) != PSF_OK)
+	    (err = psf_metrics_gauge(n->reg, "psfleet_rpc_connections", "RPC connections open",
+	         NULL, 0, &n->conns_open)) != PSF_OK)
 		goto fail;
 	if (metrics_addr != NULL &&
 	    (err = psf_http_open(metrics_addr, n->reg, health_cb, n, &n->http)) != PSF_OK) {
@@ -141,8 +141,8 @@ psf_runtime_set_ready(psf_runtime *n, bool ready, const char *reason)
 {
 	pthread_mutex_lock(&n->mu);
 	if (ready != n->ready)
-		psf_log_info("node", "%s%s%s", ready ? "ready" : "not ready",
-		    ready ? "" : ": ", ready ? "" : reason);
+		psf_log_info("node", "%s%s%s", ready ? "ready" : "not ready", ready ? "" : ": ",
+		    ready ? "" : reason);
 	n->ready = ready;
 	snprintf(n->reason, sizeof(n->reason), "%s", ready ? "" : reason);
 	pthread_mutex_unlock(&n->mu);
@@ -287,7 +287,8 @@ read_token(const psf_security_cfg *sec, char *buf, size_t len, const char **out)
 }
 
 psf_err
-psf_runtime_server_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc_server_opts *out)
+psf_runtime_server_opts(const psf_config *cfg, char *tokbuf, size_t toklen,
+    psf_rpc_server_opts *out)
 {
 	psf_rpc_server_opts o = {0};
 	psf_err err = read_token(&cfg->security, tokbuf, toklen, &o.token);
@@ -305,7 +306,8 @@ psf_runtime_server_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_
 }
 
 psf_err
-psf_runtime_client_opts(const psf_config *cfg, char *tokbuf, size_t toklen, psf_rpc_client_opts *out)
+psf_runtime_client_opts(const psf_config *cfg, char *tokbuf, size_t toklen,
+    psf_rpc_client_opts *out)
 {
 	psf_rpc_client_opts o = {0};
 	psf_err err = read_token(&cfg->security, tokbuf, toklen, &o.token);

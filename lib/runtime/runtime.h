@@ -11,11 +11,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "lib/config/config.h"
 #include "lib/base/err.h"
-#include "lib/runtime/metrics.h"
+#include "lib/config/config.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
+#include "lib/runtime/metrics.h"
 
 typedef struct psf_runtime psf_runtime;
 

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/config/config.h"
 #include "lib/base/log.h"
+#include "lib/config/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -32,7 +32,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	psf_config *cfg = NULL;
 
 	err[0] = '\0';
-	if (psf_config_parse("fuzz.yaml", (const char *)data, size, err, sizeof(err), &cfg) == PSF_OK) {
+	if (psf_config_parse("fuzz.yaml", (const char *)data, size, err, sizeof(err), &cfg) ==
+	    PSF_OK) {
 		psf_config_fingerprint(cfg, fp, sizeof(fp));
 		for (size_t i = 0; i < cfg->n_nodes; i++)
 			if (psf_config_find_node(cfg, cfg->nodes[i].id) == NULL)

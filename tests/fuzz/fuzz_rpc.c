@@ -19,18 +19,18 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "gateway/gateway.h"
+#include "inferer/inferer.h"
+#include "lib/base/log.h"
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
 #include "lib/data/features.h"
-#include "lib/base/log.h"
 #include "lib/model/model.h"
-#include "lib/net/rpc_client.h"
-#include "lib/base/util.h"
-#include "lib/net/wire.h"
 #include "lib/net/methods.h"
-#include "gateway/gateway.h"
-#include "inferer/inferer.h"
+#include "lib/net/rpc_client.h"
+#include "lib/net/wire.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
@@ -43,29 +43,29 @@ static const struct {
 	int target;
 	const char *method; /* NULL: raw envelope */
 } methods[] = {
-	{T_PS, PSF_M_REGISTER},
-	{T_PS, PSF_M_PULL},
-	{T_PS, PSF_M_PUSH},
-	{T_PS, PSF_M_CLOCK},
-	{T_PS, PSF_M_SNAPSHOT},
-	{T_PS, PSF_M_STATS},
-	{T_PS, PSF_M_REDUCE},
-	{T_PS, PSF_M_REPORT},
-	{T_PS, PSF_M_HEALTH},
-	{T_PS, PSF_M_STATUS},
-	{T_INF, PSF_M_PREDICT},
-	{T_INF, PSF_M_PREDICT_BATCH},
-	{T_INF, PSF_M_MODEL_INFO},
-	{T_INF, PSF_M_HEALTH},
-	{T_INF, PSF_M_STATUS},
-	{T_GW, PSF_M_PREDICT},
-	{T_GW, PSF_M_PREDICT_BATCH},
-	{T_GW, PSF_M_MODEL_INFO},
-	{T_GW, PSF_M_HEALTH},
-	{T_GW, PSF_M_STATUS},
-	{T_PS, NULL},
-	{T_INF, NULL},
-	{T_GW, NULL},
+    {T_PS, PSF_M_REGISTER},
+    {T_PS, PSF_M_PULL},
+    {T_PS, PSF_M_PUSH},
+    {T_PS, PSF_M_CLOCK},
+    {T_PS, PSF_M_SNAPSHOT},
+    {T_PS, PSF_M_STATS},
+    {T_PS, PSF_M_REDUCE},
+    {T_PS, PSF_M_REPORT},
+    {T_PS, PSF_M_HEALTH},
+    {T_PS, PSF_M_STATUS},
+    {T_INF, PSF_M_PREDICT},
+    {T_INF, PSF_M_PREDICT_BATCH},
+    {T_INF, PSF_M_MODEL_INFO},
+    {T_INF, PSF_M_HEALTH},
+    {T_INF, PSF_M_STATUS},
+    {T_GW, PSF_M_PREDICT},
+    {T_GW, PSF_M_PREDICT_BATCH},
+    {T_GW, PSF_M_MODEL_INFO},
+    {T_GW, PSF_M_HEALTH},
+    {T_GW, PSF_M_STATUS},
+    {T_PS, NULL},
+    {T_INF, NULL},
+    {T_GW, NULL},
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -171,9 +171,11 @@ start_nodes(void)
 	if (psf_ps_new(cfg, psf_config_role_node(cfg, PSF_ROLE_PS, 0), &po, &ps) != PSF_OK)
 		die("ps");
 	share_stats();
-	if (psf_inferer_new(cfg, psf_config_role_node(cfg, PSF_ROLE_INFERER, 0), &io, &inf) != PSF_OK)
+	if (psf_inferer_new(cfg, psf_config_role_node(cfg, PSF_ROLE_INFERER, 0), &io, &inf) !=
+	    PSF_OK)
 		die("inferer");
-	if (psf_gateway_new(cfg, psf_config_role_node(cfg, PSF_ROLE_GATEWAY, 0), &go, &gw) != PSF_OK)
+	if (psf_gateway_new(cfg, psf_config_role_node(cfg, PSF_ROLE_GATEWAY, 0), &go, &gw) !=
+	    PSF_OK)
 		die("gateway");
 	for (int i = 0; i < 50 && psf_inferer_refresh(inf, &v) != PSF_OK; i++)
 		psf_sleep_ms(100);
@@ -207,7 +209,8 @@ write_seed(const char *out, const char *name, int sel, const ProtobufCMessage *m
 	if (m != NULL)
 		protobuf_c_message_pack(m, buf + 1);
 	snprintf(file, sizeof(file), "%s/%02d-%s", out, sel, name);
-	if ((f = fopen(file, "wb")) == NULL || fwrite(buf, 1, len + 1, f) != len + 1 || fclose(f) != 0)
+	if ((f = fopen(file, "wb")) == NULL || fwrite(buf, 1, len + 1, f) != len + 1 ||
+	    fclose(f) != 0)
 		die(file);
 	free(buf);
 }
@@ -217,8 +220,9 @@ sel_of(int target, const char *method)
 {
 	for (size_t i = 0; i < N_METHODS; i++)
 		if (methods[i].target == target &&
-		    (method == NULL ? methods[i].method == NULL
-		                    : methods[i].method != NULL && strcmp(methods[i].method, method) == 0))
+		    (method == NULL
+		            ? methods[i].method == NULL
+		            : methods[i].method != NULL && strcmp(methods[i].method, method) == 0))
 			return (int)i;
 	die(method);
 	return -1;

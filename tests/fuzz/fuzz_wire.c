@@ -21,9 +21,11 @@ check_request(const uint8_t *data, size_t size)
 	if (psf_wire_decode_request(data, size, &req) != PSF_OK)
 		return;
 	/* Pointers stay inside the input. */
-	if ((req.method_len > 0 && ((const uint8_t *)req.method < data ||
-	        (const uint8_t *)req.method + req.method_len > data + size)) ||
-	    (req.payload_len > 0 && (req.payload < data || req.payload + req.payload_len > data + size)) ||
+	if ((req.method_len > 0 &&
+	        ((const uint8_t *)req.method < data ||
+	            (const uint8_t *)req.method + req.method_len > data + size)) ||
+	    (req.payload_len > 0 &&
+	        (req.payload < data || req.payload + req.payload_len > data + size)) ||
 	    (req.auth_len > 0 && (req.auth < data || req.auth + req.auth_len > data + size)))
 		abort();
 	if (req.method_len == 0 || req.method_len > PSF_WIRE_MAX_METHOD ||
@@ -40,7 +42,8 @@ check_request(const uint8_t *data, size_t size)
 	if (req.payload_len > 0)
 		memcpy(buf + n, req.payload, req.payload_len);
 	if (psf_wire_decode_request(buf, n + req.payload_len, &again) != PSF_OK ||
-	    again.method_len != req.method_len || memcmp(again.method, method, req.method_len) != 0 ||
+	    again.method_len != req.method_len ||
+	    memcmp(again.method, method, req.method_len) != 0 ||
 	    again.request_id != req.request_id || again.deadline_ms != req.deadline_ms ||
 	    again.auth_len != req.auth_len || again.payload_len != req.payload_len ||
 	    (req.auth_len > 0 && memcmp(again.auth, req.auth, req.auth_len) != 0) ||
@@ -60,9 +63,11 @@ check_reply(const uint8_t *data, size_t size)
 
 	if (psf_wire_decode_reply(data, size, &rep) != PSF_OK)
 		return;
-	if ((rep.payload_len > 0 && (rep.payload < data || rep.payload + rep.payload_len > data + size)) ||
-	    (rep.message_len > 0 && ((const uint8_t *)rep.message < data ||
-	        (const uint8_t *)rep.message + rep.message_len > data + size)))
+	if ((rep.payload_len > 0 &&
+	        (rep.payload < data || rep.payload + rep.payload_len > data + size)) ||
+	    (rep.message_len > 0 &&
+	        ((const uint8_t *)rep.message < data ||
+	            (const uint8_t *)rep.message + rep.message_len > data + size)))
 		abort();
 	/* The message is text: it ends at a NUL and is truncated on encoding. */
 	mlen = rep.message_len > PSF_WIRE_MAX_MESSAGE ? PSF_WIRE_MAX_MESSAGE : rep.message_len;

@@ -33,7 +33,8 @@ setup(xenv *e)
 	f = fopen(e->d.cfg, "w");
 	assert_non_null(f);
 	/* data.generate without a file: the runner makes it (once, shared by every run) */
-	fprintf(f, "name: exptest\nseed: 5\nrun_dir: %s/unused\n"
+	fprintf(f,
+	    "name: exptest\nseed: 5\nrun_dir: %s/unused\n"
 	    "nodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
 	    "  trainers:\n    - {id: trainer-0}\n    - {id: trainer-1}\n"
 	    "data: {path: %s/data.csv, generate: {symbols: 24, days: 160, seed: 3}}\n"
@@ -44,7 +45,8 @@ setup(xenv *e)
 	    "training: {epochs: 4, batch_size: 32}\n"
 	    "consistency: {mode: sync, straggler_timeout_ms: 20000, heartbeat_ms: 200}\n"
 	    "durability: {mode: none}\n"
-	    "limits: {request_timeout_ms: 5000}\n", e->d.dir, e->d.url, e->d.dir);
+	    "limits: {request_timeout_ms: 5000}\n",
+	    e->d.dir, e->d.url, e->d.dir);
 	fclose(f);
 }
 
@@ -127,8 +129,10 @@ staleness_by_mode(const char *csv, stale *sync, stale *async, stale *ssp1)
 		}
 		if (n != 16 || strcmp(f[3], "step") != 0)
 			continue;
-		s = strcmp(f[0], "sync") == 0 ? sync : strcmp(f[0], "async") == 0 ? async
-		    : strcmp(f[0], "ssp:1") == 0 ? ssp1 : NULL;
+		s = strcmp(f[0], "sync") == 0    ? sync
+		    : strcmp(f[0], "async") == 0 ? async
+		    : strcmp(f[0], "ssp:1") == 0 ? ssp1
+		                                 : NULL;
 		assert_non_null(s);
 		v = atoll(f[12]);
 		s->pushes++;
@@ -160,7 +164,7 @@ test_experiment_three_modes_with_straggler(void **state)
 
 	runs = slurp(e.out, "runs.csv");
 	assert_int_equal(count(runs, ",1,"), 3); /* three ok runs */
-	assert_null(strstr(runs, "warmup")); /* the warm-up run is not recorded ... */
+	assert_null(strstr(runs, "warmup"));     /* the warm-up run is not recorded ... */
 	{
 		struct stat st;
 		char path[192];
@@ -169,20 +173,22 @@ test_experiment_three_modes_with_straggler(void **state)
 		assert_int_equal(stat(path, &st), 0); /* ... but it ran */
 	}
 	csv = slurp(e.out, "results.csv");
-	assert_true(strncmp(csv, "mode,repeat,trainer,kind,t_seconds,step,epoch,updates,loss,", 58) == 0);
+	assert_true(
+	    strncmp(csv, "mode,repeat,trainer,kind,t_seconds,step,epoch,updates,loss,", 58) == 0);
 	assert_true(count(csv, ",fleet,") > 10);
 	assert_true(count(csv, ",eval,") >= 3 * 2 * 4); /* modes x trainers x epochs */
 	staleness_by_mode(csv, &sync, &async, &ssp1);
 	assert_true(sync.pushes > 50 && async.pushes > 50 && ssp1.pushes > 50);
 	/* The contract of the trace's staleness column (the ps's clock gap): */
-	assert_int_equal(sync.max, 0);      /* 0 in sync by construction */
-	assert_true(ssp1.max <= 1);         /* never above s in ssp:s */
-	assert_true(async.positive > 0);    /* the fast trainer runs ahead of the straggler */
+	assert_int_equal(sync.max, 0);   /* 0 in sync by construction */
+	assert_true(ssp1.max <= 1);      /* never above s in ssp:s */
+	assert_true(async.positive > 0); /* the fast trainer runs ahead of the straggler */
 
 	json = slurp(e.out, "summary.json");
 	assert_int_equal(count(json, "\"mode\": "), 3);
 	assert_non_null(strstr(json, "\"mode\": \"ssp:1\""));
-	assert_non_null(strstr(json, "\"source\": \"1.05 x the final smoothed training loss of sync"));
+	assert_non_null(
+	    strstr(json, "\"source\": \"1.05 x the final smoothed training loss of sync"));
 	assert_non_null(strstr(json, "\"final_test_rmse\": {\"mean\": 0.0"));
 
 	html = slurp(e.out, "report.html");
@@ -204,7 +210,8 @@ test_experiment_three_modes_with_straggler(void **state)
 
 	/* --report-only redoes the files from the runs, with another target */
 	assert_int_equal(run_cmd(log, 60, "experiment", "--report-only", "--out", e.out,
-	    "--target-loss", "1.01x", NULL), 0);
+	                     "--target-loss", "1.01x", NULL),
+	    0);
 	json = slurp(e.out, "summary.json");
 	assert_non_null(strstr(json, "\"source\": \"1.01 x the final smoothed"));
 	free(json);
@@ -229,7 +236,7 @@ test_experiment_failure_injection_restarts(void **state)
 		dump_log(log);
 	assert_int_equal(rc, 0);
 	runs = slurp(e.out, "runs.csv");
-	assert_non_null(strstr(runs, "sync,sync,0,runs/sync-r0,1,")); /* ok */
+	assert_non_null(strstr(runs, "sync,sync,0,runs/sync-r0,1,"));   /* ok */
 	assert_true(strlen(runs) > 2 && runs[strlen(runs) - 2] == '1'); /* one restart */
 	trace = slurp(e.out, "runs/sync-r0/trace/trainer-1.csv");
 	for (const char *p = trace; (p = strchr(p, '\n')) != NULL; p++) {
@@ -258,15 +265,20 @@ test_experiment_bad_arguments(void **state)
 	(void)state;
 	setup(&e);
 	snprintf(log, sizeof(log), "%s/experiment.log", e.d.dir);
-	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync,bsp", "--out", e.out,
-	    NULL), 2);
+	assert_int_equal(
+	    run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync,bsp", "--out", e.out, NULL),
+	    2);
 	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync", "--straggler",
-	    "trainer-9:3x", "--out", e.out, NULL), 1);
+	                     "trainer-9:3x", "--out", e.out, NULL),
+	    1);
 	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync", "--set",
-	    "consistency.staleness=-1", "--out", e.out, NULL), 1);
-	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync", "--warmup", "99",
-	    "--out", e.out, NULL), 2);
-	assert_int_equal(run_cmd(log, 30, "experiment", "--report-only", "--out", e.d.dir, NULL), 1);
+	                     "consistency.staleness=-1", "--out", e.out, NULL),
+	    1);
+	assert_int_equal(run_cmd(log, 30, "experiment", e.d.cfg, "--modes", "sync", "--warmup",
+	                     "99", "--out", e.out, NULL),
+	    2);
+	assert_int_equal(run_cmd(log, 30, "experiment", "--report-only", "--out", e.d.dir, NULL),
+	    1);
 	assert_int_equal(run_cmd(log, 30, "experiment", "--help", NULL), 0);
 	text = slurp(e.d.dir, "experiment.log");
 	assert_non_null(strstr(text, "unknown mode 'bsp'"));
@@ -280,9 +292,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_experiment_bad_arguments),
-		cmocka_unit_test(test_experiment_three_modes_with_straggler),
-		cmocka_unit_test(test_experiment_failure_injection_restarts),
+	    cmocka_unit_test(test_experiment_bad_arguments),
+	    cmocka_unit_test(test_experiment_three_modes_with_straggler),
+	    cmocka_unit_test(test_experiment_failure_injection_restarts),
 	};
 
 	if (!psf_itest_has_psfleet("experiment_test"))

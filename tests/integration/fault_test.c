@@ -33,15 +33,15 @@
 
 #include <cmocka.h>
 
-#include "lib/data/datagen.h"
-#include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/data/datagen.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
 
 #include "tests/integration/itest.h"
 
 #define MAX_TR 3
-#define N_INF 2     /* inferer replicas of the one shard, behind the gateway */
+#define N_INF 2 /* inferer replicas of the one shard, behind the gateway */
 #define N_SYMBOLS 24
 
 typedef struct fleet {
@@ -110,19 +110,24 @@ fleet_init(fleet *f, const char *name, const char *mode)
 	snprintf(f->url, sizeof(f->url), "ipc://%s/ps0.sock", f->dir);
 	cf = fopen(f->cfg, "w");
 	assert_non_null(cf);
-	fprintf(cf, "name: fault\nseed: 11\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
-	    "  trainers:\n", f->dir, f->url);
+	fprintf(cf,
+	    "name: fault\nseed: 11\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
+	    "  trainers:\n",
+	    f->dir, f->url);
 	for (int i = 0; i < f->n_tr; i++)
 		fprintf(cf, "    - {id: trainer-%d}\n", i);
 	fprintf(cf, "  inferers:\n");
 	for (int i = 0; i < N_INF; i++)
-		fprintf(cf, "    - {id: inferer-%d, listen: \"ipc://%s/inferer-%d.sock\", shard: 0}\n", i,
+		fprintf(cf,
+		    "    - {id: inferer-%d, listen: \"ipc://%s/inferer-%d.sock\", shard: 0}\n", i,
 		    f->dir, i);
 	snprintf(f->gw_url, sizeof(f->gw_url), "ipc://%s/gateway.sock", f->dir);
 	fprintf(cf, "  gateway: {id: gateway, listen: \"%s\"}\n", f->gw_url);
-	fprintf(cf, "inference: {refresh_ms: 200, history_days: 32, shards: 1}\n"
+	fprintf(cf,
+	    "inference: {refresh_ms: 200, history_days: 32, shards: 1}\n"
 	    "gateway_options: {route: symbol, health_interval_ms: 200}\n");
-	fprintf(cf, "data: {path: %s}\n"
+	fprintf(cf,
+	    "data: {path: %s}\n"
 	    "features: [\"return:1\", \"return:5\", \"ratio_sma:10\", \"std:5\"]\n"
 	    "target: next_return\n"
 	    "model: {kind: mlp, hidden: [8], embedding_dim: 2, symbol_bias: true, chunk_floats: 16}\n"
@@ -182,8 +187,8 @@ reap(fleet *f)
 		if (waitpid(f->tr[i], &status, WNOHANG) == f->tr[i]) {
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 				fleet_kill_all(f);
-				fail_msg("trainer-%d ended with status %#x (see %s/trainer-%d.log)", i, status,
-				    f->dir, i);
+				fail_msg("trainer-%d ended with status %#x (see %s/trainer-%d.log)",
+				    i, status, f->dir, i);
 			}
 			f->tr_done[i] = true;
 		}
@@ -209,7 +214,9 @@ snapshot(fleet *f, size_t *len, uint64_t *version)
 	while (!done) {
 		Psfleet__V1__SnapshotReply *r = NULL;
 		assert_int_equal(psf_rpc_client_call(c, PSF_M_SNAPSHOT, &req.base,
-		    &psfleet__v1__snapshot_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL), PSF_OK);
+		                     &psfleet__v1__snapshot_reply__descriptor, &o,
+		                     (ProtobufCMessage **)&r, NULL),
+		    PSF_OK);
 		size_t add = r->n_keys * 12 + r->values.len;
 		buf = realloc(buf, n + add + 1);
 		assert_non_null(buf);
@@ -377,7 +384,8 @@ chaos(fleet *f, int n)
 			pid_t *p = what < 12 ? &f->inf[ii] : &f->gw;
 			psf_itest_stop(p, SIGKILL);
 			probe(f, rnd(300));
-			*p = what < 12 ? spawn_indexed(f, "inferer", (int)ii) : spawn_node(f, "gateway");
+			*p = what < 12 ? spawn_indexed(f, "inferer", (int)ii)
+			               : spawn_node(f, "gateway");
 			f->serve_kills++;
 		} else { /* an inferer or the gateway stalls */
 			pid_t p = rnd(2) ? f->inf[ii] : f->gw;
@@ -400,7 +408,8 @@ fault_count(void)
 static void
 report_serving(const fleet *f)
 {
-	print_message("serving: %d inferer/gateway SIGKILL, %d SIGSTOP; PredictBatch x %d symbols "
+	print_message(
+	    "serving: %d inferer/gateway SIGKILL, %d SIGSTOP; PredictBatch x %d symbols "
 	    "through the gateway: %llu calls answered in full (%llu predictions), %llu failed or "
 	    "partial (a 400 ms deadline, during the faults), %llu mixed model versions\n",
 	    f->serve_kills, f->serve_stops, N_SYMBOLS, (unsigned long long)f->calls_ok,
@@ -449,7 +458,8 @@ test_fault_sync_bit_exact(void **state)
 	    (long long)s.steps, run.n_tr, run.ps_kills);
 	for (int i = 0; i < run.n_kill_versions; i++)
 		print_message(" %llu", (unsigned long long)run.kill_versions[i]);
-	print_message("), %d trainer SIGKILL, %d ps SIGSTOP, %d trainer SIGSTOP; snapshot %zu bytes\n",
+	print_message(
+	    "), %d trainer SIGKILL, %d ps SIGSTOP, %d trainer SIGSTOP; snapshot %zu bytes\n",
 	    run.tr_kills, run.ps_stops, run.tr_stops, lb);
 	report_serving(&run);
 	assert_int_equal(va, vb);
@@ -522,11 +532,12 @@ test_fault_async_exactly_once(void **state)
 		final_predictions(&run, s.version, p);
 	}
 	fleet_kill_all(&run);
-	print_message("async: %d trainers x %lld steps; applied %llu pushes; %llu acknowledged "
+	print_message(
+	    "async: %d trainers x %lld steps; applied %llu pushes; %llu acknowledged "
 	    "(distinct worker,step in traces), %d twice; faults: %d ps SIGKILL, %d trainer SIGKILL, "
-	    "%d ps SIGSTOP, %d trainer SIGSTOP\n", run.n_tr, (long long)s.steps,
-	    (unsigned long long)s.version, (unsigned long long)acked, dups, run.ps_kills,
-	    run.tr_kills, run.ps_stops, run.tr_stops);
+	    "%d ps SIGSTOP, %d trainer SIGSTOP\n",
+	    run.n_tr, (long long)s.steps, (unsigned long long)s.version, (unsigned long long)acked,
+	    dups, run.ps_kills, run.tr_kills, run.ps_stops, run.tr_stops);
 	report_serving(&run);
 	assert_int_equal(run.mixed_versions, 0);
 	assert_true(run.calls_ok > 0);
@@ -606,9 +617,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_fault_sync_bit_exact, kill_live),
-		cmocka_unit_test_teardown(test_fault_async_exactly_once, kill_live),
-		cmocka_unit_test_teardown(test_fault_trainer_restart_after_ps_restart, kill_live),
+	    cmocka_unit_test_teardown(test_fault_sync_bit_exact, kill_live),
+	    cmocka_unit_test_teardown(test_fault_async_exactly_once, kill_live),
+	    cmocka_unit_test_teardown(test_fault_trainer_restart_after_ps_restart, kill_live),
 	};
 
 	if (!psf_itest_has_psfleet("fault_test"))

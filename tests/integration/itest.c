@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
 
 #include "tests/integration/itest.h"
 
@@ -119,8 +119,8 @@ psf_itest_ps_stats(const char *url, uint32_t timeout_ms, psf_itest_stats *out)
 	memset(out, 0, sizeof(*out));
 	if (psf_rpc_client_open(url, NULL, &c) != PSF_OK)
 		return false;
-	if (psf_rpc_client_call(c, PSF_M_STATS, &req.base,
-	        &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL) == PSF_OK) {
+	if (psf_rpc_client_call(c, PSF_M_STATS, &req.base, &psfleet__v1__stats_reply__descriptor,
+	        &o, (ProtobufCMessage **)&r, NULL) == PSF_OK) {
 		out->version = r->model_version;
 		for (size_t i = 0; i < r->n_reports; i++) {
 			out->finished += r->reports[i]->finished ? 1 : 0;

@@ -14,11 +14,11 @@
 
 #include <cmocka.h>
 
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/model/model.h"
-#include "lib/net/rpc_client.h"
-#include "lib/base/util.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
 #include "trainer/ps_client.h"
 
 #include "tests/integration/itest.h"
@@ -40,17 +40,21 @@ write_config(crash_env *e, const char *mode, int n_trainers)
 	char err[512];
 
 	assert_non_null(f);
-	fprintf(f, "name: crash\nseed: 3\nrun_dir: %s\nnodes:\n  ps:\n"
-	    "    - {id: ps0, listen: \"%s\"}\n  trainers:\n", e->d.dir, e->d.url);
+	fprintf(f,
+	    "name: crash\nseed: 3\nrun_dir: %s\nnodes:\n  ps:\n"
+	    "    - {id: ps0, listen: \"%s\"}\n  trainers:\n",
+	    e->d.dir, e->d.url);
 	for (int i = 0; i < n_trainers; i++)
 		fprintf(f, "    - {id: trainer-%d}\n", i);
-	fprintf(f, "data: {path: %s/none.csv}\n"
+	fprintf(f,
+	    "data: {path: %s/none.csv}\n"
 	    "features: [\"lag:0\", \"lag:1\", \"lag:2\"]\n"
 	    "model: {kind: mlp, hidden: [4], chunk_floats: 4}\n"
 	    "optimizer: {kind: sgd, learning_rate: 1.0}\n"
 	    "consistency: {mode: %s, straggler_timeout_ms: 60000, heartbeat_ms: 100}\n"
 	    "durability: {mode: every-commit}\n"
-	    "limits: {request_timeout_ms: 3000}\n", e->d.dir, mode);
+	    "limits: {request_timeout_ms: 3000}\n",
+	    e->d.dir, mode);
 	fclose(f);
 	if (psf_config_load(e->d.cfg, err, sizeof(err), &e->cfg) != PSF_OK)
 		fail_msg("config: %s", err);
@@ -78,7 +82,8 @@ setup_env(crash_env *e, const char *mode, int n_trainers)
 	psf_itest_dir_make(&e->d, "crash");
 	write_config(e, mode, n_trainers);
 	assert_int_equal(psf_model_new(&e->cfg->model, (uint32_t)e->cfg->n_features, e->cfg->target,
-	    e->cfg->seed, &e->model), PSF_OK);
+	                     e->cfg->seed, &e->model),
+	    PSF_OK);
 	assert_int_equal(psf_model_dense_keys(e->model, e->keys, e->lens, 64, &e->n_keys), PSF_OK);
 	spawn_ps(e);
 }
@@ -155,7 +160,8 @@ replay_push(crash_env *e, const char *worker, uint64_t seq, int64_t clock)
 	assert_int_equal(psf_rpc_client_open(e->d.url, NULL, &c), PSF_OK);
 	reg.worker = (char *)worker;
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_REGISTER, &reg.base,
-	    &psfleet__v1__register_reply__descriptor, &o, &m, NULL), PSF_OK);
+	                     &psfleet__v1__register_reply__descriptor, &o, &m, NULL),
+	    PSF_OK);
 	assert_int_equal(((Psfleet__V1__RegisterReply *)m)->last_seq, seq);
 	protobuf_c_message_free_unpacked(m, NULL);
 	push.worker = (char *)worker;
@@ -167,7 +173,9 @@ replay_push(crash_env *e, const char *worker, uint64_t seq, int64_t clock)
 	push.values.data = (uint8_t *)ones;
 	push.values.len = e->lens[0] * 4;
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_PUSH, &push.base,
-	    &psfleet__v1__push_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL), PSF_OK);
+	                     &psfleet__v1__push_reply__descriptor, &o, (ProtobufCMessage **)&r,
+	                     NULL),
+	    PSF_OK);
 	assert_true(r->duplicate);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	psf_rpc_client_close(c);
@@ -234,8 +242,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ps_crash_async_push_survives_once),
-		cmocka_unit_test(test_ps_crash_sync_round_keeps_acknowledged_push),
+	    cmocka_unit_test(test_ps_crash_async_push_survives_once),
+	    cmocka_unit_test(test_ps_crash_sync_round_keeps_acknowledged_push),
 	};
 
 	if (!psf_itest_has_psfleet("ps_crash_test"))

@@ -24,14 +24,16 @@ static size_t nsyms;
 static double end_at;
 static atomic_ullong calls, preds, errors, vmin = UINT64_MAX, vmax;
 
-static double now_s(void)
+static double
+now_s(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void seen(const psf_prediction *p)
+static void
+seen(const psf_prediction *p)
 {
 	unsigned long long v = p->model_version, cur;
 	if (p->status != PSF_CLIENT_OK) {
@@ -49,7 +51,8 @@ static void seen(const psf_prediction *p)
 		;
 }
 
-static void *worker(void *arg)
+static void *
+worker(void *arg)
 {
 	size_t next = (size_t)(uintptr_t)arg, i;
 	psf_prediction *out = calloc(nsyms, sizeof(*out));
@@ -76,7 +79,8 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	psf_client_opts opts = {.timeout_ms = 5000};
 	pthread_t tid[64];

@@ -4,7 +4,9 @@
  * (reopen works, earlier data intact, the failed push is not recorded), and writing
  * resumes once there is room (a bigger max map, a bigger filesystem).
  * The tmpfs cases are skipped (with a line saying so) where mounting is refused. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,12 +24,12 @@
 
 #include <cmocka.h>
 
-#include "lib/config/config.h"
 #include "cli/http_client.h"
-#include "lib/model/model.h"
-#include "lib/net/rpc_client.h"
 #include "lib/base/util.h"
+#include "lib/config/config.h"
+#include "lib/model/model.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
 #include "ps/store.h"
 
 #include "tests/integration/itest.h"
@@ -203,7 +203,8 @@ case_setup_mode(pscase *p, const char *durability, unsigned size_kib, const char
 	assert_int_equal(mkdir(p->mnt, 0755), 0);
 	snprintf(opts, sizeof(opts), "size=%uk,mode=0755", size_kib);
 	if (mount("psf-test", p->mnt, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) {
-		print_message("skipped: cannot mount a tmpfs here (needs root): %s\n", strerror(errno));
+		print_message("skipped: cannot mount a tmpfs here (needs root): %s\n",
+		    strerror(errno));
 		return false;
 	}
 	p->mounted = true;
@@ -211,7 +212,8 @@ case_setup_mode(pscase *p, const char *durability, unsigned size_kib, const char
 	assert_non_null(f);
 	if (metrics != NULL)
 		snprintf(metrics_kv, sizeof(metrics_kv), ", metrics: \"%s\"", metrics);
-	fprintf(f, "name: full\nseed: 5\nrun_dir: %s\nnodes:\n"
+	fprintf(f,
+	    "name: full\nseed: 5\nrun_dir: %s\nnodes:\n"
 	    "  ps:\n    - {id: ps0, listen: \"%s\", data_dir: %s/ps0%s}\n"
 	    "  trainers:\n    - {id: trainer-0}\n"
 	    "data: {path: %s/none.csv}\n"
@@ -220,13 +222,14 @@ case_setup_mode(pscase *p, const char *durability, unsigned size_kib, const char
 	    "optimizer: {kind: adam, learning_rate: 0.01}\n"
 	    "consistency: {mode: %s, straggler_timeout_ms: 600000}\n"
 	    "durability: {mode: %s, map_size: 1048576}\n"
-	    "limits: {request_timeout_ms: 5000}\n", p->d.dir, p->d.url, p->mnt, metrics_kv, p->d.dir,
-	    mode, durability);
+	    "limits: {request_timeout_ms: 5000}\n",
+	    p->d.dir, p->d.url, p->mnt, metrics_kv, p->d.dir, mode, durability);
 	fclose(f);
 	if (psf_config_load(p->d.cfg, err, sizeof(err), &p->config) != PSF_OK)
 		fail_msg("config: %s", err);
 	assert_int_equal(psf_model_new(&p->config->model, (uint32_t)p->config->n_features,
-	    p->config->target, p->config->seed, &p->model), PSF_OK);
+	                     p->config->target, p->config->seed, &p->model),
+	    PSF_OK);
 	for (size_t i = 0; i < psf_model_n_tensors(p->model); i++) {
 		psf_tensor_info t;
 		assert_int_equal(psf_model_tensor_info(p->model, i, &t), PSF_OK);
@@ -269,8 +272,9 @@ register_worker(pscase *p)
 	psf_rpc_status st;
 
 	reg.worker = "trainer-0";
-	assert_int_equal(call(p, PSF_M_REGISTER, &reg.base,
-	    &psfleet__v1__register_reply__descriptor, NULL, &st), PSF_OK);
+	assert_int_equal(
+	    call(p, PSF_M_REGISTER, &reg.base, &psfleet__v1__register_reply__descriptor, NULL, &st),
+	    PSF_OK);
 }
 
 #define ROWS_PER_PUSH 1024
@@ -302,8 +306,8 @@ push_rows(pscase *p, uint64_t seq, uint64_t b, psf_rpc_status *st, int *duplicat
 	req.values.data = (uint8_t *)g;
 	req.values.len = (size_t)ROWS_PER_PUSH * p->emb_len * sizeof(float);
 	req.n_samples = 1;
-	err = call(p, PSF_M_PUSH, &req.base,
-	    &psfleet__v1__push_reply__descriptor, (ProtobufCMessage **)&r, st);
+	err = call(p, PSF_M_PUSH, &req.base, &psfleet__v1__push_reply__descriptor,
+	    (ProtobufCMessage **)&r, st);
 	if (duplicate != NULL)
 		*duplicate = r != NULL && r->duplicate;
 	if (r != NULL)
@@ -327,8 +331,9 @@ pull_first(pscase *p, float *buf, uint64_t *version)
 	req.worker = "trainer-0";
 	req.keys = keys;
 	req.n_keys = 8;
-	assert_int_equal(call(p, PSF_M_PULL, &req.base,
-	    &psfleet__v1__pull_reply__descriptor, (ProtobufCMessage **)&r, &st), PSF_OK);
+	assert_int_equal(call(p, PSF_M_PULL, &req.base, &psfleet__v1__pull_reply__descriptor,
+	                     (ProtobufCMessage **)&r, &st),
+	    PSF_OK);
 	assert_int_equal(r->values.len, 8 * p->emb_len * sizeof(float));
 	memcpy(buf, r->values.data, r->values.len);
 	*version = r->model_version;
@@ -368,8 +373,8 @@ disk_full_case(const char *durability)
 	if (waitpid(p.ps, &status, WNOHANG) == p.ps) {
 		p.ps = 0;
 		fail_msg("durability %s: the ps died when the disk filled (%s) after %llu pushes; "
-		    "it must answer RESOURCE_EXHAUSTED", durability,
-		    WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exit",
+		         "it must answer RESOURCE_EXHAUSTED",
+		    durability, WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exit",
 		    (unsigned long long)applied);
 	}
 	print_message("durability %s: disk full after %llu pushes of %d new rows: %s (%s)\n",
@@ -379,7 +384,8 @@ disk_full_case(const char *durability)
 	 * write as EIO; the store maps EIO on a full filesystem to PSF_ENOSPC. */
 	if (st.code != PSF_STATUS_RESOURCE_EXHAUSTED)
 		fail_msg("durability %s: a push on a full disk got %s (%s), not "
-		    "RESOURCE_EXHAUSTED", durability, psf_status_name(st.code), st.message);
+		         "RESOURCE_EXHAUSTED",
+		    durability, psf_status_name(st.code), st.message);
 	/* The ps still serves; the failed push was not recorded (refused again,
 	 * not acknowledged as a duplicate); earlier data is intact. */
 	assert_int_not_equal(push_rows(&p, seq, seq - 1, &st, &dup), PSF_OK);
@@ -397,8 +403,8 @@ disk_full_case(const char *durability)
 	assert_memory_equal(before, after, sizeof(before));
 
 	/* Free space (grow the filesystem): the same push now goes through, once. */
-	assert_int_equal(mount("psf-test", p.mnt, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV,
-	    "size=65536k"), 0);
+	assert_int_equal(
+	    mount("psf-test", p.mnt, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=65536k"), 0);
 	assert_int_equal(push_rows(&p, seq, seq - 1, &st, &dup), PSF_OK);
 	assert_false(dup);
 	assert_int_equal(push_rows(&p, seq, seq - 1, &st, &dup), PSF_OK);
@@ -455,14 +461,16 @@ health(pscase *p, bool *ready, char *reason, bool *status_ready, uint64_t *versi
 	Psfleet__V1__StatusReply *st = NULL;
 	psf_rpc_status rs;
 
-	assert_int_equal(call(p, PSF_M_HEALTH, &hq.base,
-	    &psfleet__v1__health_reply__descriptor, (ProtobufCMessage **)&h, &rs), PSF_OK);
+	assert_int_equal(call(p, PSF_M_HEALTH, &hq.base, &psfleet__v1__health_reply__descriptor,
+	                     (ProtobufCMessage **)&h, &rs),
+	    PSF_OK);
 	*ready = h->ready;
 	snprintf(reason, 256, "%s", h->reason);
 	*version = h->model_version;
 	protobuf_c_message_free_unpacked(&h->base, NULL);
-	assert_int_equal(call(p, PSF_M_STATUS, &sq.base,
-	    &psfleet__v1__status_reply__descriptor, (ProtobufCMessage **)&st, &rs), PSF_OK);
+	assert_int_equal(call(p, PSF_M_STATUS, &sq.base, &psfleet__v1__status_reply__descriptor,
+	                     (ProtobufCMessage **)&st, &rs),
+	    PSF_OK);
 	*status_ready = st->ready;
 	protobuf_c_message_free_unpacked(&st->base, NULL);
 }
@@ -569,8 +577,8 @@ test_ps_disk_full_sync_round_reported(void **state)
 	assert_true(count_lines(log, "disk full") <= 1);
 
 	/* Room again: the round closes by itself and the ps is ready again. */
-	assert_int_equal(mount("psf-test", p.mnt, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV,
-	    "size=65536k"), 0);
+	assert_int_equal(
+	    mount("psf-test", p.mnt, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=65536k"), 0);
 	for (int i = 0; i < 250 && !(ready && version == seq); i++) {
 		psf_sleep_ms(20);
 		health(&p, &ready, reason, &st_ready, &version);
@@ -592,10 +600,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_store_map_full_then_bigger_map),
-		cmocka_unit_test_teardown(test_ps_disk_full_every_commit, teardown),
-		cmocka_unit_test_teardown(test_ps_disk_full_interval, teardown),
-		cmocka_unit_test_teardown(test_ps_disk_full_sync_round_reported, teardown),
+	    cmocka_unit_test(test_store_map_full_then_bigger_map),
+	    cmocka_unit_test_teardown(test_ps_disk_full_every_commit, teardown),
+	    cmocka_unit_test_teardown(test_ps_disk_full_interval, teardown),
+	    cmocka_unit_test_teardown(test_ps_disk_full_sync_round_reported, teardown),
 	};
 
 	if (!psf_itest_has_psfleet("store_full_test"))

@@ -70,7 +70,8 @@ test_second_ps_on_one_data_dir_exits_2(void **state)
 	psf_itest_dir_make(&d, "lock");
 	f = fopen(d.cfg, "w");
 	assert_non_null(f);
-	fprintf(f, "name: lock\nseed: 1\nrun_dir: %s\nnodes:\n  ps:\n"
+	fprintf(f,
+	    "name: lock\nseed: 1\nrun_dir: %s\nnodes:\n  ps:\n"
 	    "    - {id: ps0, listen: \"%s\"}\n  trainers:\n    - {id: trainer-0}\n"
 	    "data: {path: %s/none.csv}\nfeatures: [\"lag:0\"]\nmodel: {kind: linear}\n",
 	    d.dir, d.url, d.dir);
@@ -111,8 +112,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_store_open_twice_in_process),
-		cmocka_unit_test(test_second_ps_on_one_data_dir_exits_2),
+	    cmocka_unit_test(test_store_open_twice_in_process),
+	    cmocka_unit_test(test_second_ps_on_one_data_dir_exits_2),
 	};
 
 	if (!psf_itest_has_psfleet("store_lock_test"))

@@ -42,7 +42,8 @@ setup(env *e)
 	assert_int_equal(psf_datagen_write(&g, data, err, sizeof(err)), PSF_OK);
 	f = fopen(e->d.cfg, "w");
 	assert_non_null(f);
-	fprintf(f, "name: admin\nseed: 9\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
+	fprintf(f,
+	    "name: admin\nseed: 9\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
 	    "  trainers:\n    - {id: trainer-0, listen: \"%s\"}\n    - {id: trainer-1}\n"
 	    "data: {path: %s}\n"
 	    "features: [\"return:1\", \"return:5\"]\n"
@@ -114,7 +115,9 @@ check_status(psf_rpc_client *c)
 	psf_rpc_call_opts o = {2000, 1, 0};
 
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_STATUS, &req.base,
-	    &psfleet__v1__status_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL), PSF_OK);
+	                     &psfleet__v1__status_reply__descriptor, &o, (ProtobufCMessage **)&r,
+	                     NULL),
+	    PSF_OK);
 	assert_string_equal(r->node, "trainer-0");
 	assert_string_equal(r->role, "trainer");
 	assert_true(r->ready);
@@ -154,7 +157,9 @@ test_trainer_admin(void **state)
 	anon = open_client(e.t0_url, NULL);
 	h = NULL;
 	assert_int_not_equal(psf_rpc_client_call(anon, PSF_M_HEALTH, &hreq.base,
-	    &psfleet__v1__health_reply__descriptor, &o, (ProtobufCMessage **)&h, &st), PSF_OK);
+	                         &psfleet__v1__health_reply__descriptor, &o,
+	                         (ProtobufCMessage **)&h, &st),
+	    PSF_OK);
 	assert_null(h);
 	assert_int_equal(st.code, PSF_STATUS_UNAUTHENTICATED);
 	psf_rpc_client_close(anon);
@@ -168,7 +173,9 @@ test_trainer_admin(void **state)
 	/* 4. Shutdown answers, then the trainer stops cleanly. */
 	sreq.reason = "trainer_admin_test";
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_SHUTDOWN, &sreq.base,
-	    &psfleet__v1__shutdown_reply__descriptor, &o, (ProtobufCMessage **)&sr, NULL), PSF_OK);
+	                     &psfleet__v1__shutdown_reply__descriptor, &o, (ProtobufCMessage **)&sr,
+	                     NULL),
+	    PSF_OK);
 	protobuf_c_message_free_unpacked(&sr->base, NULL);
 	assert_int_equal(psf_itest_wait_exit(t0, 20, 0), 0);
 	psf_rpc_client_close(c);
@@ -181,7 +188,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_trainer_admin),
+	    cmocka_unit_test(test_trainer_admin),
 	};
 
 	if (!psf_itest_has_psfleet("trainer_admin_test"))

@@ -13,9 +13,9 @@
 
 #include <cmocka.h>
 
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/data/datagen.h"
-#include "lib/base/util.h"
 
 #include "tests/integration/itest.h"
 
@@ -35,8 +35,10 @@ setup_fleet(psf_itest_dir *e, int n_ps, uint32_t request_timeout_ms)
 	f = fopen(e->cfg, "w");
 	assert_non_null(f);
 	if (n_ps == 2)
-		snprintf(ps1, sizeof(ps1), "    - {id: ps1, listen: \"ipc://%s/ps1.sock\"}\n", e->dir);
-	fprintf(f, "name: fault\nseed: 9\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
+		snprintf(ps1, sizeof(ps1), "    - {id: ps1, listen: \"ipc://%s/ps1.sock\"}\n",
+		    e->dir);
+	fprintf(f,
+	    "name: fault\nseed: 9\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
 	    "%s  trainers:\n    - {id: trainer-0}\n    - {id: trainer-1}\n"
 	    "data: {path: %s}\n"
 	    "features: [\"return:1\", \"return:5\", \"ratio_sma:10\"]\n"
@@ -46,7 +48,8 @@ setup_fleet(psf_itest_dir *e, int n_ps, uint32_t request_timeout_ms)
 	    "training: {epochs: 4, batch_size: 32}\n"
 	    "consistency: {mode: sync, straggler_timeout_ms: 60000, heartbeat_ms: 200}\n"
 	    "durability: {mode: every-commit}\n"
-	    "limits: {request_timeout_ms: %u}\n", e->dir, e->url, ps1, data, request_timeout_ms);
+	    "limits: {request_timeout_ms: %u}\n",
+	    e->dir, e->url, ps1, data, request_timeout_ms);
 	fclose(f);
 }
 
@@ -121,7 +124,7 @@ test_trainer_restart_rejoins(void **state)
 	ps = spawn_node(&e, "ps0", NULL, NULL);
 	t0 = spawn_node(&e, "trainer-0", NULL, NULL);
 	t1 = spawn_node(&e, "trainer-1", "--exit-at-step", "30");
-	assert_int_equal(wait_exit(t1, 60), 3); /* the injected crash */
+	assert_int_equal(wait_exit(t1, 60), 3);       /* the injected crash */
 	t1 = spawn_node(&e, "trainer-1", NULL, NULL); /* as the launcher would */
 	assert_int_equal(wait_exit(t0, 120), 0);
 	assert_int_equal(wait_exit(t1, 120), 0);
@@ -212,10 +215,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_trainers_survive_ps_crash),
-		cmocka_unit_test(test_trainer_restart_rejoins),
-		cmocka_unit_test(test_trainer_stops_promptly),
-		cmocka_unit_test(test_trainer_stops_while_registering),
+	    cmocka_unit_test(test_trainers_survive_ps_crash),
+	    cmocka_unit_test(test_trainer_restart_rejoins),
+	    cmocka_unit_test(test_trainer_stops_promptly),
+	    cmocka_unit_test(test_trainer_stops_while_registering),
 	};
 
 	if (!psf_itest_has_psfleet("trainer_fault_test"))

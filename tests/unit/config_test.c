@@ -16,9 +16,9 @@
 
 #include <cmocka.h>
 
-#include "lib/config/config.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
+#include "lib/config/config.h"
 
 /* The source tree, found from this file's path (CMake compiles it by absolute path). */
 static void
@@ -92,8 +92,8 @@ check_node_invariants(const psf_config *cfg)
 	size_t count[4] = {0};
 
 	assert_true(cfg->n_ps >= 1 && cfg->n_trainers >= 1 && cfg->n_gateways <= 1);
-	assert_int_equal(cfg->n_nodes, cfg->n_ps + cfg->n_trainers + cfg->n_inferers +
-	    cfg->n_gateways);
+	assert_int_equal(cfg->n_nodes,
+	    cfg->n_ps + cfg->n_trainers + cfg->n_inferers + cfg->n_gateways);
 	for (size_t i = 0; i < cfg->n_nodes; i++) {
 		const psf_node_cfg *n = &cfg->nodes[i];
 
@@ -192,11 +192,12 @@ test_config_examples_match_their_purpose(void **state)
 static void
 test_config_trainer_listen_optional(void **state)
 {
-	psf_config *cfg = parse_ok("nodes:\n"
-	    "  ps: [{id: ps0, listen: \"tcp://127.0.0.1:7101\"}]\n"
-	    "  trainers: [{id: t0, listen: \"ipc:///tmp/t0.sock\"}, {id: t1}]\n"
-	    "data: {path: d.csv}\n"
-	    "features: [\"lag:0\"]\n");
+	psf_config *cfg =
+	    parse_ok("nodes:\n"
+	             "  ps: [{id: ps0, listen: \"tcp://127.0.0.1:7101\"}]\n"
+	             "  trainers: [{id: t0, listen: \"ipc:///tmp/t0.sock\"}, {id: t1}]\n"
+	             "data: {path: d.csv}\n"
+	             "features: [\"lag:0\"]\n");
 
 	(void)state;
 	assert_string_equal(psf_config_role_node(cfg, PSF_ROLE_TRAINER, 0)->listen,
@@ -288,8 +289,8 @@ test_config_generate_defaults(void **state)
 static void
 check_full_nodes(const psf_config *cfg)
 {
-	static const char *const order[] = {"ps-b", "ps-a", "t0", "t1", "inf-a", "inf-b",
-	    "inf-c", "gw"};
+	static const char *const order[] = {"ps-b", "ps-a", "t0", "t1", "inf-a", "inf-b", "inf-c",
+	    "gw"};
 	const psf_node_cfg *n;
 
 	check_node_invariants(cfg);
@@ -407,114 +408,143 @@ static const struct {
 	const char *file;
 	const char *msg;
 } broken[] = {
-	{"bad_unknown_key.yaml", "bad_unknown_key.yaml:12: unknown key 'lerning_rate' in optimizer"},
-	{"bad_unknown_top_key.yaml",
-	    "bad_unknown_top_key.yaml:8: unknown key 'unknown_section' at top level"},
-	{"bad_trainer_listen_clash.yaml", "bad_trainer_listen_clash.yaml:4: port clash: "
-	    "'trainer-0' listen and 'ps0' listen both use 127.0.0.1:7101"},
-	{"bad_duplicate_key.yaml", "bad_duplicate_key.yaml:8: duplicate key 'kind' in optimizer"},
-	{"bad_complex_key.yaml", "bad_complex_key.yaml:8: keys must be strings"},
-	{"bad_staleness_negative.yaml",
-	    "bad_staleness_negative.yaml:10: 'staleness' must be an integer >= 0"},
-	{"bad_mode.yaml", "bad_mode.yaml:8: 'mode' must be one of sync, async, ssp"},
-	{"bad_durability_mode.yaml",
-	    "bad_durability_mode.yaml:8: 'mode' must be one of interval, every-commit, none"},
-	{"bad_log_level.yaml", "bad_log_level.yaml:8: 'log_level' must be one of err, warn, info, debug"},
-	{"bad_section_type.yaml", "bad_section_type.yaml:8: 'optimizer' must be a mapping"},
-	{"bad_batch_size_quoted.yaml",
-	    "bad_batch_size_quoted.yaml:9: 'batch_size' must be an integer in [1, 1048576]"},
-	{"bad_batch_size_zero.yaml",
-	    "bad_batch_size_zero.yaml:8: 'batch_size' must be an integer in [1, 1048576]"},
-	{"bad_epochs_list.yaml", "bad_epochs_list.yaml:8: 'epochs' must be an integer >= 1"},
-	{"bad_integer_overflow.yaml",
-	    "bad_integer_overflow.yaml:8: 'rpc_workers' must be an integer in [1, 4096]"},
-	{"bad_bool.yaml", "bad_bool.yaml:8: 'shuffle' must be true or false"},
-	{"bad_number.yaml", "bad_number.yaml:8: 'learning_rate' must be a number in (0, 10]"},
-	{"bad_test_fraction.yaml", "bad_test_fraction.yaml:7: 'test_fraction' must be a number in (0, 1)"},
-	{"bad_hidden.yaml",
-	    "bad_hidden.yaml:10: each 'hidden' layer size must be an integer in [1, 65536]"},
-	{"bad_unknown_feature.yaml", "bad_unknown_feature.yaml:9: unknown feature 'smaa:10' "
-	    "(known: lag:N, return:N, sma:N, std:N, ratio_sma:N, ewm:N, range, dow, volume:N)"},
-	{"bad_feature_window.yaml",
-	    "bad_feature_window.yaml:7: feature 'std:1' needs a window N in [2, 10000], as in std:10"},
-	{"bad_duplicate_feature.yaml", "bad_duplicate_feature.yaml:10: duplicate feature 'sma:10'"},
-	{"bad_no_features.yaml",
-	    "bad_no_features.yaml:1: missing 'features' (a list like [\"lag:0\", \"return:1\"])"},
-	{"bad_duplicate_node_id.yaml", "bad_duplicate_node_id.yaml:5: duplicate node id 'ps0'"},
-	{"bad_duplicate_id_across_roles.yaml",
-	    "bad_duplicate_id_across_roles.yaml:6: duplicate node id 'worker'"},
-	{"bad_node_id_chars.yaml", "bad_node_id_chars.yaml:3: node id '../ps0' must be 1-64 "
-	    "characters of A-Z a-z 0-9 . _ - not starting with '.'"},
-	{"bad_name.yaml", "bad_name.yaml:1: 'name' must be 1-64 characters of A-Z a-z 0-9 . _ - "
-	    "not starting with '.'"},
-	{"bad_node_without_id.yaml", "bad_node_without_id.yaml:5: node in nodes.trainers is missing 'id'"},
-	{"bad_no_ps.yaml", "bad_no_ps.yaml:2: at least one ps node is required in nodes.ps"},
-	{"bad_no_nodes.yaml", "bad_no_nodes.yaml:1: at least one ps node is required in nodes.ps"},
-	{"bad_no_trainer.yaml",
-	    "bad_no_trainer.yaml:4: at least one trainer is required in nodes.trainers"},
-	{"bad_ps_without_listen.yaml", "bad_ps_without_listen.yaml:4: ps node 'ps0' needs 'listen' "
-	    "(an NNG URL like tcp://127.0.0.1:7101)"},
-	{"bad_listen_url.yaml", "bad_listen_url.yaml:3: 'listen' of node 'ps0' must be an NNG URL "
-	    "like tcp://host:port or ipc:///path"},
-	{"bad_metrics_address.yaml", "bad_metrics_address.yaml:3: 'metrics' of node 'ps0' must be "
-	    "host:port with a port in [0, 65535]"},
-	{"bad_port_clash_listen_metrics.yaml", "bad_port_clash_listen_metrics.yaml:5: port clash: "
-	    "'ps1' metrics and 'ps0' listen both use 127.0.0.1:7101"},
-	{"bad_port_clash_localhost.yaml", "bad_port_clash_localhost.yaml:7: port clash: "
-	    "'trainer-1' metrics and 'trainer-0' metrics both use 127.0.0.1:7211"},
-	{"bad_port_clash_any_host.yaml", "bad_port_clash_any_host.yaml:6: port clash: "
-	    "'trainer-0' metrics and 'ps0' listen both use port 7101"},
-	{"bad_gateway_list.yaml",
-	    "bad_gateway_list.yaml:5: 'gateway' must be a mapping (one gateway at most)"},
-	{"bad_gateway_without_inferers.yaml", "bad_gateway_without_inferers.yaml:5: the gateway "
-	    "needs at least one inferer in nodes.inferers"},
-	{"bad_inferer_shard_range.yaml", "bad_inferer_shard_range.yaml:7: inferer 'inferer-1' has "
-	    "shard 2 but inference.shards is 2 (shards are 0..1)"},
-	{"bad_inferer_shard_uncovered.yaml", "bad_inferer_shard_uncovered.yaml:13: inference "
-	    "shard 1 has no inferer (every shard 0..1 needs one)"},
-	{"bad_history_days.yaml", "bad_history_days.yaml:8: inference.history_days (30) must be "
-	    "at least 51 for feature 'sma:50'"},
-	{"bad_no_data_path.yaml", "bad_no_data_path.yaml:5: missing 'path' in data (required "
-	    "unless data.generate is set)"},
-	{"bad_logistic_target.yaml",
-	    "bad_logistic_target.yaml:9: model kind 'logistic' needs target next_direction"},
-	{"bad_chunk_too_big.yaml", "bad_chunk_too_big.yaml:8: model.chunk_floats (1000000) * 4 "
-	    "bytes + 4096 must fit in limits.max_message_bytes (1048576)"},
-	{"bad_heartbeat.yaml", "bad_heartbeat.yaml:10: 'heartbeat_ms' (1000) must be less than "
-	    "straggler_timeout_ms (1000)"},
-	{"bad_two_tokens.yaml",
-	    "bad_two_tokens.yaml:10: set only one of 'token_file' and 'token_env' in security"},
-	{"bad_tls_cert_without_key.yaml",
-	    "bad_tls_cert_without_key.yaml:9: 'tls_cert' and 'tls_key' must be set together in security"},
-	{"bad_tls_without_cert.yaml", "bad_tls_without_cert.yaml:3: node 'ps0' listens with TLS "
-	    "but security.tls_cert and security.tls_key are not set"},
-	/* limits that used to fail only later, in a node (bounds.h) */
-	{"bad_model_too_big.yaml", "bad_model_too_big.yaml:10: the model has 4295229441 dense "
-	    "parameters (17180917764 bytes), more than the limit of 1073741824 (4294967296 "
-	    "bytes): use smaller 'hidden' layers"},
-	{"bad_generate_days.yaml",
-	    "bad_generate_days.yaml:8: 'days' must be an integer in [2, 20000]"},
-	{"bad_map_size.yaml",
-	    "bad_map_size.yaml:9: 'map_size' must be an integer in [1048576, 1099511627776]"},
-	{"bad_token_file_missing.yaml", "bad_token_file_missing.yaml:9: cannot read "
-	    "security.token_file 'no-such-token': not found"},
-	{"bad_token_file_empty.yaml", "bad_token_file_empty.yaml:9: security.token_file "
-	    "'certs/empty-token' has an empty first line (the shared secret)"},
-	{"bad_tls_ca_not_file.yaml", "bad_tls_ca_not_file.yaml:11: cannot read security.tls_ca "
-	    "'certs': not a regular file"},
-	{"bad_ipc_path_long.yaml", "bad_ipc_path_long.yaml:4: 'listen' of node 'ps0': the ipc "
-	    "path has 108 characters, more than the 107 a Unix socket path can hold; use a "
-	    "shorter path"},
-	{"bad_yaml_syntax.yaml", "bad_yaml_syntax.yaml:9: invalid YAML: did not find expected ',' "
-	    "or '}' (while parsing a flow mapping started on line 8)"},
-	{"bad_yaml_colon.yaml", "bad_yaml_colon.yaml:3: invalid YAML: did not find expected ',' "
-	    "or '}' (while parsing a flow mapping started on line 3)"},
-	{"bad_undefined_alias.yaml", "bad_undefined_alias.yaml:8: invalid YAML: found undefined alias"},
-	{"bad_two_documents.yaml", "bad_two_documents.yaml:9: only one YAML document is allowed"},
-	{"bad_empty.yaml", "bad_empty.yaml:1: empty config: expected a mapping of keys (name, "
-	    "nodes, data, ...)"},
-	{"bad_not_mapping.yaml", "bad_not_mapping.yaml:1: the config must be a mapping of keys "
-	    "(name, nodes, data, ...)"},
+    {"bad_unknown_key.yaml", "bad_unknown_key.yaml:12: unknown key 'lerning_rate' in optimizer"},
+    {"bad_unknown_top_key.yaml",
+        "bad_unknown_top_key.yaml:8: unknown key 'unknown_section' at top level"},
+    {"bad_trainer_listen_clash.yaml",
+        "bad_trainer_listen_clash.yaml:4: port clash: "
+        "'trainer-0' listen and 'ps0' listen both use 127.0.0.1:7101"},
+    {"bad_duplicate_key.yaml", "bad_duplicate_key.yaml:8: duplicate key 'kind' in optimizer"},
+    {"bad_complex_key.yaml", "bad_complex_key.yaml:8: keys must be strings"},
+    {"bad_staleness_negative.yaml",
+        "bad_staleness_negative.yaml:10: 'staleness' must be an integer >= 0"},
+    {"bad_mode.yaml", "bad_mode.yaml:8: 'mode' must be one of sync, async, ssp"},
+    {"bad_durability_mode.yaml",
+        "bad_durability_mode.yaml:8: 'mode' must be one of interval, every-commit, none"},
+    {"bad_log_level.yaml",
+        "bad_log_level.yaml:8: 'log_level' must be one of err, warn, info, debug"},
+    {"bad_section_type.yaml", "bad_section_type.yaml:8: 'optimizer' must be a mapping"},
+    {"bad_batch_size_quoted.yaml",
+        "bad_batch_size_quoted.yaml:9: 'batch_size' must be an integer in [1, 1048576]"},
+    {"bad_batch_size_zero.yaml",
+        "bad_batch_size_zero.yaml:8: 'batch_size' must be an integer in [1, 1048576]"},
+    {"bad_epochs_list.yaml", "bad_epochs_list.yaml:8: 'epochs' must be an integer >= 1"},
+    {"bad_integer_overflow.yaml",
+        "bad_integer_overflow.yaml:8: 'rpc_workers' must be an integer in [1, 4096]"},
+    {"bad_bool.yaml", "bad_bool.yaml:8: 'shuffle' must be true or false"},
+    {"bad_number.yaml", "bad_number.yaml:8: 'learning_rate' must be a number in (0, 10]"},
+    {"bad_test_fraction.yaml",
+        "bad_test_fraction.yaml:7: 'test_fraction' must be a number in (0, 1)"},
+    {"bad_hidden.yaml",
+        "bad_hidden.yaml:10: each 'hidden' layer size must be an integer in [1, 65536]"},
+    {"bad_unknown_feature.yaml",
+        "bad_unknown_feature.yaml:9: unknown feature 'smaa:10' "
+        "(known: lag:N, return:N, sma:N, std:N, ratio_sma:N, ewm:N, range, dow, volume:N)"},
+    {"bad_feature_window.yaml",
+        "bad_feature_window.yaml:7: feature 'std:1' needs a window N in [2, 10000], as in std:10"},
+    {"bad_duplicate_feature.yaml", "bad_duplicate_feature.yaml:10: duplicate feature 'sma:10'"},
+    {"bad_no_features.yaml",
+        "bad_no_features.yaml:1: missing 'features' (a list like [\"lag:0\", \"return:1\"])"},
+    {"bad_duplicate_node_id.yaml", "bad_duplicate_node_id.yaml:5: duplicate node id 'ps0'"},
+    {"bad_duplicate_id_across_roles.yaml",
+        "bad_duplicate_id_across_roles.yaml:6: duplicate node id 'worker'"},
+    {"bad_node_id_chars.yaml",
+        "bad_node_id_chars.yaml:3: node id '../ps0' must be 1-64 "
+        "characters of A-Z a-z 0-9 . _ - not starting with '.'"},
+    {"bad_name.yaml",
+        "bad_name.yaml:1: 'name' must be 1-64 characters of A-Z a-z 0-9 . _ - "
+        "not starting with '.'"},
+    {"bad_node_without_id.yaml",
+        "bad_node_without_id.yaml:5: node in nodes.trainers is missing 'id'"},
+    {"bad_no_ps.yaml", "bad_no_ps.yaml:2: at least one ps node is required in nodes.ps"},
+    {"bad_no_nodes.yaml", "bad_no_nodes.yaml:1: at least one ps node is required in nodes.ps"},
+    {"bad_no_trainer.yaml",
+        "bad_no_trainer.yaml:4: at least one trainer is required in nodes.trainers"},
+    {"bad_ps_without_listen.yaml",
+        "bad_ps_without_listen.yaml:4: ps node 'ps0' needs 'listen' "
+        "(an NNG URL like tcp://127.0.0.1:7101)"},
+    {"bad_listen_url.yaml",
+        "bad_listen_url.yaml:3: 'listen' of node 'ps0' must be an NNG URL "
+        "like tcp://host:port or ipc:///path"},
+    {"bad_metrics_address.yaml",
+        "bad_metrics_address.yaml:3: 'metrics' of node 'ps0' must be "
+        "host:port with a port in [0, 65535]"},
+    {"bad_port_clash_listen_metrics.yaml",
+        "bad_port_clash_listen_metrics.yaml:5: port clash: "
+        "'ps1' metrics and 'ps0' listen both use 127.0.0.1:7101"},
+    {"bad_port_clash_localhost.yaml",
+        "bad_port_clash_localhost.yaml:7: port clash: "
+        "'trainer-1' metrics and 'trainer-0' metrics both use 127.0.0.1:7211"},
+    {"bad_port_clash_any_host.yaml",
+        "bad_port_clash_any_host.yaml:6: port clash: "
+        "'trainer-0' metrics and 'ps0' listen both use port 7101"},
+    {"bad_gateway_list.yaml",
+        "bad_gateway_list.yaml:5: 'gateway' must be a mapping (one gateway at most)"},
+    {"bad_gateway_without_inferers.yaml",
+        "bad_gateway_without_inferers.yaml:5: the gateway "
+        "needs at least one inferer in nodes.inferers"},
+    {"bad_inferer_shard_range.yaml",
+        "bad_inferer_shard_range.yaml:7: inferer 'inferer-1' has "
+        "shard 2 but inference.shards is 2 (shards are 0..1)"},
+    {"bad_inferer_shard_uncovered.yaml",
+        "bad_inferer_shard_uncovered.yaml:13: inference "
+        "shard 1 has no inferer (every shard 0..1 needs one)"},
+    {"bad_history_days.yaml",
+        "bad_history_days.yaml:8: inference.history_days (30) must be "
+        "at least 51 for feature 'sma:50'"},
+    {"bad_no_data_path.yaml",
+        "bad_no_data_path.yaml:5: missing 'path' in data (required "
+        "unless data.generate is set)"},
+    {"bad_logistic_target.yaml",
+        "bad_logistic_target.yaml:9: model kind 'logistic' needs target next_direction"},
+    {"bad_chunk_too_big.yaml",
+        "bad_chunk_too_big.yaml:8: model.chunk_floats (1000000) * 4 "
+        "bytes + 4096 must fit in limits.max_message_bytes (1048576)"},
+    {"bad_heartbeat.yaml",
+        "bad_heartbeat.yaml:10: 'heartbeat_ms' (1000) must be less than "
+        "straggler_timeout_ms (1000)"},
+    {"bad_two_tokens.yaml",
+        "bad_two_tokens.yaml:10: set only one of 'token_file' and 'token_env' in security"},
+    {"bad_tls_cert_without_key.yaml",
+        "bad_tls_cert_without_key.yaml:9: 'tls_cert' and 'tls_key' must be set together in security"},
+    {"bad_tls_without_cert.yaml",
+        "bad_tls_without_cert.yaml:3: node 'ps0' listens with TLS "
+        "but security.tls_cert and security.tls_key are not set"},
+    /* limits that used to fail only later, in a node (bounds.h) */
+    {"bad_model_too_big.yaml",
+        "bad_model_too_big.yaml:10: the model has 4295229441 dense "
+        "parameters (17180917764 bytes), more than the limit of 1073741824 (4294967296 "
+        "bytes): use smaller 'hidden' layers"},
+    {"bad_generate_days.yaml", "bad_generate_days.yaml:8: 'days' must be an integer in [2, 20000]"},
+    {"bad_map_size.yaml",
+        "bad_map_size.yaml:9: 'map_size' must be an integer in [1048576, 1099511627776]"},
+    {"bad_token_file_missing.yaml",
+        "bad_token_file_missing.yaml:9: cannot read "
+        "security.token_file 'no-such-token': not found"},
+    {"bad_token_file_empty.yaml",
+        "bad_token_file_empty.yaml:9: security.token_file "
+        "'certs/empty-token' has an empty first line (the shared secret)"},
+    {"bad_tls_ca_not_file.yaml",
+        "bad_tls_ca_not_file.yaml:11: cannot read security.tls_ca "
+        "'certs': not a regular file"},
+    {"bad_ipc_path_long.yaml",
+        "bad_ipc_path_long.yaml:4: 'listen' of node 'ps0': the ipc "
+        "path has 108 characters, more than the 107 a Unix socket path can hold; use a "
+        "shorter path"},
+    {"bad_yaml_syntax.yaml",
+        "bad_yaml_syntax.yaml:9: invalid YAML: did not find expected ',' "
+        "or '}' (while parsing a flow mapping started on line 8)"},
+    {"bad_yaml_colon.yaml",
+        "bad_yaml_colon.yaml:3: invalid YAML: did not find expected ',' "
+        "or '}' (while parsing a flow mapping started on line 3)"},
+    {"bad_undefined_alias.yaml", "bad_undefined_alias.yaml:8: invalid YAML: found undefined alias"},
+    {"bad_two_documents.yaml", "bad_two_documents.yaml:9: only one YAML document is allowed"},
+    {"bad_empty.yaml",
+        "bad_empty.yaml:1: empty config: expected a mapping of keys (name, "
+        "nodes, data, ...)"},
+    {"bad_not_mapping.yaml",
+        "bad_not_mapping.yaml:1: the config must be a mapping of keys "
+        "(name, nodes, data, ...)"},
 };
 
 static void
@@ -609,13 +639,13 @@ test_config_unreadable_files(void **state)
 }
 
 static const char fp_base[] =
-	"seed: 7\n"
-	"nodes:\n"
-	"  ps: [{id: ps0, listen: \"tcp://127.0.0.1:0\"}, {id: ps1, listen: \"tcp://127.0.0.1:0\"}]\n"
-	"  trainers: [{id: t0}]\n"
-	"data: {path: d.csv}\n"
-	"features: [\"lag:0\", \"sma:5\"]\n"
-	"model: {kind: mlp, hidden: [8]}\n";
+    "seed: 7\n"
+    "nodes:\n"
+    "  ps: [{id: ps0, listen: \"tcp://127.0.0.1:0\"}, {id: ps1, listen: \"tcp://127.0.0.1:0\"}]\n"
+    "  trainers: [{id: t0}]\n"
+    "data: {path: d.csv}\n"
+    "features: [\"lag:0\", \"sma:5\"]\n"
+    "model: {kind: mlp, hidden: [8]}\n";
 
 static void
 fingerprint_of(const char *text, char *fp)
@@ -642,21 +672,21 @@ static void
 test_config_fingerprint_stable_and_sensitive(void **state)
 {
 	static const char *const same[][2] = {
-		{"seed: 7\n", "seed: 7   # a comment\ntraining: {epochs: 9}\n"},
-		{"  trainers: [{id: t0}]", "  trainers: [{id: t0}, {id: t1}]"},
-		{"data: {path: d.csv}", "data: {path: other.csv}\noptimizer: {learning_rate: 0.5}"},
-		{"sma:5", "sma:05"},
+	    {"seed: 7\n", "seed: 7   # a comment\ntraining: {epochs: 9}\n"},
+	    {"  trainers: [{id: t0}]", "  trainers: [{id: t0}, {id: t1}]"},
+	    {"data: {path: d.csv}", "data: {path: other.csv}\noptimizer: {learning_rate: 0.5}"},
+	    {"sma:5", "sma:05"},
 	};
 	static const char *const differ[][2] = {
-		{"hidden: [8]", "hidden: [9]"},
-		{"kind: mlp, hidden: [8]", "kind: linear"},
-		{"model: {", "model: {l2: 0.1, "},
-		{"model: {", "model: {symbol_bias: true, "},
-		{"\"lag:0\", \"sma:5\"", "\"sma:5\", \"lag:0\""},
-		{"{id: ps0, listen: \"tcp://127.0.0.1:0\"}, {id: ps1,",
-		    "{id: ps1, listen: \"tcp://127.0.0.1:0\"}, {id: ps0,"},
-		{"seed: 7", "seed: 8"},
-		{"data:", "target: next_return\ndata:"},
+	    {"hidden: [8]", "hidden: [9]"},
+	    {"kind: mlp, hidden: [8]", "kind: linear"},
+	    {"model: {", "model: {l2: 0.1, "},
+	    {"model: {", "model: {symbol_bias: true, "},
+	    {"\"lag:0\", \"sma:5\"", "\"sma:5\", \"lag:0\""},
+	    {"{id: ps0, listen: \"tcp://127.0.0.1:0\"}, {id: ps1,",
+	        "{id: ps1, listen: \"tcp://127.0.0.1:0\"}, {id: ps0,"},
+	    {"seed: 7", "seed: 8"},
+	    {"data:", "target: next_return\ndata:"},
 	};
 	char base[17], again[17], other[17], tiny[5];
 	psf_config *cfg;
@@ -699,13 +729,18 @@ test_config_feature_parse(void **state)
 		psf_feature_kind kind;
 		uint32_t window;
 	} good[] = {
-		{"lag:0", "lag:0", PSF_FEAT_LAG, 0}, {"lag:12", "lag:12", PSF_FEAT_LAG, 12},
-		{"return:1", "return:1", PSF_FEAT_RETURN, 1}, {"sma:1", "sma:1", PSF_FEAT_SMA, 1},
-		{"sma:007", "sma:7", PSF_FEAT_SMA, 7}, {"std:2", "std:2", PSF_FEAT_STD, 2},
-		{"ratio_sma:10", "ratio_sma:10", PSF_FEAT_RATIO_SMA, 10},
-		{"ewm:1", "ewm:1", PSF_FEAT_EWM, 1}, {"range", "range", PSF_FEAT_RANGE, 0},
-		{"dow", "dow", PSF_FEAT_DOW, 0}, {"volume:20", "volume:20", PSF_FEAT_VOLUME, 20},
-		{"ratio_sma:10000", "ratio_sma:10000", PSF_FEAT_RATIO_SMA, 10000},
+	    {"lag:0", "lag:0", PSF_FEAT_LAG, 0},
+	    {"lag:12", "lag:12", PSF_FEAT_LAG, 12},
+	    {"return:1", "return:1", PSF_FEAT_RETURN, 1},
+	    {"sma:1", "sma:1", PSF_FEAT_SMA, 1},
+	    {"sma:007", "sma:7", PSF_FEAT_SMA, 7},
+	    {"std:2", "std:2", PSF_FEAT_STD, 2},
+	    {"ratio_sma:10", "ratio_sma:10", PSF_FEAT_RATIO_SMA, 10},
+	    {"ewm:1", "ewm:1", PSF_FEAT_EWM, 1},
+	    {"range", "range", PSF_FEAT_RANGE, 0},
+	    {"dow", "dow", PSF_FEAT_DOW, 0},
+	    {"volume:20", "volume:20", PSF_FEAT_VOLUME, 20},
+	    {"ratio_sma:10000", "ratio_sma:10000", PSF_FEAT_RATIO_SMA, 10000},
 	};
 	static const char *const bad[] = {"", "lag", "lag:", "lag:-1", "lag:+1", "return:0",
 	    "std:1", "sma:0", "ewm:0", "volume:0", "range:1", "dow:", "sma:10x", "sma: 10",
@@ -865,8 +900,8 @@ test_config_tls_server_name(void **state)
 {
 	static const char *const good[] = {"psfleet-node", "ps0.example", "PS_0.fleet.internal",
 	    "127.0.0.1"};
-	static const char *const bad[] = {"\"tls+tcp://ps0:7101\"", "\"ps0:7101\"", "ps0/x",
-	    "a..b", ".ps0", "ps0.", "\"ps 0\"", "\"\"", "[ps0]", "\"*.example\"",
+	static const char *const bad[] = {"\"tls+tcp://ps0:7101\"", "\"ps0:7101\"", "ps0/x", "a..b",
+	    ".ps0", "ps0.", "\"ps 0\"", "\"\"", "[ps0]", "\"*.example\"",
 	    /* a 64-character label, then a 255-character name of short labels */
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x",
 	    "a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a."
@@ -885,7 +920,8 @@ test_config_tls_server_name(void **state)
 	assert_null(cfg->security.tls_server_name);
 	psf_config_free(cfg);
 	for (size_t i = 0; i < PSF_ARRAY_LEN(good); i++) {
-		snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %s\n", good[i]);
+		snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %s\n",
+		    good[i]);
 		if (tls_with(line, err, sizeof(err), &cfg) != PSF_OK)
 			fail_msg("%s: %s", good[i], err);
 		assert_string_equal(cfg->security.tls_server_name, good[i]);
@@ -893,43 +929,46 @@ test_config_tls_server_name(void **state)
 		psf_config_free(cfg);
 	}
 	/* 63-character label and 253 characters in all are the limits, inclusive. */
-	snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %.63s.%.189s\n", bad[10],
-	    bad[11]);
+	snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %.63s.%.189s\n",
+	    bad[10], bad[11]);
 	assert_int_equal(tls_with(line, err, sizeof(err), &cfg), PSF_OK);
 	assert_int_equal(strlen(cfg->security.tls_server_name), 253);
 	psf_config_free(cfg);
 	for (size_t i = 0; i < PSF_ARRAY_LEN(bad); i++) {
-		snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %s\n", bad[i]);
+		snprintf(line, sizeof(line), "  tls_ca: certs/ca.pem\n  tls_server_name: %s\n",
+		    bad[i]);
 		if (tls_with(line, err, sizeof(err), &cfg) != PSF_ECONFIG ||
-		    strcmp(err, "t.yaml:13: 'tls_server_name' must be a DNS name from the servers' "
-		    "certificates, like ps.example (not a URL or host:port)") != 0)
+		    strcmp(err,
+		        "t.yaml:13: 'tls_server_name' must be a DNS name from the servers' "
+		        "certificates, like ps.example (not a URL or host:port)") != 0)
 			fail_msg("%s: got \"%s\"", bad[i], err);
 		assert_null(cfg);
 	}
 	/* Without a CA nothing is verified: the name would be ignored, so it is refused. */
 	assert_int_equal(tls_with("  tls_server_name: psfleet-node\n", err, sizeof(err), &cfg),
 	    PSF_ECONFIG);
-	assert_string_equal(err, "t.yaml:12: 'tls_server_name' needs 'tls_ca' in security: "
+	assert_string_equal(err,
+	    "t.yaml:12: 'tls_server_name' needs 'tls_ca' in security: "
 	    "without a CA the server's certificate, and so its name, is not verified");
 	assert_null(cfg);
 	/* An explicit null keeps the default, like every other key. */
-	assert_int_equal(tls_with("  tls_ca: certs/ca.pem\n  tls_server_name: ~\n", err, sizeof(err),
-	    &cfg), PSF_OK);
+	assert_int_equal(
+	    tls_with("  tls_ca: certs/ca.pem\n  tls_server_name: ~\n", err, sizeof(err), &cfg),
+	    PSF_OK);
 	assert_null(cfg->security.tls_server_name);
 	psf_config_free(cfg);
 }
 
 /* ---- limits shared with the modules that enforce them (bounds.h) ---- */
 
-static const char lim_base[] =
-    "name: t\n"
-    "nodes:\n"
-    "  ps: [{id: ps0, listen: \"%s\"}]\n"
-    "  trainers: [{id: trainer-0}]\n"
-    "data: {path: d.csv, generate: {days: %s}}\n"
-    "features: [\"lag:0\"]\n"
-    "model: {kind: mlp, hidden: %s}\n"
-    "durability: {map_size: %s}\n";
+static const char lim_base[] = "name: t\n"
+                               "nodes:\n"
+                               "  ps: [{id: ps0, listen: \"%s\"}]\n"
+                               "  trainers: [{id: trainer-0}]\n"
+                               "data: {path: d.csv, generate: {days: %s}}\n"
+                               "features: [\"lag:0\"]\n"
+                               "model: {kind: mlp, hidden: %s}\n"
+                               "durability: {map_size: %s}\n";
 
 /* The largest legal values load; a model above PSF_MODEL_WARN_DENSE_FLOATS loads
  * with one warning (at the key's line) that gives its size in bytes. */
@@ -958,7 +997,8 @@ test_config_limits_inclusive_and_big_model_warns(void **state)
 	psf_config_free(cfg);
 	/* 1 x 16384 + 2 x 16384^2 + 16384 weights, 3 x 16384 + 1 biases */
 	assert_non_null(strstr(logged, " warn "));
-	assert_non_null(strstr(logged, "t.yaml:7: the model has 536952833 dense parameters "
+	assert_non_null(strstr(logged,
+	    "t.yaml:7: the model has 536952833 dense parameters "
 	    "(2147811332 bytes): every trainer and inferer holds a full copy"));
 	assert_null(strchr(strchr(logged, '\n') + 1, '\n')); /* one line */
 	free(logged);
@@ -978,27 +1018,26 @@ test_config_limits_inclusive_and_big_model_warns(void **state)
 
 /* ---- overrides (psf_config_parse_ex / psf_config_load_ex, `psfleet node --set`) ---- */
 
-static const char ov_base[] =
-    "name: ov\n"
-    "nodes:\n"
-    "  ps:\n"
-    "    - {id: ps0, listen: \"tcp://127.0.0.1:7101\"}\n"
-    "  trainers:\n"
-    "    - {id: trainer-0}\n"
-    "    - {id: trainer-1, metrics: \"127.0.0.1:7212\"}\n"
-    "data: {path: d.csv}\n"
-    "features: [\"return:1\"]\n"
-    "consistency:\n"
-    "  mode: sync\n"
-    "inference:\n";
+static const char ov_base[] = "name: ov\n"
+                              "nodes:\n"
+                              "  ps:\n"
+                              "    - {id: ps0, listen: \"tcp://127.0.0.1:7101\"}\n"
+                              "  trainers:\n"
+                              "    - {id: trainer-0}\n"
+                              "    - {id: trainer-1, metrics: \"127.0.0.1:7212\"}\n"
+                              "data: {path: d.csv}\n"
+                              "features: [\"return:1\"]\n"
+                              "consistency:\n"
+                              "  mode: sync\n"
+                              "inference:\n";
 
 static psf_config *
 ov_ok(const char *const *ov, size_t n)
 {
 	char err[512] = "unset";
 	psf_config *cfg = NULL;
-	psf_err rv = psf_config_parse_ex("t.yaml", ov_base, strlen(ov_base), ov, n, err,
-	    sizeof(err), &cfg);
+	psf_err rv =
+	    psf_config_parse_ex("t.yaml", ov_base, strlen(ov_base), ov, n, err, sizeof(err), &cfg);
 
 	if (rv != PSF_OK)
 		fail_msg("%s", err);
@@ -1015,7 +1054,8 @@ ov_fails(const char *ov, const char *want)
 	const char *const list[] = {"training.epochs=2", ov};
 
 	assert_int_equal(psf_config_parse_ex("t.yaml", ov_base, strlen(ov_base), list, 2, err,
-	    sizeof(err), &cfg), PSF_ECONFIG);
+	                     sizeof(err), &cfg),
+	    PSF_ECONFIG);
 	assert_null(cfg);
 	if (strcmp(err, want) != 0)
 		fail_msg("override '%s':\n  got  %s\n  want %s", ov, err, want);
@@ -1025,17 +1065,15 @@ static void
 test_config_override_sets_keys(void **state)
 {
 	const char *const ov[] = {
-		"consistency.mode=ssp",      /* existing key */
-		"consistency.staleness=1",   /* missing key of an existing section */
-		"training.target_loss=0.95", /* missing section */
-		"inference.shards=1",        /* section that is null in the file */
-		"run_dir=/tmp/exp/runs/ssp1-r0",
-		"model={kind: mlp, hidden: [8, 4]}",
-		"features=[\"return:1\", \"return:5\", dow]",
-		"nodes.ps.0.listen=ipc:///tmp/exp/ps0.sock",
-		"nodes.trainers.trainer-1.metrics=127.0.0.1:0",
-		"seed=7",
-		"seed=8", /* a later override wins */
+	    "consistency.mode=ssp",      /* existing key */
+	    "consistency.staleness=1",   /* missing key of an existing section */
+	    "training.target_loss=0.95", /* missing section */
+	    "inference.shards=1",        /* section that is null in the file */
+	    "run_dir=/tmp/exp/runs/ssp1-r0", "model={kind: mlp, hidden: [8, 4]}",
+	    "features=[\"return:1\", \"return:5\", dow]",
+	    "nodes.ps.0.listen=ipc:///tmp/exp/ps0.sock",
+	    "nodes.trainers.trainer-1.metrics=127.0.0.1:0", "seed=7",
+	    "seed=8", /* a later override wins */
 	};
 	psf_config *cfg = ov_ok(ov, PSF_ARRAY_LEN(ov));
 
@@ -1071,7 +1109,8 @@ test_config_override_empty_value_is_default(void **state)
 	assert_int_equal(cfg->consistency.mode, PSF_CONS_SYNC);
 	assert_null(psf_config_find_node(cfg, "trainer-1")->metrics);
 	psf_config_free(cfg);
-	ov_fails("nodes.ps.0=", "t.yaml: override 'nodes.ps.0=': a list entry cannot be removed; "
+	ov_fails("nodes.ps.0=",
+	    "t.yaml: override 'nodes.ps.0=': a list entry cannot be removed; "
 	    "give the whole list instead");
 	cfg = ov_ok(NULL, 0); /* no overrides: the file as it is */
 	assert_string_equal(cfg->name, "ov");
@@ -1079,9 +1118,11 @@ test_config_override_empty_value_is_default(void **state)
 	{
 		char err[512];
 
-		assert_int_equal(psf_config_parse_ex("t.yaml", ov_base, strlen(ov_base), ov, 1,
-		    err, sizeof(err), &cfg), PSF_ECONFIG); /* quoted: kept literally, then checked */
-		assert_string_equal(err, "t.yaml: override 'name=\"x #1\"': 'name' must be 1-64 "
+		assert_int_equal(psf_config_parse_ex("t.yaml", ov_base, strlen(ov_base), ov, 1, err,
+		                     sizeof(err), &cfg),
+		    PSF_ECONFIG); /* quoted: kept literally, then checked */
+		assert_string_equal(err,
+		    "t.yaml: override 'name=\"x #1\"': 'name' must be 1-64 "
 		    "characters of A-Z a-z 0-9 . _ - not starting with '.'");
 	}
 }
@@ -1094,32 +1135,40 @@ test_config_override_errors_name_it(void **state)
 	    "t.yaml: override 'consistency.mode=bsp': 'mode' must be one of sync, async, ssp");
 	ov_fails("consistency.staleness=-1",
 	    "t.yaml: override 'consistency.staleness=-1': 'staleness' must be an integer >= 0");
-	ov_fails("nosuch.key=1", "t.yaml: override 'nosuch.key=1': unknown key 'nosuch' at top level");
+	ov_fails("nosuch.key=1",
+	    "t.yaml: override 'nosuch.key=1': unknown key 'nosuch' at top level");
 	ov_fails("training.epoch=3",
 	    "t.yaml: override 'training.epoch=3': unknown key 'epoch' in training");
 	ov_fails("consistency.mode.x=1",
 	    "t.yaml: override 'consistency.mode.x=1': 'consistency.mode' is not a mapping");
-	ov_fails("nodes.ps.3.listen=ipc:///x", "t.yaml: override 'nodes.ps.3.listen=ipc:///x': "
+	ov_fails("nodes.ps.3.listen=ipc:///x",
+	    "t.yaml: override 'nodes.ps.3.listen=ipc:///x': "
 	    "'nodes.ps' has no entry '3' (use a 0-based index or a node id)");
 	ov_fails("nodes.trainers.trainer-9.metrics=127.0.0.1:0",
 	    "t.yaml: override 'nodes.trainers.trainer-9.metrics=127.0.0.1:0': 'nodes.trainers' has "
 	    "no entry 'trainer-9' (use a 0-based index or a node id)");
-	ov_fails("consistency.mode", "t.yaml: override 'consistency.mode': expected KEY=VALUE with "
+	ov_fails("consistency.mode",
+	    "t.yaml: override 'consistency.mode': expected KEY=VALUE with "
 	    "a dotted KEY such as consistency.mode (at most 255 characters)");
-	ov_fails("=ssp", "t.yaml: override '=ssp': expected KEY=VALUE with a dotted KEY such as "
+	ov_fails("=ssp",
+	    "t.yaml: override '=ssp': expected KEY=VALUE with a dotted KEY such as "
 	    "consistency.mode (at most 255 characters)");
 	ov_fails("consistency..mode=ssp",
 	    "t.yaml: override 'consistency..mode=ssp': empty key component in 'consistency..mode'");
 	ov_fails("consistency.=ssp",
 	    "t.yaml: override 'consistency.=ssp': empty key component in 'consistency.'");
-	ov_fails("features=[", "t.yaml: override 'features=[': invalid YAML value: did not find "
+	ov_fails("features=[",
+	    "t.yaml: override 'features=[': invalid YAML value: did not find "
 	    "expected node content");
-	ov_fails("seed=1\n---\n2", "t.yaml: override 'seed=1?---?2': the value must be one YAML value");
+	ov_fails("seed=1\n---\n2",
+	    "t.yaml: override 'seed=1?---?2': the value must be one YAML value");
 	/* cross-field checks name the override that made the value */
-	ov_fails("consistency.heartbeat_ms=20000", "t.yaml: override "
+	ov_fails("consistency.heartbeat_ms=20000",
+	    "t.yaml: override "
 	    "'consistency.heartbeat_ms=20000': 'heartbeat_ms' (20000) must be less than "
 	    "straggler_timeout_ms (10000)");
-	ov_fails("nodes.trainers.0.metrics=127.0.0.1:7212", "t.yaml: override "
+	ov_fails("nodes.trainers.0.metrics=127.0.0.1:7212",
+	    "t.yaml: override "
 	    "'nodes.trainers.0.metrics=127.0.0.1:7212': port clash: 'trainer-0' metrics and "
 	    "'trainer-1' metrics both use 127.0.0.1:7212");
 }
@@ -1141,8 +1190,8 @@ test_config_override_file_lines_kept(void **state)
 	{
 		const char *const fix[] = {"consistency.mode=async"};
 
-		assert_int_equal(psf_config_load_ex("bad_mode.yaml", fix, 1, err, sizeof(err), &cfg),
-		    PSF_OK);
+		assert_int_equal(
+		    psf_config_load_ex("bad_mode.yaml", fix, 1, err, sizeof(err), &cfg), PSF_OK);
 		assert_int_equal(cfg->consistency.mode, PSF_CONS_ASYNC);
 		psf_config_free(cfg);
 	}
@@ -1175,7 +1224,8 @@ test_config_experiment_examples_load(void **state)
 		if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (psf_config_load_ex(path, ov, PSF_ARRAY_LEN(ov), err, sizeof(err), &cfg) != PSF_OK)
+		if (psf_config_load_ex(path, ov, PSF_ARRAY_LEN(ov), err, sizeof(err), &cfg) !=
+		    PSF_OK)
 			fail_msg("%s", err);
 		check_node_invariants(cfg);
 		assert_int_equal(cfg->consistency.mode, PSF_CONS_SSP);
@@ -1195,7 +1245,8 @@ fleet_text(size_t n_trainers)
 	char *text = malloc(cap);
 
 	assert_non_null(text);
-	n += (size_t)snprintf(text + n, cap - n, "nodes:\n  ps:\n    - {id: ps0, listen: "
+	n += (size_t)snprintf(text + n, cap - n,
+	    "nodes:\n  ps:\n    - {id: ps0, listen: "
 	    "\"tcp://127.0.0.1:7000\"}\n  trainers:\n    # one per line\n");
 	for (size_t i = 0; i < n_trainers; i++)
 		n += (size_t)snprintf(text + n, cap - n, "    - {id: t%zu}\n", i);
@@ -1224,8 +1275,9 @@ test_config_trainer_limit(void **state)
 	assert_int_equal(psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg),
 	    PSF_ECONFIG);
 	assert_null(cfg);
-	snprintf(want, sizeof(want), "t.yaml:%d: too many trainers: %d (a ps node serves at most %d)",
-	    6 + PSF_MAX_TRAINERS, PSF_MAX_TRAINERS + 1, PSF_MAX_TRAINERS);
+	snprintf(want, sizeof(want),
+	    "t.yaml:%d: too many trainers: %d (a ps node serves at most %d)", 6 + PSF_MAX_TRAINERS,
+	    PSF_MAX_TRAINERS + 1, PSF_MAX_TRAINERS);
 	assert_string_equal(err, want);
 	free(text);
 }
@@ -1234,7 +1286,8 @@ test_config_trainer_limit(void **state)
 static void
 test_config_learning_rate_range(void **state)
 {
-	static const char base[] = "nodes:\n  ps: [{id: ps0, listen: \"tcp://127.0.0.1:7000\"}]\n"
+	static const char base[] =
+	    "nodes:\n  ps: [{id: ps0, listen: \"tcp://127.0.0.1:7000\"}]\n"
 	    "  trainers: [{id: t0}]\ndata: {path: d.csv}\nfeatures: [\"lag:0\"]\n"
 	    "optimizer: {learning_rate: %s}\n";
 	static const char *const bad[] = {"1e30", "10.5", "inf", "0"};
@@ -1249,7 +1302,8 @@ test_config_learning_rate_range(void **state)
 	for (size_t i = 0; i < PSF_ARRAY_LEN(bad); i++) {
 		cfg = NULL;
 		snprintf(text, sizeof(text), base, bad[i]);
-		assert_int_equal(psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg),
+		assert_int_equal(
+		    psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg),
 		    PSF_ECONFIG);
 		assert_null(cfg);
 		assert_string_equal(err, "t.yaml:6: 'learning_rate' must be a number in (0, 10]");
@@ -1274,23 +1328,28 @@ test_config_enum_names_round_trip(void **state)
 
 	(void)state;
 	for (int v = PSF_CONS_SYNC; v <= PSF_CONS_SSP; v++) {
-		assert_int_equal(psf_consistency_parse(psf_consistency_name((psf_consistency)v), &c), PSF_OK);
+		assert_int_equal(
+		    psf_consistency_parse(psf_consistency_name((psf_consistency)v), &c), PSF_OK);
 		assert_int_equal(c, v);
 	}
 	for (int v = PSF_DUR_INTERVAL; v <= PSF_DUR_NONE; v++) {
-		assert_int_equal(psf_durability_parse(psf_durability_name((psf_durability)v), &d), PSF_OK);
+		assert_int_equal(psf_durability_parse(psf_durability_name((psf_durability)v), &d),
+		    PSF_OK);
 		assert_int_equal(d, v);
 	}
 	for (int v = PSF_MODEL_LINEAR; v <= PSF_MODEL_MLP; v++) {
-		assert_int_equal(psf_model_kind_parse(psf_model_kind_name((psf_model_kind)v), &k), PSF_OK);
+		assert_int_equal(psf_model_kind_parse(psf_model_kind_name((psf_model_kind)v), &k),
+		    PSF_OK);
 		assert_int_equal(k, v);
 	}
 	for (int v = PSF_OPTIM_SGD; v <= PSF_OPTIM_ADAGRAD; v++) {
-		assert_int_equal(psf_optim_kind_parse(psf_optim_kind_name((psf_optim_kind)v), &o), PSF_OK);
+		assert_int_equal(psf_optim_kind_parse(psf_optim_kind_name((psf_optim_kind)v), &o),
+		    PSF_OK);
 		assert_int_equal(o, v);
 	}
 	for (int v = PSF_LR_CONSTANT; v <= PSF_LR_COSINE; v++) {
-		assert_int_equal(psf_lr_schedule_parse(psf_lr_schedule_name((psf_lr_schedule)v), &l), PSF_OK);
+		assert_int_equal(
+		    psf_lr_schedule_parse(psf_lr_schedule_name((psf_lr_schedule)v), &l), PSF_OK);
 		assert_int_equal(l, v);
 	}
 	for (int v = PSF_TARGET_NEXT_CLOSE; v <= PSF_TARGET_NEXT_DIRECTION; v++) {
@@ -1322,43 +1381,43 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_config_examples_all_load, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test(test_config_examples_match_their_purpose),
-		cmocka_unit_test(test_config_trainer_listen_optional),
-		cmocka_unit_test_setup_teardown(test_config_defaults_applied, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test_setup_teardown(test_config_generate_defaults, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test_setup_teardown(test_config_every_key_read, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test_setup_teardown(test_config_errors_exact_lines, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test_setup_teardown(test_config_every_broken_fixture_checked,
-		    enter_fixtures, leave_fixtures),
-		cmocka_unit_test_setup_teardown(test_config_error_buffer_handling, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test(test_config_unreadable_files),
-		cmocka_unit_test(test_config_fingerprint_stable_and_sensitive),
-		cmocka_unit_test(test_config_free_null),
-		cmocka_unit_test(test_config_feature_parse),
-		cmocka_unit_test(test_config_role_and_mode_names),
-		cmocka_unit_test_setup_teardown(test_config_truncated_prefixes_never_crash,
-		    enter_fixtures, leave_fixtures),
-		cmocka_unit_test_setup_teardown(test_config_byte_flips_never_crash, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test_setup_teardown(test_config_tls_server_name, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test(test_config_limits_inclusive_and_big_model_warns),
-		cmocka_unit_test(test_config_override_sets_keys),
-		cmocka_unit_test(test_config_override_empty_value_is_default),
-		cmocka_unit_test(test_config_override_errors_name_it),
-		cmocka_unit_test_setup_teardown(test_config_override_file_lines_kept, enter_fixtures,
-		    leave_fixtures),
-		cmocka_unit_test(test_config_experiment_examples_load),
-		cmocka_unit_test(test_config_trainer_limit),
-		cmocka_unit_test(test_config_learning_rate_range),
-		cmocka_unit_test(test_config_enum_names_round_trip),
+	    cmocka_unit_test_setup_teardown(test_config_examples_all_load, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test(test_config_examples_match_their_purpose),
+	    cmocka_unit_test(test_config_trainer_listen_optional),
+	    cmocka_unit_test_setup_teardown(test_config_defaults_applied, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test_setup_teardown(test_config_generate_defaults, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test_setup_teardown(test_config_every_key_read, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test_setup_teardown(test_config_errors_exact_lines, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test_setup_teardown(test_config_every_broken_fixture_checked,
+	        enter_fixtures, leave_fixtures),
+	    cmocka_unit_test_setup_teardown(test_config_error_buffer_handling, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test(test_config_unreadable_files),
+	    cmocka_unit_test(test_config_fingerprint_stable_and_sensitive),
+	    cmocka_unit_test(test_config_free_null),
+	    cmocka_unit_test(test_config_feature_parse),
+	    cmocka_unit_test(test_config_role_and_mode_names),
+	    cmocka_unit_test_setup_teardown(test_config_truncated_prefixes_never_crash,
+	        enter_fixtures, leave_fixtures),
+	    cmocka_unit_test_setup_teardown(test_config_byte_flips_never_crash, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test_setup_teardown(test_config_tls_server_name, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test(test_config_limits_inclusive_and_big_model_warns),
+	    cmocka_unit_test(test_config_override_sets_keys),
+	    cmocka_unit_test(test_config_override_empty_value_is_default),
+	    cmocka_unit_test(test_config_override_errors_name_it),
+	    cmocka_unit_test_setup_teardown(test_config_override_file_lines_kept, enter_fixtures,
+	        leave_fixtures),
+	    cmocka_unit_test(test_config_experiment_examples_load),
+	    cmocka_unit_test(test_config_trainer_limit),
+	    cmocka_unit_test(test_config_learning_rate_range),
+	    cmocka_unit_test(test_config_enum_names_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base/util.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
-#include "lib/base/util.h"
 
 typedef struct fixture {
 	char dir[64];
@@ -122,31 +122,33 @@ test_data_bad_rows_exact_messages(void **state)
 	static const struct {
 		const char *text, *msg;
 	} cases[] = {
-		{"date,symbol,open\n2024-01-02,AAA,1\n", "1: missing required column 'close'"},
-		{"date,close,symbol,Close\n", "1: duplicate column 'close'"},
-		{"", "1: file is empty (expected a header line)"},
-		{"date,symbol,close\n2024-01-02,AAA,1\n2024-01-03,AAA\n",
-		    "3: expected 3 fields, got 2"},
-		{"date,symbol,close\n2024-01-02,AAA,1,2\n", "2: expected 3 fields, got 4"},
-		{"date,symbol,close\n2024-01-02,AAA,abc\n", "2: close 'abc' is not a number"},
-		{"date,symbol,close\n2024-01-02,AAA,\n", "2: close '' is not a number"},
-		{"date,symbol,close\n2024-01-02,AAA,0\n", "2: close '0' is not a finite number > 0"},
-		{"date,symbol,close\n2024-01-02,AAA,-3.5\n",
-		    "2: close '-3.5' is not a finite number > 0"},
-		{"date,symbol,close\n2024-01-02,AAA,inf\n", "2: close 'inf' is not a finite number > 0"},
-		{"date,symbol,close\n2024-01-02,AAA,NaN\n", "2: close 'NaN' is not a finite number > 0"},
-		{"date,symbol,close\n2024-02-30,AAA,1\n",
-		    "2: date '2024-02-30' is not a valid YYYY-MM-DD date"},
-		{"date,symbol,close\n01/02/2024,AAA,1\n",
-		    "2: date '01/02/2024' is not a valid YYYY-MM-DD date"},
-		{"date,symbol,close\n2024-01-02,../x,1\n",
-		    "2: symbol '../x' is not valid (1-63 of A-Z a-z 0-9 . _ ^ -)"},
-		{"date,symbol,close\n2024-01-02,,1\n",
-		    "2: symbol '' is not valid (1-63 of A-Z a-z 0-9 . _ ^ -)"},
-		{"date,symbol,close,volume\n2024-01-02,AAA,1,x1\n", "2: volume 'x1' is not a number"},
-		{"date,symbol,close,high\n2024-01-02,AAA,1,0x10\n", "2: high '0x10' is not a number"},
-		{"date,symbol,close\n2024-01-02,AAA,1\n2024-01-03,AAA,2\n2024-01-02,AAA,3\n",
-		    "4: duplicate row for AAA on 2024-01-02 (first at line 2)"},
+	    {"date,symbol,open\n2024-01-02,AAA,1\n", "1: missing required column 'close'"},
+	    {"date,close,symbol,Close\n", "1: duplicate column 'close'"},
+	    {"", "1: file is empty (expected a header line)"},
+	    {"date,symbol,close\n2024-01-02,AAA,1\n2024-01-03,AAA\n",
+	        "3: expected 3 fields, got 2"},
+	    {"date,symbol,close\n2024-01-02,AAA,1,2\n", "2: expected 3 fields, got 4"},
+	    {"date,symbol,close\n2024-01-02,AAA,abc\n", "2: close 'abc' is not a number"},
+	    {"date,symbol,close\n2024-01-02,AAA,\n", "2: close '' is not a number"},
+	    {"date,symbol,close\n2024-01-02,AAA,0\n", "2: close '0' is not a finite number > 0"},
+	    {"date,symbol,close\n2024-01-02,AAA,-3.5\n",
+	        "2: close '-3.5' is not a finite number > 0"},
+	    {"date,symbol,close\n2024-01-02,AAA,inf\n",
+	        "2: close 'inf' is not a finite number > 0"},
+	    {"date,symbol,close\n2024-01-02,AAA,NaN\n",
+	        "2: close 'NaN' is not a finite number > 0"},
+	    {"date,symbol,close\n2024-02-30,AAA,1\n",
+	        "2: date '2024-02-30' is not a valid YYYY-MM-DD date"},
+	    {"date,symbol,close\n01/02/2024,AAA,1\n",
+	        "2: date '01/02/2024' is not a valid YYYY-MM-DD date"},
+	    {"date,symbol,close\n2024-01-02,../x,1\n",
+	        "2: symbol '../x' is not valid (1-63 of A-Z a-z 0-9 . _ ^ -)"},
+	    {"date,symbol,close\n2024-01-02,,1\n",
+	        "2: symbol '' is not valid (1-63 of A-Z a-z 0-9 . _ ^ -)"},
+	    {"date,symbol,close,volume\n2024-01-02,AAA,1,x1\n", "2: volume 'x1' is not a number"},
+	    {"date,symbol,close,high\n2024-01-02,AAA,1,0x10\n", "2: high '0x10' is not a number"},
+	    {"date,symbol,close\n2024-01-02,AAA,1\n2024-01-03,AAA,2\n2024-01-02,AAA,3\n",
+	        "4: duplicate row for AAA on 2024-01-02 (first at line 2)"},
 	};
 	fixture *fx = *state;
 
@@ -170,10 +172,10 @@ test_data_skip_policy_counts(void **state)
 	const char *path = put(*state, "p.csv",
 	    "date,symbol,close\n"
 	    "2024-01-02,AAA,1\n"
-	    "2024-01-03,AAA,abc\n"     /* line 3: bad close */
-	    "2024-01-02,AAA,5\n"       /* line 4: duplicate of line 2 */
-	    "2024-01-04,AAA\n"         /* line 5: field count */
-	    "2024-13-01,BBB,2\n"       /* line 6: bad date */
+	    "2024-01-03,AAA,abc\n" /* line 3: bad close */
+	    "2024-01-02,AAA,5\n"   /* line 4: duplicate of line 2 */
+	    "2024-01-04,AAA\n"     /* line 5: field count */
+	    "2024-13-01,BBB,2\n"   /* line 6: bad date */
 	    "2024-01-05,BBB,3\n"
 	    "2024-01-04,AAA,4\n");
 	psf_data_opts opts = {.bad_rows = PSF_BAD_ROWS_SKIP};
@@ -209,7 +211,8 @@ test_data_missing_path(void **state)
 	snprintf(path, sizeof(path), "%s/nope.csv", fx->dir);
 	assert_int_equal(psf_data_load(path, NULL, err, sizeof(err), &ds), PSF_ENOENT);
 	assert_non_null(strstr(err, path));
-	assert_int_equal(psf_data_scan(path, PSF_BAD_ROWS_FAIL, err, sizeof(err), &idx), PSF_ENOENT);
+	assert_int_equal(psf_data_scan(path, PSF_BAD_ROWS_FAIL, err, sizeof(err), &idx),
+	    PSF_ENOENT);
 	assert_null(idx);
 	/* A directory that is not a partition. */
 	assert_int_equal(psf_data_load(fx->dir, NULL, err, sizeof(err), &ds), PSF_EINVAL);
@@ -248,8 +251,8 @@ test_data_filter_loads_only_kept_symbols(void **state)
 }
 
 static void
-gen(const fixture *fx, const char *name, uint32_t symbols, uint32_t days, uint64_t seed,
-    int skew, char *path, size_t len)
+gen(const fixture *fx, const char *name, uint32_t symbols, uint32_t days, uint64_t seed, int skew,
+    char *path, size_t len)
 {
 	psf_datagen_cfg cfg = {.symbols = symbols, .days = days, .seed = seed, .skew = skew};
 
@@ -280,7 +283,8 @@ assert_same_index(const psf_data_index *a, const psf_data_index *b)
 	for (size_t i = 0; i < psf_data_index_n_symbols(a); i++) {
 		uint64_t ra = 0, rb = 0;
 
-		assert_string_equal(psf_data_index_symbol(a, i, &ra), psf_data_index_symbol(b, i, &rb));
+		assert_string_equal(psf_data_index_symbol(a, i, &ra),
+		    psf_data_index_symbol(b, i, &rb));
 		assert_int_equal(ra, rb);
 	}
 	da = psf_data_index_dates(a, &na);
@@ -482,9 +486,9 @@ test_data_dates_round_trip(void **state)
 	assert_int_equal(psf_date_parse("2024-1-02", 9, &d), PSF_EINVAL);
 	assert_int_equal(psf_date_parse("0000-01-01", 10, &d), PSF_EINVAL);
 	assert_int_equal(psf_date_parse("2024-01-0x", 10, &d), PSF_EINVAL);
-	assert_int_equal(psf_date_dow(day("2024-12-31")), 1);  /* Tuesday */
-	assert_int_equal(psf_date_dow(day("1969-12-29")), 0);  /* Monday */
-	assert_int_equal(psf_date_dow(day("0001-01-01")), 0);  /* Monday, proleptic */
+	assert_int_equal(psf_date_dow(day("2024-12-31")), 1); /* Tuesday */
+	assert_int_equal(psf_date_dow(day("1969-12-29")), 0); /* Monday */
+	assert_int_equal(psf_date_dow(day("0001-01-01")), 0); /* Monday, proleptic */
 	for (int32_t x = day("0001-01-01"); x <= day("9999-12-31"); x += 97) {
 		psf_date_format(x, buf);
 		assert_int_equal(day(buf), x);
@@ -496,13 +500,13 @@ test_data_dates_round_trip(void **state)
 static void
 test_data_numbers_match_strtod(void **state)
 {
-	static const char *good[] = {"0", "-0.0", "1.", ".5", "+3", "1e308", "4.9e-324",
-		"0.1", "123.456", "1e-7", "2.5E+3", "12345678901234567890123",
-		"0.000000000000000000000000001", "nan", "inf", "-Infinity", "9007199254740993",
-		"179769313486231570000000000000000000000000000000000000000000000000000000000000"
-		"000000000000000000000000000000000000000000000000000000000000000000000"};
-	static const char *bad[] = {"", "-", ".", "1e", "1e+", "0x10", "1,5", "abc", "1.2.3",
-		"--1", " 1", "1 ", "e5"};
+	static const char *good[] = {"0", "-0.0", "1.", ".5", "+3", "1e308", "4.9e-324", "0.1",
+	    "123.456", "1e-7", "2.5E+3", "12345678901234567890123", "0.000000000000000000000000001",
+	    "nan", "inf", "-Infinity", "9007199254740993",
+	    "179769313486231570000000000000000000000000000000000000000000000000000000000000"
+	    "000000000000000000000000000000000000000000000000000000000000000000000"};
+	static const char *bad[] = {"", "-", ".", "1e", "1e+", "0x10", "1,5", "abc", "1.2.3", "--1",
+	    " 1", "1 ", "e5"};
 	uint64_t x = 88172645463325252ull;
 	char buf[64];
 	double v;
@@ -544,12 +548,11 @@ test_data_numbers_match_strtod(void **state)
 static void
 test_data_mangled_input_is_rejected_cleanly(void **state)
 {
-	static const char base[] =
-	    "date,symbol,open,high,low,close,volume\n"
-	    "2024-01-02,AAA,1.5,1.75,1.25,1.5,100\n"
-	    "2024-01-03,AAA,1.5,1.75,1.25,1.625,200\n"
-	    "2024-01-02,BBB,20,21,19,20.5,3000\n"
-	    "2024-01-04,BBB,20,21,19,21.25,\n";
+	static const char base[] = "date,symbol,open,high,low,close,volume\n"
+	                           "2024-01-02,AAA,1.5,1.75,1.25,1.5,100\n"
+	                           "2024-01-03,AAA,1.5,1.75,1.25,1.625,200\n"
+	                           "2024-01-02,BBB,20,21,19,20.5,3000\n"
+	                           "2024-01-04,BBB,20,21,19,21.25,\n";
 	static const char noise[] = ",\n\r\"-.e0123456789ABZ \t\xff";
 	fixture *fx = *state;
 	uint64_t x = 0x2545F4914F6CDD1Dull;
@@ -557,7 +560,8 @@ test_data_mangled_input_is_rejected_cleanly(void **state)
 
 	for (int round = 0; round < 600; round++) {
 		size_t len = sizeof(base) - 1;
-		psf_data_opts opts = {.bad_rows = round % 2 ? PSF_BAD_ROWS_SKIP : PSF_BAD_ROWS_FAIL};
+		psf_data_opts opts = {
+		    .bad_rows = round % 2 ? PSF_BAD_ROWS_SKIP : PSF_BAD_ROWS_FAIL};
 		const char *path;
 		psf_dataset *ds = NULL;
 		psf_err rv;
@@ -668,7 +672,8 @@ test_datagen_rejects_bad_config(void **state)
 
 	snprintf(path, sizeof(path), "%s/x.csv", fx->dir);
 	assert_int_equal(psf_datagen_write(&cfg, path, err, sizeof(err)), PSF_EINVAL);
-	assert_string_equal(err, "datagen: need an output path, 1..1000000 symbols and 2..20000 days");
+	assert_string_equal(err,
+	    "datagen: need an output path, 1..1000000 symbols and 2..20000 days");
 	cfg.symbols = 2;
 	cfg.days = 1;
 	assert_int_equal(psf_datagen_write(&cfg, path, NULL, 0), PSF_EINVAL);
@@ -683,23 +688,25 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_data_load_shuffled_rows_and_columns, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_bad_rows_exact_messages, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_skip_policy_counts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_missing_path, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_filter_loads_only_kept_symbols, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_load_stops_on_request, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_partition_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_partition_rejects_mismatched_symbol, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_data_scan_and_cutoff, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_data_mangled_input_is_rejected_cleanly, setup,
-		    teardown),
-		cmocka_unit_test(test_data_dates_round_trip),
-		cmocka_unit_test(test_data_numbers_match_strtod),
-		cmocka_unit_test_setup_teardown(test_datagen_same_seed_same_bytes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_datagen_business_days_and_skew, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_datagen_rejects_bad_config, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_load_shuffled_rows_and_columns, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(test_data_bad_rows_exact_messages, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_skip_policy_counts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_missing_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_filter_loads_only_kept_symbols, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(test_data_load_stops_on_request, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_partition_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_partition_rejects_mismatched_symbol, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(test_data_scan_and_cutoff, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_mangled_input_is_rejected_cleanly, setup,
+	        teardown),
+	    cmocka_unit_test(test_data_dates_round_trip),
+	    cmocka_unit_test(test_data_numbers_match_strtod),
+	    cmocka_unit_test_setup_teardown(test_datagen_same_seed_same_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_datagen_business_days_and_skew, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_datagen_rejects_bad_config, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,7 +26,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_err_every_code_has_message_and_name),
+	    cmocka_unit_test(test_err_every_code_has_message_and_name),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

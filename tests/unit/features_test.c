@@ -13,14 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/base/util.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
 #include "lib/data/features.h"
-#include "lib/base/util.h"
 
 /* The feature list of tests/data/features_ref.py, in its order. */
 static const char *const ref_features[] = {"lag:0", "lag:2", "return:1", "return:3", "sma:3",
-	"std:4", "ratio_sma:3", "ewm:4", "range", "dow", "volume:3"};
+    "std:4", "ratio_sma:3", "ewm:4", "range", "dow", "volume:3"};
 #define N_REF PSF_ARRAY_LEN(ref_features)
 #define REF_TEST_FRACTION 0.25
 
@@ -39,8 +39,8 @@ feat(const char *spec)
 		const char *name;
 		psf_feature_kind kind;
 	} kinds[] = {{"lag", PSF_FEAT_LAG}, {"return", PSF_FEAT_RETURN}, {"sma", PSF_FEAT_SMA},
-		{"std", PSF_FEAT_STD}, {"ratio_sma", PSF_FEAT_RATIO_SMA}, {"ewm", PSF_FEAT_EWM},
-		{"range", PSF_FEAT_RANGE}, {"dow", PSF_FEAT_DOW}, {"volume", PSF_FEAT_VOLUME}};
+	    {"std", PSF_FEAT_STD}, {"ratio_sma", PSF_FEAT_RATIO_SMA}, {"ewm", PSF_FEAT_EWM},
+	    {"range", PSF_FEAT_RANGE}, {"dow", PSF_FEAT_DOW}, {"volume", PSF_FEAT_VOLUME}};
 	psf_feature_cfg f;
 	const char *colon = strchr(spec, ':');
 	size_t len = colon != NULL ? (size_t)(colon - spec) : strlen(spec);
@@ -196,8 +196,9 @@ test_features_match_reference(void **state)
 		psf_table *t = NULL;
 		size_t n_test = 0;
 
-		assert_int_equal(psf_features_build(ds, f, N_REF, (psf_target_kind)k, cut, err,
-		    sizeof(err), &t), PSF_OK);
+		assert_int_equal(
+		    psf_features_build(ds, f, N_REF, (psf_target_kind)k, cut, err, sizeof(err), &t),
+		    PSF_OK);
 		assert_int_equal(t->n_rows, n_ref);
 		assert_int_equal(t->n_features, N_REF);
 		assert_int_equal((uintptr_t)t->x % PSF_TABLE_ALIGN, 0);
@@ -210,7 +211,8 @@ test_features_match_reference(void **state)
 			for (size_t j = 0; j < N_REF; j++) {
 				if (!close_to(t->x[r * N_REF + j], ref[i].x[j], 1e-6))
 					fail_msg("%s %s row %zu: %.9g != %.9g", ref[i].symbol,
-					    ref_features[j], i, (double)t->x[r * N_REF + j], ref[i].x[j]);
+					    ref_features[j], i, (double)t->x[r * N_REF + j],
+					    ref[i].x[j]);
 			}
 			assert_true(close_to(t->y_raw[r], ref[i].target[k], 1e-12));
 			assert_true(close_to(t->y[r], ref[i].target[k], 1e-6));
@@ -253,7 +255,7 @@ test_features_split_has_no_lookahead(void **state)
 {
 	static double buf[6][256];
 	static const char *const specs[] = {"lag:0", "lag:1", "return:1", "sma:5", "std:5",
-		"ratio_sma:5", "ewm:10", "range", "dow", "volume:5"};
+	    "ratio_sma:5", "ewm:10", "range", "dow", "volume:5"};
 	fixture *fx = *state;
 	psf_feature_cfg f[PSF_ARRAY_LEN(specs)];
 	size_t nf = PSF_ARRAY_LEN(specs);
@@ -262,7 +264,8 @@ test_features_split_has_no_lookahead(void **state)
 
 	feats_of(specs, nf, f);
 	assert_int_equal(psf_features_build(fx->ds, f, nf, PSF_TARGET_NEXT_CLOSE, fx->cutoff, err,
-	    sizeof(err), &t), PSF_OK);
+	                     sizeof(err), &t),
+	    PSF_OK);
 	assert_true(t->n_train > 0 && t->n_rows > t->n_train);
 	for (size_t r = 0; r < t->n_rows; r++) {
 		const psf_series *s = psf_dataset_series(fx->ds, t->sym[r]);
@@ -279,7 +282,8 @@ test_features_split_has_no_lookahead(void **state)
 		assert_true(i + 1 < s->n);
 		assert_true(t->y_raw[r] == s->close[i + 1]); /* the target is the next row */
 		copy_past(s, i, &past, buf);
-		assert_int_equal(psf_features_row(&past, f, nf, PSF_DATE_LAST, x, nf, NULL), PSF_OK);
+		assert_int_equal(psf_features_row(&past, f, nf, PSF_DATE_LAST, x, nf, NULL),
+		    PSF_OK);
 		assert_memory_equal(x, t->x + r * nf, sizeof(x));
 	}
 	psf_table_free(t);
@@ -293,8 +297,9 @@ test_features_rows_ordered(void **state)
 	psf_feature_cfg f[2] = {feat("lag:0"), feat("sma:3")};
 	psf_table *t = NULL;
 
-	assert_int_equal(psf_features_build(fx->ds, f, 2, PSF_TARGET_NEXT_RETURN, fx->cutoff, NULL,
-	    0, &t), PSF_OK);
+	assert_int_equal(
+	    psf_features_build(fx->ds, f, 2, PSF_TARGET_NEXT_RETURN, fx->cutoff, NULL, 0, &t),
+	    PSF_OK);
 	for (size_t r = 1; r < t->n_rows; r++) {
 		if (r == t->n_train)
 			continue;
@@ -320,8 +325,9 @@ test_features_stats_from_train_rows_only(void **state)
 	psf_table *t = NULL;
 
 	assert_int_equal(len, 12);
-	assert_int_equal(psf_features_build(fx->ds, f, 3, PSF_TARGET_NEXT_CLOSE, fx->cutoff, NULL, 0,
-	    &t), PSF_OK);
+	assert_int_equal(
+	    psf_features_build(fx->ds, f, 3, PSF_TARGET_NEXT_CLOSE, fx->cutoff, NULL, 0, &t),
+	    PSF_OK);
 	psf_features_stats(t, stats);
 	memset(sum, 0, sizeof(sum));
 	for (size_t r = 0; r < t->n_train; r++) {
@@ -349,8 +355,9 @@ test_features_stats_from_train_rows_only(void **state)
 
 		assert_int_equal(psf_data_load(fx->csv, &opts, NULL, 0, &ds), PSF_OK);
 		assert_true(psf_dataset_n_series(ds) < psf_dataset_n_series(fx->ds));
-		assert_int_equal(psf_features_build(ds, f, 3, PSF_TARGET_NEXT_CLOSE, fx->cutoff, NULL,
-		    0, &ts), PSF_OK);
+		assert_int_equal(
+		    psf_features_build(ds, f, 3, PSF_TARGET_NEXT_CLOSE, fx->cutoff, NULL, 0, &ts),
+		    PSF_OK);
 		psf_features_stats(ts, shard);
 		for (size_t k = 0; k < len; k++)
 			sum[k] += shard[k];
@@ -371,8 +378,9 @@ test_features_standardize_and_inverse(void **state)
 	psf_table *t = NULL;
 	float row[3] = {5, 6, 7};
 
-	assert_int_equal(psf_features_build(fx->ds, f, 3, PSF_TARGET_NEXT_CLOSE, fx->cutoff, NULL, 0,
-	    &t), PSF_OK);
+	assert_int_equal(
+	    psf_features_build(fx->ds, f, 3, PSF_TARGET_NEXT_CLOSE, fx->cutoff, NULL, 0, &t),
+	    PSF_OK);
 	psf_features_stats(t, stats);
 	assert_int_equal(psf_features_standardize(t, stats, 11), PSF_EINVAL);
 	assert_int_equal(psf_features_standardize(t, stats, 12), PSF_OK);
@@ -390,7 +398,8 @@ test_features_standardize_and_inverse(void **state)
 		assert_true(fabs(ss / t->n_train - 1) < 1e-3);
 	}
 	for (size_t r = 0; r < t->n_rows; r++) {
-		double back = psf_features_unstandardize_target(t->y[r], 3, PSF_TARGET_NEXT_CLOSE, stats);
+		double back =
+		    psf_features_unstandardize_target(t->y[r], 3, PSF_TARGET_NEXT_CLOSE, stats);
 
 		assert_true(close_to(back, t->y_raw[r], 1e-5));
 	}
@@ -399,12 +408,14 @@ test_features_standardize_and_inverse(void **state)
 	zero[0] = 10 * 4.0, zero[1] = 10 * 16.0, zero[2] = 10;
 	psf_features_standardize_row(row, 3, zero);
 	assert_true(row[0] == 1.0f && row[1] == 6.0f && row[2] == 7.0f);
-	assert_true(psf_features_unstandardize_target(0.5, 3, PSF_TARGET_NEXT_DIRECTION, stats) == 0.5);
+	assert_true(
+	    psf_features_unstandardize_target(0.5, 3, PSF_TARGET_NEXT_DIRECTION, stats) == 0.5);
 	psf_table_free(t);
 
 	/* The direction label stays 0/1. */
-	assert_int_equal(psf_features_build(fx->ds, f, 3, PSF_TARGET_NEXT_DIRECTION, fx->cutoff,
-	    NULL, 0, &t), PSF_OK);
+	assert_int_equal(
+	    psf_features_build(fx->ds, f, 3, PSF_TARGET_NEXT_DIRECTION, fx->cutoff, NULL, 0, &t),
+	    PSF_OK);
 	psf_features_stats(t, stats);
 	assert_int_equal(psf_features_standardize(t, stats, 12), PSF_OK);
 	for (size_t r = 0; r < t->n_rows; r++)
@@ -416,7 +427,7 @@ static void
 test_features_inference_row_equals_table_row(void **state)
 {
 	static const char *const specs[] = {"ewm:8", "lag:3", "return:5", "std:7", "range",
-		"volume:4", "ratio_sma:6", "dow"};
+	    "volume:4", "ratio_sma:6", "dow"};
 	fixture *fx = *state;
 	size_t nf = PSF_ARRAY_LEN(specs), checked = 0;
 	psf_feature_cfg f[PSF_ARRAY_LEN(specs)];
@@ -425,8 +436,9 @@ test_features_inference_row_equals_table_row(void **state)
 	int32_t used = 0;
 
 	feats_of(specs, nf, f);
-	assert_int_equal(psf_features_build(fx->ds, f, nf, PSF_TARGET_NEXT_CLOSE, fx->cutoff, NULL,
-	    0, &t), PSF_OK);
+	assert_int_equal(
+	    psf_features_build(fx->ds, f, nf, PSF_TARGET_NEXT_CLOSE, fx->cutoff, NULL, 0, &t),
+	    PSF_OK);
 	for (size_t r = 0; r < t->n_rows; r++) {
 		const psf_series *s = psf_dataset_find(fx->ds, t->symbols[t->sym[r]]);
 
@@ -470,14 +482,14 @@ test_features_check_rejects_bad_lists(void **state)
 		unsigned cols;
 		const char *why;
 	} cases[] = {
-		{"std:1", 0xF, "needs a window of 2..10000 (sample sd)"},
-		{"sma:0", 0xF, "needs a window of 1..10000"},
-		{"return:0", 0xF, "needs a window of 1..10000"},
-		{"lag:10001", 0xF, "needs a window of 0..10000"},
-		{"range", PSF_COL_HIGH | PSF_COL_VOLUME, "needs the high and low columns"},
-		{"volume:5", PSF_COL_HIGH | PSF_COL_LOW, "needs the volume column"},
-		{"dow:3", 0xF, "takes no window"},
-		{"median:3", 0xF, "is not a known feature"},
+	    {"std:1", 0xF, "needs a window of 2..10000 (sample sd)"},
+	    {"sma:0", 0xF, "needs a window of 1..10000"},
+	    {"return:0", 0xF, "needs a window of 1..10000"},
+	    {"lag:10001", 0xF, "needs a window of 0..10000"},
+	    {"range", PSF_COL_HIGH | PSF_COL_VOLUME, "needs the high and low columns"},
+	    {"volume:5", PSF_COL_HIGH | PSF_COL_LOW, "needs the volume column"},
+	    {"dow:3", 0xF, "takes no window"},
+	    {"median:3", 0xF, "is not a known feature"},
 	};
 	fixture *fx = *state;
 	char err[256];
@@ -487,7 +499,8 @@ test_features_check_rejects_bad_lists(void **state)
 	for (size_t i = 0; i < PSF_ARRAY_LEN(cases); i++) {
 		f = feat(cases[i].spec);
 		err[0] = '\0';
-		assert_int_equal(psf_features_check(&f, 1, cases[i].cols, err, sizeof(err)), PSF_EINVAL);
+		assert_int_equal(psf_features_check(&f, 1, cases[i].cols, err, sizeof(err)),
+		    PSF_EINVAL);
 		assert_non_null(strstr(err, cases[i].spec));
 		assert_non_null(strstr(err, cases[i].why));
 	}
@@ -511,8 +524,9 @@ test_features_check_rejects_bad_lists(void **state)
 		assert_int_equal(fclose(fp), 0);
 		assert_int_equal(psf_data_load(path, NULL, NULL, 0, &ds), PSF_OK);
 		feats_of(specs, 1, &f);
-		assert_int_equal(psf_features_build(ds, &f, 1, PSF_TARGET_NEXT_CLOSE, 0, err,
-		    sizeof(err), &t), PSF_EINVAL);
+		assert_int_equal(
+		    psf_features_build(ds, &f, 1, PSF_TARGET_NEXT_CLOSE, 0, err, sizeof(err), &t),
+		    PSF_EINVAL);
 		assert_null(t);
 		assert_non_null(strstr(err, "needs the high and low columns"));
 		psf_dataset_free(ds);
@@ -523,14 +537,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_features_match_reference),
-		cmocka_unit_test(test_features_split_has_no_lookahead),
-		cmocka_unit_test(test_features_rows_ordered),
-		cmocka_unit_test(test_features_stats_from_train_rows_only),
-		cmocka_unit_test(test_features_standardize_and_inverse),
-		cmocka_unit_test(test_features_inference_row_equals_table_row),
-		cmocka_unit_test(test_features_row_errors),
-		cmocka_unit_test(test_features_check_rejects_bad_lists),
+	    cmocka_unit_test(test_features_match_reference),
+	    cmocka_unit_test(test_features_split_has_no_lookahead),
+	    cmocka_unit_test(test_features_rows_ordered),
+	    cmocka_unit_test(test_features_stats_from_train_rows_only),
+	    cmocka_unit_test(test_features_standardize_and_inverse),
+	    cmocka_unit_test(test_features_inference_row_equals_table_row),
+	    cmocka_unit_test(test_features_row_errors),
+	    cmocka_unit_test(test_features_check_rejects_bad_lists),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

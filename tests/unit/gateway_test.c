@@ -13,17 +13,17 @@
 #include <cmocka.h>
 #include <nng/nng.h>
 
+#include "gateway/gateway.h"
+#include "inferer/inferer.h"
+#include "lib/base/shard.h"
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
 #include "lib/data/features.h"
 #include "lib/model/model.h"
-#include "lib/net/rpc_client.h"
-#include "lib/base/shard.h"
-#include "lib/base/util.h"
 #include "lib/net/methods.h"
-#include "gateway/gateway.h"
-#include "inferer/inferer.h"
+#include "lib/net/rpc_client.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
@@ -59,9 +59,11 @@ share_stats(const psf_config *cfg, const char *path, psf_ps_client *w)
 	assert_int_equal(psf_data_load(path, NULL, NULL, 0, &ds), PSF_OK);
 	assert_int_equal(psf_data_index_from(ds, &idx), PSF_OK);
 	dates = psf_data_index_dates(idx, &n_dates);
-	assert_int_equal(psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &cutoff), PSF_OK);
+	assert_int_equal(psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &cutoff),
+	    PSF_OK);
 	assert_int_equal(psf_features_build(ds, cfg->features, cfg->n_features, cfg->target, cutoff,
-	    NULL, 0, &t), PSF_OK);
+	                     NULL, 0, &t),
+	    PSF_OK);
 	psf_features_stats(t, stats);
 	assert_int_equal(psf_ps_client_reduce(w, PSF_REDUCE_FEATURE_STATS, 1, stats, n), PSF_OK);
 	psf_table_free(t);
@@ -122,7 +124,8 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 	}
 	/* one push so the model is not at its initial values */
 	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
-	    f->cfg->seed, &model), PSF_OK);
+	                     f->cfg->seed, &model),
+	    PSF_OK);
 	wo = (psf_ps_client_opts){.ps_urls = f->ps_urls, .retry_ms = 5000};
 	assert_int_equal(psf_ps_client_open(f->cfg, model, "trainer-0", &wo, &w), PSF_OK);
 	assert_int_equal(psf_model_dense_keys(model, keys, lens, 64, &n), PSF_OK);
@@ -141,8 +144,10 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 	for (int i = 0; i < N_INF; i++) {
 		psf_inferer_opts o = {f->ps_urls, "tcp://127.0.0.1:0", "", 0};
 		uint64_t ver;
-		assert_int_equal(psf_inferer_new(f->cfg, psf_config_role_node(f->cfg, PSF_ROLE_INFERER,
-		    (size_t)i), &o, &f->inf[i]), PSF_OK);
+		assert_int_equal(psf_inferer_new(f->cfg,
+		                     psf_config_role_node(f->cfg, PSF_ROLE_INFERER, (size_t)i), &o,
+		                     &f->inf[i]),
+		    PSF_OK);
 		assert_int_equal(psf_inferer_refresh(f->inf[i], &ver), PSF_OK);
 		f->inf_urls[i] = psf_inferer_url(f->inf[i]);
 	}
@@ -178,8 +183,9 @@ predict_on(psf_rpc_client *c, const char *symbol, double *pred, char *msg)
 	psf_rpc_status st;
 
 	req.symbol = (char *)symbol;
-	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor, NULL,
-	        (ProtobufCMessage **)&r, &st) == PSF_OK) {
+	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base,
+	        &psfleet__v1__predict_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	        &st) == PSF_OK) {
 		if (pred != NULL)
 			*pred = r->prediction;
 		protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -232,7 +238,8 @@ test_gateway_routes_by_symbol_shard(void **state)
 		req.n_items = N_SYMBOLS + 1;
 		req.items = itp;
 		assert_int_equal(psf_rpc_client_call(f.c, PSF_M_PREDICT_BATCH, &req.base,
-		    &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL),
+		                     &psfleet__v1__predict_batch_reply__descriptor, NULL,
+		                     (ProtobufCMessage **)&r, NULL),
 		    PSF_OK);
 		assert_int_equal(r->n_results, N_SYMBOLS + 1);
 		for (int i = 0; i <= N_SYMBOLS; i++) {
@@ -298,7 +305,8 @@ test_gateway_failover_and_unavailable(void **state)
 		req.n_items = 2;
 		req.items = itp;
 		assert_int_equal(psf_rpc_client_call(f.c, PSF_M_PREDICT_BATCH, &req.base,
-		    &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL),
+		                     &psfleet__v1__predict_batch_reply__descriptor, NULL,
+		                     (ProtobufCMessage **)&r, NULL),
 		    PSF_OK);
 		assert_int_equal(r->results[0]->status, PSF_STATUS_OK);
 		assert_int_equal(r->results[1]->status, PSF_STATUS_UNAVAILABLE);
@@ -309,7 +317,9 @@ test_gateway_failover_and_unavailable(void **state)
 		Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
 		Psfleet__V1__HealthReply *h = NULL;
 		assert_int_equal(psf_rpc_client_call(f.c, PSF_M_HEALTH, &req.base,
-		    &psfleet__v1__health_reply__descriptor, NULL, (ProtobufCMessage **)&h, NULL), PSF_OK);
+		                     &psfleet__v1__health_reply__descriptor, NULL,
+		                     (ProtobufCMessage **)&h, NULL),
+		    PSF_OK);
 		assert_false(h->ready);
 		assert_non_null(strstr(h->reason, "shard 0"));
 		protobuf_c_message_free_unpacked(&h->base, NULL);
@@ -327,7 +337,8 @@ test_gateway_round_robin(void **state)
 	(void)state;
 	fleet_start(&f, "round_robin", 1);
 	for (int i = 0; i < 3 * N_SYMBOLS; i++)
-		assert_int_equal(predict_on(f.c, f.symbols[i % N_SYMBOLS], NULL, msg), PSF_STATUS_OK);
+		assert_int_equal(predict_on(f.c, f.symbols[i % N_SYMBOLS], NULL, msg),
+		    PSF_STATUS_OK);
 	psf_inferer_free(f.inf[1]);
 	f.inf[1] = NULL;
 	for (int i = 0; i < 3 * N_SYMBOLS; i++)
@@ -340,9 +351,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_gateway_routes_by_symbol_shard),
-		cmocka_unit_test(test_gateway_failover_and_unavailable),
-		cmocka_unit_test(test_gateway_round_robin),
+	    cmocka_unit_test(test_gateway_routes_by_symbol_shard),
+	    cmocka_unit_test(test_gateway_failover_and_unavailable),
+	    cmocka_unit_test(test_gateway_round_robin),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -84,8 +84,7 @@ test_http_client_reports_bad_responses(void **state)
 	raw_exchange("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 	    TIMEOUT_MS, PSF_EPROTO);
 	raw_exchange(NULL, 200, PSF_ETIMEDOUT);
-	assert_int_equal(psf_http_get("127.0.0.1:1", "/", TIMEOUT_MS, &status, NULL),
-	    PSF_EUNAVAIL);
+	assert_int_equal(psf_http_get("127.0.0.1:1", "/", TIMEOUT_MS, &status, NULL), PSF_EUNAVAIL);
 	assert_int_equal(psf_http_get("127.0.0.1:80", "nopath", TIMEOUT_MS, &status, NULL),
 	    PSF_EINVAL);
 	assert_int_equal(psf_http_get("127.0.0.1:80", "/a b", TIMEOUT_MS, &status, NULL),
@@ -98,7 +97,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_http_client_reports_bad_responses),
+	    cmocka_unit_test(test_http_client_reports_bad_responses),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,16 +18,16 @@
 #include <cmocka.h>
 #include <nng/nng.h>
 
+#include "inferer/inferer.h"
+#include "lib/base/shard.h"
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
 #include "lib/data/features.h"
 #include "lib/model/model.h"
-#include "lib/net/rpc_client.h"
-#include "lib/base/shard.h"
-#include "lib/base/util.h"
 #include "lib/net/methods.h"
-#include "inferer/inferer.h"
+#include "lib/net/rpc_client.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
@@ -115,7 +115,8 @@ fleet_start_ex(fleet *f, const char *hidden, uint32_t history_days, bool share)
 		f->ps_urls[i] = psf_ps_url(f->ps[i]);
 	}
 	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
-	    f->cfg->seed, &f->model), PSF_OK);
+	                     f->cfg->seed, &f->model),
+	    PSF_OK);
 	wo = (psf_ps_client_opts){.ps_urls = f->ps_urls, .retry_ms = 5000};
 	assert_int_equal(psf_ps_client_open(f->cfg, f->model, "trainer-0", &wo, &f->w), PSF_OK);
 
@@ -128,11 +129,13 @@ fleet_start_ex(fleet *f, const char *hidden, uint32_t history_days, bool share)
 		int32_t cutoff;
 		assert_int_equal(psf_data_index_from(f->ds, &idx), PSF_OK);
 		dates = psf_data_index_dates(idx, &n_dates);
-		assert_int_equal(psf_data_cutoff_date(dates, n_dates, f->cfg->data.test_fraction, &cutoff),
+		assert_int_equal(
+		    psf_data_cutoff_date(dates, n_dates, f->cfg->data.test_fraction, &cutoff),
 		    PSF_OK);
 		psf_data_index_free(idx);
 		assert_int_equal(psf_features_build(f->ds, f->cfg->features, f->cfg->n_features,
-		    f->cfg->target, cutoff, NULL, 0, &t), PSF_OK);
+		                     f->cfg->target, cutoff, NULL, 0, &t),
+		    PSF_OK);
 	}
 	f->stats = calloc(psf_features_stats_len(f->cfg->n_features), sizeof(double));
 	psf_features_stats(t, f->stats);
@@ -145,7 +148,8 @@ fleet_start_ex(fleet *f, const char *hidden, uint32_t history_days, bool share)
 	f->keys = calloc(nd + 2 * N_SYMBOLS, sizeof(uint64_t));
 	assert_int_equal(psf_model_dense_keys(f->model, f->keys, NULL, nd, &nd), PSF_OK);
 	assert_int_equal(psf_model_symbol_keys(f->model, rows, N_SYMBOLS, f->keys + nd, NULL,
-	    2 * N_SYMBOLS, &ns), PSF_OK);
+	                     2 * N_SYMBOLS, &ns),
+	    PSF_OK);
 	f->n_keys = nd + ns;
 	assert_int_equal(psf_params_new(f->model, &f->grads), PSF_OK);
 	ones = calloc(1 << 20, sizeof(float));
@@ -187,7 +191,8 @@ push(fleet *f)
 {
 	int64_t c = psf_ps_client_clock(f->w);
 
-	assert_int_equal(psf_ps_client_push(f->w, c, f->grads, f->keys, f->n_keys, 1, 0.0, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_push(f->w, c, f->grads, f->keys, f->n_keys, 1, 0.0, NULL),
+	    PSF_OK);
 }
 
 static psf_inferer *
@@ -242,19 +247,22 @@ expected(fleet *f, const char *symbol, int32_t date, const Psfleet__V1__Bar *ext
 			memcpy(cols + k * n, src[k], s->n * sizeof(double));
 			cols[k * n + s->n] = add[k];
 		}
-		ext = (psf_series){symbol, n, dates, cols, cols + n, cols + 2 * n, cols + 3 * n, cols + 4 * n};
+		ext = (psf_series){symbol, n, dates, cols, cols + n, cols + 2 * n, cols + 3 * n,
+		    cols + 4 * n};
 	}
 	assert_int_equal(psf_features_row(&ext, f->cfg->features, nf, date, x, 16, NULL), PSF_OK);
 	psf_features_standardize_row(x, nf, f->stats);
 	assert_int_equal(psf_model_dense_keys(f->model, keys, NULL, 4096, &nk), PSF_OK);
 	{
 		size_t ns;
-		assert_int_equal(psf_model_symbol_keys(f->model, &row, 1, keys + nk, NULL, 4096 - nk, &ns),
+		assert_int_equal(
+		    psf_model_symbol_keys(f->model, &row, 1, keys + nk, NULL, 4096 - nk, &ns),
 		    PSF_OK);
 		nk += ns;
 	}
 	assert_int_equal(psf_params_new(f->model, &p), PSF_OK);
-	assert_int_equal(psf_ps_client_pull(f->w, psf_ps_client_clock(f->w), keys, nk, p, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_pull(f->w, psf_ps_client_clock(f->w), keys, nk, p, NULL),
+	    PSF_OK);
 	assert_int_equal(psf_model_ws_new(f->model, 1, &ws), PSF_OK);
 	assert_int_equal(psf_model_forward(f->model, ws, p, x, &row, 1, &z), PSF_OK);
 	psf_model_ws_free(ws);
@@ -283,8 +291,9 @@ predict(psf_rpc_client *c, const char *symbol, const char *as_of, Psfleet__V1__B
 		req.n_recent = 1;
 		req.recent = &bar;
 	}
-	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor, NULL,
-	        (ProtobufCMessage **)&r, &st) == PSF_OK) {
+	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base,
+	        &psfleet__v1__predict_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	        &st) == PSF_OK) {
 		if (out != NULL)
 			*out = r;
 		else
@@ -419,7 +428,8 @@ test_inferer_errors_and_batch(void **state)
 	assert_int_equal(predict(c, other, NULL, NULL, NULL, msg), PSF_STATUS_NOT_FOUND);
 	assert_non_null(strstr(msg, "shard 1"));
 	assert_int_equal(predict(c, "", NULL, NULL, NULL, msg), PSF_STATUS_INVALID_ARGUMENT);
-	assert_int_equal(predict(c, mine, "2024-13-01", NULL, NULL, msg), PSF_STATUS_INVALID_ARGUMENT);
+	assert_int_equal(predict(c, mine, "2024-13-01", NULL, NULL, msg),
+	    PSF_STATUS_INVALID_ARGUMENT);
 	/* history_days 30: 27 rows back is inside the kept window but has too little
 	 * history before it (the features need 4 rows); 40 rows back is before it */
 	assert_int_equal(predict(c, mine, date_of(&f, mine, 27, day), NULL, NULL, msg),
@@ -427,7 +437,8 @@ test_inferer_errors_and_batch(void **state)
 	assert_non_null(strstr(msg, "not enough history"));
 	assert_int_equal(predict(c, mine, date_of(&f, mine, 40, day), NULL, NULL, msg),
 	    PSF_STATUS_FAILED_PRECONDITION);
-	assert_int_equal(predict(c, mine, "1990-01-01", NULL, NULL, msg), PSF_STATUS_FAILED_PRECONDITION);
+	assert_int_equal(predict(c, mine, "1990-01-01", NULL, NULL, msg),
+	    PSF_STATUS_FAILED_PRECONDITION);
 	assert_non_null(strstr(msg, "no data"));
 	/* as_of after the last date is the latest row */
 	assert_int_equal(predict(c, mine, "2030-01-01", NULL, NULL, msg), PSF_STATUS_OK);
@@ -443,7 +454,8 @@ test_inferer_errors_and_batch(void **state)
 	assert_non_null(strstr(msg, "not a finite"));
 
 	/* a payload that is not a PredictRequest, and an unknown method */
-	assert_int_equal(psf_rpc_call_start_raw(c, PSF_M_PREDICT, "\xff\xff\xff", 3, NULL, &p), PSF_OK);
+	assert_int_equal(psf_rpc_call_start_raw(c, PSF_M_PREDICT, "\xff\xff\xff", 3, NULL, &p),
+	    PSF_OK);
 	{
 		const uint8_t *pl;
 		size_t len;
@@ -466,7 +478,8 @@ test_inferer_errors_and_batch(void **state)
 		req.n_items = 4;
 		req.items = itp;
 		assert_int_equal(psf_rpc_client_call(c, PSF_M_PREDICT_BATCH, &req.base,
-		    &psfleet__v1__predict_batch_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st),
+		                     &psfleet__v1__predict_batch_reply__descriptor, NULL,
+		                     (ProtobufCMessage **)&r, &st),
 		    PSF_OK);
 		assert_int_equal(r->n_results, 4);
 		assert_int_equal(r->results[0]->status, PSF_STATUS_OK);
@@ -482,7 +495,9 @@ test_inferer_errors_and_batch(void **state)
 		Psfleet__V1__ModelInfoRequest req = PSFLEET__V1__MODEL_INFO_REQUEST__INIT;
 		Psfleet__V1__ModelInfoReply *r = NULL;
 		assert_int_equal(psf_rpc_client_call(c, PSF_M_MODEL_INFO, &req.base,
-		    &psfleet__v1__model_info_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_OK);
+		                     &psfleet__v1__model_info_reply__descriptor, NULL,
+		                     (ProtobufCMessage **)&r, &st),
+		    PSF_OK);
 		assert_int_equal(r->model_version, 1);
 		assert_int_equal(r->n_shard_versions, 2);
 		assert_int_equal(r->shard_versions[0], 1);
@@ -521,12 +536,15 @@ test_inferer_unavailable_without_ps(void **state)
 
 	(void)state;
 	fleet_start(&f, "4", 30);
-	assert_int_equal(psf_inferer_new(f.cfg, psf_config_role_node(f.cfg, PSF_ROLE_INFERER, 0), &o,
-	    &inf), PSF_OK);
+	assert_int_equal(
+	    psf_inferer_new(f.cfg, psf_config_role_node(f.cfg, PSF_ROLE_INFERER, 0), &o, &inf),
+	    PSF_OK);
 	assert_int_equal(psf_rpc_client_open(psf_inferer_url(inf), NULL, &c), PSF_OK);
 	psf_sleep_ms(200);
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_HEALTH, &hreq.base,
-	    &psfleet__v1__health_reply__descriptor, NULL, (ProtobufCMessage **)&h, NULL), PSF_OK);
+	                     &psfleet__v1__health_reply__descriptor, NULL, (ProtobufCMessage **)&h,
+	                     NULL),
+	    PSF_OK);
 	assert_false(h->ready);
 	assert_non_null(strstr(h->reason, "no snapshot yet"));
 	protobuf_c_message_free_unpacked(&h->base, NULL);
@@ -699,11 +717,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_inferer_prediction_matches_forward),
-		cmocka_unit_test(test_inferer_errors_and_batch),
-		cmocka_unit_test(test_inferer_unavailable_without_ps),
-		cmocka_unit_test(test_inferer_statistics_come_from_the_ps),
-		cmocka_unit_test(test_inferer_swap_under_load),
+	    cmocka_unit_test(test_inferer_prediction_matches_forward),
+	    cmocka_unit_test(test_inferer_errors_and_batch),
+	    cmocka_unit_test(test_inferer_unavailable_without_ps),
+	    cmocka_unit_test(test_inferer_statistics_come_from_the_ps),
+	    cmocka_unit_test(test_inferer_swap_under_load),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -20,13 +20,13 @@
 #include <cmocka.h>
 #include <nng/nng.h>
 
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/model/model.h"
+#include "lib/net/methods.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
-#include "lib/base/util.h"
 #include "lib/net/wire.h"
-#include "lib/net/methods.h"
 #include "ps/ps.h"
 
 #define BIG_REPLY ((size_t)1 << 20)
@@ -52,10 +52,12 @@ server(const psf_rpc_server_opts *o, char *url, size_t len)
 	psf_rpc_server *s;
 
 	assert_int_equal(psf_rpc_server_new(o, &s), PSF_OK);
-	assert_int_equal(psf_rpc_server_add_raw(s, "test.T/Big", &psfleet__v1__predict_reply__descriptor,
-	    raw_handler, big_symbol), PSF_OK);
+	assert_int_equal(psf_rpc_server_add_raw(s, "test.T/Big",
+	                     &psfleet__v1__predict_reply__descriptor, raw_handler, big_symbol),
+	    PSF_OK);
 	assert_int_equal(psf_rpc_server_add_raw(s, "test.T/Small",
-	    &psfleet__v1__predict_reply__descriptor, raw_handler, NULL), PSF_OK);
+	                     &psfleet__v1__predict_reply__descriptor, raw_handler, NULL),
+	    PSF_OK);
 	assert_int_equal(psf_rpc_server_listen(s, "tcp://127.0.0.1:0", url, len), PSF_OK);
 	assert_int_equal(psf_rpc_server_start(s), PSF_OK);
 	return s;
@@ -148,7 +150,8 @@ test_limits_oversized_request_is_refused(void **state)
 
 	(void)state;
 	assert_int_equal(psf_rpc_client_open(url, NULL, &c), PSF_OK);
-	assert_int_equal(psf_rpc_call_start_raw(c, "test.T/Small", payload, 6000, NULL, &p), PSF_OK);
+	assert_int_equal(psf_rpc_call_start_raw(c, "test.T/Small", payload, 6000, NULL, &p),
+	    PSF_OK);
 	assert_int_not_equal(psf_rpc_pending_wait_raw(p, &out, &out_len, &st), PSF_OK);
 	assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.message, "exceeds the limit"));
@@ -324,13 +327,16 @@ ps_start(psfix *f, const char *extra)
 	    "data: {path: %s/none.csv}\nfeatures: [\"lag:0\", \"lag:1\", \"lag:2\"]\n"
 	    "model: {kind: mlp, hidden: [4], chunk_floats: 4}\n"
 	    "consistency: {mode: sync, straggler_timeout_ms: 60000}\n"
-	    "durability: {mode: none}\n%s", f->dir, f->dir, extra);
-	if (psf_config_parse("limits.yaml", text, strlen(text), err, sizeof(err), &f->cfg) != PSF_OK)
+	    "durability: {mode: none}\n%s",
+	    f->dir, f->dir, extra);
+	if (psf_config_parse("limits.yaml", text, strlen(text), err, sizeof(err), &f->cfg) !=
+	    PSF_OK)
 		fail_msg("config: %s", err);
 	assert_int_equal(psf_ps_new(f->cfg, &f->cfg->nodes[0], &opts, &f->ps), PSF_OK);
 	assert_int_equal(psf_rpc_client_open(psf_ps_url(f->ps), NULL, &f->c), PSF_OK);
 	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
-	    f->cfg->seed, &f->model), PSF_OK);
+	                     f->cfg->seed, &f->model),
+	    PSF_OK);
 	assert_int_equal(psf_model_dense_keys(f->model, f->keys, f->lens, 64, &f->n_keys), PSF_OK);
 	assert_true(f->n_keys >= 4);
 }
@@ -370,17 +376,20 @@ test_limits_keys_per_request(void **state)
 	ps_start(&f, "limits: {max_keys_per_request: 3}\n");
 	reg.worker = "trainer-0";
 	assert_int_equal(ps_call(&f, PSF_M_REGISTER, &reg.base,
-	    &psfleet__v1__register_reply__descriptor, 5000, &st), PSF_OK);
+	                     &psfleet__v1__register_reply__descriptor, 5000, &st),
+	    PSF_OK);
 	pull.worker = "trainer-0";
 	pull.keys = f.keys;
 	pull.n_keys = 4;
-	assert_int_not_equal(ps_call(&f, PSF_M_PULL, &pull.base,
-	    &psfleet__v1__pull_reply__descriptor, 5000, &st), PSF_OK);
+	assert_int_not_equal(
+	    ps_call(&f, PSF_M_PULL, &pull.base, &psfleet__v1__pull_reply__descriptor, 5000, &st),
+	    PSF_OK);
 	assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.message, "exceed the limit of 3"));
 	pull.n_keys = 3;
-	assert_int_equal(ps_call(&f, PSF_M_PULL, &pull.base,
-	    &psfleet__v1__pull_reply__descriptor, 5000, &st), PSF_OK);
+	assert_int_equal(
+	    ps_call(&f, PSF_M_PULL, &pull.base, &psfleet__v1__pull_reply__descriptor, 5000, &st),
+	    PSF_OK);
 	ps_stop(&f);
 }
 
@@ -397,7 +406,8 @@ test_limits_request_deadline(void **state)
 	ps_start(&f, "");
 	reg.worker = "trainer-0";
 	assert_int_equal(ps_call(&f, PSF_M_REGISTER, &reg.base,
-	    &psfleet__v1__register_reply__descriptor, 5000, &st), PSF_OK);
+	                     &psfleet__v1__register_reply__descriptor, 5000, &st),
+	    PSF_OK);
 	/* Sync: the pull for clock 1 waits for round 0, which trainer-1 never
 	 * pushes; the ps answers at the request's deadline, not later. */
 	pull.worker = "trainer-0";
@@ -405,16 +415,18 @@ test_limits_request_deadline(void **state)
 	pull.keys = f.keys;
 	pull.n_keys = 1;
 	t0 = psf_now_ms();
-	assert_int_equal(ps_call(&f, PSF_M_PULL, &pull.base,
-	    &psfleet__v1__pull_reply__descriptor, 400, &st), PSF_ETIMEDOUT);
+	assert_int_equal(
+	    ps_call(&f, PSF_M_PULL, &pull.base, &psfleet__v1__pull_reply__descriptor, 400, &st),
+	    PSF_ETIMEDOUT);
 	waited_ms = psf_now_ms() - t0;
 	assert_int_equal(st.code, PSF_STATUS_DEADLINE_EXCEEDED);
 	assert_true(waited_ms >= 350);
 	/* The parked call was answered by the ps (not only abandoned by the client):
 	 * the connection serves the next request at once. */
 	pull.clock = 0;
-	assert_int_equal(ps_call(&f, PSF_M_PULL, &pull.base,
-	    &psfleet__v1__pull_reply__descriptor, 5000, &st), PSF_OK);
+	assert_int_equal(
+	    ps_call(&f, PSF_M_PULL, &pull.base, &psfleet__v1__pull_reply__descriptor, 5000, &st),
+	    PSF_OK);
 	ps_stop(&f);
 }
 
@@ -422,12 +434,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_limits_oversized_request_is_refused),
-		cmocka_unit_test(test_limits_max_connections),
-		cmocka_unit_test(test_limits_client_not_reading_does_not_block_others),
-		cmocka_unit_test(test_limits_slow_sender_does_not_block_others),
-		cmocka_unit_test(test_limits_keys_per_request),
-		cmocka_unit_test(test_limits_request_deadline),
+	    cmocka_unit_test(test_limits_oversized_request_is_refused),
+	    cmocka_unit_test(test_limits_max_connections),
+	    cmocka_unit_test(test_limits_client_not_reading_does_not_block_others),
+	    cmocka_unit_test(test_limits_slow_sender_does_not_block_others),
+	    cmocka_unit_test(test_limits_keys_per_request),
+	    cmocka_unit_test(test_limits_request_deadline),
 	};
 
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);

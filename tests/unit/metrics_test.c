@@ -55,14 +55,18 @@ test_metrics_render_exact_text(void **state)
 
 	(void)state;
 	assert_int_equal(psf_metrics_new(&reg), PSF_OK);
-	assert_int_equal(psf_metrics_counter(reg, "rpc_requests_total", "Requests served.",
-	    push_l, 2, &push), PSF_OK);
-	assert_int_equal(psf_metrics_counter(reg, "rpc_requests_total", "Requests served.",
-	    pull_l, 2, &pull), PSF_OK);
-	assert_int_equal(psf_metrics_gauge(reg, "model_version", "Model version\nserved.",
-	    NULL, 0, &ver), PSF_OK);
-	assert_int_equal(psf_metrics_hist(reg, "rpc_latency_seconds", "Latency.", odd_l, 1,
-	    bounds, 3, &lat), PSF_OK);
+	assert_int_equal(
+	    psf_metrics_counter(reg, "rpc_requests_total", "Requests served.", push_l, 2, &push),
+	    PSF_OK);
+	assert_int_equal(
+	    psf_metrics_counter(reg, "rpc_requests_total", "Requests served.", pull_l, 2, &pull),
+	    PSF_OK);
+	assert_int_equal(
+	    psf_metrics_gauge(reg, "model_version", "Model version\nserved.", NULL, 0, &ver),
+	    PSF_OK);
+	assert_int_equal(
+	    psf_metrics_hist(reg, "rpc_latency_seconds", "Latency.", odd_l, 1, bounds, 3, &lat),
+	    PSF_OK);
 	psf_counter_add(push, 5);
 	psf_counter_inc(pull);
 	psf_gauge_set(ver, 42);
@@ -241,10 +245,10 @@ test_metrics_gauge_fn_and_process_metrics(void **state)
 
 	(void)state;
 	assert_int_equal(psf_metrics_new(&reg), PSF_OK);
-	assert_int_equal(psf_metrics_gauge_fn(reg, "cb_value", "", NULL, 0, read_counter_fn,
-	    &v), PSF_OK);
-	assert_int_equal(psf_metrics_gauge_fn(reg, "cb_value", "", NULL, 0, read_counter_fn,
-	    &v), PSF_EEXIST);
+	assert_int_equal(psf_metrics_gauge_fn(reg, "cb_value", "", NULL, 0, read_counter_fn, &v),
+	    PSF_OK);
+	assert_int_equal(psf_metrics_gauge_fn(reg, "cb_value", "", NULL, 0, read_counter_fn, &v),
+	    PSF_EEXIST);
 	assert_int_equal(psf_metrics_add_process(reg), PSF_OK);
 	assert_int_equal(psf_metrics_add_process(reg), PSF_EEXIST);
 	render(reg, &text);
@@ -297,8 +301,7 @@ test_http_serves_metrics(void **state)
 
 	(void)state;
 	assert_int_equal(psf_metrics_new(&reg), PSF_OK);
-	assert_int_equal(psf_metrics_counter(reg, "req_total", "Requests.", NULL, 0, &c),
-	    PSF_OK);
+	assert_int_equal(psf_metrics_counter(reg, "req_total", "Requests.", NULL, 0, &c), PSF_OK);
 	psf_counter_add(c, 3);
 	assert_int_equal(psf_http_open("127.0.0.1:0", reg, NULL, NULL, &h), PSF_OK);
 	assert_true(psf_http_port(h) != 0);
@@ -413,8 +416,7 @@ test_http_close_releases_and_stops_serving(void **state)
 	for (int round = 0; round < 10; round++) {
 		assert_int_equal(psf_http_open("127.0.0.1:0", reg, NULL, NULL, &h), PSF_OK);
 		local_addr(h, addr, sizeof(addr));
-		assert_int_equal(psf_http_get(addr, "/metrics", TIMEOUT_MS, &status, NULL),
-		    PSF_OK);
+		assert_int_equal(psf_http_get(addr, "/metrics", TIMEOUT_MS, &status, NULL), PSF_OK);
 		assert_int_equal(status, 200);
 		/* An idle client connection must not keep close from returning. */
 		sa.sin_port = htons(psf_http_port(h));
@@ -434,16 +436,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_metrics_render_exact_text),
-		cmocka_unit_test(test_metrics_register_is_idempotent_and_checked),
-		cmocka_unit_test(test_metrics_concurrent_updates_sum_exactly),
-		cmocka_unit_test(test_metrics_hist_buckets_are_cumulative),
-		cmocka_unit_test(test_metrics_gauge_fn_and_process_metrics),
-		cmocka_unit_test(test_http_serves_metrics),
-		cmocka_unit_test(test_http_healthz_follows_callback),
-		cmocka_unit_test(test_http_unknown_path_and_method),
-		cmocka_unit_test(test_http_open_rejects_bad_addresses),
-		cmocka_unit_test(test_http_close_releases_and_stops_serving),
+	    cmocka_unit_test(test_metrics_render_exact_text),
+	    cmocka_unit_test(test_metrics_register_is_idempotent_and_checked),
+	    cmocka_unit_test(test_metrics_concurrent_updates_sum_exactly),
+	    cmocka_unit_test(test_metrics_hist_buckets_are_cumulative),
+	    cmocka_unit_test(test_metrics_gauge_fn_and_process_metrics),
+	    cmocka_unit_test(test_http_serves_metrics),
+	    cmocka_unit_test(test_http_healthz_follows_callback),
+	    cmocka_unit_test(test_http_unknown_path_and_method),
+	    cmocka_unit_test(test_http_open_rejects_bad_addresses),
+	    cmocka_unit_test(test_http_close_releases_and_stops_serving),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -1,8 +1,8 @@
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +18,8 @@
 /* ------------------------------------------------------------ helpers */
 
 static psf_model_cfg
-make_cfg(psf_model_kind kind, uint32_t n_hidden, const uint32_t *hidden, uint32_t emb,
-    int sym_bias, double l2, uint32_t chunk)
+make_cfg(psf_model_kind kind, uint32_t n_hidden, const uint32_t *hidden, uint32_t emb, int sym_bias,
+    double l2, uint32_t chunk)
 {
 	psf_model_cfg cfg;
 
@@ -71,13 +71,13 @@ set_floats(psf_params *p, uint64_t key, const float *v, size_t len)
 /* get_elem reads element e of tensor info (dense: flat index; per-symbol: the
  * symbol row's element e) from a container. */
 static float
-get_elem(const psf_model *m, const psf_params *p, const psf_tensor_info *info,
-    uint64_t sym_row, uint64_t e, uint32_t chunk)
+get_elem(const psf_model *m, const psf_params *p, const psf_tensor_info *info, uint64_t sym_row,
+    uint64_t e, uint32_t chunk)
 {
 	const float *data;
 	uint32_t len;
-	uint64_t key = info->is_per_symbol ? psf_key(info->id, sym_row) :
-	    psf_key(info->id, e / chunk);
+	uint64_t key =
+	    info->is_per_symbol ? psf_key(info->id, sym_row) : psf_key(info->id, e / chunk);
 
 	assert_int_equal(psf_params_get_key(p, key, &data, &len), PSF_OK);
 	assert_int_equal(len, psf_model_key_len(m, key));
@@ -101,8 +101,8 @@ typedef struct ref_net {
 } ref_net;
 
 static void
-ref_load(ref_net *r, const psf_model *m, const psf_params *p, const uint64_t *syms,
-    size_t n_syms, double l2, uint32_t chunk)
+ref_load(ref_net *r, const psf_model *m, const psf_params *p, const uint64_t *syms, size_t n_syms,
+    double l2, uint32_t chunk)
 {
 	memset(r, 0, sizeof(*r));
 	r->n_tensors = psf_model_n_tensors(m);
@@ -133,7 +133,8 @@ ref_load(ref_net *r, const psf_model *m, const psf_params *p, const uint64_t *sy
 			r->sb_t = (int)t;
 		for (size_t s = 0; s < n_syms; s++) {
 			for (uint32_t j = 0; j < in->cols; j++)
-				r->vals[t][s * in->cols + j] = get_elem(m, p, in, syms[s], j, chunk);
+				r->vals[t][s * in->cols + j] =
+				    get_elem(m, p, in, syms[s], j, chunk);
 		}
 	}
 }
@@ -219,8 +220,8 @@ typedef struct grad_case {
 /* check_one compares every analytic gradient with central differences of the
  * double reference; returns the number of parameters checked. */
 static size_t
-check_one(const psf_model *m, const psf_params *grads, ref_net *r, const float *X,
-    const float *y, const size_t *sym_idx, const char *label)
+check_one(const psf_model *m, const psf_params *grads, ref_net *r, const float *X, const float *y,
+    const size_t *sym_idx, const char *label)
 {
 	const double eps = 1e-6;
 	size_t checked = 0;
@@ -239,9 +240,9 @@ check_one(const psf_model *m, const psf_params *grads, ref_net *r, const float *
 			lm = ref_loss(r, X, y, sym_idx, GC_N);
 			r->vals[t][e] = keep;
 			fd = (lp - lm) / (2.0 * eps);
-			an = in->is_per_symbol ?
-			    get_elem(m, grads, in, r->syms[e / in->cols], e % in->cols, r->chunk) :
-			    get_elem(m, grads, in, 0, e, r->chunk);
+			an = in->is_per_symbol
+			    ? get_elem(m, grads, in, r->syms[e / in->cols], e % in->cols, r->chunk)
+			    : get_elem(m, grads, in, 0, e, r->chunk);
 			den = fmax(fmax(fabs(an), fabs(fd)), 1e-3);
 			if (fabs(an - fd) / den >= 1e-2)
 				fail_msg("%s: %s[%zu]: analytic %.8g vs numeric %.8g", label,
@@ -290,8 +291,8 @@ static void
 grad_check(const grad_case *gc, uint32_t emb, int sym_bias)
 {
 	const double l2 = 0.05;
-	psf_model_cfg cfg = make_cfg(gc->kind, gc->n_hidden, gc->hidden, emb, sym_bias, l2,
-	    GC_CHUNK);
+	psf_model_cfg cfg =
+	    make_cfg(gc->kind, gc->n_hidden, gc->hidden, emb, sym_bias, l2, GC_CHUNK);
 	uint64_t syms[3], rows[GC_N], s = 1234 + emb * 10 + (uint64_t)sym_bias;
 	const char *names[3] = {"AAPL", "MSFT", "X"};
 	size_t sym_idx[GC_N], n_keys, n_uniq_expect;
@@ -656,8 +657,7 @@ test_params_set_get_unaligned_and_iterate_sorted(void **state)
 
 		assert_int_equal(psf_params_set_key(p, psf_key(3, s * 977), e, 2), PSF_OK);
 		if (s % 2 == 0)
-			assert_int_equal(psf_params_set_key(p, psf_key(4, s * 977), e, 1),
-			    PSF_OK);
+			assert_int_equal(psf_params_set_key(p, psf_key(4, s * 977), e, 1), PSF_OK);
 	}
 	assert_int_equal(psf_params_n_symbols(p), 1000);
 	assert_int_equal(psf_params_n_keys(p), 1 + 1000 + 500);
@@ -866,8 +866,8 @@ test_model_linear_sgd_converges_to_known_weights(void **state)
 	for (size_t step = 0; step < 3000; step++) {
 		size_t off = (step * B) % N;
 
-		assert_int_equal(psf_model_loss_grad(m, ws, p, X + off * D, y + off, NULL, B, g,
-		    &loss), PSF_OK);
+		assert_int_equal(
+		    psf_model_loss_grad(m, ws, p, X + off * D, y + off, NULL, B, g, &loss), PSF_OK);
 		if (first < 0)
 			first = loss;
 		sgd_step(m, p, g, 0.2f);
@@ -890,22 +890,22 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_model_new_rejects_bad_config),
-		cmocka_unit_test(test_model_tensor_layout_names_and_ids),
-		cmocka_unit_test(test_model_dense_chunking_splits_at_chunk_floats),
-		cmocka_unit_test(test_model_key_len_rejects_invalid_keys),
-		cmocka_unit_test(test_model_symbol_keys_sorted_unique),
-		cmocka_unit_test(test_model_symbol_row_is_masked_xxh3),
-		cmocka_unit_test(test_model_init_is_deterministic_per_seed_and_key),
-		cmocka_unit_test(test_params_set_get_unaligned_and_iterate_sorted),
-		cmocka_unit_test(test_model_forward_linear_and_logistic_known_weights),
-		cmocka_unit_test(test_model_forward_mlp_known_weights),
-		cmocka_unit_test(test_model_loss_grad_rejects_bad_input),
-		cmocka_unit_test(test_model_grad_check_linear),
-		cmocka_unit_test(test_model_grad_check_logistic),
-		cmocka_unit_test(test_model_grad_check_mlp_one_hidden),
-		cmocka_unit_test(test_model_grad_check_mlp_two_hidden),
-		cmocka_unit_test(test_model_linear_sgd_converges_to_known_weights),
+	    cmocka_unit_test(test_model_new_rejects_bad_config),
+	    cmocka_unit_test(test_model_tensor_layout_names_and_ids),
+	    cmocka_unit_test(test_model_dense_chunking_splits_at_chunk_floats),
+	    cmocka_unit_test(test_model_key_len_rejects_invalid_keys),
+	    cmocka_unit_test(test_model_symbol_keys_sorted_unique),
+	    cmocka_unit_test(test_model_symbol_row_is_masked_xxh3),
+	    cmocka_unit_test(test_model_init_is_deterministic_per_seed_and_key),
+	    cmocka_unit_test(test_params_set_get_unaligned_and_iterate_sorted),
+	    cmocka_unit_test(test_model_forward_linear_and_logistic_known_weights),
+	    cmocka_unit_test(test_model_forward_mlp_known_weights),
+	    cmocka_unit_test(test_model_loss_grad_rejects_bad_input),
+	    cmocka_unit_test(test_model_grad_check_linear),
+	    cmocka_unit_test(test_model_grad_check_logistic),
+	    cmocka_unit_test(test_model_grad_check_mlp_one_hidden),
+	    cmocka_unit_test(test_model_grad_check_mlp_two_hidden),
+	    cmocka_unit_test(test_model_linear_sgd_converges_to_known_weights),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

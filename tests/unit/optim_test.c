@@ -15,11 +15,11 @@
 #define TOL 1e-6
 
 /* assert_near compares in double (cmocka's assert_float_equal rounds to float). */
-#define assert_near(a, b, tol)                                                  \
-	do {                                                                    \
-		double a_ = (a), b_ = (b);                                      \
-		if (!(fabs(a_ - b_) <= (tol)))                                  \
-			fail_msg("%s = %.12g, expected %.12g", #a, a_, b_);     \
+#define assert_near(a, b, tol)                                              \
+	do {                                                                \
+		double a_ = (a), b_ = (b);                                  \
+		if (!(fabs(a_ - b_) <= (tol)))                              \
+			fail_msg("%s = %.12g, expected %.12g", #a, a_, b_); \
 	} while (0)
 
 static psf_optim_cfg
@@ -224,7 +224,7 @@ test_optim_clipped_gradient_has_clip_norm(void **state)
 static void
 test_optim_sq_norm_and_finite(void **state)
 {
-	float g[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}; /* 285: tail after 2 blocks of 4 */
+	float g[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};        /* 285: tail after 2 blocks of 4 */
 	float big[3] = {FLT_MAX, -FLT_MAX, FLT_MIN / 4}; /* finite, incl. a subnormal */
 
 	(void)state;
@@ -325,19 +325,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_optim_state_floats_per_kind),
-		cmocka_unit_test(test_optim_sgd_step_with_scale_and_l2),
-		cmocka_unit_test(test_optim_momentum_two_steps),
-		cmocka_unit_test(test_optim_adam_bias_corrected_steps),
-		cmocka_unit_test(test_optim_adagrad_accumulates_squares),
-		cmocka_unit_test(test_optim_lr_schedules),
-		cmocka_unit_test(test_optim_apply_uses_schedule_of_previous_step),
-		cmocka_unit_test(test_optim_clip_scale),
-		cmocka_unit_test(test_optim_clipped_gradient_has_clip_norm),
-		cmocka_unit_test(test_optim_sq_norm_and_finite),
-		cmocka_unit_test(test_optim_unaligned_gradient_matches_aligned),
-		cmocka_unit_test(test_optim_bad_arguments_change_nothing),
-		cmocka_unit_test(test_optim_check_rejects_bad_config),
+	    cmocka_unit_test(test_optim_state_floats_per_kind),
+	    cmocka_unit_test(test_optim_sgd_step_with_scale_and_l2),
+	    cmocka_unit_test(test_optim_momentum_two_steps),
+	    cmocka_unit_test(test_optim_adam_bias_corrected_steps),
+	    cmocka_unit_test(test_optim_adagrad_accumulates_squares),
+	    cmocka_unit_test(test_optim_lr_schedules),
+	    cmocka_unit_test(test_optim_apply_uses_schedule_of_previous_step),
+	    cmocka_unit_test(test_optim_clip_scale),
+	    cmocka_unit_test(test_optim_clipped_gradient_has_clip_norm),
+	    cmocka_unit_test(test_optim_sq_norm_and_finite),
+	    cmocka_unit_test(test_optim_unaligned_gradient_matches_aligned),
+	    cmocka_unit_test(test_optim_bad_arguments_change_nothing),
+	    cmocka_unit_test(test_optim_check_rejects_bad_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

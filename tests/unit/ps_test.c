@@ -18,12 +18,12 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/model/model.h"
-#include "lib/net/rpc_client.h"
-#include "lib/base/util.h"
-#include "lib/net/wire.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
+#include "lib/net/wire.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
@@ -48,9 +48,11 @@ cfg_text_chunk(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const
 {
 	size_t n = 0;
 
-	n += (size_t)snprintf(buf + n, len - n, "name: t\nseed: 7\nrun_dir: %s\nnodes:\n  ps:\n", dir);
+	n += (size_t)snprintf(buf + n, len - n, "name: t\nseed: 7\nrun_dir: %s\nnodes:\n  ps:\n",
+	    dir);
 	for (int i = 0; i < n_ps; i++)
-		n += (size_t)snprintf(buf + n, len - n, "    - {id: ps%d, listen: \"tcp://127.0.0.1:0\"}\n", i);
+		n += (size_t)snprintf(buf + n, len - n,
+		    "    - {id: ps%d, listen: \"tcp://127.0.0.1:0\"}\n", i);
 	n += (size_t)snprintf(buf + n, len - n, "  trainers:\n");
 	for (int i = 0; i < n_tr; i++)
 		n += (size_t)snprintf(buf + n, len - n, "    - {id: trainer-%d}\n", i);
@@ -83,7 +85,8 @@ fleet_start_model(fleet *f, int n_ps, int n_tr, const char *consistency, const c
 	memset(f, 0, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/psf-ps-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
-	cfg_text_chunk(text, sizeof(text), f->dir, n_ps, n_tr, consistency, optimizer, hidden, chunk);
+	cfg_text_chunk(text, sizeof(text), f->dir, n_ps, n_tr, consistency, optimizer, hidden,
+	    chunk);
 	if (psf_config_parse("test.yaml", text, strlen(text), err, sizeof(err), &f->cfg) != PSF_OK)
 		fail_msg("config: %s", err);
 	for (int i = 0; i < n_ps; i++) {
@@ -91,7 +94,8 @@ fleet_start_model(fleet *f, int n_ps, int n_tr, const char *consistency, const c
 		f->urls[i] = psf_ps_url(f->ps[i]);
 	}
 	assert_int_equal(psf_model_new(&f->cfg->model, (uint32_t)f->cfg->n_features, f->cfg->target,
-	    f->cfg->seed, &f->model), PSF_OK);
+	                     f->cfg->seed, &f->model),
+	    PSF_OK);
 	assert_int_equal(psf_model_dense_keys(f->model, f->keys, f->lens, 64, &f->n_keys), PSF_OK);
 	assert_true(f->n_keys >= 4);
 }
@@ -176,8 +180,8 @@ raw_pull(fleet *f, size_t shard, const char *worker, int64_t clock, uint32_t tim
 	assert_int_equal(psf_rpc_client_open(f->urls[shard], NULL, &c), PSF_OK);
 	req.worker = (char *)worker;
 	req.clock = clock;
-	err = psf_rpc_client_call(c, PSF_M_PULL, &req.base,
-	    &psfleet__v1__pull_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL);
+	err = psf_rpc_client_call(c, PSF_M_PULL, &req.base, &psfleet__v1__pull_reply__descriptor,
+	    &o, (ProtobufCMessage **)&r, NULL);
 	if (err == PSF_OK)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	psf_rpc_client_close(c);
@@ -193,7 +197,9 @@ stats(fleet *f, size_t shard)
 
 	assert_int_equal(psf_rpc_client_open(f->urls[shard], NULL, &c), PSF_OK);
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_STATS, &req.base,
-	    &psfleet__v1__stats_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL), PSF_OK);
+	                     &psfleet__v1__stats_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	                     NULL),
+	    PSF_OK);
 	psf_rpc_client_close(c);
 	return r;
 }
@@ -224,7 +230,8 @@ test_ps_sync_applies_average_and_pull_waits(void **state)
 	w1 = pull_all(&f, a, 1);
 	for (size_t i = 0; i < f.n_keys; i++)
 		for (uint32_t j = 0; j < f.lens[i]; j++)
-			assert_float_equal(value(w1, f.keys[i], j), value(w0, f.keys[i], j) - 2.0f, 1e-6);
+			assert_float_equal(value(w1, f.keys[i], j), value(w0, f.keys[i], j) - 2.0f,
+			    1e-6);
 	psf_params_free(w0);
 	psf_params_free(w1);
 	psf_params_free(ga);
@@ -249,8 +256,8 @@ test_ps_ssp_blocks_fast_worker(void **state)
 	psf_rpc_call_opts o = {10000, 0, 0};
 
 	(void)state;
-	fleet_start(&f, 1, 2, "{mode: ssp, staleness: 2, straggler_timeout_ms: 20000, heartbeat_ms: 100}",
-	    SGD1);
+	fleet_start(&f, 1, 2,
+	    "{mode: ssp, staleness: 2, straggler_timeout_ms: 20000, heartbeat_ms: 100}", SGD1);
 	fast = worker(&f, "trainer-0");
 	slow = worker(&f, "trainer-1");
 	g = grads_const(&f, 0.1f);
@@ -258,7 +265,8 @@ test_ps_ssp_blocks_fast_worker(void **state)
 		p = pull_all(&f, fast, c0);
 		psf_params_free(p);
 		psf_push_result res;
-		assert_int_equal(psf_ps_client_push(fast, c0, g, f.keys, f.n_keys, 1, 0, &res), PSF_OK);
+		assert_int_equal(psf_ps_client_push(fast, c0, g, f.keys, f.n_keys, 1, 0, &res),
+		    PSF_OK);
 		assert_int_equal(res.max_staleness, c0); /* clock gap to the slow worker at 0 */
 	}
 	/* slowest clock 0, s = 2: clock 3 must wait */
@@ -268,12 +276,12 @@ test_ps_ssp_blocks_fast_worker(void **state)
 	req.clock = 3;
 	req.n_keys = 1;
 	req.keys = f.keys;
-	assert_int_equal(psf_rpc_call_start(c, PSF_M_PULL, &req.base, &o, &pend),
-	    PSF_OK);
+	assert_int_equal(psf_rpc_call_start(c, PSF_M_PULL, &req.base, &o, &pend), PSF_OK);
 	p = pull_all(&f, slow, 0);
 	assert_int_equal(psf_ps_client_push(slow, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
 	assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__pull_reply__descriptor,
-	    (ProtobufCMessage **)&r, NULL), PSF_OK);
+	                     (ProtobufCMessage **)&r, NULL),
+	    PSF_OK);
 	assert_int_equal(r->model_version, 4); /* async-style: every push applied */
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	psf_rpc_pending_free(pend);
@@ -307,7 +315,8 @@ test_ps_replayed_push_applied_once(void **state)
 	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
 	reg.worker = "trainer-0";
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_REGISTER, &reg.base,
-	    &psfleet__v1__register_reply__descriptor, NULL, &m, NULL), PSF_OK);
+	                     &psfleet__v1__register_reply__descriptor, NULL, &m, NULL),
+	    PSF_OK);
 	protobuf_c_message_free_unpacked(m, NULL);
 	push.worker = "trainer-0";
 	push.seq = 1;
@@ -318,7 +327,9 @@ test_ps_replayed_push_applied_once(void **state)
 	push.values.len = f.lens[0] * 4;
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(psf_rpc_client_call(c, PSF_M_PUSH, &push.base,
-		    &psfleet__v1__push_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL), PSF_OK);
+		                     &psfleet__v1__push_reply__descriptor, NULL,
+		                     (ProtobufCMessage **)&r, NULL),
+		    PSF_OK);
 		assert_int_equal(r->duplicate, i == 1);
 		assert_int_equal(r->model_version, 1);
 		protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -357,11 +368,14 @@ run_three_workers(fleet *f, int steps)
 			for (size_t k = 0; k < f->n_keys; k++) {
 				float buf[8];
 				for (uint32_t j = 0; j < f->lens[k]; j++)
-					buf[j] = 0.3f * value(p, f->keys[k], j) + 0.01f * (float)(i + 1) *
-					    (float)(j + 1) - 0.02f * (float)c;
-				assert_int_equal(psf_params_set_key(g, f->keys[k], buf, f->lens[k]), PSF_OK);
+					buf[j] = 0.3f * value(p, f->keys[k], j) +
+					    0.01f * (float)(i + 1) * (float)(j + 1) -
+					    0.02f * (float)c;
+				assert_int_equal(psf_params_set_key(g, f->keys[k], buf, f->lens[k]),
+				    PSF_OK);
 			}
-			assert_int_equal(psf_ps_client_push(w[i], c, g, f->keys, f->n_keys, 4, 0, NULL), PSF_OK);
+			assert_int_equal(
+			    psf_ps_client_push(w[i], c, g, f->keys, f->n_keys, 4, 0, NULL), PSF_OK);
 			psf_params_free(p);
 			psf_params_free(g);
 		}
@@ -454,8 +468,8 @@ raw_push(fleet *f, const char *worker, uint64_t seq, const uint64_t *keys, const
 	push.lens = (uint32_t *)lens;
 	push.values.data = (uint8_t *)vals;
 	push.values.len = n_vals * 4;
-	err = psf_rpc_client_call(c, PSF_M_PUSH, &push.base,
-	    &psfleet__v1__push_reply__descriptor, NULL, &r, st);
+	err = psf_rpc_client_call(c, PSF_M_PUSH, &push.base, &psfleet__v1__push_reply__descriptor,
+	    NULL, &r, st);
 	if (r != NULL)
 		protobuf_c_message_free_unpacked(r, NULL);
 	psf_rpc_client_close(c);
@@ -480,17 +494,20 @@ test_ps_bad_pushes_rejected_nothing_applied(void **state)
 	w = worker(&f, "trainer-0");
 	w0 = pull_all(&f, w, 0);
 	short_len = f.lens[0] - 1;
-	assert_int_equal(raw_push(&f, "nobody", 1, f.keys, f.lens, 1, v, f.lens[0], &st), PSF_ESTATE);
+	assert_int_equal(raw_push(&f, "nobody", 1, f.keys, f.lens, 1, v, f.lens[0], &st),
+	    PSF_ESTATE);
 	assert_int_equal(st.code, PSF_STATUS_FAILED_PRECONDITION);
 	assert_non_null(strstr(st.message, "not registered"));
-	assert_int_equal(raw_push(&f, "trainer-0", 1, &bad_key, f.lens, 1, v, f.lens[0], &st), PSF_EINVAL);
+	assert_int_equal(raw_push(&f, "trainer-0", 1, &bad_key, f.lens, 1, v, f.lens[0], &st),
+	    PSF_EINVAL);
 	assert_non_null(strstr(st.message, "unknown key"));
 	assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, &short_len, 1, v, short_len, &st),
 	    PSF_EINVAL);
 	assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 1, v, f.lens[0] + 1, &st),
 	    PSF_EINVAL);
 	v[1] = NAN;
-	assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 1, v, f.lens[0], &st), PSF_EINVAL);
+	assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 1, v, f.lens[0], &st),
+	    PSF_EINVAL);
 	assert_non_null(strstr(st.message, "NaN"));
 	uint64_t unsorted[2] = {f.keys[1], f.keys[0]};
 	uint32_t ul[2] = {f.lens[1], f.lens[0]};
@@ -535,7 +552,9 @@ test_ps_snapshot_in_pieces(void **state)
 	req.max_bytes = 20; /* one key per piece */
 	for (;;) {
 		assert_int_equal(psf_rpc_client_call(c, PSF_M_SNAPSHOT, &req.base,
-		    &psfleet__v1__snapshot_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_OK);
+		                     &psfleet__v1__snapshot_reply__descriptor, NULL,
+		                     (ProtobufCMessage **)&r, &st),
+		    PSF_OK);
 		if (pieces == 0)
 			version = r->version;
 		assert_int_equal(r->version, version);
@@ -554,7 +573,9 @@ test_ps_snapshot_in_pieces(void **state)
 	assert_true(pieces >= f.n_keys / 2);
 	req.version = 999;
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_SNAPSHOT, &req.base,
-	    &psfleet__v1__snapshot_reply__descriptor, NULL, (ProtobufCMessage **)&r, &st), PSF_ENOENT);
+	                     &psfleet__v1__snapshot_reply__descriptor, NULL,
+	                     (ProtobufCMessage **)&r, &st),
+	    PSF_ENOENT);
 	psf_rpc_client_close(c);
 	psf_params_free(g);
 	psf_ps_client_close(w);
@@ -590,7 +611,8 @@ test_ps_restart_resumes_and_checks_config(void **state)
 	f.ps[0] = NULL;
 
 	cfg_text(text, sizeof(text), f.dir, 1, 1, "{mode: async}", SGD1, "5");
-	assert_int_equal(psf_config_parse("t2.yaml", text, strlen(text), err, sizeof(err), &other), PSF_OK);
+	assert_int_equal(psf_config_parse("t2.yaml", text, strlen(text), err, sizeof(err), &other),
+	    PSF_OK);
 	assert_int_equal(psf_ps_new(other, &other->nodes[0], &opts, &ps), PSF_ECONFIG);
 	opts.reset = true;
 	assert_int_equal(psf_ps_new(other, &other->nodes[0], &opts, &ps), PSF_OK);
@@ -653,19 +675,25 @@ test_ps_restart_checks_training_settings(void **state)
 	f.ps[0] = NULL;
 
 	assert_int_equal(resume_with(&f, "{mode: async}", "{kind: sgd, learning_rate: 0.5}",
-	    PSF_PS_RESET_NONE, &clock), PSF_ECONFIG);
+	                     PSF_PS_RESET_NONE, &clock),
+	    PSF_ECONFIG);
 	assert_int_equal(resume_with(&f, "{mode: sync}", SGD1, PSF_PS_RESET_NONE, &clock),
 	    PSF_ECONFIG);
 	assert_int_equal(resume_with(&f, "{mode: async, heartbeat_ms: 300}",
-	    "{kind: sgd, learning_rate: 1.0, momentum: 0.5}", PSF_PS_RESET_NONE, &clock), PSF_OK);
+	                     "{kind: sgd, learning_rate: 1.0, momentum: 0.5}", PSF_PS_RESET_NONE,
+	                     &clock),
+	    PSF_OK);
 	assert_int_equal(clock, 2); /* resumed: neither key counts */
-	assert_int_equal(resume_with(&f, "{mode: async}", SGD1, PSF_PS_RESET_ALWAYS, &clock), PSF_OK);
+	assert_int_equal(resume_with(&f, "{mode: async}", SGD1, PSF_PS_RESET_ALWAYS, &clock),
+	    PSF_OK);
 	assert_int_equal(clock, 0); /* afresh */
 	assert_int_equal(resume_with(&f, "{mode: async}", "{kind: sgd, learning_rate: 0.5}",
-	    PSF_PS_RESET_MISFIT, &clock), PSF_OK);
+	                     PSF_PS_RESET_MISFIT, &clock),
+	    PSF_OK);
 	assert_int_equal(clock, 0);
 	assert_int_equal(resume_with(&f, "{mode: async}", "{kind: sgd, learning_rate: 0.5}",
-	    PSF_PS_RESET_NONE, &clock), PSF_OK); /* now trained with 0.5 */
+	                     PSF_PS_RESET_NONE, &clock),
+	    PSF_OK); /* now trained with 0.5 */
 	psf_params_free(g);
 	fleet_stop(&f);
 }
@@ -697,11 +725,12 @@ test_ps_reduce_sums_once(void **state)
 		req.expected = 2;
 		req.n_values = 2;
 		req.values = va;
-		assert_int_equal(psf_rpc_call_start(c, PSF_M_REDUCE, &req.base,
-		    NULL, &pend), PSF_OK);
+		assert_int_equal(psf_rpc_call_start(c, PSF_M_REDUCE, &req.base, NULL, &pend),
+		    PSF_OK);
 		assert_int_equal(psf_ps_client_reduce(b, "stats", 2, vb, 2), PSF_OK);
 		assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__reduce_reply__descriptor,
-		    (ProtobufCMessage **)&r, NULL), PSF_OK);
+		                     (ProtobufCMessage **)&r, NULL),
+		    PSF_OK);
 		assert_float_equal(r->values[0], 4, 0);
 		assert_float_equal(r->values[1], 6, 0);
 		protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -749,8 +778,9 @@ test_ps_reduce_names_bounded(void **state)
 		req.expected = 1;
 		req.n_values = 1;
 		req.values = v;
-		assert_int_not_equal(psf_rpc_client_call(c, PSF_M_REDUCE,
-		    &req.base, &psfleet__v1__reduce_reply__descriptor, NULL, &r, &st), PSF_OK);
+		assert_int_not_equal(psf_rpc_client_call(c, PSF_M_REDUCE, &req.base,
+		                         &psfleet__v1__reduce_reply__descriptor, NULL, &r, &st),
+		    PSF_OK);
 		assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
 	}
 	psf_rpc_client_close(c);
@@ -793,10 +823,12 @@ test_ps_nonfinite_gradients(void **state)
 			assert_non_null(strstr(st.message, "NaN or Inf"));
 			/* the worker's own push (seq 1) is applied normally afterwards */
 			g = grads_const(&f, 1.0f);
-			assert_int_equal(psf_ps_client_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL), PSF_OK);
+			assert_int_equal(psf_ps_client_push(w, 0, g, f.keys, f.n_keys, 1, 0, NULL),
+			    PSF_OK);
 			psf_params_free(g);
 		} else {
-			assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 2, v, n, &st), PSF_OK);
+			assert_int_equal(raw_push(&f, "trainer-0", 1, f.keys, f.lens, 2, v, n, &st),
+			    PSF_OK);
 		}
 		w1 = pull_all(&f, w, 1);
 		for (size_t i = 0; i < f.n_keys; i++)
@@ -909,8 +941,8 @@ static void
 check_push_bytes(psf_rpc_client *c, const uint8_t *buf, size_t len)
 {
 	char msg[256];
-	ProtobufCMessage *m = protobuf_c_message_unpack(&psfleet__v1__push_request__descriptor, NULL,
-	    len, buf);
+	ProtobufCMessage *m =
+	    protobuf_c_message_unpack(&psfleet__v1__push_request__descriptor, NULL, len, buf);
 	psf_status code = raw_call(c, PSF_M_PUSH, buf, len, msg, sizeof(msg));
 	bool malformed = strstr(msg, "malformed") != NULL;
 
@@ -969,8 +1001,7 @@ test_ps_raw_push_malformed_rejected(void **state)
 	/* Truncations first, with a seq the worker never reaches, then the whole. */
 	for (size_t t = 0; t < len; t++)
 		check_push_bytes(c, buf, t);
-	assert_int_equal(raw_call(c, PSF_M_PUSH, buf, len, msg, sizeof(msg)),
-	    PSF_STATUS_OK);
+	assert_int_equal(raw_call(c, PSF_M_PUSH, buf, len, msg, sizeof(msg)), PSF_STATUS_OK);
 	/* Byte flips and random bytes. */
 	for (int i = 0; i < 1500; i++) {
 		size_t n = mutate(mut, buf, len, i, 48, &rnd);
@@ -1002,8 +1033,8 @@ test_ps_raw_push_malformed_rejected(void **state)
 		memcpy(unpacked + n, vals, f.lens[0] * 4);
 		n += f.lens[0] * 4;
 		check_push_bytes(c, unpacked, n);
-		assert_int_equal(raw_call(c, PSF_M_PUSH, unpacked, n, msg,
-		    sizeof(msg)), PSF_STATUS_OK);
+		assert_int_equal(raw_call(c, PSF_M_PUSH, unpacked, n, msg, sizeof(msg)),
+		    PSF_STATUS_OK);
 	}
 	psf_rpc_client_close(c);
 	s = stats(&f, 0);
@@ -1037,8 +1068,10 @@ fake_ps_main(void *arg)
 		size_t len = 0, hl;
 		nng_msg *r;
 
-		assert_int_equal(psf_wire_decode_request(nng_msg_body(m), nng_msg_len(m), &req), PSF_OK);
-		if (req.method_len > 5 && memcmp(req.method + req.method_len - 5, "/Pull", 5) == 0) {
+		assert_int_equal(psf_wire_decode_request(nng_msg_body(m), nng_msg_len(m), &req),
+		    PSF_OK);
+		if (req.method_len > 5 &&
+		    memcmp(req.method + req.method_len - 5, "/Pull", 5) == 0) {
 			payload = fp->pull;
 			len = fp->pull_len;
 		} else {
@@ -1084,8 +1117,8 @@ fake_ps_stop(fake_ps *fp)
 static void
 check_pull_bytes(fleet *f, fake_ps *fp, psf_ps_client *w, const uint8_t *buf, size_t len)
 {
-	ProtobufCMessage *m = protobuf_c_message_unpack(&psfleet__v1__pull_reply__descriptor, NULL,
-	    len, buf);
+	ProtobufCMessage *m =
+	    protobuf_c_message_unpack(&psfleet__v1__pull_reply__descriptor, NULL, len, buf);
 	psf_params *dst;
 	psf_err err;
 
@@ -1178,11 +1211,11 @@ test_ps_reduce_survives_restart(void **state)
 	req.expected = 2;
 	req.n_values = 2;
 	req.values = va;
-	assert_int_equal(psf_rpc_call_start(c, PSF_M_REDUCE, &req.base, NULL,
-	    &pend), PSF_OK);
+	assert_int_equal(psf_rpc_call_start(c, PSF_M_REDUCE, &req.base, NULL, &pend), PSF_OK);
 	assert_int_equal(psf_ps_client_reduce(b, "stats", 2, vb, 2), PSF_OK);
 	assert_int_equal(psf_rpc_pending_wait(pend, &psfleet__v1__reduce_reply__descriptor,
-	    (ProtobufCMessage **)&r, NULL), PSF_OK);
+	                     (ProtobufCMessage **)&r, NULL),
+	    PSF_OK);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	psf_rpc_pending_free(pend);
 	psf_rpc_client_close(c);
@@ -1223,8 +1256,9 @@ register_raw(fleet *f, const char *id)
 	psf_rpc_status st;
 
 	req.worker = (char *)id;
-	assert_int_equal(call_ps(f, PSF_M_REGISTER, &req.base,
-	    &psfleet__v1__register_reply__descriptor, &st), PSF_OK);
+	assert_int_equal(
+	    call_ps(f, PSF_M_REGISTER, &req.base, &psfleet__v1__register_reply__descriptor, &st),
+	    PSF_OK);
 }
 
 /* report_raw sends a MetricsReport whose fields derive from step. */
@@ -1242,8 +1276,7 @@ report_raw(fleet *f, const char *id, int64_t step, bool finished, psf_rpc_status
 	r.samples_per_sec = 1000.5;
 	r.test_correct = -0.0;
 	r.finished = finished;
-	return call_ps(f, PSF_M_REPORT, &r.base,
-	    &psfleet__v1__metrics_ack__descriptor, st);
+	return call_ps(f, PSF_M_REPORT, &r.base, &psfleet__v1__metrics_ack__descriptor, st);
 }
 
 static const Psfleet__V1__MetricsReport *
@@ -1387,8 +1420,8 @@ test_ps_report_size_capped(void **state)
 	r.step = 9;
 	r.base.n_unknown_fields = 1;
 	r.base.unknown_fields = &unk;
-	assert_int_not_equal(call_ps(&f, PSF_M_REPORT, &r.base,
-	    &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
+	assert_int_not_equal(
+	    call_ps(&f, PSF_M_REPORT, &r.base, &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
 	assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
 	assert_non_null(strstr(st.message, "exceeds the limit of 4096"));
 	s = stats(&f, 0);
@@ -1397,8 +1430,8 @@ test_ps_report_size_capped(void **state)
 
 	unk.len = sizeof(small);
 	unk.data = small;
-	assert_int_equal(call_ps(&f, PSF_M_REPORT, &r.base,
-	    &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
+	assert_int_equal(
+	    call_ps(&f, PSF_M_REPORT, &r.base, &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
 	restart_ps0(&f);
 	s = stats(&f, 0);
 	assert_int_equal(s->n_reports, 1);
@@ -1447,8 +1480,8 @@ disk_setup(void **state)
 	*state = d;
 	if (mkdir(d->mnt, 0755) != 0)
 		return -1;
-	d->mounted = mount("psf-test", d->mnt, "tmpfs", MS_NOSUID | MS_NODEV,
-	    "size=1024k,mode=0755") == 0;
+	d->mounted =
+	    mount("psf-test", d->mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=1024k,mode=0755") == 0;
 	if (!d->mounted)
 		print_message("cannot mount a tmpfs here (needs root): %s\n", strerror(errno));
 	return 0;
@@ -1549,7 +1582,8 @@ test_ps_cosine_horizon_from_announced_steps(void **state)
 	w2 = pull_all(&f, w, 2);
 	for (size_t k = 0; k < f.n_keys; k++)
 		for (uint32_t j = 0; j < f.lens[k]; j++)
-			assert_float_equal(value(w2, f.keys[k], j), value(w0, f.keys[k], j) - 1.5f, 1e-5);
+			assert_float_equal(value(w2, f.keys[k], j), value(w0, f.keys[k], j) - 1.5f,
+			    1e-5);
 	psf_params_free(w0);
 	psf_params_free(w2);
 	psf_params_free(g);
@@ -1561,27 +1595,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ps_sync_applies_average_and_pull_waits),
-		cmocka_unit_test(test_ps_ssp_blocks_fast_worker),
-		cmocka_unit_test(test_ps_replayed_push_applied_once),
-		cmocka_unit_test(test_ps_two_shards_match_single_node),
-		cmocka_unit_test(test_ps_straggler_dropped_after_timeout),
-		cmocka_unit_test(test_ps_bad_pushes_rejected_nothing_applied),
-		cmocka_unit_test(test_ps_snapshot_in_pieces),
-		cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
-		cmocka_unit_test(test_ps_restart_checks_training_settings),
-		cmocka_unit_test(test_ps_reduce_sums_once),
-		cmocka_unit_test(test_ps_reduce_names_bounded),
-		cmocka_unit_test(test_ps_cosine_horizon_from_announced_steps),
-		cmocka_unit_test(test_ps_reduce_survives_restart),
-		cmocka_unit_test(test_ps_reports_survive_restart),
-		cmocka_unit_test(test_ps_report_size_capped),
-		cmocka_unit_test_setup_teardown(test_ps_report_on_full_disk, disk_setup,
-		    disk_teardown),
-		cmocka_unit_test(test_ps_nonfinite_gradients),
-		cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
-		cmocka_unit_test(test_ps_raw_push_malformed_rejected),
-		cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
+	    cmocka_unit_test(test_ps_sync_applies_average_and_pull_waits),
+	    cmocka_unit_test(test_ps_ssp_blocks_fast_worker),
+	    cmocka_unit_test(test_ps_replayed_push_applied_once),
+	    cmocka_unit_test(test_ps_two_shards_match_single_node),
+	    cmocka_unit_test(test_ps_straggler_dropped_after_timeout),
+	    cmocka_unit_test(test_ps_bad_pushes_rejected_nothing_applied),
+	    cmocka_unit_test(test_ps_snapshot_in_pieces),
+	    cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
+	    cmocka_unit_test(test_ps_restart_checks_training_settings),
+	    cmocka_unit_test(test_ps_reduce_sums_once),
+	    cmocka_unit_test(test_ps_reduce_names_bounded),
+	    cmocka_unit_test(test_ps_cosine_horizon_from_announced_steps),
+	    cmocka_unit_test(test_ps_reduce_survives_restart),
+	    cmocka_unit_test(test_ps_reports_survive_restart),
+	    cmocka_unit_test(test_ps_report_size_capped),
+	    cmocka_unit_test_setup_teardown(test_ps_report_on_full_disk, disk_setup, disk_teardown),
+	    cmocka_unit_test(test_ps_nonfinite_gradients),
+	    cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
+	    cmocka_unit_test(test_ps_raw_push_malformed_rejected),
+	    cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -1,14 +1,14 @@
 /* RPC layer over real NNG sockets (ipc:// in a temp dir, tcp://127.0.0.1:0). */
+#include <iconv.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <iconv.h>
-#include <pthread.h>
-#include <stdbool.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -16,11 +16,11 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "lib/base/util.h"
+#include "lib/net/methods.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
-#include "lib/base/util.h"
 #include "lib/net/wire.h"
-#include "lib/net/methods.h"
 
 /* ---------------------------------------------------------------- test service */
 
@@ -173,8 +173,8 @@ test_infer_predict_batch(Psfleet__V1__Inference_Service *svc,
 }
 
 void
-test_infer_model_info(Psfleet__V1__Inference_Service *svc,
-    const Psfleet__V1__ModelInfoRequest *in, Psfleet__V1__ModelInfoReply_Closure done, void *call)
+test_infer_model_info(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__ModelInfoRequest *in,
+    Psfleet__V1__ModelInfoReply_Closure done, void *call)
 {
 	(void)svc;
 	(void)in;
@@ -400,17 +400,21 @@ test_rpc_handler_errors_reach_client(void **state)
 	assert_int_equal(st.code, PSF_STATUS_NOT_FOUND);
 	assert_string_equal(st.message, "unknown symbol 'MISSING'");
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_STATUS, &sreq.base,
-	    &psfleet__v1__status_reply__descriptor, NULL, &m, &st), PSF_ESTATE);
+	                     &psfleet__v1__status_reply__descriptor, NULL, &m, &st),
+	    PSF_ESTATE);
 	assert_int_equal(st.code, PSF_STATUS_FAILED_PRECONDITION);
 	assert_string_equal(st.message, "status refused");
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_SHUTDOWN, &dreq.base,
-	    &psfleet__v1__shutdown_reply__descriptor, NULL, &m, &st), PSF_EINTERNAL);
+	                     &psfleet__v1__shutdown_reply__descriptor, NULL, &m, &st),
+	    PSF_EINTERNAL);
 	assert_int_equal(st.code, PSF_STATUS_INTERNAL);
 	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.Nope/Nothing", &dreq.base,
-	    &psfleet__v1__shutdown_reply__descriptor, NULL, &m, &st), PSF_ENOTIMPL);
+	                     &psfleet__v1__shutdown_reply__descriptor, NULL, &m, &st),
+	    PSF_ENOTIMPL);
 	assert_int_equal(st.code, PSF_STATUS_UNIMPLEMENTED);
 	assert_int_equal(psf_rpc_client_call(c, "psfleet.v1.Admin/Nothing", &dreq.base,
-	    &psfleet__v1__shutdown_reply__descriptor, NULL, &m, &st), PSF_ENOTIMPL);
+	                     &psfleet__v1__shutdown_reply__descriptor, NULL, &m, &st),
+	    PSF_ENOTIMPL);
 	psf_rpc_client_close(c);
 }
 
@@ -426,14 +430,14 @@ test_rpc_deferred_reply_does_not_block_others(void **state)
 
 	assert_int_equal(psf_rpc_client_open(f->url, NULL, &c), PSF_OK);
 	req.symbol = "SLOW300";
-	assert_int_equal(psf_rpc_call_start(c, PSF_M_PREDICT, &req.base, NULL,
-	    &slow), PSF_OK);
+	assert_int_equal(psf_rpc_call_start(c, PSF_M_PREDICT, &req.base, NULL, &slow), PSF_OK);
 	for (int i = 0; i < 20; i++) {
 		assert_int_equal(predict(c, "FAST", 5000, 0, &r, NULL), PSF_OK);
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	}
 	assert_int_equal(psf_rpc_pending_wait(slow, &psfleet__v1__predict_reply__descriptor,
-	    (ProtobufCMessage **)&r, NULL), PSF_OK);
+	                     (ProtobufCMessage **)&r, NULL),
+	    PSF_OK);
 	assert_string_equal(r->symbol, "SLOW300");
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	psf_rpc_pending_free(slow);
@@ -458,8 +462,8 @@ barrier_round(const char *url, int n)
 	req.symbol = sym;
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(psf_rpc_client_open(url, NULL, &c[i]), PSF_OK);
-		assert_int_equal(psf_rpc_call_start(c[i], PSF_M_PREDICT, &req.base,
-		    &o, &p[i]), PSF_OK);
+		assert_int_equal(psf_rpc_call_start(c[i], PSF_M_PREDICT, &req.base, &o, &p[i]),
+		    PSF_OK);
 	}
 	for (int i = 0; i < n; i++) {
 		Psfleet__V1__PredictReply *r = NULL;
@@ -469,7 +473,8 @@ barrier_round(const char *url, int n)
 			answered += strcmp(r->symbol, "released") == 0;
 			protobuf_c_message_free_unpacked(&r->base, NULL);
 		} else {
-			print_message("call %d: %s (%s)\n", i, psf_status_name(st.code), st.message);
+			print_message("call %d: %s (%s)\n", i, psf_status_name(st.code),
+			    st.message);
 		}
 		psf_rpc_pending_free(p[i]);
 		psf_rpc_client_close(c[i]);
@@ -544,7 +549,10 @@ test_rpc_garbage_gets_error_reply(void **state)
 	assert_int_equal(raw_exchange(f->url, "", 0), PSF_STATUS_INVALID_ARGUMENT);
 	/* every truncation of a valid envelope */
 	n = psf_wire_request_head(head, PSF_M_PREDICT, 7, 1000, NULL, 0, 6);
-	memcpy(head + n, "\x0a\x04" "ABCD", 6);
+	memcpy(head + n,
+	    "\x0a\x04"
+	    "ABCD",
+	    6);
 	n += 6;
 	/* (a cut on a field boundary is a valid, shorter message: OK is right) */
 	for (size_t cut = 1; cut < n; cut++) {
@@ -580,8 +588,7 @@ utf8_ok_iconv(const char *s, size_t n)
 /* exchange sends a Request with this method and payload on a plain req0
  * socket and returns the raw Reply (the caller frees it), decoded into *rep. */
 static nng_msg *
-exchange(const char *url, const char *method, const void *payload, size_t len,
-    psf_wire_reply *rep)
+exchange(const char *url, const char *method, const void *payload, size_t len, psf_wire_reply *rep)
 {
 	uint8_t head[PSF_WIRE_HEAD_MAX];
 	size_t n = psf_wire_request_head(head, method, 11, 5000, NULL, 0, len);
@@ -606,10 +613,10 @@ exchange(const char *url, const char *method, const void *payload, size_t len,
 /* Bytes that are not UTF-8: overlong forms, surrogates, truncated sequences,
  * bytes that never occur. */
 static const char *const not_utf8[] = {
-	"\xc0\xaf", "\xe0\x80\xaf", "\xf0\x80\x80\xaf", /* overlong */
-	"\xed\xa0\x80", "\xed\xbf\xbf",                 /* surrogates */
-	"\xe2\x82", "\xf0\x9d\x84", "\xc3",              /* truncated */
-	"\xff", "\xfe\xfe", "\x80", "\xf4\x90\x80\x80",  /* never valid */
+    "\xc0\xaf", "\xe0\x80\xaf", "\xf0\x80\x80\xaf", /* overlong */
+    "\xed\xa0\x80", "\xed\xbf\xbf",                 /* surrogates */
+    "\xe2\x82", "\xf0\x9d\x84", "\xc3",             /* truncated */
+    "\xff", "\xfe\xfe", "\x80", "\xf4\x90\x80\x80", /* never valid */
 };
 
 static void
@@ -627,8 +634,8 @@ test_rpc_replies_are_valid_utf8(void **state)
 		assert_int_equal(rep.status, PSF_STATUS_UNIMPLEMENTED);
 		assert_true(rep.message_len > 0);
 		if (!utf8_ok_iconv(rep.message, rep.message_len))
-			fail_msg("method %zu: Reply.message is not UTF-8: %.*s", i, (int)rep.message_len,
-			    rep.message);
+			fail_msg("method %zu: Reply.message is not UTF-8: %.*s", i,
+			    (int)rep.message_len, rep.message);
 		nng_msg_free(m);
 		/* Echoed in a reply message's string field (PredictReply.symbol). */
 		Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
@@ -839,22 +846,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_rpc_roundtrip_concurrent_ipc, setup_ipc, teardown),
-		cmocka_unit_test_setup_teardown(test_rpc_roundtrip_concurrent_tcp, setup_tcp, teardown),
-		cmocka_unit_test_setup_teardown(test_rpc_generated_stub_calls, setup_ipc, teardown),
-		cmocka_unit_test_setup_teardown(test_rpc_handler_errors_reach_client, setup_ipc, teardown),
-		cmocka_unit_test_setup_teardown(test_rpc_deferred_reply_does_not_block_others, setup_tcp,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_rpc_deadline_exceeded, setup_ipc, teardown),
-		cmocka_unit_test(test_rpc_parked_calls_release_their_context),
-		cmocka_unit_test_setup_teardown(test_rpc_replies_are_valid_utf8, setup_tcp, teardown),
-		cmocka_unit_test_setup_teardown(test_rpc_garbage_gets_error_reply, setup_tcp, teardown),
-		cmocka_unit_test(test_rpc_oversized_request_rejected),
-		cmocka_unit_test(test_rpc_token_required),
-		cmocka_unit_test_setup_teardown(test_rpc_lost_connection_no_resend, setup_ipc, teardown),
-		cmocka_unit_test_setup_teardown(test_rpc_reconnects_after_server_restart, setup_ipc,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_rpc_tls_roundtrip, setup_ipc, teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_roundtrip_concurrent_ipc, setup_ipc, teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_roundtrip_concurrent_tcp, setup_tcp, teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_generated_stub_calls, setup_ipc, teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_handler_errors_reach_client, setup_ipc,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_deferred_reply_does_not_block_others,
+	        setup_tcp, teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_deadline_exceeded, setup_ipc, teardown),
+	    cmocka_unit_test(test_rpc_parked_calls_release_their_context),
+	    cmocka_unit_test_setup_teardown(test_rpc_replies_are_valid_utf8, setup_tcp, teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_garbage_gets_error_reply, setup_tcp, teardown),
+	    cmocka_unit_test(test_rpc_oversized_request_rejected),
+	    cmocka_unit_test(test_rpc_token_required),
+	    cmocka_unit_test_setup_teardown(test_rpc_lost_connection_no_resend, setup_ipc,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_reconnects_after_server_restart, setup_ipc,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(test_rpc_tls_roundtrip, setup_ipc, teardown),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

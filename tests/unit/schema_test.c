@@ -39,10 +39,10 @@ test_field_check_catches_drift(void **state)
 {
 	const ProtobufCMessageDescriptor *d = &psfleet__v1__pull_reply__descriptor;
 	psf_wire_field_use good[] = {
-		{"model_version", 1, PROTOBUF_C_TYPE_UINT64},
-		{"keys", 2, PROTOBUF_C_TYPE_UINT64},
-		{"lens", 3, PROTOBUF_C_TYPE_UINT32},
-		{"values", 4, PROTOBUF_C_TYPE_BYTES},
+	    {"model_version", 1, PROTOBUF_C_TYPE_UINT64},
+	    {"keys", 2, PROTOBUF_C_TYPE_UINT64},
+	    {"lens", 3, PROTOBUF_C_TYPE_UINT32},
+	    {"values", 4, PROTOBUF_C_TYPE_BYTES},
 	};
 	psf_wire_field_use bad[4];
 
@@ -65,9 +65,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_method_names_match_descriptors),
-		cmocka_unit_test(test_decoder_fields_match_descriptors),
-		cmocka_unit_test(test_field_check_catches_drift),
+	    cmocka_unit_test(test_method_names_match_descriptors),
+	    cmocka_unit_test(test_decoder_fields_match_descriptors),
+	    cmocka_unit_test(test_field_check_catches_drift),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

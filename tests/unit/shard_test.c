@@ -79,7 +79,8 @@ test_key_layout_is_pinned(void **state)
 	assert_true(psf_key(1, 0) == UINT64_C(0x0001000000000000));
 	assert_true(psf_key(6, 0xaa5c25cce8c5) == UINT64_C(0x0006aa5c25cce8c5));
 	assert_true(psf_key(0xffff, PSF_KEY_ROW_MASK) == UINT64_MAX);
-	assert_true(psf_key(2, UINT64_C(0x0003000000000007)) == psf_key(2, 7)); /* high bits dropped */
+	assert_true(
+	    psf_key(2, UINT64_C(0x0003000000000007)) == psf_key(2, 7)); /* high bits dropped */
 	assert_int_equal(psf_key_tensor(UINT64_C(0x0006aa5c25cce8c5)), 6);
 	assert_true(psf_key_row(UINT64_C(0x0006aa5c25cce8c5)) == UINT64_C(0xaa5c25cce8c5));
 	assert_true(psf_key(5, psf_symbol_row("AAPL")) == UINT64_C(0x0005aa5c25cce8c5));
@@ -329,20 +330,20 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_shard_pick_is_stable),
-		cmocka_unit_test(test_shard_hashes_are_pinned),
-		cmocka_unit_test(test_key_layout_is_pinned),
-		cmocka_unit_test(test_shard_pick_uniform_over_four_nodes),
-		cmocka_unit_test(test_shard_pick_str_uniform_over_four_nodes),
-		cmocka_unit_test(test_shard_pick_fifth_node_moves_few_keys_to_it),
-		cmocka_unit_test(test_shard_pick_str_fifth_node_moves_few_symbols_to_it),
-		cmocka_unit_test(test_shard_pick_independent_of_node_order),
-		cmocka_unit_test(test_shard_pick_without_nodes_returns_none),
-		cmocka_unit_test(test_shard_symbol_row_fits_48_bits),
-		cmocka_unit_test(test_shard_balance_evens_skewed_loads),
-		cmocka_unit_test(test_shard_balance_independent_of_input_order),
-		cmocka_unit_test(test_shard_balance_ties_go_by_name),
-		cmocka_unit_test(test_shard_balance_rejects_bad_input),
+	    cmocka_unit_test(test_shard_pick_is_stable),
+	    cmocka_unit_test(test_shard_hashes_are_pinned),
+	    cmocka_unit_test(test_key_layout_is_pinned),
+	    cmocka_unit_test(test_shard_pick_uniform_over_four_nodes),
+	    cmocka_unit_test(test_shard_pick_str_uniform_over_four_nodes),
+	    cmocka_unit_test(test_shard_pick_fifth_node_moves_few_keys_to_it),
+	    cmocka_unit_test(test_shard_pick_str_fifth_node_moves_few_symbols_to_it),
+	    cmocka_unit_test(test_shard_pick_independent_of_node_order),
+	    cmocka_unit_test(test_shard_pick_without_nodes_returns_none),
+	    cmocka_unit_test(test_shard_symbol_row_fits_48_bits),
+	    cmocka_unit_test(test_shard_balance_evens_skewed_loads),
+	    cmocka_unit_test(test_shard_balance_independent_of_input_order),
+	    cmocka_unit_test(test_shard_balance_ties_go_by_name),
+	    cmocka_unit_test(test_shard_balance_rejects_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

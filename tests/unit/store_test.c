@@ -75,7 +75,7 @@ typedef struct kv {
 	const float *src; /* put */
 	float *dst;       /* get */
 	size_t n;
-	psf_err want;     /* put_fn: returned after the put (to test aborts) */
+	psf_err want; /* put_fn: returned after the put (to test aborts) */
 } kv;
 
 static psf_err
@@ -847,7 +847,8 @@ test_store_every_durability_mode_persists(void **state)
 		/* reopen in the next mode: every earlier mode's write is there */
 		st = open_store(f, modes[(m + 1) % PSF_ARRAY_LEN(modes)], 0);
 		for (size_t j = 0; j <= m; j++) {
-			assert_int_equal(get_floats(st, PSF_STORE_WEIGHTS, 100 + j, out, 4), PSF_OK);
+			assert_int_equal(get_floats(st, PSF_STORE_WEIGHTS, 100 + j, out, 4),
+			    PSF_OK);
 			assert_true(out[0] == (float)j && out[3] == 3.0f);
 		}
 		psf_store_close(st);
@@ -1047,24 +1048,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_store_put_get_overwrite_delete),
-		T(test_store_reserve_and_delete),
-		T(test_store_failed_update_keeps_nothing),
-		T(test_store_write_in_read_txn_rejected),
-		T(test_store_update_retried_after_map_full),
-		T(test_store_map_capped_at_max_gives_enospc),
-		T(test_store_read_sees_multi_key_write_atomically),
-		T(test_store_walk_with_budget_returns_every_key_once_in_order),
-		T(test_store_walk_stops_on_visitor_error),
-		T(test_store_meta_and_pushlog_persist_across_reopen),
-		T(test_store_meta_foreach_visits_prefix_in_order),
-		T(test_store_clear_empties_only_that_db),
-		T(test_store_every_durability_mode_persists),
-		T(test_store_interval_mode_syncs_in_background),
-		T(test_store_every_commit_survives_sigkill),
-		T(test_store_bad_arguments_are_rejected),
-		T(test_store_open_rejects_corrupt_file),
-		cmocka_unit_test(test_store_opts_from_cfg_copies_durability),
+	    T(test_store_put_get_overwrite_delete),
+	    T(test_store_reserve_and_delete),
+	    T(test_store_failed_update_keeps_nothing),
+	    T(test_store_write_in_read_txn_rejected),
+	    T(test_store_update_retried_after_map_full),
+	    T(test_store_map_capped_at_max_gives_enospc),
+	    T(test_store_read_sees_multi_key_write_atomically),
+	    T(test_store_walk_with_budget_returns_every_key_once_in_order),
+	    T(test_store_walk_stops_on_visitor_error),
+	    T(test_store_meta_and_pushlog_persist_across_reopen),
+	    T(test_store_meta_foreach_visits_prefix_in_order),
+	    T(test_store_clear_empties_only_that_db),
+	    T(test_store_every_durability_mode_persists),
+	    T(test_store_interval_mode_syncs_in_background),
+	    T(test_store_every_commit_survives_sigkill),
+	    T(test_store_bad_arguments_are_rejected),
+	    T(test_store_open_rejects_corrupt_file),
+	    cmocka_unit_test(test_store_opts_from_cfg_copies_durability),
 	};
 	psf_log_setup(PSF_LOG_WARN, "store_test"); /* PSF_LOG_LEVEL overrides */
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,12 +21,12 @@
 #include <nng/nng.h>
 
 #include "client/psfleet_client.h"
+#include "lib/base/util.h"
 #include "lib/config/config.h"
-#include "lib/runtime/runtime.h"
+#include "lib/net/methods.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
-#include "lib/base/util.h"
-#include "lib/net/methods.h"
+#include "lib/runtime/runtime.h"
 
 static char dir[64];
 
@@ -36,8 +36,7 @@ path(char *buf, size_t len, const char *name)
 	snprintf(buf, len, "%s/%s", dir, name);
 }
 
-static int
-run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static int
 run(const char *fmt, ...)
@@ -59,23 +58,25 @@ make_pki(void)
 	const char *q = ">/dev/null 2>&1";
 
 	if (run("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt "
-	        "-days 1 -subj /CN=psf-test-ca %s", dir, q) != 0 ||
+	        "-days 1 -subj /CN=psf-test-ca %s",
+	        dir, q) != 0 ||
 	    run("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.crt "
-	        "-days 1 -subj /CN=rogue-ca %s", dir, q) != 0)
+	        "-days 1 -subj /CN=rogue-ca %s",
+	        dir, q) != 0)
 		return -1;
 	static const char *const certs[][4] = {
-		{"server", "ca", "subjectAltName=DNS:localhost", "localhost"},
-		{"named", "ca", "subjectAltName=DNS:psfleet-node", "psfleet-node"},
-		{"client", "ca", "extendedKeyUsage=clientAuth", "localhost"},
-		{"badclient", "rogue", "extendedKeyUsage=clientAuth", "localhost"},
+	    {"server", "ca", "subjectAltName=DNS:localhost", "localhost"},
+	    {"named", "ca", "subjectAltName=DNS:psfleet-node", "psfleet-node"},
+	    {"client", "ca", "extendedKeyUsage=clientAuth", "localhost"},
+	    {"badclient", "rogue", "extendedKeyUsage=clientAuth", "localhost"},
 	};
 	for (size_t i = 0; i < PSF_ARRAY_LEN(certs); i++) {
 		if (run("cd %s && printf '%%s\\n' '%s' > %s.ext && "
 		        "openssl req -newkey rsa:2048 -nodes -keyout %s.key -out %s.csr -subj /CN=%s %s && "
 		        "openssl x509 -req -in %s.csr -CA %s.crt -CAkey %s.key -CAcreateserial -days 1 "
-		        "-extfile %s.ext -out %s.crt %s", dir, certs[i][2], certs[i][0], certs[i][0],
-		        certs[i][0], certs[i][3], q, certs[i][0], certs[i][1], certs[i][1], certs[i][0],
-		        certs[i][0], q) != 0)
+		        "-extfile %s.ext -out %s.crt %s",
+		        dir, certs[i][2], certs[i][0], certs[i][0], certs[i][0], certs[i][3], q,
+		        certs[i][0], certs[i][1], certs[i][1], certs[i][0], certs[i][0], q) != 0)
 			return -1;
 	}
 	return 0;
@@ -111,8 +112,8 @@ model_info(psf_rpc_call *call, const uint8_t *payload, size_t len, void *arg)
 /* tls_server serves Health and ModelInfo on listen_url with the certificate
  * <who>.crt; with ca, clients need a certificate it signed. */
 static psf_rpc_server *
-tls_server(const char *who, const char *listen_url, const char *ca, const char *token,
-    char *url, size_t len)
+tls_server(const char *who, const char *listen_url, const char *ca, const char *token, char *url,
+    size_t len)
 {
 	char cert[128], key[128];
 	psf_rpc_server_opts o = {.workers = 4, .token = token};
@@ -125,9 +126,11 @@ tls_server(const char *who, const char *listen_url, const char *ca, const char *
 	o.tls.ca_file = ca;
 	assert_int_equal(psf_rpc_server_new(&o, &s), PSF_OK);
 	assert_int_equal(psf_rpc_server_add_raw(s, PSF_M_HEALTH,
-	    &psfleet__v1__health_reply__descriptor, health, NULL), PSF_OK);
+	                     &psfleet__v1__health_reply__descriptor, health, NULL),
+	    PSF_OK);
 	assert_int_equal(psf_rpc_server_add_raw(s, PSF_M_MODEL_INFO,
-	    &psfleet__v1__model_info_reply__descriptor, model_info, NULL), PSF_OK);
+	                     &psfleet__v1__model_info_reply__descriptor, model_info, NULL),
+	    PSF_OK);
 	assert_int_equal(psf_rpc_server_listen(s, listen_url, url, len), PSF_OK);
 	assert_int_equal(psf_rpc_server_start(s), PSF_OK);
 	return s;
@@ -136,8 +139,7 @@ tls_server(const char *who, const char *listen_url, const char *ca, const char *
 /* health_with makes one Health call with client options o. Returns its error;
  * *st gets the status. */
 static psf_err
-health_with(const char *url, const psf_rpc_client_opts *o, uint32_t timeout_ms,
-    psf_rpc_status *st)
+health_with(const char *url, const psf_rpc_client_opts *o, uint32_t timeout_ms, psf_rpc_status *st)
 {
 	psf_rpc_call_opts co = {timeout_ms, 0, 0};
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
@@ -190,8 +192,8 @@ static void
 test_tls_server_auth_and_token(void **state)
 {
 	char url[256];
-	psf_rpc_server *s = tls_server("server", "tls+tcp://127.0.0.1:0", NULL, "s3cret-token",
-	    url, sizeof(url));
+	psf_rpc_server *s =
+	    tls_server("server", "tls+tcp://127.0.0.1:0", NULL, "s3cret-token", url, sizeof(url));
 	psf_rpc_server_counts k;
 	psf_rpc_status st;
 
@@ -206,7 +208,8 @@ test_tls_server_auth_and_token(void **state)
 	assert_int_equal(call_health(url, "ca.crt", NULL, "s3cret-token-and-more", 10000, &st),
 	    PSF_EAUTH);
 	/* A client that trusts another CA refuses this server: no reply at all. */
-	assert_int_not_equal(call_health(url, "rogue.crt", NULL, "s3cret-token", 1500, &st), PSF_OK);
+	assert_int_not_equal(call_health(url, "rogue.crt", NULL, "s3cret-token", 1500, &st),
+	    PSF_OK);
 	psf_rpc_server_get_counts(s, &k);
 	assert_int_equal(k.unauthenticated, 3);
 	psf_rpc_server_free(s);
@@ -238,7 +241,8 @@ test_tls_mutual(void **state)
 		psf_rpc_call_opts co = {1000, 0, 0};
 		assert_int_equal(psf_rpc_client_open(plain, NULL, &c), PSF_OK);
 		assert_int_not_equal(psf_rpc_client_call(c, PSF_M_HEALTH, &req.base,
-		    &psfleet__v1__health_reply__descriptor, &co, &r, &st), PSF_OK);
+		                         &psfleet__v1__health_reply__descriptor, &co, &r, &st),
+		    PSF_OK);
 		psf_rpc_client_close(c);
 	}
 	/* The right one still works after all that. */
@@ -255,8 +259,8 @@ static void
 test_tls_server_name(void **state)
 {
 	char url[256];
-	psf_rpc_server *s = tls_server("named", "tls+tcp://127.0.0.1:0", NULL, NULL, url,
-	    sizeof(url));
+	psf_rpc_server *s =
+	    tls_server("named", "tls+tcp://127.0.0.1:0", NULL, NULL, url, sizeof(url));
 	psf_rpc_server_counts k;
 	psf_rpc_status st;
 
@@ -287,15 +291,15 @@ static void
 test_tls_server_name_defaults_to_url_host(void **state)
 {
 	char url[256];
-	psf_rpc_server *s = tls_server("server", "tls+tcp://localhost:0", NULL, NULL, url,
-	    sizeof(url));
+	psf_rpc_server *s =
+	    tls_server("server", "tls+tcp://localhost:0", NULL, NULL, url, sizeof(url));
 	psf_rpc_status st;
 
 	(void)state;
 	assert_non_null(strstr(url, "tls+tcp://localhost:"));
 	assert_int_equal(call_health_named(url, "ca.crt", NULL, NULL, NULL, 10000, &st), PSF_OK);
-	assert_int_not_equal(call_health_named(url, "ca.crt", "psfleet-node", NULL, NULL, 1500, &st),
-	    PSF_OK);
+	assert_int_not_equal(
+	    call_health_named(url, "ca.crt", "psfleet-node", NULL, NULL, 1500, &st), PSF_OK);
 	psf_rpc_server_free(s);
 }
 
@@ -307,8 +311,8 @@ test_tls_server_name_from_config(void **state)
 {
 	char text[1024], err[256], tok[256], url[256];
 	const char *const names[] = {"\n  tls_server_name: psfleet-node", ""};
-	psf_rpc_server *s = tls_server("named", "tls+tcp://127.0.0.1:0", NULL, NULL, url,
-	    sizeof(url));
+	psf_rpc_server *s =
+	    tls_server("named", "tls+tcp://127.0.0.1:0", NULL, NULL, url, sizeof(url));
 	psf_rpc_client_opts co;
 	psf_rpc_status st;
 
@@ -320,18 +324,20 @@ test_tls_server_name_from_config(void **state)
 		    "name: sec\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"%s\"}\n"
 		    "  trainers:\n    - {id: trainer-0}\ndata: {path: %s/none.csv}\n"
 		    "features: [\"lag:0\"]\nsecurity:\n  tls_cert: %s/client.crt\n"
-		    "  tls_key: %s/client.key\n  tls_ca: %s/ca.crt%s\n", dir, url, dir, dir, dir, dir,
-		    names[i]);
+		    "  tls_key: %s/client.key\n  tls_ca: %s/ca.crt%s\n",
+		    dir, url, dir, dir, dir, dir, names[i]);
 		if (psf_config_parse("sec.yaml", text, strlen(text), err, sizeof(err), &cfg) !=
 		    PSF_OK)
 			fail_msg("config: %s", err);
 		assert_int_equal(psf_runtime_client_opts(cfg, tok, sizeof(tok), &co), PSF_OK);
 		if (i == 0) {
 			assert_string_equal(co.tls.server_name, "psfleet-node");
-			assert_int_equal(health_with(cfg->nodes[0].listen, &co, 10000, &st), PSF_OK);
+			assert_int_equal(health_with(cfg->nodes[0].listen, &co, 10000, &st),
+			    PSF_OK);
 		} else {
 			assert_null(co.tls.server_name);
-			assert_int_not_equal(health_with(cfg->nodes[0].listen, &co, 1500, &st), PSF_OK);
+			assert_int_not_equal(health_with(cfg->nodes[0].listen, &co, 1500, &st),
+			    PSF_OK);
 		}
 		psf_config_free(cfg);
 	}
@@ -343,8 +349,8 @@ static void
 test_tls_server_name_client_library(void **state)
 {
 	char url[256], ca[128], errbuf[256];
-	psf_rpc_server *s = tls_server("named", "tls+tcp://127.0.0.1:0", NULL, NULL, url,
-	    sizeof(url));
+	psf_rpc_server *s =
+	    tls_server("named", "tls+tcp://127.0.0.1:0", NULL, NULL, url, sizeof(url));
 	psf_client_opts o = {.timeout_ms = 10000, .ca_file = ca, .server_name = "psfleet-node"};
 	psf_model_info info;
 	psf_client *c;
@@ -377,8 +383,11 @@ test_tls_mutual_client_library(void **state)
 {
 	char url[256], ca[128], crt[128], key[128], errbuf[256];
 	psf_rpc_server *s;
-	psf_client_opts o = {.timeout_ms = 10000, .ca_file = ca, .server_name = "localhost",
-	    .cert_file = crt, .key_file = key};
+	psf_client_opts o = {.timeout_ms = 10000,
+	    .ca_file = ca,
+	    .server_name = "localhost",
+	    .cert_file = crt,
+	    .key_file = key};
 	psf_model_info info;
 	psf_client *c;
 
@@ -460,7 +469,8 @@ node_token_case(const char *security_yaml)
 	snprintf(text, sizeof(text),
 	    "name: sec\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"tcp://127.0.0.1:0\"}\n"
 	    "  trainers:\n    - {id: trainer-0}\ndata: {path: %s/none.csv}\n"
-	    "features: [\"lag:0\"]\nsecurity: %s\n", dir, dir, security_yaml);
+	    "features: [\"lag:0\"]\nsecurity: %s\n",
+	    dir, dir, security_yaml);
 	if (psf_config_parse("sec.yaml", text, strlen(text), err, sizeof(err), &cfg) != PSF_OK)
 		fail_msg("config: %s", err);
 	assert_int_equal(psf_runtime_server_opts(cfg, tok, sizeof(tok), &so), PSF_OK);
@@ -468,11 +478,13 @@ node_token_case(const char *security_yaml)
 	assert_int_equal(psf_runtime_new("ps0", "ps", "127.0.0.1:0", &n), PSF_OK);
 	assert_int_equal(psf_rpc_server_new(&so, &s), PSF_OK);
 	assert_int_equal(psf_rpc_server_add_raw(s, PSF_M_HEALTH,
-	    &psfleet__v1__health_reply__descriptor, health, NULL), PSF_OK);
+	                     &psfleet__v1__health_reply__descriptor, health, NULL),
+	    PSF_OK);
 	psf_runtime_observe_rpc(n, s);
 	assert_int_equal(psf_rpc_server_listen(s, "tcp://127.0.0.1:0", url, sizeof(url)), PSF_OK);
 	assert_int_equal(psf_rpc_server_start(s), PSF_OK);
-	assert_int_equal(call_health(url, NULL, NULL, "from-the-config-source", 10000, &st), PSF_OK);
+	assert_int_equal(call_health(url, NULL, NULL, "from-the-config-source", 10000, &st),
+	    PSF_OK);
 	assert_int_equal(call_health(url, NULL, NULL, "guess", 10000, &st), PSF_EAUTH);
 	assert_int_equal(call_health(url, NULL, NULL, NULL, 10000, &st), PSF_EAUTH);
 	http_get(psf_runtime_http_port(n), "/metrics", body, sizeof(body));
@@ -522,15 +534,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_tls_server_auth_and_token),
-		cmocka_unit_test(test_tls_mutual),
-		cmocka_unit_test(test_tls_server_name),
-		cmocka_unit_test(test_tls_server_name_defaults_to_url_host),
-		cmocka_unit_test(test_tls_server_name_from_config),
-		cmocka_unit_test(test_tls_server_name_client_library),
-		cmocka_unit_test(test_tls_mutual_client_library),
-		cmocka_unit_test(test_tls_token_from_env_counted),
-		cmocka_unit_test(test_tls_token_from_file_counted),
+	    cmocka_unit_test(test_tls_server_auth_and_token),
+	    cmocka_unit_test(test_tls_mutual),
+	    cmocka_unit_test(test_tls_server_name),
+	    cmocka_unit_test(test_tls_server_name_defaults_to_url_host),
+	    cmocka_unit_test(test_tls_server_name_from_config),
+	    cmocka_unit_test(test_tls_server_name_client_library),
+	    cmocka_unit_test(test_tls_mutual_client_library),
+	    cmocka_unit_test(test_tls_token_from_env_counted),
+	    cmocka_unit_test(test_tls_token_from_file_counted),
 	};
 	int rv;
 
@@ -538,7 +550,8 @@ main(void)
 	if (mkdtemp(dir) == NULL)
 		return 1;
 	if (make_pki() != 0) {
-		fprintf(stderr, "tls_test: skipped: cannot make certificates with the openssl CLI\n");
+		fprintf(stderr,
+		    "tls_test: skipped: cannot make certificates with the openssl CLI\n");
 		if (psf_rm_rf(dir) != PSF_OK)
 			return 1;
 		return 77;

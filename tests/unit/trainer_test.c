@@ -15,13 +15,13 @@
 #include <cmocka.h>
 #include <nng/nng.h>
 
+#include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
 #include "lib/data/features.h"
-#include "lib/net/rpc_client.h"
-#include "lib/base/util.h"
 #include "lib/net/methods.h"
+#include "lib/net/rpc_client.h"
 #include "ps/ps.h"
 #include "trainer/internal.h"
 #include "trainer/trainer.h"
@@ -46,7 +46,8 @@ make_fixture(tfix *f, const char *model, const char *optimizer, uint32_t epochs,
 	assert_int_equal(psf_datagen_write(&g, f->data, err, sizeof(err)), PSF_OK);
 	n += (size_t)snprintf(text + n, sizeof(text) - n,
 	    "name: t\nseed: 5\nrun_dir: %s\nnodes:\n  ps:\n    - {id: ps0, listen: \"tcp://127.0.0.1:0\"}\n"
-	    "  trainers:\n", f->dir);
+	    "  trainers:\n",
+	    f->dir);
 	for (int i = 0; i < n_trainers; i++)
 		n += (size_t)snprintf(text + n, sizeof(text) - n, "    - {id: trainer-%d}\n", i);
 	snprintf(text + n, sizeof(text) - n,
@@ -82,7 +83,8 @@ check_plans_partition(const char *shard_by)
 
 	make_fixture(&f, "{kind: linear}", "{kind: sgd}", 1, 3, shard_by);
 	for (int i = 0; i < 3; i++)
-		assert_int_equal(psf_trainer_plan(f.cfg, (size_t)i, &plans[i], err, sizeof(err)), PSF_OK);
+		assert_int_equal(psf_trainer_plan(f.cfg, (size_t)i, &plans[i], err, sizeof(err)),
+		    PSF_OK);
 	assert_int_equal(psf_data_scan(f.data, PSF_BAD_ROWS_FAIL, err, sizeof(err), &idx), PSF_OK);
 	for (size_t s = 0; s < psf_data_index_n_symbols(idx); s++) {
 		const char *sym = psf_data_index_symbol(idx, s, NULL);
@@ -125,11 +127,13 @@ test_trainer_split_default_balances_rows(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(data, sizeof(data), "%s/d.csv", dir);
 	assert_int_equal(psf_datagen_write(&g, data, err, sizeof(err)), PSF_OK);
-	snprintf(text, sizeof(text), "name: t\nrun_dir: %s\nnodes:\n  ps:\n"
+	snprintf(text, sizeof(text),
+	    "name: t\nrun_dir: %s\nnodes:\n  ps:\n"
 	    "    - {id: ps0, listen: \"tcp://127.0.0.1:0\"}\n    - {id: ps1, listen: \"tcp://127.0.0.1:0\"}\n"
 	    "  trainers:\n    - {id: trainer-0}\n    - {id: trainer-1}\n"
 	    "data: {path: %s}\nfeatures: [\"return:1\"]\nmodel: {kind: mlp, hidden: [4], "
-	    "embedding_dim: 2, chunk_floats: 4}\n", dir, data);
+	    "embedding_dim: 2, chunk_floats: 4}\n",
+	    dir, data);
 	if (psf_config_parse("split.yaml", text, strlen(text), err, sizeof(err), &cfg) != PSF_OK)
 		fail_msg("config: %s", err);
 	assert_int_equal(cfg->data.shard_by, PSF_SHARD_BY_ROWS);
@@ -217,8 +221,8 @@ run_fleet(tfix *f, double *rmse, double *naive)
 	assert_int_equal(psf_ps_new(f->cfg, &f->cfg->nodes[0], &po, &ps), PSF_OK);
 	urls[0] = psf_ps_url(ps);
 	for (size_t i = 0; i < nt; i++) {
-		jobs[i] = (trainer_job){f->cfg, psf_config_role_node(f->cfg, PSF_ROLE_TRAINER, i), urls,
-		    PSF_EINTERNAL};
+		jobs[i] = (trainer_job){f->cfg, psf_config_role_node(f->cfg, PSF_ROLE_TRAINER, i),
+		    urls, PSF_EINTERNAL};
 		pthread_create(&th[i], NULL, trainer_main, &jobs[i]);
 	}
 	for (size_t i = 0; i < nt; i++) {
@@ -227,7 +231,9 @@ run_fleet(tfix *f, double *rmse, double *naive)
 	}
 	assert_int_equal(psf_rpc_client_open(urls[0], NULL, &c), PSF_OK);
 	assert_int_equal(psf_rpc_client_call(c, PSF_M_STATS, &req.base,
-	    &psfleet__v1__stats_reply__descriptor, NULL, (ProtobufCMessage **)&r, NULL), PSF_OK);
+	                     &psfleet__v1__stats_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	                     NULL),
+	    PSF_OK);
 	assert_int_equal(r->n_reports, nt);
 	for (size_t i = 0; i < r->n_reports; i++) {
 		assert_true(r->reports[i]->finished);
@@ -291,9 +297,11 @@ closed_form_rmse(tfix *f, double l2)
 	assert_int_equal(psf_data_load(f->data, NULL, err, sizeof(err), &ds), PSF_OK);
 	assert_int_equal(psf_data_scan(f->data, PSF_BAD_ROWS_FAIL, err, sizeof(err), &idx), PSF_OK);
 	dates = psf_data_index_dates(idx, &n_dates);
-	assert_int_equal(psf_data_cutoff_date(dates, n_dates, f->cfg->data.test_fraction, &cutoff), PSF_OK);
-	assert_int_equal(psf_features_build(ds, f->cfg->features, f->cfg->n_features, f->cfg->target,
-	    cutoff, err, sizeof(err), &t), PSF_OK);
+	assert_int_equal(psf_data_cutoff_date(dates, n_dates, f->cfg->data.test_fraction, &cutoff),
+	    PSF_OK);
+	assert_int_equal(psf_features_build(ds, f->cfg->features, f->cfg->n_features,
+	                     f->cfg->target, cutoff, err, sizeof(err), &t),
+	    PSF_OK);
 	nf = t->n_features;
 	stats = calloc(psf_features_stats_len(nf), sizeof(double));
 	psf_features_stats(t, stats);
@@ -310,7 +318,8 @@ closed_form_rmse(tfix *f, double l2)
 		for (size_t j = 0; j < d; j++)
 			b[j] += X[i * d + j] * t->y[i];
 	}
-	cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0, X, (int)d, 0.0, A, (int)d);
+	cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0, X, (int)d, 0.0, A,
+	    (int)d);
 	for (size_t i = 0; i < d; i++) /* mirror the upper triangle; add the ridge term */
 		for (size_t j = 0; j < i; j++)
 			A[i * d + j] = A[j * d + i];
@@ -343,11 +352,13 @@ test_trainer_sync_linear_matches_closed_form_ridge(void **state)
 
 	(void)state;
 	make_fixture(&f, "{kind: linear, l2: 0.001}",
-	    "{kind: adam, learning_rate: 0.01, schedule: step, step_size: 100, gamma: 0.6}", 8, 2, "hash");
+	    "{kind: adam, learning_rate: 0.01, schedule: step, step_size: 100, gamma: 0.6}", 8, 2,
+	    "hash");
 	run_fleet(&f, &rmse, &naive);
 	cf = closed_form_rmse(&f, 0.001);
-	print_message("sync linear: test rmse %.6f, closed-form ridge %.6f (ratio %.4f), naive %.6f\n",
-	    rmse, cf, rmse / cf, naive);
+	print_message(
+	    "sync linear: test rmse %.6f, closed-form ridge %.6f (ratio %.4f), naive %.6f\n", rmse,
+	    cf, rmse / cf, naive);
 	assert_true(fabs(rmse / cf - 1.0) < 0.01);
 	assert_true(rmse < naive);
 	free_fixture(&f);
@@ -358,14 +369,15 @@ test_trainer_mlp_embedding_beats_linear(void **state)
 {
 	tfix f;
 	double lin, mlp, naive;
-	const char *opt = "{kind: adam, learning_rate: 0.01, schedule: step, step_size: 100, gamma: 0.6}";
+	const char *opt =
+	    "{kind: adam, learning_rate: 0.01, schedule: step, step_size: 100, gamma: 0.6}";
 
 	(void)state;
 	make_fixture(&f, "{kind: linear}", opt, 8, 2, "rows");
 	run_fleet(&f, &lin, &naive);
 	free_fixture(&f);
-	make_fixture(&f, "{kind: mlp, hidden: [32], embedding_dim: 4, symbol_bias: true}", opt, 8, 2,
-	    "rows");
+	make_fixture(&f, "{kind: mlp, hidden: [32], embedding_dim: 4, symbol_bias: true}", opt, 8,
+	    2, "rows");
 	run_fleet(&f, &mlp, &naive);
 	free_fixture(&f);
 	print_message("mlp+embedding %.6f, linear %.6f, naive %.6f\n", mlp, lin, naive);
@@ -377,12 +389,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_trainer_plan_partitions_symbols_hash),
-		cmocka_unit_test(test_trainer_plan_partitions_symbols_rows),
-		cmocka_unit_test(test_trainer_split_default_balances_rows),
-		cmocka_unit_test(test_trainer_permutation_deterministic),
-		cmocka_unit_test(test_trainer_sync_linear_matches_closed_form_ridge),
-		cmocka_unit_test(test_trainer_mlp_embedding_beats_linear),
+	    cmocka_unit_test(test_trainer_plan_partitions_symbols_hash),
+	    cmocka_unit_test(test_trainer_plan_partitions_symbols_rows),
+	    cmocka_unit_test(test_trainer_split_default_balances_rows),
+	    cmocka_unit_test(test_trainer_permutation_deterministic),
+	    cmocka_unit_test(test_trainer_sync_linear_matches_closed_form_ridge),
+	    cmocka_unit_test(test_trainer_mlp_embedding_beats_linear),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

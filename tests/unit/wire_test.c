@@ -8,17 +8,18 @@
 
 #include <cmocka.h>
 
-#include "lib/net/wire.h"
 #include "lib/net/methods.h"
+#include "lib/net/wire.h"
 #include "psfleet.pb-c.h"
 
 static void
 test_wire_request_head_decodes_with_protobuf_c(void **state)
 {
 	uint8_t buf[PSF_WIRE_HEAD_MAX + 64];
-	const char payload[] = "\x0a\x03" "ABC";
-	size_t n = psf_wire_request_head(buf, PSF_M_PREDICT, 1ull << 40, 2500,
-	    "tok", 3, sizeof(payload) - 1);
+	const char payload[] = "\x0a\x03"
+	                       "ABC";
+	size_t n = psf_wire_request_head(buf, PSF_M_PREDICT, 1ull << 40, 2500, "tok", 3,
+	    sizeof(payload) - 1);
 	Psfleet__V1__Request *r;
 
 	(void)state;
@@ -31,7 +32,10 @@ test_wire_request_head_decodes_with_protobuf_c(void **state)
 	assert_int_equal(r->auth.len, 3);
 	assert_memory_equal(r->auth.data, "tok", 3);
 	assert_int_equal(r->payload.len, 5);
-	assert_memory_equal(r->payload.data, "\x0a\x03" "ABC", 5);
+	assert_memory_equal(r->payload.data,
+	    "\x0a\x03"
+	    "ABC",
+	    5);
 	psfleet__v1__request__free_unpacked(r, NULL);
 }
 
@@ -75,7 +79,8 @@ test_wire_rejects_malformed(void **state)
 
 	(void)state;
 	assert_int_equal(psf_wire_decode_request(past_end, sizeof(past_end), &req), PSF_EPROTO);
-	assert_int_equal(psf_wire_decode_request(long_varint, sizeof(long_varint), &req), PSF_EPROTO);
+	assert_int_equal(psf_wire_decode_request(long_varint, sizeof(long_varint), &req),
+	    PSF_EPROTO);
 	assert_int_equal(psf_wire_decode_request(group, sizeof(group), &req), PSF_EPROTO);
 	assert_int_equal(psf_wire_decode_request(field0, sizeof(field0), &req), PSF_EPROTO);
 	assert_int_equal(psf_wire_decode_request(wrong_type, sizeof(wrong_type), &req), PSF_EPROTO);
@@ -89,21 +94,23 @@ static const struct {
 	const char *name;
 	const char *bytes;
 } bad_utf8[] = {
-	{"0xFF", "a\xff" "b"},
-	{"0xFE", "\xfe"},
-	{"stray continuation", "\x80"},
-	{"overlong '/' (2 bytes)", "\xc0\xaf"},
-	{"overlong NUL", "\xc0\x80"},
-	{"overlong (3 bytes)", "\xe0\x80\xaf"},
-	{"overlong (4 bytes)", "\xf0\x80\x80\xaf"},
-	{"surrogate U+D800", "\xed\xa0\x80"},
-	{"surrogate U+DFFF", "\xed\xbf\xbf"},
-	{"over U+10FFFF", "\xf4\x90\x80\x80"},
-	{"0xF5 lead", "\xf5\x80\x80\x80"},
-	{"truncated 2-byte", "x\xc3"},
-	{"truncated 3-byte", "\xe2\x82"},
-	{"truncated 4-byte", "\xf0\x9d\x84"},
-	{"lead then ASCII", "\xe2(\xa1"},
+    {"0xFF",
+        "a\xff"
+        "b"},
+    {"0xFE", "\xfe"},
+    {"stray continuation", "\x80"},
+    {"overlong '/' (2 bytes)", "\xc0\xaf"},
+    {"overlong NUL", "\xc0\x80"},
+    {"overlong (3 bytes)", "\xe0\x80\xaf"},
+    {"overlong (4 bytes)", "\xf0\x80\x80\xaf"},
+    {"surrogate U+D800", "\xed\xa0\x80"},
+    {"surrogate U+DFFF", "\xed\xbf\xbf"},
+    {"over U+10FFFF", "\xf4\x90\x80\x80"},
+    {"0xF5 lead", "\xf5\x80\x80\x80"},
+    {"truncated 2-byte", "x\xc3"},
+    {"truncated 3-byte", "\xe2\x82"},
+    {"truncated 4-byte", "\xf0\x9d\x84"},
+    {"lead then ASCII", "\xe2(\xa1"},
 };
 
 static void
@@ -127,9 +134,15 @@ test_wire_utf8_validates_and_sanitizes(void **state)
 		if (!psf_wire_utf8_valid(out, n) || memmem(out, n, "\xef\xbf\xbd", 3) == NULL)
 			fail_msg("%s not sanitized", bad_utf8[i].name);
 	}
-	n = psf_wire_utf8_sanitize(out, sizeof(out), "a\xff" "b", 3);
+	n = psf_wire_utf8_sanitize(out, sizeof(out),
+	    "a\xff"
+	    "b",
+	    3);
 	assert_int_equal(n, 5);
-	assert_memory_equal(out, "a\xef\xbf\xbd" "b", 5);
+	assert_memory_equal(out,
+	    "a\xef\xbf\xbd"
+	    "b",
+	    5);
 	/* A cut never splits a character: 2 bytes of room hold one 'a', not half a €. */
 	assert_int_equal(psf_wire_utf8_sanitize(out, 2, "a\xe2\x82\xac", 4), 1);
 	assert_int_equal(psf_wire_utf8_sanitize(out, 3, "\xff\xff", 2), 3);
@@ -165,11 +178,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_wire_request_head_decodes_with_protobuf_c),
-		cmocka_unit_test(test_wire_decodes_protobuf_c_reply),
-		cmocka_unit_test(test_wire_rejects_malformed),
-		cmocka_unit_test(test_wire_utf8_validates_and_sanitizes),
-		cmocka_unit_test(test_wire_reply_head_message_is_utf8),
+	    cmocka_unit_test(test_wire_request_head_decodes_with_protobuf_c),
+	    cmocka_unit_test(test_wire_decodes_protobuf_c_reply),
+	    cmocka_unit_test(test_wire_rejects_malformed),
+	    cmocka_unit_test(test_wire_utf8_validates_and_sanitizes),
+	    cmocka_unit_test(test_wire_reply_head_message_is_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
