@@ -36,24 +36,38 @@ same_versions(const inf_snap *s, const uint64_t *v, size_t n)
 	return true;
 }
 
-/* note_failure records why a refresh failed; logged once per streak. */
+/* note_failure records why a refresh failed; logged once per streak. PSF_ESTATE is
+ * a wait, not a fault: the trainers' statistics are not reduced yet (before the
+ * first model), or the shards' versions kept moving during the fetch (sync
+ * training): logged at info. Anything else is a warning. Holds refresh_mu. */
 static void
 note_failure(psf_inferer *inf, psf_err err, bool has_snap)
 {
 	char reason[256];
 	bool first;
 
-	snprintf(reason, sizeof(reason), "refresh: %s", psf_strerror(err));
+	if (err == PSF_ESTATE)
+		snprintf(reason, sizeof(reason), "refresh: %s",
+		    inf->waiting_stats ? "waiting for the trainers' standardisation statistics"
+		                       : "shard versions moved during the fetch");
+	else
+		snprintf(reason, sizeof(reason), "refresh: %s", psf_strerror(err));
 	pthread_mutex_lock(&inf->snap_mu);
 	first = inf->last_error[0] == '\0';
 	snprintf(inf->last_error, sizeof(inf->last_error), "%s", reason);
 	pthread_mutex_unlock(&inf->snap_mu);
 	psf_counter_inc(inf->c_refresh_errors);
-	if (first)
+	if (first && err == PSF_ESTATE)
+		psf_log_info("inferer", "%s%s", reason,
+		    has_snap ? " (keeping the current model)" : " (will keep trying)");
+	else if (first)
 		psf_log_warn("inferer", "%s%s", reason,
 		    has_snap ? " (keeping the current model)" : " (will keep trying)");
 	if (!has_snap) {
-		snprintf(reason, sizeof(reason), "no snapshot yet (%s)", psf_strerror(err));
+		snprintf(reason, sizeof(reason), "no snapshot yet (%s)",
+		    err == PSF_ESTATE && inf->waiting_stats
+		        ? "waiting for the trainers' standardisation statistics"
+		        : psf_strerror(err));
 		psf_runtime_set_ready(inf->rt, false, reason);
 	}
 }

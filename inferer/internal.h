@@ -120,6 +120,7 @@ struct psf_inferer {
 	 * and guards told_no_stats (the wait for statistics was logged). */
 	pthread_mutex_t refresh_mu;
 	bool told_no_stats;
+	bool waiting_stats; /* the last fetch found no statistics yet (refresh_mu) */
 
 	/* ws_mu guards the pool of model workspaces for on-demand rows. */
 	pthread_mutex_t ws_mu;

@@ -353,6 +353,7 @@ take_fleet_stats(psf_inferer *inf, shard_fetch *f, inf_snap *s)
 		}
 		s->stats = f[i].stats;
 		f[i].stats = NULL;
+		inf->waiting_stats = false;
 		return PSF_OK;
 	}
 	if (!inf->told_no_stats)
@@ -361,6 +362,7 @@ take_fleet_stats(psf_inferer *inf, shard_fetch *f, inf_snap *s)
 		    "'%s' on %s): no model is served before they arrive",
 		    PSF_REDUCE_FEATURE_STATS, inf->cfg->nodes[0].id);
 	inf->told_no_stats = true;
+	inf->waiting_stats = true;
 	return PSF_ESTATE;
 }
 
