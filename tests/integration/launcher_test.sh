@@ -400,7 +400,12 @@ test_full_fleet() {
 	grep -Eq "stopped: .*inferer-0 \(exit 0\).*gateway \(exit 0\)" "$dir/up.out" ||
 		fail "full: no clean exit report: $(tail -3 "$dir/up.out")"
 	assert_gone $pids
-	say "full fleet: trained, served, status healthy, SIGTERM stopped every node"
+	# A fault-free run logs no warning or error in any node's log (issue: an
+	# inferer waiting for the trainers' statistics said "failed precondition").
+	if grep -H " warn \| err " "$dir"/run/logs/*.log; then
+		fail "full: a fault-free run logged warnings or errors (above)"
+	fi
+	say "full fleet: trained, served, status healthy, no warnings, SIGTERM stopped every node"
 }
 
 test_broken_configs
