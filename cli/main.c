@@ -36,32 +36,6 @@ static const command commands[] = {
         "  psfleet experiment --report-only --out DIR [--target-loss X|Fx]"},
 };
 
-int
-psf_cli_wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* psfleet up --metrics-out and the experiment's summary.json write JSON strings so. */
-void
-psf_cli_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
-		if (*c == '"' || *c == '\\')
-			fprintf(f, "\\%c", *c);
-		else if (*c < 0x20)
-			fprintf(f, "\\u%04x", *c);
-		else
-			fputc(*c, f);
-	}
-	fputc('"', f);
-}
-
 static void
 usage(FILE *out)
 {
