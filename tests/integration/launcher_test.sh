@@ -33,24 +33,15 @@ children_of() {
 # ports; with "serving", an inferer and a gateway.
 write_cfg() {
 	local file=$1 dir=$2 nps=$3 ntr=$4 epochs=$5 serving=${6:-}
-	local ports i k=0
+	local ports k=0
 	read -r -a ports <<<"$(free_ports $((nps + ntr + 2)))"
 	{
 		echo "name: lt"
 		echo "seed: 42"
 		echo "run_dir: $dir/run"
 		echo "log_level: info"
-		echo "nodes:"
-		echo "  ps:"
-		for ((i = 0; i < nps; i++)); do
-			echo "    - {id: ps$i, listen: \"ipc://$dir/ps$i.ipc\", metrics: \"127.0.0.1:${ports[k]}\"}"
-			k=$((k + 1))
-		done
-		echo "  trainers:"
-		for ((i = 0; i < ntr; i++)); do
-			echo "    - {id: trainer-$i, metrics: \"127.0.0.1:${ports[k]}\"}"
-			k=$((k + 1))
-		done
+		yaml_ps_trainers "$dir" "$nps" "$ntr" "${ports[@]}"
+		k=$((nps + ntr))
 		if [ -n "$serving" ]; then
 			echo "  inferers:"
 			echo "    - {id: inferer-0, listen: \"ipc://$dir/inferer-0.ipc\", metrics: \"127.0.0.1:${ports[k]}\"}"

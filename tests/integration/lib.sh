@@ -63,6 +63,25 @@ free_ports() {
 	echo "${ports[*]}"
 }
 
+# yaml_ps_trainers DIR N_PS N_TRAINERS PORT...: the "nodes:" line and the ps and
+# trainers of a test fleet: ps<i> listens on ipc://DIR/ps<i>.ipc; each node's
+# metrics take the next PORT (ps first, then trainers: N_PS + N_TRAINERS ports).
+yaml_ps_trainers() {
+	local dir=$1 nps=$2 ntr=$3 i
+	shift 3
+	echo "nodes:"
+	echo "  ps:"
+	for ((i = 0; i < nps; i++)); do
+		echo "    - {id: ps$i, listen: \"ipc://$dir/ps$i.ipc\", metrics: \"127.0.0.1:$1\"}"
+		shift
+	done
+	echo "  trainers:"
+	for ((i = 0; i < ntr; i++)); do
+		echo "    - {id: trainer-$i, metrics: \"127.0.0.1:$1\"}"
+		shift
+	done
+}
+
 # procs_with TEXT: PIDs whose command line contains TEXT (from /proc; no procps needed).
 procs_with() {
 	local f cmd

@@ -23,7 +23,7 @@ lib_init split_test psf-split # W: this run's temp dir; STARTED: PIDs killed at 
 # ipc listen URLs and free metrics ports; DATA-LINES is the body of `data:`.
 write_cfg() {
 	local file=$1 dir=$2 nps=$3 ntr=$4 mode=$5 data=$6
-	local ports i k=0 cons="{mode: $mode, straggler_timeout_ms: 20000, heartbeat_ms: 500}"
+	local ports cons="{mode: $mode, straggler_timeout_ms: 20000, heartbeat_ms: 500}"
 	[ "$mode" = ssp ] && cons="{mode: ssp, staleness: 2, straggler_timeout_ms: 20000, heartbeat_ms: 500}"
 	read -r -a ports <<<"$(free_ports $((nps + ntr)))"
 	{
@@ -31,17 +31,7 @@ write_cfg() {
 		echo "seed: 42"
 		echo "run_dir: $dir/run"
 		echo "log_level: info"
-		echo "nodes:"
-		echo "  ps:"
-		for ((i = 0; i < nps; i++)); do
-			echo "    - {id: ps$i, listen: \"ipc://$dir/ps$i.ipc\", metrics: \"127.0.0.1:${ports[k]}\"}"
-			k=$((k + 1))
-		done
-		echo "  trainers:"
-		for ((i = 0; i < ntr; i++)); do
-			echo "    - {id: trainer-$i, metrics: \"127.0.0.1:${ports[k]}\"}"
-			k=$((k + 1))
-		done
+		yaml_ps_trainers "$dir" "$nps" "$ntr" "${ports[@]}"
 		echo "data:"
 		echo "$data"
 		echo 'features: ["return:1", "return:2", "return:5", "ratio_sma:5", "range", "dow"]'
