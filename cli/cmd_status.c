@@ -175,7 +175,7 @@ detail(const node_status *s, const Psfleet__V1__StatsReply *ps0, char *buf, size
 static const char *
 address(const psf_node_cfg *n)
 {
-	return n->listen != NULL ? n->listen : n->metrics != NULL ? n->metrics : "-";
+	return n->listen != NULL ? psf_node_dial_url(n) : n->metrics != NULL ? n->metrics : "-";
 }
 
 static void
@@ -237,7 +237,7 @@ json_node(const node_status *s)
 	printf("    {\"id\": ");
 	json_str(s->node->id);
 	printf(", \"role\": \"%s\", \"listen\": ", psf_role_name(s->node->role));
-	s->node->listen != NULL ? json_str(s->node->listen) : (void)printf("null");
+	s->node->listen != NULL ? json_str(psf_node_dial_url(s->node)) : (void)printf("null");
 	printf(", \"metrics\": ");
 	s->node->metrics != NULL ? json_str(s->node->metrics) : (void)printf("null");
 	printf(

@@ -509,7 +509,7 @@ print_predict_hint(up *u)
 		return;
 	}
 	psf_up_first_symbol(u->cfg->data.path, sym, sizeof(sym));
-	psf_up_predict_hint(u->cfg, to->listen, sym, cmd, sizeof(cmd));
+	psf_up_predict_hint(u->cfg, psf_node_dial_url(to), sym, cmd, sizeof(cmd));
 	psf_progress_note(u->p, "psfleet up: serving; try: %s%s", cmd,
 	    gw == NULL && u->cfg->inference.shards > 1
 	        ? "   (without a gateway, inferer-0 serves only its own shard)"

@@ -80,7 +80,7 @@ client(psf_progress *p, size_t i)
 	const psf_node_cfg *n = &p->cfg->nodes[i];
 
 	if (p->rpc[i] == NULL && n->listen != NULL &&
-	    psf_rpc_client_open(n->listen, &p->copts, &p->rpc[i]) != PSF_OK)
+	    psf_rpc_client_open(psf_node_dial_url(n), &p->copts, &p->rpc[i]) != PSF_OK)
 		p->rpc[i] = NULL;
 	return p->rpc[i];
 }
@@ -134,7 +134,7 @@ rpc_health(psf_progress *p, size_t i, bool set_ready, uint32_t timeout_ms, psf_r
 	if (err != PSF_OK) {
 		if (set_ready)
 			snprintf(h->reason, sizeof(h->reason), "no answer on %.60s: %.80s",
-			    p->cfg->nodes[i].listen,
+			    psf_node_dial_url(&p->cfg->nodes[i]),
 			    st.message[0] ? st.message : psf_strerror(err));
 		return false;
 	}

@@ -513,7 +513,7 @@ setup(psf_gateway *gw, const psf_gateway_opts *opts)
 		const char *url;
 		r->node = psf_config_role_node(gw->cfg, PSF_ROLE_INFERER, i);
 		url = (opts != NULL && opts->inferer_urls != NULL) ? opts->inferer_urls[i]
-		                                                   : r->node->listen;
+		                                                   : psf_node_dial_url(r->node);
 		if ((err = psf_rpc_client_open(url, &co, &r->client)) != PSF_OK)
 			return err;
 		group *g = &gw->groups[r->node->shard];

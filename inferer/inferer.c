@@ -184,7 +184,7 @@ open_ps_clients(psf_inferer *inf, const psf_inferer_opts *opts)
 	for (size_t s = 0; s < inf->n_ps; s++) {
 		const char *url = (opts != NULL && opts->ps_urls != NULL)
 		    ? opts->ps_urls[s]
-		    : inf->cfg->nodes[s].listen;
+		    : psf_node_dial_url(&inf->cfg->nodes[s]);
 		if ((err = psf_rpc_client_open(url, &co, &inf->ps[s])) != PSF_OK)
 			return err;
 	}

@@ -172,8 +172,9 @@ psf_ps_client_new(const psf_config *cfg, const psf_model *model, const char *id,
 	if ((err = psf_runtime_client_opts(cfg, w->token, sizeof(w->token), &co)) != PSF_OK)
 		goto fail;
 	for (size_t s = 0; s < w->n_ps; s++) {
-		const char *url = (opts != NULL && opts->ps_urls != NULL) ? opts->ps_urls[s]
-		                                                          : cfg->nodes[s].listen;
+		const char *url = (opts != NULL && opts->ps_urls != NULL)
+		    ? opts->ps_urls[s]
+		    : psf_node_dial_url(&cfg->nodes[s]);
 		w->seeds[s] = psf_shard_node_seed(cfg->nodes[s].id);
 		if ((err = psf_rpc_client_open(url, &co, &w->clients[s])) != PSF_OK)
 			goto fail;

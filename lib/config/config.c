@@ -77,7 +77,7 @@ psf_config_parse_ex(const char *name, const char *text, size_t len, const char *
 	has_doc = 1;
 	c.doc = &doc;
 	c.cfg = cfg;
-	if ((rv = config_apply_overrides(&c)) != PSF_OK ||
+	if ((rv = config_expand_env(&c)) != PSF_OK || (rv = config_apply_overrides(&c)) != PSF_OK ||
 	    (rv = config_parse_map(&c, yaml_document_get_root_node(&doc), &config_top_table,
 	         cfg)) != PSF_OK ||
 	    (rv = config_finish(&c)) != PSF_OK || (rv = config_validate(&c)) != PSF_OK)
@@ -145,6 +145,7 @@ psf_config_free(psf_config *cfg)
 	for (size_t i = 0; i < cfg->n_nodes; i++) {
 		free(cfg->nodes[i].id);
 		free(cfg->nodes[i].listen);
+		free(cfg->nodes[i].advertise);
 		free(cfg->nodes[i].metrics);
 		free(cfg->nodes[i].data_dir);
 	}
@@ -180,6 +181,12 @@ psf_model_cfg_dense_floats(const psf_model_cfg *cfg, uint32_t n_features)
 		in = cfg->hidden[i];
 	}
 	return total > UINT64_MAX - (in + 1) ? UINT64_MAX : total + in + 1;
+}
+
+const char *
+psf_node_dial_url(const psf_node_cfg *node)
+{
+	return node->advertise != NULL ? node->advertise : node->listen;
 }
 
 const psf_node_cfg *

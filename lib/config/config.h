@@ -99,12 +99,13 @@ typedef struct psf_feature_cfg {
 typedef struct psf_node_cfg {
 	char *id; /* unique in the fleet, e.g. "ps0", "trainer-1" */
 	psf_role role;
-	char *listen;   /* NNG URL the node serves RPCs on (ps, inferer, gateway: required;
-	                 * trainers: optional, Admin only); NULL = none */
-	char *metrics;  /* host:port of the /metrics + /healthz HTTP endpoint; NULL = none */
-	char *data_dir; /* ps: LMDB directory; default <run_dir>/<id> */
-	uint32_t shard; /* inferers: the symbol shard served (replicas share it); default 0 */
-	uint32_t index; /* position within its role's list (0-based), set by the loader */
+	char *listen;    /* NNG URL the node serves RPCs on (ps, inferer, gateway: required;
+	                 * trainers: optional, Admin only); NULL = none. Only binding uses it. */
+	char *advertise; /* the URL every other node and the CLI dial; NULL = listen */
+	char *metrics;   /* host:port of the /metrics + /healthz HTTP endpoint; NULL = none */
+	char *data_dir;  /* ps: LMDB directory; default <run_dir>/<id> */
+	uint32_t shard;  /* inferers: the symbol shard served (replicas share it); default 0 */
+	uint32_t index;  /* position within its role's list (0-based), set by the loader */
 } psf_node_cfg;
 
 typedef struct psf_datagen_cfg {
@@ -284,6 +285,11 @@ void psf_config_free(psf_config *cfg);
  * count). Sizes may be beyond the limits; the result saturates at UINT64_MAX.
  * Cannot fail. */
 uint64_t psf_model_cfg_dense_floats(const psf_model_cfg *cfg, uint32_t n_features);
+
+/* psf_node_dial_url returns the URL other nodes and the CLI dial to reach node:
+ * its advertise URL when set, else its listen URL (NULL when it has neither).
+ * Host names in it are resolved by NNG at every dial and redial. */
+const char *psf_node_dial_url(const psf_node_cfg *node);
 
 /* psf_config_find_node returns the node with this id, or NULL. */
 const psf_node_cfg *psf_config_find_node(const psf_config *cfg, const char *id);

@@ -187,6 +187,65 @@ validate_ports(ctx *c)
 	return rv;
 }
 
+/* scheme_family: tcp, tcp4 and tcp6 are one family; every other scheme its own. */
+static size_t
+scheme_family(const char *url, char *out, size_t len)
+{
+	const char *sep = strstr(url, "://");
+	size_t n = sep != NULL ? (size_t)(sep - url) : 0;
+
+	if (n >= len)
+		n = 0;
+	memcpy(out, url, n);
+	out[n] = '\0';
+	if (strcmp(out, "tcp4") == 0 || strcmp(out, "tcp6") == 0)
+		strcpy(out, "tcp");
+	return n;
+}
+
+/* validate_advertise checks each node's dial URL: 'advertise' parses, is of the
+ * listen URL's scheme family, has a port and no wildcard host; a wildcard listen
+ * without 'advertise' is refused (nobody can dial 0.0.0.0). */
+static psf_err
+validate_advertise(ctx *c)
+{
+	for (size_t i = 0; i < c->cfg->n_nodes; i++) {
+		const psf_node_cfg *n = &c->cfg->nodes[i];
+		char fa[16], fl[16];
+		endpoint ep;
+
+		if (n->advertise == NULL) {
+			if (n->listen != NULL && parse_url(n->listen, &ep) == 0 && ep.is_tcp &&
+			    strcmp(ep.host, "*") == 0)
+				return config_fail(c, config_node_line(c, i, "listen"),
+				    "node '%s' listens on a wildcard address (%s) that others cannot "
+				    "dial; set 'advertise' to the URL they should dial (e.g. "
+				    "tcp://host-name:port)",
+				    n->id, n->listen);
+			continue;
+		}
+		size_t line = config_node_line(c, i, "advertise");
+		if (n->listen == NULL)
+			return config_fail(c, line, "node '%s' has 'advertise' but no 'listen'",
+			    n->id);
+		if (parse_url(n->advertise, &ep) != 0)
+			return config_fail(c, line,
+			    "'advertise' of node '%s' must be an NNG URL like tcp://host:port",
+			    n->id);
+		if (scheme_family(n->advertise, fa, sizeof(fa)) == 0 ||
+		    scheme_family(n->listen, fl, sizeof(fl)) == 0 || strcmp(fa, fl) != 0)
+			return config_fail(c, line,
+			    "'advertise' of node '%s' (%s://) must use the scheme of its 'listen' (%s://)",
+			    n->id, fa, fl);
+		if (ep.is_tcp && (strcmp(ep.host, "*") == 0 || ep.port == 0))
+			return config_fail(c, line,
+			    "'advertise' of node '%s' must name a host others can dial and a port "
+			    "(not a wildcard host like 0.0.0.0 or port 0)",
+			    n->id);
+	}
+	return PSF_OK;
+}
+
 static int
 valid_id(const char *s)
 {
@@ -246,7 +305,8 @@ validate_nodes(ctx *c)
 			    "security.tls_cert and security.tls_key are not set",
 			    n->id);
 	}
-	return validate_ports(c);
+	psf_err rv = validate_ports(c);
+	return rv != PSF_OK ? rv : validate_advertise(c);
 }
 
 static psf_err

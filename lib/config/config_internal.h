@@ -4,6 +4,7 @@
  * The files, in the order a parse runs through them:
  *   config_yaml.c    the libyaml document: loading, key lookup, line numbers, the
  *                    generic typed field tables (config_parse_map) and messages
+ *   config_env.c     ${VAR} placeholders (expanded in the document first)
  *   config_check.c   --set overrides (applied to the document before parsing) and
  *                    the cross-field checks (after parsing)
  *   config_schema.c  the schema itself: every section's table, the special keys
@@ -177,6 +178,10 @@ void config_set_defaults(psf_config *cfg);
 psf_err config_finish(ctx *c);
 
 /* ---- config_check.c ---- */
+
+/* config_expand_env replaces ${VAR}, ${VAR:-default} and $$ in every scalar value of
+ * the document from the environment (config_env.c). */
+psf_err config_expand_env(ctx *c);
 
 /* config_apply_overrides applies every override to the document, in order (a
  * later one wins). */

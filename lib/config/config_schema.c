@@ -274,18 +274,21 @@ fn_nodes(ctx *c, const field *f, yaml_node_t *key, yaml_node_t *val, void *base)
 static const field node_fields_ps[] = {
     {"id", T_STR, offsetof(psf_node_cfg, id), .must = "a node id"},
     {"listen", T_STR, offsetof(psf_node_cfg, listen), .must = "an NNG URL"},
+    {"advertise", T_STR, offsetof(psf_node_cfg, advertise), .must = "an NNG URL"},
     {"metrics", T_STR, offsetof(psf_node_cfg, metrics), .must = "host:port"},
     {"data_dir", T_STR, offsetof(psf_node_cfg, data_dir), .must = "a directory path"},
 };
 static const field node_fields_trainer[] = {
     {"id", T_STR, offsetof(psf_node_cfg, id), .must = "a node id"},
     {"listen", T_STR, offsetof(psf_node_cfg, listen), .must = "an NNG URL"}, /* Admin only */
+    {"advertise", T_STR, offsetof(psf_node_cfg, advertise), .must = "an NNG URL"},
     {"metrics", T_STR, offsetof(psf_node_cfg, metrics), .must = "host:port"},
     {"data_dir", T_STR, offsetof(psf_node_cfg, data_dir), .must = "a directory path"},
 };
 static const field node_fields_inferer[] = {
     {"id", T_STR, offsetof(psf_node_cfg, id), .must = "a node id"},
     {"listen", T_STR, offsetof(psf_node_cfg, listen), .must = "an NNG URL"},
+    {"advertise", T_STR, offsetof(psf_node_cfg, advertise), .must = "an NNG URL"},
     {"metrics", T_STR, offsetof(psf_node_cfg, metrics), .must = "host:port"},
     {"data_dir", T_STR, offsetof(psf_node_cfg, data_dir), .must = "a directory path"},
     {"shard", T_U32, offsetof(psf_node_cfg, shard), .must = "an integer >= 0"},
