@@ -1,5 +1,6 @@
 /* psfleet node CONFIG --id ID: run one node of the fleet (what `psfleet up`
  * starts for each node, and what other hosts run by hand). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,19 @@ static void
 node_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: psfleet node CONFIG --id ID [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
+	    "usage: psfleet node CONFIG (--id ID | --id-from-env VAR | --id-from-rank VAR)\n"
+	    "                   [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
 	    "                   [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Runs one node of the fleet described by CONFIG: a ps, trainer, inferer or the\n"
 	    "gateway, chosen by its id. Stops cleanly on SIGINT/SIGTERM.\n"
-	    "  --id ID              the node's id in CONFIG (required)\n"
+	    "  --id ID              the node's id in CONFIG (one of --id, --id-from-env,\n"
+	    "                       --id-from-rank is required)\n"
+	    "  --id-from-env VAR    the id is the value of environment variable VAR\n"
+	    "                       (e.g. PSF_ID), so one command line serves every task\n"
+	    "  --id-from-rank VAR   VAR holds a 0-based rank (e.g. SLURM_PROCID); rank N runs\n"
+	    "                       the N-th node in config order: ps nodes first, then\n"
+	    "                       trainers, inferers, the gateway (each in file order)\n"
 	    "  --reset              ps: discard a store that does not fit CONFIG (another model\n"
 	    "                       layout, or trained with other training settings)\n"
 	    "  --fresh              ps: discard the store in any case and train afresh\n"
@@ -59,6 +67,8 @@ exit_code(psf_err err)
 typedef struct node_args {
 	const char *config;
 	const char *id;
+	const char *id_env;   /* --id-from-env VAR */
+	const char *rank_env; /* --id-from-rank VAR */
 	const char *listen;
 	const char *metrics;
 	psf_ps_reset reset;
@@ -77,6 +87,10 @@ parse_args(int argc, char **argv, node_args *a)
 		const char *arg = argv[i];
 		if (strcmp(arg, "--id") == 0 && i + 1 < argc) {
 			a->id = argv[++i];
+		} else if (strcmp(arg, "--id-from-env") == 0 && i + 1 < argc) {
+			a->id_env = argv[++i];
+		} else if (strcmp(arg, "--id-from-rank") == 0 && i + 1 < argc) {
+			a->rank_env = argv[++i];
 		} else if (strcmp(arg, "--listen") == 0 && i + 1 < argc) {
 			a->listen = argv[++i];
 		} else if (strcmp(arg, "--metrics") == 0 && i + 1 < argc) {
@@ -126,11 +140,52 @@ parse_args(int argc, char **argv, node_args *a)
 			return -1;
 		}
 	}
-	if (a->config == NULL || a->id == NULL) {
-		fprintf(stderr, "psfleet node: CONFIG and --id are required (see --help)\n");
+	if (a->config == NULL ||
+	    (a->id != NULL) + (a->id_env != NULL) + (a->rank_env != NULL) != 1) {
+		fprintf(stderr,
+		    "psfleet node: CONFIG and one of --id, --id-from-env, --id-from-rank "
+		    "are required (see --help)\n");
+		return -1;
+	}
+	if (a->id_env != NULL && ((a->id = getenv(a->id_env)) == NULL || a->id[0] == '\0')) {
+		fprintf(stderr,
+		    "psfleet node: --id-from-env: environment variable '%s' is not set\n",
+		    a->id_env);
 		return -1;
 	}
 	return 0;
+}
+
+/* node_of_rank returns the node whose place in config order (cfg->nodes: ps, trainers,
+ * inferers, gateway) is the 0-based rank in environment variable var, or NULL after
+ * saying why on stderr. */
+static const psf_node_cfg *
+node_of_rank(const psf_config *cfg, const char *var)
+{
+	const char *v = getenv(var);
+	char *end;
+	unsigned long long r;
+
+	if (v == NULL || v[0] == '\0') {
+		fprintf(stderr,
+		    "psfleet node: --id-from-rank: environment variable '%s' is not set\n", var);
+		return NULL;
+	}
+	errno = 0;
+	r = strtoull(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0) {
+		fprintf(stderr,
+		    "psfleet node: --id-from-rank: %s='%.40s' is not a rank (0, 1, ...)\n", var, v);
+		return NULL;
+	}
+	if (r >= cfg->n_nodes) {
+		fprintf(stderr,
+		    "psfleet node: --id-from-rank: rank %llu (%s) is out of range: %s has %zu nodes "
+		    "(ranks 0-%zu)\n",
+		    r, var, cfg->path, cfg->n_nodes, cfg->n_nodes - 1);
+		return NULL;
+	}
+	return &cfg->nodes[r];
 }
 
 int
@@ -154,7 +209,11 @@ psf_cmd_node(int argc, char **argv)
 		fprintf(stderr, "psfleet node: %s\n", errbuf);
 		return 2; /* a config error, like up and status */
 	}
-	if ((node = psf_config_find_node(cfg, a.id)) == NULL) {
+	if (a.rank_env != NULL && (node = node_of_rank(cfg, a.rank_env)) == NULL) {
+		psf_config_free(cfg);
+		return 2;
+	}
+	if (a.rank_env == NULL && (node = psf_config_find_node(cfg, a.id)) == NULL) {
 		fprintf(stderr, "psfleet node: %s has no node with id '%s'\n", a.config, a.id);
 		psf_config_free(cfg);
 		return 2;

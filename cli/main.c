@@ -17,7 +17,8 @@ static const command commands[] = {
         "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
         "             [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]..."},
     {"node", psf_cmd_node, "run one node (what up starts; for other hosts)",
-        "node CONFIG --id ID [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
+        "node CONFIG (--id ID | --id-from-env VAR | --id-from-rank VAR) [--reset | --fresh]\n"
+        "             [--listen URL] [--metrics HOST:PORT]\n"
         "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
     {"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
         "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"

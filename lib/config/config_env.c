@@ -47,8 +47,8 @@ placeholder(ctx *c, const yaml_node_t *n, const char *s, buf *b, size_t *used)
 	size_t nlen;
 
 	if (end == NULL)
-		return config_fail(c, line(n), "unterminated placeholder '%.40s' (write $$ for a '$')",
-		    s);
+		return config_fail(c, line(n),
+		    "unterminated placeholder '%.40s' (write $$ for a '$')", s);
 	dflt = strstr(s, ":-");
 	nlen = (dflt != NULL && dflt < end ? (size_t)(dflt - s) : (size_t)(end - s)) - 2;
 	if (nlen == 0 || nlen >= sizeof(name))
@@ -57,7 +57,8 @@ placeholder(ctx *c, const yaml_node_t *n, const char *s, buf *b, size_t *used)
 	name[nlen] = '\0';
 	for (size_t i = 0; i < nlen; i++)
 		if (!(name[i] == '_' || (name[i] >= 'A' && name[i] <= 'Z') ||
-		        (name[i] >= 'a' && name[i] <= 'z') || (i > 0 && name[i] >= '0' && name[i] <= '9')))
+		        (name[i] >= 'a' && name[i] <= 'z') ||
+		        (i > 0 && name[i] >= '0' && name[i] <= '9')))
 			return config_fail(c, line(n), "bad variable name in placeholder '%.*s'",
 			    (int)(end - s + 1), s);
 	val = getenv(name);
@@ -65,7 +66,8 @@ placeholder(ctx *c, const yaml_node_t *n, const char *s, buf *b, size_t *used)
 		if (val == NULL || val[0] == '\0') {
 			val = dflt + 2;
 			if (put(b, val, (size_t)(end - val)) != 0)
-				return config_fail(c, line(n), "value too long after expanding '%s'", name);
+				return config_fail(c, line(n),
+				    "value too long after expanding '%s'", name);
 			*used = (size_t)(end - s) + 1;
 			return PSF_OK;
 		}

@@ -676,6 +676,8 @@ test_config_fingerprint_stable_and_sensitive(void **state)
 	    {"  trainers: [{id: t0}]", "  trainers: [{id: t0}, {id: t1}]"},
 	    {"data: {path: d.csv}", "data: {path: other.csv}\noptimizer: {learning_rate: 0.5}"},
 	    {"sma:5", "sma:05"},
+	    {"{id: ps0, listen: \"tcp://127.0.0.1:0\"}",
+	        "{id: ps0, listen: \"tcp://127.0.0.1:0\", advertise: \"tcp://ps-0.ps:7101\"}"},
 	};
 	static const char *const differ[][2] = {
 	    {"hidden: [8]", "hidden: [9]"},
@@ -1377,6 +1379,109 @@ test_config_enum_names_round_trip(void **state)
 	assert_int_equal(c, PSF_CONS_ASYNC);
 }
 
+/* parse_err parses text and returns its error line (static buffer). */
+static const char *
+parse_err(const char *text)
+{
+	static char err[512];
+	psf_config *cfg = NULL;
+
+	assert_int_equal(psf_config_parse("t.yaml", text, strlen(text), err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_null(cfg);
+	return err;
+}
+
+static void
+test_config_env_placeholders(void **state)
+{
+	static const char tmpl[] =
+	    "nodes:\n"
+	    "  ps: [{id: \"${PSF_T_ID}\", listen: \"tcp://127.0.0.1:${PSF_T_PORT:-7101}\"}]\n"
+	    "  trainers: [{id: t0}]\n"
+	    "data: {path: \"%s\"}\n"
+	    "features: [\"lag:0\"]\n";
+	char text[512];
+	psf_config *cfg;
+
+	(void)state;
+	setenv("PSF_T_ID", "ps-7", 1);
+	unsetenv("PSF_T_PORT");
+	snprintf(text, sizeof(text), tmpl, "${PSF_T_DIR:-/d}/x$$y$z.csv");
+	cfg = parse_ok(text);
+	assert_string_equal(cfg->nodes[0].id, "ps-7");
+	assert_string_equal(cfg->nodes[0].listen, "tcp://127.0.0.1:7101");
+	assert_string_equal(cfg->data.path, "/d/x$y$z.csv");
+	psf_config_free(cfg);
+	setenv("PSF_T_PORT", "7202", 1);
+	setenv("PSF_T_DIR", "/data", 1);
+	cfg = parse_ok(text);
+	assert_string_equal(cfg->nodes[0].listen, "tcp://127.0.0.1:7202");
+	assert_string_equal(cfg->data.path, "/data/x$y$z.csv");
+	psf_config_free(cfg);
+	/* the expanded text is checked: a bad port from the environment is a config error */
+	setenv("PSF_T_PORT", "99999", 1);
+	assert_non_null(strstr(parse_err(text), "t.yaml:2: "));
+	unsetenv("PSF_T_PORT");
+	snprintf(text, sizeof(text), tmpl, "${PSF_T_UNSET_VAR}");
+	unsetenv("PSF_T_UNSET_VAR");
+	assert_string_equal(parse_err(text),
+	    "t.yaml:4: environment variable 'PSF_T_UNSET_VAR' is not set (placeholder "
+	    "${PSF_T_UNSET_VAR}; give a default with ${PSF_T_UNSET_VAR:-default})");
+	snprintf(text, sizeof(text), tmpl, "${PSF_T_DIR");
+	assert_non_null(strstr(parse_err(text), "t.yaml:4: unterminated placeholder"));
+	snprintf(text, sizeof(text), tmpl, "${1X}");
+	assert_non_null(strstr(parse_err(text), "t.yaml:4: bad variable name"));
+	unsetenv("PSF_T_ID");
+	unsetenv("PSF_T_DIR");
+}
+
+static void
+test_config_advertise(void **state)
+{
+	static const char tmpl[] = "nodes:\n"
+	                           "  ps: [{id: ps0, listen: \"%s\"%s}]\n"
+	                           "  trainers: [{id: t0}]\n"
+	                           "data: {path: d.csv}\n"
+	                           "features: [\"lag:0\"]\n";
+	static const char *const bad[][3] = {
+	    {"tcp://0.0.0.0:7101", "", "t.yaml:2: node 'ps0' listens on a wildcard address"},
+	    {"tcp://:7101", "", "t.yaml:2: node 'ps0' listens on a wildcard address"},
+	    {"tcp://0.0.0.0:7101", ", advertise: \"tcp://0.0.0.0:7101\"",
+	        "t.yaml:2: 'advertise' of node 'ps0' must name a host"},
+	    {"tcp://0.0.0.0:7101", ", advertise: \"tcp://[::]:7101\"",
+	        "t.yaml:2: 'advertise' of node 'ps0' must name a host"},
+	    {"tcp://0.0.0.0:7101", ", advertise: \"tcp://ps-0.ps\"",
+	        "t.yaml:2: 'advertise' of node 'ps0' must be an NNG URL"},
+	    {"tcp://0.0.0.0:7101", ", advertise: \"tcp://ps-0.ps:0\"",
+	        "t.yaml:2: 'advertise' of node 'ps0' must name a host"},
+	    {"tcp://0.0.0.0:7101", ", advertise: \"ipc:///tmp/x\"",
+	        "t.yaml:2: 'advertise' of node 'ps0' (ipc://) must use the scheme of its 'listen' "
+	        "(tcp://)"},
+	};
+	char text[512];
+	psf_config *cfg;
+
+	(void)state;
+	snprintf(text, sizeof(text), tmpl, "tcp://0.0.0.0:7101",
+	    ", advertise: \"tcp4://ps-0.ps:7101\"");
+	cfg = parse_ok(text);
+	assert_string_equal(cfg->nodes[0].listen, "tcp://0.0.0.0:7101");
+	assert_string_equal(psf_node_dial_url(&cfg->nodes[0]), "tcp4://ps-0.ps:7101");
+	assert_null(psf_node_dial_url(&cfg->nodes[1]));
+	psf_config_free(cfg);
+	snprintf(text, sizeof(text), tmpl, "tcp://127.0.0.1:7101", "");
+	cfg = parse_ok(text);
+	assert_string_equal(psf_node_dial_url(&cfg->nodes[0]), "tcp://127.0.0.1:7101");
+	psf_config_free(cfg);
+	for (size_t i = 0; i < PSF_ARRAY_LEN(bad); i++) {
+		snprintf(text, sizeof(text), tmpl, bad[i][0], bad[i][1]);
+		const char *err = parse_err(text);
+		if (strncmp(err, bad[i][2], strlen(bad[i][2])) != 0)
+			fail_msg("case %zu: got '%s', want '%s...'", i, err, bad[i][2]);
+	}
+}
+
 int
 main(void)
 {
@@ -1418,6 +1523,8 @@ main(void)
 	    cmocka_unit_test(test_config_trainer_limit),
 	    cmocka_unit_test(test_config_learning_rate_range),
 	    cmocka_unit_test(test_config_enum_names_round_trip),
+	    cmocka_unit_test(test_config_env_placeholders),
+	    cmocka_unit_test(test_config_advertise),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
