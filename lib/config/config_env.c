@@ -6,6 +6,7 @@
  * Every scalar value of the document (not the keys) is expanded once, right after
  * the document is loaded and before --set overrides, so an override is taken
  * literally and the checks see the expanded text. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,28 +118,31 @@ expand_scalar(ctx *c, yaml_node_t *n)
 	return PSF_OK;
 }
 
-static psf_err
-expand_node(ctx *c, yaml_node_t *n, int depth)
-{
-	psf_err rv = PSF_OK;
-
-	if (n == NULL || depth > 64)
-		return PSF_OK;
-	if (n->type == YAML_SCALAR_NODE)
-		return expand_scalar(c, n);
-	if (n->type == YAML_SEQUENCE_NODE)
-		for (yaml_node_item_t *it = n->data.sequence.items.start;
-		     rv == PSF_OK && it < n->data.sequence.items.top; it++)
-			rv = expand_node(c, node_at(c, *it), depth + 1);
-	if (n->type == YAML_MAPPING_NODE)
-		for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
-		     rv == PSF_OK && p < n->data.mapping.pairs.top; p++)
-			rv = expand_node(c, node_at(c, p->value), depth + 1);
-	return rv;
-}
-
+/* config_expand_env walks the document's flat node array, not the tree: each
+ * scalar is expanded exactly once even when aliases share it (a "$$" turned into
+ * "$" is never expanded again), and a document of aliases nested many times costs
+ * no more than its node count. Keys of mappings are not expanded. */
 psf_err
 config_expand_env(ctx *c)
 {
-	return expand_node(c, yaml_document_get_root_node(c->doc), 0);
+	yaml_node_t *start = c->doc->nodes.start, *top = c->doc->nodes.top;
+	size_t n = (size_t)(top - start);
+	bool *is_key = calloc(n > 0 ? n : 1, sizeof(*is_key));
+	psf_err rv = PSF_OK;
+
+	if (is_key == NULL)
+		return config_oom(c);
+	for (yaml_node_t *m = start; m < top; m++) {
+		if (m->type != YAML_MAPPING_NODE)
+			continue;
+		for (yaml_node_pair_t *p = m->data.mapping.pairs.start;
+		     p < m->data.mapping.pairs.top; p++)
+			if (p->key >= 1 && (size_t)p->key <= n)
+				is_key[p->key - 1] = true;
+	}
+	for (size_t i = 0; i < n && rv == PSF_OK; i++)
+		if (start[i].type == YAML_SCALAR_NODE && !is_key[i])
+			rv = expand_scalar(c, &start[i]);
+	free(is_key);
+	return rv;
 }

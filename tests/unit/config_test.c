@@ -1432,6 +1432,17 @@ test_config_env_placeholders(void **state)
 	assert_non_null(strstr(parse_err(text), "t.yaml:4: unterminated placeholder"));
 	snprintf(text, sizeof(text), tmpl, "${1X}");
 	assert_non_null(strstr(parse_err(text), "t.yaml:4: bad variable name"));
+	/* An aliased value is expanded once: its "$$" stays a literal '$' everywhere. */
+	setenv("PSF_T_DIR", "/data", 1);
+	cfg = parse_ok("run_dir: &n \"/r$${PSF_T_DIR}\"\n"
+	               "nodes:\n"
+	               "  ps: [{id: ps0, listen: \"tcp://127.0.0.1:7101\"}]\n"
+	               "  trainers: [{id: t0}]\n"
+	               "data: {path: *n}\n"
+	               "features: [\"lag:0\"]\n");
+	assert_string_equal(cfg->run_dir, "/r${PSF_T_DIR}");
+	assert_string_equal(cfg->data.path, "/r${PSF_T_DIR}");
+	psf_config_free(cfg);
 	unsetenv("PSF_T_ID");
 	unsetenv("PSF_T_DIR");
 }
