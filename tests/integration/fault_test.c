@@ -186,7 +186,16 @@ reap(fleet *f)
 			continue;
 		if (waitpid(f->tr[i], &status, WNOHANG) == f->tr[i]) {
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+				char cmd[600];
+
 				fleet_kill_all(f);
+				/* The run's directory is removed at the end: show why here. */
+				snprintf(cmd, sizeof(cmd),
+				    "echo '--- last lines of %s/trainer-%d.log:'; tail -n 25 "
+				    "'%s/trainer-%d.log' >&2; tail -n 15 '%s/ps0.log' >&2",
+				    f->dir, i, f->dir, i, f->dir);
+				if (system(cmd) != 0)
+					print_message("(no log)\n");
 				fail_msg("trainer-%d ended with status %#x (see %s/trainer-%d.log)",
 				    i, status, f->dir, i);
 			}
