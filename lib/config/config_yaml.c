@@ -22,37 +22,43 @@ _Static_assert(sizeof(psf_consistency) == sizeof(int), "enums are stored as int"
 
 /* ---- messages and yaml helpers ---- */
 
+/* where formats the place a message is about: "path:line", or for an --set
+ * override "path: override 'KEY=VALUE'". */
+static void
+where(const ctx *c, size_t line, char *buf, size_t len)
+{
+	if (line > OVERRIDE_MARK && line - 1 - OVERRIDE_MARK < c->n_overrides)
+		snprintf(buf, len, "%.200s: override '%.200s'", c->path,
+		    c->overrides[line - 1 - OVERRIDE_MARK]);
+	else
+		snprintf(buf, len, "%.200s:%zu", c->path, line);
+}
+
 psf_err
 config_fail(ctx *c, size_t line, const char *fmt, ...)
 {
-	char msg[600];
+	char msg[600], at[460];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (line > OVERRIDE_MARK && line - 1 - OVERRIDE_MARK < c->n_overrides)
-		snprintf(c->msg, sizeof(c->msg), "%.200s: override '%.200s': %s", c->path,
-		    c->overrides[line - 1 - OVERRIDE_MARK], msg);
-	else
-		snprintf(c->msg, sizeof(c->msg), "%.200s:%zu: %s", c->path, line, msg);
+	where(c, line, at, sizeof(at));
+	snprintf(c->msg, sizeof(c->msg), "%.420s: %.599s", at, msg);
 	return PSF_ECONFIG;
 }
 
 void
 config_warn(ctx *c, size_t line, const char *fmt, ...)
 {
-	char msg[600];
+	char msg[600], at[460];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (line > OVERRIDE_MARK && line - 1 - OVERRIDE_MARK < c->n_overrides)
-		psf_log_warn("config", "%.200s: override '%.200s': %s", c->path,
-		    c->overrides[line - 1 - OVERRIDE_MARK], msg);
-	else
-		psf_log_warn("config", "%.200s:%zu: %s", c->path, line, msg);
+	where(c, line, at, sizeof(at));
+	psf_log_warn("config", "%s: %s", at, msg);
 }
 
 psf_err
