@@ -271,6 +271,15 @@ PSF_NODISCARD psf_err psf_config_parse_ex(const char *name, const char *text, si
     const char *const *overrides, size_t n_overrides, char *errbuf, size_t errlen,
     psf_config **out);
 
+/* psf_config_emit loads and checks the file at path as psf_config_load_ex does
+ * (same overrides, errors and codes), then writes the document it parsed, with
+ * ${VAR} placeholders expanded and the overrides applied, as YAML text into *text
+ * (a new NUL-terminated string the caller frees). Keys, values and their order are
+ * kept; comments are not. Loading the text gives the same config. Used to hand a
+ * config with rewritten addresses to other machines (psfleet deploy). */
+PSF_NODISCARD psf_err psf_config_emit(const char *path, const char *const *overrides,
+    size_t n_overrides, char *errbuf, size_t errlen, char **text);
+
 /* psf_config_log writes a one-line summary of the effective config (name, nodes,
  * mode, model, optimizer, fingerprint) at info level. Cannot fail. */
 void psf_config_log(const psf_config *cfg);
