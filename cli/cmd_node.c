@@ -18,7 +18,7 @@ static void
 node_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: psfleet node CONFIG (--id ID | --id-from-env VAR | --id-from-rank VAR)\n"
+	    "usage: psfleet node CONFIG (--id ID | --id-from-env VAR | --id-from-rank VAR [--role ROLE])\n"
 	    "                   [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
 	    "                   [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]...\n"
 	    "\n"
@@ -30,7 +30,12 @@ node_usage(FILE *out)
 	    "                       (e.g. PSF_ID), so one command line serves every task\n"
 	    "  --id-from-rank VAR   VAR holds a 0-based rank (e.g. SLURM_PROCID); rank N runs\n"
 	    "                       the N-th node in config order: ps nodes first, then\n"
-	    "                       trainers, inferers, the gateway (each in file order)\n"
+	    "                       trainers, inferers, the gateway (each in file order);\n"
+	    "                       a value ending in -N (a StatefulSet pod's HOSTNAME,\n"
+	    "                       e.g. demo-ps-1) is rank N\n"
+	    "  --role ROLE          with --id-from-rank: count only the nodes of ROLE (ps,\n"
+	    "                       trainer, inferer), so rank N is the N-th of that role\n"
+	    "                       (e.g. a Kubernetes Job's JOB_COMPLETION_INDEX)\n"
 	    "  --reset              ps: discard a store that does not fit CONFIG (another model\n"
 	    "                       layout, or trained with other training settings)\n"
 	    "  --fresh              ps: discard the store in any case and train afresh\n"
@@ -69,6 +74,7 @@ typedef struct node_args {
 	const char *id;
 	const char *id_env;   /* --id-from-env VAR */
 	const char *rank_env; /* --id-from-rank VAR */
+	const char *role;     /* --role ROLE (with --id-from-rank) */
 	const char *listen;
 	const char *metrics;
 	psf_ps_reset reset;
@@ -91,6 +97,8 @@ parse_args(int argc, char **argv, node_args *a)
 			a->id_env = argv[++i];
 		} else if (strcmp(arg, "--id-from-rank") == 0 && i + 1 < argc) {
 			a->rank_env = argv[++i];
+		} else if (strcmp(arg, "--role") == 0 && i + 1 < argc) {
+			a->role = argv[++i];
 		} else if (strcmp(arg, "--listen") == 0 && i + 1 < argc) {
 			a->listen = argv[++i];
 		} else if (strcmp(arg, "--metrics") == 0 && i + 1 < argc) {
@@ -147,6 +155,10 @@ parse_args(int argc, char **argv, node_args *a)
 		    "are required (see --help)\n");
 		return -1;
 	}
+	if (a->role != NULL && a->rank_env == NULL) {
+		fprintf(stderr, "psfleet node: --role goes with --id-from-rank\n");
+		return -1;
+	}
 	if (a->id_env != NULL && ((a->id = getenv(a->id_env)) == NULL || a->id[0] == '\0')) {
 		fprintf(stderr,
 		    "psfleet node: --id-from-env: environment variable '%s' is not set\n",
@@ -156,36 +168,72 @@ parse_args(int argc, char **argv, node_args *a)
 	return 0;
 }
 
-/* node_of_rank returns the node whose place in config order (cfg->nodes: ps, trainers,
- * inferers, gateway) is the 0-based rank in environment variable var, or NULL after
- * saying why on stderr. */
-static const psf_node_cfg *
-node_of_rank(const psf_config *cfg, const char *var)
+/* rank_value parses v as a 0-based rank: digits, or a name ending in -DIGITS (a
+ * StatefulSet pod's host name, "demo-ps-1" -> 1). Returns -1 when it is neither. */
+static int
+rank_value(const char *v, unsigned long long *r)
 {
-	const char *v = getenv(var);
+	const char *dash = strrchr(v, '-');
+	const char *digits = dash != NULL ? dash + 1 : v;
 	char *end;
-	unsigned long long r;
 
+	if (digits[0] < '0' || digits[0] > '9')
+		return -1;
+	errno = 0;
+	*r = strtoull(digits, &end, 10);
+	return *end == '\0' && errno == 0 ? 0 : -1;
+}
+
+/* node_of_rank returns the node whose place in config order (cfg->nodes: ps, trainers,
+ * inferers, gateway), or among the nodes of role when role is not NULL, is the 0-based
+ * rank in environment variable var; or NULL after saying why on stderr. */
+static const psf_node_cfg *
+node_of_rank(const psf_config *cfg, const char *var, const char *role)
+{
+	static const psf_role roles[] = {PSF_ROLE_PS, PSF_ROLE_TRAINER, PSF_ROLE_INFERER};
+	const char *v = getenv(var);
+	unsigned long long r;
+	size_t n = cfg->n_nodes;
+	size_t k = 0;
+
+	if (role != NULL) {
+		while (k < PSF_ARRAY_LEN(roles) && strcmp(role, psf_role_name(roles[k])) != 0)
+			k++;
+		if (k == PSF_ARRAY_LEN(roles)) {
+			fprintf(stderr,
+			    "psfleet node: --role takes ps, trainer or inferer, not '%.40s'\n",
+			    role);
+			return NULL;
+		}
+		n = roles[k] == PSF_ROLE_PS        ? cfg->n_ps
+		    : roles[k] == PSF_ROLE_TRAINER ? cfg->n_trainers
+		                                   : cfg->n_inferers;
+	}
 	if (v == NULL || v[0] == '\0') {
 		fprintf(stderr,
 		    "psfleet node: --id-from-rank: environment variable '%s' is not set\n", var);
 		return NULL;
 	}
-	errno = 0;
-	r = strtoull(v, &end, 10);
-	if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0) {
+	if (rank_value(v, &r) != 0) {
 		fprintf(stderr,
-		    "psfleet node: --id-from-rank: %s='%.40s' is not a rank (0, 1, ...)\n", var, v);
+		    "psfleet node: --id-from-rank: %s='%.40s' is not a rank (0, 1, ..., or a "
+		    "name ending in -N)\n",
+		    var, v);
 		return NULL;
 	}
-	if (r >= cfg->n_nodes) {
+	if (r >= n) {
+		char ranks[48] = "";
+
+		if (n > 0)
+			snprintf(ranks, sizeof(ranks), " (ranks 0-%zu)", n - 1);
 		fprintf(stderr,
-		    "psfleet node: --id-from-rank: rank %llu (%s) is out of range: %s has %zu nodes "
-		    "(ranks 0-%zu)\n",
-		    r, var, cfg->path, cfg->n_nodes, cfg->n_nodes - 1);
+		    "psfleet node: --id-from-rank: rank %llu (%s) is out of range: %s has %zu "
+		    "%s%s%s\n",
+		    r, var, cfg->path, n, role != NULL ? role : "",
+		    role != NULL ? " nodes" : "nodes", ranks);
 		return NULL;
 	}
-	return &cfg->nodes[r];
+	return role != NULL ? psf_config_role_node(cfg, roles[k], (size_t)r) : &cfg->nodes[r];
 }
 
 int
@@ -209,7 +257,7 @@ psf_cmd_node(int argc, char **argv)
 		fprintf(stderr, "psfleet node: %s\n", errbuf);
 		return 2; /* a config error, like up and status */
 	}
-	if (a.rank_env != NULL && (node = node_of_rank(cfg, a.rank_env)) == NULL) {
+	if (a.rank_env != NULL && (node = node_of_rank(cfg, a.rank_env, a.role)) == NULL) {
 		psf_config_free(cfg);
 		return 2;
 	}
@@ -250,8 +298,8 @@ psf_cmd_node(int argc, char **argv)
 		err = PSF_ENOTIMPL;
 		break;
 	}
+	if (err != PSF_OK) /* node->id: a.id is NULL with --id-from-rank */
+		fprintf(stderr, "psfleet node %s: %s\n", node->id, psf_strerror(err));
 	psf_config_free(cfg);
-	if (err != PSF_OK)
-		fprintf(stderr, "psfleet node %s: %s\n", a.id, psf_strerror(err));
 	return exit_code(err);
 }
