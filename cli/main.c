@@ -17,8 +17,8 @@ static const command commands[] = {
         "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
         "             [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]..."},
     {"node", psf_cmd_node, "run one node (what up starts; for other hosts)",
-        "node CONFIG (--id ID | --id-from-env VAR | --id-from-rank VAR) [--reset | --fresh]\n"
-        "             [--listen URL] [--metrics HOST:PORT]\n"
+        "node CONFIG (--id ID | --id-from-env VAR | --id-from-rank VAR [--role ROLE])\n"
+        "             [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
         "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
     {"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
         "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"
@@ -35,6 +35,11 @@ static const command commands[] = {
         "             [--straggler ID:Fx | ID:+Nms]... [--kill ID@step:N]...\n"
         "             [--set KEY=VALUE]... [--timeout SECONDS] [--target-loss X|Fx] [--warmup N]\n"
         "  psfleet experiment --report-only --out DIR [--target-loss X|Fx]"},
+    {"deploy", psf_cmd_deploy, "write the fleet as Kubernetes manifests",
+        "deploy kubernetes CONFIG --image IMAGE [--namespace NS] [--name NAME]\n"
+        "             [--out FILE] [--data-claim PVC] [--storage SIZE] [--storage-class CLASS]\n"
+        "             [--cluster-domain D] [--pull-policy POLICY] [--train-only]\n"
+        "             [--set KEY=VALUE]..."},
 };
 
 static void

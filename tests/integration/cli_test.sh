@@ -20,7 +20,8 @@ lib_init cli_test psf-cli # W: this run's temp dir
 # ---------------------------------------------------------------- 1. --help
 
 top=$("$PSFLEET" --help) || fail "psfleet --help: exit $?"
-for cmd in up node predict status experiment "data gen" "data partition" "data scan"; do
+for cmd in up node predict status experiment "data gen" "data partition" "data scan" \
+	"deploy kubernetes"; do
 	# shellcheck disable=SC2086
 	own=$("$PSFLEET" $cmd --help) || fail "psfleet $cmd --help: exit $?"
 	grep -q "psfleet $cmd" <<<"$top" || fail "psfleet --help does not show 'psfleet $cmd'"
