@@ -317,19 +317,6 @@ node_key(const psf_node_cfg *n, char *buf, size_t len)
 		snprintf(buf, len, "nodes.%s.%u", list[n->role], n->index);
 }
 
-/* secret_path rewrites one security file path to the Secret's mount. */
-static int
-secret_path(deploy_plan *p, char **sets, size_t *n, const char *key, const char *path)
-{
-	char tmp[4096];
-
-	if (path == NULL)
-		return 0;
-	p->has_secrets = true;
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	return set(sets, n, "security.%s='%s/%s'", key, DEPLOY_SECRET_DIR, basename(tmp));
-}
-
 /* plan_overrides rewrites the config for the cluster: every node by its DNS name
  * (the pods bind wildcards with --listen/--metrics), the ps stores on their volumes,
  * the data and security files where the pods mount them. */
@@ -337,7 +324,6 @@ static int
 plan_overrides(deploy_plan *p, char **sets, size_t *n)
 {
 	const psf_config *cfg = p->cfg;
-	const psf_security_cfg *s = &cfg->security;
 	char host[512], key[64], tmp[4096];
 	size_t k = 0;
 	int rv = 0;
@@ -366,10 +352,6 @@ plan_overrides(deploy_plan *p, char **sets, size_t *n)
 		if (nd->role == PSF_ROLE_PS && nd->data_dir != NULL)
 			rv |= set(sets, n, "%s.data_dir=", key); /* <run_dir>/<id>: the volume */
 	}
-	rv |= secret_path(p, sets, n, "token_file", s->token_file);
-	rv |= secret_path(p, sets, n, "tls_cert", s->tls_cert);
-	rv |= secret_path(p, sets, n, "tls_key", s->tls_key);
-	rv |= secret_path(p, sets, n, "tls_ca", s->tls_ca);
 	if (rv != 0)
 		fprintf(stderr, "psfleet deploy: out of memory\n");
 	return rv;
@@ -405,6 +387,17 @@ render(deploy_plan *p, const deploy_args *a)
 	}
 	if (plan_names(p, a->name) != 0 || plan_ports(p) != 0 || plan_overrides(p, sets, &n) != 0)
 		goto out;
+	if (cfg->security.token_file != NULL || cfg->security.tls_cert != NULL ||
+	    cfg->security.tls_ca != NULL) {
+		/* The loader reads these files, so a config naming them where the pods
+		 * would mount a Secret cannot be checked here. */
+		fprintf(stderr,
+		    "psfleet deploy: %s names security files (token_file, tls_*), which pods do "
+		    "not have: use security.token_env (from Secret %s-secrets, key token); TLS "
+		    "is not rendered\n",
+		    a->config, p->prefix);
+		goto out;
+	}
 	if (p->data_claim == NULL && !cfg->data.has_generate) {
 		fprintf(stderr,
 		    "psfleet deploy: %s reads data from '%s' and has no data.generate: give "

@@ -14,7 +14,6 @@
 #define DEPLOY_CONFIG_KEY "fleet.yaml"
 #define DEPLOY_STORE_DIR "/var/lib/psfleet"
 #define DEPLOY_DATA_DIR "/srv/psfleet/data"
-#define DEPLOY_SECRET_DIR "/etc/psfleet/secrets"
 
 /* The ports one pod template serves: every pod of a StatefulSet or Job shares them. */
 typedef struct deploy_ports {
@@ -34,7 +33,6 @@ typedef struct deploy_plan {
 	const char *storage_class;
 	const char *pull_policy;
 	bool train_only;
-	bool has_secrets;    /* security files mounted from Secret <prefix>-secrets */
 	char prefix[40];     /* DNS label every object name starts with */
 	char data_file[256]; /* data.path inside the pods */
 	deploy_ports ps, trainer;

@@ -198,9 +198,6 @@ container(FILE *f, const deploy_plan *p, psf_role role, const char *id_args, con
 	if (has_data)
 		fprintf(f, "            - {name: data, mountPath: %s%s}\n", DEPLOY_DATA_DIR,
 		    p->data_claim != NULL ? ", readOnly: true" : "");
-	if (p->has_secrets)
-		fprintf(f, "            - {name: secrets, mountPath: %s, readOnly: true}\n",
-		    DEPLOY_SECRET_DIR);
 	fprintf(f, "      volumes:\n");
 	fprintf(f, "        - name: config\n          configMap: {name: %s-config}\n", p->prefix);
 	if (role != PSF_ROLE_PS)
@@ -212,9 +209,6 @@ container(FILE *f, const deploy_plan *p, psf_role role, const char *id_args, con
 	} else if (has_data) {
 		fprintf(f, "        - {name: data, emptyDir: {}}\n");
 	}
-	if (p->has_secrets)
-		fprintf(f, "        - name: secrets\n          secret: {secretName: %s-secrets}\n",
-		    p->prefix);
 }
 
 static void

@@ -35,6 +35,13 @@ out=$($CHECK "$W/mh-train.yaml" "$SRC/examples/multihost.yaml" default mh --data
 	--train-only 2>&1) || fail "multihost --train-only: $out"
 say "$out"
 
+"$PSFLEET" deploy kubernetes "$SRC/examples/tiny.yaml" --image x --set security.token_env=PSF_TOKEN \
+	>"$W/tok.yaml" || fail "render with token_env: exit $?"
+$CHECK "$W/tok.yaml" "$SRC/examples/tiny.yaml" default tiny >/dev/null || fail "token_env render refused"
+[ "$(grep -c 'name: "PSF_TOKEN"' "$W/tok.yaml")" -eq 4 ] &&
+	[ "$(grep -c 'secretKeyRef: {name: tiny-secrets, key: token}' "$W/tok.yaml")" -eq 4 ] ||
+	fail "security.token_env: not every pod gets PSF_TOKEN from Secret tiny-secrets"
+
 # 2. the committed example is what the renderer writes today
 (cd "$SRC" && "$PSFLEET" deploy kubernetes examples/fleet.yaml --image psfleet:latest \
 	--namespace psfleet) | cmp -s - "$SRC/deploy/kubernetes/demo.yaml" ||
@@ -202,6 +209,9 @@ bad "bad.yaml:[0-9]+: " "$PSFLEET" deploy kubernetes "$W/bad.yaml" --image x
 bad "--image are required" "$PSFLEET" deploy kubernetes "$SRC/examples/fleet.yaml"
 bad "the one target is 'kubernetes'" "$PSFLEET" deploy nomad "$SRC/examples/fleet.yaml" --image x
 bad "give --data-claim" "$PSFLEET" deploy kubernetes "$SRC/examples/multihost.yaml" --image x
+echo secret >"$W/tok"
+bad "names security files" "$PSFLEET" deploy kubernetes "$SRC/examples/tiny.yaml" --image x \
+	--set "security.token_file=$W/tok"
 bad "no namespace name" "$PSFLEET" deploy kubernetes "$SRC/examples/fleet.yaml" --image x --namespace Prod
 bad "tcp:// or tls\+tcp:// URL" "$PSFLEET" deploy kubernetes "$SRC/examples/fleet.yaml" --image x \
 	--set "nodes.ps.0.listen=ipc:///tmp/x.ipc"
