@@ -13,6 +13,7 @@ pkgs=(
   libcyaml-dev libyaml-dev
   libxxhash-dev
   curl iproute2 openssl procps
+  python3-yaml
   clang libclang-rt-14-dev clang-format
 )
 
