@@ -239,7 +239,7 @@ plan_names(deploy_plan *p, const char *name)
 		    name != NULL ? name : cfg->name);
 		return -1;
 	}
-	snprintf(p->prefix, sizeof(p->prefix), "%s", tmp);
+	memcpy(p->prefix, tmp, strlen(tmp) + 1); /* <= 30 characters, checked above */
 	for (size_t i = 0; i < cfg->n_nodes; i++) {
 		if (dns_label(cfg->nodes[i].id, tmp, sizeof(tmp)) != 0 ||
 		    strlen(p->prefix) + 1 + strlen(tmp) > 63) {
@@ -249,7 +249,7 @@ plan_names(deploy_plan *p, const char *name)
 			    cfg->nodes[i].id, p->prefix);
 			return -1;
 		}
-		snprintf(p->label[i], sizeof(p->label[i]), "%s", tmp);
+		memcpy(p->label[i], tmp, strlen(tmp) + 1); /* <= 62 characters, checked above */
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(p->label[j], tmp) == 0) {
 				fprintf(stderr,

@@ -178,11 +178,15 @@ CF=$SRC/deploy/Containerfile
 runtime=$(sed -n 's/^ARG RUNTIME_PACKAGES="\(.*\)"$/\1/p' "$CF")
 [ -n "$runtime" ] || fail "no RUNTIME_PACKAGES line in $CF"
 if command -v dpkg >/dev/null; then
+	# an ASan/UBSan build also loads the sanitizers' runtimes, which the image's
+	# RelWithDebInfo build does not
+	extra="libc6 libgcc-s1"
+	ldd "$PSFLEET" | grep -q libasan && extra="$extra libasan8 libubsan1 libstdc++6"
 	for lib in $(ldd "$PSFLEET" | awk '$3 ~ /^\// {print $3}'); do
 		real=$(readlink -f "$lib")
 		pkg=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$real" 2>/dev/null) || continue # built here
 		pkg=${pkg%%:*}
-		case " $runtime libc6 libgcc-s1 " in
+		case " $runtime $extra " in
 		*" $pkg "*) ;;
 		*) fail "psfleet loads $lib from $pkg, which $CF does not install" ;;
 		esac
