@@ -278,10 +278,12 @@ write_trainers(FILE *f, const deploy_plan *p)
 	meta(f, p, "Job", "batch/v1", name, PSF_ROLE_TRAINER, NULL);
 	/* All trainers at once (sync rounds need every one); a failed pod is replaced
 	 * and resumes; exit 2 (config or data error) fails the Job, as a restart
-	 * cannot help; a finished trainer exits 0 and is not restarted. */
+	 * cannot help; a finished trainer exits 0 and is not restarted. No TTL: the
+	 * completed Job (no pods left running) stays, so applying the same file again
+	 * does not train again. */
 	fprintf(f,
 	    "spec:\n  completionMode: Indexed\n  completions: %zu\n  parallelism: %zu\n"
-	    "  backoffLimit: %zu\n  ttlSecondsAfterFinished: 86400\n"
+	    "  backoffLimit: %zu\n"
 	    "  podFailurePolicy:\n    rules:\n"
 	    "      - action: FailJob\n"
 	    "        onExitCodes: {containerName: trainer, operator: In, values: [2]}\n",
