@@ -193,6 +193,11 @@ if command -v dpkg >/dev/null; then
 	done
 	say "Containerfile runtime packages cover ldd psfleet ($(wc -w <<<"$runtime") packages)"
 fi
+[ "$(grep -c '^FROM ' "$CF")" -eq 2 ] && grep -q '^FROM .* AS build$' "$CF" &&
+	grep -q '^COPY --from=build ' "$CF" || fail "$CF is not a two-stage build"
+grep -q '^USER 10001:10001$' "$CF" && grep -q 'runAsUser: 10001, runAsGroup: 10001' "$W/fleet.k8s.yaml" ||
+	fail "the image's user and the pods' runAsUser differ"
+grep -q '^ENTRYPOINT \["/usr/local/bin/psfleet"\]$' "$CF" || fail "$CF: the entrypoint is not psfleet"
 for p in $(sed -n 's/^ARG BUILD_PACKAGES="\(.*\)"$/\1/p' "$CF"); do
 	grep -qw -- "$p" "$SRC/scripts/install-deps.sh" ||
 		fail "Containerfile build package $p is not in scripts/install-deps.sh"
