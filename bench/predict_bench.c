@@ -252,7 +252,7 @@ fleet_start(fleet *f)
 {
 	char text[2048], err[256], path[128];
 	psf_datagen_cfg gen = {.symbols = N_SYMBOLS, .days = 60, .seed = 11};
-	psf_ps_opts po = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts po = {false, "tcp://127.0.0.1:0", "", NULL};
 	const char *ps_url, *inf_url;
 	uint64_t v;
 

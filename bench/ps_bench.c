@@ -168,7 +168,7 @@ inst_open(const char *base, int tr, int size, int dur, uint32_t chunk, ps_inst *
 {
 	ps_inst *pi = calloc(1, sizeof(*pi));
 	char text[4096], errbuf[512], url[320];
-	psf_ps_opts po = {true, NULL, ""};
+	psf_ps_opts po = {true, NULL, "", NULL};
 	float *buf = NULL;
 	uint32_t *lens = NULL;
 	psf_err err = PSF_ENOMEM;

@@ -19,7 +19,8 @@ node_usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: psfleet node CONFIG (--id ID | --id-from-env VAR | --id-from-rank VAR [--role ROLE])\n"
-	    "                   [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
+	    "                   [--reset | --fresh | --restore DIR] [--listen URL]\n"
+	    "                   [--metrics HOST:PORT]\n"
 	    "                   [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Runs one node of the fleet described by CONFIG: a ps, trainer, inferer or the\n"
@@ -41,6 +42,9 @@ node_usage(FILE *out)
 	    "  --fresh              ps: discard the store in any case and train afresh\n"
 	    "                       (without either, a store trained with other settings is\n"
 	    "                       refused: exit 2 naming the changed keys; docs/operations.md)\n"
+	    "  --restore DIR        ps: start from the backup `psfleet backup` wrote in DIR\n"
+	    "                       (DIR/<id>), into an empty data_dir; a node restarted with\n"
+	    "                       the same option resumes what it trained since\n"
 	    "  --listen URL         override the node's listen URL (e.g. port 0 in tests)\n"
 	    "  --metrics HOST:PORT  override the node's metrics address ('' = none)\n"
 	    "  --slowdown X         trainer: make every step X times as slow (straggler)\n"
@@ -78,6 +82,7 @@ typedef struct node_args {
 	const char *listen;
 	const char *metrics;
 	psf_ps_reset reset;
+	const char *restore; /* --restore DIR */
 	double slowdown;
 	long delay_ms;
 	long long exit_at_step;
@@ -129,6 +134,8 @@ parse_args(int argc, char **argv, node_args *a)
 				return -1;
 			}
 			a->sets[a->n_sets++] = argv[++i];
+		} else if (strcmp(arg, "--restore") == 0 && i + 1 < argc) {
+			a->restore = argv[++i];
 		} else if (strcmp(arg, "--reset") == 0 || strcmp(arg, "--fresh") == 0) {
 			psf_ps_reset r = arg[2] == 'r' ? PSF_PS_RESET_MISFIT : PSF_PS_RESET_ALWAYS;
 
@@ -157,6 +164,12 @@ parse_args(int argc, char **argv, node_args *a)
 	}
 	if (a->role != NULL && a->rank_env == NULL) {
 		fprintf(stderr, "psfleet node: --role goes with --id-from-rank\n");
+		return -1;
+	}
+	if (a->restore != NULL && a->reset != PSF_PS_RESET_NONE) {
+		fprintf(stderr,
+		    "psfleet node: --restore starts from a backup: give no --reset "
+		    "or --fresh with it\n");
 		return -1;
 	}
 	if (a->id_env != NULL && ((a->id = getenv(a->id_env)) == NULL || a->id[0] == '\0')) {
@@ -272,7 +285,10 @@ psf_cmd_node(int argc, char **argv)
 	psf_config_log(cfg);
 	switch (node->role) {
 	case PSF_ROLE_PS: {
-		psf_ps_opts o = {.reset = a.reset, .listen = a.listen, .metrics = a.metrics};
+		psf_ps_opts o = {.reset = a.reset,
+		    .listen = a.listen,
+		    .metrics = a.metrics,
+		    .restore = a.restore};
 		err = psf_ps_run(cfg, node, &o);
 		break;
 	}

@@ -52,7 +52,8 @@ typedef struct up_args {
 	bool train_only;
 	bool reset;
 	bool fresh;
-	const char *only; /* comma-separated roles or node ids; NULL = all */
+	const char *restore; /* --restore DIR */
+	const char *only;    /* comma-separated roles or node ids; NULL = all */
 	uint32_t ready_timeout_ms;
 	const char *sets[PSF_SUPERVISOR_MAX_SETS]; /* --set KEY=VALUE, in order, for every node */
 	size_t n_sets;
@@ -75,7 +76,8 @@ static void
 up_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: psfleet up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
+	    "usage: psfleet up CONFIG [--train-only] [--metrics-out FILE.json]\n"
+	    "                  [--reset | --fresh | --restore DIR]\n"
 	    "                  [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Runs the whole fleet described by CONFIG on this machine, one process per node\n"
@@ -92,6 +94,8 @@ up_usage(FILE *out)
 	    "                          train afresh. Without it, a run resumes the stored model\n"
 	    "                          only when the training settings are the same, and stops\n"
 	    "                          naming the changed keys otherwise (docs/operations.md)\n"
+	    "  --restore DIR           pass --restore DIR to the ps nodes: start from the\n"
+	    "                          backup `psfleet backup` wrote there (empty run_dir)\n"
 	    "  --only LIST             start only these roles (ps, trainer, inferer, gateway)\n"
 	    "                          or node ids, comma-separated, e.g. --only ps\n"
 	    "  --ready-timeout SECONDS how long a node may take to become ready (default 60)\n"
@@ -114,6 +118,8 @@ parse_args(int argc, char **argv, up_args *a)
 			a->reset = true;
 		} else if (strcmp(arg, "--fresh") == 0) {
 			a->fresh = true;
+		} else if (strcmp(arg, "--restore") == 0 && i + 1 < argc) {
+			a->restore = argv[++i];
 		} else if (strcmp(arg, "--only") == 0 && i + 1 < argc) {
 			a->only = argv[++i];
 		} else if (strcmp(arg, "--metrics-out") == 0 && i + 1 < argc) {
@@ -150,8 +156,8 @@ parse_args(int argc, char **argv, up_args *a)
 		fprintf(stderr, "psfleet up: CONFIG is required (see --help)\n");
 		return -1;
 	}
-	if (a->reset && a->fresh) {
-		fprintf(stderr, "psfleet up: give only one of --reset and --fresh\n");
+	if (a->reset + a->fresh + (a->restore != NULL) > 1) {
+		fprintf(stderr, "psfleet up: give only one of --reset, --fresh and --restore\n");
 		return -1;
 	}
 	return 0;
@@ -697,6 +703,7 @@ run(up *u)
 	lo.log_dir = u->log_dir;
 	lo.reset = u->a.reset;
 	lo.fresh = u->a.fresh;
+	lo.restore = u->a.restore;
 	lo.note = note_line;
 	lo.note_arg = u->p;
 	if (psf_supervisor_new(u->cfg, &lo, &u->l) != PSF_OK) {

@@ -14,11 +14,11 @@ typedef struct command {
 /* tests/integration/cli_test.sh checks that each command's --help options are here. */
 static const command commands[] = {
     {"up", psf_cmd_up, "run a whole local fleet",
-        "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh]\n"
+        "up CONFIG [--train-only] [--metrics-out FILE.json] [--reset | --fresh | --restore DIR]\n"
         "             [--only ROLES|IDS] [--ready-timeout SECONDS] [--set KEY=VALUE]..."},
     {"node", psf_cmd_node, "run one node (what up starts; for other hosts)",
         "node CONFIG (--id ID | --id-from-env VAR | --id-from-rank VAR [--role ROLE])\n"
-        "             [--reset | --fresh] [--listen URL] [--metrics HOST:PORT]\n"
+        "             [--reset | --fresh | --restore DIR] [--listen URL] [--metrics HOST:PORT]\n"
         "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
     {"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
         "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"
@@ -26,6 +26,8 @@ static const command commands[] = {
         "             [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]"},
     {"status", psf_cmd_status, "health, versions and clocks of every node",
         "status CONFIG [--json] [--timeout MS]"},
+    {"backup", psf_cmd_backup, "copy every ps shard of a running fleet, at one model version",
+        "backup CONFIG --out DIR [--at-version V] [--timeout SECONDS] [--set KEY=VALUE]..."},
     {"data", psf_cmd_data, "make, lay out or check data",
         "data gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew] [--force]\n"
         "  psfleet data partition FILE.csv --out DIR [--bad-rows fail|skip]\n"

@@ -15,7 +15,7 @@
 #include "lib/base/util.h"
 
 #define MAX_FAILURES 64 /* cap on max_failures: the window ring's size */
-#define MAX_ARGS (8 + 2 * PSF_SUPERVISOR_MAX_SETS + 6 * PSF_SUPERVISOR_MAX_FAULTS)
+#define MAX_ARGS (10 + 2 * PSF_SUPERVISOR_MAX_SETS + 6 * PSF_SUPERVISOR_MAX_FAULTS)
 #define READY_TICK_MS 100
 
 typedef struct child {
@@ -245,6 +245,10 @@ psf_supervisor_start(psf_supervisor *l, size_t i)
 	/* Only the first start resets: a restarted ps resumes what it wrote since. */
 	if (c->node->role == PSF_ROLE_PS && c->starts == 0 && (l->o.reset || l->o.fresh))
 		argv[n++] = l->o.fresh ? "--fresh" : "--reset";
+	if (c->node->role == PSF_ROLE_PS && l->o.restore != NULL) {
+		argv[n++] = "--restore";
+		argv[n++] = (char *)l->o.restore;
+	}
 	add_faults(l, c, argv, &n, vals);
 	argv[n] = NULL;
 	if (c->has_exited)

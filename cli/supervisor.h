@@ -74,6 +74,8 @@ typedef struct psf_supervisor_opts {
 	const char *log_dir;     /* where <id>.log files go; must exist */
 	bool reset;              /* pass --reset to ps nodes (first start only) */
 	bool fresh;              /* pass --fresh to ps nodes (first start only) */
+	const char *restore;     /* pass --restore DIR to ps nodes (every start: a
+	                            restarted ps resumes its restored store) */
 	uint32_t backoff_min_ms; /* 0 = 200 */
 	uint32_t backoff_max_ms; /* 0 = 5000 */
 	uint32_t max_failures;   /* 0 = 5 */

@@ -8,7 +8,8 @@
  *   handlers_reduce.c  its Reduce RPC and the reduce records in the store
  *   handlers_report.c  its Report RPC and the report records in the store
  *   push_raw.c     zero-copy Push: PushRequest read in place from the message
- *   handlers_admin.c its part of the Admin service (lib/runtime/admin.h) */
+ *   handlers_admin.c its part of the Admin service (lib/runtime/admin.h)
+ *   backup.c       the Backup RPC: an online copy of the store at one version */
 #ifndef PSF_PS_INTERNAL_H
 #define PSF_PS_INTERNAL_H
 
@@ -137,6 +138,10 @@ struct psf_ps {
 	psf_err store_err;
 	uint64_t store_err_since_ms, store_err_log_ms, store_retry_ms, store_err_tries;
 	bool stopping;
+	/* backup.c: at most one Backup runs, on backup_thread; backup_done when it
+	 * has answered (joined by the next Backup or ps_backup_stop). */
+	bool backup_running, backup_done;
+	pthread_t backup_thread;
 	pthread_t timer;
 	bool timer_started;
 	/* The optimizer settings in force: the config's, with a cosine schedule's
@@ -149,6 +154,27 @@ struct psf_ps {
 	psf_counter *c_applied, *c_duplicate, *c_rejected, *c_nonfinite, *c_dropped;
 	psf_hist *h_staleness;
 };
+
+/* restore.c ------------------------------------------------------------------ */
+
+/* ps_restore copies <backup_dir>/<id>/data.mdb into data_dir, which must hold no
+ * store yet, and records where it came from; when data_dir holds a store restored
+ * from that very backup before, it does nothing (a restarted node resumes).
+ * Returns PSF_OK, PSF_ECONFIG (no such backup, or data_dir holds another store;
+ * logged), PSF_ENOSPC, PSF_ESYS (logged). */
+PSF_NODISCARD psf_err ps_restore(const char *data_dir, const char *backup_dir, const char *id);
+
+/* backup.c ------------------------------------------------------------------- */
+
+/* psf_ps_rpc_backup is the Backup RPC: parks the call and copies the store on a
+ * thread of its own (ps/store.h psf_store_backup), replying when done. */
+void psf_ps_rpc_backup(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__BackupRequest *in, Psfleet__V1__BackupReply_Closure done, void *call);
+
+/* ps_backup_stop cancels a backup waiting for its version and joins the backup
+ * thread, so its call is answered before the RPC server goes. Caller must NOT
+ * hold mu. */
+void ps_backup_stop(psf_ps *ps);
 
 /* consistency.c -------------------------------------------------------------- */
 

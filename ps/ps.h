@@ -48,6 +48,8 @@ typedef struct psf_ps_opts {
 	psf_ps_reset reset;  /* what to do with the store found */
 	const char *listen;  /* override node->listen (tests: port 0) */
 	const char *metrics; /* override node->metrics; "" = no HTTP endpoint */
+	const char *restore; /* a `psfleet backup` directory: start from <restore>/<id>
+	                        (into an empty data_dir; restore.c) */
 } psf_ps_opts;
 
 /* psf_ps_new opens the store (creating and initialising the shard's tensors on

@@ -226,11 +226,11 @@ discard(psf_ps *ps, resume_ctx *rc)
 	return PSF_OK;
 }
 
-/* open_store opens the LMDB store and initialises or resumes it: a store that
- * does not fit the config is refused, or discarded with reset; fresh discards
- * any store. */
+/* open_store opens the LMDB store (first restoring it from a backup directory
+ * when restore is not NULL) and initialises or resumes it: a store that does not
+ * fit the config is refused, or discarded with reset; fresh discards any store. */
 static psf_err
-open_store(psf_ps *ps, psf_ps_reset reset)
+open_store(psf_ps *ps, psf_ps_reset reset, const char *restore)
 {
 	psf_store_opts so;
 	resume_ctx *rc = calloc(1, sizeof(*rc));
@@ -246,6 +246,9 @@ open_store(psf_ps *ps, psf_ps_reset reset)
 	rc->ps = ps;
 	layout_string(ps, layout, sizeof(layout));
 	psf_store_opts_from_cfg(&ps->cfg->durability, &so);
+	if (restore != NULL &&
+	    (err = ps_restore(ps->node->data_dir, restore, ps->node->id)) != PSF_OK)
+		goto out;
 	if ((err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
 		goto out;
 	if ((err = psf_store_read(ps->store, resume_txn, rc)) != PSF_OK)
@@ -455,7 +458,8 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	    (err = psf_optim_check(&cfg->optimizer)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &ps->model)) != PSF_OK ||
-	    (err = open_store(ps, opts != NULL ? opts->reset : PSF_PS_RESET_NONE)) != PSF_OK ||
+	    (err = open_store(ps, opts != NULL ? opts->reset : PSF_PS_RESET_NONE,
+	         opts != NULL ? opts->restore : NULL)) != PSF_OK ||
 	    (err = setup_metrics(ps)) != PSF_OK)
 		goto fail;
 	/* Every configured trainer is expected in sync rounds from the start. */
@@ -504,6 +508,8 @@ psf_ps_free(psf_ps *ps)
 	if (ps->timer_started)
 		pthread_join(ps->timer, NULL);
 	ps_answer_parked(ps, left);
+	if (ps->store != NULL)
+		ps_backup_stop(ps);
 	psf_rpc_server_free(ps->srv); /* no handler runs after this */
 	psf_admin_free(ps->admin);
 	while (ps->parked != NULL) { /* parked after we looked: their calls are gone */

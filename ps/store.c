@@ -216,9 +216,12 @@ psf_store_update(psf_store *st, psf_store_update_fn fn, void *arg)
 		if (!map_full)
 			break;
 		atomic_fetch_add(&st->st_retries, 1);
+		store_grow_wait(st);
 		if ((rv = map_grow(st)) != PSF_OK)
 			break;
 	}
+	if (rv == PSF_OK && st->st_pin_fn != NULL)
+		store_pin_after_commit(st);
 	pthread_mutex_unlock(&st->st_write_mu);
 	if (rv == PSF_OK)
 		atomic_fetch_add(&st->st_commits, 1);
@@ -368,6 +371,7 @@ store_free(psf_store *st)
 	if (st->st_lock_fd >= 0)
 		close(st->st_lock_fd); /* releases the directory lock */
 	pthread_cond_destroy(&st->st_sync_cv);
+	pthread_cond_destroy(&st->st_pin_cv);
 	pthread_mutex_destroy(&st->st_sync_mu);
 	pthread_mutex_destroy(&st->st_pool_mu);
 	pthread_rwlock_destroy(&st->st_map_lock);
@@ -462,6 +466,7 @@ store_new(const char *dir, const psf_store_opts *opts, psf_store **out)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&st->st_sync_cv, &ca);
+	pthread_cond_init(&st->st_pin_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&st->st_write_mu, NULL);
 	pthread_mutex_init(&st->st_pool_mu, NULL);

@@ -135,6 +135,47 @@ PSF_NODISCARD psf_err psf_store_read(psf_store *st, psf_store_read_fn fn, void *
  * when it returns PSF_OK. Otherwise PSF_ESTORE or PSF_ESYS (logged). */
 PSF_NODISCARD psf_err psf_store_sync(psf_store *st);
 
+/* ---- online backup (store_backup.c) ------------------------------------------ */
+
+/* psf_store_pin_fn decides, on a read txn that sees one committed state, whether
+ * that state is the one to back up (e.g. "meta version == V"). It runs with the
+ * store's writers held off, so it must be quick; it may use the psf_store_txn_*
+ * read calls only. */
+typedef bool (*psf_store_pin_fn)(psf_store_txn *txn, void *arg);
+
+typedef struct psf_store_backup_info {
+	uint64_t entries;    /* key/value pairs copied, all databases */
+	uint64_t bytes;      /* size of the copy's data.mdb */
+	double wait_seconds; /* from the call until the wanted state was committed */
+	double copy_seconds; /* copying it (writers are not held off meanwhile) */
+} psf_store_backup_info;
+
+/* psf_store_backup writes a consistent copy of the store into directory dir (a
+ * new LMDB environment holding exactly one committed state: every database,
+ * meta and pushlog included, compacted), while updates go on.
+ *
+ * Which state: the current one when pin is NULL or pin(current) is true;
+ * otherwise the first state committed after this call for which pin returns
+ * true, waiting up to timeout_ms for it (pin runs after every commit). The state
+ * is held by a read transaction taken inside the commit path, so no other
+ * commit can slip in between; writers are held off only for pin itself. While
+ * the copy runs, the old pages it reads stay pinned (the file may grow) and a
+ * map grow waits for it to end.
+ *
+ * dir must not exist yet (PSF_EEXIST); its parent is created. The copy is
+ * written to "<dir>.partial", synced, then renamed, so dir exists only complete.
+ * One backup at a time per store (PSF_EBUSY). psf_store_backup_cancel ends a
+ * wait early (PSF_ECLOSED). Returns PSF_OK (info filled when not NULL),
+ * PSF_ETIMEDOUT (pin never held), PSF_EINVAL, PSF_EEXIST, PSF_EBUSY,
+ * PSF_ECLOSED, PSF_ENOSPC, PSF_ESYS or PSF_ESTORE (logged). */
+PSF_NODISCARD psf_err psf_store_backup(psf_store *st, const char *dir, psf_store_pin_fn pin,
+    void *arg, uint32_t timeout_ms, psf_store_backup_info *info);
+
+/* psf_store_backup_cancel makes a psf_store_backup that is waiting for its state
+ * return PSF_ECLOSED (e.g. at shutdown), and every later one too. A copy already
+ * running finishes. Thread-safe; cannot fail. */
+void psf_store_backup_cancel(psf_store *st);
+
 typedef struct psf_store_info {
 	uint64_t file_bytes; /* data.mdb size (under WRITEMAP the file is sparse and as
 	                          large as the map; disk_bytes is what it really uses) */

@@ -5,7 +5,10 @@
  *   store_txn.c  the psf_store_txn_* calls made inside a transaction: the
  *                uint64-keyed databases, meta and pushlog
  *
- * Only these two files and this header include lmdb.h. */
+ *   store_backup.c  online backup: a read txn pinned at a chosen commit, copied
+ *                   into a new environment while writers go on
+ *
+ * Only these files and this header include lmdb.h. */
 #ifndef PSF_STORE_INTERNAL_H
 #define PSF_STORE_INTERNAL_H
 
@@ -47,6 +50,18 @@ struct psf_store {
 	bool st_has_thread;
 	pthread_t st_thread;
 
+	/* Online backup (store_backup.c), all guarded by st_write_mu. A backup
+	 * waiting for its commit sets st_pin_fn; psf_store_update evaluates it on a
+	 * fresh read txn after each commit and, when it holds, keeps that txn in
+	 * st_pinned and sets st_backup_active. While st_backup_active, map grows
+	 * wait on st_pin_cv (a remap under the pinned reader is not allowed). */
+	psf_store_pin_fn st_pin_fn;
+	void *st_pin_arg;
+	MDB_txn *st_pinned;
+	bool st_backup_active;
+	bool st_pin_cancel;
+	pthread_cond_t st_pin_cv; /* CLOCK_MONOTONIC */
+
 	atomic_uint_fast64_t st_commits;
 	atomic_uint_fast64_t st_retries;
 	atomic_uint_fast64_t st_grows;
@@ -66,6 +81,14 @@ struct psf_store_txn {
  * outcomes (not found, map full) are not logged; everything else is, once,
  * with what (the failed operation) in the message. */
 PSF_NODISCARD psf_err psf_err_from_mdb(int rc, const char *what);
+
+/* store_pin_after_commit runs, under st_write_mu, after every successful commit
+ * (store_backup.c). */
+void store_pin_after_commit(psf_store *st);
+
+/* store_grow_wait waits, under st_write_mu, while an online backup holds a pinned
+ * reader (store_backup.c). */
+void store_grow_wait(psf_store *st);
 
 /* store_txn.c ------------------------------------------------------------------ */
 

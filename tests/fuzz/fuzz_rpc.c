@@ -162,7 +162,7 @@ share_stats(void)
 static void
 start_nodes(void)
 {
-	psf_ps_opts po = {false, NULL, ""};
+	psf_ps_opts po = {false, NULL, "", NULL};
 	psf_inferer_opts io = {NULL, NULL, "", 200};
 	psf_gateway_opts go = {NULL, NULL, "", 200};
 	const char *urls[N_TARGETS];

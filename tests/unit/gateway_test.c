@@ -76,7 +76,7 @@ static void
 fleet_start(fleet *f, const char *route, uint32_t shards)
 {
 	char text[4096], err[512], path[128];
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 	psf_datagen_cfg gen = {.symbols = N_SYMBOLS, .days = 60, .seed = 5};
 	psf_gateway_opts go;
 	psf_model *model;

@@ -94,7 +94,7 @@ static void
 fleet_start_ex(fleet *f, const char *hidden, uint32_t history_days, bool share)
 {
 	char text[4096], err[512], path[128];
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 	psf_datagen_cfg gen = {.symbols = N_SYMBOLS, .days = N_DAYS, .seed = 3};
 	psf_ps_client_opts wo;
 	uint64_t rows[N_SYMBOLS];

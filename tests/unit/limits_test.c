@@ -316,7 +316,7 @@ static void
 ps_start(psfix *f, const char *extra)
 {
 	char text[2048], err[512];
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 
 	memset(f, 0, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/psf-limits-XXXXXX");

@@ -80,7 +80,7 @@ fleet_start_model(fleet *f, int n_ps, int n_tr, const char *consistency, const c
     const char *hidden, unsigned chunk)
 {
 	char text[4096], err[512];
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 
 	memset(f, 0, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/psf-ps-XXXXXX");
@@ -591,7 +591,7 @@ test_ps_restart_resumes_and_checks_config(void **state)
 	psf_params *g;
 	psf_config *other = NULL;
 	psf_ps *ps = NULL;
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 	char text[4096], err[512];
 
 	(void)state;
@@ -628,7 +628,7 @@ static psf_err
 resume_with(fleet *f, const char *consistency, const char *optimizer, psf_ps_reset reset,
     int64_t *clock)
 {
-	psf_ps_opts opts = {reset, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {reset, "tcp://127.0.0.1:0", "", NULL};
 	psf_config *cfg = NULL;
 	psf_ps *ps = NULL;
 	char text[4096], err[512];
@@ -1194,7 +1194,7 @@ test_ps_reduce_survives_restart(void **state)
 {
 	fleet f;
 	psf_ps_client *a, *b;
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 	double va[2] = {1, 2}, vb[2] = {3, 4}, late[2] = {100, 100};
 	psf_rpc_client *c;
 	psf_rpc_pending *pend;
@@ -1324,7 +1324,7 @@ assert_same_reports(const Psfleet__V1__StatsReply *a, const Psfleet__V1__StatsRe
 static void
 restart_ps0(fleet *f)
 {
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 
 	psf_ps_free(f->ps[0]);
 	f->ps[0] = NULL;
@@ -1511,7 +1511,7 @@ test_ps_report_on_full_disk(void **state)
 {
 	disk_case *d = *state;
 	fleet *f = &d->f;
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 	char text[4096], err[512], filler[160], id[128];
 	Psfleet__V1__StatsReply *s;
 	psf_rpc_status st = {0};

@@ -208,7 +208,7 @@ static void
 run_fleet(tfix *f, double *rmse, double *naive)
 {
 	psf_ps *ps;
-	psf_ps_opts po = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts po = {false, "tcp://127.0.0.1:0", "", NULL};
 	const char *urls[1];
 	pthread_t th[4];
 	trainer_job jobs[4];
