@@ -74,25 +74,29 @@ parse_args(int argc, char **argv, backup_args *a)
 		} else if (strcmp(arg, "--at-version") == 0 && i + 1 < argc) {
 			a->at_version = strtoull(argv[++i], &end, 10);
 			if (*end != '\0' || a->at_version == 0) {
-				fprintf(stderr, "psfleet backup: --at-version takes a version >= 1\n");
+				fprintf(stderr,
+				    "psfleet backup: --at-version takes a version >= 1\n");
 				return -1;
 			}
 		} else if (strcmp(arg, "--timeout") == 0 && i + 1 < argc) {
 			unsigned long s = strtoul(argv[++i], &end, 10);
 
 			if (*end != '\0' || s == 0 || s > 3600) {
-				fprintf(stderr, "psfleet backup: --timeout takes 1..3600 seconds\n");
+				fprintf(stderr,
+				    "psfleet backup: --timeout takes 1..3600 seconds\n");
 				return -1;
 			}
 			a->timeout_s = (uint32_t)s;
 		} else if (strcmp(arg, "--set") == 0 && i + 1 < argc) {
 			if (a->n_sets == MAX_SETS) {
-				fprintf(stderr, "psfleet backup: at most %d --set options\n", MAX_SETS);
+				fprintf(stderr, "psfleet backup: at most %d --set options\n",
+				    MAX_SETS);
 				return -1;
 			}
 			a->sets[a->n_sets++] = argv[++i];
 		} else if (arg[0] == '-') {
-			fprintf(stderr, "psfleet backup: unknown or incomplete option '%s' (see --help)\n",
+			fprintf(stderr,
+			    "psfleet backup: unknown or incomplete option '%s' (see --help)\n",
 			    arg);
 			return -1;
 		} else if (a->config == NULL) {
@@ -187,9 +191,9 @@ attempt(backup_run *b, uint64_t v)
 	req.at_version = v;
 	req.timeout_ms = b->a.timeout_s * 1000;
 	for (size_t i = 0; i < b->n; i++) {
-		b->s[i].err = p == NULL ? PSF_ENOMEM
-		                        : psf_rpc_call_start(b->s[i].rpc, PSF_M_BACKUP, &req.base, &o,
-		                              &p[i]);
+		b->s[i].err = p == NULL
+		    ? PSF_ENOMEM
+		    : psf_rpc_call_start(b->s[i].rpc, PSF_M_BACKUP, &req.base, &o, &p[i]);
 		memset(&b->s[i].st, 0, sizeof(b->s[i].st));
 	}
 	for (size_t i = 0; i < b->n; i++) {
@@ -197,8 +201,8 @@ attempt(backup_run *b, uint64_t v)
 
 		if (b->s[i].err != PSF_OK)
 			continue;
-		b->s[i].err = psf_rpc_pending_wait(p[i], &psfleet__v1__backup_reply__descriptor, &rep,
-		    &b->s[i].st);
+		b->s[i].err = psf_rpc_pending_wait(p[i], &psfleet__v1__backup_reply__descriptor,
+		    &rep, &b->s[i].st);
 		b->s[i].reply = (Psfleet__V1__BackupReply *)rep;
 		psf_rpc_pending_free(p[i]);
 	}
@@ -276,7 +280,7 @@ run(backup_run *b)
 		/* Sync and still training: a version a few rounds ahead, which every
 		 * shard is still below (a shard runs at most one round ahead of the
 		 * slowest); finished, or not sync: what each shard holds now. */
-		v = b->a.at_version != 0 ? b->a.at_version
+		v = b->a.at_version != 0   ? b->a.at_version
 		    : b->sync && !finished ? top + 2 + (uint64_t)k * 4
 		                           : 0;
 		attempt(b, v);
@@ -287,17 +291,20 @@ run(backup_run *b)
 				continue;
 			ok = false;
 			/* Past the version, or the fleet stopped short of it: ask again. */
-			retry = retry || (b->a.at_version == 0 &&
-			                     (s->err == PSF_ESTATE || s->err == PSF_ETIMEDOUT));
+			retry = retry ||
+			    (b->a.at_version == 0 &&
+			        (s->err == PSF_ESTATE || s->err == PSF_ETIMEDOUT));
 			fprintf(stderr, "psfleet backup: %s: %s\n", s->node->id,
 			    s->st.message[0] != '\0' ? s->st.message : psf_strerror(s->err));
 		}
 		if (ok && b->sync) {
 			for (size_t i = 1; i < b->n; i++)
-				ok = ok && b->s[i].reply->model_version == b->s[0].reply->model_version;
+				ok = ok &&
+				    b->s[i].reply->model_version == b->s[0].reply->model_version;
 			if (!ok)
-				fprintf(stderr, "psfleet backup: the shards were copied at different "
-				                "versions; trying again\n");
+				fprintf(stderr,
+				    "psfleet backup: the shards were copied at different "
+				    "versions; trying again\n");
 			retry = retry || !ok;
 		}
 		if (ok) {
@@ -321,9 +328,11 @@ run(backup_run *b)
 				       ", %" PRIu64 " bytes in %s\n",
 				    b->n, b->s[0].reply->model_version, total, b->out);
 			else
-				printf("psfleet backup: %zu shard(s), each at its own version (%s mode), "
-				       "%" PRIu64 " bytes in %s\n",
-				    b->n, psf_consistency_name(b->cfg->consistency.mode), total, b->out);
+				printf(
+				    "psfleet backup: %zu shard(s), each at its own version (%s mode), "
+				    "%" PRIu64 " bytes in %s\n",
+				    b->n, psf_consistency_name(b->cfg->consistency.mode), total,
+				    b->out);
 			return 0;
 		}
 		remove_copies(b);
@@ -394,7 +403,8 @@ psf_cmd_backup(int argc, char **argv)
 		return 2;
 	}
 	if (psf_runtime_client_opts(b.cfg, token, sizeof(token), &copts) != PSF_OK) {
-		fprintf(stderr, "psfleet backup: %s: cannot read the security settings\n", b.a.config);
+		fprintf(stderr, "psfleet backup: %s: cannot read the security settings\n",
+		    b.a.config);
 		psf_config_free(b.cfg);
 		return 2;
 	}
@@ -413,8 +423,9 @@ psf_cmd_backup(int argc, char **argv)
 		b.s[b.n].node = n;
 		if ((err = psf_rpc_client_open(psf_node_dial_url(n), &copts, &b.s[b.n].rpc)) !=
 		    PSF_OK) {
-			fprintf(stderr, "psfleet backup: cannot reach %s at %s: %s (is the fleet "
-			                "running?)\n",
+			fprintf(stderr,
+			    "psfleet backup: cannot reach %s at %s: %s (is the fleet "
+			    "running?)\n",
 			    n->id, psf_node_dial_url(n), psf_strerror(err));
 			b.n++;
 			goto out;

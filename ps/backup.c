@@ -75,8 +75,8 @@ backup_main(void *arg)
 			    j->path);
 			break;
 		default:
-			psf_rpc_fail_err(j->call, err, "%s: backup into %s failed: %s", ps->node->id,
-			    j->path, psf_strerror(err));
+			psf_rpc_fail_err(j->call, err, "%s: backup into %s failed: %s",
+			    ps->node->id, j->path, psf_strerror(err));
 		}
 		psf_log_warn("ps", "backup into %s failed: %s", j->path, psf_strerror(err));
 		j->done(NULL, j->call);

@@ -68,8 +68,10 @@ ps_restore(const char *data_dir, const char *backup_dir, const char *id)
 	if (n < 0 || (size_t)n >= sizeof(src))
 		return PSF_EINVAL;
 	if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		psf_log_err("ps", "--restore: %s has no backup of %s (no %s): run psfleet backup "
-		    "first, or give the directory it wrote", backup_dir, id, src);
+		psf_log_err("ps",
+		    "--restore: %s has no backup of %s (no %s): run psfleet backup "
+		    "first, or give the directory it wrote",
+		    backup_dir, id, src);
 		return PSF_ECONFIG;
 	}
 	snprintf(want, sizeof(want), "%s %lld %lld\n", src, (long long)sb.st_size,
@@ -86,8 +88,10 @@ ps_restore(const char *data_dir, const char *backup_dir, const char *id)
 			    data_dir, backup_dir);
 			return PSF_OK;
 		}
-		psf_log_err("ps", "--restore: %s already holds a store: restore into an empty "
-		    "data_dir (another run_dir, or remove it first)", data_dir);
+		psf_log_err("ps",
+		    "--restore: %s already holds a store: restore into an empty "
+		    "data_dir (another run_dir, or remove it first)",
+		    data_dir);
 		return PSF_ECONFIG;
 	}
 	if ((rv = psf_mkdir_p(data_dir)) != PSF_OK)
@@ -108,7 +112,8 @@ ps_restore(const char *data_dir, const char *backup_dir, const char *id)
 			if (f != NULL)
 				fclose(f);
 			(void)unlink(tmp);
-			psf_log_err("ps", "--restore: cannot write %s: %s", marker, strerror(errno));
+			psf_log_err("ps", "--restore: cannot write %s: %s", marker,
+			    strerror(errno));
 			return PSF_ESYS;
 		}
 		fclose(f);
