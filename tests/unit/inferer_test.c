@@ -607,6 +607,7 @@ typedef struct load {
 	const char *symbol;
 	atomic_int *stop;
 	uint64_t calls, failures, backwards, max_version;
+	atomic_uint_fast64_t seen; /* the version of the latest reply, for the main thread */
 	char first_error[256];
 } load;
 
@@ -633,6 +634,7 @@ load_main(void *arg)
 		if (r->model_version < last)
 			l->backwards++;
 		last = r->model_version;
+		atomic_store(&l->seen, last);
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	}
 	l->max_version = last;
@@ -675,6 +677,7 @@ test_inferer_swap_under_load(void **state)
 	assert_int_equal(psf_inferer_refresh(inf, &v), PSF_OK);
 	for (int i = 0; i < 4; i++) {
 		memset(&l[i], 0, sizeof(l[i]));
+		atomic_init(&l[i].seen, 0);
 		l[i].url = psf_inferer_url(inf);
 		l[i].symbol = symbol_of_shard(&f, 0, i % 2);
 		l[i].stop = &stop;
@@ -691,7 +694,14 @@ test_inferer_swap_under_load(void **state)
 		assert_int_equal(v, (uint64_t)i + 12);
 	}
 	rss1 = rss_kib();
-	psf_sleep_ms(100);
+	/* Each client's calls reach the last version (however loaded the machine:
+	 * a fixed sleep here failed under a parallel test run). */
+	for (int i = 0, waited = 0; i < 4 && waited < 60000; waited += 10) {
+		if (atomic_load(&l[i].seen) >= 71)
+			i++;
+		else
+			psf_sleep_ms(10);
+	}
 	atomic_store(&stop, 1);
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(pthread_join(th[i], NULL), 0);
