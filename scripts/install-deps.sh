@@ -14,6 +14,7 @@ pkgs=(
   libxxhash-dev
   curl iproute2 openssl procps
   clang libclang-rt-14-dev clang-format
+  python3 python3-pip python3-venv python3-setuptools python3-pandas
 )
 
 missing=()
