@@ -7,7 +7,8 @@
 # what the package returns with what `psfleet predict --json` prints.
 #
 # Env: PSFLEET = the psfleet binary, PSFLEET_CLIENT_LIB = libpsfleet_client.so of
-# the same build (both set by ctest). Exit 77 (skipped) when /usr/bin/python3 or
+# the same build (both set by ctest); PSF_PYTHON_PRELOAD = the sanitizer runtimes
+# to preload into python3 when the library is an ASan build. Exit 77 (skipped) when /usr/bin/python3 or
 # its venv module is missing. Every process started here is killed by PID at exit.
 set -u
 
@@ -81,7 +82,17 @@ for p in $(node_pids "$W/up.out"); do STARTED+=("$p"); done
 export PSFLEET_TEST_URL="tcp://127.0.0.1:$GWPORT" PSFLEET_TEST_INFERER="ipc://$W/inferer-0.ipc"
 export PSFLEET_TEST_TOKEN_FILE="$W/token" PSFLEET_TEST_DATA="$W/data.csv"
 export PSFLEET_TEST_CLOSED_URL="tcp://127.0.0.1:$CLOSED"
-(cd "$W" && timeout 300 "$W/venv/bin/python" -m unittest discover -v -s "$W/pkg/tests" -t "$W/pkg/tests") >"$W/unittest.log" 2>&1
+run_tests() {
+	cd "$W" && timeout 300 "$W/venv/bin/python" -m unittest discover -v -s "$W/pkg/tests" -t "$W/pkg/tests"
+}
+if [ -n "${PSF_PYTHON_PRELOAD:-}" ]; then
+	# An ASan build: python3 is not instrumented, so the sanitizer runtimes must be
+	# loaded first; the interpreter's own memory held at exit is not a leak of ours
+	# (client_test checks the library's leaks).
+	(LD_PRELOAD="$PSF_PYTHON_PRELOAD" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 run_tests) >"$W/unittest.log" 2>&1
+else
+	(run_tests) >"$W/unittest.log" 2>&1
+fi
 rc=$?
 cat "$W/unittest.log"
 [ "$rc" -eq 0 ] || fail "python unittest exited $rc"
