@@ -3,11 +3,13 @@ starts it and sets the environment below). Values are compared with what
 `psfleet predict --json` prints for the same symbol and date.
 
 PSFLEET               the psfleet binary
-PSFLEET_TEST_URL      the gateway (tcp://)
-PSFLEET_TEST_INFERER  the inferer behind it
+PSFLEET_TEST_URL      the gateway (tls+tcp://, mutual TLS, server name psfleet-node)
+PSFLEET_TEST_CERTS    its certificates: ca.pem, node.pem, node.key
+PSFLEET_TEST_INFERER  the inferer behind it (ipc://)
 PSFLEET_TEST_TOKEN_FILE, PSFLEET_TEST_DATA (the fleet's CSV), PSFLEET_TEST_CLOSED_URL
 """
 import csv
+import dataclasses
 import datetime
 import json
 import math
@@ -21,7 +23,7 @@ from unittest import mock
 
 import psfleet
 
-ENV = ("PSFLEET", "PSFLEET_TEST_URL", "PSFLEET_TEST_INFERER", "PSFLEET_TEST_TOKEN_FILE",
+ENV = ("PSFLEET", "PSFLEET_TEST_URL", "PSFLEET_TEST_CERTS", "PSFLEET_TEST_INFERER", "PSFLEET_TEST_TOKEN_FILE",
        "PSFLEET_TEST_DATA", "PSFLEET_TEST_CLOSED_URL")
 missing = [k for k in ENV if not os.environ.get(k)]
 if missing:
@@ -30,6 +32,10 @@ if missing:
 URL = os.environ["PSFLEET_TEST_URL"]
 INFERER = os.environ["PSFLEET_TEST_INFERER"]
 TOKEN_FILE = os.environ["PSFLEET_TEST_TOKEN_FILE"]
+CERTS = os.environ["PSFLEET_TEST_CERTS"]
+TLS = psfleet.TLS(ca_file=os.path.join(CERTS, "ca.pem"), server_name="psfleet-node",
+                  cert_file=os.path.join(CERTS, "node.pem"),
+                  key_file=os.path.join(CERTS, "node.key"))
 SYMS = ["S0000", "S0003", "S0007", "S0012", "S0029"]
 
 try:
@@ -40,10 +46,13 @@ except ImportError:
 
 def cli(*args):
     """`psfleet predict --json` for the gateway: the list it prints."""
-    r = subprocess.run([os.environ["PSFLEET"], "predict", "--connect", URL, "--token-file",
-                        TOKEN_FILE, "--json", *args], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run([os.environ["PSFLEET"], "predict", *CLI_CONNECT, "--json", *args],
+                       capture_output=True, text=True, timeout=60)
     return json.loads(r.stdout)
+
+
+CLI_CONNECT = ["--connect", URL, "--token-file", TOKEN_FILE, "--ca-file", TLS.ca_file,
+               "--server-name", TLS.server_name, "--cert", TLS.cert_file, "--key", TLS.key_file]
 
 
 def rows(symbol):
@@ -68,7 +77,7 @@ def same_as_cli(test, p, want):
 class FleetTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.c = psfleet.Client(URL, token_file=TOKEN_FILE, timeout=10)
+        cls.c = psfleet.Client(URL, token_file=TOKEN_FILE, tls=TLS, timeout=10)
 
     @classmethod
     def tearDownClass(cls):
@@ -188,8 +197,8 @@ class FleetTest(unittest.TestCase):
         self.assertGreater(mi.trained_steps, 0)
         self.assertGreater(mi.test_rmse, 0)
         self.assertEqual(mi.tensors, ["out.w[1 x 5]", "out.b[1 x 1]", "sym_bias[1 x 1]/symbol"])
-        r = subprocess.run([os.environ["PSFLEET"], "predict", "--connect", URL, "--token-file",
-                            TOKEN_FILE, "--info"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([os.environ["PSFLEET"], "predict", *CLI_CONNECT, "--info"],
+                           capture_output=True, text=True, timeout=60)
         self.assertIn(f"version        {mi.model_version} ", r.stdout)
         self.assertIn(f"{mi.trained_steps} optimizer steps", r.stdout)
 
@@ -211,7 +220,7 @@ class FleetTest(unittest.TestCase):
             self.assertEqual(inf.predict("S0003"), self.c.predict("S0003"))
 
     def test_token(self):
-        with psfleet.Client(URL, token="wrong") as bad:
+        with psfleet.Client(URL, token="wrong", tls=TLS) as bad:
             with self.assertRaises(psfleet.Unauthenticated) as cm:
                 bad.predict("S0000")
             self.assertEqual((cm.exception.code, cm.exception.status), (16, "UNAUTHENTICATED"))
@@ -219,12 +228,12 @@ class FleetTest(unittest.TestCase):
                 bad.status()
             with self.assertRaises(psfleet.Unauthenticated):
                 bad.predict_batch(SYMS)
-        with psfleet.Client(URL) as none:
+        with psfleet.Client(URL, tls=TLS) as none:
             with self.assertRaises(psfleet.Unauthenticated):
                 none.model_info()
         with open(TOKEN_FILE) as f:
             token = f.readline().strip()
-        with psfleet.Client(URL, token=token) as good:
+        with psfleet.Client(URL, token=token, tls=dataclasses.asdict(TLS)) as good:
             self.assertEqual(good.predict("S0000"), self.c.predict("S0000"))
 
     def test_closed_port_fails_fast(self):
@@ -244,7 +253,27 @@ class FleetTest(unittest.TestCase):
         with self.assertRaises(psfleet.InvalidArgument):
             psfleet.Client("nope://x")
         with self.assertRaises(ValueError):
-            psfleet.Client(URL, tls=psfleet.TLS(ca_file="ca.pem"))  # tls for a tcp:// URL
+            psfleet.Client(closed, tls=TLS)  # tls for a tcp:// URL
+
+    def test_tls(self):
+        # the server's certificate does not carry the name expected
+        t0 = time.monotonic()
+        with self.assertRaises(psfleet.PsfleetError) as cm:
+            psfleet.Client(URL, token_file=TOKEN_FILE,
+                           tls=dataclasses.replace(TLS, server_name="other-name"))
+        self.assertIn(cm.exception.code, (14, 16))
+        self.assertIn("TLS handshake failed", cm.exception.message)
+        # mutual TLS: no client certificate, no connection
+        with self.assertRaises(psfleet.PsfleetError) as cm:
+            psfleet.Client(URL, token_file=TOKEN_FILE, timeout=3,
+                           tls=psfleet.TLS(TLS.ca_file, TLS.server_name))
+        self.assertIn(cm.exception.code, (4, 14, 16))
+        self.assertLess(time.monotonic() - t0, 8)
+        # a key without its certificate, and a missing CA file: refused before dialing
+        with self.assertRaises(ValueError):
+            psfleet.Client(URL, tls=psfleet.TLS(TLS.ca_file, key_file=TLS.key_file))
+        with self.assertRaises(psfleet.InvalidArgument):
+            psfleet.Client(URL, tls=psfleet.TLS("/nonexistent/ca.pem"))
 
     def test_threads_share_a_client(self):
         want = {p.symbol: p for p in self.c.predict_batch(SYMS)}
@@ -266,7 +295,7 @@ class FleetTest(unittest.TestCase):
         self.assertEqual(errors, [])
 
     def test_closed_client(self):
-        c = psfleet.Client(URL, token_file=TOKEN_FILE)
+        c = psfleet.Client(URL, token_file=TOKEN_FILE, tls=TLS)
         c.close()
         c.close()
         with self.assertRaises(ValueError):

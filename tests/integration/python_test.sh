@@ -2,8 +2,9 @@
 # python_test.sh -- the Python package (python/) as a user meets it: installed with
 # `pip install ./python` into a venv of Debian's /usr/bin/python3 (offline, no
 # registry), then its unittest suite (python/tests) run against a real fleet
-# started here with `psfleet up`: a ps, a trainer, an inferer and the gateway on
-# tcp://127.0.0.1 (a free port), with a shared-secret token. The suite compares
+# started here with `psfleet up`: a ps, a trainer, an inferer (ipc://) and the
+# gateway on tls+tcp://127.0.0.1 (a free port; mutual TLS with certificates made
+# by scripts/make-certs.sh), with a shared-secret token. The suite compares
 # what the package returns with what `psfleet predict --json` prints.
 #
 # Env: PSFLEET = the psfleet binary, PSFLEET_CLIENT_LIB = libpsfleet_client.so of
@@ -47,6 +48,7 @@ say "installed: $("$W/venv/bin/pip" list 2>/dev/null | grep -E '^psfleet ')"
 read -r GWPORT CLOSED <<<"$(free_ports 2)"
 "$PSFLEET" data gen --symbols 30 --days 150 --seed 3 --out "$W/data.csv" >/dev/null || exit 1
 echo "py-test-secret" >"$W/token"
+bash "$SRC/scripts/make-certs.sh" "$W/certs" psfleet-node >/dev/null || exit 1
 cat >"$W/fleet.yaml" <<YAML
 name: python-test
 seed: 42
@@ -58,7 +60,7 @@ nodes:
     - {id: trainer-0}
   inferers:
     - {id: inferer-0, listen: "ipc://$W/inferer-0.ipc", shard: 0}
-  gateway: {id: gateway, listen: "tcp://127.0.0.1:$GWPORT"}
+  gateway: {id: gateway, listen: "tls+tcp://127.0.0.1:$GWPORT"}
 data: {path: $W/data.csv, test_fraction: 0.2}
 features: ["return:1", "return:2", "ratio_sma:5", "range", "dow"]
 target: next_return
@@ -69,7 +71,12 @@ consistency: {mode: sync, straggler_timeout_ms: 5000, heartbeat_ms: 200}
 durability: {mode: none, map_size: 67108864}
 limits: {request_timeout_ms: 5000}
 inference: {refresh_ms: 100, history_days: 32}
-security: {token_file: $W/token}
+security:
+  token_file: $W/token
+  tls_cert: $W/certs/node.pem
+  tls_key: $W/certs/node.key
+  tls_ca: $W/certs/ca.pem
+  tls_server_name: psfleet-node
 YAML
 start_up "$W/up.out" "$W/fleet.yaml"
 if ! wait_for "$W/up.out" "serving; try: " 240; then
@@ -79,7 +86,7 @@ fi
 for p in $(node_pids "$W/up.out"); do STARTED+=("$p"); done
 
 # 3. the package's tests, from outside the source tree (the installed package).
-export PSFLEET_TEST_URL="tcp://127.0.0.1:$GWPORT" PSFLEET_TEST_INFERER="ipc://$W/inferer-0.ipc"
+export PSFLEET_TEST_URL="tls+tcp://127.0.0.1:$GWPORT" PSFLEET_TEST_CERTS="$W/certs" PSFLEET_TEST_INFERER="ipc://$W/inferer-0.ipc"
 export PSFLEET_TEST_TOKEN_FILE="$W/token" PSFLEET_TEST_DATA="$W/data.csv"
 export PSFLEET_TEST_CLOSED_URL="tcp://127.0.0.1:$CLOSED"
 run_tests() {
