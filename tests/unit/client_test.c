@@ -46,15 +46,15 @@ predict(psf_rpc_call *call, const uint8_t *payload, size_t len, void *arg)
 	}
 	for (size_t i = 0; i < in->n_recent; i++)
 		sum += in->recent[i]->close + in->recent[i]->open + in->recent[i]->high +
-		       in->recent[i]->low;
+		    in->recent[i]->low;
 	r.symbol = in->symbol;
 	r.prediction = sum + (double)in->n_recent;
 	r.target = in->n_recent > 0 ? in->recent[in->n_recent - 1]->date : "next_return";
 	r.model_version = 3;
 	r.as_of = in->n_recent > 0 ? in->recent[in->n_recent - 1]->date : in->as_of;
-	r.last_close = in->n_recent > 0 ? in->recent[in->n_recent - 1]->close *
-	                                      in->recent[in->n_recent - 1]->volume
-	                                : 0;
+	r.last_close = in->n_recent > 0
+	    ? in->recent[in->n_recent - 1]->close * in->recent[in->n_recent - 1]->volume
+	    : 0;
 	psf_rpc_reply(call, &r.base);
 	psfleet__v1__predict_request__free_unpacked(in, NULL);
 }
