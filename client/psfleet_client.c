@@ -95,23 +95,69 @@ set_reply(psf_prediction *out, const Psfleet__V1__PredictReply *r)
 int
 psf_client_predict(psf_client *c, const char *symbol, const char *as_of, psf_prediction *out)
 {
+	return psf_client_predict_recent(c, symbol, as_of, NULL, 0, out);
+}
+
+/* recent_bars fills the request's recent bars from the caller's: one block holds
+ * the messages, the pointer array and NUL-terminated copies of the dates. Returns
+ * the block to free, or NULL when out of memory. */
+static void *
+recent_bars(Psfleet__V1__PredictRequest *req, const psf_client_bar *recent, size_t n)
+{
+	const size_t dlen = sizeof(recent->date) + 1;
+	Psfleet__V1__Bar *bars, **barp;
+	char *dates;
+	void *block;
+
+	if ((block = calloc(n, sizeof(*bars) + sizeof(*barp) + dlen)) == NULL)
+		return NULL;
+	bars = block;
+	barp = (Psfleet__V1__Bar **)(bars + n);
+	dates = (char *)(barp + n);
+	for (size_t i = 0; i < n; i++) {
+		psfleet__v1__bar__init(&bars[i]);
+		memcpy(dates + i * dlen, recent[i].date, sizeof(recent->date));
+		bars[i].date = dates + i * dlen; /* calloc: NUL after the copied bytes */
+		bars[i].close = recent[i].close;
+		bars[i].open = recent[i].open;
+		bars[i].high = recent[i].high;
+		bars[i].low = recent[i].low;
+		bars[i].volume = recent[i].volume;
+		barp[i] = &bars[i];
+	}
+	req->n_recent = n;
+	req->recent = barp;
+	return block;
+}
+
+int
+psf_client_predict_recent(psf_client *c, const char *symbol, const char *as_of,
+    const psf_client_bar *recent, size_t n_recent, psf_prediction *out)
+{
 	Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
 	Psfleet__V1__PredictReply *r = NULL;
+	void *block = NULL;
 	psf_rpc_status st;
 
-	if (c == NULL || symbol == NULL || out == NULL) {
+	if (c == NULL || symbol == NULL || out == NULL || (n_recent > 0 && recent == NULL)) {
 		if (out != NULL)
 			set_failure(out, symbol, PSF_CLIENT_INVALID_ARGUMENT, "missing argument");
 		return PSF_CLIENT_INVALID_ARGUMENT;
 	}
 	req.symbol = (char *)symbol;
 	req.as_of = (char *)(as_of != NULL ? as_of : "");
+	if (n_recent > 0 && (block = recent_bars(&req, recent, n_recent)) == NULL) {
+		set_failure(out, symbol, PSF_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
+		return out->status;
+	}
 	if (psf_rpc_client_call(c->rpc, PSF_M_PREDICT, &req.base,
 	        &psfleet__v1__predict_reply__descriptor, NULL, (ProtobufCMessage **)&r,
 	        &st) != PSF_OK) {
+		free(block);
 		set_failure(out, symbol, (int)st.code, st.message);
 		return out->status;
 	}
+	free(block);
 	set_reply(out, r);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return PSF_CLIENT_OK;
@@ -231,4 +277,96 @@ psf_client_model_info(psf_client *c, char *errbuf, size_t errlen, psf_model_info
 	copy(out->node, sizeof(out->node), r->node);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return PSF_CLIENT_OK;
+}
+
+/* The object psf_client_node_status returns: the public part first (so the
+ * pointer the caller frees is the block's), then the reply its strings point
+ * into. */
+typedef struct status_box {
+	psf_node_status pub;
+	Psfleet__V1__StatusReply *r;
+	psf_client_kv *kv;
+	psf_client_worker *w;
+} status_box;
+
+int
+psf_client_node_status(psf_client *c, char *errbuf, size_t errlen, psf_node_status **out)
+{
+	Psfleet__V1__StatusRequest req = PSFLEET__V1__STATUS_REQUEST__INIT;
+	Psfleet__V1__StatusReply *r = NULL;
+	psf_rpc_status st;
+	status_box *b;
+
+	if (c == NULL || out == NULL)
+		return PSF_CLIENT_INVALID_ARGUMENT;
+	if (psf_rpc_client_call(c->rpc, PSF_M_STATUS, &req.base,
+	        &psfleet__v1__status_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	        &st) != PSF_OK) {
+		if (errbuf != NULL && errlen > 0)
+			snprintf(errbuf, errlen, "%s", st.message);
+		return (int)st.code;
+	}
+	b = calloc(1, sizeof(*b));
+	if (b != NULL) {
+		b->kv = calloc(r->n_extra > 0 ? r->n_extra : 1, sizeof(*b->kv));
+		b->w = calloc(r->n_workers > 0 ? r->n_workers : 1, sizeof(*b->w));
+	}
+	if (b == NULL || b->kv == NULL || b->w == NULL) {
+		if (b != NULL) {
+			free(b->kv);
+			free(b->w);
+			free(b);
+		}
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		if (errbuf != NULL && errlen > 0)
+			snprintf(errbuf, errlen, "out of memory");
+		return PSF_CLIENT_RESOURCE_EXHAUSTED;
+	}
+	for (size_t i = 0; i < r->n_extra; i++)
+		b->kv[i] = (psf_client_kv){r->extra[i]->key, r->extra[i]->value};
+	for (size_t i = 0; i < r->n_workers; i++) {
+		const Psfleet__V1__WorkerStatus *w = r->workers[i];
+		b->w[i] = (psf_client_worker){w->worker, w->clock, w->live ? 1 : 0, w->last_seq,
+		    w->pushes};
+	}
+	b->r = r;
+	b->pub = (psf_node_status){r->node, r->role, r->ready ? 1 : 0, r->model_version,
+	    r->uptime_seconds, r->n_extra, b->kv, r->n_workers, b->w};
+	*out = &b->pub;
+	return PSF_CLIENT_OK;
+}
+
+void
+psf_client_node_status_free(psf_node_status *st)
+{
+	status_box *b = (status_box *)st;
+
+	if (b == NULL)
+		return;
+	protobuf_c_message_free_unpacked(&b->r->base, NULL);
+	free(b->kv);
+	free(b->w);
+	free(b);
+}
+
+size_t
+psf_client_sizeof(const char *type)
+{
+	static const struct {
+		const char *name;
+		size_t size;
+	} types[] = {
+	    {"psf_prediction", sizeof(psf_prediction)},
+	    {"psf_model_info", sizeof(psf_model_info)},
+	    {"psf_client_opts", sizeof(psf_client_opts)},
+	    {"psf_client_bar", sizeof(psf_client_bar)},
+	    {"psf_node_status", sizeof(psf_node_status)},
+	    {"psf_client_kv", sizeof(psf_client_kv)},
+	    {"psf_client_worker", sizeof(psf_client_worker)},
+	};
+
+	for (size_t i = 0; type != NULL && i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(types[i].name, type) == 0)
+			return types[i].size;
+	return 0;
 }

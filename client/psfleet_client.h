@@ -125,6 +125,75 @@ PSF_CLIENT_API int psf_client_model_info(psf_client *c, char *errbuf, size_t err
 /* psf_client_status_name returns "OK", "NOT_FOUND", ... (never NULL). */
 PSF_CLIENT_API const char *psf_client_status_name(int status);
 
+/* ---- Added later; the functions above keep their ABI. ---- */
+
+/* One bar of history the fleet has not seen yet (PredictRequest.recent): it is
+ * appended after the stored bars dated before the first one given. */
+typedef struct psf_client_bar {
+	char date[11]; /* YYYY-MM-DD; bars in increasing date order */
+	double close;  /* a finite number > 0 */
+	double open;   /* open, high, low, volume: 0 (or not finite) = unknown */
+	double high;
+	double low;
+	double volume;
+} psf_client_bar;
+
+/* psf_client_predict_recent is psf_client_predict with n_recent caller-supplied
+ * bars (recent may be NULL when n_recent is 0): the prediction is made from the
+ * last of them. A bar that is out of order, badly dated or without a positive
+ * close gets INVALID_ARGUMENT naming it. Returns out->status. */
+PSF_CLIENT_API int psf_client_predict_recent(psf_client *c, const char *symbol, const char *as_of,
+    const psf_client_bar *recent, size_t n_recent, psf_prediction *out);
+
+/* One entry of psf_node_status.extra: a role-specific fact ("shard", "symbols",
+ * "route", a replica's id, ...). */
+typedef struct psf_client_kv {
+	const char *key;
+	const char *value;
+} psf_client_kv;
+
+/* A worker as a ps node sees it (psf_node_status.workers). */
+typedef struct psf_client_worker {
+	const char *worker;
+	int64_t clock;
+	int live; /* 1 while its heartbeats arrive */
+	uint64_t last_seq;
+	uint64_t pushes;
+} psf_client_worker;
+
+/* What a node says about itself (Admin/Status). Every pointer points into the
+ * object and is valid until psf_client_node_status_free. */
+typedef struct psf_node_status {
+	const char *node; /* its id, e.g. "gateway", "inferer-0" */
+	const char *role; /* "ps", "trainer", "inferer", "gateway" */
+	int ready;        /* 1 when it serves */
+	uint64_t model_version;
+	double uptime_seconds;
+	size_t n_extra;
+	const psf_client_kv *extra;
+	size_t n_workers; /* ps nodes: the workers it knows; else 0 */
+	const psf_client_worker *workers;
+} psf_node_status;
+
+/* psf_client_node_status asks the node at the client's URL for its status
+ * (Admin/Status; the gateway and every inferer serve it on their listen URL). On
+ * success *out gets a new object the caller must free with
+ * psf_client_node_status_free; on failure *out is untouched and the message goes to
+ * errbuf (may be NULL). Returns the call's status. */
+PSF_CLIENT_API int psf_client_node_status(psf_client *c, char *errbuf, size_t errlen,
+    psf_node_status **out);
+
+/* psf_client_node_status_free frees what psf_client_node_status returned. NULL is
+ * fine. */
+PSF_CLIENT_API void psf_client_node_status_free(psf_node_status *st);
+
+/* psf_client_sizeof returns sizeof the public struct named type ("psf_prediction",
+ * "psf_model_info", "psf_client_opts", "psf_client_bar", "psf_node_status",
+ * "psf_client_kv", "psf_client_worker"), or 0 for a name it does not know. A binding
+ * that mirrors these structs (the Python package does) checks its layout against
+ * the library it loaded with it. */
+PSF_CLIENT_API size_t psf_client_sizeof(const char *type);
+
 #ifdef __cplusplus
 }
 #endif

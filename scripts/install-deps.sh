@@ -15,6 +15,7 @@ pkgs=(
   curl iproute2 openssl procps
   python3-yaml
   clang libclang-rt-14-dev clang-format
+  python3 python3-pip python3-venv python3-setuptools python3-pandas
 )
 
 missing=()
