@@ -762,11 +762,13 @@ test_ps_assign_once_and_durable(void **state)
 		for (uint32_t j = 0; j < f.lens[i]; j++)
 			assert_true(value(got, f.keys[i], j) == 2.5f); /* set, not stepped */
 	psf_params_free(got);
+	psf_params_free(vals); /* made for this fleet's model */
 	psf_ps_client_close(w);
 	fleet_stop(&f);
 
 	fleet_start(&f, 1, 1, SYNC_CFG, SGD1);
 	w = worker(&f, "trainer-0");
+	vals = grads_const(&f, 2.5f);
 	assert_int_equal(psf_ps_client_assign(w, vals, f.keys, f.n_keys, &v), PSF_OK);
 	assert_int_equal(v, 1);
 	/* the same seq again (a retry): duplicate, nothing changes */
