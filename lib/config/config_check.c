@@ -347,7 +347,7 @@ validate_inference(ctx *c)
 }
 
 /* validate_exact: the exact solver (optimizer kind "exact") has a closed form
- * for the linear model only, without per-symbol tensors (docs/models.md). */
+ * for the linear model only, without a per-symbol embedding (docs/models.md). */
 static psf_err
 validate_exact(ctx *c)
 {
@@ -362,10 +362,6 @@ validate_exact(ctx *c)
 		return config_fail(c, config_line_of(c, "model", "embedding_dim"),
 		    "optimizer kind 'exact' cannot learn a per-symbol embedding (the loss is "
 		    "not quadratic in it): set model.embedding_dim to 0");
-	if (cfg->model.symbol_bias)
-		return config_fail(c, config_line_of(c, "model", "symbol_bias"),
-		    "optimizer kind 'exact' does not solve a per-symbol bias yet: set "
-		    "model.symbol_bias to false (docs/models.md)");
 	return PSF_OK;
 }
 

@@ -148,32 +148,57 @@ normalise_all(psf_normal *ne)
 	return err;
 }
 
+/* add_z adds z zᵀ of one augmented row z (dim values) exactly. */
+static psf_err
+add_z(psf_normal *ne, const double *z)
+{
+	psf_err err;
+
+	for (size_t j = 0; j < ne->dim; j++) /* each product must be addable */
+		if (!isfinite(z[j]) || fabs(z[j]) > 0x1p80)
+			return PSF_ERANGE;
+	if (ne->adds >= XSUM_NORM_EVERY && (err = normalise_all(ne)) != PSF_OK)
+		return err;
+	for (size_t i = 0; i < ne->dim; i++)
+		for (size_t j = i; j < ne->dim; j++)
+			(void)xsum_add(ne->dig + tri(ne->dim, i, j) * PSF_XSUM_DIGITS, z[i] * z[j]);
+	ne->adds++;
+	return PSF_OK;
+}
+
 psf_err
 psf_normal_add_rows(psf_normal *ne, const float *x, const double *y, size_t n)
 {
-	size_t dim, d;
 	double z[4098];
 	psf_err err;
 
 	if (ne == NULL || (n > 0 && (x == NULL || y == NULL)))
 		return PSF_EINVAL;
-	d = ne->d;
-	dim = ne->dim;
 	for (size_t r = 0; r < n; r++) {
 		z[0] = 1.0;
-		for (size_t j = 0; j < d; j++)
-			z[1 + j] = (double)x[r * d + j];
-		z[d + 1] = y[r];
-		for (size_t j = 0; j < dim; j++) /* each product must be addable */
-			if (!isfinite(z[j]) || fabs(z[j]) > 0x1p80)
-				return PSF_ERANGE;
-		if (ne->adds >= XSUM_NORM_EVERY && (err = normalise_all(ne)) != PSF_OK)
+		for (size_t j = 0; j < ne->d; j++)
+			z[1 + j] = (double)x[r * ne->d + j];
+		z[ne->d + 1] = y[r];
+		if ((err = add_z(ne, z)) != PSF_OK)
 			return err;
-		for (size_t i = 0; i < dim; i++)
-			for (size_t j = i; j < dim; j++)
-				(void)xsum_add(ne->dig + tri(dim, i, j) * PSF_XSUM_DIGITS,
-				    z[i] * z[j]);
-		ne->adds++;
+	}
+	return PSF_OK;
+}
+
+psf_err
+psf_normal_add_rows_d(psf_normal *ne, const double *x, const double *y, size_t n)
+{
+	double z[4098];
+	psf_err err;
+
+	if (ne == NULL || (n > 0 && (x == NULL || y == NULL)))
+		return PSF_EINVAL;
+	for (size_t r = 0; r < n; r++) {
+		z[0] = 1.0;
+		memcpy(z + 1, x + r * ne->d, ne->d * sizeof(double));
+		z[ne->d + 1] = y[r];
+		if ((err = add_z(ne, z)) != PSF_OK)
+			return err;
 	}
 	return PSF_OK;
 }

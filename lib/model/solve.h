@@ -36,6 +36,11 @@ void psf_normal_free(psf_normal *ne);
 PSF_NODISCARD psf_err psf_normal_add_rows(psf_normal *ne, const float *x, const double *y,
     size_t n);
 
+/* psf_normal_add_rows_d is psf_normal_add_rows for double features (e.g. rows
+ * centred on their symbol's means). */
+PSF_NODISCARD psf_err psf_normal_add_rows_d(psf_normal *ne, const double *x, const double *y,
+    size_t n);
+
 /* psf_normal_wire_len is the number of doubles psf_normal_to_wire writes. */
 size_t psf_normal_wire_len(const psf_normal *ne);
 

@@ -11,8 +11,11 @@
  * largest difference from dgelsd's coefficients mapped to that space, relative
  * to the largest weight (max_rel_err), and the test RMSE of the served weights
  * evaluated here in double (served_rmse). Exit 0 unless an input
- * is unusable. */
+ * is unusable. With model.symbol_bias the reference is the fixed-effects fit (a
+ * dummy column per symbol instead of the intercept), and only ref_rmse is
+ * printed. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,22 +120,36 @@ main(int argc, char **argv)
 		fprintf(stderr, "exact_ref: %s\n", errbuf);
 		return 2;
 	}
-	size_t d = t->n_features, n = t->n_train, k = d + 1;
-	double *a = malloc(n * k * sizeof(double)), *y = malloc(n * sizeof(double));
+	/* [1, x] or, with a per-symbol bias (fixed effects), [x, one dummy per symbol] */
+	bool fe = cfg->model.symbol_bias != 0;
+	size_t d = t->n_features, n = t->n_train, k = fe ? d + t->n_symbols : d + 1;
+	double *a = calloc(n * k, sizeof(double)), *y = malloc(n * sizeof(double));
 	for (size_t r = 0; r < n; r++) {
-		a[r] = 1.0;
+		if (fe)
+			a[(d + t->sym[r]) * n + r] = 1.0;
+		else
+			a[r] = 1.0;
 		for (size_t j = 0; j < d; j++)
-			a[(j + 1) * n + r] = t->x[r * d + j];
+			a[(fe ? j : j + 1) * n + r] = t->x[r * d + j];
 		y[r] = t->y_raw[r];
 	}
 	if (lstsq((int)n, (int)k, a, y) != 0) {
 		fprintf(stderr, "exact_ref: dgelsd failed\n");
 		return 2;
 	}
+	if (fe) { /* back to the layout [intercept, x]: intercept = the row's symbol's */
+		double *beta = malloc(k * sizeof(double));
+		memcpy(beta, y, k * sizeof(double));
+		memcpy(y + 1, beta, d * sizeof(double));
+		y[0] = 0;
+		for (size_t s = 0; s < t->n_symbols; s++)
+			y[d + 1 + s] = beta[d + s];
+		free(beta);
+	}
 	double sse = 0, nsse = 0;
 	size_t nt = 0;
 	for (size_t r = n; r < t->n_rows; r++, nt++) {
-		double p = y[0];
+		double p = fe ? y[d + 1 + t->sym[r]] : y[0];
 		for (size_t j = 0; j < d; j++)
 			p += y[1 + j] * t->x[r * d + j];
 		sse += (p - t->y_raw[r]) * (p - t->y_raw[r]);
@@ -140,7 +157,7 @@ main(int argc, char **argv)
 	}
 	printf("ref_rows %zu %zu\nref_rmse %.10g\nref_naive %.10g\n", n, nt, sqrt(sse / nt),
 	    sqrt(nsse / nt));
-	if (argc > 2) {
+	if (argc > 2 && !fe) {
 		double *stats = calloc(psf_features_stats_len(d), sizeof(double));
 		float *w = calloc(d, sizeof(float)), b = NAN;
 		double mean[64], sd[64], raw[65], err = 0, ssq = 0;

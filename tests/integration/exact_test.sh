@@ -5,6 +5,8 @@
 #     ps nodes store (mdb_dump -s weights) are the same bytes;
 #  2. they equal an independent dgelsd solve on the same features (exact_ref) to
 #     float32 precision, and the fleet's test RMSE is that optimum's;
+#  2b. with a per-symbol bias (fixed effects) the same, against dgelsd with one
+#     dummy column per symbol;
 #  3. collinear features (lag:0 and sma:1 are the same column) give a warning
 #     that names them, and the run still completes;
 #  4. a non-linear model with kind exact is refused with a clear error;
@@ -27,9 +29,9 @@ command -v mdb_dump >/dev/null || {
 
 SEED_FEATURES='["lag:1", "lag:5", "sma:10", "std:20", "lag:0"]'
 
-# write_cfg FILE DIR N_TRAINERS MODE DATA FEATURES [MODEL]
+# write_cfg FILE DIR N_TRAINERS MODE DATA FEATURES [MODEL [SYMBOL_BIAS]]
 write_cfg() {
-	local file=$1 dir=$2 ntr=$3 mode=$4 data=$5 feats=$6 model=${7:-linear}
+	local file=$1 dir=$2 ntr=$3 mode=$4 data=$5 feats=$6 model=${7:-linear} bias=${8:-false}
 	local ports
 	read -r -a ports <<<"$(free_ports $((2 + ntr)))"
 	{
@@ -41,7 +43,7 @@ write_cfg() {
 		echo "data: {path: $data, test_fraction: 0.2}"
 		echo "features: $feats"
 		echo "target: next_close"
-		echo "model: {kind: $model, l2: 0, symbol_bias: false}"
+		echo "model: {kind: $model, l2: 0, symbol_bias: $bias}"
 		echo "optimizer: {kind: exact}"
 		echo "consistency: {mode: $mode, straggler_timeout_ms: 60000, heartbeat_ms: 500}"
 		echo "durability: {mode: interval, interval_ms: 200, map_size: 268435456}"
@@ -49,11 +51,12 @@ write_cfg() {
 	} >"$file"
 }
 
-# run_fleet NAME N_TRAINERS MODE DATA FEATURES: runs it under $W/NAME; sets OUT.
+# run_fleet NAME N_TRAINERS MODE DATA FEATURES [SYMBOL_BIAS]: runs it under
+# $W/NAME; sets OUT.
 run_fleet() {
 	local dir=$W/$1
 	mkdir -p "$dir"
-	write_cfg "$dir/fleet.yaml" "$dir" "$2" "$3" "$4" "$5"
+	write_cfg "$dir/fleet.yaml" "$dir" "$2" "$3" "$4" "$5" linear "${6:-false}"
 	OUT=$dir/up.out
 	start_up "$OUT" "$dir/fleet.yaml" --train-only --metrics-out "$dir/m.json"
 	wait_exit "$UP_PID" 300
@@ -101,6 +104,18 @@ awk -v e="$relerr" 'BEGIN { exit !(e != "" && e <= 1e-6) }' ||
 within "$served" "$ref" 1e-6 || fail "served weights' rmse $served != optimum $ref"
 within "$fleet" "$ref" 1e-5 || fail "fleet's test rmse $fleet != optimum $ref"
 grep -q "model version 1," "$W/t1/up.out" || fail "psfleet up does not show model version 1"
+
+# 2b: a per-symbol bias (fixed effects): the same bytes over 1 and 3 trainers,
+# and the test RMSE of dgelsd with one dummy column per symbol.
+run_fleet fe1 1 sync "$W/small.csv" "$SEED_FEATURES" true
+run_fleet fe3 3 sync "$W/small.csv" "$SEED_FEATURES" true
+cmp -s "$W/fe1/weights" "$W/fe3/weights" || fail "symbol bias: weights of 3 trainers differ from 1's"
+[ "$(wc -l <"$W/fe1/weights")" -gt 50 ] || fail "symbol bias: expected the symbols' bias rows in the store"
+(cd "$W" && "$REF" "$W/fe1/fleet.yaml" >"$W/fe1/ref" 2>/dev/null) || fail "exact_ref fe"
+ref=$(kv "$W/fe1/ref" ref_rmse)
+fleet=$(json_num "$W/fe3/m.json" test_rmse)
+say "symbol bias: fixed-effects optimum rmse $ref, fleet (3 trainers) $fleet"
+within "$fleet" "$ref" 1e-5 || fail "symbol bias: fleet's rmse $fleet != fixed-effects optimum $ref"
 
 # 3: collinear features are named in a warning; the run completes.
 if run_fleet col 2 sync "$W/small.csv" '["lag:0", "sma:1", "lag:1"]'; then

@@ -500,9 +500,6 @@ static const struct {
     {"bad_exact_mlp.yaml",
         "bad_exact_mlp.yaml:10: optimizer kind 'exact' solves the linear model only; model "
         "kind 'mlp' has no closed form: use sgd, momentum, adam or adagrad (docs/models.md)"},
-    {"bad_exact_bias.yaml",
-        "bad_exact_bias.yaml:9: optimizer kind 'exact' does not solve a per-symbol bias yet: "
-        "set model.symbol_bias to false (docs/models.md)"},
     {"bad_exact_emb.yaml",
         "bad_exact_emb.yaml:9: optimizer kind 'exact' cannot learn a per-symbol embedding (the "
         "loss is not quadratic in it): set model.embedding_dim to 0"},
