@@ -66,7 +66,7 @@ xsum_add(int64_t *d, double v)
 	size_t k = (size_t)pos / 32;
 	if (k + 2 >= PSF_XSUM_DIGITS)
 		return PSF_ERANGE;
-	__int128 x = (__int128)m << (pos % 32);
+	__int128 x = (__int128)m * ((__int128)1 << (pos % 32)); /* m may be negative */
 	d[k] += (int64_t)(uint64_t)(x & 0xffffffff);
 	d[k + 1] += (int64_t)(uint64_t)((x >> 32) & 0xffffffff);
 	d[k + 2] += (int64_t)(x >> 64);
