@@ -126,6 +126,14 @@ bench_ps_backup(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Ba
 	done(NULL, call);
 }
 
+static void
+bench_ps_assign(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__AssignRequest *in,
+    Psfleet__V1__AssignReply_Closure done, void *call)
+{
+	unimplemented(call);
+	done(NULL, call);
+}
+
 /* The PushRequest fields zc_push reads, numbered by the generated descriptor
  * (rpc_bench_services_init), not by hand. */
 static uint32_t f_seq, f_values;

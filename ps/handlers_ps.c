@@ -78,9 +78,8 @@ psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
 	ps_unlock_and_answer(ps);
 }
 
-/* check_keys validates a key list: sorted, unique, valid and on this shard. */
-static bool
-check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
+bool
+ps_check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
 {
 	if (n > ps->cfg->limits.max_keys_per_request) {
 		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "%zu keys exceed the limit of %u",
@@ -228,7 +227,7 @@ psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 		done(NULL, call);
 		return;
 	}
-	if (!check_keys(ps, in->keys, in->n_keys, call)) {
+	if (!ps_check_keys(ps, in->keys, in->n_keys, call)) {
 		pthread_mutex_unlock(&ps->mu);
 		done(NULL, call);
 		return;
@@ -260,7 +259,7 @@ validate_push(psf_ps *ps, const ps_push_in *in, ps_worker *w, void *call, ps_pus
 		    in->n_lens);
 		return false;
 	}
-	if (!check_keys(ps, in->keys, in->n_keys, call))
+	if (!ps_check_keys(ps, in->keys, in->n_keys, call))
 		return false;
 	for (size_t i = 0; i < in->n_keys; i++) {
 		uint32_t want = psf_model_key_len(ps->model, in->keys[i]);

@@ -318,6 +318,16 @@ typedef struct ps_push_in {
 bool ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushReply *r,
     parked **ready);
 
+/* ps_check_keys validates a key list: sorted, unique, the model's and on this
+ * shard; else it fails call (INVALID_ARGUMENT / RESOURCE_EXHAUSTED) and returns
+ * false. */
+bool ps_check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call);
+
+/* handlers_assign.c ------------------------------------------------------------ */
+
+void psf_ps_rpc_assign(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__AssignRequest *in, Psfleet__V1__AssignReply_Closure done, void *call);
+
 /* handlers_reduce.c ------------------------------------------------------------ */
 
 void psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc,

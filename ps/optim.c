@@ -42,6 +42,7 @@ psf_optim_state_floats(psf_optim_kind kind)
 	case PSF_OPTIM_MOMENTUM: return 1;
 	case PSF_OPTIM_ADAM: return 2;
 	case PSF_OPTIM_ADAGRAD: return 1;
+	case PSF_OPTIM_EXACT: return 0;
 	}
 	return 0;
 }
@@ -56,7 +57,7 @@ is_unit(double x)
 static const char *
 cfg_problem(const psf_optim_cfg *cfg)
 {
-	if ((unsigned)cfg->kind > PSF_OPTIM_ADAGRAD)
+	if ((unsigned)cfg->kind > PSF_OPTIM_EXACT)
 		return "unknown optimizer kind";
 	if ((unsigned)cfg->schedule > PSF_LR_COSINE)
 		return "unknown learning-rate schedule";
@@ -252,6 +253,7 @@ psf_optim_apply(const psf_optim_cfg *cfg, uint64_t step, float *w, float *state,
 	case PSF_OPTIM_MOMENTUM: apply_momentum(&c, w, state, g, n); break;
 	case PSF_OPTIM_ADAM: apply_adam(&c, w, state, state + n, g, n); break;
 	case PSF_OPTIM_ADAGRAD: apply_adagrad(&c, w, state, g, n); break;
+	case PSF_OPTIM_EXACT: return PSF_ESTATE; /* no gradient steps: weights are assigned */
 	}
 	return PSF_OK;
 }

@@ -14,6 +14,16 @@
 
 /* Names of the all-reduces every trainer takes part in (ps Reduce). */
 #define PSF_REDUCE_TRAIN_ROWS "train_rows"
+#define PSF_REDUCE_EXACT "exact_normal_eq"     /* the exact solver's sums */
+#define PSF_REDUCE_EXACT_DONE "exact_assigned" /* its barrier after the assignment */
+
+/* psf_trainer_exact runs the exact solver (optimizer kind "exact", exact.c) on
+ * the raw (not yet standardised) table t of trainer `index`: it takes part in
+ * the fleet's reduces, standardises t, solves, has trainer 0 assign the weights,
+ * evaluates the test rows and sends the final report. *stats_out (the
+ * standardisation statistics, n_stats_out doubles) is the caller's to free. */
+PSF_NODISCARD psf_err psf_trainer_exact(const psf_config *cfg, uint32_t index, psf_ps_client *w,
+    const psf_model *model, psf_table *t, double **stats_out, size_t *n_stats_out);
 
 /* psf_shard_plan: which symbols a trainer owns, and the test cutoff date. */
 typedef struct psf_shard_plan {

@@ -118,4 +118,13 @@ PSF_NODISCARD psf_err psf_ps_client_reduce(psf_ps_client *w, const char *name, u
  * by this call). */
 PSF_NODISCARD psf_err psf_ps_client_report(psf_ps_client *w, Psfleet__V1__MetricsReport *report);
 
+/* psf_ps_client_assign sets keys[0..n) (all present in values) to those values
+ * on their shards (the Assign RPC): each shard applies it once, under the
+ * worker's next push sequence number, as a new model version. A shard that owns
+ * none of the keys gets an empty Assign, so every shard moves to a new version
+ * together. *version_out (may be NULL) gets the largest
+ * new version. */
+PSF_NODISCARD psf_err psf_ps_client_assign(psf_ps_client *w, const psf_params *values,
+    const uint64_t *keys, size_t n, uint64_t *version_out);
+
 #endif

@@ -605,8 +605,17 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	    (err = psf_ps_client_new(cfg, t.model, node->id, &wo, &t.w)) != PSF_OK)
 		goto out;
 	atomic_store(&sw.w, t.w); /* before registering: a held Register must not hold a stop */
-	if ((err = psf_ps_client_register(t.w)) != PSF_OK || (err = standardize(&t)) != PSF_OK ||
-	    (err = agree_steps(&t)) != PSF_OK || (err = setup_model(&t)) != PSF_OK)
+	if ((err = psf_ps_client_register(t.w)) != PSF_OK)
+		goto out;
+	if (cfg->optimizer.kind == PSF_OPTIM_EXACT) { /* one solve, no steps (exact.c) */
+		psf_runtime_set_ready(t.rt, true, NULL);
+		if ((err = psf_trainer_exact(cfg, (uint32_t)node->index, t.w, t.model, t.table,
+		         &t.stats, &t.n_stats)) == PSF_OK)
+			err = psf_ps_client_heartbeat(t.w, true);
+		goto out;
+	}
+	if ((err = standardize(&t)) != PSF_OK || (err = agree_steps(&t)) != PSF_OK ||
+	    (err = setup_model(&t)) != PSF_OK)
 		goto out;
 	psf_runtime_set_ready(t.rt, true, NULL);
 	if (t.total_steps == 0) {

@@ -47,6 +47,7 @@ typedef enum psf_optim_kind {
 	PSF_OPTIM_MOMENTUM,
 	PSF_OPTIM_ADAM,
 	PSF_OPTIM_ADAGRAD,
+	PSF_OPTIM_EXACT, /* closed-form least squares, no gradient steps (linear only) */
 } psf_optim_kind;
 
 typedef enum psf_lr_schedule {
@@ -322,7 +323,7 @@ void psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len);
  *   consistency  "sync", "async", "ssp"
  *   durability   "interval", "every-commit", "none"
  *   model_kind   "linear", "logistic", "mlp"
- *   optim_kind   "sgd", "momentum", "adam", "adagrad"
+ *   optim_kind   "sgd", "momentum", "adam", "adagrad", "exact"
  *   lr_schedule  "constant", "step", "cosine"
  *   target       "next_close", "next_return", "next_direction"
  *   shard_by     "hash", "rows"

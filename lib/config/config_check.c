@@ -346,11 +346,31 @@ validate_inference(ctx *c)
 	return PSF_OK;
 }
 
+/* validate_exact: the exact solver (optimizer kind "exact") has a closed form
+ * for the linear model only, without a per-symbol embedding (docs/models.md). */
+static psf_err
+validate_exact(ctx *c)
+{
+	const psf_config *cfg = c->cfg;
+
+	if (cfg->model.kind != PSF_MODEL_LINEAR)
+		return config_fail(c, config_line_of(c, "optimizer", "kind"),
+		    "optimizer kind 'exact' solves the linear model only; model kind '%s' has "
+		    "no closed form: use sgd, momentum, adam or adagrad (docs/models.md)",
+		    psf_model_kind_name(cfg->model.kind));
+	if (cfg->model.embedding_dim > 0)
+		return config_fail(c, config_line_of(c, "model", "embedding_dim"),
+		    "optimizer kind 'exact' cannot learn a per-symbol embedding (the loss is "
+		    "not quadratic in it): set model.embedding_dim to 0");
+	return PSF_OK;
+}
+
 static psf_err
 validate_misc(ctx *c)
 {
 	psf_config *cfg = c->cfg;
 	const psf_security_cfg *sec = &cfg->security;
+	psf_err err;
 
 	if (!valid_id(cfg->name))
 		return config_fail(c, config_line_of(c, "name", NULL),
@@ -366,6 +386,8 @@ validate_misc(ctx *c)
 	if (cfg->model.kind == PSF_MODEL_LOGISTIC && cfg->target != PSF_TARGET_NEXT_DIRECTION)
 		return config_fail(c, config_line_of(c, "model", "kind"),
 		    "model kind 'logistic' needs target next_direction");
+	if (cfg->optimizer.kind == PSF_OPTIM_EXACT && (err = validate_exact(c)) != PSF_OK)
+		return err;
 	if ((uint64_t)cfg->model.chunk_floats * 4 + 4096 > cfg->limits.max_message_bytes)
 		return config_fail(c, config_line_of(c, "model", "chunk_floats"),
 		    "model.chunk_floats (%u) * 4 bytes + 4096 must fit in "

@@ -482,6 +482,12 @@ moments(const double *stats, size_t j, double *mean, double *sd)
 }
 
 void
+psf_features_moments(const double *stats, size_t j, double *mean, double *sd)
+{
+	moments(stats, j, mean, sd);
+}
+
+void
 psf_features_standardize_row(float *x, size_t n_features, const double *stats)
 {
 	for (size_t j = 0; j < n_features; j++) {

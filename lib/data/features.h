@@ -123,6 +123,10 @@ void psf_features_stats(const psf_table *t, double *stats);
  * PSF_ESTATE (already standardised). */
 PSF_NODISCARD psf_err psf_features_standardize(psf_table *t, const double *stats, size_t len);
 
+/* psf_features_moments gives slot j's mean and sd (j = n_features: the target)
+ * as psf_features_standardize uses them: sd 1 when it counts as 1 (below). */
+void psf_features_moments(const double *stats, size_t j, double *mean, double *sd);
+
 /* psf_features_standardize_row applies the same mapping to one feature vector
  * of n_features floats (stats as above). Cannot fail. */
 void psf_features_standardize_row(float *x, size_t n_features, const double *stats);

@@ -497,6 +497,12 @@ static const struct {
         "unless data.generate is set)"},
     {"bad_logistic_target.yaml",
         "bad_logistic_target.yaml:9: model kind 'logistic' needs target next_direction"},
+    {"bad_exact_mlp.yaml",
+        "bad_exact_mlp.yaml:10: optimizer kind 'exact' solves the linear model only; model "
+        "kind 'mlp' has no closed form: use sgd, momentum, adam or adagrad (docs/models.md)"},
+    {"bad_exact_emb.yaml",
+        "bad_exact_emb.yaml:9: optimizer kind 'exact' cannot learn a per-symbol embedding (the "
+        "loss is not quadratic in it): set model.embedding_dim to 0"},
     {"bad_chunk_too_big.yaml",
         "bad_chunk_too_big.yaml:8: model.chunk_floats (1000000) * 4 "
         "bytes + 4096 must fit in limits.max_message_bytes (1048576)"},

@@ -698,6 +698,117 @@ test_ps_restart_checks_training_settings(void **state)
 	fleet_stop(&f);
 }
 
+/* raw_assign sends one Assign of keys[0] (n floats of v) with seq to shard 0;
+ * returns the status code and, when OK, the reply's fields. */
+static psf_status
+raw_assign(fleet *f, const char *worker, uint64_t seq, uint32_t n, float v, bool *dup,
+    uint64_t *version)
+{
+	psf_rpc_client *c;
+	Psfleet__V1__AssignRequest req = PSFLEET__V1__ASSIGN_REQUEST__INIT;
+	Psfleet__V1__AssignReply *r = NULL;
+	psf_rpc_status st;
+	float vals[64];
+
+	for (uint32_t j = 0; j < 64; j++)
+		vals[j] = v;
+	assert_int_equal(psf_rpc_client_open(f->urls[0], NULL, &c), PSF_OK);
+	req.worker = (char *)worker;
+	req.seq = seq;
+	req.n_keys = req.n_lens = 1;
+	req.keys = &f->keys[0];
+	req.lens = &n;
+	req.values.data = (uint8_t *)vals;
+	req.values.len = (size_t)n * 4;
+	memset(&st, 0, sizeof(st));
+	if (psf_rpc_client_call(c, PSF_M_ASSIGN, &req.base, &psfleet__v1__assign_reply__descriptor,
+	        NULL, (ProtobufCMessage **)&r, &st) == PSF_OK) {
+		*dup = r->duplicate;
+		*version = r->model_version;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	psf_rpc_client_close(c);
+	return st.code;
+}
+
+/* Assign sets values (no optimizer), bumps the version of every shard, is
+ * applied once per (worker, seq), refuses bad input without applying anything,
+ * and survives a ps restart (every-commit). */
+static void
+test_ps_assign_once_and_durable(void **state)
+{
+	fleet f;
+	psf_ps_client *w;
+	psf_params *vals, *got;
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	Psfleet__V1__StatsReply *s;
+	uint64_t v = 0;
+	bool dup = false;
+
+	(void)state;
+	fleet_start(&f, 2, 1, SYNC_CFG, SGD1);
+	w = worker(&f, "trainer-0");
+	vals = grads_const(&f, 2.5f);
+	assert_int_equal(psf_ps_client_assign(w, vals, f.keys, f.n_keys, &v), PSF_OK);
+	assert_int_equal(v, 1);
+	for (size_t sh = 0; sh < 2; sh++) { /* every shard moved to version 1 */
+		s = stats(&f, sh);
+		assert_int_equal(s->model_version, 1);
+		assert_int_equal(s->pushes_applied, 0); /* not a push */
+		protobuf_c_message_free_unpacked(&s->base, NULL);
+	}
+	got = pull_all(&f, w, 0);
+	for (size_t i = 0; i < f.n_keys; i++)
+		for (uint32_t j = 0; j < f.lens[i]; j++)
+			assert_true(value(got, f.keys[i], j) == 2.5f); /* set, not stepped */
+	psf_params_free(got);
+	psf_params_free(vals); /* made for this fleet's model */
+	psf_ps_client_close(w);
+	fleet_stop(&f);
+
+	fleet_start(&f, 1, 1, SYNC_CFG, SGD1);
+	w = worker(&f, "trainer-0");
+	vals = grads_const(&f, 2.5f);
+	assert_int_equal(psf_ps_client_assign(w, vals, f.keys, f.n_keys, &v), PSF_OK);
+	assert_int_equal(v, 1);
+	/* the same seq again (a retry): duplicate, nothing changes */
+	assert_int_equal(raw_assign(&f, "trainer-0", 1, f.lens[0], 9.0f, &dup, &v), PSF_STATUS_OK);
+	assert_true(dup);
+	assert_int_equal(v, 1);
+	/* bad input: wrong length, NaN, an unknown worker; nothing is applied */
+	assert_int_equal(raw_assign(&f, "trainer-0", 2, f.lens[0] + 1, 9.0f, &dup, &v),
+	    PSF_STATUS_INVALID_ARGUMENT);
+	assert_int_equal(raw_assign(&f, "trainer-0", 2, f.lens[0], NAN, &dup, &v),
+	    PSF_STATUS_INVALID_ARGUMENT);
+	assert_int_equal(raw_assign(&f, "nobody", 2, f.lens[0], 9.0f, &dup, &v),
+	    PSF_STATUS_FAILED_PRECONDITION);
+	got = pull_all(&f, w, 0);
+	assert_true(value(got, f.keys[0], 0) == 2.5f);
+	psf_params_free(got);
+	psf_ps_client_close(w);
+	/* restart: the values, the version and the worker's seq are back */
+	psf_ps_free(f.ps[0]);
+	assert_int_equal(psf_ps_new(f.cfg, &f.cfg->nodes[0], &opts, &f.ps[0]), PSF_OK);
+	f.urls[0] = psf_ps_url(f.ps[0]);
+	w = worker(&f, "trainer-0");
+	assert_int_equal(raw_assign(&f, "trainer-0", 1, f.lens[0], 9.0f, &dup, &v), PSF_STATUS_OK);
+	assert_true(dup); /* seq 1 was recorded durably */
+	s = stats(&f, 0);
+	assert_int_equal(s->model_version, 1);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	got = pull_all(&f, w, 0);
+	for (uint32_t j = 0; j < f.lens[0]; j++)
+		assert_true(value(got, f.keys[0], j) == 2.5f);
+	psf_params_free(got);
+	/* the next Assign gets the next seq and version */
+	assert_int_equal(raw_assign(&f, "trainer-0", 2, f.lens[0], 4.0f, &dup, &v), PSF_STATUS_OK);
+	assert_false(dup);
+	assert_int_equal(v, 2);
+	psf_params_free(vals);
+	psf_ps_client_close(w);
+	fleet_stop(&f);
+}
+
 /* Reduce sums contributions once each and answers everyone. */
 static void
 test_ps_reduce_sums_once(void **state)
@@ -1604,6 +1715,7 @@ main(void)
 	    cmocka_unit_test(test_ps_snapshot_in_pieces),
 	    cmocka_unit_test(test_ps_restart_resumes_and_checks_config),
 	    cmocka_unit_test(test_ps_restart_checks_training_settings),
+	    cmocka_unit_test(test_ps_assign_once_and_durable),
 	    cmocka_unit_test(test_ps_reduce_sums_once),
 	    cmocka_unit_test(test_ps_reduce_names_bounded),
 	    cmocka_unit_test(test_ps_cosine_horizon_from_announced_steps),
