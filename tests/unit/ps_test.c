@@ -740,7 +740,7 @@ test_ps_assign_once_and_durable(void **state)
 	fleet f;
 	psf_ps_client *w;
 	psf_params *vals, *got;
-	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", ""};
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
 	Psfleet__V1__StatsReply *s;
 	uint64_t v = 0;
 	bool dup = false;
