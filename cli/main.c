@@ -35,6 +35,10 @@ static const command commands[] = {
         "             [--straggler ID:Fx | ID:+Nms]... [--kill ID@step:N]...\n"
         "             [--set KEY=VALUE]... [--timeout SECONDS] [--target-loss X|Fx] [--warmup N]\n"
         "  psfleet experiment --report-only --out DIR [--target-loss X|Fx]"},
+    {"slurm", psf_cmd_slurm, "run a fleet in a Slurm allocation (examples/slurm/)",
+        "slurm plan CONFIG --nodes NODE[,NODE...] --out DIR [--addrs ADDR[,ADDR...]]\n"
+        "             [--place WHO=LIST]... [--port-base PORT]\n"
+        "  psfleet slurm watch CONFIG [--metrics-out FILE.json] [--timeout SECONDS]"},
 };
 
 static void

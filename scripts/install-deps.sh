@@ -14,6 +14,7 @@ pkgs=(
   libxxhash-dev
   curl iproute2 openssl procps
   clang libclang-rt-14-dev clang-format
+  slurm-wlm munge # tests/integration/slurm_test.sh runs a 3-node cluster on this machine
 )
 
 missing=()
