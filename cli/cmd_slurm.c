@@ -74,8 +74,9 @@ parse_watch(int argc, char **argv, watch_args *a)
 			unsigned long s = strtoul(argv[++i], &end, 10);
 
 			if (*end != '\0' || s == 0 || s > 30 * 86400) {
-				fprintf(stderr, "psfleet slurm watch: --timeout takes 1..2592000 "
-				                "seconds\n");
+				fprintf(stderr,
+				    "psfleet slurm watch: --timeout takes 1..2592000 "
+				    "seconds\n");
 				return -1;
 			}
 			a->timeout_ms = (uint64_t)s * 1000;
@@ -205,8 +206,8 @@ note_progress(watch *w, uint64_t version, long done)
 static int
 run(watch *w)
 {
-	psf_up_report o = {"psfleet slurm watch", w->a.config, w->a.metrics_out,
-	    w->cfg->n_trainers, 0, false, -1};
+	psf_up_report o = {"psfleet slurm watch", w->a.config, w->a.metrics_out, w->cfg->n_trainers,
+	    0, false, -1};
 	const char *job = getenv("SLURM_JOB_ID");
 	uint64_t start, version = 0, last_render = 0;
 	char stop_how[64];

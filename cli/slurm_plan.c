@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "cli/cli.h"
 #include "lib/base/util.h"
@@ -27,9 +26,9 @@
 typedef struct plan_args {
 	const char *config;
 	const char *out;
-	char *nodes;      /* --nodes, split in place */
-	char *addrs;      /* --addrs, split in place */
-	unsigned port_base; /* 0: keep the config's ports */
+	char *nodes;                  /* --nodes, split in place */
+	char *addrs;                  /* --addrs, split in place */
+	unsigned port_base;           /* 0: keep the config's ports */
 	const char *place[MAX_PLACE]; /* --place WHO=LIST, in order */
 	size_t n_place;
 } plan_args;
@@ -114,8 +113,9 @@ parse_args(int argc, char **argv, plan_args *a)
 		}
 	}
 	if (a->config == NULL || a->nodes == NULL || a->out == NULL) {
-		fprintf(stderr, "psfleet slurm plan: CONFIG, --nodes and --out are required "
-		                "(see --help)\n");
+		fprintf(stderr,
+		    "psfleet slurm plan: CONFIG, --nodes and --out are required "
+		    "(see --help)\n");
 		return -1;
 	}
 	return 0;
@@ -215,9 +215,7 @@ place(plan *p)
 
 		switch (n->role) {
 		case PSF_ROLE_PS: p->at[i] = 0; break;
-		case PSF_ROLE_TRAINER:
-			p->at[i] = h <= 2 ? h - 1 : 1 + n->index % (h - 2);
-			break;
+		case PSF_ROLE_TRAINER: p->at[i] = h <= 2 ? h - 1 : 1 + n->index % (h - 2); break;
 		default: p->at[i] = h - 1; break;
 		}
 	}
@@ -268,7 +266,8 @@ endpoint(plan *p, const psf_node_cfg *n, const char *what, const char *old, cons
 	if (p->a.port_base != 0) {
 		port = (*next)++;
 		if (port > 65535) {
-			fprintf(stderr, "psfleet slurm plan: --port-base %u: ports run past 65535\n",
+			fprintf(stderr,
+			    "psfleet slurm plan: --port-base %u: ports run past 65535\n",
 			    p->a.port_base);
 			return NULL;
 		}
@@ -324,160 +323,34 @@ addresses(plan *p)
 	return 0;
 }
 
-/* ---------------------------------------------------------------- the YAML */
-
-/* map_find returns the index of the pair with key in mapping map, or -1. */
-static long
-map_find(yaml_document_t *doc, int map, const char *key)
-{
-	yaml_node_t *m = yaml_document_get_node(doc, map);
-
-	if (m == NULL || m->type != YAML_MAPPING_NODE)
-		return -1;
-	for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top;
-	     pr++) {
-		yaml_node_t *k = yaml_document_get_node(doc, pr->key);
-
-		if (k != NULL && k->type == YAML_SCALAR_NODE &&
-		    strcmp((const char *)k->data.scalar.value, key) == 0)
-			return pr - m->data.mapping.pairs.start;
-	}
-	return -1;
-}
-
-/* map_value returns the node id of key's value in mapping map, or 0. */
-static int
-map_value(yaml_document_t *doc, int map, const char *key)
-{
-	long k = map_find(doc, map, key);
-
-	return k < 0 ? 0 : yaml_document_get_node(doc, map)->data.mapping.pairs.start[k].value;
-}
-
-/* map_set sets key to the string value in mapping map (value NULL: removes key).
- * Returns 0, or -1 when libyaml is out of memory. */
-static int
-map_set(yaml_document_t *doc, int map, const char *key, const char *value)
-{
-	long k = map_find(doc, map, key);
-	int v = 0, kn;
-	yaml_node_t *m;
-
-	if (value != NULL &&
-	    (v = yaml_document_add_scalar(doc, NULL, (yaml_char_t *)value, -1,
-	         YAML_DOUBLE_QUOTED_SCALAR_STYLE)) == 0)
-		return -1;
-	m = yaml_document_get_node(doc, map); /* adding may have moved the nodes */
-	if (k >= 0 && value != NULL) {
-		m->data.mapping.pairs.start[k].value = v;
-	} else if (k >= 0) {
-		yaml_node_pair_t *pr = m->data.mapping.pairs.start;
-		size_t n = (size_t)(m->data.mapping.pairs.top - pr);
-
-		memmove(pr + k, pr + k + 1, (n - (size_t)k - 1) * sizeof(*pr));
-		m->data.mapping.pairs.top--;
-	} else if (value != NULL) {
-		if ((kn = yaml_document_add_scalar(doc, NULL, (yaml_char_t *)key, -1,
-		         YAML_PLAIN_SCALAR_STYLE)) == 0 ||
-		    !yaml_document_append_mapping_pair(doc, map, kn, v))
-			return -1;
-	}
-	return 0;
-}
-
-/* rewrite_node applies config node i's new addresses to its mapping in doc. */
-static int
-rewrite_node(plan *p, yaml_document_t *doc, int map, size_t i)
-{
-	if (map_set(doc, map, "advertise", NULL) != 0 ||
-	    (p->listen[i] != NULL && map_set(doc, map, "listen", p->listen[i]) != 0) ||
-	    (p->metrics[i] != NULL && map_set(doc, map, "metrics", p->metrics[i]) != 0)) {
-		fprintf(stderr, "psfleet slurm plan: out of memory\n");
-		return -1;
-	}
-	return 0;
-}
-
-/* rewrite loads the config's document, rewrites every node's addresses, and
- * writes it to path. The nodes of each role appear in the document in the order
- * of cfg->nodes (the loader keeps file order). */
+/* rewrite writes the placed config to path (lib/config/config_rewrite.c). */
 static int
 rewrite(plan *p, const char *path)
 {
-	static const char *const keys[] = {"ps", "trainers", "inferers", "gateway"};
-	static const psf_role roles[] = {PSF_ROLE_PS, PSF_ROLE_TRAINER, PSF_ROLE_INFERER,
-	    PSF_ROLE_GATEWAY};
-	yaml_parser_t parser;
-	yaml_emitter_t em;
-	yaml_document_t doc;
-	FILE *in, *out;
-	int nodes, rc = -1;
+	psf_node_addrs *a = calloc(p->cfg->n_nodes, sizeof(*a));
+	char header[600], errbuf[512];
+	psf_err err;
 
-	if ((in = fopen(p->a.config, "r")) == NULL) {
-		fprintf(stderr, "psfleet slurm plan: %s: %s\n", p->a.config, strerror(errno));
+	if (a == NULL) {
+		fprintf(stderr, "psfleet slurm plan: out of memory\n");
 		return -1;
 	}
-	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, in);
-	if (!yaml_parser_load(&parser, &doc)) {
-		fprintf(stderr, "psfleet slurm plan: %s: cannot read the YAML again\n",
-		    p->a.config);
-		yaml_parser_delete(&parser);
-		fclose(in);
-		return -1;
+	for (size_t i = 0; i < p->cfg->n_nodes; i++) {
+		a[i].listen = p->listen[i];
+		a[i].advertise = ""; /* dropped: the listen URL is the node's address */
+		a[i].metrics = p->metrics[i];
 	}
-	yaml_parser_delete(&parser);
-	fclose(in);
-	nodes = map_value(&doc, 1, "nodes"); /* node 1 is the root; the loader checked it */
-	for (size_t r = 0; r < 4 && nodes != 0; r++) {
-		int list = map_value(&doc, nodes, keys[r]);
-		yaml_node_t *l = list != 0 ? yaml_document_get_node(&doc, list) : NULL;
-		size_t k = 0, n = 0;
-		int items[1024];
-
-		if (l != NULL && l->type == YAML_MAPPING_NODE) {
-			items[n++] = list; /* the gateway: one mapping */
-		} else if (l != NULL && l->type == YAML_SEQUENCE_NODE) {
-			for (yaml_node_item_t *it = l->data.sequence.items.start;
-			     it < l->data.sequence.items.top && n < 1024; it++)
-				items[n++] = *it;
-		}
-		for (size_t i = 0; i < p->cfg->n_nodes; i++) {
-			if (p->cfg->nodes[i].role != roles[r])
-				continue;
-			if (k >= n) {
-				fprintf(stderr, "psfleet slurm plan: %s: cannot find node %s in the "
-				                "YAML document\n",
-				    p->a.config, p->cfg->nodes[i].id);
-				goto out;
-			}
-			if (rewrite_node(p, &doc, items[k++], i) != 0)
-				goto out;
-		}
-	}
-	if ((out = fopen(path, "w")) == NULL) {
-		fprintf(stderr, "psfleet slurm plan: cannot write %s: %s\n", path, strerror(errno));
-		goto out;
-	}
-	fprintf(out, "# Written by psfleet slurm plan from %s: every node's listen and metrics\n"
-	             "# address on its host of the allocation. Edit %s, not this file.\n",
+	snprintf(header, sizeof(header),
+	    "Written by psfleet slurm plan from %.200s: every node's listen and metrics\n"
+	    "address on its host of the allocation. Edit %.200s, not this file.",
 	    p->a.config, p->a.config);
-	yaml_emitter_initialize(&em);
-	yaml_emitter_set_output_file(&em, out);
-	yaml_emitter_set_unicode(&em, 1);
-	yaml_emitter_set_width(&em, 100);
-	rc = yaml_emitter_open(&em) && yaml_emitter_dump(&em, &doc) && yaml_emitter_close(&em)
-	         ? 0
-	         : -1; /* dump deletes doc, even on failure */
-	yaml_emitter_delete(&em);
-	if (fclose(out) != 0 || rc != 0) {
-		fprintf(stderr, "psfleet slurm plan: cannot write %s\n", path);
+	err = psf_config_write_nodes(p->cfg, a, path, header, errbuf, sizeof(errbuf));
+	free(a);
+	if (err != PSF_OK) {
+		fprintf(stderr, "psfleet slurm plan: %s\n", errbuf);
 		return -1;
 	}
 	return 0;
-out:
-	yaml_document_delete(&doc);
-	return rc;
 }
 
 /* write_nodes writes DIR/nodes: "ID ROLE SLURM_NODE" per node, in config order. */
@@ -528,7 +401,8 @@ run(plan *p)
 	/* The written config gets every check a node will make (port clashes of
 	 * nodes that now share a host, above all). */
 	if (psf_config_load_ex(yaml, NULL, 0, errbuf, sizeof(errbuf), &check) != PSF_OK) {
-		fprintf(stderr, "psfleet slurm plan: the placed config is not valid: %s%s\n", errbuf,
+		fprintf(stderr, "psfleet slurm plan: the placed config is not valid: %s%s\n",
+		    errbuf,
 		    p->a.port_base == 0 && strstr(errbuf, "clash") != NULL
 		        ? " (nodes that share a host need distinct ports: --port-base)"
 		        : "");

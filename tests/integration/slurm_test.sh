@@ -20,6 +20,7 @@
 PSFLEET=${PSFLEET:-$1}
 SRC=${PSF_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 skip() {
+	[ "$FAILS" -eq 0 ] || exit 1 # the plan checks above failed
 	echo "slurm_test: skipped: $*"
 	exit 77
 }
@@ -27,17 +28,56 @@ skip() {
 	echo "slurm_test: set PSFLEET" >&2
 	exit 1
 }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init slurm_test psf-slurm
+chmod 700 "$W" # munged refuses a socket directory others can write to
+JOBS=()
+
+# ---------------------------------------------------------------- psfleet slurm plan
+# (needs no Slurm) placement, addresses, ports, and what it refuses
+EX=$SRC/examples/slurm/fleet.yaml
+plan_out=$("$PSFLEET" slurm plan "$EX" --nodes a,b,c --addrs 10.0.0.1,10.0.0.2,10.0.0.3 \
+	--out "$W/p1" 2>&1) || fail "plan: $plan_out"
+[ "$(tr '\n' ' ' <"$W/p1/nodes")" = "ps0 ps a ps1 ps a trainer-0 trainer b trainer-1 trainer b inferer-0 inferer c gateway gateway c " ] ||
+	fail "plan: default placement: $(cat "$W/p1/nodes")"
+# shellcheck disable=SC2016 # the placeholder must stay unexpanded
+for want in '{id: ps1, listen: "tcp://10.0.0.1:7102", metrics: "10.0.0.1:7202"}' \
+	'{id: trainer-1, metrics: "10.0.0.2:7212"}' \
+	'gateway: {id: gateway, listen: "tcp://10.0.0.3:7400", metrics: "10.0.0.3:7231"}' \
+	'path: "${PSF_DATA:-data/slurm.csv}"'; do
+	grep -qF "$want" "$W/p1/fleet.yaml" || fail "plan: no '$want' in $(cat "$W/p1/fleet.yaml")"
+done
+out=$("$PSFLEET" node "$W/p1/fleet.yaml" --id nosuch 2>&1)
+[[ $out == *"has no node with id 'nosuch'"* ]] || fail "plan: the placed config does not load: $out"
+"$PSFLEET" slurm plan "$EX" --nodes a,b,c,d --port-base 30000 --place trainers=1-2 \
+	--place gateway=0 --out "$W/p2" >/dev/null 2>&1 || fail "plan --port-base --place: exit $?"
+grep -qF '{id: trainer-1, metrics: "c:30005"}' "$W/p2/fleet.yaml" &&
+	grep -qF 'gateway: {id: gateway, listen: "tcp://a:30008", metrics: "a:30009"}' "$W/p2/fleet.yaml" ||
+	fail "plan --port-base --place: $(cat "$W/p2/fleet.yaml")"
+plan_fails() { # plan_fails REGEX ARGS...: exit 2 with one line matching REGEX
+	local want=$1 rc=0 err
+	shift
+	err=$("$PSFLEET" slurm plan "$@" 2>&1 >/dev/null) || rc=$?
+	[ "$rc" -eq 2 ] && grep -Eq -- "$want" <<<"$err" || fail "plan $*: exit $rc: '$err' !~ /$want/"
+}
+plan_fails "port clash: 'ps1' listen and 'ps0' listen both use a:7101 .*--port-base" \
+	"$SRC/examples/multihost.yaml" --nodes a --out "$W/p3"
+[ ! -e "$W/p3/fleet.yaml" ] || fail "plan: left an invalid $W/p3/fleet.yaml"
+plan_fails "'bogus' is neither a role" "$EX" --nodes a,b --place bogus=1 --out "$W/p4"
+plan_fails "host 2 is out of range \(--nodes has 2: 0-1\)" "$EX" --nodes a,b --place ps=2 --out "$W/p4"
+plan_fails "--addrs has 1 entries, --nodes 2" "$EX" --nodes a,b --addrs x --out "$W/p4"
+sed 's|"tcp://127.0.0.1:7101"|"ipc:///tmp/x.ipc"|' "$EX" >"$W/ipc.yaml"
+plan_fails "ps0 listens on 'ipc:///tmp/x.ipc': nodes on other hosts need tcp://" \
+	"$W/ipc.yaml" --nodes a --out "$W/p4"
+say "plan: placement, addresses, --port-base, --place and its errors"
+
 [ "$(id -u)" -eq 0 ] || skip "needs root (slurmd runs jobs as any user)"
 for c in munged mungekey slurmctld slurmd sbatch srun scontrol squeue scancel sinfo; do
 	command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] ||
 		skip "no $c (apt-get install slurm-wlm munge; scripts/install-deps.sh does)"
 done
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init slurm_test psf-slurm
-chmod 700 "$W" # munged refuses a socket directory others can write to
 export PATH=$PATH:/usr/sbin
 export SLURM_CONF=$W/slurm.conf
-JOBS=()
 
 # in_w [REGEX]: PIDs whose command line matches REGEX (default: holds this test's
 # temp dir), from pgrep.
@@ -189,6 +229,7 @@ F=$W/fault
 deadline=$((SECONDS + 120))
 v=0
 while [ $SECONDS -lt $deadline ] && [ "${v%.*}" -lt 20 ]; do
+	# shellcheck disable=SC2154 # BASE_fault: set by submit through printf -v
 	v=$(ps_version $((BASE_fault + 1)))
 	sleep 0.1
 done
