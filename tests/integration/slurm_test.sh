@@ -196,7 +196,7 @@ port_block() {
 	echo "$b"
 }
 
-"$PSFLEET" data gen --symbols 20 --days 300 --seed 7 --out "$W/d.csv" >/dev/null ||
+"$PSFLEET" data gen --symbols 30 --days 300 --seed 7 --out "$W/d.csv" >/dev/null ||
 	{ fail "data gen"; exit 1; }
 submit() { # submit NAME: sbatch the example from $W/NAME; sets BASE_<NAME>
 	local d=$W/$1 base j
@@ -221,7 +221,7 @@ job_state() { squeue -h -j "$1" -o %T 2>/dev/null; }
 # metrics address is the second port of the job's block: listen, then metrics)
 ps_version() { # ps_version PORT: ps0's model version, or 0
 	local v
-	v=$(curl -s --max-time 1 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+	v=$(curl -s --max-time 0.5 "http://127.0.0.1:$1/metrics" 2>/dev/null |
 		grep -E '^psfleet_model_version(\{[^}]*\})? ' | awk '{print $2; exit}')
 	echo "${v:-0}"
 }
@@ -231,7 +231,7 @@ v=0
 while [ $SECONDS -lt $deadline ] && [ "${v%.*}" -lt 20 ]; do
 	# shellcheck disable=SC2154 # BASE_fault: set by submit through printf -v
 	v=$(ps_version $((BASE_fault + 1)))
-	sleep 0.1
+	sleep 0.05
 done
 [ "${v%.*}" -ge 20 ] || { fail "fault: ps0 never reached model version 20 ($v)"; exit 1; }
 pid=$(in_w "^$PSFLEET node $F/plan/fleet.yaml --id ps1\$" | head -1) # not its srun
