@@ -417,6 +417,10 @@ run(plan *p)
 		    p->metrics[i] != NULL ? ", metrics " : "",
 		    p->metrics[i] != NULL ? p->metrics[i] : "");
 	printf("psfleet slurm: wrote %s and %s\n", yaml, nodes);
+	if (p->cfg->n_trainers + p->cfg->n_inferers > 0 && access(p->cfg->data.path, R_OK) != 0)
+		printf("psfleet slurm: note: the data %s is not on this host (%s); the trainer "
+		       "and inferer hosts must have it\n",
+		    p->cfg->data.path, strerror(errno));
 	return 0;
 }
 

@@ -173,8 +173,9 @@ psf_config_write_nodes(const psf_config *cfg, const psf_node_addrs *addrs, const
 			if (cfg->nodes[i].role != roles[r])
 				continue;
 			if (k >= n) {
-				snprintf(errbuf, errlen, "%s changed since it was loaded: no node %s",
-				    cfg->path, cfg->nodes[i].id);
+				snprintf(errbuf, errlen,
+				    "%s changed since it was loaded: no node %s", cfg->path,
+				    cfg->nodes[i].id);
 				yaml_document_delete(&doc);
 				return PSF_ECONFIG;
 			}

@@ -2,15 +2,17 @@
 # slurm_test.sh -- examples/slurm/psfleet.sbatch on a real Slurm cluster: this
 # test starts its own munged (own key and socket in its temp dir), a slurmctld
 # and three slurmd (n1..n3, all 127.0.0.1, distinct ports; Debian's slurm-wlm),
-# then submits the example twice with a small data set, both jobs at once:
+# then submits the example three times at once, with a small data set:
 #   ref    fault-free
 #   fault  ps1's process gets SIGKILL mid-training; the batch script must start
 #          a new job step for it and the run must end with the same results
 #          (sync mode: model version, steps and test metrics equal to the last
 #          bit, and the same Predict answers through the gateway)
+#   bad    the data is missing: the trainers fail, and after 5 failures within
+#          60 s the batch script ends the job by itself
 # Each job must print the test metrics and the `psfleet up: serving; try:` line;
 # the test runs that command (with --json) against the gateway. Then it
-# scancels both jobs and checks that no process of theirs is left (anything
+# scancels the jobs and checks that no process of theirs is left (anything
 # whose command line holds this test's temp dir, Slurm's daemons aside). At exit
 # the daemons are stopped by their pid files, on failure too.
 #
@@ -198,22 +200,24 @@ port_block() {
 
 "$PSFLEET" data gen --symbols 30 --days 300 --seed 7 --out "$W/d.csv" >/dev/null ||
 	{ fail "data gen"; exit 1; }
-submit() { # submit NAME: sbatch the example from $W/NAME; sets BASE_<NAME>
+submit() { # submit NAME: sbatch the example from $W/NAME; sets BASE_<NAME>, JOB_<NAME>
 	local d=$W/$1 base j
 	mkdir -p "$d"
 	base=$(port_block 10)
 	USED_PORTS="$USED_PORTS $(seq -s ' ' "$base" $((base + 9)))"
 	j=$(cd "$d" && PSFLEET=$PSFLEET PSF_CONFIG=$SRC/examples/slurm/fleet.yaml \
-		PSF_DATA=$W/d.csv PSF_RUN_DIR=$d/run PSF_PLAN_DIR=$d/plan PSF_PORT_BASE=$base \
+		PSF_DATA=${PSF_DATA_OVERRIDE:-$W/d.csv} PSF_RUN_DIR=$d/run PSF_PLAN_DIR=$d/plan PSF_PORT_BASE=$base \
 		PSF_METRICS_OUT=$d/m.json \
 		sbatch --parsable --output="$d/job.out" "$SRC/examples/slurm/psfleet.sbatch" 2>&1) ||
 		{ fail "sbatch $1: $j"; exit 1; }
 	JOBS+=("$j")
 	printf -v "BASE_$1" %s "$base"
+	printf -v "JOB_$1" %s "$j"
 	say "$1: job $j, ports $base.."
 }
 submit ref
 submit fault
+PSF_DATA_OVERRIDE=$W/missing.csv submit bad
 # squeue's view of a job: its state, "" once it is gone
 job_state() { squeue -h -j "$1" -o %T 2>/dev/null; }
 
@@ -229,7 +233,7 @@ F=$W/fault
 deadline=$((SECONDS + 120))
 v=0
 while [ $SECONDS -lt $deadline ] && [ "${v%.*}" -lt 20 ]; do
-	# shellcheck disable=SC2154 # BASE_fault: set by submit through printf -v
+	# shellcheck disable=SC2154 # BASE_fault, JOB_bad: set by submit through printf -v
 	v=$(ps_version $((BASE_fault + 1)))
 	sleep 0.05
 done
@@ -264,6 +268,18 @@ for name in ref fault; do
 	say "$name: $(grep -o 'psfleet up: test RMSE.*' "$d/job.out"); predict ${cmd[*]:4}: ok"
 done
 grep -q "restart" "$W/ref/job.out" && fail "ref: a node was restarted in the fault-free run"
+grep -h "watch failed" "$W/ref/job.out" "$F/job.out" && fail "psfleet slurm watch failed"
+
+# bad: no data on the trainer hosts: each trainer fails (exit 1) and is started
+# again; after 5 failures within 60 s the batch script ends the job by itself
+wait_for "$W/bad/job.out" "trainer-[01] failed 5 times within 60 s \(last: exit 1\): psfleet node trainer-[01]: not found; ending the job" 90 ||
+	fail "bad: the job did not give up on a failing trainer: $(tail -3 "$W/bad/job.out")"
+grep -q "note: the data $W/missing.csv is not on this host" "$W/bad/job.out" ||
+	fail "bad: plan did not note the missing data"
+deadline=$((SECONDS + 60))
+while [ $SECONDS -lt $deadline ] && [ -n "$(job_state "$JOB_bad")" ]; do sleep 0.2; done
+[ -z "$(job_state "$JOB_bad")" ] || fail "bad: job $JOB_bad still $(job_state "$JOB_bad")"
+say "bad: a trainer failing 5 times within 60 s ended its job"
 
 # same results, to the last bit (sync): drop what differs by nature
 strip() { grep -Ev '"(train_seconds|already_trained|samples_per_sec|config)"' "$1" |
@@ -277,7 +293,7 @@ fi
 say "fault: same model version, steps, test metrics and predictions as the fault-free run"
 
 # scancel: every step ends, nothing is left behind
-for j in "${JOBS[@]}"; do scancel "$j"; done
+for j in "${JOBS[@]}"; do scancel "$j" 2>/dev/null; done
 deadline=$((SECONDS + 60))
 for j in "${JOBS[@]}"; do
 	while [ $SECONDS -lt $deadline ] && [ -n "$(job_state "$j" | grep -v COMPLETED)" ]; do
@@ -299,7 +315,7 @@ if [ ${#left[@]} -ne 0 ]; then
 		fail "left after scancel: pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
 	done
 else
-	say "scancel: both jobs ended, no process left"
+	say "scancel: every job ended, no process left"
 fi
 for name in ref fault; do
 	grep -q "SIGTERM\|stopping\|stopped" "$W/$name/plan/logs/gateway.log" ||
