@@ -20,6 +20,10 @@ int psf_cmd_data(int argc, char **argv);
 int psf_cmd_experiment(int argc, char **argv);
 int psf_cmd_deploy(int argc, char **argv);
 int psf_cmd_backup(int argc, char **argv);
+int psf_cmd_slurm(int argc, char **argv);
+
+/* psf_slurm_plan runs `psfleet slurm plan` (argv[0] = "plan"; cli/slurm_plan.c). */
+int psf_slurm_plan(int argc, char **argv);
 
 /* psf_cli_wants_help tells whether argv holds -h or --help. */
 int psf_cli_wants_help(int argc, char **argv);
@@ -61,5 +65,34 @@ int psf_up_check_data(const char *config, const struct psf_config *cfg);
  * floats each ps node holds. When the data cannot be scanned it prints one line
  * saying so (the trainers then fail with the cause). Cannot fail. */
 void psf_up_print_split(const struct psf_config *cfg, struct psf_progress *p);
+
+/* What psf_up_report_results prints and writes besides ps0's Stats. */
+typedef struct psf_up_report {
+	const char *who;         /* the command, for error lines ("psfleet up") */
+	const char *config_path; /* the "config" of the JSON */
+	const char *metrics_out; /* --metrics-out FILE, or NULL */
+	size_t n_trainers;       /* trainers that should have reported */
+	double train_seconds;
+	bool already_trained; /* the results are those of an earlier run */
+	int restarts;         /* node restarts for the JSON; -1: unknown (left out) */
+} psf_up_report;
+
+/* psf_up_check_metrics_out makes sure, before anything starts, that
+ * psf_up_report_results will be able to write path (NULL: no --metrics-out): it
+ * creates and removes the same temp file. Returns 0, or -1 after one line on
+ * stderr starting with who. */
+int psf_up_check_metrics_out(const char *who, const char *path);
+
+/* psf_up_report_results fetches ps0's Stats once every trainer is done, prints
+ * the fleet's test metrics as progress notes (`psfleet up: test RMSE ...`) and
+ * writes o->metrics_out. Returns 0, or -1 after one line on stderr. */
+int psf_up_report_results(const struct psf_config *cfg, struct psf_progress *p,
+    const psf_up_report *o);
+
+/* psf_up_print_serving prints `psfleet up: serving; try: psfleet predict
+ * --connect URL SYMBOL` for the gateway (else inferer-0) of cfg, and how to stop
+ * the fleet (stop_how, e.g. "Ctrl-C or SIGTERM"). Cannot fail. */
+void psf_up_print_serving(const struct psf_config *cfg, struct psf_progress *p,
+    const char *stop_how);
 
 #endif

@@ -349,178 +349,20 @@ out:
 
 /* ---------------------------------------------------------------- results */
 
-/* check_metrics_out makes sure, before anything starts, that write_metrics will be
- * able to write path (NULL: no --metrics-out): it creates and removes the same
- * temp file. Returns 0, or -1 after one line on stderr. */
-static int
-check_metrics_out(const char *path)
-{
-	char tmp[4200];
-	struct stat st;
-	int fd;
-
-	if (path == NULL)
-		return 0;
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "psfleet up: --metrics-out %s: not a regular file\n", path);
-		return -1;
-	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0) {
-		fprintf(stderr, "psfleet up: --metrics-out %s: cannot write: %s\n", path,
-		    strerror(errno));
-		return -1;
-	}
-	close(fd);
-	(void)unlink(tmp);
-	return 0;
-}
-
-/* write_metrics writes the --metrics-out JSON (via a temp file and rename, so a
- * reader never sees half a file). */
-static int
-write_metrics(const up *u, const psf_fleet_result *r, const Psfleet__V1__StatsReply *st)
-{
-	const psf_config *cfg = u->cfg;
-	char tmp[4200], fp[17];
-	uint32_t restarts = 0;
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", u->a.metrics_out);
-	if ((f = fopen(tmp, "w")) == NULL) {
-		fprintf(stderr, "psfleet up: cannot write %s: %s\n", tmp, strerror(errno));
-		return -1;
-	}
-	for (size_t i = 0; i < psf_supervisor_count(u->l); i++) {
-		psf_child_info ci;
-		psf_supervisor_child(u->l, i, &ci);
-		restarts += ci.starts > 1 ? ci.starts - 1 : 0;
-	}
-	psf_config_fingerprint(cfg, fp, sizeof(fp));
-	fprintf(f, "{\n  \"fleet\": ");
-	psf_cli_json_str(f, cfg->name);
-	fprintf(f, ",\n  \"mode\": ");
-	psf_cli_json_str(f, psf_consistency_name(cfg->consistency.mode));
-	if (cfg->consistency.mode == PSF_CONS_SSP)
-		fprintf(f, ",\n  \"staleness\": %u", cfg->consistency.staleness);
-	fprintf(f,
-	    ",\n  \"model_version\": %llu,\n  \"steps\": %llu,\n  \"train_seconds\": %.3f,\n"
-	    "  \"test_rmse\": %.17g,\n  \"test_mae\": %.17g,\n  \"naive_rmse\": %.17g,\n"
-	    "  \"naive_mae\": %.17g,\n  \"test_n\": %llu,\n  \"train_loss\": %.17g,\n",
-	    (unsigned long long)r->model_version, (unsigned long long)r->trained_steps,
-	    u->train_seconds, r->test_rmse, r->test_mae, r->naive_rmse, r->naive_mae,
-	    (unsigned long long)r->test_n, r->train_loss);
-	if (cfg->target == PSF_TARGET_NEXT_DIRECTION)
-		fprintf(f, "  \"test_accuracy\": %.17g,\n", r->test_accuracy);
-	fprintf(f, "  \"already_trained\": %s,\n", u->already_trained ? "true" : "false");
-	fprintf(f,
-	    "  \"n_ps\": %zu,\n  \"n_trainers\": %zu,\n  \"restarts\": %u,\n"
-	    "  \"fingerprint\": \"%s\",\n  \"config\": ",
-	    cfg->n_ps, cfg->n_trainers, restarts, fp);
-	psf_cli_json_str(f, u->a.config);
-	fprintf(f, ",\n  \"trainers\": [");
-	for (size_t k = 0; k < st->n_reports; k++) {
-		const Psfleet__V1__MetricsReport *m = st->reports[k];
-
-		fprintf(f, "%s\n    {\"worker\": ", k > 0 ? "," : "");
-		psf_cli_json_str(f, m->worker);
-		fprintf(f,
-		    ", \"epoch\": %u, \"step\": %lld, \"train_loss\": %.17g, \"test_n\": %llu, "
-		    "\"samples_per_sec\": %.17g, \"finished\": %s}",
-		    m->epoch, (long long)m->step, m->train_loss, (unsigned long long)m->test_n,
-		    m->samples_per_sec, m->finished ? "true" : "false");
-	}
-	fprintf(f, "\n  ]\n}\n");
-	if (fclose(f) != 0 || rename(tmp, u->a.metrics_out) != 0) {
-		fprintf(stderr, "psfleet up: cannot write %s: %s\n", u->a.metrics_out,
-		    strerror(errno));
-		(void)unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
-
-/* report_results fetches ps0's Stats once every trainer is done, prints the
- * fleet's test metrics and writes --metrics-out. */
+/* report_results prints the fleet's test metrics and writes --metrics-out
+ * (cli/up_report.c); the JSON counts the restarts of this run's nodes. */
 static int
 report_results(up *u)
 {
-	const psf_node_cfg *ps0 = psf_config_role_node(u->cfg, PSF_ROLE_PS, 0);
-	Psfleet__V1__StatsReply *st = NULL;
-	psf_fleet_result r;
-	psf_err err;
-	int rc = 0;
+	psf_up_report o = {"psfleet up", u->a.config, u->a.metrics_out, u->n_trainers,
+	    u->train_seconds, u->already_trained, 0};
 
-	err = psf_progress_stats(u->p, (size_t)(ps0 - u->cfg->nodes), 10000, &st);
-	if (err != PSF_OK) {
-		fprintf(stderr, "psfleet up: training done, but Stats from %s failed: %s\n",
-		    ps0->id, psf_strerror(err));
-		return -1;
+	for (size_t i = 0; i < psf_supervisor_count(u->l); i++) {
+		psf_child_info ci;
+		psf_supervisor_child(u->l, i, &ci);
+		o.restarts += ci.starts > 1 ? (int)ci.starts - 1 : 0;
 	}
-	if (psf_progress_result(st, &r) != PSF_OK) {
-		fprintf(stderr,
-		    "psfleet up: training done, but %s has no test results from the "
-		    "trainers (%zu reports)\n",
-		    ps0->id, r.n_reports);
-		rc = -1;
-		goto out;
-	}
-	if (r.n_finished < u->n_trainers)
-		psf_progress_note(u->p,
-		    "psfleet up: warning: only %zu of %zu trainer%s reported "
-		    "final results",
-		    r.n_finished, u->n_trainers, psf_plural(u->n_trainers));
-	if (u->already_trained)
-		psf_progress_note(u->p,
-		    "psfleet up: nothing left to train; stored results of the "
-		    "earlier run: model version %llu, %llu steps",
-		    (unsigned long long)r.model_version, (unsigned long long)r.trained_steps);
-	else
-		psf_progress_note(u->p,
-		    "psfleet up: training done in %.1f s: model version %llu, "
-		    "%llu steps",
-		    u->train_seconds, (unsigned long long)r.model_version,
-		    (unsigned long long)r.trained_steps);
-	psf_progress_note(u->p,
-	    "psfleet up: test RMSE %.6g  MAE %.6g   naive RMSE %.6g  MAE %.6g   "
-	    "(%llu test rows; %s the naive forecast)",
-	    r.test_rmse, r.test_mae, r.naive_rmse, r.naive_mae, (unsigned long long)r.test_n,
-	    r.test_rmse < r.naive_rmse ? "beats" : "does not beat");
-	if (u->cfg->target == PSF_TARGET_NEXT_DIRECTION)
-		psf_progress_note(u->p, "psfleet up: test direction accuracy %.4f",
-		    r.test_accuracy);
-	if (u->a.metrics_out != NULL) {
-		if (write_metrics(u, &r, st) != 0)
-			rc = -1;
-		else
-			psf_progress_note(u->p, "psfleet up: wrote %s", u->a.metrics_out);
-	}
-out:
-	protobuf_c_message_free_unpacked(&st->base, NULL);
-	return rc;
-}
-
-static void
-print_predict_hint(up *u)
-{
-	const psf_node_cfg *gw = psf_config_role_node(u->cfg, PSF_ROLE_GATEWAY, 0);
-	const psf_node_cfg *inf = psf_config_role_node(u->cfg, PSF_ROLE_INFERER, 0);
-	const psf_node_cfg *to = gw != NULL ? gw : inf;
-	char sym[128], cmd[8192];
-
-	if (to == NULL) {
-		psf_progress_note(u->p,
-		    "psfleet up: no inferers configured; serving the ps nodes "
-		    "until Ctrl-C");
-		return;
-	}
-	psf_up_first_symbol(u->cfg->data.path, sym, sizeof(sym));
-	psf_up_predict_hint(u->cfg, psf_node_dial_url(to), sym, cmd, sizeof(cmd));
-	psf_progress_note(u->p, "psfleet up: serving; try: %s%s", cmd,
-	    gw == NULL && u->cfg->inference.shards > 1
-	        ? "   (without a gateway, inferer-0 serves only its own shard)"
-	        : "");
-	psf_progress_note(u->p, "psfleet up: Ctrl-C or SIGTERM stops the fleet");
+	return psf_up_report_results(u->cfg, u->p, &o);
 }
 
 /* ---------------------------------------------------------------- main loop */
@@ -580,7 +422,7 @@ supervise(up *u)
 				return -1;
 			if (u->a.train_only)
 				return 0;
-			print_predict_hint(u);
+			psf_up_print_serving(u->cfg, u->p, "Ctrl-C or SIGTERM");
 		}
 		if (!reported && psf_now_ms() - last_render >= interval) {
 			psf_progress_poll(u->p, u->l);
@@ -761,7 +603,7 @@ psf_cmd_up(int argc, char **argv)
 	/* Data that exists is checked before anything is created or started;
 	 * generated data once it is made. */
 	had_data = access(u.cfg->data.path, F_OK) == 0;
-	if (check_metrics_out(u.a.metrics_out) != 0 || select_nodes(&u) != 0 ||
+	if (psf_up_check_metrics_out("psfleet up", u.a.metrics_out) != 0 || select_nodes(&u) != 0 ||
 	    psf_up_preflight(u.a.config, u.cfg, u.selected) != 0 ||
 	    (had_data && u.n_trainers > 0 && psf_up_check_data(u.a.config, u.cfg) != 0)) {
 		free(u.selected);

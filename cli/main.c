@@ -42,6 +42,10 @@ static const command commands[] = {
         "             [--out FILE] [--data-claim PVC] [--storage SIZE] [--storage-class CLASS]\n"
         "             [--cluster-domain D] [--pull-policy POLICY] [--train-only]\n"
         "             [--set KEY=VALUE]..."},
+    {"slurm", psf_cmd_slurm, "run a fleet in a Slurm allocation (examples/slurm/)",
+        "slurm plan CONFIG --nodes NODE[,NODE...] --out DIR [--addrs ADDR[,ADDR...]]\n"
+        "             [--place WHO=LIST]... [--port-base PORT]\n"
+        "  psfleet slurm watch CONFIG [--metrics-out FILE.json] [--timeout SECONDS]"},
 };
 
 static void

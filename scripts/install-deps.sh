@@ -16,6 +16,7 @@ pkgs=(
   python3-yaml
   clang libclang-rt-14-dev clang-format
   python3 python3-pip python3-venv python3-setuptools python3-pandas
+  slurm-wlm munge # tests/integration/slurm_test.sh runs a 3-node cluster on this machine
 )
 
 missing=()

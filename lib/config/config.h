@@ -350,6 +350,23 @@ PSF_NODISCARD psf_err psf_shard_by_parse(const char *s, psf_shard_by *out);
 PSF_NODISCARD psf_err psf_bad_rows_parse(const char *s, psf_bad_rows *out);
 PSF_NODISCARD psf_err psf_route_parse(const char *s, psf_gateway_route *out);
 
+/* New addresses of one node for psf_config_write_nodes; NULL leaves a key as it
+ * is written. */
+typedef struct psf_node_addrs {
+	const char *listen;
+	const char *advertise; /* "" removes the key (the node is dialed at listen) */
+	const char *metrics;
+} psf_node_addrs;
+
+/* psf_config_write_nodes writes to out_path the YAML document of the file cfg was
+ * loaded from (cfg->path), with the listen, advertise and metrics keys of node i
+ * (cfg->nodes order) set as addrs[i] says; every other key stays as written, ${VAR}
+ * placeholders unexpanded (comments are not kept). header (NULL: none) goes first,
+ * each of its lines as a "# " comment. Returns PSF_OK, or PSF_ESYS / PSF_ECONFIG /
+ * PSF_ENOMEM with one line in errbuf. */
+PSF_NODISCARD psf_err psf_config_write_nodes(const psf_config *cfg, const psf_node_addrs *addrs,
+    const char *out_path, const char *header, char *errbuf, size_t errlen);
+
 /* psf_feature_parse parses one feature spelling such as "sma:10" or "dow".
  * Returns PSF_OK and fills *out, or PSF_EINVAL. */
 PSF_NODISCARD psf_err psf_feature_parse(const char *spec, psf_feature_cfg *out);
