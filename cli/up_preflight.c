@@ -188,9 +188,12 @@ psf_up_check_data(const char *config, const psf_config *cfg)
 	size_t n_dates = 0;
 	int32_t cutoff;
 	char why[512];
+	psf_data_opts dopts;
 	int rc = -1;
 
-	if (psf_data_scan(cfg->data.path, cfg->data.bad_rows, why, sizeof(why), &idx) != PSF_OK) {
+	/* With data.cache this scan builds the cache once for the whole fleet. */
+	psf_data_opts_config(cfg, &dopts);
+	if (psf_data_scan_opts(cfg->data.path, &dopts, why, sizeof(why), &idx) != PSF_OK) {
 		fprintf(stderr, "psfleet up: %s: bad data: %s\n", config, why);
 		return -1;
 	}
