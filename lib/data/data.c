@@ -409,8 +409,23 @@ load_cached(const char *path, const psf_data_opts *opts, char *msg, psf_dataset 
 	*used = 0;
 	if ((rv = data_cache_get(path, opts, msg, &c)) != PSF_OK || c == NULL)
 		return rv;
-	*used = 1;
 	rv = data_cache_dataset(c, opts, msg, out);
+	if (rv == PSF_EINVAL) {
+		/* A series failed its hash or checks: drop the file and build anew. */
+		psf_log_warn("data", "%s; rebuilding it", msg);
+		unlink(data_cache_path(c));
+		data_cache_close(c);
+		c = NULL;
+		msg[0] = '\0';
+		if ((rv = data_cache_get(path, opts, msg, &c)) != PSF_OK || c == NULL)
+			return rv;
+		if ((rv = data_cache_dataset(c, opts, msg, out)) != PSF_OK) {
+			data_cache_close(c);
+			msg[0] = '\0';
+			return rv == PSF_EINVAL ? PSF_OK : rv; /* parse the CSV instead */
+		}
+	}
+	*used = rv == PSF_OK;
 	if (rv == PSF_OK)
 		psf_log_info("data", "%s: %zu symbols, %zu rows from cache %s in %.3f s", path,
 		    (*out)->n_series, (*out)->n_rows, data_cache_path(c),

@@ -7,7 +7,8 @@
  *   cache_hdr                  magic, version, endian mark, source stamp, counts,
  *                              section offsets, XXH3 of the metadata
  *   cache_file[n_files]        directory input: each symbol=X/data.csv's stamp
- *   cache_sym[n_symbols]       sorted by name: first row, rows, date range
+ *   cache_sym[n_symbols]       sorted by name: first row, rows, XXH3 of its
+ *                              column bytes, date range
  *   names                      NUL-terminated names, source path, first error
  *   int32 dates[n_dates]       the sorted unique dates (the scan's index)
  *   --- off_cols: everything before is the metadata the hash covers
@@ -16,8 +17,9 @@
  *
  * Nothing read from the file is trusted: every offset and count is checked
  * against the file size before use, names must be valid and sorted, symbols'
- * rows must tile [0, n_rows), and each series copied out is checked (dates
- * strictly increasing within its range, close finite > 0). A cache that fails
+ * rows must tile [0, n_rows), and each series copied out is checked (the XXH3
+ * of its bytes, dates strictly increasing within its range, close finite > 0):
+ * a trainer checks exactly the bytes it reads. A cache that fails
  * is ignored with a log line and rebuilt. Builders write a temp file and rename
  * it, holding an flock on CACHE.lock so concurrent builders wait for the first. */
 #define _GNU_SOURCE
@@ -71,6 +73,7 @@ typedef struct cache_file {
 
 typedef struct cache_sym {
 	uint64_t row_off, n;
+	uint64_t hash; /* series_hash of its rows */
 	int32_t first, last;
 	uint32_t name_off, name_len;
 } cache_sym;
@@ -103,6 +106,18 @@ static uint64_t
 align_up(uint64_t v)
 {
 	return (v + CACHE_ALIGN - 1) & ~(uint64_t)(CACHE_ALIGN - 1);
+}
+
+/* series_hash is XXH3-64 over a series' date bytes, then each value column's,
+ * each seeded with the hash so far. */
+static uint64_t
+series_hash(const int32_t *date, const double *const col[5], size_t n)
+{
+	uint64_t h = XXH3_64bits(date, n * sizeof(int32_t));
+
+	for (int k = 0; k < 5; k++)
+		h = XXH3_64bits_withSeed(col[k], n * sizeof(double), h);
+	return h;
 }
 
 static void
@@ -514,7 +529,9 @@ build_meta(const psf_dataset *ds, const psf_data_index *idx, const stamp *st, ch
 	}
 	for (size_t i = 0; i < ds->n_series; i++) {
 		const psf_series *s = &ds->series[i];
-		cache_sym y = {pos, s->n, s->date[0], s->date[s->n - 1], 0, 0};
+		const double *cols[5] = {s->close, s->open, s->high, s->low, s->volume};
+		cache_sym y = {pos, s->n, series_hash(s->date, cols, s->n), s->date[0],
+		    s->date[s->n - 1], 0, 0};
 
 		add_name(buf + h.off_names, &off, s->symbol, &y.name_off, &y.name_len);
 		memcpy(buf + h.off_syms + i * sizeof(y), &y, sizeof(y));
@@ -597,16 +614,17 @@ lock_wait(int fd, const psf_data_opts *opts)
 	return PSF_OK;
 }
 
-/* try_open opens file when valid, logging why an existing one is not. */
+/* try_open opens file when valid, logging (unless quiet) why an existing one
+ * is not. */
 static data_cache *
-try_open(const char *file, const stamp *st)
+try_open(const char *file, const stamp *st, int quiet)
 {
 	data_cache *c = NULL;
 	const char *why;
 
 	if (file[0] == '\0')
 		return NULL;
-	if (cache_open(file, st, &why, &c) == PSF_EINVAL)
+	if (cache_open(file, st, &why, &c) == PSF_EINVAL && !quiet)
 		psf_log_info("data", "cache %s ignored: %s; it will be rebuilt", file, why);
 	return c;
 }
@@ -619,7 +637,7 @@ build(const char *path, const char *file, const stamp *st, const psf_data_opts *
 	char lock[PATH_MAX + 128];
 	psf_data_opts o = *opts;
 	psf_dataset *ds = NULL;
-	uint64_t t0;
+	uint64_t t0, t1;
 	stamp now;
 	int fd;
 	psf_err rv;
@@ -638,12 +656,13 @@ build(const char *path, const char *file, const stamp *st, const psf_data_opts *
 		    psf_strerror(rv));
 		return PSF_OK;
 	}
-	if ((*out = try_open(file, st)) != NULL) /* another process built it meanwhile */
+	if ((*out = try_open(file, st, 1)) != NULL) /* another process built it meanwhile */
 		goto out;
 	o.keep = NULL;
 	t0 = psf_now_ns();
 	if ((rv = data_load_csv(path, &o, msg, &ds)) != PSF_OK)
 		goto out;
+	t1 = psf_now_ns();
 	if (stamp_take(path, &now) != PSF_OK || !stamp_equal(st, &now)) {
 		psf_log_warn("data", "%s changed while it was read; not caching it", path);
 	} else if (cache_write(file, ds, st, msg) != PSF_OK) {
@@ -652,9 +671,10 @@ build(const char *path, const char *file, const stamp *st, const psf_data_opts *
 		msg[0] = '\0';
 	} else {
 		psf_log_info("data",
-		    "%s: parsed %zu symbols, %zu rows and built cache %s in %.3f s", path,
-		    ds->n_series, ds->n_rows, file, (double)(psf_now_ns() - t0) / 1e9);
-		*out = try_open(file, st);
+		    "%s: parsed %zu symbols, %zu rows in %.3f s; wrote cache %s in %.3f s", path,
+		    ds->n_series, ds->n_rows, (double)(t1 - t0) / 1e9, file,
+		    (double)(psf_now_ns() - t1) / 1e9);
+		*out = try_open(file, st, 0);
 	}
 	stamp_fini(&now);
 out:
@@ -682,8 +702,8 @@ find_or_build(const char *path, const psf_data_opts *opts, int do_build, char *m
 		stamp_fini(&st);
 		return PSF_OK;
 	}
-	if ((c = try_open(prim, &st)) == NULL)
-		c = try_open(alt, &st);
+	if ((c = try_open(prim, &st, 0)) == NULL)
+		c = try_open(alt, &st, 0);
 	if (c == NULL && do_build) {
 		if (dir_writable(prim))
 			target = prim;
@@ -732,15 +752,23 @@ copy_series(const data_cache *c, const cache_sym *y, psf_dataset *ds, size_t i, 
 	s->high = ds->vals + 2 * all + row;
 	s->low = ds->vals + 3 * all + row;
 	s->volume = ds->vals + 4 * all + row;
+	memcpy(ds->date + row, d, n * sizeof(int32_t));
+	for (int k = 0; k < 5; k++)
+		memcpy(ds->vals + (size_t)k * all + row, c->col[k] + b, n * sizeof(double));
+	{
+		const double *cols[5] = {s->close, s->open, s->high, s->low, s->volume};
+
+		if (series_hash(s->date, cols, n) != y->hash)
+			goto bad;
+	}
+	d = s->date;
+	close = s->close;
 	if (d[0] != y->first || d[n - 1] != y->last)
 		goto bad;
 	for (size_t j = 0; j < n; j++) {
 		if ((j > 0 && d[j] <= d[j - 1]) || !(close[j] > 0 && isfinite(close[j])))
 			goto bad;
 	}
-	memcpy(ds->date + row, d, n * sizeof(int32_t));
-	for (int k = 0; k < 5; k++)
-		memcpy(ds->vals + (size_t)k * all + row, c->col[k] + b, n * sizeof(double));
 	return PSF_OK;
 bad:
 	data_msgf(msg, "cache %s: series %s fails its checks (corrupt)", c->path, s->symbol);
