@@ -105,7 +105,8 @@ assert_same_index(const psf_data_index *a, const psf_data_index *b)
 	for (size_t i = 0; i < psf_data_index_n_symbols(a); i++) {
 		uint64_t ra, rb;
 
-		assert_string_equal(psf_data_index_symbol(a, i, &ra), psf_data_index_symbol(b, i, &rb));
+		assert_string_equal(psf_data_index_symbol(a, i, &ra),
+		    psf_data_index_symbol(b, i, &rb));
 		assert_int_equal(ra, rb);
 	}
 	assert_int_equal(na, nb);
@@ -142,9 +143,8 @@ check_ok(const char *path, const char *cache_dir, const char *want)
 {
 	char err[512] = "", where[4200] = "";
 
-	assert_int_equal(psf_data_cache_check(path, cache_dir, err, sizeof(err), where,
-	                     sizeof(where)),
-	    PSF_OK);
+	assert_int_equal(
+	    psf_data_cache_check(path, cache_dir, err, sizeof(err), where, sizeof(where)), PSF_OK);
 	if (want != NULL)
 		assert_string_equal(where, want);
 }
@@ -176,11 +176,12 @@ test_data_cache_round_trip_is_bit_identical(void **state)
 	psf_data_index_free(ib);
 	/* Missing values (NaN), an absent column and rows out of order. */
 	snprintf(hand, sizeof(hand), "%s/hand.csv", fx->dir);
-	put(hand, "Symbol,Date,Close,Volume,High,Low\n"
-	          "BBB,2024-01-03,10.5,,11,10\n"
-	          "AAA,2024-01-02,1e3,12,,\n"
-	          "BBB,2024-01-02,10.25,7,10.5,9.75\n"
-	          "AAA,2024-01-05,999.5,nan,1001,998\n");
+	put(hand,
+	    "Symbol,Date,Close,Volume,High,Low\n"
+	    "BBB,2024-01-03,10.5,,11,10\n"
+	    "AAA,2024-01-02,1e3,12,,\n"
+	    "BBB,2024-01-02,10.25,7,10.5,9.75\n"
+	    "AAA,2024-01-05,999.5,nan,1001,998\n");
 	psf_dataset_free(load_both(hand, &all));
 	psf_dataset_free(load_both(hand, &all));
 	check_ok(hand, NULL, NULL);
@@ -312,11 +313,12 @@ test_data_cache_fail_and_skip_policies(void **state)
 	psf_dataset *ds = NULL;
 
 	snprintf(csv, sizeof(csv), "%s/bad.csv", fx->dir);
-	put(csv, "date,symbol,close\n"
-	         "2024-01-02,AAA,1\n"
-	         "2024-01-03,AAA,x\n"
-	         "2024-01-02,AAA,2\n"
-	         "2024-01-02,BBB,3\n");
+	put(csv,
+	    "date,symbol,close\n"
+	    "2024-01-02,AAA,1\n"
+	    "2024-01-03,AAA,x\n"
+	    "2024-01-02,AAA,2\n"
+	    "2024-01-02,BBB,3\n");
 	/* FAIL: the error of a plain load, with or without the cache. */
 	assert_int_equal(psf_data_load(csv, &(psf_data_opts){0}, a, sizeof(a), &ds), PSF_EINVAL);
 	assert_int_equal(psf_data_load(csv, &fail, b, sizeof(b), &ds), PSF_EINVAL);
@@ -413,9 +415,9 @@ test_data_cache_concurrent_builders_end_with_one(void **state)
 
 			_exit(psf_data_cache_build(csv, NULL, err, sizeof(err), where,
 			          sizeof(where)) == PSF_OK &&
-			              strcmp(where, cache) == 0
-			          ? 0
-			          : 1);
+			            strcmp(where, cache) == 0
+			        ? 0
+			        : 1);
 		}
 	}
 	for (int i = 0; i < 3; i++) {
@@ -461,7 +463,8 @@ main(void)
 	        teardown),
 	    cmocka_unit_test_setup_teardown(test_data_cache_corrupt_is_rejected_and_rebuilt, setup,
 	        teardown),
-	    cmocka_unit_test_setup_teardown(test_data_cache_fail_and_skip_policies, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_cache_fail_and_skip_policies, setup,
+	        teardown),
 	    cmocka_unit_test_setup_teardown(test_data_cache_read_only_dir_falls_back, setup,
 	        teardown),
 	    cmocka_unit_test_setup_teardown(test_data_cache_concurrent_builders_end_with_one, setup,
