@@ -64,6 +64,7 @@ typedef struct cache_hdr {
 	uint64_t meta_hash; /* XXH3-64 of bytes [0, off_cols) with this field 0 */
 	uint32_t src_off, src_len, err_off, err_len; /* in names */
 } cache_hdr;
+_Static_assert(sizeof(cache_hdr) == 168, "the cache header is part of the file format");
 
 typedef struct cache_file {
 	uint64_t size;
@@ -77,6 +78,7 @@ typedef struct cache_sym {
 	int32_t first, last;
 	uint32_t name_off, name_len;
 } cache_sym;
+_Static_assert(sizeof(cache_sym) == 40, "a cache_sym is part of the file format");
 
 /* The stamp of the input: what a cache must match to be valid. */
 typedef struct stamp {
