@@ -44,52 +44,7 @@
 #include "lib/base/util.h"
 #include "lib/data/data_internal.h"
 
-#define CACHE_MAGIC "PSFCACHE"
-#define CACHE_VERSION 1u
-#define CACHE_ENDIAN 0x01020304u
-#define CACHE_SUFFIX ".psfcache"
-#define CACHE_ALIGN 64u
 #define LOCK_WAIT_MS (600u * 1000u) /* a builder taking longer is presumed stuck */
-
-typedef struct cache_hdr {
-	char magic[8];
-	uint32_t version, endian;
-	uint32_t hdr_len, kind; /* kind: 0 a CSV file, 1 a partition directory */
-	uint32_t columns, n_files;
-	uint64_t n_symbols, n_rows, n_dates, n_skipped;
-	uint64_t src_size;
-	int64_t src_mtime_s, src_mtime_ns;
-	uint64_t off_files, off_syms, off_names, names_len, off_dates, off_cols;
-	uint64_t file_len;
-	uint64_t meta_hash; /* XXH3-64 of bytes [0, off_cols) with this field 0 */
-	uint32_t src_off, src_len, err_off, err_len; /* in names */
-} cache_hdr;
-_Static_assert(sizeof(cache_hdr) == 168, "the cache header is part of the file format");
-
-typedef struct cache_file {
-	uint64_t size;
-	int64_t mtime_s, mtime_ns;
-	uint32_t name_off, name_len;
-} cache_file;
-
-typedef struct cache_sym {
-	uint64_t row_off, n;
-	uint64_t hash; /* series_hash of its rows */
-	int32_t first, last;
-	uint32_t name_off, name_len;
-} cache_sym;
-_Static_assert(sizeof(cache_sym) == 40, "a cache_sym is part of the file format");
-
-/* The stamp of the input: what a cache must match to be valid. */
-typedef struct stamp {
-	uint32_t kind;
-	uint64_t size;
-	int64_t mtime_s, mtime_ns;
-	char abs[PATH_MAX];
-	size_t n_files;
-	char **names;      /* directory: sorted symbol names */
-	cache_file *files; /* their data.csv stamps (name fields unset) */
-} stamp;
 
 struct data_cache {
 	void *map;
@@ -103,24 +58,6 @@ struct data_cache {
 	const int32_t *date;
 	const double *col[5]; /* close, open, high, low, volume */
 };
-
-static uint64_t
-align_up(uint64_t v)
-{
-	return (v + CACHE_ALIGN - 1) & ~(uint64_t)(CACHE_ALIGN - 1);
-}
-
-/* series_hash is XXH3-64 over a series' date bytes, then each value column's,
- * each seeded with the hash so far. */
-static uint64_t
-series_hash(const int32_t *date, const double *const col[5], size_t n)
-{
-	uint64_t h = XXH3_64bits(date, n * sizeof(int32_t));
-
-	for (int k = 0; k < 5; k++)
-		h = XXH3_64bits_withSeed(col[k], n * sizeof(double), h);
-	return h;
-}
 
 static void
 stamp_fini(stamp *st)
@@ -195,6 +132,7 @@ stamp_take(const char *path, stamp *st)
 		return psf_err_from_errno(errno);
 	st->kind = S_ISDIR(s.st_mode) ? 1 : 0;
 	st->size = st->kind ? 0 : (uint64_t)s.st_size;
+	st->ino = (uint64_t)s.st_ino;
 	st->mtime_s = s.st_mtim.tv_sec;
 	st->mtime_ns = s.st_mtim.tv_nsec;
 	if (!st->kind && !S_ISREG(s.st_mode))
@@ -209,7 +147,7 @@ stamp_take(const char *path, stamp *st)
 static int
 stamp_equal(const stamp *a, const stamp *b)
 {
-	if (a->kind != b->kind || a->size != b->size || a->mtime_s != b->mtime_s ||
+	if (a->kind != b->kind || a->size != b->size || a->ino != b->ino || a->mtime_s != b->mtime_s ||
 	    a->mtime_ns != b->mtime_ns || strcmp(a->abs, b->abs) != 0 || a->n_files != b->n_files)
 		return 0;
 	for (size_t i = 0; i < a->n_files; i++) {
@@ -320,8 +258,8 @@ check_layout(data_cache *c)
 		return "section offsets out of range";
 	if (n > len / 44)
 		return "column offsets out of range";
-	col8 = align_up(8 * n);
-	vals = end + align_up(4 * n);
+	col8 = data_cache_align(8 * n);
+	vals = end + data_cache_align(4 * n);
 	if (vals > len || (len - vals) / 5 < col8 || vals + 5 * col8 != len)
 		return "column offsets out of range";
 	copy = *h;
@@ -386,9 +324,10 @@ check_stamp(const data_cache *c, const stamp *st)
 {
 	const cache_hdr *h = c->h;
 
-	if (h->kind != st->kind || h->src_size != st->size || h->src_mtime_s != st->mtime_s ||
+	if (h->kind != st->kind || h->src_size != st->size || h->src_ino != st->ino ||
+	    h->src_mtime_s != st->mtime_s ||
 	    h->src_mtime_ns != st->mtime_ns || strcmp(c->names + h->src_off, st->abs) != 0)
-		return "the input changed (size, mtime or path)";
+		return "the input changed (size, mtime, inode or path)";
 	if (h->n_files != st->n_files)
 		return "the partition files changed";
 	for (uint64_t i = 0; i < h->n_files; i++) {
@@ -441,159 +380,6 @@ cache_open(const char *file, const stamp *st, const char **why, data_cache **out
 	}
 	*out = c;
 	return PSF_OK;
-}
-
-/* ---------------------------------------------------------- writing */
-
-static int
-write_all(int fd, const void *p, size_t n)
-{
-	const char *b = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
-write_pad(int fd, uint64_t n)
-{
-	static const char zero[CACHE_ALIGN];
-
-	return n == 0 ? 0 : write_all(fd, zero, (size_t)n);
-}
-
-/* add_name appends s (and a NUL) to the names blob at *off. */
-static void
-add_name(char *names, uint64_t *off, const char *s, uint32_t *at, uint32_t *len)
-{
-	size_t n = strlen(s);
-
-	memcpy(names + *off, s, n + 1);
-	*at = (uint32_t)*off;
-	*len = (uint32_t)n;
-	*off += n + 1;
-}
-
-/* build_meta lays out the header and metadata of ds into a new buffer. */
-static psf_err
-build_meta(const psf_dataset *ds, const psf_data_index *idx, const stamp *st, char **out,
-    uint64_t *meta_len)
-{
-	uint64_t names_len = strlen(st->abs) + strlen(ds->first_error) + 2, off, pos = 0;
-	cache_hdr h;
-	char *buf;
-
-	for (size_t i = 0; i < ds->n_series; i++)
-		names_len += strlen(ds->series[i].symbol) + 1;
-	for (size_t i = 0; i < st->n_files; i++)
-		names_len += strlen(st->names[i]) + 1;
-	memset(&h, 0, sizeof(h));
-	memcpy(h.magic, CACHE_MAGIC, 8);
-	h.version = CACHE_VERSION;
-	h.endian = CACHE_ENDIAN;
-	h.hdr_len = sizeof(h);
-	h.kind = st->kind;
-	h.columns = ds->columns;
-	h.n_files = (uint32_t)st->n_files;
-	h.n_symbols = ds->n_series;
-	h.n_rows = ds->n_rows;
-	h.n_dates = idx->n_dates;
-	h.n_skipped = ds->n_skipped;
-	h.src_size = st->size;
-	h.src_mtime_s = st->mtime_s;
-	h.src_mtime_ns = st->mtime_ns;
-	h.off_files = sizeof(h);
-	h.off_syms = h.off_files + st->n_files * sizeof(cache_file);
-	h.off_names = h.off_syms + ds->n_series * sizeof(cache_sym);
-	h.names_len = names_len;
-	h.off_dates = (h.off_names + names_len + 3) & ~(uint64_t)3;
-	h.off_cols = align_up(h.off_dates + idx->n_dates * sizeof(int32_t));
-	h.file_len = h.off_cols + align_up(4 * ds->n_rows) + 5 * align_up(8 * ds->n_rows);
-	if ((buf = calloc(1, h.off_cols)) == NULL)
-		return PSF_ENOMEM;
-	off = 0;
-	add_name(buf + h.off_names, &off, st->abs, &h.src_off, &h.src_len);
-	add_name(buf + h.off_names, &off, ds->first_error, &h.err_off, &h.err_len);
-	for (size_t i = 0; i < st->n_files; i++) {
-		cache_file f = st->files[i];
-
-		add_name(buf + h.off_names, &off, st->names[i], &f.name_off, &f.name_len);
-		memcpy(buf + h.off_files + i * sizeof(f), &f, sizeof(f));
-	}
-	for (size_t i = 0; i < ds->n_series; i++) {
-		const psf_series *s = &ds->series[i];
-		const double *cols[5] = {s->close, s->open, s->high, s->low, s->volume};
-		cache_sym y = {pos, s->n, series_hash(s->date, cols, s->n), s->date[0],
-		    s->date[s->n - 1], 0, 0};
-
-		add_name(buf + h.off_names, &off, s->symbol, &y.name_off, &y.name_len);
-		memcpy(buf + h.off_syms + i * sizeof(y), &y, sizeof(y));
-		pos += s->n;
-	}
-	memcpy(buf + h.off_dates, idx->dates, idx->n_dates * sizeof(int32_t));
-	memcpy(buf, &h, sizeof(h));
-	h.meta_hash = XXH3_64bits_withSeed(&h, sizeof(h),
-	    XXH3_64bits(buf + sizeof(h), h.off_cols - sizeof(h)));
-	memcpy(buf, &h, sizeof(h));
-	*out = buf;
-	*meta_len = h.off_cols;
-	return PSF_OK;
-}
-
-/* cache_write writes ds as the cache file (through a temp file and a rename). */
-static psf_err
-cache_write(const char *file, const psf_dataset *ds, const stamp *st, char *msg)
-{
-	char tmp[PATH_MAX + 96], *meta = NULL;
-	uint64_t meta_len = 0, n = ds->n_rows;
-	psf_data_index *idx = NULL;
-	int fd = -1, bad;
-	psf_err rv;
-
-	if ((rv = psf_data_index_from(ds, &idx)) != PSF_OK ||
-	    (rv = build_meta(ds, idx, st, &meta, &meta_len)) != PSF_OK)
-		goto out;
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", file, (long)getpid());
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-		data_msgf(msg, "%s: %s", tmp, strerror(errno));
-		rv = psf_err_from_errno(errno);
-		goto out;
-	}
-	bad = write_all(fd, meta, meta_len) || write_all(fd, ds->date, 4 * n) ||
-	    write_pad(fd, align_up(4 * n) - 4 * n);
-	for (int k = 0; k < 5 && !bad; k++)
-		bad = write_all(fd, ds->vals + (size_t)k * n, 8 * n) ||
-		    write_pad(fd, align_up(8 * n) - 8 * n);
-	if (bad || close(fd) != 0) {
-		data_msgf(msg, "%s: %s", tmp, strerror(errno));
-		rv = psf_err_from_errno(errno);
-		fd = -1;
-		unlink(tmp);
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, file) != 0) {
-		data_msgf(msg, "%s: %s", file, strerror(errno));
-		rv = psf_err_from_errno(errno);
-		unlink(tmp);
-	}
-out:
-	if (fd >= 0) {
-		close(fd);
-		unlink(tmp);
-	}
-	free(meta);
-	psf_data_index_free(idx);
-	return rv;
 }
 
 /* ---------------------------------------------------------- get or build */
@@ -667,7 +453,7 @@ build(const char *path, const char *file, const stamp *st, const psf_data_opts *
 	t1 = psf_now_ns();
 	if (stamp_take(path, &now) != PSF_OK || !stamp_equal(st, &now)) {
 		psf_log_warn("data", "%s changed while it was read; not caching it", path);
-	} else if (cache_write(file, ds, st, msg) != PSF_OK) {
+	} else if (data_cache_write(file, ds, st, msg) != PSF_OK) {
 		psf_log_warn("data", "cannot write the cache: %s; reading the input without it",
 		    msg);
 		msg[0] = '\0';
@@ -760,7 +546,7 @@ copy_series(const data_cache *c, const cache_sym *y, psf_dataset *ds, size_t i, 
 	{
 		const double *cols[5] = {s->close, s->open, s->high, s->low, s->volume};
 
-		if (series_hash(s->date, cols, n) != y->hash)
+		if (data_cache_series_hash(s->date, cols, n) != y->hash)
 			goto bad;
 	}
 	d = s->date;

@@ -215,6 +215,28 @@ test_data_cache_invalidated_by_size_and_mtime(void **state)
 	assert_non_null(strstr(err, "the input changed"));
 	psf_dataset_free(load_both(csv, &all)); /* rebuilt */
 	check_ok(csv, NULL, NULL);
+	/* The same bytes and mtime in a new file renamed over it: another inode. */
+	{
+		char tmp[300], *text = NULL;
+		size_t len;
+		struct stat st;
+		struct timespec same[2];
+
+		snprintf(tmp, sizeof(tmp), "%s.new", csv);
+		assert_int_equal(psf_read_file(csv, &text, &len), PSF_OK);
+		put(tmp, text);
+		free(text);
+		assert_int_equal(stat(csv, &st), 0);
+		same[0] = st.st_atim;
+		same[1] = st.st_mtim;
+		assert_int_equal(utimensat(AT_FDCWD, tmp, same, 0), 0);
+		assert_int_equal(rename(tmp, csv), 0);
+		assert_int_equal(psf_data_cache_check(csv, NULL, err, sizeof(err), NULL, 0),
+		    PSF_EINVAL);
+		assert_non_null(strstr(err, "the input changed"));
+		psf_dataset_free(load_both(csv, &all));
+		check_ok(csv, NULL, NULL);
+	}
 	/* A row appended (size changes): the cache gives the new data. */
 	f = fopen(csv, "a");
 	assert_non_null(f);
@@ -280,8 +302,8 @@ test_data_cache_corrupt_is_rejected_and_rebuilt(void **state)
 	corrupt_and_recover(csv, cache, 0, NULL, 0, st.st_size / 2, "truncated");
 	corrupt_and_recover(csv, cache, 0, NULL, 0, 10, "truncated");
 	corrupt_and_recover(csv, cache, 0, NULL, 0, 0, "truncated");
-	/* every count and offset of the header (bytes 32 .. 144) out of range */
-	for (long at = 32; at <= 144; at += 8)
+	/* every count and offset of the header (bytes 32 .. 152) out of range */
+	for (long at = 32; at <= 152; at += 8)
 		corrupt_and_recover(csv, cache, at, &big, sizeof(big), -1, NULL);
 	/* Fuzz-ish: one flipped byte anywhere. A flip in the metadata fails its
 	 * checksum, one in a series fails that series' hash when it is copied; one
