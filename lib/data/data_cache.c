@@ -147,8 +147,9 @@ stamp_take(const char *path, stamp *st)
 static int
 stamp_equal(const stamp *a, const stamp *b)
 {
-	if (a->kind != b->kind || a->size != b->size || a->ino != b->ino || a->mtime_s != b->mtime_s ||
-	    a->mtime_ns != b->mtime_ns || strcmp(a->abs, b->abs) != 0 || a->n_files != b->n_files)
+	if (a->kind != b->kind || a->size != b->size || a->ino != b->ino ||
+	    a->mtime_s != b->mtime_s || a->mtime_ns != b->mtime_ns || strcmp(a->abs, b->abs) != 0 ||
+	    a->n_files != b->n_files)
 		return 0;
 	for (size_t i = 0; i < a->n_files; i++) {
 		if (strcmp(a->names[i], b->names[i]) != 0 || a->files[i].size != b->files[i].size ||
@@ -325,8 +326,8 @@ check_stamp(const data_cache *c, const stamp *st)
 	const cache_hdr *h = c->h;
 
 	if (h->kind != st->kind || h->src_size != st->size || h->src_ino != st->ino ||
-	    h->src_mtime_s != st->mtime_s ||
-	    h->src_mtime_ns != st->mtime_ns || strcmp(c->names + h->src_off, st->abs) != 0)
+	    h->src_mtime_s != st->mtime_s || h->src_mtime_ns != st->mtime_ns ||
+	    strcmp(c->names + h->src_off, st->abs) != 0)
 		return "the input changed (size, mtime, inode or path)";
 	if (h->n_files != st->n_files)
 		return "the partition files changed";

@@ -31,7 +31,6 @@ data_cache_series_hash(const int32_t *date, const double *const col[5], size_t n
 	return h;
 }
 
-
 static int
 write_all(int fd, const void *p, size_t n)
 {
@@ -105,7 +104,8 @@ build_meta(const psf_dataset *ds, const psf_data_index *idx, const stamp *st, ch
 	h.names_len = names_len;
 	h.off_dates = (h.off_names + names_len + 3) & ~(uint64_t)3;
 	h.off_cols = data_cache_align(h.off_dates + idx->n_dates * sizeof(int32_t));
-	h.file_len = h.off_cols + data_cache_align(4 * ds->n_rows) + 5 * data_cache_align(8 * ds->n_rows);
+	h.file_len =
+	    h.off_cols + data_cache_align(4 * ds->n_rows) + 5 * data_cache_align(8 * ds->n_rows);
 	if ((buf = calloc(1, h.off_cols)) == NULL)
 		return PSF_ENOMEM;
 	off = 0;
@@ -182,4 +182,3 @@ out:
 	psf_data_index_free(idx);
 	return rv;
 }
-
