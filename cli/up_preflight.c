@@ -194,6 +194,7 @@ psf_up_check_data(const char *config, const psf_config *cfg)
 
 	/* With data.cache this scan builds the cache once for the whole fleet. */
 	psf_data_opts_config(cfg, &dopts);
+	dopts.quiet = true; /* the lines below say what happened */
 	had_cache = dopts.cache &&
 	    psf_data_cache_check(cfg->data.path, dopts.cache_dir, NULL, 0, where, sizeof(where)) ==
 	        PSF_OK;

@@ -426,7 +426,7 @@ load_cached(const char *path, const psf_data_opts *opts, char *msg, psf_dataset 
 		}
 	}
 	*used = rv == PSF_OK;
-	if (rv == PSF_OK)
+	if (rv == PSF_OK && !opts->quiet)
 		psf_log_info("data", "%s: %zu symbols, %zu rows from cache %s in %.3f s", path,
 		    (*out)->n_series, (*out)->n_rows, data_cache_path(c),
 		    (double)(psf_now_ns() - t0) / 1e9);

@@ -86,6 +86,9 @@ typedef struct psf_data_opts {
 	/* cache_dir (may be NULL): where the cache goes when the input's own
 	 * directory is not writable, e.g. a node's run_dir. Created if missing. */
 	const char *cache_dir;
+	/* quiet: no info-level log lines about the cache (built, read, stale): the
+	 * caller reports it itself, as `psfleet up` does. Warnings still go out. */
+	bool quiet;
 } psf_data_opts;
 
 #define PSF_DATA_STOP_ROWS 65536

@@ -406,7 +406,7 @@ lock_wait(int fd, const psf_data_opts *opts)
 /* try_open opens file when valid, logging (unless quiet) why an existing one
  * is not. */
 static data_cache *
-try_open(const char *file, const stamp *st, int quiet)
+try_open(const char *file, const stamp *st, bool quiet)
 {
 	data_cache *c = NULL;
 	const char *why;
@@ -445,7 +445,7 @@ build(const char *path, const char *file, const stamp *st, const psf_data_opts *
 		    psf_strerror(rv));
 		return PSF_OK;
 	}
-	if ((*out = try_open(file, st, 1)) != NULL) /* another process built it meanwhile */
+	if ((*out = try_open(file, st, true)) != NULL) /* another process built it meanwhile */
 		goto out;
 	o.keep = NULL;
 	t0 = psf_now_ns();
@@ -459,11 +459,12 @@ build(const char *path, const char *file, const stamp *st, const psf_data_opts *
 		    msg);
 		msg[0] = '\0';
 	} else {
-		psf_log_info("data",
-		    "%s: parsed %zu symbols, %zu rows in %.3f s; wrote cache %s in %.3f s", path,
+		if (!opts->quiet)
+			psf_log_info("data",
+			    "%s: parsed %zu symbols, %zu rows in %.3f s; wrote cache %s in %.3f s", path,
 		    ds->n_series, ds->n_rows, (double)(t1 - t0) / 1e9, file,
 		    (double)(psf_now_ns() - t1) / 1e9);
-		*out = try_open(file, st, 0);
+		*out = try_open(file, st, opts->quiet);
 	}
 	stamp_fini(&now);
 out:
@@ -491,19 +492,19 @@ find_or_build(const char *path, const psf_data_opts *opts, int do_build, char *m
 		stamp_fini(&st);
 		return PSF_OK;
 	}
-	if ((c = try_open(prim, &st, 0)) == NULL)
-		c = try_open(alt, &st, 0);
+	if ((c = try_open(prim, &st, opts->quiet)) == NULL)
+		c = try_open(alt, &st, opts->quiet);
 	if (c == NULL && do_build) {
 		if (dir_writable(prim))
 			target = prim;
 		else if (alt[0] != '\0' && psf_mkdir_p(opts->cache_dir) == PSF_OK &&
 		    dir_writable(alt))
 			target = alt;
-		if (target == NULL)
+		if (target != NULL)
+			rv = build(path, target, &st, opts, msg, &c);
+		else if (!opts->quiet)
 			psf_log_info("data", "%s: no writable place for a cache (%s%s%s)", path,
 			    prim, alt[0] != '\0' ? " or " : "", alt);
-		else
-			rv = build(path, target, &st, opts, msg, &c);
 	}
 	stamp_fini(&st);
 	if (c != NULL && c->h->n_skipped > 0 && opts->bad_rows == PSF_BAD_ROWS_FAIL) {
