@@ -102,7 +102,8 @@ stamp_dir(const char *dir, stamp *st)
 	closedir(d);
 	if (de != NULL)
 		return PSF_ENOMEM;
-	qsort(st->names, st->n_files, sizeof(char *), cmp_str);
+	if (st->n_files > 1)
+		qsort(st->names, st->n_files, sizeof(char *), cmp_str);
 	if ((st->files = calloc(st->n_files + 1, sizeof(*st->files))) == NULL)
 		return PSF_ENOMEM;
 	for (size_t i = 0; i < st->n_files; i++) {
