@@ -462,9 +462,9 @@ build(const char *path, const char *file, const stamp *st, const psf_data_opts *
 	} else {
 		if (!opts->quiet)
 			psf_log_info("data",
-			    "%s: parsed %zu symbols, %zu rows in %.3f s; wrote cache %s in %.3f s", path,
-		    ds->n_series, ds->n_rows, (double)(t1 - t0) / 1e9, file,
-		    (double)(psf_now_ns() - t1) / 1e9);
+			    "%s: parsed %zu symbols, %zu rows in %.3f s; wrote cache %s in %.3f s",
+			    path, ds->n_series, ds->n_rows, (double)(t1 - t0) / 1e9, file,
+			    (double)(psf_now_ns() - t1) / 1e9);
 		*out = try_open(file, st, opts->quiet);
 	}
 	stamp_fini(&now);
