@@ -5,7 +5,10 @@
  *   read     a raw read() of the whole file into memory (the baseline),
  *   load     psf_data_load of the file (parse, group, sort, check),
  *   featurize psf_features_build with a typical 12-feature list,
- *   shard    psf_data_load of a quarter of the symbols from a partition dir.
+ *   shard    psf_data_load of a quarter of the symbols from a partition dir,
+ *   cache    the binary cache (docs/data.md §9): its build (parse + write, once),
+ *            a load of every symbol from it, one trainer's share of 4 (a
+ *            quarter of the symbols), and the scan (index) from it.
  * Each figure is the median of several runs. Output: `name value unit` lines,
  * then `ratio_<name> value` (DESIGN.md §10): ratio_load_vs_read is load time /
  * read time (how many raw reads one load costs). */
@@ -17,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench/bench_util.h"
+#include "lib/base/log.h"
 #include "lib/base/util.h"
 #include "lib/data/data.h"
 #include "lib/data/datagen.h"
@@ -118,6 +122,41 @@ keep_quarter(const char *symbol, void *arg)
 	return atoi(symbol + 1) % 4 == 0;
 }
 
+/* timed_scan times psf_data_scan_opts (with opts->cache: the index from the
+ * cache). */
+static double
+timed_scan(const char *path, const psf_data_opts *opts)
+{
+	char err[512];
+	psf_data_index *idx = NULL;
+	uint64_t t0 = psf_now_ns();
+
+	if (psf_data_scan_opts(path, opts, err, sizeof(err), &idx) != PSF_OK) {
+		fprintf(stderr, "data_bench: %s\n", err);
+		return -1;
+	}
+	psf_data_index_free(idx);
+	return (double)(psf_now_ns() - t0) / 1e9;
+}
+
+/* The cache figures: medians of the runs. */
+typedef struct cache_times {
+	double build, load, shard, scan;
+} cache_times;
+
+static void
+report_cache(const cache_times *c, double load_s)
+{
+	printf("cache_build_seconds %.6f s\n", c->build);
+	printf("cache_load_seconds %.6f s\n", c->load);
+	printf("cache_shard_load_seconds %.6f s\n", c->shard);
+	printf("cache_scan_seconds %.6f s\n", c->scan);
+	printf("ratio_cache_load_vs_load %.3f\n", c->load / load_s);
+	printf("ratio_cache_shard_vs_load %.3f\n", c->shard / load_s);
+	printf("ratio_cache_shard_vs_cache_load %.3f\n", c->shard / c->load);
+	printf("ratio_cache_scan_vs_load %.4f\n", c->scan / load_s);
+}
+
 static void
 report(const psf_dataset *ds, long long bytes, size_t feat_rows, double read_s, double load_s,
     double feat_s, double shard_s)
@@ -145,7 +184,11 @@ static int
 run(const char *path, const char *part, int runs)
 {
 	double t_read[MAX_RUNS], t_load[MAX_RUNS], t_feat[MAX_RUNS], t_shard[MAX_RUNS];
-	psf_data_opts quarter = {.keep = keep_quarter};
+	double t_cload[MAX_RUNS], t_cshard[MAX_RUNS], t_cscan[MAX_RUNS];
+	psf_data_opts quarter = {.keep = keep_quarter}, cached = {.cache = true};
+	psf_data_opts cached_quarter = {.keep = keep_quarter, .cache = true};
+	cache_times ct = {0};
+	char err[512];
 	psf_dataset *ds = NULL;
 	struct stat st;
 	size_t feat_rows = 0;
@@ -155,17 +198,33 @@ run(const char *path, const char *part, int runs)
 
 	if (stat(path, &st) != 0 || (buf = malloc((size_t)st.st_size)) == NULL)
 		return -1;
+	ct.build = (double)psf_now_ns();
+	if (psf_data_cache_build(path, NULL, err, sizeof(err), NULL, 0) != PSF_OK) {
+		fprintf(stderr, "data_bench: cache: %s\n", err);
+		ok = 0;
+	}
+	ct.build = ((double)psf_now_ns() - ct.build) / 1e9;
 	for (int i = 0; i < runs && ok; i++) {
 		t_read[i] = raw_read(path, (size_t)st.st_size, buf, &sink);
 		t_load[i] = timed_load(path, NULL, &ds);
 		t_shard[i] = timed_load(part, &quarter, NULL);
 		t_feat[i] = ds != NULL ? timed_features(ds, &feat_rows) : -1;
-		ok = t_read[i] >= 0 && t_load[i] >= 0 && t_shard[i] >= 0 && t_feat[i] >= 0;
+		t_cload[i] = timed_load(path, &cached, NULL);
+		t_cshard[i] = timed_load(path, &cached_quarter, NULL);
+		t_cscan[i] = timed_scan(path, &cached);
+		ok = t_read[i] >= 0 && t_load[i] >= 0 && t_shard[i] >= 0 && t_feat[i] >= 0 &&
+		    t_cload[i] >= 0 && t_cshard[i] >= 0 && t_cscan[i] >= 0;
 	}
 	if (ok)
 		report(ds, (long long)st.st_size, feat_rows, psf_bench_median(t_read, (size_t)runs),
 		    psf_bench_median(t_load, (size_t)runs), psf_bench_median(t_feat, (size_t)runs),
 		    psf_bench_median(t_shard, (size_t)runs));
+	if (ok) {
+		ct.load = psf_bench_median(t_cload, (size_t)runs);
+		ct.shard = psf_bench_median(t_cshard, (size_t)runs);
+		ct.scan = psf_bench_median(t_cscan, (size_t)runs);
+		report_cache(&ct, psf_bench_median(t_load, (size_t)runs));
+	}
 	if (sink == 1)
 		printf("# sink %u\n", sink); /* keeps the page touches */
 	free(buf);
@@ -182,6 +241,7 @@ main(int argc, char **argv)
 	uint64_t t0;
 	int rc = 1;
 
+	psf_log_setup(PSF_LOG_WARN, "data_bench"); /* no per-load info lines */
 	if (mkdtemp(dir) == NULL) {
 		perror("data_bench: mkdtemp");
 		return 1;

@@ -44,13 +44,28 @@ static const char scan_help[] =
     "  --test-fraction F  last fraction of dates held out, in (0, 1) (default 0.2)\n"
     "  --bad-rows POLICY  fail (default) or skip\n";
 
+static const char cache_help[] =
+    "usage: psfleet data cache build|check PATH [--dir DIR] [--bad-rows fail|skip]\n"
+    "\n"
+    "The binary cache of a parsed CSV file or partition directory (docs/data.md §9):\n"
+    "PATH.psfcache beside it, or DIR/NAME-HASH.psfcache when PATH's directory is not\n"
+    "writable. Nodes with data.cache (the default) build it on first use and read it\n"
+    "after; it is rebuilt when PATH's size or mtime changes.\n"
+    "  build              make sure a valid cache exists (parse PATH when it does not)\n"
+    "  check              tell whether a valid cache exists: exit 0 if so, 1 if it is\n"
+    "                     missing, stale or corrupt (and why)\n"
+    "  --dir DIR          the fallback directory (a fleet uses its run_dir)\n"
+    "  --bad-rows POLICY  fail (default) or skip, for build\n";
+
 static const char data_help[] =
     "usage: psfleet data COMMAND [ARGS]   (psfleet data COMMAND --help for details)\n"
     "\n"
     "  gen --out FILE.csv [--symbols N] [--days D] [--seed S] [--skew] [--force]\n"
     "                                 write synthetic prices\n"
     "  partition FILE.csv --out DIR   lay a CSV out as DIR/symbol=XYZ/data.csv\n"
-    "  scan PATH [--test-fraction F]  summarise a CSV or partition directory\n";
+    "  scan PATH [--test-fraction F]  summarise a CSV or partition directory\n"
+    "  cache build|check PATH [--dir DIR]\n"
+    "                                 build or check the binary cache of PATH\n";
 
 /* parse_u64 reads a whole decimal argument within [lo, hi]. */
 static int
@@ -283,6 +298,61 @@ cmd_scan(int argc, char **argv)
 	return summary("scan", pa.path, pa.bad_rows, pa.test_fraction);
 }
 
+static int
+cmd_cache(int argc, char **argv)
+{
+	psf_data_opts opts = {.cache = true};
+	const char *verb = argc >= 2 ? argv[1] : "", *path = NULL;
+	char err[512], where[4200];
+
+	if (psf_cli_wants_help(argc, argv)) {
+		fputs(cache_help, stdout);
+		return 0;
+	}
+	if (strcmp(verb, "build") != 0 && strcmp(verb, "check") != 0) {
+		fprintf(stderr, "psfleet data cache: build or check is required (see --help)\n");
+		return 2;
+	}
+	for (int i = 2; i < argc; i++) {
+		if (argv[i][0] != '-' && path == NULL) {
+			path = argv[i];
+		} else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
+			opts.cache_dir = argv[++i];
+		} else if (strcmp(argv[i], "--bad-rows") == 0 && i + 1 < argc) {
+			if (parse_policy(argv[++i], &opts.bad_rows) != 0)
+				return 2;
+		} else {
+			fprintf(stderr,
+			    "psfleet data cache: unexpected or incomplete '%s' (see --help)\n",
+			    argv[i]);
+			return 2;
+		}
+	}
+	if (path == NULL) {
+		fprintf(stderr, "psfleet data cache %s: PATH is required (see --help)\n", verb);
+		return 2;
+	}
+	if (strcmp(verb, "build") == 0) {
+		uint64_t t0 = psf_now_ms();
+
+		if (psf_data_cache_build(path, &opts, err, sizeof(err), where, sizeof(where)) !=
+		    PSF_OK) {
+			fprintf(stderr, "psfleet data cache build: %s\n", err);
+			return 1;
+		}
+		printf("cache %s is valid (%llu ms)\n", where,
+		    (unsigned long long)(psf_now_ms() - t0));
+		return 0;
+	}
+	if (psf_data_cache_check(path, opts.cache_dir, err, sizeof(err), where, sizeof(where)) !=
+	    PSF_OK) {
+		fprintf(stderr, "psfleet data cache check: %s\n", err);
+		return 1;
+	}
+	printf("cache %s is valid\n", where);
+	return 0;
+}
+
 int
 psf_cmd_data(int argc, char **argv)
 {
@@ -292,15 +362,18 @@ psf_cmd_data(int argc, char **argv)
 		return cmd_partition(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "scan") == 0)
 		return cmd_scan(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "cache") == 0)
+		return cmd_cache(argc - 1, argv + 1);
 	if (psf_cli_wants_help(argc, argv)) {
 		fputs(data_help, stdout);
 		return 0;
 	}
 	if (argc < 2)
 		fprintf(stderr,
-		    "psfleet data: a command is required: gen, partition or scan (see --help)\n");
+		    "psfleet data: a command is required: gen, partition, scan or cache (see --help)\n");
 	else
-		fprintf(stderr, "psfleet data: unknown command '%s' (gen, partition or scan)\n",
+		fprintf(stderr,
+		    "psfleet data: unknown command '%s' (gen, partition, scan or cache)\n",
 		    argv[1]);
 	return 2;
 }

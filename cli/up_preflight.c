@@ -187,13 +187,28 @@ psf_up_check_data(const char *config, const psf_config *cfg)
 	const int32_t *dates;
 	size_t n_dates = 0;
 	int32_t cutoff;
-	char why[512];
-	int rc = -1;
+	char why[512], where[4200] = "";
+	psf_data_opts dopts;
+	uint64_t t0 = psf_now_ms();
+	int rc = -1, had_cache;
 
-	if (psf_data_scan(cfg->data.path, cfg->data.bad_rows, why, sizeof(why), &idx) != PSF_OK) {
+	/* With data.cache this scan builds the cache once for the whole fleet. */
+	psf_data_opts_config(cfg, &dopts);
+	dopts.quiet = true; /* the lines below say what happened */
+	had_cache = dopts.cache &&
+	    psf_data_cache_check(cfg->data.path, dopts.cache_dir, NULL, 0, where, sizeof(where)) ==
+	        PSF_OK;
+	if (psf_data_scan_opts(cfg->data.path, &dopts, why, sizeof(why), &idx) != PSF_OK) {
 		fprintf(stderr, "psfleet up: %s: bad data: %s\n", config, why);
 		return -1;
 	}
+	if (had_cache)
+		printf("psfleet up: data cache %s is valid: the CSV is not parsed\n", where);
+	else if (dopts.cache &&
+	    psf_data_cache_check(cfg->data.path, dopts.cache_dir, NULL, 0, where, sizeof(where)) ==
+	        PSF_OK)
+		printf("psfleet up: parsed %s and built its data cache %s in %.1f s\n",
+		    cfg->data.path, where, (double)(psf_now_ms() - t0) / 1e3);
 	dates = psf_data_index_dates(idx, &n_dates);
 	if (psf_data_index_n_symbols(idx) == 0)
 		fprintf(stderr, "psfleet up: %s: bad data: %s has no data rows (only a header?)\n",

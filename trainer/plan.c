@@ -72,10 +72,11 @@ scan_assign(const psf_config *cfg, psf_data_index **idx_out, size_t **bins_out, 
 {
 	psf_data_index *idx = NULL;
 	size_t *bins = NULL, n;
+	psf_data_opts dopts;
 	psf_err err;
 
-	if ((err = psf_data_scan(cfg->data.path, cfg->data.bad_rows, errbuf, errlen, &idx)) !=
-	    PSF_OK)
+	psf_data_opts_config(cfg, &dopts);
+	if ((err = psf_data_scan_opts(cfg->data.path, &dopts, errbuf, errlen, &idx)) != PSF_OK)
 		return err;
 	n = psf_data_index_n_symbols(idx);
 	if ((bins = calloc(n > 0 ? n : 1, sizeof(*bins))) == NULL) {

@@ -144,7 +144,12 @@ make_table(trainer *t)
 		psf_log_err("trainer", "%s", errbuf);
 		return err;
 	}
-	psf_data_opts dopts = {t->cfg->data.bad_rows, psf_shard_plan_keep, &plan, node_stop, t->rt};
+	psf_data_opts dopts;
+	psf_data_opts_config(t->cfg, &dopts);
+	dopts.keep = psf_shard_plan_keep;
+	dopts.keep_arg = &plan;
+	dopts.stop = node_stop;
+	dopts.stop_arg = t->rt;
 	uint64_t t0 = psf_now_ms();
 	err = psf_data_load(t->cfg->data.path, &dopts, errbuf, sizeof(errbuf), &ds);
 	if (err != PSF_OK) {

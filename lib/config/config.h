@@ -124,6 +124,7 @@ typedef struct psf_data_cfg {
 	psf_bad_rows bad_rows; /* default fail */
 	double test_fraction;  /* last fraction of dates held out; default 0.2, in (0, 1) */
 	psf_shard_by shard_by; /* default rows */
+	int cache;             /* 0/1: keep a binary cache of the parsed input; default 1 */
 } psf_data_cfg;
 
 typedef struct psf_model_cfg {

@@ -324,6 +324,7 @@ static const field data_fields[] = {
     {"test_fraction", T_F64, offsetof(psf_data_cfg, test_fraction), .must = "a number in (0, 1)",
         .dmin = 0, .dmax = 1, .open_lo = 1, .open_hi = 1},
     {"shard_by", T_ENUM, offsetof(psf_data_cfg, shard_by), .names = config_shard_by_names},
+    {"cache", T_BOOL, offsetof(psf_data_cfg, cache), .must = "true or false"},
 };
 static const table data_table = {"data", data_fields, PSF_ARRAY_LEN(data_fields)};
 
@@ -472,6 +473,7 @@ config_set_defaults(psf_config *cfg)
 	cfg->data.generate.days = 500;
 	cfg->data.test_fraction = 0.2;
 	cfg->data.shard_by = PSF_SHARD_BY_ROWS; /* balanced work unless hashing is asked for */
+	cfg->data.cache = 1; /* parse the CSV once, read the binary cache after */
 	cfg->target = PSF_TARGET_NEXT_CLOSE;
 	cfg->model.hidden[0] = 32;
 	cfg->model.n_hidden = 1;

@@ -22,18 +22,6 @@
 #include "lib/base/util.h"
 #include "lib/data/data_internal.h"
 
-struct psf_dataset {
-	psf_series *series;
-	size_t n_series;
-	size_t n_rows;
-	unsigned columns;
-	size_t n_skipped;
-	char first_error[DATA_MSG_LEN];
-	char *names;
-	int32_t *date;
-	double *vals; /* close, open, high, low, volume: n_rows each */
-};
-
 static psf_err
 add_file(loader *ld, const char *path, uint32_t *idx)
 {
@@ -272,8 +260,8 @@ dedupe(loader *ld, sym_entry *const *order, size_t n_order, drow *dr, size_t *st
 	return data_policy(ld);
 }
 
-static psf_err
-dataset_alloc(size_t n_series, size_t names_len, size_t n_rows, psf_dataset **out)
+psf_err
+data_dataset_alloc(size_t n_series, size_t names_len, size_t n_rows, psf_dataset **out)
 {
 	psf_dataset *ds = calloc(1, sizeof(*ds));
 
@@ -304,7 +292,7 @@ make_dataset(const loader *ld, sym_entry *const *order, size_t n_order, const dr
 
 	for (size_t i = 0; i < n_order; i++)
 		names_len += order[i]->len + 1;
-	if ((rv = dataset_alloc(n_order, names_len, n, &ds)) != PSF_OK)
+	if ((rv = data_dataset_alloc(n_order, names_len, n, &ds)) != PSF_OK)
 		return rv;
 	for (size_t i = 0; i < n_order; i++) {
 		psf_series *s = &ds->series[i];
@@ -388,38 +376,101 @@ data_copy_err(char *errbuf, size_t errlen, const char *msg, psf_err rv)
 }
 
 psf_err
-psf_data_load(const char *path, const psf_data_opts *opts, char *errbuf, size_t errlen,
-    psf_dataset **out)
+data_load_csv(const char *path, const psf_data_opts *opts, char *msg, psf_dataset **out)
 {
 	loader ld;
 	struct stat st;
-	psf_dataset *ds = NULL;
 	psf_err rv;
 
 	memset(&ld, 0, sizeof(ld));
-	if (opts != NULL)
-		ld.opts = *opts;
-	if (path == NULL || out == NULL) {
-		data_set_msg(&ld, "data: no path given");
-		rv = PSF_EINVAL;
-	} else if (stat(path, &st) != 0) {
+	ld.opts = *opts;
+	ld.opts.cache = false;
+	if (stat(path, &st) != 0) {
 		data_set_msg(&ld, "%s: %s", path, strerror(errno));
 		rv = psf_err_from_errno(errno);
 	} else {
 		rv = S_ISDIR(st.st_mode) ? load_dir(&ld, path) : load_file(&ld, path, -1);
 	}
 	if (rv == PSF_OK)
-		rv = assemble(&ld, &ds);
-	if (rv != PSF_OK) {
-		data_copy_err(errbuf, errlen, ld.msg, rv);
-	} else {
-		if (ds->n_skipped > 0)
-			psf_log_warn("data", "%s: skipped %zu bad row%s; first: %s", path,
-			    ds->n_skipped, psf_plural(ds->n_skipped), ds->first_error);
-		*out = ds;
-	}
+		rv = assemble(&ld, out);
+	memcpy(msg, ld.msg, DATA_MSG_LEN);
 	loader_fini(&ld);
 	return rv;
+}
+
+/* load_cached loads through the cache; *used tells whether one was used. */
+static psf_err
+load_cached(const char *path, const psf_data_opts *opts, char *msg, psf_dataset **out, int *used)
+{
+	uint64_t t0 = psf_now_ns();
+	data_cache *c = NULL;
+	psf_err rv;
+
+	*used = 0;
+	if ((rv = data_cache_get(path, opts, msg, &c)) != PSF_OK || c == NULL)
+		return rv;
+	rv = data_cache_dataset(c, opts, msg, out);
+	if (rv == PSF_EINVAL) {
+		/* A series failed its hash or checks: drop the file and build anew. */
+		psf_log_warn("data", "%s; rebuilding it", msg);
+		unlink(data_cache_path(c));
+		data_cache_close(c);
+		c = NULL;
+		msg[0] = '\0';
+		if ((rv = data_cache_get(path, opts, msg, &c)) != PSF_OK || c == NULL)
+			return rv;
+		if ((rv = data_cache_dataset(c, opts, msg, out)) != PSF_OK) {
+			data_cache_close(c);
+			msg[0] = '\0';
+			return rv == PSF_EINVAL ? PSF_OK : rv; /* parse the CSV instead */
+		}
+	}
+	*used = rv == PSF_OK;
+	if (rv == PSF_OK && !opts->quiet)
+		psf_log_info("data", "%s: %zu symbols, %zu rows from cache %s in %.3f s", path,
+		    (*out)->n_series, (*out)->n_rows, data_cache_path(c),
+		    (double)(psf_now_ns() - t0) / 1e9);
+	data_cache_close(c);
+	return rv;
+}
+
+void
+psf_data_opts_config(const psf_config *cfg, psf_data_opts *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->bad_rows = cfg->data.bad_rows;
+	opts->cache = cfg->data.cache != 0;
+	opts->cache_dir = cfg->run_dir;
+}
+
+psf_err
+psf_data_load(const char *path, const psf_data_opts *opts, char *errbuf, size_t errlen,
+    psf_dataset **out)
+{
+	char msg[DATA_MSG_LEN] = "";
+	psf_data_opts o = {0};
+	psf_dataset *ds = NULL;
+	int used = 0;
+	psf_err rv;
+
+	if (opts != NULL)
+		o = *opts;
+	if (path == NULL || out == NULL) {
+		data_copy_err(errbuf, errlen, "data: no path given", PSF_EINVAL);
+		return PSF_EINVAL;
+	}
+	rv = o.cache ? load_cached(path, &o, msg, &ds, &used) : PSF_OK;
+	if (rv == PSF_OK && !used)
+		rv = data_load_csv(path, &o, msg, &ds);
+	if (rv != PSF_OK) {
+		data_copy_err(errbuf, errlen, msg, rv);
+		return rv;
+	}
+	if (ds->n_skipped > 0)
+		psf_log_warn("data", "%s: skipped %zu bad row%s; first: %s", path, ds->n_skipped,
+		    psf_plural(ds->n_skipped), ds->first_error);
+	*out = ds;
+	return PSF_OK;
 }
 
 void

@@ -78,6 +78,17 @@ typedef struct psf_data_opts {
 	 * ends the load with PSF_ECLOSED (a node's stop request during a long load) */
 	bool (*stop)(void *arg);
 	void *stop_arg;
+	/* cache: use the binary cache of the parsed input (docs/data.md §9): read
+	 * it when it is valid, else parse the whole input once and write it (under
+	 * a lock, so concurrent loaders wait for the first). false (the zeroed
+	 * default) parses the CSV every time. */
+	bool cache;
+	/* cache_dir (may be NULL): where the cache goes when the input's own
+	 * directory is not writable, e.g. a node's run_dir. Created if missing. */
+	const char *cache_dir;
+	/* quiet: no info-level log lines about the cache (built, read, stale): the
+	 * caller reports it itself, as `psfleet up` does. Warnings still go out. */
+	bool quiet;
 } psf_data_opts;
 
 #define PSF_DATA_STOP_ROWS 65536
@@ -89,6 +100,10 @@ typedef struct psf_data_index psf_data_index;
  * (defaults). Rows of symbols that opts->keep drops are checked only for their
  * field count and symbol, so a shard's load does not pay for other shards' rows
  * (psf_data_scan checks everything). Symbols left with no rows are not listed.
+ * With opts->cache the symbols are copied out of the binary cache (docs/data.md
+ * §9), which is built first when missing or stale: then every row of the input
+ * is checked, as by psf_data_scan, and for a directory psf_dataset_columns is
+ * the union over every file. The result is bit for bit the same.
  * On success *out gets a new dataset the caller frees with psf_dataset_free.
  * Returns PSF_EINVAL for bad input (a header problem, or a bad row under FAIL),
  * PSF_ENOENT for a missing path, PSF_ESYS for an I/O error, PSF_ENOMEM,
@@ -137,6 +152,35 @@ size_t psf_series_index(const psf_series *s, int32_t date);
  * the caller frees with psf_data_index_free. Errors as psf_data_load. */
 PSF_NODISCARD psf_err psf_data_scan(const char *path, psf_bad_rows bad_rows, char *errbuf,
     size_t errlen, psf_data_index **out);
+
+/* psf_data_opts_config fills opts from cfg's data section: bad_rows, cache
+ * (data.cache) and cache_dir (cfg->run_dir); the rest is zeroed. Cannot fail. */
+void psf_data_opts_config(const psf_config *cfg, psf_data_opts *opts);
+
+/* psf_data_scan_opts is psf_data_scan with load options: opts->bad_rows, and
+ * with opts->cache the index comes from the binary cache (built when missing or
+ * stale, so the first scan of a fleet pays for the parse and the others read a
+ * few kilobytes). opts->keep is ignored (every symbol is listed); opts->stop is
+ * asked during a parse and while waiting for another process's build. opts may be
+ * NULL (defaults). Errors as psf_data_load. */
+PSF_NODISCARD psf_err psf_data_scan_opts(const char *path, const psf_data_opts *opts, char *errbuf,
+    size_t errlen, psf_data_index **out);
+
+/* psf_data_cache_build makes sure path has a valid cache (opts->cache_dir as in
+ * psf_data_opts; opts->cache is implied), building it when it is missing or
+ * stale. where (may be NULL) gets the cache file's path (truncated to wherelen).
+ * Returns PSF_OK; PSF_ENOENT when no place for a cache is writable or the input
+ * changed during the build (errbuf says which); or the errors of psf_data_load. */
+PSF_NODISCARD psf_err psf_data_cache_build(const char *path, const psf_data_opts *opts,
+    char *errbuf, size_t errlen, char *where, size_t wherelen);
+
+/* psf_data_cache_check tells whether path has a valid cache beside it or in
+ * cache_dir (may be NULL), without building one. Returns PSF_OK (where gets its
+ * path), PSF_ENOENT (no cache file), or PSF_EINVAL (a cache file exists but is
+ * stale or corrupt: errbuf says why, where names it); PSF_ESYS/PSF_ENOENT when
+ * the input cannot be read. */
+PSF_NODISCARD psf_err psf_data_cache_check(const char *path, const char *cache_dir, char *errbuf,
+    size_t errlen, char *where, size_t wherelen);
 
 /* psf_data_index_from builds the index of a loaded dataset (its kept symbols
  * only). On success *out gets a new index the caller frees with

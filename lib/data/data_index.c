@@ -11,19 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/base/log.h"
 #include "lib/base/util.h"
 #include "lib/data/data_internal.h"
 
-struct psf_data_index {
-	size_t n_symbols;
-	char **names;
-	uint64_t *rows;
-	size_t n_dates;
-	int32_t *dates;
-};
-
-static psf_err
-index_alloc(size_t n_symbols, size_t n_dates, psf_data_index **out)
+psf_err
+data_index_alloc(size_t n_symbols, size_t n_dates, psf_data_index **out)
 {
 	psf_data_index *idx = calloc(1, sizeof(*idx));
 
@@ -67,7 +60,7 @@ psf_data_index_from(const psf_dataset *ds, psf_data_index **out)
 			seen[s->date[j] - lo] = 1;
 		}
 	}
-	if ((rv = index_alloc(n_series, n_dates, &idx)) != PSF_OK)
+	if ((rv = data_index_alloc(n_series, n_dates, &idx)) != PSF_OK)
 		goto out;
 	for (size_t i = 0; i < n_series; i++) {
 		const psf_series *s = psf_dataset_series(ds, i);
@@ -213,7 +206,7 @@ read_manifest(const char *man, const char *dates, char *msg, psf_data_index **ou
 		goto out;
 	if ((rv = read_lines(dates, "date", msg, &dtext, &dl, &nd)) != PSF_OK)
 		goto out;
-	if ((rv = index_alloc(nm, nd, &idx)) != PSF_OK)
+	if ((rv = data_index_alloc(nm, nd, &idx)) != PSF_OK)
 		goto out;
 	if ((rv = manifest_symbols(man, ml, nm, msg, idx)) != PSF_OK)
 		goto out;
@@ -235,12 +228,50 @@ psf_data_scan(const char *path, psf_bad_rows bad_rows, char *errbuf, size_t errl
     psf_data_index **out)
 {
 	psf_data_opts opts = {.bad_rows = bad_rows};
+
+	return psf_data_scan_opts(path, &opts, errbuf, errlen, out);
+}
+
+/* scan_cached gives the index from the cache; *used tells whether one was used. */
+static psf_err
+scan_cached(const char *path, const psf_data_opts *opts, char *msg, psf_data_index **out, int *used)
+{
+	data_cache *c = NULL;
+	psf_err rv;
+
+	*used = 0;
+	if ((rv = data_cache_get(path, opts, msg, &c)) != PSF_OK || c == NULL)
+		return rv;
+	*used = 1;
+	rv = data_cache_index(c, out);
+	data_cache_close(c);
+	return rv;
+}
+
+psf_err
+psf_data_scan_opts(const char *path, const psf_data_opts *opts, char *errbuf, size_t errlen,
+    psf_data_index **out)
+{
+	psf_data_opts o = {0};
 	char man[4096], dates[4096], msg[DATA_MSG_LEN] = "";
 	struct stat st;
 	psf_dataset *ds = NULL;
+	int used = 0;
 	psf_err rv;
 
-	if (path != NULL && stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	if (opts != NULL)
+		o = *opts;
+	o.keep = NULL;
+	if (path == NULL || out == NULL) {
+		data_copy_err(errbuf, errlen, "data: no path given", PSF_EINVAL);
+		return PSF_EINVAL;
+	}
+	if (o.cache && ((rv = scan_cached(path, &o, msg, out, &used)) != PSF_OK || used)) {
+		if (rv != PSF_OK)
+			data_copy_err(errbuf, errlen, msg, rv);
+		return rv;
+	}
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
 	    (size_t)snprintf(man, sizeof(man), "%s/%s", path, PSF_DATA_MANIFEST) < sizeof(man) &&
 	    (size_t)snprintf(dates, sizeof(dates), "%s/%s", path, PSF_DATA_DATES) < sizeof(dates) &&
 	    access(man, R_OK) == 0 && access(dates, R_OK) == 0) {
@@ -248,8 +279,13 @@ psf_data_scan(const char *path, psf_bad_rows bad_rows, char *errbuf, size_t errl
 			data_copy_err(errbuf, errlen, msg, rv);
 		return rv;
 	}
-	if ((rv = psf_data_load(path, &opts, errbuf, errlen, &ds)) != PSF_OK)
+	if ((rv = data_load_csv(path, &o, msg, &ds)) != PSF_OK) {
+		data_copy_err(errbuf, errlen, msg, rv);
 		return rv;
+	}
+	if (ds->n_skipped > 0)
+		psf_log_warn("data", "%s: skipped %zu bad row%s; first: %s", path, ds->n_skipped,
+		    psf_plural(ds->n_skipped), ds->first_error);
 	rv = psf_data_index_from(ds, out);
 	psf_dataset_free(ds);
 	if (rv != PSF_OK)
