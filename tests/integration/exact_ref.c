@@ -113,7 +113,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "exact_ref: %s\n", errbuf);
 		return 2;
 	}
-	psf_data_opts dopts = {cfg->data.bad_rows, NULL, NULL, NULL, NULL};
+	psf_data_opts dopts = {.bad_rows = cfg->data.bad_rows};
 	if (psf_data_load(cfg->data.path, &dopts, errbuf, sizeof(errbuf), &ds) != PSF_OK ||
 	    psf_features_build(ds, cfg->features, cfg->n_features, cfg->target, plan.cutoff, errbuf,
 	        sizeof(errbuf), &t) != PSF_OK) {
