@@ -53,12 +53,14 @@ put_model(FILE *f, const psf_config *cfg)
 		fprintf(f, "%s%s", i > 0 ? "," : "", cfg->features[i].name);
 	fprintf(f, "\ntarget=%s\nmodel.kind=%s\n", psf_target_name(cfg->target),
 	    psf_model_kind_name(m->kind));
-	if (m->kind == PSF_MODEL_MLP) {
+	if (m->kind >= PSF_MODEL_MLP) {
 		fprintf(f, "model.hidden=");
 		for (uint32_t i = 0; i < m->n_hidden; i++)
 			fprintf(f, "%s%u", i > 0 ? "," : "", m->hidden[i]);
 		fprintf(f, "\n");
 	}
+	if (psf_model_kind_is_recurrent(m->kind))
+		fprintf(f, "model.window=%u\n", m->window);
 	fprintf(f,
 	    "model.embedding_dim=%u\nmodel.symbol_bias=%s\nmodel.l2=%.17g\n"
 	    "model.init_scale=%.17g\n",

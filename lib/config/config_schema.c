@@ -330,6 +330,8 @@ static const table data_table = {"data", data_fields, PSF_ARRAY_LEN(data_fields)
 static const field model_fields[] = {
     {"kind", T_ENUM, offsetof(psf_model_cfg, kind), .names = config_model_names},
     {"hidden", T_FN, 0, .fn = fn_hidden},
+    {"window", T_U32, offsetof(psf_model_cfg, window), .must = "an integer in [1, 512]", .imin = 1,
+        .imax = PSF_MODEL_MAX_WINDOW},
     {"embedding_dim", T_U32, offsetof(psf_model_cfg, embedding_dim),
         .must = "an integer in [0, 4096]", .imax = 4096},
     {"symbol_bias", T_BOOL, offsetof(psf_model_cfg, symbol_bias), .must = "true or false"},
@@ -475,6 +477,7 @@ config_set_defaults(psf_config *cfg)
 	cfg->target = PSF_TARGET_NEXT_CLOSE;
 	cfg->model.hidden[0] = 32;
 	cfg->model.n_hidden = 1;
+	cfg->model.window = 10;
 	cfg->model.init_scale = 1.0;
 	cfg->model.chunk_floats = 65536;
 	cfg->optimizer = (psf_optim_cfg){.kind = PSF_OPTIM_ADAM,
