@@ -40,8 +40,8 @@ eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_
 	for (size_t i = 0; i < n; i++) {
 		size_t r = rows[i];
 		double y = t->y_raw[r];
-		double p =
-		    psf_features_unstandardize_target(b->pred[i], t->n_features, cfg->target, stats);
+		double p = psf_features_unstandardize_target(b->pred[i], t->n_features, cfg->target,
+		    stats);
 		double e = p - y, ne = t->naive[r] - y;
 		ev->sse += e * e;
 		ev->sae += fabs(e);
