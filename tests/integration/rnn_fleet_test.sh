@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# rnn_test.sh -- gru and lstm fleets through `psfleet up --train-only`, real
+# rnn_fleet_test.sh -- gru and lstm fleets through `psfleet up --train-only`, real
 # processes on ipc:// (no ports):
 #   1. a gru (window 8, embedding, symbol bias, keys sharded over two ps nodes)
 #      trained in sync on generated data with per-symbol autocorrelated returns
@@ -17,7 +17,7 @@ set -u
 PSFLEET=${PSFLEET:?set PSFLEET to the psfleet binary}
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init rnn_test psf-rnn # W: this run's temp dir; STARTED: PIDs killed at exit
+lib_init rnn_fleet_test psf-rnn # W: this run's temp dir; STARTED: PIDs killed at exit
 
 lib_on_exit() {
 	local f
