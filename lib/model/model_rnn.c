@@ -35,6 +35,7 @@ struct rnn_ws {
 	float *gate[PSF_MODEL_MAX_RNN_LAYERS]; /* W x n x GH */
 	float *h[PSF_MODEL_MAX_RNN_LAYERS];    /* (W+1) x n x H */
 	float *c[PSF_MODEL_MAX_RNN_LAYERS];    /* see above */
+	float *tc[PSF_MODEL_MAX_RNN_LAYERS];   /* lstm: W x n x H, tanh(c) */
 	float *rec;                            /* n x GH: gru's recurrent projection */
 	float *dg;                             /* W x n x GH: gradient of the pre-activations */
 	float *dgh;                            /* W x n x GH: gru: of the recurrent projection */
@@ -89,6 +90,7 @@ rnn_ws_free(rnn_ws *rw)
 		free(rw->gate[l]);
 		free(rw->h[l]);
 		free(rw->c[l]);
+		free(rw->tc[l]);
 	}
 	free(rw->rec);
 	free(rw->dg);
@@ -135,6 +137,8 @@ rnn_ws_new(const psf_model *m, size_t max_batch, rnn_ws **out)
 		rw->gate[l] = alloc_floats(W, n, (size_t)r->gates * r->hid, &ok);
 		rw->h[l] = alloc_floats(W + 1, n, r->hid, &ok);
 		rw->c[l] = alloc_floats(cs, n, r->hid, &ok);
+		if (m->cfg.kind == PSF_MODEL_LSTM)
+			rw->tc[l] = alloc_floats(W, n, r->hid, &ok);
 		if (ok) { /* the state before the first day is 0 */
 			memset(rw->h[l], 0, n * r->hid * sizeof(float));
 			if (m->cfg.kind == PSF_MODEL_LSTM)
@@ -160,10 +164,45 @@ rnn_ws_new(const psf_model *m, size_t max_batch, rnn_ws **out)
 	return PSF_OK;
 }
 
+/* Activations. expf and tanhf are calls the vectoriser cannot inline, and the
+ * gate math would cost as much as the matrix products; fexp is Cephes' expf
+ * (Cody-Waite reduction, degree-5 polynomial, relative error ~1e-7) in plain
+ * float arithmetic, so the loops below become SIMD (this file is built with
+ * -fvect-cost-model=dynamic -fno-trapping-math, lib/model/CMakeLists.txt: the
+ * clamps are then selects, not branches). */
 static inline float
-sig(float z)
+fexp(float x)
 {
-	return 1.0f / (1.0f + expf(-z));
+	float t, r, p, scale;
+	int32_t k, bits;
+
+	x = x < -87.0f ? -87.0f : x;
+	x = x > 87.0f ? 87.0f : x;
+	t = x * 1.44269504088896341f + 12582912.0f; /* + 1.5 * 2^23 rounds to an integer */
+	k = (int32_t)(t - 12582912.0f);
+	r = x - (float)k * 0.693359375f + (float)k * 2.12194440e-4f;
+	p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	bits = (k + 127) << 23; /* 2^k */
+	memcpy(&scale, &bits, sizeof(scale));
+	return p * scale;
+}
+
+static inline float
+fsig(float z)
+{
+	return 1.0f / (1.0f + fexp(-z));
+}
+
+static inline float
+ftanh(float z)
+{
+	return 2.0f / (1.0f + fexp(-2.0f * z)) - 1.0f;
 }
 
 /* gru_step finishes day t of a gru layer: a holds x Wx^T (no bias) for the n
@@ -173,48 +212,44 @@ gru_step(size_t n, size_t H, const float *restrict b, float *restrict a, const f
     const float *restrict hp, float *restrict hn_out, float *restrict h)
 {
 	for (size_t i = 0; i < n; i++) {
-		float *restrict ar = a + i * 3 * H, *restrict az = ar + H, *restrict an = az + H;
-		const float *restrict rr = rec + i * 3 * H, *restrict rz = rr + H,
-		                      *restrict rn = rz + H;
+		float *restrict ar = a + i * 3 * H, *restrict an = ar + 2 * H;
+		const float *restrict rr = rec + i * 3 * H, *restrict rn = rr + 2 * H;
 		const float *restrict hpi = hp + i * H;
-		float *restrict hi = h + i * H, *restrict hni = hn_out + i * H;
+		float *restrict hi = h + i * H;
 
-		for (size_t j = 0; j < H; j++) {
-			float r = sig(ar[j] + b[j] + rr[j]);
-			float z = sig(az[j] + b[H + j] + rz[j]);
-			float nn = tanhf(an[j] + b[2 * H + j] + r * rn[j]);
-
-			ar[j] = r;
-			az[j] = z;
-			an[j] = nn;
-			hni[j] = rn[j];
-			hi[j] = (1.0f - z) * nn + z * hpi[j];
-		}
+		for (size_t j = 0; j < 2 * H; j++) /* r and z side by side */
+			ar[j] = fsig(ar[j] + b[j] + rr[j]);
+		for (size_t j = 0; j < H; j++)
+			an[j] = ftanh(an[j] + b[2 * H + j] + ar[j] * rn[j]);
+		for (size_t j = 0; j < H; j++) /* (1 - z) n + z h_prev */
+			hi[j] = an[j] + ar[H + j] * (hpi[j] - an[j]);
+		memcpy(hn_out + i * H, rn, H * sizeof(float));
 	}
 }
 
-/* lstm_step finishes day t of an lstm layer: a holds x Wx^T + h_prev Wh^T. */
+/* lstm_step finishes day t of an lstm layer: a holds x Wx^T + h_prev Wh^T and
+ * becomes the activated gates; tc gets tanh(c). */
 static void
 lstm_step(size_t n, size_t H, const float *restrict b, float *restrict a, const float *restrict cp,
-    float *restrict c, float *restrict h)
+    float *restrict c, float *restrict tc, float *restrict h)
 {
 	for (size_t i = 0; i < n; i++) {
-		float *restrict ai = a + i * 4 * H, *restrict af = ai + H, *restrict ag = af + H,
+		float *restrict ai = a + i * 4 * H, *restrict ag = ai + 2 * H,
 		                *restrict ao = ag + H;
 		const float *restrict cpi = cp + i * H;
-		float *restrict ci = c + i * H, *restrict hi = h + i * H;
+		float *restrict ci = c + i * H, *restrict tci = tc + i * H,
+		                *restrict hi = h + i * H;
 
+		for (size_t j = 0; j < 2 * H; j++) /* i and f side by side */
+			ai[j] = fsig(ai[j] + b[j]);
 		for (size_t j = 0; j < H; j++) {
-			float gi = sig(ai[j] + b[j]), gf = sig(af[j] + b[H + j]);
-			float gg = tanhf(ag[j] + b[2 * H + j]), go = sig(ao[j] + b[3 * H + j]);
-			float cc = gf * cpi[j] + gi * gg;
-
-			ai[j] = gi;
-			af[j] = gf;
-			ag[j] = gg;
-			ao[j] = go;
-			ci[j] = cc;
-			hi[j] = go * tanhf(cc);
+			ag[j] = ftanh(ag[j] + b[2 * H + j]);
+			ao[j] = fsig(ao[j] + b[3 * H + j]);
+		}
+		for (size_t j = 0; j < H; j++) {
+			ci[j] = ai[H + j] * cpi[j] + ai[j] * ag[j];
+			tci[j] = ftanh(ci[j]);
+			hi[j] = ao[j] * tci[j];
 		}
 	}
 }
@@ -249,7 +284,8 @@ layer_forward(const psf_model *m, rnn_ws *rw, const psf_params *p, size_t l, con
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n,
 				    (int)gh, (int)H, 1.0f, hp, (int)H, Wh, (int)H, 1.0f, a,
 				    (int)gh);
-			lstm_step(n, H, b, a, rw->c[l] + t * n * H, rw->c[l] + (t + 1) * n * H, h);
+			lstm_step(n, H, b, a, rw->c[l] + t * n * H, rw->c[l] + (t + 1) * n * H,
+			    rw->tc[l] + t * n * H, h);
 		}
 	}
 }
@@ -326,22 +362,22 @@ gru_back(size_t n, size_t H, const float *restrict gate, const float *restrict h
  * cell gradient dc (which becomes the previous day's). */
 static void
 lstm_back(size_t n, size_t H, const float *restrict gate, const float *restrict cp,
-    const float *restrict c, const float *restrict dh, float *restrict dc, float *restrict dg)
+    const float *restrict tc, const float *restrict dh, float *restrict dc, float *restrict dg)
 {
 	for (size_t i = 0; i < n; i++) {
 		const float *restrict gi = gate + i * 4 * H, *restrict gf = gi + H,
 		                      *restrict gg = gf + H, *restrict go = gg + H;
-		const float *restrict cpi = cp + i * H, *restrict ci = c + i * H,
+		const float *restrict cpi = cp + i * H, *restrict tci = tc + i * H,
 		                      *restrict dhi = dh + i * H;
 		float *restrict dci = dc + i * H;
 		float *restrict di = dg + i * 4 * H, *restrict df = di + H, *restrict dgg = df + H,
 		                *restrict dout = dgg + H;
 
 		for (size_t j = 0; j < H; j++) {
-			float tc = tanhf(ci[j]), o = go[j], ig = gi[j], fg = gf[j], g = gg[j];
-			float dcc = dci[j] + dhi[j] * o * (1.0f - tc * tc);
+			float th = tci[j], o = go[j], ig = gi[j], fg = gf[j], g = gg[j];
+			float dcc = dci[j] + dhi[j] * o * (1.0f - th * th);
 
-			dout[j] = dhi[j] * tc * o * (1.0f - o);
+			dout[j] = dhi[j] * th * o * (1.0f - o);
 			di[j] = dcc * g * ig * (1.0f - ig);
 			df[j] = dcc * cpi[j] * fg * (1.0f - fg);
 			dgg[j] = dcc * ig * (1.0f - g * g);
@@ -376,7 +412,7 @@ layer_backward(const psf_model *m, rnn_ws *rw, const psf_params *p, size_t l, co
 			    rw->h[l] + t * n * H, dh, dg_t, dgh_t, dprev);
 		else
 			lstm_back(n, H, rw->gate[l] + t * n * gh, rw->c[l] + t * n * H,
-			    rw->c[l] + (t + 1) * n * H, dh, rw->dc, dg_t);
+			    rw->tc[l] + t * n * H, dh, rw->dc, dg_t);
 		if (t == 0)
 			break;
 		/* dh_prev = (gru: dh * z) + dgh_t Wh */
