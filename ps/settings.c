@@ -94,6 +94,8 @@ ps_train_settings(const psf_config *cfg)
 	    "training.shuffle=%s\nconsistency.mode=%s\n",
 	    t->epochs, t->batch_size, (unsigned long long)t->max_steps,
 	    t->shuffle ? "true" : "false", psf_consistency_name(cfg->consistency.mode));
+	if (t->clip_norm > 0) /* absent when off: stores made before the key still match */
+		fprintf(f, "training.clip_norm=%.17g\n", t->clip_norm);
 	if (cfg->consistency.mode == PSF_CONS_SSP)
 		fprintf(f, "consistency.staleness=%u\n", cfg->consistency.staleness);
 	fprintf(f, "nodes.trainers=");

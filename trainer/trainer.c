@@ -346,6 +346,10 @@ step(trainer *t, int64_t c, double *loss)
 	         t->grads, loss)) != PSF_OK ||
 	    (err = psf_params_keys(t->grads, t->keys, NULL, t->keys_cap, &n_keys)) != PSF_OK)
 		return err;
+	/* The whole step's norm, before the keys split over the ps nodes (whose
+	 * optimizer.clip_norm sees only their own part). */
+	if (t->cfg->training.clip_norm > 0)
+		psf_params_clip_norm(t->grads, t->cfg->training.clip_norm, NULL);
 	if (!isfinite(*loss) && !t->cfg->optimizer.skip_nonfinite) {
 		/* The ps would refuse the gradients anyway; say why, once, and stop:
 		 * a restart diverges the same way (exit 2, cmd_node.c). */

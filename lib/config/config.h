@@ -165,6 +165,8 @@ typedef struct psf_training_cfg {
 	uint64_t max_steps;  /* stop after this many steps per trainer; 0 = no limit */
 	int shuffle;         /* default 1 */
 	double target_loss;  /* experiments: loss that counts as "reached"; 0 = none */
+	double clip_norm;    /* trainer side: clip each step's whole gradient (every key, every
+	                      * ps) to this L2 norm before pushing; 0 = off */
 } psf_training_cfg;
 
 typedef struct psf_consistency_cfg {

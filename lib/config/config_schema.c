@@ -376,6 +376,8 @@ static const field training_fields[] = {
     {"shuffle", T_BOOL, offsetof(psf_training_cfg, shuffle), .must = "true or false"},
     {"target_loss", T_F64, offsetof(psf_training_cfg, target_loss), .must = "a number >= 0",
         .dmax = INFINITY},
+    {"clip_norm", T_F64, offsetof(psf_training_cfg, clip_norm), .must = "a number >= 0",
+        .dmax = INFINITY},
 };
 static const table training_table = {"training", training_fields, PSF_ARRAY_LEN(training_fields)};
 

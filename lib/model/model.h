@@ -187,6 +187,13 @@ size_t psf_params_n_symbols(const psf_params *p);
 PSF_NODISCARD psf_err psf_params_keys(const psf_params *p, uint64_t *keys, uint32_t *lens,
     size_t cap, size_t *n_out);
 
+/* psf_params_clip_norm computes the L2 norm of every value present in p (as a
+ * gradient: dense keys and symbol rows) into *norm_out (may be NULL) and, when
+ * max_norm > 0 and the norm is above it, scales every value by max_norm / norm
+ * so the norm becomes max_norm. A non-finite norm leaves p unchanged. Cannot
+ * fail. */
+void psf_params_clip_norm(psf_params *p, double max_norm, double *norm_out);
+
 /* psf_params_fill_init sets every dense key, and every per-symbol key of the
  * symbols in sym_rows[0..n) (sym_rows may be NULL when n == 0), to its initial
  * value (psf_model_init_value). For tests, benchmarks and local runs.

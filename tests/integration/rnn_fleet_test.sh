@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # rnn_fleet_test.sh -- gru and lstm fleets through `psfleet up --train-only`, real
 # processes on ipc:// (no ports):
-#   1. a gru (window 8, embedding, symbol bias, keys sharded over two ps nodes)
-#      trained in sync on generated data with per-symbol autocorrelated returns
+#   1. a gru (window 8, embedding, symbol bias, keys sharded over two ps nodes,
+#      the step's whole gradient clipped by the trainer) trained in sync on generated data with per-symbol autocorrelated returns
 #      beats the naive forecast on the test rows; the trainers log how many rows
 #      have a full window;
 #   2. async and ssp runs of a gru, and a two-layer lstm, train to the end;
@@ -51,7 +51,7 @@ features: ["return:1", "return:2", "range"]
 target: next_return
 model: {$model, chunk_floats: 256}
 optimizer: {kind: adam, learning_rate: 0.01, clip_norm: 5.0}
-training: {epochs: $epochs, batch_size: 32}
+training: {epochs: $epochs, batch_size: 32, clip_norm: 1.0}
 consistency: {mode: $mode, staleness: 2, straggler_timeout_ms: 20000, heartbeat_ms: 1000}
 durability: {mode: none}
 limits: {request_timeout_ms: 20000}

@@ -511,6 +511,74 @@ test_errors(void **state)
 	psf_model_free(m);
 }
 
+/* sq_norm sums the squares of every value of p. */
+static double
+sq_norm(const psf_model *m, const psf_params *p)
+{
+	uint64_t keys[512];
+	uint32_t lens[512];
+	size_t n;
+	double sq = 0.0;
+
+	(void)m;
+	assert_int_equal(psf_params_keys(p, keys, lens, 512, &n), PSF_OK);
+	for (size_t k = 0; k < n; k++) {
+		const float *v;
+		assert_int_equal(psf_params_get_key(p, keys[k], &v, NULL), PSF_OK);
+		for (uint32_t j = 0; j < lens[k]; j++)
+			sq += (double)v[j] * v[j];
+	}
+	return sq;
+}
+
+/* psf_params_clip_norm (training.clip_norm): the whole gradient, dense keys and
+ * symbol rows, scaled to the bound; below it nothing changes. */
+static void
+test_clip_norm(void **state)
+{
+	psf_model_cfg cfg = make_cfg(PSF_MODEL_LSTM, 1, 4, 3, 2, 1, 0.0);
+	uint64_t syms[2] = {11, 12}, rows[NB], s = 5;
+	float X[NB * 3 * NF], y[NB];
+	psf_model *m = NULL;
+	psf_params *p = NULL, *g = NULL;
+	psf_model_ws *ws = NULL;
+	double loss, norm, norm2, sq0;
+	const float *v0, *v1;
+	float first;
+	uint64_t k0;
+
+	(void)state;
+	assert_int_equal(psf_model_new(&cfg, NF, PSF_TARGET_NEXT_RETURN, 3, &m), PSF_OK);
+	assert_int_equal(psf_params_new(m, &p), PSF_OK);
+	assert_int_equal(psf_params_new(m, &g), PSF_OK);
+	assert_int_equal(psf_model_ws_new(m, NB, &ws), PSF_OK);
+	assert_int_equal(psf_params_fill_init(p, syms, 2), PSF_OK);
+	for (size_t i = 0; i < NB; i++) {
+		rows[i] = syms[i % 2];
+		y[i] = 3.0f * rng_uniform(&s);
+		for (size_t k = 0; k < 3 * NF; k++)
+			X[i * 3 * NF + k] = rng_uniform(&s);
+	}
+	assert_int_equal(psf_model_loss_grad(m, ws, p, X, y, rows, NB, g, &loss), PSF_OK);
+	sq0 = sq_norm(m, g);
+	psf_params_clip_norm(g, 0.0, &norm); /* 0: only measures */
+	assert_true(fabs(norm - sqrt(sq0)) < 1e-6 * sqrt(sq0));
+	psf_params_clip_norm(g, 2.0 * norm, &norm2); /* above the norm: unchanged */
+	assert_true(fabs(sq_norm(m, g) - sq0) < 1e-9 * sq0);
+	k0 = psf_key(1, 0);
+	assert_int_equal(psf_params_get_key(g, k0, &v0, NULL), PSF_OK);
+	first = v0[0];
+	psf_params_clip_norm(g, 0.25 * norm, &norm2);
+	assert_true(fabs(norm2 - norm) < 1e-9 * norm);
+	assert_true(fabs(sqrt(sq_norm(m, g)) - 0.25 * norm) < 1e-5 * norm);
+	assert_int_equal(psf_params_get_key(g, k0, &v1, NULL), PSF_OK);
+	assert_true(fabsf(v1[0] - 0.25f * first) <= 1e-6f * fabsf(first) + 1e-12f);
+	psf_model_ws_free(ws);
+	psf_params_free(g);
+	psf_params_free(p);
+	psf_model_free(m);
+}
+
 int
 main(void)
 {
@@ -520,6 +588,7 @@ main(void)
 	    cmocka_unit_test(test_one_day_by_hand),
 	    cmocka_unit_test(test_layout),
 	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_clip_norm),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
