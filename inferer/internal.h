@@ -48,7 +48,7 @@ typedef struct inf_book {
 	float *x_latest; /* n * window * n_features: each symbol's latest input (its
 	                  * last `window` feature rows), not standardised */
 	size_t n_features;
-	size_t window; /* days of one model input (psf_model_window) */
+	size_t window;   /* days of one model input (psf_model_window) */
 	uint32_t *slots; /* open addressing: symbol index + 1, 0 = empty */
 	size_t mask;     /* slots has mask + 1 entries (a power of two) */
 	size_t need;     /* earlier rows the features need */

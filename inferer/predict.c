@@ -92,8 +92,8 @@ row_error(psf_inferer *inf, const inf_symbol *sym, const psf_series *s, psf_err 
 			snprintf(msg, len,
 			    "not enough history for '%s' %s: needs %zu days (window %zu + "
 			    "%zu for the features), has %zu from %s",
-			    sym->name, when, inf->book->need + inf->book->window,
-			    inf->book->window, inf->book->need, s->n, first);
+			    sym->name, when, inf->book->need + inf->book->window, inf->book->window,
+			    inf->book->need, s->n, first);
 		else
 			snprintf(msg, len,
 			    "not enough history for '%s' %s: the features need %zu earlier "
