@@ -170,6 +170,19 @@ rnn_ws_new(const psf_model *m, size_t max_batch, rnn_ws **out)
  * float arithmetic, so the loops below become SIMD (this file is built with
  * -fvect-cost-model=dynamic -fno-trapping-math, lib/model/CMakeLists.txt: the
  * clamps are then selects, not branches). */
+/* SIMD_CLONES compiles the gate loops for AVX-512, AVX2 and the SSE2 baseline;
+ * the loader picks the best the CPU has (GCC/clang function multiversioning).
+ * -ffp-contract=off (CMakeLists.txt) keeps every clone's results bit-identical,
+ * so trainers and inferers on different CPUs agree. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones) && !defined(__SANITIZE_ADDRESS__)
+#define SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef SIMD_CLONES
+#define SIMD_CLONES
+#endif
+
 static inline float
 fexp(float x)
 {
@@ -207,7 +220,7 @@ ftanh(float z)
 
 /* gru_step finishes day t of a gru layer: a holds x Wx^T (no bias) for the n
  * rows and becomes the activated gates; rec holds h_prev Wh^T. */
-static void
+SIMD_CLONES static void
 gru_step(size_t n, size_t H, const float *restrict b, float *restrict a, const float *restrict rec,
     const float *restrict hp, float *restrict hn_out, float *restrict h)
 {
@@ -229,7 +242,7 @@ gru_step(size_t n, size_t H, const float *restrict b, float *restrict a, const f
 
 /* lstm_step finishes day t of an lstm layer: a holds x Wx^T + h_prev Wh^T and
  * becomes the activated gates; tc gets tanh(c). */
-static void
+SIMD_CLONES static void
 lstm_step(size_t n, size_t H, const float *restrict b, float *restrict a, const float *restrict cp,
     float *restrict c, float *restrict tc, float *restrict h)
 {
@@ -329,7 +342,7 @@ rnn_forward(const psf_model *m, rnn_ws *rw, const psf_params *p, const float *X,
 /* gru_back writes day t's pre-activation gradients dg and recurrent-projection
  * gradients dgh from the state gradient dh, and the direct part of the
  * previous state's gradient (dh * z) into dhp. */
-static void
+SIMD_CLONES static void
 gru_back(size_t n, size_t H, const float *restrict gate, const float *restrict hn,
     const float *restrict hp, const float *restrict dh, float *restrict dg, float *restrict dgh,
     float *restrict dhp)
@@ -360,7 +373,7 @@ gru_back(size_t n, size_t H, const float *restrict gate, const float *restrict h
 
 /* lstm_back writes day t's pre-activation gradients from dh and the running
  * cell gradient dc (which becomes the previous day's). */
-static void
+SIMD_CLONES static void
 lstm_back(size_t n, size_t H, const float *restrict gate, const float *restrict cp,
     const float *restrict tc, const float *restrict dh, float *restrict dc, float *restrict dg)
 {
