@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "lib/config/config.h"
 #include "lib/model/model.h"
 
 #define MAX_T 12
@@ -579,6 +580,65 @@ test_clip_norm(void **state)
 	psf_model_free(m);
 }
 
+/* parse_model loads a minimal fleet with this model section; returns the
+ * config or NULL with the error in err. */
+static psf_config *
+parse_model(const char *model, const char *extra, char *err)
+{
+	char text[1024];
+	psf_config *cfg = NULL;
+
+	snprintf(text, sizeof(text),
+	    "name: t\nrun_dir: /tmp/psf-rnn-unused\n"
+	    "nodes:\n  ps:\n    - {id: ps0, listen: \"tcp://127.0.0.1:1\"}\n"
+	    "  trainers:\n    - {id: trainer-0}\n"
+	    "data: {path: /tmp/psf-rnn-unused.csv}\n"
+	    "features: [\"return:1\", \"return:2\"]\n"
+	    "model: %s\n%s",
+	    model, extra);
+	if (psf_config_parse("t.yaml", text, strlen(text), err, 256, &cfg) != PSF_OK)
+		return NULL;
+	return cfg;
+}
+
+/* The config keys: kinds, window, layers, training.clip_norm, and the
+ * fingerprint (a store of another window is another model). */
+static void
+test_config(void **state)
+{
+	char err[256], fp[3][32];
+	psf_config *cfg;
+	const char *models[3] = {"{kind: gru, hidden: [8, 4], window: 12}",
+	    "{kind: gru, hidden: [8, 4], window: 13}", "{kind: lstm, hidden: [8, 4], window: 12}"};
+
+	(void)state;
+	for (int k = 0; k < 3; k++) {
+		assert_non_null(cfg = parse_model(models[k], "training: {clip_norm: 2.5}\n", err));
+		assert_int_equal(cfg->model.kind, k < 2 ? PSF_MODEL_GRU : PSF_MODEL_LSTM);
+		assert_int_equal(cfg->model.n_hidden, 2);
+		assert_int_equal(cfg->model.window, k == 1 ? 13 : 12);
+		assert_true(cfg->training.clip_norm == 2.5);
+		psf_config_fingerprint(cfg, fp[k], sizeof(fp[k]));
+		psf_config_free(cfg);
+	}
+	assert_string_not_equal(fp[0], fp[1]);
+	assert_string_not_equal(fp[0], fp[2]);
+	assert_non_null(cfg = parse_model("{kind: gru}", "", err)); /* defaults */
+	assert_int_equal(cfg->model.window, 10);
+	assert_int_equal(cfg->model.hidden[0], 32);
+	assert_true(cfg->training.clip_norm == 0.0);
+	psf_config_free(cfg);
+	assert_null(parse_model("{kind: gru, hidden: [8, 8, 8]}", "", err));
+	assert_non_null(strstr(err, "t.yaml:"));
+	assert_non_null(strstr(err, "model kind 'gru' takes 1 or 2 layers in 'hidden', not 3"));
+	assert_null(parse_model("{kind: lstm, window: 513}", "", err));
+	assert_non_null(strstr(err, "'window' must be an integer in [1, 512]"));
+	assert_null(parse_model("{kind: rnn}", "", err));
+	assert_non_null(strstr(err, "gru"));
+	assert_null(parse_model("{kind: gru}", "training: {clip_norm: -1}\n", err));
+	assert_non_null(strstr(err, "clip_norm"));
+}
+
 int
 main(void)
 {
@@ -589,6 +649,7 @@ main(void)
 	    cmocka_unit_test(test_layout),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_clip_norm),
+	    cmocka_unit_test(test_config),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
