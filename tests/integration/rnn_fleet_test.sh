@@ -96,6 +96,8 @@ if trains "$d" "gru sync"; then
 	say "gru sync: test RMSE $t, naive $n"
 	grep -q "window of 8 days: [0-9]* of [0-9]* train rows" "$d/run/logs/trainer-0.log" ||
 		fail "gru sync: the trainer does not log the rows with a window"
+	grep -q "gru window of 8 days: the first 7 feature rows of each symbol" "$d/out" ||
+		fail "gru sync: up does not say which rows have no window"
 fi
 
 # 2. async, ssp, a two-layer lstm
