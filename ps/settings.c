@@ -53,7 +53,7 @@ put_model(FILE *f, const psf_config *cfg)
 		fprintf(f, "%s%s", i > 0 ? "," : "", cfg->features[i].name);
 	fprintf(f, "\ntarget=%s\nmodel.kind=%s\n", psf_target_name(cfg->target),
 	    psf_model_kind_name(m->kind));
-	if (m->kind >= PSF_MODEL_MLP) {
+	if (psf_model_kind_has_hidden(m->kind)) {
 		fprintf(f, "model.hidden=");
 		for (uint32_t i = 0; i < m->n_hidden; i++)
 			fprintf(f, "%s%u", i > 0 ? "," : "", m->hidden[i]);

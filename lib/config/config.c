@@ -173,7 +173,7 @@ psf_model_cfg_dense_floats(const psf_model_cfg *cfg, uint32_t n_features)
 	 * hidden sizes here may be larger): each term fits 64 bits, the sum of at
 	 * most 9 such terms may not, hence the saturation. */
 	uint64_t in = (uint64_t)n_features + cfg->embedding_dim, total = 0;
-	uint32_t n_hidden = cfg->kind >= PSF_MODEL_MLP ? cfg->n_hidden : 0;
+	uint32_t n_hidden = psf_model_kind_has_hidden(cfg->kind) ? cfg->n_hidden : 0;
 	/* gru: 3 gates, lstm: 4; each with input weights, recurrent weights, bias. */
 	uint64_t gates = cfg->kind == PSF_MODEL_GRU ? 3 : cfg->kind == PSF_MODEL_LSTM ? 4 : 0;
 
@@ -246,7 +246,7 @@ psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len)
 		fp_add(&st, "%s%s", i > 0 ? "," : "", cfg->features[i].name);
 	fp_add(&st, "\ntarget=%s\nmodel.kind=%s\nmodel.hidden=", psf_target_name(cfg->target),
 	    psf_model_kind_name(m->kind));
-	for (uint32_t i = 0; m->kind >= PSF_MODEL_MLP && i < m->n_hidden; i++)
+	for (uint32_t i = 0; psf_model_kind_has_hidden(m->kind) && i < m->n_hidden; i++)
 		fp_add(&st, "%s%u", i > 0 ? "," : "", m->hidden[i]);
 	if (psf_model_kind_is_recurrent(m->kind)) /* absent for the others: their digest stays */
 		fp_add(&st, "\nmodel.window=%u", m->window);

@@ -48,6 +48,11 @@ typedef enum psf_model_kind {
  * lstm). */
 #define psf_model_kind_is_recurrent(kind) ((kind) == PSF_MODEL_GRU || (kind) == PSF_MODEL_LSTM)
 
+/* psf_model_kind_has_hidden tells whether kind reads model.hidden (mlp, gru,
+ * lstm). */
+#define psf_model_kind_has_hidden(kind) \
+	((kind) == PSF_MODEL_MLP || psf_model_kind_is_recurrent(kind))
+
 typedef enum psf_optim_kind {
 	PSF_OPTIM_SGD = 0,
 	PSF_OPTIM_MOMENTUM,

@@ -421,8 +421,8 @@ validate_model_size(ctx *c)
 {
 	const psf_config *cfg = c->cfg;
 	uint64_t n = psf_model_cfg_dense_floats(&cfg->model, (uint32_t)cfg->n_features);
-	size_t ln =
-	    config_line_of(c, "model", cfg->model.kind >= PSF_MODEL_MLP ? "hidden" : "kind");
+	size_t ln = config_line_of(c, "model",
+	    psf_model_kind_has_hidden(cfg->model.kind) ? "hidden" : "kind");
 
 	if (n > PSF_MODEL_MAX_DENSE_FLOATS)
 		return config_fail(c, ln,

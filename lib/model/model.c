@@ -32,7 +32,7 @@ check_sizes(const psf_model_cfg *cfg, uint32_t n_features)
 		psf_log_err(TAG, "chunk_floats must be >= 1");
 		return PSF_EINVAL;
 	}
-	if (cfg->kind < PSF_MODEL_MLP)
+	if (!psf_model_kind_has_hidden(cfg->kind))
 		return PSF_OK;
 	size_t max_layers =
 	    cfg->kind == PSF_MODEL_MLP ? PSF_ARRAY_LEN(cfg->hidden) : PSF_MODEL_MAX_RNN_LAYERS;
@@ -158,7 +158,7 @@ layout(psf_model *m, const psf_model_cfg *cfg, uint32_t n_features, psf_target_k
 	m->target = target;
 	m->seed = seed;
 	m->is_bce = cfg->kind == PSF_MODEL_LOGISTIC ||
-	    (cfg->kind >= PSF_MODEL_MLP && target == PSF_TARGET_NEXT_DIRECTION);
+	    (psf_model_kind_has_hidden(cfg->kind) && target == PSF_TARGET_NEXT_DIRECTION);
 	m->window = psf_model_kind_is_recurrent(cfg->kind) ? cfg->window : 1;
 	m->n_features = n_features;
 	m->emb_dim = cfg->embedding_dim;
