@@ -183,14 +183,17 @@ rnn_ws_new(const psf_model *m, size_t max_batch, rnn_ws **out)
 #define SIMD_CLONES
 #endif
 
-static inline float
+static inline __attribute__((always_inline)) float
 fexp(float x)
 {
 	float t, r, p, scale;
 	int32_t k, bits;
 
-	x = x < -87.0f ? -87.0f : x;
-	x = x > 87.0f ? 87.0f : x;
+	/* Clamp to [-87, 87] by arithmetic: with AVX a ?: here is jump-threaded
+	 * into branches the vectoriser refuses. (+-Inf becomes NaN, which the
+	 * loss check reports like any divergence.) */
+	x += (float)(x < -87.0f) * (-87.0f - x);
+	x += (float)(x > 87.0f) * (87.0f - x);
 	t = x * 1.44269504088896341f + 12582912.0f; /* + 1.5 * 2^23 rounds to an integer */
 	k = (int32_t)(t - 12582912.0f);
 	r = x - (float)k * 0.693359375f + (float)k * 2.12194440e-4f;
@@ -206,13 +209,13 @@ fexp(float x)
 	return p * scale;
 }
 
-static inline float
+static inline __attribute__((always_inline)) float
 fsig(float z)
 {
 	return 1.0f / (1.0f + fexp(-z));
 }
 
-static inline float
+static inline __attribute__((always_inline)) float
 ftanh(float z)
 {
 	return 2.0f / (1.0f + fexp(-2.0f * z)) - 1.0f;
