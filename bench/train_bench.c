@@ -219,9 +219,9 @@ blas_step(void *arg)
 }
 
 double
-train_bench_time(void (*step)(void *), void *r, double min_s)
+train_bench_time(void (*step)(void *), void *r, double min_s, double *cpu_s)
 {
-	uint64_t t0 = psf_now_ns(), t;
+	uint64_t t0 = psf_now_ns(), c0 = psf_bench_cpu_ns(), t;
 	size_t iters = 0;
 
 	do {
@@ -229,6 +229,8 @@ train_bench_time(void (*step)(void *), void *r, double min_s)
 		iters++;
 		t = psf_now_ns();
 	} while (iters < 3 || (double)(t - t0) < min_s * 1e9);
+	if (cpu_s != NULL)
+		*cpu_s = (double)(psf_bench_cpu_ns() - c0) / 1e9 / (double)iters;
 	return (double)(t - t0) / 1e9 / (double)iters;
 }
 
@@ -243,8 +245,8 @@ bench_one(const bench_model *bm, size_t reps, double min_s)
 	model_step(&r); /* warm caches, fault in the grads' symbol rows */
 	blas_step(&r);
 	for (size_t i = 0; i < reps; i++) {
-		t_model[i] = train_bench_time(model_step, &r, min_s);
-		t_blas[i] = train_bench_time(blas_step, &r, min_s);
+		t_model[i] = train_bench_time(model_step, &r, min_s, NULL);
+		t_blas[i] = train_bench_time(blas_step, &r, min_s, NULL);
 	}
 	tm = psf_bench_median(t_model, reps);
 	tb = psf_bench_median(t_blas, reps);

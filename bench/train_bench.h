@@ -5,8 +5,9 @@
 #include <stddef.h>
 
 /* train_bench_time runs step(arg) until min_s seconds passed (at least 3
- * times); returns seconds per call. */
-double train_bench_time(void (*step)(void *), void *arg, double min_s);
+ * times); returns wall seconds per call, and the process CPU seconds per call
+ * in *cpu_s (may be NULL). */
+double train_bench_time(void (*step)(void *), void *arg, double min_s, double *cpu_s);
 
 /* train_bench_rnn prints the gru/lstm figures and their ratio_ lines. */
 void train_bench_rnn(size_t reps, double min_s);
