@@ -823,6 +823,53 @@ test_inferer_gru_matches_trainer_eval(void **state)
 		psf_date_format(s->date[need + W - 1], day);
 		assert_int_equal(predict(c[0], sym, day, NULL, NULL, msg), PSF_STATUS_OK);
 	}
+	/* a recent bar: the window is the last W - 1 kept days plus that bar */
+	{
+		const char *sym = symbol_of_shard(&f, 1, 0);
+		const psf_series *s = psf_dataset_find(f.ds, sym);
+		size_t n = s->n + 1, nf = f.cfg->n_features;
+		double *cols = calloc(5 * n, sizeof(double));
+		int32_t *dates = calloc(n, sizeof(int32_t));
+		const double *src[5] = {s->close, s->open, s->high, s->low, s->volume};
+		Psfleet__V1__Bar bar = PSFLEET__V1__BAR__INIT;
+		Psfleet__V1__PredictReply *rep;
+		uint64_t row = psf_symbol_row(sym);
+		float x[64 * 8], z;
+		psf_series ext;
+
+		assert_non_null(cols);
+		assert_non_null(dates);
+		bar.date = "2025-01-02";
+		bar.close = s->close[s->n - 1] * 0.97;
+		bar.open = s->close[s->n - 1];
+		bar.high = bar.open * 1.01;
+		bar.low = bar.close * 0.99;
+		bar.volume = 5000;
+		memcpy(dates, s->date, s->n * sizeof(int32_t));
+		assert_int_equal(psf_date_parse(bar.date, 10, &dates[s->n]), PSF_OK);
+		{
+			double add[5] = {bar.close, bar.open, bar.high, bar.low, bar.volume};
+			for (int k = 0; k < 5; k++) {
+				memcpy(cols + k * n, src[k], s->n * sizeof(double));
+				cols[k * n + s->n] = add[k];
+			}
+		}
+		ext = (psf_series){sym, n, dates, cols, cols + n, cols + 2 * n, cols + 3 * n,
+		    cols + 4 * n};
+		assert_int_equal(psf_features_window(&ext, f.cfg->features, nf, PSF_DATE_LAST, W, x,
+		                     64 * 8, NULL),
+		    PSF_OK);
+		for (uint32_t k = 0; k < W; k++)
+			psf_features_standardize_row(x + k * nf, nf, f.stats);
+		assert_int_equal(psf_model_forward(f.model, ws, p, x, &row, 1, &z), PSF_OK);
+		assert_int_equal(predict(c[1], sym, NULL, &bar, &rep, msg), PSF_STATUS_OK);
+		assert_string_equal(rep->as_of, "2025-01-02");
+		assert_close(rep->prediction,
+		    psf_features_unstandardize_target(z, nf, f.cfg->target, f.stats));
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		free(cols);
+		free(dates);
+	}
 	psf_params_free(p);
 	psf_model_ws_free(ws);
 	free(sym_rows);
