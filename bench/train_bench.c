@@ -7,13 +7,15 @@
  * same shapes alone (cblas_sgemm; sgemv/sger where a layer has one output), plus
  * a 512^3 sgemm. One BLAS thread, as in a trainer (PLATFORM.md). Each figure is
  * the median of several interleaved runs. Output: `name value unit` lines, then
- * `ratio_<name> value` (DESIGN.md §10). --quick runs a short version. */
+ * `ratio_<name> value` (DESIGN.md §10). --quick runs a short version. The gru
+ * and lstm figures come from train_bench_rnn.c. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench/bench_util.h"
+#include "bench/train_bench.h"
 #include "lib/base/util.h"
 #include "lib/model/model.h"
 
@@ -170,8 +172,9 @@ run_teardown(bench_run *r)
 }
 
 static void
-model_step(bench_run *r)
+model_step(void *arg)
 {
+	bench_run *r = arg;
 	double loss;
 
 	check(psf_model_loss_grad(r->m, r->ws, r->p, r->X, r->y, r->rows, BATCH, r->g, &loss),
@@ -180,8 +183,9 @@ model_step(bench_run *r)
 
 /* blas_step issues the BLAS calls of one training step at the same shapes. */
 static void
-blas_step(bench_run *r)
+blas_step(void *arg)
 {
+	bench_run *r = arg;
 	const int n = BATCH;
 
 	for (size_t l = 0; l < r->n_layers; l++) {
@@ -214,11 +218,10 @@ blas_step(bench_run *r)
 	}
 }
 
-/* time_steps runs step until min_s seconds passed; returns seconds per step. */
-static double
-time_steps(void (*step)(bench_run *), bench_run *r, double min_s)
+double
+train_bench_time(void (*step)(void *), void *r, double min_s, double *cpu_s)
 {
-	uint64_t t0 = psf_now_ns(), t;
+	uint64_t t0 = psf_now_ns(), c0 = psf_bench_cpu_ns(), t;
 	size_t iters = 0;
 
 	do {
@@ -226,6 +229,8 @@ time_steps(void (*step)(bench_run *), bench_run *r, double min_s)
 		iters++;
 		t = psf_now_ns();
 	} while (iters < 3 || (double)(t - t0) < min_s * 1e9);
+	if (cpu_s != NULL)
+		*cpu_s = (double)(psf_bench_cpu_ns() - c0) / 1e9 / (double)iters;
 	return (double)(t - t0) / 1e9 / (double)iters;
 }
 
@@ -240,8 +245,8 @@ bench_one(const bench_model *bm, size_t reps, double min_s)
 	model_step(&r); /* warm caches, fault in the grads' symbol rows */
 	blas_step(&r);
 	for (size_t i = 0; i < reps; i++) {
-		t_model[i] = time_steps(model_step, &r, min_s);
-		t_blas[i] = time_steps(blas_step, &r, min_s);
+		t_model[i] = train_bench_time(model_step, &r, min_s, NULL);
+		t_blas[i] = train_bench_time(blas_step, &r, min_s, NULL);
 	}
 	tm = psf_bench_median(t_model, reps);
 	tb = psf_bench_median(t_blas, reps);
@@ -311,5 +316,6 @@ main(int argc, char **argv)
 	printf("ratio_mlp_h64_vs_sgemm %.3f\n", ratio[1]);
 	printf("ratio_mlp_h64_emb8_vs_sgemm %.3f\n", ratio[2]);
 	printf("ratio_mlp_vs_sgemm %.3f\n", ratio[3]);
+	train_bench_rnn(reps, min_s);
 	return 0;
 }

@@ -242,6 +242,11 @@ psf_up_print_split(const psf_config *cfg, psf_progress *p)
 		    psf_config_role_node(cfg, PSF_ROLE_TRAINER, i)->id, s->symbols[i],
 		    s->symbols[i] == 1 ? "" : "s", (unsigned long long)s->rows[i],
 		    s->symbols[i] == 0 ? " (nothing to train: it will leave at once)" : "");
+	if (psf_model_kind_is_recurrent(cfg->model.kind) && cfg->model.window > 1)
+		psf_progress_note(p,
+		    "psfleet up:   %s window of %u days: the first %u feature rows of each symbol "
+		    "have no window and are neither trained on nor evaluated",
+		    psf_model_kind_name(cfg->model.kind), cfg->model.window, cfg->model.window - 1);
 	psf_progress_note(p, "psfleet up: model keys over %zu ps (rendezvous hashing):", s->n_ps);
 	for (size_t i = 0; i < s->n_ps; i++)
 		psf_progress_note(p, "psfleet up:   %s: %llu keys, %llu floats%s",

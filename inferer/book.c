@@ -80,13 +80,13 @@ static void
 latest_row(const psf_config *cfg, inf_book *b, size_t i, const psf_series *full)
 {
 	inf_symbol *sym = &b->syms[i];
-	float *x = b->x_latest + i * b->n_features;
+	float *x = b->x_latest + i * b->window * b->n_features;
 
 	sym->latest_date = full->date[full->n - 1];
 	sym->latest_close = full->close[full->n - 1];
 	psf_date_format(sym->latest_date, sym->latest_day);
-	sym->latest_err = psf_features_row(full, cfg->features, cfg->n_features, PSF_DATE_LAST, x,
-	    b->n_features, NULL);
+	sym->latest_err = psf_features_window(full, cfg->features, cfg->n_features, PSF_DATE_LAST,
+	    b->window, x, b->window * b->n_features, NULL);
 }
 
 /* The inference shard whose symbols the loader keeps. */
@@ -122,8 +122,9 @@ fill(const psf_config *cfg, const psf_dataset *ds, uint32_t shard, uint32_t n_sh
 		cap *= 2;
 	b->mask = cap - 1;
 	b->n_features = cfg->n_features;
+	b->window = psf_model_kind_is_recurrent(cfg->model.kind) ? cfg->model.window : 1;
 	b->syms = calloc(n > 0 ? n : 1, sizeof(*b->syms));
-	b->x_latest = calloc((n > 0 ? n : 1) * b->n_features, sizeof(float));
+	b->x_latest = calloc((n > 0 ? n : 1) * b->window * b->n_features, sizeof(float));
 	b->slots = calloc(cap, sizeof(*b->slots));
 	b->storage = malloc((rows > 0 ? rows : 1) * (5 * sizeof(double) + sizeof(int32_t)));
 	if (!b->syms || !b->x_latest || !b->slots || !b->storage)

@@ -45,8 +45,10 @@ typedef struct inf_symbol {
 typedef struct inf_book {
 	size_t n; /* symbols served, sorted by name */
 	inf_symbol *syms;
-	float *x_latest; /* n * n_features latest rows, not standardised */
+	float *x_latest; /* n * window * n_features: each symbol's latest input (its
+	                  * last `window` feature rows), not standardised */
 	size_t n_features;
+	size_t window;   /* days of one model input (psf_model_window) */
 	uint32_t *slots; /* open addressing: symbol index + 1, 0 = empty */
 	size_t mask;     /* slots has mask + 1 entries (a power of two) */
 	size_t need;     /* earlier rows the features need */
@@ -166,10 +168,10 @@ PSF_NODISCARD psf_err inf_ps_versions(psf_inferer *inf, uint64_t *versions);
 /* inf_predict_init fills inf->svc with the Inference handlers. */
 void inf_predict_init(psf_inferer *inf);
 
-/* inf_predict_row computes the prediction (target units) of one feature row x
- * (n_features floats, as psf_features_row gives it) of symbol row `row` with
- * snapshot s: x is standardised in place with s->stats, then goes through the
- * model. Cannot fail but for the model's own errors (PSF_ENOENT: a key is absent). */
+/* inf_predict_row computes the prediction (target units) of one model input x
+ * (window feature rows of n_features floats, as psf_features_window gives them)
+ * of symbol row `row` with snapshot s: x is standardised in place with
+ * s->stats, then goes through the model. Cannot fail but for the model's own errors (PSF_ENOENT: a key is absent). */
 PSF_NODISCARD psf_err inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s,
     float *x, uint64_t row, double *out);
 

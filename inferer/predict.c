@@ -3,9 +3,10 @@
  * The common request (a symbol, no as_of past its latest date, no recent bars)
  * is a table look-up: every snapshot carries each served symbol's prediction at
  * its latest row, computed once when the snapshot was built. Other requests
- * compute their feature row from the kept history (plus the caller's bars) with
- * psf_features_row, the code training used, and run the model on one row with a
- * workspace borrowed from a pool. */
+ * compute their model input (the feature rows of the model's window of days;
+ * one row but for gru and lstm) from the kept history (plus the caller's bars)
+ * with psf_features_window, the code training used, and run the model on it with
+ * a workspace borrowed from a pool. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,9 @@ inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
 	float z;
 	psf_err err;
 
-	psf_features_standardize_row(x, inf->book->n_features, s->stats);
+	for (size_t k = 0; k < inf->book->window; k++)
+		psf_features_standardize_row(x + k * inf->book->n_features, inf->book->n_features,
+		    s->stats);
 	err = psf_model_forward(inf->model, ws, s->params, x, &row, 1, &z);
 	if (err == PSF_OK)
 		*out = psf_features_unstandardize_target(z, inf->book->n_features, inf->cfg->target,
@@ -85,11 +88,19 @@ row_error(psf_inferer *inf, const inf_symbol *sym, const psf_series *s, psf_err 
 	psf_date_format(s->n > 0 ? s->date[0] : 0, first);
 	switch (err) {
 	case PSF_ERANGE:
-		snprintf(msg, len,
-		    "not enough history for '%s' %s: the features need %zu earlier rows "
-		    "and the inferer has %zu rows from %s (inference.history_days %u)",
-		    sym->name, when, inf->book->need, s->n, first,
-		    inf->cfg->inference.history_days);
+		if (inf->book->window > 1)
+			snprintf(msg, len,
+			    "not enough history for '%s' %s: needs %zu days (window %zu + "
+			    "%zu for the features), has %zu from %s",
+			    sym->name, when, inf->book->need + inf->book->window, inf->book->window,
+			    inf->book->need, s->n, first);
+		else
+			snprintf(msg, len,
+			    "not enough history for '%s' %s: the features need %zu earlier "
+			    "rows and the inferer has %zu rows from %s (inference.history_days "
+			    "%u)",
+			    sym->name, when, inf->book->need, s->n, first,
+			    inf->cfg->inference.history_days);
 		return PSF_STATUS_FAILED_PRECONDITION;
 	case PSF_ENOENT:
 		snprintf(msg, len,
@@ -191,7 +202,8 @@ on_demand(psf_inferer *inf, const inf_snap *snap, const inf_symbol *sym,
 {
 	const inf_book *b = inf->book;
 	merged m = {sym->hist, NULL};
-	float x[256], *xp = b->n_features <= 256 ? x : malloc(b->n_features * sizeof(float));
+	size_t xlen = b->window * b->n_features;
+	float x[256], *xp = xlen <= 256 ? x : malloc(xlen * sizeof(float));
 	psf_model_ws *ws = NULL;
 	psf_status st = PSF_STATUS_OK;
 	char when[40];
@@ -208,8 +220,8 @@ on_demand(psf_inferer *inf, const inf_snap *snap, const inf_symbol *sym,
 	}
 	if (in->n_recent > 0 && (st = merge_recent(sym, in, &m, msg, len)) != PSF_STATUS_OK)
 		goto out;
-	err = psf_features_row(&m.s, inf->cfg->features, inf->cfg->n_features, date, xp,
-	    b->n_features, &a->as_of);
+	err = psf_features_window(&m.s, inf->cfg->features, inf->cfg->n_features, date, b->window,
+	    xp, xlen, &a->as_of);
 	if (err != PSF_OK) {
 		st = row_error(inf, sym, &m.s, err, when, msg, len);
 		goto out;

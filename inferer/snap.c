@@ -311,7 +311,8 @@ static psf_err
 precompute(psf_inferer *inf, inf_snap *s)
 {
 	const inf_book *b = inf->book;
-	float *x = malloc((b->n_features > 0 ? b->n_features : 1) * sizeof(float));
+	size_t len = b->window * b->n_features;
+	float *x = malloc((len > 0 ? len : 1) * sizeof(float));
 	psf_model_ws *ws = inf_ws_take(inf);
 
 	if (ws == NULL || x == NULL) {
@@ -324,7 +325,7 @@ precompute(psf_inferer *inf, inf_snap *s)
 		s->pred_err[i] = b->syms[i].latest_err;
 		if (s->pred_err[i] != PSF_OK)
 			continue;
-		memcpy(x, b->x_latest + i * b->n_features, b->n_features * sizeof(float));
+		memcpy(x, b->x_latest + i * len, len * sizeof(float));
 		s->pred_err[i] = inf_predict_row(inf, ws, s, x, b->syms[i].row, &s->pred[i]);
 	}
 	inf_ws_give(inf, ws);

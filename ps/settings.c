@@ -53,12 +53,14 @@ put_model(FILE *f, const psf_config *cfg)
 		fprintf(f, "%s%s", i > 0 ? "," : "", cfg->features[i].name);
 	fprintf(f, "\ntarget=%s\nmodel.kind=%s\n", psf_target_name(cfg->target),
 	    psf_model_kind_name(m->kind));
-	if (m->kind == PSF_MODEL_MLP) {
+	if (psf_model_kind_has_hidden(m->kind)) {
 		fprintf(f, "model.hidden=");
 		for (uint32_t i = 0; i < m->n_hidden; i++)
 			fprintf(f, "%s%u", i > 0 ? "," : "", m->hidden[i]);
 		fprintf(f, "\n");
 	}
+	if (psf_model_kind_is_recurrent(m->kind))
+		fprintf(f, "model.window=%u\n", m->window);
 	fprintf(f,
 	    "model.embedding_dim=%u\nmodel.symbol_bias=%s\nmodel.l2=%.17g\n"
 	    "model.init_scale=%.17g\n",
@@ -92,6 +94,8 @@ ps_train_settings(const psf_config *cfg)
 	    "training.shuffle=%s\nconsistency.mode=%s\n",
 	    t->epochs, t->batch_size, (unsigned long long)t->max_steps,
 	    t->shuffle ? "true" : "false", psf_consistency_name(cfg->consistency.mode));
+	if (t->clip_norm > 0) /* absent when off: stores made before the key still match */
+		fprintf(f, "training.clip_norm=%.17g\n", t->clip_norm);
 	if (cfg->consistency.mode == PSF_CONS_SSP)
 		fprintf(f, "consistency.staleness=%u\n", cfg->consistency.staleness);
 	fprintf(f, "nodes.trainers=");

@@ -48,18 +48,44 @@ void psf_shard_plan_fini(psf_shard_plan *plan);
  * (seed, trainer, epoch); seed 0 gives the identity (no shuffling). */
 void psf_trainer_permute(uint32_t *perm, size_t n, uint64_t seed, uint32_t trainer, uint64_t epoch);
 
+/* psf_windows: the rows of a table a model with a window of W days can use, and
+ * how to assemble their input (window.c). Row r's window is the W feature rows
+ * of r's symbol ending at r, oldest first; a row with fewer than W - 1 earlier
+ * rows of its symbol has none and is neither trained on nor evaluated. W = 1
+ * keeps every row. */
+typedef struct psf_windows {
+	uint32_t window;
+	size_t *prev;  /* per table row: the symbol's previous row, SIZE_MAX for none */
+	size_t *train; /* train rows with a full window, ascending */
+	size_t n_train;
+	size_t *test; /* test rows with a full window, ascending */
+	size_t n_test;
+} psf_windows;
+
+/* psf_windows_init indexes table t for windows of `window` >= 1 days.
+ * PSF_ENOMEM. Free with psf_windows_fini. */
+PSF_NODISCARD psf_err psf_windows_init(psf_windows *w, const psf_table *t, uint32_t window);
+
+/* psf_windows_fini releases w (zeroed storage is fine). Cannot fail. */
+void psf_windows_fini(psf_windows *w);
+
+/* psf_windows_gather writes row's window, W x n_features floats, into x. row
+ * must be one of w->train or w->test. Cannot fail. */
+void psf_windows_gather(const psf_windows *w, const psf_table *t, size_t row, float *x);
+
 /* Test-set sums in the target's own units. */
 typedef struct psf_eval {
 	double sse, sae, naive_sse, naive_sae, correct;
 	uint64_t n;
 } psf_eval;
 
-/* psf_trainer_evaluate predicts every test row of the table with the weights of
- * clock `clock` (pulled into params) and sums the errors against y_raw, and the
- * naive forecast's errors. */
+/* psf_trainer_evaluate predicts every test row of the table that has a window
+ * (win) with the weights of clock `clock` (pulled into params) and sums the
+ * errors against y_raw, and the naive forecast's errors on the same rows. */
 PSF_NODISCARD psf_err psf_trainer_evaluate(const psf_config *cfg, const psf_model *model,
-    psf_model_ws *ws, psf_ps_client *w, const psf_table *table, const uint64_t *sym_rows,
-    const double *stats, int64_t clock, psf_params *params, psf_eval *out);
+    psf_model_ws *ws, psf_ps_client *w, const psf_table *table, const psf_windows *win,
+    const uint64_t *sym_rows, const double *stats, int64_t clock, psf_params *params,
+    psf_eval *out);
 
 /* pull_reply.c: a PullReply read in place. Pointers borrow from the buffer. */
 typedef struct psf_pull_view {

@@ -38,6 +38,7 @@ typedef struct trainer {
 	psf_model_ws *ws;
 	psf_params *params, *grads;
 	psf_table *table;
+	psf_windows win; /* the rows with a full input window (W = 1: every row) */
 	double *stats;
 	size_t n_stats;
 	uint64_t *sym_rows; /* per table symbol */
@@ -177,6 +178,25 @@ out:
 	return err;
 }
 
+/* make_windows indexes the table for the model's window of W days: rows with
+ * fewer than W - 1 earlier rows of their symbol are left out of training and
+ * evaluation. */
+static psf_err
+make_windows(trainer *t)
+{
+	uint32_t W = psf_model_window(t->model);
+	size_t n_test = t->table->n_rows - t->table->n_train;
+	psf_err err = psf_windows_init(&t->win, t->table, W);
+
+	if (err != PSF_OK || W == 1)
+		return err;
+	psf_log_info("trainer",
+	    "window of %u days: %zu of %zu train rows and %zu of %zu test rows have one "
+	    "(the others lack %u earlier days of their symbol)",
+	    W, t->win.n_train, t->table->n_train, t->win.n_test, n_test, W - 1);
+	return PSF_OK;
+}
+
 static psf_err
 standardize(trainer *t)
 {
@@ -205,7 +225,7 @@ agree_steps(trainer *t)
 
 	if (rows == NULL)
 		return PSF_ENOMEM;
-	rows[t->node->index] = (double)t->table->n_train;
+	rows[t->node->index] = (double)t->win.n_train;
 	err = psf_ps_client_reduce(t->w, PSF_REDUCE_TRAIN_ROWS, (uint32_t)n, rows, n);
 	for (size_t i = 0; err == PSF_OK && i < n; i++)
 		if ((uint64_t)rows[i] > max_rows)
@@ -241,13 +261,13 @@ setup_model(trainer *t)
 		return err;
 	t->keys_cap = psf_model_n_dense_keys(t->model) + batch * (n_sym > 0 ? n_sym : 1);
 	t->bidx = malloc(batch * sizeof(size_t));
-	t->bx = malloc(batch * t->cfg->n_features * sizeof(float));
+	t->bx = malloc(batch * psf_model_window(t->model) * t->cfg->n_features * sizeof(float));
 	t->by = malloc(batch * sizeof(float));
 	t->brows = malloc(batch * sizeof(uint64_t));
 	t->keys = malloc(t->keys_cap * sizeof(uint64_t));
 	t->sym_rows =
 	    malloc((t->table->n_symbols > 0 ? t->table->n_symbols : 1) * sizeof(uint64_t));
-	t->perm = malloc((t->table->n_train > 0 ? t->table->n_train : 1) * sizeof(uint32_t));
+	t->perm = malloc((t->win.n_train > 0 ? t->win.n_train : 1) * sizeof(uint32_t));
 	if (!t->bidx || !t->bx || !t->by || !t->brows || !t->keys || !t->sym_rows || !t->perm)
 		return PSF_ENOMEM;
 	for (size_t i = 0; i < t->table->n_symbols; i++)
@@ -256,12 +276,13 @@ setup_model(trainer *t)
 	return PSF_OK;
 }
 
-/* batch_rows picks the table rows of step c: epoch-seeded shuffle, wrapping
- * around a shard smaller than the largest. */
+/* batch_rows picks the table rows of step c among the train rows with a
+ * window: epoch-seeded shuffle, wrapping around a shard smaller than the
+ * largest. */
 static size_t
 batch_rows(trainer *t, int64_t c, size_t *rows)
 {
-	size_t batch = t->cfg->training.batch_size, n = t->table->n_train;
+	size_t batch = t->cfg->training.batch_size, n = t->win.n_train;
 	int64_t epoch = (int64_t)((uint64_t)c / t->steps_per_epoch);
 	uint64_t b = (uint64_t)c % t->steps_per_epoch;
 
@@ -273,7 +294,7 @@ batch_rows(trainer *t, int64_t c, size_t *rows)
 		t->perm_epoch = epoch;
 	}
 	for (size_t i = 0; i < batch; i++)
-		rows[i] = t->perm[(b * batch + i) % n];
+		rows[i] = t->win.train[t->perm[(b * batch + i) % n]];
 	return batch < n ? batch : n;
 }
 
@@ -309,14 +330,14 @@ static psf_err
 step(trainer *t, int64_t c, double *loss)
 {
 	size_t *rows = t->bidx;
-	size_t nf = t->cfg->n_features, n, n_keys;
+	size_t wlen = (size_t)psf_model_window(t->model) * t->cfg->n_features, n, n_keys;
 	psf_err err;
 
 	n = batch_rows(t, c, rows);
 	if (n == 0)
 		return PSF_ESTATE;
 	for (size_t i = 0; i < n; i++) {
-		memcpy(t->bx + i * nf, t->table->x + rows[i] * nf, nf * sizeof(float));
+		psf_windows_gather(&t->win, t->table, rows[i], t->bx + i * wlen);
 		t->by[i] = t->table->y[rows[i]];
 		t->brows[i] = t->sym_rows[t->table->sym[rows[i]]];
 	}
@@ -330,6 +351,10 @@ step(trainer *t, int64_t c, double *loss)
 	         t->grads, loss)) != PSF_OK ||
 	    (err = psf_params_keys(t->grads, t->keys, NULL, t->keys_cap, &n_keys)) != PSF_OK)
 		return err;
+	/* The whole step's norm, before the keys split over the ps nodes (whose
+	 * optimizer.clip_norm sees only their own part). */
+	if (t->cfg->training.clip_norm > 0)
+		psf_params_clip_norm(t->grads, t->cfg->training.clip_norm, NULL);
 	if (!isfinite(*loss) && !t->cfg->optimizer.skip_nonfinite) {
 		/* The ps would refuse the gradients anyway; say why, once, and stop:
 		 * a restart diverges the same way (exit 2, cmd_node.c). */
@@ -358,8 +383,8 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	psf_eval ev;
 	psf_err err;
 
-	err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, t->sym_rows, t->stats,
-	    c, t->params, &ev);
+	err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, &t->win, t->sym_rows,
+	    t->stats, c, t->params, &ev);
 	if (err != PSF_OK)
 		return err;
 	r.epoch = (uint32_t)(t->steps_per_epoch ? (uint64_t)c / t->steps_per_epoch : 0);
@@ -447,7 +472,7 @@ static psf_err
 leave_empty(trainer *t)
 {
 	Psfleet__V1__MetricsReport r = PSFLEET__V1__METRICS_REPORT__INIT;
-	size_t n_test = t->table->n_rows - t->table->n_train;
+	size_t n_test = t->win.n_test;
 	psf_err err;
 
 	psf_log_warn("trainer",
@@ -518,6 +543,7 @@ trainer_fini(trainer *t)
 	psf_params_free(t->grads);
 	psf_model_ws_free(t->ws);
 	psf_model_free(t->model);
+	psf_windows_fini(&t->win);
 	psf_table_free(t->table);
 	free(t->stats);
 	free(t->sym_rows);
@@ -607,6 +633,7 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	if ((err = make_table(&t)) != PSF_OK ||
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &t.model)) != PSF_OK ||
+	    (err = make_windows(&t)) != PSF_OK ||
 	    (err = psf_ps_client_new(cfg, t.model, node->id, &wo, &t.w)) != PSF_OK)
 		goto out;
 	atomic_store(&sw.w, t.w); /* before registering: a held Register must not hold a stop */
@@ -625,7 +652,7 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	psf_runtime_set_ready(t.rt, true, NULL);
 	if (t.total_steps == 0) {
 		psf_log_warn("trainer", "no training rows in the whole fleet: nothing to do");
-	} else if (t.table->n_train == 0) {
+	} else if (t.win.n_train == 0) {
 		err = leave_empty(&t);
 		goto out;
 	} else if ((err = train(&t)) != PSF_OK) {

@@ -12,6 +12,9 @@
  * layer's weights and biases) are held whole by every trainer and inferer, and
  * sharded over the ps nodes. */
 #define PSF_MODEL_MAX_WIDTH (1u << 20) /* n_features, each hidden size, embedding_dim */
+/* gru/lstm: days in one input sequence (model.window). */
+#define PSF_MODEL_MAX_WINDOW 512
+#define PSF_MODEL_MAX_RNN_LAYERS 2
 #define PSF_MODEL_MAX_DENSE_FLOATS (UINT64_C(1) << 30) /* 4 GiB; keeps BLAS counts in an int */
 /* Above this many dense floats (256 MiB) the config loader warns: each trainer and
  * inferer keeps a full copy plus gradients, the ps the optimizer state (Adam: 2

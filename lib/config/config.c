@@ -173,10 +173,13 @@ psf_model_cfg_dense_floats(const psf_model_cfg *cfg, uint32_t n_features)
 	 * hidden sizes here may be larger): each term fits 64 bits, the sum of at
 	 * most 9 such terms may not, hence the saturation. */
 	uint64_t in = (uint64_t)n_features + cfg->embedding_dim, total = 0;
-	uint32_t n_hidden = cfg->kind == PSF_MODEL_MLP ? cfg->n_hidden : 0;
+	uint32_t n_hidden = psf_model_kind_has_hidden(cfg->kind) ? cfg->n_hidden : 0;
+	/* gru: 3 gates, lstm: 4; each with input weights, recurrent weights, bias. */
+	uint64_t gates = cfg->kind == PSF_MODEL_GRU ? 3 : cfg->kind == PSF_MODEL_LSTM ? 4 : 0;
 
 	for (uint32_t i = 0; i < n_hidden && i < PSF_ARRAY_LEN(cfg->hidden); i++) {
-		uint64_t add = in * cfg->hidden[i] + cfg->hidden[i];
+		uint64_t h = cfg->hidden[i];
+		uint64_t add = gates == 0 ? in * h + h : gates * h * (in + h + 1);
 		total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
 		in = cfg->hidden[i];
 	}
@@ -243,8 +246,10 @@ psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len)
 		fp_add(&st, "%s%s", i > 0 ? "," : "", cfg->features[i].name);
 	fp_add(&st, "\ntarget=%s\nmodel.kind=%s\nmodel.hidden=", psf_target_name(cfg->target),
 	    psf_model_kind_name(m->kind));
-	for (uint32_t i = 0; m->kind == PSF_MODEL_MLP && i < m->n_hidden; i++)
+	for (uint32_t i = 0; psf_model_kind_has_hidden(m->kind) && i < m->n_hidden; i++)
 		fp_add(&st, "%s%u", i > 0 ? "," : "", m->hidden[i]);
+	if (psf_model_kind_is_recurrent(m->kind)) /* absent for the others: their digest stays */
+		fp_add(&st, "\nmodel.window=%u", m->window);
 	fp_add(&st,
 	    "\nmodel.embedding_dim=%u\nmodel.symbol_bias=%d\nmodel.l2=%.17g\n"
 	    "model.init_scale=%.17g\nmodel.chunk_floats=%u\nps=",

@@ -40,7 +40,18 @@ typedef enum psf_model_kind {
 	PSF_MODEL_LINEAR = 0, /* ridge regression */
 	PSF_MODEL_LOGISTIC,   /* next-day direction */
 	PSF_MODEL_MLP,        /* hidden layers, ReLU */
+	PSF_MODEL_GRU,        /* 1-2 GRU layers over a window of days */
+	PSF_MODEL_LSTM,       /* 1-2 LSTM layers over a window of days */
 } psf_model_kind;
+
+/* psf_model_kind_is_recurrent tells whether kind reads a window of days (gru,
+ * lstm). */
+#define psf_model_kind_is_recurrent(kind) ((kind) == PSF_MODEL_GRU || (kind) == PSF_MODEL_LSTM)
+
+/* psf_model_kind_has_hidden tells whether kind reads model.hidden (mlp, gru,
+ * lstm). */
+#define psf_model_kind_has_hidden(kind) \
+	((kind) == PSF_MODEL_MLP || psf_model_kind_is_recurrent(kind))
 
 typedef enum psf_optim_kind {
 	PSF_OPTIM_SGD = 0,
@@ -128,9 +139,11 @@ typedef struct psf_data_cfg {
 } psf_data_cfg;
 
 typedef struct psf_model_cfg {
-	psf_model_kind kind;    /* default linear */
-	uint32_t hidden[8];     /* mlp layer sizes */
-	uint32_t n_hidden;      /* number of hidden layers (mlp: >= 1; default [32]) */
+	psf_model_kind kind; /* default linear */
+	uint32_t hidden[8];  /* mlp layer sizes; gru/lstm: state size of each layer */
+	uint32_t n_hidden;   /* number of hidden layers (mlp: >= 1, gru/lstm: 1..2; default [32]) */
+	uint32_t
+	    window; /* gru/lstm: days per input sequence, 1..PSF_MODEL_MAX_WINDOW; default 10 */
 	uint32_t embedding_dim; /* per-symbol embedding size appended to the input; 0 = none */
 	int symbol_bias;        /* per-symbol output bias */
 	double l2;              /* ridge / weight decay on dense weights; default 0 */
@@ -159,6 +172,8 @@ typedef struct psf_training_cfg {
 	uint64_t max_steps;  /* stop after this many steps per trainer; 0 = no limit */
 	int shuffle;         /* default 1 */
 	double target_loss;  /* experiments: loss that counts as "reached"; 0 = none */
+	double clip_norm;    /* trainer side: clip each step's whole gradient (every key, every
+	                      * ps) to this L2 norm before pushing; 0 = off */
 } psf_training_cfg;
 
 typedef struct psf_consistency_cfg {

@@ -343,6 +343,19 @@ validate_inference(ctx *c)
 			    "inference.history_days (%u) must be at least %u for feature '%s'",
 			    cfg->inference.history_days, cfg->features[i].window + 1,
 			    cfg->features[i].name);
+	if (psf_model_kind_is_recurrent(cfg->model.kind) && cfg->n_inferers > 0) {
+		/* The longest feature window bounds the earlier days a feature row needs. */
+		size_t need = cfg->model.window;
+		for (size_t i = 0; i < cfg->n_features; i++)
+			if (cfg->features[i].window + (size_t)cfg->model.window > need)
+				need = cfg->features[i].window + (size_t)cfg->model.window;
+		if (need > cfg->inference.history_days)
+			return config_fail(c, config_line_of(c, "inference", "history_days"),
+			    "inference.history_days (%u) must be at least %zu: the features "
+			    "need up to %zu earlier days and model.window is %u",
+			    cfg->inference.history_days, need, need - cfg->model.window,
+			    cfg->model.window);
+	}
 	return PSF_OK;
 }
 
@@ -388,6 +401,16 @@ validate_misc(ctx *c)
 		    "model kind 'logistic' needs target next_direction");
 	if (cfg->optimizer.kind == PSF_OPTIM_EXACT && (err = validate_exact(c)) != PSF_OK)
 		return err;
+	if (psf_model_kind_is_recurrent(cfg->model.kind) &&
+	    cfg->model.n_hidden > PSF_MODEL_MAX_RNN_LAYERS)
+		return config_fail(c, config_line_of(c, "model", "hidden"),
+		    "model kind '%s' takes 1 or %d layers in 'hidden', not %u",
+		    psf_model_kind_name(cfg->model.kind), PSF_MODEL_MAX_RNN_LAYERS,
+		    cfg->model.n_hidden);
+	if (!psf_model_kind_is_recurrent(cfg->model.kind) && cfg->model.window != 10)
+		config_warn(c, config_line_of(c, "model", "window"),
+		    "model.window is only used by kinds gru and lstm; '%s' reads one day",
+		    psf_model_kind_name(cfg->model.kind));
 	if ((uint64_t)cfg->model.chunk_floats * 4 + 4096 > cfg->limits.max_message_bytes)
 		return config_fail(c, config_line_of(c, "model", "chunk_floats"),
 		    "model.chunk_floats (%u) * 4 bytes + 4096 must fit in "
@@ -420,8 +443,8 @@ validate_model_size(ctx *c)
 {
 	const psf_config *cfg = c->cfg;
 	uint64_t n = psf_model_cfg_dense_floats(&cfg->model, (uint32_t)cfg->n_features);
-	size_t ln =
-	    config_line_of(c, "model", cfg->model.kind == PSF_MODEL_MLP ? "hidden" : "kind");
+	size_t ln = config_line_of(c, "model",
+	    psf_model_kind_has_hidden(cfg->model.kind) ? "hidden" : "kind");
 
 	if (n > PSF_MODEL_MAX_DENSE_FLOATS)
 		return config_fail(c, ln,

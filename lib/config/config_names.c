@@ -10,7 +10,7 @@
 const char *const config_role_names[] = {"ps", "trainer", "inferer", "gateway", NULL};
 const char *const config_cons_names[] = {"sync", "async", "ssp", NULL};
 const char *const config_dur_names[] = {"interval", "every-commit", "none", NULL};
-const char *const config_model_names[] = {"linear", "logistic", "mlp", NULL};
+const char *const config_model_names[] = {"linear", "logistic", "mlp", "gru", "lstm", NULL};
 const char *const config_optim_names[] = {"sgd", "momentum", "adam", "adagrad", "exact", NULL};
 const char *const config_sched_names[] = {"constant", "step", "cosine", NULL};
 const char *const config_target_names[] = {"next_close", "next_return", "next_direction", NULL};

@@ -331,6 +331,8 @@ static const table data_table = {"data", data_fields, PSF_ARRAY_LEN(data_fields)
 static const field model_fields[] = {
     {"kind", T_ENUM, offsetof(psf_model_cfg, kind), .names = config_model_names},
     {"hidden", T_FN, 0, .fn = fn_hidden},
+    {"window", T_U32, offsetof(psf_model_cfg, window), .must = "an integer in [1, 512]", .imin = 1,
+        .imax = PSF_MODEL_MAX_WINDOW},
     {"embedding_dim", T_U32, offsetof(psf_model_cfg, embedding_dim),
         .must = "an integer in [0, 4096]", .imax = 4096},
     {"symbol_bias", T_BOOL, offsetof(psf_model_cfg, symbol_bias), .must = "true or false"},
@@ -374,6 +376,8 @@ static const field training_fields[] = {
     {"max_steps", T_U64, offsetof(psf_training_cfg, max_steps), .must = "an integer >= 0"},
     {"shuffle", T_BOOL, offsetof(psf_training_cfg, shuffle), .must = "true or false"},
     {"target_loss", T_F64, offsetof(psf_training_cfg, target_loss), .must = "a number >= 0",
+        .dmax = INFINITY},
+    {"clip_norm", T_F64, offsetof(psf_training_cfg, clip_norm), .must = "a number >= 0",
         .dmax = INFINITY},
 };
 static const table training_table = {"training", training_fields, PSF_ARRAY_LEN(training_fields)};
@@ -477,6 +481,7 @@ config_set_defaults(psf_config *cfg)
 	cfg->target = PSF_TARGET_NEXT_CLOSE;
 	cfg->model.hidden[0] = 32;
 	cfg->model.n_hidden = 1;
+	cfg->model.window = 10;
 	cfg->model.init_scale = 1.0;
 	cfg->model.chunk_floats = 65536;
 	cfg->optimizer = (psf_optim_cfg){.kind = PSF_OPTIM_ADAM,

@@ -438,6 +438,30 @@ psf_features_row(const psf_series *s, const psf_feature_cfg *feats, size_t n_fea
 	return PSF_OK;
 }
 
+psf_err
+psf_features_window(const psf_series *s, const psf_feature_cfg *feats, size_t n_feats, int32_t date,
+    size_t window, float *x, size_t n_x, int32_t *row_date)
+{
+	size_t t;
+	psf_err err;
+
+	if (s == NULL || s->date == NULL || x == NULL || window == 0 || n_x / window < n_feats)
+		return PSF_EINVAL;
+	if (s->n == 0 || (t = psf_series_index(s, date)) == SIZE_MAX)
+		return PSF_ENOENT;
+	if (t < psf_features_history(feats, n_feats) + window - 1)
+		return PSF_ERANGE;
+	for (size_t k = 0; k < window; k++) {
+		err = psf_features_row(s, feats, n_feats, s->date[t + 1 - window + k],
+		    x + k * n_feats, n_feats, NULL);
+		if (err != PSF_OK)
+			return err;
+	}
+	if (row_date != NULL)
+		*row_date = s->date[t];
+	return PSF_OK;
+}
+
 /* ----------------------------------------------------- standardising */
 
 size_t

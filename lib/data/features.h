@@ -103,6 +103,16 @@ void psf_table_free(psf_table *t);
 PSF_NODISCARD psf_err psf_features_row(const psf_series *s, const psf_feature_cfg *feats,
     size_t n_feats, int32_t date, float *x, size_t n_x, int32_t *row_date);
 
+/* psf_features_window computes the feature vectors of the `window` (>= 1) rows
+ * of s ending at its last row dated <= date, oldest first, into x
+ * (window * n_feats floats; n_x >= that): the input of a gru/lstm model
+ * (lib/model/model.h), each vector as psf_features_row gives it. *row_date (may
+ * be NULL) gets the date of the last one. Errors as psf_features_row;
+ * PSF_ERANGE when the row has fewer than history + window - 1 earlier rows
+ * (history: psf_features_history). On failure x is unspecified. */
+PSF_NODISCARD psf_err psf_features_window(const psf_series *s, const psf_feature_cfg *feats,
+    size_t n_feats, int32_t date, size_t window, float *x, size_t n_x, int32_t *row_date);
+
 /* psf_features_stats_len returns the length of a statistics vector:
  * 3 * (n_features + 1). Entry 3j, 3j+1, 3j+2 hold the sum, the sum of squares
  * and the count of feature j; j = n_features is the target (raw units). */

@@ -32,11 +32,18 @@ check_sizes(const psf_model_cfg *cfg, uint32_t n_features)
 		psf_log_err(TAG, "chunk_floats must be >= 1");
 		return PSF_EINVAL;
 	}
-	if (cfg->kind != PSF_MODEL_MLP)
+	if (!psf_model_kind_has_hidden(cfg->kind))
 		return PSF_OK;
-	if (cfg->n_hidden < 1 || cfg->n_hidden > PSF_ARRAY_LEN(cfg->hidden)) {
-		psf_log_err(TAG, "mlp needs 1..%zu hidden layers, got %u",
-		    PSF_ARRAY_LEN(cfg->hidden), cfg->n_hidden);
+	size_t max_layers =
+	    cfg->kind == PSF_MODEL_MLP ? PSF_ARRAY_LEN(cfg->hidden) : PSF_MODEL_MAX_RNN_LAYERS;
+	if (cfg->n_hidden < 1 || cfg->n_hidden > max_layers) {
+		psf_log_err(TAG, "%s needs 1..%zu hidden layers, got %u",
+		    psf_model_kind_name(cfg->kind), max_layers, cfg->n_hidden);
+		return PSF_EINVAL;
+	}
+	if (psf_model_kind_is_recurrent(cfg->kind) &&
+	    (cfg->window < 1 || cfg->window > PSF_MODEL_MAX_WINDOW)) {
+		psf_log_err(TAG, "window=%u must be in 1..%u", cfg->window, PSF_MODEL_MAX_WINDOW);
 		return PSF_EINVAL;
 	}
 	for (uint32_t i = 0; i < cfg->n_hidden; i++) {
@@ -52,7 +59,7 @@ check_sizes(const psf_model_cfg *cfg, uint32_t n_features)
 static psf_err
 check_cfg(const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind target)
 {
-	if ((unsigned)cfg->kind > PSF_MODEL_MLP) {
+	if ((unsigned)cfg->kind > PSF_MODEL_LSTM) {
 		psf_log_err(TAG, "unknown model kind %d", (int)cfg->kind);
 		return PSF_EINVAL;
 	}
@@ -73,8 +80,7 @@ check_cfg(const psf_model_cfg *cfg, uint32_t n_features, psf_target_kind target)
 	return check_sizes(cfg, n_features);
 }
 
-/* add_tensor appends a tensor and returns its id. */
-static uint16_t
+uint16_t
 add_tensor(psf_model *m, const char *name, uint32_t rows, uint32_t cols, bool is_per_symbol,
     double bound)
 {
@@ -128,6 +134,8 @@ build(psf_model *m)
 	uint32_t n_hidden = m->cfg.kind == PSF_MODEL_MLP ? m->cfg.n_hidden : 0;
 	char prefix[12];
 
+	if (psf_model_kind_is_recurrent(m->cfg.kind))
+		in = rnn_build(m, in);
 	for (uint32_t i = 0; i < n_hidden; i++) {
 		snprintf(prefix, sizeof(prefix), "l%u", i);
 		add_layer(m, prefix, in, m->cfg.hidden[i], true);
@@ -150,7 +158,8 @@ layout(psf_model *m, const psf_model_cfg *cfg, uint32_t n_features, psf_target_k
 	m->target = target;
 	m->seed = seed;
 	m->is_bce = cfg->kind == PSF_MODEL_LOGISTIC ||
-	    (cfg->kind == PSF_MODEL_MLP && target == PSF_TARGET_NEXT_DIRECTION);
+	    (psf_model_kind_has_hidden(cfg->kind) && target == PSF_TARGET_NEXT_DIRECTION);
+	m->window = psf_model_kind_is_recurrent(cfg->kind) ? cfg->window : 1;
 	m->n_features = n_features;
 	m->emb_dim = cfg->embedding_dim;
 	m->d_in = n_features + cfg->embedding_dim;
@@ -195,6 +204,12 @@ uint32_t
 psf_model_n_features(const psf_model *m)
 {
 	return m->n_features;
+}
+
+uint32_t
+psf_model_window(const psf_model *m)
+{
+	return m->window;
 }
 
 bool

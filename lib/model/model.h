@@ -1,6 +1,13 @@
 /* model.h -- the models shared by trainer (gradients) and inferer (prediction):
- * linear (ridge), logistic, mlp (ReLU), each with an optional per-symbol
- * embedding and/or per-symbol output bias (DESIGN.md §4, §7; docs/models.md).
+ * linear (ridge), logistic, mlp (ReLU), gru and lstm (1-2 recurrent layers over
+ * a window of days), each with an optional per-symbol embedding and/or
+ * per-symbol output bias (DESIGN.md §4, §7; docs/models.md).
+ *
+ * Input. A batch row is a window of psf_model_window(m) = W consecutive feature
+ * vectors of one symbol, oldest first, the last one being the row predicted:
+ * X is row-major [n x W x n_features]. W is 1 for linear, logistic and mlp, so
+ * their X is the familiar [n x n_features]. The embedding (when present) is
+ * appended to every day's vector.
  *
  * Three objects, all opaque:
  *   psf_model     the architecture: tensors, key layout, initial values. No
@@ -54,7 +61,10 @@ typedef struct psf_model_ws psf_model_ws;
 
 /* One tensor of a model. Names: "out.w" [1 x in] and "out.b" [1] for the output
  * layer, "l<i>.w" [hidden[i] x in] and "l<i>.b" [hidden[i]] for the mlp's hidden
- * layers, "emb" [embedding_dim] and "sym_bias" [1] per symbol. */
+ * layers, "r<i>.wx" [G*H x in], "r<i>.wh" [G*H x H] and "r<i>.b" [G*H] for
+ * recurrent layer i (H = hidden[i]; G = 3 gates r, z, n for gru, 4 gates i, f,
+ * g, o for lstm, stacked in that order), "emb" [embedding_dim] and "sym_bias"
+ * [1] per symbol. */
 typedef struct psf_tensor_info {
 	uint16_t id;      /* keys are (id << 48) | row */
 	const char *name; /* valid while the model lives */
@@ -71,7 +81,8 @@ typedef struct psf_tensor_info {
  * PSF_TARGET_NEXT_DIRECTION; everything else uses mean squared error.
  * Returns PSF_EINVAL for: a NULL argument, an unknown kind or target, logistic
  * with a target other than next_direction, an mlp with n_hidden outside 1..8 or
- * a zero hidden size, n_features == 0, chunk_floats == 0, l2 or init_scale
+ * a zero hidden size, a gru/lstm with n_hidden outside 1..2 or window outside
+ * 1..PSF_MODEL_MAX_WINDOW, n_features == 0, chunk_floats == 0, l2 or init_scale
  * negative or not finite, a size beyond the PSF_MODEL_MAX_* limits (each logged
  * once at error level). PSF_ENOMEM. On success *out gets a new model the caller
  * frees with psf_model_free. */
@@ -84,6 +95,10 @@ void psf_model_free(psf_model *m);
 
 /* psf_model_n_features returns the n_features given to psf_model_new. */
 uint32_t psf_model_n_features(const psf_model *m);
+
+/* psf_model_window returns W, the days of one input row: cfg->window for gru
+ * and lstm, 1 for the others. A batch row holds W * n_features floats. */
+uint32_t psf_model_window(const psf_model *m);
 
 /* psf_model_is_probability tells whether outputs are probabilities (BCE models). */
 bool psf_model_is_probability(const psf_model *m);
@@ -172,6 +187,13 @@ size_t psf_params_n_symbols(const psf_params *p);
 PSF_NODISCARD psf_err psf_params_keys(const psf_params *p, uint64_t *keys, uint32_t *lens,
     size_t cap, size_t *n_out);
 
+/* psf_params_clip_norm computes the L2 norm of every value present in p (as a
+ * gradient: dense keys and symbol rows) into *norm_out (may be NULL) and, when
+ * max_norm > 0 and the norm is above it, scales every value by max_norm / norm
+ * so the norm becomes max_norm. A non-finite norm leaves p unchanged. Cannot
+ * fail. */
+void psf_params_clip_norm(psf_params *p, double max_norm, double *norm_out);
+
 /* psf_params_fill_init sets every dense key, and every per-symbol key of the
  * symbols in sym_rows[0..n) (sym_rows may be NULL when n == 0), to its initial
  * value (psf_model_init_value). For tests, benchmarks and local runs.
@@ -187,7 +209,7 @@ PSF_NODISCARD psf_err psf_model_ws_new(const psf_model *m, size_t max_batch, psf
 /* psf_model_ws_free releases a workspace. NULL is fine. */
 void psf_model_ws_free(psf_model_ws *ws);
 
-/* psf_model_forward predicts n rows: X is row-major n x n_features, sym_rows[i]
+/* psf_model_forward predicts n rows: X is row-major n x W x n_features, sym_rows[i]
  * the symbol row of row i (may be NULL when the model has no per-symbol tensor).
  * out[0..n) gets the predictions in target space (a probability for BCE models).
  * Returns PSF_EINVAL (NULL argument, n == 0 or > the workspace's max_batch,

@@ -30,6 +30,14 @@ typedef struct model_layer {
 	bool has_relu;
 } model_layer;
 
+/* One recurrent layer (model_rnn.c): G gates of H units over inputs of `in`. */
+typedef struct model_rnn {
+	uint32_t in, hid, gates;
+	uint16_t wx_id, wh_id, b_id;
+} model_rnn;
+
+typedef struct rnn_ws rnn_ws;
+
 struct psf_model {
 	psf_model_cfg cfg;
 	psf_target_kind target;
@@ -46,6 +54,9 @@ struct psf_model {
 	model_tensor t[MODEL_MAX_TENSORS]; /* t[id - 1] */
 	size_t n_layers;
 	model_layer layers[MODEL_MAX_LAYERS];
+	uint32_t window; /* days per row: cfg.window for gru/lstm, else 1 */
+	size_t n_rnn;    /* recurrent layers before layers[] (gru/lstm) */
+	model_rnn rnn[PSF_MODEL_MAX_RNN_LAYERS];
 	uint32_t max_width; /* widest layer input or output */
 	uint64_t dense_floats;
 	uint64_t n_dense_keys;
@@ -66,6 +77,11 @@ struct psf_params {
 	size_t index_cap;
 };
 
+/* add_tensor appends a tensor (name, rows x cols, per-symbol or dense, initial
+ * values U(-bound, bound)) and returns its id. Cannot fail. */
+uint16_t add_tensor(psf_model *m, const char *name, uint32_t rows, uint32_t cols,
+    bool is_per_symbol, double bound);
+
 /* model_tensor_of returns the tensor of key, or NULL for an unknown id. */
 const model_tensor *model_tensor_of(const psf_model *m, uint64_t key);
 
@@ -81,5 +97,32 @@ void params_mark_dense(psf_params *p);
 
 /* params_dense_complete tells whether every dense chunk is present. */
 bool params_dense_complete(const psf_params *p);
+
+/* model_rnn.c: the recurrent layers of gru and lstm models. */
+
+/* rnn_build appends the recurrent layers' tensors; returns the top state size. */
+uint32_t rnn_build(psf_model *m, uint32_t in);
+
+/* rnn_ws_new / rnn_ws_free: scratch for batches of up to max_batch rows.
+ * PSF_ENOMEM. */
+PSF_NODISCARD psf_err rnn_ws_new(const psf_model *m, size_t max_batch, rnn_ws **out);
+void rnn_ws_free(rnn_ws *rw);
+
+/* rnn_forward runs the recurrent layers over X [n x W x n_features] (each
+ * row's embedding from sym_val at slot[i] appended to every day) and returns the
+ * top layer's last state [n x H], owned by rw. Cannot fail. */
+const float *rnn_forward(const psf_model *m, rnn_ws *rw, const psf_params *p, const float *X,
+    const long *slot, size_t n);
+
+/* rnn_backward back-propagates dh [n x H] (gradient of the last top state,
+ * overwritten) through the window after rnn_forward on the same batch: the
+ * recurrent tensors' gradients go into grads (overwritten), the embedding's
+ * (summed over the days) into d_emb [n x emb_dim] when the model has one.
+ * Cannot fail. */
+void rnn_backward(const psf_model *m, rnn_ws *rw, const psf_params *p, float *dh, size_t n,
+    psf_params *grads, float *d_emb);
+
+/* rnn_l2 adds l2 * W to the recurrent weight gradients and returns sum W^2. */
+double rnn_l2(const psf_model *m, const psf_params *p, psf_params *grads);
 
 #endif

@@ -4,7 +4,8 @@
  * the output layer). A layer computes H = A W^T + b with W [out x in] row-major:
  * cblas_sgemm for out > 1, cblas_sgemv for the single-output layer. Backward:
  * dW = dH^T A, db = column sums of dH, dA = dH W, masked by ReLU'. The
- * embedding's gradient is the embedding columns of dA at the input. */
+ * embedding's gradient is the embedding columns of dA at the input. gru and
+ * lstm put their recurrent layers (model_rnn.c) before the output layer. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@ struct psf_model_ws {
 	float *g;                     /* n: d(loss)/d(logit) */
 	float *ones;                  /* n: 1.0f, for column sums through sgemv */
 	long *slot;                   /* n: params slot of each row's symbol */
+	rnn_ws *rnn;                  /* gru/lstm: the recurrent layers' scratch */
 };
 
 void
@@ -42,6 +44,7 @@ psf_model_ws_free(psf_model_ws *ws)
 	free(ws->g);
 	free(ws->ones);
 	free(ws->slot);
+	rnn_ws_free(ws->rnn);
 	free(ws);
 }
 
@@ -64,6 +67,8 @@ psf_model_ws_new(const psf_model *m, size_t max_batch, psf_model_ws **out)
 	    (ws->d_buf[1] = malloc(max_batch * m->max_width * sizeof(float))) != NULL;
 	for (size_t l = 0; ok && l < m->n_layers; l++)
 		ok = (ws->act[l] = malloc(max_batch * m->layers[l].out * sizeof(float))) != NULL;
+	if (ok && m->n_rnn > 0)
+		ok = rnn_ws_new(m, max_batch, &ws->rnn) == PSF_OK;
 	if (ok && m->emb_dim > 0)
 		ok = (ws->in = malloc(max_batch * m->d_in * sizeof(float))) != NULL &&
 		    (ws->d_emb = malloc(max_batch * m->emb_dim * sizeof(float))) != NULL;
@@ -227,7 +232,10 @@ forward_pass(const psf_model *m, psf_model_ws *ws, const psf_params *params, con
 
 	if ((err = lookup_symbols(m, ws, params, sym_rows, n)) != PSF_OK)
 		return err;
-	A = input = build_input(m, ws, params, X, n);
+	if (m->n_rnn > 0)
+		A = input = rnn_forward(m, ws->rnn, params, X, ws->slot, n);
+	else
+		A = input = build_input(m, ws, params, X, n);
 	for (size_t l = 0; l < m->n_layers; l++) {
 		const model_layer *ly = &m->layers[l];
 
@@ -328,6 +336,11 @@ backward(const psf_model *m, psf_model_ws *ws, const psf_params *params, const f
 		float *dA = ws->d_buf[k];
 
 		layer_backward(ly, d, l > 0 ? ws->act[l - 1] : input, ws->ones, n, dW, db);
+		if (l == 0 && m->n_rnn > 0) {
+			input_grad(ly, d, W, 0, ly->in, n, dA);
+			rnn_backward(m, ws->rnn, params, dA, n, grads, ws->d_emb);
+			break;
+		}
 		if (l == 0) {
 			if (m->emb_dim > 0)
 				input_grad(ly, d, W, m->n_features, m->emb_dim, n, ws->d_emb);
@@ -358,6 +371,7 @@ l2_penalty(const psf_model *m, const psf_params *params, psf_params *grads)
 		cblas_saxpy((int)count, (float)m->cfg.l2, W, 1, (float *)dense_of(grads, ly->w_id),
 		    1);
 	}
+	sum += rnn_l2(m, params, grads);
 	return 0.5 * m->cfg.l2 * sum;
 }
 

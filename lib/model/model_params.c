@@ -1,4 +1,5 @@
 /* model_params.c -- psf_params, the value (and gradient) container (model.h). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,6 +282,67 @@ psf_params_keys(const psf_params *p, uint64_t *keys, uint32_t *lens, size_t cap,
 		lens[i] = psf_model_key_len(m, keys[i]);
 	*n_out = n;
 	return PSF_OK;
+}
+
+/* for_each_value calls fn on every present run of values of p. */
+static void
+for_each_value(psf_params *p, void (*fn)(float *v, size_t n, void *arg), void *arg)
+{
+	const psf_model *m = p->m;
+
+	for (size_t i = 0; i < m->n_tensors && !m->t[i].is_per_symbol; i++) {
+		const model_tensor *t = &m->t[i];
+
+		for (uint64_t c = 0; c < t->n_chunks; c++) {
+			uint64_t first = c * m->cfg.chunk_floats;
+
+			if (p->dense_has[t->chunk_base + c])
+				fn(p->dense + t->off + first,
+				    psf_model_key_len(m, psf_key((uint16_t)(i + 1), c)), arg);
+		}
+	}
+	for (size_t s = 0; s < p->n_sym; s++) {
+		for (size_t i = 0; i < m->n_tensors; i++) {
+			const model_tensor *t = &m->t[i];
+			unsigned bit = (uint16_t)(i + 1) == m->emb_id ? SYM_HAS_EMB : SYM_HAS_BIAS;
+
+			if (t->is_per_symbol && (p->sym_has[s] & bit))
+				fn(p->sym_val + s * m->sym_stride + t->off, t->cols, arg);
+		}
+	}
+}
+
+static void
+add_squares(float *v, size_t n, void *arg)
+{
+	double *sum = arg;
+
+	for (size_t j = 0; j < n; j++)
+		*sum += (double)v[j] * v[j];
+}
+
+static void
+scale_values(float *v, size_t n, void *arg)
+{
+	float s = *(const float *)arg;
+
+	for (size_t j = 0; j < n; j++)
+		v[j] *= s;
+}
+
+void
+psf_params_clip_norm(psf_params *p, double max_norm, double *norm_out)
+{
+	double sq = 0.0, norm;
+
+	for_each_value(p, add_squares, &sq);
+	norm = sqrt(sq);
+	if (norm_out != NULL)
+		*norm_out = norm;
+	if (max_norm > 0 && isfinite(norm) && norm > max_norm) {
+		float s = (float)(max_norm / norm);
+		for_each_value(p, scale_values, &s);
+	}
 }
 
 psf_err

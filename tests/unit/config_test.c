@@ -186,6 +186,22 @@ test_config_examples_match_their_purpose(void **state)
 	assert_int_equal(cfg->data.generate.days, 300);
 	assert_int_equal(cfg->training.epochs, 6);
 	psf_config_free(cfg);
+
+	/* the seed chapter's Ray Train LSTM: 2 x 64, Adam 0.001, 4 workers, 10 inputs */
+	source_path("examples/lstm.yaml", path, sizeof(path));
+	cfg = load_ok(path);
+	assert_int_equal(cfg->model.kind, PSF_MODEL_LSTM);
+	assert_int_equal(cfg->model.n_hidden, 2);
+	assert_int_equal(cfg->model.hidden[0], 64);
+	assert_int_equal(cfg->model.hidden[1], 64);
+	assert_int_equal(cfg->model.window, 20);
+	assert_int_equal(cfg->n_features, 10);
+	assert_int_equal(cfg->n_trainers, 4);
+	assert_int_equal(cfg->optimizer.kind, PSF_OPTIM_ADAM);
+	assert_true(cfg->optimizer.learning_rate == 0.001);
+	assert_int_equal(cfg->consistency.mode, PSF_CONS_SYNC);
+	assert_true(cfg->training.clip_norm > 0);
+	psf_config_free(cfg);
 }
 
 /* A trainer may have a listen URL (it serves Admin there); without one it has none. */

@@ -29,6 +29,7 @@
 #include "lib/net/methods.h"
 #include "lib/net/rpc_client.h"
 #include "ps/ps.h"
+#include "trainer/internal.h"
 #include "trainer/ps_client.h"
 
 #define N_SYMBOLS 12
@@ -48,9 +49,17 @@ typedef struct fleet {
 	psf_params *grads;
 } fleet;
 
+/* cfg_text writes the fleet's config: an mlp with the given hidden sizes, or,
+ * when hidden starts with "kind:", that model. */
 static void
 cfg_text(char *buf, size_t len, const char *dir, const char *hidden, uint32_t history_days)
 {
+	char model[256];
+
+	if (strncmp(hidden, "kind:", 5) == 0)
+		snprintf(model, sizeof(model), "%s", hidden);
+	else
+		snprintf(model, sizeof(model), "kind: mlp, hidden: [%s]", hidden);
 	snprintf(buf, len,
 	    "name: t\nseed: 7\nrun_dir: %s\n"
 	    "nodes:\n"
@@ -64,13 +73,13 @@ cfg_text(char *buf, size_t len, const char *dir, const char *hidden, uint32_t hi
 	    "data: {path: %s/data.csv}\n"
 	    "features: [\"return:1\", \"return:2\", \"ratio_sma:5\", \"range\", \"dow\", \"ewm:3\"]\n"
 	    "target: next_return\n"
-	    "model: {kind: mlp, hidden: [%s], embedding_dim: 2, symbol_bias: true, chunk_floats: 4096}\n"
+	    "model: {%s, embedding_dim: 2, symbol_bias: true, chunk_floats: 4096}\n"
 	    "optimizer: {kind: sgd, learning_rate: 0.05}\n"
 	    "consistency: {mode: sync, straggler_timeout_ms: 60000}\n"
 	    "durability: {mode: none, map_size: 67108864}\n"
 	    "limits: {request_timeout_ms: 5000, rpc_workers: 16}\n"
 	    "inference: {refresh_ms: 50, history_days: %u, shards: 2}\n",
-	    dir, dir, hidden, history_days);
+	    dir, dir, model, history_days);
 }
 
 /* share_stats contributes stats to the ps's feature statistics Reduce, as the
@@ -723,6 +732,166 @@ test_inferer_swap_under_load(void **state)
 	fleet_stop(&f);
 }
 
+/* (6) A gru's prediction from the inferer (its history gives the window) equals
+ * the trainer's evaluation of the same test rows (trainer/window.c windows of
+ * the table, psf_trainer_evaluate): row by row against the forward pass on the
+ * trainer's windows, and in sum against psf_trainer_evaluate's squared error.
+ * A date with too little history names the days needed. */
+static void
+test_inferer_gru_matches_trainer_eval(void **state)
+{
+	const uint32_t W = 6;
+	fleet f;
+	psf_inferer *inf[2];
+	psf_rpc_client *c[2];
+	psf_table *t;
+	psf_windows win;
+	psf_model_ws *ws;
+	psf_params *p;
+	psf_eval ev;
+	uint64_t v, *sym_rows;
+	int32_t cutoff;
+	double sse = 0.0;
+	char day[11], msg[256], model[128];
+
+	(void)state;
+	snprintf(model, sizeof(model), "kind: gru, hidden: [6, 5], window: %u", W);
+	fleet_start(&f, model, 400);
+	assert_int_equal(psf_model_window(f.model), W);
+	for (int i = 0; i < 3; i++)
+		push(&f);
+	for (int k = 0; k < 2; k++) {
+		inf[k] = inferer(&f, (size_t)k);
+		assert_int_equal(psf_inferer_refresh(inf[k], &v), PSF_OK);
+		assert_int_equal(v, 3);
+		assert_int_equal(psf_rpc_client_open(psf_inferer_url(inf[k]), NULL, &c[k]), PSF_OK);
+	}
+	/* the trainer's side: the standardised table, its windows, its evaluation */
+	{
+		psf_data_index *idx;
+		const int32_t *dates;
+		size_t n_dates;
+		assert_int_equal(psf_data_index_from(f.ds, &idx), PSF_OK);
+		dates = psf_data_index_dates(idx, &n_dates);
+		assert_int_equal(
+		    psf_data_cutoff_date(dates, n_dates, f.cfg->data.test_fraction, &cutoff),
+		    PSF_OK);
+		psf_data_index_free(idx);
+	}
+	assert_int_equal(psf_features_build(f.ds, f.cfg->features, f.cfg->n_features, f.cfg->target,
+	                     cutoff, NULL, 0, &t),
+	    PSF_OK);
+	assert_int_equal(
+	    psf_features_standardize(t, f.stats, psf_features_stats_len(f.cfg->n_features)),
+	    PSF_OK);
+	assert_int_equal(psf_windows_init(&win, t, W), PSF_OK);
+	assert_true(win.n_test > 100);
+	assert_true(win.n_train < t->n_train); /* each symbol's first W - 1 rows have none */
+	assert_non_null(sym_rows = calloc(t->n_symbols, sizeof(uint64_t)));
+	for (size_t s = 0; s < t->n_symbols; s++)
+		sym_rows[s] = psf_symbol_row(t->symbols[s]);
+	assert_int_equal(psf_model_ws_new(f.model, f.cfg->training.batch_size, &ws), PSF_OK);
+	assert_int_equal(psf_params_new(f.model, &p), PSF_OK);
+	assert_int_equal(psf_trainer_evaluate(f.cfg, f.model, ws, f.w, t, &win, sym_rows, f.stats,
+	                     psf_ps_client_clock(f.w), p, &ev),
+	    PSF_OK);
+	assert_int_equal(ev.n, win.n_test);
+	for (size_t k = 0; k < win.n_test; k++) {
+		size_t r = win.test[k];
+		const char *sym = t->symbols[t->sym[r]];
+		uint32_t shard = psf_inference_shard_of(sym, 2);
+		float x[64 * 8], z;
+		Psfleet__V1__PredictReply *rep;
+		double want;
+
+		assert_true(W * t->n_features <= 64 * 8);
+		psf_windows_gather(&win, t, r, x);
+		assert_int_equal(psf_model_forward(f.model, ws, p, x, &sym_rows[t->sym[r]], 1, &z),
+		    PSF_OK);
+		want = psf_features_unstandardize_target(z, t->n_features, f.cfg->target, f.stats);
+		psf_date_format(t->date[r], day);
+		assert_int_equal(predict(c[shard], sym, day, NULL, &rep, msg), PSF_STATUS_OK);
+		assert_string_equal(rep->as_of, day);
+		assert_close(rep->prediction, want);
+		sse += (rep->prediction - t->y_raw[r]) * (rep->prediction - t->y_raw[r]);
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+	}
+	if (fabs(sse - ev.sse) > 1e-6 * fmax(1.0, ev.sse))
+		fail_msg("inferer sse %.12g, trainer evaluation %.12g", sse, ev.sse);
+	/* too little history: the last date without W - 1 earlier feature rows */
+	{
+		const char *sym = symbol_of_shard(&f, 0, 0);
+		const psf_series *s = psf_dataset_find(f.ds, sym);
+		size_t need = psf_features_history(f.cfg->features, f.cfg->n_features);
+
+		psf_date_format(s->date[need + W - 2], day);
+		assert_int_equal(predict(c[0], sym, day, NULL, NULL, msg),
+		    PSF_STATUS_FAILED_PRECONDITION);
+		snprintf(model, sizeof(model), "needs %zu days", need + W);
+		if (strstr(msg, model) == NULL || strstr(msg, "window 6") == NULL)
+			fail_msg("message does not name the days needed: %s", msg);
+		psf_date_format(s->date[need + W - 1], day);
+		assert_int_equal(predict(c[0], sym, day, NULL, NULL, msg), PSF_STATUS_OK);
+	}
+	/* a recent bar: the window is the last W - 1 kept days plus that bar */
+	{
+		const char *sym = symbol_of_shard(&f, 1, 0);
+		const psf_series *s = psf_dataset_find(f.ds, sym);
+		size_t n = s->n + 1, nf = f.cfg->n_features;
+		double *cols = calloc(5 * n, sizeof(double));
+		int32_t *dates = calloc(n, sizeof(int32_t));
+		const double *src[5] = {s->close, s->open, s->high, s->low, s->volume};
+		Psfleet__V1__Bar bar = PSFLEET__V1__BAR__INIT;
+		Psfleet__V1__PredictReply *rep;
+		uint64_t row = psf_symbol_row(sym);
+		float x[64 * 8], z;
+		psf_series ext;
+
+		assert_non_null(cols);
+		assert_non_null(dates);
+		bar.date = "2025-01-02";
+		bar.close = s->close[s->n - 1] * 0.97;
+		bar.open = s->close[s->n - 1];
+		bar.high = bar.open * 1.01;
+		bar.low = bar.close * 0.99;
+		bar.volume = 5000;
+		memcpy(dates, s->date, s->n * sizeof(int32_t));
+		assert_int_equal(psf_date_parse(bar.date, 10, &dates[s->n]), PSF_OK);
+		{
+			double add[5] = {bar.close, bar.open, bar.high, bar.low, bar.volume};
+			for (int k = 0; k < 5; k++) {
+				memcpy(cols + k * n, src[k], s->n * sizeof(double));
+				cols[k * n + s->n] = add[k];
+			}
+		}
+		ext = (psf_series){sym, n, dates, cols, cols + n, cols + 2 * n, cols + 3 * n,
+		    cols + 4 * n};
+		assert_int_equal(psf_features_window(&ext, f.cfg->features, nf, PSF_DATE_LAST, W, x,
+		                     64 * 8, NULL),
+		    PSF_OK);
+		for (uint32_t k = 0; k < W; k++)
+			psf_features_standardize_row(x + k * nf, nf, f.stats);
+		assert_int_equal(psf_model_forward(f.model, ws, p, x, &row, 1, &z), PSF_OK);
+		assert_int_equal(predict(c[1], sym, NULL, &bar, &rep, msg), PSF_STATUS_OK);
+		assert_string_equal(rep->as_of, "2025-01-02");
+		assert_close(rep->prediction,
+		    psf_features_unstandardize_target(z, nf, f.cfg->target, f.stats));
+		protobuf_c_message_free_unpacked(&rep->base, NULL);
+		free(cols);
+		free(dates);
+	}
+	psf_params_free(p);
+	psf_model_ws_free(ws);
+	free(sym_rows);
+	psf_windows_fini(&win);
+	psf_table_free(t);
+	for (int k = 0; k < 2; k++) {
+		psf_rpc_client_close(c[k]);
+		psf_inferer_free(inf[k]);
+	}
+	fleet_stop(&f);
+}
+
 int
 main(void)
 {
@@ -732,6 +901,7 @@ main(void)
 	    cmocka_unit_test(test_inferer_unavailable_without_ps),
 	    cmocka_unit_test(test_inferer_statistics_come_from_the_ps),
 	    cmocka_unit_test(test_inferer_swap_under_load),
+	    cmocka_unit_test(test_inferer_gru_matches_trainer_eval),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
