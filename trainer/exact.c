@@ -302,10 +302,15 @@ evaluate_and_report(const psf_config *cfg, const psf_model *model, psf_ps_client
 	memset(&ev, 0, sizeof(ev));
 	for (size_t i = 0; err == PSF_OK && i < t->n_symbols; i++)
 		sym_rows[i] = psf_symbol_row(t->symbols[i]);
+	psf_windows win;
+
+	memset(&win, 0, sizeof(win));
 	if (err == PSF_OK && t->n_rows > t->n_train &&
-	    (err = psf_model_ws_new(model, batch, &ws)) == PSF_OK)
-		err = psf_trainer_evaluate(cfg, model, ws, w, t, sym_rows, stats,
+	    (err = psf_model_ws_new(model, batch, &ws)) == PSF_OK &&
+	    (err = psf_windows_init(&win, t, 1)) == PSF_OK) /* linear: one day */
+		err = psf_trainer_evaluate(cfg, model, ws, w, t, &win, sym_rows, stats,
 		    psf_ps_client_clock(w), params, &ev);
+	psf_windows_fini(&win);
 	psf_model_ws_free(ws);
 	free(sym_rows);
 	if (err != PSF_OK)
