@@ -155,7 +155,7 @@ inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards, inf_book
 {
 	char errbuf[512];
 	shard_keep keep = {shard, n_shards};
-	psf_data_opts dopts = {cfg->data.bad_rows, keep_shard, &keep, NULL, NULL};
+	psf_data_opts dopts = {cfg->data.bad_rows, keep_shard, &keep, NULL, NULL, 0};
 	psf_dataset *ds = NULL;
 	inf_book *b = calloc(1, sizeof(*b));
 	uint64_t t0 = psf_now_ms();

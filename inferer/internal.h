@@ -4,6 +4,7 @@
  *               feature rows (immutable after start-up)
  *   snap.c      model snapshots: fetch from every ps, build, refcount, swap
  *   predict.c   the Inference service handlers
+ *   interval.c  split-conformal prediction intervals
  *   inferer.c   lifecycle, refresh thread, Admin service, metrics */
 #ifndef PSF_INFERER_INTERNAL_H
 #define PSF_INFERER_INTERNAL_H
@@ -15,6 +16,7 @@
 #include <stdint.h>
 
 #include "inferer/inferer.h"
+#include "lib/base/rhist.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/model/model.h"
@@ -72,6 +74,10 @@ typedef struct inf_metrics {
 	bool has;
 	double test_rmse, test_mae, naive_rmse;
 	uint64_t fetched_ms;
+	/* the trainers' held-out residuals summed (MetricsReport.residual_hist),
+	 * n_resid of them; the split-conformal intervals come from it (interval.c) */
+	uint64_t resid[PSF_RHIST_BINS];
+	uint64_t n_resid;
 } inf_metrics;
 
 #define INF_METRICS_MS 5000
@@ -172,6 +178,21 @@ void inf_predict_init(psf_inferer *inf);
  * model. Cannot fail but for the model's own errors (PSF_ENOENT: a key is absent). */
 PSF_NODISCARD psf_err inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s,
     float *x, uint64_t row, double *out);
+
+/* interval.c --------------------------------------------------------------- */
+
+/* inf_interval_check refuses a coverage outside (0, 1) (0 = no interval is
+ * fine) with INVALID_ARGUMENT and a reason in msg. */
+psf_status inf_interval_check(double coverage, char *msg, size_t len);
+
+/* inf_interval computes the split-conformal interval of `prediction` at
+ * `coverage` in (0, 1) from the fleet's held-out residuals (inf->metrics): the
+ * residual quantile q, times last_close when residuals are relative
+ * (psf_config_interval_by_price). *n gets the residuals behind it. Errors
+ * (FAILED_PRECONDITION: no residuals yet, too few for the coverage, a
+ * next_direction model) come with a reason in msg. */
+psf_status inf_interval(psf_inferer *inf, double coverage, double prediction, double last_close,
+    double *lower, double *upper, uint64_t *n, char *msg, size_t len);
 
 /* inf_ws_take / inf_ws_give borrow a workspace from the pool (NULL: no memory). */
 psf_model_ws *inf_ws_take(psf_inferer *inf);

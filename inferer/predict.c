@@ -71,6 +71,8 @@ inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
 typedef struct answer {
 	double prediction;
 	double last_close;
+	double lower, upper, coverage; /* coverage 0: no interval asked */
+	uint64_t interval_n;
 	int32_t as_of;
 	char day[11];
 } answer;
@@ -234,9 +236,9 @@ out:
 	return st;
 }
 
-/* predict_one answers one request with snapshot snap. */
+/* predict_point answers one request's point prediction with snapshot snap. */
 static psf_status
-predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in,
+predict_point(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in,
     answer *a, char *msg, size_t len)
 {
 	const inf_book *b = inf->book;
@@ -277,6 +279,24 @@ predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRe
 	return PSF_STATUS_OK;
 }
 
+/* predict_one answers one request with snapshot snap: the point prediction,
+ * and its interval when the request asks for a coverage. */
+static psf_status
+predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in,
+    answer *a, char *msg, size_t len)
+{
+	psf_status st = inf_interval_check(in->coverage, msg, len);
+
+	a->coverage = 0;
+	if (st == PSF_STATUS_OK)
+		st = predict_point(inf, snap, in, a, msg, len);
+	if (st != PSF_STATUS_OK || in->coverage == 0.0)
+		return st;
+	a->coverage = in->coverage;
+	return inf_interval(inf, in->coverage, a->prediction, a->last_close, &a->lower, &a->upper,
+	    &a->interval_n, msg, len);
+}
+
 /* fill_reply points r at the answer (strings borrowed from in, a and statics). */
 static void
 fill_reply(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in, answer *a,
@@ -293,6 +313,12 @@ fill_reply(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictReq
 		r->predicted_close = a->last_close * (1.0 + a->prediction);
 	else if (inf->cfg->target == PSF_TARGET_NEXT_CLOSE)
 		r->predicted_close = a->prediction;
+	if (a->coverage > 0) {
+		r->lower = a->lower;
+		r->upper = a->upper;
+		r->coverage = a->coverage;
+		r->interval_n = a->interval_n;
+	}
 }
 
 static inf_snap *
@@ -487,6 +513,7 @@ psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__M
 	r.shard = inf->node->shard;
 	r.shards = inf->cfg->inference.shards;
 	r.node = inf->node->id;
+	r.residuals = m.n_resid;
 	done(&r, call);
 out:
 	inf_snap_put(snap);

@@ -381,12 +381,16 @@ inf_fetch_metrics(psf_inferer *inf)
 	        &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL) != PSF_OK)
 		return;
 	for (size_t i = 0; i < r->n_reports; i++) {
+		if (r->reports[i]->n_residual_hist == PSF_RHIST_BINS)
+			for (size_t b = 0; b < PSF_RHIST_BINS; b++)
+				m.resid[b] += r->reports[i]->residual_hist[b];
 		sse += r->reports[i]->test_sse;
 		sae += r->reports[i]->test_sae;
 		nsse += r->reports[i]->naive_sse;
 		n += r->reports[i]->test_n;
 	}
 	protobuf_c_message_free_unpacked(&r->base, NULL);
+	m.n_resid = psf_rhist_total(m.resid, PSF_RHIST_BINS);
 	if (n > 0) {
 		m.has = true;
 		m.test_rmse = sqrt(sse / (double)n);

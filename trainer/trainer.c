@@ -144,7 +144,8 @@ make_table(trainer *t)
 		psf_log_err("trainer", "%s", errbuf);
 		return err;
 	}
-	psf_data_opts dopts = {t->cfg->data.bad_rows, psf_shard_plan_keep, &plan, node_stop, t->rt};
+	psf_data_opts dopts = {t->cfg->data.bad_rows, psf_shard_plan_keep, &plan, node_stop, t->rt,
+	    plan.date_end};
 	uint64_t t0 = psf_now_ms();
 	err = psf_data_load(t->cfg->data.path, &dopts, errbuf, sizeof(errbuf), &ds);
 	if (err != PSF_OK) {
@@ -346,6 +347,13 @@ step(trainer *t, int64_t c, double *loss)
 	return PSF_OK;
 }
 
+/* cfg_has_intervals: regression targets report their held-out residuals. */
+static bool
+cfg_has_intervals(const psf_config *cfg)
+{
+	return cfg->target != PSF_TARGET_NEXT_DIRECTION;
+}
+
 static psf_err
 report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 {
@@ -366,6 +374,10 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	r.naive_sae = ev.naive_sae;
 	r.test_n = ev.n;
 	r.test_correct = ev.correct;
+	if (cfg_has_intervals(t->cfg)) {
+		r.n_residual_hist = PSF_RHIST_BINS;
+		r.residual_hist = ev.hist;
+	}
 	r.samples_per_sec = sps;
 	r.finished = finished;
 	psf_log_info("trainer",

@@ -78,6 +78,9 @@ typedef struct psf_data_opts {
 	 * ends the load with PSF_ECLOSED (a node's stop request during a long load) */
 	bool (*stop)(void *arg);
 	void *stop_arg;
+	/* date_end (0: none): rows dated on or after it are left out, as if absent
+	 * from the file (a backtest's training cut, data.train_end) */
+	int32_t date_end;
 } psf_data_opts;
 
 #define PSF_DATA_STOP_ROWS 65536
