@@ -21,7 +21,7 @@ static const command commands[] = {
         "             [--listen URL] [--metrics HOST:PORT]\n"
         "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
     {"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
-        "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"
+        "predict --connect URL SYMBOL... [--as-of DATE] [--coverage C] [--json] [--info]\n"
         "             [--timeout-ms N] [--token-file FILE]\n"
         "             [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]"},
     {"status", psf_cmd_status, "health, versions and clocks of every node",
@@ -35,6 +35,9 @@ static const command commands[] = {
         "             [--straggler ID:Fx | ID:+Nms]... [--kill ID@step:N]...\n"
         "             [--set KEY=VALUE]... [--timeout SECONDS] [--target-loss X|Fx] [--warmup N]\n"
         "  psfleet experiment --report-only --out DIR [--target-loss X|Fx]"},
+    {"backtest", psf_cmd_backtest, "walk-forward evaluation with prediction intervals",
+        "backtest CONFIG --origins N [--horizon H] [--out DIR] [--coverage C,...]\n"
+        "             [--set KEY=VALUE]... [--timeout SECONDS]"},
 };
 
 static void

@@ -17,14 +17,13 @@ inf_interval_check(double coverage, char *msg, size_t len)
 {
 	if (coverage == 0.0 || (coverage > 0.0 && coverage < 1.0))
 		return PSF_STATUS_OK;
-	snprintf(msg, len, "coverage %g is not in (0, 1) (e.g. 0.9 for a 90%% interval)",
-	    coverage);
+	snprintf(msg, len, "coverage %g is not in (0, 1) (e.g. 0.9 for a 90%% interval)", coverage);
 	return PSF_STATUS_INVALID_ARGUMENT;
 }
 
 psf_status
-inf_interval(psf_inferer *inf, double coverage, double prediction, double last_close,
-    double *lower, double *upper, uint64_t *n, char *msg, size_t len)
+inf_interval(psf_inferer *inf, double coverage, double prediction, double last_close, double *lower,
+    double *upper, uint64_t *n, char *msg, size_t len)
 {
 	double q = 0, scale = psf_config_interval_by_price(inf->cfg) ? last_close : 1.0;
 	uint64_t have;

@@ -45,4 +45,7 @@ void rp_chart_axes(FILE *f, const rp_frame *fr, const rp_axes *a);
  * (opacity: its fill-opacity, NULL = opaque) and its text. */
 void rp_chart_legend(FILE *f, double x, const char *color, const char *opacity, const char *text);
 
+/* rp_html_esc writes s to f with <, >, & and " as HTML entities (report_html.c). */
+void rp_html_esc(FILE *f, const char *s);
+
 #endif
