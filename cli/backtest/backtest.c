@@ -187,8 +187,8 @@ final_model(origin_run *r, uint64_t *version, uint64_t *n_resid)
 	*version = st->model_version;
 	*n_resid = 0;
 	for (size_t i = 0; i < st->n_reports; i++)
-		*n_resid += psf_rhist_total(st->reports[i]->residual_hist,
-		    st->reports[i]->n_residual_hist);
+		*n_resid +=
+		    psf_rhist_total(st->reports[i]->residual_hist, st->reports[i]->n_residual_hist);
 	protobuf_c_message_free_unpacked(&st->base, NULL);
 	return PSF_OK;
 }
@@ -386,8 +386,7 @@ load_data(const bt_opts *o, bt_result *res, psf_config **cfg_out, psf_dataset **
 		return fail(errbuf, errlen, PSF_ECONFIG,
 		    "a backtest needs a gateway, or an inferer when inference.shards is 1");
 	dopts.bad_rows = (*cfg_out)->data.bad_rows;
-	if ((rv = psf_data_load((*cfg_out)->data.path, &dopts, err, sizeof(err), ds_out)) !=
-	    PSF_OK)
+	if ((rv = psf_data_load((*cfg_out)->data.path, &dopts, err, sizeof(err), ds_out)) != PSF_OK)
 		return fail(errbuf, errlen, PSF_ECONFIG, "%s", err);
 	if ((rv = psf_data_index_from(*ds_out, idx_out)) != PSF_OK)
 		return fail(errbuf, errlen, rv, "cannot index the data: %s", psf_strerror(rv));
@@ -456,7 +455,8 @@ bt_run(const bt_opts *o, bt_result *res, char *errbuf, size_t errlen)
 		snprintf(r.run_dir, sizeof(r.run_dir), "%s/runs/origin-%u", o->out_dir, k);
 		psf_date_format(r.origin, day);
 		if (o->out != NULL)
-			fprintf(o->out, "psfleet backtest: origin %u/%u: train before %s, forecast %u days\n",
+			fprintf(o->out,
+			    "psfleet backtest: origin %u/%u: train before %s, forecast %u days\n",
 			    k + 1, o->origins, day, o->horizon);
 		rv = run_origin(&r, dates, first + (size_t)k * o->horizon);
 		psf_progress_free(r.probe);
@@ -467,7 +467,8 @@ bt_run(const bt_opts *o, bt_result *res, char *errbuf, size_t errlen)
 		if (o->out != NULL)
 			fprintf(o->out,
 			    "psfleet backtest:   %zu forecasts in %.1f s (%llu held-out residuals)\n",
-			    res->n_rows - before, res->train_s[k], (unsigned long long)res->resid_n[k]);
+			    res->n_rows - before, res->train_s[k],
+			    (unsigned long long)res->resid_n[k]);
 	}
 out:
 	psf_data_index_free(idx);

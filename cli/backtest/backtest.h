@@ -61,10 +61,10 @@ typedef struct bt_result {
 	size_t n_origins;
 	bt_row *rows;
 	size_t n_rows, cap_rows;
-	size_t skipped;       /* forecasts that could not be made (history, missing bars) */
-	double *train_s;      /* seconds each origin's fleet took to train and serve */
-	uint64_t *resid_n;    /* held-out residuals behind each origin's intervals */
-	char target[16];      /* the config's target */
+	size_t skipped;    /* forecasts that could not be made (history, missing bars) */
+	double *train_s;   /* seconds each origin's fleet took to train and serve */
+	uint64_t *resid_n; /* held-out residuals behind each origin's intervals */
+	char target[16];   /* the config's target */
 	char interval_scale[8];
 	double coverage[BT_MAX_COV];
 	size_t n_cov;
@@ -83,7 +83,6 @@ void bt_result_fini(bt_result *res);
 
 /* bt_write writes OUT/results.csv, OUT/summary.json and OUT/report.html from
  * res. Returns PSF_OK or PSF_ESYS (one line in errbuf). */
-PSF_NODISCARD psf_err bt_write(const bt_opts *o, const bt_result *res, char *errbuf,
-    size_t errlen);
+PSF_NODISCARD psf_err bt_write(const bt_opts *o, const bt_result *res, char *errbuf, size_t errlen);
 
 #endif

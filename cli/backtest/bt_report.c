@@ -15,11 +15,11 @@
 typedef struct bt_metrics {
 	size_t n;
 	double rmse, mae, naive_rmse, naive_mae;
-	double mase;      /* MAE / naive MAE over the same forecasts */
-	double skill;     /* 1 - RMSE / naive RMSE */
-	double hit_rate;  /* sign of (forecast - last) == sign of (actual - last), over
+	double mase;     /* MAE / naive MAE over the same forecasts */
+	double skill;    /* 1 - RMSE / naive RMSE */
+	double hit_rate; /* sign of (forecast - last) == sign of (actual - last), over
 	                     forecasts whose actual moved */
-	double beats;     /* share of symbols whose RMSE < their naive RMSE */
+	double beats;    /* share of symbols whose RMSE < their naive RMSE */
 	double coverage[BT_MAX_COV];
 	double width[BT_MAX_COV]; /* mean interval width / last close */
 } bt_metrics;
@@ -179,8 +179,9 @@ write_json(const bt_opts *o, const bt_result *res, const char *path)
 	for (size_t k = 0; k < res->n_origins; k++) {
 		psf_date_format(res->origin_dates[k], d);
 		metrics(res, (long)k, &m);
-		fprintf(f, "%s\n  {\"origin\": %zu, \"origin_date\": \"%s\", \"train_seconds\": %.3f, "
-		           "\"residuals\": %llu, ",
+		fprintf(f,
+		    "%s\n  {\"origin\": %zu, \"origin_date\": \"%s\", \"train_seconds\": %.3f, "
+		    "\"residuals\": %llu, ",
 		    k ? "," : "", k, d, res->train_s[k], (unsigned long long)res->resid_n[k]);
 		json_metrics(f, res, &m);
 		fputs("}", f);
@@ -220,8 +221,9 @@ chart_errors(FILE *f, const bt_result *res)
 		    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>"
 		    "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>"
 		    "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
-		    x - bw, rp_chart_y(&fr, m.rmse), bw, rp_chart_y(&fr, 0) - rp_chart_y(&fr, m.rmse),
-		    colors[0], x, rp_chart_y(&fr, m.naive_rmse), bw,
+		    x - bw, rp_chart_y(&fr, m.rmse), bw,
+		    rp_chart_y(&fr, 0) - rp_chart_y(&fr, m.rmse), colors[0], x,
+		    rp_chart_y(&fr, m.naive_rmse), bw,
 		    rp_chart_y(&fr, 0) - rp_chart_y(&fr, m.naive_rmse), colors[1], x,
 		    fr.top + fr.height + 18, d);
 	}
@@ -261,7 +263,8 @@ chart_coverage(FILE *f, const bt_result *res)
 			    x + bw * (double)c, rp_chart_y(&fr, m.coverage[c]), bw,
 			    rp_chart_y(&fr, 0) - rp_chart_y(&fr, m.coverage[c]), colors[c]);
 		psf_date_format(res->origin_dates[k], d);
-		fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
+		fprintf(f,
+		    "<text class=\"tick\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
 		    rp_chart_x(&fr, (double)k), fr.top + fr.height + 18, d);
 	}
 	fputs("</svg>\n", f);

@@ -96,7 +96,8 @@ parse_args(int argc, char **argv, bt_opts *o)
 			}
 		} else if (strcmp(a, "--set") == 0 && more) {
 			if (o->n_sets == BT_MAX_SETS) {
-				fprintf(stderr, "psfleet backtest: at most %d --set\n", BT_MAX_SETS);
+				fprintf(stderr, "psfleet backtest: at most %d --set\n",
+				    BT_MAX_SETS);
 				return -1;
 			}
 			o->sets[o->n_sets++] = argv[++i];
@@ -115,7 +116,8 @@ parse_args(int argc, char **argv, bt_opts *o)
 		}
 	}
 	if (o->config_path == NULL || o->origins == 0) {
-		fprintf(stderr, "psfleet backtest: CONFIG and --origins N are required (see --help)\n");
+		fprintf(stderr,
+		    "psfleet backtest: CONFIG and --origins N are required (see --help)\n");
 		return -1;
 	}
 	return 0;
