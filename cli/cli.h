@@ -19,6 +19,7 @@ int psf_cmd_status(int argc, char **argv);
 int psf_cmd_data(int argc, char **argv);
 int psf_cmd_experiment(int argc, char **argv);
 int psf_cmd_backtest(int argc, char **argv);
+int psf_cmd_ingest(int argc, char **argv);
 
 /* psf_cli_wants_help tells whether argv holds -h or --help. */
 int psf_cli_wants_help(int argc, char **argv);

@@ -35,6 +35,8 @@ static const command commands[] = {
         "             [--straggler ID:Fx | ID:+Nms]... [--kill ID@step:N]...\n"
         "             [--set KEY=VALUE]... [--timeout SECONDS] [--target-loss X|Fx] [--warmup N]\n"
         "  psfleet experiment --report-only --out DIR [--target-loss X|Fx]"},
+    {"ingest", psf_cmd_ingest, "append new daily bars to a running fleet's inferers",
+        "ingest CONFIG FILE.csv [--connect URL] [--json] [--timeout-ms N]"},
     {"backtest", psf_cmd_backtest, "walk-forward evaluation with prediction intervals",
         "backtest CONFIG --origins N [--horizon H] [--out DIR] [--coverage C,...]\n"
         "             [--set KEY=VALUE]... [--timeout SECONDS]"},

@@ -59,10 +59,10 @@ inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
 	float z;
 	psf_err err;
 
-	psf_features_standardize_row(x, inf->book->n_features, s->stats);
+	psf_features_standardize_row(x, inf->cfg->n_features, s->stats);
 	err = psf_model_forward(inf->model, ws, s->params, x, &row, 1, &z);
 	if (err == PSF_OK)
-		*out = psf_features_unstandardize_target(z, inf->book->n_features, inf->cfg->target,
+		*out = psf_features_unstandardize_target(z, inf->cfg->n_features, inf->cfg->target,
 		    s->stats);
 	return err;
 }
@@ -90,8 +90,8 @@ row_error(psf_inferer *inf, const inf_symbol *sym, const psf_series *s, psf_err 
 		snprintf(msg, len,
 		    "not enough history for '%s' %s: the features need %zu earlier rows "
 		    "and the inferer has %zu rows from %s (inference.history_days %u)",
-		    sym->name, when, inf->book->need, s->n, first,
-		    inf->cfg->inference.history_days);
+		    sym->name, when, psf_features_history(inf->cfg->features, inf->cfg->n_features),
+		    s->n, first, inf->cfg->inference.history_days);
 		return PSF_STATUS_FAILED_PRECONDITION;
 	case PSF_ENOENT:
 		snprintf(msg, len,
@@ -191,7 +191,7 @@ static psf_status
 on_demand(psf_inferer *inf, const inf_snap *snap, const inf_symbol *sym,
     const Psfleet__V1__PredictRequest *in, int32_t date, answer *a, char *msg, size_t len)
 {
-	const inf_book *b = inf->book;
+	const inf_book *b = snap->book;
 	merged m = {sym->hist, NULL};
 	float x[256], *xp = b->n_features <= 256 ? x : malloc(b->n_features * sizeof(float));
 	psf_model_ws *ws = NULL;
@@ -241,7 +241,7 @@ static psf_status
 predict_point(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in,
     answer *a, char *msg, size_t len)
 {
-	const inf_book *b = inf->book;
+	const inf_book *b = snap->book;
 	size_t slen = strlen(in->symbol), i;
 	int32_t date = PSF_DATE_LAST;
 	const inf_symbol *sym;
@@ -509,7 +509,7 @@ psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__M
 	r.test_rmse = m.has ? m.test_rmse : 0;
 	r.test_mae = m.has ? m.test_mae : 0;
 	r.naive_rmse = m.has ? m.naive_rmse : 0;
-	r.symbols = (uint32_t)inf->book->n;
+	r.symbols = (uint32_t)snap->book->n;
 	r.shard = inf->node->shard;
 	r.shards = inf->cfg->inference.shards;
 	r.node = inf->node->id;
