@@ -20,13 +20,14 @@ main(int argc, char **argv)
 	Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
 	Psfleet__V1__Bar bar = PSFLEET__V1__BAR__INIT, *bars[1] = {&bar};
 	Psfleet__V1__PredictReply *r = NULL;
-	psf_rpc_client_opts co = {.timeout_ms = 5000, .connect_now = true};
-	psf_rpc_call_opts o = {5000, 1, 0};
+	psf_rpc_client_opts co = {.timeout_ms = 15000, .connect_now = true};
+	psf_rpc_call_opts o = {15000, 1, 0}; /* generous: a loaded machine */
 	psf_rpc_client *c = NULL;
 	psf_rpc_status st = {0};
 
 	if (argc != 3 && argc != 9) {
-		fprintf(stderr, "usage: ingest_probe URL SYMBOL [DATE CLOSE OPEN HIGH LOW VOLUME]\n");
+		fprintf(stderr,
+		    "usage: ingest_probe URL SYMBOL [DATE CLOSE OPEN HIGH LOW VOLUME]\n");
 		return 2;
 	}
 	req.symbol = argv[2];
@@ -44,8 +45,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "cannot connect to %s\n", argv[1]);
 		return 1;
 	}
-	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base, &psfleet__v1__predict_reply__descriptor,
-	        &o, (ProtobufCMessage **)&r, &st) != PSF_OK) {
+	if (psf_rpc_client_call(c, PSF_M_PREDICT, &req.base,
+	        &psfleet__v1__predict_reply__descriptor, &o, (ProtobufCMessage **)&r,
+	        &st) != PSF_OK) {
 		printf("%s %s\n", psf_status_name(st.code), st.message);
 		psf_rpc_client_close(c);
 		return 1;
