@@ -126,7 +126,8 @@ read_rows(const char *path, line_row **out, size_t *n_out)
 		if (len == 0)
 			continue;
 		if (!have_header) {
-			if (psf_bar_csv_header(line, (size_t)len, &cols, msg, sizeof(msg)) != PSF_OK) {
+			if (psf_bar_csv_header(line, (size_t)len, &cols, msg, sizeof(msg)) !=
+			    PSF_OK) {
 				fprintf(stderr, "psfleet ingest: %s:%zu: %s\n", path, lineno, msg);
 				rc = -1;
 				break;
@@ -147,7 +148,8 @@ read_rows(const char *path, line_row **out, size_t *n_out)
 		}
 		memset(&rows[n], 0, sizeof(rows[n]));
 		rows[n].line = lineno;
-		if (psf_bar_csv_row(&cols, line, (size_t)len, &rows[n].bar, msg, sizeof(msg)) != PSF_OK) {
+		if (psf_bar_csv_row(&cols, line, (size_t)len, &rows[n].bar, msg, sizeof(msg)) !=
+		    PSF_OK) {
 			rows[n].status = PSF_STATUS_INVALID_ARGUMENT;
 			snprintf(rows[n].msg, sizeof(rows[n].msg), "%s", msg);
 		}
@@ -259,8 +261,8 @@ send_all(const psf_config *cfg, dest *ds, size_t n_d, line_row *rows, long timeo
 		free(rp); /* packed by call_start */
 		if (d->err != PSF_OK) {
 			d->st.code = PSF_STATUS_UNAVAILABLE;
-			snprintf(d->st.message, sizeof(d->st.message), "cannot reach %s: %s", d->url,
-			    psf_strerror(d->err));
+			snprintf(d->st.message, sizeof(d->st.message), "cannot reach %s: %s",
+			    d->url, psf_strerror(d->err));
 		}
 	}
 	for (size_t i = 0; i < n_d; i++) {
@@ -311,8 +313,9 @@ plan(const psf_config *cfg, const ingest_args *a, line_row *rows, size_t n, dest
 		for (size_t r = 0; r < n; r++) {
 			if (rows[r].status != PSF_STATUS_OK)
 				continue;
-			if (node == NULL || psf_inference_shard_of(rows[r].bar.symbol,
-			                        cfg->inference.shards) == node->shard) {
+			if (node == NULL ||
+			    psf_inference_shard_of(rows[r].bar.symbol, cfg->inference.shards) ==
+			        node->shard) {
 				d->idx[d->n++] = r;
 				rows[r].sent++;
 			}

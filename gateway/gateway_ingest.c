@@ -50,14 +50,17 @@ row_result(const shard_part *sp, size_t k, Psfleet__V1__IngestResult *out, char 
 		bool whole = cp->err == PSF_OK && cp->reply->n_results == sp->req.n_rows;
 		if (c == 0)
 			first = whole ? cp->reply->results[k] : NULL;
-		else if (!whole || first == NULL || cp->reply->results[k]->status != first->status ||
+		else if (!whole || first == NULL ||
+		    cp->reply->results[k]->status != first->status ||
 		    strcmp(cp->reply->results[k]->message, first->message) != 0)
 			agree = false;
 		if (!whole) {
 			if (bad == NULL) {
 				bad = cp;
-				st = cp->err != PSF_OK ? (psf_status)cp->st.code : PSF_STATUS_INTERNAL;
-				why = cp->err != PSF_OK ? cp->st.message : "a reply of the wrong length";
+				st = cp->err != PSF_OK ? (psf_status)cp->st.code
+				                       : PSF_STATUS_INTERNAL;
+				why = cp->err != PSF_OK ? cp->st.message
+				                        : "a reply of the wrong length";
 			}
 		} else if (cp->reply->results[k]->status == PSF_STATUS_OK) {
 			ok++;
@@ -92,9 +95,10 @@ send_all(psf_gateway *gw, shard_part *parts, uint64_t deadline_ns)
 		for (size_t c = 0; c < parts[s].n_calls; c++) {
 			call_part *cp = &parts[s].calls[c];
 			psf_rpc_call_opts o = {gw_remaining_ms(deadline_ns), 0, 1};
-			cp->err = o.timeout_ms == 0 ? PSF_ETIMEDOUT
-			                            : psf_rpc_call_start(cp->r->client, PSF_M_INGEST,
-			                                  &parts[s].req.base, &o, &cp->p);
+			cp->err = o.timeout_ms == 0
+			    ? PSF_ETIMEDOUT
+			    : psf_rpc_call_start(cp->r->client, PSF_M_INGEST, &parts[s].req.base,
+			          &o, &cp->p);
 			if (cp->err != PSF_OK) {
 				cp->st.code = PSF_STATUS_UNAVAILABLE;
 				snprintf(cp->st.message, sizeof(cp->st.message), "cannot send: %s",
@@ -107,8 +111,9 @@ send_all(psf_gateway *gw, shard_part *parts, uint64_t deadline_ns)
 			call_part *cp = &parts[s].calls[c];
 			if (cp->p == NULL)
 				continue;
-			cp->err = psf_rpc_pending_wait(cp->p, &psfleet__v1__ingest_reply__descriptor,
-			    (ProtobufCMessage **)&cp->reply, &cp->st);
+			cp->err =
+			    psf_rpc_pending_wait(cp->p, &psfleet__v1__ingest_reply__descriptor,
+			        (ProtobufCMessage **)&cp->reply, &cp->st);
 			psf_rpc_pending_free(cp->p);
 			cp->p = NULL;
 			if (cp->err == PSF_OK)
@@ -197,7 +202,8 @@ gw_forward_ingest(psf_gateway *gw, job *j)
 	for (uint32_t s = 0; parts != NULL && s < gw->n_shards; s++) {
 		for (size_t c = 0; c < parts[s].n_calls; c++)
 			if (parts[s].calls[c].reply != NULL)
-				protobuf_c_message_free_unpacked(&parts[s].calls[c].reply->base, NULL);
+				protobuf_c_message_free_unpacked(&parts[s].calls[c].reply->base,
+				    NULL);
 		free(parts[s].req.rows);
 		free(parts[s].pos);
 		free(parts[s].calls);

@@ -87,15 +87,16 @@ after_bar(in_row *r, const psf_bar *prev, const char *where)
 		return true;
 	if (r->bar.date == prev->date) {
 		snprintf(why, sizeof(why), "%s; nothing changed",
-		    psf_bar_same(&r->bar, prev) ? "the identical bar is already stored"
-		                                : "a different bar for that date is already stored");
+		    psf_bar_same(&r->bar, prev)
+		        ? "the identical bar is already stored"
+		        : "a different bar for that date is already stored");
 		refuse(r, PSF_STATUS_ALREADY_EXISTS, "%s %s: %s", why);
 		(void)where;
 		return false;
 	}
 	psf_date_format(prev->date, day);
-	snprintf(why, sizeof(why), "older than the last date %s (%s): bars are appended in date order",
-	    day, where);
+	snprintf(why, sizeof(why),
+	    "older than the last date %s (%s): bars are appended in date order", day, where);
 	refuse(r, PSF_STATUS_FAILED_PRECONDITION, "%s %s: %s", why);
 	return false;
 }
@@ -135,14 +136,16 @@ check_row(ingest *g, size_t ri)
 		return;
 	}
 	if (shard != inf->node->shard) {
-		snprintf(why, sizeof(why), "the symbol belongs to inference shard %u; %s serves shard %u",
-		    shard, inf->node->id, inf->node->shard);
+		snprintf(why, sizeof(why),
+		    "the symbol belongs to inference shard %u; %s serves shard %u", shard,
+		    inf->node->id, inf->node->shard);
 		refuse(r, PSF_STATUS_FAILED_PRECONDITION, "%s %s: %s", why);
 		return;
 	}
 	if ((i = inf_book_find(g->old, r->bar.symbol, len)) != SIZE_MAX) {
-		if (g->last_row[i] != SIZE_MAX ? !after_bar(r, &g->rows[g->last_row[i]].bar, "earlier in this request")
-		                               : !against_stored(r, &g->old->syms[i]))
+		if (g->last_row[i] != SIZE_MAX
+		        ? !after_bar(r, &g->rows[g->last_row[i]].bar, "earlier in this request")
+		        : !against_stored(r, &g->old->syms[i]))
 			return;
 		g->last_row[i] = ri;
 		r->sym = i;
@@ -150,7 +153,8 @@ check_row(ingest *g, size_t ri)
 		for (k = 0; k < g->n_new; k++)
 			if (strcmp(g->rows[g->new_last[k]].bar.symbol, r->bar.symbol) == 0)
 				break;
-		if (k < g->n_new && !after_bar(r, &g->rows[g->new_last[k]].bar, "earlier in this request"))
+		if (k < g->n_new &&
+		    !after_bar(r, &g->rows[g->new_last[k]].bar, "earlier in this request"))
 			return;
 		if (k == g->n_new)
 			g->n_new++;
@@ -163,12 +167,14 @@ check_row(ingest *g, size_t ri)
 /* merge writes symbol i's kept history followed by its accepted rows (at
  * order[0..n)) into m, all five columns (NaN where absent). */
 static void
-merge(const ingest *g, size_t i, const size_t *order, size_t n, double *c, int32_t *d, psf_series *m)
+merge(const ingest *g, size_t i, const size_t *order, size_t n, double *c, int32_t *d,
+    psf_series *m)
 {
 	size_t h = i < g->old->n ? g->old->syms[i].hist.n : 0, total = h + n;
 	psf_bar b;
 
-	*m = (psf_series){NULL, total, d, c, c + total, c + 2 * total, c + 3 * total, c + 4 * total};
+	*m =
+	    (psf_series){NULL, total, d, c, c + total, c + 2 * total, c + 3 * total, c + 4 * total};
 	for (size_t j = 0; j < total; j++) {
 		if (j < h)
 			stored_bar(&g->old->syms[i], j, &b);
@@ -214,7 +220,8 @@ alloc_book(const inf_book *old, size_t n, size_t rows)
 	b->n_features = old->n_features;
 	b->need = old->need;
 	b->syms = calloc(n > 0 ? n : 1, sizeof(*b->syms));
-	b->x_latest = calloc((n > 0 ? n : 1) * (b->n_features > 0 ? b->n_features : 1), sizeof(float));
+	b->x_latest =
+	    calloc((n > 0 ? n : 1) * (b->n_features > 0 ? b->n_features : 1), sizeof(float));
 	b->slots = calloc(cap, sizeof(*b->slots));
 	b->storage = malloc((rows > 0 ? rows : 1) * (5 * sizeof(double) + sizeof(int32_t)));
 	if (!b->syms || !b->x_latest || !b->slots || !b->storage) {
@@ -252,7 +259,8 @@ build_book(const ingest *g, inf_book **out)
 	for (size_t r = 0; r < g->n; r++) /* request order within a symbol: date order */
 		if (g->rows[r].status == PSF_STATUS_OK)
 			m.order[m.start[g->rows[r].sym] + m.count[g->rows[r].sym]++] = r;
-	if ((m.tmp = malloc((widest > 0 ? widest : 1) * (5 * sizeof(double) + sizeof(int32_t)))) == NULL ||
+	if ((m.tmp = malloc((widest > 0 ? widest : 1) * (5 * sizeof(double) + sizeof(int32_t)))) ==
+	        NULL ||
 	    (b = alloc_book(old, n, rows)) == NULL)
 		goto oom;
 	dbl = b->storage;
@@ -268,13 +276,15 @@ build_book(const ingest *g, inf_book **out)
 			sym->row = psf_symbol_row(sym->name);
 		}
 		if (m.count[i] == 0) { /* unchanged: its rows and latest feature row as they are */
-			inf_book_keep_rows(sym, &old->syms[i].hist, old->syms[i].hist.n, &dbl, &day);
+			inf_book_keep_rows(sym, &old->syms[i].hist, old->syms[i].hist.n, &dbl,
+			    &day);
 			memcpy(b->x_latest + i * b->n_features, old->x_latest + i * old->n_features,
 			    b->n_features * sizeof(float));
 		} else {
 			psf_series s;
 			double *c = m.tmp;
-			merge(g, i, m.order + m.start[i], m.count[i], c, (int32_t *)(c + 5 * widest), &s);
+			merge(g, i, m.order + m.start[i], m.count[i], c,
+			    (int32_t *)(c + 5 * widest), &s);
 			s.symbol = sym->name;
 			inf_book_keep_rows(sym, &s, s.n < hd ? s.n : hd, &dbl, &day);
 			inf_book_latest_row(cfg, b, i, &s);
@@ -325,8 +335,8 @@ journal_append(psf_inferer *inf, const ingest *g, char *why, size_t len)
 	if (err == PSF_OK && fdatasync(inf->journal_fd) != 0)
 		err = PSF_ESYS;
 	if (err != PSF_OK) {
-		snprintf(why, len, "not stored: cannot write the journal %.100s: %.40s", inf->journal_path,
-		    strerror(errno));
+		snprintf(why, len, "not stored: cannot write the journal %.100s: %.40s",
+		    inf->journal_path, strerror(errno));
 		if (before >= 0 && ftruncate(inf->journal_fd, before) != 0)
 			psf_log_err("inferer", "cannot cut %s back after a failed write: %s",
 			    inf->journal_path, strerror(errno));
@@ -365,7 +375,8 @@ apply(psf_inferer *inf, in_row *rows, size_t n, bool journal)
 	if (g.last_row == NULL || g.new_last == NULL) {
 		for (size_t r = 0; r < n; r++)
 			if (rows[r].status == PSF_STATUS_OK)
-				refuse(&rows[r], PSF_STATUS_RESOURCE_EXHAUSTED, "%s %s: %s", "out of memory");
+				refuse(&rows[r], PSF_STATUS_RESOURCE_EXHAUSTED, "%s %s: %s",
+				    "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < old->n; i++)
@@ -385,7 +396,8 @@ apply(psf_inferer *inf, in_row *rows, size_t n, bool journal)
 		fail_accepted(&g, PSF_STATUS_INTERNAL, why);
 		goto out;
 	}
-	if (journal && inf->journal_fd >= 0 && journal_append(inf, &g, why, sizeof(why)) != PSF_OK) {
+	if (journal && inf->journal_fd >= 0 &&
+	    journal_append(inf, &g, why, sizeof(why)) != PSF_OK) {
 		fail_accepted(&g, PSF_STATUS_INTERNAL, why);
 		goto out;
 	}
@@ -417,14 +429,15 @@ from_proto(const Psfleet__V1__IngestRow *in, in_row *r)
 {
 	const Psfleet__V1__Bar *b = in->bar;
 	size_t len = strlen(in->symbol);
-	const double opt[4] = {b != NULL ? b->open : 0, b != NULL ? b->high : 0, b != NULL ? b->low : 0,
-	    b != NULL ? b->volume : 0};
+	const double opt[4] = {b != NULL ? b->open : 0, b != NULL ? b->high : 0,
+	    b != NULL ? b->low : 0, b != NULL ? b->volume : 0};
 	double *to[4] = {&r->bar.open, &r->bar.high, &r->bar.low, &r->bar.volume};
 
 	r->status = PSF_STATUS_INVALID_ARGUMENT;
 	if (!psf_bar_symbol_valid(in->symbol, len)) {
-		snprintf(r->msg, sizeof(r->msg), "symbol '%.70s' is not valid (1-%d of A-Z a-z 0-9 . _ ^ -)",
-		    in->symbol, PSF_SYMBOL_MAX);
+		snprintf(r->msg, sizeof(r->msg),
+		    "symbol '%.70s' is not valid (1-%d of A-Z a-z 0-9 . _ ^ -)", in->symbol,
+		    PSF_SYMBOL_MAX);
 		return;
 	}
 	memcpy(r->bar.symbol, in->symbol, len + 1);
@@ -433,8 +446,8 @@ from_proto(const Psfleet__V1__IngestRow *in, in_row *r)
 		return;
 	}
 	if (psf_date_parse(b->date, strlen(b->date), &r->bar.date) != PSF_OK) {
-		snprintf(r->msg, sizeof(r->msg), "%s: date '%.32s' is not a YYYY-MM-DD date", in->symbol,
-		    b->date);
+		snprintf(r->msg, sizeof(r->msg), "%s: date '%.32s' is not a YYYY-MM-DD date",
+		    in->symbol, b->date);
 		return;
 	}
 	r->bar.close = b->close;
@@ -456,8 +469,8 @@ psf_inf_rpc_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__Inges
 
 	(void)svc;
 	if (n > INF_MAX_INGEST) {
-		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "%zu rows: at most %u per Ingest", n,
-		    INF_MAX_INGEST);
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "%zu rows: at most %u per Ingest",
+		    n, INF_MAX_INGEST);
 		done(NULL, call);
 		return;
 	}
@@ -481,7 +494,8 @@ psf_inf_rpc_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__Inges
 	r.n_results = n;
 	r.results = resp;
 	if (r.accepted > 0)
-		psf_log_info("inferer", "ingested %llu of %zu rows", (unsigned long long)r.accepted, n);
+		psf_log_info("inferer", "ingested %llu of %zu rows", (unsigned long long)r.accepted,
+		    n);
 	done(&r, call);
 out:
 	free(rows);
@@ -511,7 +525,8 @@ replay(psf_inferer *inf, FILE *f, off_t *valid_end)
 		*valid_end += len;
 		line[--len] = '\0';
 		if (!have_header) {
-			if (psf_bar_csv_header(line, (size_t)len, &cols, msg, sizeof(msg)) != PSF_OK) {
+			if (psf_bar_csv_header(line, (size_t)len, &cols, msg, sizeof(msg)) !=
+			    PSF_OK) {
 				psf_log_err("inferer", "%s:1: %s", inf->journal_path, msg);
 				free(line);
 				free(rows);
@@ -532,8 +547,10 @@ replay(psf_inferer *inf, FILE *f, off_t *valid_end)
 			cap_rows = nc;
 		}
 		memset(&rows[n], 0, sizeof(rows[n]));
-		if (psf_bar_csv_row(&cols, line, (size_t)len, &rows[n].bar, msg, sizeof(msg)) != PSF_OK) {
-			psf_log_warn("inferer", "%s:%zu: %s; row skipped", inf->journal_path, lineno, msg);
+		if (psf_bar_csv_row(&cols, line, (size_t)len, &rows[n].bar, msg, sizeof(msg)) !=
+		    PSF_OK) {
+			psf_log_warn("inferer", "%s:%zu: %s; row skipped", inf->journal_path,
+			    lineno, msg);
 			bad++;
 			continue;
 		}
@@ -591,7 +608,8 @@ inf_journal_open(psf_inferer *inf)
 		return PSF_ESYS;
 	}
 	if (st.st_size > valid_end && valid_end > 0) {
-		psf_log_warn("inferer", "%s ends with a torn line (a crash during a write); cut off",
+		psf_log_warn("inferer",
+		    "%s ends with a torn line (a crash during a write); cut off",
 		    inf->journal_path);
 		if (ftruncate(inf->journal_fd, valid_end) != 0)
 			return PSF_ESYS;

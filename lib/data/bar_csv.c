@@ -53,7 +53,8 @@ psf_bar_csv_header(const char *line, size_t len, psf_bar_cols *cols, char *msg, 
 			return PSF_EINVAL;
 		}
 		if (seen[k]++ || cols->n == PSF_BAR_MAX_COLS) {
-			snprintf(msg, msg_len, "header: column '%s' appears twice", bar_col_names[k]);
+			snprintf(msg, msg_len, "header: column '%s' appears twice",
+			    bar_col_names[k]);
 			return PSF_EINVAL;
 		}
 		cols->col[cols->n++] = k;
@@ -107,8 +108,8 @@ psf_bar_csv_row(const psf_bar_cols *cols, const char *line, size_t len, psf_bar 
 		}
 	}
 	if (k < cols->n || p <= end) {
-		snprintf(msg, msg_len, "%s fields; the header has %zu", k < cols->n ? "too few" : "too many",
-		    cols->n);
+		snprintf(msg, msg_len, "%s fields; the header has %zu",
+		    k < cols->n ? "too few" : "too many", cols->n);
 		return PSF_EINVAL;
 	}
 	return PSF_OK;
