@@ -24,6 +24,8 @@ int psf_cmd_slurm(int argc, char **argv);
 
 /* psf_slurm_plan runs `psfleet slurm plan` (argv[0] = "plan"; cli/slurm_plan.c). */
 int psf_slurm_plan(int argc, char **argv);
+int psf_cmd_backtest(int argc, char **argv);
+int psf_cmd_ingest(int argc, char **argv);
 
 /* psf_cli_wants_help tells whether argv holds -h or --help. */
 int psf_cli_wants_help(int argc, char **argv);

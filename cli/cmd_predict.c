@@ -13,7 +13,7 @@ static void
 predict_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: psfleet predict --connect URL SYMBOL... [--as-of DATE] [--json]\n"
+	    "usage: psfleet predict --connect URL SYMBOL... [--as-of DATE] [--coverage C] [--json]\n"
 	    "                       [--timeout-ms N] [--token-file FILE] [--info]\n"
 	    "                       [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]\n"
 	    "\n"
@@ -25,6 +25,8 @@ predict_usage(FILE *out)
 	    "used. A URL where nothing listens fails at once (connection refused).\n"
 	    "  --connect URL      tcp://host:port (the gateway or an inferer), ipc://, tls+tcp://\n"
 	    "  --as-of DATE       predict from the last bar on or before DATE (YYYY-MM-DD)\n"
+	    "  --coverage C       also print a prediction interval holding the actual value\n"
+	    "                     with probability C in (0, 1), e.g. 0.9 (split-conformal)\n"
 	    "  --json             print a JSON array instead of a table\n"
 	    "  --timeout-ms N     deadline of the call (default 10000)\n"
 	    "  --token-file FILE  the fleet's shared secret (security.token_file)\n"
@@ -43,6 +45,7 @@ typedef struct predict_args {
 	const char *ca_file, *server_name, *cert_file, *key_file;
 	int json;
 	int info;
+	double coverage; /* 0: no interval */
 	long timeout_ms;
 	const char **symbols;
 	size_t n;
@@ -75,6 +78,15 @@ parse_args(int argc, char **argv, predict_args *a)
 			if (a->timeout_ms < 1 || a->timeout_ms > 3600000) {
 				fprintf(stderr,
 				    "psfleet predict: --timeout-ms takes 1 to 3600000\n");
+				return -1;
+			}
+		} else if (strcmp(arg, "--coverage") == 0 && i + 1 < argc) {
+			char *end;
+			a->coverage = strtod(argv[++i], &end);
+			if (*end != '\0' || !(a->coverage > 0 && a->coverage < 1)) {
+				fprintf(stderr,
+				    "psfleet predict: --coverage takes a number in (0, 1), "
+				    "e.g. 0.9\n");
 				return -1;
 			}
 		} else if (strcmp(arg, "--json") == 0) {
@@ -163,7 +175,7 @@ json_str(const char *s)
 }
 
 static void
-print_json(const psf_prediction *p, size_t n)
+print_json(const psf_prediction *p, const psf_interval *iv, size_t n)
 {
 	char day[11];
 
@@ -181,9 +193,14 @@ print_json(const psf_prediction *p, size_t n)
 		for_date(p[i].as_of, day);
 		printf(", \"prediction\": %.17g, \"predicted_close\": %.17g, \"target\": \"%s\", "
 		       "\"model_version\": %llu, \"as_of\": \"%s\", \"for_date\": \"%s\", "
-		       "\"last_close\": %.17g}",
+		       "\"last_close\": %.17g",
 		    p[i].prediction, p[i].predicted_close, p[i].target,
 		    (unsigned long long)p[i].model_version, p[i].as_of, day, p[i].last_close);
+		if (iv != NULL)
+			printf(", \"lower\": %.17g, \"upper\": %.17g, \"coverage\": %.17g, "
+			       "\"interval_n\": %llu",
+			    iv[i].lower, iv[i].upper, iv[i].coverage, (unsigned long long)iv[i].n);
+		printf("}");
 	}
 	printf("\n]\n");
 }
@@ -191,7 +208,7 @@ print_json(const psf_prediction *p, size_t n)
 /* print_table prints one row per symbol, after a line saying what PREDICTION is
  * (from the first answer's target: one model serves them all). */
 static void
-print_table(const psf_prediction *p, size_t n)
+print_table(const psf_prediction *p, const psf_interval *iv, size_t n)
 {
 	char day[11];
 
@@ -217,6 +234,11 @@ print_table(const psf_prediction *p, size_t n)
 		printf("%-12s %-11s %14.6g %14.6g %12.6g %-11s %8llu  %s\n", p[i].symbol, day,
 		    p[i].prediction, p[i].predicted_close, p[i].last_close, p[i].as_of,
 		    (unsigned long long)p[i].model_version, p[i].target);
+		if (iv != NULL)
+			printf("%-12s %g%% interval of PREDICTION: [%.6g, %.6g] (from %llu "
+			       "held-out residuals)\n",
+			    "", iv[i].coverage * 100, iv[i].lower, iv[i].upper,
+			    (unsigned long long)iv[i].n);
 	}
 }
 
@@ -279,6 +301,7 @@ psf_cmd_predict(int argc, char **argv)
 	psf_client_opts o = {0};
 	psf_client *c = NULL;
 	psf_prediction *p = NULL;
+	psf_interval *iv = NULL;
 	char token[256];
 	int rc, status = 1;
 
@@ -320,25 +343,28 @@ psf_cmd_predict(int argc, char **argv)
 		status = show_info(c, &a);
 		goto out;
 	}
-	if ((p = calloc(a.n, sizeof(*p))) == NULL)
+	if ((p = calloc(a.n, sizeof(*p))) == NULL ||
+	    (a.coverage > 0 && (iv = calloc(a.n, sizeof(*iv))) == NULL))
 		goto out;
 	if (a.n == 1)
-		rc = psf_client_predict(c, a.symbols[0], a.as_of, &p[0]);
+		rc = psf_client_predict_interval(c, a.symbols[0], a.as_of, a.coverage, &p[0], iv);
 	else
-		rc = psf_client_predict_batch(c, a.symbols, a.n, a.as_of, p);
+		rc = psf_client_predict_batch_interval(c, a.symbols, a.n, a.as_of, a.coverage, p,
+		    iv);
 	if (a.n > 1 && rc != PSF_CLIENT_OK) { /* the call itself failed */
 		fprintf(stderr, "psfleet predict: %s: %s\n", psf_client_status_name(rc),
 		    p[0].message);
 		goto out;
 	}
 	if (a.json)
-		print_json(p, a.n);
+		print_json(p, iv, a.n);
 	else
-		print_table(p, a.n);
+		print_table(p, iv, a.n);
 	status = 0;
 	for (size_t i = 0; i < a.n; i++)
 		status = p[i].status != PSF_CLIENT_OK ? 1 : status;
 out:
+	free(iv);
 	free(p);
 	psf_client_close(c);
 	free(a.symbols);

@@ -21,7 +21,7 @@ static const command commands[] = {
         "             [--reset | --fresh | --restore DIR] [--listen URL] [--metrics HOST:PORT]\n"
         "             [--slowdown X] [--delay-ms N] [--exit-at-step N] [--set KEY=VALUE]..."},
     {"predict", psf_cmd_predict, "ask an inferer or the gateway for next-day predictions",
-        "predict --connect URL SYMBOL... [--as-of DATE] [--json] [--info]\n"
+        "predict --connect URL SYMBOL... [--as-of DATE] [--coverage C] [--json] [--info]\n"
         "             [--timeout-ms N] [--token-file FILE]\n"
         "             [--ca-file FILE [--server-name NAME] [--cert FILE --key FILE]]"},
     {"status", psf_cmd_status, "health, versions and clocks of every node",
@@ -46,6 +46,11 @@ static const command commands[] = {
         "slurm plan CONFIG --nodes NODE[,NODE...] --out DIR [--addrs ADDR[,ADDR...]]\n"
         "             [--place WHO=LIST]... [--port-base PORT]\n"
         "  psfleet slurm watch CONFIG [--metrics-out FILE.json] [--timeout SECONDS]"},
+    {"ingest", psf_cmd_ingest, "append new daily bars to a running fleet's inferers",
+        "ingest CONFIG FILE.csv [--connect URL] [--json] [--timeout-ms N]"},
+    {"backtest", psf_cmd_backtest, "walk-forward evaluation with prediction intervals",
+        "backtest CONFIG --origins N [--horizon H] [--out DIR] [--coverage C,...]\n"
+        "             [--set KEY=VALUE]... [--timeout SECONDS]"},
 };
 
 static void

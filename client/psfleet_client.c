@@ -92,10 +92,16 @@ set_reply(psf_prediction *out, const Psfleet__V1__PredictReply *r)
 	out->last_close = r->last_close;
 }
 
-int
-psf_client_predict(psf_client *c, const char *symbol, const char *as_of, psf_prediction *out)
+/* set_interval copies r's interval into iv (NULL: not wanted). */
+static void
+set_interval(psf_interval *iv, const Psfleet__V1__PredictReply *r)
 {
-	return psf_client_predict_recent(c, symbol, as_of, NULL, 0, out);
+	if (iv == NULL)
+		return;
+	iv->lower = r->lower;
+	iv->upper = r->upper;
+	iv->coverage = r->coverage;
+	iv->n = r->interval_n;
 }
 
 /* recent_bars fills the request's recent bars from the caller's: one block holds
@@ -130,9 +136,53 @@ recent_bars(Psfleet__V1__PredictRequest *req, const psf_client_bar *recent, size
 	return block;
 }
 
+static int predict_one(psf_client *c, const char *symbol, const char *as_of,
+    const psf_client_bar *recent, size_t n_recent, double coverage, psf_prediction *out,
+    psf_interval *iv);
+static int predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *as_of,
+    double coverage, psf_prediction *out, psf_interval *iv);
+
+int
+psf_client_predict(psf_client *c, const char *symbol, const char *as_of, psf_prediction *out)
+{
+	return predict_one(c, symbol, as_of, NULL, 0, 0.0, out, NULL);
+}
+
 int
 psf_client_predict_recent(psf_client *c, const char *symbol, const char *as_of,
     const psf_client_bar *recent, size_t n_recent, psf_prediction *out)
+{
+	return predict_one(c, symbol, as_of, recent, n_recent, 0.0, out, NULL);
+}
+
+int
+psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *as_of,
+    psf_prediction *out)
+{
+	return predict_batch(c, symbols, n, as_of, 0.0, out, NULL);
+}
+
+int
+psf_client_predict_interval(psf_client *c, const char *symbol, const char *as_of, double coverage,
+    psf_prediction *out, psf_interval *iv)
+{
+	if (iv != NULL)
+		memset(iv, 0, sizeof(*iv));
+	return predict_one(c, symbol, as_of, NULL, 0, coverage, out, iv);
+}
+
+int
+psf_client_predict_batch_interval(psf_client *c, const char *const *symbols, size_t n,
+    const char *as_of, double coverage, psf_prediction *out, psf_interval *iv)
+{
+	if (iv != NULL && n > 0)
+		memset(iv, 0, n * sizeof(*iv));
+	return predict_batch(c, symbols, n, as_of, coverage, out, iv);
+}
+
+static int
+predict_one(psf_client *c, const char *symbol, const char *as_of, const psf_client_bar *recent,
+    size_t n_recent, double coverage, psf_prediction *out, psf_interval *iv)
 {
 	Psfleet__V1__PredictRequest req = PSFLEET__V1__PREDICT_REQUEST__INIT;
 	Psfleet__V1__PredictReply *r = NULL;
@@ -146,6 +196,7 @@ psf_client_predict_recent(psf_client *c, const char *symbol, const char *as_of,
 	}
 	req.symbol = (char *)symbol;
 	req.as_of = (char *)(as_of != NULL ? as_of : "");
+	req.coverage = coverage;
 	if (n_recent > 0 && (block = recent_bars(&req, recent, n_recent)) == NULL) {
 		set_failure(out, symbol, PSF_CLIENT_RESOURCE_EXHAUSTED, "out of memory");
 		return out->status;
@@ -159,13 +210,14 @@ psf_client_predict_recent(psf_client *c, const char *symbol, const char *as_of,
 	}
 	free(block);
 	set_reply(out, r);
+	set_interval(iv, r);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return PSF_CLIENT_OK;
 }
 
-int
-psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *as_of,
-    psf_prediction *out)
+static int
+predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *as_of,
+    double coverage, psf_prediction *out, psf_interval *iv)
 {
 	Psfleet__V1__PredictBatchRequest req = PSFLEET__V1__PREDICT_BATCH_REQUEST__INIT;
 	Psfleet__V1__PredictBatchReply *r = NULL;
@@ -186,6 +238,7 @@ psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, co
 		psfleet__v1__predict_request__init(&items[i]);
 		items[i].symbol = (char *)(symbols[i] != NULL ? symbols[i] : "");
 		items[i].as_of = (char *)(as_of != NULL ? as_of : "");
+		items[i].coverage = coverage;
 		itemp[i] = &items[i];
 	}
 	req.n_items = n;
@@ -204,9 +257,10 @@ psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, co
 	}
 	for (size_t i = 0; i < n; i++) {
 		const Psfleet__V1__PredictResult *res = r->results[i];
-		if (res->status == PSFLEET__V1__STATUS_CODE__OK && res->reply != NULL)
+		if (res->status == PSFLEET__V1__STATUS_CODE__OK && res->reply != NULL) {
 			set_reply(&out[i], res->reply);
-		else
+			set_interval(iv != NULL ? &iv[i] : NULL, res->reply);
+		} else
 			set_failure(&out[i], symbols[i],
 			    res->status != 0 ? (int)res->status : PSF_CLIENT_INTERNAL,
 			    res->message);
@@ -363,6 +417,7 @@ psf_client_sizeof(const char *type)
 	    {"psf_node_status", sizeof(psf_node_status)},
 	    {"psf_client_kv", sizeof(psf_client_kv)},
 	    {"psf_client_worker", sizeof(psf_client_worker)},
+	    {"psf_interval", sizeof(psf_interval)},
 	};
 
 	for (size_t i = 0; type != NULL && i < sizeof(types) / sizeof(types[0]); i++)

@@ -117,6 +117,27 @@ PSF_CLIENT_API int psf_client_predict(psf_client *c, const char *symbol, const c
 PSF_CLIENT_API int psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n,
     const char *as_of, psf_prediction *out);
 
+/* A prediction interval: [lower, upper] (the prediction's units) holds the actual
+ * value with probability `coverage` (split-conformal over the trainers'
+ * held-out rows, docs/inference.md); n held-out residuals are behind it. */
+typedef struct psf_interval {
+	double lower, upper, coverage;
+	uint64_t n;
+} psf_interval;
+
+/* psf_client_predict_interval is psf_client_predict with an interval at
+ * coverage in (0, 1) (e.g. 0.9) written to *iv (zeroed when the call fails).
+ * Besides psf_client_predict's statuses: INVALID_ARGUMENT for a coverage outside
+ * (0, 1), FAILED_PRECONDITION when the fleet has no held-out residuals yet, too
+ * few for the coverage, or a next_direction model. */
+PSF_CLIENT_API int psf_client_predict_interval(psf_client *c, const char *symbol, const char *as_of,
+    double coverage, psf_prediction *out, psf_interval *iv);
+
+/* psf_client_predict_batch_interval is psf_client_predict_batch with an
+ * interval per symbol: iv[i] (n of them) for out[i]. */
+PSF_CLIENT_API int psf_client_predict_batch_interval(psf_client *c, const char *const *symbols,
+    size_t n, const char *as_of, double coverage, psf_prediction *out, psf_interval *iv);
+
 /* psf_client_model_info describes the model served. On failure the message
  * goes to errbuf (may be NULL). Returns the call's status. */
 PSF_CLIENT_API int psf_client_model_info(psf_client *c, char *errbuf, size_t errlen,

@@ -65,12 +65,18 @@ mark_down(psf_gateway *gw, replica *r, const char *why)
 	psf_counter_inc(gw->c_failovers);
 }
 
-static uint32_t
-remaining_ms(uint64_t deadline_ns)
+uint32_t
+gw_remaining_ms(uint64_t deadline_ns)
 {
 	uint64_t now = psf_now_ns();
 
 	return now >= deadline_ns ? 0 : (uint32_t)((deadline_ns - now) / 1000000ull);
+}
+
+static uint32_t
+remaining_ms(uint64_t deadline_ns)
+{
+	return gw_remaining_ms(deadline_ns);
 }
 
 /* attempt_cap is how long one attempt may take while another replica could
@@ -352,6 +358,7 @@ forward(psf_gateway *gw, job *j)
 		break;
 	}
 	case JOB_BATCH: forward_batch(gw, j); break;
+	case JOB_INGEST: gw_forward_ingest(gw, j); break;
 	case JOB_INFO:
 		forward_one(gw, j, PSF_M_MODEL_INFO, &psfleet__v1__model_info_reply__descriptor,
 		    GW_ALL_SHARDS, 1);
@@ -438,7 +445,7 @@ enqueue(void *call, job_kind kind, const ProtobufCMessage *in, ProtobufCClosure 
 		return;
 	}
 	*j = (job){NULL, kind, in, done, call, GW_ALL_SHARDS, NULL, NULL};
-	if (kind != JOB_BATCH && !start_first(gw, j)) {
+	if (kind != JOB_BATCH && kind != JOB_INGEST && !start_first(gw, j)) {
 		free(j);
 		return;
 	}
@@ -458,6 +465,14 @@ psf_gw_rpc_predict(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__Predi
 {
 	(void)svc;
 	enqueue(call, JOB_PREDICT, &in->base, (ProtobufCClosure)done);
+}
+
+void
+psf_gw_rpc_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__IngestRequest *in,
+    Psfleet__V1__IngestReply_Closure done, void *call)
+{
+	(void)svc;
+	enqueue(call, JOB_INGEST, &in->base, (ProtobufCClosure)done);
 }
 
 void

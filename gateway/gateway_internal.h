@@ -19,7 +19,7 @@
 #define GW_ALL_SHARDS UINT32_MAX
 #define GW_MAX_REPLICAS 256
 
-typedef enum job_kind { JOB_PREDICT, JOB_BATCH, JOB_INFO } job_kind;
+typedef enum job_kind { JOB_PREDICT, JOB_BATCH, JOB_INFO, JOB_INGEST } job_kind;
 
 typedef struct replica replica;
 
@@ -101,6 +101,16 @@ void psf_gw_rpc_predict_batch(Psfleet__V1__Inference_Service *svc,
     void *call);
 void psf_gw_rpc_model_info(Psfleet__V1__Inference_Service *svc,
     const Psfleet__V1__ModelInfoRequest *in, Psfleet__V1__ModelInfoReply_Closure done, void *call);
+void psf_gw_rpc_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__IngestRequest *in,
+    Psfleet__V1__IngestReply_Closure done, void *call);
+
+/* gw_forward_ingest answers an Ingest job (gateway_ingest.c): each row goes to
+ * every replica of its symbol's shard, and the replies are merged per row. */
+void gw_forward_ingest(psf_gateway *gw, job *j);
+
+/* gw_remaining_ms is what is left of a deadline (psf_now_ns), in ms. */
+uint32_t gw_remaining_ms(uint64_t deadline_ns);
+
 /* gw_admin_open adds the Admin service, with the gateway's part of it
  * (gateway_health.c), to gw->srv; gw->admin is freed after gw->srv. */
 PSF_NODISCARD psf_err gw_admin_open(psf_gateway *gw);

@@ -41,9 +41,9 @@ inf_book_find(const inf_book *b, const char *symbol, size_t len)
 }
 
 void
-inf_book_free(inf_book *b)
+inf_book_put(inf_book *b)
 {
-	if (b == NULL)
+	if (b == NULL || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	free(b->syms);
 	free(b->x_latest);
@@ -52,10 +52,8 @@ inf_book_free(inf_book *b)
 	free(b);
 }
 
-/* keep_rows copies the last `keep` rows of src into sym->hist, carving the arrays
- * from *dbl and *day. */
-static void
-keep_rows(inf_symbol *sym, const psf_series *src, size_t keep, double **dbl, int32_t **day)
+void
+inf_book_keep_rows(inf_symbol *sym, const psf_series *src, size_t keep, double **dbl, int32_t **day)
 {
 	size_t from = src->n - keep;
 	const double *in[5] = {src->close, src->open, src->high, src->low, src->volume};
@@ -75,9 +73,8 @@ keep_rows(inf_symbol *sym, const psf_series *src, size_t keep, double **dbl, int
 	*day += keep;
 }
 
-/* latest_row computes symbol i's raw feature row at its last date. */
-static void
-latest_row(const psf_config *cfg, inf_book *b, size_t i, const psf_series *full)
+void
+inf_book_latest_row(const psf_config *cfg, inf_book *b, size_t i, const psf_series *full)
 {
 	inf_symbol *sym = &b->syms[i];
 	float *x = b->x_latest + i * b->window * b->n_features;
@@ -140,8 +137,8 @@ fill(const psf_config *cfg, const psf_dataset *ds, uint32_t shard, uint32_t n_sh
 			continue;
 		memcpy(sym->name, s->symbol, len + 1);
 		sym->row = psf_symbol_row(s->symbol);
-		keep_rows(sym, s, s->n < hd ? s->n : hd, &dbl, &day);
-		latest_row(cfg, b, b->n, s);
+		inf_book_keep_rows(sym, s, s->n < hd ? s->n : hd, &dbl, &day);
+		inf_book_latest_row(cfg, b, b->n, s);
 		for (slot = slot_of(s->symbol, len, b->mask); b->slots[slot] != 0;
 		     slot = (slot + 1) & b->mask)
 			;
@@ -164,6 +161,7 @@ inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards, inf_book
 
 	if (b == NULL)
 		return PSF_ENOMEM;
+	atomic_init(&b->refs, 1);
 	psf_data_opts_config(cfg, &dopts);
 	dopts.keep = keep_shard;
 	dopts.keep_arg = &keep;
@@ -184,6 +182,6 @@ out:
 	if (err == PSF_ENOMEM)
 		psf_log_err("inferer", "out of memory loading %s", cfg->data.path);
 	psf_dataset_free(ds);
-	inf_book_free(b);
+	inf_book_put(b);
 	return err;
 }

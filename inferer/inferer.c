@@ -165,6 +165,10 @@ setup_metrics(psf_inferer *inf)
 	         "Refreshes that failed (the model served stays)", NULL, 0,
 	         &inf->c_refresh_errors)) != PSF_OK)
 		return err;
+	if ((err = psf_metrics_counter(reg, "psfleet_inferer_ingested_rows_total",
+	         "Bars accepted by Ingest (journal replays included)", NULL, 0,
+	         &inf->c_ingested)) != PSF_OK)
+		return err;
 	return psf_metrics_counter(reg, "psfleet_inferer_predictions_total",
 	    "Predictions asked for (batch items count one each)", NULL, 0, &inf->c_predictions);
 }
@@ -220,7 +224,7 @@ admin_status(void *arg, psf_admin_status *st)
 	inf_snap_put(s);
 	if ((rv = psf_admin_status_extra(st, "shard", "%u/%u", inf->node->shard,
 	         inf->cfg->inference.shards)) != PSF_OK ||
-	    (rv = psf_admin_status_extra(st, "symbols", "%zu", inf->book->n)) != PSF_OK ||
+	    (rv = psf_admin_status_extra(st, "symbols", "%zu", inf_book_n(inf))) != PSF_OK ||
 	    (rv = psf_admin_status_extra(st, "shard_versions", "%s", versions)) != PSF_OK ||
 	    (rv = psf_admin_status_extra(st, "snapshot_age_seconds", "%s", age)) != PSF_OK)
 		return rv;
@@ -259,6 +263,7 @@ inferer_alloc(const psf_config *cfg, const psf_node_cfg *node, const psf_inferer
 		return NULL;
 	inf->cfg = cfg;
 	inf->node = node;
+	inf->journal_fd = -1;
 	inf->refresh_ms =
 	    (opts != NULL && opts->refresh_ms != 0) ? opts->refresh_ms : cfg->inference.refresh_ms;
 	pthread_mutex_init(&inf->snap_mu, NULL);
@@ -296,7 +301,7 @@ psf_inferer_new(const psf_config *cfg, const psf_node_cfg *node, const psf_infer
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &inf->model)) != PSF_OK ||
 	    (err = inf_book_load(cfg, node->shard, cfg->inference.shards, &inf->book)) != PSF_OK ||
-	    (err = open_ps_clients(inf, opts)) != PSF_OK)
+	    (err = inf_journal_open(inf)) != PSF_OK || (err = open_ps_clients(inf, opts)) != PSF_OK)
 		goto fail;
 	psf_gauge_set(inf->g_symbols, (double)inf->book->n);
 	psf_runtime_set_ready(inf->rt, false, "no snapshot yet");
@@ -336,7 +341,8 @@ psf_inferer_free(psf_inferer *inf)
 	inf_snap_put(inf->cur);
 	for (size_t i = 0; i < inf->n_ws; i++)
 		psf_model_ws_free(inf->ws_pool[i]);
-	inf_book_free(inf->book);
+	inf_journal_close(inf);
+	inf_book_put(inf->book);
 	psf_model_free(inf->model);
 	psf_runtime_free(inf->rt);
 	pthread_cond_destroy(&inf->stop_cv);

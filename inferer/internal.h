@@ -1,9 +1,11 @@
 /* internal.h -- pieces of the inferer shared by its files (not a public API).
  *
  *   book.c      the symbols this inferer serves: kept history, latest raw
- *               feature rows (immutable after start-up)
+ *               feature rows (each book immutable; Ingest swaps in a new one)
+ *   ingest.c    the Ingest handler: new bars, copy-on-write books, the journal
  *   snap.c      model snapshots: fetch from every ps, build, refcount, swap
  *   predict.c   the Inference service handlers
+ *   interval.c  split-conformal prediction intervals
  *   inferer.c   lifecycle, refresh thread, Admin service, metrics */
 #ifndef PSF_INFERER_INTERNAL_H
 #define PSF_INFERER_INTERNAL_H
@@ -15,6 +17,7 @@
 #include <stdint.h>
 
 #include "inferer/inferer.h"
+#include "lib/base/rhist.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
 #include "lib/model/model.h"
@@ -40,9 +43,13 @@ typedef struct inf_symbol {
 	char latest_day[11]; /* latest_date as YYYY-MM-DD */
 } inf_symbol;
 
-/* inf_book: what the inferer knows about its symbols. Immutable after
- * inf_book_load, so any thread reads it without locking. */
+/* inf_book: what the inferer knows about its symbols. Immutable once built, so
+ * any thread reads it without locking; Ingest builds a new book (copy on write)
+ * and swaps it in. Refcounted: the inferer holds one reference to its current
+ * book, every snapshot one to the book its predictions were computed from, so
+ * a request sees a book and a prediction table that agree. */
 typedef struct inf_book {
+	atomic_int refs;
 	size_t n; /* symbols served, sorted by name */
 	inf_symbol *syms;
 	float *x_latest; /* n * window * n_features: each symbol's latest input (its
@@ -62,7 +69,23 @@ typedef struct inf_book {
 PSF_NODISCARD psf_err inf_book_load(const psf_config *cfg, uint32_t shard, uint32_t n_shards,
     inf_book **out);
 
-void inf_book_free(inf_book *b);
+/* inf_book_put drops a reference (NULL is fine); the last one frees. */
+void inf_book_put(inf_book *b);
+
+/* inf_book_current returns the inferer's current book with a reference. */
+inf_book *inf_book_current(psf_inferer *inf);
+
+/* inf_book_n returns how many symbols the current book has. */
+size_t inf_book_n(psf_inferer *inf);
+
+/* inf_book_keep_rows copies the last `keep` rows of src into sym->hist, carving
+ * the arrays from *dbl (5 * keep doubles) and *day (keep dates). */
+void inf_book_keep_rows(inf_symbol *sym, const psf_series *src, size_t keep, double **dbl,
+    int32_t **day);
+
+/* inf_book_latest_row computes symbol i's raw feature row at the last date of
+ * `full` (its whole series as known). */
+void inf_book_latest_row(const psf_config *cfg, inf_book *b, size_t i, const psf_series *full);
 
 /* inf_book_find returns the index of symbol (len bytes), or SIZE_MAX. */
 size_t inf_book_find(const inf_book *b, const char *symbol, size_t len);
@@ -74,6 +97,10 @@ typedef struct inf_metrics {
 	bool has;
 	double test_rmse, test_mae, naive_rmse;
 	uint64_t fetched_ms;
+	/* the trainers' held-out residuals summed (MetricsReport.residual_hist),
+	 * n_resid of them; the split-conformal intervals come from it (interval.c) */
+	uint64_t resid[PSF_RHIST_BINS];
+	uint64_t n_resid;
 } inf_metrics;
 
 #define INF_METRICS_MS 5000
@@ -90,9 +117,14 @@ typedef struct inf_snap {
 	size_t n_keys;
 	double *stats;     /* the trainers' statistics (ps0's Snapshot feature_stats),
 	                            * psf_features_stats_len(n_features) doubles */
+	inf_book *book;    /* the book pred was computed from (a reference) */
 	double *pred;      /* book symbol i's prediction at its latest row */
 	psf_err *pred_err; /* PSF_OK or why pred[i] is missing */
 	uint64_t built_ms; /* psf_now_ms at publication */
+	/* A snapshot derived by Ingest (same weights, a new book) borrows stats and
+	 * shard_versions from base (the fetched snapshot), and params from
+	 * params_from unless it owns a copy (NULL). Both are references. */
+	struct inf_snap *base, *params_from;
 } inf_snap;
 
 struct psf_inferer {
@@ -100,7 +132,11 @@ struct psf_inferer {
 	const psf_node_cfg *node;
 	psf_runtime *rt;
 	psf_model *model;
-	inf_book *book;
+	inf_book *book; /* the current book: swapped by Ingest under refresh_mu and
+	                   snap_mu, read under snap_mu (inf_book_current) */
+	int journal_fd; /* ingest journal (ingest.c), -1 when none is open */
+	char journal_path[512];
+	psf_counter *c_ingested;
 	psf_rpc_server *srv;
 	Psfleet__V1__Inference_Service svc;
 	psf_admin *admin;
@@ -152,6 +188,12 @@ void inf_snap_put(inf_snap *s);
  * the inferer's reference to the previous one. */
 void inf_snap_publish(psf_inferer *inf, inf_snap *s);
 
+/* inf_snap_derive builds a snapshot with from's weights and version over a new
+ * book (for Ingest): predictions recomputed, per-symbol tensors of symbols new
+ * to the weights at their initial values. *out gets one reference. */
+PSF_NODISCARD psf_err inf_snap_derive(psf_inferer *inf, inf_snap *from, inf_book *book,
+    inf_snap **out);
+
 /* inf_snap_fetch pulls a full snapshot from every ps and builds it. *out gets a
  * snapshot with one reference. See psf_inferer_refresh for the errors. */
 PSF_NODISCARD psf_err inf_snap_fetch(psf_inferer *inf, inf_snap **out);
@@ -174,6 +216,35 @@ void inf_predict_init(psf_inferer *inf);
  * s->stats, then goes through the model. Cannot fail but for the model's own errors (PSF_ENOENT: a key is absent). */
 PSF_NODISCARD psf_err inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s,
     float *x, uint64_t row, double *out);
+
+/* ingest.c ---------------------------------------------------------------- */
+
+/* inf_journal_open replays this inferer's ingest journal
+ * (<run_dir>/ingest/<id>.csv) into its book and opens it for appending.
+ * Errors (an unreadable or unwritable journal) are logged. */
+PSF_NODISCARD psf_err inf_journal_open(psf_inferer *inf);
+
+/* inf_journal_close closes the journal. */
+void inf_journal_close(psf_inferer *inf);
+
+/* The Ingest handler (the service's INIT macro pastes the prefix). */
+void psf_inf_rpc_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__IngestRequest *in,
+    Psfleet__V1__IngestReply_Closure done, void *call);
+
+/* interval.c --------------------------------------------------------------- */
+
+/* inf_interval_check refuses a coverage outside (0, 1) (0 = no interval is
+ * fine) with INVALID_ARGUMENT and a reason in msg. */
+psf_status inf_interval_check(double coverage, char *msg, size_t len);
+
+/* inf_interval computes the split-conformal interval of `prediction` at
+ * `coverage` in (0, 1) from the fleet's held-out residuals (inf->metrics): the
+ * residual quantile q, times last_close when residuals are relative
+ * (psf_config_interval_by_price). *n gets the residuals behind it. Errors
+ * (FAILED_PRECONDITION: no residuals yet, too few for the coverage, a
+ * next_direction model) come with a reason in msg. */
+psf_status inf_interval(psf_inferer *inf, double coverage, double prediction, double last_close,
+    double *lower, double *upper, uint64_t *n, char *msg, size_t len);
 
 /* inf_ws_take / inf_ws_give borrow a workspace from the pool (NULL: no memory). */
 psf_model_ws *inf_ws_take(psf_inferer *inf);

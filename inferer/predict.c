@@ -60,12 +60,12 @@ inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
 	float z;
 	psf_err err;
 
-	for (size_t k = 0; k < inf->book->window; k++)
-		psf_features_standardize_row(x + k * inf->book->n_features, inf->book->n_features,
+	for (size_t k = 0; k < psf_model_window(inf->model); k++)
+		psf_features_standardize_row(x + k * inf->cfg->n_features, inf->cfg->n_features,
 		    s->stats);
 	err = psf_model_forward(inf->model, ws, s->params, x, &row, 1, &z);
 	if (err == PSF_OK)
-		*out = psf_features_unstandardize_target(z, inf->book->n_features, inf->cfg->target,
+		*out = psf_features_unstandardize_target(z, inf->cfg->n_features, inf->cfg->target,
 		    s->stats);
 	return err;
 }
@@ -74,6 +74,8 @@ inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
 typedef struct answer {
 	double prediction;
 	double last_close;
+	double lower, upper, coverage; /* coverage 0: no interval asked */
+	uint64_t interval_n;
 	int32_t as_of;
 	char day[11];
 } answer;
@@ -84,23 +86,23 @@ row_error(psf_inferer *inf, const inf_symbol *sym, const psf_series *s, psf_err 
     const char *when, char *msg, size_t len)
 {
 	char first[11];
+	size_t need = psf_features_history(inf->cfg->features, inf->cfg->n_features);
 
 	psf_date_format(s->n > 0 ? s->date[0] : 0, first);
 	switch (err) {
 	case PSF_ERANGE:
-		if (inf->book->window > 1)
+		if (psf_model_window(inf->model) > 1)
 			snprintf(msg, len,
 			    "not enough history for '%s' %s: needs %zu days (window %zu + "
 			    "%zu for the features), has %zu from %s",
-			    sym->name, when, inf->book->need + inf->book->window, inf->book->window,
-			    inf->book->need, s->n, first);
+			    sym->name, when, need + psf_model_window(inf->model),
+			    psf_model_window(inf->model), need, s->n, first);
 		else
 			snprintf(msg, len,
 			    "not enough history for '%s' %s: the features need %zu earlier "
 			    "rows and the inferer has %zu rows from %s (inference.history_days "
 			    "%u)",
-			    sym->name, when, inf->book->need, s->n, first,
-			    inf->cfg->inference.history_days);
+			    sym->name, when, need, s->n, first, inf->cfg->inference.history_days);
 		return PSF_STATUS_FAILED_PRECONDITION;
 	case PSF_ENOENT:
 		snprintf(msg, len,
@@ -200,7 +202,7 @@ static psf_status
 on_demand(psf_inferer *inf, const inf_snap *snap, const inf_symbol *sym,
     const Psfleet__V1__PredictRequest *in, int32_t date, answer *a, char *msg, size_t len)
 {
-	const inf_book *b = inf->book;
+	const inf_book *b = snap->book;
 	merged m = {sym->hist, NULL};
 	size_t xlen = b->window * b->n_features;
 	float x[256], *xp = xlen <= 256 ? x : malloc(xlen * sizeof(float));
@@ -246,12 +248,12 @@ out:
 	return st;
 }
 
-/* predict_one answers one request with snapshot snap. */
+/* predict_point answers one request's point prediction with snapshot snap. */
 static psf_status
-predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in,
+predict_point(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in,
     answer *a, char *msg, size_t len)
 {
-	const inf_book *b = inf->book;
+	const inf_book *b = snap->book;
 	size_t slen = strlen(in->symbol), i;
 	int32_t date = PSF_DATE_LAST;
 	const inf_symbol *sym;
@@ -289,6 +291,24 @@ predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRe
 	return PSF_STATUS_OK;
 }
 
+/* predict_one answers one request with snapshot snap: the point prediction,
+ * and its interval when the request asks for a coverage. */
+static psf_status
+predict_one(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in,
+    answer *a, char *msg, size_t len)
+{
+	psf_status st = inf_interval_check(in->coverage, msg, len);
+
+	a->coverage = 0;
+	if (st == PSF_STATUS_OK)
+		st = predict_point(inf, snap, in, a, msg, len);
+	if (st != PSF_STATUS_OK || in->coverage == 0.0)
+		return st;
+	a->coverage = in->coverage;
+	return inf_interval(inf, in->coverage, a->prediction, a->last_close, &a->lower, &a->upper,
+	    &a->interval_n, msg, len);
+}
+
 /* fill_reply points r at the answer (strings borrowed from in, a and statics). */
 static void
 fill_reply(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictRequest *in, answer *a,
@@ -305,6 +325,12 @@ fill_reply(psf_inferer *inf, const inf_snap *snap, const Psfleet__V1__PredictReq
 		r->predicted_close = a->last_close * (1.0 + a->prediction);
 	else if (inf->cfg->target == PSF_TARGET_NEXT_CLOSE)
 		r->predicted_close = a->prediction;
+	if (a->coverage > 0) {
+		r->lower = a->lower;
+		r->upper = a->upper;
+		r->coverage = a->coverage;
+		r->interval_n = a->interval_n;
+	}
 }
 
 static inf_snap *
@@ -495,10 +521,11 @@ psf_inf_rpc_model_info(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__M
 	r.test_rmse = m.has ? m.test_rmse : 0;
 	r.test_mae = m.has ? m.test_mae : 0;
 	r.naive_rmse = m.has ? m.naive_rmse : 0;
-	r.symbols = (uint32_t)inf->book->n;
+	r.symbols = (uint32_t)snap->book->n;
 	r.shard = inf->node->shard;
 	r.shards = inf->cfg->inference.shards;
 	r.node = inf->node->id;
+	r.residuals = m.n_resid;
 	done(&r, call);
 out:
 	inf_snap_put(snap);

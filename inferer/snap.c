@@ -35,9 +35,15 @@ snap_free(inf_snap *s)
 {
 	if (s == NULL)
 		return;
-	psf_params_free(s->params);
-	free(s->stats);
-	free(s->shard_versions);
+	if (s->params_from == NULL)
+		psf_params_free(s->params);
+	if (s->base == NULL) { /* a derived snapshot borrows these from its base */
+		free(s->stats);
+		free(s->shard_versions);
+	}
+	inf_snap_put(s->params_from);
+	inf_snap_put(s->base);
+	inf_book_put(s->book);
 	free(s->pred);
 	free(s->pred_err);
 	free(s);
@@ -272,7 +278,7 @@ versions_text(const shard_fetch *f, size_t n, char *buf, size_t len)
  * never stored (no training row reached it) has its initial value there too,
  * which is what a trainer's pull would get. */
 static psf_err
-complete_symbols(psf_inferer *inf, psf_params *params)
+complete_symbols(psf_inferer *inf, const inf_book *book, psf_params *params)
 {
 	uint64_t keys[2];
 	uint32_t lens[2];
@@ -282,8 +288,8 @@ complete_symbols(psf_inferer *inf, psf_params *params)
 
 	if (psf_model_n_symbol_tensors(inf->model) == 0)
 		return PSF_OK;
-	for (size_t i = 0; i < inf->book->n && err == PSF_OK; i++) {
-		err = psf_model_symbol_keys(inf->model, &inf->book->syms[i].row, 1, keys, lens, 2,
+	for (size_t i = 0; i < book->n && err == PSF_OK; i++) {
+		err = psf_model_symbol_keys(inf->model, &book->syms[i].row, 1, keys, lens, 2,
 		    &n_keys);
 		for (size_t k = 0; k < n_keys && err == PSF_OK; k++) {
 			const float *v;
@@ -310,7 +316,7 @@ complete_symbols(psf_inferer *inf, psf_params *params)
 static psf_err
 precompute(psf_inferer *inf, inf_snap *s)
 {
-	const inf_book *b = inf->book;
+	const inf_book *b = s->book;
 	size_t len = b->window * b->n_features;
 	float *x = malloc((len > 0 ? len : 1) * sizeof(float));
 	psf_model_ws *ws = inf_ws_take(inf);
@@ -340,7 +346,7 @@ precompute(psf_inferer *inf, inf_snap *s)
 static psf_err
 take_fleet_stats(psf_inferer *inf, shard_fetch *f, inf_snap *s)
 {
-	size_t want = psf_features_stats_len(inf->book->n_features);
+	size_t want = psf_features_stats_len(inf->cfg->n_features);
 
 	for (size_t i = 0; i < inf->n_ps; i++) {
 		if (f[i].stats == NULL)
@@ -349,7 +355,7 @@ take_fleet_stats(psf_inferer *inf, shard_fetch *f, inf_snap *s)
 			psf_log_err("inferer",
 			    "ps %s sent %zu feature statistics; this config's %zu "
 			    "features need %zu",
-			    inf->cfg->nodes[i].id, f[i].n_stats, inf->book->n_features, want);
+			    inf->cfg->nodes[i].id, f[i].n_stats, inf->cfg->n_features, want);
 			return PSF_EPROTO;
 		}
 		s->stats = f[i].stats;
@@ -382,12 +388,16 @@ inf_fetch_metrics(psf_inferer *inf)
 	        &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL) != PSF_OK)
 		return;
 	for (size_t i = 0; i < r->n_reports; i++) {
+		if (r->reports[i]->n_residual_hist == PSF_RHIST_BINS)
+			for (size_t b = 0; b < PSF_RHIST_BINS; b++)
+				m.resid[b] += r->reports[i]->residual_hist[b];
 		sse += r->reports[i]->test_sse;
 		sae += r->reports[i]->test_sae;
 		nsse += r->reports[i]->naive_sse;
 		n += r->reports[i]->test_n;
 	}
 	protobuf_c_message_free_unpacked(&r->base, NULL);
+	m.n_resid = psf_rhist_total(m.resid, PSF_RHIST_BINS);
 	if (n > 0) {
 		m.has = true;
 		m.test_rmse = sqrt(sse / (double)n);
@@ -404,12 +414,14 @@ static psf_err
 build(psf_inferer *inf, shard_fetch *f, psf_params *params, inf_snap **out)
 {
 	inf_snap *s = calloc(1, sizeof(*s));
-	size_t n = inf->book->n > 0 ? inf->book->n : 1;
+	size_t n;
 	psf_err err;
 
 	if (s == NULL)
 		return PSF_ENOMEM;
 	atomic_init(&s->refs, 1);
+	s->book = inf_book_current(inf);
+	n = s->book->n > 0 ? s->book->n : 1;
 	s->params = params;
 	s->n_shards = inf->n_ps;
 	s->shard_versions = calloc(inf->n_ps, sizeof(uint64_t));
@@ -428,7 +440,7 @@ build(psf_inferer *inf, shard_fetch *f, psf_params *params, inf_snap **out)
 		    f[i].trained_steps > s->trained_steps ? f[i].trained_steps : s->trained_steps;
 	}
 	if ((err = take_fleet_stats(inf, f, s)) != PSF_OK ||
-	    (err = complete_symbols(inf, params)) != PSF_OK ||
+	    (err = complete_symbols(inf, s->book, params)) != PSF_OK ||
 	    (err = precompute(inf, s)) != PSF_OK) {
 		s->params = NULL;
 		snap_free(s);
@@ -490,4 +502,123 @@ out:
 		fetch_reset(&f[s]);
 	free(f);
 	return err;
+}
+
+/* ---------------------------------------------------------------- ingest */
+
+inf_book *
+inf_book_current(psf_inferer *inf)
+{
+	inf_book *b;
+
+	pthread_mutex_lock(&inf->snap_mu);
+	b = inf->book;
+	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&inf->snap_mu);
+	return b;
+}
+
+size_t
+inf_book_n(psf_inferer *inf)
+{
+	size_t n;
+
+	pthread_mutex_lock(&inf->snap_mu);
+	n = inf->book->n;
+	pthread_mutex_unlock(&inf->snap_mu);
+	return n;
+}
+
+/* symbols_complete tells whether params has every per-symbol key of book's symbols. */
+static bool
+symbols_complete(psf_inferer *inf, const inf_book *book, const psf_params *params)
+{
+	uint64_t keys[2];
+	uint32_t lens[2];
+	size_t n_keys;
+	const float *v;
+
+	if (psf_model_n_symbol_tensors(inf->model) == 0)
+		return true;
+	for (size_t i = 0; i < book->n; i++) {
+		if (psf_model_symbol_keys(inf->model, &book->syms[i].row, 1, keys, lens, 2,
+		        &n_keys) != PSF_OK)
+			return false;
+		for (size_t k = 0; k < n_keys; k++)
+			if (psf_params_get_key(params, keys[k], &v, NULL) != PSF_OK)
+				return false;
+	}
+	return true;
+}
+
+/* params_copy makes a copy of src (for a derived snapshot that adds symbols). */
+static psf_err
+params_copy(psf_inferer *inf, const psf_params *src, psf_params **out)
+{
+	size_t n = psf_params_n_keys(src), got = 0;
+	uint64_t *keys = malloc((n > 0 ? n : 1) * sizeof(uint64_t));
+	uint32_t *lens = malloc((n > 0 ? n : 1) * sizeof(uint32_t));
+	psf_params *p = NULL;
+	psf_err err = PSF_ENOMEM;
+
+	if (keys != NULL && lens != NULL && (err = psf_params_new(inf->model, &p)) == PSF_OK)
+		err = psf_params_keys(src, keys, lens, n, &got);
+	for (size_t i = 0; i < got && err == PSF_OK; i++) {
+		const float *v;
+		if ((err = psf_params_get_key(src, keys[i], &v, NULL)) == PSF_OK)
+			err = psf_params_set_key(p, keys[i], v, lens[i]);
+	}
+	free(keys);
+	free(lens);
+	if (err != PSF_OK) {
+		psf_params_free(p);
+		return err;
+	}
+	*out = p;
+	return PSF_OK;
+}
+
+psf_err
+inf_snap_derive(psf_inferer *inf, inf_snap *from, inf_book *book, inf_snap **out)
+{
+	inf_snap *s = calloc(1, sizeof(*s));
+	inf_snap *root = from->base != NULL ? from->base : from;
+	inf_snap *owner = from->params_from != NULL ? from->params_from : from;
+	size_t n = book->n > 0 ? book->n : 1;
+	psf_err err = PSF_OK;
+
+	if (s == NULL)
+		return PSF_ENOMEM;
+	atomic_init(&s->refs, 1);
+	atomic_fetch_add_explicit(&root->refs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&book->refs, 1, memory_order_relaxed);
+	s->base = root;
+	s->book = book;
+	s->version = root->version;
+	s->shard_versions = root->shard_versions;
+	s->n_shards = root->n_shards;
+	s->trained_steps = root->trained_steps;
+	s->stats = root->stats;
+	s->pred = calloc(n, sizeof(double));
+	s->pred_err = calloc(n, sizeof(psf_err));
+	if (s->pred == NULL || s->pred_err == NULL)
+		err = PSF_ENOMEM;
+	else if (symbols_complete(inf, book, owner->params)) {
+		/* the weights are shared: borrowed from the snapshot that owns them */
+		atomic_fetch_add_explicit(&owner->refs, 1, memory_order_relaxed);
+		s->params_from = owner;
+		s->params = owner->params;
+	} else if ((err = params_copy(inf, owner->params, &s->params)) == PSF_OK) {
+		/* new symbols of a model with per-symbol tensors: their initial values */
+		err = complete_symbols(inf, book, s->params);
+	}
+	if (err == PSF_OK)
+		err = precompute(inf, s);
+	if (err != PSF_OK) {
+		snap_free(s);
+		return err;
+	}
+	s->n_keys = psf_params_n_keys(s->params);
+	*out = s;
+	return PSF_OK;
 }

@@ -33,6 +33,14 @@ report_set(ps_worker *w, const Psfleet__V1__MetricsReport *rep)
 	w->report.base.unknown_fields = NULL;
 	w->report.base.n_unknown_fields = 0;
 	w->report.worker = w->id;
+	/* the counts live in the request: copy them (the handler checked the length) */
+	if (rep->n_residual_hist == PSF_RHIST_BINS) {
+		memcpy(w->report_resid, rep->residual_hist, sizeof(w->report_resid));
+		w->report.residual_hist = w->report_resid;
+	} else {
+		w->report.n_residual_hist = 0;
+		w->report.residual_hist = NULL;
+	}
 	w->has_report = true;
 }
 
@@ -97,6 +105,13 @@ psf_ps_rpc_report(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 	if (size > PS_REPORT_MAX_BYTES) { /* untrusted: unknown fields count too */
 		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED,
 		    "a report of %zu bytes exceeds the limit of %d", size, PS_REPORT_MAX_BYTES);
+		done(NULL, call);
+		return;
+	}
+	if (in->n_residual_hist != 0 && in->n_residual_hist != PSF_RHIST_BINS) {
+		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT,
+		    "residual_hist has %zu bins; this ps counts %d", in->n_residual_hist,
+		    PSF_RHIST_BINS);
 		done(NULL, call);
 		return;
 	}

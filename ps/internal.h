@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/base/rhist.h"
 #include "lib/config/config.h"
 #include "lib/model/model.h"
 #include "lib/net/rpc_server.h"
@@ -35,9 +36,9 @@ _Static_assert(PS_MAX_WORKERS >= 1 && PS_MAX_WORKERS <= 255,
     "a worker index + 1 must fit the accumulator key's top byte");
 #define PS_SNAP_RING 4
 #define PS_DEFAULT_SNAP_PIECE ((size_t)4 << 20)
-#define PS_REPORT_MAX_BYTES 4096 /* a packed MetricsReport, unknown fields included */
-#define PS_STORE_RETRY_MS 500    /* a sync round that failed to close is retried this often */
-#define PS_STORE_LOG_MS 30000    /* ... and its failure logged at most this often */
+#define PS_REPORT_MAX_BYTES 16384 /* a packed MetricsReport, unknown fields included */
+#define PS_STORE_RETRY_MS 500     /* a sync round that failed to close is retried this often */
+#define PS_STORE_LOG_MS 30000     /* ... and its failure logged at most this often */
 
 /* Accumulator keys put the worker index (+1) in the top byte of the parameter key,
  * so a walk visits worker 0's gradients first: sums have a fixed order. */
@@ -58,7 +59,9 @@ typedef struct ps_worker {
 	uint64_t pulled_version;
 	uint64_t total_steps; /* announced by the worker (Clock.total_steps); 0 = not yet */
 	bool has_report;
-	Psfleet__V1__MetricsReport report; /* worker string points at id */
+	Psfleet__V1__MetricsReport report;     /* worker string points at id, residual_hist
+	                                    * at report_resid */
+	uint64_t report_resid[PSF_RHIST_BINS]; /* the report's held-out residual counts */
 } ps_worker;
 
 typedef enum park_kind { PARK_PULL, PARK_REDUCE } park_kind;

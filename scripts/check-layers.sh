@@ -2,7 +2,7 @@
 # check-layers.sh [ROOT]: fails when a source file includes a header of a layer it may
 # not use (docs/architecture.md). Run by ctest as "layers".
 #
-#   base <- {net, config} <- {runtime, data, model} <- roles <- cli <- cli/experiment
+#   base <- {net, config} <- {runtime, data, model} <- roles <- cli <- cli/experiment <- cli/backtest
 #
 # Each folder below lists the folders whose headers it may include (its own always).
 # Third-party headers are confined to the one layer that wraps them.
@@ -25,6 +25,7 @@ declare -A allow=(
   [client]="lib/base lib/net proto"
   [cli]="lib/base lib/net lib/config lib/runtime lib/data lib/model ps trainer inferer gateway client proto"
   [cli/experiment]="lib/base lib/net lib/config lib/runtime lib/data lib/model ps trainer inferer gateway client proto cli"
+  [cli/backtest]="lib/base lib/net lib/config lib/runtime lib/data lib/model ps trainer inferer gateway client proto cli cli/experiment"
 )
 # third-party header (prefix) -> the folders that may include it
 declare -A third=(
@@ -40,6 +41,7 @@ folder_of() { # folder_of PATH: the layer folder a path belongs to, or ""
   case "$1" in
     lib/*/*) echo "${1%/*}" | cut -d/ -f1-2 ;;
     cli/experiment/*) echo cli/experiment ;;
+    cli/backtest/*) echo cli/backtest ;;
     ps/*|trainer/*|inferer/*|gateway/*|client/*|cli/*) echo "${1%%/*}" ;;
     *) echo "" ;;
   esac

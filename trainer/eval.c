@@ -22,6 +22,7 @@ eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_
     int64_t clock, psf_params *params, const size_t *rows, size_t n, eval_buf *b, psf_eval *ev)
 {
 	size_t nd = 0, ns = 0, wlen = (size_t)win->window * t->n_features;
+	int by_price = psf_config_interval_by_price(cfg);
 	psf_err err;
 
 	for (size_t i = 0; i < n; i++) {
@@ -49,6 +50,8 @@ eval_batch(const psf_config *cfg, const psf_model *model, psf_model_ws *ws, psf_
 		ev->naive_sae += fabs(ne);
 		if (cfg->target == PSF_TARGET_NEXT_DIRECTION)
 			ev->correct += ((p > 0.5) == (y > 0.5)) ? 1 : 0;
+		else
+			psf_rhist_add(ev->hist, by_price ? e / t->close_t[r] : e);
 		ev->n++;
 	}
 	return PSF_OK;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/base/rhist.h"
 #include "lib/config/config.h"
 #include "lib/data/features.h"
 #include "lib/model/model.h"
@@ -28,7 +29,8 @@ PSF_NODISCARD psf_err psf_trainer_exact(const psf_config *cfg, uint32_t index, p
 /* psf_shard_plan: which symbols a trainer owns, and the test cutoff date. */
 typedef struct psf_shard_plan {
 	int32_t cutoff;
-	char **symbols; /* sorted (strcmp) */
+	int32_t date_end; /* data.train_end parsed; 0 = none */
+	char **symbols;   /* sorted (strcmp) */
 	size_t n;
 } psf_shard_plan;
 
@@ -77,6 +79,9 @@ void psf_windows_gather(const psf_windows *w, const psf_table *t, size_t row, fl
 typedef struct psf_eval {
 	double sse, sae, naive_sse, naive_sae, correct;
 	uint64_t n;
+	/* |error| / scale of each test row (lib/base/rhist.h; scale: the row's close
+	 * when psf_config_interval_by_price, else 1); empty for next_direction */
+	uint64_t hist[PSF_RHIST_BINS];
 } psf_eval;
 
 /* psf_trainer_evaluate predicts every test row of the table that has a window

@@ -113,6 +113,19 @@ psf_trainer_plan(const psf_config *cfg, size_t index, psf_shard_plan *plan, char
 		return err;
 	n = psf_data_index_n_symbols(idx);
 	dates = psf_data_index_dates(idx, &n_dates);
+	if (cfg->data.train_end != NULL) { /* split the dates before the cut */
+		int32_t end;
+		if (psf_date_parse(cfg->data.train_end, strlen(cfg->data.train_end), &end) !=
+		    PSF_OK) {
+			snprintf(errbuf, errlen, "data.train_end '%s' is not a calendar date",
+			    cfg->data.train_end);
+			err = PSF_EINVAL;
+			goto out;
+		}
+		while (n_dates > 0 && dates[n_dates - 1] >= end)
+			n_dates--;
+		plan->date_end = end;
+	}
 	if ((err = psf_data_cutoff_date(dates, n_dates, cfg->data.test_fraction, &plan->cutoff)) !=
 	    PSF_OK) {
 		snprintf(errbuf, errlen, "%s: no dates to split", cfg->data.path);

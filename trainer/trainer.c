@@ -151,6 +151,7 @@ make_table(trainer *t)
 	dopts.keep_arg = &plan;
 	dopts.stop = node_stop;
 	dopts.stop_arg = t->rt;
+	dopts.date_end = plan.date_end;
 	uint64_t t0 = psf_now_ms();
 	err = psf_data_load(t->cfg->data.path, &dopts, errbuf, sizeof(errbuf), &ds);
 	if (err != PSF_OK) {
@@ -376,6 +377,13 @@ step(trainer *t, int64_t c, double *loss)
 	return PSF_OK;
 }
 
+/* cfg_has_intervals: regression targets report their held-out residuals. */
+static bool
+cfg_has_intervals(const psf_config *cfg)
+{
+	return cfg->target != PSF_TARGET_NEXT_DIRECTION;
+}
+
 static psf_err
 report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 {
@@ -396,6 +404,10 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	r.naive_sae = ev.naive_sae;
 	r.test_n = ev.n;
 	r.test_correct = ev.correct;
+	if (cfg_has_intervals(t->cfg)) {
+		r.n_residual_hist = PSF_RHIST_BINS;
+		r.residual_hist = ev.hist;
+	}
 	r.samples_per_sec = sps;
 	r.finished = finished;
 	psf_log_info("trainer",

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/experiment/chart.h"
 #include "cli/experiment/report_internal.h"
 
 #define W 960.0 /* every chart's viewBox width */
@@ -15,10 +16,7 @@
 #define C_WAIT "#f4a259"
 #define C_OTHER "#c8c8c8"
 
-typedef struct frame {
-	double left, top, width, height; /* the plot area, in viewBox units */
-	double xlo, xhi, ylo, yhi;
-} frame;
+typedef rp_frame frame;
 
 static double
 fx(const frame *f, double v)
@@ -76,16 +74,7 @@ nice_range(double *lo, double *hi, int n)
 	*hi = ceil(*hi / step - 1e-9) * step;
 }
 
-/* What draw_frame draws around a plot area. */
-typedef struct axes_spec {
-	int nx, ny;         /* about this many linear ticks; 0 = none on that axis */
-	int ylog;           /* y is log10 of a percentage: a grid line per decade */
-	const char *xlabel; /* under the plot, with the bottom axis line; NULL = neither */
-	const char *ylabel; /* rotated, left of the plot; NULL = none */
-	double xlabel_dy;   /* the x title's distance below the plot; 0 = 40 */
-	double ylabel_dx;   /* the y title's distance left of the plot; 0 = 68 */
-	const char *clip;   /* non-NULL: a clip path clip-<clip> for the data */
-} axes_spec;
+typedef rp_axes axes_spec;
 
 /* draw_frame draws the frame of every chart and panel: the plot area, grid
  * lines with tick labels (linear, about a->ny and a->nx apart, or a log y),
@@ -669,4 +658,42 @@ rp_target_chart(FILE *f, const psf_report *r)
 	legend_box(f, fr.left, "#777", NULL, "time to the target loss");
 	legend_box(f, fr.left + 220, "#777", "0.18", "whole training");
 	fputs("</svg>\n", f);
+}
+
+/* ---------------------------------------------------------------- shared (chart.h) */
+
+double
+rp_chart_x(const rp_frame *f, double v)
+{
+	return fx(f, v);
+}
+
+double
+rp_chart_y(const rp_frame *f, double v)
+{
+	return fy(f, v);
+}
+
+void
+rp_chart_nice_range(double *lo, double *hi, int n)
+{
+	nice_range(lo, hi, n);
+}
+
+void
+rp_chart_open(FILE *f, const char *id, double height, const char *title)
+{
+	svg_open(f, id, height, title);
+}
+
+void
+rp_chart_axes(FILE *f, const rp_frame *fr, const rp_axes *a)
+{
+	draw_frame(f, fr, a);
+}
+
+void
+rp_chart_legend(FILE *f, double x, const char *color, const char *opacity, const char *text)
+{
+	legend_box(f, x, color, opacity, text);
 }

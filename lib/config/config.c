@@ -152,6 +152,8 @@ psf_config_free(psf_config *cfg)
 	free(cfg->nodes);
 	free(cfg->features);
 	free(cfg->data.path);
+	free(cfg->data.train_end);
+	free(cfg->inference.interval_scale);
 	free(cfg->security.token_file);
 	free(cfg->security.token_env);
 	free(cfg->security.tls_cert);
@@ -278,4 +280,12 @@ psf_config_log(const psf_config *cfg)
 	    psf_optim_kind_name(cfg->optimizer.kind), cfg->optimizer.learning_rate,
 	    cfg->training.epochs, cfg->training.batch_size, cfg->n_features,
 	    psf_target_name(cfg->target), cfg->data.path, fp);
+}
+
+int
+psf_config_interval_by_price(const psf_config *cfg)
+{
+	const char *s = cfg->inference.interval_scale;
+
+	return cfg->target == PSF_TARGET_NEXT_CLOSE && (s == NULL || strcmp(s, "price") == 0);
 }

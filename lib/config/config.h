@@ -136,6 +136,8 @@ typedef struct psf_data_cfg {
 	double test_fraction;  /* last fraction of dates held out; default 0.2, in (0, 1) */
 	psf_shard_by shard_by; /* default rows */
 	int cache;             /* 0/1: keep a binary cache of the parsed input; default 1 */
+	char *train_end;       /* YYYY-MM-DD: trainers use only rows dated before it
+	                        * (backtests); NULL = every row */
 } psf_data_cfg;
 
 typedef struct psf_model_cfg {
@@ -211,6 +213,8 @@ typedef struct psf_inference_cfg {
 	uint32_t refresh_ms;   /* snapshot refresh period; default 1000 */
 	uint32_t history_days; /* recent days of history kept per symbol; default 64 */
 	uint32_t shards;       /* number of symbol shards over inferers; default 1 */
+	char *interval_scale;  /* "price" (default, NULL) or "none": residuals of
+	                        * next_close intervals are relative to the close */
 } psf_inference_cfg;
 
 typedef struct psf_gateway_cfg {
@@ -303,6 +307,12 @@ void psf_config_log(const psf_config *cfg);
 
 /* psf_config_free releases a config. NULL is fine. */
 void psf_config_free(psf_config *cfg);
+
+/* psf_config_interval_by_price tells whether prediction-interval residuals are
+ * divided by the close they are predicted from (target next_close with
+ * inference.interval_scale price, the default), so one quantile serves symbols
+ * whose prices differ 100x. Cannot fail. */
+int psf_config_interval_by_price(const psf_config *cfg);
 
 /* psf_model_cfg_dense_floats returns how many dense floats (every layer's weights
  * and biases; not the per-symbol rows) a model of cfg with n_features inputs has:

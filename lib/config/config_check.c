@@ -378,6 +378,20 @@ validate_exact(ctx *c)
 	return PSF_OK;
 }
 
+/* valid_day tells whether s looks like YYYY-MM-DD (month 01-12, day 01-31; the
+ * trainers check the calendar when they parse it). */
+static int
+valid_day(const char *s)
+{
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return 0;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return 0;
+	int m = (s[5] - '0') * 10 + (s[6] - '0'), d = (s[8] - '0') * 10 + (s[9] - '0');
+	return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
 static psf_err
 validate_misc(ctx *c)
 {
@@ -393,6 +407,9 @@ validate_misc(ctx *c)
 	if (cfg->data.path == NULL)
 		return config_fail(c, config_line_of(c, "data", NULL),
 		    "missing 'path' in data (required unless data.generate is set)");
+	if (cfg->data.train_end != NULL && !valid_day(cfg->data.train_end))
+		return config_fail(c, config_line_of(c, "data", "train_end"),
+		    "data.train_end '%s' is not a date YYYY-MM-DD", cfg->data.train_end);
 	if (cfg->n_features == 0)
 		return config_fail(c, 1,
 		    "missing 'features' (a list like [\"lag:0\", \"return:1\"])");

@@ -12,6 +12,7 @@
 #include <string.h>
 
 static const char *const level_names[] = {"err", "warn", "info", "debug", NULL};
+static const char *const interval_scale_names[] = {"price", "none", NULL};
 
 /* ---- features ---- */
 
@@ -325,6 +326,7 @@ static const field data_fields[] = {
         .dmin = 0, .dmax = 1, .open_lo = 1, .open_hi = 1},
     {"shard_by", T_ENUM, offsetof(psf_data_cfg, shard_by), .names = config_shard_by_names},
     {"cache", T_BOOL, offsetof(psf_data_cfg, cache), .must = "true or false"},
+    {"train_end", T_STR, offsetof(psf_data_cfg, train_end), .must = "a date YYYY-MM-DD"},
 };
 static const table data_table = {"data", data_fields, PSF_ARRAY_LEN(data_fields)};
 
@@ -436,6 +438,8 @@ static const field inf_fields[] = {
         .must = "an integer in [1, 100000]", .imin = 1, .imax = 100000},
     {"shards", T_U32, offsetof(psf_inference_cfg, shards), .must = "an integer in [1, 1024]",
         .imin = 1, .imax = 1024},
+    {"interval_scale", T_STR, offsetof(psf_inference_cfg, interval_scale),
+        .names = interval_scale_names},
 };
 static const table inf_table = {"inference", inf_fields, PSF_ARRAY_LEN(inf_fields)};
 

@@ -459,6 +459,10 @@ psf_data_load(const char *path, const psf_data_opts *opts, char *errbuf, size_t 
 		data_copy_err(errbuf, errlen, "data: no path given", PSF_EINVAL);
 		return PSF_EINVAL;
 	}
+	/* The cache holds every row; a training cut (date_end, a backtest's origin)
+	 * is applied by the parser, so such a load parses the CSV. */
+	if (o.date_end != 0)
+		o.cache = false;
 	rv = o.cache ? load_cached(path, &o, msg, &ds, &used) : PSF_OK;
 	if (rv == PSF_OK && !used)
 		rv = data_load_csv(path, &o, msg, &ds);

@@ -89,6 +89,9 @@ typedef struct psf_data_opts {
 	/* quiet: no info-level log lines about the cache (built, read, stale): the
 	 * caller reports it itself, as `psfleet up` does. Warnings still go out. */
 	bool quiet;
+	/* date_end (0: none): rows dated on or after it are left out, as if absent
+	 * from the file (a backtest's training cut, data.train_end) */
+	int32_t date_end;
 } psf_data_opts;
 
 #define PSF_DATA_STOP_ROWS 65536

@@ -26,6 +26,7 @@ static const method_name methods[] = {
     {PSF_M_PREDICT, &psfleet__v1__inference__descriptor},
     {PSF_M_PREDICT_BATCH, &psfleet__v1__inference__descriptor},
     {PSF_M_MODEL_INFO, &psfleet__v1__inference__descriptor},
+    {PSF_M_INGEST, &psfleet__v1__inference__descriptor},
     {PSF_M_HEALTH, &psfleet__v1__admin__descriptor},
     {PSF_M_STATUS, &psfleet__v1__admin__descriptor},
     {PSF_M_SHUTDOWN, &psfleet__v1__admin__descriptor},

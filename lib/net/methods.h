@@ -31,6 +31,7 @@
 #define PSF_M_PREDICT PSF_SVC_INFERENCE "/Predict"
 #define PSF_M_PREDICT_BATCH PSF_SVC_INFERENCE "/PredictBatch"
 #define PSF_M_MODEL_INFO PSF_SVC_INFERENCE "/ModelInfo"
+#define PSF_M_INGEST PSF_SVC_INFERENCE "/Ingest"
 /* service Admin */
 #define PSF_M_HEALTH PSF_SVC_ADMIN "/Health"
 #define PSF_M_STATUS PSF_SVC_ADMIN "/Status"

@@ -70,7 +70,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (f == NULL || fwrite(data, 1, size, f) != size || fclose(f) != 0)
 		abort();
 	for (size_t p = 0; p < 2; p++) {
-		psf_data_opts o = {policies[p], NULL, NULL, NULL, NULL};
+		psf_data_opts o = {policies[p], NULL, NULL, NULL, NULL, 0};
 		err[0] = '\0';
 		if (psf_data_load(file, &o, err, sizeof(err), &ds) == PSF_OK) {
 			check(ds);

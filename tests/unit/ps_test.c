@@ -1518,7 +1518,7 @@ test_ps_report_size_capped(void **state)
 	fleet f;
 	Psfleet__V1__MetricsReport r = PSFLEET__V1__METRICS_REPORT__INIT;
 	/* protobuf-c packs an unknown field's data as is: it holds the length prefix */
-	uint8_t big[2 + 5000] = {0x88, 0x27}, small[1 + 16] = {16};
+	uint8_t big[3 + 17000] = {0xe8, 0x84, 0x01}, small[1 + 16] = {16};
 	ProtobufCMessageUnknownField unk = {100, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, sizeof(big),
 	    big};
 	Psfleet__V1__StatsReply *s;
@@ -1534,7 +1534,7 @@ test_ps_report_size_capped(void **state)
 	assert_int_not_equal(
 	    call_ps(&f, PSF_M_REPORT, &r.base, &psfleet__v1__metrics_ack__descriptor, &st), PSF_OK);
 	assert_int_equal(st.code, PSF_STATUS_RESOURCE_EXHAUSTED);
-	assert_non_null(strstr(st.message, "exceeds the limit of 4096"));
+	assert_non_null(strstr(st.message, "exceeds the limit of 16384"));
 	s = stats(&f, 0);
 	assert_int_equal(s->n_reports, 0);
 	protobuf_c_message_free_unpacked(&s->base, NULL);

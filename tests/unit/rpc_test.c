@@ -50,6 +50,8 @@ void test_infer_predict(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__
 void test_infer_predict_batch(Psfleet__V1__Inference_Service *svc,
     const Psfleet__V1__PredictBatchRequest *in, Psfleet__V1__PredictBatchReply_Closure done,
     void *call);
+void test_infer_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__IngestRequest *in,
+    Psfleet__V1__IngestReply_Closure done, void *call);
 void test_infer_model_info(Psfleet__V1__Inference_Service *svc,
     const Psfleet__V1__ModelInfoRequest *in, Psfleet__V1__ModelInfoReply_Closure done, void *call);
 
@@ -175,6 +177,16 @@ test_infer_predict_batch(Psfleet__V1__Inference_Service *svc,
 void
 test_infer_model_info(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__ModelInfoRequest *in,
     Psfleet__V1__ModelInfoReply_Closure done, void *call)
+{
+	(void)svc;
+	(void)in;
+	psf_rpc_fail(call, PSF_STATUS_UNIMPLEMENTED, "not in this test");
+	done(NULL, call);
+}
+
+void
+test_infer_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__IngestRequest *in,
+    Psfleet__V1__IngestReply_Closure done, void *call)
 {
 	(void)svc;
 	(void)in;
