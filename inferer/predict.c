@@ -60,7 +60,7 @@ inf_predict_row(psf_inferer *inf, psf_model_ws *ws, const inf_snap *s, float *x,
 	float z;
 	psf_err err;
 
-	for (size_t k = 0; k < psf_model_window(inf->model); k++)
+	for (size_t k = 0; k < (size_t)psf_model_window(inf->model); k++)
 		psf_features_standardize_row(x + k * inf->cfg->n_features, inf->cfg->n_features,
 		    s->stats);
 	err = psf_model_forward(inf->model, ws, s->params, x, &row, 1, &z);
@@ -95,8 +95,8 @@ row_error(psf_inferer *inf, const inf_symbol *sym, const psf_series *s, psf_err 
 			snprintf(msg, len,
 			    "not enough history for '%s' %s: needs %zu days (window %zu + "
 			    "%zu for the features), has %zu from %s",
-			    sym->name, when, need + psf_model_window(inf->model),
-			    psf_model_window(inf->model), need, s->n, first);
+			    sym->name, when, need + (size_t)psf_model_window(inf->model),
+			    (size_t)psf_model_window(inf->model), need, s->n, first);
 		else
 			snprintf(msg, len,
 			    "not enough history for '%s' %s: the features need %zu earlier "
