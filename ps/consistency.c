@@ -165,10 +165,12 @@ ps_answer_parked(psf_ps *ps, parked *list)
 {
 	while (list != NULL) {
 		parked *next = list->next;
-		if (list->kind == PARK_PULL)
-			ps_serve_pull(ps, list);
-		else
+		if (list->kind == PARK_REDUCE)
 			ps_serve_reduce(ps, list);
+		else
+			ps_serve_pull(ps, list);
+		if (list->release != NULL)
+			list->release(list);
 		free(list);
 		list = next;
 	}

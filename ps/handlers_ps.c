@@ -78,9 +78,8 @@ psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
 	ps_unlock_and_answer(ps);
 }
 
-/* check_keys validates a key list: sorted, unique, valid and on this shard. */
-static bool
-check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
+bool
+ps_check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
 {
 	if (n > ps->cfg->limits.max_keys_per_request) {
 		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "%zu keys exceed the limit of %u",
@@ -108,6 +107,17 @@ check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
 	return true;
 }
 
+/* pull_done answers a parked pull: a Pull with its generated closure, the pull
+ * half of a PushPull together with its push half. r NULL: the status set. */
+static void
+pull_done(parked *p, const Psfleet__V1__PullReply *r)
+{
+	if (p->kind == PARK_PUSH_PULL)
+		ps_push_pull_answer(p, r);
+	else
+		((Psfleet__V1__PullReply_Closure)p->done)(r, p->call);
+}
+
 /* A one-key pull answered inside its read transaction. */
 typedef struct pull_one {
 	parked *p;
@@ -125,7 +135,6 @@ static psf_err
 pull_one_txn(psf_store_txn *txn, void *arg)
 {
 	pull_one *c = arg;
-	Psfleet__V1__PullReply_Closure done = (Psfleet__V1__PullReply_Closure)c->p->done;
 	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
 	const void *data;
 	size_t len;
@@ -146,7 +155,7 @@ pull_one_txn(psf_store_txn *txn, void *arg)
 	r.lens = &c->len;
 	r.values.data = (uint8_t *)data; /* only read by packing */
 	r.values.len = len;
-	done(&r, c->p->call);
+	pull_done(c->p, &r);
 	c->answered = true;
 	return PSF_OK;
 }
@@ -155,7 +164,6 @@ void
 ps_serve_pull(psf_ps *ps, parked *p)
 {
 	const Psfleet__V1__PullRequest *in = p->req;
-	Psfleet__V1__PullReply_Closure done = (Psfleet__V1__PullReply_Closure)p->done;
 	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
 	uint32_t *lens = NULL;
 	float *values = NULL;
@@ -165,7 +173,7 @@ ps_serve_pull(psf_ps *ps, parked *p)
 
 	if (ps->stopping) {
 		psf_rpc_fail(p->call, PSF_STATUS_UNAVAILABLE, "ps is shutting down");
-		done(NULL, p->call);
+		pull_done(p, NULL);
 		return;
 	}
 	pthread_mutex_lock(&ps->mu);
@@ -175,7 +183,7 @@ ps_serve_pull(psf_ps *ps, parked *p)
 		psf_rpc_fail(p->call, PSF_STATUS_DEADLINE_EXCEEDED,
 		    "pull for clock %lld still blocked by the consistency mode at the deadline",
 		    (long long)p->clock);
-		done(NULL, p->call);
+		pull_done(p, NULL);
 		return;
 	}
 	if (in->n_keys == 1) {
@@ -195,7 +203,7 @@ ps_serve_pull(psf_ps *ps, parked *p)
 	    : PSF_ENOMEM;
 	if (err != PSF_OK) {
 		psf_rpc_fail_err(p->call, err, "pull: %s", psf_strerror(err));
-		done(NULL, p->call);
+		pull_done(p, NULL);
 		free(lens);
 		return;
 	}
@@ -210,7 +218,7 @@ ps_serve_pull(psf_ps *ps, parked *p)
 	r.lens = lens;
 	r.values.data = (uint8_t *)values;
 	r.values.len = n_floats * sizeof(float);
-	done(&r, p->call);
+	pull_done(p, &r);
 	free(values);
 	free(lens);
 }
@@ -228,13 +236,13 @@ psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 		done(NULL, call);
 		return;
 	}
-	if (!check_keys(ps, in->keys, in->n_keys, call)) {
+	if (!ps_check_keys(ps, in->keys, in->n_keys, call)) {
 		pthread_mutex_unlock(&ps->mu);
 		done(NULL, call);
 		return;
 	}
-	p = (parked){NULL, PARK_PULL, call, (void *)done, in, w, in->clock,
-	    psf_rpc_call_deadline_ns(call), NULL};
+	p = (parked){.kind = PARK_PULL, .call = call, .done = (void *)done, .req = in, .w = w,
+	    .clock = in->clock, .deadline_ns = psf_rpc_call_deadline_ns(call)};
 	if (ps_pull_may_proceed(ps, in->clock)) {
 		pthread_mutex_unlock(&ps->mu);
 		ps_serve_pull(ps, &p);
@@ -260,7 +268,7 @@ validate_push(psf_ps *ps, const ps_push_in *in, ps_worker *w, void *call, ps_pus
 		    in->n_lens);
 		return false;
 	}
-	if (!check_keys(ps, in->keys, in->n_keys, call))
+	if (!ps_check_keys(ps, in->keys, in->n_keys, call))
 		return false;
 	for (size_t i = 0; i < in->n_keys; i++) {
 		uint32_t want = psf_model_key_len(ps->model, in->keys[i]);

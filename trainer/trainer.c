@@ -50,6 +50,12 @@ typedef struct trainer {
 	uint64_t *brows;
 	uint64_t *keys;
 	size_t keys_cap;
+	/* The fused sync step (psf_ps_client_push_pull): the next step's rows and
+	 * keys, and whether params already hold the next step's weights. */
+	bool fuse;       /* off with PSF_TRAINER_PLAIN_COMM=1 (the bench's baseline) */
+	bool prefetched; /* params hold the weights of the clock about to run */
+	size_t *next_bidx;
+	uint64_t *next_brows, *next_keys;
 	psf_gauge *g_epoch, *g_step, *g_loss, *g_sps, *g_total;
 	psf_counter *c_wait_ns, *c_compute_ns;
 	FILE *trace;      /* <run_dir>/trace/<id>.csv: one line per step */
@@ -240,10 +246,14 @@ setup_model(trainer *t)
 	t->by = malloc(batch * sizeof(float));
 	t->brows = malloc(batch * sizeof(uint64_t));
 	t->keys = malloc(t->keys_cap * sizeof(uint64_t));
+	t->next_bidx = malloc(batch * sizeof(size_t));
+	t->next_brows = malloc(batch * sizeof(uint64_t));
+	t->next_keys = malloc(t->keys_cap * sizeof(uint64_t));
 	t->sym_rows =
 	    malloc((t->table->n_symbols > 0 ? t->table->n_symbols : 1) * sizeof(uint64_t));
 	t->perm = malloc((t->table->n_train > 0 ? t->table->n_train : 1) * sizeof(uint32_t));
-	if (!t->bidx || !t->bx || !t->by || !t->brows || !t->keys || !t->sym_rows || !t->perm)
+	if (!t->bidx || !t->bx || !t->by || !t->brows || !t->keys || !t->sym_rows || !t->perm ||
+	    !t->next_bidx || !t->next_brows || !t->next_keys)
 		return PSF_ENOMEM;
 	for (size_t i = 0; i < t->table->n_symbols; i++)
 		t->sym_rows[i] = psf_symbol_row(t->table->symbols[i]);
@@ -272,15 +282,15 @@ batch_rows(trainer *t, int64_t c, size_t *rows)
 	return batch < n ? batch : n;
 }
 
-/* keys_for lists the dense keys and the per-symbol keys of n batch rows. */
+/* keys_for lists into keys the dense keys and the per-symbol keys of n batch rows. */
 static psf_err
-keys_for(trainer *t, const uint64_t *brows, size_t n, size_t *n_keys)
+keys_for(trainer *t, const uint64_t *brows, size_t n, uint64_t *keys, size_t *n_keys)
 {
 	size_t nd = 0, ns = 0;
-	psf_err err = psf_model_dense_keys(t->model, t->keys, NULL, t->keys_cap, &nd);
+	psf_err err = psf_model_dense_keys(t->model, keys, NULL, t->keys_cap, &nd);
 
 	if (err == PSF_OK && psf_model_n_symbol_tensors(t->model) > 0)
-		err = psf_model_symbol_keys(t->model, brows, n, t->keys + nd, NULL,
+		err = psf_model_symbol_keys(t->model, brows, n, keys + nd, NULL,
 		    t->keys_cap - nd, &ns);
 	*n_keys = nd + ns;
 	return err;
@@ -297,6 +307,27 @@ inject_faults(trainer *t, int64_t c, uint64_t step_ns)
 		psf_sleep_ms((uint64_t)((t->opts->slowdown - 1.0) * (double)step_ns / 1e6));
 	if (t->opts != NULL && t->opts->delay_ms > 0)
 		psf_sleep_ms(t->opts->delay_ms);
+}
+
+/* push_step pushes step c's gradients. With the fused path on and a step after
+ * c, it lists the keys of step c + 1 and pulls their weights in the same round
+ * trip (t->prefetched says whether that worked). */
+static psf_err
+push_step(trainer *t, int64_t c, size_t n_keys, size_t n, double loss, psf_push_result *pr)
+{
+	size_t nn, n_next = 0;
+	psf_err err;
+
+	t->prefetched = false;
+	if (!t->fuse || c + 1 >= (int64_t)t->total_steps)
+		return psf_ps_client_push(t->w, c, t->grads, t->keys, n_keys, n, loss, pr);
+	nn = batch_rows(t, c + 1, t->next_bidx);
+	for (size_t i = 0; i < nn; i++)
+		t->next_brows[i] = t->sym_rows[t->table->sym[t->next_bidx[i]]];
+	if ((err = keys_for(t, t->next_brows, nn, t->next_keys, &n_next)) != PSF_OK)
+		return err;
+	return psf_ps_client_push_pull(t->w, c, t->grads, t->keys, n_keys, n, loss, t->next_keys,
+	    n_next, t->params, pr, &t->prefetched);
 }
 
 /* step runs one training step at clock c. */
@@ -317,8 +348,9 @@ step(trainer *t, int64_t c, double *loss)
 	}
 	uint64_t t0 = psf_now_ns(), t1, t2;
 	psf_push_result pr;
-	if ((err = keys_for(t, t->brows, n, &n_keys)) != PSF_OK ||
-	    (err = psf_ps_client_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK)
+	if (!t->prefetched &&
+	    ((err = keys_for(t, t->brows, n, t->keys, &n_keys)) != PSF_OK ||
+	        (err = psf_ps_client_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK))
 		return err;
 	t1 = psf_now_ns();
 	if ((err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n,
@@ -335,8 +367,7 @@ step(trainer *t, int64_t c, double *loss)
 		return PSF_EINVAL;
 	}
 	t2 = psf_now_ns();
-	err = psf_ps_client_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, &pr);
-	if (err != PSF_OK)
+	if ((err = push_step(t, c, n_keys, n, *loss, &pr)) != PSF_OK)
 		return err;
 	t->last =
 	    (step_times){t1 - t0, t2 - t1, psf_now_ns() - t2, pr.max_staleness, pr.model_version};
@@ -399,6 +430,8 @@ train(trainer *t)
 		if (psf_runtime_stop_requested(t->rt))
 			return PSF_ECLOSED;
 		err = step(t, c, &loss);
+		if (err != PSF_OK)
+			t->prefetched = false;
 		if (err == PSF_ESTATE) { /* the round moved on without us: rejoin */
 			c = psf_ps_client_clock(t->w);
 			continue;
@@ -423,6 +456,7 @@ train(trainer *t)
 		psf_gauge_set(t->g_sps, secs > 0 ? (double)samples / secs : 0);
 		if ((uint64_t)c % t->steps_per_epoch == 0 || c == (int64_t)t->total_steps) {
 			bool last = c == (int64_t)t->total_steps;
+			t->prefetched = false; /* the evaluation pulls into params */
 			if ((err = report(t, c, loss_sum / (double)loss_n,
 			         secs > 0 ? (double)samples / secs : 0, last)) != PSF_OK)
 				return err;
@@ -522,6 +556,9 @@ trainer_fini(trainer *t)
 	free(t->by);
 	free(t->brows);
 	free(t->keys);
+	free(t->next_bidx);
+	free(t->next_brows);
+	free(t->next_keys);
 	if (t->trace != NULL)
 		fclose(t->trace);
 	if (t->eval_trace != NULL)
@@ -576,6 +613,8 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	t.cfg = cfg;
 	t.node = node;
 	t.opts = opts;
+	t.fuse = getenv("PSF_TRAINER_PLAIN_COMM") == NULL ||
+	    strcmp(getenv("PSF_TRAINER_PLAIN_COMM"), "1") != 0;
 	if (opts != NULL && opts->metrics != NULL)
 		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
 	if (cfg->training.batch_size > PSF_TRAINER_MAX_BATCH) {

@@ -25,6 +25,7 @@
 #define PSF_M_STATS PSF_SVC_PS "/Stats"
 #define PSF_M_REDUCE PSF_SVC_PS "/Reduce"
 #define PSF_M_REPORT PSF_SVC_PS "/Report"
+#define PSF_M_PUSH_PULL PSF_SVC_PS "/PushPull"
 /* service Inference */
 #define PSF_M_PREDICT PSF_SVC_INFERENCE "/Predict"
 #define PSF_M_PREDICT_BATCH PSF_SVC_INFERENCE "/PredictBatch"
