@@ -241,8 +241,13 @@ psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 		done(NULL, call);
 		return;
 	}
-	p = (parked){.kind = PARK_PULL, .call = call, .done = (void *)done, .req = in, .w = w,
-	    .clock = in->clock, .deadline_ns = psf_rpc_call_deadline_ns(call)};
+	p = (parked){.kind = PARK_PULL,
+	    .call = call,
+	    .done = (void *)done,
+	    .req = in,
+	    .w = w,
+	    .clock = in->clock,
+	    .deadline_ns = psf_rpc_call_deadline_ns(call)};
 	if (ps_pull_may_proceed(ps, in->clock)) {
 		pthread_mutex_unlock(&ps->mu);
 		ps_serve_pull(ps, &p);

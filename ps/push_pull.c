@@ -104,9 +104,14 @@ static void
 serve_or_park(psf_ps *ps, void *call, ps_worker *w, Psfleet__V1__PullRequest *pull,
     Psfleet__V1__PushReply *pr)
 {
-	parked p = {.kind = PARK_PUSH_PULL, .call = call, .req = pull, .w = w,
-	    .clock = pull->clock, .deadline_ns = psf_rpc_call_deadline_ns(call),
-	    .push_reply = pr, .release = release};
+	parked p = {.kind = PARK_PUSH_PULL,
+	    .call = call,
+	    .req = pull,
+	    .w = w,
+	    .clock = pull->clock,
+	    .deadline_ns = psf_rpc_call_deadline_ns(call),
+	    .push_reply = pr,
+	    .release = release};
 	bool now;
 
 	pthread_mutex_lock(&ps->mu);

@@ -114,7 +114,8 @@ psf_ps_client_new(const psf_config *cfg, const psf_model *model, const char *id,
 	w->bufs = calloc(w->n_ps, sizeof(*w->bufs));
 	w->pbufs = calloc(w->n_ps, sizeof(*w->pbufs));
 	w->pend = calloc(w->n_ps > PULL_WINDOW ? w->n_ps : PULL_WINDOW, sizeof(*w->pend));
-	if (!w->clients || !w->seeds || !w->shard_clock || !w->shard_seq || !w->bufs || !w->pbufs || !w->pend)
+	if (!w->clients || !w->seeds || !w->shard_clock || !w->shard_seq || !w->bufs || !w->pbufs ||
+	    !w->pend)
 		goto fail;
 	if ((err = psf_runtime_client_opts(cfg, w->token, sizeof(w->token), &co)) != PSF_OK)
 		goto fail;
@@ -455,8 +456,8 @@ finish_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pend
 	}
 	/* slow path: retries, re-registration, waiting */
 	pull_request(w, pc, clock, &req);
-	err = ps_client_call_shard(w, pc->shard, PSF_M_PULL, &req.base, &psfleet__v1__pull_reply__descriptor,
-	    1, (ProtobufCMessage **)&r, &st);
+	err = ps_client_call_shard(w, pc->shard, PSF_M_PULL, &req.base,
+	    &psfleet__v1__pull_reply__descriptor, 1, (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
 		if (err != PSF_ECLOSED) /* not a stop request */
 			psf_log_err("ps_client", "pull from shard %zu at clock %lld: %s", pc->shard,
@@ -572,8 +573,8 @@ push_collect(psf_ps_client *w, size_t s, const Psfleet__V1__PushRequest *req, ps
 }
 
 psf_err
-ps_client_push_slow(psf_ps_client *w, size_t s, const Psfleet__V1__PushRequest *req,
-    psf_err err, Psfleet__V1__PushReply **r, psf_rpc_status *st)
+ps_client_push_slow(psf_ps_client *w, size_t s, const Psfleet__V1__PushRequest *req, psf_err err,
+    Psfleet__V1__PushReply **r, psf_rpc_status *st)
 {
 	if (ps_client_stopping(w, err))
 		return PSF_ECLOSED;
@@ -740,8 +741,8 @@ psf_ps_client_reduce(psf_ps_client *w, const char *name, uint32_t expected, doub
 	req.expected = expected;
 	req.n_values = n;
 	req.values = values;
-	err = ps_client_call_shard(w, 0, PSF_M_REDUCE, &req.base, &psfleet__v1__reduce_reply__descriptor, 1,
-	    (ProtobufCMessage **)&r, &st);
+	err = ps_client_call_shard(w, 0, PSF_M_REDUCE, &req.base,
+	    &psfleet__v1__reduce_reply__descriptor, 1, (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
 		psf_log_err("ps_client", "reduce '%s': %s", name, st.message);
 		return err;
@@ -763,8 +764,8 @@ psf_ps_client_report(psf_ps_client *w, Psfleet__V1__MetricsReport *report)
 	psf_err err;
 
 	report->worker = w->id;
-	err = ps_client_call_shard(w, 0, PSF_M_REPORT, &report->base, &psfleet__v1__metrics_ack__descriptor,
-	    1, (ProtobufCMessage **)&r, &st);
+	err = ps_client_call_shard(w, 0, PSF_M_REPORT, &report->base,
+	    &psfleet__v1__metrics_ack__descriptor, 1, (ProtobufCMessage **)&r, &st);
 	if (err == PSF_OK)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	return err;

@@ -110,8 +110,7 @@ PSF_NODISCARD psf_err psf_ps_client_push(psf_ps_client *w, int64_t clock, const 
  * alone: the caller then pulls as usual. */
 PSF_NODISCARD psf_err psf_ps_client_push_pull(psf_ps_client *w, int64_t clock,
     const psf_params *grads, const uint64_t *keys, size_t n, uint64_t n_samples, double loss,
-    const uint64_t *next_keys, size_t n_next, psf_params *dst, psf_push_result *res,
-    bool *pulled);
+    const uint64_t *next_keys, size_t n_next, psf_params *dst, psf_push_result *res, bool *pulled);
 
 /* psf_ps_client_set_total_steps records how many steps this worker will take in the
  * whole run; every later heartbeat announces it (the ps derives a cosine

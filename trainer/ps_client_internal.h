@@ -53,7 +53,7 @@ struct psf_ps_client {
 	size_t rcap;
 	psf_rpc_pending **pend; /* max(n_ps, PULL_WINDOW) calls in flight */
 	size_t window;          /* pull requests in flight */
-	shard_buf *pbufs; /* the next step's pull keys (push_pull.c) */
+	shard_buf *pbufs;       /* the next step's pull keys (push_pull.c) */
 	int64_t clock;
 	uint64_t next_seq;
 	uint32_t index;

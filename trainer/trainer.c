@@ -290,8 +290,8 @@ keys_for(trainer *t, const uint64_t *brows, size_t n, uint64_t *keys, size_t *n_
 	psf_err err = psf_model_dense_keys(t->model, keys, NULL, t->keys_cap, &nd);
 
 	if (err == PSF_OK && psf_model_n_symbol_tensors(t->model) > 0)
-		err = psf_model_symbol_keys(t->model, brows, n, keys + nd, NULL,
-		    t->keys_cap - nd, &ns);
+		err = psf_model_symbol_keys(t->model, brows, n, keys + nd, NULL, t->keys_cap - nd,
+		    &ns);
 	*n_keys = nd + ns;
 	return err;
 }
