@@ -8,6 +8,7 @@
  *   handlers_reduce.c  its Reduce RPC and the reduce records in the store
  *   handlers_report.c  its Report RPC and the report records in the store
  *   push_raw.c     zero-copy Push: PushRequest read in place from the message
+ *   push_pull.c    PushPull: a Push and the next step's Pull in one round trip
  *   handlers_admin.c its part of the Admin service (lib/runtime/admin.h) */
 #ifndef PSF_PS_INTERNAL_H
 #define PSF_PS_INTERNAL_H
