@@ -94,7 +94,8 @@ bool
 ps_pull_may_proceed(const psf_ps *ps, int64_t clock)
 {
 	switch (ps->cfg->consistency.mode) {
-	case PSF_CONS_SYNC: return clock <= ps->round;
+	case PSF_CONS_SYNC:
+	case PSF_CONS_LOCAL: return clock <= ps->round;
 	case PSF_CONS_SSP: {
 		int64_t min = ps_min_clock(ps);
 		return min == INT64_MAX || clock <= min + (int64_t)ps->cfg->consistency.staleness;
@@ -193,7 +194,7 @@ bool
 ps_check_timeouts(psf_ps *ps, uint64_t now_ms)
 {
 	uint64_t timeout = ps->cfg->consistency.straggler_timeout_ms;
-	bool sync = ps->cfg->consistency.mode == PSF_CONS_SYNC;
+	bool sync = psf_consistency_rounds(ps->cfg->consistency.mode);
 	bool any_pushed = false;
 
 	for (size_t i = 0; i < ps->n_workers; i++) {

@@ -51,7 +51,7 @@ psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
 		done(NULL, call);
 		return;
 	}
-	if (ps->cfg->consistency.mode == PSF_CONS_SYNC) {
+	if (psf_consistency_rounds(ps->cfg->consistency.mode)) {
 		/* A worker that missed rounds rejoins at the open round. */
 		if (w->clock < ps->round)
 			w->clock = ps->round;
@@ -292,7 +292,7 @@ validate_push(psf_ps *ps, const ps_push_in *in, ps_worker *w, void *call, ps_pus
 		return false;
 	}
 	*out = (ps_push){w->id, w->index, in->seq, in->clock, in->n_keys, in->keys, in->lens,
-	    in->values, 1.0, false};
+	    in->values, 1.0, false, psf_clock_step(&ps->cfg->consistency)};
 	return true;
 }
 
@@ -325,7 +325,8 @@ gradient_scale(psf_ps *ps, ps_push *p, size_t n_floats, void *call)
 {
 	double clip = ps->cfg->optimizer.clip_norm, sq;
 
-	if (!(clip > 0)) {
+	if (!(clip > 0) || ps->cfg->consistency.mode == PSF_CONS_LOCAL) {
+		/* local: the push is a model delta; clip_norm is for gradients */
 		p->check_finite = true;
 		p->scale = 1.0;
 		return true;
@@ -360,7 +361,8 @@ bool
 ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushReply *r,
     parked **ready)
 {
-	bool sync = ps->cfg->consistency.mode == PSF_CONS_SYNC;
+	bool sync = psf_consistency_rounds(ps->cfg->consistency.mode);
+	int64_t step = psf_clock_step(&ps->cfg->consistency);
 	ps_worker *w;
 	ps_push p;
 	psf_err err;
@@ -398,8 +400,8 @@ ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushRe
 	w->last_seq = in->seq;
 	w->pushes++;
 	w->live = true;
-	if (in->clock + 1 > w->clock)
-		w->clock = in->clock + 1;
+	if (in->clock + step > w->clock)
+		w->clock = in->clock + step;
 	ps->n_applied++;
 	psf_counter_inc(ps->c_applied);
 	if (!sync) {
@@ -465,7 +467,7 @@ psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__C
 		return;
 	}
 	w->live = true;
-	if (ps->cfg->consistency.mode != PSF_CONS_SYNC && in->clock > w->clock)
+	if (!psf_consistency_rounds(ps->cfg->consistency.mode) && in->clock > w->clock)
 		w->clock = in->clock;
 	if (in->total_steps != 0 && w->total_steps != in->total_steps) {
 		w->total_steps = in->total_steps;
@@ -474,7 +476,7 @@ psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__C
 	if (in->done && !w->done) {
 		w->done = true;
 		psf_log_info("ps", "worker %s finished at clock %lld", w->id, (long long)w->clock);
-		if (ps->cfg->consistency.mode == PSF_CONS_SYNC && ps_round_complete(ps))
+		if (psf_consistency_rounds(ps->cfg->consistency.mode) && ps_round_complete(ps))
 			ps_close_round(ps);
 	}
 	r.min_clock = ps_min_clock(ps) == INT64_MAX ? w->clock : ps_min_clock(ps);

@@ -219,6 +219,7 @@ typedef struct ps_push {
 	const uint8_t *values; /* float32 LE, any alignment */
 	double scale;          /* clipping factor */
 	bool check_finite;     /* check each key's gradient for NaN/Inf as it is applied */
+	int64_t clock_step;    /* steps the push covers: the worker's clock becomes clock + this */
 } ps_push;
 
 /* ps_apply_push applies a push at once (async/ssp) in one store update, with its

@@ -385,7 +385,7 @@ static psf_err
 plan_pieces(psf_ps_client *w, size_t *n_out)
 {
 	size_t n = 0, max_keys = w->cfg->limits.max_keys_per_request;
-	bool sync = w->cfg->consistency.mode == PSF_CONS_SYNC;
+	bool sync = psf_consistency_rounds(w->cfg->consistency.mode);
 	psf_err err;
 
 	for (size_t s = 0; s < w->n_ps; s++) {
@@ -619,7 +619,7 @@ void
 ps_client_push_done(psf_ps_client *w, size_t s, int64_t clock, uint64_t seq,
     const Psfleet__V1__PushReply *r, psf_push_result *out)
 {
-	w->shard_clock[s] = clock + 1;
+	w->shard_clock[s] = clock + psf_clock_step(&w->cfg->consistency);
 	w->shard_seq[s] = seq;
 	out->duplicates += r->duplicate ? 1 : 0;
 	if (r->model_version > out->model_version)
@@ -690,7 +690,7 @@ psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads, con
 		psf_log_warn("ps_client", "%s rejoins at clock %lld", w->id, (long long)w->clock);
 		return PSF_ESTATE;
 	}
-	w->clock = clock + 1;
+	w->clock = clock + psf_clock_step(&w->cfg->consistency);
 	if (res != NULL)
 		*res = out;
 	return PSF_OK;

@@ -56,6 +56,11 @@ typedef struct trainer {
 	bool prefetched; /* params hold the weights of the clock about to run */
 	size_t *next_bidx;
 	uint64_t *next_brows, *next_keys;
+	/* Consistency mode local (local_sgd.c): the block's starting weights, the
+	 * delta pushed at its end, the evaluation's own weights, key scratch. */
+	bool local;
+	psf_params *start, *delta, *eval_params;
+	float *lscratch;
 	psf_gauge *g_epoch, *g_step, *g_loss, *g_sps, *g_total;
 	psf_counter *c_wait_ns, *c_compute_ns;
 	FILE *trace;      /* <run_dir>/trace/<id>.csv: one line per step */
@@ -249,6 +254,12 @@ setup_model(trainer *t)
 	t->next_bidx = malloc(batch * sizeof(size_t));
 	t->next_brows = malloc(batch * sizeof(uint64_t));
 	t->next_keys = malloc(t->keys_cap * sizeof(uint64_t));
+	if (t->local &&
+	    ((err = psf_params_new(t->model, &t->start)) != PSF_OK ||
+	        (err = psf_params_new(t->model, &t->delta)) != PSF_OK ||
+	        (err = psf_params_new(t->model, &t->eval_params)) != PSF_OK ||
+	        (t->lscratch = malloc(t->cfg->model.chunk_floats * sizeof(float))) == NULL))
+		return err != PSF_OK ? err : PSF_ENOMEM;
 	t->sym_rows =
 	    malloc((t->table->n_symbols > 0 ? t->table->n_symbols : 1) * sizeof(uint64_t));
 	t->perm = malloc((t->table->n_train > 0 ? t->table->n_train : 1) * sizeof(uint32_t));
@@ -330,6 +341,28 @@ push_step(trainer *t, int64_t c, size_t n_keys, size_t n, double loss, psf_push_
 	    n_next, t->params, pr, &t->prefetched);
 }
 
+/* local_end ends local step c: a plain SGD step on the trainer's own weights,
+ * and at the end of a block of sync_every steps (or of the run) the push of the
+ * block's delta for the block's first clock, which the ps averages. */
+static psf_err
+local_end(trainer *t, int64_t c, size_t n_keys, size_t n, double loss, psf_push_result *pr)
+{
+	int64_t k = (int64_t)t->cfg->consistency.sync_every;
+	psf_err err = psf_local_sgd_step(t->params, t->grads, t->keys, n_keys,
+	    (float)t->cfg->optimizer.learning_rate, t->lscratch);
+
+	if (err != PSF_OK)
+		return err;
+	if ((c + 1) % k != 0 && c + 1 < (int64_t)t->total_steps) {
+		*pr = (psf_push_result){atomic_load(&t->version), 0, 0};
+		return PSF_OK; /* no communication inside a block */
+	}
+	if ((err = psf_local_delta(t->delta, t->start, t->params, t->keys, n_keys, t->lscratch)) !=
+	    PSF_OK)
+		return err;
+	return psf_ps_client_push(t->w, c - c % k, t->delta, t->keys, n_keys, n, loss, pr);
+}
+
 /* step runs one training step at clock c. */
 static psf_err
 step(trainer *t, int64_t c, double *loss)
@@ -348,9 +381,13 @@ step(trainer *t, int64_t c, double *loss)
 	}
 	uint64_t t0 = psf_now_ns(), t1, t2;
 	psf_push_result pr;
-	if (!t->prefetched &&
+	bool pull =
+	    !t->prefetched && (!t->local || c % (int64_t)t->cfg->consistency.sync_every == 0);
+	if (pull &&
 	    ((err = keys_for(t, t->brows, n, t->keys, &n_keys)) != PSF_OK ||
-	        (err = psf_ps_client_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK))
+	        (err = psf_ps_client_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK ||
+	        (t->local &&
+	            (err = psf_local_copy(t->start, t->params, t->keys, n_keys)) != PSF_OK)))
 		return err;
 	t1 = psf_now_ns();
 	if ((err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n,
@@ -367,7 +404,9 @@ step(trainer *t, int64_t c, double *loss)
 		return PSF_EINVAL;
 	}
 	t2 = psf_now_ns();
-	if ((err = push_step(t, c, n_keys, n, *loss, &pr)) != PSF_OK)
+	err = t->local ? local_end(t, c, n_keys, n, *loss, &pr)
+	               : push_step(t, c, n_keys, n, *loss, &pr);
+	if (err != PSF_OK)
 		return err;
 	t->last =
 	    (step_times){t1 - t0, t2 - t1, psf_now_ns() - t2, pr.max_staleness, pr.model_version};
@@ -384,8 +423,16 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	psf_eval ev;
 	psf_err err;
 
-	err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, t->sym_rows, t->stats,
-	    c, t->params, &ev);
+	int64_t k = (int64_t)t->cfg->consistency.sync_every;
+	/* local: the averaged model (the last block start's, or the final round's);
+	 * the trainer's own weights stay in params */
+	if (t->local)
+		err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, t->sym_rows,
+		    t->stats, c % k == 0 || c == (int64_t)t->total_steps ? c : c - c % k,
+		    t->eval_params, &ev);
+	else
+		err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, t->sym_rows,
+		    t->stats, c, t->params, &ev);
 	if (err != PSF_OK)
 		return err;
 	r.epoch = (uint32_t)(t->steps_per_epoch ? (uint64_t)c / t->steps_per_epoch : 0);
@@ -559,6 +606,10 @@ trainer_fini(trainer *t)
 	free(t->next_bidx);
 	free(t->next_brows);
 	free(t->next_keys);
+	psf_params_free(t->start);
+	psf_params_free(t->delta);
+	psf_params_free(t->eval_params);
+	free(t->lscratch);
 	if (t->trace != NULL)
 		fclose(t->trace);
 	if (t->eval_trace != NULL)
@@ -613,6 +664,7 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	t.cfg = cfg;
 	t.node = node;
 	t.opts = opts;
+	t.local = cfg->consistency.mode == PSF_CONS_LOCAL;
 	t.fuse = getenv("PSF_TRAINER_PLAIN_COMM") == NULL ||
 	    strcmp(getenv("PSF_TRAINER_PLAIN_COMM"), "1") != 0;
 	if (opts != NULL && opts->metrics != NULL)
