@@ -1591,6 +1591,49 @@ test_ps_cosine_horizon_from_announced_steps(void **state)
 	fleet_stop(&f);
 }
 
+/* Local SGD rounds: a round averages the workers' deltas and subtracts the
+ * average as it is (no server optimizer: adam here would not move by exactly 2),
+ * a push covers sync_every steps of the worker's clock, and a round closes
+ * sync_every trained steps at once. */
+static void
+test_ps_local_round_applies_average_delta(void **state)
+{
+	fleet f;
+	psf_ps_client *a, *b;
+	psf_params *w0, *w1, *ga, *gb;
+	Psfleet__V1__StatsReply *st;
+
+	(void)state;
+	fleet_start(&f, 1, 2,
+	    "{mode: local, sync_every: 4, straggler_timeout_ms: 20000, heartbeat_ms: 100}",
+	    "{kind: adam, learning_rate: 0.5}");
+	a = worker(&f, "trainer-0");
+	b = worker(&f, "trainer-1");
+	w0 = pull_all(&f, a, 0);
+	ga = grads_const(&f, 1.0f);
+	gb = grads_const(&f, 3.0f);
+	assert_int_equal(psf_ps_client_push(a, 0, ga, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_clock(a), 4);
+	assert_int_equal(raw_pull(&f, 0, "trainer-0", 4, 300), PSF_ETIMEDOUT); /* round open */
+	assert_int_equal(psf_ps_client_push(b, 0, gb, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
+	w1 = pull_all(&f, a, 4);
+	for (size_t i = 0; i < f.n_keys; i++)
+		for (uint32_t j = 0; j < f.lens[i]; j++)
+			assert_float_equal(value(w1, f.keys[i], j), value(w0, f.keys[i], j) - 2.0f,
+			    1e-6);
+	st = stats(&f, 0);
+	assert_int_equal(st->model_version, 1);
+	assert_int_equal(st->trained_steps, 4);
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+	psf_params_free(w0);
+	psf_params_free(w1);
+	psf_params_free(ga);
+	psf_params_free(gb);
+	psf_ps_client_close(a);
+	psf_ps_client_close(b);
+	fleet_stop(&f);
+}
+
 /* ---- PushPull ------------------------------------------------------------ */
 
 typedef struct pp_worker {
@@ -1825,6 +1868,7 @@ main(void)
 	    cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
 	    cmocka_unit_test(test_ps_push_pull_matches_push_then_pull),
 	    cmocka_unit_test(test_ps_push_pull_replay_and_malformed),
+	    cmocka_unit_test(test_ps_local_round_applies_average_delta),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
