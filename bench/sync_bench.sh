@@ -3,7 +3,9 @@
 # 5-weight linear model, 2 ps and 2 trainers (real `psfleet up --train-only`
 # processes over ipc://), and the same fleet with the trainers' plain
 # communication (PSF_TRAINER_PLAIN_COMM=1: a Push, then a Pull, per step, as
-# before PushPull) measured in the same run, alternating, as the baseline.
+# before PushPull) measured in the same run, alternating, as the baseline; and
+# the same fleet in consistency mode local with sync_every 8 (local SGD: one
+# averaging round per 8 steps; a different algorithm, shown for its steps/s).
 #
 #   bench/sync_bench.sh [--quick] [--reps N] [--psfleet PATH]
 #
@@ -57,6 +59,7 @@ consistency: {mode: sync, straggler_timeout_ms: 5000, heartbeat_ms: 500}
 durability: {mode: interval, interval_ms: 200}
 limits: {request_timeout_ms: 10000, rpc_workers: 8}
 EOF
+sed 's/consistency: {mode: sync,/consistency: {mode: local, sync_every: 8,/' "$W/fleet.yaml" >"$W/local.yaml"
 
 # cpu_of FILE: user + system CPU of the shell's finished children in a `times`
 # output (run `times` in this shell: a command substitution's subshell has no
@@ -65,13 +68,13 @@ cpu_of() {
 	tail -1 "$1" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] } print s }'
 }
 
-# run_one PLAIN: one fleet run; writes "steps_per_s cpu_per_step_us test_rmse"
-# to $W/out.
+# run_one PLAIN [CONFIG]: one fleet run; writes "steps_per_s cpu_per_step_us
+# test_rmse" to $W/out.
 run_one() {
 	local c0 c1
 	rm -rf "$W/run" "$W/m.json"
 	times >"$W/t0"
-	PSF_TRAINER_PLAIN_COMM=$1 "$PSFLEET" up "$W/fleet.yaml" --train-only \
+	PSF_TRAINER_PLAIN_COMM=$1 "$PSFLEET" up "${2:-$W/fleet.yaml}" --train-only \
 		--metrics-out "$W/m.json" >"$W/up.log" 2>&1 || {
 		echo "sync_bench: psfleet up failed:" >&2 && tail -5 "$W/up.log" >&2 && return 1
 	}
@@ -88,7 +91,7 @@ run_one() {
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-: >"$W/plain" && : >"$W/fused" && : >"$W/ratio" && : >"$W/cpu_ratio"
+: >"$W/plain" && : >"$W/fused" && : >"$W/ratio" && : >"$W/cpu_ratio" && : >"$W/local" && : >"$W/lratio"
 "$PSFLEET" data gen --symbols 20 --days 300 --seed 7 --out "$W/data.csv" >/dev/null || exit 1
 for ((r = 0; r < REPS; r++)); do
 	# alternate the order so drifting load hits both alike
@@ -101,6 +104,9 @@ for ((r = 0; r < REPS; r++)); do
 	p=$(tail -1 "$W/plain") f=$(tail -1 "$W/fused")
 	awk -v p="$p" -v f="$f" 'BEGIN { split(p, a, " "); split(f, b, " "); print b[1] / a[1] }' >>"$W/ratio"
 	awk -v p="$p" -v f="$f" 'BEGIN { split(p, a, " "); split(f, b, " "); print a[2] / b[2] }' >>"$W/cpu_ratio"
+	run_one 0 "$W/local.yaml" || exit 1
+	cat "$W/out" >>"$W/local"
+	awk -v p="$p" -v l="$(cat "$W/out")" 'BEGIN { split(p, a, " "); split(l, b, " "); print b[1] / a[1] }' >>"$W/lratio"
 	if [ "$(echo "$p" | cut -d' ' -f3)" != "$(echo "$f" | cut -d' ' -f3)" ]; then
 		echo "sync_bench: the two paths trained different models (test_rmse $p vs $f)" >&2
 		exit 1
@@ -110,6 +116,10 @@ echo "sync_steps_per_s_plain $(cut -d' ' -f1 "$W/plain" | median) steps/s"
 echo "sync_steps_per_s_pushpull $(cut -d' ' -f1 "$W/fused" | median) steps/s"
 echo "sync_cpu_per_step_plain $(cut -d' ' -f2 "$W/plain" | median) us"
 echo "sync_cpu_per_step_pushpull $(cut -d' ' -f2 "$W/fused" | median) us"
+echo "local8_steps_per_s $(cut -d' ' -f1 "$W/local" | median) steps/s"
+echo "local8_cpu_per_step $(cut -d' ' -f2 "$W/local" | median) us"
 echo "sync_test_rmse $(head -1 "$W/fused" | cut -d' ' -f3) (identical in both paths)"
+echo "local8_test_rmse $(head -1 "$W/local" | cut -d' ' -f3)"
 echo "ratio_sync_steps_pushpull_vs_plain $(median <"$W/ratio")"
 echo "ratio_sync_cpu_pushpull_vs_plain $(median <"$W/cpu_ratio")"
+echo "ratio_local8_steps_vs_sync_plain $(median <"$W/lratio")"

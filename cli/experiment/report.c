@@ -358,6 +358,7 @@ print_table(const psf_report *r, FILE *out)
 		const rp_mode *m = &r->modes[k];
 		char rmse[64] = "-", tst[64] = "not reached", tgt[64] = "not reached", sp[32] = "-";
 		const char *noise = (int)k == r->baseline ? "(baseline)"
+		    : m->to_test.n == 0                   ? "-"
 		    : m->test_noise < 0                   ? "spread unknown"
 		    : m->test_noise                       ? "within noise"
 		                                          : "beyond noise";
