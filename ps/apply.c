@@ -391,6 +391,23 @@ store_recovered(psf_ps *ps, int64_t round)
 	psf_runtime_set_ready(ps->rt, true, NULL);
 }
 
+/* round_steps: the trained steps a round closes: 1 in sync; in local mode
+ * sync_every, or fewer for the run's last, shorter block (the workers announce
+ * their step counts). Caller holds mu. */
+static uint64_t
+round_steps(const psf_ps *ps)
+{
+	uint64_t k = (uint64_t)psf_clock_step(&ps->cfg->consistency), total = 0;
+	uint64_t round = (uint64_t)ps->round;
+
+	for (size_t i = 0; i < ps->n_workers; i++)
+		if (ps->workers[i].total_steps > total)
+			total = ps->workers[i].total_steps;
+	if (total == 0 || round + k <= total)
+		return k;
+	return total > round ? total - round : 0;
+}
+
 void
 ps_close_round(psf_ps *ps)
 {
@@ -407,7 +424,7 @@ ps_close_round(psf_ps *ps)
 	if (c.contributors == 0)
 		return;
 	c.version = ps->version + 1;
-	c.step = ps->step + (uint64_t)psf_clock_step(&ps->cfg->consistency); /* local: k steps */
+	c.step = ps->step + round_steps(ps);
 	c.round = (uint64_t)(ps->round + psf_clock_step(&ps->cfg->consistency));
 	err = psf_store_update(ps->store, close_round_txn, &c);
 	free_sums(&c);
