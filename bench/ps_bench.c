@@ -48,9 +48,6 @@
 #define RAW_MAX_MSG (64 * MIB)
 #define RAW_TIMEOUT_MS 120000
 #define DEFAULT_CHUNK 262144u /* floats: 1 MiB values (see docs/performance.md) */
-/* A well-known C++ parameter server on this machine, 1 MiB requests (MB/s). */
-#define PSLITE_PUSH_MBS 2200.0
-#define PSLITE_PULL_MBS 2000.0
 
 typedef enum op_kind { OP_RAW_UP, OP_RAW_DOWN, OP_PUSH, OP_PULL } op_kind;
 
@@ -531,7 +528,6 @@ static void
 print_ratios(bench *b)
 {
 	const opts *o = &b->o;
-	double best_push[N_TR] = {0, 0}, best_pull[N_TR] = {0, 0};
 
 	if (o->only != NULL)
 		return; /* ratios need raw and ps items */
@@ -549,26 +545,11 @@ print_ratios(bench *b)
 						    median_ratio(g[IT_PUSH(d)], g[IT_RAW_UP],
 						        o->reps));
 				if (o->only_dur >= 0 && o->only_dur != 1)
-					continue; /* pull ratios and the reference use the interval store */
+					continue; /* pull ratios use the interval store */
 				printf("ratio_pull_vs_raw_%s_%s_%dc %.3f\n", tr_names[tr],
 				    sizes[sz].name, client_counts[nci],
 				    median_ratio(g[IT_PULL(1)], g[IT_RAW_DOWN], o->reps));
-				if (sz == 0) {
-					double push = median_mbs(g[IT_PUSH(1)], o->reps);
-					double pull = median_mbs(g[IT_PULL(1)], o->reps);
-					best_push[tr] = push > best_push[tr] ? push : best_push[tr];
-					best_pull[tr] = pull > best_pull[tr] ? pull : best_pull[tr];
-				}
 			}
-	/* External reference, not measured in this run: best over client counts. */
-	for (int tr = 0; tr < N_TR; tr++) {
-		if (best_push[tr] > 0)
-			printf("ratio_push_interval_1mib_vs_pslite_%s %.3f\n", tr_names[tr],
-			    best_push[tr] / PSLITE_PUSH_MBS);
-		if (best_pull[tr] > 0)
-			printf("ratio_pull_1mib_vs_pslite_%s %.3f\n", tr_names[tr],
-			    best_pull[tr] / PSLITE_PULL_MBS);
-	}
 }
 
 static psf_err

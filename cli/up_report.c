@@ -60,6 +60,8 @@ write_metrics(const psf_config *cfg, const psf_up_report *o, const psf_fleet_res
 	psf_cli_json_str(f, psf_consistency_name(cfg->consistency.mode));
 	if (cfg->consistency.mode == PSF_CONS_SSP)
 		fprintf(f, ",\n  \"staleness\": %u", cfg->consistency.staleness);
+	if (cfg->consistency.mode == PSF_CONS_LOCAL)
+		fprintf(f, ",\n  \"sync_every\": %u", cfg->consistency.sync_every);
 	fprintf(f,
 	    ",\n  \"model_version\": %llu,\n  \"steps\": %llu,\n  \"train_seconds\": %.3f,\n"
 	    "  \"test_rmse\": %.17g,\n  \"test_mae\": %.17g,\n  \"naive_rmse\": %.17g,\n"

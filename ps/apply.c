@@ -80,12 +80,16 @@ scratch_fini(scratch *s)
 	free(s->state);
 }
 
-/* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. */
+/* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. In local
+ * mode g is the sum of the workers' model deltas (start - local weights) and the
+ * average is applied as it is, w -= g * scale: the optimizer ran on the trainers,
+ * so no server optimizer, schedule or state takes part. */
 static psf_err
 apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *g, size_t n,
     double scale, uint64_t step)
 {
-	size_t sf = ps->state_floats;
+	bool local = ps->cfg->consistency.mode == PSF_CONS_LOCAL;
+	size_t sf = local ? 0 : ps->state_floats;
 	psf_err err;
 
 	if ((err = scratch_reserve(s, n, sf)) != PSF_OK)
@@ -108,9 +112,16 @@ apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *
 		if (err != PSF_OK)
 			return err;
 	}
-	if ((err = psf_optim_apply(&ps->optim, step, s->w, sf > 0 ? s->state : NULL, g, n,
-	         (float)scale, 0.0)) != PSF_OK)
+	if (local) {
+		for (size_t j = 0; j < n; j++) {
+			float d;
+			memcpy(&d, (const uint8_t *)g + j * 4, 4);
+			s->w[j] -= (float)scale * d;
+		}
+	} else if ((err = psf_optim_apply(&ps->optim, step, s->w, sf > 0 ? s->state : NULL, g, n,
+	                (float)scale, 0.0)) != PSF_OK) {
 		return err;
+	}
 	if ((err = psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n)) != PSF_OK)
 		return err;
 	if (sf > 0)
@@ -128,7 +139,7 @@ record_push(psf_store_txn *txn, const ps_push *p)
 	if (err != PSF_OK)
 		return err;
 	ps_meta_worker_key(name, sizeof(name), "wclock", p->worker);
-	return psf_store_txn_meta_put_u64(txn, name, (uint64_t)(p->clock + 1));
+	return psf_store_txn_meta_put_u64(txn, name, (uint64_t)(p->clock + p->clock_step));
 }
 
 typedef struct push_ctx {
@@ -380,6 +391,23 @@ store_recovered(psf_ps *ps, int64_t round)
 	psf_runtime_set_ready(ps->rt, true, NULL);
 }
 
+/* round_steps: the trained steps a round closes: 1 in sync; in local mode
+ * sync_every, or fewer for the run's last, shorter block (the workers announce
+ * their step counts). Caller holds mu. */
+static uint64_t
+round_steps(const psf_ps *ps)
+{
+	uint64_t k = (uint64_t)psf_clock_step(&ps->cfg->consistency), total = 0;
+	uint64_t round = (uint64_t)ps->round;
+
+	for (size_t i = 0; i < ps->n_workers; i++)
+		if (ps->workers[i].total_steps > total)
+			total = ps->workers[i].total_steps;
+	if (total == 0 || round + k <= total)
+		return k;
+	return total > round ? total - round : 0;
+}
+
 void
 ps_close_round(psf_ps *ps)
 {
@@ -396,8 +424,8 @@ ps_close_round(psf_ps *ps)
 	if (c.contributors == 0)
 		return;
 	c.version = ps->version + 1;
-	c.step = ps->step + 1;
-	c.round = (uint64_t)ps->round + 1;
+	c.step = ps->step + round_steps(ps);
+	c.round = (uint64_t)(ps->round + psf_clock_step(&ps->cfg->consistency));
 	err = psf_store_update(ps->store, close_round_txn, &c);
 	free_sums(&c);
 	if (err != PSF_OK) {

@@ -94,7 +94,8 @@ bool
 ps_pull_may_proceed(const psf_ps *ps, int64_t clock)
 {
 	switch (ps->cfg->consistency.mode) {
-	case PSF_CONS_SYNC: return clock <= ps->round;
+	case PSF_CONS_SYNC:
+	case PSF_CONS_LOCAL: return clock <= ps->round;
 	case PSF_CONS_SSP: {
 		int64_t min = ps_min_clock(ps);
 		return min == INT64_MAX || clock <= min + (int64_t)ps->cfg->consistency.staleness;
@@ -165,10 +166,12 @@ ps_answer_parked(psf_ps *ps, parked *list)
 {
 	while (list != NULL) {
 		parked *next = list->next;
-		if (list->kind == PARK_PULL)
-			ps_serve_pull(ps, list);
-		else
+		if (list->kind == PARK_REDUCE)
 			ps_serve_reduce(ps, list);
+		else
+			ps_serve_pull(ps, list);
+		if (list->release != NULL)
+			list->release(list);
 		free(list);
 		list = next;
 	}
@@ -191,7 +194,7 @@ bool
 ps_check_timeouts(psf_ps *ps, uint64_t now_ms)
 {
 	uint64_t timeout = ps->cfg->consistency.straggler_timeout_ms;
-	bool sync = ps->cfg->consistency.mode == PSF_CONS_SYNC;
+	bool sync = psf_consistency_rounds(ps->cfg->consistency.mode);
 	bool any_pushed = false;
 
 	for (size_t i = 0; i < ps->n_workers; i++) {

@@ -51,7 +51,7 @@ psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
 		done(NULL, call);
 		return;
 	}
-	if (ps->cfg->consistency.mode == PSF_CONS_SYNC) {
+	if (psf_consistency_rounds(ps->cfg->consistency.mode)) {
 		/* A worker that missed rounds rejoins at the open round. */
 		if (w->clock < ps->round)
 			w->clock = ps->round;
@@ -107,6 +107,17 @@ ps_check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call)
 	return true;
 }
 
+/* pull_done answers a parked pull: a Pull with its generated closure, the pull
+ * half of a PushPull together with its push half. r NULL: the status set. */
+static void
+pull_done(parked *p, const Psfleet__V1__PullReply *r)
+{
+	if (p->kind == PARK_PUSH_PULL)
+		ps_push_pull_answer(p, r);
+	else
+		((Psfleet__V1__PullReply_Closure)p->done)(r, p->call);
+}
+
 /* A one-key pull answered inside its read transaction. */
 typedef struct pull_one {
 	parked *p;
@@ -124,7 +135,6 @@ static psf_err
 pull_one_txn(psf_store_txn *txn, void *arg)
 {
 	pull_one *c = arg;
-	Psfleet__V1__PullReply_Closure done = (Psfleet__V1__PullReply_Closure)c->p->done;
 	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
 	const void *data;
 	size_t len;
@@ -145,7 +155,7 @@ pull_one_txn(psf_store_txn *txn, void *arg)
 	r.lens = &c->len;
 	r.values.data = (uint8_t *)data; /* only read by packing */
 	r.values.len = len;
-	done(&r, c->p->call);
+	pull_done(c->p, &r);
 	c->answered = true;
 	return PSF_OK;
 }
@@ -154,7 +164,6 @@ void
 ps_serve_pull(psf_ps *ps, parked *p)
 {
 	const Psfleet__V1__PullRequest *in = p->req;
-	Psfleet__V1__PullReply_Closure done = (Psfleet__V1__PullReply_Closure)p->done;
 	Psfleet__V1__PullReply r = PSFLEET__V1__PULL_REPLY__INIT;
 	uint32_t *lens = NULL;
 	float *values = NULL;
@@ -164,7 +173,7 @@ ps_serve_pull(psf_ps *ps, parked *p)
 
 	if (ps->stopping) {
 		psf_rpc_fail(p->call, PSF_STATUS_UNAVAILABLE, "ps is shutting down");
-		done(NULL, p->call);
+		pull_done(p, NULL);
 		return;
 	}
 	pthread_mutex_lock(&ps->mu);
@@ -174,7 +183,7 @@ ps_serve_pull(psf_ps *ps, parked *p)
 		psf_rpc_fail(p->call, PSF_STATUS_DEADLINE_EXCEEDED,
 		    "pull for clock %lld still blocked by the consistency mode at the deadline",
 		    (long long)p->clock);
-		done(NULL, p->call);
+		pull_done(p, NULL);
 		return;
 	}
 	if (in->n_keys == 1) {
@@ -194,7 +203,7 @@ ps_serve_pull(psf_ps *ps, parked *p)
 	    : PSF_ENOMEM;
 	if (err != PSF_OK) {
 		psf_rpc_fail_err(p->call, err, "pull: %s", psf_strerror(err));
-		done(NULL, p->call);
+		pull_done(p, NULL);
 		free(lens);
 		return;
 	}
@@ -209,7 +218,7 @@ ps_serve_pull(psf_ps *ps, parked *p)
 	r.lens = lens;
 	r.values.data = (uint8_t *)values;
 	r.values.len = n_floats * sizeof(float);
-	done(&r, p->call);
+	pull_done(p, &r);
 	free(values);
 	free(lens);
 }
@@ -232,8 +241,13 @@ psf_ps_rpc_pull(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__Pu
 		done(NULL, call);
 		return;
 	}
-	p = (parked){NULL, PARK_PULL, call, (void *)done, in, w, in->clock,
-	    psf_rpc_call_deadline_ns(call), NULL};
+	p = (parked){.kind = PARK_PULL,
+	    .call = call,
+	    .done = (void *)done,
+	    .req = in,
+	    .w = w,
+	    .clock = in->clock,
+	    .deadline_ns = psf_rpc_call_deadline_ns(call)};
 	if (ps_pull_may_proceed(ps, in->clock)) {
 		pthread_mutex_unlock(&ps->mu);
 		ps_serve_pull(ps, &p);
@@ -278,7 +292,7 @@ validate_push(psf_ps *ps, const ps_push_in *in, ps_worker *w, void *call, ps_pus
 		return false;
 	}
 	*out = (ps_push){w->id, w->index, in->seq, in->clock, in->n_keys, in->keys, in->lens,
-	    in->values, 1.0, false};
+	    in->values, 1.0, false, psf_clock_step(&ps->cfg->consistency)};
 	return true;
 }
 
@@ -311,7 +325,8 @@ gradient_scale(psf_ps *ps, ps_push *p, size_t n_floats, void *call)
 {
 	double clip = ps->cfg->optimizer.clip_norm, sq;
 
-	if (!(clip > 0)) {
+	if (!(clip > 0) || ps->cfg->consistency.mode == PSF_CONS_LOCAL) {
+		/* local: the push is a model delta; clip_norm is for gradients */
 		p->check_finite = true;
 		p->scale = 1.0;
 		return true;
@@ -346,7 +361,8 @@ bool
 ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushReply *r,
     parked **ready)
 {
-	bool sync = ps->cfg->consistency.mode == PSF_CONS_SYNC;
+	bool sync = psf_consistency_rounds(ps->cfg->consistency.mode);
+	int64_t step = psf_clock_step(&ps->cfg->consistency);
 	ps_worker *w;
 	ps_push p;
 	psf_err err;
@@ -384,8 +400,8 @@ ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushRe
 	w->last_seq = in->seq;
 	w->pushes++;
 	w->live = true;
-	if (in->clock + 1 > w->clock)
-		w->clock = in->clock + 1;
+	if (in->clock + step > w->clock)
+		w->clock = in->clock + step;
 	ps->n_applied++;
 	psf_counter_inc(ps->c_applied);
 	if (!sync) {
@@ -451,7 +467,7 @@ psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__C
 		return;
 	}
 	w->live = true;
-	if (ps->cfg->consistency.mode != PSF_CONS_SYNC && in->clock > w->clock)
+	if (!psf_consistency_rounds(ps->cfg->consistency.mode) && in->clock > w->clock)
 		w->clock = in->clock;
 	if (in->total_steps != 0 && w->total_steps != in->total_steps) {
 		w->total_steps = in->total_steps;
@@ -460,7 +476,7 @@ psf_ps_rpc_clock(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__C
 	if (in->done && !w->done) {
 		w->done = true;
 		psf_log_info("ps", "worker %s finished at clock %lld", w->id, (long long)w->clock);
-		if (ps->cfg->consistency.mode == PSF_CONS_SYNC && ps_round_complete(ps))
+		if (psf_consistency_rounds(ps->cfg->consistency.mode) && ps_round_complete(ps))
 			ps_close_round(ps);
 	}
 	r.min_clock = ps_min_clock(ps) == INT64_MAX ? w->clock : ps_min_clock(ps);

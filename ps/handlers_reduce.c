@@ -290,8 +290,12 @@ psf_ps_rpc_reduce(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		if (e->n_contrib >= e->expected)
 			reduce_complete(ps, e);
 	}
-	p = (parked){NULL, PARK_REDUCE, call, (void *)done, in, NULL, 0,
-	    psf_rpc_call_deadline_ns(call), e};
+	p = (parked){.kind = PARK_REDUCE,
+	    .call = call,
+	    .done = (void *)done,
+	    .req = in,
+	    .deadline_ns = psf_rpc_call_deadline_ns(call),
+	    .reduce = e};
 	if (e->complete) {
 		pthread_mutex_unlock(&ps->mu);
 		ps_serve_reduce(ps, &p);

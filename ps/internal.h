@@ -8,6 +8,7 @@
  *   handlers_reduce.c  its Reduce RPC and the reduce records in the store
  *   handlers_report.c  its Report RPC and the report records in the store
  *   push_raw.c     zero-copy Push: PushRequest read in place from the message
+ *   push_pull.c    PushPull: a Push and the next step's Pull in one round trip
  *   handlers_admin.c its part of the Admin service (lib/runtime/admin.h)
  *   backup.c       the Backup RPC: an online copy of the store at one version */
 #ifndef PSF_PS_INTERNAL_H
@@ -64,7 +65,10 @@ typedef struct ps_worker {
 	uint64_t report_resid[PSF_RHIST_BINS]; /* the report's held-out residual counts */
 } ps_worker;
 
-typedef enum park_kind { PARK_PULL, PARK_REDUCE } park_kind;
+/* PARK_PUSH_PULL: the pull half of a PushPull whose push was applied; it is
+ * ready when a Pull of the same clock would be, and answered with both halves
+ * (push_pull.c). */
+typedef enum park_kind { PARK_PULL, PARK_REDUCE, PARK_PUSH_PULL } park_kind;
 
 typedef struct parked {
 	struct parked *next;
@@ -76,6 +80,10 @@ typedef struct parked {
 	int64_t clock;
 	uint64_t deadline_ns;
 	struct reduce_entry *reduce;
+	/* PARK_PUSH_PULL: the push half's reply, and what frees it and req once the
+	 * call was answered (NULL for the other kinds). */
+	const Psfleet__V1__PushReply *push_reply;
+	void (*release)(struct parked *p);
 } parked;
 
 typedef struct reduce_entry {
@@ -240,6 +248,7 @@ typedef struct ps_push {
 	const uint8_t *values; /* float32 LE, any alignment */
 	double scale;          /* clipping factor */
 	bool check_finite;     /* check each key's gradient for NaN/Inf as it is applied */
+	int64_t clock_step;    /* steps the push covers: the worker's clock becomes clock + this */
 } ps_push;
 
 /* ps_apply_push applies a push at once (async/ssp) in one store update, with its
@@ -290,6 +299,10 @@ PSF_NODISCARD psf_err ps_admin_open(psf_ps *ps);
 
 /* ps_handlers_init fills ps->svc with the ParameterServer handlers. */
 void ps_handlers_init(psf_ps *ps);
+
+/* ps_check_keys validates a key list: sorted, unique, valid and on this shard;
+ * false after psf_rpc_fail(call, ...). Caller holds mu. */
+bool ps_check_keys(psf_ps *ps, const uint64_t *keys, size_t n, void *call);
 
 /* ps_serve_pull answers a Pull (at once, or parked and now ready) with the
  * values, or fails it: UNAVAILABLE when stopping, DEADLINE_EXCEEDED when the
@@ -428,6 +441,19 @@ void psf_ps_rpc_push(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V
  * psf_rpc_server_new, before psf_rpc_server_start); PSF_EPROTO when the decoder's
  * field numbers differ from the .proto's. */
 PSF_NODISCARD psf_err ps_handlers_add_raw(psf_ps *ps);
+
+/* push_pull.c ------------------------------------------------------------------ */
+
+/* ps_push_pull_add_raw registers the PushPull handler on ps->srv (as
+ * ps_handlers_add_raw does for Push). */
+PSF_NODISCARD psf_err ps_push_pull_add_raw(psf_ps *ps);
+
+/* ps_push_pull_answer answers a PARK_PUSH_PULL call with its push reply and the
+ * pull reply r (NULL: the status set by psf_rpc_fail). Cannot fail. */
+void ps_push_pull_answer(parked *p, const Psfleet__V1__PullReply *r);
+
+void psf_ps_rpc_push_pull(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__PushPullRequest *in, Psfleet__V1__PushPullReply_Closure done, void *call);
 
 /* ps_meta_worker_key formats "<prefix>:<worker>" into buf. */
 void ps_meta_worker_key(char *buf, size_t len, const char *prefix, const char *worker);

@@ -171,10 +171,11 @@ ps_handlers_add_raw(psf_ps *ps)
 {
 	psf_err err;
 
-	if ((err = ps_push_check_fields()) != PSF_OK)
+	if ((err = ps_push_check_fields()) != PSF_OK ||
+	    (err = psf_rpc_server_add_raw(ps->srv, PSF_M_PUSH, &psfleet__v1__push_reply__descriptor,
+	         push_raw, ps)) != PSF_OK)
 		return err;
-	return psf_rpc_server_add_raw(ps->srv, PSF_M_PUSH, &psfleet__v1__push_reply__descriptor,
-	    push_raw, ps);
+	return ps_push_pull_add_raw(ps);
 }
 
 /* psf_ps_rpc_push fills the generated service's Push slot (its INIT macro wants

@@ -399,7 +399,7 @@ timer_main(void *arg)
 		if (tick % 25 == 0) /* every 500 ms */
 			publish_workers(ps);
 		if (ps_check_timeouts(ps, psf_now_ms()) ||
-		    (ps->cfg->consistency.mode == PSF_CONS_SYNC && ps_round_complete(ps)))
+		    (psf_consistency_rounds(ps->cfg->consistency.mode) && ps_round_complete(ps)))
 			ps_close_round(ps);
 		ready = ps_take_ready(ps);
 		pthread_mutex_unlock(&ps->mu);

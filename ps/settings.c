@@ -98,6 +98,8 @@ ps_train_settings(const psf_config *cfg)
 		fprintf(f, "training.clip_norm=%.17g\n", t->clip_norm);
 	if (cfg->consistency.mode == PSF_CONS_SSP)
 		fprintf(f, "consistency.staleness=%u\n", cfg->consistency.staleness);
+	if (cfg->consistency.mode == PSF_CONS_LOCAL)
+		fprintf(f, "consistency.sync_every=%u\n", cfg->consistency.sync_every);
 	fprintf(f, "nodes.trainers=");
 	for (size_t i = 0, k = 0; i < cfg->n_nodes; i++)
 		if (cfg->nodes[i].role == PSF_ROLE_TRAINER)

@@ -74,6 +74,22 @@ void psf_windows_fini(psf_windows *w);
 /* psf_windows_gather writes row's window, W x n_features floats, into x. row
  * must be one of w->train or w->test. Cannot fail. */
 void psf_windows_gather(const psf_windows *w, const psf_table *t, size_t row, float *x);
+/* local_sgd.c: the trainer's half of consistency mode `local` (local SGD). */
+
+/* psf_local_sgd_step applies one plain SGD step to the keys[0..n) of params:
+ * params -= lr * grads. scratch holds the longest key's floats. */
+PSF_NODISCARD psf_err psf_local_sgd_step(psf_params *params, const psf_params *grads,
+    const uint64_t *keys, size_t n, float lr, float *scratch);
+
+/* psf_local_delta sets delta = start - params for keys[0..n): what a trainer
+ * pushes at the end of its sync_every local steps (the ps averages the deltas
+ * of a round and subtracts the average). scratch as above. */
+PSF_NODISCARD psf_err psf_local_delta(psf_params *delta, const psf_params *start,
+    const psf_params *params, const uint64_t *keys, size_t n, float *scratch);
+
+/* psf_local_copy copies keys[0..n) of src into dst. */
+PSF_NODISCARD psf_err psf_local_copy(psf_params *dst, const psf_params *src, const uint64_t *keys,
+    size_t n);
 
 /* Test-set sums in the target's own units. */
 typedef struct psf_eval {

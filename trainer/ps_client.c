@@ -12,71 +12,17 @@
 #include "lib/net/wire.h"
 #include "lib/runtime/runtime.h"
 #include "trainer/internal.h"
-
-/* A pull is cut into requests of at most PULL_PIECE_BYTES of values (whole
- * keys; a key of PULL_ALONE_BYTES or more goes alone, so that the shard packs it
- * straight from its store: one copy), and up to PULL_WINDOW of them are in flight
- * at once: the shard copies one while the transport carries another and this
- * thread stores a third. NNG moves 1 MiB messages faster per byte than bigger
- * ones. Measured (ps_bench, 16 MiB, ipc): 1 in flight 1.5-1.7 GB/s, 2: 2.25, 3:
- * 2.3-2.4, 4: 1.7-2.1, 8: 1.4-1.5, 16: 1.2 (the two vCPUs thrash between
- * replies). A server drops replies beyond workers - max(1, workers / 8) queued
- * on one connection (rpc_server.h), so the window also stays one below that. */
-#define PULL_PIECE_BYTES ((size_t)1 << 20)
-#define PULL_ALONE_BYTES (PULL_PIECE_BYTES / 4)
-#define PULL_WINDOW 3
-
-/* Per-shard scratch for building requests. */
-typedef struct shard_buf {
-	uint64_t *keys;
-	uint32_t *lens;
-	size_t n, cap;
-	uint8_t *values;
-	size_t vcap;
-} shard_buf;
-
-/* One pull request: keys [first, first + n) of a shard's routed keys. */
-typedef struct pull_piece {
-	size_t shard;
-	size_t first, n;
-} pull_piece;
-
-struct psf_ps_client {
-	const psf_config *cfg;
-	const psf_model *model;
-	char id[128];
-	char token[256];
-	size_t n_ps;
-	psf_rpc_client **clients;
-	uint64_t *seeds;
-	int64_t *shard_clock;
-	uint64_t *shard_seq;
-	shard_buf *bufs;
-	pull_piece *pieces;
-	size_t pieces_cap;
-	uint64_t *rkeys; /* keys and lens of one PullReply being read */
-	uint32_t *rlens;
-	size_t rcap;
-	psf_rpc_pending **pend; /* max(n_ps, PULL_WINDOW) calls in flight */
-	size_t window;          /* pull requests in flight */
-	int64_t clock;
-	uint64_t next_seq;
-	uint32_t index;
-	uint32_t retry_ms;
-	uint64_t total_steps; /* announced in heartbeats; 0 = unknown */
-	bool (*stop)(void *arg);
-	void *stop_arg;
-};
+#include "trainer/ps_client_internal.h"
 
 /* stopping: a stop was requested, or the clients were shut down (abort). */
-static bool
-stopping(const psf_ps_client *w, psf_err err)
+bool
+ps_client_stopping(const psf_ps_client *w, psf_err err)
 {
 	return err == PSF_ECLOSED || (w->stop != NULL && w->stop(w->stop_arg));
 }
 
-static psf_err
-register_shard(psf_ps_client *w, size_t s)
+psf_err
+ps_client_register_shard(psf_ps_client *w, size_t s)
 {
 	Psfleet__V1__RegisterRequest req = PSFLEET__V1__REGISTER_REQUEST__INIT;
 	Psfleet__V1__RegisterReply *r = NULL;
@@ -94,7 +40,7 @@ register_shard(psf_ps_client *w, size_t s)
 		    &psfleet__v1__register_reply__descriptor, &o, (ProtobufCMessage **)&r, &st);
 		if (err == PSF_OK)
 			break;
-		if (stopping(w, err))
+		if (ps_client_stopping(w, err))
 			return PSF_ECLOSED;
 		if ((st.code != PSF_STATUS_UNAVAILABLE &&
 		        st.code != PSF_STATUS_DEADLINE_EXCEEDED) ||
@@ -114,15 +60,15 @@ register_shard(psf_ps_client *w, size_t s)
 }
 
 /* register_all (re)registers with every shard and derives clock and seq. */
-static psf_err
-register_all(psf_ps_client *w)
+psf_err
+ps_client_register_all(psf_ps_client *w)
 {
 	uint64_t max_seq = 0;
 	psf_err err;
 
 	w->clock = INT64_MAX;
 	for (size_t s = 0; s < w->n_ps; s++) {
-		if ((err = register_shard(w, s)) != PSF_OK)
+		if ((err = ps_client_register_shard(w, s)) != PSF_OK)
 			return err;
 		if (w->shard_clock[s] < w->clock)
 			w->clock = w->shard_clock[s];
@@ -166,8 +112,10 @@ psf_ps_client_new(const psf_config *cfg, const psf_model *model, const char *id,
 	w->shard_clock = calloc(w->n_ps, sizeof(*w->shard_clock));
 	w->shard_seq = calloc(w->n_ps, sizeof(*w->shard_seq));
 	w->bufs = calloc(w->n_ps, sizeof(*w->bufs));
+	w->pbufs = calloc(w->n_ps, sizeof(*w->pbufs));
 	w->pend = calloc(w->n_ps > PULL_WINDOW ? w->n_ps : PULL_WINDOW, sizeof(*w->pend));
-	if (!w->clients || !w->seeds || !w->shard_clock || !w->shard_seq || !w->bufs || !w->pend)
+	if (!w->clients || !w->seeds || !w->shard_clock || !w->shard_seq || !w->bufs || !w->pbufs ||
+	    !w->pend)
 		goto fail;
 	if ((err = psf_runtime_client_opts(cfg, w->token, sizeof(w->token), &co)) != PSF_OK)
 		goto fail;
@@ -189,7 +137,7 @@ fail:
 psf_err
 psf_ps_client_register(psf_ps_client *w)
 {
-	psf_err err = register_all(w);
+	psf_err err = ps_client_register_all(w);
 
 	if (err != PSF_OK)
 		return err;
@@ -234,6 +182,11 @@ psf_ps_client_close(psf_ps_client *w)
 		free(w->bufs[s].lens);
 		free(w->bufs[s].values);
 	}
+	for (size_t s = 0; w->pbufs != NULL && s < w->n_ps; s++) {
+		free(w->pbufs[s].keys);
+		free(w->pbufs[s].lens);
+	}
+	free(w->pbufs);
 	free(w->clients);
 	free(w->seeds);
 	free(w->shard_clock);
@@ -266,15 +219,14 @@ cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* route sorts keys into per-shard lists, sorted and unique. */
-static psf_err
-route(psf_ps_client *w, const uint64_t *keys, size_t n)
+psf_err
+ps_client_route(psf_ps_client *w, shard_buf *bufs, const uint64_t *keys, size_t n)
 {
 	for (size_t s = 0; s < w->n_ps; s++)
-		w->bufs[s].n = 0;
+		bufs[s].n = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t s = w->n_ps == 1 ? 0 : psf_shard_pick(keys[i], w->seeds, w->n_ps);
-		shard_buf *b = &w->bufs[s];
+		shard_buf *b = &bufs[s];
 		if (b->n == b->cap) {
 			size_t cap = b->cap ? b->cap * 2 : 64;
 			uint64_t *k = realloc(b->keys, cap * sizeof(*k));
@@ -290,7 +242,7 @@ route(psf_ps_client *w, const uint64_t *keys, size_t n)
 		b->keys[b->n++] = keys[i];
 	}
 	for (size_t s = 0; s < w->n_ps; s++) {
-		shard_buf *b = &w->bufs[s];
+		shard_buf *b = &bufs[s];
 		size_t u = 0;
 		if (b->n == 0)
 			continue; /* keys is still NULL: qsort(NULL, 0) is undefined */
@@ -305,8 +257,8 @@ route(psf_ps_client *w, const uint64_t *keys, size_t n)
 }
 
 /* retryable: transport trouble, a restarting ps, or a pull still parked. */
-static bool
-retryable(const psf_rpc_status *st)
+bool
+ps_client_retryable(const psf_rpc_status *st)
 {
 	return st->code == PSF_STATUS_UNAVAILABLE || st->code == PSF_STATUS_DEADLINE_EXCEEDED;
 }
@@ -314,8 +266,8 @@ retryable(const psf_rpc_status *st)
 /* call_shard makes one call with the worker's retry policy. A call that is not
  * idempotent at the RPC layer (Push: its big request would be copied for every
  * possible re-send) is retried here instead, with the same request. */
-static psf_err
-call_shard(psf_ps_client *w, size_t s, const char *method, const ProtobufCMessage *req,
+psf_err
+ps_client_call_shard(psf_ps_client *w, size_t s, const char *method, const ProtobufCMessage *req,
     const ProtobufCMessageDescriptor *desc, int idempotent, ProtobufCMessage **reply,
     psf_rpc_status *st)
 {
@@ -328,14 +280,14 @@ call_shard(psf_ps_client *w, size_t s, const char *method, const ProtobufCMessag
 		err = psf_rpc_client_call(w->clients[s], method, req, desc, &o, reply, st);
 		if (err == PSF_OK)
 			return PSF_OK;
-		if (stopping(w, err))
+		if (ps_client_stopping(w, err))
 			return PSF_ECLOSED;
 		if (st->code == PSF_STATUS_FAILED_PRECONDITION) {
 			/* the shard forgot us (restart): register and try again */
-			psf_err rerr = register_shard(w, s);
+			psf_err rerr = ps_client_register_shard(w, s);
 			if (rerr != PSF_OK)
 				return rerr == PSF_ECLOSED ? rerr : err;
-		} else if (!retryable(st) || psf_now_ms() >= until) {
+		} else if (!ps_client_retryable(st) || psf_now_ms() >= until) {
 			return err;
 		} else if (st->code == PSF_STATUS_UNAVAILABLE) {
 			psf_sleep_ms(backoff);
@@ -344,8 +296,8 @@ call_shard(psf_ps_client *w, size_t s, const char *method, const ProtobufCMessag
 	}
 }
 
-static psf_err
-store_pulled(psf_ps_client *w, const Psfleet__V1__PullReply *r, psf_params *dst)
+psf_err
+ps_client_store_pulled(const Psfleet__V1__PullReply *r, psf_params *dst)
 {
 	size_t off = 0;
 	psf_err err;
@@ -360,7 +312,6 @@ store_pulled(psf_ps_client *w, const Psfleet__V1__PullReply *r, psf_params *dst)
 			return err;
 		off += r->lens[i];
 	}
-	(void)w;
 	return PSF_OK;
 }
 
@@ -434,7 +385,7 @@ static psf_err
 plan_pieces(psf_ps_client *w, size_t *n_out)
 {
 	size_t n = 0, max_keys = w->cfg->limits.max_keys_per_request;
-	bool sync = w->cfg->consistency.mode == PSF_CONS_SYNC;
+	bool sync = psf_consistency_rounds(w->cfg->consistency.mode);
 	psf_err err;
 
 	for (size_t s = 0; s < w->n_ps; s++) {
@@ -505,15 +456,15 @@ finish_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pend
 	}
 	/* slow path: retries, re-registration, waiting */
 	pull_request(w, pc, clock, &req);
-	err = call_shard(w, pc->shard, PSF_M_PULL, &req.base, &psfleet__v1__pull_reply__descriptor,
-	    1, (ProtobufCMessage **)&r, &st);
+	err = ps_client_call_shard(w, pc->shard, PSF_M_PULL, &req.base,
+	    &psfleet__v1__pull_reply__descriptor, 1, (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
 		if (err != PSF_ECLOSED) /* not a stop request */
 			psf_log_err("ps_client", "pull from shard %zu at clock %lld: %s", pc->shard,
 			    (long long)clock, st.message);
 		return err;
 	}
-	err = store_pulled(w, r, dst);
+	err = ps_client_store_pulled(r, dst);
 	*version = r->model_version;
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return err;
@@ -525,7 +476,7 @@ psf_ps_client_pull(psf_ps_client *w, int64_t clock, const uint64_t *keys, size_t
 {
 	uint64_t min_version = UINT64_MAX, v = 0;
 	size_t n_pieces = 0, i;
-	psf_err err = route(w, keys, n);
+	psf_err err = ps_client_route(w, w->bufs, keys, n);
 
 	if (err == PSF_OK)
 		err = plan_pieces(w, &n_pieces);
@@ -557,8 +508,8 @@ psf_ps_client_pull(psf_ps_client *w, int64_t clock, const uint64_t *keys, size_t
  * bytes: in place when the keys' values lie back to back in grads (dense chunks
  * in order: the usual case, packed into the request with no other copy), else
  * gathered into the shard's value buffer. */
-static psf_err
-push_values(shard_buf *b, const psf_params *grads, const uint8_t **data, size_t *len)
+psf_err
+ps_client_push_values(shard_buf *b, const psf_params *grads, const uint8_t **data, size_t *len)
 {
 	const float *base = NULL, *next = NULL;
 	size_t off = 0;
@@ -616,19 +567,65 @@ push_collect(psf_ps_client *w, size_t s, const Psfleet__V1__PushRequest *req, ps
 
 	if (err == PSF_OK)
 		return PSF_OK;
-	if (stopping(w, err))
+	if (pend == NULL)
+		st->code = PSF_STATUS_UNAVAILABLE; /* never sent: send it */
+	return ps_client_push_slow(w, s, req, err, r, st);
+}
+
+psf_err
+ps_client_push_slow(psf_ps_client *w, size_t s, const Psfleet__V1__PushRequest *req, psf_err err,
+    Psfleet__V1__PushReply **r, psf_rpc_status *st)
+{
+	if (ps_client_stopping(w, err))
 		return PSF_ECLOSED;
-	if (pend != NULL && st->code == PSF_STATUS_FAILED_PRECONDITION) {
+	if (st->code == PSF_STATUS_FAILED_PRECONDITION) {
 		/* the shard forgot us (restart): register, then re-send */
-		psf_err rerr = register_shard(w, s);
+		psf_err rerr = ps_client_register_shard(w, s);
 		if (rerr != PSF_OK)
 			return rerr == PSF_ECLOSED ? rerr : err;
-	} else if (pend != NULL && !retryable(st)) {
+	} else if (!ps_client_retryable(st)) {
 		return err; /* rejected (or ABORTED): sending it again changes nothing */
 	}
 	/* Same seq on every retry: the shard dedups, so this is safe to repeat. */
-	return call_shard(w, s, PSF_M_PUSH, &req->base, &psfleet__v1__push_reply__descriptor, 0,
-	    (ProtobufCMessage **)r, st);
+	return ps_client_call_shard(w, s, PSF_M_PUSH, &req->base,
+	    &psfleet__v1__push_reply__descriptor, 0, (ProtobufCMessage **)r, st);
+}
+
+psf_err
+ps_client_push_request(psf_ps_client *w, size_t s, const psf_params *grads, int64_t clock,
+    uint64_t seq, uint64_t n_samples, double loss, Psfleet__V1__PushRequest *req)
+{
+	const uint8_t *data = NULL;
+	size_t len = 0;
+	psf_err err = ps_client_push_values(&w->bufs[s], grads, &data, &len);
+
+	if (err != PSF_OK)
+		return err;
+	psfleet__v1__push_request__init(req);
+	req->worker = w->id;
+	req->seq = seq;
+	req->clock = clock;
+	req->n_keys = req->n_lens = w->bufs[s].n;
+	req->keys = w->bufs[s].keys;
+	req->lens = w->bufs[s].lens;
+	req->values.data = (uint8_t *)data; /* only read by packing */
+	req->values.len = len;
+	req->n_samples = n_samples;
+	req->loss = loss;
+	return PSF_OK;
+}
+
+void
+ps_client_push_done(psf_ps_client *w, size_t s, int64_t clock, uint64_t seq,
+    const Psfleet__V1__PushReply *r, psf_push_result *out)
+{
+	w->shard_clock[s] = clock + psf_clock_step(&w->cfg->consistency);
+	w->shard_seq[s] = seq;
+	out->duplicates += r->duplicate ? 1 : 0;
+	if (r->model_version > out->model_version)
+		out->model_version = r->model_version;
+	if (r->staleness > out->max_staleness)
+		out->max_staleness = r->staleness;
 }
 
 psf_err
@@ -639,30 +636,18 @@ psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads, con
 	Psfleet__V1__PushRequest *reqs = calloc(w->n_ps, sizeof(*reqs));
 	uint64_t seq = w->next_seq;
 	bool aborted = false;
-	psf_err err = reqs != NULL ? route(w, keys, n) : PSF_ENOMEM;
+	psf_err err = reqs != NULL ? ps_client_route(w, w->bufs, keys, n) : PSF_ENOMEM;
 
 	/* Start every shard's push (not idempotent at the RPC layer: no copy kept
 	 * for re-sends), then collect: shards apply in parallel. */
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {
 		psf_rpc_call_opts o = {0, 0, 0};
-		const uint8_t *data = NULL;
-		size_t len = 0;
 
 		if (w->shard_clock[s] > clock)
 			continue; /* this shard applied our push of this clock already */
-		if ((err = push_values(&w->bufs[s], grads, &data, &len)) != PSF_OK)
+		if ((err = ps_client_push_request(w, s, grads, clock, seq, n_samples, loss,
+		         &reqs[s])) != PSF_OK)
 			break;
-		psfleet__v1__push_request__init(&reqs[s]);
-		reqs[s].worker = w->id;
-		reqs[s].seq = seq;
-		reqs[s].clock = clock;
-		reqs[s].n_keys = reqs[s].n_lens = w->bufs[s].n;
-		reqs[s].keys = w->bufs[s].keys;
-		reqs[s].lens = w->bufs[s].lens;
-		reqs[s].values.data = (uint8_t *)data; /* only read by packing */
-		reqs[s].values.len = len;
-		reqs[s].n_samples = n_samples;
-		reqs[s].loss = loss;
 		if (psf_rpc_call_start(w->clients[s], PSF_M_PUSH, &reqs[s].base, &o, &w->pend[s]) !=
 		    PSF_OK)
 			w->pend[s] = NULL; /* the collect below takes the slow path */
@@ -688,13 +673,7 @@ psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads, con
 				    (long long)clock, st.message);
 			break;
 		}
-		w->shard_clock[s] = clock + 1;
-		w->shard_seq[s] = seq;
-		out.duplicates += r->duplicate ? 1 : 0;
-		if (r->model_version > out.model_version)
-			out.model_version = r->model_version;
-		if (r->staleness > out.max_staleness)
-			out.max_staleness = r->staleness;
+		ps_client_push_done(w, s, clock, seq, r, &out);
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	}
 	for (size_t s = 0; s < w->n_ps; s++) { /* after an error: drop the rest */
@@ -706,12 +685,12 @@ psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads, con
 		return err;
 	w->next_seq = seq + 1;
 	if (aborted) {
-		if ((err = register_all(w)) != PSF_OK)
+		if ((err = ps_client_register_all(w)) != PSF_OK)
 			return err;
 		psf_log_warn("ps_client", "%s rejoins at clock %lld", w->id, (long long)w->clock);
 		return PSF_ESTATE;
 	}
-	w->clock = clock + 1;
+	w->clock = clock + psf_clock_step(&w->cfg->consistency);
 	if (res != NULL)
 		*res = out;
 	return PSF_OK;
@@ -738,7 +717,7 @@ psf_ps_client_heartbeat(psf_ps_client *w, bool done)
 		req.clock = w->clock;
 		req.done = done;
 		req.total_steps = w->total_steps;
-		err = call_shard(w, s, PSF_M_CLOCK, &req.base,
+		err = ps_client_call_shard(w, s, PSF_M_CLOCK, &req.base,
 		    &psfleet__v1__clock_reply__descriptor, 1, (ProtobufCMessage **)&r, &st);
 		if (err == PSF_OK)
 			protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -762,8 +741,8 @@ psf_ps_client_reduce(psf_ps_client *w, const char *name, uint32_t expected, doub
 	req.expected = expected;
 	req.n_values = n;
 	req.values = values;
-	err = call_shard(w, 0, PSF_M_REDUCE, &req.base, &psfleet__v1__reduce_reply__descriptor, 1,
-	    (ProtobufCMessage **)&r, &st);
+	err = ps_client_call_shard(w, 0, PSF_M_REDUCE, &req.base,
+	    &psfleet__v1__reduce_reply__descriptor, 1, (ProtobufCMessage **)&r, &st);
 	if (err != PSF_OK) {
 		psf_log_err("ps_client", "reduce '%s': %s", name, st.message);
 		return err;
@@ -785,8 +764,8 @@ psf_ps_client_report(psf_ps_client *w, Psfleet__V1__MetricsReport *report)
 	psf_err err;
 
 	report->worker = w->id;
-	err = call_shard(w, 0, PSF_M_REPORT, &report->base, &psfleet__v1__metrics_ack__descriptor,
-	    1, (ProtobufCMessage **)&r, &st);
+	err = ps_client_call_shard(w, 0, PSF_M_REPORT, &report->base,
+	    &psfleet__v1__metrics_ack__descriptor, 1, (ProtobufCMessage **)&r, &st);
 	if (err == PSF_OK)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 	return err;

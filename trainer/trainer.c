@@ -51,6 +51,17 @@ typedef struct trainer {
 	uint64_t *brows;
 	uint64_t *keys;
 	size_t keys_cap;
+	/* The fused sync step (psf_ps_client_push_pull): the next step's rows and
+	 * keys, and whether params already hold the next step's weights. */
+	bool fuse;       /* off with PSF_TRAINER_PLAIN_COMM=1 (the bench's baseline) */
+	bool prefetched; /* params hold the weights of the clock about to run */
+	size_t *next_bidx;
+	uint64_t *next_brows, *next_keys;
+	/* Consistency mode local (local_sgd.c): the block's starting weights, the
+	 * delta pushed at its end, the evaluation's own weights, key scratch. */
+	bool local;
+	psf_params *start, *delta, *eval_params;
+	float *lscratch;
 	psf_gauge *g_epoch, *g_step, *g_loss, *g_sps, *g_total;
 	psf_counter *c_wait_ns, *c_compute_ns;
 	FILE *trace;      /* <run_dir>/trace/<id>.csv: one line per step */
@@ -266,10 +277,20 @@ setup_model(trainer *t)
 	t->by = malloc(batch * sizeof(float));
 	t->brows = malloc(batch * sizeof(uint64_t));
 	t->keys = malloc(t->keys_cap * sizeof(uint64_t));
+	t->next_bidx = malloc(batch * sizeof(size_t));
+	t->next_brows = malloc(batch * sizeof(uint64_t));
+	t->next_keys = malloc(t->keys_cap * sizeof(uint64_t));
+	if (t->local &&
+	    ((err = psf_params_new(t->model, &t->start)) != PSF_OK ||
+	        (err = psf_params_new(t->model, &t->delta)) != PSF_OK ||
+	        (err = psf_params_new(t->model, &t->eval_params)) != PSF_OK ||
+	        (t->lscratch = malloc(t->cfg->model.chunk_floats * sizeof(float))) == NULL))
+		return err != PSF_OK ? err : PSF_ENOMEM;
 	t->sym_rows =
 	    malloc((t->table->n_symbols > 0 ? t->table->n_symbols : 1) * sizeof(uint64_t));
 	t->perm = malloc((t->win.n_train > 0 ? t->win.n_train : 1) * sizeof(uint32_t));
-	if (!t->bidx || !t->bx || !t->by || !t->brows || !t->keys || !t->sym_rows || !t->perm)
+	if (!t->bidx || !t->bx || !t->by || !t->brows || !t->keys || !t->sym_rows || !t->perm ||
+	    !t->next_bidx || !t->next_brows || !t->next_keys)
 		return PSF_ENOMEM;
 	for (size_t i = 0; i < t->table->n_symbols; i++)
 		t->sym_rows[i] = psf_symbol_row(t->table->symbols[i]);
@@ -299,16 +320,16 @@ batch_rows(trainer *t, int64_t c, size_t *rows)
 	return batch < n ? batch : n;
 }
 
-/* keys_for lists the dense keys and the per-symbol keys of n batch rows. */
+/* keys_for lists into keys the dense keys and the per-symbol keys of n batch rows. */
 static psf_err
-keys_for(trainer *t, const uint64_t *brows, size_t n, size_t *n_keys)
+keys_for(trainer *t, const uint64_t *brows, size_t n, uint64_t *keys, size_t *n_keys)
 {
 	size_t nd = 0, ns = 0;
-	psf_err err = psf_model_dense_keys(t->model, t->keys, NULL, t->keys_cap, &nd);
+	psf_err err = psf_model_dense_keys(t->model, keys, NULL, t->keys_cap, &nd);
 
 	if (err == PSF_OK && psf_model_n_symbol_tensors(t->model) > 0)
-		err = psf_model_symbol_keys(t->model, brows, n, t->keys + nd, NULL,
-		    t->keys_cap - nd, &ns);
+		err = psf_model_symbol_keys(t->model, brows, n, keys + nd, NULL, t->keys_cap - nd,
+		    &ns);
 	*n_keys = nd + ns;
 	return err;
 }
@@ -324,6 +345,49 @@ inject_faults(trainer *t, int64_t c, uint64_t step_ns)
 		psf_sleep_ms((uint64_t)((t->opts->slowdown - 1.0) * (double)step_ns / 1e6));
 	if (t->opts != NULL && t->opts->delay_ms > 0)
 		psf_sleep_ms(t->opts->delay_ms);
+}
+
+/* push_step pushes step c's gradients. With the fused path on and a step after
+ * c, it lists the keys of step c + 1 and pulls their weights in the same round
+ * trip (t->prefetched says whether that worked). */
+static psf_err
+push_step(trainer *t, int64_t c, size_t n_keys, size_t n, double loss, psf_push_result *pr)
+{
+	size_t nn, n_next = 0;
+	psf_err err;
+
+	t->prefetched = false;
+	if (!t->fuse || c + 1 >= (int64_t)t->total_steps)
+		return psf_ps_client_push(t->w, c, t->grads, t->keys, n_keys, n, loss, pr);
+	nn = batch_rows(t, c + 1, t->next_bidx);
+	for (size_t i = 0; i < nn; i++)
+		t->next_brows[i] = t->sym_rows[t->table->sym[t->next_bidx[i]]];
+	if ((err = keys_for(t, t->next_brows, nn, t->next_keys, &n_next)) != PSF_OK)
+		return err;
+	return psf_ps_client_push_pull(t->w, c, t->grads, t->keys, n_keys, n, loss, t->next_keys,
+	    n_next, t->params, pr, &t->prefetched);
+}
+
+/* local_end ends local step c: a plain SGD step on the trainer's own weights,
+ * and at the end of a block of sync_every steps (or of the run) the push of the
+ * block's delta for the block's first clock, which the ps averages. */
+static psf_err
+local_end(trainer *t, int64_t c, size_t n_keys, size_t n, double loss, psf_push_result *pr)
+{
+	int64_t k = (int64_t)t->cfg->consistency.sync_every;
+	psf_err err = psf_local_sgd_step(t->params, t->grads, t->keys, n_keys,
+	    (float)t->cfg->optimizer.learning_rate, t->lscratch);
+
+	if (err != PSF_OK)
+		return err;
+	if ((c + 1) % k != 0 && c + 1 < (int64_t)t->total_steps) {
+		*pr = (psf_push_result){atomic_load(&t->version), 0, 0};
+		return PSF_OK; /* no communication inside a block */
+	}
+	if ((err = psf_local_delta(t->delta, t->start, t->params, t->keys, n_keys, t->lscratch)) !=
+	    PSF_OK)
+		return err;
+	return psf_ps_client_push(t->w, c - c % k, t->delta, t->keys, n_keys, n, loss, pr);
 }
 
 /* step runs one training step at clock c. */
@@ -344,8 +408,13 @@ step(trainer *t, int64_t c, double *loss)
 	}
 	uint64_t t0 = psf_now_ns(), t1, t2;
 	psf_push_result pr;
-	if ((err = keys_for(t, t->brows, n, &n_keys)) != PSF_OK ||
-	    (err = psf_ps_client_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK)
+	bool pull =
+	    !t->prefetched && (!t->local || c % (int64_t)t->cfg->consistency.sync_every == 0);
+	if (pull &&
+	    ((err = keys_for(t, t->brows, n, t->keys, &n_keys)) != PSF_OK ||
+	        (err = psf_ps_client_pull(t->w, c, t->keys, n_keys, t->params, NULL)) != PSF_OK ||
+	        (t->local &&
+	            (err = psf_local_copy(t->start, t->params, t->keys, n_keys)) != PSF_OK)))
 		return err;
 	t1 = psf_now_ns();
 	if ((err = psf_model_loss_grad(t->model, t->ws, t->params, t->bx, t->by, t->brows, n,
@@ -366,7 +435,8 @@ step(trainer *t, int64_t c, double *loss)
 		return PSF_EINVAL;
 	}
 	t2 = psf_now_ns();
-	err = psf_ps_client_push(t->w, c, t->grads, t->keys, n_keys, n, *loss, &pr);
+	err = t->local ? local_end(t, c, n_keys, n, *loss, &pr)
+	               : push_step(t, c, n_keys, n, *loss, &pr);
 	if (err != PSF_OK)
 		return err;
 	t->last =
@@ -391,8 +461,16 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	psf_eval ev;
 	psf_err err;
 
-	err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, &t->win, t->sym_rows,
-	    t->stats, c, t->params, &ev);
+	int64_t k = (int64_t)t->cfg->consistency.sync_every;
+	/* local: the averaged model (the last block start's, or the final round's);
+	 * the trainer's own weights stay in params */
+	if (t->local)
+		err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, &t->win,
+		    t->sym_rows, t->stats, c % k == 0 || c == (int64_t)t->total_steps ? c : c - c % k,
+		    t->eval_params, &ev);
+	else
+		err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, &t->win,
+		    t->sym_rows, t->stats, c, t->params, &ev);
 	if (err != PSF_OK)
 		return err;
 	r.epoch = (uint32_t)(t->steps_per_epoch ? (uint64_t)c / t->steps_per_epoch : 0);
@@ -441,6 +519,8 @@ train(trainer *t)
 		if (psf_runtime_stop_requested(t->rt))
 			return PSF_ECLOSED;
 		err = step(t, c, &loss);
+		if (err != PSF_OK)
+			t->prefetched = false;
 		if (err == PSF_ESTATE) { /* the round moved on without us: rejoin */
 			c = psf_ps_client_clock(t->w);
 			continue;
@@ -465,6 +545,7 @@ train(trainer *t)
 		psf_gauge_set(t->g_sps, secs > 0 ? (double)samples / secs : 0);
 		if ((uint64_t)c % t->steps_per_epoch == 0 || c == (int64_t)t->total_steps) {
 			bool last = c == (int64_t)t->total_steps;
+			t->prefetched = false; /* the evaluation pulls into params */
 			if ((err = report(t, c, loss_sum / (double)loss_n,
 			         secs > 0 ? (double)samples / secs : 0, last)) != PSF_OK)
 				return err;
@@ -565,6 +646,13 @@ trainer_fini(trainer *t)
 	free(t->by);
 	free(t->brows);
 	free(t->keys);
+	free(t->next_bidx);
+	free(t->next_brows);
+	free(t->next_keys);
+	psf_params_free(t->start);
+	psf_params_free(t->delta);
+	psf_params_free(t->eval_params);
+	free(t->lscratch);
 	if (t->trace != NULL)
 		fclose(t->trace);
 	if (t->eval_trace != NULL)
@@ -619,6 +707,9 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 	t.cfg = cfg;
 	t.node = node;
 	t.opts = opts;
+	t.local = cfg->consistency.mode == PSF_CONS_LOCAL;
+	t.fuse = getenv("PSF_TRAINER_PLAIN_COMM") == NULL ||
+	    strcmp(getenv("PSF_TRAINER_PLAIN_COMM"), "1") != 0;
 	if (opts != NULL && opts->metrics != NULL)
 		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
 	if (cfg->training.batch_size > PSF_TRAINER_MAX_BATCH) {

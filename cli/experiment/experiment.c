@@ -46,19 +46,25 @@ psf_exp_parse_mode(const char *s, psf_exp_mode *out)
 	} else if (strcmp(s, "ssp") == 0) {
 		m.mode = PSF_CONS_SSP;
 		m.staleness = UINT32_MAX;
-	} else if (strncmp(s, "ssp:", 4) == 0 && s[4] >= '0' && s[4] <= '9') {
+	} else if (strcmp(s, "local") == 0) {
+		m.mode = PSF_CONS_LOCAL;
+		m.staleness = UINT32_MAX;
+	} else if ((strncmp(s, "ssp:", 4) == 0 && s[4] >= '0' && s[4] <= '9') ||
+	    (strncmp(s, "local:", 6) == 0 && s[6] >= '1' && s[6] <= '9')) {
+		bool ssp = s[0] == 's';
 		errno = 0;
-		v = strtoul(s + 4, &end, 10);
+		v = strtoul(s + (ssp ? 4 : 6), &end, 10);
 		if (*end != '\0' || errno != 0 || v > 1000000)
 			return PSF_EINVAL;
-		m.mode = PSF_CONS_SSP;
+		m.mode = ssp ? PSF_CONS_SSP : PSF_CONS_LOCAL;
 		m.staleness = (uint32_t)v;
 	} else {
 		return PSF_EINVAL;
 	}
 	snprintf(m.name, sizeof(m.name), "%s", s);
-	if (m.mode == PSF_CONS_SSP && m.staleness != UINT32_MAX)
-		snprintf(m.slug, sizeof(m.slug), "ssp%u", m.staleness);
+	if ((m.mode == PSF_CONS_SSP || m.mode == PSF_CONS_LOCAL) && m.staleness != UINT32_MAX)
+		snprintf(m.slug, sizeof(m.slug), "%s%u", m.mode == PSF_CONS_SSP ? "ssp" : "local",
+		    m.staleness);
 	else
 		snprintf(m.slug, sizeof(m.slug), "%s", s);
 	*out = m;
@@ -215,6 +221,8 @@ load_run_config(run *r)
 	add_set(r, "consistency.mode=%s", psf_consistency_name(r->mode->mode));
 	if (r->mode->mode == PSF_CONS_SSP && r->mode->staleness != UINT32_MAX)
 		add_set(r, "consistency.staleness=%u", r->mode->staleness);
+	if (r->mode->mode == PSF_CONS_LOCAL && r->mode->staleness != UINT32_MAX)
+		add_set(r, "consistency.sync_every=%u", r->mode->staleness);
 	quote(r->run_dir, q_run, sizeof(q_run));
 	quote(r->data_path, q_data, sizeof(q_data));
 	add_set(r, "run_dir=%s", q_run);

@@ -43,9 +43,9 @@
 /* One consistency mode to run, as spelled on the command line. */
 typedef struct psf_exp_mode {
 	psf_consistency mode;
-	uint32_t staleness; /* ssp: s */
-	char name[24];      /* "sync", "async", "ssp:4" */
-	char slug[24];      /* for directory names: "sync", "async", "ssp4" */
+	uint32_t staleness; /* ssp: s; local: sync_every (UINT32_MAX: the config's) */
+	char name[24];      /* "sync", "async", "ssp:4", "local:8" */
+	char slug[24];      /* for directory names: "sync", "async", "ssp4", "local8" */
 } psf_exp_mode;
 
 /* A straggler: trainer id made slower by a factor, or by a delay per step. */

@@ -281,6 +281,13 @@ json_mode(FILE *f, const psf_report *r, const rp_mode *m)
 	json_stat(f, "final_test_mae", m->mae);
 	json_stat(f, "naive_rmse", m->naive);
 	json_stat(f, "final_train_loss", m->loss);
+	json_stat(f, "seconds_to_test_target", m->to_test);
+	fprintf(f, "      \"speedup_to_test_target_vs_baseline\": ");
+	json_num(f, m->test_speedup > 0 ? m->test_speedup : RP_NO_VALUE);
+	fprintf(f, ",\n      \"test_target_within_noise\": %s,\n",
+	    m->test_noise < 0   ? "null"
+	        : m->test_noise ? "true"
+	                        : "false");
 	json_stat(f, "seconds_to_target", m->to_target);
 	fprintf(f,
 	    "      \"runs_reaching_target\": %zu,\n      \"speedup_to_target_vs_baseline\": ",
@@ -315,7 +322,11 @@ write_summary_json(const psf_report *r, const char *path)
 	    "  \"injections\": ",
 	    r->meta.repeats, r->meta.n_trainers, r->meta.batch_size);
 	psf_cli_json_str(f, r->meta.injections);
-	fputs(",\n  \"target_loss\": {\"value\": ", f);
+	fputs(",\n  \"test_target_rmse\": {\"value\": ", f);
+	json_num(f, r->test_target);
+	fputs(", \"source\": ", f);
+	psf_cli_json_str(f, r->test_target != RP_NO_VALUE ? r->test_target_source : "none");
+	fputs("},\n  \"target_loss\": {\"value\": ", f);
 	json_num(f, r->target);
 	fputs(", \"source\": ", f);
 	psf_cli_json_str(f, r->target != RP_NO_VALUE ? r->target_source : "none");
@@ -336,26 +347,36 @@ write_summary_json(const psf_report *r, const char *path)
 static void
 print_table(const psf_report *r, FILE *out)
 {
-	fprintf(out, "target loss %.6g (%s)\n", r->target,
+	fprintf(out, "test target: RMSE %.6g (%s)\n", r->test_target,
+	    r->test_target != RP_NO_VALUE ? r->test_target_source : "none");
+	fprintf(out, "loss target: %.6g (%s)\n", r->target,
 	    r->target != RP_NO_VALUE ? r->target_source : "none");
-	fprintf(out, "%-10s %4s  %-22s %-16s %8s %10s %6s  %s\n", "mode", "runs",
-	    "test RMSE (mean +- sd)", "to target (s)", "speedup", "updates/s", "idle",
-	    "staleness p50/p99/max");
+	fprintf(out, "%-10s %4s  %-22s %-18s %8s %-14s %-16s %10s %6s  %s\n", "mode", "runs",
+	    "test RMSE (mean +- sd)", "to test target (s)", "speedup", "vs baseline",
+	    "to loss target", "updates/s", "idle", "staleness p50/p99/max");
 	for (size_t k = 0; k < r->n_modes; k++) {
 		const rp_mode *m = &r->modes[k];
-		char rmse[64] = "-", tgt[64] = "not reached", sp[32] = "-";
+		char rmse[64] = "-", tst[64] = "not reached", tgt[64] = "not reached", sp[32] = "-";
+		const char *noise = (int)k == r->baseline ? "(baseline)"
+		    : m->to_test.n == 0                   ? "-"
+		    : m->test_noise < 0                   ? "spread unknown"
+		    : m->test_noise                       ? "within noise"
+		                                          : "beyond noise";
 
 		if (m->rmse.n > 0)
 			snprintf(rmse, sizeof(rmse), "%.6g +- %.2g", m->rmse.mean, m->rmse.sd);
+		if (m->to_test.n > 0)
+			snprintf(tst, sizeof(tst), "%.2f +- %.2f", m->to_test.mean, m->to_test.sd);
 		if (m->to_target.n > 0)
 			snprintf(tgt, sizeof(tgt), "%.2f +- %.2f", m->to_target.mean,
 			    m->to_target.sd);
-		if (m->speedup > 0)
-			snprintf(sp, sizeof(sp), "%.2fx", m->speedup);
-		fprintf(out, "%-10s %4zu  %-22s %-16s %8s %10.1f %5.0f%%  %lld/%lld/%lld\n",
-		    m->name, m->n_runs, rmse, tgt, sp, m->updates_s.n ? m->updates_s.mean : 0,
-		    m->idle.n ? 100 * m->idle.mean : 0, (long long)m->st_p50, (long long)m->st_p99,
-		    (long long)m->st_max);
+		if (m->test_speedup > 0)
+			snprintf(sp, sizeof(sp), "%.2fx", m->test_speedup);
+		fprintf(out,
+		    "%-10s %4zu  %-22s %-18s %8s %-14s %-16s %10.1f %5.0f%%  %lld/%lld/%lld\n",
+		    m->name, m->n_runs, rmse, tst, sp, noise, tgt,
+		    m->updates_s.n ? m->updates_s.mean : 0, m->idle.n ? 100 * m->idle.mean : 0,
+		    (long long)m->st_p50, (long long)m->st_p99, (long long)m->st_max);
 	}
 }
 

@@ -344,6 +344,7 @@ load_run(const char *out_dir, rp_run *run)
 	psf_err err;
 
 	run->t_target = RP_NO_VALUE;
+	run->t_test = RP_NO_VALUE;
 	snprintf(dir, sizeof(dir), "%s/%s/trace", out_dir, run->info.run_dir);
 	if ((err = list_trainers(dir, run)) != PSF_OK)
 		return err;
@@ -497,6 +498,47 @@ pick_target(psf_report *r)
 	}
 }
 
+/* RP_TEST_SHARE: the test target is the RMSE that achieves this share of the
+ * baseline's improvement over the naive forecast (its mean final test RMSE vs
+ * its naive RMSE). A test error on a fixed schedule converges; a smoothed batch
+ * loss crossed once early is noise. */
+#define RP_TEST_SHARE 0.9
+
+/* pick_test_target sets the test-RMSE target and each run's time to it: the end
+ * of the first epoch after which the fleet's test RMSE is at or below it. */
+static void
+pick_test_target(psf_report *r)
+{
+	acc rm = {{0}, 0}, nv = rm;
+
+	r->test_target = RP_NO_VALUE;
+	for (size_t i = 0; r->baseline >= 0 && i < r->n_runs; i++)
+		if (rp_usable(&r->runs[i]) && r->runs[i].mode == (size_t)r->baseline &&
+		    r->runs[i].test_n > 0) {
+			acc_add(&rm, r->runs[i].rmse);
+			acc_add(&nv, r->runs[i].naive);
+		}
+	if (rm.n == 0 || nv.n == 0)
+		return;
+	double rmse = acc_stat(&rm).mean, naive = acc_stat(&nv).mean;
+	if (!(naive > rmse))
+		return; /* the baseline does not beat the naive forecast: no meaningful target */
+	r->test_target = naive - RP_TEST_SHARE * (naive - rmse);
+	snprintf(r->test_target_source, sizeof(r->test_target_source),
+	    "test RMSE reaching %.0f%% of %s's gain over the naive forecast (%.6g -> %.6g, "
+	    "mean of %zu run%s), evaluated after every epoch",
+	    100 * RP_TEST_SHARE, r->modes[r->baseline].name, naive, rmse, rm.n,
+	    rm.n == 1 ? "" : "s");
+	for (size_t i = 0; i < r->n_runs; i++) {
+		rp_run *run = &r->runs[i];
+		for (size_t e = 0; rp_usable(run) && e < run->n_epochs; e++)
+			if (run->epochs[e].rmse <= r->test_target) {
+				run->t_test = run->epochs[e].t;
+				break;
+			}
+	}
+}
+
 /* mode_trainers averages each trainer's time split over the mode's runs. */
 static psf_err
 mode_trainers(psf_report *r, rp_mode *m, size_t k)
@@ -538,6 +580,7 @@ summarise_mode(psf_report *r, size_t k)
 {
 	rp_mode *m = &r->modes[k];
 	acc rmse = {{0}, 0}, mae = rmse, naive = rmse, loss = rmse, tgt = rmse, secs = rmse;
+	acc tst = rmse;
 	acc ups = rmse, sps = rmse, smp = rmse, idle = rmse;
 	size_t n_st = 0, at = 0;
 	double st_sum = 0;
@@ -553,6 +596,7 @@ summarise_mode(psf_report *r, size_t k)
 		acc_add(&naive, run->naive);
 		acc_add(&loss, run->final_loss);
 		acc_add(&tgt, run->t_target);
+		acc_add(&tst, run->t_test);
 		acc_add(&secs, run->t_end);
 		if (run->t_end > 0) {
 			acc_add(&ups, (double)run->final_version / run->t_end);
@@ -568,6 +612,7 @@ summarise_mode(psf_report *r, size_t k)
 	m->naive = acc_stat(&naive);
 	m->loss = acc_stat(&loss);
 	m->to_target = acc_stat(&tgt);
+	m->to_test = acc_stat(&tst);
 	m->train_s = acc_stat(&secs);
 	m->updates_s = acc_stat(&ups);
 	m->steps_s = acc_stat(&sps);
@@ -632,6 +677,7 @@ rp_compute(psf_report *r, const char *out_dir, char *errbuf, size_t errlen)
 		return rp_fail(errbuf, errlen, PSF_ENOENT,
 		    "%s: no finished run with traces to report", out_dir);
 	pick_target(r);
+	pick_test_target(r);
 	for (size_t k = 0; k < r->n_modes; k++)
 		if ((err = summarise_mode(r, k)) != PSF_OK)
 			return err;
@@ -640,6 +686,16 @@ rp_compute(psf_report *r, const char *out_dir, char *errbuf, size_t errlen)
 
 		if (b->n > 0 && s->n > 0 && s->mean > 0)
 			r->modes[k].speedup = b->mean / s->mean;
+		b = &r->modes[r->baseline].to_test;
+		s = &r->modes[k].to_test;
+		r->modes[k].test_noise = -1;
+		if (b->n > 0 && s->n > 0 && s->mean > 0)
+			r->modes[k].test_speedup = b->mean / s->mean;
+		/* within the noise: the means differ by less than twice the standard
+		 * error of their difference */
+		if (b->n > 1 && s->n > 1)
+			r->modes[k].test_noise = fabs(b->mean - s->mean) <
+			    2 * sqrt(b->sd * b->sd / (double)b->n + s->sd * s->sd / (double)s->n);
 	}
 	return PSF_OK;
 }

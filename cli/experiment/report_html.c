@@ -149,16 +149,33 @@ findings(FILE *f, const psf_report *r)
 		fprintf(f, "<li><span class=\"sw\" style=\"background:%s\"></span><b>", m->color);
 		rp_html_esc(f, m->name);
 		fputs("</b>: ", f);
+		if (m->to_test.n == 0)
+			fputs("did not reach the test target", f);
+		else if (b != NULL && m != b && m->test_speedup > 0)
+			fprintf(f,
+			    "reached the test target in %.2f &plusmn; %.2f s, <b>%.2fx</b> %s than "
+			    "%s (%.2f &plusmn; %.2f s), %s",
+			    m->to_test.mean, m->to_test.sd,
+			    m->test_speedup >= 1 ? m->test_speedup : 1 / m->test_speedup,
+			    m->test_speedup >= 1 ? "faster" : "slower", b->name, b->to_test.mean,
+			    b->to_test.sd,
+			    m->test_noise < 0 ? "with one run each the spread is unknown"
+			        : m->test_noise
+			        ? "<b>a difference within the noise</b> of the repeats"
+			        : "a difference beyond the noise of the repeats");
+		else
+			fprintf(f, "reached the test target in %.2f &plusmn; %.2f s",
+			    m->to_test.mean, m->to_test.sd);
+		fputs("; training loss ", f);
 		if (m->to_target.n == 0)
-			fprintf(f, "did not reach the target loss (final smoothed loss %.5g)",
+			fprintf(f, "did not reach its target (final smoothed loss %.5g)",
 			    m->loss.mean);
 		else if (b != NULL && m != b && m->speedup > 0)
-			fprintf(f,
-			    "reached the target loss in %.2f s, <b>%.2fx</b> %s than %s (%.2f s)",
+			fprintf(f, "reached its target in %.2f s (%.2fx %s than %s, %.2f s)",
 			    m->to_target.mean, m->speedup >= 1 ? m->speedup : 1 / m->speedup,
 			    m->speedup >= 1 ? "faster" : "slower", b->name, b->to_target.mean);
 		else
-			fprintf(f, "reached the target loss in %.2f s", m->to_target.mean);
+			fprintf(f, "reached its target in %.2f s", m->to_target.mean);
 		if (m->rmse.n > 0)
 			fprintf(f, "; final test RMSE %.6g", m->rmse.mean);
 		if (b != NULL && m != b && m->rmse.n > 0 && b->rmse.n > 0 && b->rmse.mean > 0)
@@ -199,6 +216,13 @@ header(FILE *f, const psf_report *r)
 	    r->meta.repeats, r->meta.repeats == 1 ? "" : "s", r->meta.n_trainers,
 	    r->meta.batch_size);
 	rp_html_esc(f, r->meta.injections);
+	fputs("</dd><dt>test target</dt><dd>", f);
+	if (r->test_target != RP_NO_VALUE) {
+		fprintf(f, "RMSE %.6g: ", r->test_target);
+		rp_html_esc(f, r->test_target_source);
+	} else {
+		fputs("none (the baseline did not beat the naive forecast)", f);
+	}
 	fputs("</dd><dt>target loss</dt><dd>", f);
 	if (r->target != RP_NO_VALUE) {
 		fprintf(f, "%.5g: ", r->target);

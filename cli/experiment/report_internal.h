@@ -66,6 +66,7 @@ typedef struct rp_run {
 	uint64_t test_n;
 	double wait, compute, other, span;
 	double t_target;    /* RP_NO_VALUE: not reached */
+	double t_test;      /* first epoch evaluation at or below test_target; RP_NO_VALUE: none */
 	int64_t *staleness; /* every push */
 	size_t n_staleness;
 } rp_run;
@@ -80,8 +81,14 @@ typedef struct rp_mode {
 	const char *color;
 	size_t n_runs; /* ok runs */
 	rp_stat rmse, mae, naive, loss, to_target, train_s, updates_s, steps_s, samples_s, idle;
-	double speedup;     /* baseline's mean seconds to target / this mode's; 0 = n/a */
-	int64_t *staleness; /* every push of every run, sorted */
+	double speedup; /* baseline's mean seconds to target / this mode's; 0 = n/a */
+	/* The headline: seconds to the test target (test RMSE of the fleet, evaluated
+	 * after every epoch), its speedup over the baseline, and whether the
+	 * difference to the baseline is within the noise of the repeats. */
+	rp_stat to_test;
+	double test_speedup; /* 0 = n/a */
+	int test_noise;      /* 1 within the noise, 0 not, -1 unknown (fewer than 2 runs) */
+	int64_t *staleness;  /* every push of every run, sorted */
 	size_t n_staleness;
 	int64_t st_p50, st_p99, st_max;
 	double st_mean;
@@ -99,6 +106,8 @@ typedef struct psf_report {
 	int baseline;  /* mode the target and speedups refer to; -1 = none */
 	double target; /* RP_NO_VALUE: none */
 	char target_source[200];
+	double test_target; /* test RMSE; RP_NO_VALUE: none */
+	char test_target_source[200];
 } psf_report;
 
 /* rp_compute loads the traces of r's ok runs (r->meta and r->runs[].info are

@@ -6,6 +6,7 @@
 #ifndef PSF_CONFIG_H
 #define PSF_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,7 @@ typedef enum psf_consistency {
 	PSF_CONS_SYNC = 0,
 	PSF_CONS_ASYNC,
 	PSF_CONS_SSP,
+	PSF_CONS_LOCAL, /* local SGD: sync rounds over model deltas every sync_every steps */
 } psf_consistency;
 
 typedef enum psf_durability {
@@ -181,6 +183,7 @@ typedef struct psf_training_cfg {
 typedef struct psf_consistency_cfg {
 	psf_consistency mode;          /* default sync */
 	uint32_t staleness;            /* ssp: s; default 2 */
+	uint32_t sync_every;           /* local: local steps per averaging round; default 8 */
 	uint32_t straggler_timeout_ms; /* default 10000 */
 	uint32_t heartbeat_ms;         /* default 1000 */
 } psf_consistency_cfg;
@@ -346,7 +349,7 @@ void psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len);
  * range) and cannot fail; psf_<enum>_parse sets *out from an exact spelling and
  * returns PSF_OK, or PSF_EINVAL (NULL or an unknown spelling; *out untouched).
  *   role         "ps", "trainer", "inferer", "gateway"
- *   consistency  "sync", "async", "ssp"
+ *   consistency  "sync", "async", "ssp", "local"
  *   durability   "interval", "every-commit", "none"
  *   model_kind   "linear", "logistic", "mlp"
  *   optim_kind   "sgd", "momentum", "adam", "adagrad", "exact"
@@ -357,6 +360,23 @@ void psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len);
  *   route        "symbol", "round_robin" */
 const char *psf_role_name(psf_role v);
 const char *psf_consistency_name(psf_consistency v);
+
+/* psf_consistency_rounds tells whether a mode runs sync rounds on the ps (sync,
+ * and local, whose rounds average model deltas). Cannot fail. */
+static inline bool
+psf_consistency_rounds(psf_consistency v)
+{
+	return v == PSF_CONS_SYNC || v == PSF_CONS_LOCAL;
+}
+
+/* psf_clock_step returns how many steps one push of a worker covers: sync_every
+ * in local mode, else 1. A worker's clock on the ps counts steps, and a local-mode
+ * round closes sync_every steps at once. Cannot fail. */
+static inline int64_t
+psf_clock_step(const psf_consistency_cfg *c)
+{
+	return c->mode == PSF_CONS_LOCAL ? (int64_t)c->sync_every : 1;
+}
 const char *psf_durability_name(psf_durability v);
 const char *psf_model_kind_name(psf_model_kind v);
 const char *psf_optim_kind_name(psf_optim_kind v);

@@ -433,6 +433,11 @@ validate_misc(ctx *c)
 		    "model.chunk_floats (%u) * 4 bytes + 4096 must fit in "
 		    "limits.max_message_bytes (%llu)",
 		    cfg->model.chunk_floats, (unsigned long long)cfg->limits.max_message_bytes);
+	if (cfg->consistency.mode == PSF_CONS_LOCAL &&
+	    (cfg->model.embedding_dim > 0 || cfg->model.symbol_bias))
+		return config_fail(c, config_line_of(c, "consistency", "mode"),
+		    "consistency mode 'local' needs a model without per-symbol tensors "
+		    "(embedding_dim 0, symbol_bias false): a trainer averages the whole model");
 	if (cfg->consistency.heartbeat_ms >= cfg->consistency.straggler_timeout_ms)
 		return config_fail(c, config_line_of(c, "consistency", "heartbeat_ms"),
 		    "'heartbeat_ms' (%u) must be less than straggler_timeout_ms (%u)",

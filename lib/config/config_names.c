@@ -8,7 +8,7 @@
 #include "lib/config/config_internal.h"
 
 const char *const config_role_names[] = {"ps", "trainer", "inferer", "gateway", NULL};
-const char *const config_cons_names[] = {"sync", "async", "ssp", NULL};
+const char *const config_cons_names[] = {"sync", "async", "ssp", "local", NULL};
 const char *const config_dur_names[] = {"interval", "every-commit", "none", NULL};
 const char *const config_model_names[] = {"linear", "logistic", "mlp", "gru", "lstm", NULL};
 const char *const config_optim_names[] = {"sgd", "momentum", "adam", "adagrad", "exact", NULL};

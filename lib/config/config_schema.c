@@ -387,6 +387,8 @@ static const table training_table = {"training", training_fields, PSF_ARRAY_LEN(
 static const field cons_fields[] = {
     {"mode", T_ENUM, offsetof(psf_consistency_cfg, mode), .names = config_cons_names},
     {"staleness", T_U32, offsetof(psf_consistency_cfg, staleness), .must = "an integer >= 0"},
+    {"sync_every", T_U32, offsetof(psf_consistency_cfg, sync_every),
+        .must = "an integer in [1, 1000000]", .imin = 1, .imax = 1000000},
     {"straggler_timeout_ms", T_U32, offsetof(psf_consistency_cfg, straggler_timeout_ms),
         .must = "an integer >= 1", .imin = 1},
     {"heartbeat_ms", T_U32, offsetof(psf_consistency_cfg, heartbeat_ms), .must = "an integer >= 1",
@@ -499,6 +501,7 @@ config_set_defaults(psf_config *cfg)
 	cfg->training = (psf_training_cfg){.epochs = 5, .batch_size = 256, .shuffle = 1};
 	cfg->consistency = (psf_consistency_cfg){.mode = PSF_CONS_SYNC,
 	    .staleness = 2,
+	    .sync_every = 8,
 	    .straggler_timeout_ms = 10000,
 	    .heartbeat_ms = 1000};
 	cfg->durability = (psf_durability_cfg){.mode = PSF_DUR_INTERVAL,

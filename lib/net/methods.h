@@ -27,6 +27,7 @@
 #define PSF_M_REPORT PSF_SVC_PS "/Report"
 #define PSF_M_BACKUP PSF_SVC_PS "/Backup"
 #define PSF_M_ASSIGN PSF_SVC_PS "/Assign"
+#define PSF_M_PUSH_PULL PSF_SVC_PS "/PushPull"
 /* service Inference */
 #define PSF_M_PREDICT PSF_SVC_INFERENCE "/Predict"
 #define PSF_M_PREDICT_BATCH PSF_SVC_INFERENCE "/PredictBatch"

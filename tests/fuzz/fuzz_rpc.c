@@ -51,6 +51,7 @@ static const struct {
     {T_PS, PSF_M_STATS},
     {T_PS, PSF_M_REDUCE},
     {T_PS, PSF_M_REPORT},
+    {T_PS, PSF_M_PUSH_PULL},
     {T_PS, PSF_M_HEALTH},
     {T_PS, PSF_M_STATUS},
     {T_INF, PSF_M_PREDICT},

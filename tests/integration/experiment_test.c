@@ -190,6 +190,13 @@ test_experiment_three_modes_with_straggler(void **state)
 	assert_non_null(
 	    strstr(json, "\"source\": \"1.05 x the final smoothed training loss of sync"));
 	assert_non_null(strstr(json, "\"final_test_rmse\": {\"mean\": 0.0"));
+	/* the headline: time to a test-RMSE target, with the noise verdict */
+	assert_int_equal(count(json, "\"seconds_to_test_target\": "), 3);
+	assert_int_equal(count(json, "\"test_target_within_noise\": null"), 3); /* 1 run each */
+	/* a target when sync beat the naive forecast, else none (and said so) */
+	assert_true((strstr(json, "\"test_target_rmse\": {\"value\": 0.0") != NULL &&
+	                strstr(json, "90% of sync's gain over the naive forecast") != NULL) ||
+	    strstr(json, "\"test_target_rmse\": {\"value\": null, \"source\": \"none\"") != NULL);
 
 	html = slurp(e.out, "report.html");
 	assert_int_equal(count(html, "<svg id=\"chart-loss-time\""), 1);

@@ -130,13 +130,16 @@ fleet_init(fleet *f, const char *name, const char *mode)
 	    "data: {path: %s}\n"
 	    "features: [\"return:1\", \"return:5\", \"ratio_sma:10\", \"std:5\"]\n"
 	    "target: next_return\n"
-	    "model: {kind: mlp, hidden: [8], embedding_dim: 2, symbol_bias: true, chunk_floats: 16}\n"
+	    "model: {kind: mlp, hidden: [8], %schunk_floats: 16}\n"
 	    "optimizer: {kind: adam, learning_rate: 0.005}\n"
 	    "training: {epochs: %d, batch_size: 32}\n"
 	    "consistency: {mode: %s, straggler_timeout_ms: 120000, heartbeat_ms: 200}\n"
 	    "durability: {mode: every-commit}\n"
 	    "limits: {request_timeout_ms: 2000}\n",
-	    data_csv, long_run() ? 24 : 8, mode);
+	    data_csv,
+	    /* local SGD averages the whole model: no per-symbol tensors */
+	    strncmp(mode, "local", 5) == 0 ? "" : "embedding_dim: 2, symbol_bias: true, ",
+	    long_run() ? 24 : 8, mode);
 	fclose(cf);
 }
 
@@ -426,44 +429,56 @@ report_serving(const fleet *f)
 	    (unsigned long long)f->mixed_versions);
 }
 
+/* rounds_of: the model version after `steps` steps in rounds of k steps. */
+static uint64_t
+rounds_of(int64_t steps, int64_t k)
+{
+	return (uint64_t)((steps + k - 1) / k);
+}
+
+/* bit_exact runs the fleet in a mode with rounds (sync, or local SGD with rounds
+ * of k steps) without and with faults, and compares the final weights and
+ * predictions bit for bit. */
 static void
-test_fault_sync_bit_exact(void **state)
+bit_exact(const char *name, const char *mode, int64_t k)
 {
 	static fleet ref, run;
 	uint8_t *a, *b;
 	size_t la, lb;
 	uint64_t va, vb;
 	psf_itest_stats s;
+	char ref_name[64], run_name[64];
 
 	double pa[N_SYMBOLS], pb[N_SYMBOLS];
 
-	(void)state;
+	snprintf(ref_name, sizeof(ref_name), "%s-ref", name);
+	snprintf(run_name, sizeof(run_name), "%s-faults", name);
 	/* 1. Fault-free. */
-	fleet_init(&ref, "sync-ref", "sync");
+	fleet_init(&ref, ref_name, mode);
 	fleet_start(&ref);
 	wait_done(&ref, 600);
 	assert_true(psf_itest_ps_stats(ref.url, 5000, &s));
 	assert_int_equal(s.finished, (size_t)ref.n_tr);
-	assert_int_equal(s.version, (uint64_t)s.steps);
+	assert_int_equal(s.version, rounds_of(s.steps, k));
 	a = snapshot(&ref, &la, &va);
 	final_predictions(&ref, va, pa);
 	fleet_kill_all(&ref);
 
 	/* 2. The same training under faults. */
-	fleet_init(&run, "sync-faults", "sync");
+	fleet_init(&run, run_name, mode);
 	fleet_start(&run);
 	chaos(&run, fault_count());
 	wait_done(&run, 900);
 	/* Every trainer exited 0 and its final report survived the ps restarts. */
 	assert_true(psf_itest_ps_stats(run.url, 5000, &s));
 	assert_int_equal(s.finished, (size_t)run.n_tr);
-	/* Sync: one round per step, none lost or applied twice. */
-	assert_int_equal(s.version, (uint64_t)s.steps);
+	/* One round per step (sync) or per k steps (local), none lost or applied twice. */
+	assert_int_equal(s.version, rounds_of(s.steps, k));
 	b = snapshot(&run, &lb, &vb);
 	final_predictions(&run, vb, pb);
 	fleet_kill_all(&run);
 
-	print_message("sync: %lld steps x %d trainers; faults: %d ps SIGKILL (at versions",
+	print_message("%s: %lld steps x %d trainers; faults: %d ps SIGKILL (at versions", name,
 	    (long long)s.steps, run.n_tr, run.ps_kills);
 	for (int i = 0; i < run.n_kill_versions; i++)
 		print_message(" %llu", (unsigned long long)run.kill_versions[i]);
@@ -486,6 +501,22 @@ test_fault_sync_bit_exact(void **state)
 	assert_true(run.calls_ok > 0);
 	free(a);
 	free(b);
+}
+
+static void
+test_fault_sync_bit_exact(void **state)
+{
+	(void)state;
+	bit_exact("sync", "sync", 1);
+}
+
+/* Local SGD (rounds of 4 steps over model deltas) recovers bit for bit too: a
+ * killed trainer redoes its block, a replayed delta is applied once. */
+static void
+test_fault_local_bit_exact(void **state)
+{
+	(void)state;
+	bit_exact("local", "local, sync_every: 4", 4);
 }
 
 /* trace_count reads <run_dir>/trace/trainer-<i>.csv: marks acknowledged steps in
@@ -627,6 +658,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_fault_sync_bit_exact, kill_live),
+	    cmocka_unit_test_teardown(test_fault_local_bit_exact, kill_live),
 	    cmocka_unit_test_teardown(test_fault_async_exactly_once, kill_live),
 	    cmocka_unit_test_teardown(test_fault_trainer_restart_after_ps_restart, kill_live),
 	};

@@ -434,7 +434,13 @@ static const struct {
     {"bad_complex_key.yaml", "bad_complex_key.yaml:8: keys must be strings"},
     {"bad_staleness_negative.yaml",
         "bad_staleness_negative.yaml:10: 'staleness' must be an integer >= 0"},
-    {"bad_mode.yaml", "bad_mode.yaml:8: 'mode' must be one of sync, async, ssp"},
+    {"bad_mode.yaml", "bad_mode.yaml:8: 'mode' must be one of sync, async, ssp, local"},
+    {"bad_sync_every_zero.yaml",
+        "bad_sync_every_zero.yaml:10: 'sync_every' must be an integer in [1, 1000000]"},
+    {"bad_local_symbol_bias.yaml",
+        "bad_local_symbol_bias.yaml:10: consistency mode 'local' needs a model without "
+        "per-symbol tensors (embedding_dim 0, symbol_bias false): a trainer averages the whole "
+        "model"},
     {"bad_durability_mode.yaml",
         "bad_durability_mode.yaml:8: 'mode' must be one of interval, every-commit, none"},
     {"bad_log_level.yaml",
@@ -800,6 +806,7 @@ test_config_role_and_mode_names(void **state)
 	assert_string_equal(psf_consistency_name(PSF_CONS_SYNC), "sync");
 	assert_string_equal(psf_consistency_name(PSF_CONS_ASYNC), "async");
 	assert_string_equal(psf_consistency_name(PSF_CONS_SSP), "ssp");
+	assert_string_equal(psf_consistency_name(PSF_CONS_LOCAL), "local");
 	assert_string_equal(psf_consistency_name((psf_consistency)-1), "unknown");
 }
 
@@ -1156,7 +1163,7 @@ test_config_override_errors_name_it(void **state)
 {
 	(void)state;
 	ov_fails("consistency.mode=bsp",
-	    "t.yaml: override 'consistency.mode=bsp': 'mode' must be one of sync, async, ssp");
+	    "t.yaml: override 'consistency.mode=bsp': 'mode' must be one of sync, async, ssp, local");
 	ov_fails("consistency.staleness=-1",
 	    "t.yaml: override 'consistency.staleness=-1': 'staleness' must be an integer >= 0");
 	ov_fails("nosuch.key=1",

@@ -1702,6 +1702,257 @@ test_ps_cosine_horizon_from_announced_steps(void **state)
 	fleet_stop(&f);
 }
 
+/* Local SGD rounds: a round averages the workers' deltas and subtracts the
+ * average as it is (no server optimizer: adam here would not move by exactly 2),
+ * a push covers sync_every steps of the worker's clock, and a round closes
+ * sync_every trained steps at once. */
+static void
+test_ps_local_round_applies_average_delta(void **state)
+{
+	fleet f;
+	psf_ps_client *a, *b;
+	psf_params *w0, *w1, *ga, *gb;
+	Psfleet__V1__StatsReply *st;
+
+	(void)state;
+	fleet_start(&f, 1, 2,
+	    "{mode: local, sync_every: 4, straggler_timeout_ms: 20000, heartbeat_ms: 100}",
+	    "{kind: adam, learning_rate: 0.5}");
+	a = worker(&f, "trainer-0");
+	b = worker(&f, "trainer-1");
+	w0 = pull_all(&f, a, 0);
+	ga = grads_const(&f, 1.0f);
+	gb = grads_const(&f, 3.0f);
+	assert_int_equal(psf_ps_client_push(a, 0, ga, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
+	assert_int_equal(psf_ps_client_clock(a), 4);
+	assert_int_equal(raw_pull(&f, 0, "trainer-0", 4, 300), PSF_ETIMEDOUT); /* round open */
+	assert_int_equal(psf_ps_client_push(b, 0, gb, f.keys, f.n_keys, 8, 0.5, NULL), PSF_OK);
+	w1 = pull_all(&f, a, 4);
+	for (size_t i = 0; i < f.n_keys; i++)
+		for (uint32_t j = 0; j < f.lens[i]; j++)
+			assert_float_equal(value(w1, f.keys[i], j), value(w0, f.keys[i], j) - 2.0f,
+			    1e-6);
+	st = stats(&f, 0);
+	assert_int_equal(st->model_version, 1);
+	assert_int_equal(st->trained_steps, 4);
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+	psf_params_free(w0);
+	psf_params_free(w1);
+	psf_params_free(ga);
+	psf_params_free(gb);
+	psf_ps_client_close(a);
+	psf_ps_client_close(b);
+	fleet_stop(&f);
+}
+
+/* ---- PushPull ------------------------------------------------------------ */
+
+typedef struct pp_worker {
+	fleet *f;
+	int index, steps;
+	int fused; /* steps whose next weights came with the push */
+	psf_err err;
+} pp_worker;
+
+/* pp_run is one worker of run_three_fused: the gradients of run_three_workers,
+ * pushed with psf_ps_client_push_pull (each call waits for the round to close,
+ * so the workers run on their own threads). */
+static void *
+pp_run(void *arg)
+{
+	pp_worker *pw = arg;
+	fleet *f = pw->f;
+	char id[32];
+	psf_ps_client *w;
+	psf_params *p = NULL, *g = NULL;
+	bool pulled = false;
+
+	snprintf(id, sizeof(id), "trainer-%d", pw->index);
+	w = worker(f, id);
+	if ((pw->err = psf_params_new(f->model, &p)) != PSF_OK ||
+	    (pw->err = psf_params_new(f->model, &g)) != PSF_OK)
+		goto out;
+	for (int64_t c = 0; c < pw->steps && pw->err == PSF_OK; c++) {
+		if (!pulled &&
+		    (pw->err = psf_ps_client_pull(w, c, f->keys, f->n_keys, p, NULL)) != PSF_OK)
+			break;
+		for (size_t k = 0; k < f->n_keys; k++) {
+			float buf[8];
+			const float *v;
+			if ((pw->err = psf_params_get_key(p, f->keys[k], &v, NULL)) != PSF_OK)
+				goto out;
+			for (uint32_t j = 0; j < f->lens[k]; j++)
+				buf[j] = 0.3f * v[j] +
+				    0.01f * (float)(pw->index + 1) * (float)(j + 1) -
+				    0.02f * (float)c;
+			if ((pw->err = psf_params_set_key(g, f->keys[k], buf, f->lens[k])) !=
+			    PSF_OK)
+				goto out;
+		}
+		pw->err = psf_ps_client_push_pull(w, c, g, f->keys, f->n_keys, 4, 0, f->keys,
+		    f->n_keys, p, NULL, &pulled);
+		pw->fused += pulled ? 1 : 0;
+	}
+out:
+	psf_params_free(p);
+	psf_params_free(g);
+	psf_ps_client_close(w);
+	return NULL;
+}
+
+static psf_params *
+run_three_fused(fleet *f, int steps, int *fused)
+{
+	pthread_t th[3];
+	pp_worker pw[3];
+	psf_ps_client *w;
+	psf_params *final;
+
+	*fused = 0;
+	for (int i = 0; i < 3; i++) {
+		pw[i] = (pp_worker){f, i, steps, 0, PSF_OK};
+		assert_int_equal(pthread_create(&th[i], NULL, pp_run, &pw[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(pw[i].err, PSF_OK);
+		*fused += pw[i].fused;
+	}
+	w = worker(f, "trainer-0");
+	final = pull_all(f, w, steps);
+	psf_ps_client_close(w);
+	return final;
+}
+
+/* PushPull gives bit-identical weights to Push then Pull (2 shards, adam), and
+ * every step's next weights came with its push. */
+static void
+test_ps_push_pull_matches_push_then_pull(void **state)
+{
+	fleet one, two;
+	psf_params *a, *b;
+	const char *adam = "{kind: adam, learning_rate: 0.05}";
+	int fused = 0;
+
+	(void)state;
+	fleet_start(&one, 2, 3, SYNC_CFG, adam);
+	a = run_three_workers(&one, 6);
+	fleet_start(&two, 2, 3, SYNC_CFG, adam);
+	b = run_three_fused(&two, 6, &fused);
+	assert_int_equal(fused, 3 * 6);
+	for (size_t k = 0; k < one.n_keys; k++)
+		for (uint32_t j = 0; j < one.lens[k]; j++) {
+			float x = value(a, one.keys[k], j), y = value(b, one.keys[k], j);
+			assert_memory_equal(&x, &y, sizeof(float));
+		}
+	psf_params_free(a);
+	psf_params_free(b);
+	fleet_stop(&one);
+	fleet_stop(&two);
+}
+
+/* push_pull_bytes packs a PushPull of worker trainer-0 (seq, clock; gradient v on
+ * every key) pulling every key at clock + 1. Returns a new buffer. */
+static uint8_t *
+push_pull_bytes(fleet *f, uint64_t seq, int64_t clock, float v, size_t *len)
+{
+	Psfleet__V1__PushPullRequest pp = PSFLEET__V1__PUSH_PULL_REQUEST__INIT;
+	Psfleet__V1__PushRequest push = PSFLEET__V1__PUSH_REQUEST__INIT;
+	Psfleet__V1__PullRequest pull = PSFLEET__V1__PULL_REQUEST__INIT;
+	float vals[256];
+	size_t n = 0;
+	uint8_t *buf;
+
+	for (size_t k = 0; k < f->n_keys; k++)
+		for (uint32_t j = 0; j < f->lens[k]; j++)
+			vals[n++] = v;
+	push.worker = pull.worker = "trainer-0";
+	push.seq = seq;
+	push.clock = clock;
+	push.n_keys = push.n_lens = f->n_keys;
+	push.keys = f->keys;
+	push.lens = f->lens;
+	push.values.data = (uint8_t *)vals;
+	push.values.len = n * sizeof(float);
+	pull.clock = clock + 1;
+	pull.n_keys = f->n_keys;
+	pull.keys = f->keys;
+	pp.push = &push;
+	pp.pull = &pull;
+	*len = protobuf_c_message_get_packed_size(&pp.base);
+	assert_non_null(buf = malloc(*len));
+	protobuf_c_message_pack(&pp.base, buf);
+	return buf;
+}
+
+/* A PushPull re-sent with the same seq is applied once (duplicate), and answers
+ * with the same weights; malformed PushPulls get INVALID_ARGUMENT and change
+ * nothing. */
+static void
+test_ps_push_pull_replay_and_malformed(void **state)
+{
+	fleet f;
+	psf_ps_client *w;
+	psf_rpc_client *c;
+	Psfleet__V1__PushPullReply *r1 = NULL, *r2 = NULL;
+	uint8_t *buf, mut[4096];
+	size_t len;
+	char msg[256];
+	uint64_t rnd = 11;
+
+	(void)state;
+	fleet_start(&f, 1, 1, SYNC_CFG, SGD1);
+	w = worker(&f, "trainer-0"); /* registers */
+	assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
+	buf = push_pull_bytes(&f, 1, 0, 0.5f, &len);
+	assert_true(len <= sizeof(mut));
+	for (int i = 0; i < 2; i++) {
+		psf_rpc_pending *p;
+		psf_rpc_status st;
+		psf_rpc_call_opts o = {5000, 0, 0};
+		assert_int_equal(psf_rpc_call_start_raw(c, PSF_M_PUSH_PULL, buf, len, &o, &p),
+		    PSF_OK);
+		assert_int_equal(psf_rpc_pending_wait(p, &psfleet__v1__push_pull_reply__descriptor,
+		                     (ProtobufCMessage **)(i == 0 ? &r1 : &r2), &st),
+		    PSF_OK);
+		psf_rpc_pending_free(p);
+	}
+	assert_false(r1->push->duplicate);
+	assert_true(r2->push->duplicate);
+	assert_int_equal(r1->pull->model_version, 1);
+	assert_int_equal(r2->pull->model_version, 1);
+	assert_int_equal(r1->pull->values.len, r2->pull->values.len);
+	assert_memory_equal(r1->pull->values.data, r2->pull->values.data, r1->pull->values.len);
+	/* truncations and random bytes: an answer, never a crash or a hang (bit flips
+	 * could make a valid pull of a far clock, which rightly waits) */
+	for (int i = 0; i < 200; i++) {
+		size_t n =
+		    i < 100 ? len * (size_t)i / 100 : mutate(mut, buf, len, 3 * i + 2, 64, &rnd);
+		if (i < 100)
+			memcpy(mut, buf, n);
+		psf_status code = raw_call(c, PSF_M_PUSH_PULL, mut, n, msg, sizeof(msg));
+		assert_true(code != PSF_STATUS_UNAVAILABLE &&
+		    code != PSF_STATUS_DEADLINE_EXCEEDED && code != PSF_STATUS_INTERNAL);
+	}
+	/* a push without a pull is refused */
+	{
+		Psfleet__V1__PushPullRequest pp = PSFLEET__V1__PUSH_PULL_REQUEST__INIT;
+		Psfleet__V1__PushRequest push = PSFLEET__V1__PUSH_REQUEST__INIT;
+		push.worker = "trainer-0";
+		push.seq = 100;
+		pp.push = &push;
+		len = protobuf_c_message_pack(&pp.base, mut);
+		assert_int_equal(raw_call(c, PSF_M_PUSH_PULL, mut, len, msg, sizeof(msg)),
+		    PSF_STATUS_INVALID_ARGUMENT);
+	}
+	protobuf_c_message_free_unpacked(&r1->base, NULL);
+	protobuf_c_message_free_unpacked(&r2->base, NULL);
+	free(buf);
+	psf_rpc_client_close(c);
+	psf_ps_client_close(w);
+	fleet_stop(&f);
+}
+
 int
 main(void)
 {
@@ -1727,6 +1978,9 @@ main(void)
 	    cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
 	    cmocka_unit_test(test_ps_raw_push_malformed_rejected),
 	    cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
+	    cmocka_unit_test(test_ps_push_pull_matches_push_then_pull),
+	    cmocka_unit_test(test_ps_push_pull_replay_and_malformed),
+	    cmocka_unit_test(test_ps_local_round_applies_average_delta),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 

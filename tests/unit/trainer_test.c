@@ -364,6 +364,34 @@ test_trainer_sync_linear_matches_closed_form_ridge(void **state)
 	free_fixture(&f);
 }
 
+/* Local SGD (consistency mode local, 4 local steps per averaging round) with 2
+ * trainers comes close to the closed-form ridge solution, and two runs give the
+ * same model bit for bit (the rounds average in worker order). */
+static void
+test_trainer_local_sgd_converges_deterministic(void **state)
+{
+	double rmse[2], naive, cf = 0;
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		tfix f;
+		make_fixture(&f, "{kind: linear, l2: 0.001}", "{kind: sgd, learning_rate: 0.05}", 8,
+		    2, "hash");
+		f.cfg->consistency.mode = PSF_CONS_LOCAL;
+		f.cfg->consistency.sync_every = 4;
+		run_fleet(&f, &rmse[i], &naive);
+		if (i == 0)
+			cf = closed_form_rmse(&f, 0.001);
+		free_fixture(&f);
+	}
+	print_message("local sgd: test rmse %.9f / %.9f, closed-form ridge %.6f (ratio %.4f), "
+	              "naive %.6f\n",
+	    rmse[0], rmse[1], cf, rmse[0] / cf, naive);
+	assert_memory_equal(&rmse[0], &rmse[1], sizeof(double));
+	assert_true(fabs(rmse[0] / cf - 1.0) < 0.02);
+	assert_true(rmse[0] < naive);
+}
+
 static void
 test_trainer_mlp_embedding_beats_linear(void **state)
 {
@@ -395,6 +423,7 @@ main(void)
 	    cmocka_unit_test(test_trainer_permutation_deterministic),
 	    cmocka_unit_test(test_trainer_sync_linear_matches_closed_form_ridge),
 	    cmocka_unit_test(test_trainer_mlp_embedding_beats_linear),
+	    cmocka_unit_test(test_trainer_local_sgd_converges_deterministic),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
