@@ -776,7 +776,7 @@ psf_ps_client_assign(psf_ps_client *w, const psf_params *values, const uint64_t 
     uint64_t *version_out)
 {
 	uint64_t seq = w->next_seq, version = 0;
-	psf_err err = route(w, keys, n);
+	psf_err err = ps_client_route(w, w->bufs, keys, n);
 
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {
 		Psfleet__V1__AssignRequest req = PSFLEET__V1__ASSIGN_REQUEST__INIT;
@@ -787,7 +787,7 @@ psf_ps_client_assign(psf_ps_client *w, const psf_params *values, const uint64_t 
 
 		/* a shard with none of the keys gets an empty Assign: every shard
 		 * moves to a new version together */
-		if ((err = push_values(&w->bufs[s], values, &data, &len)) != PSF_OK)
+		if ((err = ps_client_push_values(&w->bufs[s], values, &data, &len)) != PSF_OK)
 			break;
 		req.worker = w->id;
 		req.seq = seq; /* the same on every retry: the shard applies it once */
@@ -796,7 +796,7 @@ psf_ps_client_assign(psf_ps_client *w, const psf_params *values, const uint64_t 
 		req.lens = w->bufs[s].lens;
 		req.values.data = (uint8_t *)data;
 		req.values.len = len;
-		err = call_shard(w, s, PSF_M_ASSIGN, &req.base,
+		err = ps_client_call_shard(w, s, PSF_M_ASSIGN, &req.base,
 		    &psfleet__v1__assign_reply__descriptor, 1, (ProtobufCMessage **)&r, &st);
 		if (err != PSF_OK) {
 			if (err != PSF_ECLOSED)

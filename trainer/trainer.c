@@ -466,8 +466,9 @@ report(trainer *t, int64_t c, double train_loss, double sps, bool finished)
 	 * the trainer's own weights stay in params */
 	if (t->local)
 		err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, &t->win,
-		    t->sym_rows, t->stats, c % k == 0 || c == (int64_t)t->total_steps ? c : c - c % k,
-		    t->eval_params, &ev);
+		    t->sym_rows, t->stats,
+		    c % k == 0 || c == (int64_t)t->total_steps ? c : c - c % k, t->eval_params,
+		    &ev);
 	else
 		err = psf_trainer_evaluate(t->cfg, t->model, t->ws, t->w, t->table, &t->win,
 		    t->sym_rows, t->stats, c, t->params, &ev);
