@@ -218,10 +218,12 @@ alloc_book(const inf_book *old, size_t n, size_t rows)
 		cap *= 2;
 	b->mask = cap - 1;
 	b->n_features = old->n_features;
+	b->window = old->window;
 	b->need = old->need;
 	b->syms = calloc(n > 0 ? n : 1, sizeof(*b->syms));
-	b->x_latest =
-	    calloc((n > 0 ? n : 1) * (b->n_features > 0 ? b->n_features : 1), sizeof(float));
+	b->x_latest = calloc((n > 0 ? n : 1) * (b->window > 0 ? b->window : 1) *
+	        (b->n_features > 0 ? b->n_features : 1),
+	    sizeof(float));
 	b->slots = calloc(cap, sizeof(*b->slots));
 	b->storage = malloc((rows > 0 ? rows : 1) * (5 * sizeof(double) + sizeof(int32_t)));
 	if (!b->syms || !b->x_latest || !b->slots || !b->storage) {
@@ -278,8 +280,9 @@ build_book(const ingest *g, inf_book **out)
 		if (m.count[i] == 0) { /* unchanged: its rows and latest feature row as they are */
 			inf_book_keep_rows(sym, &old->syms[i].hist, old->syms[i].hist.n, &dbl,
 			    &day);
-			memcpy(b->x_latest + i * b->n_features, old->x_latest + i * old->n_features,
-			    b->n_features * sizeof(float));
+			memcpy(b->x_latest + i * b->window * b->n_features,
+			    old->x_latest + i * old->window * old->n_features,
+			    b->window * b->n_features * sizeof(float));
 		} else {
 			psf_series s;
 			double *c = m.tmp;

@@ -270,10 +270,11 @@ done
 grep -q "restart" "$W/ref/job.out" && fail "ref: a node was restarted in the fault-free run"
 grep -h "watch failed" "$W/ref/job.out" "$F/job.out" && fail "psfleet slurm watch failed"
 
-# bad: no data on the trainer hosts: each trainer fails (exit 1) and is started
-# again; after 5 failures within 60 s the batch script ends the job by itself
-wait_for "$W/bad/job.out" "trainer-[01] failed 5 times within 60 s \(last: exit 1\): psfleet node trainer-[01]: not found; ending the job" 90 ||
-	fail "bad: the job did not give up on a failing trainer: $(tail -3 "$W/bad/job.out")"
+# bad: no data on the node hosts: the nodes that need it fail (exit 1) and are
+# started again; after 5 failures of one node within 60 s the batch script ends the
+# job by itself (which node gets there first depends on the load)
+wait_for "$W/bad/job.out" "[a-z0-9-]+ failed 5 times within 60 s \(last: exit 1\): psfleet node [a-z0-9-]+: not found; ending the job" 90 ||
+	fail "bad: the job did not give up on a failing node: $(tail -3 "$W/bad/job.out")"
 grep -q "note: the data $W/missing.csv is not on this host" "$W/bad/job.out" ||
 	fail "bad: plan did not note the missing data"
 deadline=$((SECONDS + 60))

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -160,6 +161,23 @@ version_is(psf_store_txn *txn, void *arg)
 	    v == *(const uint64_t *)arg;
 }
 
+/* A pin for "version == want" that tells the writer of a test when the backup
+ * is waiting for it (the store evaluates the pin once at registration), so the
+ * writer cannot pass the version before the backup asks for it. */
+typedef struct gate {
+	uint64_t want;
+	atomic_int asked;
+} gate;
+
+static bool
+gate_pin(psf_store_txn *txn, void *arg)
+{
+	gate *g = arg;
+
+	atomic_store(&g->asked, 1);
+	return version_is(txn, &g->want);
+}
+
 static bool
 exists(const char *path)
 {
@@ -194,6 +212,7 @@ typedef struct writer {
 	psf_store *st;
 	uint64_t from, to;
 	uint32_t floats;
+	gate *g; /* wait until its backup asked */
 } writer;
 
 static void *
@@ -201,6 +220,8 @@ writer_main(void *arg)
 {
 	writer *w = arg;
 
+	while (!atomic_load(&w->g->asked))
+		usleep(100);
 	for (uint64_t v = w->from; v <= w->to; v++) {
 		step s = {v, w->floats};
 
@@ -217,15 +238,15 @@ test_backup_at_future_version_while_writing(void **state)
 {
 	fixture *f = *state;
 	psf_store *st = open_at(f->src, 0);
-	writer w = {st, 2, 400, KEY_FLOATS};
-	uint64_t want = 150;
+	gate g = {150, 0};
+	writer w = {st, 2, 400, KEY_FLOATS, &g};
 	psf_store_backup_info info = {0};
 	pthread_t t;
 	void *res = NULL;
 
 	write_version(st, 1, KEY_FLOATS);
 	assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
-	assert_int_equal(psf_store_backup(st, f->out, version_is, &want, 60000, &info), PSF_OK);
+	assert_int_equal(psf_store_backup(st, f->out, gate_pin, &g, 60000, &info), PSF_OK);
 	pthread_join(t, &res);
 	assert_null(res);
 	psf_store_close(st);
@@ -240,14 +261,14 @@ test_map_grow_waits_for_the_copy(void **state)
 {
 	fixture *f = *state;
 	psf_store *st = open_at(f->src, 1u << 20);
-	writer w = {st, 2, 40, 4096};
-	uint64_t want = 20;
+	gate g = {20, 0};
+	writer w = {st, 2, 40, 4096, &g};
 	pthread_t t;
 	void *res = NULL;
 
 	write_version(st, 1, 4096);
 	assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
-	assert_int_equal(psf_store_backup(st, f->out, version_is, &want, 60000, NULL), PSF_OK);
+	assert_int_equal(psf_store_backup(st, f->out, gate_pin, &g, 60000, NULL), PSF_OK);
 	pthread_join(t, &res);
 	assert_null(res);
 	psf_store_close(st);
