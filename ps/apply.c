@@ -30,8 +30,9 @@ ps_meta_worker_key(char *buf, size_t len, const char *prefix, const char *worker
  * the exponent is all ones exactly when adding 1 to it carries into bit 31.
  * The fixed-length inner loop is what lets GCC vectorize it at -O2 (the plain
  * loop of psf_optim_is_finite stays scalar there and cost as much as moving the
- * bytes over NNG). Run per key just before the key is applied, it also brings
- * the gradient into cache for the optimizer. */
+ * bytes over NNG). Sync mode runs it per key just before the key is
+ * accumulated; applied keys are checked by the optimizer loop itself
+ * (psf_optim_apply_to), which reads every gradient anyway. */
 static bool
 grad_finite(const uint8_t *g, size_t n)
 {
@@ -53,8 +54,9 @@ grad_finite(const uint8_t *g, size_t n)
 	return (acc & 0x80000000u) == 0;
 }
 
-/* Scratch for one key: weights and optimizer state (aligned copies; the
- * gradient is read where it lies, psf_optim_apply takes any alignment). */
+/* Scratch for one key: optimizer state (an aligned copy), and weights where
+ * they cannot be used in place (first touch, small values; see apply_key). The
+ * gradient is read where it lies: psf_optim_apply_to takes any alignment. */
 typedef struct scratch {
 	float *w, *state;
 	size_t cap;
@@ -80,22 +82,46 @@ scratch_fini(scratch *s)
 	free(s->state);
 }
 
-/* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. */
+/* ALIGNED: a store value may be read and written as floats in place. */
+#define ALIGNED(p) (((uintptr_t)(p) & (sizeof(float) - 1)) == 0)
+
+/* old_weights points *old at the weights of key and *dst at the bytes reserved
+ * for their new value (psf_store_txn_rewrite: the optimizer reads the old
+ * weights where LMDB keeps them and writes the new ones straight into the
+ * map, no copy either way). A key never written before is initialized in
+ * s->w; a store that cannot hand out both (psf_store_txn_rewrite's
+ * PSF_ESTATE) gets its weights copied to s->w. */
+static psf_err
+old_weights(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, size_t n, const void **old,
+    void **dst)
+{
+	psf_err err = psf_store_txn_rewrite(txn, PSF_STORE_WEIGHTS, key, n * 4, old, dst);
+
+	if (err == PSF_ENOENT || err == PSF_ESTATE) {
+		if (err == PSF_ENOENT)
+			err = psf_model_init_value(ps->model, key, s->w); /* first touch */
+		else
+			err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n);
+		if (err == PSF_OK)
+			err = psf_store_txn_put_reserve(txn, PSF_STORE_WEIGHTS, key, n * 4, dst);
+		*old = s->w;
+	}
+	return err == PSF_ERANGE ? PSF_EINTERNAL : err; /* a stored value of the wrong length */
+}
+
+/* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. With
+ * check_finite, a NaN/Inf in g returns PSF_ERANGE (found by the optimizer loop,
+ * no pass of its own), and the caller aborts the txn: nothing is applied. */
 static psf_err
 apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *g, size_t n,
-    double scale, uint64_t step)
+    double scale, uint64_t step, bool check_finite)
 {
 	size_t sf = ps->state_floats;
+	const void *old = NULL;
+	void *dst = NULL;
 	psf_err err;
 
 	if ((err = scratch_reserve(s, n, sf)) != PSF_OK)
-		return err;
-	err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n);
-	if (err == PSF_ENOENT)
-		err = psf_model_init_value(ps->model, key, s->w); /* first touch of a symbol */
-	if (err == PSF_ERANGE)
-		err = PSF_EINTERNAL; /* a stored value of the wrong length; ERANGE means NaN/Inf */
-	if (err != PSF_OK)
 		return err;
 	if (sf > 0) {
 		err = psf_store_txn_get_floats(txn, PSF_STORE_OPTSTATE, key, s->state, n * sf);
@@ -108,10 +134,19 @@ apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *
 		if (err != PSF_OK)
 			return err;
 	}
-	if ((err = psf_optim_apply(&ps->optim, step, s->w, sf > 0 ? s->state : NULL, g, n,
-	         (float)scale, 0.0)) != PSF_OK)
+	if ((err = old_weights(ps, txn, s, key, n, &old, &dst)) != PSF_OK)
 		return err;
-	if ((err = psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n)) != PSF_OK)
+	if (ALIGNED(old) && ALIGNED(dst)) {
+		err = psf_optim_apply_to(&ps->optim, step, dst, old, sf > 0 ? s->state : NULL, g, n,
+		    (float)scale, 0.0, check_finite);
+	} else { /* a small value inside an LMDB page: only 2-byte aligned */
+		if (old != s->w)
+			memcpy(s->w, old, n * 4);
+		err = psf_optim_apply_to(&ps->optim, step, s->w, s->w, sf > 0 ? s->state : NULL, g,
+		    n, (float)scale, 0.0, check_finite);
+		memcpy(dst, s->w, n * 4);
+	}
+	if (err != PSF_OK)
 		return err;
 	if (sf > 0)
 		err = psf_store_txn_put_floats(txn, PSF_STORE_OPTSTATE, key, s->state, n * sf);
@@ -146,12 +181,10 @@ apply_push_txn(psf_store_txn *txn, void *arg)
 	size_t off = 0;
 	psf_err err = PSF_OK;
 
+	/* PSF_ERANGE (NaN/Inf with check_finite) aborts the update: nothing applied. */
 	for (size_t i = 0; i < p->n_keys && err == PSF_OK; i++) {
-		if (p->check_finite && !grad_finite(p->values + off * 4, p->lens[i]))
-			err = PSF_ERANGE; /* aborts the update: nothing is applied */
-		else
-			err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i],
-			    p->scale, c->step);
+		err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i],
+		    p->scale, c->step, p->check_finite);
 		off += p->lens[i];
 	}
 	scratch_fini(&s);
@@ -315,7 +348,7 @@ close_round_txn(psf_store_txn *txn, void *arg)
 	err = psf_store_txn_walk(txn, PSF_STORE_ACCUM, 0, 0, sum_visit, c, &walk);
 	for (size_t i = 0; i < c->n_sums && err == PSF_OK; i++)
 		err = apply_key(c->ps, txn, &s, c->sums[i].key, c->sums[i].v, c->sums[i].n,
-		    1.0 / c->contributors, c->step);
+		    1.0 / c->contributors, c->step, false);
 	scratch_fini(&s);
 	if (err == PSF_OK)
 		err = psf_store_txn_clear(txn, PSF_STORE_ACCUM);

@@ -66,6 +66,20 @@ double psf_optim_lr(const psf_optim_cfg *cfg, uint64_t step);
 PSF_NODISCARD psf_err psf_optim_apply(const psf_optim_cfg *cfg, uint64_t step, float *w,
     float *state, const void *g, size_t n, float grad_scale, double l2);
 
+/* psf_optim_apply_to is psf_optim_apply writing the updated weights to w_out:
+ * w_in holds the weights before the update and is only read; w_out is either
+ * w_in (in place, exactly psf_optim_apply) or does not overlap it, so the new
+ * weights can go straight into a store's freshly reserved value while the old
+ * ones are read from where they lie. state is updated in place. Results are
+ * bit-identical to psf_optim_apply. With check_finite it also looks for NaN and
+ * Inf in g on the way (the loop reads every g[i] anyway: no second pass) and
+ * returns PSF_ERANGE when it finds one; w_out and state then hold a partial
+ * update the caller must discard (e.g. by aborting the store transaction they
+ * live in). Other errors as psf_optim_apply (nothing changed). */
+PSF_NODISCARD psf_err psf_optim_apply_to(const psf_optim_cfg *cfg, uint64_t step, float *w_out,
+    const float *w_in, float *state, const void *g, size_t n, float grad_scale, double l2,
+    bool check_finite);
+
 /* psf_optim_clip_scale returns the factor that brings a gradient of L2 norm
  * grad_norm down to clip_norm: 1 when clipping is off (clip_norm <= 0 or NaN) or
  * grad_norm <= clip_norm, clip_norm / grad_norm above it, and 0 for a non-finite

@@ -193,6 +193,21 @@ PSF_NODISCARD psf_err psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db 
 PSF_NODISCARD psf_err psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key,
     size_t len, void **buf_out);
 
+/* psf_store_txn_rewrite replaces the len-byte value of key with a new one of
+ * the same length without copying either: on PSF_OK *old_out points at the
+ * current value and *new_out at len reserved bytes that the caller must fill
+ * before its next store call in this txn, reading *old_out as it goes (e.g. an
+ * optimizer writing new weights computed from the old ones). The two are either
+ * the same bytes (update in place, element by element) or do not overlap at all:
+ * LMDB puts the new value on fresh pages and keeps the old pages untouched until
+ * the commit. Not aligned (see the top of this file). PSF_ENOENT (nothing
+ * reserved) if key has no value, PSF_ERANGE if its length is not len, and
+ * PSF_ESTATE (nothing reserved) if key was already written in this txn and the
+ * store keeps such values off the map (durability none and every-commit), where
+ * LMDB may move them during the put: use get and put there. */
+PSF_NODISCARD psf_err psf_store_txn_rewrite(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    size_t len, const void **old_out, void **new_out);
+
 /* psf_store_txn_del removes key from db. PSF_ENOENT if it was not there. */
 PSF_NODISCARD psf_err psf_store_txn_del(psf_store_txn *txn, psf_store_db db, uint64_t key);
 

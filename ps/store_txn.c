@@ -155,6 +155,53 @@ psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key, siz
 	return val_reserve(txn, (int)db, &k, len, buf_out);
 }
 
+/* in_map tells whether len bytes at p lie in the store's map. LMDB hands out
+ * values on pages of the map, except pages already written in this txn when
+ * the env has no MDB_WRITEMAP: those are malloc'd copies. */
+static bool
+in_map(psf_store_txn *txn, const void *p, size_t len)
+{
+	MDB_envinfo ei;
+	uintptr_t a = (uintptr_t)p, base;
+
+	if (mdb_env_info(txn->t_st->st_env, &ei) != MDB_SUCCESS)
+		return false;
+	base = (uintptr_t)ei.me_mapaddr;
+	return a >= base && a - base <= ei.me_mapsize && len <= ei.me_mapsize - (a - base);
+}
+
+psf_err
+psf_store_txn_rewrite(psf_store_txn *txn, psf_store_db db, uint64_t key, size_t len,
+    const void **old_out, void **new_out)
+{
+	unsigned char kb[KEY_LEN];
+	MDB_val k = {KEY_LEN, kb};
+	unsigned int flags = 0;
+	const void *old = NULL;
+	size_t old_len = 0;
+	psf_err rv;
+
+	if ((unsigned)db >= PSF_STORE_N_DBS || old_out == NULL || new_out == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
+		return rv;
+	key_enc(key, kb);
+	if ((rv = val_get(txn, (int)db, &k, &old, &old_len)) != PSF_OK)
+		return rv;
+	if (old_len != len)
+		return PSF_ERANGE;
+	/* A page already dirty in this txn may be spilled (written out and freed)
+	 * and read back elsewhere by the put when LMDB keeps dirty pages in malloc'd
+	 * memory; with MDB_WRITEMAP every page stays where it is in the map. */
+	if (mdb_env_get_flags(txn->t_st->st_env, &flags) != MDB_SUCCESS ||
+	    (!(flags & MDB_WRITEMAP) && !in_map(txn, old, len)))
+		return PSF_ESTATE;
+	if ((rv = val_reserve(txn, (int)db, &k, len, new_out)) != PSF_OK)
+		return rv;
+	*old_out = old;
+	return PSF_OK;
+}
+
 psf_err
 psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key, const void *data, size_t len)
 {
