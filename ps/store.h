@@ -202,9 +202,9 @@ PSF_NODISCARD psf_err psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db
  * LMDB puts the new value on fresh pages and keeps the old pages untouched until
  * the commit. Not aligned (see the top of this file). PSF_ENOENT (nothing
  * reserved) if key has no value, PSF_ERANGE if its length is not len, and
- * PSF_ESTATE (nothing reserved) if key was already written in this txn and the
- * store keeps such values off the map (durability none and every-commit), where
- * LMDB may move them during the put: use get and put there. */
+ * PSF_ESTATE (nothing reserved) unless durability is interval: the other modes
+ * keep the pages written in a txn in malloc'd memory, where LMDB may move them
+ * during a put (spill), so there the caller copies (get, then put). */
 PSF_NODISCARD psf_err psf_store_txn_rewrite(psf_store_txn *txn, psf_store_db db, uint64_t key,
     size_t len, const void **old_out, void **new_out);
 

@@ -155,21 +155,6 @@ psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key, siz
 	return val_reserve(txn, (int)db, &k, len, buf_out);
 }
 
-/* in_map tells whether len bytes at p lie in the store's map. LMDB hands out
- * values on pages of the map, except pages already written in this txn when
- * the env has no MDB_WRITEMAP: those are malloc'd copies. */
-static bool
-in_map(psf_store_txn *txn, const void *p, size_t len)
-{
-	MDB_envinfo ei;
-	uintptr_t a = (uintptr_t)p, base;
-
-	if (mdb_env_info(txn->t_st->st_env, &ei) != MDB_SUCCESS)
-		return false;
-	base = (uintptr_t)ei.me_mapaddr;
-	return a >= base && a - base <= ei.me_mapsize && len <= ei.me_mapsize - (a - base);
-}
-
 psf_err
 psf_store_txn_rewrite(psf_store_txn *txn, psf_store_db db, uint64_t key, size_t len,
     const void **old_out, void **new_out)
@@ -190,11 +175,12 @@ psf_store_txn_rewrite(psf_store_txn *txn, psf_store_db db, uint64_t key, size_t 
 		return rv;
 	if (old_len != len)
 		return PSF_ERANGE;
-	/* A page already dirty in this txn may be spilled (written out and freed)
-	 * and read back elsewhere by the put when LMDB keeps dirty pages in malloc'd
-	 * memory; with MDB_WRITEMAP every page stays where it is in the map. */
-	if (mdb_env_get_flags(txn->t_st->st_env, &flags) != MDB_SUCCESS ||
-	    (!(flags & MDB_WRITEMAP) && !in_map(txn, old, len)))
+	/* Without MDB_WRITEMAP, LMDB keeps the pages written in this txn in
+	 * malloc'd memory and may spill them (write out, free) during a put, and
+	 * a small value shares its page with other keys, which may have been
+	 * written: *old could then move under the caller. With MDB_WRITEMAP every
+	 * page stays where it is in the map until the commit. */
+	if (mdb_env_get_flags(txn->t_st->st_env, &flags) != MDB_SUCCESS || !(flags & MDB_WRITEMAP))
 		return PSF_ESTATE;
 	if ((rv = val_reserve(txn, (int)db, &k, len, new_out)) != PSF_OK)
 		return rv;
