@@ -571,6 +571,34 @@ print_ratios(bench *b)
 	}
 }
 
+/* print_push_vs_raw: per request size, the lowest over the measured transports
+ * and client counts of push (interval store) / raw NNG upload of the same
+ * repetitions: the figure the ps's push path is held to (docs/performance.md). */
+static void
+print_push_vs_raw(bench *b)
+{
+	const opts *o = &b->o;
+
+	if (o->only != NULL || (o->only_dur >= 0 && o->only_dur != 1))
+		return;
+	for (size_t sz = 0; sz < N_SIZES; sz++) {
+		double worst = -1;
+
+		for (int tr = 0; tr < N_TR; tr++)
+			for (size_t nci = 0; nci < N_NC; nci++) {
+				sample(*g)[MAX_REPS] = b->main[tr][sz][nci];
+				double r;
+
+				if (!group_selected(o, tr, (int)sz, (int)nci))
+					continue;
+				r = median_ratio(g[IT_PUSH(1)], g[IT_RAW_UP], o->reps);
+				worst = worst < 0 || r < worst ? r : worst;
+			}
+		if (worst >= 0)
+			printf("ratio_push_%s_vs_raw_nng %.3f\n", sizes[sz].name, worst);
+	}
+}
+
 static psf_err
 run(bench *b)
 {
@@ -712,6 +740,7 @@ main(int argc, char **argv)
 		goto out;
 	print_results(&b);
 	print_ratios(&b);
+	print_push_vs_raw(&b);
 	rc = 0;
 out:
 	for (size_t i = 0; i < b.n_inst; i++)
