@@ -2,12 +2,14 @@
  * arrays, no I/O, no allocation, no locks. Safe to call from any thread.
  *
  * Per pushed key the ps server does, inside one store update:
- *   1. reject or skip the push if !psf_optim_is_finite(g, n) (cfg->skip_nonfinite);
- *   2. scale = psf_optim_clip_scale(sqrt(sum of psf_optim_sq_norm over the
+ *   1. scale = psf_optim_clip_scale(sqrt(sum of psf_optim_sq_norm over the
  *      push's keys), cfg->clip_norm), divided by the number of gradients
- *      averaged (sync rounds);
- *   3. copy the key's weights and state out of the store into aligned scratch,
- *      psf_optim_apply(cfg, step, w, state, g, n, scale, l2), write both back.
+ *      averaged (sync rounds); without clipping the scale is 1;
+ *   2. psf_optim_apply_to(cfg, step, new, old, state, g, n, scale, l2, true),
+ *      reading the old weights where the store keeps them and writing the new
+ *      ones into the value it reserved (ps/apply.c); a NaN/Inf in g
+ *      (PSF_ERANGE) aborts the update, and the push is rejected or skipped
+ *      (cfg->skip_nonfinite). The optimizer state goes through aligned scratch.
  *
  * Gradients are `const void *`. They usually point straight into a received
  * message, at any byte offset, where a cast to float * would be undefined

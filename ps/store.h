@@ -29,7 +29,7 @@
  * Process rules (LMDB): open a directory at most once per process, and never
  * use a psf_store across fork(); a child opens its own.
  *
- * Values are not aligned. A pointer returned by psf_store_txn_get or
+ * Values are not aligned. A pointer returned by psf_store_txn_get, _rewrite or
  * psf_store_txn_put_reserve points into the database map and is only 2-byte
  * aligned for small values, so never cast it to float *: memcpy, or use
  * psf_store_txn_get_floats / psf_store_txn_put_floats, which copy. */
