@@ -54,9 +54,10 @@ grad_finite(const uint8_t *g, size_t n)
 	return (acc & 0x80000000u) == 0;
 }
 
-/* Scratch for one key: optimizer state (an aligned copy), and weights where
- * they cannot be used in place (first touch, small values; see apply_key). The
- * gradient is read where it lies: psf_optim_apply_to takes any alignment. */
+/* Scratch for one key: weights and optimizer state where they cannot be used
+ * where the store keeps them (first touch, small values, stores without
+ * WRITEMAP; see apply_key). The gradient is read where it lies:
+ * psf_optim_apply_to takes any alignment. */
 typedef struct scratch {
 	float *w, *state;
 	size_t cap;
@@ -85,28 +86,38 @@ scratch_fini(scratch *s)
 /* ALIGNED: a store value may be read and written as floats in place. */
 #define ALIGNED(p) (((uintptr_t)(p) & (sizeof(float) - 1)) == 0)
 
-/* old_weights points *old at the weights of key and *dst at the bytes reserved
- * for their new value (psf_store_txn_rewrite: the optimizer reads the old
- * weights where LMDB keeps them and writes the new ones straight into the
- * map, no copy either way). A key never written before is initialized in
- * s->w; a store that cannot hand out both (psf_store_txn_rewrite's
- * PSF_ESTATE) gets its weights copied to s->w. */
+/* old_value points *old at the value of key in db (n floats) and *dst at the
+ * bytes reserved for its new value (psf_store_txn_rewrite: the optimizer
+ * reads the old value where LMDB keeps it and writes the new one straight into
+ * the map, no copy either way). Where that cannot be done, *old is buf and
+ * *dst NULL: the value is copied to buf (PSF_ESTATE: a store without
+ * WRITEMAP), or, for a key never written, buf is filled by the caller (*fresh),
+ * and the caller puts buf back after the update. */
 static psf_err
-old_weights(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, size_t n, const void **old,
-    void **dst)
+old_value(psf_store_txn *txn, psf_store_db db, uint64_t key, size_t n, float *buf, const void **old,
+    void **dst, bool *fresh)
 {
-	psf_err err = psf_store_txn_rewrite(txn, PSF_STORE_WEIGHTS, key, n * 4, old, dst);
+	psf_err err = psf_store_txn_rewrite(txn, db, key, n * 4, old, dst);
 
+	*fresh = false;
 	if (err == PSF_ENOENT || err == PSF_ESTATE) {
-		if (err == PSF_ENOENT)
-			err = psf_model_init_value(ps->model, key, s->w); /* first touch */
-		else
-			err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n);
-		if (err == PSF_OK)
-			err = psf_store_txn_put_reserve(txn, PSF_STORE_WEIGHTS, key, n * 4, dst);
-		*old = s->w;
+		*fresh = err == PSF_ENOENT;
+		err = *fresh ? PSF_OK : psf_store_txn_get_floats(txn, db, key, buf, n);
+		*old = buf;
+		*dst = NULL;
 	}
 	return err == PSF_ERANGE ? PSF_EINTERNAL : err; /* a stored value of the wrong length */
+}
+
+/* store_new finishes a value old_value handed out: copied into its reserved
+ * bytes when the update ran in scratch, or put from scratch. */
+static psf_err
+store_new(psf_store_txn *txn, psf_store_db db, uint64_t key, void *dst, const float *buf, size_t n)
+{
+	if (dst == NULL)
+		return psf_store_txn_put_floats(txn, db, key, buf, n);
+	memcpy(dst, buf, n * 4);
+	return PSF_OK;
 }
 
 /* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. With
@@ -117,39 +128,45 @@ apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *
     double scale, uint64_t step, bool check_finite)
 {
 	size_t sf = ps->state_floats;
-	const void *old = NULL;
-	void *dst = NULL;
+	const void *old_w = NULL, *old_s = NULL;
+	void *dst_w = NULL, *dst_s = NULL;
+	bool fresh_w, fresh_s = false;
 	psf_err err;
 
 	if ((err = scratch_reserve(s, n, sf)) != PSF_OK)
 		return err;
-	if (sf > 0) {
-		err = psf_store_txn_get_floats(txn, PSF_STORE_OPTSTATE, key, s->state, n * sf);
-		if (err == PSF_ENOENT) {
-			memset(s->state, 0, n * sf * sizeof(float));
-			err = PSF_OK;
-		}
-		if (err == PSF_ERANGE)
-			err = PSF_EINTERNAL;
-		if (err != PSF_OK)
-			return err;
-	}
-	if ((err = old_weights(ps, txn, s, key, n, &old, &dst)) != PSF_OK)
+	if (sf > 0 &&
+	    (err = old_value(txn, PSF_STORE_OPTSTATE, key, n * sf, s->state, &old_s, &dst_s,
+	         &fresh_s)) != PSF_OK)
 		return err;
-	if (ALIGNED(old) && ALIGNED(dst)) {
-		err = psf_optim_apply_to(&ps->optim, step, dst, old, sf > 0 ? s->state : NULL, g, n,
+	if ((err = old_value(txn, PSF_STORE_WEIGHTS, key, n, s->w, &old_w, &dst_w, &fresh_w)) !=
+	    PSF_OK)
+		return err;
+	if (fresh_s)
+		memset(s->state, 0, n * sf * sizeof(float));
+	if (fresh_w && (err = psf_model_init_value(ps->model, key, s->w)) != PSF_OK)
+		return err; /* first touch of a symbol */
+	if (dst_w != NULL && ALIGNED(old_w) && ALIGNED(dst_w) &&
+	    (sf == 0 || (dst_s != NULL && ALIGNED(old_s) && ALIGNED(dst_s))))
+		return psf_optim_apply_to(&ps->optim, step, dst_w, old_w, dst_s, old_s, g, n,
 		    (float)scale, 0.0, check_finite);
-	} else { /* a small value inside an LMDB page: only 2-byte aligned */
-		if (old != s->w)
-			memcpy(s->w, old, n * 4);
-		err = psf_optim_apply_to(&ps->optim, step, s->w, s->w, sf > 0 ? s->state : NULL, g,
-		    n, (float)scale, 0.0, check_finite);
-		memcpy(dst, s->w, n * 4);
-	}
-	if (err != PSF_OK)
-		return err;
-	if (sf > 0)
-		err = psf_store_txn_put_floats(txn, PSF_STORE_OPTSTATE, key, s->state, n * sf);
+	/* In scratch: a small value inside an LMDB page (only 2-byte aligned), a
+	 * first touch, or a store without WRITEMAP. */
+	if (old_w != s->w)
+		memcpy(s->w, old_w, n * 4);
+	if (sf > 0 && old_s != s->state)
+		memcpy(s->state, old_s, n * sf * 4);
+	err = psf_optim_apply_to(&ps->optim, step, s->w, s->w, s->state, s->state, g, n,
+	    (float)scale, 0.0, check_finite);
+	/* Reserved bytes are filled before any further put (LMDB's rule). */
+	if (err == PSF_OK && dst_w != NULL)
+		err = store_new(txn, PSF_STORE_WEIGHTS, key, dst_w, s->w, n);
+	if (err == PSF_OK && sf > 0 && dst_s != NULL)
+		err = store_new(txn, PSF_STORE_OPTSTATE, key, dst_s, s->state, n * sf);
+	if (err == PSF_OK && dst_w == NULL)
+		err = store_new(txn, PSF_STORE_WEIGHTS, key, NULL, s->w, n);
+	if (err == PSF_OK && sf > 0 && dst_s == NULL)
+		err = store_new(txn, PSF_STORE_OPTSTATE, key, NULL, s->state, n * sf);
 	return err;
 }
 

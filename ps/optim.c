@@ -195,78 +195,98 @@ sgd_body(const struct coef *c, const float *wi, float *wo, const unsigned char *
 }
 
 static inline __attribute__((always_inline)) uint32_t
-momentum_body(const struct coef *c, const float *wi, float *wo, float *restrict v,
+momentum_body(const struct coef *c, const float *wi, float *wo, const float *vi, float *vo,
     const unsigned char *g, size_t n)
 {
 	uint32_t acc = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		float gi = load_g(g, i) * c->scale + c->l2 * wi[i];
+		float v = c->mu * vi[i] + gi;
 
 		acc |= g_bits(g, i);
-		v[i] = c->mu * v[i] + gi;
-		wo[i] = wi[i] - c->lr * v[i];
+		vo[i] = v;
+		wo[i] = wi[i] - c->lr * v;
+	}
+	return acc;
+}
+
+/* adam_body: the state is m (n floats) then v (n floats). */
+static inline __attribute__((always_inline)) uint32_t
+adam_body(const struct coef *c, const float *wi, float *wo, const float *si, float *so,
+    const unsigned char *g, size_t n)
+{
+	uint32_t acc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		float gi = load_g(g, i) * c->scale + c->l2 * wi[i];
+		float m = c->b1 * si[i] + c->omb1 * gi;
+		float v = c->b2 * si[n + i] + c->omb2 * gi * gi;
+
+		acc |= g_bits(g, i);
+		so[i] = m;
+		so[n + i] = v;
+		wo[i] = wi[i] - c->lr * (m * c->c1) / (sqrtf(v * c->c2) + c->eps);
 	}
 	return acc;
 }
 
 static inline __attribute__((always_inline)) uint32_t
-adam_body(const struct coef *c, const float *wi, float *wo, float *restrict m, float *restrict v,
+adagrad_body(const struct coef *c, const float *wi, float *wo, const float *si, float *so,
     const unsigned char *g, size_t n)
 {
 	uint32_t acc = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		float gi = load_g(g, i) * c->scale + c->l2 * wi[i];
+		float s = si[i] + gi * gi;
 
 		acc |= g_bits(g, i);
-		m[i] = c->b1 * m[i] + c->omb1 * gi;
-		v[i] = c->b2 * v[i] + c->omb2 * gi * gi;
-		wo[i] = wi[i] - c->lr * (m[i] * c->c1) / (sqrtf(v[i] * c->c2) + c->eps);
+		so[i] = s;
+		wo[i] = wi[i] - c->lr * gi / (sqrtf(s) + c->eps);
 	}
 	return acc;
 }
 
-static inline __attribute__((always_inline)) uint32_t
-adagrad_body(const struct coef *c, const float *wi, float *wo, float *restrict s,
-    const unsigned char *g, size_t n)
-{
-	uint32_t acc = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		float gi = load_g(g, i) * c->scale + c->l2 * wi[i];
-
-		acc |= g_bits(g, i);
-		s[i] += gi * gi;
-		wo[i] = wi[i] - c->lr * gi / (sqrtf(s[i]) + c->eps);
-	}
-	return acc;
-}
-
-/* update_in_place: wi == wo. */
+/* update_in_place: wi == wo and si == so. */
 static uint32_t
 update_in_place(const struct coef *c, psf_optim_kind kind, float *restrict w, float *restrict st,
     const unsigned char *restrict g, size_t n)
 {
 	switch (kind) {
 	case PSF_OPTIM_SGD: return sgd_body(c, w, w, g, n);
-	case PSF_OPTIM_MOMENTUM: return momentum_body(c, w, w, st, g, n);
-	case PSF_OPTIM_ADAM: return adam_body(c, w, w, st, st + n, g, n);
-	case PSF_OPTIM_ADAGRAD: return adagrad_body(c, w, w, st, g, n);
+	case PSF_OPTIM_MOMENTUM: return momentum_body(c, w, w, st, st, g, n);
+	case PSF_OPTIM_ADAM: return adam_body(c, w, w, st, st, g, n);
+	case PSF_OPTIM_ADAGRAD: return adagrad_body(c, w, w, st, st, g, n);
 	}
 	return 0;
 }
 
-/* update_to: wi and wo do not overlap. */
+/* update_to: wi and wo do not overlap; the state is updated in place. */
 static uint32_t
 update_to(const struct coef *c, psf_optim_kind kind, const float *restrict wi, float *restrict wo,
     float *restrict st, const unsigned char *restrict g, size_t n)
 {
 	switch (kind) {
 	case PSF_OPTIM_SGD: return sgd_body(c, wi, wo, g, n);
-	case PSF_OPTIM_MOMENTUM: return momentum_body(c, wi, wo, st, g, n);
-	case PSF_OPTIM_ADAM: return adam_body(c, wi, wo, st, st + n, g, n);
-	case PSF_OPTIM_ADAGRAD: return adagrad_body(c, wi, wo, st, g, n);
+	case PSF_OPTIM_MOMENTUM: return momentum_body(c, wi, wo, st, st, g, n);
+	case PSF_OPTIM_ADAM: return adam_body(c, wi, wo, st, st, g, n);
+	case PSF_OPTIM_ADAGRAD: return adagrad_body(c, wi, wo, st, st, g, n);
+	}
+	return 0;
+}
+
+/* update_all_to: neither the weights nor the state overlap their new places. */
+static uint32_t
+update_all_to(const struct coef *c, psf_optim_kind kind, const float *restrict wi,
+    float *restrict wo, const float *restrict si, float *restrict so,
+    const unsigned char *restrict g, size_t n)
+{
+	switch (kind) {
+	case PSF_OPTIM_SGD: return sgd_body(c, wi, wo, g, n);
+	case PSF_OPTIM_MOMENTUM: return momentum_body(c, wi, wo, si, so, g, n);
+	case PSF_OPTIM_ADAM: return adam_body(c, wi, wo, si, so, g, n);
+	case PSF_OPTIM_ADAGRAD: return adagrad_body(c, wi, wo, si, so, g, n);
 	}
 	return 0;
 }
@@ -294,12 +314,13 @@ psf_err
 psf_optim_apply(const psf_optim_cfg *cfg, uint64_t step, float *w, float *state, const void *g,
     size_t n, float grad_scale, double l2)
 {
-	return psf_optim_apply_to(cfg, step, w, w, state, g, n, grad_scale, l2, false);
+	return psf_optim_apply_to(cfg, step, w, w, state, state, g, n, grad_scale, l2, false);
 }
 
 psf_err
 psf_optim_apply_to(const psf_optim_cfg *cfg, uint64_t step, float *w_out, const float *w_in,
-    float *state, const void *g, size_t n, float grad_scale, double l2, bool check_finite)
+    float *state_out, const float *state_in, const void *g, size_t n, float grad_scale, double l2,
+    bool check_finite)
 {
 	size_t k;
 	struct coef c;
@@ -313,12 +334,20 @@ psf_optim_apply_to(const psf_optim_cfg *cfg, uint64_t step, float *w_out, const 
 	k = psf_optim_state_floats(cfg->kind);
 	if (n == 0)
 		return PSF_OK;
-	if (w_out == NULL || w_in == NULL || g == NULL || (k > 0 && state == NULL))
+	if (w_out == NULL || w_in == NULL || g == NULL ||
+	    (k > 0 && (state_out == NULL || state_in == NULL)))
 		return PSF_EINVAL;
 	coef_init(cfg, step, grad_scale, l2, &c);
+	if (k > 0 && state_out != state_in && w_out == w_in) {
+		/* not used by the ps; correct, if not the fastest */
+		memmove(state_out, state_in, k * n * sizeof(float));
+		state_in = state_out;
+	}
 	if (w_out == w_in)
-		acc = update_in_place(&c, cfg->kind, w_out, state, g, n);
+		acc = update_in_place(&c, cfg->kind, w_out, state_out, g, n);
+	else if (k == 0 || state_out == state_in)
+		acc = update_to(&c, cfg->kind, w_in, w_out, state_out, g, n);
 	else
-		acc = update_to(&c, cfg->kind, w_in, w_out, state, g, n);
+		acc = update_all_to(&c, cfg->kind, w_in, w_out, state_in, state_out, g, n);
 	return check_finite && G_BAD(acc) ? PSF_ERANGE : PSF_OK;
 }

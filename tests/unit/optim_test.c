@@ -348,7 +348,7 @@ test_optim_apply_to_matches_in_place(void **state)
 			assert_int_equal(psf_optim_apply(&c, step, w1, s1, g, N, 0.5f, 0.01),
 			    PSF_OK);
 			assert_int_equal(
-			    psf_optim_apply_to(&c, step, w2, w3, s2, g, N, 0.5f, 0.01, true),
+			    psf_optim_apply_to(&c, step, w2, w3, s2, s2, g, N, 0.5f, 0.01, true),
 			    PSF_OK);
 			if (step == 1)
 				assert_true(
@@ -361,10 +361,31 @@ test_optim_apply_to_matches_in_place(void **state)
 		memcpy(w3, w0, sizeof(w0));
 		for (uint64_t step = 1; step <= 3; step++)
 			assert_int_equal(
-			    psf_optim_apply_to(&c, step, w3, w3, s3, g, N, 0.5f, 0.01, true),
+			    psf_optim_apply_to(&c, step, w3, w3, s3, s3, g, N, 0.5f, 0.01, true),
 			    PSF_OK);
 		assert_memory_equal(w1, w3, sizeof(w1));
 		assert_memory_equal(s1, s3, sizeof(s1));
+		/* the state out of place too (weights out of place, then in place) */
+		for (int mixed = 0; mixed < 2; mixed++) {
+			float wa[N], wb[N], sa[2 * N], sb[2 * N] = {0};
+
+			memcpy(wa, w0, sizeof(w0));
+			for (int i = 0; i < 2 * N; i++)
+				sa[i] = (float)i * 0.01f;
+			for (uint64_t step = 1; step <= 3; step++) {
+				float *wo = mixed ? wa : wb;
+				assert_int_equal(psf_optim_apply_to(&c, step, wo, wa, sb, sa, g, N,
+				                     0.5f, 0.01, true),
+				    PSF_OK);
+				if (!mixed)
+					memcpy(wa, wb, sizeof(wb));
+				memcpy(sa, sb, sizeof(sb));
+			}
+			assert_memory_equal(w1, wa, sizeof(w1));
+			if (kinds[k] != PSF_OPTIM_SGD)
+				assert_memory_equal(s1, sa,
+				    psf_optim_state_floats(kinds[k]) * N * sizeof(float));
+		}
 	}
 }
 
@@ -385,7 +406,7 @@ test_optim_apply_to_finds_nonfinite_gradients(void **state)
 	for (int kind = PSF_OPTIM_SGD; kind <= PSF_OPTIM_ADAGRAD; kind++) {
 		psf_optim_cfg c = cfg_of((psf_optim_kind)kind, 0.0);
 
-		assert_int_equal(psf_optim_apply_to(&c, 1, out, w, st, g, N, 1.0f, 0.0, true),
+		assert_int_equal(psf_optim_apply_to(&c, 1, out, w, st, st, g, N, 1.0f, 0.0, true),
 		    PSF_OK);
 	}
 	for (size_t b = 0; b < PSF_ARRAY_LEN(bad); b++) {
@@ -396,10 +417,10 @@ test_optim_apply_to_finds_nonfinite_gradients(void **state)
 			memcpy(h, g, sizeof(g));
 			h[pos] = bad[b];
 			assert_int_equal(
-			    psf_optim_apply_to(&c, 1, out, w, NULL, h, N, 1.0f, 0.0, true),
+			    psf_optim_apply_to(&c, 1, out, w, NULL, NULL, h, N, 1.0f, 0.0, true),
 			    PSF_ERANGE);
 			assert_int_equal(
-			    psf_optim_apply_to(&c, 1, out, w, NULL, h, N, 1.0f, 0.0, false),
+			    psf_optim_apply_to(&c, 1, out, w, NULL, NULL, h, N, 1.0f, 0.0, false),
 			    PSF_OK);
 			assert_int_equal(psf_optim_apply(&c, 1, out, NULL, h, N, 1.0f, 0.0),
 			    PSF_OK);
