@@ -195,9 +195,13 @@ PSF_NODISCARD psf_err psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db
 
 /* psf_store_txn_rewrite replaces the len-byte value of key with a new one of
  * the same length without copying either: on PSF_OK *old_out points at the
- * current value and *new_out at len reserved bytes that the caller must fill
- * before its next store call in this txn, reading *old_out as it goes (e.g. an
- * optimizer writing new weights computed from the old ones). The two are either
+ * current value and *new_out at len reserved bytes that the caller fills,
+ * reading *old_out as it goes (e.g. an optimizer writing new weights computed
+ * from the old ones), before its next write to the same db in this txn: a
+ * write there may move small values within their page. Writes to other dbs
+ * leave both pointers valid (every page stays where it is in the map until
+ * the commit), so one key may be rewritten in two dbs and both filled in one
+ * pass (weights and optimizer state, ps/apply.c). The two are either
  * the same bytes (update in place, element by element) or do not overlap at all:
  * LMDB puts the new value on fresh pages and keeps the old pages untouched until
  * the commit. Not aligned (see the top of this file). PSF_ENOENT (nothing
