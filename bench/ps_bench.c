@@ -552,6 +552,51 @@ print_ratios(bench *b)
 			}
 }
 
+/* median_cpu_ratio: median over repetitions of base CPU per MB / x's: what x
+ * moves per CPU second relative to base. */
+static double
+median_cpu_ratio(const sample *x, const sample *base, int reps)
+{
+	double v[MAX_REPS];
+
+	for (int r = 0; r < reps; r++)
+		v[r] = x[r].cpu_ms > 0 ? base[r].cpu_ms / x[r].cpu_ms : 0;
+	return psf_bench_median(v, (size_t)reps);
+}
+
+/* print_push_vs_raw: per request size, the lowest over the measured transports
+ * and client counts of push (interval store) / raw NNG upload of the same
+ * repetitions: the figure the ps's push path is held to (docs/performance.md).
+ * The _cpu line compares process CPU per MB instead of wall time: steadier on
+ * a loaded machine, where wall time mostly measures the scheduler. */
+static void
+print_push_vs_raw(bench *b)
+{
+	const opts *o = &b->o;
+
+	if (o->only != NULL || (o->only_dur >= 0 && o->only_dur != 1))
+		return;
+	for (size_t sz = 0; sz < N_SIZES; sz++) {
+		double worst = -1, worst_cpu = -1;
+
+		for (int tr = 0; tr < N_TR; tr++)
+			for (size_t nci = 0; nci < N_NC; nci++) {
+				sample(*g)[MAX_REPS] = b->main[tr][sz][nci];
+				double r, rc;
+
+				if (!group_selected(o, tr, (int)sz, (int)nci))
+					continue;
+				r = median_ratio(g[IT_PUSH(1)], g[IT_RAW_UP], o->reps);
+				rc = median_cpu_ratio(g[IT_PUSH(1)], g[IT_RAW_UP], o->reps);
+				worst = worst < 0 || r < worst ? r : worst;
+				worst_cpu = worst_cpu < 0 || rc < worst_cpu ? rc : worst_cpu;
+			}
+		if (worst >= 0)
+			printf("ratio_push_%s_vs_raw_nng %.3f\nratio_push_%s_vs_raw_nng_cpu %.3f\n",
+			    sizes[sz].name, worst, sizes[sz].name, worst_cpu);
+	}
+}
+
 static psf_err
 run(bench *b)
 {
@@ -693,6 +738,7 @@ main(int argc, char **argv)
 		goto out;
 	print_results(&b);
 	print_ratios(&b);
+	print_push_vs_raw(&b);
 	rc = 0;
 out:
 	for (size_t i = 0; i < b.n_inst; i++)

@@ -30,8 +30,9 @@ ps_meta_worker_key(char *buf, size_t len, const char *prefix, const char *worker
  * the exponent is all ones exactly when adding 1 to it carries into bit 31.
  * The fixed-length inner loop is what lets GCC vectorize it at -O2 (the plain
  * loop of psf_optim_is_finite stays scalar there and cost as much as moving the
- * bytes over NNG). Run per key just before the key is applied, it also brings
- * the gradient into cache for the optimizer. */
+ * bytes over NNG). Sync mode runs it per key just before the key is
+ * accumulated; applied keys are checked by the optimizer loop itself
+ * (psf_optim_apply_to), which reads every gradient anyway. */
 static bool
 grad_finite(const uint8_t *g, size_t n)
 {
@@ -53,8 +54,10 @@ grad_finite(const uint8_t *g, size_t n)
 	return (acc & 0x80000000u) == 0;
 }
 
-/* Scratch for one key: weights and optimizer state (aligned copies; the
- * gradient is read where it lies, psf_optim_apply takes any alignment). */
+/* Scratch for one key: weights and optimizer state where they cannot be used
+ * where the store keeps them (first touch, small values, stores without
+ * WRITEMAP; see apply_key). The gradient is read where it lies:
+ * psf_optim_apply_to takes any alignment. */
 typedef struct scratch {
 	float *w, *state;
 	size_t cap;
@@ -80,52 +83,106 @@ scratch_fini(scratch *s)
 	free(s->state);
 }
 
-/* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. In local
- * mode g is the sum of the workers' model deltas (start - local weights) and the
- * average is applied as it is, w -= g * scale: the optimizer ran on the trainers,
- * so no server optimizer, schedule or state takes part. */
+/* ALIGNED: a store value may be read and written as floats in place. */
+#define ALIGNED(p) (((uintptr_t)(p) & (sizeof(float) - 1)) == 0)
+
+/* old_value points *old at the value of key in db (n floats) and *dst at the
+ * bytes reserved for its new value (psf_store_txn_rewrite: the optimizer
+ * reads the old value where LMDB keeps it and writes the new one straight into
+ * the map, no copy either way). Where that cannot be done, *old is buf and
+ * *dst NULL: the value is copied to buf (PSF_ESTATE: a store without
+ * WRITEMAP), or, for a key never written, buf is filled by the caller (*fresh),
+ * and the caller puts buf back after the update. */
+static psf_err
+old_value(psf_store_txn *txn, psf_store_db db, uint64_t key, size_t n, float *buf, const void **old,
+    void **dst, bool *fresh)
+{
+	psf_err err = psf_store_txn_rewrite(txn, db, key, n * 4, old, dst);
+
+	*fresh = false;
+	if (err == PSF_ENOENT || err == PSF_ESTATE) {
+		*fresh = err == PSF_ENOENT;
+		err = *fresh ? PSF_OK : psf_store_txn_get_floats(txn, db, key, buf, n);
+		*old = buf;
+		*dst = NULL;
+	}
+	return err == PSF_ERANGE ? PSF_EINTERNAL : err; /* a stored value of the wrong length */
+}
+
+/* store_new finishes a value old_value handed out: copied into its reserved
+ * bytes when the update ran in scratch, or put from scratch. */
+static psf_err
+store_new(psf_store_txn *txn, psf_store_db db, uint64_t key, void *dst, const float *buf, size_t n)
+{
+	if (dst == NULL)
+		return psf_store_txn_put_floats(txn, db, key, buf, n);
+	memcpy(dst, buf, n * 4);
+	return PSF_OK;
+}
+
+/* apply_key: w -= optimizer(g * scale) for one key, inside a write txn. With
+ * check_finite, a NaN/Inf in g returns PSF_ERANGE (found by the optimizer loop,
+ * no pass of its own), and the caller aborts the txn: nothing is applied. In
+ * local mode g is the sum of the workers' model deltas (start - local weights)
+ * and the average is applied as it is, w -= g * scale: the optimizer ran on the
+ * trainers, so no server optimizer, schedule or state takes part. */
 static psf_err
 apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *g, size_t n,
-    double scale, uint64_t step)
+    double scale, uint64_t step, bool check_finite)
 {
 	bool local = ps->cfg->consistency.mode == PSF_CONS_LOCAL;
 	size_t sf = local ? 0 : ps->state_floats;
+	const void *old_w = NULL, *old_s = NULL;
+	void *dst_w = NULL, *dst_s = NULL;
+	bool fresh_w, fresh_s = false;
 	psf_err err;
 
 	if ((err = scratch_reserve(s, n, sf)) != PSF_OK)
 		return err;
-	err = psf_store_txn_get_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n);
-	if (err == PSF_ENOENT)
-		err = psf_model_init_value(ps->model, key, s->w); /* first touch of a symbol */
-	if (err == PSF_ERANGE)
-		err = PSF_EINTERNAL; /* a stored value of the wrong length; ERANGE means NaN/Inf */
-	if (err != PSF_OK)
+	if (sf > 0 &&
+	    (err = old_value(txn, PSF_STORE_OPTSTATE, key, n * sf, s->state, &old_s, &dst_s,
+	         &fresh_s)) != PSF_OK)
 		return err;
-	if (sf > 0) {
-		err = psf_store_txn_get_floats(txn, PSF_STORE_OPTSTATE, key, s->state, n * sf);
-		if (err == PSF_ENOENT) {
-			memset(s->state, 0, n * sf * sizeof(float));
-			err = PSF_OK;
-		}
-		if (err == PSF_ERANGE)
-			err = PSF_EINTERNAL;
-		if (err != PSF_OK)
-			return err;
-	}
-	if (local) {
+	if ((err = old_value(txn, PSF_STORE_WEIGHTS, key, n, s->w, &old_w, &dst_w, &fresh_w)) !=
+	    PSF_OK)
+		return err;
+	if (fresh_s)
+		memset(s->state, 0, n * sf * sizeof(float));
+	if (fresh_w && (err = psf_model_init_value(ps->model, key, s->w)) != PSF_OK)
+		return err; /* first touch of a symbol */
+	if (local) {        /* the averaged delta as it is: w -= g * scale */
+		if (old_w != s->w)
+			memcpy(s->w, old_w, n * 4);
 		for (size_t j = 0; j < n; j++) {
 			float d;
 			memcpy(&d, (const uint8_t *)g + j * 4, 4);
+			if (check_finite && !isfinite(d))
+				return PSF_ERANGE;
 			s->w[j] -= (float)scale * d;
 		}
-	} else if ((err = psf_optim_apply(&ps->optim, step, s->w, sf > 0 ? s->state : NULL, g, n,
-	                (float)scale, 0.0)) != PSF_OK) {
-		return err;
+		return store_new(txn, PSF_STORE_WEIGHTS, key, dst_w, s->w, n);
 	}
-	if ((err = psf_store_txn_put_floats(txn, PSF_STORE_WEIGHTS, key, s->w, n)) != PSF_OK)
-		return err;
-	if (sf > 0)
-		err = psf_store_txn_put_floats(txn, PSF_STORE_OPTSTATE, key, s->state, n * sf);
+	if (dst_w != NULL && ALIGNED(old_w) && ALIGNED(dst_w) &&
+	    (sf == 0 || (dst_s != NULL && ALIGNED(old_s) && ALIGNED(dst_s))))
+		return psf_optim_apply_to(&ps->optim, step, dst_w, old_w, dst_s, old_s, g, n,
+		    (float)scale, 0.0, check_finite);
+	/* In scratch: a small value inside an LMDB page (only 2-byte aligned), a
+	 * first touch, or a store without WRITEMAP. */
+	if (old_w != s->w)
+		memcpy(s->w, old_w, n * 4);
+	if (sf > 0 && old_s != s->state)
+		memcpy(s->state, old_s, n * sf * 4);
+	err = psf_optim_apply_to(&ps->optim, step, s->w, s->w, s->state, s->state, g, n,
+	    (float)scale, 0.0, check_finite);
+	/* Reserved bytes are filled before any further put (LMDB's rule). */
+	if (err == PSF_OK && dst_w != NULL)
+		err = store_new(txn, PSF_STORE_WEIGHTS, key, dst_w, s->w, n);
+	if (err == PSF_OK && sf > 0 && dst_s != NULL)
+		err = store_new(txn, PSF_STORE_OPTSTATE, key, dst_s, s->state, n * sf);
+	if (err == PSF_OK && dst_w == NULL)
+		err = store_new(txn, PSF_STORE_WEIGHTS, key, NULL, s->w, n);
+	if (err == PSF_OK && sf > 0 && dst_s == NULL)
+		err = store_new(txn, PSF_STORE_OPTSTATE, key, NULL, s->state, n * sf);
 	return err;
 }
 
@@ -157,12 +214,10 @@ apply_push_txn(psf_store_txn *txn, void *arg)
 	size_t off = 0;
 	psf_err err = PSF_OK;
 
+	/* PSF_ERANGE (NaN/Inf with check_finite) aborts the update: nothing applied. */
 	for (size_t i = 0; i < p->n_keys && err == PSF_OK; i++) {
-		if (p->check_finite && !grad_finite(p->values + off * 4, p->lens[i]))
-			err = PSF_ERANGE; /* aborts the update: nothing is applied */
-		else
-			err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i],
-			    p->scale, c->step);
+		err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i],
+		    p->scale, c->step, p->check_finite);
 		off += p->lens[i];
 	}
 	scratch_fini(&s);
@@ -326,7 +381,7 @@ close_round_txn(psf_store_txn *txn, void *arg)
 	err = psf_store_txn_walk(txn, PSF_STORE_ACCUM, 0, 0, sum_visit, c, &walk);
 	for (size_t i = 0; i < c->n_sums && err == PSF_OK; i++)
 		err = apply_key(c->ps, txn, &s, c->sums[i].key, c->sums[i].v, c->sums[i].n,
-		    1.0 / c->contributors, c->step);
+		    1.0 / c->contributors, c->step, false);
 	scratch_fini(&s);
 	if (err == PSF_OK)
 		err = psf_store_txn_clear(txn, PSF_STORE_ACCUM);

@@ -2,12 +2,15 @@
  * arrays, no I/O, no allocation, no locks. Safe to call from any thread.
  *
  * Per pushed key the ps server does, inside one store update:
- *   1. reject or skip the push if !psf_optim_is_finite(g, n) (cfg->skip_nonfinite);
- *   2. scale = psf_optim_clip_scale(sqrt(sum of psf_optim_sq_norm over the
+ *   1. scale = psf_optim_clip_scale(sqrt(sum of psf_optim_sq_norm over the
  *      push's keys), cfg->clip_norm), divided by the number of gradients
- *      averaged (sync rounds);
- *   3. copy the key's weights and state out of the store into aligned scratch,
- *      psf_optim_apply(cfg, step, w, state, g, n, scale, l2), write both back.
+ *      averaged (sync rounds); without clipping the scale is 1;
+ *   2. psf_optim_apply_to(cfg, step, new, old, new_state, old_state, g, n,
+ *      scale, l2, true),
+ *      reading the old weights where the store keeps them and writing the new
+ *      ones into the value it reserved (ps/apply.c); a NaN/Inf in g
+ *      (PSF_ERANGE) aborts the update, and the push is rejected or skipped
+ *      (cfg->skip_nonfinite). The optimizer state is rewritten the same way.
  *
  * Gradients are `const void *`. They usually point straight into a received
  * message, at any byte offset, where a cast to float * would be undefined
@@ -65,6 +68,22 @@ double psf_optim_lr(const psf_optim_cfg *cfg, uint64_t step);
  * non-finite grad_scale or l2. */
 PSF_NODISCARD psf_err psf_optim_apply(const psf_optim_cfg *cfg, uint64_t step, float *w,
     float *state, const void *g, size_t n, float grad_scale, double l2);
+
+/* psf_optim_apply_to is psf_optim_apply writing the updated weights to w_out
+ * and the updated state to state_out: w_in and state_in hold them before the
+ * update and are only read. Each output either is its input (in place, as
+ * psf_optim_apply) or does not overlap it, so the new values can go straight
+ * into a store's freshly reserved values while the old ones are read where they
+ * lie. state_in/state_out hold psf_optim_state_floats(cfg->kind) * n floats
+ * (both may be NULL for sgd). Results are bit-identical to psf_optim_apply.
+ * With check_finite it also looks for NaN and Inf in g on the way (the loop
+ * reads every g[i] anyway: no second pass) and returns PSF_ERANGE when it finds
+ * one; w_out and state_out then hold a partial update the caller must discard
+ * (e.g. by aborting the store transaction they live in). Other errors as
+ * psf_optim_apply (nothing changed). */
+PSF_NODISCARD psf_err psf_optim_apply_to(const psf_optim_cfg *cfg, uint64_t step, float *w_out,
+    const float *w_in, float *state_out, const float *state_in, const void *g, size_t n,
+    float grad_scale, double l2, bool check_finite);
 
 /* psf_optim_clip_scale returns the factor that brings a gradient of L2 norm
  * grad_norm down to clip_norm: 1 when clipping is off (clip_norm <= 0 or NaN) or

@@ -29,7 +29,7 @@
  * Process rules (LMDB): open a directory at most once per process, and never
  * use a psf_store across fork(); a child opens its own.
  *
- * Values are not aligned. A pointer returned by psf_store_txn_get or
+ * Values are not aligned. A pointer returned by psf_store_txn_get, _rewrite or
  * psf_store_txn_put_reserve points into the database map and is only 2-byte
  * aligned for small values, so never cast it to float *: memcpy, or use
  * psf_store_txn_get_floats / psf_store_txn_put_floats, which copy. */
@@ -233,6 +233,25 @@ PSF_NODISCARD psf_err psf_store_txn_put_floats(psf_store_txn *txn, psf_store_db 
  * with memcpy. This saves one copy when the value is produced piecewise. */
 PSF_NODISCARD psf_err psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key,
     size_t len, void **buf_out);
+
+/* psf_store_txn_rewrite replaces the len-byte value of key with a new one of
+ * the same length without copying either: on PSF_OK *old_out points at the
+ * current value and *new_out at len reserved bytes that the caller fills,
+ * reading *old_out as it goes (e.g. an optimizer writing new weights computed
+ * from the old ones), before its next write to the same db in this txn: a
+ * write there may move small values within their page. Writes to other dbs
+ * leave both pointers valid (every page stays where it is in the map until
+ * the commit), so one key may be rewritten in two dbs and both filled in one
+ * pass (weights and optimizer state, ps/apply.c). The two are either
+ * the same bytes (update in place, element by element) or do not overlap at all:
+ * LMDB puts the new value on fresh pages and keeps the old pages untouched until
+ * the commit. Not aligned (see the top of this file). PSF_ENOENT (nothing
+ * reserved) if key has no value, PSF_ERANGE if its length is not len, and
+ * PSF_ESTATE (nothing reserved) unless durability is interval: the other modes
+ * keep the pages written in a txn in malloc'd memory, where LMDB may move them
+ * during a put (spill), so there the caller copies (get, then put). */
+PSF_NODISCARD psf_err psf_store_txn_rewrite(psf_store_txn *txn, psf_store_db db, uint64_t key,
+    size_t len, const void **old_out, void **new_out);
 
 /* psf_store_txn_del removes key from db. PSF_ENOENT if it was not there. */
 PSF_NODISCARD psf_err psf_store_txn_del(psf_store_txn *txn, psf_store_db db, uint64_t key);

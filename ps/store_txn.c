@@ -156,6 +156,39 @@ psf_store_txn_put_reserve(psf_store_txn *txn, psf_store_db db, uint64_t key, siz
 }
 
 psf_err
+psf_store_txn_rewrite(psf_store_txn *txn, psf_store_db db, uint64_t key, size_t len,
+    const void **old_out, void **new_out)
+{
+	unsigned char kb[KEY_LEN];
+	MDB_val k = {KEY_LEN, kb};
+	unsigned int flags = 0;
+	const void *old = NULL;
+	size_t old_len = 0;
+	psf_err rv;
+
+	if ((unsigned)db >= PSF_STORE_N_DBS || old_out == NULL || new_out == NULL)
+		return PSF_EINVAL;
+	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
+		return rv;
+	key_enc(key, kb);
+	if ((rv = val_get(txn, (int)db, &k, &old, &old_len)) != PSF_OK)
+		return rv;
+	if (old_len != len)
+		return PSF_ERANGE;
+	/* Without MDB_WRITEMAP, LMDB keeps the pages written in this txn in
+	 * malloc'd memory and may spill them (write out, free) during a put, and
+	 * a small value shares its page with other keys, which may have been
+	 * written: *old could then move under the caller. With MDB_WRITEMAP every
+	 * page stays where it is in the map until the commit. */
+	if (mdb_env_get_flags(txn->t_st->st_env, &flags) != MDB_SUCCESS || !(flags & MDB_WRITEMAP))
+		return PSF_ESTATE;
+	if ((rv = val_reserve(txn, (int)db, &k, len, new_out)) != PSF_OK)
+		return rv;
+	*old_out = old;
+	return PSF_OK;
+}
+
+psf_err
 psf_store_txn_put(psf_store_txn *txn, psf_store_db db, uint64_t key, const void *data, size_t len)
 {
 	void *buf = NULL;

@@ -321,6 +321,113 @@ test_optim_check_rejects_bad_config(void **state)
 	assert_int_equal(psf_optim_check(&c), PSF_EINVAL);
 }
 
+/* apply_to out of place computes the same bits as apply in place, for every
+ * rule, and leaves w_in alone; n = 37 covers vector bodies and scalar tails. */
+static void
+test_optim_apply_to_matches_in_place(void **state)
+{
+	const psf_optim_kind kinds[] = {PSF_OPTIM_SGD, PSF_OPTIM_MOMENTUM, PSF_OPTIM_ADAM,
+	    PSF_OPTIM_ADAGRAD};
+	enum { N = 37 };
+	float g[N], w0[N], w1[N], w2[N], w3[N], s1[2 * N], s2[2 * N], s3[2 * N];
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		g[i] = (float)(i % 7) * 0.3f - 0.9f;
+		w0[i] = (float)i * 0.05f - 1.0f;
+	}
+	for (size_t k = 0; k < PSF_ARRAY_LEN(kinds); k++) {
+		psf_optim_cfg c = cfg_of(kinds[k], 0.05);
+
+		for (int i = 0; i < 2 * N; i++)
+			s1[i] = s2[i] = s3[i] = (float)i * 0.01f;
+		memcpy(w1, w0, sizeof(w0));
+		memcpy(w3, w0, sizeof(w0));
+		memset(w2, 0x55, sizeof(w2));
+		for (uint64_t step = 1; step <= 3; step++) {
+			assert_int_equal(psf_optim_apply(&c, step, w1, s1, g, N, 0.5f, 0.01),
+			    PSF_OK);
+			assert_int_equal(
+			    psf_optim_apply_to(&c, step, w2, w3, s2, s2, g, N, 0.5f, 0.01, true),
+			    PSF_OK);
+			if (step == 1)
+				assert_true(
+				    w3[0] == w0[0] && w3[N - 1] == w0[N - 1]); /* only read */
+			memcpy(w3, w2, sizeof(w2));
+		}
+		assert_memory_equal(w1, w2, sizeof(w1));
+		assert_memory_equal(s1, s2, sizeof(s1));
+		/* w_out == w_in is the in-place update */
+		memcpy(w3, w0, sizeof(w0));
+		for (uint64_t step = 1; step <= 3; step++)
+			assert_int_equal(
+			    psf_optim_apply_to(&c, step, w3, w3, s3, s3, g, N, 0.5f, 0.01, true),
+			    PSF_OK);
+		assert_memory_equal(w1, w3, sizeof(w1));
+		assert_memory_equal(s1, s3, sizeof(s1));
+		/* the state out of place too (weights out of place, then in place) */
+		for (int mixed = 0; mixed < 2; mixed++) {
+			float wa[N], wb[N], sa[2 * N], sb[2 * N] = {0};
+
+			memcpy(wa, w0, sizeof(w0));
+			for (int i = 0; i < 2 * N; i++)
+				sa[i] = (float)i * 0.01f;
+			for (uint64_t step = 1; step <= 3; step++) {
+				float *wo = mixed ? wa : wb;
+				assert_int_equal(psf_optim_apply_to(&c, step, wo, wa, sb, sa, g, N,
+				                     0.5f, 0.01, true),
+				    PSF_OK);
+				if (!mixed)
+					memcpy(wa, wb, sizeof(wb));
+				memcpy(sa, sb, sizeof(sb));
+			}
+			assert_memory_equal(w1, wa, sizeof(w1));
+			if (kinds[k] != PSF_OPTIM_SGD)
+				assert_memory_equal(s1, sa,
+				    psf_optim_state_floats(kinds[k]) * N * sizeof(float));
+		}
+	}
+}
+
+/* check_finite finds NaN and +-Inf at any position (vector body and tail); the
+ * plain apply does not look. */
+static void
+test_optim_apply_to_finds_nonfinite_gradients(void **state)
+{
+	const float bad[] = {NAN, INFINITY, -INFINITY};
+	enum { N = 37 };
+	float g[N], w[N], out[N], st[2 * N] = {0};
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		g[i] = FLT_MAX * ((i & 1) ? -1.0f : 1.0f); /* the largest finite values pass */
+		w[i] = 1.0f;
+	}
+	for (int kind = PSF_OPTIM_SGD; kind <= PSF_OPTIM_ADAGRAD; kind++) {
+		psf_optim_cfg c = cfg_of((psf_optim_kind)kind, 0.0);
+
+		assert_int_equal(psf_optim_apply_to(&c, 1, out, w, st, st, g, N, 1.0f, 0.0, true),
+		    PSF_OK);
+	}
+	for (size_t b = 0; b < PSF_ARRAY_LEN(bad); b++) {
+		for (int pos = 0; pos < N; pos += 6) {
+			psf_optim_cfg c = cfg_of(PSF_OPTIM_SGD, 0.1);
+			float h[N];
+
+			memcpy(h, g, sizeof(g));
+			h[pos] = bad[b];
+			assert_int_equal(
+			    psf_optim_apply_to(&c, 1, out, w, NULL, NULL, h, N, 1.0f, 0.0, true),
+			    PSF_ERANGE);
+			assert_int_equal(
+			    psf_optim_apply_to(&c, 1, out, w, NULL, NULL, h, N, 1.0f, 0.0, false),
+			    PSF_OK);
+			assert_int_equal(psf_optim_apply(&c, 1, out, NULL, h, N, 1.0f, 0.0),
+			    PSF_OK);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -338,6 +445,8 @@ main(void)
 	    cmocka_unit_test(test_optim_unaligned_gradient_matches_aligned),
 	    cmocka_unit_test(test_optim_bad_arguments_change_nothing),
 	    cmocka_unit_test(test_optim_check_rejects_bad_config),
+	    cmocka_unit_test(test_optim_apply_to_matches_in_place),
+	    cmocka_unit_test(test_optim_apply_to_finds_nonfinite_gradients),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

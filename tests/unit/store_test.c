@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,6 +192,115 @@ test_store_reserve_and_delete(void **state)
 	/* deleting a missing key reports ENOENT and aborts nothing else */
 	assert_int_equal(psf_store_update(st, del_fn, &key), PSF_ENOENT);
 	psf_store_close(st);
+}
+
+/* ---- rewrite ---------------------------------------------------------------- */
+
+#define RW_BIG (300 * KIB / 4) /* floats: a value on overflow pages */
+#define RW_SMALL 3             /* floats: a value inside a leaf page */
+
+typedef struct rw_case {
+	psf_durability mode;
+	psf_err want; /* returned by the update after the rewrites */
+} rw_case;
+
+/* rw_one rewrites key (n floats) to twice its value, reading the old value
+ * where the store hands it out, and checks old and new either coincide or do
+ * not overlap at all. */
+static psf_err
+rw_one(psf_store_txn *txn, uint64_t key, size_t n)
+{
+	const void *old = NULL;
+	void *dst = NULL;
+	psf_err rv = psf_store_txn_rewrite(txn, PSF_STORE_WEIGHTS, key, n * 4, &old, &dst);
+	const unsigned char *o;
+	unsigned char *d;
+
+	if (rv != PSF_OK)
+		return rv;
+	o = old;
+	d = dst;
+	assert_true(o == d || o + n * 4 <= d || d + n * 4 <= o);
+	for (size_t i = 0; i < n; i++) {
+		float v;
+
+		memcpy(&v, o + i * 4, 4);
+		v *= 2.0f;
+		memcpy(d + i * 4, &v, 4);
+	}
+	return PSF_OK;
+}
+
+static psf_err
+rewrite_fn(psf_store_txn *txn, void *arg)
+{
+	rw_case *c = arg;
+	const void *old = NULL;
+	void *dst = NULL;
+	psf_err rv;
+
+	/* errors reserve nothing: the values stay */
+	assert_int_equal(psf_store_txn_rewrite(txn, PSF_STORE_WEIGHTS, 99, 4, &old, &dst),
+	    PSF_ENOENT);
+	assert_int_equal(psf_store_txn_rewrite(txn, PSF_STORE_WEIGHTS, 1, 8, &old, &dst),
+	    PSF_ERANGE);
+	assert_int_equal(psf_store_txn_rewrite(txn, PSF_STORE_N_DBS, 1, 4, &old, &dst), PSF_EINVAL);
+	assert_int_equal(psf_store_txn_rewrite(txn, PSF_STORE_WEIGHTS, 1, 4, NULL, &dst),
+	    PSF_EINVAL);
+	if (c->mode != PSF_DUR_INTERVAL) { /* no MDB_WRITEMAP: the caller must copy */
+		assert_int_equal(
+		    psf_store_txn_rewrite(txn, PSF_STORE_WEIGHTS, 1, RW_BIG * 4, &old, &dst),
+		    PSF_ESTATE);
+		return c->want;
+	}
+	/* twice in one txn: the second time in place, on the pages of the first */
+	for (int round = 0; round < 2; round++) {
+		if ((rv = rw_one(txn, 1, RW_BIG)) != PSF_OK ||
+		    (rv = rw_one(txn, 2, RW_SMALL)) != PSF_OK)
+			return rv;
+	}
+	return c->want;
+}
+
+static void
+test_store_rewrite_reads_old_writes_new(void **state)
+{
+	fixture *f = *state;
+	const psf_durability modes[] = {PSF_DUR_INTERVAL, PSF_DUR_EVERY_COMMIT, PSF_DUR_NONE};
+	float *big = malloc(RW_BIG * sizeof(float)), *out = malloc(RW_BIG * sizeof(float));
+	const float small[RW_SMALL] = {1.5f, -2.0f, 3.25f};
+	float sout[RW_SMALL];
+
+	assert_non_null(big);
+	assert_non_null(out);
+	for (size_t i = 0; i < RW_BIG; i++)
+		big[i] = (float)i;
+	for (size_t m = 0; m < PSF_ARRAY_LEN(modes); m++) {
+		psf_store *st = open_store(f, modes[m], 0);
+		rw_case c = {modes[m], PSF_ESTATE};
+		float factor;
+
+		assert_int_equal(put_floats(st, PSF_STORE_WEIGHTS, 1, big, RW_BIG), PSF_OK);
+		assert_int_equal(put_floats(st, PSF_STORE_WEIGHTS, 2, small, RW_SMALL), PSF_OK);
+		/* an aborted rewrite leaves the committed values */
+		assert_int_equal(psf_store_update(st, rewrite_fn, &c), PSF_ESTATE);
+		assert_int_equal(get_floats(st, PSF_STORE_WEIGHTS, 1, out, RW_BIG), PSF_OK);
+		assert_memory_equal(out, big, RW_BIG * sizeof(float));
+		c.want = PSF_OK;
+		assert_int_equal(psf_store_update(st, rewrite_fn, &c), PSF_OK);
+		factor = modes[m] == PSF_DUR_INTERVAL ? 4.0f : 1.0f;
+		assert_int_equal(get_floats(st, PSF_STORE_WEIGHTS, 1, out, RW_BIG), PSF_OK);
+		for (size_t i = 0; i < RW_BIG; i++)
+			assert_true(out[i] == big[i] * factor);
+		assert_int_equal(get_floats(st, PSF_STORE_WEIGHTS, 2, sout, RW_SMALL), PSF_OK);
+		for (size_t i = 0; i < RW_SMALL; i++)
+			assert_true(sout[i] == small[i] * factor);
+		psf_store_close(st);
+		assert_int_equal(psf_rm_rf(f->dir), PSF_OK);
+		assert_int_equal(mkdir(f->dir, 0700), 0);
+	}
+	free(big);
+	free(out);
 }
 
 static void
@@ -1050,6 +1160,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_store_put_get_overwrite_delete),
 	    T(test_store_reserve_and_delete),
+	    T(test_store_rewrite_reads_old_writes_new),
 	    T(test_store_failed_update_keeps_nothing),
 	    T(test_store_write_in_read_txn_rejected),
 	    T(test_store_update_retried_after_map_full),
