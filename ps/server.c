@@ -432,6 +432,7 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 {
 	psf_ps *ps = calloc(1, sizeof(*ps));
 	const char *metrics = node->metrics;
+	uint64_t version;
 	psf_err err;
 
 	if (ps == NULL)
@@ -478,8 +479,11 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	}
 	ps->timer_started = true;
 	psf_runtime_set_ready(ps->rt, true, NULL);
+	pthread_mutex_lock(&ps->mu); /* handlers may already be applying pushes */
+	version = ps->version;
+	pthread_mutex_unlock(&ps->mu);
 	psf_log_info("ps", "serving shard %zu/%zu on %s (%s, version %llu)", ps->shard, ps->n_ps,
-	    ps->url, psf_consistency_name(cfg->consistency.mode), (unsigned long long)ps->version);
+	    ps->url, psf_consistency_name(cfg->consistency.mode), (unsigned long long)version);
 	*out = ps;
 	return PSF_OK;
 fail:
