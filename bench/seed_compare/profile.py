@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""profile.py WORK -- where a `psfleet up --train-only` run of the seed spends its
+"""profile.py WORK SIDE -- where a `psfleet up --train-only` run of the seed spends its
 wall time, from the node logs' timestamps (run.sh calls it).
 
 Each stage ends when the LAST node passes the event that ends it, so the stages
@@ -13,7 +13,8 @@ follow the critical path and add up to the whole run (process start to exit):
   assign      trainer 0 assigns the weights
   evaluate    the barrier, then every test row predicted on the served weights
   stop        final reports, up stops the ps, process exit
-Prints `psfleet_stage_<name>_seconds median [min-max]`.
+Reads WORK/run_SIDE_N/logs, WORK/SIDE_N.t0 (start) and WORK/SIDE_N.out (wall)
+of run.sh; prints `SIDE_stage_<name>_seconds median [min-max]`.
 """
 import glob
 import os
@@ -49,18 +50,19 @@ def last_match(logs, node_glob, pattern):
     return best
 
 
-def profile(work, rep):
-    logs = os.path.join(work, 'run_%d' % rep, 'logs')
-    t0 = float(open(os.path.join(work, 'psfleet_%d.t0' % rep)).read())
+def profile(work, side, rep):
+    logs = os.path.join(work, 'run_%s_%d' % (side, rep), 'logs')
+    t0 = float(open(os.path.join(work, '%s_%d.t0' % (side, rep))).read())
     wall = None
-    for line in open(os.path.join(work, 'psfleet_%d.out' % rep)):
-        if line.startswith('psfleet_wall_seconds '):
+    for line in open(os.path.join(work, '%s_%d.out' % (side, rep))):
+        if line.startswith(side + '_wall_seconds '):
             wall = float(line.split()[1])
     stages, prev = {}, t0
     for name, node, pattern in EVENTS:
         t = last_match(logs, node, pattern)
         if t is None:
             return None
+        t = max(t, prev)  # trainer 0 may assign before another trainer logs its solve
         stages[name] = t - prev
         prev = t
     stages['stop'] = t0 + wall - prev
@@ -68,20 +70,20 @@ def profile(work, rep):
 
 
 def main():
-    work = sys.argv[1]
+    work, side = sys.argv[1], sys.argv[2]
     runs = []
-    for p in sorted(glob.glob(os.path.join(work, 'psfleet_*.t0'))):
-        r = profile(work, int(re.search(r'_(\d+)\.t0$', p).group(1)))
+    for p in sorted(glob.glob(os.path.join(work, side + '_*.t0'))):
+        r = profile(work, side, int(re.search(r'_(\d+)\.t0$', p).group(1)))
         if r is not None:
             runs.append(r)
     if not runs:
-        print('# profile: no complete psfleet run logs', file=sys.stderr)
+        print('# profile: no complete %s run logs' % side, file=sys.stderr)
         return 1
     names = [e[0] for e in EVENTS] + ['stop']
     for n in names:
         v = [r[n] for r in runs]
-        print('psfleet_stage_%s_seconds %.3f s  [%.3f-%.3f] over %d' %
-              (n, statistics.median(v), min(v), max(v), len(v)))
+        print('%s_stage_%s_seconds %.3f s  [%.3f-%.3f] over %d' %
+              (side, n, statistics.median(v), min(v), max(v), len(v)))
     return 0
 
 

@@ -3,6 +3,7 @@
 #   dask     the seed chapter's Dask + xgb.dask pipeline (seed_dask.py, §85.8),
 #   psfleet  `psfleet up --train-only examples/seed.yaml` (its default settings),
 #   limit    bench/seed_limit: read, featurise, closed-form solve in one process,
+#   parts    psfleet again, on the partition directory Dask reads (informational),
 # on the same generated CSV (1000 symbols x 1000 days by default), alternating
 # the sides over several repetitions. Each figure is the wall time of the whole
 # command (process start to exit), from the CSV to the test metrics. Prints
@@ -100,31 +101,39 @@ run_dask() { # $1 = rep
 	timed dask "$1" "$py" "$here/seed_dask.py" "$work/parts" --cutoff "$cutoff" \
 	    --workers "$workers" --threads "$threads" --out "$work/dask_$1"
 }
-run_psfleet() { # $1 = rep; the config's relative paths are all overridden
-	timed psfleet "$1" "$psfleet" up "$root/examples/seed.yaml" --train-only \
-	    --set "data.path=$csv" --set "run_dir=$work/run_$1" \
-	    --metrics-out "$work/psfleet_$1.json"
-	"$py" - "$work/psfleet_$1.json" >>"$work/psfleet_$1.out" <<'PY'
+# fleet SIDE REP DATA: psfleet up --train-only on DATA; the config's relative
+# paths are all overridden.
+fleet() {
+	timed "$1" "$2" "$psfleet" up "$root/examples/seed.yaml" --train-only \
+	    --set "data.path=$3" --set "run_dir=$work/run_$1_$2" \
+	    --metrics-out "$work/$1_$2.json"
+	"$py" - "$1" "$work/$1_$2.json" >>"$work/$1_$2.out" <<'PY'
 import json, sys
-m = json.load(open(sys.argv[1]))
-print("psfleet_train_seconds %.3f" % m["train_seconds"])
-print("psfleet_test_rmse %.9g" % m["test_rmse"])
-print("psfleet_naive_rmse %.9g" % m["naive_rmse"])
-print("psfleet_test_n %d" % m["test_n"])
+s, m = sys.argv[1], json.load(open(sys.argv[2]))
+print("%s_train_seconds %.3f" % (s, m["train_seconds"]))
+print("%s_test_rmse %.9g" % (s, m["test_rmse"]))
+print("%s_naive_rmse %.9g" % (s, m["naive_rmse"]))
+print("%s_test_n %d" % (s, m["test_n"]))
 PY
 }
+run_psfleet() { fleet psfleet "$1" "$csv"; }
+# The same fleet on the partition directory Dask reads (informational: the
+# targets are about the CSV): the trainers' plan reads manifest.csv and
+# dates.csv, and each trainer reads only its own symbols' files.
+run_parts() { fleet parts "$1" "$work/parts"; }
 run_limit() { # $1 = rep
 	timed limit "$1" "$limit" "$csv"
 }
 
-sides=(dask psfleet limit)
+sides=(dask psfleet limit parts)
 for ((r = 1; r <= reps; r++)); do
 	order=()
-	for ((k = 0; k < 3; k++)); do order+=("${sides[$(((r - 1 + k) % 3))]}"); done
+	for ((k = 0; k < 4; k++)); do order+=("${sides[$(((r - 1 + k) % 4))]}"); done
 	for s in "${order[@]}"; do "run_$s" "$r"; done
 	echo "# rep $r (${order[*]}): dask $(val dask_wall_seconds "$work/dask_$r.out") s," \
 	    "psfleet $(val psfleet_wall_seconds "$work/psfleet_$r.out") s," \
-	    "limit $(val limit_wall_seconds "$work/limit_$r.out") s; load $(cut -d' ' -f1 /proc/loadavg)"
+	    "limit $(val limit_wall_seconds "$work/limit_$r.out") s," \
+	    "psfleet on parts $(val parts_wall_seconds "$work/parts_$r.out") s; load $(cut -d' ' -f1 /proc/loadavg)"
 done
 echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -133,7 +142,7 @@ echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 import glob, os, statistics, sys
 work, reps = sys.argv[1], int(sys.argv[2])
 vals = {}
-for side in ("dask", "psfleet", "limit"):
+for side in ("dask", "psfleet", "limit", "parts"):
     for r in range(1, reps + 1):
         for line in open(os.path.join(work, "%s_%d.out" % (side, r))):
             f = line.split()
@@ -158,7 +167,11 @@ print("ratio_rmse_vs_optimum %.7f (target <= 1.001)" %
 cp = lambda k: med[k + "_cpu_seconds"]
 print("ratio_psfleet_vs_dask_cpu %.2f (CPU time)" % (cp("dask") / cp("psfleet")))
 print("ratio_psfleet_vs_limit_cpu %.2f (CPU time)" % (cp("psfleet") / cp("limit")))
+print("ratio_parts_vs_limit %.2f (psfleet on the partition directory; CPU %.2f)" %
+      (med["parts_wall_seconds"] / lw, cp("parts") / cp("limit")))
 print("ratio_dask_rmse_vs_optimum %.4f" % (med["dask_test_rmse"] / med["limit_test_rmse"]))
 PY
 echo "# psfleet's wall time by stage (bench/seed_compare/profile.py, from the node logs)"
-"$py" "$here/profile.py" "$work"
+"$py" "$here/profile.py" "$work" psfleet
+echo "# the same, on the partition directory"
+"$py" "$here/profile.py" "$work" parts
