@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/seed_compare/run.sh -- the seed pipeline three ways, in one run (issue 17):
+# bench/seed_compare/run.sh -- the seed pipeline three ways (+ one), in one run (issue 17):
 #   dask     the seed chapter's Dask + xgb.dask pipeline (seed_dask.py, §85.8),
 #   psfleet  `psfleet up --train-only examples/seed.yaml` (its default settings),
 #   limit    bench/seed_limit: read, featurise, closed-form solve in one process,
