@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# bench/seed_compare/run.sh -- the seed pipeline three ways (+ one), in one run (issue 17):
+# bench/seed_compare/run.sh -- the seed pipeline three ways (+ two), in one run (issue 17):
 #   dask     the seed chapter's Dask + xgb.dask pipeline (seed_dask.py, §85.8),
 #   psfleet  `psfleet up --train-only examples/seed.yaml` (its default settings),
 #   limit    bench/seed_limit: read, featurise, closed-form solve in one process,
 #   parts    psfleet again, on the partition directory Dask reads (informational),
+#   warm     psfleet again, its binary data cache of the CSV already built (informational),
 # on the same generated CSV (1000 symbols x 1000 days by default), alternating
 # the sides over several repetitions. Each figure is the wall time of the whole
 # command (process start to exit), from the CSV to the test metrics. Prints
@@ -116,24 +117,39 @@ print("%s_naive_rmse %.9g" % (s, m["naive_rmse"]))
 print("%s_test_n %d" % (s, m["test_n"]))
 PY
 }
-run_psfleet() { fleet psfleet "$1" "$csv"; }
+# psfleet keeps a binary cache of the parsed data beside it (docs/data.md §9):
+# `psfleet` starts without one (from the CSV: up parses it once, builds the
+# cache, the trainers read their symbols from it); `warm` is a second run on the
+# same CSV, its cache already there (informational).
+run_psfleet() {
+	rm -f "$csv.psfcache"
+	fleet psfleet "$1" "$csv"
+}
+run_warm() {
+	[ -f "$csv.psfcache" ] || "$psfleet" data cache build "$csv" >/dev/null
+	fleet warm "$1" "$csv"
+}
 # The same fleet on the partition directory Dask reads (informational: the
 # targets are about the CSV): the trainers' plan reads manifest.csv and
 # dates.csv, and each trainer reads only its own symbols' files.
-run_parts() { fleet parts "$1" "$work/parts"; }
+run_parts() {
+	rm -f "$work/parts.psfcache"
+	fleet parts "$1" "$work/parts"
+}
 run_limit() { # $1 = rep
 	timed limit "$1" "$limit" "$csv"
 }
 
-sides=(dask psfleet limit parts)
+sides=(dask psfleet limit parts warm)
 for ((r = 1; r <= reps; r++)); do
 	order=()
-	for ((k = 0; k < 4; k++)); do order+=("${sides[$(((r - 1 + k) % 4))]}"); done
+	for ((k = 0; k < 5; k++)); do order+=("${sides[$(((r - 1 + k) % 5))]}"); done
 	for s in "${order[@]}"; do "run_$s" "$r"; done
 	echo "# rep $r (${order[*]}): dask $(val dask_wall_seconds "$work/dask_$r.out") s," \
 	    "psfleet $(val psfleet_wall_seconds "$work/psfleet_$r.out") s," \
 	    "limit $(val limit_wall_seconds "$work/limit_$r.out") s," \
-	    "psfleet on parts $(val parts_wall_seconds "$work/parts_$r.out") s; load $(cut -d' ' -f1 /proc/loadavg)"
+	    "psfleet on parts $(val parts_wall_seconds "$work/parts_$r.out") s," \
+	    "psfleet warm $(val warm_wall_seconds "$work/warm_$r.out") s; load $(cut -d' ' -f1 /proc/loadavg)"
 done
 echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -142,7 +158,7 @@ echo "# load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 import glob, os, statistics, sys
 work, reps = sys.argv[1], int(sys.argv[2])
 vals = {}
-for side in ("dask", "psfleet", "limit", "parts"):
+for side in ("dask", "psfleet", "limit", "parts", "warm"):
     for r in range(1, reps + 1):
         for line in open(os.path.join(work, "%s_%d.out" % (side, r))):
             f = line.split()
@@ -169,9 +185,13 @@ print("ratio_psfleet_vs_dask_cpu %.2f (CPU time)" % (cp("dask") / cp("psfleet"))
 print("ratio_psfleet_vs_limit_cpu %.2f (CPU time)" % (cp("psfleet") / cp("limit")))
 print("ratio_parts_vs_limit %.2f (psfleet on the partition directory; CPU %.2f)" %
       (med["parts_wall_seconds"] / lw, cp("parts") / cp("limit")))
+print("ratio_warm_vs_limit %.2f (psfleet with its data cache already built; CPU %.2f)" %
+      (med["warm_wall_seconds"] / lw, cp("warm") / cp("limit")))
 print("ratio_dask_rmse_vs_optimum %.4f" % (med["dask_test_rmse"] / med["limit_test_rmse"]))
 PY
 echo "# psfleet's wall time by stage (bench/seed_compare/profile.py, from the node logs)"
 "$py" "$here/profile.py" "$work" psfleet
 echo "# the same, on the partition directory"
 "$py" "$here/profile.py" "$work" parts
+echo "# the same, with the data cache already built"
+"$py" "$here/profile.py" "$work" warm
