@@ -27,10 +27,13 @@ ps_client_register_shard(psf_ps_client *w, size_t s)
 	Psfleet__V1__RegisterRequest req = PSFLEET__V1__REGISTER_REQUEST__INIT;
 	Psfleet__V1__RegisterReply *r = NULL;
 	/* fail_fast: while the shard is unreachable each attempt returns at once, so
-	 * a stop request is seen within the 200 ms between attempts. */
+	 * a stop request is seen within the (at most 200 ms) pause between attempts.
+	 * The pause starts short: the first attempt comes right after the client
+	 * started dialing, usually a few ms before the connection is up. */
 	psf_rpc_call_opts o = {0, 1, 1};
 	psf_rpc_status st;
 	uint64_t until = psf_now_ms() + w->retry_ms;
+	uint32_t pause_ms = 5;
 	psf_err err;
 
 	req.worker = w->id;
@@ -49,7 +52,8 @@ ps_client_register_shard(psf_ps_client *w, size_t s)
 			    psf_rpc_client_url(w->clients[s]), st.message);
 			return err;
 		}
-		psf_sleep_ms(200);
+		psf_sleep_ms(pause_ms);
+		pause_ms = pause_ms * 2 > 200 ? 200 : pause_ms * 2;
 	}
 	w->shard_clock[s] = r->clock;
 	w->shard_seq[s] = r->last_seq;
