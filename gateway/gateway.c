@@ -101,7 +101,8 @@ call_shard(psf_gateway *gw, uint32_t shard, const char *method, const ProtobufCM
     ProtobufCMessage **out, psf_rpc_status *st)
 {
 	bool tried[GW_MAX_REPLICAS] = {false};
-	replica *r;
+	replica *r, *slow = NULL;
+	psf_err err;
 
 	while ((r = pick(gw, shard, tried)) != NULL) {
 		uint32_t left = remaining_ms(deadline_ns);
@@ -110,7 +111,6 @@ call_shard(psf_gateway *gw, uint32_t shard, const char *method, const ProtobufCM
 		 * another replica could serve, an attempt gets only cap_ms. */
 		uint32_t budget = group_of(gw, shard)->n > 1 && left > cap_ms ? cap_ms : left;
 		psf_rpc_call_opts o = {budget, 0, 1}; /* fail fast: no connection, next replica */
-		psf_err err;
 
 		if (left == 0) {
 			st->code = PSF_STATUS_DEADLINE_EXCEEDED;
@@ -127,7 +127,24 @@ call_shard(psf_gateway *gw, uint32_t shard, const char *method, const ProtobufCM
 		if (st->code != PSF_STATUS_UNAVAILABLE &&
 		    (st->code != PSF_STATUS_DEADLINE_EXCEEDED || remaining_ms(deadline_ns) == 0))
 			return err; /* the inferer's answer (NOT_FOUND, ...), passed back */
+		if (st->code == PSF_STATUS_DEADLINE_EXCEEDED && slow == NULL)
+			slow = r; /* connected, but over cap_ms */
 		mark_down(gw, r, st->message);
+	}
+	/* No replica answered in time. One that was only slow (its attempt ran out of
+	 * cap_ms on a live connection) gets the rest of the deadline: no other can
+	 * serve now, and on a loaded machine a working replica can take longer than
+	 * the cap. A dead one fails at once (fail fast: its connection is gone). */
+	if (slow != NULL && remaining_ms(deadline_ns) > 0) {
+		psf_rpc_call_opts o = {remaining_ms(deadline_ns), 0, 1};
+
+		err = psf_rpc_client_call(slow->client, method, in, reply_desc, &o, out, st);
+		if (err == PSF_OK) {
+			psf_counter_inc(gw->c_forwarded);
+			return PSF_OK;
+		}
+		if (st->code != PSF_STATUS_UNAVAILABLE && st->code != PSF_STATUS_DEADLINE_EXCEEDED)
+			return err;
 	}
 	psf_counter_inc(gw->c_unavailable);
 	st->code = PSF_STATUS_UNAVAILABLE;
