@@ -135,16 +135,23 @@ test_broken_configs() {
 	mkdir -p "$dir"
 	write_cfg "$dir/in_use.yaml" "$dir" 1 1 2
 	port=$(grep -Eo 'ps0, listen: "[^"]*", metrics: "127.0.0.1:[0-9]+' "$dir/in_use.yaml" | grep -Eo '[0-9]+$')
-	# the holder: a ps node of another fleet, with its metrics on that port
-	write_cfg "$dir/holder.yaml" "$dir/holder" 1 1 2
+	# the holder: a ps node of another fleet, with its metrics on that port (its
+	# other ports drawn again until none is that one: they are random)
+	while :; do
+		write_cfg "$dir/holder.yaml" "$dir/holder" 1 1 2
+		grep -q "127.0.0.1:$port\"" "$dir/holder.yaml" || break
+	done
 	sed -i -E "s/(ps0, listen: \"[^\"]*\", metrics: \"127.0.0.1:)[0-9]+/\1$port/" "$dir/holder.yaml"
 	mkdir -p "$dir/holder"
 	PSF_LOG_LEVEL=info "$PSFLEET" node "$dir/holder.yaml" --id ps0 >"$dir/holder.log" 2>&1 &
 	holder=$!
 	STARTED+=("$holder")
-	wait_for "$dir/holder.log" "serving /metrics and /healthz on port $port" 30 ||
+	if ! wait_for "$dir/holder.log" "serving /metrics and /healthz on port $port" 30; then
+		# without the holder `up` would start a serving fleet and never return
 		fail "in_use: the holder did not listen: $(cat "$dir/holder.log")"
-	(cd "$dir" && "$PSFLEET" up in_use.yaml >stdout 2>stderr)
+		return
+	fi
+	(cd "$dir" && timeout -s TERM 120 "$PSFLEET" up in_use.yaml >stdout 2>stderr)
 	rc=$?
 	{ kill -KILL "$holder" && wait "$holder"; } 2>/dev/null
 	[ "$rc" -eq 2 ] || fail "in_use: exit $rc, want 2"
