@@ -195,7 +195,8 @@ reap(fleet *f)
 				/* The run's directory is removed at the end: show why here. */
 				snprintf(cmd, sizeof(cmd),
 				    "echo '--- last lines of %s/trainer-%d.log:'; tail -n 25 "
-				    "'%s/trainer-%d.log' >&2; tail -n 15 '%s/ps0.log' >&2",
+				    "'%s/trainer-%d.log' >&2; echo '--- last lines of ps0.log:' >&2; "
+				    "tail -n 60 '%s/ps0.log' >&2",
 				    f->dir, i, f->dir, i, f->dir);
 				if (system(cmd) != 0)
 					print_message("(no log)\n");
@@ -666,5 +667,9 @@ main(void)
 	if (!psf_itest_has_psfleet("fault_test"))
 		return 1;
 	signal(SIGPIPE, SIG_IGN);
+	/* The nodes log at info (to their files): a rare failure under load (a
+	 * trainer's RegisterWorker to ps0 unanswered for minutes) needs ps0's
+	 * registrations and RPC lines to be understood. */
+	setenv("PSF_LOG_LEVEL", "info", 1);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
