@@ -42,6 +42,22 @@ typedef struct fleet {
 	char symbols[N_SYMBOLS][8];
 } fleet;
 
+/* live is the fleet a test started and has not stopped: a failing test jumps out
+ * without stopping it, so teardown does (each test's fleet is static, so it
+ * outlives the jump). Left running, its servers hung the next test. */
+static fleet *live;
+
+static void fleet_stop(fleet *f);
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	if (live != NULL)
+		fleet_stop(live);
+	return 0;
+}
+
 /* share_stats gives the ps the statistics of every symbol's train rows, as the
  * trainers' start-up Reduce does: the inferers take them with the model. */
 static void
@@ -89,6 +105,7 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 	float v[64];
 
 	memset(f, 0, sizeof(*f));
+	live = f;
 	snprintf(f->dir, sizeof(f->dir), "/tmp/psf-gw-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(path, sizeof(path), "%s/data.csv", f->dir);
@@ -165,6 +182,7 @@ fleet_start(fleet *f, const char *route, uint32_t shards)
 static void
 fleet_stop(fleet *f)
 {
+	live = NULL;
 	psf_rpc_client_close(f->c);
 	psf_gateway_free(f->gw);
 	for (int i = 0; i < N_INF; i++)
@@ -201,7 +219,7 @@ predict_on(psf_rpc_client *c, const char *symbol, double *pred, char *msg)
 static void
 test_gateway_routes_by_symbol_shard(void **state)
 {
-	fleet f;
+	static fleet f;
 	psf_rpc_client *direct[N_INF];
 	char msg[256];
 
@@ -263,7 +281,7 @@ test_gateway_routes_by_symbol_shard(void **state)
 static void
 test_gateway_failover_and_unavailable(void **state)
 {
-	fleet f;
+	static fleet f;
 	const char *s0 = NULL, *s1 = NULL;
 	char msg[256];
 	uint64_t t0;
@@ -331,7 +349,7 @@ test_gateway_failover_and_unavailable(void **state)
 static void
 test_gateway_round_robin(void **state)
 {
-	fleet f;
+	static fleet f;
 	char msg[256];
 
 	(void)state;
@@ -351,9 +369,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_gateway_routes_by_symbol_shard),
-	    cmocka_unit_test(test_gateway_failover_and_unavailable),
-	    cmocka_unit_test(test_gateway_round_robin),
+	    cmocka_unit_test_teardown(test_gateway_routes_by_symbol_shard, teardown),
+	    cmocka_unit_test_teardown(test_gateway_failover_and_unavailable, teardown),
+	    cmocka_unit_test_teardown(test_gateway_round_robin, teardown),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
