@@ -35,6 +35,11 @@ int psf_cli_wants_help(int argc, char **argv);
  * bytes (UTF-8 included) as they are. Cannot fail (write errors stay on f). */
 void psf_cli_json_str(FILE *f, const char *s);
 
+/* psf_cli_yaml_quote writes s into out (len >= 3 bytes) as a YAML single-quoted
+ * scalar (' doubled), so a path with ": " or '#' stays one string when a --set
+ * override is parsed; a value too long for out is cut. Cannot fail. */
+void psf_cli_yaml_quote(const char *s, char *out, size_t len);
+
 /* psf_up_preflight checks, for psfleet up, what only the launcher can before it
  * starts anything: that cfg's data file exists or data.generate is set, and that
  * the listen and metrics addresses of the nodes it would start (selected[i] for

@@ -30,3 +30,18 @@ psf_cli_json_str(FILE *f, const char *s)
 	}
 	fputc('"', f);
 }
+
+void
+psf_cli_yaml_quote(const char *s, char *out, size_t len)
+{
+	size_t n = 0;
+
+	out[n++] = '\'';
+	for (; *s != '\0' && n + 3 < len; s++) {
+		if (*s == '\'')
+			out[n++] = '\'';
+		out[n++] = *s;
+	}
+	out[n++] = '\'';
+	out[n] = '\0';
+}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "cli/progress.h"
 #include "cli/supervisor.h"
 #include "client/psfleet_client.h"
@@ -55,28 +56,12 @@ fail(char *errbuf, size_t errlen, psf_err err, const char *fmt, ...)
 	return err;
 }
 
-/* quote writes s as a YAML single-quoted scalar. */
-static void
-quote(const char *s, char *out, size_t len)
-{
-	size_t n = 0;
-
-	out[n++] = '\'';
-	for (; *s != '\0' && n + 3 < len; s++) {
-		if (*s == '\'')
-			out[n++] = '\'';
-		out[n++] = *s;
-	}
-	out[n++] = '\'';
-	out[n] = '\0';
-}
-
 static void
 add_set(origin_run *r, const char *key, const char *value)
 {
 	char q[2 * PATH_LEN + 4];
 
-	quote(value, q, sizeof(q));
+	psf_cli_yaml_quote(value, q, sizeof(q));
 	snprintf(r->own[r->n_own], sizeof(r->own[0]), "%s=%s", key, q);
 	r->sets[r->n_sets++] = r->own[r->n_own++];
 }

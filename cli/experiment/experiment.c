@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli/cli.h"
 #include "cli/experiment/experiment.h"
 #include "cli/experiment/report.h"
 #include "cli/progress.h"
@@ -189,23 +190,6 @@ add_set(run *r, const char *fmt, ...)
 	r->sets[r->n_sets++] = r->own[k];
 }
 
-/* quote writes s as a YAML single-quoted scalar (' doubled), so a path with
- * ": " or '#' stays one string when the override is parsed. */
-static void
-quote(const char *s, char *out, size_t len)
-{
-	size_t n = 0;
-
-	out[n++] = '\'';
-	for (; *s != '\0' && n + 3 < len; s++) {
-		if (*s == '\'')
-			out[n++] = '\'';
-		out[n++] = *s;
-	}
-	out[n++] = '\'';
-	out[n] = '\0';
-}
-
 /* load_run_config applies the caller's overrides, then the run's own: the mode,
  * the run directory, the shared data file, and a data_dir under the run
  * directory for any ps whose configured one is elsewhere (fresh state). */
@@ -223,8 +207,8 @@ load_run_config(run *r)
 		add_set(r, "consistency.staleness=%u", r->mode->staleness);
 	if (r->mode->mode == PSF_CONS_LOCAL && r->mode->staleness != UINT32_MAX)
 		add_set(r, "consistency.sync_every=%u", r->mode->staleness);
-	quote(r->run_dir, q_run, sizeof(q_run));
-	quote(r->data_path, q_data, sizeof(q_data));
+	psf_cli_yaml_quote(r->run_dir, q_run, sizeof(q_run));
+	psf_cli_yaml_quote(r->data_path, q_data, sizeof(q_data));
 	add_set(r, "run_dir=%s", q_run);
 	add_set(r, "data.path=%s", q_data);
 	if ((rv = psf_config_load_ex(r->o->config_path, r->sets, r->n_sets, err, sizeof(err),
@@ -238,7 +222,7 @@ load_run_config(run *r)
 			char dir[PATH_LEN + 80], q_dir[2 * PATH_LEN + 200];
 
 			snprintf(dir, sizeof(dir), "%s/%s", r->run_dir, n->id);
-			quote(dir, q_dir, sizeof(q_dir));
+			psf_cli_yaml_quote(dir, q_dir, sizeof(q_dir));
 			add_set(r, "nodes.ps.%s.data_dir=%s", n->id, q_dir);
 			moved = true;
 		}
@@ -422,7 +406,7 @@ prepare(const psf_exp_opts *o, psf_report_meta *meta, char *data_path, char *err
 	psf_err rv;
 
 	memcpy(sets, o->sets, o->n_sets * sizeof(sets[0]));
-	quote(o->out_dir, q, sizeof(q));
+	psf_cli_yaml_quote(o->out_dir, q, sizeof(q));
 	snprintf(run_dir, sizeof(run_dir), "run_dir=%s", q);
 	sets[o->n_sets] = run_dir; /* a generated data file without a path goes to OUT */
 	if ((rv = psf_config_load_ex(o->config_path, sets, o->n_sets + 1, err, sizeof(err),
