@@ -326,15 +326,8 @@ journal_append(psf_inferer *inf, const ingest *g, char *why, size_t len)
 			used += psf_bar_csv_format(&g->rows[r].bar, buf + used, cap - used);
 	if ((before = lseek(inf->journal_fd, 0, SEEK_END)) < 0)
 		err = PSF_ESYS;
-	for (size_t off = 0; err == PSF_OK && off < used;) {
-		ssize_t w = write(inf->journal_fd, buf + off, used - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			err = PSF_ESYS;
-		else
-			off += (size_t)w;
-	}
+	if (err == PSF_OK)
+		err = psf_write_all(inf->journal_fd, buf, used);
 	if (err == PSF_OK && fdatasync(inf->journal_fd) != 0)
 		err = PSF_ESYS;
 	if (err != PSF_OK) {

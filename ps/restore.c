@@ -38,14 +38,7 @@ copy_file(const char *src, const char *dst)
 				rv = PSF_ESYS;
 			continue;
 		}
-		for (ssize_t off = 0; off < n && rv == PSF_OK;) {
-			ssize_t w = write(out, buf + off, (size_t)(n - off));
-
-			if (w < 0 && errno != EINTR)
-				rv = errno == ENOSPC ? PSF_ENOSPC : PSF_ESYS;
-			else if (w > 0)
-				off += w;
-		}
+		rv = psf_write_all(out, buf, (size_t)n);
 	}
 	if (rv == PSF_OK && fsync(out) != 0)
 		rv = errno == ENOSPC ? PSF_ENOSPC : PSF_ESYS;

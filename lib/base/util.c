@@ -126,3 +126,21 @@ psf_tune_malloc(void)
 	(void)mallopt(M_MMAP_THRESHOLD, 256 << 20);
 	(void)mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
+
+psf_err
+psf_write_all(int fd, const void *p, size_t n)
+{
+	const char *b = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 && errno == ENOSPC ? PSF_ENOSPC : PSF_ESYS;
+		b += w;
+		n -= (size_t)w;
+	}
+	return PSF_OK;
+}

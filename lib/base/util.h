@@ -35,6 +35,10 @@ PSF_NODISCARD psf_err psf_rm_rf(const char *path);
 /* psf_mkdir_p creates path and its parents (mode 0755). Existing dirs are fine. */
 PSF_NODISCARD psf_err psf_mkdir_p(const char *path);
 
+/* psf_write_all writes n bytes at p to fd, resuming short writes and EINTR.
+ * Returns PSF_OK, PSF_ENOSPC (the disk is full), or PSF_ESYS (errno says why). */
+PSF_NODISCARD psf_err psf_write_all(int fd, const void *p, size_t n);
+
 /* psf_read_file reads a whole file into a new NUL-terminated buffer the caller
  * frees; *len_out (may be NULL) gets its length without the NUL. */
 PSF_NODISCARD psf_err psf_read_file(const char *path, char **data_out, size_t *len_out);

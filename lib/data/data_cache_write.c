@@ -10,6 +10,7 @@
 
 #include <xxhash.h>
 
+#include "lib/base/util.h"
 #include "lib/data/data.h"
 #include "lib/data/data_internal.h"
 
@@ -32,29 +33,11 @@ data_cache_series_hash(const int32_t *date, const double *const col[5], size_t n
 }
 
 static int
-write_all(int fd, const void *p, size_t n)
-{
-	const char *b = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
 write_pad(int fd, uint64_t n)
 {
 	static const char zero[CACHE_ALIGN];
 
-	return n == 0 ? 0 : write_all(fd, zero, (size_t)n);
+	return n == 0 ? 0 : psf_write_all(fd, zero, (size_t)n);
 }
 
 /* add_name appends s (and a NUL) to the names blob at *off. */
@@ -155,10 +138,10 @@ data_cache_write(const char *file, const psf_dataset *ds, const stamp *st, char 
 		rv = psf_err_from_errno(errno);
 		goto out;
 	}
-	bad = write_all(fd, meta, meta_len) || write_all(fd, ds->date, 4 * n) ||
+	bad = psf_write_all(fd, meta, meta_len) || psf_write_all(fd, ds->date, 4 * n) ||
 	    write_pad(fd, data_cache_align(4 * n) - 4 * n);
 	for (int k = 0; k < 5 && !bad; k++)
-		bad = write_all(fd, ds->vals + (size_t)k * n, 8 * n) ||
+		bad = psf_write_all(fd, ds->vals + (size_t)k * n, 8 * n) ||
 		    write_pad(fd, data_cache_align(8 * n) - 8 * n);
 	if (bad || close(fd) != 0) {
 		data_msgf(msg, "%s: %s", tmp, strerror(errno));
