@@ -511,12 +511,17 @@ test_rpc_parked_calls_release_their_context(void **state)
 	barrier_round(f.url, 6);
 	psf_rpc_server_get_counts(f.srv, &k);
 	assert_int_equal(k.parked, 0);
-	assert_int_equal(k.park_refused, 1);
+	/* Usually 1 (the 5th call); 0 when the 6th call completes the barrier before
+	 * the 5th's handler has returned, so that call is answered without asking
+	 * to park (seen under ASan on a loaded machine). Never more: at most one
+	 * call finds all 4 park places taken. */
+	assert_true(k.park_refused <= 1);
+	uint64_t refused = k.park_refused;
 	/* Again, reusing the spare contexts; and plain calls still go through. */
 	barrier_round(f.url, 4);
 	assert_server_alive(f.url);
 	psf_rpc_server_get_counts(f.srv, &k);
-	assert_int_equal(k.park_refused, 1);
+	assert_int_equal(k.park_refused, refused);
 	psf_rpc_server_free(f.srv);
 	assert_int_equal(psf_rm_rf(f.dir), PSF_OK);
 	pthread_mutex_destroy(&f.mu);
