@@ -434,6 +434,54 @@ load_cached(const char *path, const psf_data_opts *opts, char *msg, psf_dataset 
 	return rv;
 }
 
+/* cut_rows leaves in ds only the rows dated before end, in place, as if the
+ * later rows were absent from the input: each series keeps its prefix, and a
+ * series left with no rows is dropped. The arrays are compacted with memmove in
+ * increasing order: row j of column k moves from k*n + j to k*n' + j' with n' <= n
+ * and j' <= j, so no move overwrites a row not yet moved. The bad-row counts stay
+ * those of the whole input (every row was checked, before the cut too). Cannot
+ * fail. */
+static void
+cut_rows(psf_dataset *ds, int32_t end)
+{
+	size_t n = ds->n_rows, kept = 0, w, ns = 0;
+
+	/* Each series' new length first (psf_series_index: SIZE_MAX, + 1 = 0, when
+	 * no row is dated <= end - 1); its pointers still name the old rows. */
+	for (size_t i = 0; i < ds->n_series; i++)
+		kept += ds->series[i].n = psf_series_index(&ds->series[i], end - 1) + 1;
+	for (int k = -1; k < 5; k++) { /* k = -1: the dates, then each value column */
+		w = 0;
+		for (size_t i = 0; i < ds->n_series; i++) {
+			size_t m = ds->series[i].n, b = (size_t)(ds->series[i].date - ds->date);
+
+			if (k < 0)
+				memmove(ds->date + w, ds->date + b, m * sizeof(*ds->date));
+			else
+				memmove(ds->vals + (size_t)k * kept + w,
+				    ds->vals + (size_t)k * n + b, m * sizeof(*ds->vals));
+			w += m;
+		}
+	}
+	w = 0;
+	for (size_t i = 0; i < ds->n_series; i++) {
+		psf_series s = ds->series[i];
+
+		if (s.n == 0)
+			continue;
+		s.date = ds->date + w;
+		s.close = ds->vals + w;
+		s.open = ds->vals + kept + w;
+		s.high = ds->vals + 2 * kept + w;
+		s.low = ds->vals + 3 * kept + w;
+		s.volume = ds->vals + 4 * kept + w;
+		ds->series[ns++] = s;
+		w += s.n;
+	}
+	ds->n_series = ns;
+	ds->n_rows = kept;
+}
+
 void
 psf_data_opts_config(const psf_config *cfg, psf_data_opts *opts)
 {
@@ -459,10 +507,9 @@ psf_data_load(const char *path, const psf_data_opts *opts, char *errbuf, size_t 
 		data_copy_err(errbuf, errlen, "data: no path given", PSF_EINVAL);
 		return PSF_EINVAL;
 	}
-	/* The cache holds every row; a training cut (date_end, a backtest's origin)
-	 * is applied by the parser, so such a load parses the CSV. */
-	if (o.date_end != 0)
-		o.cache = false;
+	/* The cache holds every row of the input; a training cut (date_end, a
+	 * backtest's origin) is a view taken after the load, the same for a parse and
+	 * for the cache, so the origins of a backtest share one parse. */
 	rv = o.cache ? load_cached(path, &o, msg, &ds, &used) : PSF_OK;
 	if (rv == PSF_OK && !used)
 		rv = data_load_csv(path, &o, msg, &ds);
@@ -470,6 +517,8 @@ psf_data_load(const char *path, const psf_data_opts *opts, char *errbuf, size_t 
 		data_copy_err(errbuf, errlen, msg, rv);
 		return rv;
 	}
+	if (o.date_end != 0)
+		cut_rows(ds, o.date_end);
 	if (ds->n_skipped > 0)
 		psf_log_warn("data", "%s: skipped %zu bad row%s; first: %s", path, ds->n_skipped,
 		    psf_plural(ds->n_skipped), ds->first_error);

@@ -89,8 +89,11 @@ typedef struct psf_data_opts {
 	/* quiet: no info-level log lines about the cache (built, read, stale): the
 	 * caller reports it itself, as `psfleet up` does. Warnings still go out. */
 	bool quiet;
-	/* date_end (0: none): rows dated on or after it are left out, as if absent
-	 * from the file (a backtest's training cut, data.train_end) */
+	/* date_end (0: none): rows dated on or after it are left out of the
+	 * result (a backtest's training cut, data.train_end), and symbols left with
+	 * no rows are not listed. The cut is taken after the whole input is loaded
+	 * (parsed, or read from the cache), so every row is checked as without it:
+	 * a bad or duplicate row after date_end counts (bad_rows) as any other. */
 	int32_t date_end;
 } psf_data_opts;
 

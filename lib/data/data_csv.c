@@ -572,8 +572,6 @@ parse_row(loader *ld, const csvfile *cf, const char *p, size_t len, uint32_t lin
 		return PSF_OK;
 	if (!row_values(ld, cf, line, &date, v))
 		return data_policy(ld);
-	if (ld->opts.date_end != 0 && date >= ld->opts.date_end)
-		return PSF_OK;
 	if ((rv = data_rowbuf_reserve(rb, rb->n + 1)) != PSF_OK)
 		return rv;
 	rb->date[rb->n] = date;

@@ -357,6 +357,104 @@ test_data_cache_fail_and_skip_policies(void **state)
 	assert_string_equal(a, b);
 }
 
+/* assert_is_prefix checks cut holds exactly full's rows dated before end: each
+ * symbol's prefix, bit for bit, and no symbol whose rows all come later. */
+static void
+assert_is_prefix(const psf_dataset *full, const psf_dataset *cut, int32_t end)
+{
+	size_t j = 0, rows = 0;
+
+	for (size_t i = 0; i < psf_dataset_n_series(full); i++) {
+		const psf_series *x = psf_dataset_series(full, i), *y;
+		size_t m = 0;
+
+		while (m < x->n && x->date[m] < end)
+			m++;
+		if (m == 0)
+			continue;
+		y = psf_dataset_series(cut, j++);
+		assert_non_null(y);
+		assert_string_equal(x->symbol, y->symbol);
+		assert_int_equal(y->n, m);
+		assert_memory_equal(x->date, y->date, m * sizeof(int32_t));
+		assert_memory_equal(x->close, y->close, m * sizeof(double));
+		assert_memory_equal(x->open, y->open, m * sizeof(double));
+		assert_memory_equal(x->volume, y->volume, m * sizeof(double));
+		rows += m;
+	}
+	assert_int_equal(psf_dataset_n_series(cut), j);
+	assert_int_equal(psf_dataset_n_rows(cut), rows);
+}
+
+static void
+test_data_cache_train_end_is_a_view_of_the_cache(void **state)
+{
+	fixture *fx = *state;
+	char csv[256], hand[256], a[512] = "", b[512] = "";
+	psf_data_opts all = {0}, cut = {0}, odd = {.keep = keep_odd};
+	psf_data_opts fail = {.cache = true}, skip = {.bad_rows = PSF_BAD_ROWS_SKIP};
+	psf_data_index *idx = NULL;
+	psf_dataset *full, *ds = NULL;
+	const int32_t *dates;
+	size_t nd;
+	int32_t ends[3];
+
+	/* Skewed data: symbols start on different dates, so an early cut leaves
+	 * some symbols with no rows at all. */
+	snprintf(csv, sizeof(csv), "%s/g.csv", fx->dir);
+	gen(csv, 23, 120, 9, 1);
+	assert_int_equal(psf_data_scan(csv, PSF_BAD_ROWS_FAIL, a, sizeof(a), &idx), PSF_OK);
+	dates = psf_data_index_dates(idx, &nd);
+	ends[0] = dates[nd / 2];
+	ends[1] = dates[1];
+	ends[2] = dates[nd - 1] + 1; /* after every row: the whole input */
+	psf_data_index_free(idx);
+	/* The first load is a cut: it builds the cache of the whole input (a cut
+	 * used to bypass the cache and parse the CSV every time). */
+	cut.date_end = ends[0];
+	psf_dataset_free(load_both(csv, &cut));
+	check_ok(csv, NULL, NULL);
+	full = load_both(csv, &all);
+	for (size_t k = 0; k < 3; k++) {
+		cut.date_end = odd.date_end = ends[k];
+		ds = load_both(csv, &cut);
+		assert_is_prefix(full, ds, ends[k]);
+		psf_dataset_free(ds);
+		psf_dataset_free(load_both(csv, &odd)); /* a trainer's shard of the cut */
+	}
+	psf_dataset_free(full);
+
+	/* A symbol with rows only from the cut on is not listed; a duplicate row
+	 * after the cut is a bad row with and without the cache (every row is
+	 * checked; the cut is taken after the load). */
+	snprintf(hand, sizeof(hand), "%s/cut.csv", fx->dir);
+	put(hand,
+	    "date,symbol,close,volume\n"
+	    "2024-01-02,AAA,1,10\n"
+	    "2024-01-03,AAA,2,\n"
+	    "2024-01-04,BBB,5,7\n"
+	    "2024-01-04,AAA,3,9\n"
+	    "2024-01-05,AAA,4,8\n"
+	    "2024-01-05,AAA,4.5,8\n");
+	assert_int_equal(psf_date_parse("2024-01-04", 10, &skip.date_end), PSF_OK);
+	ds = load_both(hand, &skip);
+	assert_int_equal(psf_dataset_n_series(ds), 1);
+	assert_int_equal(psf_dataset_n_rows(ds), 2);
+	assert_string_equal(psf_dataset_series(ds, 0)->symbol, "AAA");
+	assert_true(psf_dataset_series(ds, 0)->close[1] == 2.0);
+	assert_int_equal(psf_dataset_n_skipped(ds), 1);
+	assert_non_null(strstr(psf_dataset_first_error(ds), "duplicate row for AAA on 2024-01-05"));
+	psf_dataset_free(ds);
+	ds = NULL;
+	fail.date_end = skip.date_end;
+	assert_int_equal(
+	    psf_data_load(hand, &(psf_data_opts){.date_end = skip.date_end}, a, sizeof(a), &ds),
+	    PSF_EINVAL);
+	assert_int_equal(psf_data_load(hand, &fail, b, sizeof(b), &ds), PSF_EINVAL);
+	assert_string_equal(a, b);
+	assert_null(ds);
+}
+
 /* as_nobody runs build in a child process that, when this test runs as root,
  * drops to nobody first (root may write anywhere); returns its exit code. */
 static int
@@ -486,6 +584,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_data_cache_corrupt_is_rejected_and_rebuilt, setup,
 	        teardown),
 	    cmocka_unit_test_setup_teardown(test_data_cache_fail_and_skip_policies, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(test_data_cache_train_end_is_a_view_of_the_cache, setup,
 	        teardown),
 	    cmocka_unit_test_setup_teardown(test_data_cache_read_only_dir_falls_back, setup,
 	        teardown),
