@@ -23,7 +23,7 @@ deploy_usage(FILE *out)
 	    "usage: psfleet deploy kubernetes CONFIG --image IMAGE [--namespace NS] [--name NAME]\n"
 	    "             [--out FILE] [--data-claim PVC] [--storage SIZE] [--storage-class CLASS]\n"
 	    "             [--cluster-domain DOMAIN] [--pull-policy POLICY] [--train-only]\n"
-	    "             [--set KEY=VALUE]...\n"
+	    "             [--secret NAME] [--set KEY=VALUE]...\n"
 	    "\n"
 	    "Writes the fleet CONFIG as Kubernetes manifests (one YAML stream for\n"
 	    "`kubectl apply -f`): the config as a ConfigMap with every address rewritten to\n"
@@ -43,10 +43,18 @@ deploy_usage(FILE *out)
 	    "  --pull-policy POLICY   imagePullPolicy: Always, IfNotPresent or Never\n"
 	    "                         (default IfNotPresent)\n"
 	    "  --train-only           only the ps nodes and the trainers (no serving)\n"
+	    "  --secret NAME          mount the security files (token_file, tls_*) from the\n"
+	    "                         existing Secret NAME (keys token, tls.crt, tls.key,\n"
+	    "                         ca.crt) instead of rendering Secret <name>-security\n"
+	    "                         with the files' content\n"
 	    "  --set KEY=VALUE        override a config key before rendering (repeatable)\n"
 	    "\n"
-	    "Exit status: 0 written; 2 bad options or a config that cannot run on Kubernetes\n"
-	    "(one line says why); 1 the output could not be written.\n");
+	    "The files under security are mounted read-only at " DEPLOY_SECRET_DIR " in\n"
+	    "every pod, and the ConfigMap's config names them there.\n"
+	    "\n"
+	    "Exit status: 0 written; 2 bad options or a config that cannot run on Kubernetes,\n"
+	    "or a security file that cannot be read (one line says why); 1 the output could\n"
+	    "not be written.\n");
 }
 
 typedef struct deploy_args {
@@ -76,6 +84,7 @@ parse_args(int argc, char **argv, deploy_args *a, deploy_plan *p)
 		    : strcmp(arg, "--storage-class") == 0  ? &p->storage_class
 		    : strcmp(arg, "--cluster-domain") == 0 ? &p->domain
 		    : strcmp(arg, "--pull-policy") == 0    ? &p->pull_policy
+		    : strcmp(arg, "--secret") == 0         ? &p->secret_name
 		                                           : NULL;
 		if (opt != NULL && i + 1 < argc && argv[i + 1][0] != '\0') {
 			*opt = argv[++i];
@@ -108,6 +117,18 @@ parse_args(int argc, char **argv, deploy_args *a, deploy_plan *p)
 	    strcmp(p->pull_policy, "Never") != 0) {
 		fprintf(stderr,
 		    "psfleet deploy: --pull-policy takes Always, IfNotPresent or Never\n");
+		return -1;
+	}
+	if (p->secret_name != NULL &&
+	    (strlen(p->secret_name) > 253 ||
+	        strspn(p->secret_name, "abcdefghijklmnopqrstuvwxyz0123456789-.") !=
+	            strlen(p->secret_name) ||
+	        strchr("-.", p->secret_name[0]) != NULL ||
+	        strchr("-.", p->secret_name[strlen(p->secret_name) - 1]) != NULL)) {
+		fprintf(stderr,
+		    "psfleet deploy: --secret '%s' is no Secret name (a-z, 0-9, '-', '.', at "
+		    "most 253)\n",
+		    p->secret_name);
 		return -1;
 	}
 	if (strlen(p->ns) > 63 ||
@@ -357,13 +378,71 @@ plan_overrides(deploy_plan *p, char **sets, size_t *n)
 	return rv;
 }
 
-static unsigned long long
-fnv1a(const char *s)
+/* plan_security lists the files the security section names, reads them (for the
+ * Secret rendered with them, unless --secret names one that exists), and moves
+ * each path to where the pods mount it: the overrides go to moved, applied after
+ * the config is checked with the files where they are now. */
+static int
+plan_security(deploy_plan *p, char **moved, size_t *n_moved)
 {
-	unsigned long long h = 1469598103934665603ULL;
+	const psf_security_cfg *sec = &p->cfg->security;
+	const struct {
+		const char *key, *item, *path;
+	} all[DEPLOY_MAX_FILES] = {{"token_file", "token", sec->token_file},
+	    {"tls_cert", "tls.crt", sec->tls_cert}, {"tls_key", "tls.key", sec->tls_key},
+	    {"tls_ca", "ca.crt", sec->tls_ca}};
+	size_t total = 0;
 
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	for (size_t i = 0; i < DEPLOY_MAX_FILES; i++) {
+		deploy_file *f = &p->files[p->n_files];
+		psf_err err;
+
+		if (all[i].path == NULL)
+			continue;
+		f->key = all[i].key;
+		f->item = all[i].item;
+		f->local = all[i].path;
+		p->n_files++;
+		if (p->secret_name == NULL &&
+		    (err = psf_read_file(f->local, &f->data, &f->len)) != PSF_OK) {
+			fprintf(stderr, "psfleet deploy: cannot read security.%s '%s': %s\n",
+			    f->key, f->local, psf_strerror(err));
+			return -1;
+		}
+		total += f->len;
+		if (set(moved, n_moved, "security.%s='%s/%s'", f->key, DEPLOY_SECRET_DIR,
+		        f->item) != 0) {
+			fprintf(stderr, "psfleet deploy: out of memory\n");
+			return -1;
+		}
+	}
+	if (p->n_files == 0 && p->secret_name != NULL) {
+		fprintf(stderr,
+		    "psfleet deploy: --secret %s: %s names no security files (token_file, "
+		    "tls_cert, tls_key, tls_ca) to mount\n",
+		    p->secret_name, p->config_path);
+		return -1;
+	}
+	/* A Secret holds at most 1 MiB; the base64 text in the manifest is 4/3 of it. */
+	if (total > 700 * 1024) {
+		fprintf(stderr,
+		    "psfleet deploy: the security files hold %zu bytes, too many for one Secret: "
+		    "create it yourself and give --secret NAME\n",
+		    total);
+		return -1;
+	}
+	if (p->n_files > 0 && p->secret_name != NULL)
+		snprintf(p->secret, sizeof(p->secret), "%s", p->secret_name);
+	else if (p->n_files > 0)
+		snprintf(p->secret, sizeof(p->secret), "%s-security", p->prefix);
+	return 0;
+}
+
+static unsigned long long
+fnv1a(unsigned long long h, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
 	return h;
 }
 
@@ -374,7 +453,8 @@ render(deploy_plan *p, const deploy_args *a)
 	const psf_config *cfg = p->cfg;
 	char **sets = calloc(MAX_OVERRIDES, sizeof(char *));
 	const char **all = calloc(MAX_OVERRIDES + MAX_SETS, sizeof(char *));
-	size_t n = 0, n_all = 0;
+	char *moved[DEPLOY_MAX_FILES] = {NULL};
+	size_t n = 0, n_all = 0, n_moved = 0;
 	char errbuf[1024];
 	FILE *out = stdout;
 	int rc = 2;
@@ -385,19 +465,9 @@ render(deploy_plan *p, const deploy_args *a)
 		fprintf(stderr, "psfleet deploy: out of memory\n");
 		goto out;
 	}
-	if (plan_names(p, a->name) != 0 || plan_ports(p) != 0 || plan_overrides(p, sets, &n) != 0)
+	if (plan_names(p, a->name) != 0 || plan_ports(p) != 0 || plan_overrides(p, sets, &n) != 0 ||
+	    plan_security(p, moved, &n_moved) != 0)
 		goto out;
-	if (cfg->security.token_file != NULL || cfg->security.tls_cert != NULL ||
-	    cfg->security.tls_ca != NULL) {
-		/* The loader reads these files, so a config naming them where the pods
-		 * would mount a Secret cannot be checked here. */
-		fprintf(stderr,
-		    "psfleet deploy: %s names security files (token_file, tls_*), which pods do "
-		    "not have: use security.token_env (from Secret %s-secrets, key token); TLS "
-		    "is not rendered\n",
-		    a->config, p->prefix);
-		goto out;
-	}
 	if (p->data_claim == NULL && !cfg->data.has_generate) {
 		fprintf(stderr,
 		    "psfleet deploy: %s reads data from '%s' and has no data.generate: give "
@@ -409,13 +479,18 @@ render(deploy_plan *p, const deploy_args *a)
 		all[n_all++] = a->sets[i];
 	for (size_t i = 0; i < n; i++)
 		all[n_all++] = sets[i];
-	if (psf_config_emit(a->config, all, n_all, errbuf, sizeof(errbuf), &p->config_text) !=
-	    PSF_OK) {
+	if (psf_config_emit(a->config, all, n_all, (const char *const *)moved, n_moved, errbuf,
+	        sizeof(errbuf), &p->config_text) != PSF_OK) {
 		fprintf(stderr, "psfleet deploy: the config rewritten for Kubernetes: %s\n",
 		    errbuf);
 		goto out;
 	}
-	p->hash = fnv1a(p->config_text);
+	/* The pods roll when the config or the security files change. */
+	p->hash = fnv1a(1469598103934665603ULL, p->config_text, strlen(p->config_text));
+	p->hash = fnv1a(p->hash, p->secret, strlen(p->secret));
+	for (size_t i = 0; i < p->n_files; i++)
+		if (p->files[i].data != NULL)
+			p->hash = fnv1a(p->hash, p->files[i].data, p->files[i].len);
 	if (a->out != NULL && (out = fopen(a->out, "w")) == NULL) {
 		fprintf(stderr, "psfleet deploy: cannot write %s: %s\n", a->out, strerror(errno));
 		rc = 1;
@@ -432,6 +507,10 @@ render(deploy_plan *p, const deploy_args *a)
 out:
 	for (size_t i = 0; sets != NULL && i < n; i++)
 		free(sets[i]);
+	for (size_t i = 0; i < n_moved; i++)
+		free(moved[i]);
+	for (size_t i = 0; i < p->n_files; i++)
+		free(p->files[i].data);
 	free(sets);
 	free(all);
 	free(p->label);

@@ -14,6 +14,18 @@
 #define DEPLOY_CONFIG_KEY "fleet.yaml"
 #define DEPLOY_STORE_DIR "/var/lib/psfleet"
 #define DEPLOY_DATA_DIR "/srv/psfleet/data"
+#define DEPLOY_SECRET_DIR "/var/run/secrets/psfleet" /* the security files, read-only */
+#define DEPLOY_MAX_FILES 4
+
+/* One file the config's security section names, mounted into every pod from a
+ * Secret at DEPLOY_SECRET_DIR/<item>. */
+typedef struct deploy_file {
+	const char *key;   /* the config key: token_file, tls_cert, tls_key, tls_ca */
+	const char *item;  /* its key in the Secret and its file name in the pods */
+	const char *local; /* the path the config names (read at render time) */
+	char *data;        /* its content, for a rendered Secret; NULL with --secret */
+	size_t len;
+} deploy_file;
 
 /* The ports one pod template serves: every pod of a StatefulSet or Job shares them. */
 typedef struct deploy_ports {
@@ -33,6 +45,10 @@ typedef struct deploy_plan {
 	const char *storage_class;
 	const char *pull_policy;
 	bool train_only;
+	const char *secret_name; /* --secret: mount this existing Secret, render none */
+	char secret[256];        /* the Secret the pods mount; "" = no security files */
+	deploy_file files[DEPLOY_MAX_FILES];
+	size_t n_files;
 	char prefix[40];     /* DNS label every object name starts with */
 	char data_file[256]; /* data.path inside the pods */
 	deploy_ports ps, trainer;

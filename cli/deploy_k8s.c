@@ -1,6 +1,8 @@
 /* deploy_k8s.c -- the Kubernetes objects of a deploy plan, written as YAML text.
  *
  *   <prefix>-config       ConfigMap: fleet.yaml, the config rewritten for the cluster
+ *   <prefix>-security     Secret: the files the security section names (token, TLS
+ *                         certificate, key, CA), unless --secret names an existing one
  *   <prefix>-ps           headless Service + StatefulSet (pod N = the N-th ps node,
  *                         one PersistentVolumeClaim "store" each)
  *   <prefix>-trainer      headless Service + Indexed Job (completion index N = the
@@ -191,6 +193,9 @@ container(FILE *f, const deploy_plan *p, psf_role role, const char *id_args, con
 	fprintf(f,
 	    "          volumeMounts:\n            - {name: config, mountPath: %s, readOnly: true}\n",
 	    DEPLOY_CONFIG_DIR);
+	if (p->secret[0] != '\0')
+		fprintf(f, "            - {name: security, mountPath: %s, readOnly: true}\n",
+		    DEPLOY_SECRET_DIR);
 	if (role == PSF_ROLE_PS)
 		fprintf(f, "            - {name: store, mountPath: %s}\n", DEPLOY_STORE_DIR);
 	else /* run_dir: nodes other than ps keep nothing there, but may create it */
@@ -200,6 +205,15 @@ container(FILE *f, const deploy_plan *p, psf_role role, const char *id_args, con
 		    p->data_claim != NULL ? ", readOnly: true" : "");
 	fprintf(f, "      volumes:\n");
 	fprintf(f, "        - name: config\n          configMap: {name: %s-config}\n", p->prefix);
+	if (p->secret[0] != '\0') {
+		/* 0440 with fsGroup 10001: the pod's user reads the files by its group. */
+		fprintf(f, "        - name: security\n          secret:\n            secretName: ");
+		yq(f, p->secret);
+		fprintf(f, "\n            defaultMode: 0440\n            items:\n");
+		for (size_t i = 0; i < p->n_files; i++)
+			fprintf(f, "              - {key: %s, path: %s}\n", p->files[i].item,
+			    p->files[i].item);
+	}
 	if (role != PSF_ROLE_PS)
 		fprintf(f, "        - {name: run, emptyDir: {}}\n");
 	if (has_data && p->data_claim != NULL) {
@@ -232,6 +246,49 @@ write_config(FILE *f, const deploy_plan *p)
 
 		fprintf(f, n > 0 ? "    %.*s\n" : "\n", (int)n, s);
 		s += n + (nl != NULL);
+	}
+}
+
+/* base64 writes data[0..len) in standard base64 (RFC 4648, padded), as a
+ * Secret's data values are. */
+static void
+base64(FILE *f, const unsigned char *data, size_t len)
+{
+	static const char abc[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	for (size_t i = 0; i < len; i += 3) {
+		unsigned v = (unsigned)data[i] << 16;
+
+		v |= i + 1 < len ? (unsigned)data[i + 1] << 8 : 0;
+		v |= i + 2 < len ? (unsigned)data[i + 2] : 0;
+		fputc(abc[(v >> 18) & 63], f);
+		fputc(abc[(v >> 12) & 63], f);
+		fputc(i + 1 < len ? abc[(v >> 6) & 63] : '=', f);
+		fputc(i + 2 < len ? abc[v & 63] : '=', f);
+	}
+}
+
+/* write_secret writes the Secret holding the security files' content (not
+ * rendered with --secret, which names one the user created). */
+static void
+write_secret(FILE *f, const deploy_plan *p)
+{
+	if (p->secret[0] == '\0' || p->secret_name != NULL)
+		return;
+	fprintf(f, "---\napiVersion: v1\nkind: Secret\nmetadata:\n");
+	kv(f, 2, "name", p->secret);
+	kv(f, 2, "namespace", p->ns);
+	fprintf(f, "  labels:\n    app.kubernetes.io/name: psfleet\n");
+	kv(f, 4, "app.kubernetes.io/instance", p->prefix);
+	fprintf(f, "type: Opaque\ndata:\n");
+	for (size_t i = 0; i < p->n_files; i++) {
+		fprintf(f, "  # security.%s: ", p->files[i].key);
+		for (const char *c = p->files[i].local; *c != '\0'; c++) /* one comment line */
+			fputc((unsigned char)*c < 0x20 ? '?' : *c, f);
+		fprintf(f, "\n  %s: \"", p->files[i].item);
+		base64(f, (const unsigned char *)p->files[i].data, p->files[i].len);
+		fprintf(f, "\"\n");
 	}
 }
 
@@ -327,6 +384,7 @@ deploy_k8s_write(const deploy_plan *p, FILE *f)
 	    "# Apply with kubectl apply -f; docs/kubernetes.md explains every object.\n",
 	    cfg->name, p->config_path);
 	write_config(f, p);
+	write_secret(f, p);
 	write_ps(f, p);
 	if (cfg->n_trainers > 0)
 		write_trainers(f, p);

@@ -49,6 +49,13 @@ psf_err
 psf_config_parse_ex(const char *name, const char *text, size_t len, const char *const *overrides,
     size_t n_overrides, char *errbuf, size_t errlen, psf_config **out)
 {
+	return config_parse(name, text, len, overrides, n_overrides, 0, errbuf, errlen, out);
+}
+
+psf_err
+config_parse(const char *name, const char *text, size_t len, const char *const *overrides,
+    size_t n_overrides, int skip_files, char *errbuf, size_t errlen, psf_config **out)
+{
 	ctx c;
 	yaml_document_t doc;
 	psf_config *cfg = NULL;
@@ -59,6 +66,7 @@ psf_config_parse_ex(const char *name, const char *text, size_t len, const char *
 	c.path = name != NULL ? name : "(config)";
 	c.overrides = overrides;
 	c.n_overrides = overrides != NULL ? n_overrides : 0;
+	c.skip_files = skip_files;
 	if (text == NULL || out == NULL) {
 		rv = PSF_EINVAL;
 		goto out;

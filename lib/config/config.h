@@ -300,9 +300,15 @@ PSF_NODISCARD psf_err psf_config_parse_ex(const char *name, const char *text, si
  * ${VAR} placeholders expanded and the overrides applied, as YAML text into *text
  * (a new NUL-terminated string the caller frees). Keys, values and their order are
  * kept; comments are not. Loading the text gives the same config. Used to hand a
- * config with rewritten addresses to other machines (psfleet deploy). */
+ * config with rewritten addresses to other machines (psfleet deploy).
+ * moved (n_moved strings, may be NULL when n_moved is 0) are more overrides, for
+ * paths valid only where the config will run (security.token_file, tls_* of a
+ * pod, where a Secret is mounted): they are applied after the overrides, and the
+ * result is checked again like the first time except that the files under
+ * security are not opened (the first check read them at their paths here). */
 PSF_NODISCARD psf_err psf_config_emit(const char *path, const char *const *overrides,
-    size_t n_overrides, char *errbuf, size_t errlen, char **text);
+    size_t n_overrides, const char *const *moved, size_t n_moved, char *errbuf, size_t errlen,
+    char **text);
 
 /* psf_config_log writes a one-line summary of the effective config (name, nodes,
  * mode, model, optimizer, fingerprint) at info level. Cannot fail. */

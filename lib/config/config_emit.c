@@ -68,10 +68,12 @@ emit_doc(yaml_document_t *doc, char **text)
 }
 
 psf_err
-psf_config_emit(const char *path, const char *const *overrides, size_t n_overrides, char *errbuf,
-    size_t errlen, char **text_out)
+psf_config_emit(const char *path, const char *const *overrides, size_t n_overrides,
+    const char *const *moved, size_t n_moved, char *errbuf, size_t errlen, char **text_out)
 {
 	psf_config *cfg = NULL;
+	const char **all = NULL;
+	size_t n_all = 0;
 	ctx c;
 	yaml_document_t doc;
 	char *text = NULL;
@@ -79,21 +81,45 @@ psf_config_emit(const char *path, const char *const *overrides, size_t n_overrid
 	psf_err rv;
 
 	/* The whole check first, so a config the nodes would refuse is refused here,
-	 * with the loader's own message. */
+	 * with the loader's own message; the files under security are read here. */
 	rv = psf_config_load_ex(path, overrides, n_overrides, errbuf, errlen, &cfg);
 	if (rv != PSF_OK)
 		return rv;
 	psf_config_free(cfg);
+	cfg = NULL;
+	n_overrides = overrides != NULL ? n_overrides : 0;
+	n_moved = moved != NULL ? n_moved : 0;
+	if ((all = calloc(n_overrides + n_moved + 1, sizeof(*all))) == NULL) {
+		if (errbuf != NULL && errlen > 0)
+			snprintf(errbuf, errlen, "%.200s: out of memory", path);
+		return PSF_ENOMEM;
+	}
+	for (size_t i = 0; i < n_overrides; i++)
+		all[n_all++] = overrides[i];
+	for (size_t i = 0; i < n_moved; i++)
+		all[n_all++] = moved[i];
 	if ((rv = psf_read_file(path, &text, &len)) != PSF_OK) {
 		if (errbuf != NULL && errlen > 0)
 			snprintf(errbuf, errlen, "%.200s: cannot read config: %s", path,
 			    psf_strerror(rv));
+		free(all);
 		return rv;
+	}
+	/* Then the config as the other machines will read it, moved paths and all,
+	 * without opening the files those paths name (they are not here). */
+	if (n_moved > 0) {
+		rv = config_parse(path, text, len, all, n_all, 1, errbuf, errlen, &cfg);
+		psf_config_free(cfg);
+		if (rv != PSF_OK) {
+			free(text);
+			free(all);
+			return rv;
+		}
 	}
 	memset(&c, 0, sizeof(c));
 	c.path = path;
-	c.overrides = overrides;
-	c.n_overrides = overrides != NULL ? n_overrides : 0;
+	c.overrides = all;
+	c.n_overrides = n_all;
 	rv = config_load_doc(&c, text, len, &doc);
 	free(text);
 	if (rv == PSF_OK) {
@@ -107,5 +133,6 @@ psf_config_emit(const char *path, const char *const *overrides, size_t n_overrid
 	if (rv != PSF_OK && errbuf != NULL && errlen > 0)
 		snprintf(errbuf, errlen, "%s",
 		    c.msg[0] != '\0' ? c.msg : "cannot write the config as YAML");
+	free(all);
 	return rv;
 }

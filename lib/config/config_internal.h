@@ -77,6 +77,7 @@ struct ctx {
 	int gen_seed_default;         /* data.generate has no seed: use the fleet seed */
 	const char *const *overrides; /* "key=value" strings applied to the document */
 	size_t n_overrides;
+	int skip_files; /* do not open the security files (they name another machine's) */
 	char msg[MSG_LEN];
 };
 
@@ -92,6 +93,13 @@ node_at(ctx *c, int id)
 {
 	return yaml_document_get_node(c->doc, id);
 }
+
+/* ---- config.c ---- */
+
+/* config_parse is psf_config_parse_ex; with skip_files the files under security
+ * are not opened (config_emit.c checks a config rewritten for other machines). */
+psf_err config_parse(const char *name, const char *text, size_t len, const char *const *overrides,
+    size_t n_overrides, int skip_files, char *errbuf, size_t errlen, psf_config **out);
 
 /* ---- config_yaml.c ---- */
 

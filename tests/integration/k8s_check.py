@@ -3,9 +3,10 @@
 YAML parser (PyYAML), against the fleet config they were rendered from.
 
 Usage: k8s_check.py MANIFESTS CONFIG NAMESPACE PREFIX [--data-claim PVC] [--train-only]
+                    [--secret NAME]
 
-1. Schema: every document is one of the kinds used (ConfigMap, Service, StatefulSet,
-   Job, Deployment) at its API version, with the fields Kubernetes requires, every
+1. Schema: every document is one of the kinds used (ConfigMap, Secret, Service,
+   StatefulSet, Job, Deployment) at its API version, with the fields Kubernetes requires, every
    field known to that API (a typo is an error: the subset of the v1.27 API these
    objects use is spelled out below) and of the right type, names valid DNS names.
 2. References: selectors match the pod labels, Services select pods that have the
@@ -16,8 +17,12 @@ Usage: k8s_check.py MANIFESTS CONFIG NAMESPACE PREFIX [--data-claim PVC] [--trai
    shards) and settings as CONFIG, every address is the DNS name its pod gets,
    ports agree with containerPorts, Services, --listen/--metrics arguments and
    probes; replicas and completions match the node counts; each pod's arguments
-   pick its node; the store and data paths are the mounted volumes.
+   pick its node; the store and data paths are the mounted volumes; the files the
+   security section names are the Secret's (its data decodes to each file's
+   content, or it is the --secret NAME the user made, and then none is rendered),
+   mounted read-only in every pod where the rendered config names them.
 Prints one line per problem and exits 1 if there is any, else prints a summary."""
+import base64
 import re
 import sys
 
@@ -52,7 +57,8 @@ CONTAINER = {
     "volumeMounts": [VOLMOUNT],
 }
 VOLUME = {"name": S, "emptyDir": {}, "configMap": {"name": S},
-          "secret": {"secretName": S},
+          "secret": {"secretName": S, "defaultMode": I, "optional": B,
+                     "items": [{"key": S, "path": S, "mode": I}]},
           "persistentVolumeClaim": {"claimName": S, "readOnly": B}}
 PODSPEC = {
     "containers": [CONTAINER], "initContainers": [CONTAINER], "volumes": [VOLUME],
@@ -63,6 +69,8 @@ TEMPLATE = {"metadata": META, "spec": PODSPEC}
 SELECTOR = {"matchLabels": STRMAP}
 SCHEMA = {
     ("v1", "ConfigMap"): {"apiVersion": S, "kind": S, "metadata": META, "data": STRMAP},
+    ("v1", "Secret"): {"apiVersion": S, "kind": S, "metadata": META, "type": S,
+                       "data": STRMAP, "stringData": STRMAP, "immutable": B},
     ("v1", "Service"): {"apiVersion": S, "kind": S, "metadata": META, "spec": {
         "clusterIP": S, "publishNotReadyAddresses": B, "type": S, "selector": STRMAP,
         "ports": [{"name": S, "port": I, "targetPort": (I, S), "protocol": S}]}},
@@ -82,6 +90,7 @@ SCHEMA = {
 }
 REQUIRED = {  # paths Kubernetes refuses an object without
     "ConfigMap": ["metadata.name"],
+    "Secret": ["metadata.name"],
     "Service": ["metadata.name", "spec.ports"],
     "StatefulSet": ["metadata.name", "spec.selector", "spec.template", "spec.serviceName"],
     "Job": ["metadata.name", "spec.template"],
@@ -97,6 +106,10 @@ ENUMS = {
 }
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+SECRET_DIR = "/var/run/secrets/psfleet"
+SECRET_ITEMS = {"token_file": "token", "tls_cert": "tls.crt", "tls_key": "tls.key",
+                "tls_ca": "ca.crt"}
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
 
@@ -168,12 +181,16 @@ def containers(obj):
     return spec.get("containers", []) + spec.get("initContainers", [])
 
 
-def check_refs(objs, ns):
+def check_refs(objs, ns, external_secret):
     pods = {k: o for k, o in objs.items() if k[0] in ("StatefulSet", "Job", "Deployment")}
     for (kind, name), o in objs.items():
         where = f"{kind} {name}"
         if get(o, "metadata.namespace") != ns:
             err(where, f"namespace is {get(o, 'metadata.namespace')!r}, want {ns!r}")
+        if kind == "Secret":
+            for k, v in (o.get("data") or {}).items():
+                if not B64.match(v) or len(v) % 4 != 0:
+                    err(where, f"data {k} is not base64")
         if kind not in ("StatefulSet", "Job", "Deployment"):
             continue
         labels = get(o, "spec.template.metadata.labels", {})
@@ -187,6 +204,15 @@ def check_refs(objs, ns):
             cm = get(v, "configMap.name")
             if cm is not None and ("ConfigMap", cm) not in objs:
                 err(where, f"volume {v['name']} names ConfigMap {cm}, which is not there")
+            sn = get(v, "secret.secretName")
+            if sn is None:
+                continue
+            sec = objs.get(("Secret", sn))
+            if sec is None and sn != external_secret:
+                err(where, f"volume {v['name']} names Secret {sn}, which is neither rendered nor --secret")
+            for it in get(v, "secret.items", []):
+                if sec is not None and it["key"] not in (sec.get("data") or {}):
+                    err(where, f"volume {v['name']}: Secret {sn} has no key {it['key']}")
         for c in containers(o):
             ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
             for m in c.get("volumeMounts", []):
@@ -243,7 +269,42 @@ def nodes_of(cfg):
     return out
 
 
-def check_config(objs, cfg_path, ns, prefix, claim, train_only):
+def check_security(objs, osec, rsec, prefix, secret):
+    """The security section: file paths moved to the Secret's mount, the rest as
+    written; the Secret rendered from the files' content (or only named). Returns
+    the Secret items the pods must mount."""
+    items = {}
+    for k, v in osec.items():
+        if k in SECRET_ITEMS:
+            items[SECRET_ITEMS[k]] = v
+            want = f"{SECRET_DIR}/{SECRET_ITEMS[k]}"
+            if rsec.get(k) != want:
+                err("fleet.yaml", f"security.{k} is {rsec.get(k)!r}, want the mounted {want}")
+        elif rsec.get(k) != v:
+            err("fleet.yaml", f"security.{k} is {rsec.get(k)!r}, the config says {v!r}")
+    for k in rsec:  # others may come from --set (token_env)
+        if k in SECRET_ITEMS and k not in osec:
+            err("fleet.yaml", f"security.{k} is not in the config")
+    secrets = [n for kind, n in objs if kind == "Secret"]
+    if secret is not None or not items:
+        if secrets:
+            err("manifests", f"Secret {secrets} rendered, want none"
+                + (f" (--secret {secret})" if secret else " (no security files)"))
+        return items
+    name = f"{prefix}-security"
+    if secrets != [name]:
+        return err("manifests", f"Secrets {secrets}, want [{name}]") or items
+    data = objs[("Secret", name)].get("data") or {}
+    if set(data) != set(items):
+        err(f"Secret {name}", f"keys {sorted(data)}, want {sorted(items)}")
+    for item, path in items.items():
+        with open(path, "rb") as f:
+            if item in data and base64.b64decode(data[item]) != f.read():
+                err(f"Secret {name}", f"{item} is not the content of {path}")
+    return items
+
+
+def check_config(objs, cfg_path, ns, prefix, claim, train_only, secret):
     with open(cfg_path) as f:
         orig = yaml.safe_load(f)
     cm = objs.get(("ConfigMap", f"{prefix}-config"))
@@ -252,11 +313,13 @@ def check_config(objs, cfg_path, ns, prefix, claim, train_only):
     rend = yaml.safe_load(get(cm, "data", {}).get("fleet.yaml", "{}"))
     dom = "cluster.local"
     for key in orig:  # every setting but addresses and paths kept as written
-        if key not in ("nodes", "run_dir", "data") and orig[key] != rend.get(key):
+        if key not in ("nodes", "run_dir", "data", "security") and orig[key] != rend.get(key):
             err("fleet.yaml", f"'{key}' is {rend.get(key)!r}, the config says {orig[key]!r}")
     for key, v in (orig.get("data") or {}).items():
         if key != "path" and rend["data"].get(key) != v:
             err("fleet.yaml", f"data.{key} changed")
+    files = check_security(objs, orig.get("security") or {}, rend.get("security") or {},
+                           prefix, secret)
     on, rn = nodes_of(orig), nodes_of(rend)
     if [(r, x["id"], x.get("shard")) for r, x in on] != [(r, x["id"], x.get("shard")) for r, x in rn]:
         return err("fleet.yaml", "the nodes differ from the config's")
@@ -339,6 +402,20 @@ def check_config(objs, cfg_path, ns, prefix, claim, train_only):
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         if "/etc/psfleet" not in mounts:
             err(where, "the config is not mounted at /etc/psfleet")
+        sm = mounts.get(SECRET_DIR)
+        vols = {v["name"]: v for v in get(wl, "spec.template.spec.volumes")}
+        if files:
+            sv = vols.get(sm["name"], {}) if sm else {}
+            want = secret if secret is not None else f"{prefix}-security"
+            got = {it["key"]: it["path"] for it in get(sv, "secret.items", [])}
+            if sm is None or sm.get("readOnly") is not True:
+                err(where, f"the security files are not mounted read-only at {SECRET_DIR}")
+            elif get(sv, "secret.secretName") != want:
+                err(where, f"{SECRET_DIR} is not Secret {want}")
+            elif got != {k: k for k in files}:
+                err(where, f"Secret items {got}, want each of {sorted(files)} at its own name")
+        elif sm is not None:
+            err(where, f"{SECRET_DIR} is mounted, but the config names no security files")
         if role == "ps":
             if x.get("data_dir") is not None or mounts.get(run_dir, {}).get("name") != "store":
                 err(where, f"the store (run_dir {run_dir}/{x['id']}) is not on the 'store' volume")
@@ -364,10 +441,11 @@ def main():
     a = sys.argv[1:]
     claim = arg_after(a, "--data-claim")
     train_only = "--train-only" in a
+    secret = arg_after(a, "--secret")
     path, cfg, ns, prefix = a[:4]
     docs, objs = load(path)
-    check_refs(objs, ns)
-    n_nodes = check_config(objs, cfg, ns, prefix, claim, train_only)
+    check_refs(objs, ns, secret)
+    n_nodes = check_config(objs, cfg, ns, prefix, claim, train_only, secret)
     for e in errors:
         print(e)
     if errors:

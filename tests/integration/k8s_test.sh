@@ -6,7 +6,10 @@
 # cross-references, ids/ports/mounts/probes); shows the checker fails on broken
 # manifests; runs the pods' own command lines from the manifests (the ps picked
 # by its StatefulSet pod name, a trainer by its Job completion index, the data
-# made by the init container) and asks their probe paths; checks the committed
+# made by the init container) and asks their probe paths; renders a TLS + token
+# fleet (Secret from the files, or --secret NAME), runs its ps pod on the rendered
+# config with the Secret's files and completes a mutual-TLS handshake with it;
+# checks the committed
 # deploy/kubernetes/demo.yaml is what the renderer writes today, that the
 # Containerfile's runtime packages hold every library psfleet links, and that
 # bad input exits 2 with one line. Usage: k8s_test.sh PSFLEET
@@ -112,7 +115,10 @@ out=$($CHECK "$W/t.k8s.yaml" "$W/t.yaml" kt kube-test 2>&1) || fail "test fleet:
 say "$out"
 # pod_args KIND NAME [init]: the args of the workload's (init) container, one a line
 pod_args() {
-	python3 - "$W/t.k8s.yaml" "$1" "$2" "${3:-}" <<'PY'
+	pod_args_of "$W/t.k8s.yaml" "$@"
+}
+pod_args_of() { # pod_args_of MANIFESTS KIND NAME [init]
+	python3 - "$1" "$2" "$3" "${4:-}" <<'PY'
 import sys, yaml
 path, kind, name, init = sys.argv[1:]
 for d in yaml.safe_load_all(open(path)):
@@ -173,6 +179,84 @@ mapfile -t inf_args < <(pod_args Deployment kube-test-inf-0 | local_args)
 [ "${inf_args[2]}" = --id ] && [ "${inf_args[3]}" = Inf_0 ] || fail "inferer args: ${inf_args[*]}"
 say "pod args: kube-test-ps-1 ran ps-b (/healthz 200, /metrics 200), index 1 ran t1, init made the data"
 
+# 5b. security files: a TLS + token fleet renders a Secret from the files, mounted
+#     read-only in every pod, and the ConfigMap's config names the mounted paths;
+#     the ps pod's command line runs on the rendered config with the Secret's
+#     files (decoded from the manifest) where the pod would mount them, and
+#     serves mutual TLS with the certificate from the Secret
+bash "$SRC/scripts/make-certs.sh" "$W/certs" psfleet-node >/dev/null || fail "make-certs.sh failed"
+echo "k8s-test-token" >"$W/token"
+read -r SP SM SI SIM SG SGM < <(free_ports 6)
+sed -e "s|tcp://127.0.0.1:$P1|tls+tcp://127.0.0.1:$SP|; s|127.0.0.1:$M1\"|127.0.0.1:$SM\"|" \
+	-e "s|tcp://127.0.0.1:$PI|tls+tcp://127.0.0.1:$SI|; s|127.0.0.1:$MI\"|127.0.0.1:$SIM\"|" \
+	-e "s|tcp://127.0.0.1:$PG|tls+tcp://127.0.0.1:$SG|; s|127.0.0.1:$MG\"|127.0.0.1:$SGM\"|" \
+	-e "s|^name: Kube_Test|name: kube-sec|" "$W/t.yaml" >"$W/s.yaml"
+cat >>"$W/s.yaml" <<YAML
+security:
+  token_file: $W/token
+  tls_cert: $W/certs/node.pem
+  tls_key: $W/certs/node.key
+  tls_ca: $W/certs/ca.pem
+  tls_server_name: psfleet-node
+YAML
+"$PSFLEET" deploy kubernetes "$W/s.yaml" --image psfleet:test --namespace kt >"$W/s.k8s.yaml" ||
+	fail "render a TLS + token fleet: exit $?"
+out=$($CHECK "$W/s.k8s.yaml" "$W/s.yaml" kt kube-sec 2>&1) || fail "TLS + token fleet: $out"
+say "$out"
+# the checker refuses a Secret that is not the files, and a writable mount
+sed -e 's|^  token: "[^"]*"|  token: "b3RoZXIK"|' "$W/s.k8s.yaml" >"$W/s.bad.yaml"
+$CHECK "$W/s.bad.yaml" "$W/s.yaml" kt kube-sec 2>&1 | grep -q "token is not the content of" ||
+	fail "the checker accepts a Secret whose token is not the token file"
+sed -e 's|{name: security, mountPath: /var/run/secrets/psfleet, readOnly: true}|{name: security, mountPath: /var/run/secrets/psfleet}|' \
+	"$W/s.k8s.yaml" >"$W/s.bad.yaml"
+$CHECK "$W/s.bad.yaml" "$W/s.yaml" kt kube-sec 2>&1 | grep -q "not mounted read-only" ||
+	fail "the checker accepts a writable mount of the security files"
+# the Secret's items, decoded, where the pods mount them; the rendered config
+# with that mount point moved into the test's directory, as local_args does
+python3 - "$W/s.k8s.yaml" "$W/mnt" "$W/s.fleet.yaml" <<'PY' || fail "cannot unpack the Secret"
+import base64, os, sys, yaml
+path, mnt, cfg = sys.argv[1:]
+os.makedirs(mnt, exist_ok=True)
+for d in yaml.safe_load_all(open(path)):
+    if d and d["kind"] == "Secret":
+        for k, v in d["data"].items():
+            open(os.path.join(mnt, k), "wb").write(base64.b64decode(v))
+    if d and d["kind"] == "ConfigMap":
+        open(cfg, "w").write(d["data"]["fleet.yaml"].replace("/var/run/secrets/psfleet/", mnt + "/"))
+PY
+for f in token tls.crt tls.key ca.crt; do [ -s "$W/mnt/$f" ] || fail "the Secret has no $f"; done
+cmp -s "$W/mnt/tls.key" "$W/certs/node.key" || fail "the Secret's tls.key is not the key file"
+mapfile -t sps_args < <(pod_args_of "$W/s.k8s.yaml" StatefulSet kube-sec-ps |
+	sed -e "s|^/etc/psfleet/fleet.yaml$|$W/s.fleet.yaml|")
+POD_NAME=kube-sec-ps-0 "$PSFLEET" "${sps_args[@]}" --set "run_dir=$W/srun" >"$W/sps.log" 2>&1 &
+SPS_PID=$!
+STARTED+=("$SPS_PID")
+code=000
+for _ in $(seq 100); do
+	code=$(probe "$SM" /healthz)
+	[ "$code" = 200 ] && break
+	sleep 0.1
+done
+[ "$code" = 200 ] || fail "TLS ps pod: /healthz: $code: $(tail -3 "$W/sps.log")"
+grep -q "tls+tcp://0.0.0.0:$SP" <<<"${sps_args[*]}" || fail "TLS ps pod args: ${sps_args[*]}"
+tls() { # tls [CLIENT-CERT-ARGS...]: openssl's verdict on a handshake with the ps
+	timeout 10 openssl s_client -connect "127.0.0.1:$SP" -CAfile "$W/certs/ca.pem" \
+		-verify_hostname psfleet-node -verify_return_error "$@" </dev/null 2>&1 | tr -d '\0'
+}
+out=$(tls -cert "$W/mnt/tls.crt" -key "$W/mnt/tls.key")
+grep -q "Verify return code: 0 (ok)" <<<"$out" ||
+	fail "the ps does not serve TLS with the Secret's certificate: $(grep -m2 -i 'verify\|error' <<<"$out")"
+kill -TERM "$SPS_PID"
+wait "$SPS_PID" || fail "TLS ps: exit $? on SIGTERM: $(tail -3 "$W/sps.log")"
+untrack "$SPS_PID"
+# --secret NAME: the Secret the user made is mounted, no key material is written
+"$PSFLEET" deploy kubernetes "$W/s.yaml" --image psfleet:test --namespace kt --secret kt-tls \
+	>"$W/s2.k8s.yaml" || fail "render with --secret: exit $?"
+out=$($CHECK "$W/s2.k8s.yaml" "$W/s.yaml" kt kube-sec --secret kt-tls 2>&1) || fail "--secret: $out"
+! grep -q "$(base64 -w0 "$W/certs/node.key" | cut -c1-60)" "$W/s2.k8s.yaml" ||
+	fail "--secret: the key is still in the manifests"
+say "security files: Secret kube-sec-security (or --secret kt-tls) mounted read-only in every pod; the ps pod serves mutual TLS on the rendered config"
+
 # 6. the Containerfile's runtime packages provide every library psfleet loads
 CF=$SRC/deploy/Containerfile
 runtime=$(sed -n 's/^ARG RUNTIME_PACKAGES="\(.*\)"$/\1/p' "$CF")
@@ -218,9 +302,10 @@ bad "bad.yaml:[0-9]+: " "$PSFLEET" deploy kubernetes "$W/bad.yaml" --image x
 bad "--image are required" "$PSFLEET" deploy kubernetes "$SRC/examples/fleet.yaml"
 bad "the one target is 'kubernetes'" "$PSFLEET" deploy nomad "$SRC/examples/fleet.yaml" --image x
 bad "give --data-claim" "$PSFLEET" deploy kubernetes "$SRC/examples/multihost.yaml" --image x
-echo secret >"$W/tok"
-bad "names security files" "$PSFLEET" deploy kubernetes "$SRC/examples/tiny.yaml" --image x \
-	--set "security.token_file=$W/tok"
+bad "cannot read security.tls_key '$W/none.key'" "$PSFLEET" deploy kubernetes "$W/s.yaml" --image x \
+	--set "security.tls_key=$W/none.key"
+bad "names no security files" "$PSFLEET" deploy kubernetes "$W/t.yaml" --image x --secret kt-tls
+bad "is no Secret name" "$PSFLEET" deploy kubernetes "$W/s.yaml" --image x --secret KT_tls
 bad "no namespace name" "$PSFLEET" deploy kubernetes "$SRC/examples/fleet.yaml" --image x --namespace Prod
 bad "tcp:// or tls\+tcp:// URL" "$PSFLEET" deploy kubernetes "$SRC/examples/fleet.yaml" --image x \
 	--set "nodes.ps.0.listen=ipc:///tmp/x.ipc"

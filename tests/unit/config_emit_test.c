@@ -64,7 +64,7 @@ test_config_emit_round_trip(void **state)
 
 	(void)state;
 	setenv("PSF_EMIT_DATA", "/srv/x y.csv", 1);
-	assert_int_equal(psf_config_emit(path, sets, 3, err, sizeof(err), &text), PSF_OK);
+	assert_int_equal(psf_config_emit(path, sets, 3, NULL, 0, err, sizeof(err), &text), PSF_OK);
 	assert_null(strstr(text, "comment"));
 	assert_null(strstr(text, "${"));
 	assert_non_null(strstr(text, "/srv/x y.csv"));
@@ -97,11 +97,58 @@ test_config_emit_errors_are_the_loaders(void **state)
 	char *text = NULL;
 
 	(void)state;
-	assert_int_equal(psf_config_emit("/nonexistent/f.yaml", NULL, 0, err, sizeof(err), &text),
+	assert_int_equal(
+	    psf_config_emit("/nonexistent/f.yaml", NULL, 0, NULL, 0, err, sizeof(err), &text),
 	    PSF_ENOENT);
 	assert_string_equal(err, "/nonexistent/f.yaml: cannot read config: not found");
-	assert_int_equal(psf_config_emit(path, bad, 1, err, sizeof(err), &text), PSF_ECONFIG);
+	assert_int_equal(psf_config_emit(path, bad, 1, NULL, 0, err, sizeof(err), &text),
+	    PSF_ECONFIG);
 	assert_non_null(strstr(err, "override 'nodes.ps.0.listen=ipc://'"));
+	assert_null(text);
+}
+
+/* Paths valid only where the config runs (a pod's mounted Secret) are moved in
+ * after the check that reads the files here. */
+static void
+test_config_emit_moved_security_files(void **state)
+{
+	char tok[160], set[256], none[256], err[512];
+	const char *sets[1] = {set};
+	const char *moved[] = {"security.token_file=/var/run/secrets/psfleet/token"};
+	const char *half[] = {"security.tls_cert=/var/run/secrets/psfleet/tls.crt"};
+	psf_config *cfg = NULL;
+	char *text = NULL;
+	FILE *f;
+
+	(void)state;
+	snprintf(tok, sizeof(tok), "%s/token", dir);
+	assert_non_null(f = fopen(tok, "w"));
+	fputs("s3cret\n", f);
+	assert_int_equal(fclose(f), 0);
+	snprintf(set, sizeof(set), "security.token_file=%s", tok);
+	assert_int_equal(psf_config_emit(path, sets, 1, moved, 1, err, sizeof(err), &text), PSF_OK);
+	assert_non_null(strstr(text, "/var/run/secrets/psfleet/token"));
+	assert_null(strstr(text, tok));
+	/* The text is what a pod reads: here the moved file is absent, so loading it
+	 * here is refused for that reason (and only that one). */
+	assert_int_equal(psf_config_parse("emitted", text, strlen(text), err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_non_null(
+	    strstr(err, "cannot read security.token_file '/var/run/secrets/psfleet/token'"));
+	free(text);
+	text = NULL;
+	/* The files are read where they are now: a missing one is the loader's error. */
+	snprintf(none, sizeof(none), "security.token_file=%s/none", dir);
+	sets[0] = none;
+	assert_int_equal(psf_config_emit(path, sets, 1, moved, 1, err, sizeof(err), &text),
+	    PSF_ECONFIG);
+	assert_non_null(strstr(err, "cannot read security.token_file"));
+	assert_null(text);
+	/* A moved value is checked like any other: tls_cert without tls_key. */
+	sets[0] = set;
+	assert_int_equal(psf_config_emit(path, sets, 1, half, 1, err, sizeof(err), &text),
+	    PSF_ECONFIG);
+	assert_non_null(strstr(err, "must be set together"));
 	assert_null(text);
 }
 
@@ -111,6 +158,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_config_emit_round_trip),
 	    cmocka_unit_test(test_config_emit_errors_are_the_loaders),
+	    cmocka_unit_test(test_config_emit_moved_security_files),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
