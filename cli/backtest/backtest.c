@@ -16,6 +16,7 @@
 #include "lib/base/util.h"
 #include "lib/config/config.h"
 #include "lib/data/data.h"
+#include "lib/runtime/runtime.h"
 
 #define PATH_LEN 1024
 #define TICK_MS 50
@@ -284,23 +285,50 @@ forecast_day(origin_run *r, psf_client *c, uint32_t h, int32_t as_of, int32_t da
 	return PSF_OK;
 }
 
+/* client_opts fills the client's options from the config's security section,
+ * as the nodes (and psfleet status) dial each other: the token from token_file or
+ * token_env (kept in tok, which must outlive the client), and for tls+tcp:// the
+ * CA, the expected server name and the certificate for mutual TLS. */
+static psf_err
+client_opts(origin_run *r, char *tok, size_t toklen, psf_client_opts *co)
+{
+	psf_rpc_client_opts ro;
+	psf_err err = psf_runtime_client_opts(r->cfg, tok, toklen, &ro);
+
+	if (err != PSF_OK)
+		return fail(r->errbuf, r->errlen, err,
+		    "%s: cannot read the security settings (token_file or token_env): %s",
+		    r->o->config_path, psf_strerror(err));
+	memset(co, 0, sizeof(*co));
+	co->timeout_ms = 30000;
+	co->token = ro.token;
+	co->ca_file = ro.tls.ca_file;
+	co->server_name = ro.tls.server_name;
+	co->cert_file = ro.tls.cert_file;
+	co->key_file = ro.tls.key_file;
+	return PSF_OK;
+}
+
 /* forecast asks the served fleet for the window's forecasts. */
 static psf_err
 forecast(origin_run *r, const int32_t *dates, size_t oi, uint64_t version, uint64_t n_resid)
 {
 	bt_result *res = r->res;
 	const char *url = serve_url(r->cfg);
-	psf_client_opts co = {.timeout_ms = 30000};
+	psf_client_opts co;
 	psf_client *c = NULL;
 	size_t n = res->n_symbols * res->n_cov;
 	psf_prediction *p = calloc(n, sizeof(*p));
 	psf_interval *iv = calloc(n, sizeof(*iv));
+	char tok[256];
 	psf_err err = PSF_OK;
 
 	if (p == NULL || iv == NULL) {
 		err = fail(r->errbuf, r->errlen, PSF_ENOMEM, "out of memory");
 		goto out;
 	}
+	if ((err = client_opts(r, tok, sizeof(tok), &co)) != PSF_OK)
+		goto out;
 	if (psf_client_open(url, &co, &c) != PSF_CLIENT_OK) {
 		err = fail(r->errbuf, r->errlen, PSF_EUNAVAIL, "cannot open a client for %s", url);
 		goto out;

@@ -7,6 +7,9 @@
 # the 95% one contains the 80% one; the empirical coverage of the split-conformal
 # intervals is within 3 points of the nominal 80% and 95% (binomial standard
 # error at n = 4800: 0.6 and 0.3 points); bad arguments exit 2 with one line.
+# The fleet requires a shared-secret token (security.token_file), so the
+# backtest's own client (the forecasts) must send it as the nodes do; a config
+# whose token file went missing is refused with exit 2 before any fleet starts.
 #
 # Env: PSFLEET = the psfleet binary (set by ctest). ipc:// URLs in a temp dir, no
 # ports. Every process is started by the backtest's supervisor and stopped by it.
@@ -26,6 +29,7 @@ lib_on_exit() {
 }
 
 "$PSFLEET" data gen --symbols 60 --days 600 --seed 11 --out "$W/data.csv" >/dev/null || exit 1
+echo "backtest-test-secret" >"$W/token"
 cat >"$W/fleet.yaml" <<YAML
 name: backtest-test
 seed: 42
@@ -47,6 +51,7 @@ training: {epochs: 3, batch_size: 128}
 consistency: {mode: sync, straggler_timeout_ms: 5000, heartbeat_ms: 200}
 durability: {mode: none, map_size: 67108864}
 inference: {refresh_ms: 100, history_days: 32}
+security: {token_file: $W/token}
 YAML
 
 # bad arguments: exit 2, one line
@@ -56,11 +61,14 @@ out=$("$PSFLEET" backtest "$W/fleet.yaml" --origins 2 --coverage 1.2 2>&1)
 [ $? -eq 2 ] || fail "--coverage 1.2: want exit 2, got: $out"
 out=$("$PSFLEET" backtest "$W/fleet.yaml" --origins 100 --horizon 20 --out "$W/x" 2>&1)
 [ $? -eq 2 ] && [[ "$out" == *"need at least"* ]] || fail "too many origins: want exit 2, got: $out"
+out=$("$PSFLEET" backtest "$W/fleet.yaml" --origins 1 --set "security.token_file=$W/none" --out "$W/x" 2>&1)
+[ $? -eq 2 ] && [[ "$out" == *"cannot read security.token_file"* ]] ||
+	fail "a missing token file: want exit 2, got: $out"
 
 t0=$(date +%s)
 "$PSFLEET" backtest "$W/fleet.yaml" --origins 4 --horizon 20 --out "$W/out" >"$W/bt.log" 2>&1 ||
 	fail "backtest failed: $(tail -3 "$W/bt.log")"
-say "backtest of 4 origins took $(($(date +%s) - t0)) s"
+say "backtest of 4 origins (token-protected fleet) took $(($(date +%s) - t0)) s"
 for f in results.csv summary.json report.html; do
 	[ -s "$W/out/$f" ] || fail "$f missing or empty"
 done
