@@ -41,7 +41,7 @@ static const command commands[] = {
         "deploy kubernetes CONFIG --image IMAGE [--namespace NS] [--name NAME]\n"
         "             [--out FILE] [--data-claim PVC] [--storage SIZE] [--storage-class CLASS]\n"
         "             [--cluster-domain D] [--pull-policy POLICY] [--train-only]\n"
-        "             [--set KEY=VALUE]..."},
+        "             [--secret NAME] [--set KEY=VALUE]..."},
     {"slurm", psf_cmd_slurm, "run a fleet in a Slurm allocation (examples/slurm/)",
         "slurm plan CONFIG --nodes NODE[,NODE...] --out DIR [--addrs ADDR[,ADDR...]]\n"
         "             [--place WHO=LIST]... [--port-base PORT]\n"
