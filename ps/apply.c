@@ -127,8 +127,8 @@ store_new(psf_store_txn *txn, psf_store_db db, uint64_t key, void *dst, const fl
  * and the average is applied as it is, w -= g * scale: the optimizer ran on the
  * trainers, so no server optimizer, schedule or state takes part. */
 static psf_err
-apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *g, size_t n,
-    double scale, uint64_t step, bool check_finite)
+apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, ps_par_batch *par, uint64_t key,
+    const void *g, size_t n, double scale, uint64_t step, bool check_finite)
 {
 	bool local = ps->cfg->consistency.mode == PSF_CONS_LOCAL;
 	size_t sf = local ? 0 : ps->state_floats;
@@ -163,9 +163,15 @@ apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *
 		return store_new(txn, PSF_STORE_WEIGHTS, key, dst_w, s->w, n);
 	}
 	if (dst_w != NULL && ALIGNED(old_w) && ALIGNED(dst_w) &&
-	    (sf == 0 || (dst_s != NULL && ALIGNED(old_s) && ALIGNED(dst_s))))
+	    (sf == 0 || (dst_s != NULL && ALIGNED(old_s) && ALIGNED(dst_s)))) {
+		/* A large value is queued and filled with the update's others, on two
+		 * threads (apply_par.c says why its pointers stay valid meanwhile). */
+		if (n * 4 >= PS_PAR_MIN_KEY_BYTES)
+			return ps_par_batch_add(par,
+			    &(ps_par_job){dst_w, old_w, dst_s, old_s, g, n});
 		return psf_optim_apply_to(&ps->optim, step, dst_w, old_w, dst_s, old_s, g, n,
 		    (float)scale, 0.0, check_finite);
+	}
 	/* In scratch: a small value inside an LMDB page (only 2-byte aligned), a
 	 * first touch, or a store without WRITEMAP. */
 	if (old_w != s->w)
@@ -211,15 +217,21 @@ apply_push_txn(psf_store_txn *txn, void *arg)
 	push_ctx *c = arg;
 	const ps_push *p = c->push;
 	scratch s = {0};
+	ps_par_batch par;
 	size_t off = 0;
 	psf_err err = PSF_OK;
 
+	ps_par_batch_init(&par, &c->ps->optim, c->step, (float)p->scale, p->check_finite,
+	    c->ps->state_floats);
 	/* PSF_ERANGE (NaN/Inf with check_finite) aborts the update: nothing applied. */
 	for (size_t i = 0; i < p->n_keys && err == PSF_OK; i++) {
-		err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i],
+		err = apply_key(c->ps, txn, &s, &par, p->keys[i], p->values + off * 4, p->lens[i],
 		    p->scale, c->step, p->check_finite);
 		off += p->lens[i];
 	}
+	if (err == PSF_OK)
+		err = ps_par_run(c->ps->par, &par);
+	ps_par_batch_fini(&par);
 	scratch_fini(&s);
 	if (err == PSF_OK)
 		err = record_push(txn, p);
@@ -286,6 +298,87 @@ ps_accumulate_push(psf_ps *ps, const ps_push *push)
 	push_ctx c = {ps, push, ps->version, ps->step};
 
 	return psf_store_update(ps->store, accumulate_txn, &c);
+}
+
+/* A deferred push: the push with its keys, lens and values copied after it. */
+typedef struct ps_deferred {
+	struct ps_deferred *next;
+	ps_push push;
+} ps_deferred;
+
+psf_err
+ps_defer_push(psf_ps *ps, const ps_push *push)
+{
+	size_t floats = 0, bytes;
+	ps_deferred *d, **tail;
+	uint8_t *at;
+
+	for (size_t i = 0; i < push->n_keys; i++)
+		floats += push->lens[i];
+	if (floats * 4 > PS_DEFER_MAX_BYTES)
+		return ps_accumulate_push(ps, push);
+	if (push->check_finite && !grad_finite(push->values, floats))
+		return PSF_ERANGE; /* nothing recorded, as ps_accumulate_push */
+	bytes = sizeof(*d) + push->n_keys * (sizeof(uint64_t) + sizeof(uint32_t)) + floats * 4;
+	if ((d = malloc(bytes)) == NULL)
+		return PSF_ENOMEM;
+	d->next = NULL;
+	d->push = *push;              /* worker points at the worker table's id: it never moves */
+	d->push.check_finite = false; /* checked above */
+	at = (uint8_t *)(d + 1);
+	memcpy(at, push->keys, push->n_keys * sizeof(uint64_t));
+	d->push.keys = (const uint64_t *)at;
+	at += push->n_keys * sizeof(uint64_t);
+	memcpy(at, push->lens, push->n_keys * sizeof(uint32_t));
+	d->push.lens = (const uint32_t *)at;
+	at += push->n_keys * sizeof(uint32_t);
+	memcpy(at, push->values, floats * 4);
+	d->push.values = at;
+	for (tail = &ps->deferred; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = d;
+	return PSF_OK;
+}
+
+/* write_deferred writes every deferred push's records into txn. */
+static psf_err
+write_deferred(psf_ps *ps, psf_store_txn *txn)
+{
+	psf_err err = PSF_OK;
+
+	for (ps_deferred *d = ps->deferred; d != NULL && err == PSF_OK; d = d->next) {
+		push_ctx c = {ps, &d->push, ps->version, ps->step};
+		err = accumulate_txn(txn, &c);
+	}
+	return err;
+}
+
+static psf_err
+flush_txn(psf_store_txn *txn, void *arg)
+{
+	return write_deferred(arg, txn);
+}
+
+void
+ps_deferred_free(psf_ps *ps)
+{
+	while (ps->deferred != NULL) {
+		ps_deferred *d = ps->deferred;
+		ps->deferred = d->next;
+		free(d);
+	}
+}
+
+psf_err
+ps_flush_deferred(psf_ps *ps)
+{
+	psf_err err;
+
+	if (ps->deferred == NULL)
+		return PSF_OK;
+	if ((err = psf_store_update(ps->store, flush_txn, ps)) == PSF_OK)
+		ps_deferred_free(ps);
+	return err;
 }
 
 /* A sum per parameter key, in ascending key order after sorting. */
@@ -375,13 +468,22 @@ close_round_txn(psf_store_txn *txn, void *arg)
 	round_ctx *c = arg;
 	psf_store_walk walk;
 	scratch s = {0};
+	ps_par_batch par;
 	psf_err err;
 
 	free_sums(c); /* re-run after a map grow starts from scratch */
-	err = psf_store_txn_walk(txn, PSF_STORE_ACCUM, 0, 0, sum_visit, c, &walk);
+	ps_par_batch_init(&par, &c->ps->optim, c->step, (float)(1.0 / c->contributors), false,
+	    c->ps->state_floats);
+	/* The round's deferred pushes first: the walk then sums them with the rest. */
+	err = write_deferred(c->ps, txn);
+	if (err == PSF_OK)
+		err = psf_store_txn_walk(txn, PSF_STORE_ACCUM, 0, 0, sum_visit, c, &walk);
 	for (size_t i = 0; i < c->n_sums && err == PSF_OK; i++)
-		err = apply_key(c->ps, txn, &s, c->sums[i].key, c->sums[i].v, c->sums[i].n,
+		err = apply_key(c->ps, txn, &s, &par, c->sums[i].key, c->sums[i].v, c->sums[i].n,
 		    1.0 / c->contributors, c->step, false);
+	if (err == PSF_OK)
+		err = ps_par_run(c->ps->par, &par);
+	ps_par_batch_fini(&par);
 	scratch_fini(&s);
 	if (err == PSF_OK)
 		err = psf_store_txn_clear(txn, PSF_STORE_ACCUM);
@@ -488,6 +590,7 @@ ps_close_round(psf_ps *ps)
 		return;
 	}
 	store_recovered(ps, ps->round);
+	ps_deferred_free(ps); /* written by close_round_txn */
 	ps->version = c.version;
 	ps->step = c.step;
 	ps->round = (int64_t)c.round;

@@ -24,6 +24,7 @@
 #include "lib/net/methods.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/wire.h"
+#include "ps/optim.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
@@ -42,6 +43,10 @@ typedef struct fleet {
 
 /* cfg_text writes a fleet YAML: n_ps ps nodes on port 0, n_tr trainers, an mlp
  * whose tensors split into several small keys. */
+/* The durability mode of the fleets the tests start (every-commit unless a test
+ * needs interval's in-map updates, and puts it back). */
+static const char *durability = "every-commit";
+
 static void
 cfg_text_chunk(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const char *consistency,
     const char *optimizer, const char *hidden, unsigned chunk)
@@ -63,9 +68,9 @@ cfg_text_chunk(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const
 	    "model: {kind: mlp, hidden: [%s], chunk_floats: %u}\n"
 	    "optimizer: %s\n"
 	    "consistency: %s\n"
-	    "durability: {mode: every-commit, map_size: 1048576}\n"
+	    "durability: {mode: %s, map_size: 1048576}\n"
 	    "limits: {request_timeout_ms: 5000, rpc_workers: 16}\n",
-	    dir, hidden, chunk, optimizer, consistency);
+	    dir, hidden, chunk, optimizer, consistency, durability);
 }
 
 static void
@@ -1000,6 +1005,117 @@ test_ps_big_pull_and_push_in_pieces(void **state)
 	psf_params_free(g);
 	psf_ps_client_close(w);
 	fleet_stop(&f);
+}
+
+/* grads_ramp gives every dense key a gradient that differs float by float (and a
+ * NaN at float nan_at of key nan_key when nan_key < n_keys). */
+static psf_params *
+grads_ramp(fleet *f, float base, size_t nan_key, uint32_t nan_at)
+{
+	psf_params *g;
+	float *buf = NULL;
+	uint32_t max = 0;
+
+	for (size_t i = 0; i < f->n_keys; i++)
+		max = f->lens[i] > max ? f->lens[i] : max;
+	assert_non_null(buf = malloc(max * sizeof(float)));
+	assert_int_equal(psf_params_new(f->model, &g), PSF_OK);
+	for (size_t i = 0; i < f->n_keys; i++) {
+		for (uint32_t j = 0; j < f->lens[i]; j++)
+			buf[j] = base * (float)((j * 7 + i * 3) % 101 - 50) / 50.0f;
+		if (i == nan_key)
+			buf[nan_at] = NAN;
+		assert_int_equal(psf_params_set_key(g, f->keys[i], buf, f->lens[i]), PSF_OK);
+	}
+	free(buf);
+	return g;
+}
+
+/* Large updates on an interval store run their optimizer pass on two threads
+ * (ps/apply_par.c), splitting keys (and, for sgd and momentum, cutting one key
+ * in two). The weights must be bit-identical to the rule applied in place, key
+ * by key, on one thread, for every rule, over two pushes (state carried); and a
+ * NaN in the helper's half still rejects the whole push with nothing applied. */
+static void
+test_ps_large_update_two_threads_bit_identical(void **state)
+{
+	static const char *const optims[] = {
+	    "{kind: sgd, learning_rate: 0.5}",
+	    "{kind: momentum, learning_rate: 0.1, momentum: 0.9}",
+	    "{kind: adam, learning_rate: 0.01}",
+	    "{kind: adagrad, learning_rate: 0.1}",
+	};
+
+	(void)state;
+	durability = "interval";
+	for (size_t o = 0; o < sizeof(optims) / sizeof(optims[0]); o++) {
+		fleet f;
+		psf_ps_client *w;
+		psf_params *ref, *got, *g[2], *bad;
+		float *st[64] = {0};
+		size_t sf, last, k;
+
+		/* 3 inputs, hidden [40000, 8], 100,000-float chunks: l1.w is keys of
+		 * 100,000 and 20,000 floats, l1.b one of 40,000, l2.w three of 100,000
+		 * and one of 20,000 (the halves meet inside l2.w's first key): 1.9 MB
+		 * of large keys, plus small ones taking the one-thread path. */
+		fleet_start_model(&f, 1, 1, "{mode: async}", optims[o], "40000, 8", 100000);
+		assert_true(f.n_keys < 64);
+		sf = psf_optim_state_floats(f.cfg->optimizer.kind);
+		w = worker(&f, "trainer-0");
+		ref = pull_all(&f, w, 0);
+		g[0] = grads_ramp(&f, 0.5f, SIZE_MAX, 0);
+		g[1] = grads_ramp(&f, -0.25f, SIZE_MAX, 0);
+		for (int step = 0; step < 2; step++) {
+			assert_int_equal(
+			    psf_ps_client_push(w, step, g[step], f.keys, f.n_keys, 1, 0, NULL),
+			    PSF_OK);
+			for (k = 0; k < f.n_keys; k++) {
+				const float *gv, *cur;
+				float *wv;
+				uint32_t n;
+				assert_int_equal(psf_params_get_key(g[step], f.keys[k], &gv, &n),
+				    PSF_OK);
+				assert_int_equal(psf_params_get_key(ref, f.keys[k], &cur, &n),
+				    PSF_OK);
+				assert_non_null(wv = malloc(n * sizeof(float)));
+				memcpy(wv, cur, n * sizeof(float));
+				if (st[k] == NULL)
+					assert_non_null(st[k] = calloc(n * sf + 1, sizeof(float)));
+				assert_int_equal(psf_optim_apply(&f.cfg->optimizer,
+				                     (uint64_t)step + 1, wv, st[k], gv, n, 1.0f,
+				                     0.0),
+				    PSF_OK);
+				assert_int_equal(psf_params_set_key(ref, f.keys[k], wv, n), PSF_OK);
+				free(wv);
+			}
+		}
+		/* a NaN at the end of the last large key: the helper's half */
+		for (last = 0, k = 0; k < f.n_keys; k++)
+			last = f.lens[k] >= 16384 ? k : last;
+		bad = grads_ramp(&f, 1.0f, last, f.lens[last] - 1);
+		assert_int_equal(psf_ps_client_push(w, 2, bad, f.keys, f.n_keys, 1, 0, NULL),
+		    PSF_EINVAL);
+		got = pull_all(&f, w, 3);
+		for (k = 0; k < f.n_keys; k++) {
+			const float *a, *b;
+			uint32_t la, lb;
+			assert_int_equal(psf_params_get_key(ref, f.keys[k], &a, &la), PSF_OK);
+			assert_int_equal(psf_params_get_key(got, f.keys[k], &b, &lb), PSF_OK);
+			assert_int_equal(la, lb);
+			if (memcmp(a, b, la * sizeof(float)) != 0)
+				fail_msg("%s: key %zu (%u floats) differs", optims[o], k, la);
+			free(st[k]);
+		}
+		psf_params_free(ref);
+		psf_params_free(got);
+		psf_params_free(g[0]);
+		psf_params_free(g[1]);
+		psf_params_free(bad);
+		psf_ps_client_close(w);
+		fleet_stop(&f);
+	}
+	durability = "every-commit";
 }
 
 /* raw_call sends a serialized request as is and returns the reply status. */
@@ -1976,6 +2092,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_ps_report_on_full_disk, disk_setup, disk_teardown),
 	    cmocka_unit_test(test_ps_nonfinite_gradients),
 	    cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
+	    cmocka_unit_test(test_ps_large_update_two_threads_bit_identical),
 	    cmocka_unit_test(test_ps_raw_push_malformed_rejected),
 	    cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
 	    cmocka_unit_test(test_ps_push_pull_matches_push_then_pull),
