@@ -127,8 +127,8 @@ store_new(psf_store_txn *txn, psf_store_db db, uint64_t key, void *dst, const fl
  * and the average is applied as it is, w -= g * scale: the optimizer ran on the
  * trainers, so no server optimizer, schedule or state takes part. */
 static psf_err
-apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, ps_par_batch *par, uint64_t key,
-    const void *g, size_t n, double scale, uint64_t step, bool check_finite)
+apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, uint64_t key, const void *g, size_t n,
+    double scale, uint64_t step, bool check_finite)
 {
 	bool local = ps->cfg->consistency.mode == PSF_CONS_LOCAL;
 	size_t sf = local ? 0 : ps->state_floats;
@@ -163,15 +163,9 @@ apply_key(psf_ps *ps, psf_store_txn *txn, scratch *s, ps_par_batch *par, uint64_
 		return store_new(txn, PSF_STORE_WEIGHTS, key, dst_w, s->w, n);
 	}
 	if (dst_w != NULL && ALIGNED(old_w) && ALIGNED(dst_w) &&
-	    (sf == 0 || (dst_s != NULL && ALIGNED(old_s) && ALIGNED(dst_s)))) {
-		/* A large value is queued and filled with the update's others, on two
-		 * threads (apply_par.c says why its pointers stay valid meanwhile). */
-		if (n * 4 >= PS_PAR_MIN_KEY_BYTES)
-			return ps_par_batch_add(par,
-			    &(ps_par_job){dst_w, old_w, dst_s, old_s, g, n});
+	    (sf == 0 || (dst_s != NULL && ALIGNED(old_s) && ALIGNED(dst_s))))
 		return psf_optim_apply_to(&ps->optim, step, dst_w, old_w, dst_s, old_s, g, n,
 		    (float)scale, 0.0, check_finite);
-	}
 	/* In scratch: a small value inside an LMDB page (only 2-byte aligned), a
 	 * first touch, or a store without WRITEMAP. */
 	if (old_w != s->w)
@@ -217,21 +211,15 @@ apply_push_txn(psf_store_txn *txn, void *arg)
 	push_ctx *c = arg;
 	const ps_push *p = c->push;
 	scratch s = {0};
-	ps_par_batch par;
 	size_t off = 0;
 	psf_err err = PSF_OK;
 
-	ps_par_batch_init(&par, &c->ps->optim, c->step, (float)p->scale, p->check_finite,
-	    c->ps->state_floats);
 	/* PSF_ERANGE (NaN/Inf with check_finite) aborts the update: nothing applied. */
 	for (size_t i = 0; i < p->n_keys && err == PSF_OK; i++) {
-		err = apply_key(c->ps, txn, &s, &par, p->keys[i], p->values + off * 4, p->lens[i],
+		err = apply_key(c->ps, txn, &s, p->keys[i], p->values + off * 4, p->lens[i],
 		    p->scale, c->step, p->check_finite);
 		off += p->lens[i];
 	}
-	if (err == PSF_OK)
-		err = ps_par_run(c->ps->par, &par);
-	ps_par_batch_fini(&par);
 	scratch_fini(&s);
 	if (err == PSF_OK)
 		err = record_push(txn, p);
@@ -468,22 +456,16 @@ close_round_txn(psf_store_txn *txn, void *arg)
 	round_ctx *c = arg;
 	psf_store_walk walk;
 	scratch s = {0};
-	ps_par_batch par;
 	psf_err err;
 
 	free_sums(c); /* re-run after a map grow starts from scratch */
-	ps_par_batch_init(&par, &c->ps->optim, c->step, (float)(1.0 / c->contributors), false,
-	    c->ps->state_floats);
 	/* The round's deferred pushes first: the walk then sums them with the rest. */
 	err = write_deferred(c->ps, txn);
 	if (err == PSF_OK)
 		err = psf_store_txn_walk(txn, PSF_STORE_ACCUM, 0, 0, sum_visit, c, &walk);
 	for (size_t i = 0; i < c->n_sums && err == PSF_OK; i++)
-		err = apply_key(c->ps, txn, &s, &par, c->sums[i].key, c->sums[i].v, c->sums[i].n,
+		err = apply_key(c->ps, txn, &s, c->sums[i].key, c->sums[i].v, c->sums[i].n,
 		    1.0 / c->contributors, c->step, false);
-	if (err == PSF_OK)
-		err = ps_par_run(c->ps->par, &par);
-	ps_par_batch_fini(&par);
 	scratch_fini(&s);
 	if (err == PSF_OK)
 		err = psf_store_txn_clear(txn, PSF_STORE_ACCUM);

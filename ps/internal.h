@@ -98,8 +98,6 @@ typedef struct reduce_entry {
 	bool complete;
 } reduce_entry;
 
-typedef struct ps_par ps_par;
-
 typedef struct ps_snapshot {
 	uint64_t version;
 	uint64_t trained_steps;
@@ -162,7 +160,6 @@ struct psf_ps {
 	 * horizon derived from the workers' announced step counts when the config
 	 * leaves total_steps at 0. */
 	psf_optim_cfg optim;
-	ps_par *par; /* the second thread of large updates (apply_par.c); NULL: none */
 
 	/* metrics */
 	psf_gauge *g_version;
@@ -238,61 +235,6 @@ void ps_unlock_and_answer(psf_ps *ps);
 /* ps_check_timeouts drops stragglers and expired leases. Caller holds mu.
  * Returns true when the open sync round became complete. */
 bool ps_check_timeouts(psf_ps *ps, uint64_t now_ms);
-
-/* apply_par.c ---------------------------------------------------------------- */
-
-/* Updates of at least PS_PAR_MIN_FLOATS floats in all run on two threads, and
- * only keys of at least PS_PAR_MIN_KEY_BYTES are queued (see apply_par.c). */
-#define PS_PAR_MIN_FLOATS ((size_t)1 << 18)
-#define PS_PAR_MIN_KEY_BYTES ((size_t)64 << 10)
-
-/* One key's update where the store keeps it: psf_optim_apply_to(w_out, w_in,
- * s_out, s_in, g, n) with the batch's settings. */
-typedef struct ps_par_job {
-	float *w_out;
-	const float *w_in;
-	float *s_out;
-	const float *s_in;
-	const void *g;
-	size_t n;
-} ps_par_job;
-
-/* The keys of one store update, queued until every key is reserved. */
-typedef struct ps_par_batch {
-	const psf_optim_cfg *cfg;
-	uint64_t step;
-	float scale;
-	bool check_finite;
-	size_t state_floats;
-	ps_par_job *jobs;
-	size_t n, cap;
-	size_t floats; /* sum of jobs[].n */
-} ps_par_batch;
-
-/* ps_par_batch_init starts an empty batch with the update rule's settings. */
-void ps_par_batch_init(ps_par_batch *b, const psf_optim_cfg *cfg, uint64_t step, float scale,
-    bool check_finite, size_t state_floats);
-
-/* ps_par_batch_fini frees the batch's queue. Cannot fail. */
-void ps_par_batch_fini(ps_par_batch *b);
-
-/* ps_par_batch_add queues a job (its pointers must stay valid until ps_par_run).
- * PSF_ENOMEM: nothing queued. */
-PSF_NODISCARD psf_err ps_par_batch_add(ps_par_batch *b, const ps_par_job *job);
-
-/* ps_par_start starts the helper thread. PSF_ENOMEM, PSF_ESYS. */
-PSF_NODISCARD psf_err ps_par_start(ps_par **out);
-
-/* ps_par_stop stops and frees the helper (NULL: nothing). No ps_par_run may be
- * running. */
-void ps_par_stop(ps_par *p);
-
-/* ps_par_run applies every queued job, on this thread and the helper (p) when
- * the batch holds at least PS_PAR_MIN_FLOATS floats, else (or p NULL) here
- * alone. Returns the first error of psf_optim_apply_to (PSF_ERANGE: a NaN/Inf
- * gradient; the outputs then hold a partial update the caller discards).
- * One caller at a time (the store's writer). */
-PSF_NODISCARD psf_err ps_par_run(ps_par *p, const ps_par_batch *b);
 
 /* apply.c -------------------------------------------------------------------- */
 

@@ -471,12 +471,6 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 			goto fail;
 	}
 	ps->round_open_ms = psf_now_ms();
-	/* PSF_PS_APPLY_THREADS=1 keeps large updates on one thread (for A/B
-	 * measurements: bench/ps_bench, docs/performance.md). */
-	if ((getenv("PSF_PS_APPLY_THREADS") == NULL ||
-	        strcmp(getenv("PSF_PS_APPLY_THREADS"), "1") != 0) &&
-	    (err = ps_par_start(&ps->par)) != PSF_OK)
-		goto fail;
 	if ((err = start_rpc(ps, opts)) != PSF_OK)
 		goto fail;
 	if (pthread_create(&ps->timer, NULL, timer_main, ps) != 0) {
@@ -522,7 +516,6 @@ psf_ps_free(psf_ps *ps)
 		ps_backup_stop(ps);
 	psf_rpc_server_free(ps->srv); /* no handler runs after this */
 	psf_admin_free(ps->admin);
-	ps_par_stop(ps->par);        /* after the handlers: no update is running */
 	while (ps->parked != NULL) { /* parked after we looked: their calls are gone */
 		parked *p = ps->parked;
 		ps->parked = p->next;
