@@ -288,87 +288,6 @@ ps_accumulate_push(psf_ps *ps, const ps_push *push)
 	return psf_store_update(ps->store, accumulate_txn, &c);
 }
 
-/* A deferred push: the push with its keys, lens and values copied after it. */
-typedef struct ps_deferred {
-	struct ps_deferred *next;
-	ps_push push;
-} ps_deferred;
-
-psf_err
-ps_defer_push(psf_ps *ps, const ps_push *push)
-{
-	size_t floats = 0, bytes;
-	ps_deferred *d, **tail;
-	uint8_t *at;
-
-	for (size_t i = 0; i < push->n_keys; i++)
-		floats += push->lens[i];
-	if (floats * 4 > PS_DEFER_MAX_BYTES)
-		return ps_accumulate_push(ps, push);
-	if (push->check_finite && !grad_finite(push->values, floats))
-		return PSF_ERANGE; /* nothing recorded, as ps_accumulate_push */
-	bytes = sizeof(*d) + push->n_keys * (sizeof(uint64_t) + sizeof(uint32_t)) + floats * 4;
-	if ((d = malloc(bytes)) == NULL)
-		return PSF_ENOMEM;
-	d->next = NULL;
-	d->push = *push;              /* worker points at the worker table's id: it never moves */
-	d->push.check_finite = false; /* checked above */
-	at = (uint8_t *)(d + 1);
-	memcpy(at, push->keys, push->n_keys * sizeof(uint64_t));
-	d->push.keys = (const uint64_t *)at;
-	at += push->n_keys * sizeof(uint64_t);
-	memcpy(at, push->lens, push->n_keys * sizeof(uint32_t));
-	d->push.lens = (const uint32_t *)at;
-	at += push->n_keys * sizeof(uint32_t);
-	memcpy(at, push->values, floats * 4);
-	d->push.values = at;
-	for (tail = &ps->deferred; *tail != NULL; tail = &(*tail)->next)
-		;
-	*tail = d;
-	return PSF_OK;
-}
-
-/* write_deferred writes every deferred push's records into txn. */
-static psf_err
-write_deferred(psf_ps *ps, psf_store_txn *txn)
-{
-	psf_err err = PSF_OK;
-
-	for (ps_deferred *d = ps->deferred; d != NULL && err == PSF_OK; d = d->next) {
-		push_ctx c = {ps, &d->push, ps->version, ps->step};
-		err = accumulate_txn(txn, &c);
-	}
-	return err;
-}
-
-static psf_err
-flush_txn(psf_store_txn *txn, void *arg)
-{
-	return write_deferred(arg, txn);
-}
-
-void
-ps_deferred_free(psf_ps *ps)
-{
-	while (ps->deferred != NULL) {
-		ps_deferred *d = ps->deferred;
-		ps->deferred = d->next;
-		free(d);
-	}
-}
-
-psf_err
-ps_flush_deferred(psf_ps *ps)
-{
-	psf_err err;
-
-	if (ps->deferred == NULL)
-		return PSF_OK;
-	if ((err = psf_store_update(ps->store, flush_txn, ps)) == PSF_OK)
-		ps_deferred_free(ps);
-	return err;
-}
-
 /* A sum per parameter key, in ascending key order after sorting. */
 typedef struct sum_entry {
 	uint64_t key;
@@ -459,10 +378,7 @@ close_round_txn(psf_store_txn *txn, void *arg)
 	psf_err err;
 
 	free_sums(c); /* re-run after a map grow starts from scratch */
-	/* The round's deferred pushes first: the walk then sums them with the rest. */
-	err = write_deferred(c->ps, txn);
-	if (err == PSF_OK)
-		err = psf_store_txn_walk(txn, PSF_STORE_ACCUM, 0, 0, sum_visit, c, &walk);
+	err = psf_store_txn_walk(txn, PSF_STORE_ACCUM, 0, 0, sum_visit, c, &walk);
 	for (size_t i = 0; i < c->n_sums && err == PSF_OK; i++)
 		err = apply_key(c->ps, txn, &s, c->sums[i].key, c->sums[i].v, c->sums[i].n,
 		    1.0 / c->contributors, c->step, false);
@@ -572,7 +488,6 @@ ps_close_round(psf_ps *ps)
 		return;
 	}
 	store_recovered(ps, ps->round);
-	ps_deferred_free(ps); /* written by close_round_txn */
 	ps->version = c.version;
 	ps->step = c.step;
 	ps->round = (int64_t)c.round;

@@ -60,14 +60,6 @@ psf_ps_rpc_register_worker(Psfleet__V1__ParameterServer_Service *svc,
 		if (min != INT64_MAX && min > 0)
 			w->clock = min; /* a late joiner must not hold the SSP gate back */
 	}
-	/* The reply tells last_seq: every push it covers must be in the store. */
-	if ((err = ps_flush_deferred(ps)) != PSF_OK) {
-		pthread_mutex_unlock(&ps->mu);
-		psf_rpc_fail_err(call, err, "cannot register worker '%s': %s", in->worker,
-		    psf_strerror(err));
-		done(NULL, call);
-		return;
-	}
 	w->registered = true;
 	w->live = true;
 	w->done = false;
@@ -379,11 +371,6 @@ ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushRe
 	if ((w = ps_lock_worker(ps, in->worker, call)) == NULL)
 		return false;
 	if (in->seq <= w->last_seq) {
-		/* The ack must not outlive a crash: a deferred push is written first. */
-		if ((err = ps_flush_deferred(ps)) != PSF_OK) {
-			psf_rpc_fail_err(call, err, "push not recorded: %s", psf_strerror(err));
-			goto fail;
-		}
 		ps->n_duplicate++;
 		psf_counter_inc(ps->c_duplicate);
 		r->model_version = ps->version;
@@ -395,9 +382,7 @@ ps_push_handle(psf_ps *ps, const ps_push_in *in, void *call, Psfleet__V1__PushRe
 	    !gradient_scale(ps, &p, in->values_len / 4, call) ||
 	    (sync && !sync_clock_ok(ps, w, in->clock, call)))
 		goto rejected;
-	err = !sync     ? ps_apply_push(ps, &p)
-	    : in->defer ? ps_defer_push(ps, &p)
-	                : ps_accumulate_push(ps, &p);
+	err = sync ? ps_accumulate_push(ps, &p) : ps_apply_push(ps, &p);
 	if (err == PSF_ERANGE && p.check_finite) { /* NaN/Inf found while applying */
 		if (!nonfinite(ps, &p, call))
 			goto rejected;

@@ -139,7 +139,6 @@ struct psf_ps {
 	int64_t round;    /* sync: the open round (== rounds closed) */
 	uint64_t round_open_ms;
 	parked *parked;
-	struct ps_deferred *deferred; /* sync pushes not yet in the store (ps_defer_push) */
 	reduce_entry *reduces;
 	ps_snapshot *snaps[PS_SNAP_RING];
 	uint64_t snap_wanted_ms;
@@ -262,24 +261,6 @@ PSF_NODISCARD psf_err ps_apply_push(psf_ps *ps, const ps_push *push);
  * ps_apply_push. Caller holds mu. */
 PSF_NODISCARD psf_err ps_accumulate_push(psf_ps *ps, const ps_push *push);
 
-/* ps_defer_push records a sync-mode push like ps_accumulate_push, but in
- * memory: its accumulator records, pushlog record and clock are written by the
- * transaction that closes its round (or by ps_flush_deferred, before anything
- * acknowledges it otherwise), which saves a store update per push. Only for a
- * push nobody is told about before its round closes (ps_push_in.defer); a push
- * of more than PS_DEFER_MAX_BYTES of values is written at once. PSF_ERANGE as
- * for ps_accumulate_push. Caller holds mu. */
-#define PS_DEFER_MAX_BYTES ((size_t)64 << 10)
-PSF_NODISCARD psf_err ps_defer_push(psf_ps *ps, const ps_push *push);
-
-/* ps_flush_deferred writes the deferred pushes (ps_defer_push) in one store
- * update; PSF_OK at once when there are none. Caller holds mu. */
-PSF_NODISCARD psf_err ps_flush_deferred(psf_ps *ps);
-
-/* ps_deferred_free drops the deferred pushes (at shutdown). Caller holds mu
- * (or is the only thread). */
-void ps_deferred_free(psf_ps *ps);
-
 /* ps_close_round averages the accumulated gradients of the open round (summed in
  * worker order), applies them, and advances round and version, in one update.
  * A failure is logged and leaves the round open with its accumulator intact; the
@@ -343,10 +324,6 @@ typedef struct ps_push_in {
 	size_t values_len;     /* bytes */
 	uint64_t n_samples;
 	double loss;
-	/* defer: the caller answers only after the push's sync round closed (a
-	 * PushPull), so its accumulator records may wait for the round close's
-	 * transaction (ps_defer_push). */
-	bool defer;
 } ps_push_in;
 
 /* ps_push_handle runs one push: dedup by (worker, seq), validation, apply

@@ -116,15 +116,6 @@ serve_or_park(psf_ps *ps, void *call, ps_worker *w, Psfleet__V1__PullRequest *pu
 
 	pthread_mutex_lock(&ps->mu);
 	now = ps_pull_may_proceed(ps, pull->clock);
-	/* Answered now (a pull for a clock already served): the push half's reply
-	 * is an ack, so a deferred push must be in the store first. */
-	if (now && ps_flush_deferred(ps) != PSF_OK) {
-		pthread_mutex_unlock(&ps->mu);
-		psf_rpc_fail(call, PSF_STATUS_UNAVAILABLE, "push not recorded: store failing");
-		ps_push_pull_answer(&p, NULL);
-		release(&p);
-		return;
-	}
 	if (!now && ps_park(ps, &p) != PSF_OK) {
 		pthread_mutex_unlock(&ps->mu);
 		psf_rpc_fail(call, PSF_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -156,7 +147,6 @@ push_pull_raw(psf_rpc_call *call, const uint8_t *payload, size_t len, void *arg)
 	if (err == PSF_OK) {
 		err = ps_push_parse(fpush.data, fpush.len, &b, &in);
 		parsed = true;
-		in.defer = true; /* answered once its round closed: see ps_defer_push */
 	}
 	if (err == PSF_OK) {
 		pull = (Psfleet__V1__PullRequest *)protobuf_c_message_unpack(

@@ -522,7 +522,6 @@ psf_ps_free(psf_ps *ps)
 		free(p);
 	}
 	ps_reduces_free(ps);
-	ps_deferred_free(ps); /* never acknowledged: their workers send them again */
 	ps_snapshot_free_all(ps);
 	psf_store_close(ps->store);
 	psf_model_free(ps->model);

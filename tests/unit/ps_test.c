@@ -2070,85 +2070,6 @@ test_ps_push_pull_replay_and_malformed(void **state)
 	fleet_stop(&f);
 }
 
-/* raw_register registers worker with shard 0 and returns what it says of it. */
-static void
-raw_register(fleet *f, const char *worker, uint64_t *last_seq, int64_t *clock)
-{
-	psf_rpc_client *c;
-	Psfleet__V1__RegisterRequest req = PSFLEET__V1__REGISTER_REQUEST__INIT;
-	Psfleet__V1__RegisterReply *r = NULL;
-
-	assert_int_equal(psf_rpc_client_open(f->urls[0], NULL, &c), PSF_OK);
-	req.worker = (char *)worker;
-	assert_int_equal(psf_rpc_client_call(c, PSF_M_REGISTER, &req.base,
-	                     &psfleet__v1__register_reply__descriptor, NULL,
-	                     (ProtobufCMessage **)&r, NULL),
-	    PSF_OK);
-	*last_seq = r->last_seq;
-	*clock = r->clock;
-	protobuf_c_message_free_unpacked(&r->base, NULL);
-	psf_rpc_client_close(c);
-}
-
-/* A PushPull's sync push waits in memory for its round close's transaction
- * (ps_defer_push): a ps that stops before the round closed has not recorded it
- * (the worker, never answered, sends it again), and anything that acknowledges
- * it earlier (a Push re-sent with the same seq) writes it to the store first. */
-static void
-test_ps_push_pull_deferred_push(void **state)
-{
-	fleet f;
-	psf_rpc_client *c;
-	uint8_t *buf;
-	size_t len;
-	uint64_t seq;
-	int64_t clock;
-	float v[256];
-	size_t n = 0;
-	psf_rpc_status st;
-	Psfleet__V1__StatsReply *s;
-
-	(void)state;
-	fleet_start(&f, 1, 2, SYNC_CFG, SGD1);
-	for (size_t k = 0; k < f.n_keys; k++)
-		for (uint32_t j = 0; j < f.lens[k]; j++)
-			v[n++] = 1.5f;
-	buf = push_pull_bytes(&f, 1, 0, 0.5f, &len);
-	for (int round = 0; round < 2; round++) {
-		psf_rpc_pending *p;
-		psf_rpc_call_opts o = {5000, 0, 0};
-		raw_register(&f, "trainer-0", &seq, &clock);
-		raw_register(&f, "trainer-1", &seq, &clock);
-		assert_int_equal(psf_rpc_client_open(f.urls[0], NULL, &c), PSF_OK);
-		/* trainer-0's PushPull waits for trainer-1's push of round 0 */
-		assert_int_equal(psf_rpc_call_start_raw(c, PSF_M_PUSH_PULL, buf, len, &o, &p),
-		    PSF_OK);
-		psf_sleep_ms(100);
-		if (round == 1) /* the same push alone: acknowledged as a duplicate */
-			assert_int_equal(
-			    raw_push(&f, "trainer-0", 1, f.keys, f.lens, f.n_keys, v, n, &st),
-			    PSF_OK);
-		restart_ps0(&f);
-		assert_int_not_equal(
-		    psf_rpc_pending_wait_raw(p, &(const uint8_t *){NULL}, &(size_t){0}, &st),
-		    PSF_OK);
-		psf_rpc_pending_free(p);
-		psf_rpc_client_close(c);
-		raw_register(&f, "trainer-0", &seq, &clock);
-		assert_int_equal(seq, round == 0 ? 0 : 1);
-		assert_int_equal(clock, round == 0 ? 0 : 1);
-	}
-	/* trainer-1's push closes round 0 with trainer-0's, recorded once */
-	raw_register(&f, "trainer-1", &seq, &clock);
-	assert_int_equal(raw_push(&f, "trainer-1", 1, f.keys, f.lens, f.n_keys, v, n, &st), PSF_OK);
-	s = stats(&f, 0);
-	assert_int_equal(s->model_version, 1);
-	assert_int_equal(s->pushes_applied, 1); /* since the restart: trainer-1's */
-	protobuf_c_message_free_unpacked(&s->base, NULL);
-	free(buf);
-	fleet_stop(&f);
-}
-
 int
 main(void)
 {
@@ -2177,7 +2098,6 @@ main(void)
 	    cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
 	    cmocka_unit_test(test_ps_push_pull_matches_push_then_pull),
 	    cmocka_unit_test(test_ps_push_pull_replay_and_malformed),
-	    cmocka_unit_test(test_ps_push_pull_deferred_push),
 	    cmocka_unit_test(test_ps_local_round_applies_average_delta),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
