@@ -1968,6 +1968,78 @@ test_ps_push_pull_matches_push_then_pull(void **state)
 	fleet_stop(&two);
 }
 
+/* run_one_worker runs trainer-0 alone for `steps` steps of pp_run's gradients,
+ * with Push then Pull (fused false) or PushPull, and returns the final weights. */
+static psf_params *
+run_one_worker(fleet *f, int steps, bool fused, int *n_fused)
+{
+	pp_worker pw = {f, 0, steps, 0, PSF_OK};
+	psf_ps_client *w;
+	psf_params *final;
+
+	if (fused) {
+		pp_run(&pw);
+		assert_int_equal(pw.err, PSF_OK);
+		*n_fused = pw.fused;
+	} else {
+		w = worker(f, "trainer-0");
+		for (int64_t c = 0; c < steps; c++) {
+			psf_params *p = pull_all(f, w, c), *g;
+			assert_int_equal(psf_params_new(f->model, &g), PSF_OK);
+			for (size_t k = 0; k < f->n_keys; k++) {
+				float buf[8];
+				for (uint32_t j = 0; j < f->lens[k]; j++)
+					buf[j] = 0.3f * value(p, f->keys[k], j) +
+					    0.01f * (float)(j + 1) - 0.02f * (float)c;
+				assert_int_equal(psf_params_set_key(g, f->keys[k], buf, f->lens[k]),
+				    PSF_OK);
+			}
+			assert_int_equal(
+			    psf_ps_client_push(w, c, g, f->keys, f->n_keys, 4, 0, NULL), PSF_OK);
+			psf_params_free(p);
+			psf_params_free(g);
+		}
+		psf_ps_client_close(w);
+	}
+	w = worker(f, "trainer-0");
+	final = pull_all(f, w, steps);
+	psf_ps_client_close(w);
+	return final;
+}
+
+/* In async and ssp mode PushPull applies the push, then answers the pull half
+ * (at once, or when the ssp gate opens): the same weights, bit for bit, as a
+ * Push then a Pull (one worker, so the order is fixed; 2 shards, adam), and
+ * every step's next weights came with its push. */
+static void
+test_ps_push_pull_async_ssp_match_push_then_pull(void **state)
+{
+	const char *modes[] = {"{mode: async}",
+	    "{mode: ssp, staleness: 1, straggler_timeout_ms: 20000, heartbeat_ms: 100}"};
+	const char *adam = "{kind: adam, learning_rate: 0.05}";
+
+	(void)state;
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		fleet one, two;
+		psf_params *a, *b;
+		int fused = 0;
+		fleet_start(&one, 2, 1, modes[m], adam);
+		a = run_one_worker(&one, 6, false, &fused);
+		fleet_start(&two, 2, 1, modes[m], adam);
+		b = run_one_worker(&two, 6, true, &fused);
+		assert_int_equal(fused, 6);
+		for (size_t k = 0; k < one.n_keys; k++)
+			for (uint32_t j = 0; j < one.lens[k]; j++) {
+				float x = value(a, one.keys[k], j), y = value(b, one.keys[k], j);
+				assert_memory_equal(&x, &y, sizeof(float));
+			}
+		psf_params_free(a);
+		psf_params_free(b);
+		fleet_stop(&one);
+		fleet_stop(&two);
+	}
+}
+
 /* push_pull_bytes packs a PushPull of worker trainer-0 (seq, clock; gradient v on
  * every key) pulling every key at clock + 1. Returns a new buffer. */
 static uint8_t *
@@ -2098,6 +2170,7 @@ main(void)
 	    cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
 	    cmocka_unit_test(test_ps_push_pull_matches_push_then_pull),
 	    cmocka_unit_test(test_ps_push_pull_replay_and_malformed),
+	    cmocka_unit_test(test_ps_push_pull_async_ssp_match_push_then_pull),
 	    cmocka_unit_test(test_ps_local_round_applies_average_delta),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
