@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <nng/nng.h>
 
 #include "bench/bench_util.h"
@@ -712,6 +713,11 @@ main(int argc, char **argv)
 
 	if (getenv("PSF_BENCH_NO_MALLOC_TUNING") == NULL)
 		psf_tune_malloc(); /* as psfleet node does */
+	/* No BLAS runs here, but OpenBLAS's idle threads kept spinning
+	 * (sched_yield): ~92,000 yields in a 1.5 s push run, ~8,000 (at start-up)
+	 * with one thread; CPU taken from the raw and the ps side alike. Trainers
+	 * and the other benches do the same. */
+	openblas_set_num_threads(1);
 
 	if (parse_opts(argc, argv, &b.o) != 0)
 		return 2;

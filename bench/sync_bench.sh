@@ -5,7 +5,9 @@
 # communication (PSF_TRAINER_PLAIN_COMM=1: a Push, then a Pull, per step, as
 # before PushPull) measured in the same run, alternating, as the baseline; and
 # the same fleet in consistency mode local with sync_every 8 (local SGD: one
-# averaging round per 8 steps; a different algorithm, shown for its steps/s).
+# averaging round per 8 steps; a different algorithm, shown for its steps/s),
+# and the same fleet in async mode, plain and fused (PushPull answers an async
+# step's pull half at once), alternating too.
 #
 #   bench/sync_bench.sh [--quick] [--reps N] [--psfleet PATH]
 #
@@ -60,6 +62,7 @@ durability: {mode: interval, interval_ms: 200}
 limits: {request_timeout_ms: 10000, rpc_workers: 8}
 EOF
 sed 's/consistency: {mode: sync,/consistency: {mode: local, sync_every: 8,/' "$W/fleet.yaml" >"$W/local.yaml"
+sed 's/consistency: {mode: sync,/consistency: {mode: async,/' "$W/fleet.yaml" >"$W/async.yaml"
 
 # cpu_of FILE: user + system CPU of the shell's finished children in a `times`
 # output (run `times` in this shell: a command substitution's subshell has no
@@ -92,6 +95,7 @@ run_one() {
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 : >"$W/plain" && : >"$W/fused" && : >"$W/ratio" && : >"$W/cpu_ratio" && : >"$W/local" && : >"$W/lratio"
+: >"$W/aplain" && : >"$W/afused" && : >"$W/aratio"
 "$PSFLEET" data gen --symbols 20 --days 300 --seed 7 --out "$W/data.csv" >/dev/null || exit 1
 for ((r = 0; r < REPS; r++)); do
 	# alternate the order so drifting load hits both alike
@@ -107,6 +111,12 @@ for ((r = 0; r < REPS; r++)); do
 	run_one 0 "$W/local.yaml" || exit 1
 	cat "$W/out" >>"$W/local"
 	awk -v p="$p" -v l="$(cat "$W/out")" 'BEGIN { split(p, a, " "); split(l, b, " "); print b[1] / a[1] }' >>"$W/lratio"
+	for plain in $order; do
+		run_one "$plain" "$W/async.yaml" || exit 1
+		if [ "$plain" = 1 ]; then cat "$W/out" >>"$W/aplain"; else cat "$W/out" >>"$W/afused"; fi
+	done
+	awk -v p="$(tail -1 "$W/aplain")" -v f="$(tail -1 "$W/afused")" \
+		'BEGIN { split(p, a, " "); split(f, b, " "); print b[1] / a[1] }' >>"$W/aratio"
 	if [ "$(echo "$p" | cut -d' ' -f3)" != "$(echo "$f" | cut -d' ' -f3)" ]; then
 		echo "sync_bench: the two paths trained different models (test_rmse $p vs $f)" >&2
 		exit 1
@@ -120,6 +130,11 @@ echo "local8_steps_per_s $(cut -d' ' -f1 "$W/local" | median) steps/s"
 echo "local8_cpu_per_step $(cut -d' ' -f2 "$W/local" | median) us"
 echo "sync_test_rmse $(head -1 "$W/fused" | cut -d' ' -f3) (identical in both paths)"
 echo "local8_test_rmse $(head -1 "$W/local" | cut -d' ' -f3)"
+echo "async_steps_per_s_plain $(cut -d' ' -f1 "$W/aplain" | median) steps/s"
+echo "async_steps_per_s_pushpull $(cut -d' ' -f1 "$W/afused" | median) steps/s"
+echo "async_cpu_per_step_plain $(cut -d' ' -f2 "$W/aplain" | median) us"
+echo "async_cpu_per_step_pushpull $(cut -d' ' -f2 "$W/afused" | median) us"
 echo "ratio_sync_steps_pushpull_vs_plain $(median <"$W/ratio")"
 echo "ratio_sync_cpu_pushpull_vs_plain $(median <"$W/cpu_ratio")"
 echo "ratio_local8_steps_vs_sync_plain $(median <"$W/lratio")"
+echo "ratio_async_steps_pushpull_vs_plain $(median <"$W/aratio")"

@@ -101,13 +101,14 @@ PSF_NODISCARD psf_err psf_ps_client_push(psf_ps_client *w, int64_t clock, const 
     const uint64_t *keys, size_t n, uint64_t n_samples, double loss, psf_push_result *res);
 
 /* psf_ps_client_push_pull is psf_ps_client_push of step `clock` fused with the
- * pull of the next step's keys next_keys[0..n_next) into dst: in sync mode one
- * PushPull round trip per shard (the shard answers once round `clock` closed)
- * instead of a Push and a Pull. Returns as psf_ps_client_push does. *pulled
- * tells whether dst now holds the next step's weights (as psf_ps_client_pull of
- * clock + 1 would); false when the mode is not sync, the keys need more than one
- * request per shard, or a shard's PushPull failed and its push was re-sent
- * alone: the caller then pulls as usual. */
+ * pull of the next step's keys next_keys[0..n_next) into dst: one PushPull round
+ * trip per shard instead of a Push and a Pull (sync: the shard answers once
+ * round `clock` closed; ssp: once a pull of clock + 1 may proceed; async: at
+ * once). Returns as psf_ps_client_push does. *pulled tells whether dst now holds
+ * the next step's weights (as psf_ps_client_pull of clock + 1 would); false in
+ * local mode, when the keys need more than one request per shard, or when a
+ * shard's PushPull failed and its push was re-sent alone: the caller then pulls
+ * as usual. */
 PSF_NODISCARD psf_err psf_ps_client_push_pull(psf_ps_client *w, int64_t clock,
     const psf_params *grads, const uint64_t *keys, size_t n, uint64_t n_samples, double loss,
     const uint64_t *next_keys, size_t n_next, psf_params *dst, psf_push_result *res, bool *pulled);

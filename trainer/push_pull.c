@@ -1,11 +1,13 @@
-/* push_pull.c -- the fused sync step: psf_ps_client_push_pull (ps_client.h).
+/* push_pull.c -- the fused step: psf_ps_client_push_pull (ps_client.h).
  *
  * One PushPull per shard carries the push of step c and the pull of step c + 1;
- * the shard answers once round c closed, so a sync step costs one round trip to
- * every shard instead of two (and half the messages, hence half the thread
- * wake-ups on both sides: docs/performance.md). Faults take the plain paths: a
- * shard whose PushPull failed gets its push re-sent as a Push with the same seq
- * (the shard dedups), and the caller pulls the next step's keys itself. */
+ * in sync mode the shard answers once round c closed, in ssp once the pull of
+ * c + 1 may proceed, in async at once. A step costs one round trip to every
+ * shard instead of two (and half the messages, hence half the thread wake-ups
+ * on both sides: docs/performance.md). Faults take the plain paths: a shard
+ * whose PushPull failed gets its push re-sent as a Push with the same seq (the
+ * shard dedups), and the caller pulls the next step's keys itself. Local SGD
+ * does not come here (its pushes are the blocks' deltas). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +81,7 @@ psf_ps_client_push_pull(psf_ps_client *w, int64_t clock, const psf_params *grads
 	psf_err err;
 
 	*pulled = false;
-	if (w->cfg->consistency.mode != PSF_CONS_SYNC ||
+	if (w->cfg->consistency.mode == PSF_CONS_LOCAL ||
 	    (err = ps_client_route(w, w->pbufs, next_keys, n_next)) != PSF_OK || !fits(w))
 		return psf_ps_client_push(w, clock, grads, keys, n, n_samples, loss, res);
 	reqs = calloc(w->n_ps, sizeof(*reqs));

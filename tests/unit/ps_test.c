@@ -24,6 +24,7 @@
 #include "lib/net/methods.h"
 #include "lib/net/rpc_client.h"
 #include "lib/net/wire.h"
+#include "ps/optim.h"
 #include "ps/ps.h"
 #include "trainer/ps_client.h"
 
@@ -42,6 +43,10 @@ typedef struct fleet {
 
 /* cfg_text writes a fleet YAML: n_ps ps nodes on port 0, n_tr trainers, an mlp
  * whose tensors split into several small keys. */
+/* The durability mode of the fleets the tests start (every-commit unless a test
+ * needs interval's in-map updates, and puts it back). */
+static const char *durability = "every-commit";
+
 static void
 cfg_text_chunk(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const char *consistency,
     const char *optimizer, const char *hidden, unsigned chunk)
@@ -63,9 +68,9 @@ cfg_text_chunk(char *buf, size_t len, const char *dir, int n_ps, int n_tr, const
 	    "model: {kind: mlp, hidden: [%s], chunk_floats: %u}\n"
 	    "optimizer: %s\n"
 	    "consistency: %s\n"
-	    "durability: {mode: every-commit, map_size: 1048576}\n"
+	    "durability: {mode: %s, map_size: 1048576}\n"
 	    "limits: {request_timeout_ms: 5000, rpc_workers: 16}\n",
-	    dir, hidden, chunk, optimizer, consistency);
+	    dir, hidden, chunk, optimizer, consistency, durability);
 }
 
 static void
@@ -1002,6 +1007,118 @@ test_ps_big_pull_and_push_in_pieces(void **state)
 	fleet_stop(&f);
 }
 
+/* grads_ramp gives every dense key a gradient that differs float by float (and a
+ * NaN at float nan_at of key nan_key when nan_key < n_keys). */
+static psf_params *
+grads_ramp(fleet *f, float base, size_t nan_key, uint32_t nan_at)
+{
+	psf_params *g;
+	float *buf = NULL;
+	uint32_t max = 0;
+
+	for (size_t i = 0; i < f->n_keys; i++)
+		max = f->lens[i] > max ? f->lens[i] : max;
+	assert_non_null(buf = malloc(max * sizeof(float)));
+	assert_int_equal(psf_params_new(f->model, &g), PSF_OK);
+	for (size_t i = 0; i < f->n_keys; i++) {
+		for (uint32_t j = 0; j < f->lens[i]; j++)
+			buf[j] = base * (float)((j * 7 + i * 3) % 101 - 50) / 50.0f;
+		if (i == nan_key)
+			buf[nan_at] = NAN;
+		assert_int_equal(psf_params_set_key(g, f->keys[i], buf, f->lens[i]), PSF_OK);
+	}
+	free(buf);
+	return g;
+}
+
+/* On an interval store an update reads the old weights (and state) where LMDB
+ * keeps them and writes the new ones into freshly reserved values
+ * (psf_store_txn_rewrite); small values go through scratch. The weights must be
+ * bit-identical to the rule applied in place, key by key, for every rule, over
+ * two pushes (state carried); and a NaN in the last large key, after the other
+ * keys were rewritten, rejects the whole push with nothing applied. */
+static void
+test_ps_large_update_interval_bit_identical(void **state)
+{
+	static const char *const optims[] = {
+	    "{kind: sgd, learning_rate: 0.5}",
+	    "{kind: momentum, learning_rate: 0.1, momentum: 0.9}",
+	    "{kind: adam, learning_rate: 0.01}",
+	    "{kind: adagrad, learning_rate: 0.1}",
+	};
+
+	(void)state;
+	durability = "interval";
+	for (size_t o = 0; o < sizeof(optims) / sizeof(optims[0]); o++) {
+		fleet f;
+		psf_ps_client *w;
+		psf_params *ref, *got, *g[2], *bad;
+		float *st[64] = {0};
+		size_t sf, last, k;
+
+		/* 3 inputs, hidden [40000, 8], 100,000-float chunks: l1.w is keys of
+		 * 100,000 and 20,000 floats, l1.b one of 40,000, l2.w three of 100,000
+		 * and one of 20,000: 1.9 MB on overflow pages, plus small keys that
+		 * live inside leaf pages. */
+		fleet_start_model(&f, 1, 1, "{mode: async}", optims[o], "40000, 8", 100000);
+		assert_true(f.n_keys < 64);
+		sf = psf_optim_state_floats(f.cfg->optimizer.kind);
+		w = worker(&f, "trainer-0");
+		ref = pull_all(&f, w, 0);
+		g[0] = grads_ramp(&f, 0.5f, SIZE_MAX, 0);
+		g[1] = grads_ramp(&f, -0.25f, SIZE_MAX, 0);
+		for (int step = 0; step < 2; step++) {
+			assert_int_equal(
+			    psf_ps_client_push(w, step, g[step], f.keys, f.n_keys, 1, 0, NULL),
+			    PSF_OK);
+			for (k = 0; k < f.n_keys; k++) {
+				const float *gv, *cur;
+				float *wv;
+				uint32_t n;
+				assert_int_equal(psf_params_get_key(g[step], f.keys[k], &gv, &n),
+				    PSF_OK);
+				assert_int_equal(psf_params_get_key(ref, f.keys[k], &cur, &n),
+				    PSF_OK);
+				assert_non_null(wv = malloc(n * sizeof(float)));
+				memcpy(wv, cur, n * sizeof(float));
+				if (st[k] == NULL)
+					assert_non_null(st[k] = calloc(n * sf + 1, sizeof(float)));
+				assert_int_equal(psf_optim_apply(&f.cfg->optimizer,
+				                     (uint64_t)step + 1, wv, st[k], gv, n, 1.0f,
+				                     0.0),
+				    PSF_OK);
+				assert_int_equal(psf_params_set_key(ref, f.keys[k], wv, n), PSF_OK);
+				free(wv);
+			}
+		}
+		/* a NaN at the end of the last large key */
+		for (last = 0, k = 0; k < f.n_keys; k++)
+			last = f.lens[k] >= 16384 ? k : last;
+		bad = grads_ramp(&f, 1.0f, last, f.lens[last] - 1);
+		assert_int_equal(psf_ps_client_push(w, 2, bad, f.keys, f.n_keys, 1, 0, NULL),
+		    PSF_EINVAL);
+		got = pull_all(&f, w, 3);
+		for (k = 0; k < f.n_keys; k++) {
+			const float *a, *b;
+			uint32_t la, lb;
+			assert_int_equal(psf_params_get_key(ref, f.keys[k], &a, &la), PSF_OK);
+			assert_int_equal(psf_params_get_key(got, f.keys[k], &b, &lb), PSF_OK);
+			assert_int_equal(la, lb);
+			if (memcmp(a, b, la * sizeof(float)) != 0)
+				fail_msg("%s: key %zu (%u floats) differs", optims[o], k, la);
+			free(st[k]);
+		}
+		psf_params_free(ref);
+		psf_params_free(got);
+		psf_params_free(g[0]);
+		psf_params_free(g[1]);
+		psf_params_free(bad);
+		psf_ps_client_close(w);
+		fleet_stop(&f);
+	}
+	durability = "every-commit";
+}
+
 /* raw_call sends a serialized request as is and returns the reply status. */
 static psf_status
 raw_call(psf_rpc_client *c, const char *method, const uint8_t *buf, size_t len, char *msg,
@@ -1851,6 +1968,78 @@ test_ps_push_pull_matches_push_then_pull(void **state)
 	fleet_stop(&two);
 }
 
+/* run_one_worker runs trainer-0 alone for `steps` steps of pp_run's gradients,
+ * with Push then Pull (fused false) or PushPull, and returns the final weights. */
+static psf_params *
+run_one_worker(fleet *f, int steps, bool fused, int *n_fused)
+{
+	pp_worker pw = {f, 0, steps, 0, PSF_OK};
+	psf_ps_client *w;
+	psf_params *final;
+
+	if (fused) {
+		pp_run(&pw);
+		assert_int_equal(pw.err, PSF_OK);
+		*n_fused = pw.fused;
+	} else {
+		w = worker(f, "trainer-0");
+		for (int64_t c = 0; c < steps; c++) {
+			psf_params *p = pull_all(f, w, c), *g;
+			assert_int_equal(psf_params_new(f->model, &g), PSF_OK);
+			for (size_t k = 0; k < f->n_keys; k++) {
+				float buf[8];
+				for (uint32_t j = 0; j < f->lens[k]; j++)
+					buf[j] = 0.3f * value(p, f->keys[k], j) +
+					    0.01f * (float)(j + 1) - 0.02f * (float)c;
+				assert_int_equal(psf_params_set_key(g, f->keys[k], buf, f->lens[k]),
+				    PSF_OK);
+			}
+			assert_int_equal(
+			    psf_ps_client_push(w, c, g, f->keys, f->n_keys, 4, 0, NULL), PSF_OK);
+			psf_params_free(p);
+			psf_params_free(g);
+		}
+		psf_ps_client_close(w);
+	}
+	w = worker(f, "trainer-0");
+	final = pull_all(f, w, steps);
+	psf_ps_client_close(w);
+	return final;
+}
+
+/* In async and ssp mode PushPull applies the push, then answers the pull half
+ * (at once, or when the ssp gate opens): the same weights, bit for bit, as a
+ * Push then a Pull (one worker, so the order is fixed; 2 shards, adam), and
+ * every step's next weights came with its push. */
+static void
+test_ps_push_pull_async_ssp_match_push_then_pull(void **state)
+{
+	const char *modes[] = {"{mode: async}",
+	    "{mode: ssp, staleness: 1, straggler_timeout_ms: 20000, heartbeat_ms: 100}"};
+	const char *adam = "{kind: adam, learning_rate: 0.05}";
+
+	(void)state;
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		fleet one, two;
+		psf_params *a, *b;
+		int fused = 0;
+		fleet_start(&one, 2, 1, modes[m], adam);
+		a = run_one_worker(&one, 6, false, &fused);
+		fleet_start(&two, 2, 1, modes[m], adam);
+		b = run_one_worker(&two, 6, true, &fused);
+		assert_int_equal(fused, 6);
+		for (size_t k = 0; k < one.n_keys; k++)
+			for (uint32_t j = 0; j < one.lens[k]; j++) {
+				float x = value(a, one.keys[k], j), y = value(b, one.keys[k], j);
+				assert_memory_equal(&x, &y, sizeof(float));
+			}
+		psf_params_free(a);
+		psf_params_free(b);
+		fleet_stop(&one);
+		fleet_stop(&two);
+	}
+}
+
 /* push_pull_bytes packs a PushPull of worker trainer-0 (seq, clock; gradient v on
  * every key) pulling every key at clock + 1. Returns a new buffer. */
 static uint8_t *
@@ -1976,10 +2165,12 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_ps_report_on_full_disk, disk_setup, disk_teardown),
 	    cmocka_unit_test(test_ps_nonfinite_gradients),
 	    cmocka_unit_test(test_ps_big_pull_and_push_in_pieces),
+	    cmocka_unit_test(test_ps_large_update_interval_bit_identical),
 	    cmocka_unit_test(test_ps_raw_push_malformed_rejected),
 	    cmocka_unit_test(test_ps_worker_reads_malformed_pull_reply),
 	    cmocka_unit_test(test_ps_push_pull_matches_push_then_pull),
 	    cmocka_unit_test(test_ps_push_pull_replay_and_malformed),
+	    cmocka_unit_test(test_ps_push_pull_async_ssp_match_push_then_pull),
 	    cmocka_unit_test(test_ps_local_round_applies_average_delta),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
