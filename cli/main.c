@@ -1,5 +1,6 @@
 /* psfleet -- the one command. main() only dispatches to subcommands (STYLE.md §1). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -65,6 +66,12 @@ usage(FILE *out)
 int
 main(int argc, char **argv)
 {
+	/* Nodes this process starts (up, experiment, backtest, slurm, tests) get
+	 * one OpenBLAS thread unless the user chose otherwise: several nodes share
+	 * the cores, and OpenBLAS reads this when a process loads it, so it spawns
+	 * no idle threads that spin for 0.1-0.2 s at every node's start
+	 * (docs/performance.md). Set before any thread exists. */
+	(void)setenv("OPENBLAS_NUM_THREADS", "1", 0);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
