@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/http_client.h"
 #include "cli/progress.h"
 #include "cli/supervisor.h"
 #include "lib/base/log.h"
@@ -367,6 +368,28 @@ report_results(up *u)
 
 /* ---------------------------------------------------------------- main loop */
 
+/* fine_tuning tells whether trainer n has finished training and now
+ * fine-tunes on ingested rows (training.finetune): its psfleet_trainer_finetuning
+ * gauge is 1. A trainer without a metrics address cannot say; it counts as
+ * training. */
+static bool
+fine_tuning(const up *u, const psf_node_cfg *n)
+{
+	int status = 0;
+	char *body = NULL;
+	double v = 0;
+	bool on;
+
+	if (u->a.train_only || u->cfg->training.finetune.steps == 0 || n->index != 0 ||
+	    n->metrics == NULL ||
+	    psf_http_get(n->metrics, "/metrics", 500, &status, &body) != PSF_OK)
+		return false;
+	on = status == 200 && psf_prom_value(body, "psfleet_trainer_finetuning", &v) == PSF_OK &&
+	    v == 1;
+	free(body);
+	return on;
+}
+
 static bool
 trainers_done(const up *u)
 {
@@ -375,7 +398,8 @@ trainers_done(const up *u)
 
 		psf_supervisor_child(u->l, i, &ci);
 		if (u->selected[i] && ci.node->role == PSF_ROLE_TRAINER &&
-		    ci.state != PSF_CHILD_DONE)
+		    ci.state != PSF_CHILD_DONE &&
+		    !(ci.state == PSF_CHILD_RUNNING && fine_tuning(u, ci.node)))
 			return false;
 	}
 	return true;
@@ -542,6 +566,7 @@ run(up *u)
 	lo.config_path = u->a.config;
 	lo.sets = u->a.sets;
 	lo.n_sets = u->a.n_sets;
+	lo.no_finetune = u->a.train_only;
 	lo.log_dir = u->log_dir;
 	lo.reset = u->a.reset;
 	lo.fresh = u->a.fresh;
