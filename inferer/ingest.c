@@ -404,9 +404,10 @@ fail_accepted(ingest *g, psf_status st, const char *why)
 }
 
 /* apply checks rows[0..n) (those still OK), and stores the accepted ones:
- * journal (when `journal`), new book, new snapshot. Returns the rows accepted. */
+ * journal (when `journal`), new book, new snapshot, fine-tuning samples
+ * queued (*n_ft of them; may be NULL). Returns the rows accepted. */
 static size_t
-apply(psf_inferer *inf, in_row *rows, size_t n, bool journal)
+apply(psf_inferer *inf, in_row *rows, size_t n, bool journal, size_t *n_ft)
 {
 	ingest g = {inf, NULL, rows, n, 0, NULL, NULL, 0, NULL, 0};
 	inf_book *nb = NULL, *old;
@@ -463,6 +464,8 @@ apply(psf_inferer *inf, in_row *rows, size_t n, bool journal)
 		ns = NULL;
 	}
 	psf_counter_add(inf->c_ingested, g.accepted);
+	if (n_ft != NULL)
+		*n_ft = g.n_ft;
 	if (g.n_ft > 0) {
 		if (inf_ft_queue(inf, g.ft, g.n_ft) == PSF_OK)
 			g.n_ft = 0; /* the queue took them */
@@ -545,7 +548,15 @@ psf_inf_rpc_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__Inges
 	}
 	for (size_t i = 0; i < n; i++)
 		from_proto(in->rows[i], &rows[i]);
-	r.accepted = apply(inf, rows, n, true);
+	size_t n_ft = 0;
+	r.accepted = apply(inf, rows, n, true, &n_ft);
+	{
+		inf_snap *s = inf_snap_get(inf);
+		r.model_version = s != NULL ? s->version : 0;
+		inf_snap_put(s);
+	}
+	r.finetune_steps = inf->cfg->training.finetune.steps;
+	r.finetune_rows = n_ft;
 	for (size_t i = 0; i < n; i++) {
 		psfleet__v1__ingest_result__init(&res[i]);
 		res[i].status = rows[i].status;
@@ -619,7 +630,7 @@ replay(psf_inferer *inf, FILE *f, off_t *valid_end)
 	}
 	free(line);
 	if (n > 0) {
-		size_t ok = apply(inf, rows, n, false), dup = 0, shown = 0;
+		size_t ok = apply(inf, rows, n, false, NULL), dup = 0, shown = 0;
 		for (size_t i = 0; i < n; i++) {
 			if (rows[i].status == PSF_STATUS_ALREADY_EXISTS)
 				dup++;

@@ -24,9 +24,9 @@
 
 #define FT_N "ft:n"
 #define FT_ROUND "ft:round"
-#define FT_MAX_ROUND 50000u     /* samples in one round */
-#define FT_MAX_APPEND 100000u   /* samples in one AppendSamples */
-#define FT_PART 384                /* bytes per meta record of a sample */
+#define FT_MAX_ROUND 50000u   /* samples in one round */
+#define FT_MAX_APPEND 100000u /* samples in one AppendSamples */
+#define FT_PART 384           /* bytes per meta record of a sample */
 #define FT_MAX_SAMPLE_BYTES (255 * FT_PART)
 
 /* The latest round begun, as stored under ft:round. */
@@ -156,7 +156,8 @@ psf_ps_rpc_append_samples(Psfleet__V1__ParameterServer_Service *svc,
 	}
 	if (a.stored > 0) {
 		psf_counter_add(ps->c_ft_samples, a.stored);
-		psf_log_info("ps", "stored %llu fine-tuning rows (%llu already stored), %llu in all",
+		psf_log_info("ps",
+		    "stored %llu fine-tuning rows (%llu already stored), %llu in all",
 		    (unsigned long long)a.stored, (unsigned long long)a.dups,
 		    (unsigned long long)a.total);
 	}
@@ -227,7 +228,8 @@ samples_txn(psf_store_txn *txn, void *arg)
 			const void *p;
 			size_t plen;
 			snprintf(key, sizeof(key), "ft:s:%016" PRIx64 ":%02zx", s, part);
-			if ((err = psf_store_txn_meta_get(txn, key, &p, &plen)) == PSF_ENOENT && part > 0)
+			if ((err = psf_store_txn_meta_get(txn, key, &p, &plen)) == PSF_ENOENT &&
+			    part > 0)
 				break;
 			if (err != PSF_OK)
 				return err == PSF_ENOENT ? PSF_EPROTO : err;
@@ -286,7 +288,8 @@ psf_ps_rpc_fine_tune(Psfleet__V1__ParameterServer_Service *svc,
 		return;
 	}
 	if (c.began)
-		psf_log_info("ps", "fine-tuning round %llu begins at clock %lld over rows [%llu, %llu)",
+		psf_log_info("ps",
+		    "fine-tuning round %llu begins at clock %lld over rows [%llu, %llu)",
 		    (unsigned long long)c.cur.round, (long long)c.cur.start_clock,
 		    (unsigned long long)c.cur.from, (unsigned long long)c.cur.upto);
 	r.round = c.cur.round;

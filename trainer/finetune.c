@@ -152,8 +152,7 @@ ft_step(ft *f, int64_t c, uint64_t j, double *loss, uint64_t *version)
 		    (long long)c, *loss);
 		return PSF_EINVAL;
 	}
-	if ((err = psf_ps_client_push(a->w, c, f->grads, f->keys, n_keys, n, *loss, &pr)) !=
-	    PSF_OK)
+	if ((err = psf_ps_client_push(a->w, c, f->grads, f->keys, n_keys, n, *loss, &pr)) != PSF_OK)
 		return err;
 	*version = pr.model_version;
 	return PSF_OK;

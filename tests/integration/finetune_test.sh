@@ -133,6 +133,8 @@ last_close() { awk -F, -v s="$1" '$2 == s { c = $6 } END { print c }' "$W/data.c
 before=$("$PROBE" "$GW" S0001) || fail "probe before: $before"
 out=$("$PSFLEET" ingest "$W/fleet.yaml" "$W/day1.csv" --connect "$GW" 2>&1) ||
 	fail "ingest day1: $out"
+[[ "$out" == *"fine-tuning: 6 new rows for the fine-tuner; model version $v0 moves on by 5 steps per round"* ]] ||
+	fail "ingest day1 output: $out"
 served_new_bar=$("$PROBE" "$GW" S0001) # new bar, weights of version v0
 [[ "$served_new_bar" == "2025-01-01 "* ]] || fail "new bar not served at once: $served_new_bar"
 v1=$((v0 + 5))
