@@ -9,7 +9,7 @@
 # round with no step applied twice (version + exactly 5 again); an inferer
 # restarted replays its journal and resends its rows, which ps0 keeps once (no
 # new round); a trainer started with training.finetune.steps=0 (what `psfleet
-# up --train-only` passes) exits after training.
+# up --train-only` passes) exits after training; a gru in async mode fine-tunes too.
 #
 # Env: PSFLEET, INGEST_PROBE (set by ctest). ipc:// URLs in a temp dir; the
 # metrics ports come from free_ports (lib.sh). Every process started here is
@@ -130,13 +130,17 @@ last_close() { awk -F, -v s="$1" '$2 == s { c = $6 } END { print c }' "$W/data.c
 		awk -v s="$s" -v c="$c" 'BEGIN { printf "2025-01-01,%s,%.4f,%.4f,%.4f,%.4f,1000\n", s, c * 1.03, c, c * 1.04, c * 0.99 }'
 	done
 } >"$W/day1.csv"
-before=$("$PROBE" "$GW" S0001) || fail "probe before: $before"
+# the prediction of S0001 with the new bar and the trained weights (version v0)
+read -r _ _ cl op hi lo vo <<<"$(grep ',S0001,' "$W/day1.csv" | tr ',' ' ')"
+with_bar=$("$PROBE" "$GW" S0001 2025-01-01 "$cl" "$op" "$hi" "$lo" "$vo") ||
+	fail "probe with recent: $with_bar"
+[[ "$with_bar" == "2025-01-01 "*" $v0" ]] || fail "with the bar as recent: $with_bar"
 out=$("$PSFLEET" ingest "$W/fleet.yaml" "$W/day1.csv" --connect "$GW" 2>&1) ||
 	fail "ingest day1: $out"
 [[ "$out" == *"fine-tuning: 6 new rows for the fine-tuner; model version $v0 moves on by 5 steps per round"* ]] ||
 	fail "ingest day1 output: $out"
-served_new_bar=$("$PROBE" "$GW" S0001) # new bar, weights of version v0
-[[ "$served_new_bar" == "2025-01-01 "* ]] || fail "new bar not served at once: $served_new_bar"
+got=$("$PROBE" "$GW" S0001) # at once: the new bar (weights v0, or already v0 + 5)
+[[ "$got" == "2025-01-01 "* ]] || fail "new bar not served at once: $got"
 v1=$((v0 + 5))
 wait_until 20 ps_at "$v1" || fail "ps version after day1: want $v1, got $(ps_version)"
 wait_until 20 all_serve "$v1" || fail "inferers after day1: want $v1"
@@ -144,8 +148,8 @@ sleep 0.5
 [ "$(ps_version)" = "$v1" ] || fail "version moved past $v1 with no new rows: $(ps_version)"
 after=$("$PROBE" "$GW" S0001) || fail "probe after: $after"
 [[ "$after" == "2025-01-01 "* ]] || fail "after fine-tuning: $after"
-[ "${after#* }" != "${served_new_bar#* }" ] ||
-	fail "fine-tuned prediction did not change: $served_new_bar -> $after"
+[ "${after#* }" != "${with_bar#* }" ] ||
+	fail "fine-tuned prediction did not change: $with_bar -> $after"
 for n in inferer-0 inferer-2; do # both replicas of shard 0 serve the same new prediction
 	got=$("$PROBE" "$(url "$n")" S0001 2>&1)
 	[[ "$got" == *"belongs to inference shard"* ]] && continue
@@ -155,7 +159,7 @@ done
 	fail "ps0 fine-tuning rows: want 6, got $(metric "$P_PS" psfleet_ps_finetune_rows_total)"
 [ "$(metric "$P_T0" psfleet_trainer_finetune_steps_total)" = 5 ] ||
 	fail "trainer-0 fine-tuning steps: want 5"
-say "day1: version $v0 -> $v1, S0001 ${served_new_bar#* } -> ${after#* }"
+say "day1: version $v0 -> $v1, S0001 ${with_bar#* } -> ${after#* }"
 
 # 3. duplicate, older and bad rows: per-row errors, no round
 c1=$(sed -n 3p "$W/day1.csv")
@@ -224,6 +228,57 @@ out=$("$PSFLEET" node "$W/exact.yaml" --id trainer-0 2>&1)
 	fail "exact + finetune: $out"
 
 for n in gateway $INFERERS ps0; do stop "$n"; done
+
+# 8. a gru (window 4, symbol embedding) in async mode: a round of 3 steps, and a
+# new symbol's bar (no full window before it) makes no fine-tuning row
+R=$W/rnn
+mkdir -p "$R"
+cat >"$R/f.yaml" <<EOF
+name: finetune-rnn
+seed: 42
+run_dir: $R/run
+nodes:
+  ps:
+    - {id: ps0, listen: "ipc://$R/ps0.sock", metrics: "127.0.0.1:$P_PS"}
+  trainers:
+    - {id: trainer-0, metrics: "127.0.0.1:$P_T0"}
+  inferers:
+    - {id: inferer-0, listen: "ipc://$R/inferer-0.sock", shard: 0}
+data: {path: $W/data.csv, test_fraction: 0.2}
+features: ["return:1", "return:2", "range"]
+target: next_return
+model: {kind: gru, hidden: [8], window: 4, embedding_dim: 2}
+optimizer: {kind: adam, learning_rate: 0.01}
+training: {epochs: 1, batch_size: 32, finetune: {steps: 3, poll_ms: 20}}
+consistency: {mode: async, heartbeat_ms: 200}
+durability: {mode: none}
+inference: {refresh_ms: 100, history_days: 32, shards: 1}
+EOF
+url() { echo "ipc://$R/$1.sock"; }
+for n in ps0 trainer-0 inferer-0; do
+	"$PSFLEET" node "$R/f.yaml" --id "$n" >>"$R/$n.log" 2>&1 &
+	PID[$n]=$!
+	STARTED+=($!)
+done
+INFERERS=inferer-0
+wait_until 120 finetuning || fail "gru: trainer-0 never fine-tuned"
+r0=$(ps_version)
+wait_until 30 all_serve "$r0" || fail "gru: inferer never served $r0"
+c7=$(last_close S0007)
+b=$("$PROBE" "$(url inferer-0)" S0007 2025-01-01 "$c7" 1 2 0.5 100) || fail "gru probe: $b"
+{
+	echo "date,symbol,close,open,high,low,volume"
+	echo "2025-01-01,S0007,$c7,1,2,0.5,100"
+	echo "2025-01-01,NEWCO,10,10,11,9,100"
+} >"$R/day.csv"
+out=$("$PSFLEET" ingest "$R/f.yaml" "$R/day.csv" --json 2>&1) || fail "gru ingest: $out"
+[[ "$out" == *'"finetune_steps": 3, "finetune_rows": 1,'* ]] || fail "gru ingest: $out"
+wait_until 20 ps_at $((r0 + 3)) || fail "gru: want version $((r0 + 3)), got $(ps_version)"
+wait_until 20 all_serve $((r0 + 3)) || fail "gru: inferer never served $((r0 + 3))"
+a=$("$PROBE" "$(url inferer-0)" S0007) || fail "gru probe after: $a"
+[[ "$a" == "2025-01-01 "* ]] && [ "${a#* }" != "${b#* }" ] || fail "gru: $b -> $a"
+say "gru: version $r0 -> $((r0 + 3)), S0007 ${b#* } -> ${a#* }"
+for n in inferer-0 trainer-0 ps0; do stop "$n"; done
 if [ "$FAILS" -gt 0 ]; then
 	say "$FAILS failure(s)"
 	exit 1
