@@ -201,14 +201,17 @@ run_round(ft *f, int64_t c)
 }
 
 /* serve is the fine-tuner's loop: resume a round begun, begin one when ps0
- * has new samples, else wait poll_ms (heartbeating). */
+ * has new samples and their count stayed the same over one poll (the rows of
+ * one Ingest come from each inference shard's inferers separately: waiting for
+ * them to settle makes one round of a day's rows), else wait poll_ms
+ * (heartbeating). */
 static psf_err
 serve(ft *f)
 {
 	const psf_trainer_ft *a = f->a;
 	const psf_config *cfg = a->cfg;
 	uint32_t steps = cfg->training.finetune.steps;
-	uint64_t last_beat = psf_now_ms();
+	uint64_t last_beat = psf_now_ms(), settled = 0;
 	psf_err err;
 
 	if ((err = fetch(f, 0, 0)) != PSF_OK)
@@ -229,11 +232,12 @@ serve(ft *f)
 				return err;
 			continue;
 		}
-		if (r->total > r->upto_seq) {
+		if (r->total > r->upto_seq && r->total == settled) {
 			if ((err = fetch(f, r->round + 1, c)) != PSF_OK)
 				return err;
 			continue;
 		}
+		settled = r->total;
 		if (psf_runtime_wait(a->rt, cfg->training.finetune.poll_ms))
 			return PSF_ECLOSED;
 		if (psf_now_ms() - last_beat >= cfg->consistency.heartbeat_ms) {
