@@ -93,6 +93,8 @@ for rep in $(seq 1 "$REPS"); do
 		echo "freshness_bench: rep $rep failed: $(cat "$W/probe.out")" >&2 && exit 1
 	}
 	cat "$W/probe.out" >>"$W/results"
+	awk -v r="$rep" '$1 == "versions" { printf "freshness_rep%d_versions %s -> %s\n", r, $2, $3 }
+		$1 == "new_bar_ms" || $1 == "finetuned_ms" { printf "freshness_rep%d_%s %s ms\n", r, $1, $2 }' "$W/probe.out"
 done
 
 med() { # med NAME: the median of NAME's values in the results
