@@ -51,8 +51,8 @@ read_day(const char *path, char ***syms, psf_client_bar **bars, size_t *n)
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char sym[64], date[11];
 		psf_client_bar b;
-		if (sscanf(line, "%10[^,],%63[^,],%lf,%lf,%lf,%lf,%lf", date, sym, &b.close, &b.open,
-		        &b.high, &b.low, &b.volume) != 7)
+		if (sscanf(line, "%10[^,],%63[^,],%lf,%lf,%lf,%lf,%lf", date, sym, &b.close,
+		        &b.open, &b.high, &b.low, &b.volume) != 7)
 			continue;
 		if (*n == cap) {
 			cap = cap ? 2 * cap : 1024;
