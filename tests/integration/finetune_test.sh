@@ -232,6 +232,36 @@ n2=$((6 + $(wc -l <"$W/day2.csv") - 1))
 	fail "ps0 rows after the replay: want $n2, got $(metric "$P_PS" psfleet_ps_finetune_rows_total)"
 [ "$(ps_version)" = "$v2" ] || fail "a replayed journal started a round: $(ps_version)"
 
+# 5b. an inferer killed (SIGKILL) while ps0 is down, so its rows never left
+# it, sends them from its journal when it restarts: one round, every row once
+sed 's/2025-01-02/2025-01-03/' "$W/day2.csv" >"$W/day3.csv"
+m=$(($(wc -l <"$W/day3.csv") - 1))
+stop ps0
+out=$("$PSFLEET" ingest "$W/fleet.yaml" "$W/day3.csv" --connect "$(url inferer-0)" 2>&1) ||
+	fail "ingest day3 with ps0 down: $out"
+kill -KILL "${PID[inferer-0]}"
+wait "${PID[inferer-0]}" 2>/dev/null
+untrack "${PID[inferer-0]}"
+start ps0
+up_again() { [ -n "$(ps_version)" ]; }
+wait_until 30 up_again || fail "ps0 did not come back"
+sleep 0.5
+[ "$(metric "$P_PS" psfleet_ps_finetune_rows_total)" = 0 ] &&
+	[ "$(ps_version)" = "$v2" ] || fail "ps0 after its restart: version $(ps_version)"
+start inferer-0
+n3=$((n2 + m))
+sent_all() { # ps0 has every row (its counter restarted at 0: ask FineTune's total)
+	[ "$(grep -c "stored $m fine-tuning rows" "$W/ps0.log")" -ge 1 ]
+}
+wait_until 30 sent_all || fail "day3 rows never reached ps0: $(grep 'fine-tuning rows' "$W/ps0.log" | tail -3)"
+v3=$((v2 + 5))
+wait_until 30 ps_at "$v3" || fail "day3: want version $v3, got $(ps_version)"
+sleep 0.5
+[ "$(ps_version)" = "$v3" ] || fail "day3: more than one round: $(ps_version)"
+grep -q "stored $m fine-tuning rows ([0-9]* already stored), $n3 in all" "$W/ps0.log" ||
+	fail "ps0 does not hold $n3 rows: $(grep 'fine-tuning rows' "$W/ps0.log" | tail -3)"
+say "day3 through a killed inferer: $m rows from its journal, version $v2 -> $v3"
+
 # 6. steps 0 (psfleet up --train-only): trainer-0 exits after training
 stop trainer-0
 timeout 60 "$PSFLEET" node "$W/fleet.yaml" --id trainer-0 --set training.finetune.steps=0 \
