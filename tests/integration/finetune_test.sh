@@ -2,7 +2,8 @@
 # finetune_test.sh -- fine-tuning after Ingest on a real fleet (`psfleet node`
 # processes; docs/training.md "Fine-tuning after Ingest"): training.finetune
 # {steps: 5}; after training trainer-0 stays up. A day's rows ingested through
-# the gateway move the model version by exactly 5 (one round), every inferer
+# the gateway move the model version by 5 per round (one round, or two when a
+# shard's rows come later than one poll; every row in one), every inferer
 # replica serves the new version and its predictions change; a duplicate, an
 # older and a bad row get their per-row error and start no round; trainer-0
 # killed in the middle of a round (--exit-at-step) and restarted finishes the
