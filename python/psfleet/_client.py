@@ -253,9 +253,9 @@ class Client:
         Predictions list; .to_frame() for a DataFrame). recent: bars the fleet
         has not seen, per symbol: a dict {symbol: bars} (bars as predict takes
         them), or a DataFrame with a symbol column (its rows grouped by
-        symbol). A symbol without a prediction has its own status and message
-        (p.ok is False, p.raise_for_status() raises); a call that fails as a
-        whole raises."""
+        symbol; rows of other symbols are left out). A symbol without a
+        prediction has its own status and message (p.ok is False,
+        p.raise_for_status() raises); a call that fails as a whole raises."""
         if isinstance(symbols, str):
             raise TypeError("predict_batch wants a list of symbols; use predict for one")
         symbols = list(symbols)
@@ -270,8 +270,9 @@ class Client:
                 cols = {str(c).lower(): c for c in recent.columns}
                 if "symbol" not in cols:
                     raise ValueError("recent: the DataFrame needs a symbol column")
+                asked = set(symbols)  # a whole day's frame: the symbols asked for
                 recent = {s: g.drop(columns=[cols["symbol"]])
-                          for s, g in recent.groupby(cols["symbol"], sort=False)}
+                          for s, g in recent.groupby(cols["symbol"], sort=False) if s in asked}
             if not isinstance(recent, dict):
                 raise TypeError("recent must be a dict {symbol: bars} or a DataFrame")
             unknown = set(recent) - set(symbols)

@@ -197,7 +197,8 @@ class FleetTest(unittest.TestCase):
         self.assertEqual(got[1], want)  # the same bars as predict's: the same answer
         self.assertEqual(got[0], self.c.predict("S0000"))  # no bars: the stored history
         if pandas is not None:
-            df = pandas.DataFrame([dict(b, symbol="S0001") for b in bars])
+            df = pandas.DataFrame([dict(b, symbol="S0001") for b in bars] +
+                                  [dict(b, symbol="S0002") for b in bars])  # not asked: left out
             self.assertEqual(self.c.predict_batch(["S0000", "S0001"], recent=df)[1], want)
         # a bad bar fails its own item only
         got = self.c.predict_batch(["S0000", "S0001"],
