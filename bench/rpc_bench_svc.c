@@ -142,6 +142,23 @@ bench_ps_push_pull(Psfleet__V1__ParameterServer_Service *svc,
 	done(NULL, call);
 }
 
+static void
+bench_ps_append_samples(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__AppendSamplesRequest *in, Psfleet__V1__AppendSamplesReply_Closure done,
+    void *call)
+{
+	unimplemented(call);
+	done(NULL, call);
+}
+
+static void
+bench_ps_fine_tune(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__FineTuneRequest *in, Psfleet__V1__FineTuneReply_Closure done, void *call)
+{
+	unimplemented(call);
+	done(NULL, call);
+}
+
 /* The PushRequest fields zc_push reads, numbered by the generated descriptor
  * (rpc_bench_services_init), not by hand. */
 static uint32_t f_seq, f_values;

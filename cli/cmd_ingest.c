@@ -34,10 +34,13 @@ ingest_usage(FILE *out)
 	    "<run_dir>/ingest/, replayed on restart) and serves features with it at once.\n"
 	    "New symbols are accepted. Rows that are bad, older than the symbol's last\n"
 	    "stored date, or already stored are refused one by one; nothing stored changes.\n"
+	    "With training.finetune, the fleet's first trainer then fine-tunes on the new\n"
+	    "rows and the inferers serve the new model version (docs/training.md).\n"
 	    "  --connect URL    send everything to this gateway (or single inferer) instead\n"
 	    "                   of the config's inferers\n"
-	    "  --json           one JSON object: rows, accepted, ms, errors [{line, symbol,\n"
-	    "                   date, status, message}]\n"
+	    "  --json           one JSON object: rows, accepted, already_stored, ms,\n"
+	    "                   model_version, finetune_steps, finetune_rows, errors [{line,\n"
+	    "                   symbol, date, status, message}]\n"
 	    "  --timeout-ms N   deadline of the call (default 30000)\n"
 	    "Exit: 0 every row stored, 1 some row refused or unreachable inferer, 2 usage,\n"
 	    "config or unreadable file.\n");
@@ -192,7 +195,8 @@ to_proto(line_row *r)
 /* One destination: an inferer (the rows of its shard) or the --connect URL. */
 typedef struct dest {
 	const char *id, *url;
-	size_t *idx; /* rows sent (positions in the line_row array) */
+	uint32_t shard; /* the inferer's shard; UINT32_MAX for --connect */
+	size_t *idx;    /* rows sent (positions in the line_row array) */
 	size_t n;
 	psf_rpc_client *c;
 	psf_rpc_pending *p;
@@ -307,6 +311,7 @@ plan(const psf_config *cfg, const ingest_args *a, line_row *rows, size_t n, dest
 			continue;
 		d = &ds[k++];
 		d->id = node != NULL ? node->id : a->url;
+		d->shard = node != NULL ? node->shard : UINT32_MAX;
 		d->url = node != NULL ? psf_node_dial_url(node) : a->url;
 		if ((d->idx = malloc((n > 0 ? n : 1) * sizeof(size_t))) == NULL)
 			return -1;
@@ -331,8 +336,36 @@ plan(const psf_config *cfg, const ingest_args *a, line_row *rows, size_t n, dest
 	return 0;
 }
 
+/* What the replies say about the model and fine-tuning. */
+typedef struct ft_info {
+	uint64_t version; /* the smallest a destination answered */
+	uint32_t steps;
+	uint64_t rows; /* per shard, the most a replica made */
+} ft_info;
+
 static void
-report(const ingest_args *a, const line_row *rows, size_t n, uint64_t ms)
+ft_merge(const psf_config *cfg, const dest *ds, size_t n_d, ft_info *fi)
+{
+	*fi = (ft_info){0, 0, 0};
+	for (uint32_t s = 0; s <= cfg->inference.shards; s++) {
+		uint64_t rows = 0;
+		for (size_t i = 0; i < n_d; i++) {
+			const Psfleet__V1__IngestReply *p = ds[i].reply;
+			bool mine = s == cfg->inference.shards ? ds[i].shard == UINT32_MAX
+			                                       : ds[i].shard == s;
+			if (!mine || ds[i].err != PSF_OK || p == NULL)
+				continue;
+			if (fi->version == 0 || p->model_version < fi->version)
+				fi->version = p->model_version;
+			fi->steps = p->finetune_steps > fi->steps ? p->finetune_steps : fi->steps;
+			rows = p->finetune_rows > rows ? p->finetune_rows : rows;
+		}
+		fi->rows += rows;
+	}
+}
+
+static void
+report(const ingest_args *a, const line_row *rows, size_t n, uint64_t ms, const ft_info *fi)
 {
 	size_t ok = 0, dup = 0;
 
@@ -343,8 +376,10 @@ report(const ingest_args *a, const line_row *rows, size_t n, uint64_t ms)
 	if (a->json) {
 		int first = 1;
 		printf("{\"rows\": %zu, \"accepted\": %zu, \"already_stored\": %zu, \"ms\": %llu, "
+		       "\"model_version\": %llu, \"finetune_steps\": %u, \"finetune_rows\": %llu, "
 		       "\"errors\": [",
-		    n, ok, dup, (unsigned long long)ms);
+		    n, ok, dup, (unsigned long long)ms, (unsigned long long)fi->version, fi->steps,
+		    (unsigned long long)fi->rows);
 		for (size_t r = 0; r < n; r++) {
 			char day[11];
 			if (rows[r].status == PSF_STATUS_OK)
@@ -367,6 +402,12 @@ report(const ingest_args *a, const line_row *rows, size_t n, uint64_t ms)
 			    psf_status_name(rows[r].status), rows[r].msg);
 	printf("ingested %zu of %zu rows in %llu ms (%zu refused, %zu of them already stored)\n",
 	    ok, n, (unsigned long long)ms, n - ok, dup);
+	if (fi->steps > 0 && fi->rows > 0)
+		printf(
+		    "fine-tuning: %llu new row%s for the fine-tuner; model version %llu moves on "
+		    "by %u steps per round\n",
+		    (unsigned long long)fi->rows, psf_plural(fi->rows),
+		    (unsigned long long)fi->version, fi->steps);
 }
 
 int
@@ -401,7 +442,10 @@ psf_cmd_ingest(int argc, char **argv)
 	t0 = psf_now_ms();
 	if (send_all(cfg, ds, n_d, rows, a.timeout_ms, a.url == NULL) != 0)
 		goto out;
-	report(&a, rows, n, psf_now_ms() - t0);
+	ft_info fi;
+	uint64_t ms = psf_now_ms() - t0;
+	ft_merge(cfg, ds, n_d, &fi);
+	report(&a, rows, n, ms, &fi);
 	for (size_t r = 0; r < n; r++)
 		ok += rows[r].status == PSF_STATUS_OK;
 	rc = ok == n ? 0 : 1;

@@ -367,18 +367,46 @@ report_results(up *u)
 
 /* ---------------------------------------------------------------- main loop */
 
+/* fine_tuning tells whether trainer n has finished training and now
+ * fine-tunes on ingested rows (training.finetune): ps0 holds its finished
+ * report while it runs on. */
+static bool
+fine_tuning(const up *u, const psf_node_cfg *n)
+{
+	Psfleet__V1__StatsReply *st = NULL;
+	bool on = false;
+	size_t ps0 = 0;
+
+	if (u->a.train_only || u->cfg->training.finetune.steps == 0 || n->index != 0)
+		return false;
+	while (ps0 < u->cfg->n_nodes && u->cfg->nodes[ps0].role != PSF_ROLE_PS)
+		ps0++;
+	if (ps0 == u->cfg->n_nodes || psf_progress_stats(u->p, ps0, 500, &st) != PSF_OK)
+		return false;
+	for (size_t k = 0; k < st->n_reports; k++)
+		if (strcmp(st->reports[k]->worker, n->id) == 0)
+			on = st->reports[k]->finished;
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+	return on;
+}
+
 static bool
 trainers_done(const up *u)
 {
+	const psf_node_cfg *running = NULL; /* a trainer that may be fine-tuning */
+
 	for (size_t i = 0; i < psf_supervisor_count(u->l); i++) {
 		psf_child_info ci;
 
 		psf_supervisor_child(u->l, i, &ci);
-		if (u->selected[i] && ci.node->role == PSF_ROLE_TRAINER &&
-		    ci.state != PSF_CHILD_DONE)
+		if (!u->selected[i] || ci.node->role != PSF_ROLE_TRAINER ||
+		    ci.state == PSF_CHILD_DONE)
+			continue;
+		if (ci.state != PSF_CHILD_RUNNING || running != NULL)
 			return false;
+		running = ci.node;
 	}
-	return true;
+	return running == NULL || fine_tuning(u, running); /* asked once the others are done */
 }
 
 /* supervise runs until training ends (--train-only), a node fails for good, or
@@ -542,6 +570,7 @@ run(up *u)
 	lo.config_path = u->a.config;
 	lo.sets = u->a.sets;
 	lo.n_sets = u->a.n_sets;
+	lo.no_finetune = u->a.train_only;
 	lo.log_dir = u->log_dir;
 	lo.reset = u->a.reset;
 	lo.fresh = u->a.fresh;

@@ -15,7 +15,7 @@
 #include "lib/base/util.h"
 
 #define MAX_FAILURES 64 /* cap on max_failures: the window ring's size */
-#define MAX_ARGS (10 + 2 * PSF_SUPERVISOR_MAX_SETS + 6 * PSF_SUPERVISOR_MAX_FAULTS)
+#define MAX_ARGS (12 + 2 * PSF_SUPERVISOR_MAX_SETS + 6 * PSF_SUPERVISOR_MAX_FAULTS)
 #define READY_TICK_MS 100
 
 typedef struct child {
@@ -241,6 +241,10 @@ psf_supervisor_start(psf_supervisor *l, size_t i)
 	for (size_t k = 0; k < l->o.n_sets; k++) {
 		argv[n++] = "--set";
 		argv[n++] = (char *)l->o.sets[k];
+	}
+	if (l->o.no_finetune) { /* after the user's: it wins */
+		argv[n++] = "--set";
+		argv[n++] = "training.finetune.steps=0";
 	}
 	/* Only the first start resets: a restarted ps resumes what it wrote since. */
 	if (c->node->role == PSF_ROLE_PS && c->starts == 0 && (l->o.reset || l->o.fresh))

@@ -76,6 +76,9 @@ typedef struct psf_supervisor_opts {
 	bool fresh;              /* pass --fresh to ps nodes (first start only) */
 	const char *restore;     /* pass --restore DIR to ps nodes (every start: a
 	                            restarted ps resumes its restored store) */
+	bool no_finetune;        /* pass --set training.finetune.steps=0 to every node: a
+	                            run that only trains (--train-only, experiments,
+	                            backtests) ends when training does */
 	uint32_t backoff_min_ms; /* 0 = 200 */
 	uint32_t backoff_max_ms; /* 0 = 5000 */
 	uint32_t max_failures;   /* 0 = 5 */

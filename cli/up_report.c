@@ -177,5 +177,11 @@ psf_up_print_serving(const psf_config *cfg, psf_progress *p, const char *stop_ho
 	    gw == NULL && cfg->inference.shards > 1
 	        ? "   (without a gateway, inferer-0 serves only its own shard)"
 	        : "");
+	if (cfg->training.finetune.steps > 0 && cfg->n_trainers > 0)
+		psf_progress_note(p,
+		    "psfleet up: %s fine-tunes %u steps per round on rows you ingest "
+		    "(psfleet ingest CONFIG FILE.csv)",
+		    psf_config_role_node(cfg, PSF_ROLE_TRAINER, 0)->id,
+		    cfg->training.finetune.steps);
 	psf_progress_note(p, "psfleet up: %s stops the fleet", stop_how);
 }

@@ -3,6 +3,7 @@
  * the RPC client needs; only the psf_client_* symbols are exported. */
 #include "client/psfleet_client.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,7 +141,8 @@ static int predict_one(psf_client *c, const char *symbol, const char *as_of,
     const psf_client_bar *recent, size_t n_recent, double coverage, psf_prediction *out,
     psf_interval *iv);
 static int predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *as_of,
-    double coverage, psf_prediction *out, psf_interval *iv);
+    const psf_client_bar *const *recent, const size_t *n_recent, double coverage,
+    psf_prediction *out, psf_interval *iv);
 
 int
 psf_client_predict(psf_client *c, const char *symbol, const char *as_of, psf_prediction *out)
@@ -159,7 +161,15 @@ int
 psf_client_predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *as_of,
     psf_prediction *out)
 {
-	return predict_batch(c, symbols, n, as_of, 0.0, out, NULL);
+	return predict_batch(c, symbols, n, as_of, NULL, NULL, 0.0, out, NULL);
+}
+
+int
+psf_client_predict_batch_recent(psf_client *c, const char *const *symbols, size_t n,
+    const char *as_of, const psf_client_bar *const *recent, const size_t *n_recent,
+    psf_prediction *out)
+{
+	return predict_batch(c, symbols, n, as_of, recent, n_recent, 0.0, out, NULL);
 }
 
 int
@@ -177,7 +187,7 @@ psf_client_predict_batch_interval(psf_client *c, const char *const *symbols, siz
 {
 	if (iv != NULL && n > 0)
 		memset(iv, 0, n * sizeof(*iv));
-	return predict_batch(c, symbols, n, as_of, coverage, out, iv);
+	return predict_batch(c, symbols, n, as_of, NULL, NULL, coverage, out, iv);
 }
 
 static int
@@ -217,19 +227,27 @@ predict_one(psf_client *c, const char *symbol, const char *as_of, const psf_clie
 
 static int
 predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *as_of,
-    double coverage, psf_prediction *out, psf_interval *iv)
+    const psf_client_bar *const *recent, const size_t *n_recent, double coverage,
+    psf_prediction *out, psf_interval *iv)
 {
 	Psfleet__V1__PredictBatchRequest req = PSFLEET__V1__PREDICT_BATCH_REQUEST__INIT;
 	Psfleet__V1__PredictBatchReply *r = NULL;
 	Psfleet__V1__PredictRequest *items, **itemp;
+	void **blocks = NULL; /* per item: its recent bars (recent_bars) */
 	psf_rpc_status st;
 	int rc = PSF_CLIENT_OK;
 
-	if (c == NULL || (n > 0 && (symbols == NULL || out == NULL)))
+	if (c == NULL || (n > 0 && (symbols == NULL || out == NULL)) ||
+	    (recent != NULL) != (n_recent != NULL))
 		return PSF_CLIENT_INVALID_ARGUMENT;
+	for (size_t i = 0; recent != NULL && i < n; i++)
+		if (n_recent[i] > 0 && recent[i] == NULL)
+			return PSF_CLIENT_INVALID_ARGUMENT;
 	items = calloc(n > 0 ? n : 1, sizeof(*items));
 	itemp = calloc(n > 0 ? n : 1, sizeof(*itemp));
-	if (items == NULL || itemp == NULL) {
+	if (recent != NULL)
+		blocks = calloc(n > 0 ? n : 1, sizeof(*blocks));
+	if (items == NULL || itemp == NULL || (recent != NULL && blocks == NULL)) {
 		rc = PSF_CLIENT_RESOURCE_EXHAUSTED;
 		snprintf(st.message, sizeof(st.message), "out of memory");
 		goto fail;
@@ -240,6 +258,12 @@ predict_batch(psf_client *c, const char *const *symbols, size_t n, const char *a
 		items[i].as_of = (char *)(as_of != NULL ? as_of : "");
 		items[i].coverage = coverage;
 		itemp[i] = &items[i];
+		if (recent != NULL && n_recent[i] > 0 &&
+		    (blocks[i] = recent_bars(&items[i], recent[i], n_recent[i])) == NULL) {
+			rc = PSF_CLIENT_RESOURCE_EXHAUSTED;
+			snprintf(st.message, sizeof(st.message), "out of memory");
+			goto fail;
+		}
 	}
 	req.n_items = n;
 	req.items = itemp;
@@ -272,8 +296,92 @@ fail:
 out:
 	if (r != NULL)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
+	for (size_t i = 0; blocks != NULL && i < n; i++)
+		free(blocks[i]);
+	free(blocks);
 	free(items);
 	free(itemp);
+	return rc;
+}
+
+/* ingest_rows fills req's rows (and their bars, dates) from the caller's in
+ * one block to free; NULL when out of memory. */
+static void *
+ingest_rows(Psfleet__V1__IngestRequest *req, const char *const *symbols, const psf_client_bar *bars,
+    size_t n)
+{
+	const size_t dlen = sizeof(bars->date) + 1;
+	Psfleet__V1__IngestRow *rows, **rowp;
+	Psfleet__V1__Bar *pb;
+	char *dates;
+	void *block = calloc(n > 0 ? n : 1, sizeof(*rows) + sizeof(*rowp) + sizeof(*pb) + dlen);
+
+	if (block == NULL)
+		return NULL;
+	rows = block;
+	rowp = (Psfleet__V1__IngestRow **)(rows + n);
+	pb = (Psfleet__V1__Bar *)(rowp + n);
+	dates = (char *)(pb + n);
+	for (size_t i = 0; i < n; i++) {
+		psfleet__v1__ingest_row__init(&rows[i]);
+		psfleet__v1__bar__init(&pb[i]);
+		memcpy(dates + i * dlen, bars[i].date, sizeof(bars->date));
+		pb[i].date = dates + i * dlen;
+		pb[i].close = bars[i].close;
+		pb[i].open = isfinite(bars[i].open) ? bars[i].open : 0;
+		pb[i].high = isfinite(bars[i].high) ? bars[i].high : 0;
+		pb[i].low = isfinite(bars[i].low) ? bars[i].low : 0;
+		pb[i].volume = isfinite(bars[i].volume) ? bars[i].volume : 0;
+		rows[i].symbol = (char *)(symbols[i] != NULL ? symbols[i] : "");
+		rows[i].bar = &pb[i];
+		rowp[i] = &rows[i];
+	}
+	req->n_rows = n;
+	req->rows = rowp;
+	return block;
+}
+
+int
+psf_client_ingest(psf_client *c, const char *const *symbols, const psf_client_bar *bars, size_t n,
+    psf_client_ingest_result *results, psf_client_ingest_summary *out)
+{
+	Psfleet__V1__IngestRequest req = PSFLEET__V1__INGEST_REQUEST__INIT;
+	Psfleet__V1__IngestReply *r = NULL;
+	psf_rpc_status st;
+	void *block;
+	int rc = PSF_CLIENT_OK;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (c == NULL || (n > 0 && (symbols == NULL || bars == NULL || results == NULL)))
+		return PSF_CLIENT_INVALID_ARGUMENT;
+	if ((block = ingest_rows(&req, symbols, bars, n)) == NULL) {
+		rc = PSF_CLIENT_RESOURCE_EXHAUSTED;
+		snprintf(st.message, sizeof(st.message), "out of memory");
+	} else if (psf_rpc_client_call(c->rpc, PSF_M_INGEST, &req.base,
+	               &psfleet__v1__ingest_reply__descriptor, NULL, (ProtobufCMessage **)&r,
+	               &st) != PSF_OK) {
+		rc = (int)st.code;
+	} else if (r->n_results != n) {
+		rc = PSF_CLIENT_INTERNAL;
+		snprintf(st.message, sizeof(st.message), "%zu results for %zu rows", r->n_results,
+		    n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const Psfleet__V1__IngestResult *res = rc == PSF_CLIENT_OK ? r->results[i] : NULL;
+		results[i].status = res != NULL ? (int)res->status : rc;
+		snprintf(results[i].message, sizeof(results[i].message), "%s",
+		    res != NULL ? (res->message != NULL ? res->message : "") : st.message);
+	}
+	if (rc == PSF_CLIENT_OK && out != NULL) {
+		out->accepted = r->accepted;
+		out->model_version = r->model_version;
+		out->finetune_rows = r->finetune_rows;
+		out->finetune_steps = r->finetune_steps;
+	}
+	if (r != NULL)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	free(block);
 	return rc;
 }
 
@@ -418,6 +526,8 @@ psf_client_sizeof(const char *type)
 	    {"psf_client_kv", sizeof(psf_client_kv)},
 	    {"psf_client_worker", sizeof(psf_client_worker)},
 	    {"psf_interval", sizeof(psf_interval)},
+	    {"psf_client_ingest_result", sizeof(psf_client_ingest_result)},
+	    {"psf_client_ingest_summary", sizeof(psf_client_ingest_summary)},
 	};
 
 	for (size_t i = 0; type != NULL && i < sizeof(types) / sizeof(types[0]); i++)

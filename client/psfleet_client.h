@@ -208,9 +208,42 @@ PSF_CLIENT_API int psf_client_node_status(psf_client *c, char *errbuf, size_t er
  * fine. */
 PSF_CLIENT_API void psf_client_node_status_free(psf_node_status *st);
 
+/* psf_client_predict_batch_recent is psf_client_predict_batch with bars the
+ * fleet has not seen, per symbol: recent[i] (n_recent[i] of them; NULL when 0)
+ * for symbols[i], as psf_client_predict_recent takes them. recent and n_recent
+ * may both be NULL (no bars for any symbol). */
+PSF_CLIENT_API int psf_client_predict_batch_recent(psf_client *c, const char *const *symbols,
+    size_t n, const char *as_of, const psf_client_bar *const *recent, const size_t *n_recent,
+    psf_prediction *out);
+
+/* One row's answer to psf_client_ingest. */
+typedef struct psf_client_ingest_result {
+	int status;        /* PSF_CLIENT_OK: stored; ALREADY_EXISTS (6), INVALID_ARGUMENT,
+	                      FAILED_PRECONDITION, UNAVAILABLE, ...: refused, nothing changed */
+	char message[320]; /* "SYMBOL DATE: why" when refused */
+} psf_client_ingest_result;
+
+/* What an Ingest call says as a whole. */
+typedef struct psf_client_ingest_summary {
+	uint64_t accepted;       /* rows stored */
+	uint64_t model_version;  /* the version serving when they were stored */
+	uint64_t finetune_rows;  /* fine-tuning rows the stored bars made */
+	uint32_t finetune_steps; /* steps per fine-tuning round (0: no fine-tuning) */
+} psf_client_ingest_summary;
+
+/* psf_client_ingest appends n new bars (bars[i] of symbols[i]) to the fleet
+ * behind the client (the Ingest RPC, docs/inference.md): results[i] answers
+ * row i. Returns PSF_CLIENT_OK when the call went through (rows may still have
+ * been refused), or the call's status, then copied into every results[i].
+ * *out (may be NULL) is zeroed, then filled on PSF_CLIENT_OK. */
+PSF_CLIENT_API int psf_client_ingest(psf_client *c, const char *const *symbols,
+    const psf_client_bar *bars, size_t n, psf_client_ingest_result *results,
+    psf_client_ingest_summary *out);
+
 /* psf_client_sizeof returns sizeof the public struct named type ("psf_prediction",
  * "psf_model_info", "psf_client_opts", "psf_client_bar", "psf_node_status",
- * "psf_client_kv", "psf_client_worker"), or 0 for a name it does not know. A binding
+ * "psf_client_kv", "psf_client_worker", "psf_interval", "psf_client_ingest_result",
+ * "psf_client_ingest_summary"), or 0 for a name it does not know. A binding
  * that mirrors these structs (the Python package does) checks its layout against
  * the library it loaded with it. */
 PSF_CLIENT_API size_t psf_client_sizeof(const char *type);

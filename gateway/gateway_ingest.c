@@ -154,8 +154,31 @@ split(psf_gateway *gw, const Psfleet__V1__IngestRequest *in, shard_part *parts, 
 }
 
 /* answer merges the parts into one reply, in request order. */
+/* merge_versions fills r's model_version (the smallest a replica answered),
+ * finetune_steps and finetune_rows (per shard, the most a replica made: every
+ * replica sends the same rows, which ps0 keeps once). */
 static void
-answer(job *j, shard_part *parts, const uint32_t *shard_of, size_t n)
+merge_versions(const shard_part *parts, uint32_t n_shards, Psfleet__V1__IngestReply *r)
+{
+	for (uint32_t s = 0; s < n_shards; s++) {
+		uint64_t rows = 0;
+		for (size_t c = 0; c < parts[s].n_calls; c++) {
+			const Psfleet__V1__IngestReply *p = parts[s].calls[c].reply;
+			if (parts[s].calls[c].err != PSF_OK || p == NULL)
+				continue;
+			if (r->model_version == 0 || p->model_version < r->model_version)
+				r->model_version = p->model_version;
+			r->finetune_steps = p->finetune_steps > r->finetune_steps
+			    ? p->finetune_steps
+			    : r->finetune_steps;
+			rows = p->finetune_rows > rows ? p->finetune_rows : rows;
+		}
+		r->finetune_rows += rows;
+	}
+}
+
+static void
+answer(job *j, shard_part *parts, uint32_t n_shards, const uint32_t *shard_of, size_t n)
 {
 	Psfleet__V1__IngestReply r = PSFLEET__V1__INGEST_REPLY__INIT;
 	Psfleet__V1__IngestResult *res = calloc(n > 0 ? n : 1, sizeof(*res));
@@ -175,6 +198,7 @@ answer(job *j, shard_part *parts, const uint32_t *shard_of, size_t n)
 		r.accepted += res[i].status == PSF_STATUS_OK;
 		resp[i] = &res[i];
 	}
+	merge_versions(parts, n_shards, &r);
 	r.n_results = n;
 	r.results = resp;
 	j->done(&r.base, j->call);
@@ -197,7 +221,7 @@ gw_forward_ingest(psf_gateway *gw, job *j)
 		j->done(NULL, j->call);
 	} else {
 		send_all(gw, parts, psf_rpc_call_deadline_ns(j->call));
-		answer(j, parts, shard_of, in->n_rows);
+		answer(j, parts, gw->n_shards, shard_of, in->n_rows);
 	}
 	for (uint32_t s = 0; parts != NULL && s < gw->n_shards; s++) {
 		for (size_t c = 0; c < parts[s].n_calls; c++)

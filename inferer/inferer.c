@@ -167,7 +167,13 @@ setup_metrics(psf_inferer *inf)
 		return err;
 	if ((err = psf_metrics_counter(reg, "psfleet_inferer_ingested_rows_total",
 	         "Bars accepted by Ingest (journal replays included)", NULL, 0,
-	         &inf->c_ingested)) != PSF_OK)
+	         &inf->c_ingested)) != PSF_OK ||
+	    (err = psf_metrics_gauge(reg, "psfleet_inferer_finetune_pending_rows",
+	         "Fine-tuning rows of ingested bars not yet acknowledged by ps0", NULL, 0,
+	         &inf->g_ft_pending)) != PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_inferer_finetune_rows_sent_total",
+	         "Fine-tuning rows acknowledged by ps0 (duplicates included)", NULL, 0,
+	         &inf->c_ft_sent)) != PSF_OK)
 		return err;
 	return psf_metrics_counter(reg, "psfleet_inferer_predictions_total",
 	    "Predictions asked for (batch items count one each)", NULL, 0, &inf->c_predictions);
@@ -270,6 +276,8 @@ inferer_alloc(const psf_config *cfg, const psf_node_cfg *node, const psf_inferer
 	pthread_mutex_init(&inf->refresh_mu, NULL);
 	pthread_mutex_init(&inf->ws_mu, NULL);
 	pthread_mutex_init(&inf->stop_mu, NULL);
+	pthread_mutex_init(&inf->ftq.mu, NULL);
+	pthread_cond_init(&inf->ftq.cv, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&inf->stop_cv, &ca);
@@ -301,7 +309,8 @@ psf_inferer_new(const psf_config *cfg, const psf_node_cfg *node, const psf_infer
 	    (err = psf_model_new(&cfg->model, (uint32_t)cfg->n_features, cfg->target, cfg->seed,
 	         &inf->model)) != PSF_OK ||
 	    (err = inf_book_load(cfg, node->shard, cfg->inference.shards, &inf->book)) != PSF_OK ||
-	    (err = inf_journal_open(inf)) != PSF_OK || (err = open_ps_clients(inf, opts)) != PSF_OK)
+	    (err = inf_journal_open(inf)) != PSF_OK ||
+	    (err = open_ps_clients(inf, opts)) != PSF_OK || (err = inf_ft_start(inf)) != PSF_OK)
 		goto fail;
 	psf_gauge_set(inf->g_symbols, (double)inf->book->n);
 	psf_runtime_set_ready(inf->rt, false, "no snapshot yet");
@@ -335,6 +344,7 @@ psf_inferer_free(psf_inferer *inf)
 		pthread_join(inf->thread, NULL);
 	psf_rpc_server_free(inf->srv); /* handlers are done after this */
 	psf_admin_free(inf->admin);
+	inf_ft_stop(inf); /* before the ps clients it sends with */
 	for (size_t s = 0; inf->ps != NULL && s < inf->n_ps; s++)
 		psf_rpc_client_close(inf->ps[s]);
 	free(inf->ps);
@@ -348,6 +358,8 @@ psf_inferer_free(psf_inferer *inf)
 	pthread_cond_destroy(&inf->stop_cv);
 	pthread_mutex_destroy(&inf->stop_mu);
 	pthread_mutex_destroy(&inf->ws_mu);
+	pthread_mutex_destroy(&inf->ftq.mu);
+	pthread_cond_destroy(&inf->ftq.cv);
 	pthread_mutex_destroy(&inf->refresh_mu);
 	pthread_mutex_destroy(&inf->snap_mu);
 	free(inf);

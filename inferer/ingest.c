@@ -29,6 +29,7 @@
 #include "lib/base/shard.h"
 #include "lib/base/util.h"
 #include "lib/data/bar_csv.h"
+#include "lib/data/features.h"
 
 #define INF_MAX_INGEST 100000u /* rows in one Ingest */
 
@@ -51,6 +52,10 @@ typedef struct ingest {
 	 * listings are few per day) */
 	size_t *new_last; /* their last accepted row */
 	size_t n_new;
+	/* fine-tuning samples of the accepted rows (training.finetune.steps > 0):
+	 * [accepted] slots, n_ft used */
+	inf_ft_sample **ft;
+	size_t n_ft;
 } ingest;
 
 static void
@@ -189,6 +194,48 @@ merge(const ingest *g, size_t i, const size_t *order, size_t n, double *c, int32
 	}
 }
 
+/* make_samples adds to g->ft the fine-tuning samples of rows [first, s->n) of
+ * the merged series s: for each, the model input of the row before it and the
+ * target it makes, exactly as a trainer's table row of that day has them. A
+ * row whose day before has no full input (too little history) makes none. */
+static psf_err
+make_samples(ingest *g, const psf_series *s, size_t first, size_t window)
+{
+	const psf_config *cfg = g->inf->cfg;
+	size_t nx = window * cfg->n_features;
+
+	for (size_t t = first > 0 ? first : 1; t < s->n; t++) {
+		inf_ft_sample *f = malloc(sizeof(*f) + nx * sizeof(float));
+		double r;
+		if (f == NULL)
+			return PSF_ENOMEM;
+		if (psf_features_window(s, cfg->features, cfg->n_features, s->date[t - 1], window,
+		        f->x, nx, NULL) != PSF_OK) {
+			free(f);
+			continue;
+		}
+		snprintf(f->symbol, sizeof(f->symbol), "%s", s->symbol);
+		psf_date_format(s->date[t], f->date);
+		f->n_x = nx;
+		r = s->close[t] / s->close[t - 1] - 1.0; /* features.c target_value */
+		f->y = cfg->target == PSF_TARGET_NEXT_CLOSE ? s->close[t]
+		    : cfg->target == PSF_TARGET_NEXT_RETURN ? r
+		                                            : (r > 0 ? 1.0 : 0.0);
+		g->ft[g->n_ft++] = f;
+	}
+	return PSF_OK;
+}
+
+static void
+free_samples(ingest *g)
+{
+	for (size_t i = 0; i < g->n_ft; i++)
+		free(g->ft[i]);
+	free(g->ft);
+	g->ft = NULL;
+	g->n_ft = 0;
+}
+
 /* The arrays build_book works with, freed together. */
 typedef struct build_mem {
 	size_t *count, *start, *order;
@@ -235,7 +282,7 @@ alloc_book(const inf_book *old, size_t n, size_t rows)
 
 /* build_book makes the new book: the old one plus the accepted rows. */
 static psf_err
-build_book(const ingest *g, inf_book **out)
+build_book(ingest *g, inf_book **out)
 {
 	const psf_config *cfg = g->inf->cfg;
 	const inf_book *old = g->old;
@@ -289,6 +336,9 @@ build_book(const ingest *g, inf_book **out)
 			merge(g, i, m.order + m.start[i], m.count[i], c,
 			    (int32_t *)(c + 5 * widest), &s);
 			s.symbol = sym->name;
+			if (g->ft != NULL &&
+			    make_samples(g, &s, s.n - m.count[i], b->window) != PSF_OK)
+				goto oom;
 			inf_book_keep_rows(sym, &s, s.n < hd ? s.n : hd, &dbl, &day);
 			inf_book_latest_row(cfg, b, i, &s);
 		}
@@ -354,11 +404,12 @@ fail_accepted(ingest *g, psf_status st, const char *why)
 }
 
 /* apply checks rows[0..n) (those still OK), and stores the accepted ones:
- * journal (when `journal`), new book, new snapshot. Returns the rows accepted. */
+ * journal (when `journal`), new book, new snapshot, fine-tuning samples
+ * queued (*n_ft of them; may be NULL). Returns the rows accepted. */
 static size_t
-apply(psf_inferer *inf, in_row *rows, size_t n, bool journal)
+apply(psf_inferer *inf, in_row *rows, size_t n, bool journal, size_t *n_ft)
 {
-	ingest g = {inf, NULL, rows, n, 0, NULL, NULL, 0};
+	ingest g = {inf, NULL, rows, n, 0, NULL, NULL, 0, NULL, 0};
 	inf_book *nb = NULL, *old;
 	inf_snap *cur = NULL, *ns = NULL;
 	char why[200];
@@ -382,6 +433,11 @@ apply(psf_inferer *inf, in_row *rows, size_t n, bool journal)
 			check_row(&g, r);
 	if (g.accepted == 0)
 		goto out;
+	if (inf->cfg->training.finetune.steps > 0 &&
+	    (g.ft = calloc(g.accepted, sizeof(*g.ft))) == NULL) {
+		fail_accepted(&g, PSF_STATUS_RESOURCE_EXHAUSTED, "not stored: out of memory");
+		goto out;
+	}
 	if ((err = build_book(&g, &nb)) != PSF_OK) {
 		fail_accepted(&g, PSF_STATUS_RESOURCE_EXHAUSTED, "not stored: out of memory");
 		goto out;
@@ -408,7 +464,19 @@ apply(psf_inferer *inf, in_row *rows, size_t n, bool journal)
 		ns = NULL;
 	}
 	psf_counter_add(inf->c_ingested, g.accepted);
+	if (n_ft != NULL)
+		*n_ft = g.n_ft;
+	if (g.n_ft > 0) {
+		if (inf_ft_queue(inf, g.ft, g.n_ft) == PSF_OK)
+			g.n_ft = 0; /* the queue took them */
+		else
+			psf_log_err("inferer",
+			    "out of memory queueing %zu fine-tuning rows: they are in the journal "
+			    "and are sent when the inferer restarts",
+			    g.n_ft);
+	}
 out:
+	free_samples(&g);
 	inf_snap_put(ns);
 	inf_snap_put(cur);
 	inf_book_put(nb);
@@ -480,7 +548,15 @@ psf_inf_rpc_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__Inges
 	}
 	for (size_t i = 0; i < n; i++)
 		from_proto(in->rows[i], &rows[i]);
-	r.accepted = apply(inf, rows, n, true);
+	size_t n_ft = 0;
+	r.accepted = apply(inf, rows, n, true, &n_ft);
+	{
+		inf_snap *s = inf_snap_get(inf);
+		r.model_version = s != NULL ? s->version : 0;
+		inf_snap_put(s);
+	}
+	r.finetune_steps = inf->cfg->training.finetune.steps;
+	r.finetune_rows = n_ft;
 	for (size_t i = 0; i < n; i++) {
 		psfleet__v1__ingest_result__init(&res[i]);
 		res[i].status = rows[i].status;
@@ -554,7 +630,7 @@ replay(psf_inferer *inf, FILE *f, off_t *valid_end)
 	}
 	free(line);
 	if (n > 0) {
-		size_t ok = apply(inf, rows, n, false), dup = 0, shown = 0;
+		size_t ok = apply(inf, rows, n, false, NULL), dup = 0, shown = 0;
 		for (size_t i = 0; i < n; i++) {
 			if (rows[i].status == PSF_STATUS_ALREADY_EXISTS)
 				dup++;

@@ -127,6 +127,25 @@ typedef struct inf_snap {
 	struct inf_snap *base, *params_from;
 } inf_snap;
 
+/* One sample of an ingested bar for fine-tuning (finetune_out.c). */
+typedef struct inf_ft_sample {
+	char symbol[PSF_SYMBOL_MAX + 1];
+	char date[11]; /* the bar's date */
+	double y;      /* the target it makes, in its own units */
+	size_t n_x;
+	float x[]; /* the day before's model input, raw */
+} inf_ft_sample;
+
+/* The samples not yet acknowledged by ps0. mu guards v, n, cap and stop. */
+typedef struct inf_ftq {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	inf_ft_sample **v;
+	size_t n, cap;
+	bool stop, started;
+	pthread_t thread;
+} inf_ftq;
+
 struct psf_inferer {
 	const psf_config *cfg;
 	const psf_node_cfg *node;
@@ -172,7 +191,9 @@ struct psf_inferer {
 	pthread_t thread;
 	bool thread_started;
 
-	psf_gauge *g_version, *g_symbols, *g_age;
+	inf_ftq ftq; /* samples for fine-tuning on their way to ps0 */
+	psf_gauge *g_version, *g_symbols, *g_age, *g_ft_pending;
+	psf_counter *c_ft_sent;
 	psf_counter *c_swaps, *c_refresh_errors, *c_predictions;
 };
 
@@ -230,6 +251,17 @@ void inf_journal_close(psf_inferer *inf);
 /* The Ingest handler (the service's INIT macro pastes the prefix). */
 void psf_inf_rpc_ingest(Psfleet__V1__Inference_Service *svc, const Psfleet__V1__IngestRequest *in,
     Psfleet__V1__IngestReply_Closure done, void *call);
+
+/* finetune_out.c --------------------------------------------------------- */
+
+/* inf_ft_queue queues samples v[0..n) (malloc'd; the queue takes them on
+ * PSF_OK) for ps0. PSF_ENOMEM leaves them to the caller. */
+PSF_NODISCARD psf_err inf_ft_queue(psf_inferer *inf, inf_ft_sample **v, size_t n);
+
+/* inf_ft_start starts the thread that sends the queue to ps0 (only when
+ * training.finetune.steps > 0). inf_ft_stop stops it and frees the queue. */
+PSF_NODISCARD psf_err inf_ft_start(psf_inferer *inf);
+void inf_ft_stop(psf_inferer *inf);
 
 /* interval.c --------------------------------------------------------------- */
 

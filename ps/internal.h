@@ -128,6 +128,9 @@ struct psf_ps {
 	/* report_mu serializes Report calls (store write, then the report in
 	 * workers[]). Taken before mu, never while holding it. */
 	pthread_mutex_t report_mu;
+	/* ft_mu serializes AppendSamples and FineTune (handlers_finetune.c): each
+	 * store write and its sync. */
+	pthread_mutex_t ft_mu;
 
 	/* mu guards everything below. Never held across an RPC reply of a
 	 * parked call that reads the store (those are served outside it). */
@@ -163,6 +166,7 @@ struct psf_ps {
 	/* metrics */
 	psf_gauge *g_version;
 	psf_counter *c_applied, *c_duplicate, *c_rejected, *c_nonfinite, *c_dropped;
+	psf_counter *c_ft_samples; /* fine-tuning samples stored */
 	psf_hist *h_staleness;
 };
 
@@ -370,6 +374,14 @@ PSF_NODISCARD psf_err ps_reduce_result(psf_ps *ps, const char *name, double **va
 /* ps_reduces_free frees every reduce entry (ps->reduces becomes NULL). Caller
  * holds mu (or is the only thread). Cannot fail. */
 void ps_reduces_free(psf_ps *ps);
+
+/* handlers_finetune.c ---------------------------------------------------------- */
+
+void psf_ps_rpc_append_samples(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__AppendSamplesRequest *in, Psfleet__V1__AppendSamplesReply_Closure done,
+    void *call);
+void psf_ps_rpc_fine_tune(Psfleet__V1__ParameterServer_Service *svc,
+    const Psfleet__V1__FineTuneRequest *in, Psfleet__V1__FineTuneReply_Closure done, void *call);
 
 /* handlers_report.c ------------------------------------------------------------ */
 

@@ -334,7 +334,10 @@ setup_metrics(psf_ps *ps)
 	         "Pushes with NaN/Inf gradients", NULL, 0, &ps->c_nonfinite)) != PSF_OK ||
 	    (err = psf_metrics_counter(reg, "psfleet_workers_dropped_total",
 	         "Workers dropped as stragglers or for a lost lease", NULL, 0, &ps->c_dropped)) !=
-	        PSF_OK)
+	        PSF_OK ||
+	    (err = psf_metrics_counter(reg, "psfleet_ps_finetune_rows_total",
+	         "Fine-tuning rows (samples of ingested bars) stored", NULL, 0,
+	         &ps->c_ft_samples)) != PSF_OK)
 		return err;
 	err = psf_metrics_hist(reg, "psfleet_push_staleness",
 	    "Clock gap of each push: its step "
@@ -441,6 +444,7 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	ps->node = node;
 	pthread_mutex_init(&ps->mu, NULL);
 	pthread_mutex_init(&ps->report_mu, NULL);
+	pthread_mutex_init(&ps->ft_mu, NULL);
 	if (opts != NULL && opts->metrics != NULL)
 		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
 	ps->workers = calloc(PS_MAX_WORKERS, sizeof(*ps->workers));
@@ -530,6 +534,7 @@ psf_ps_free(psf_ps *ps)
 	free(ps->workers);
 	pthread_mutex_destroy(&ps->mu);
 	pthread_mutex_destroy(&ps->report_mu);
+	pthread_mutex_destroy(&ps->ft_mu);
 	free(ps);
 }
 

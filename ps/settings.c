@@ -13,7 +13,8 @@
  * staleness for ssp), and the trainer ids (they decide which trainer trains on
  * which symbols). What does not: names, paths of the run, ports, metrics,
  * logging, durability, limits, security, inference, the gateway, timeouts and
- * heartbeats, training.target_loss (read by experiment reports only). */
+ * heartbeats, training.target_loss (read by experiment reports only),
+ * training.finetune (steps taken after the run, on ingested rows). */
 #define _GNU_SOURCE /* open_memstream */
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,6 +2,7 @@
 #ifndef PSF_TRAINER_INTERNAL_H
 #define PSF_TRAINER_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +10,7 @@
 #include "lib/config/config.h"
 #include "lib/data/features.h"
 #include "lib/model/model.h"
+#include "lib/runtime/runtime.h"
 #include "trainer/ps_client.h"
 
 #define PSF_TRAINER_MAX_BATCH 65536u
@@ -107,6 +109,32 @@ PSF_NODISCARD psf_err psf_trainer_evaluate(const psf_config *cfg, const psf_mode
     psf_model_ws *ws, psf_ps_client *w, const psf_table *table, const psf_windows *win,
     const uint64_t *sym_rows, const double *stats, int64_t clock, psf_params *params,
     psf_eval *out);
+
+/* finetune.c: fine-tuning after Ingest, by the first trainer once training is
+ * done (training.finetune.steps > 0). */
+typedef struct psf_trainer_ft {
+	const psf_config *cfg;
+	psf_runtime *rt;
+	psf_ps_client *w;
+	psf_model *model;
+	const double *stats;           /* the standardisation statistics of training */
+	atomic_uint_fast64_t *version; /* model version of the last push (Health) */
+	psf_gauge *g_step;             /* psfleet_trainer_step */
+	int64_t exit_at_step;          /* failure injection (0 = off) */
+	/* set by psf_trainer_ft_metrics */
+	psf_gauge *g_on, *g_round;
+	psf_counter *c_steps, *c_rows;
+} psf_trainer_ft;
+
+/* psf_trainer_ft_metrics registers the fine-tuning metrics in reg:
+ * psfleet_trainer_finetuning (1 while waiting for or taking fine-tuning
+ * steps), psfleet_trainer_finetune_round, psfleet_trainer_finetune_steps_total,
+ * psfleet_trainer_finetune_rows_total. */
+PSF_NODISCARD psf_err psf_trainer_ft_metrics(psf_metrics *reg, psf_trainer_ft *a);
+
+/* psf_trainer_finetune serves fine-tuning rounds until a stop request
+ * (PSF_ECLOSED) or an error. */
+PSF_NODISCARD psf_err psf_trainer_finetune(const psf_trainer_ft *a);
 
 /* pull_reply.c: a PullReply read in place. Pointers borrow from the buffer. */
 typedef struct psf_pull_view {

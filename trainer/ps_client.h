@@ -140,4 +140,13 @@ PSF_NODISCARD psf_err psf_ps_client_report(psf_ps_client *w, Psfleet__V1__Metric
 PSF_NODISCARD psf_err psf_ps_client_assign(psf_ps_client *w, const psf_params *values,
     const uint64_t *keys, size_t n, uint64_t *version_out);
 
+/* psf_ps_client_fine_tune asks shard 0 for the latest fine-tuning round
+ * (FineTune RPC), after beginning round begin_round at start_clock when
+ * begin_round > 0 and it is not begun yet; with_samples brings its samples.
+ * *out gets a reply to free with protobuf_c_message_free_unpacked; its round
+ * is begin_round when that round is begun (now or before), else the latest
+ * (no new samples). */
+PSF_NODISCARD psf_err psf_ps_client_fine_tune(psf_ps_client *w, uint64_t begin_round,
+    int64_t start_clock, bool with_samples, Psfleet__V1__FineTuneReply **out);
+
 #endif

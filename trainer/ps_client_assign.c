@@ -52,3 +52,17 @@ psf_ps_client_assign(psf_ps_client *w, const psf_params *values, const uint64_t 
 		*version_out = version;
 	return PSF_OK;
 }
+
+psf_err
+psf_ps_client_fine_tune(psf_ps_client *w, uint64_t begin_round, int64_t start_clock,
+    bool with_samples, Psfleet__V1__FineTuneReply **out)
+{
+	Psfleet__V1__FineTuneRequest req = PSFLEET__V1__FINE_TUNE_REQUEST__INIT;
+	psf_rpc_status st;
+
+	req.begin_round = begin_round; /* a retried begin finds the round begun: idempotent */
+	req.start_clock = start_clock;
+	req.with_samples = with_samples;
+	return ps_client_call_shard(w, 0, PSF_M_FINE_TUNE, &req.base,
+	    &psfleet__v1__fine_tune_reply__descriptor, 1, (ProtobufCMessage **)out, &st);
+}

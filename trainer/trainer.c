@@ -73,6 +73,7 @@ typedef struct trainer {
 	char url[256];
 	char token[256];
 	atomic_uint_fast64_t version; /* model version the last push saw (Health, Status) */
+	psf_trainer_ft ft;            /* fine-tuning after Ingest (finetune.c) */
 } trainer;
 
 static psf_err
@@ -98,8 +99,33 @@ setup_metrics(trainer *t)
 	    (err = psf_metrics_counter(reg, "psfleet_trainer_compute_nanoseconds_total",
 	         "Time spent computing gradients", NULL, 0, &t->c_compute_ns)) != PSF_OK)
 		return err;
+	if ((err = psf_trainer_ft_metrics(reg, &t->ft)) != PSF_OK)
+		return err;
 	return psf_metrics_gauge(reg, "psfleet_trainer_total_steps", "Steps of the whole run", NULL,
 	    0, &t->g_total);
+}
+
+/* fine_tunes: the first trainer fine-tunes on ingested rows once training is
+ * done, when the config asks for it (`psfleet up --train-only` sets steps 0). */
+static bool
+fine_tunes(const trainer *t)
+{
+	return t->cfg->training.finetune.steps > 0 && t->node->index == 0;
+}
+
+/* finetune hands the trained model to the fine-tuning loop (finetune.c). */
+static psf_err
+finetune(trainer *t)
+{
+	t->ft.cfg = t->cfg;
+	t->ft.rt = t->rt;
+	t->ft.w = t->w;
+	t->ft.model = t->model;
+	t->ft.stats = t->stats;
+	t->ft.version = &t->version;
+	t->ft.g_step = t->g_step;
+	t->ft.exit_at_step = t->opts != NULL ? t->opts->exit_at_step : 0;
+	return psf_trainer_finetune(&t->ft);
 }
 
 /* open_traces opens (appending: a restarted trainer continues the file) the
@@ -767,6 +793,13 @@ psf_trainer_run(const psf_config *cfg, const psf_node_cfg *node, const psf_train
 			    (long long)psf_ps_client_clock(t.w));
 			err = PSF_OK;
 		}
+		goto out;
+	}
+	if (fine_tunes(&t)) {
+		psf_log_info("trainer", "training done after %lld steps",
+		    (long long)psf_ps_client_clock(t.w));
+		if ((err = finetune(&t)) == PSF_ECLOSED && psf_runtime_stop_requested(t.rt))
+			err = PSF_OK; /* resumes where it stopped when started again */
 		goto out;
 	}
 	err = psf_ps_client_heartbeat(t.w, true);

@@ -10,7 +10,9 @@
  *
  * Reporting. After every epoch the trainer evaluates on its test rows and sends
  * a MetricsReport to ps0; the last one has finished = true. The process then
- * leaves the worker group and exits 0. A trainer with no training rows takes its
+ * leaves the worker group and exits 0 -- except the first trainer when
+ * training.finetune.steps > 0, which stays up and fine-tunes on ingested rows
+ * (finetune.c, docs/training.md §6) until it is stopped. A trainer with no training rows takes its
  * part in the start-up reduces, sends a finished report with no test rows,
  * leaves the group and exits 0 (docs/training.md §1). Progress gauges on /metrics:
  * psfleet_trainer_{epoch,step,loss,samples_per_second,total_steps}. */

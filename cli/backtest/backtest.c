@@ -110,6 +110,7 @@ start_fleet(origin_run *r)
 	so.n_sets = r->n_sets;
 	so.log_dir = r->run_dir;
 	so.max_failures = 1;
+	so.no_finetune = true;
 	if ((rv = psf_supervisor_new(r->cfg, &so, &r->sv)) != PSF_OK ||
 	    (rv = psf_progress_new(r->cfg, NULL, false, &r->probe)) != PSF_OK)
 		return fail(r->errbuf, r->errlen, rv, "cannot set up the supervisor: %s",

@@ -310,6 +310,7 @@ start_fleet(run *r)
 		    .exit_at_step = r->o->kills[i].step};
 	memset(&so, 0, sizeof(so));
 	so.name = "psfleet experiment";
+	so.no_finetune = true;
 	so.exe = r->exe;
 	so.config_path = r->o->config_path;
 	so.sets = r->sets;

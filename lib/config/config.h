@@ -170,6 +170,14 @@ typedef struct psf_optim_cfg {
 	int skip_nonfinite;       /* 1: NaN/Inf gradients are skipped and counted; 0: rejected */
 } psf_optim_cfg;
 
+/* Fine-tuning after Ingest (docs/training.md "Fine-tuning after Ingest"). */
+typedef struct psf_finetune_cfg {
+	uint32_t steps;      /* steps per round over newly ingested rows; 0 = off (default) */
+	uint32_t batch_size; /* rows per step; 0 = training.batch_size (fewer when a round
+	                      * has fewer rows) */
+	uint32_t poll_ms;    /* how often the fine-tuner asks ps0 for new rows; default 100 */
+} psf_finetune_cfg;
+
 typedef struct psf_training_cfg {
 	uint32_t epochs;     /* default 5 */
 	uint32_t batch_size; /* default 256 */
@@ -178,6 +186,7 @@ typedef struct psf_training_cfg {
 	double target_loss;  /* experiments: loss that counts as "reached"; 0 = none */
 	double clip_norm;    /* trainer side: clip each step's whole gradient (every key, every
 	                      * ps) to this L2 norm before pushing; 0 = off */
+	psf_finetune_cfg finetune;
 } psf_training_cfg;
 
 typedef struct psf_consistency_cfg {

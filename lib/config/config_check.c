@@ -378,6 +378,29 @@ validate_exact(ctx *c)
 	return PSF_OK;
 }
 
+/* validate_finetune refuses the settings where fine-tuning has no meaning. */
+static psf_err
+validate_finetune(ctx *c)
+{
+	const psf_config *cfg = c->cfg;
+
+	if (cfg->training.finetune.steps == 0)
+		return PSF_OK;
+	if (cfg->optimizer.kind == PSF_OPTIM_EXACT)
+		return config_fail(c, config_line_of(c, "training", "finetune"),
+		    "training.finetune needs a gradient optimizer: optimizer kind 'exact' solves "
+		    "once on every row and has no steps to continue (to take new rows in, "
+		    "append them to the CSV and run psfleet up --fresh; docs/training.md)");
+	if (cfg->consistency.mode == PSF_CONS_LOCAL)
+		return config_fail(c, config_line_of(c, "training", "finetune"),
+		    "training.finetune is not supported with consistency mode 'local' (one "
+		    "trainer fine-tunes: use sync, async or ssp)");
+	if (cfg->n_trainers == 0)
+		return config_fail(c, config_line_of(c, "training", "finetune"),
+		    "training.finetune needs a trainer (the first one fine-tunes)");
+	return PSF_OK;
+}
+
 /* valid_day tells whether s looks like YYYY-MM-DD (month 01-12, day 01-31; the
  * trainers check the calendar when they parse it). */
 static int
@@ -417,6 +440,8 @@ validate_misc(ctx *c)
 		return config_fail(c, config_line_of(c, "model", "kind"),
 		    "model kind 'logistic' needs target next_direction");
 	if (cfg->optimizer.kind == PSF_OPTIM_EXACT && (err = validate_exact(c)) != PSF_OK)
+		return err;
+	if ((err = validate_finetune(c)) != PSF_OK)
 		return err;
 	if (psf_model_kind_is_recurrent(cfg->model.kind) &&
 	    cfg->model.n_hidden > PSF_MODEL_MAX_RNN_LAYERS)

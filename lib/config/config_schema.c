@@ -371,6 +371,17 @@ static const field optim_fields[] = {
 };
 static const table optim_table = {"optimizer", optim_fields, PSF_ARRAY_LEN(optim_fields)};
 
+static const field finetune_fields[] = {
+    {"steps", T_U32, offsetof(psf_finetune_cfg, steps), .must = "an integer in [0, 1000000]",
+        .imax = 1000000},
+    {"batch_size", T_U32, offsetof(psf_finetune_cfg, batch_size),
+        .must = "an integer in [0, 1048576]", .imax = 1048576},
+    {"poll_ms", T_U32, offsetof(psf_finetune_cfg, poll_ms), .must = "an integer in [1, 60000]",
+        .imin = 1, .imax = 60000},
+};
+static const table finetune_table = {"training.finetune", finetune_fields,
+    PSF_ARRAY_LEN(finetune_fields)};
+
 static const field training_fields[] = {
     {"epochs", T_U32, offsetof(psf_training_cfg, epochs), .must = "an integer >= 1", .imin = 1},
     {"batch_size", T_U32, offsetof(psf_training_cfg, batch_size),
@@ -381,6 +392,7 @@ static const field training_fields[] = {
         .dmax = INFINITY},
     {"clip_norm", T_F64, offsetof(psf_training_cfg, clip_norm), .must = "a number >= 0",
         .dmax = INFINITY},
+    {"finetune", T_MAP, offsetof(psf_training_cfg, finetune), .sub = &finetune_table},
 };
 static const table training_table = {"training", training_fields, PSF_ARRAY_LEN(training_fields)};
 
@@ -499,6 +511,7 @@ config_set_defaults(psf_config *cfg)
 	    .step_size = 1000,
 	    .gamma = 0.5};
 	cfg->training = (psf_training_cfg){.epochs = 5, .batch_size = 256, .shuffle = 1};
+	cfg->training.finetune.poll_ms = 100;
 	cfg->consistency = (psf_consistency_cfg){.mode = PSF_CONS_SYNC,
 	    .staleness = 2,
 	    .sync_every = 8,

@@ -24,6 +24,8 @@ static const method_name methods[] = {
     {PSF_M_BACKUP, &psfleet__v1__parameter_server__descriptor},
     {PSF_M_ASSIGN, &psfleet__v1__parameter_server__descriptor},
     {PSF_M_PUSH_PULL, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_APPEND_SAMPLES, &psfleet__v1__parameter_server__descriptor},
+    {PSF_M_FINE_TUNE, &psfleet__v1__parameter_server__descriptor},
     {PSF_M_PREDICT, &psfleet__v1__inference__descriptor},
     {PSF_M_PREDICT_BATCH, &psfleet__v1__inference__descriptor},
     {PSF_M_MODEL_INFO, &psfleet__v1__inference__descriptor},

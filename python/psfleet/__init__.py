@@ -10,14 +10,14 @@ when it is not on the system's library path.
 """
 from ._client import Client
 from ._native import library_path, load_library
-from ._types import (TLS, Bar, DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument,
-                     ModelInfo, NodeStatus, NotFound, Prediction, Predictions, PsfleetError,
-                     ResourceExhausted, Unauthenticated, Unavailable, WorkerStatus, for_date,
-                     to_frame)
+from ._types import (TLS, Bar, DeadlineExceeded, FailedPrecondition, IngestResult,
+                     IngestResults, Internal, InvalidArgument, ModelInfo, NodeStatus, NotFound,
+                     Prediction, Predictions, PsfleetError, ResourceExhausted, Row,
+                     Unauthenticated, Unavailable, WorkerStatus, for_date, to_frame)
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "TLS", "Bar", "Prediction", "Predictions", "ModelInfo", "NodeStatus",
+__all__ = ["Client", "TLS", "Bar", "Row", "IngestResult", "IngestResults", "Prediction", "Predictions", "ModelInfo", "NodeStatus",
            "WorkerStatus", "PsfleetError", "InvalidArgument", "DeadlineExceeded", "NotFound",
            "ResourceExhausted", "FailedPrecondition", "Internal", "Unavailable",
            "Unauthenticated", "to_frame", "for_date", "load_library", "library_path"]

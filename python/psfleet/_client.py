@@ -7,8 +7,8 @@ import re
 import threading
 
 from . import _native
-from ._types import (TLS, Bar, ModelInfo, NodeStatus, Prediction, Predictions, WorkerStatus,
-                     error, for_date)
+from ._types import (TLS, Bar, IngestResult, IngestResults, ModelInfo, NodeStatus, Prediction,
+                     Predictions, Row, WorkerStatus, error, for_date)
 
 # What a failed connect_now open means, as `psfleet predict` says it.
 _OPEN_REASONS = {
@@ -89,6 +89,47 @@ def _bars_of(recent):
         arr[i].open, arr[i].high = _num(b.open), _num(b.high)
         arr[i].low, arr[i].volume = _num(b.low), _num(b.volume)
     return arr, len(out)
+
+
+_ROW_FIELDS = ("symbol", "date", "close", "open", "high", "low", "volume")
+
+
+def _rows_of(rows):
+    """Rows for ingest: a DataFrame (symbol, date, close columns, optional
+    open/high/low/volume; the date may be the index), or a list of psfleet.Row,
+    dataclasses or objects with those attributes, dicts, or tuples in Row's
+    order (symbol, date, close[, open, high, low, volume])."""
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # a DataFrame
+        df = rows
+        cols = {str(c).lower(): c for c in df.columns}
+        for need in ("symbol", "close"):
+            if need not in cols:
+                raise ValueError(f"ingest: the DataFrame needs a {need} column")
+        dates = df[cols["date"]] if "date" in cols else df.index
+        out = []
+        for i, d in enumerate(dates):
+            out.append(Row(df[cols["symbol"]].iloc[i], d, df[cols["close"]].iloc[i],
+                           *(df[cols[k]].iloc[i] if k in cols else None
+                             for k in ("open", "high", "low", "volume"))))
+        return out
+    out = []
+    for i, r in enumerate(rows):
+        if isinstance(r, Row):
+            pass
+        elif isinstance(r, dict):
+            r = Row(**{k: r.get(k) for k in _ROW_FIELDS})
+        elif isinstance(r, tuple) and not hasattr(r, "_fields"):
+            if not 3 <= len(r) <= 7:
+                raise ValueError(f"rows[{i}]: a tuple (symbol, date, close[, open, high, "
+                                 f"low, volume]), not {len(r)} values")
+            r = Row(*r)
+        elif all(hasattr(r, k) for k in ("symbol", "date", "close")):  # dataclass, namedtuple
+            r = Row(*(getattr(r, k, None) for k in _ROW_FIELDS))
+        else:
+            raise TypeError(f"rows[{i}] must be a psfleet.Row, a dict, a tuple or an object "
+                            f"with symbol, date and close, not {type(r).__name__}")
+        out.append(r)
+    return out
 
 
 def _prediction(p, asked=None):
@@ -207,24 +248,93 @@ class Client:
             raise error(out.status, _text(out.message), symbol)
         return _prediction(out)
 
-    def predict_batch(self, symbols, as_of=None):
+    def predict_batch(self, symbols, as_of=None, recent=None):
         """Predictions for many symbols in one call, in their order (a
-        Predictions list; .to_frame() for a DataFrame). A symbol without a
+        Predictions list; .to_frame() for a DataFrame). recent: bars the fleet
+        has not seen, per symbol: a dict {symbol: bars} (bars as predict takes
+        them), or a DataFrame with a symbol column (its rows grouped by
+        symbol; rows of other symbols are left out). A symbol without a
         prediction has its own status and message (p.ok is False,
         p.raise_for_status() raises); a call that fails as a whole raises."""
         if isinstance(symbols, str):
             raise TypeError("predict_batch wants a list of symbols; use predict for one")
+        symbols = list(symbols)
         syms = [_cstr(f"symbols[{i}]", s) for i, s in enumerate(symbols)]
         day = _date("as_of", as_of)
         if not syms:
             return Predictions()
         arr = (ctypes.c_char_p * len(syms))(*syms)
         out = (_native.Prediction * len(syms))()
-        rc = self._lib.psf_client_predict_batch(self._handle(), arr, len(syms),
-                                                day.encode() if day else None, out)
+        if recent is not None:
+            if hasattr(recent, "groupby") and hasattr(recent, "columns"):  # a DataFrame
+                cols = {str(c).lower(): c for c in recent.columns}
+                if "symbol" not in cols:
+                    raise ValueError("recent: the DataFrame needs a symbol column")
+                asked = set(symbols)  # a whole day's frame: the symbols asked for
+                recent = {s: g.drop(columns=[cols["symbol"]])
+                          for s, g in recent.groupby(cols["symbol"], sort=False) if s in asked}
+            if not isinstance(recent, dict):
+                raise TypeError("recent must be a dict {symbol: bars} or a DataFrame")
+            unknown = set(recent) - set(symbols)
+            if unknown:
+                raise ValueError(f"recent has bars of symbols not asked for: "
+                                 f"{sorted(unknown)[:5]}")
+            keep = [_bars_of(recent[s]) if s in recent else (None, 0) for s in symbols]
+            bars = (ctypes.POINTER(_native.Bar) * len(syms))(
+                *(ctypes.cast(b, ctypes.POINTER(_native.Bar)) if b is not None else None
+                  for b, _ in keep))
+            counts = (ctypes.c_size_t * len(syms))(*(n for _, n in keep))
+            rc = self._lib.psf_client_predict_batch_recent(
+                self._handle(), arr, len(syms), day.encode() if day else None, bars, counts,
+                out)
+        else:
+            rc = self._lib.psf_client_predict_batch(self._handle(), arr, len(syms),
+                                                    day.encode() if day else None, out)
         if rc != 0:
             raise error(rc, _text(out[0].message))
         return Predictions(_prediction(out[i], symbols[i]) for i in range(len(syms)))
+
+    def ingest(self, rows):
+        """Append new daily bars to the fleet (the Ingest RPC; through a
+        gateway every replica of a symbol's shard stores them). rows: a pandas
+        DataFrame with symbol, date and close columns (open, high, low, volume
+        optional; the date may be the index), or a list of psfleet.Row,
+        dataclasses or objects with those attributes, dicts, or tuples
+        (symbol, date, close[, open, high, low, volume]). Returns IngestResults:
+        one IngestResult per row, in order (status 0 = stored; a bad, duplicate
+        or older row has its own status and message and nothing changed), with
+        .accepted, .model_version, .finetune_steps and .finetune_rows. A call
+        that fails as a whole raises."""
+        items = _rows_of(rows)
+        if not items:
+            return IngestResults()
+        n = len(items)
+        syms = [_cstr(f"rows[{i}].symbol", str(r.symbol)) for i, r in enumerate(items)]
+        bars = (_native.Bar * n)()
+        dates = []
+        for i, r in enumerate(items):
+            d = _date(f"rows[{i}].date", r.date)
+            if d is None or len(d.encode()) > 10:
+                raise ValueError(f"rows[{i}].date must be YYYY-MM-DD, not {r.date!r}")
+            if r.close is None:
+                raise ValueError(f"rows[{i}] ({r.symbol} {d}): close is required")
+            dates.append(d)
+            bars[i].date = d.encode()
+            bars[i].close = float(r.close)
+            bars[i].open, bars[i].high = _num(r.open), _num(r.high)
+            bars[i].low, bars[i].volume = _num(r.low), _num(r.volume)
+        arr = (ctypes.c_char_p * n)(*syms)
+        res = (_native.IngestResult * n)()
+        summ = _native.IngestSummary()
+        rc = self._lib.psf_client_ingest(self._handle(), arr, bars, n, res,
+                                         ctypes.byref(summ))
+        if rc != 0:
+            raise error(rc, _text(res[0].message))
+        return IngestResults(
+            (IngestResult(str(items[i].symbol), dates[i], res[i].status, _text(res[i].message))
+             for i in range(n)),
+            accepted=summ.accepted, model_version=summ.model_version,
+            finetune_steps=summ.finetune_steps, finetune_rows=summ.finetune_rows)
 
     def model_info(self):
         """The model served (ModelInfo): version, kind, target, features,

@@ -60,9 +60,19 @@ class NodeStatus(Structure):
                 ("n_workers", c_size_t), ("workers", POINTER(Worker))]
 
 
+class IngestResult(Structure):
+    _fields_ = [("status", c_int), ("message", c_char * 320)]
+
+
+class IngestSummary(Structure):
+    _fields_ = [("accepted", c_uint64), ("model_version", c_uint64),
+                ("finetune_rows", c_uint64), ("finetune_steps", c_uint32)]
+
+
 _STRUCTS = {"psf_client_opts": Opts, "psf_prediction": Prediction, "psf_model_info": ModelInfo,
             "psf_client_bar": Bar, "psf_node_status": NodeStatus, "psf_client_kv": KV,
-            "psf_client_worker": Worker}
+            "psf_client_worker": Worker, "psf_client_ingest_result": IngestResult,
+            "psf_client_ingest_summary": IngestSummary}
 
 _lock = threading.Lock()
 _lib = None
@@ -80,6 +90,13 @@ def _declare(lib):
     lib.psf_client_predict_batch.argtypes = [c_void_p, POINTER(c_char_p), c_size_t, c_char_p,
                                              POINTER(Prediction)]
     lib.psf_client_predict_batch.restype = c_int
+    lib.psf_client_predict_batch_recent.argtypes = [
+        c_void_p, POINTER(c_char_p), c_size_t, c_char_p, POINTER(POINTER(Bar)),
+        POINTER(c_size_t), POINTER(Prediction)]
+    lib.psf_client_predict_batch_recent.restype = c_int
+    lib.psf_client_ingest.argtypes = [c_void_p, POINTER(c_char_p), POINTER(Bar), c_size_t,
+                                      POINTER(IngestResult), POINTER(IngestSummary)]
+    lib.psf_client_ingest.restype = c_int
     lib.psf_client_model_info.argtypes = [c_void_p, c_char_p, c_size_t, POINTER(ModelInfo)]
     lib.psf_client_model_info.restype = c_int
     lib.psf_client_node_status.argtypes = [c_void_p, c_char_p, c_size_t,
@@ -94,7 +111,8 @@ def _declare(lib):
 
 
 def _check(lib, path):
-    for name in ("psf_client_predict_recent", "psf_client_node_status", "psf_client_sizeof"):
+    for name in ("psf_client_predict_recent", "psf_client_node_status", "psf_client_sizeof",
+                 "psf_client_ingest", "psf_client_predict_batch_recent"):
         if not hasattr(lib, name):
             raise OSError(f"{path} is an older libpsfleet_client without {name}: "
                           "install the library of the same psfleet version as this package")

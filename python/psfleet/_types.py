@@ -104,6 +104,61 @@ class Bar:
 
 
 @dataclass(frozen=True)
+class Row:
+    """A new daily bar for Client.ingest: symbol, date (YYYY-MM-DD, a date or a
+    Timestamp), close (> 0); open/high/low/volume may be None (unknown)."""
+    symbol: str
+    date: object
+    close: float
+    open: Optional[float] = None
+    high: Optional[float] = None
+    low: Optional[float] = None
+    volume: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """One row's answer to Client.ingest: status 0 (OK) when stored; else
+    ALREADY_EXISTS (6: a bar of that date is stored; message says whether it
+    is identical), INVALID_ARGUMENT, FAILED_PRECONDITION (older than the last
+    date, another shard), UNAVAILABLE ... with nothing changed."""
+    symbol: str
+    date: str
+    status: int
+    message: str
+
+    @property
+    def ok(self):
+        return self.status == 0
+
+    @property
+    def status_name(self):
+        return STATUS_NAMES.get(self.status, f"STATUS_{self.status}")
+
+
+class IngestResults(list):
+    """The answers of Client.ingest, one IngestResult per row in order, with
+    what the call says as a whole: accepted (rows stored), model_version (the
+    version serving when they were stored), finetune_steps (steps per round of
+    fine-tuning; 0 = off) and finetune_rows (fine-tuning rows the bars made)."""
+
+    def __init__(self, items=(), accepted=0, model_version=0, finetune_steps=0,
+                 finetune_rows=0):
+        super().__init__(items)
+        self.accepted = accepted
+        self.model_version = model_version
+        self.finetune_steps = finetune_steps
+        self.finetune_rows = finetune_rows
+
+    @property
+    def failed(self):
+        return [r for r in self if r.status != 0]
+
+    def to_frame(self):
+        return to_frame(self)
+
+
+@dataclass(frozen=True)
 class Prediction:
     """One symbol's prediction. prediction is in the target's units
     (next_return: a return, next_close: a price, next_direction: the
@@ -204,9 +259,9 @@ def _pandas():
 def to_frame(obj):
     """A pandas DataFrame of a Prediction, a list of them (one row each, in
     order; as_of and for_date as datetime64, NaT where a symbol failed), a
-    ModelInfo or a NodeStatus (one row). Raises ImportError without pandas."""
+    ModelInfo or a NodeStatus (one row), or IngestResults (one row per row). Raises ImportError without pandas."""
     pd = _pandas()
-    if isinstance(obj, (Prediction, ModelInfo, NodeStatus)):
+    if isinstance(obj, (Prediction, ModelInfo, NodeStatus, IngestResult)):
         obj = [obj]
     rows = list(obj)
     if rows and not all(isinstance(r, type(rows[0])) for r in rows):

@@ -186,6 +186,87 @@ class FleetTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.c.predict("S0001", recent=[psfleet.Bar("2025-01-0100", 1.0)])
 
+    def test_predict_batch_recent(self):
+        hist = rows("S0001")
+        base = self.c.predict("S0001")
+        close = base.last_close * 0.98
+        bars = [{"date": base.for_date, "close": close, "high": close * 1.01,
+                 "low": close * 0.99}]
+        want = self.c.predict("S0001", recent=bars)
+        got = self.c.predict_batch(["S0000", "S0001"], recent={"S0001": bars})
+        self.assertEqual(got[1], want)  # the same bars as predict's: the same answer
+        self.assertEqual(got[0], self.c.predict("S0000"))  # no bars: the stored history
+        if pandas is not None:
+            df = pandas.DataFrame([dict(b, symbol="S0001") for b in bars] +
+                                  [dict(b, symbol="S0002") for b in bars])  # not asked: left out
+            self.assertEqual(self.c.predict_batch(["S0000", "S0001"], recent=df)[1], want)
+        # a bad bar fails its own item only
+        got = self.c.predict_batch(["S0000", "S0001"],
+                                   recent={"S0001": [psfleet.Bar(base.for_date, -1.0)]})
+        self.assertTrue(got[0].ok)
+        self.assertEqual(got[1].status_name, "INVALID_ARGUMENT")
+        self.assertIn("close must be", got[1].message)
+        with self.assertRaises(ValueError):
+            self.c.predict_batch(["S0000"], recent={"S0001": bars})
+        self.assertEqual(hist[-1]["date"], base.as_of)
+
+    def test_ingest_and_finetune(self):
+        """Ingest a day's bars: per-row statuses, the new bar served at once, and
+        the fine-tuned model (training.finetune.steps: 3) served soon after."""
+        last15 = rows("S0015")[-1]
+        last16 = rows("S0016")[-1]
+        base = self.c.predict("S0015")
+        day = base.for_date
+        close = base.last_close * 1.02
+        bar = psfleet.Bar(day, close, close, close * 1.01, close * 0.99, 1000.0)
+        before = self.c.predict("S0015", recent=[bar])  # the new bar, the trained weights
+        v0 = before.model_version
+
+        @dataclasses.dataclass
+        class MyBar:
+            symbol: str
+            date: str
+            close: float
+
+        res = self.c.ingest([
+            psfleet.Row("S0015", day, close, close, close * 1.01, close * 0.99, 1000.0),
+            ("S0016", last16["date"], float(last16["close"]), float(last16["open"]),
+             float(last16["high"]), float(last16["low"]), float(last16["volume"])),
+            MyBar("S0016", "2020-01-02", 5.0),
+            {"symbol": "S0017", "date": day, "close": -1.0},
+        ])
+        self.assertEqual([r.status_name for r in res],
+                         ["OK", "ALREADY_EXISTS", "FAILED_PRECONDITION", "INVALID_ARGUMENT"])
+        self.assertIn("the identical bar is already stored", res[1].message)
+        self.assertIn("older than the last date", res[2].message)
+        self.assertEqual((res.accepted, res.finetune_steps, res.finetune_rows), (1, 3, 1))
+        self.assertEqual(res.model_version, v0)
+        self.assertEqual([r.symbol for r in res.failed], ["S0016", "S0016", "S0017"])
+        p = self.c.predict("S0015")  # at once: the new bar
+        self.assertEqual((p.as_of, p.last_close), (day, close))
+        deadline = time.monotonic() + 30
+        while p.model_version < v0 + 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            p = self.c.predict("S0015")
+        self.assertEqual(p.model_version, v0 + 3)  # one round of 3 steps
+        self.assertNotEqual(p.prediction, before.prediction)
+        self.assertEqual(self.c.predict("S0016").as_of, last16["date"])  # refused: unchanged
+        self.assertEqual(rows("S0015")[-1], last15)  # the data file is never written
+        if pandas is not None:
+            self.assertEqual(list(res.to_frame()["status"]), [0, 6, 9, 3])
+            nxt = psfleet.for_date(day)
+            c2 = close * 1.01
+            df = pandas.DataFrame({"symbol": ["S0015"], "date": [pandas.Timestamp(nxt)],
+                                   "close": [c2], "high": [c2 * 1.01], "low": [c2 * 0.99],
+                                   "volume": [1000.0]})
+            res = self.c.ingest(df)
+            self.assertEqual([r.status for r in res], [0])
+            deadline = time.monotonic() + 30
+            while self.c.predict("S0015").model_version < v0 + 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            p = self.c.predict("S0015")
+            self.assertEqual((p.as_of, p.model_version), (nxt, v0 + 6))
+
     def test_model_info(self):
         mi = self.c.model_info()
         p = self.c.predict("S0000")

@@ -5,7 +5,8 @@
 # started here with `psfleet up`: a ps, a trainer, an inferer (ipc://) and the
 # gateway on tls+tcp://127.0.0.1 (a free port; mutual TLS with certificates made
 # by scripts/make-certs.sh), with a shared-secret token. The suite compares
-# what the package returns with what `psfleet predict --json` prints.
+# what the package returns with what `psfleet predict --json` prints; the fleet
+# fine-tunes (training.finetune.steps: 3) on the rows the suite ingests.
 #
 # Env: PSFLEET = the psfleet binary, PSFLEET_CLIENT_LIB = libpsfleet_client.so of
 # the same build (both set by ctest); PSF_PYTHON_PRELOAD = the sanitizer runtimes
@@ -66,7 +67,7 @@ features: ["return:1", "return:2", "ratio_sma:5", "range", "dow"]
 target: next_return
 model: {kind: linear, symbol_bias: true}
 optimizer: {kind: adam, learning_rate: 0.01}
-training: {epochs: 2, batch_size: 64}
+training: {epochs: 2, batch_size: 64, finetune: {steps: 3, poll_ms: 20}}
 consistency: {mode: sync, straggler_timeout_ms: 5000, heartbeat_ms: 200}
 durability: {mode: none, map_size: 67108864}
 limits: {request_timeout_ms: 5000}

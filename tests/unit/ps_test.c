@@ -2142,6 +2142,175 @@ test_ps_push_pull_replay_and_malformed(void **state)
 	fleet_stop(&f);
 }
 
+/* ft_start starts one ps whose model takes 130 inputs (lag:0..129), so a
+ * fine-tuning sample (>= 520 bytes packed) is stored in several meta parts. */
+static void
+ft_start(fleet *f)
+{
+	char text[4096], err[512];
+	size_t n = 0;
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/psf-ps-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	n += (size_t)snprintf(text + n, sizeof(text) - n,
+	    "name: t\nseed: 7\nrun_dir: %s\nnodes:\n  ps:\n"
+	    "    - {id: ps0, listen: \"tcp://127.0.0.1:0\"}\n  trainers:\n    - {id: trainer-0}\n"
+	    "data: {path: %s/none.csv}\nfeatures: [",
+	    f->dir, f->dir);
+	for (int i = 0; i < 130; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "%s\"lag:%d\"", i ? ", " : "", i);
+	snprintf(text + n, sizeof(text) - n,
+	    "]\ntarget: next_return\nmodel: {kind: linear}\noptimizer: {kind: sgd, "
+	    "learning_rate: 0.1}\ntraining: {finetune: {steps: 3}}\nconsistency: {mode: async}\n"
+	    "durability: {mode: none, map_size: 1048576}\nlimits: {request_timeout_ms: 5000}\n"
+	    "inference: {history_days: 200}\n");
+	if (psf_config_parse("test.yaml", text, strlen(text), err, sizeof(err), &f->cfg) != PSF_OK)
+		fail_msg("config: %s", err);
+	assert_int_equal(psf_ps_new(f->cfg, &f->cfg->nodes[0], &opts, &f->ps[0]), PSF_OK);
+	f->urls[0] = psf_ps_url(f->ps[0]);
+}
+
+/* ft_append sends n samples S<sym0+i> dated date with x[j] = i + j / 1000. */
+static psf_err
+ft_append(fleet *f, int sym0, int n, const char *date, size_t n_x,
+    Psfleet__V1__AppendSamplesReply **out, psf_rpc_status *st)
+{
+	Psfleet__V1__AppendSamplesRequest req = PSFLEET__V1__APPEND_SAMPLES_REQUEST__INIT;
+	Psfleet__V1__FineTuneSample s[8], *sp[8];
+	char syms[8][16];
+	float x[8][200];
+	psf_rpc_client *c;
+	psf_err err;
+
+	assert_true(n <= 8 && n_x <= 200);
+	for (int i = 0; i < n; i++) {
+		psfleet__v1__fine_tune_sample__init(&s[i]);
+		snprintf(syms[i], sizeof(syms[i]), "S%04d", sym0 + i);
+		for (size_t j = 0; j < n_x; j++)
+			x[i][j] = (float)(sym0 + i) + (float)j / 1000.0f;
+		s[i].symbol = syms[i];
+		s[i].date = (char *)date;
+		s[i].n_x = n_x;
+		s[i].x = x[i];
+		s[i].y = 0.01 * (sym0 + i);
+		sp[i] = &s[i];
+	}
+	req.n_samples = (size_t)n;
+	req.samples = sp;
+	assert_int_equal(psf_rpc_client_open(f->urls[0], NULL, &c), PSF_OK);
+	err = psf_rpc_client_call(c, PSF_M_APPEND_SAMPLES, &req.base,
+	    &psfleet__v1__append_samples_reply__descriptor, NULL, (ProtobufCMessage **)out, st);
+	psf_rpc_client_close(c);
+	return err;
+}
+
+static Psfleet__V1__FineTuneReply *
+ft_round(fleet *f, uint64_t begin, int64_t clock)
+{
+	Psfleet__V1__FineTuneRequest req = PSFLEET__V1__FINE_TUNE_REQUEST__INIT;
+	Psfleet__V1__FineTuneReply *r = NULL;
+	psf_rpc_client *c;
+
+	req.begin_round = begin;
+	req.start_clock = clock;
+	req.with_samples = true;
+	assert_int_equal(psf_rpc_client_open(f->urls[0], NULL, &c), PSF_OK);
+	assert_int_equal(psf_rpc_client_call(c, PSF_M_FINE_TUNE, &req.base,
+	                     &psfleet__v1__fine_tune_reply__descriptor, NULL,
+	                     (ProtobufCMessage **)&r, NULL),
+	    PSF_OK);
+	psf_rpc_client_close(c);
+	return r;
+}
+
+/* Fine-tuning rows on ps0: one per (symbol, date) whatever is sent again, in
+ * arrival order, stored in parts and read back bit for bit; a round begun once
+ * (a retried begin returns it unchanged, a begin with no new rows begins
+ * nothing); a sample of the wrong size refused; everything kept across a
+ * restart of the ps. */
+static void
+test_ps_finetune_rows_and_rounds(void **state)
+{
+	fleet f;
+	Psfleet__V1__AppendSamplesReply *a = NULL;
+	Psfleet__V1__FineTuneReply *r;
+	psf_ps_opts opts = {false, "tcp://127.0.0.1:0", "", NULL};
+	psf_rpc_status st;
+
+	(void)state;
+	ft_start(&f);
+	r = ft_round(&f, 0, 0); /* nothing yet */
+	assert_int_equal(r->round, 0);
+	assert_int_equal(r->total, 0);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	r = ft_round(&f, 1, 10); /* no rows: no round */
+	assert_int_equal(r->round, 0);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	assert_int_equal(ft_append(&f, 0, 3, "2025-01-02", 130, &a, &st), PSF_OK);
+	assert_int_equal(a->stored, 3);
+	assert_int_equal(a->total, 3);
+	protobuf_c_message_free_unpacked(&a->base, NULL);
+	/* a replica (or a replayed journal) sends two of them again, plus a new one */
+	assert_int_equal(ft_append(&f, 1, 3, "2025-01-02", 130, &a, &st), PSF_OK);
+	assert_int_equal(a->stored, 1);
+	assert_int_equal(a->duplicates, 2);
+	assert_int_equal(a->total, 4);
+	protobuf_c_message_free_unpacked(&a->base, NULL);
+	/* a sample of the wrong size: refused as a whole, nothing stored */
+	assert_int_equal(ft_append(&f, 7, 2, "2025-01-03", 12, &a, &st), PSF_EINVAL);
+	assert_non_null(strstr(st.message, "has 12 inputs; the model takes 130"));
+
+	r = ft_round(&f, 1, 10);
+	assert_int_equal(r->round, 1);
+	assert_int_equal(r->from_seq, 0);
+	assert_int_equal(r->upto_seq, 4);
+	assert_int_equal(r->start_clock, 10);
+	assert_int_equal(r->n_samples, 4);
+	for (size_t i = 0; i < 4; i++) { /* arrival order, every float as sent */
+		char want[16];
+		snprintf(want, sizeof(want), "S%04zu", i);
+		assert_string_equal(r->samples[i]->symbol, want);
+		assert_string_equal(r->samples[i]->date, "2025-01-02");
+		assert_int_equal(r->samples[i]->n_x, 130);
+		for (size_t j = 0; j < 130; j++)
+			assert_true(r->samples[i]->x[j] == (float)i + (float)j / 1000.0f);
+		assert_true(r->samples[i]->y == 0.01 * (double)i);
+	}
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	r = ft_round(&f, 1, 99); /* retried: the round as begun */
+	assert_int_equal(r->round, 1);
+	assert_int_equal(r->start_clock, 10);
+	assert_int_equal(r->upto_seq, 4);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	r = ft_round(&f, 2, 13); /* no new rows: round 1 stays the latest */
+	assert_int_equal(r->round, 1);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	r = ft_round(&f, 5, 13); /* out of turn: nothing begins */
+	assert_int_equal(r->round, 1);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+
+	assert_int_equal(ft_append(&f, 4, 2, "2025-01-03", 130, &a, &st), PSF_OK);
+	protobuf_c_message_free_unpacked(&a->base, NULL);
+	psf_ps_free(f.ps[0]); /* a restart keeps rows and rounds */
+	assert_int_equal(psf_ps_new(f.cfg, &f.cfg->nodes[0], &opts, &f.ps[0]), PSF_OK);
+	f.urls[0] = psf_ps_url(f.ps[0]);
+	r = ft_round(&f, 0, 0);
+	assert_int_equal(r->round, 1);
+	assert_int_equal(r->total, 6);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	r = ft_round(&f, 2, 13);
+	assert_int_equal(r->round, 2);
+	assert_int_equal(r->from_seq, 4);
+	assert_int_equal(r->upto_seq, 6);
+	assert_string_equal(r->samples[0]->symbol, "S0004");
+	assert_string_equal(r->samples[1]->date, "2025-01-03");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	fleet_stop(&f);
+}
+
 int
 main(void)
 {
@@ -2172,6 +2341,7 @@ main(void)
 	    cmocka_unit_test(test_ps_push_pull_replay_and_malformed),
 	    cmocka_unit_test(test_ps_push_pull_async_ssp_match_push_then_pull),
 	    cmocka_unit_test(test_ps_local_round_applies_average_delta),
+	    cmocka_unit_test(test_ps_finetune_rows_and_rounds),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
