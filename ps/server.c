@@ -31,7 +31,10 @@ layout_string(const psf_ps *ps, char *buf, size_t len)
 		n += (size_t)snprintf(buf + n, len - n,
 		    " chunk=%u optimizer=%d shards=%zu shard=%zu", cfg->model.chunk_floats,
 		    (int)cfg->optimizer.kind, ps->n_ps, ps->shard);
-	for (size_t i = 0; i < cfg->n_ps && n < len; i++)
+	/* The shards' names (the first n_shards ps ids): every replica of a shard
+	 * writes the same layout, and a replicated fleet's layout is that of an
+	 * unreplicated fleet of its first n_shards nodes. */
+	for (size_t i = 0; i < cfg->n_shards && n < len; i++)
 		n += (size_t)snprintf(buf + n, len - n, " ps%zu=%s", i, cfg->nodes[i].id);
 	/* Last, so a mismatch names a readable fact first; it still catches feature
 	 * and seed changes the tokens above do not spell out. */
@@ -444,14 +447,14 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	if (opts != NULL && opts->metrics != NULL)
 		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
 	ps->workers = calloc(PS_MAX_WORKERS, sizeof(*ps->workers));
-	ps->n_ps = cfg->n_ps;
-	ps->shard = node->index;
-	ps->ps_seeds = calloc(cfg->n_ps, sizeof(*ps->ps_seeds));
+	ps->n_ps = cfg->n_shards; /* shards, not nodes: replicas share their shard */
+	ps->shard = psf_config_ps_shard(cfg, node->index);
+	ps->ps_seeds = calloc(cfg->n_shards, sizeof(*ps->ps_seeds));
 	if (ps->workers == NULL || ps->ps_seeds == NULL) {
 		err = PSF_ENOMEM;
 		goto fail;
 	}
-	for (size_t i = 0; i < cfg->n_ps; i++)
+	for (size_t i = 0; i < cfg->n_shards; i++)
 		ps->ps_seeds[i] = psf_shard_node_seed(cfg->nodes[i].id);
 	ps->state_floats = psf_optim_state_floats(cfg->optimizer.kind);
 	ps->optim = cfg->optimizer;
