@@ -190,7 +190,8 @@ void psf_store_backup_cancel(psf_store *st);
  *
  * Writeset format (also the copy pieces'; version 1, all integers big-endian):
  *   "PSW1"                          4-byte magic
- *   then ops until the end of the buffer, each one of
+ *   n_ops:u32                       how many ops follow (a cut buffer is malformed)
+ *   then n_ops ops filling the rest of the buffer, each one of
  *   'P' db klen:u16 key vlen:u32 value   put (replace any value)
  *   'D' db klen:u16 key                  delete (absent is fine)
  *   'C' db                               clear database db
