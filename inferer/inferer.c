@@ -186,8 +186,8 @@ open_ps_clients(psf_inferer *inf, const psf_inferer_opts *opts)
 	    PSF_OK)
 		return err;
 	for (size_t s = 0; s < inf->n_ps; s++) {
-		if ((err = psf_runtime_shard_group(inf->cfg, s,
-		         opts != NULL ? opts->ps_urls : NULL, &co, &inf->ps[s])) != PSF_OK)
+		if ((err = psf_runtime_shard_group(inf->cfg, s, opts != NULL ? opts->ps_urls : NULL,
+		         &co, &inf->ps[s])) != PSF_OK)
 			return err;
 	}
 	return PSF_OK;

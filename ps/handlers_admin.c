@@ -40,6 +40,8 @@ status(void *arg, psf_admin_status *st)
 	err = psf_admin_status_extra(st, "shard", "%zu/%zu", ps->shard, ps->n_ps);
 out:
 	pthread_mutex_unlock(&ps->mu);
+	if (err == PSF_OK) /* repl's own locks, not under mu */
+		err = ps_repl_status(ps, st);
 	return err;
 }
 

@@ -198,7 +198,8 @@ count_keys(const psf_config *cfg, const psf_model *m, const psf_data_index *idx,
 	err = psf_model_dense_keys(m, keys, NULL, cap, &n);
 	for (size_t sym = 0; err == PSF_OK; sym++) {
 		for (size_t k = 0; k < n; k++) {
-			size_t p = cfg->n_shards == 1 ? 0 : psf_shard_pick(keys[k], seeds, cfg->n_shards);
+			size_t p =
+			    cfg->n_shards == 1 ? 0 : psf_shard_pick(keys[k], seeds, cfg->n_shards);
 			s->keys[p]++;
 			s->floats[p] += psf_model_key_len(m, keys[k]);
 		}

@@ -430,8 +430,7 @@ static void
 start_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pending **pend)
 {
 	Psfleet__V1__PullRequest req;
-	psf_rpc_call_opts o1 = {0, 1, 0},
-			  o = psf_rpc_group_call_opts(w->groups[pc->shard], &o1);
+	psf_rpc_call_opts o1 = {0, 1, 0}, o = psf_rpc_group_call_opts(w->groups[pc->shard], &o1);
 
 	pull_request(w, pc, clock, &req);
 	if (psf_rpc_call_start(ps_client_conn(w, pc->shard), PSF_M_PULL, &req.base, &o, pend) !=
@@ -652,8 +651,8 @@ psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads, con
 		if ((err = ps_client_push_request(w, s, grads, clock, seq, n_samples, loss,
 		         &reqs[s])) != PSF_OK)
 			break;
-		if (psf_rpc_call_start(ps_client_conn(w, s), PSF_M_PUSH, &reqs[s].base, &o, &w->pend[s]) !=
-		    PSF_OK)
+		if (psf_rpc_call_start(ps_client_conn(w, s), PSF_M_PUSH, &reqs[s].base, &o,
+		        &w->pend[s]) != PSF_OK)
 			w->pend[s] = NULL; /* the collect below takes the slow path */
 	}
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {

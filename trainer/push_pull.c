@@ -106,8 +106,8 @@ psf_ps_client_push_pull(psf_ps_client *w, int64_t clock, const psf_params *grads
 		pulls[s].keys = w->pbufs[s].keys;
 		pp.push = &reqs[s];
 		pp.pull = &pulls[s];
-		if (psf_rpc_call_start(ps_client_conn(w, s), PSF_M_PUSH_PULL, &pp.base, &o, &w->pend[s]) !=
-		    PSF_OK)
+		if (psf_rpc_call_start(ps_client_conn(w, s), PSF_M_PUSH_PULL, &pp.base, &o,
+		        &w->pend[s]) != PSF_OK)
 			w->pend[s] = NULL; /* collect takes the slow path */
 	}
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {

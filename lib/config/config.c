@@ -302,11 +302,11 @@ psf_config_log(const psf_config *cfg)
 	    "loaded %s name=%s ps=%zu replication=%u trainers=%zu inferers=%zu gateways=%zu "
 	    "mode=%s model=%s optimizer=%s lr=%g epochs=%u batch_size=%u features=%zu "
 	    "target=%s data=%s fingerprint=%s",
-	    cfg->path, cfg->name, cfg->n_ps, cfg->replication, cfg->n_trainers, cfg->n_inferers, cfg->n_gateways,
-	    psf_consistency_name(cfg->consistency.mode), psf_model_kind_name(cfg->model.kind),
-	    psf_optim_kind_name(cfg->optimizer.kind), cfg->optimizer.learning_rate,
-	    cfg->training.epochs, cfg->training.batch_size, cfg->n_features,
-	    psf_target_name(cfg->target), cfg->data.path, fp);
+	    cfg->path, cfg->name, cfg->n_ps, cfg->replication, cfg->n_trainers, cfg->n_inferers,
+	    cfg->n_gateways, psf_consistency_name(cfg->consistency.mode),
+	    psf_model_kind_name(cfg->model.kind), psf_optim_kind_name(cfg->optimizer.kind),
+	    cfg->optimizer.learning_rate, cfg->training.epochs, cfg->training.batch_size,
+	    cfg->n_features, psf_target_name(cfg->target), cfg->data.path, fp);
 }
 
 int

@@ -230,11 +230,11 @@ typedef struct psf_gateway_cfg {
 } psf_gateway_cfg;
 
 typedef struct psf_config {
-	char *path;      /* the file it was loaded from */
-	char *name;      /* fleet name; default "psfleet" */
-	uint64_t seed;   /* default 42 */
-	char *run_dir;   /* logs + ps data; default "runs/<name>" relative to the CWD */
-	char *log_level; /* err|warn|info|debug; default info */
+	char *path;           /* the file it was loaded from */
+	char *name;           /* fleet name; default "psfleet" */
+	uint64_t seed;        /* default 42 */
+	char *run_dir;        /* logs + ps data; default "runs/<name>" relative to the CWD */
+	char *log_level;      /* err|warn|info|debug; default info */
 	uint32_t replication; /* copies of each ps shard (1..3); default 1 = no replication */
 	size_t n_shards;      /* ps shards: n_ps / replication, set by the loader */
 

@@ -36,7 +36,9 @@ psf_rpc_group_open(const char *label, const char *const *urls, const char *const
 	snprintf(g->label, sizeof(g->label), "%s", label != NULL ? label : "group");
 	for (size_t i = 0; i < n && err == PSF_OK; i++) {
 		snprintf(g->names[i], sizeof(g->names[i]), "%s",
-		    names != NULL && names[i] != NULL ? names[i] : urls[i] != NULL ? urls[i] : "?");
+		    names != NULL && names[i] != NULL ? names[i]
+		        : urls[i] != NULL             ? urls[i]
+		                                      : "?");
 		err = urls[i] != NULL ? psf_rpc_client_open(urls[i], opts, &g->clients[i])
 		                      : PSF_EINVAL;
 		if (err == PSF_OK)
@@ -170,7 +172,8 @@ psf_rpc_group_call(psf_rpc_group *g, const char *method, const ProtobufCMessage 
 	if (st == NULL)
 		st = &local;
 	if (g->n == 1)
-		return psf_rpc_client_call(g->clients[0], method, req, reply_desc, o, reply_out, st);
+		return psf_rpc_client_call(g->clients[0], method, req, reply_desc, o, reply_out,
+		    st);
 	while (tried < g->n) {
 		psf_rpc_client *c = psf_rpc_group_client(g);
 		size_t idx = psf_rpc_group_current(g);
@@ -188,8 +191,8 @@ psf_rpc_group_call(psf_rpc_group *g, const char *method, const ProtobufCMessage 
 		char msg[sizeof(st->message)];
 		size_t off = (size_t)snprintf(msg, sizeof(msg), "%s: no primary (", g->label);
 		for (size_t i = 0; i < tried && off < sizeof(msg); i++)
-			off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s%s", i > 0 ? "; " : "",
-			    why[i]);
+			off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s%s",
+			    i > 0 ? "; " : "", why[i]);
 		if (off < sizeof(msg))
 			snprintf(msg + off, sizeof(msg) - off, ")");
 		memcpy(st->message, msg, sizeof(msg));

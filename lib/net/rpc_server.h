@@ -120,8 +120,7 @@ typedef psf_status (*psf_rpc_gate_fn)(const char *method, char *msg, size_t len,
 /* psf_rpc_server_set_gate installs the gate for methods starting with prefix
  * (copied; e.g. "psfleet.v1.ParameterServer/"); one gate per server, NULL fn
  * removes it. Call before psf_rpc_server_start. */
-void psf_rpc_server_set_gate(psf_rpc_server *s, const char *prefix, psf_rpc_gate_fn fn,
-    void *arg);
+void psf_rpc_server_set_gate(psf_rpc_server *s, const char *prefix, psf_rpc_gate_fn fn, void *arg);
 
 /* psf_rpc_server_set_observer installs the per-reply callback (NULL to remove). */
 void psf_rpc_server_set_observer(psf_rpc_server *s, psf_rpc_observer_fn fn, void *arg);
