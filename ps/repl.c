@@ -494,7 +494,8 @@ maybe_elect(ps_repl *r, uint64_t now)
 
 	pthread_mutex_lock(&r->mu);
 	v = r->view;
-	go = r->role == REPL_BACKUP && !r->needs_copy &&
+	go = r->role == REPL_BACKUP && !r->needs_copy && now >= r->next_elect_ms &&
+	    (!r->fresh || now - r->start_ms >= REPL_LEASE_MS) &&
 	    (v.primary == r->me || now - r->heard_ms[r->shard] >= REPL_LEASE_MS);
 	if (r->vote_epoch[r->shard] > v.epoch)
 		v.epoch = r->vote_epoch[r->shard];
@@ -517,8 +518,9 @@ maybe_elect(ps_repl *r, uint64_t now)
 	pthread_mutex_lock(&r->mu);
 	if (max_epoch > r->vote_epoch[r->shard])
 		r->vote_epoch[r->shard] = max_epoch;
-	r->heard_ms[r->shard] = now - REPL_LEASE_MS + REPL_HEARTBEAT_MS * (2 + r->me % 4);
 	pthread_mutex_unlock(&r->mu);
+	/* spread the candidates' next tries apart */
+	r->next_elect_ms = psf_now_ms() + 2 * REPL_HEARTBEAT_MS + 50 * (r->me % 8);
 }
 
 static void *
@@ -606,6 +608,7 @@ ps_repl_open(psf_ps *ps)
 	snprintf(r->state_path, sizeof(r->state_path), "%s/repl_state", ps->node->data_dir);
 	if (!load(r)) {
 		uint64_t seq = 0;
+		r->fresh = true;
 		/* No state: a new fleet, or a node whose disk was lost. A store with
 		 * writes in it (restored, or the state file lost) is not trusted. */
 		r->needs_copy = psf_store_repl_seq(ps->store, &seq) != PSF_OK || seq > 0;

@@ -75,6 +75,8 @@ struct ps_repl {
 	bool capture_on;   /* thread only: capture installed on the store */
 	uint64_t acked_seq;    /* (mu) primary: the last writeset every member has */
 	uint64_t start_ms;     /* when this node started (a voter's lease starts there) */
+	bool fresh;            /* no state file at start: listen a lease before standing */
+	uint64_t next_elect_ms; /* thread only: no candidacy before (after a lost one) */
 	uint64_t joining_ms;   /* (mu) when the Join was asked */
 	uint64_t *vote_epoch;  /* (mu) [n_shards] highest epoch granted or seen */
 	repl_view *known;      /* (mu) [n_shards] latest view known of each shard */

@@ -40,9 +40,11 @@ repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t seq,
 		    (unsigned long long)seq,
 		    (unsigned long long)(mine > r->known_seq[shard] ? mine : r->known_seq[shard]));
 	} else {
+		/* Only the epoch is recorded: the view becomes known when its
+		 * primary announces it (heartbeat, Replicate), so a lost election
+		 * leaves no view behind. */
 		grant = true;
 		r->vote_epoch[shard] = v->epoch;
-		r->known[shard] = *v;
 		r->heard_ms[shard] = now; /* the candidate now stands for the primary */
 		if (repl_save(r) != PSF_OK) {
 			grant = false;
