@@ -84,8 +84,9 @@ repl_save(ps_repl *r)
 	fprintf(f, "psfleet-repl 1\nneeds_copy %d\n", r->needs_copy ? 1 : 0);
 	for (uint32_t s = 0; s < r->n_shards; s++) {
 		const repl_view *v = &r->known[s];
-		fprintf(f, "shard %u vote %llu epoch %llu primary %u members", s,
-		    (unsigned long long)r->vote_epoch[s], (unsigned long long)v->epoch, v->primary);
+		fprintf(f, "shard %u vote %llu for %u epoch %llu primary %u members", s,
+		    (unsigned long long)r->vote_epoch[s], r->voted_for[s], (unsigned long long)v->epoch,
+		    v->primary);
 		for (uint32_t i = 0; i < v->n_members; i++)
 			fprintf(f, " %u", v->members[i]);
 		fprintf(f, "\n");
@@ -110,18 +111,20 @@ load(ps_repl *r)
 	if (f == NULL)
 		return false;
 	while (fgets(line, sizeof(line), f) != NULL) {
-		unsigned s, p, m[PSF_MAX_REPLICATION];
+		unsigned s, p, vf, m[PSF_MAX_REPLICATION];
 		unsigned long long vote, epoch;
 		int n;
 		if (sscanf(line, "needs_copy %d", &nc) == 1) {
 			r->needs_copy = nc != 0;
 			continue;
 		}
-		n = sscanf(line, "shard %u vote %llu epoch %llu primary %u members %u %u %u", &s, &vote,
-		    &epoch, &p, &m[0], &m[1], &m[2]);
-		if (n < 5 || s >= r->n_shards || p >= r->n_ps)
+		n = sscanf(line, "shard %u vote %llu for %u epoch %llu primary %u members %u %u %u", &s,
+		    &vote, &vf, &epoch, &p, &m[0], &m[1], &m[2]);
+		if (n < 6 || s >= r->n_shards || p >= r->n_ps || vf >= r->n_ps)
 			continue;
+		n--; /* the members start at the 6th field */
 		r->vote_epoch[s] = vote;
+		r->voted_for[s] = vf;
 		r->known[s].epoch = epoch;
 		r->known[s].primary = p;
 		r->known[s].n_members = (uint32_t)(n - 4);
@@ -207,6 +210,14 @@ repl_send_ws(ps_repl *r, uint32_t node, const repl_view *v, uint64_t seq, const 
 	return err;
 }
 
+/* lease_ok: a primary serves only while a majority confirmed it recently.
+ * Caller holds mu. */
+static bool
+lease_ok(const ps_repl *r)
+{
+	return psf_now_ms() - r->majority_ms <= REPL_LEASE_MS - REPL_LEASE_MARGIN_MS;
+}
+
 /* step_down: this primary cannot replicate; it stops serving and will join
  * again with a fresh copy. Caller holds mu. */
 static void
@@ -235,7 +246,8 @@ capture(uint64_t seq, const void *bytes, size_t len, void *arg)
 
 	pthread_mutex_lock(&r->mu);
 	v = r->view;
-	if (r->role != REPL_PRIMARY) {
+	if (r->role != REPL_PRIMARY || !lease_ok(r)) {
+		step_down(r, "its lease ran out");
 		pthread_mutex_unlock(&r->mu);
 		return PSF_EUNAVAIL;
 	}
@@ -304,7 +316,11 @@ gate(const char *method, char *msg, size_t len, void *arg)
 
 	(void)method;
 	pthread_mutex_lock(&r->mu);
-	if (r->role != REPL_PRIMARY) {
+	if (r->role == REPL_PRIMARY && !lease_ok(r)) {
+		code = PSF_STATUS_UNAVAILABLE;
+		snprintf(msg, len, "%s: no majority confirmed it as primary of shard %u lately",
+		    repl_node_id(r, r->me), r->shard);
+	} else if (r->role != REPL_PRIMARY) {
 		code = PSF_STATUS_UNAVAILABLE;
 		if (r->view.primary != r->me && r->view.epoch > 0)
 			snprintf(msg, len, "%s is %s of shard %u (not primary); primary %s, epoch %llu",
@@ -353,12 +369,14 @@ psf_repl_rpc_replicate(Psfleet__V1__Replication_Service *svc,
 		return;
 	}
 	pthread_mutex_lock(&r->mu);
-	if (v.epoch < r->view.epoch || r->role == REPL_PRIMARY) {
-		rep.epoch = r->view.epoch > v.epoch ? r->view.epoch : v.epoch + 1;
+	if (v.epoch < r->view.epoch || (v.epoch == r->view.epoch && r->role == REPL_PRIMARY)) {
+		rep.epoch = r->view.epoch + (v.epoch == r->view.epoch);
 		pthread_mutex_unlock(&r->mu);
 		done(&rep, call); /* the sender is a deposed primary */
 		return;
 	}
+	if (r->role == REPL_PRIMARY) /* a newer view: I was deposed */
+		step_down(r, "a primary of a newer epoch replicates to me");
 	repl_adopt_view(r, &v);
 	r->heard_ms[r->shard] = psf_now_ms();
 	rep.epoch = r->view.epoch;
@@ -421,6 +439,8 @@ heartbeat_all(ps_repl *r)
 	psf_rpc_call_opts o = {REPL_HEARTBEAT_MS * 2, 0, 1};
 	psf_rpc_pending *p[64] = {0};
 	repl_view v;
+	uint64_t sent = psf_now_ms();
+	uint32_t acks = 1; /* my own */
 
 	pthread_mutex_lock(&r->mu);
 	v = r->view;
@@ -439,7 +459,8 @@ heartbeat_all(ps_repl *r)
 			continue;
 		if (psf_rpc_pending_wait(p[i], &psfleet__v1__repl_heartbeat_reply__descriptor,
 		        (ProtobufCMessage **)&rep, NULL) == PSF_OK) {
-			if (rep->epoch > v.epoch && repl_is_member(&v, i)) {
+			acks += rep->epoch <= v.epoch;
+			if (rep->epoch > v.epoch) {
 				pthread_mutex_lock(&r->mu);
 				step_down(r, "a member knows a newer epoch");
 				pthread_mutex_unlock(&r->mu);
@@ -448,12 +469,20 @@ heartbeat_all(ps_repl *r)
 		}
 		psf_rpc_pending_free(p[i]);
 	}
+	pthread_mutex_lock(&r->mu);
+	if (acks >= r->n_ps / 2 + 1)
+		r->majority_ms = sent;
+	else if (r->role == REPL_PRIMARY &&
+	         psf_now_ms() - r->majority_ms > REPL_LEASE_MS - REPL_LEASE_MARGIN_MS)
+		step_down(r, "no majority of the ps nodes confirmed it within the lease");
+	pthread_mutex_unlock(&r->mu);
 }
+
 
 /* promote makes this node the primary of view v it just won: rebuilds the
  * in-memory state from the store as a restarted ps does, turns capture on. */
 static void
-promote(ps_repl *r, const repl_view *v)
+promote(ps_repl *r, const repl_view *v, uint64_t elected_ms)
 {
 	char text[256];
 	psf_err err;
@@ -471,6 +500,7 @@ promote(ps_repl *r, const repl_view *v)
 	r->view = *v;
 	r->known[r->shard] = *v;
 	r->role = REPL_PRIMARY;
+	r->majority_ms = elected_ms;
 	r->heard_ms[r->shard] = psf_now_ms();
 	if (psf_store_repl_seq(r->ps->store, &r->acked_seq) != PSF_OK)
 		r->acked_seq = 0;
@@ -495,7 +525,8 @@ maybe_elect(ps_repl *r, uint64_t now)
 	pthread_mutex_lock(&r->mu);
 	v = r->view;
 	go = r->role == REPL_BACKUP && !r->needs_copy && now >= r->next_elect_ms &&
-	    (!r->fresh || now - r->start_ms >= REPL_LEASE_MS) &&
+	    (!r->fresh ||
+	        now - r->start_ms >= (v.primary == r->me ? 1 : 2) * (uint64_t)REPL_LEASE_MS) &&
 	    (v.primary == r->me || now - r->heard_ms[r->shard] >= REPL_LEASE_MS);
 	if (r->vote_epoch[r->shard] > v.epoch)
 		v.epoch = r->vote_epoch[r->shard];
@@ -511,8 +542,9 @@ maybe_elect(ps_repl *r, uint64_t now)
 			nv.members[nv.n_members++] = v.members[i];
 	if (!repl_is_member(&nv, r->me))
 		nv.members[nv.n_members++] = r->me;
+	uint64_t t0 = psf_now_ms();
 	if (repl_elect(r, &nv, seq, &max_epoch)) {
-		promote(r, &nv);
+		promote(r, &nv, t0);
 		return;
 	}
 	pthread_mutex_lock(&r->mu);
@@ -594,7 +626,9 @@ ps_repl_open(psf_ps *ps)
 	r->known = calloc(r->n_shards, sizeof(*r->known));
 	r->heard_ms = calloc(r->n_shards, sizeof(*r->heard_ms));
 	r->known_seq = calloc(r->n_shards, sizeof(*r->known_seq));
-	if (!r->peers || !r->vote_epoch || !r->known || !r->heard_ms || !r->known_seq)
+	r->voted_for = calloc(r->n_shards, sizeof(*r->voted_for));
+	if (!r->peers || !r->vote_epoch || !r->known || !r->heard_ms || !r->known_seq ||
+	    !r->voted_for)
 		return PSF_ENOMEM;
 	r->start_ms = psf_now_ms();
 	for (uint32_t s = 0; s < r->n_shards; s++) { /* the initial views: epoch 1 */
@@ -603,6 +637,7 @@ ps_repl_open(psf_ps *ps)
 		for (uint32_t k = 0; k < r->r; k++)
 			r->known[s].members[r->known[s].n_members++] = s + k * r->n_shards;
 		r->vote_epoch[s] = 1;
+		r->voted_for[s] = s;
 		r->heard_ms[s] = r->start_ms; /* a voter's lease starts when it does */
 	}
 	snprintf(r->state_path, sizeof(r->state_path), "%s/repl_state", ps->node->data_dir);
@@ -700,6 +735,7 @@ ps_repl_free(psf_ps *ps)
 	free(r->known);
 	free(r->heard_ms);
 	free(r->known_seq);
+	free(r->voted_for);
 	pthread_mutex_destroy(&r->mu);
 	pthread_mutex_destroy(&r->join_mu);
 	free(r);

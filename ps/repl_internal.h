@@ -26,7 +26,8 @@
 #include "ps/internal.h"
 
 #define REPL_HEARTBEAT_MS 100
-#define REPL_LEASE_MS 600
+#define REPL_LEASE_MS 800
+#define REPL_LEASE_MARGIN_MS 250
 #define REPL_TIMEOUT_MS 500
 #define REPL_PIECE_BYTES ((size_t)1 << 20)
 #define REPL_TAIL_MAX_BYTES ((size_t)256 << 20)
@@ -82,6 +83,12 @@ struct ps_repl {
 	repl_view *known;      /* (mu) [n_shards] latest view known of each shard */
 	uint64_t *heard_ms;    /* (mu) [n_shards] last word from that shard's primary */
 	uint64_t *known_seq;   /* (mu) [n_shards] highest acked seq heard */
+	uint32_t *voted_for;   /* (mu) [n_shards] candidate of my latest grant */
+	uint64_t majority_ms;  /* (mu) primary: when a majority last confirmed it (the
+	                        * send time of that heartbeat round or election); it
+	                        * serves only within REPL_LEASE_MS - REPL_LEASE_MARGIN_MS
+	                        * of it: the voters grant nobody else before
+	                        * REPL_LEASE_MS after they heard it */
 	uint64_t failovers;    /* (mu) promotions of this node */
 	uint64_t catchups;     /* (mu) joins completed (as joiner or primary) */
 	uint64_t view_changes; /* (mu) */

@@ -21,6 +21,9 @@ repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t seq,
 
 	pthread_mutex_lock(&r->mu);
 	k = &r->known[shard];
+	/* the primary I stand by: the one I last voted for, when that vote is
+	 * newer than the view I know */
+	uint32_t cur = r->vote_epoch[shard] > k->epoch ? r->voted_for[shard] : k->primary;
 	if (shard == r->shard && r->role != REPL_OUTSIDE && r->role != REPL_JOINING &&
 	    psf_store_repl_seq(r->ps->store, &mine) != PSF_OK)
 		mine = UINT64_MAX; /* an install cut short: grant nothing we cannot check */
@@ -30,10 +33,10 @@ repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t seq,
 	} else if (!repl_is_member(k, v->primary)) {
 		snprintf(reason, len, "%s is not a member of the view I know (epoch %llu)",
 		    repl_node_id(r, v->primary), (unsigned long long)k->epoch);
-	} else if (v->primary != k->primary && shard == r->shard && r->role == REPL_PRIMARY) {
+	} else if (v->primary != cur && shard == r->shard && r->role == REPL_PRIMARY) {
 		snprintf(reason, len, "I am the primary of shard %u", shard);
-	} else if (v->primary != k->primary && now - r->heard_ms[shard] < REPL_LEASE_MS) {
-		snprintf(reason, len, "primary %s was heard %llu ms ago", repl_node_id(r, k->primary),
+	} else if (v->primary != cur && now - r->heard_ms[shard] < REPL_LEASE_MS) {
+		snprintf(reason, len, "primary %s was heard %llu ms ago", repl_node_id(r, cur),
 		    (unsigned long long)(now - r->heard_ms[shard]));
 	} else if (seq < r->known_seq[shard] || seq < mine) {
 		snprintf(reason, len, "candidate at seq %llu lacks acknowledged writes (seq %llu)",
@@ -45,6 +48,7 @@ repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t seq,
 		 * leaves no view behind. */
 		grant = true;
 		r->vote_epoch[shard] = v->epoch;
+		r->voted_for[shard] = v->primary;
 		r->heard_ms[shard] = now; /* the candidate now stands for the primary */
 		if (repl_save(r) != PSF_OK) {
 			grant = false;
@@ -88,7 +92,7 @@ repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch)
 	psf_rpc_pending *p[64] = {0};
 	uint32_t grants = 0, need = r->n_ps / 2 + 1;
 	char reason[200];
-	uint64_t e = 0;
+	uint64_t e = 0, t0 = psf_now_ms();
 
 	repl_view_to_pb(v, &pv);
 	req.shard = r->shard;
@@ -113,6 +117,11 @@ repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch)
 			protobuf_c_message_free_unpacked(&rep->base, NULL);
 		}
 		psf_rpc_pending_free(p[i]);
+	}
+	if (grants >= need && v->primary == r->me) { /* a majority confirmed me as of t0 */
+		pthread_mutex_lock(&r->mu);
+		r->majority_ms = t0;
+		pthread_mutex_unlock(&r->mu);
 	}
 	if (grants < need)
 		psf_log_info(TAG, "shard %u: %s got %u of %u votes for epoch %llu (needs %u)", r->shard,
