@@ -127,6 +127,7 @@ struct psf_ps {
 	Psfleet__V1__ParameterServer_Service svc;
 	psf_admin *admin;
 	struct ps_repl *repl; /* replication state; NULL when replication is 1 */
+	bool restored;        /* started from a `psfleet backup` copy (--restore) */
 
 	/* report_mu serializes Report calls (store write, then the report in
 	 * workers[]). Taken before mu, never while holding it. */

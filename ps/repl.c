@@ -85,11 +85,19 @@ repl_save(ps_repl *r)
 	for (uint32_t s = 0; s < r->n_shards; s++) {
 		const repl_view *v = &r->known[s];
 		fprintf(f, "shard %u vote %llu for %u epoch %llu primary %u members", s,
-		    (unsigned long long)r->vote_epoch[s], r->voted_for[s], (unsigned long long)v->epoch,
-		    v->primary);
+		    (unsigned long long)r->vote_epoch[s], r->voted_for[s],
+		    (unsigned long long)v->epoch, v->primary);
 		for (uint32_t i = 0; i < v->n_members; i++)
 			fprintf(f, " %u", v->members[i]);
 		fprintf(f, "\n");
+		if (r->granted[s].epoch > 0) {
+			const repl_view *g = &r->granted[s];
+			fprintf(f, "granted %u epoch %llu primary %u members", s,
+			    (unsigned long long)g->epoch, g->primary);
+			for (uint32_t i = 0; i < g->n_members; i++)
+				fprintf(f, " %u", g->members[i]);
+			fprintf(f, "\n");
+		}
 	}
 	ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
 	ok = fclose(f) == 0 && ok;
@@ -118,8 +126,20 @@ load(ps_repl *r)
 			r->needs_copy = nc != 0;
 			continue;
 		}
-		n = sscanf(line, "shard %u vote %llu for %u epoch %llu primary %u members %u %u %u", &s,
-		    &vote, &vf, &epoch, &p, &m[0], &m[1], &m[2]);
+		n = sscanf(line, "granted %u epoch %llu primary %u members %u %u %u", &s, &epoch,
+		    &p, &m[0], &m[1], &m[2]);
+		if (n >= 4) {
+			if (s >= r->n_shards || p >= r->n_ps)
+				continue;
+			r->granted[s].epoch = epoch;
+			r->granted[s].primary = p;
+			r->granted[s].n_members = (uint32_t)(n - 3);
+			for (int i = 0; i < n - 3; i++)
+				r->granted[s].members[i] = m[i] < r->n_ps ? m[i] : p;
+			continue;
+		}
+		n = sscanf(line, "shard %u vote %llu for %u epoch %llu primary %u members %u %u %u",
+		    &s, &vote, &vf, &epoch, &p, &m[0], &m[1], &m[2]);
 		if (n < 6 || s >= r->n_shards || p >= r->n_ps || vf >= r->n_ps)
 			continue;
 		n--; /* the members start at the 6th field */
@@ -154,18 +174,22 @@ repl_adopt_view(ps_repl *r, const repl_view *v)
 	    memcmp(v->members, r->view.members, v->n_members * sizeof(uint32_t)) == 0)
 		return;
 	r->view = *v;
+	if (v->primary != r->me && r->primary_epoch > 0 && v->epoch > r->primary_epoch)
+		r->needs_copy = true; /* it may hold writes the new primary lacks */
 	if (v->primary == r->me && was == REPL_PRIMARY)
 		; /* my own view change */
-	else if (repl_is_member(v, r->me))
-		r->role = REPL_BACKUP;
-	else if (was != REPL_JOINING)
-		r->role = REPL_OUTSIDE;
-	if (repl_is_member(v, r->me) && was == REPL_JOINING) {
+	else if (was == REPL_JOINING && repl_is_member(v, r->me) && v->epoch > r->joining_epoch) {
+		r->role = REPL_BACKUP; /* the view change that brought me in */
 		r->needs_copy = false;
+		r->primary_epoch = 0;
 		r->catchups++;
+	} else if (was == REPL_JOINING) {
+		; /* still catching up */
+	} else if (repl_is_member(v, r->me) && !r->needs_copy) {
+		r->role = REPL_BACKUP;
+	} else {
+		r->role = REPL_OUTSIDE; /* join with a fresh copy */
 	}
-	if (was == REPL_PRIMARY && r->role != REPL_PRIMARY)
-		r->needs_copy = true; /* it may hold writes the new primary lacks */
 	(void)repl_save(r);
 	repl_view_text(r, v, text, sizeof(text));
 	psf_log_info(TAG, "shard %u: view %s; %s is %s", r->shard, text, repl_node_id(r, r->me),
@@ -210,24 +234,17 @@ repl_send_ws(ps_repl *r, uint32_t node, const repl_view *v, uint64_t seq, const 
 	return err;
 }
 
-/* lease_ok: a primary serves only while a majority confirmed it recently.
- * Caller holds mu. */
-static bool
-lease_ok(const ps_repl *r)
-{
-	return psf_now_ms() - r->majority_ms <= REPL_LEASE_MS - REPL_LEASE_MARGIN_MS;
-}
-
-/* step_down: this primary cannot replicate; it stops serving and will join
- * again with a fresh copy. Caller holds mu. */
+/* step_down: this primary stops serving (it cannot replicate, or no majority
+ * confirmed it lately). It stays a member with every acknowledged write and may
+ * stand again; should another primary win a newer epoch meanwhile, it learns of
+ * it and joins with a fresh copy (repl_adopt_view). Caller holds mu. */
 static void
 step_down(ps_repl *r, const char *why)
 {
 	if (r->role != REPL_PRIMARY)
 		return;
-	r->role = REPL_OUTSIDE;
-	r->needs_copy = true;
-	(void)repl_save(r);
+	r->role = repl_is_member(&r->view, r->me) && !r->needs_copy ? REPL_BACKUP : REPL_OUTSIDE;
+	r->heard_ms[r->shard] = psf_now_ms(); /* no candidacy for a lease */
 	psf_log_err(TAG, "shard %u: %s steps down as primary: %s", r->shard, repl_node_id(r, r->me),
 	    why);
 }
@@ -246,8 +263,7 @@ capture(uint64_t seq, const void *bytes, size_t len, void *arg)
 
 	pthread_mutex_lock(&r->mu);
 	v = r->view;
-	if (r->role != REPL_PRIMARY || !lease_ok(r)) {
-		step_down(r, "its lease ran out");
+	if (r->role != REPL_PRIMARY) {
 		pthread_mutex_unlock(&r->mu);
 		return PSF_EUNAVAIL;
 	}
@@ -291,7 +307,9 @@ capture(uint64_t seq, const void *bytes, size_t len, void *arg)
 		r->view_changes++;
 		repl_adopt_view(r, &nv);
 		pthread_mutex_unlock(&r->mu);
-		psf_log_warn(TAG, "shard %u: dropped %s from the view (epoch %llu): no ack for seq %llu",
+		repl_announce(r); /* every voter learns the new view now */
+		psf_log_warn(TAG,
+		    "shard %u: dropped %s from the view (epoch %llu): no ack for seq %llu",
 		    r->shard, repl_node_id(r, failed[0]), (unsigned long long)nv.epoch,
 		    (unsigned long long)seq);
 	}
@@ -316,14 +334,11 @@ gate(const char *method, char *msg, size_t len, void *arg)
 
 	(void)method;
 	pthread_mutex_lock(&r->mu);
-	if (r->role == REPL_PRIMARY && !lease_ok(r)) {
-		code = PSF_STATUS_UNAVAILABLE;
-		snprintf(msg, len, "%s: no majority confirmed it as primary of shard %u lately",
-		    repl_node_id(r, r->me), r->shard);
-	} else if (r->role != REPL_PRIMARY) {
+	if (r->role != REPL_PRIMARY) {
 		code = PSF_STATUS_UNAVAILABLE;
 		if (r->view.primary != r->me && r->view.epoch > 0)
-			snprintf(msg, len, "%s is %s of shard %u (not primary); primary %s, epoch %llu",
+			snprintf(msg, len,
+			    "%s is %s of shard %u (not primary); primary %s, epoch %llu",
 			    repl_node_id(r, r->me),
 			    r->role == REPL_BACKUP ? "a backup" : role_names[r->role], r->shard,
 			    repl_node_id(r, r->view.primary), (unsigned long long)r->view.epoch);
@@ -431,8 +446,8 @@ psf_repl_rpc_heartbeat(Psfleet__V1__Replication_Service *svc,
 
 /* ---- the thread: heartbeats, elections, joins ---- */
 
-static void
-heartbeat_all(ps_repl *r)
+void
+repl_announce(ps_repl *r)
 {
 	Psfleet__V1__ReplHeartbeatRequest req = PSFLEET__V1__REPL_HEARTBEAT_REQUEST__INIT;
 	Psfleet__V1__ReplView pv;
@@ -451,7 +466,8 @@ heartbeat_all(ps_repl *r)
 	req.view = &pv;
 	for (uint32_t i = 0; i < r->n_ps && i < 64; i++)
 		if (i != r->me &&
-		    psf_rpc_call_start(r->peers[i], PSF_M_REPL_HEARTBEAT, &req.base, &o, &p[i]) != PSF_OK)
+		    psf_rpc_call_start(r->peers[i], PSF_M_REPL_HEARTBEAT, &req.base, &o, &p[i]) !=
+		        PSF_OK)
 			p[i] = NULL;
 	for (uint32_t i = 0; i < r->n_ps && i < 64; i++) {
 		Psfleet__V1__ReplHeartbeatReply *rep = NULL;
@@ -471,13 +487,9 @@ heartbeat_all(ps_repl *r)
 	}
 	pthread_mutex_lock(&r->mu);
 	if (acks >= r->n_ps / 2 + 1)
-		r->majority_ms = sent;
-	else if (r->role == REPL_PRIMARY &&
-	         psf_now_ms() - r->majority_ms > REPL_LEASE_MS - REPL_LEASE_MARGIN_MS)
-		step_down(r, "no majority of the ps nodes confirmed it within the lease");
+		r->majority_ms = sent; /* (shown in status; serving does not depend on it) */
 	pthread_mutex_unlock(&r->mu);
 }
-
 
 /* promote makes this node the primary of view v it just won: rebuilds the
  * in-memory state from the store as a restarted ps does, turns capture on. */
@@ -500,6 +512,7 @@ promote(ps_repl *r, const repl_view *v, uint64_t elected_ms)
 	r->view = *v;
 	r->known[r->shard] = *v;
 	r->role = REPL_PRIMARY;
+	r->primary_epoch = v->epoch;
 	r->majority_ms = elected_ms;
 	r->heard_ms[r->shard] = psf_now_ms();
 	if (psf_store_repl_seq(r->ps->store, &r->acked_seq) != PSF_OK)
@@ -511,6 +524,7 @@ promote(ps_repl *r, const repl_view *v, uint64_t elected_ms)
 	pthread_mutex_unlock(&r->mu);
 	repl_view_text(r, v, text, sizeof(text));
 	psf_log_info(TAG, "shard %u: %s is primary (%s)", r->shard, repl_node_id(r, r->me), text);
+	repl_announce(r);
 }
 
 /* maybe_elect stands as candidate when my shard's primary has been silent for
@@ -580,7 +594,7 @@ thread_main(void *arg)
 		pthread_mutex_unlock(&r->mu);
 		now = psf_now_ms();
 		if (role == REPL_PRIMARY) {
-			heartbeat_all(r);
+			repl_announce(r);
 		} else {
 			if (r->capture_on) {
 				psf_store_set_capture(r->ps->store, NULL, NULL);
@@ -589,7 +603,7 @@ thread_main(void *arg)
 			if (role == REPL_BACKUP)
 				maybe_elect(r, now);
 			else if (role == REPL_OUTSIDE && primary != r->me &&
-			         now - heard < REPL_LEASE_MS)
+			    now - heard < REPL_LEASE_MS)
 				repl_join_ask(r, primary);
 		}
 		if (tick % 5 == 0)
@@ -627,8 +641,9 @@ ps_repl_open(psf_ps *ps)
 	r->heard_ms = calloc(r->n_shards, sizeof(*r->heard_ms));
 	r->known_seq = calloc(r->n_shards, sizeof(*r->known_seq));
 	r->voted_for = calloc(r->n_shards, sizeof(*r->voted_for));
-	if (!r->peers || !r->vote_epoch || !r->known || !r->heard_ms || !r->known_seq ||
-	    !r->voted_for)
+	r->granted = calloc(r->n_shards, sizeof(*r->granted));
+	if (!r->granted || !r->peers || !r->vote_epoch || !r->known || !r->heard_ms ||
+	    !r->known_seq || !r->voted_for)
 		return PSF_ENOMEM;
 	r->start_ms = psf_now_ms();
 	for (uint32_t s = 0; s < r->n_shards; s++) { /* the initial views: epoch 1 */
@@ -646,12 +661,13 @@ ps_repl_open(psf_ps *ps)
 		r->fresh = true;
 		/* No state: a new fleet, or a node whose disk was lost. A store with
 		 * writes in it (restored, or the state file lost) is not trusted. */
-		r->needs_copy = psf_store_repl_seq(ps->store, &seq) != PSF_OK || seq > 0;
+		r->needs_copy =
+		    psf_store_repl_seq(ps->store, &seq) != PSF_OK || (seq > 0 && !ps->restored);
 	} else if (psf_store_repl_seq(ps->store, &(uint64_t){0}) != PSF_OK) {
 		r->needs_copy = true; /* an install was cut short */
 	}
 	r->view = r->known[r->shard];
-	r->role = repl_is_member(&r->view, r->me) ? REPL_BACKUP : REPL_OUTSIDE;
+	r->role = repl_is_member(&r->view, r->me) && !r->needs_copy ? REPL_BACKUP : REPL_OUTSIDE;
 	if ((err = psf_runtime_client_opts(cfg, r->token, sizeof(r->token), &co)) != PSF_OK)
 		return err;
 	for (uint32_t i = 0; i < r->n_ps; i++) {
@@ -665,7 +681,8 @@ ps_repl_open(psf_ps *ps)
 	if ((err = repl_save(r)) != PSF_OK)
 		return err;
 	{
-		Psfleet__V1__Replication_Service svc = PSFLEET__V1__REPLICATION__INIT(psf_repl_rpc_);
+		Psfleet__V1__Replication_Service svc =
+		    PSFLEET__V1__REPLICATION__INIT(psf_repl_rpc_);
 		r->svc = svc;
 	}
 	psf_log_info(TAG, "shard %u of %u, replica group of %u; %s starts as %s%s", r->shard,
@@ -716,7 +733,8 @@ ps_repl_stop(psf_ps *ps)
 	r->thread_started = false;
 	repl_join_stop(r);
 	for (uint32_t i = 0; r->peers != NULL && i < r->n_ps; i++)
-		psf_rpc_client_shutdown(r->peers[i]);
+		if (r->peers[i] != NULL)
+			psf_rpc_client_shutdown(r->peers[i]);
 }
 
 void
@@ -736,6 +754,7 @@ ps_repl_free(psf_ps *ps)
 	free(r->heard_ms);
 	free(r->known_seq);
 	free(r->voted_for);
+	free(r->granted);
 	pthread_mutex_destroy(&r->mu);
 	pthread_mutex_destroy(&r->join_mu);
 	free(r);

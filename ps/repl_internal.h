@@ -27,7 +27,6 @@
 
 #define REPL_HEARTBEAT_MS 100
 #define REPL_LEASE_MS 800
-#define REPL_LEASE_MARGIN_MS 250
 #define REPL_TIMEOUT_MS 500
 #define REPL_PIECE_BYTES ((size_t)1 << 20)
 #define REPL_TAIL_MAX_BYTES ((size_t)256 << 20)
@@ -68,30 +67,35 @@ struct ps_repl {
 	bool thread_started;
 
 	pthread_mutex_t mu;
-	bool stopping;     /* (mu) */
-	repl_role role;    /* (mu) */
-	repl_view view;    /* (mu) my shard's latest view I know */
-	bool needs_copy;   /* (mu) my store may hold what the group lacks, or lack what
+	bool stopping;          /* (mu) */
+	repl_role role;         /* (mu) */
+	repl_view view;         /* (mu) my shard's latest view I know */
+	bool needs_copy;        /* (mu) my store may hold what the group lacks, or lack what
 	                    * it has: join before standing as a candidate */
-	bool capture_on;   /* thread only: capture installed on the store */
-	uint64_t acked_seq;    /* (mu) primary: the last writeset every member has */
-	uint64_t start_ms;     /* when this node started (a voter's lease starts there) */
-	bool fresh;            /* no state file at start: listen a lease before standing */
+	bool capture_on;        /* thread only: capture installed on the store */
+	uint64_t acked_seq;     /* (mu) primary: the last writeset every member has */
+	uint64_t primary_epoch; /* (mu) the epoch I was last primary in (0: never); a
+	                         * newer view with another primary means my store may
+	                         * hold writes it lacks: I join with a fresh copy */
+	uint64_t start_ms;      /* when this node started (a voter's lease starts there) */
+	bool fresh;             /* no state file at start: listen a lease before standing */
 	uint64_t next_elect_ms; /* thread only: no candidacy before (after a lost one) */
-	uint64_t joining_ms;   /* (mu) when the Join was asked */
-	uint64_t *vote_epoch;  /* (mu) [n_shards] highest epoch granted or seen */
-	repl_view *known;      /* (mu) [n_shards] latest view known of each shard */
-	uint64_t *heard_ms;    /* (mu) [n_shards] last word from that shard's primary */
-	uint64_t *known_seq;   /* (mu) [n_shards] highest acked seq heard */
-	uint32_t *voted_for;   /* (mu) [n_shards] candidate of my latest grant */
-	uint64_t majority_ms;  /* (mu) primary: when a majority last confirmed it (the
-	                        * send time of that heartbeat round or election); it
-	                        * serves only within REPL_LEASE_MS - REPL_LEASE_MARGIN_MS
-	                        * of it: the voters grant nobody else before
-	                        * REPL_LEASE_MS after they heard it */
-	uint64_t failovers;    /* (mu) promotions of this node */
-	uint64_t catchups;     /* (mu) joins completed (as joiner or primary) */
-	uint64_t view_changes; /* (mu) */
+	uint64_t joining_ms;    /* (mu) when the Join was asked */
+	uint64_t joining_epoch; /* (mu) the view's epoch then: a newer view with me in
+	                         * it ends the join */
+	uint64_t *vote_epoch;   /* (mu) [n_shards] highest epoch granted or seen */
+	repl_view *known;       /* (mu) [n_shards] latest view known of each shard */
+	uint64_t *heard_ms;     /* (mu) [n_shards] last word from that shard's primary */
+	uint64_t *known_seq;    /* (mu) [n_shards] highest acked seq heard */
+	uint32_t *voted_for;    /* (mu) [n_shards] candidate of my latest grant */
+	repl_view *granted;     /* (mu) [n_shards] the view of my latest grant: a view
+	                        * change a majority granted may never be announced
+	                        * (its primary dies at once), so its members count */
+	uint64_t majority_ms;   /* (mu) primary: when a majority last acknowledged its
+	                        * heartbeat (the send time of that round) */
+	uint64_t failovers;     /* (mu) promotions of this node */
+	uint64_t catchups;      /* (mu) joins completed (as joiner or primary) */
+	uint64_t view_changes;  /* (mu) */
 	uint64_t pub_failovers, pub_catchups, pub_view_changes; /* thread only: published */
 
 	/* Join, primary side (repl_join.c); (join_mu). */
@@ -142,6 +146,12 @@ PSF_NODISCARD psf_err repl_apply_ws(ps_repl *r, uint64_t seq, const void *bytes,
  * knows a newer epoch, then *epoch_out gets it); or the RPC's error. */
 PSF_NODISCARD psf_err repl_send_ws(ps_repl *r, uint32_t node, const repl_view *v, uint64_t seq,
     const void *bytes, size_t len, uint64_t *epoch_out);
+
+/* repl_announce sends a heartbeat (my view, the acknowledged seq) to every
+ * other ps node and waits for the answers (a primary, from its thread every
+ * REPL_HEARTBEAT_MS and right after a view change); counts the majority that
+ * keeps its lease. No lock held by the caller but possibly the writer lock. */
+void repl_announce(ps_repl *r);
 
 /* ---- repl_vote.c ---- */
 

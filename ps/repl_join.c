@@ -68,8 +68,8 @@ send_install(ps_repl *r, int kind, uint64_t seq, uint64_t entries, const void *p
 	err = psf_rpc_client_call(r->peers[r->joiner], PSF_M_REPL_INSTALL, &req.base,
 	    &psfleet__v1__repl_install_reply__descriptor, &o, (ProtobufCMessage **)&rep, &st);
 	if (err != PSF_OK)
-		psf_log_warn(TAG, "shard %u: install on %s: %s", r->shard, repl_node_id(r, r->joiner),
-		    st.message);
+		psf_log_warn(TAG, "shard %u: install on %s: %s", r->shard,
+		    repl_node_id(r, r->joiner), st.message);
 	else
 		protobuf_c_message_free_unpacked(&rep->base, NULL);
 	return err;
@@ -124,8 +124,9 @@ join_main(void *arg)
 		err = send_install(r, PSFLEET__V1__REPL_INSTALL_REQUEST__KIND__END, info.seq,
 		    info.entries, NULL, 0);
 	}
-	psf_log_info(TAG, "shard %u: copy for %s at seq %llu: %llu entries, %llu bytes in %.3f s: %s",
-	    r->shard, repl_node_id(r, r->joiner), (unsigned long long)info.seq,
+	psf_log_info(TAG,
+	    "shard %u: copy for %s at seq %llu: %llu entries, %llu bytes in %.3f s: %s", r->shard,
+	    repl_node_id(r, r->joiner), (unsigned long long)info.seq,
 	    (unsigned long long)info.entries, (unsigned long long)info.bytes,
 	    (double)(psf_now_ms() - t0) / 1000.0, psf_strerror(err));
 	/* The tail, oldest first, while the capture keeps adding to it. */
@@ -223,6 +224,7 @@ repl_join_capture(ps_repl *r, uint64_t seq, const void *bytes, size_t len)
 	r->catchups++;
 	repl_adopt_view(r, &nv);
 	pthread_mutex_unlock(&r->mu);
+	repl_announce(r); /* every voter learns the new view now */
 	psf_log_info(TAG, "shard %u: %s caught up at seq %llu and joined the view (epoch %llu)",
 	    r->shard, repl_node_id(r, joiner), (unsigned long long)seq,
 	    (unsigned long long)nv.epoch);
@@ -316,12 +318,12 @@ psf_repl_rpc_install(Psfleet__V1__Replication_Service *svc,
 	case PSFLEET__V1__REPL_INSTALL_REQUEST__KIND__END:
 		err = psf_store_install_end(r->ps->store, in->seq, in->entries);
 		if (err == PSF_OK)
-			psf_log_info(TAG, "shard %u: installed the primary's copy at seq %llu "
-			                  "(%llu entries)",
+			psf_log_info(TAG,
+			    "shard %u: installed the primary's copy at seq %llu "
+			    "(%llu entries)",
 			    r->shard, (unsigned long long)in->seq, (unsigned long long)in->entries);
 		break;
-	default:
-		err = PSF_EINVAL;
+	default: err = PSF_EINVAL;
 	}
 	if (err != PSF_OK) {
 		psf_rpc_fail_err(call, err, "install: %s", psf_strerror(err));
@@ -343,6 +345,7 @@ repl_join_ask(ps_repl *r, uint32_t p)
 	r->role = REPL_JOINING;
 	r->needs_copy = true;
 	r->joining_ms = psf_now_ms();
+	r->joining_epoch = r->view.epoch;
 	(void)repl_save(r);
 	pthread_mutex_unlock(&r->mu);
 	req.shard = r->shard;

@@ -40,8 +40,7 @@ take(ps_repl *r, repl_snap *s)
 }
 
 static void
-gauge(psf_metrics *reg, const char *name, const char *help, const psf_label *l, size_t nl,
-    double v)
+gauge(psf_metrics *reg, const char *name, const char *help, const psf_label *l, size_t nl, double v)
 {
 	psf_gauge *g;
 
@@ -77,8 +76,8 @@ ps_repl_publish(psf_ps *ps)
 	psf_label ls = {"shard", shard};
 	for (int i = 0; i < 4; i++) {
 		psf_label lr[2] = {ls, {"role", roles[i]}};
-		gauge(reg, "psfleet_repl_role", "1 for this node's replication role in its shard", lr,
-		    2, (int)s.role == i ? 1.0 : 0.0);
+		gauge(reg, "psfleet_repl_role", "1 for this node's replication role in its shard",
+		    lr, 2, (int)s.role == i ? 1.0 : 0.0);
 	}
 	gauge(reg, "psfleet_repl_epoch", "The shard's view epoch this node knows", &ls, 1,
 	    (double)s.view.epoch);
@@ -96,12 +95,17 @@ ps_repl_publish(psf_ps *ps)
 		/* members are in sync by construction (every write waits for them);
 		 * a joiner lags by its tail; a node outside is not counted */
 		gauge(reg, "psfleet_repl_lag_updates", "Writesets a replica lacks (primary's view)",
-		    lb, 2, member ? 0.0 : joiner ? (double)s.tail_n : -1.0);
+		    lb, 2,
+		    member       ? 0.0
+		        : joiner ? (double)s.tail_n
+		                 : -1.0);
 		gauge(reg, "psfleet_repl_lag_bytes", "Bytes of writesets a replica lacks", lb, 2,
-		    member ? 0.0 : joiner ? (double)s.tail_bytes : -1.0);
+		    member       ? 0.0
+		        : joiner ? (double)s.tail_bytes
+		                 : -1.0);
 	}
-	counter_to(reg, "psfleet_repl_failovers_total", "Times this node became primary by failover",
-	    &ls, 1, s.failovers, &r->pub_failovers);
+	counter_to(reg, "psfleet_repl_failovers_total",
+	    "Times this node became primary by failover", &ls, 1, s.failovers, &r->pub_failovers);
 	counter_to(reg, "psfleet_repl_catchups_total", "Catch-ups completed (as joiner or primary)",
 	    &ls, 1, s.catchups, &r->pub_catchups);
 	counter_to(reg, "psfleet_repl_view_changes_total", "View changes this node made or joined",
@@ -121,8 +125,8 @@ ps_repl_status(psf_ps *ps, psf_admin_status *st)
 		return PSF_OK;
 	take(r, &s);
 	for (uint32_t i = 0; i < s.view.n_members && off < sizeof(members); i++)
-		off += (size_t)snprintf(members + off, sizeof(members) - off, "%s%s", i > 0 ? "," : "",
-		    repl_node_id(r, s.view.members[i]));
+		off += (size_t)snprintf(members + off, sizeof(members) - off, "%s%s",
+		    i > 0 ? "," : "", repl_node_id(r, s.view.members[i]));
 	if ((err = psf_admin_status_extra(st, "repl_role", "%s", role_names[s.role])) != PSF_OK ||
 	    (err = psf_admin_status_extra(st, "repl_epoch", "%llu",
 	         (unsigned long long)s.view.epoch)) != PSF_OK ||

@@ -12,22 +12,30 @@
 #define TAG "repl"
 
 bool
-repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t seq,
-    uint64_t *epoch_out, char *reason, size_t len)
+repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t seq, uint64_t *epoch_out,
+    char *reason, size_t len)
 {
 	bool grant = false;
 	uint64_t now = psf_now_ms(), mine = 0;
 	const repl_view *k;
 
 	pthread_mutex_lock(&r->mu);
-	k = &r->known[shard];
+	/* the latest view I know: announced, or granted by me */
+	k = r->granted[shard].epoch > r->known[shard].epoch ? &r->granted[shard] : &r->known[shard];
 	/* the primary I stand by: the one I last voted for, when that vote is
 	 * newer than the view I know */
-	uint32_t cur = r->vote_epoch[shard] > k->epoch ? r->voted_for[shard] : k->primary;
+	uint32_t cur = r->vote_epoch[shard] > r->known[shard].epoch ? r->voted_for[shard]
+	                                                            : r->known[shard].primary;
 	if (shard == r->shard && r->role != REPL_OUTSIDE && r->role != REPL_JOINING &&
 	    psf_store_repl_seq(r->ps->store, &mine) != PSF_OK)
 		mine = UINT64_MAX; /* an install cut short: grant nothing we cannot check */
-	if (v->epoch <= r->vote_epoch[shard]) {
+	if (r->fresh && r->heard_ms[shard] == r->start_ms &&
+	    now - r->start_ms < 2 * REPL_LEASE_MS && v->primary != r->me && v->primary != shard) {
+		/* A voter that lost its disk remembers no grant: it first listens
+		 * for the shard's primary (or two leases) before granting anyone
+		 * but the shard's first node (a new fleet's designated primary). */
+		snprintf(reason, len, "%s just started without its state", repl_node_id(r, r->me));
+	} else if (v->epoch <= r->vote_epoch[shard]) {
 		snprintf(reason, len, "epoch %llu is not past %llu", (unsigned long long)v->epoch,
 		    (unsigned long long)r->vote_epoch[shard]);
 	} else if (!repl_is_member(k, v->primary)) {
@@ -49,6 +57,7 @@ repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t seq,
 		grant = true;
 		r->vote_epoch[shard] = v->epoch;
 		r->voted_for[shard] = v->primary;
+		r->granted[shard] = *v;
 		r->heard_ms[shard] = now; /* the candidate now stands for the primary */
 		if (repl_save(r) != PSF_OK) {
 			grant = false;
@@ -75,7 +84,8 @@ psf_repl_rpc_vote(Psfleet__V1__Replication_Service *svc, const Psfleet__V1__Repl
 		done(NULL, call);
 		return;
 	}
-	rep.granted = repl_vote_decide(r, in->shard, &v, in->seq, &rep.epoch, reason, sizeof(reason));
+	rep.granted =
+	    repl_vote_decide(r, in->shard, &v, in->seq, &rep.epoch, reason, sizeof(reason));
 	rep.reason = reason;
 	psf_log_info(TAG, "vote for %s as primary of shard %u at epoch %llu: %s%s",
 	    repl_node_id(r, v.primary), in->shard, (unsigned long long)v.epoch,
@@ -100,7 +110,8 @@ repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch)
 	req.seq = seq;
 	for (uint32_t i = 0; i < r->n_ps && i < 64; i++)
 		if (i != r->me &&
-		    psf_rpc_call_start(r->peers[i], PSF_M_REPL_VOTE, &req.base, &o, &p[i]) != PSF_OK)
+		    psf_rpc_call_start(r->peers[i], PSF_M_REPL_VOTE, &req.base, &o, &p[i]) !=
+		        PSF_OK)
 			p[i] = NULL;
 	if (repl_vote_decide(r, r->shard, v, seq, &e, reason, sizeof(reason)))
 		grants++;
@@ -124,7 +135,8 @@ repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch)
 		pthread_mutex_unlock(&r->mu);
 	}
 	if (grants < need)
-		psf_log_info(TAG, "shard %u: %s got %u of %u votes for epoch %llu (needs %u)", r->shard,
-		    repl_node_id(r, r->me), grants, r->n_ps, (unsigned long long)v->epoch, need);
+		psf_log_info(TAG, "shard %u: %s got %u of %u votes for epoch %llu (needs %u)",
+		    r->shard, repl_node_id(r, r->me), grants, r->n_ps, (unsigned long long)v->epoch,
+		    need);
 	return grants >= need;
 }

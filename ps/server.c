@@ -282,8 +282,9 @@ open_store(psf_ps *ps, psf_ps_reset reset, const char *restore)
 	layout_string(ps, layout, sizeof(layout));
 	psf_store_opts_from_cfg(&ps->cfg->durability, &so);
 	if (restore != NULL &&
-	    (err = ps_restore(ps->node->data_dir, restore, ps->node->id)) != PSF_OK)
+	    (err = ps_restore(ps->node->data_dir, restore, ps->cfg->nodes[ps->shard].id)) != PSF_OK)
 		goto out;
+	ps->restored = restore != NULL; /* every replica of the shard starts from that copy */
 	if ((err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
 		goto out;
 	if ((err = psf_store_read(ps->store, resume_txn, rc)) != PSF_OK)
