@@ -98,7 +98,7 @@ struct psf_store_txn {
 	psf_store *t_st;
 	MDB_txn *t_txn;
 	bool t_is_write;
-	bool t_map_full; /* a write hit MDB_MAP_FULL: the txn is dead; grow and retry */
+	bool t_map_full;  /* a write hit MDB_MAP_FULL: the txn is dead; grow and retry */
 	store_cap *t_cap; /* non-NULL: record every write (capture on) */
 };
 

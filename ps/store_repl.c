@@ -268,8 +268,9 @@ ws_next(const unsigned char *b, size_t len, size_t *pos, ws_op *op)
 		if (len - p < op->k.mv_size)
 			return PSF_EPROTO;
 		p += op->k.mv_size;
-		if (op->dbi < PSF_STORE_N_DBS ? op->k.mv_size != KEY_LEN
-		                              : op->k.mv_size == 0 || op->k.mv_size > NAME_MAX_LEN ||
+		if (op->dbi < PSF_STORE_N_DBS
+		        ? op->k.mv_size != KEY_LEN
+		        : op->k.mv_size == 0 || op->k.mv_size > NAME_MAX_LEN ||
 		            memchr(op->k.mv_data, '\0', op->k.mv_size) != NULL)
 			return PSF_EPROTO;
 		if (op->dbi == DB_META && op->k.mv_size == strlen(INSTALL_NAME) &&
@@ -313,7 +314,8 @@ ws_check(const void *bytes, size_t len, bool puts_only, uint64_t *n_puts)
 		*n_puts += op.code == 'P';
 		n_ops++;
 	}
-	return n_ops == get_be((const unsigned char *)bytes + WS_MAGIC_LEN, 4) ? PSF_OK : PSF_EPROTO;
+	return n_ops == get_be((const unsigned char *)bytes + WS_MAGIC_LEN, 4) ? PSF_OK
+	                                                                       : PSF_EPROTO;
 }
 
 /* ws_apply replays a buffer that ws_check accepted, in txn. */
@@ -520,8 +522,8 @@ psf_store_copy_stream(psf_store *st, size_t max_piece_bytes, psf_store_piece_fn 
 	free(pb.b);
 	if (rv == PSF_OK) {
 		psf_log_info(TAG,
-		    "copy: repl_seq %" PRIu64 ", %" PRIu64 " entries, %" PRIu64
-		    " bytes in %" PRIu64 " pieces",
+		    "copy: repl_seq %" PRIu64 ", %" PRIu64 " entries, %" PRIu64 " bytes in %" PRIu64
+		    " pieces",
 		    pb.info.seq, pb.info.entries, pb.info.bytes, pb.info.pieces);
 		if (info != NULL)
 			*info = pb.info;
