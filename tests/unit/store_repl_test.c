@@ -210,11 +210,11 @@ rand_len(uint64_t *s)
 	return rng(s) % 4 == 0 ? 4 * (1 + rng(s) % 1500) : 4 * (1 + rng(s) % 16);
 }
 
-#define TRY(call)                                          \
-	do {                                               \
-		psf_err rv_ = (call);                      \
-		if (rv_ != PSF_OK && rv_ != PSF_ENOENT)    \
-			return rv_;                        \
+#define TRY(call)                                       \
+	do {                                            \
+		psf_err rv_ = (call);                   \
+		if (rv_ != PSF_OK && rv_ != PSF_ENOENT) \
+			return rv_;                     \
 	} while (0)
 
 /* rewrite_op rewrites key of db in place (interval mode), filling the new value
@@ -398,7 +398,8 @@ static void
 run_updates(psf_store *st, uint64_t seed, int n, int fail_every)
 {
 	for (int i = 0; i < n; i++) {
-		upd u = {seed * 1000003u + (uint64_t)i + 1, true, fail_every > 0 && i % fail_every == 3};
+		upd u = {seed * 1000003u + (uint64_t)i + 1, true,
+		    fail_every > 0 && i % fail_every == 3};
 
 		assert_int_equal(psf_store_update(st, rand_update_fn, &u),
 		    u.fail ? PSF_EINTERNAL : PSF_OK);
@@ -500,7 +501,8 @@ test_refuses_out_of_order_and_garbage(void **state)
 		static const size_t bad_len[] = {10, 10, 19, 15, 21, 24, 10, 10};
 
 		for (size_t i = 0; i < sizeof(bad_len) / sizeof(bad_len[0]); i++)
-			assert_int_equal(psf_store_apply_wset(r, 3, bad[i], bad_len[i]), PSF_EPROTO);
+			assert_int_equal(psf_store_apply_wset(r, 3, bad[i], bad_len[i]),
+			    PSF_EPROTO);
 		/* One byte too many after a valid writeset. */
 		memcpy(buf, k.list[2].b, k.list[2].len < 500 ? k.list[2].len : 0);
 		if (k.list[2].len < 500)
