@@ -497,8 +497,12 @@ test_refuses_out_of_order_and_garbage(void **state)
 		    {'P', 'S', 'W', '1', 0, 0, 0, 1, 'X', 0},
 		    /* wrong magic */
 		    {'P', 'S', 'W', '2', 0, 0, 0, 1, 'C', 0},
+		    /* clear of meta (only the float databases have one) */
+		    {'P', 'S', 'W', '1', 0, 0, 0, 1, 'C', 3},
+		    /* clear_all with a database */
+		    {'P', 'S', 'W', '1', 0, 0, 0, 1, 'A', 1},
 		};
-		static const size_t bad_len[] = {10, 10, 19, 15, 21, 24, 10, 10};
+		static const size_t bad_len[] = {10, 10, 19, 15, 21, 24, 10, 10, 10, 10};
 
 		for (size_t i = 0; i < sizeof(bad_len) / sizeof(bad_len[0]); i++)
 			assert_int_equal(psf_store_apply_wset(r, 3, bad[i], bad_len[i]),
