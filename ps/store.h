@@ -194,7 +194,7 @@ void psf_store_backup_cancel(psf_store *st);
  *   then n_ops ops filling the rest of the buffer, each one of
  *   'P' db klen:u16 key vlen:u32 value   put (replace any value)
  *   'D' db klen:u16 key                  delete (absent is fine)
- *   'C' db                               clear database db
+ *   'C' db                               clear database db (0..2 only)
  *   'A' 0                                clear every database (clear_all)
  *   db: 0..2 = psf_store_db, 3 = meta, 4 = pushlog. Keys of 0..2 are 8 bytes
  *   (the big-endian uint64); meta names and worker ids are 1..400 bytes with no

@@ -257,7 +257,8 @@ ws_next(const unsigned char *b, size_t len, size_t *pos, ws_op *op)
 	op->code = b[p];
 	op->dbi = b[p + 1];
 	p += 2;
-	if (op->dbi >= N_ALL_DBS || (op->code == 'A' && op->dbi != 0))
+	if (op->dbi >= N_ALL_DBS || (op->code == 'A' && op->dbi != 0) ||
+	    (op->code == 'C' && op->dbi >= PSF_STORE_N_DBS)) /* meta/pushlog: no clear */
 		return PSF_EPROTO;
 	if (op->code == 'P' || op->code == 'D') {
 		if (len - p < 2)
