@@ -297,7 +297,7 @@ capture(uint64_t seq, const void *bytes, size_t len, void *arg)
 			if (!drop)
 				nv.members[nv.n_members++] = v.members[i];
 		}
-		if (!repl_elect(r, &nv, seq, &max_epoch)) {
+		if (!repl_elect(r, &nv, seq, &max_epoch, NULL)) {
 			pthread_mutex_lock(&r->mu);
 			step_down(r, "lost the vote to drop a silent backup");
 			pthread_mutex_unlock(&r->mu);
@@ -557,13 +557,18 @@ maybe_elect(ps_repl *r, uint64_t now)
 	if (!repl_is_member(&nv, r->me))
 		nv.members[nv.n_members++] = r->me;
 	uint64_t t0 = psf_now_ms();
-	if (repl_elect(r, &nv, seq, &max_epoch)) {
+	repl_view newest = v; /* a voter may know a view I missed (its announce) */
+	if (repl_elect(r, &nv, seq, &max_epoch, &newest)) {
 		promote(r, &nv, t0);
 		return;
 	}
 	pthread_mutex_lock(&r->mu);
 	if (max_epoch > r->vote_epoch[r->shard])
 		r->vote_epoch[r->shard] = max_epoch;
+	if (newest.epoch > r->view.epoch && newest.primary != r->me) {
+		repl_adopt_view(r, &newest); /* not a member any more: it joins */
+		r->heard_ms[r->shard] = psf_now_ms();
+	}
 	pthread_mutex_unlock(&r->mu);
 	/* spread the candidates' next tries apart */
 	r->next_elect_ms = psf_now_ms() + 2 * REPL_HEARTBEAT_MS + 50 * (r->me % 8);

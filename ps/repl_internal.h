@@ -27,7 +27,7 @@
 
 #define REPL_HEARTBEAT_MS 100
 #define REPL_LEASE_MS 800
-#define REPL_TIMEOUT_MS 500
+#define REPL_TIMEOUT_MS 2000 /* a backup's ack (an fsync under load can take 0.5 s) */
 #define REPL_PIECE_BYTES ((size_t)1 << 20)
 #define REPL_TAIL_MAX_BYTES ((size_t)256 << 20)
 #define REPL_JOIN_TIMEOUT_MS 120000
@@ -161,9 +161,12 @@ bool repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t s
     uint64_t *epoch_out, char *reason, size_t len);
 
 /* repl_elect asks every ps node (this one included) to grant view v; true with
- * a majority. *max_epoch gets the highest epoch a voter reported. No lock held
- * by the caller but possibly the store's writer lock (capture). */
-bool repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch);
+ * a majority. *max_epoch gets the highest epoch a voter reported; *newest (may
+ * be NULL; its epoch is the floor) the newest announced view a voter knows,
+ * when newer. No lock held by the caller but possibly the store's writer lock
+ * (capture). */
+bool repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch,
+    repl_view *newest);
 
 void psf_repl_rpc_vote(Psfleet__V1__Replication_Service *svc,
     const Psfleet__V1__ReplVoteRequest *in, Psfleet__V1__ReplVoteReply_Closure done, void *call);

@@ -217,7 +217,7 @@ repl_join_capture(ps_repl *r, uint64_t seq, const void *bytes, size_t len)
 	nv.epoch = v.epoch + 1;
 	if (!repl_is_member(&nv, joiner))
 		nv.members[nv.n_members++] = joiner;
-	if (!repl_elect(r, &nv, seq, &max_epoch))
+	if (!repl_elect(r, &nv, seq, &max_epoch, NULL))
 		return PSF_EUNAVAIL;
 	pthread_mutex_lock(&r->mu);
 	r->view_changes++;
@@ -338,7 +338,7 @@ repl_join_ask(ps_repl *r, uint32_t p)
 {
 	Psfleet__V1__ReplJoinRequest req = PSFLEET__V1__REPL_JOIN_REQUEST__INIT;
 	Psfleet__V1__ReplJoinReply *rep = NULL;
-	psf_rpc_call_opts o = {2000, 0, 1};
+	psf_rpc_call_opts o = {2000, 0, 0};
 	psf_rpc_status st;
 
 	pthread_mutex_lock(&r->mu);

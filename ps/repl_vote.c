@@ -75,8 +75,9 @@ psf_repl_rpc_vote(Psfleet__V1__Replication_Service *svc, const Psfleet__V1__Repl
 {
 	ps_repl *r = psf_rpc_call_user(call);
 	Psfleet__V1__ReplVoteReply rep = PSFLEET__V1__REPL_VOTE_REPLY__INIT;
+	Psfleet__V1__ReplView pk;
 	char reason[200] = "";
-	repl_view v;
+	repl_view v, known;
 
 	(void)svc;
 	if (in->shard >= r->n_shards || !repl_view_from_pb(in->view, &v) || v.primary >= r->n_ps) {
@@ -87,6 +88,11 @@ psf_repl_rpc_vote(Psfleet__V1__Replication_Service *svc, const Psfleet__V1__Repl
 	rep.granted =
 	    repl_vote_decide(r, in->shard, &v, in->seq, &rep.epoch, reason, sizeof(reason));
 	rep.reason = reason;
+	pthread_mutex_lock(&r->mu);
+	known = r->known[in->shard];
+	pthread_mutex_unlock(&r->mu);
+	repl_view_to_pb(&known, &pk);
+	rep.known = &pk;
 	psf_log_info(TAG, "vote for %s as primary of shard %u at epoch %llu: %s%s",
 	    repl_node_id(r, v.primary), in->shard, (unsigned long long)v.epoch,
 	    rep.granted ? "granted" : "refused: ", rep.granted ? "" : reason);
@@ -94,7 +100,7 @@ psf_repl_rpc_vote(Psfleet__V1__Replication_Service *svc, const Psfleet__V1__Repl
 }
 
 bool
-repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch)
+repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch, repl_view *newest)
 {
 	Psfleet__V1__ReplVoteRequest req = PSFLEET__V1__REPL_VOTE_REQUEST__INIT;
 	Psfleet__V1__ReplView pv;
@@ -103,6 +109,7 @@ repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch)
 	uint32_t grants = 0, need = r->n_ps / 2 + 1;
 	char reason[200];
 	uint64_t e = 0, t0 = psf_now_ms();
+	repl_view kv;
 
 	repl_view_to_pb(v, &pv);
 	req.shard = r->shard;
@@ -125,6 +132,9 @@ repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch)
 			grants += rep->granted ? 1 : 0;
 			if (rep->epoch > *max_epoch)
 				*max_epoch = rep->epoch;
+			if (newest != NULL && repl_view_from_pb(rep->known, &kv) &&
+			    kv.epoch > newest->epoch && kv.primary < r->n_ps)
+				*newest = kv;
 			protobuf_c_message_free_unpacked(&rep->base, NULL);
 		}
 		psf_rpc_pending_free(p[i]);
