@@ -127,9 +127,9 @@ run_ops(rfleet *f, bool push, uint32_t budget_ms, psf_params *dst)
 
 	do {
 		int64_t c = psf_ps_client_clock(f->w);
-		psf_err err = push ? psf_ps_client_push(f->w, c, f->grads, f->keys, f->n_keys, 1, 0,
-		                         NULL)
-		                   : psf_ps_client_pull(f->w, c, f->keys, f->n_keys, dst, NULL);
+		psf_err err = push
+		    ? psf_ps_client_push(f->w, c, f->grads, f->keys, f->n_keys, 1, 0, NULL)
+		    : psf_ps_client_pull(f->w, c, f->keys, f->n_keys, dst, NULL);
 		if (err != PSF_OK && err != PSF_ESTATE) {
 			fprintf(stderr, "ps_bench: repl %s: %s\n", push ? "push" : "pull",
 			    psf_strerror(err));

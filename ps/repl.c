@@ -205,7 +205,11 @@ repl_send_ws(ps_repl *r, uint32_t node, const repl_view *v, uint64_t seq, const 
 	Psfleet__V1__ReplicateRequest req = PSFLEET__V1__REPLICATE_REQUEST__INIT;
 	Psfleet__V1__ReplView pv;
 	Psfleet__V1__ReplicateReply *rep = NULL;
-	psf_rpc_call_opts o = {REPL_TIMEOUT_MS, 0, 0};
+	/* fail_fast: a backup whose connection is down (killed) fails at once and
+	 * is dropped at once. The caller is an RPC handler (the capture callback
+	 * of a push) that blocks NNG's callback threads while it waits: the
+	 * shorter, the better (the votes of the view change need those threads). */
+	psf_rpc_call_opts o = {REPL_TIMEOUT_MS, 0, 1};
 	psf_rpc_status st;
 	psf_err err;
 

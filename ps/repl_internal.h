@@ -27,7 +27,7 @@
 
 #define REPL_HEARTBEAT_MS 100
 #define REPL_LEASE_MS 800
-#define REPL_TIMEOUT_MS 2000 /* a backup's ack (an fsync under load can take 0.5 s) */
+#define REPL_TIMEOUT_MS 1000 /* a backup's ack (an fsync under load can take 0.5 s) */
 #define REPL_PIECE_BYTES ((size_t)1 << 20)
 #define REPL_TAIL_MAX_BYTES ((size_t)256 << 20)
 #define REPL_JOIN_TIMEOUT_MS 120000

@@ -104,7 +104,7 @@ repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch, re
 {
 	Psfleet__V1__ReplVoteRequest req = PSFLEET__V1__REPL_VOTE_REQUEST__INIT;
 	Psfleet__V1__ReplView pv;
-	psf_rpc_call_opts o = {REPL_TIMEOUT_MS, 0, 0};
+	psf_rpc_call_opts o = {REPL_TIMEOUT_MS, 0, 1}; /* a voter that is down: at once */
 	psf_rpc_pending *p[64] = {0};
 	uint32_t grants = 0, need = r->n_ps / 2 + 1;
 	char reason[200];
@@ -127,8 +127,12 @@ repl_elect(ps_repl *r, const repl_view *v, uint64_t seq, uint64_t *max_epoch, re
 		Psfleet__V1__ReplVoteReply *rep = NULL;
 		if (p[i] == NULL)
 			continue;
+		psf_rpc_status st;
 		if (psf_rpc_pending_wait(p[i], &psfleet__v1__repl_vote_reply__descriptor,
-		        (ProtobufCMessage **)&rep, NULL) == PSF_OK) {
+		        (ProtobufCMessage **)&rep, &st) != PSF_OK) {
+			psf_log_info(TAG, "shard %u: vote of %s: %s", r->shard, repl_node_id(r, i),
+			    st.message);
+		} else {
 			grants += rep->granted ? 1 : 0;
 			if (rep->epoch > *max_epoch)
 				*max_epoch = rep->epoch;
