@@ -679,6 +679,11 @@ ps_repl_open(psf_ps *ps)
 	r->role = repl_is_member(&r->view, r->me) && !r->needs_copy ? REPL_BACKUP : REPL_OUTSIDE;
 	if ((err = psf_runtime_client_opts(cfg, r->token, sizeof(r->token), &co)) != PSF_OK)
 		return err;
+	/* Redial a peer every 100 ms at most: heartbeats are fail_fast, and a
+	 * backup that misses them for a lease stands as candidate (the default
+	 * backoff grows to 2 s, e.g. while the fleet starts). */
+	co.reconnect_min_ms = 10;
+	co.reconnect_max_ms = 100;
 	for (uint32_t i = 0; i < r->n_ps; i++) {
 		if (i == r->me)
 			continue;

@@ -193,7 +193,7 @@ primary_stats(fleet *f, int s, psf_itest_stats *st)
 {
 	for (int r = 0; r < 2; r++) {
 		int i = s + r * N_SHARDS;
-		if (f->ps[i] != 0 && psf_itest_ps_stats(f->url[i], 300, st))
+		if (f->ps[i] != 0 && psf_itest_ps_stats(f->url[i], 1000, st))
 			return i;
 	}
 	return -1;
@@ -473,7 +473,7 @@ test_repl_backup_and_both_killed(void **state)
 	reference();
 	fleet_init(&run, "backup-faults", "sync");
 	fleet_start(&run);
-	for (int i = 0; i < 200 && ((p = primary_stats(&run, 0, &st)) < 0 || st.version < 20); i++)
+	for (int i = 0; i < 600 && ((p = primary_stats(&run, 0, &st)) < 0 || st.version < 20); i++)
 		psf_sleep_ms(50);
 	assert_true(p >= 0);
 	/* 1. The backup of shard 0 dies and comes back with its disk: training goes on. */
