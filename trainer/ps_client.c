@@ -292,8 +292,11 @@ ps_client_call_shard(psf_ps_client *w, size_t s, const char *method, const Proto
 		} else if (!ps_client_retryable(st) || psf_now_ms() >= until) {
 			return err;
 		} else if (st->code == PSF_STATUS_UNAVAILABLE) {
+			/* a replicated shard fails over within about a lease: look again
+			 * every 200 ms at most, not every 2 s */
+			uint32_t cap = psf_rpc_group_size(w->groups[s]) > 1 ? 200 : 2000;
 			psf_sleep_ms(backoff);
-			backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+			backoff = backoff * 2 > cap ? cap : backoff * 2;
 		}
 	}
 }
