@@ -33,6 +33,7 @@
 #include <nng/nng.h>
 
 #include "bench/bench_util.h"
+#include "bench/ps_bench_repl.h"
 #include "lib/base/log.h"
 #include "lib/base/util.h"
 #include "lib/config/config.h"
@@ -328,6 +329,8 @@ typedef struct opts {
 	int only_nc;      /* 0 or a client count */
 	const char *only; /* NULL or one op: raw_up, raw_down, push, pull */
 	int only_dur;     /* -1 or an index into dur_names */
+	int no_repl;      /* --no-repl: skip the replication cases */
+	int repl_only;    /* --repl: only the replication cases */
 } opts;
 
 struct bench {
@@ -634,6 +637,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: ps_bench [--quick] [--reps N] [--budget-ms MS] [--chunk FLOATS] [--sweep]\n"
+	    "                [--repl | --no-repl]  (only / without the replication cases)\n"
 	    "                [--transport ipc|tcp] [--size 1mib|16mib] [--clients N]\n"
 	    "                [--op raw_up|raw_down|push|pull] [--durability none|interval|every-commit]\n"
 	    "The filters run a subset (for profiling); ratios need --op/--durability unset.\n");
@@ -653,7 +657,7 @@ find_name(const char *s, const char *const *names, int n)
 static int
 parse_opts(int argc, char **argv, opts *o)
 {
-	*o = (opts){0, 0, 0, 0, DEFAULT_CHUNK, 0, -1, -1, 0, NULL, -1};
+	*o = (opts){0, 0, 0, 0, DEFAULT_CHUNK, 0, -1, -1, 0, NULL, -1, 0, 0};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--quick") == 0) {
@@ -662,6 +666,10 @@ parse_opts(int argc, char **argv, opts *o)
 		}
 		if (strcmp(a, "--sweep") == 0) {
 			o->sweep = 1;
+			continue;
+		}
+		if (strcmp(a, "--no-repl") == 0 || strcmp(a, "--repl") == 0) {
+			*(a[2] == 'n' ? &o->no_repl : &o->repl_only) = 1;
 			continue;
 		}
 		if (v == NULL)
@@ -740,11 +748,15 @@ main(int argc, char **argv)
 		fprintf(stderr, "ps_bench: raw server: %s\n", psf_strerror(err));
 		goto out;
 	}
-	if ((err = run(&b)) != PSF_OK)
+	if (!b.o.repl_only) {
+		if ((err = run(&b)) != PSF_OK)
+			goto out;
+		print_results(&b);
+		print_ratios(&b);
+		print_push_vs_raw(&b);
+	}
+	if (!b.o.no_repl && (err = psf_ps_bench_repl(b.dir, b.o.quick)) != PSF_OK)
 		goto out;
-	print_results(&b);
-	print_ratios(&b);
-	print_push_vs_raw(&b);
 	rc = 0;
 out:
 	for (size_t i = 0; i < b.n_inst; i++)

@@ -113,10 +113,10 @@ parse_args(int argc, char **argv, backup_args *a)
 	return 0;
 }
 
-/* One ps shard. */
+/* One ps shard: its replicas (one unless replicated), named by its first node. */
 typedef struct shard {
 	const psf_node_cfg *node;
-	psf_rpc_client *rpc;
+	psf_rpc_group *rpc;
 	Psfleet__V1__StatsReply *stats;
 	Psfleet__V1__BackupReply *reply;
 	psf_rpc_status st;
@@ -162,8 +162,16 @@ stats(backup_run *b, uint64_t *max_version, bool *finished)
 		if (s->stats != NULL)
 			protobuf_c_message_free_unpacked(&s->stats->base, NULL);
 		s->stats = NULL;
-		if ((s->err = psf_rpc_client_call(s->rpc, PSF_M_STATS, &req.base,
-		         &psfleet__v1__stats_reply__descriptor, &o, &rep, &s->st)) != PSF_OK) {
+		/* a replicated shard: its primary may take a moment to be found */
+		for (int t = 0; t < 50; t++) {
+			s->err = psf_rpc_group_call(s->rpc, PSF_M_STATS, &req.base,
+			    &psfleet__v1__stats_reply__descriptor, &o, &rep, &s->st);
+			if (s->err == PSF_OK || psf_rpc_group_size(s->rpc) == 1 ||
+			    s->st.code != PSF_STATUS_UNAVAILABLE)
+				break;
+			psf_sleep_ms(100);
+		}
+		if (s->err != PSF_OK) {
 			fprintf(stderr, "psfleet backup: %s (%s) did not answer Stats: %s\n",
 			    s->node->id, psf_node_dial_url(s->node),
 			    s->st.message[0] != '\0' ? s->st.message : psf_strerror(s->err));
@@ -186,14 +194,17 @@ attempt(backup_run *b, uint64_t v)
 	Psfleet__V1__BackupRequest req = PSFLEET__V1__BACKUP_REQUEST__INIT;
 	psf_rpc_call_opts o = {.timeout_ms = b->a.timeout_s * 1000 + 600000};
 	psf_rpc_pending **p = calloc(b->n, sizeof(*p));
+	psf_rpc_client **c = calloc(b->n, sizeof(*c));
 
 	req.dir = b->out;
 	req.at_version = v;
 	req.timeout_ms = b->a.timeout_s * 1000;
 	for (size_t i = 0; i < b->n; i++) {
-		b->s[i].err = p == NULL
+		/* the shard's current replica: the primary that answered Stats */
+		c[i] = c != NULL ? psf_rpc_group_client(b->s[i].rpc) : NULL;
+		b->s[i].err = p == NULL || c == NULL
 		    ? PSF_ENOMEM
-		    : psf_rpc_call_start(b->s[i].rpc, PSF_M_BACKUP, &req.base, &o, &p[i]);
+		    : psf_rpc_call_start(c[i], PSF_M_BACKUP, &req.base, &o, &p[i]);
 		memset(&b->s[i].st, 0, sizeof(b->s[i].st));
 	}
 	for (size_t i = 0; i < b->n; i++) {
@@ -204,9 +215,12 @@ attempt(backup_run *b, uint64_t v)
 		b->s[i].err = psf_rpc_pending_wait(p[i], &psfleet__v1__backup_reply__descriptor,
 		    &rep, &b->s[i].st);
 		b->s[i].reply = (Psfleet__V1__BackupReply *)rep;
+		if (b->s[i].err != PSF_OK) /* a failover meanwhile: the next attempt moves on */
+			(void)psf_rpc_group_failed(b->s[i].rpc, c[i], &b->s[i].st);
 		psf_rpc_pending_free(p[i]);
 	}
 	free(p);
+	free(c);
 }
 
 /* write_manifest writes DIR/manifest.json. */
@@ -293,7 +307,9 @@ run(backup_run *b)
 			/* Past the version, or the fleet stopped short of it: ask again. */
 			retry = retry ||
 			    (b->a.at_version == 0 &&
-			        (s->err == PSF_ESTATE || s->err == PSF_ETIMEDOUT));
+			        (s->err == PSF_ESTATE || s->err == PSF_ETIMEDOUT)) ||
+			    (psf_rpc_group_size(s->rpc) > 1 &&
+			        s->st.code == PSF_STATUS_UNAVAILABLE);
 			fprintf(stderr, "psfleet backup: %s: %s\n", s->node->id,
 			    s->st.message[0] != '\0' ? s->st.message : psf_strerror(s->err));
 		}
@@ -414,14 +430,15 @@ psf_cmd_backup(int argc, char **argv)
 		fprintf(stderr, "psfleet backup: out of memory\n");
 		goto out;
 	}
-	for (size_t i = 0; i < b.cfg->n_nodes; i++) {
-		const psf_node_cfg *n = &b.cfg->nodes[i];
+	for (size_t j = 0; j < b.cfg->n_shards; j++) {
+		const psf_node_cfg *n = psf_config_shard_replica(b.cfg, j, 0);
 		psf_err err;
 
-		if (n->role != PSF_ROLE_PS)
-			continue;
 		b.s[b.n].node = n;
-		if ((err = psf_rpc_client_open(psf_node_dial_url(n), &copts, &b.s[b.n].rpc)) !=
+		/* one replica: connect now, so a fleet that is down is said at once;
+		 * several: dial them all, the calls find the primary */
+		copts.connect_now = b.cfg->replication == 1;
+		if ((err = psf_runtime_shard_group(b.cfg, j, NULL, &copts, &b.s[b.n].rpc)) !=
 		    PSF_OK) {
 			fprintf(stderr,
 			    "psfleet backup: cannot reach %s at %s: %s (is the fleet "
@@ -448,7 +465,7 @@ psf_cmd_backup(int argc, char **argv)
 out:
 	shards_clear(&b);
 	for (size_t i = 0; b.s != NULL && i < b.n; i++)
-		psf_rpc_client_close(b.s[i].rpc);
+		psf_rpc_group_close(b.s[i].rpc);
 	free(b.s);
 	psf_config_free(b.cfg);
 	return rc;

@@ -24,6 +24,7 @@ typedef struct node_status {
 	const char *health; /* ready, not ready, unreachable, done, live, unknown */
 	bool healthy;
 	Psfleet__V1__StatsReply *stats; /* ps only; NULL when Stats failed */
+	char repl[160];                 /* ps with replication: "primary epoch 3 members ps0,ps2" */
 	psf_trainer_view tv;            /* trainers with a metrics address */
 } node_status;
 
@@ -149,6 +150,14 @@ detail(const node_status *s, const Psfleet__V1__StatsReply *ps0, char *buf, size
 		snprintf(buf, len, "%s", s->h.reason);
 		return;
 	}
+	if (s->repl[0] != '\0') {
+		n = (size_t)snprintf(buf, len, "%s%s", s->repl, s->stats != NULL ? "; " : "");
+		buf += n < len ? n : len - 1;
+		len -= n < len ? n : len - 1;
+		n = 0;
+		if (s->stats == NULL)
+			return; /* a backup refuses Stats: only its primary serves */
+	}
 	if (s->stats != NULL) {
 		int64_t top = max_clock(s->stats);
 
@@ -269,6 +278,10 @@ json_node(const node_status *s)
 		}
 		printf("]}");
 	}
+	if (s->repl[0] != '\0') {
+		printf(", \"replication\": ");
+		json_str(s->repl);
+	}
 	if (s->tv.valid) {
 		printf(", \"progress\": {\"epoch\": ");
 		json_num(s->tv.epoch);
@@ -298,6 +311,36 @@ print_json(const psf_config *cfg, const node_status *s, size_t n, bool healthy)
 	printf("  ]\n}\n");
 }
 
+/* repl_line writes a ps's replication state from its Admin/Status extras:
+ * "primary epoch 3 members ps0,ps2 failovers 1" (empty when it has none). */
+static void
+repl_line(psf_progress *p, size_t i, uint32_t timeout_ms, char *buf, size_t len)
+{
+	Psfleet__V1__StatusReply *r = NULL;
+	const char *role = NULL, *epoch = "?", *members = "?", *fo = "0", *join = NULL;
+
+	buf[0] = '\0';
+	if (psf_progress_admin_status(p, i, timeout_ms, &r) != PSF_OK)
+		return;
+	for (size_t k = 0; k < r->n_extra; k++) {
+		const Psfleet__V1__KeyValue *kv = r->extra[k];
+		if (strcmp(kv->key, "repl_role") == 0)
+			role = kv->value;
+		else if (strcmp(kv->key, "repl_epoch") == 0)
+			epoch = kv->value;
+		else if (strcmp(kv->key, "repl_members") == 0)
+			members = kv->value;
+		else if (strcmp(kv->key, "repl_failovers") == 0)
+			fo = kv->value;
+		else if (strcmp(kv->key, "repl_joining") == 0)
+			join = kv->value;
+	}
+	if (role != NULL)
+		snprintf(buf, len, "%s epoch %s members %s failovers %s%s%s", role, epoch, members,
+		    fo, join != NULL ? "; catching up " : "", join != NULL ? join : "");
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
 /* probe fills s[i] for every node: health first, then Stats and metrics. */
 static void
 probe(psf_progress *p, const psf_config *cfg, node_status *s, uint32_t timeout_ms)
@@ -310,9 +353,12 @@ probe(psf_progress *p, const psf_config *cfg, node_status *s, uint32_t timeout_m
 		if (cfg->nodes[i].role == PSF_ROLE_PS && s[i].h.reachable &&
 		    psf_progress_stats(p, i, timeout_ms, &s[i].stats) != PSF_OK)
 			s[i].stats = NULL;
+		if (cfg->nodes[i].role == PSF_ROLE_PS && s[i].h.reachable && cfg->replication > 1)
+			repl_line(p, i, timeout_ms, s[i].repl, sizeof(s[i].repl));
 		if (cfg->nodes[i].role == PSF_ROLE_TRAINER && s[i].h.reachable)
 			psf_progress_scrape(p, i, timeout_ms, &s[i].tv);
-		if (ps0 == NULL && cfg->nodes[i].role == PSF_ROLE_PS)
+		if (ps0 == NULL && cfg->nodes[i].role == PSF_ROLE_PS && s[i].stats != NULL &&
+		    s[i].stats->shard_index == 0) /* shard 0's primary holds the reports */
 			ps0 = s[i].stats;
 	}
 	for (size_t i = 0; i < cfg->n_nodes; i++)

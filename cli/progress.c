@@ -320,11 +320,17 @@ psf_progress_poll(psf_progress *p, const psf_supervisor *l)
 		psf_progress_scrape(p, i, 500, &p->views[i]);
 	}
 	poll_ps_health(p, l);
-	if (ps0 != NULL &&
-	    psf_progress_stats(p, (size_t)(ps0 - p->cfg->nodes), 1000, &st) == PSF_OK) {
+	/* Shard 0 holds the trainers' reports: ask its replicas until its primary
+	 * answers (only ps0 without replication). */
+	for (size_t r = 0; ps0 != NULL && r < p->cfg->replication; r++) {
+		const psf_node_cfg *n = psf_config_shard_replica(p->cfg, 0, r);
+		if (n == NULL ||
+		    psf_progress_stats(p, (size_t)(n - p->cfg->nodes), 1000, &st) != PSF_OK)
+			continue;
 		if (p->stats != NULL)
 			protobuf_c_message_free_unpacked(&p->stats->base, NULL);
 		p->stats = st;
+		break;
 	}
 }
 
@@ -669,4 +675,20 @@ psf_progress_note(psf_progress *p, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', p->out);
 	fflush(p->out);
+}
+
+psf_err
+psf_progress_admin_status(psf_progress *p, size_t i, uint32_t timeout_ms,
+    Psfleet__V1__StatusReply **out)
+{
+	Psfleet__V1__StatusRequest req = PSFLEET__V1__STATUS_REQUEST__INIT;
+	psf_rpc_call_opts o = {timeout_ms, 1, 0};
+	psf_rpc_client *c;
+
+	if (i >= p->cfg->n_nodes)
+		return PSF_EINVAL;
+	if ((c = client(p, i)) == NULL)
+		return PSF_EUNAVAIL;
+	return psf_rpc_client_call(c, PSF_M_STATUS, &req.base,
+	    &psfleet__v1__status_reply__descriptor, &o, (ProtobufCMessage **)out, NULL);
 }

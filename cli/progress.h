@@ -75,6 +75,12 @@ void psf_progress_health(psf_progress *p, size_t i, bool want_version, uint32_t 
 PSF_NODISCARD psf_err psf_progress_stats(psf_progress *p, size_t i, uint32_t timeout_ms,
     Psfleet__V1__StatsReply **out);
 
+/* psf_progress_admin_status calls Admin/Status on node i; *out as for
+ * psf_progress_stats. Returns PSF_EINVAL, PSF_EUNAVAIL (no listen URL) or the
+ * RPC's error. */
+PSF_NODISCARD psf_err psf_progress_admin_status(psf_progress *p, size_t i, uint32_t timeout_ms,
+    Psfleet__V1__StatusReply **out);
+
 /* psf_progress_scrape reads trainer node i's /metrics into *out, keeping the
  * previous values (and marking them stale) when the scrape fails. out must be
  * zeroed before the first call; pass the same view each time so the step rate

@@ -185,17 +185,15 @@ open_ps_clients(psf_inferer *inf, const psf_inferer_opts *opts)
 	psf_rpc_client_opts co;
 	psf_err err;
 
-	inf->n_ps = inf->cfg->n_ps;
+	inf->n_ps = inf->cfg->n_shards;
 	if ((inf->ps = calloc(inf->n_ps, sizeof(*inf->ps))) == NULL)
 		return PSF_ENOMEM;
 	if ((err = psf_runtime_client_opts(inf->cfg, inf->token, sizeof(inf->token), &co)) !=
 	    PSF_OK)
 		return err;
 	for (size_t s = 0; s < inf->n_ps; s++) {
-		const char *url = (opts != NULL && opts->ps_urls != NULL)
-		    ? opts->ps_urls[s]
-		    : psf_node_dial_url(&inf->cfg->nodes[s]);
-		if ((err = psf_rpc_client_open(url, &co, &inf->ps[s])) != PSF_OK)
+		if ((err = psf_runtime_shard_group(inf->cfg, s, opts != NULL ? opts->ps_urls : NULL,
+		         &co, &inf->ps[s])) != PSF_OK)
 			return err;
 	}
 	return PSF_OK;
@@ -346,7 +344,7 @@ psf_inferer_free(psf_inferer *inf)
 	psf_admin_free(inf->admin);
 	inf_ft_stop(inf); /* before the ps clients it sends with */
 	for (size_t s = 0; inf->ps != NULL && s < inf->n_ps; s++)
-		psf_rpc_client_close(inf->ps[s]);
+		psf_rpc_group_close(inf->ps[s]);
 	free(inf->ps);
 	inf_snap_put(inf->cur);
 	for (size_t i = 0; i < inf->n_ws; i++)

@@ -22,6 +22,7 @@
 #include "lib/data/data.h"
 #include "lib/model/model.h"
 #include "lib/net/rpc_client.h"
+#include "lib/net/rpc_group.h"
 #include "lib/net/rpc_server.h"
 #include "lib/runtime/admin.h"
 #include "lib/runtime/runtime.h"
@@ -161,8 +162,8 @@ struct psf_inferer {
 	psf_admin *admin;
 	char url[256];
 	char token[256];
-	size_t n_ps;
-	psf_rpc_client **ps;
+	size_t n_ps;        /* ps shards */
+	psf_rpc_group **ps; /* per shard: its replicas (lib/net/rpc_group.h) */
 	uint32_t refresh_ms;
 
 	/* snap_mu guards cur (the pointer; snapshots themselves are immutable),

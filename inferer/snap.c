@@ -76,28 +76,38 @@ psf_err
 inf_ps_versions(psf_inferer *inf, uint64_t *versions)
 {
 	Psfleet__V1__HealthRequest req = PSFLEET__V1__HEALTH_REQUEST__INIT;
-	psf_rpc_call_opts o = {inf->refresh_ms > 500 ? inf->refresh_ms : 500, 0, 0};
+	psf_rpc_call_opts o1 = {inf->refresh_ms > 500 ? inf->refresh_ms : 500, 0, 0}, o;
 	psf_rpc_pending *p[64];
+	psf_rpc_client *c[64];
 	psf_err err = PSF_OK;
 	size_t started = 0;
 
 	for (size_t base = 0; base < inf->n_ps && err == PSF_OK; base += started) {
 		size_t n = inf->n_ps - base < 64 ? inf->n_ps - base : 64;
 		for (started = 0; started < n; started++) {
-			if ((err = psf_rpc_call_start(inf->ps[base + started], PSF_M_HEALTH,
-			         &req.base, &o, &p[started])) != PSF_OK)
+			o = psf_rpc_group_call_opts(inf->ps[base + started], &o1);
+			c[started] = psf_rpc_group_client(inf->ps[base + started]);
+			if ((err = psf_rpc_call_start(c[started], PSF_M_HEALTH, &req.base, &o,
+			         &p[started])) != PSF_OK)
 				break;
 		}
 		for (size_t i = 0; i < started; i++) {
 			Psfleet__V1__HealthReply *r = NULL;
+			psf_rpc_status st;
 			psf_err e = psf_rpc_pending_wait(p[i],
-			    &psfleet__v1__health_reply__descriptor, (ProtobufCMessage **)&r, NULL);
+			    &psfleet__v1__health_reply__descriptor, (ProtobufCMessage **)&r, &st);
+			/* (a backup answers Health too, with its shard's version: it
+			 * has every acknowledged update; the Snapshot that follows
+			 * finds the primary) */
 			if (e == PSF_OK) {
 				versions[base + i] = r->model_version;
-				protobuf_c_message_free_unpacked(&r->base, NULL);
-			} else if (err == PSF_OK) {
-				err = e;
+			} else {
+				(void)psf_rpc_group_failed(inf->ps[base + i], c[i], &st);
+				if (err == PSF_OK)
+					err = e;
 			}
+			if (r != NULL)
+				protobuf_c_message_free_unpacked(&r->base, NULL);
 			psf_rpc_pending_free(p[i]);
 		}
 		if (started == 0)
@@ -187,8 +197,9 @@ take_piece(psf_inferer *inf, size_t s, shard_fetch *f, const Psfleet__V1__Snapsh
 static psf_err
 fetch_round(psf_inferer *inf, shard_fetch *f, psf_params *params)
 {
-	psf_rpc_call_opts o = {0, 1, 0};
-	psf_err err = PSF_OK;
+	psf_rpc_call_opts o1 = {0, 1, 0}, o;
+	psf_rpc_client **c = calloc(inf->n_ps, sizeof(*c));
+	psf_err err = c != NULL ? PSF_OK : PSF_ENOMEM;
 
 	for (size_t s = 0; s < inf->n_ps; s++) {
 		Psfleet__V1__SnapshotRequest req = PSFLEET__V1__SNAPSHOT_REQUEST__INIT;
@@ -197,7 +208,9 @@ fetch_round(psf_inferer *inf, shard_fetch *f, psf_params *params)
 			continue;
 		req.version = f[s].version;
 		req.start_key = f[s].next_key;
-		err = psf_rpc_call_start(inf->ps[s], PSF_M_SNAPSHOT, &req.base, &o, &f[s].p);
+		o = psf_rpc_group_call_opts(inf->ps[s], &o1);
+		c[s] = psf_rpc_group_client(inf->ps[s]);
+		err = psf_rpc_call_start(c[s], PSF_M_SNAPSHOT, &req.base, &o, &f[s].p);
 	}
 	for (size_t s = 0; s < inf->n_ps; s++) {
 		Psfleet__V1__SnapshotReply *r = NULL;
@@ -211,14 +224,20 @@ fetch_round(psf_inferer *inf, shard_fetch *f, psf_params *params)
 			e = take_piece(inf, s, &f[s], r, params);
 			protobuf_c_message_free_unpacked(&r->base, NULL);
 		} else {
-			psf_log_debug("inferer", "snapshot from %s: %s", inf->cfg->nodes[s].id,
+			psf_log_debug("inferer", "snapshot from %s: %s",
+			    psf_rpc_group_name(inf->ps[s], psf_rpc_group_current(inf->ps[s])),
 			    st.message);
+			/* the next refresh asks the shard's next replica; a piece chain
+			 * started on the old primary restarts there (fetch_reset) */
+			if (psf_rpc_group_failed(inf->ps[s], c[s], &st))
+				fetch_reset(&f[s]);
 		}
 		if (err == PSF_OK)
 			err = e;
 		psf_rpc_pending_free(f[s].p);
 		f[s].p = NULL;
 	}
+	free(c);
 	return err;
 }
 
@@ -384,7 +403,7 @@ inf_fetch_metrics(psf_inferer *inf)
 	uint64_t n = 0;
 
 	m.fetched_ms = psf_now_ms();
-	if (psf_rpc_client_call(inf->ps[0], PSF_M_STATS, &req.base,
+	if (psf_rpc_group_call(inf->ps[0], PSF_M_STATS, &req.base,
 	        &psfleet__v1__stats_reply__descriptor, &o, (ProtobufCMessage **)&r, NULL) != PSF_OK)
 		return;
 	for (size_t i = 0; i < r->n_reports; i++) {

@@ -137,7 +137,9 @@ psf_ps_rpc_backup(Psfleet__V1__ParameterServer_Service *svc, const Psfleet__V1__
 		done(NULL, call);
 		return;
 	}
-	n = snprintf(j->path, sizeof(j->path), "%s/%s", in->dir, ps->node->id);
+	/* named by the shard (its first node's id: this node's own id unless
+	 * replicated), so every replica of the shard restores from it */
+	n = snprintf(j->path, sizeof(j->path), "%s/%s", in->dir, ps->cfg->nodes[ps->shard].id);
 	if (n < 0 || (size_t)n >= sizeof(j->path)) {
 		free(j);
 		psf_rpc_fail(call, PSF_STATUS_INVALID_ARGUMENT, "backup: dir too long");

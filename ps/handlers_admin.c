@@ -4,12 +4,22 @@
 
 #include "ps/internal.h"
 
+static psf_err
+version_txn(psf_store_txn *txn, void *arg)
+{
+	return psf_store_txn_meta_get_u64(txn, "version", arg);
+}
+
 static uint64_t
 health_version(void *arg)
 {
 	psf_ps *ps = arg;
-	uint64_t v;
+	uint64_t v = 0;
 
+	/* A replica that is not its shard's primary keeps no version in memory
+	 * (it is rebuilt when promoted): its store has the one it holds. */
+	if (!ps_repl_may_write(ps))
+		return psf_store_read(ps->store, version_txn, &v) == PSF_OK ? v : 0;
 	pthread_mutex_lock(&ps->mu);
 	v = ps->version;
 	pthread_mutex_unlock(&ps->mu);
@@ -40,6 +50,8 @@ status(void *arg, psf_admin_status *st)
 	err = psf_admin_status_extra(st, "shard", "%zu/%zu", ps->shard, ps->n_ps);
 out:
 	pthread_mutex_unlock(&ps->mu);
+	if (err == PSF_OK) /* repl's own locks, not under mu */
+		err = ps_repl_status(ps, st);
 	return err;
 }
 

@@ -10,7 +10,9 @@
  *   push_raw.c     zero-copy Push: PushRequest read in place from the message
  *   push_pull.c    PushPull: a Push and the next step's Pull in one round trip
  *   handlers_admin.c its part of the Admin service (lib/runtime/admin.h)
- *   backup.c       the Backup RPC: an online copy of the store at one version */
+ *   backup.c       the Backup RPC: an online copy of the store at one version
+ *   repl.c, repl_vote.c, repl_join.c, repl_status.c  replicated shards
+ *                  (replication > 1; ps/repl_internal.h) */
 #ifndef PSF_PS_INTERNAL_H
 #define PSF_PS_INTERNAL_H
 
@@ -124,6 +126,8 @@ struct psf_ps {
 	size_t state_floats;
 	Psfleet__V1__ParameterServer_Service svc;
 	psf_admin *admin;
+	struct ps_repl *repl; /* replication state; NULL when replication is 1 */
+	bool restored;        /* started from a `psfleet backup` copy (--restore) */
 
 	/* report_mu serializes Report calls (store write, then the report in
 	 * workers[]). Taken before mu, never while holding it. */
@@ -169,6 +173,43 @@ struct psf_ps {
 	psf_counter *c_ft_samples; /* fine-tuning samples stored */
 	psf_hist *h_staleness;
 };
+
+/* repl*.c: replicated shards (ps/repl_internal.h) -------------------------------
+ * With replication 1 ps->repl is NULL and every call below does nothing (returns
+ * PSF_OK / true): an unreplicated ps pays nothing. */
+
+typedef struct ps_repl ps_repl;
+
+/* ps_repl_open sets up replication after the store is open: the state file,
+ * the role this node starts in, clients to every other ps node. */
+PSF_NODISCARD psf_err ps_repl_open(psf_ps *ps);
+
+/* ps_repl_serve adds the Replication service and the client gate to ps->srv
+ * (before it starts). */
+PSF_NODISCARD psf_err ps_repl_serve(psf_ps *ps);
+
+/* ps_repl_start starts the replication thread (heartbeats, elections, joins). */
+PSF_NODISCARD psf_err ps_repl_start(psf_ps *ps);
+
+/* ps_repl_stop stops the thread and any catch-up; ps_repl_free (after the RPC
+ * server is gone) frees the rest. NULL-safe, as is ps->repl. */
+void ps_repl_stop(psf_ps *ps);
+void ps_repl_free(psf_ps *ps);
+
+/* ps_repl_may_write tells whether this node may write its store (it is its
+ * shard's primary, or replication is off). Takes repl's own lock only. */
+bool ps_repl_may_write(psf_ps *ps);
+
+/* ps_repl_publish puts the replication gauges on /metrics (repl thread). */
+void ps_repl_publish(psf_ps *ps);
+
+/* ps_repl_status adds the repl_* pairs to an Admin/Status reply. */
+PSF_NODISCARD psf_err ps_repl_status(psf_ps *ps, psf_admin_status *st);
+
+/* ps_reload rebuilds the in-memory state (version, round, workers -- all
+ * unregistered --, reduces, reports) from the store, as a restarted ps does:
+ * a backup promoted to primary calls it. Takes mu. */
+PSF_NODISCARD psf_err ps_reload(psf_ps *ps);
 
 /* restore.c ------------------------------------------------------------------ */
 
@@ -289,6 +330,11 @@ PSF_NODISCARD psf_err ps_snapshot_get(psf_ps *ps, uint64_t version, ps_snapshot 
 
 /* ps_snapshot_put drops a reference. Caller must NOT hold mu. */
 void ps_snapshot_put(psf_ps *ps, ps_snapshot *s);
+
+/* ps_snapshot_evict_all empties the ring; snapshots in use are freed by their
+ * last put (a promoted backup: its store changed under the ring). Caller
+ * holds mu. */
+void ps_snapshot_evict_all(psf_ps *ps);
 
 /* ps_snapshot_free_all releases the ring (at shutdown). */
 void ps_snapshot_free_all(psf_ps *ps);

@@ -31,7 +31,10 @@ layout_string(const psf_ps *ps, char *buf, size_t len)
 		n += (size_t)snprintf(buf + n, len - n,
 		    " chunk=%u optimizer=%d shards=%zu shard=%zu", cfg->model.chunk_floats,
 		    (int)cfg->optimizer.kind, ps->n_ps, ps->shard);
-	for (size_t i = 0; i < cfg->n_ps && n < len; i++)
+	/* The shards' names (the first n_shards ps ids): every replica of a shard
+	 * writes the same layout, and a replicated fleet's layout is that of an
+	 * unreplicated fleet of its first n_shards nodes. */
+	for (size_t i = 0; i < cfg->n_shards && n < len; i++)
 		n += (size_t)snprintf(buf + n, len - n, " ps%zu=%s", i, cfg->nodes[i].id);
 	/* Last, so a mismatch names a readable fact first; it still catches feature
 	 * and seed changes the tokens above do not spell out. */
@@ -184,6 +187,38 @@ resume_txn(psf_store_txn *txn, void *arg)
 	return PSF_OK;
 }
 
+psf_err
+ps_reload(psf_ps *ps)
+{
+	resume_ctx *rc = calloc(1, sizeof(*rc));
+	psf_err err;
+
+	if (rc == NULL)
+		return PSF_ENOMEM;
+	rc->ps = ps;
+	pthread_mutex_lock(&ps->mu);
+	ps->n_workers = 0;
+	ps_reduces_free(ps);
+	ps_snapshot_evict_all(ps);
+	ps->version = ps->step = 0;
+	ps->round = 0;
+	ps->optim = ps->cfg->optimizer;
+	err = psf_store_read(ps->store, resume_txn, rc);
+	for (size_t i = 0; i < ps->cfg->n_nodes && err == PSF_OK; i++) {
+		ps_worker *w;
+		if (ps->cfg->nodes[i].role == PSF_ROLE_TRAINER)
+			err = ps_worker_add(ps, ps->cfg->nodes[i].id, &w);
+	}
+	ps->round_open_ms = psf_now_ms();
+	psf_gauge_set(ps->g_version, (double)ps->version);
+	psf_log_info("ps", "shard %zu: state reloaded from the store at version %llu (round %lld)",
+	    ps->shard, (unsigned long long)ps->version, (long long)ps->round);
+	pthread_mutex_unlock(&ps->mu);
+	free(rc->settings);
+	free(rc);
+	return err;
+}
+
 /* mismatch tells why the store found cannot be resumed under this config (one
  * line in why), or returns false when it can. Training settings are compared
  * first: their message names every changed key. */
@@ -247,8 +282,9 @@ open_store(psf_ps *ps, psf_ps_reset reset, const char *restore)
 	layout_string(ps, layout, sizeof(layout));
 	psf_store_opts_from_cfg(&ps->cfg->durability, &so);
 	if (restore != NULL &&
-	    (err = ps_restore(ps->node->data_dir, restore, ps->node->id)) != PSF_OK)
+	    (err = ps_restore(ps->node->data_dir, restore, ps->cfg->nodes[ps->shard].id)) != PSF_OK)
 		goto out;
+	ps->restored = restore != NULL; /* every replica of the shard starts from that copy */
 	if ((err = psf_store_open(ps->node->data_dir, &so, &ps->store)) != PSF_OK)
 		goto out;
 	if ((err = psf_store_read(ps->store, resume_txn, rc)) != PSF_OK)
@@ -401,8 +437,12 @@ timer_main(void *arg)
 		}
 		if (tick % 25 == 0) /* every 500 ms */
 			publish_workers(ps);
-		if (ps_check_timeouts(ps, psf_now_ms()) ||
-		    (psf_consistency_rounds(ps->cfg->consistency.mode) && ps_round_complete(ps)))
+		/* A replica that is not its shard's primary writes nothing: its
+		 * in-memory state is rebuilt from the store when it is promoted. */
+		if ((ps_check_timeouts(ps, psf_now_ms()) ||
+		        (psf_consistency_rounds(ps->cfg->consistency.mode) &&
+		            ps_round_complete(ps))) &&
+		    ps_repl_may_write(ps))
 			ps_close_round(ps);
 		ready = ps_take_ready(ps);
 		pthread_mutex_unlock(&ps->mu);
@@ -422,7 +462,8 @@ start_rpc(psf_ps *ps, const psf_ps_opts *opts)
 	ps_handlers_init(ps);
 	if ((err = psf_rpc_server_new(&so, &ps->srv)) != PSF_OK ||
 	    (err = psf_rpc_server_add_service(ps->srv, &ps->svc.base, ps)) != PSF_OK ||
-	    (err = ps_admin_open(ps)) != PSF_OK || (err = ps_handlers_add_raw(ps)) != PSF_OK)
+	    (err = ps_admin_open(ps)) != PSF_OK || (err = ps_handlers_add_raw(ps)) != PSF_OK ||
+	    (err = ps_repl_serve(ps)) != PSF_OK)
 		return err;
 	psf_runtime_observe_rpc(ps->rt, ps->srv);
 	if ((err = psf_rpc_server_listen(ps->srv, url, ps->url, sizeof(ps->url))) != PSF_OK)
@@ -448,14 +489,14 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	if (opts != NULL && opts->metrics != NULL)
 		metrics = opts->metrics[0] != '\0' ? opts->metrics : NULL;
 	ps->workers = calloc(PS_MAX_WORKERS, sizeof(*ps->workers));
-	ps->n_ps = cfg->n_ps;
-	ps->shard = node->index;
-	ps->ps_seeds = calloc(cfg->n_ps, sizeof(*ps->ps_seeds));
+	ps->n_ps = cfg->n_shards; /* shards, not nodes: replicas share their shard */
+	ps->shard = psf_config_ps_shard(cfg, node->index);
+	ps->ps_seeds = calloc(cfg->n_shards, sizeof(*ps->ps_seeds));
 	if (ps->workers == NULL || ps->ps_seeds == NULL) {
 		err = PSF_ENOMEM;
 		goto fail;
 	}
-	for (size_t i = 0; i < cfg->n_ps; i++)
+	for (size_t i = 0; i < cfg->n_shards; i++)
 		ps->ps_seeds[i] = psf_shard_node_seed(cfg->nodes[i].id);
 	ps->state_floats = psf_optim_state_floats(cfg->optimizer.kind);
 	ps->optim = cfg->optimizer;
@@ -465,7 +506,7 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 	         &ps->model)) != PSF_OK ||
 	    (err = open_store(ps, opts != NULL ? opts->reset : PSF_PS_RESET_NONE,
 	         opts != NULL ? opts->restore : NULL)) != PSF_OK ||
-	    (err = setup_metrics(ps)) != PSF_OK)
+	    (err = setup_metrics(ps)) != PSF_OK || (err = ps_repl_open(ps)) != PSF_OK)
 		goto fail;
 	/* Every configured trainer is expected in sync rounds from the start. */
 	for (size_t i = 0; i < cfg->n_nodes; i++) {
@@ -482,6 +523,8 @@ psf_ps_new(const psf_config *cfg, const psf_node_cfg *node, const psf_ps_opts *o
 		goto fail;
 	}
 	ps->timer_started = true;
+	if ((err = ps_repl_start(ps)) != PSF_OK)
+		goto fail;
 	psf_runtime_set_ready(ps->rt, true, NULL);
 	pthread_mutex_lock(&ps->mu); /* handlers may already be applying pushes */
 	version = ps->version;
@@ -509,6 +552,7 @@ psf_ps_free(psf_ps *ps)
 
 	if (ps == NULL)
 		return;
+	ps_repl_stop(ps); /* no election or catch-up from here on */
 	pthread_mutex_lock(&ps->mu);
 	ps->stopping = true;
 	left = ps_take_ready(ps); /* all of them: stopping */
@@ -520,6 +564,7 @@ psf_ps_free(psf_ps *ps)
 		ps_backup_stop(ps);
 	psf_rpc_server_free(ps->srv); /* no handler runs after this */
 	psf_admin_free(ps->admin);
+	ps_repl_free(ps);
 	while (ps->parked != NULL) { /* parked after we looked: their calls are gone */
 		parked *p = ps->parked;
 		ps->parked = p->next;

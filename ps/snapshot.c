@@ -209,3 +209,18 @@ ps_snapshot_free_all(psf_ps *ps)
 		ps->snaps[i] = NULL;
 	}
 }
+
+void
+ps_snapshot_evict_all(psf_ps *ps)
+{
+	for (size_t i = 0; i < PS_SNAP_RING; i++) {
+		ps_snapshot *s = ps->snaps[i];
+		ps->snaps[i] = NULL;
+		if (s == NULL)
+			continue;
+		if (s->refs == 0)
+			snap_free(s);
+		else
+			s->refs = -s->refs; /* freed by its last put */
+	}
+}

@@ -145,11 +145,13 @@ commit_err(psf_store_txn *txn, int rc)
 }
 
 /* update_once makes one attempt; *map_full tells the caller to grow and retry. */
+/* With capture, *seq gets the committed writeset's repl_seq. */
 static psf_err
-update_once(psf_store *st, psf_store_update_fn fn, void *arg, bool *map_full)
+update_once(psf_store *st, psf_store_update_fn fn, void *arg, bool capture, uint64_t *seq,
+    bool *map_full)
 {
-	psf_store_txn t = {st, NULL, true, false};
-	psf_err rv;
+	psf_store_txn t = {st, NULL, true, false, NULL};
+	psf_err rv = PSF_OK;
 	int rc;
 
 	pthread_rwlock_rdlock(&st->st_map_lock);
@@ -159,7 +161,12 @@ update_once(psf_store *st, psf_store_update_fn fn, void *arg, bool *map_full)
 		*map_full = false;
 		return psf_err_from_mdb(rc, "write txn begin");
 	}
-	rv = fn(&t, arg);
+	if (capture)
+		rv = store_cap_begin(&t, seq);
+	if (rv == PSF_OK)
+		rv = fn(&t, arg);
+	if (rv == PSF_OK && capture && !t.t_map_full)
+		rv = store_cap_finish(&t, ++*seq);
 	if (rv == PSF_OK && !t.t_map_full) {
 		rc = mdb_txn_commit(t.t_txn); /* frees the txn, also on failure */
 		rv = rc == MDB_SUCCESS ? PSF_OK : commit_err(&t, rc);
@@ -203,16 +210,18 @@ map_grow(psf_store *st)
 }
 
 psf_err
-psf_store_update(psf_store *st, psf_store_update_fn fn, void *arg)
+store_update(psf_store *st, psf_store_update_fn fn, void *arg, bool capture)
 {
+	uint64_t seq = 0;
 	bool map_full;
 	psf_err rv;
 
 	if (st == NULL || fn == NULL)
 		return PSF_EINVAL;
 	pthread_mutex_lock(&st->st_write_mu);
+	capture = capture && st->st_cap_fn != NULL;
 	for (;;) {
-		rv = update_once(st, fn, arg, &map_full);
+		rv = update_once(st, fn, arg, capture, &seq, &map_full);
 		if (!map_full)
 			break;
 		atomic_fetch_add(&st->st_retries, 1);
@@ -222,10 +231,19 @@ psf_store_update(psf_store *st, psf_store_update_fn fn, void *arg)
 	}
 	if (rv == PSF_OK && st->st_pin_fn != NULL)
 		store_pin_after_commit(st);
-	pthread_mutex_unlock(&st->st_write_mu);
-	if (rv == PSF_OK)
+	if (rv == PSF_OK) {
 		atomic_fetch_add(&st->st_commits, 1);
+		if (capture) /* committed: its code is the caller's, not the commit's */
+			rv = st->st_cap_fn(seq, st->st_cap.out, st->st_cap.n_out, st->st_cap_arg);
+	}
+	pthread_mutex_unlock(&st->st_write_mu);
 	return rv;
+}
+
+psf_err
+psf_store_update(psf_store *st, psf_store_update_fn fn, void *arg)
+{
+	return store_update(st, fn, arg, true);
 }
 
 /* ---- reads --------------------------------------------------------------- */
@@ -273,7 +291,7 @@ reader_put(psf_store *st, MDB_txn *txn)
 psf_err
 psf_store_read(psf_store *st, psf_store_read_fn fn, void *arg)
 {
-	psf_store_txn t = {st, NULL, false, false};
+	psf_store_txn t = {st, NULL, false, false, NULL};
 	psf_err rv;
 
 	if (st == NULL || fn == NULL)
@@ -376,6 +394,7 @@ store_free(psf_store *st)
 	pthread_mutex_destroy(&st->st_pool_mu);
 	pthread_rwlock_destroy(&st->st_map_lock);
 	pthread_mutex_destroy(&st->st_write_mu);
+	store_cap_free(&st->st_cap);
 	free(st->st_data_path);
 	free(st);
 }

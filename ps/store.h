@@ -176,6 +176,129 @@ PSF_NODISCARD psf_err psf_store_backup(psf_store *st, const char *dir, psf_store
  * running finishes. Thread-safe; cannot fail. */
 void psf_store_backup_cancel(psf_store *st);
 
+/* ---- replication (store_repl.c) -----------------------------------------------
+ *
+ * The store half of ps replication (docs/architecture.md, issue 15): a primary
+ * captures every committed update as a writeset, a backup applies writesets in
+ * order, and a joining node installs a streamed consistent copy and then the
+ * writesets that followed it.
+ *
+ * Sequence numbers. Meta "repl_seq" (a u64 counter, absent = 0) counts the
+ * writesets a store has committed (capture on) or applied. Meta names starting
+ * with "repl_" are reserved for this file and the ps replication code: an
+ * update must not write "repl_seq" or "repl_install" itself.
+ *
+ * Writeset format (also the copy pieces'; version 1, all integers big-endian):
+ *   "PSW1"                          4-byte magic
+ *   n_ops:u32                       how many ops follow (a cut buffer is malformed)
+ *   then n_ops ops filling the rest of the buffer, each one of
+ *   'P' db klen:u16 key vlen:u32 value   put (replace any value)
+ *   'D' db klen:u16 key                  delete (absent is fine)
+ *   'C' db                               clear database db (0..2 only)
+ *   'A' 0                                clear every database (clear_all)
+ *   db: 0..2 = psf_store_db, 3 = meta, 4 = pushlog. Keys of 0..2 are 8 bytes
+ *   (the big-endian uint64); meta names and worker ids are 1..400 bytes with no
+ *   NUL; a pushlog value is 8 bytes.
+ * A writeset lists the txn's writes in the order they were made, each carrying
+ * the value its key has at commit; replayed in order on a store in the state
+ * the primary had before the txn, it gives the primary's state after it (see
+ * the argument in store_repl.c). */
+
+/* psf_store_capture_fn receives one committed writeset: seq is its repl_seq,
+ * bytes/len the writeset (valid during the call only). It runs after the commit,
+ * in commit order, with the store's writer lock held: no other update commits
+ * until it returns, so it may block (e.g. until every backup has acked). It must
+ * not call psf_store_update, psf_store_apply_wset, psf_store_set_capture or the
+ * install calls on the same store (deadlock); psf_store_read is fine. Its return
+ * code is what psf_store_update returns (the txn is committed locally either
+ * way): return non-OK (e.g. PSF_EUNAVAIL) when the write could not be
+ * replicated and must not be acknowledged. */
+typedef psf_err (*psf_store_capture_fn)(uint64_t seq, const void *bytes, size_t len, void *arg);
+
+/* psf_store_set_capture turns writeset capture on (fn != NULL) or off (NULL).
+ * While on, every committing psf_store_update also increments meta "repl_seq"
+ * in the same txn, records which keys it wrote, and just before the commit
+ * serialises them with their final values into one buffer (owned and reused by
+ * the store), then calls fn after the commit. While off nothing is recorded
+ * (one NULL test per write) and repl_seq stays put. Thread-safe: it waits for
+ * a running update to finish, so the switch happens between two commits.
+ * psf_store_apply_wset and the install calls never capture (the applied
+ * writeset is not handed to fn again, and repl_seq is set, not incremented). */
+void psf_store_set_capture(psf_store *st, psf_store_capture_fn fn, void *arg);
+
+/* psf_store_repl_seq writes the store's repl_seq (0 if never set) to *seq_out.
+ * Returns PSF_OK, PSF_ESTATE (*seq_out = 0) while an install is incomplete
+ * (begun, not ended; also after a crash during one: the content is partial and
+ * must be installed again), PSF_EINVAL, or store errors as psf_store_read. */
+PSF_NODISCARD psf_err psf_store_repl_seq(psf_store *st, uint64_t *seq_out);
+
+/* psf_store_apply_wset applies one captured writeset in one update txn (the
+ * store's durability mode: durable as psf_store_update says when it returns),
+ * when the store's repl_seq is seq - 1, and sets repl_seq to seq.
+ * Returns PSF_OK; PSF_ESTATE, store untouched, when repl_seq != seq - 1 or an
+ * install is incomplete (read psf_store_repl_seq to resync); PSF_EPROTO, store
+ * untouched, when bytes is not a well-formed writeset (checked in full before
+ * anything is written) or seq is 0; PSF_EINVAL for NULL arguments; otherwise
+ * psf_store_update's errors. Not captured (see psf_store_set_capture). */
+PSF_NODISCARD psf_err psf_store_apply_wset(psf_store *st, uint64_t seq, const void *bytes,
+    size_t len);
+
+/* psf_store_piece_fn receives one piece of a streamed copy: seq is the copy's
+ * repl_seq X (the same in every piece), bytes/len a writeset-format buffer of
+ * puts (valid during the call only). It runs on the calling thread with no
+ * store lock held, so it may block (network send). Non-OK stops the stream and
+ * is returned by psf_store_copy_stream. */
+typedef psf_err (*psf_store_piece_fn)(uint64_t seq, const void *bytes, size_t len, void *arg);
+
+typedef struct psf_store_copy_info {
+	uint64_t seq;     /* repl_seq X of the copied state */
+	uint64_t entries; /* entries in all pieces, every database (give to _install_end) */
+	uint64_t bytes;   /* total piece bytes */
+	uint64_t pieces;  /* calls of fn (>= 1) */
+} psf_store_copy_info;
+
+/* psf_store_copy_stream delivers a consistent copy of the store, one committed
+ * state at repl_seq X, as a sequence of pieces of at most max_piece_bytes (0 =
+ * 1 MiB; a single entry larger than that goes alone in a bigger piece; at
+ * least one piece, maybe empty, so the receiver always learns X), while
+ * updates go on. Writesets with seq > X are exactly the ones to send after it.
+ *
+ * How: the state is pinned with a read txn taken in the commit path (the code
+ * psf_store_backup uses, so one copy or backup at a time: PSF_EBUSY), then
+ * every database is walked in that one read txn and serialised as puts. A walk
+ * rather than LMDB's compacting copy (mdb_env_copyfd2 into a pipe): the pieces
+ * are then self-describing entries that the receiver can apply into its OPEN
+ * environment (no second file, no env reopen under a running ps, no giant
+ * txn), the same parser checks them as writesets, and the copy is compact
+ * anyway (only live entries travel). While it runs, writers are not held off,
+ * but a map grow waits for it (as for a backup).
+ * Returns PSF_OK (*info filled when not NULL), fn's error, PSF_ESTATE (this
+ * store's own install is incomplete), PSF_EBUSY, PSF_ECLOSED
+ * (psf_store_backup_cancel), PSF_EINVAL, PSF_ENOMEM or PSF_ESTORE. */
+PSF_NODISCARD psf_err psf_store_copy_stream(psf_store *st, size_t max_piece_bytes,
+    psf_store_piece_fn fn, void *arg, psf_store_copy_info *info);
+
+/* The receiving side of a copy, on an OPEN store (the ps keeps its directory
+ * lock). psf_store_install_begin empties the store (every database) and sets
+ * the marker meta "repl_install", in one txn; each psf_store_install_piece
+ * applies one piece in its own txn and counts its entries in the marker;
+ * psf_store_install_end checks the count and that repl_seq == seq, then drops
+ * the marker in one txn. Until then the store is recognisably incomplete:
+ * psf_store_repl_seq and psf_store_apply_wset return PSF_ESTATE, also after a
+ * crash or a restart (begin again). Content replacement is therefore durable
+ * step by step rather than one txn: a catch-up copy of a large model fits no
+ * single txn well, and an incomplete store never looks complete. Readers see
+ * the partial content meanwhile: a joining node must not serve until _end.
+ * Not captured. After _end, repl_seq == X and writesets X+1.. apply with
+ * psf_store_apply_wset.
+ * Returns PSF_OK; PSF_ESTATE (_piece/_end without an install begun); PSF_EPROTO
+ * (a piece that is not well-formed or holds anything but puts: store untouched;
+ * at _end a count or seq mismatch: store left incomplete); PSF_EINVAL; or
+ * psf_store_update's errors. */
+PSF_NODISCARD psf_err psf_store_install_begin(psf_store *st);
+PSF_NODISCARD psf_err psf_store_install_piece(psf_store *st, const void *bytes, size_t len);
+PSF_NODISCARD psf_err psf_store_install_end(psf_store *st, uint64_t seq, uint64_t entries);
+
 typedef struct psf_store_info {
 	uint64_t file_bytes; /* data.mdb size (under WRITEMAP the file is sparse and as
 	                          large as the map; disk_bytes is what it really uses) */

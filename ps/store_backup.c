@@ -32,7 +32,7 @@ mono_seconds(void)
 static void
 pin_try(psf_store *st)
 {
-	psf_store_txn t = {st, NULL, false, false};
+	psf_store_txn t = {st, NULL, false, false, NULL};
 
 	if (mdb_txn_begin(st->st_env, NULL, MDB_RDONLY, &t.t_txn) != MDB_SUCCESS)
 		return; /* no reader slot now: the next commit tries again */
@@ -119,6 +119,21 @@ pin_release(psf_store *st)
 	st->st_backup_active = false;
 	pthread_cond_broadcast(&st->st_pin_cv);
 	pthread_mutex_unlock(&st->st_write_mu);
+}
+
+psf_err
+store_pin_now(psf_store *st)
+{
+	psf_err rv = pin_wait(st, NULL, NULL, 0);
+
+	/* No pin on the spot: no reader slot free (pin_try). */
+	return rv == PSF_ETIMEDOUT ? PSF_EBUSY : rv;
+}
+
+void
+store_pin_release(psf_store *st)
+{
+	pin_release(st);
 }
 
 /* copy_db appends every entry of database i, read through src, into dst

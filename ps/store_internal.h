@@ -7,6 +7,8 @@
  *
  *   store_backup.c  online backup: a read txn pinned at a chosen commit, copied
  *                   into a new environment while writers go on
+ *   store_repl.c    replication: writeset capture and apply, streamed copy and
+ *                   install
  *
  * Only these files and this header include lmdb.h. */
 #ifndef PSF_STORE_INTERNAL_H
@@ -27,6 +29,25 @@ enum { DB_META = PSF_STORE_N_DBS, DB_PUSHLOG, N_ALL_DBS };
 
 /* store_db_names are the LMDB names of the databases, by index (store.c). */
 extern const char *const store_db_names[N_ALL_DBS];
+
+/* store_cap records, during one captured update txn, which keys were written
+ * (values are read at commit). Owned by the store, reused across updates,
+ * guarded by st_write_mu. */
+typedef struct store_cap_op {
+	uint8_t code; /* 'P', 'D', 'C', 'A' (store.h, writeset format) */
+	uint8_t dbi;
+	uint16_t klen;
+	uint32_t koff; /* into keys */
+} store_cap_op;
+
+typedef struct store_cap {
+	store_cap_op *ops;
+	size_t n_ops, cap_ops;
+	unsigned char *keys;
+	size_t n_keys, cap_keys;
+	unsigned char *out; /* the serialised writeset */
+	size_t n_out, cap_out;
+} store_cap;
 
 struct psf_store {
 	MDB_env *st_env;
@@ -62,6 +83,11 @@ struct psf_store {
 	bool st_pin_cancel;
 	pthread_cond_t st_pin_cv; /* CLOCK_MONOTONIC */
 
+	/* Writeset capture (store_repl.c), guarded by st_write_mu. */
+	psf_store_capture_fn st_cap_fn;
+	void *st_cap_arg;
+	store_cap st_cap;
+
 	atomic_uint_fast64_t st_commits;
 	atomic_uint_fast64_t st_retries;
 	atomic_uint_fast64_t st_grows;
@@ -72,7 +98,8 @@ struct psf_store_txn {
 	psf_store *t_st;
 	MDB_txn *t_txn;
 	bool t_is_write;
-	bool t_map_full; /* a write hit MDB_MAP_FULL: the txn is dead; grow and retry */
+	bool t_map_full;  /* a write hit MDB_MAP_FULL: the txn is dead; grow and retry */
+	store_cap *t_cap; /* non-NULL: record every write (capture on) */
 };
 
 /* store.c ---------------------------------------------------------------------- */
@@ -89,6 +116,33 @@ void store_pin_after_commit(psf_store *st);
 /* store_grow_wait waits, under st_write_mu, while an online backup holds a pinned
  * reader (store_backup.c). */
 void store_grow_wait(psf_store *st);
+
+/* store_update is psf_store_update; capture false skips writeset capture (the
+ * replication calls that set repl_seq themselves). */
+PSF_NODISCARD psf_err store_update(psf_store *st, psf_store_update_fn fn, void *arg, bool capture);
+
+/* store_backup.c ------------------------------------------------------------------ */
+
+/* store_pin_now pins a read txn on the current committed state into st_pinned
+ * (one pin at a time: PSF_EBUSY; PSF_ECLOSED after psf_store_backup_cancel);
+ * store_pin_release ends it. */
+PSF_NODISCARD psf_err store_pin_now(psf_store *st);
+void store_pin_release(psf_store *st);
+
+/* store_repl.c --------------------------------------------------------------------- */
+
+/* store_cap_note records a write on txn->t_cap (code as store_cap_op; k NULL
+ * for 'C'/'A'). PSF_ENOMEM when it cannot: the caller aborts the txn. */
+PSF_NODISCARD psf_err store_cap_note(psf_store_txn *txn, int code, int dbi, const MDB_val *k);
+
+/* store_cap_begin starts recording on txn (capture on) and reads the current
+ * repl_seq into *seq; store_cap_finish writes repl_seq = seq and serialises
+ * the writeset into st_cap.out (just before the commit). */
+PSF_NODISCARD psf_err store_cap_begin(psf_store_txn *txn, uint64_t *seq);
+PSF_NODISCARD psf_err store_cap_finish(psf_store_txn *txn, uint64_t seq);
+
+/* store_cap_free frees the capture buffers (close). */
+void store_cap_free(store_cap *cap);
 
 /* store_txn.c ------------------------------------------------------------------ */
 

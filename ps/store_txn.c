@@ -78,13 +78,16 @@ val_reserve(psf_store_txn *txn, int dbi, MDB_val *k, size_t len, void **buf_out)
 	if (rc != MDB_SUCCESS)
 		return store_txn_rc(txn, rc, "put");
 	*buf_out = v.mv_data;
-	return PSF_OK;
+	return txn->t_cap == NULL ? PSF_OK : store_cap_note(txn, 'P', dbi, k);
 }
 
 static psf_err
 val_del(psf_store_txn *txn, int dbi, MDB_val *k)
 {
-	return store_txn_rc(txn, mdb_del(txn->t_txn, txn->t_st->st_dbi[dbi], k, NULL), "del");
+	psf_err rv;
+
+	rv = store_txn_rc(txn, mdb_del(txn->t_txn, txn->t_st->st_dbi[dbi], k, NULL), "del");
+	return rv != PSF_OK || txn->t_cap == NULL ? rv : store_cap_note(txn, 'D', dbi, k);
 }
 
 /* name_val checks a meta name or worker id and points k at its bytes. */
@@ -236,7 +239,8 @@ psf_store_txn_clear(psf_store_txn *txn, psf_store_db db)
 		return PSF_EINVAL;
 	if ((rv = txn_check(txn, (int)db, true)) != PSF_OK)
 		return rv;
-	return store_txn_rc(txn, mdb_drop(txn->t_txn, txn->t_st->st_dbi[db], 0), "clear");
+	rv = store_txn_rc(txn, mdb_drop(txn->t_txn, txn->t_st->st_dbi[db], 0), "clear");
+	return rv != PSF_OK || txn->t_cap == NULL ? rv : store_cap_note(txn, 'C', (int)db, NULL);
 }
 
 psf_err
@@ -251,7 +255,7 @@ psf_store_txn_clear_all(psf_store_txn *txn)
 		if (rv != PSF_OK)
 			return rv;
 	}
-	return PSF_OK;
+	return txn->t_cap == NULL ? PSF_OK : store_cap_note(txn, 'A', 0, NULL);
 }
 
 psf_err

@@ -188,17 +188,18 @@ count_keys(const psf_config *cfg, const psf_model *m, const psf_data_index *idx,
 	size_t nd = psf_model_n_dense_keys(m), ns = psf_model_n_symbol_tensors(m), n;
 	size_t cap = nd > ns ? nd : ns;
 	uint64_t *keys = malloc((cap > 0 ? cap : 1) * sizeof(*keys));
-	uint64_t *seeds = calloc(cfg->n_ps, sizeof(*seeds));
+	uint64_t *seeds = calloc(cfg->n_shards, sizeof(*seeds));
 	psf_err err = PSF_ENOMEM;
 
 	if (keys == NULL || seeds == NULL)
 		goto out;
-	for (size_t i = 0; i < cfg->n_ps; i++)
+	for (size_t i = 0; i < cfg->n_shards; i++)
 		seeds[i] = psf_shard_node_seed(psf_config_role_node(cfg, PSF_ROLE_PS, i)->id);
 	err = psf_model_dense_keys(m, keys, NULL, cap, &n);
 	for (size_t sym = 0; err == PSF_OK; sym++) {
 		for (size_t k = 0; k < n; k++) {
-			size_t p = cfg->n_ps == 1 ? 0 : psf_shard_pick(keys[k], seeds, cfg->n_ps);
+			size_t p =
+			    cfg->n_shards == 1 ? 0 : psf_shard_pick(keys[k], seeds, cfg->n_shards);
 			s->keys[p]++;
 			s->floats[p] += psf_model_key_len(m, keys[k]);
 		}
@@ -225,11 +226,11 @@ psf_trainer_split_new(const psf_config *cfg, char *errbuf, size_t errlen, psf_tr
 	if (s == NULL)
 		return PSF_ENOMEM;
 	s->n_trainers = nt;
-	s->n_ps = cfg->n_ps;
+	s->n_ps = cfg->n_shards;
 	s->symbols = calloc(nt > 0 ? nt : 1, sizeof(*s->symbols));
 	s->rows = calloc(nt > 0 ? nt : 1, sizeof(*s->rows));
-	s->keys = calloc(cfg->n_ps > 0 ? cfg->n_ps : 1, sizeof(*s->keys));
-	s->floats = calloc(cfg->n_ps > 0 ? cfg->n_ps : 1, sizeof(*s->floats));
+	s->keys = calloc(cfg->n_shards > 0 ? cfg->n_shards : 1, sizeof(*s->keys));
+	s->floats = calloc(cfg->n_shards > 0 ? cfg->n_shards : 1, sizeof(*s->floats));
 	if (!s->symbols || !s->rows || !s->keys || !s->floats)
 		goto out;
 	if (nt > 0 && (err = scan_assign(cfg, &idx, &bins, errbuf, errlen)) != PSF_OK)

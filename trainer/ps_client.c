@@ -39,7 +39,7 @@ ps_client_register_shard(psf_ps_client *w, size_t s)
 	req.worker = w->id;
 	req.num_workers = (uint32_t)w->cfg->n_trainers;
 	for (;;) {
-		err = psf_rpc_client_call(w->clients[s], PSF_M_REGISTER, &req.base,
+		err = psf_rpc_group_call(w->groups[s], PSF_M_REGISTER, &req.base,
 		    &psfleet__v1__register_reply__descriptor, &o, (ProtobufCMessage **)&r, &st);
 		if (err == PSF_OK)
 			break;
@@ -49,7 +49,7 @@ ps_client_register_shard(psf_ps_client *w, size_t s)
 		        st.code != PSF_STATUS_DEADLINE_EXCEEDED) ||
 		    psf_now_ms() >= until) {
 			psf_log_err("ps_client", "register with ps shard %zu (%s): %s", s,
-			    psf_rpc_client_url(w->clients[s]), st.message);
+			    psf_rpc_client_url(ps_client_conn(w, s)), st.message);
 			return err;
 		}
 		psf_sleep_ms(pause_ms);
@@ -98,7 +98,7 @@ psf_ps_client_new(const psf_config *cfg, const psf_model *model, const char *id,
 		goto fail;
 	w->cfg = cfg;
 	w->model = model;
-	w->n_ps = cfg->n_ps;
+	w->n_ps = cfg->n_shards;
 	w->retry_ms = (opts != NULL && opts->retry_ms != 0) ? opts->retry_ms : 120000;
 	if (opts != NULL) {
 		w->stop = opts->stop;
@@ -111,24 +111,22 @@ psf_ps_client_new(const psf_config *cfg, const psf_model *model, const char *id,
 		w->window = cap - 1 < PULL_WINDOW ? cap - 1 : PULL_WINDOW;
 	}
 	snprintf(w->id, sizeof(w->id), "%s", id);
-	w->clients = calloc(w->n_ps, sizeof(*w->clients));
+	w->groups = calloc(w->n_ps, sizeof(*w->groups));
 	w->seeds = calloc(w->n_ps, sizeof(*w->seeds));
 	w->shard_clock = calloc(w->n_ps, sizeof(*w->shard_clock));
 	w->shard_seq = calloc(w->n_ps, sizeof(*w->shard_seq));
 	w->bufs = calloc(w->n_ps, sizeof(*w->bufs));
 	w->pbufs = calloc(w->n_ps, sizeof(*w->pbufs));
 	w->pend = calloc(w->n_ps > PULL_WINDOW ? w->n_ps : PULL_WINDOW, sizeof(*w->pend));
-	if (!w->clients || !w->seeds || !w->shard_clock || !w->shard_seq || !w->bufs || !w->pbufs ||
+	if (!w->groups || !w->seeds || !w->shard_clock || !w->shard_seq || !w->bufs || !w->pbufs ||
 	    !w->pend)
 		goto fail;
 	if ((err = psf_runtime_client_opts(cfg, w->token, sizeof(w->token), &co)) != PSF_OK)
 		goto fail;
 	for (size_t s = 0; s < w->n_ps; s++) {
-		const char *url = (opts != NULL && opts->ps_urls != NULL)
-		    ? opts->ps_urls[s]
-		    : psf_node_dial_url(&cfg->nodes[s]);
 		w->seeds[s] = psf_shard_node_seed(cfg->nodes[s].id);
-		if ((err = psf_rpc_client_open(url, &co, &w->clients[s])) != PSF_OK)
+		if ((err = psf_runtime_shard_group(cfg, s, opts != NULL ? opts->ps_urls : NULL, &co,
+		         &w->groups[s])) != PSF_OK)
 			goto fail;
 	}
 	*out = w;
@@ -170,8 +168,8 @@ psf_ps_client_open(const psf_config *cfg, const psf_model *model, const char *id
 void
 psf_ps_client_abort(psf_ps_client *w)
 {
-	for (size_t s = 0; w->clients != NULL && s < w->n_ps; s++)
-		psf_rpc_client_shutdown(w->clients[s]);
+	for (size_t s = 0; w->groups != NULL && s < w->n_ps; s++)
+		psf_rpc_group_shutdown(w->groups[s]);
 }
 
 void
@@ -179,8 +177,8 @@ psf_ps_client_close(psf_ps_client *w)
 {
 	if (w == NULL)
 		return;
-	for (size_t s = 0; w->clients != NULL && s < w->n_ps; s++)
-		psf_rpc_client_close(w->clients[s]);
+	for (size_t s = 0; w->groups != NULL && s < w->n_ps; s++)
+		psf_rpc_group_close(w->groups[s]);
 	for (size_t s = 0; w->bufs != NULL && s < w->n_ps; s++) {
 		free(w->bufs[s].keys);
 		free(w->bufs[s].lens);
@@ -191,7 +189,7 @@ psf_ps_client_close(psf_ps_client *w)
 		free(w->pbufs[s].lens);
 	}
 	free(w->pbufs);
-	free(w->clients);
+	free(w->groups);
 	free(w->seeds);
 	free(w->shard_clock);
 	free(w->shard_seq);
@@ -281,7 +279,7 @@ ps_client_call_shard(psf_ps_client *w, size_t s, const char *method, const Proto
 	psf_err err;
 
 	for (;;) {
-		err = psf_rpc_client_call(w->clients[s], method, req, desc, &o, reply, st);
+		err = psf_rpc_group_call(w->groups[s], method, req, desc, &o, reply, st);
 		if (err == PSF_OK)
 			return PSF_OK;
 		if (ps_client_stopping(w, err))
@@ -294,8 +292,11 @@ ps_client_call_shard(psf_ps_client *w, size_t s, const char *method, const Proto
 		} else if (!ps_client_retryable(st) || psf_now_ms() >= until) {
 			return err;
 		} else if (st->code == PSF_STATUS_UNAVAILABLE) {
+			/* a replicated shard fails over within about a lease: look again
+			 * every 200 ms at most, not every 2 s */
+			uint32_t cap = psf_rpc_group_size(w->groups[s]) > 1 ? 200 : 2000;
 			psf_sleep_ms(backoff);
-			backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+			backoff = backoff * 2 > cap ? cap : backoff * 2;
 		}
 	}
 }
@@ -432,10 +433,11 @@ static void
 start_piece(psf_ps_client *w, const pull_piece *pc, int64_t clock, psf_rpc_pending **pend)
 {
 	Psfleet__V1__PullRequest req;
-	psf_rpc_call_opts o = {0, 1, 0};
+	psf_rpc_call_opts o1 = {0, 1, 0}, o = psf_rpc_group_call_opts(w->groups[pc->shard], &o1);
 
 	pull_request(w, pc, clock, &req);
-	if (psf_rpc_call_start(w->clients[pc->shard], PSF_M_PULL, &req.base, &o, pend) != PSF_OK)
+	if (psf_rpc_call_start(ps_client_conn(w, pc->shard), PSF_M_PULL, &req.base, &o, pend) !=
+	    PSF_OK)
 		*pend = NULL;
 }
 
@@ -645,15 +647,15 @@ psf_ps_client_push(psf_ps_client *w, int64_t clock, const psf_params *grads, con
 	/* Start every shard's push (not idempotent at the RPC layer: no copy kept
 	 * for re-sends), then collect: shards apply in parallel. */
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {
-		psf_rpc_call_opts o = {0, 0, 0};
+		psf_rpc_call_opts o = psf_rpc_group_call_opts(w->groups[s], NULL);
 
 		if (w->shard_clock[s] > clock)
 			continue; /* this shard applied our push of this clock already */
 		if ((err = ps_client_push_request(w, s, grads, clock, seq, n_samples, loss,
 		         &reqs[s])) != PSF_OK)
 			break;
-		if (psf_rpc_call_start(w->clients[s], PSF_M_PUSH, &reqs[s].base, &o, &w->pend[s]) !=
-		    PSF_OK)
+		if (psf_rpc_call_start(ps_client_conn(w, s), PSF_M_PUSH, &reqs[s].base, &o,
+		        &w->pend[s]) != PSF_OK)
 			w->pend[s] = NULL; /* the collect below takes the slow path */
 	}
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {

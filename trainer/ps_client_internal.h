@@ -5,6 +5,7 @@
 #define PSF_TRAINER_PS_CLIENT_INTERNAL_H
 
 #include "lib/net/rpc_client.h"
+#include "lib/net/rpc_group.h"
 #include "trainer/ps_client.h"
 
 /* A pull is cut into requests of at most PULL_PIECE_BYTES of values (whole
@@ -41,7 +42,7 @@ struct psf_ps_client {
 	char id[128];
 	char token[256];
 	size_t n_ps;
-	psf_rpc_client **clients;
+	psf_rpc_group **groups; /* per shard: its replicas (one unless replication > 1) */
 	uint64_t *seeds;
 	int64_t *shard_clock;
 	uint64_t *shard_seq;
@@ -62,6 +63,13 @@ struct psf_ps_client {
 	bool (*stop)(void *arg);
 	void *stop_arg;
 };
+
+/* ps_client_conn returns the client of shard s's current replica. */
+static inline psf_rpc_client *
+ps_client_conn(psf_ps_client *w, size_t s)
+{
+	return psf_rpc_group_client(w->groups[s]);
+}
 
 /* ps_client_stopping: a stop was requested, or the clients were shut down. */
 bool ps_client_stopping(const psf_ps_client *w, psf_err err);

@@ -90,7 +90,8 @@ psf_ps_client_push_pull(psf_ps_client *w, int64_t clock, const psf_params *grads
 	*pulled = true;
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {
 		Psfleet__V1__PushPullRequest pp = PSFLEET__V1__PUSH_PULL_REQUEST__INIT;
-		psf_rpc_call_opts o = {0, 0, 0}; /* not idempotent: no copy kept */
+		/* not idempotent: no copy kept */
+		psf_rpc_call_opts o = psf_rpc_group_call_opts(w->groups[s], NULL);
 
 		w->pend[s] = NULL;
 		if (w->shard_clock[s] > clock) { /* applied already (a crash between shards) */
@@ -107,8 +108,8 @@ psf_ps_client_push_pull(psf_ps_client *w, int64_t clock, const psf_params *grads
 		pulls[s].keys = w->pbufs[s].keys;
 		pp.push = &reqs[s];
 		pp.pull = &pulls[s];
-		if (psf_rpc_call_start(w->clients[s], PSF_M_PUSH_PULL, &pp.base, &o, &w->pend[s]) !=
-		    PSF_OK)
+		if (psf_rpc_call_start(ps_client_conn(w, s), PSF_M_PUSH_PULL, &pp.base, &o,
+		        &w->pend[s]) != PSF_OK)
 			w->pend[s] = NULL; /* collect takes the slow path */
 	}
 	for (size_t s = 0; s < w->n_ps && err == PSF_OK; s++) {

@@ -225,6 +225,32 @@ psf_config_role_node(const psf_config *cfg, psf_role role, size_t index)
 	return index < count ? &cfg->nodes[first + index] : NULL;
 }
 
+size_t
+psf_config_ps_shard(const psf_config *cfg, size_t ps_index)
+{
+	return cfg->n_shards > 0 ? ps_index % cfg->n_shards : 0;
+}
+
+const psf_node_cfg *
+psf_config_shard_replica(const psf_config *cfg, size_t shard, size_t r)
+{
+	if (cfg == NULL || shard >= cfg->n_shards || r >= cfg->replication)
+		return NULL;
+	return psf_config_role_node(cfg, PSF_ROLE_PS, shard + r * cfg->n_shards);
+}
+
+size_t
+psf_config_shard_urls(const psf_config *cfg, size_t shard, const char **urls, size_t max)
+{
+	size_t n = 0;
+
+	if (cfg == NULL || shard >= cfg->n_shards || max < cfg->replication)
+		return 0;
+	for (size_t r = 0; r < cfg->replication; r++)
+		urls[n++] = psf_node_dial_url(psf_config_shard_replica(cfg, shard, r));
+	return n;
+}
+
 static void fp_add(XXH3_state_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
@@ -264,7 +290,8 @@ psf_config_fingerprint(const psf_config *cfg, char *buf, size_t len)
 	    "\nmodel.embedding_dim=%u\nmodel.symbol_bias=%d\nmodel.l2=%.17g\n"
 	    "model.init_scale=%.17g\nmodel.chunk_floats=%u\nps=",
 	    m->embedding_dim, m->symbol_bias, m->l2, m->init_scale, m->chunk_floats);
-	for (size_t i = 0; i < cfg->n_ps; i++)
+	for (size_t i = 0; i < cfg->n_shards; i++) /* a replicated fleet maps keys as its
+	                                             * first n_shards nodes would */
 		fp_add(&st, "%s%s", i > 0 ? "," : "", cfg->nodes[i].id);
 	fp_add(&st, "\nseed=%llu\n", (unsigned long long)cfg->seed);
 	if (buf != NULL && len > 0)
@@ -280,14 +307,14 @@ psf_config_log(const psf_config *cfg)
 		return;
 	psf_config_fingerprint(cfg, fp, sizeof(fp));
 	psf_log_info("config",
-	    "loaded %s name=%s ps=%zu trainers=%zu inferers=%zu gateways=%zu "
+	    "loaded %s name=%s ps=%zu replication=%u trainers=%zu inferers=%zu gateways=%zu "
 	    "mode=%s model=%s optimizer=%s lr=%g epochs=%u batch_size=%u features=%zu "
 	    "target=%s data=%s fingerprint=%s",
-	    cfg->path, cfg->name, cfg->n_ps, cfg->n_trainers, cfg->n_inferers, cfg->n_gateways,
-	    psf_consistency_name(cfg->consistency.mode), psf_model_kind_name(cfg->model.kind),
-	    psf_optim_kind_name(cfg->optimizer.kind), cfg->optimizer.learning_rate,
-	    cfg->training.epochs, cfg->training.batch_size, cfg->n_features,
-	    psf_target_name(cfg->target), cfg->data.path, fp);
+	    cfg->path, cfg->name, cfg->n_ps, cfg->replication, cfg->n_trainers, cfg->n_inferers,
+	    cfg->n_gateways, psf_consistency_name(cfg->consistency.mode),
+	    psf_model_kind_name(cfg->model.kind), psf_optim_kind_name(cfg->optimizer.kind),
+	    cfg->optimizer.learning_rate, cfg->training.epochs, cfg->training.batch_size,
+	    cfg->n_features, psf_target_name(cfg->target), cfg->data.path, fp);
 }
 
 int

@@ -18,6 +18,10 @@
  * refuses more, so a fleet it accepts never fails at run time for this. */
 #define PSF_MAX_TRAINERS 250
 
+/* PSF_MAX_REPLICATION is the most copies a ps shard may have (config key
+ * replication). */
+#define PSF_MAX_REPLICATION 3
+
 typedef enum psf_role {
 	PSF_ROLE_PS = 0,
 	PSF_ROLE_TRAINER,
@@ -235,11 +239,13 @@ typedef struct psf_gateway_cfg {
 } psf_gateway_cfg;
 
 typedef struct psf_config {
-	char *path;      /* the file it was loaded from */
-	char *name;      /* fleet name; default "psfleet" */
-	uint64_t seed;   /* default 42 */
-	char *run_dir;   /* logs + ps data; default "runs/<name>" relative to the CWD */
-	char *log_level; /* err|warn|info|debug; default info */
+	char *path;           /* the file it was loaded from */
+	char *name;           /* fleet name; default "psfleet" */
+	uint64_t seed;        /* default 42 */
+	char *run_dir;        /* logs + ps data; default "runs/<name>" relative to the CWD */
+	char *log_level;      /* err|warn|info|debug; default info */
+	uint32_t replication; /* copies of each ps shard (1..3); default 1 = no replication */
+	size_t n_shards;      /* ps shards: n_ps / replication, set by the loader */
 
 	psf_node_cfg *nodes; /* every node: ps first, then trainers, inferers, gateway */
 	size_t n_nodes;
@@ -351,8 +357,30 @@ const psf_node_cfg *psf_config_find_node(const psf_config *cfg, const char *id);
 /* psf_config_role_node returns the index-th node of a role (0-based), or NULL. */
 const psf_node_cfg *psf_config_role_node(const psf_config *cfg, psf_role role, size_t index);
 
+/* Replication topology (docs/reliability.md "Replication"). The fleet's n_ps ps
+ * nodes form n_shards = n_ps / replication shards: shard j lives on the ps nodes
+ * of ps index j, j + n_shards, ..., j + (replication - 1) * n_shards, its replica
+ * group, whose first member (ps index j) is its initial primary. Keys map to
+ * shards by rendezvous hashing over the first n_shards ps nodes' ids, exactly as
+ * in an unreplicated fleet of those nodes. With replication 1 every ps node is
+ * its own shard. */
+
+/* psf_config_ps_shard returns the shard a ps node (by ps index) belongs to.
+ * Cannot fail. */
+size_t psf_config_ps_shard(const psf_config *cfg, size_t ps_index);
+
+/* psf_config_shard_replica returns replica r (0..replication-1) of shard j: the
+ * ps node of ps index j + r * n_shards, or NULL when out of range. */
+const psf_node_cfg *psf_config_shard_replica(const psf_config *cfg, size_t shard, size_t r);
+
+/* psf_config_shard_urls fills urls[0..replication) with the dial URLs of shard
+ * j's replicas in replica order (borrowed from cfg) and returns how many it
+ * wrote (0 when j is out of range or max is too small). Cannot fail. */
+size_t psf_config_shard_urls(const psf_config *cfg, size_t shard, const char **urls, size_t max);
+
 /* psf_config_fingerprint writes a hex digest of everything that decides the model's
- * tensors and their sharding (features, target, model, ps node ids, seed) into buf
+ * tensors and their sharding (features, target, model, the ids of the ps nodes
+ * that name the shards -- the first n_shards --, seed) into buf
  * (at least 17 bytes). Two configs with the same fingerprint may share ps stores.
  * The digest is XXH3-64 of a canonical text, printed as 16 lowercase hex digits; a
  * shorter buf gets a NUL-terminated prefix. Formatting, comments, trainers, optimizer

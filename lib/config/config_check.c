@@ -268,6 +268,16 @@ validate_nodes(ctx *c)
 	if (cfg->n_ps == 0)
 		return config_fail(c, config_line_of(c, "nodes", "ps"),
 		    "at least one ps node is required in nodes.ps");
+	if (cfg->replication > 1 && cfg->n_ps % cfg->replication != 0)
+		return config_fail(c, config_line_of(c, "replication", NULL),
+		    "replication %u needs a number of ps nodes that is a multiple of %u (each "
+		    "shard lives on %u of them); nodes.ps has %zu",
+		    cfg->replication, cfg->replication, cfg->replication, cfg->n_ps);
+	if (cfg->replication > 1 && cfg->n_ps < 3)
+		return config_fail(c, config_line_of(c, "replication", NULL),
+		    "replication %u needs at least 3 ps nodes (failover is decided by a majority "
+		    "of the ps nodes); nodes.ps has %zu",
+		    cfg->replication, cfg->n_ps);
 	if (cfg->n_trainers == 0)
 		return config_fail(c, config_line_of(c, "nodes", "trainers"),
 		    "at least one trainer is required in nodes.trainers");

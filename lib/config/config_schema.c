@@ -469,6 +469,8 @@ static const field top_fields[] = {
     {"seed", T_U64, offsetof(psf_config, seed), .must = "an integer >= 0"},
     {"run_dir", T_STR, offsetof(psf_config, run_dir), .must = "a directory path"},
     {"log_level", T_STR, offsetof(psf_config, log_level), .names = level_names},
+    {"replication", T_U32, offsetof(psf_config, replication), .must = "an integer in [1, 3]",
+        .imin = 1, .imax = PSF_MAX_REPLICATION},
     {"nodes", T_MAP, 0, .sub = &nodes_table},
     {"data", T_MAP, offsetof(psf_config, data), .sub = &data_table},
     {"features", T_FN, 0, .fn = fn_features},
@@ -491,6 +493,7 @@ void
 config_set_defaults(psf_config *cfg)
 {
 	cfg->seed = 42;
+	cfg->replication = 1;
 	cfg->data.generate.symbols = 100;
 	cfg->data.generate.days = 500;
 	cfg->data.test_fraction = 0.2;
@@ -569,6 +572,8 @@ sort_nodes(ctx *c)
 	cfg->n_trainers = count[PSF_ROLE_TRAINER];
 	cfg->n_inferers = count[PSF_ROLE_INFERER];
 	cfg->n_gateways = count[PSF_ROLE_GATEWAY];
+	/* validate_nodes refuses an n_ps that is not a multiple of replication */
+	cfg->n_shards = cfg->replication > 0 ? cfg->n_ps / cfg->replication : cfg->n_ps;
 }
 
 psf_err

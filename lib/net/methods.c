@@ -33,6 +33,11 @@ static const method_name methods[] = {
     {PSF_M_HEALTH, &psfleet__v1__admin__descriptor},
     {PSF_M_STATUS, &psfleet__v1__admin__descriptor},
     {PSF_M_SHUTDOWN, &psfleet__v1__admin__descriptor},
+    {PSF_M_REPLICATE, &psfleet__v1__replication__descriptor},
+    {PSF_M_REPL_HEARTBEAT, &psfleet__v1__replication__descriptor},
+    {PSF_M_REPL_VOTE, &psfleet__v1__replication__descriptor},
+    {PSF_M_REPL_JOIN, &psfleet__v1__replication__descriptor},
+    {PSF_M_REPL_INSTALL, &psfleet__v1__replication__descriptor},
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -40,6 +45,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
     &psfleet__v1__parameter_server__descriptor,
     &psfleet__v1__inference__descriptor,
     &psfleet__v1__admin__descriptor,
+    &psfleet__v1__replication__descriptor,
 };
 
 /* resolves: does full ("pkg.Service/Method") name a method of svc? */

@@ -15,6 +15,7 @@
 #define PSF_SVC_PS "psfleet.v1.ParameterServer"
 #define PSF_SVC_INFERENCE "psfleet.v1.Inference"
 #define PSF_SVC_ADMIN "psfleet.v1.Admin"
+#define PSF_SVC_REPL "psfleet.v1.Replication"
 
 /* service ParameterServer */
 #define PSF_M_REGISTER PSF_SVC_PS "/RegisterWorker"
@@ -39,6 +40,12 @@
 #define PSF_M_HEALTH PSF_SVC_ADMIN "/Health"
 #define PSF_M_STATUS PSF_SVC_ADMIN "/Status"
 #define PSF_M_SHUTDOWN PSF_SVC_ADMIN "/Shutdown"
+/* service Replication (between the ps nodes of a replicated fleet) */
+#define PSF_M_REPLICATE PSF_SVC_REPL "/Replicate"
+#define PSF_M_REPL_HEARTBEAT PSF_SVC_REPL "/Heartbeat"
+#define PSF_M_REPL_VOTE PSF_SVC_REPL "/Vote"
+#define PSF_M_REPL_JOIN PSF_SVC_REPL "/Join"
+#define PSF_M_REPL_INSTALL PSF_SVC_REPL "/Install"
 
 /* psf_methods_check verifies that every PSF_M_* names a method of the generated
  * service descriptors, and that every method of those services has a PSF_M_*

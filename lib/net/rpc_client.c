@@ -18,6 +18,9 @@
 #include "lib/net/rpc_tls.h"
 #include "lib/net/wire.h"
 
+#define PIPES_TRACKED 16
+#define REDIAL_MS 2000
+
 struct psf_rpc_client {
 	nng_socket sock;
 	char *url;
@@ -26,7 +29,23 @@ struct psf_rpc_client {
 	uint64_t id_base;             /* random high bits of every request id */
 	atomic_uint_fast32_t next_id; /* low bits */
 	atomic_int n_pipes;           /* connections to the peer now (fail_fast) */
-	atomic_bool shut;             /* the socket is closed (shutdown or close) */
+	/* The ids of those connections (pipe_mu): a removal is counted only for a
+	 * pipe whose addition was, so a stray event cannot leave n_pipes at 0
+	 * while a connection is up (fail_fast calls would then fail for good). */
+	pthread_mutex_t pipe_mu;
+	uint32_t pipe_ids[PIPES_TRACKED];
+	size_t n_ids;
+	bool has_pipe_mu;
+	/* Redial (pipe_mu): NNG 1.5's dialer was seen to stop redialing a peer
+	 * killed and restarted in quick succession (a connection cut during its
+	 * handshake, it seems): fail_fast callers, which never wait for a
+	 * connection, would fail for good. A fail_fast call that finds no
+	 * connection for REDIAL_MS replaces the dialer (at most every REDIAL_MS). */
+	nng_dialer dialer;
+	bool has_dialer;
+	psf_rpc_tls tls; /* borrowed paths, for a new dialer */
+	uint64_t down_since_ms, redial_ms;
+	atomic_bool shut; /* the socket is closed (shutdown or close) */
 };
 
 /* pipe_cb counts the client's live connections, for fail_fast calls. */
@@ -35,17 +54,60 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	psf_rpc_client *c = arg;
 
-	(void)p;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+
+	pthread_mutex_lock(&c->pipe_mu);
 	if (ev == NNG_PIPE_EV_ADD_POST) {
+		if (c->n_ids < PIPES_TRACKED)
+			c->pipe_ids[c->n_ids++] = id;
+		else
+			id = 0; /* untracked: counted as up until the count drops */
 		atomic_fetch_add(&c->n_pipes, 1);
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
-		/* Never below 0: should a pipe's removal ever be seen before its
-		 * addition, the error is "connected" (the call then waits, as without
-		 * fail_fast), never "not connected" while a connection exists. */
-		int n = atomic_load(&c->n_pipes);
-		while (n > 0 && !atomic_compare_exchange_weak(&c->n_pipes, &n, n - 1))
-			;
+		bool known = false;
+		for (size_t i = 0; i < c->n_ids; i++) {
+			if (c->pipe_ids[i] == id) {
+				c->pipe_ids[i] = c->pipe_ids[--c->n_ids];
+				known = true;
+				break;
+			}
+		}
+		if (known || c->n_ids < (size_t)atomic_load(&c->n_pipes))
+			atomic_fetch_sub(&c->n_pipes, 1);
+		if (atomic_load(&c->n_pipes) <= 0)
+			c->down_since_ms = psf_now_ms();
 	}
+	pthread_mutex_unlock(&c->pipe_mu);
+}
+
+/* maybe_redial replaces the dialer of a client that has had no connection for
+ * REDIAL_MS (see struct psf_rpc_client). */
+static void
+maybe_redial(psf_rpc_client *c)
+{
+	uint64_t now = psf_now_ms();
+	nng_dialer d;
+
+	if (!c->has_pipe_mu || atomic_load(&c->shut))
+		return;
+	pthread_mutex_lock(&c->pipe_mu);
+	if (c->has_dialer && atomic_load(&c->n_pipes) <= 0 && now - c->down_since_ms >= REDIAL_MS &&
+	    now - c->redial_ms >= REDIAL_MS) {
+		c->redial_ms = now;
+		if (nng_dialer_create(&d, c->sock, c->url) == 0) {
+			if ((strncmp(c->url, "tls+tcp://", 10) != 0 ||
+			        psf_rpc_tls_apply_dialer(d, c->url, &c->tls) == PSF_OK) &&
+			    nng_dialer_start(d, NNG_FLAG_NONBLOCK) == 0) {
+				nng_dialer_close(c->dialer);
+				c->dialer = d;
+				psf_log_debug("rpc", "%s: no connection for %llu ms: dialing anew",
+				    c->url, (unsigned long long)(now - c->down_since_ms));
+			} else {
+				nng_dialer_close(d);
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->pipe_mu);
 }
 
 bool
@@ -176,6 +238,8 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 	}
 	atomic_init(&c->n_pipes, 0);
 	atomic_init(&c->shut, false);
+	pthread_mutex_init(&c->pipe_mu, NULL);
+	c->has_pipe_mu = true;
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, c);
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c);
 	nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
@@ -185,6 +249,8 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 	    opts->reconnect_max_ms != 0 ? (nng_duration)opts->reconnect_max_ms : 2000);
 	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ,
 	    opts->max_msg != 0 ? opts->max_msg : 2 * PSF_RPC_DEFAULT_MAX_MSG);
+	c->tls = opts->tls;
+	c->down_since_ms = psf_now_ms();
 	if ((rv = nng_dialer_create(&d, c->sock, url)) != 0) {
 		psf_log_err("rpc", "dial %s: %s", url, nng_strerror(rv));
 		err = psf_err_from_nng(rv);
@@ -202,6 +268,8 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 		err = psf_err_from_nng(rv);
 		goto fail;
 	}
+	c->dialer = d;
+	c->has_dialer = true;
 	*out = c;
 	return PSF_OK;
 fail:
@@ -215,6 +283,8 @@ psf_rpc_client_close(psf_rpc_client *c)
 	if (c == NULL)
 		return;
 	psf_rpc_client_shutdown(c);
+	if (c->has_pipe_mu)
+		pthread_mutex_destroy(&c->pipe_mu);
 	free(c->url);
 	free(c->token);
 	free(c);
@@ -256,8 +326,10 @@ begin(psf_rpc_client *c, const char *method, size_t payload_len, const psf_rpc_c
 	size_t head_len;
 	int rv;
 
-	if (o != NULL && o->fail_fast && atomic_load(&c->n_pipes) <= 0)
+	if (o != NULL && o->fail_fast && atomic_load(&c->n_pipes) <= 0) {
+		maybe_redial(c);
 		return PSF_EUNAVAIL; /* not connected right now: the caller tries elsewhere */
+	}
 	head_len = psf_wire_request_head(head, method, id, timeout, c->token,
 	    c->token != NULL ? strlen(c->token) : 0, payload_len);
 	if (head_len == 0)

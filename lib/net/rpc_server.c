@@ -467,6 +467,14 @@ token_ok(const psf_rpc_server *s, const psf_wire_request *req)
 	return diff == 0;
 }
 
+void
+psf_rpc_server_set_gate(psf_rpc_server *s, const char *prefix, psf_rpc_gate_fn fn, void *arg)
+{
+	snprintf(s->gate_prefix, sizeof(s->gate_prefix), "%s", prefix != NULL ? prefix : "");
+	s->gate_arg = arg;
+	s->gate = fn;
+}
+
 /* find_method resolves "pkg.Service/Method" among the registered services. */
 static const ProtobufCMethodDescriptor *
 find_method(psf_rpc_server *s, const char *full, service_entry **entry)
@@ -533,6 +541,14 @@ dispatch(rctx *rc, nng_msg *msg)
 		goto answer;
 	}
 	call->is_duplicate = seen_before(s, req.request_id);
+	if (s->gate != NULL && strncmp(call->method, s->gate_prefix, strlen(s->gate_prefix)) == 0) {
+		char why[256] = "";
+		psf_status code = s->gate(call->method, why, sizeof(why), s->gate_arg);
+		if (code != PSF_STATUS_OK) {
+			psf_rpc_fail(call, code, "%s", why);
+			goto answer;
+		}
+	}
 
 	for (size_t i = 0; i < s->n_raws; i++) {
 		if (strcmp(s->raws[i].method, call->method) == 0) {

@@ -109,6 +109,19 @@ PSF_NODISCARD psf_err psf_rpc_server_add_service(psf_rpc_server *s, ProtobufCSer
 PSF_NODISCARD psf_err psf_rpc_server_add_raw(psf_rpc_server *s, const char *method,
     const ProtobufCMessageDescriptor *reply_desc, psf_rpc_raw_fn fn, void *arg);
 
+/* A gate sees every request whose method starts with the gate's prefix, before
+ * its handler (raw or generated): returning PSF_STATUS_OK lets it through; any
+ * other code answers the call with that code and the message the gate wrote
+ * into msg (len bytes, NUL-terminated). Runs on the server's threads, for every
+ * such call: keep it short and lock-light. (A replicated ps that is not its
+ * shard's primary turns clients away with it, naming the primary.) */
+typedef psf_status (*psf_rpc_gate_fn)(const char *method, char *msg, size_t len, void *arg);
+
+/* psf_rpc_server_set_gate installs the gate for methods starting with prefix
+ * (copied; e.g. "psfleet.v1.ParameterServer/"); one gate per server, NULL fn
+ * removes it. Call before psf_rpc_server_start. */
+void psf_rpc_server_set_gate(psf_rpc_server *s, const char *prefix, psf_rpc_gate_fn fn, void *arg);
+
 /* psf_rpc_server_set_observer installs the per-reply callback (NULL to remove). */
 void psf_rpc_server_set_observer(psf_rpc_server *s, psf_rpc_observer_fn fn, void *arg);
 

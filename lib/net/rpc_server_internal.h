@@ -107,6 +107,9 @@ struct psf_rpc_server {
 	size_t n_services;
 	raw_entry raws[MAX_RAW];
 	size_t n_raws;
+	char gate_prefix[PSF_WIRE_MAX_METHOD + 1]; /* psf_rpc_server_set_gate */
+	psf_rpc_gate_fn gate;
+	void *gate_arg;
 	psf_rpc_observer_fn observer;
 	void *observer_arg;
 	psf_rpc_conn_fn conn_fn;

@@ -323,3 +323,24 @@ psf_runtime_client_opts(const psf_config *cfg, char *tokbuf, size_t toklen,
 	*out = o;
 	return PSF_OK;
 }
+
+psf_err
+psf_runtime_shard_group(const psf_config *cfg, size_t shard, const char *const *ps_urls,
+    const psf_rpc_client_opts *opts, psf_rpc_group **out)
+{
+	const char *urls[PSF_MAX_REPLICATION], *names[PSF_MAX_REPLICATION];
+	char label[32];
+	size_t n = 0;
+
+	if (shard >= cfg->n_shards)
+		return PSF_EINVAL;
+	for (size_t r = 0; r < cfg->replication && r < PSF_MAX_REPLICATION; r++) {
+		const psf_node_cfg *node = psf_config_shard_replica(cfg, shard, r);
+		if (node == NULL)
+			return PSF_EINVAL;
+		urls[n] = ps_urls != NULL ? ps_urls[node->index] : psf_node_dial_url(node);
+		names[n++] = node->id;
+	}
+	snprintf(label, sizeof(label), "ps shard %zu", shard);
+	return psf_rpc_group_open(label, urls, names, n, opts, out);
+}

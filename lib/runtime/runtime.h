@@ -14,6 +14,7 @@
 #include "lib/base/err.h"
 #include "lib/config/config.h"
 #include "lib/net/rpc_client.h"
+#include "lib/net/rpc_group.h"
 #include "lib/net/rpc_server.h"
 #include "lib/runtime/metrics.h"
 
@@ -71,5 +72,13 @@ PSF_NODISCARD psf_err psf_runtime_server_opts(const psf_config *cfg, char *tokbu
 /* psf_runtime_client_opts is the same for clients of other nodes. */
 PSF_NODISCARD psf_err psf_runtime_client_opts(const psf_config *cfg, char *tokbuf, size_t toklen,
     psf_rpc_client_opts *out);
+
+/* psf_runtime_shard_group opens a client group (lib/net/rpc_group.h) for ps
+ * shard `shard`: its replicas' dial URLs in replica order (ps_urls, one per ps
+ * node in config order, overrides the config's when not NULL), named by node id
+ * and labelled "ps shard <shard>". One replica when replication is 1. Errors as
+ * psf_rpc_group_open. */
+PSF_NODISCARD psf_err psf_runtime_shard_group(const psf_config *cfg, size_t shard,
+    const char *const *ps_urls, const psf_rpc_client_opts *opts, psf_rpc_group **out);
 
 #endif

@@ -9,7 +9,10 @@
 #     uninterrupted run (sync is deterministic);
 #  3. async: each shard at its own version; a restored fleet trains to the end;
 #  4. bad input: DIR exists (exit 2), fleet not running (exit 1), restore into a
-#     run_dir that holds a store (exit 2 from the ps), a backup without the shard.
+#     run_dir that holds a store (exit 2 from the ps), a backup without the shard;
+#  5. replication 2 (4 ps, 2 shards): `psfleet backup` finds each shard's primary
+#     and copies both at one version V; the copies equal a fleet trained for V
+#     steps, and a replicated fleet restored from them serves its predictions.
 # Usage: backup_test.sh PSFLEET
 PSFLEET=${PSFLEET:-$1}
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -201,6 +204,67 @@ rc=0
 out=$("$PSFLEET" node "$F" --id ps0 --fresh --restore "$W/bk" 2>&1) || rc=$?
 [ "$rc" -eq 2 ] || fail "--fresh with --restore: exit $rc: $out"
 say "bad input: clear errors, exit 2 (usage, store present) or 1 (no fleet)"
+
+# ---- 5. replication: a replicated fleet backed up, restored replicated ---------
+F1=$F
+F2=$W/f2.yaml
+sed -e 's/^name: backup$/name: backup\nreplication: 2/' \
+	-e "s|^    - {id: ps1, listen: \"ipc://$W/ps1.ipc\".*|&\n    - {id: ps2, listen: \"ipc://$W/ps2.ipc\"}\n    - {id: ps3, listen: \"ipc://$W/ps3.ipc\"}|" \
+	"$F1" >"$F2"
+grep -q "id: ps3" "$F2" && grep -q "^replication: 2" "$F2" || fail "f2.yaml: $(cat "$F2")"
+F=$F2
+TRAINERS=()
+FLEET=()
+for i in 0 1 2 3; do
+	"$PSFLEET" node "$F" --id "ps$i" --set "run_dir=$W/runF" >"$W/runF-ps$i.log" 2>&1 &
+	FLEET+=("$!")
+	STARTED+=("$!")
+done
+for i in 0 1; do
+	"$PSFLEET" node "$F" --id "trainer-$i" --delay-ms 15 --set "run_dir=$W/runF" \
+		>"$W/runF-t$i.log" 2>&1 &
+	TRAINERS+=("$!")
+	STARTED+=("$!")
+done
+for _ in $(seq 300); do
+	v=$("$PSFLEET" status "$F" --json 2>/dev/null | grep -Eo '"model_version": [0-9]+' | head -1 | grep -Eo '[0-9]+$')
+	[ "${v:-0}" -ge 30 ] && break
+	sleep 0.1
+done
+"$PSFLEET" backup "$F" --out "$W/bk-r2" >"$W/backup-r2.out" 2>&1 || fail "replicated backup: exit $?: $(cat "$W/backup-r2.out")"
+V2=$(grep -Eo 'at model version [0-9]+' "$W/backup-r2.out" | grep -Eo '[0-9]+$')
+[ -n "$V2" ] || fail "replicated backup printed no version: $(cat "$W/backup-r2.out")"
+stop_fleet
+# the reference: an unreplicated fleet of ps0, ps1 (the same shards) trained V2 steps
+F=$F1
+TRAINERS=()
+FLEET=()
+for i in 0 1; do
+	"$PSFLEET" node "$F" --id "ps$i" --set "run_dir=$W/runR2" >"$W/runR2-ps$i.log" 2>&1 &
+	FLEET+=("$!")
+	STARTED+=("$!")
+done
+for i in 0 1; do
+	"$PSFLEET" node "$F" --id "trainer-$i" --set "run_dir=$W/runR2" \
+		--set "training.max_steps=$V2" >"$W/runR2-t$i.log" 2>&1 &
+	TRAINERS+=("$!")
+	STARTED+=("$!")
+done
+stop_fleet
+for i in 0 1; do
+	weights "$W/bk-r2/ps$i" >"$W/bk-r2-ps$i.dump" || fail "mdb_dump of the replicated backup of shard ps$i"
+	weights "$W/runR2/ps$i" >"$W/ref2-ps$i.dump" || fail "mdb_dump of the reference ps$i"
+	cmp -s "$W/bk-r2-ps$i.dump" "$W/ref2-ps$i.dump" ||
+		fail "shard ps$i: the replicated backup differs from a fleet trained for $V2 steps"
+done
+predictions ref2 "$W/runR2"
+F=$F2
+predictions restored2 "$W/runF2" --restore "$W/bk-r2"
+F=$F1
+grep -q "\"prediction\"" "$W/pred-restored2.json" || fail "no predictions from the restored replicated fleet: $(cat "$W/pred-restored2.err")"
+cmp -s "$W/pred-ref2.json" "$W/pred-restored2.json" ||
+	fail "the restored replicated fleet predicts otherwise: $(cat "$W/pred-ref2.json") vs $(cat "$W/pred-restored2.json")"
+say "replication 2: backup at version $V2 equals a fleet trained $V2 steps; restored replicated, it serves the same predictions"
 
 if [ "$FAILS" -ne 0 ]; then
 	say "$FAILS failure(s)"

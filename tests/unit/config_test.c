@@ -666,6 +666,79 @@ test_config_unreadable_files(void **state)
 	assert_int_equal(psf_rm_rf(tmpl), PSF_OK);
 }
 
+/* repl_text returns a config with n ps nodes and the given replication line. */
+static const char *
+repl_text(int n, const char *repl)
+{
+	static char buf[2048];
+	size_t off = (size_t)snprintf(buf, sizeof(buf), "%s\nnodes:\n  ps:\n", repl);
+
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+		    "    - {id: p%d, listen: \"tcp://127.0.0.1:%d\"}\n", i, 7100 + i);
+	snprintf(buf + off, sizeof(buf) - off,
+	    "  trainers: [{id: t0}]\ndata: {path: d.csv}\nfeatures: [\"lag:0\"]\n");
+	return buf;
+}
+
+static void
+test_config_replication_topology(void **state)
+{
+	psf_config *cfg;
+	const char *urls[3];
+	char fp_r2[17], fp_r1[17], err[512];
+
+	(void)state;
+	/* default: every ps node its own shard */
+	cfg = parse_ok(repl_text(3, "name: r"));
+	assert_int_equal(cfg->replication, 1);
+	assert_int_equal(cfg->n_shards, 3);
+	assert_int_equal(psf_config_ps_shard(cfg, 2), 2);
+	assert_int_equal(psf_config_shard_urls(cfg, 1, urls, 3), 1);
+	assert_string_equal(urls[0], "tcp://127.0.0.1:7101");
+	psf_config_free(cfg);
+	/* replication 2 over 6 nodes: shards {p0,p3} {p1,p4} {p2,p5} */
+	cfg = parse_ok(repl_text(6, "replication: 2"));
+	assert_int_equal(cfg->n_shards, 3);
+	assert_int_equal(psf_config_ps_shard(cfg, 4), 1);
+	assert_string_equal(psf_config_shard_replica(cfg, 1, 1)->id, "p4");
+	assert_null(psf_config_shard_replica(cfg, 1, 2));
+	assert_null(psf_config_shard_replica(cfg, 3, 0));
+	assert_int_equal(psf_config_shard_urls(cfg, 2, urls, 3), 2);
+	assert_string_equal(urls[0], "tcp://127.0.0.1:7102");
+	assert_string_equal(urls[1], "tcp://127.0.0.1:7105");
+	assert_int_equal(psf_config_shard_urls(cfg, 2, urls, 1), 0); /* too small */
+	/* keys map as in an unreplicated fleet of the first 3 nodes */
+	psf_config_fingerprint(cfg, fp_r2, sizeof(fp_r2));
+	psf_config_free(cfg);
+	cfg = parse_ok(repl_text(3, "replication: 1"));
+	psf_config_fingerprint(cfg, fp_r1, sizeof(fp_r1));
+	psf_config_free(cfg);
+	assert_string_equal(fp_r1, fp_r2);
+	/* replication 3 over 3 nodes: one shard */
+	cfg = parse_ok(repl_text(3, "replication: 3"));
+	assert_int_equal(cfg->n_shards, 1);
+	psf_config_free(cfg);
+	/* errors, each with its reason */
+	cfg = NULL;
+	assert_int_equal(psf_config_parse("t.yaml", repl_text(5, "replication: 2"),
+	                     strlen(repl_text(5, "replication: 2")), err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_non_null(strstr(err,
+	    "t.yaml:1: replication 2 needs a number of ps nodes that is a "
+	    "multiple of 2"));
+	assert_int_equal(psf_config_parse("t.yaml", repl_text(2, "replication: 2"),
+	                     strlen(repl_text(2, "replication: 2")), err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_non_null(
+	    strstr(err, "needs at least 3 ps nodes (failover is decided by a majority"));
+	assert_int_equal(psf_config_parse("t.yaml", repl_text(4, "replication: 4"),
+	                     strlen(repl_text(4, "replication: 4")), err, sizeof(err), &cfg),
+	    PSF_ECONFIG);
+	assert_non_null(strstr(err, "an integer in [1, 3]"));
+	assert_null(cfg);
+}
+
 static const char fp_base[] =
     "seed: 7\n"
     "nodes:\n"
@@ -1544,6 +1617,7 @@ main(void)
 	        leave_fixtures),
 	    cmocka_unit_test(test_config_unreadable_files),
 	    cmocka_unit_test(test_config_fingerprint_stable_and_sensitive),
+	    cmocka_unit_test(test_config_replication_topology),
 	    cmocka_unit_test(test_config_free_null),
 	    cmocka_unit_test(test_config_feature_parse),
 	    cmocka_unit_test(test_config_role_and_mode_names),
