@@ -83,7 +83,7 @@ send_some(psf_inferer *inf, inf_ft_sample **v, size_t n, char *why, size_t len)
 	}
 	req.n_samples = n;
 	req.samples = sp;
-	err = psf_rpc_client_call(inf->ps[0], PSF_M_APPEND_SAMPLES, &req.base,
+	err = psf_rpc_group_call(inf->ps[0], PSF_M_APPEND_SAMPLES, &req.base,
 	    &psfleet__v1__append_samples_reply__descriptor, &o, (ProtobufCMessage **)&r, &st);
 	if (err == PSF_OK)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -122,13 +122,13 @@ ft_main(void *arg)
 			psf_gauge_set(inf->g_ft_pending, (double)q->n);
 			psf_counter_add(inf->c_ft_sent, n);
 			if (told)
-				psf_log_info("inferer", "fine-tuning rows reach ps0 again");
+				psf_log_info("inferer", "fine-tuning rows reach ps shard 0 again");
 			told = false;
 			continue;
 		}
 		if (!told)
 			psf_log_warn("inferer",
-			    "cannot send %zu fine-tuning rows to ps0 (%s); trying again every %u ms",
+			    "cannot send %zu fine-tuning rows to ps shard 0 (%s); trying again every %u ms",
 			    n, why, FT_RETRY_MS);
 		told = true;
 		struct timespec ts;
