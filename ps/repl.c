@@ -311,7 +311,13 @@ capture(uint64_t seq, const void *bytes, size_t len, void *arg)
 		r->view_changes++;
 		repl_adopt_view(r, &nv);
 		pthread_mutex_unlock(&r->mu);
-		repl_announce(r); /* every voter learns the new view now */
+		if (!repl_announce(r)) { /* in force only once a majority holds it */
+			pthread_mutex_lock(&r->mu);
+			step_down(r,
+			    "a majority did not take up the view without the silent backup");
+			pthread_mutex_unlock(&r->mu);
+			return PSF_EUNAVAIL;
+		}
 		psf_log_warn(TAG,
 		    "shard %u: dropped %s from the view (epoch %llu): no ack for seq %llu",
 		    r->shard, repl_node_id(r, failed[0]), (unsigned long long)nv.epoch,
@@ -427,7 +433,10 @@ psf_repl_rpc_heartbeat(Psfleet__V1__Replication_Service *svc,
 		return;
 	}
 	pthread_mutex_lock(&r->mu);
-	if (v.epoch >= r->known[in->shard].epoch) {
+	if (v.epoch > r->known[in->shard].epoch && v.epoch < r->vote_epoch[in->shard]) {
+		/* A new view, but I voted in a later election since: I do not take
+		 * it up (the reply's epoch tells its sender it was not acked). */
+	} else if (v.epoch >= r->known[in->shard].epoch) {
 		bool changed = v.epoch > r->known[in->shard].epoch;
 		r->known[in->shard] = v;
 		r->heard_ms[in->shard] = psf_now_ms();
@@ -450,7 +459,7 @@ psf_repl_rpc_heartbeat(Psfleet__V1__Replication_Service *svc,
 
 /* ---- the thread: heartbeats, elections, joins ---- */
 
-void
+bool
 repl_announce(ps_repl *r)
 {
 	Psfleet__V1__ReplHeartbeatRequest req = PSFLEET__V1__REPL_HEARTBEAT_REQUEST__INIT;
@@ -479,7 +488,7 @@ repl_announce(ps_repl *r)
 			continue;
 		if (psf_rpc_pending_wait(p[i], &psfleet__v1__repl_heartbeat_reply__descriptor,
 		        (ProtobufCMessage **)&rep, NULL) == PSF_OK) {
-			acks += rep->epoch <= v.epoch;
+			acks += rep->epoch == v.epoch; /* it holds my view now */
 			if (rep->epoch > v.epoch) {
 				pthread_mutex_lock(&r->mu);
 				step_down(r, "a member knows a newer epoch");
@@ -491,8 +500,9 @@ repl_announce(ps_repl *r)
 	}
 	pthread_mutex_lock(&r->mu);
 	if (acks >= r->n_ps / 2 + 1)
-		r->majority_ms = sent; /* (shown in status; serving does not depend on it) */
+		r->majority_ms = sent; /* (shown in status) */
 	pthread_mutex_unlock(&r->mu);
+	return acks >= r->n_ps / 2 + 1;
 }
 
 /* promote makes this node the primary of view v it just won: rebuilds the
@@ -515,6 +525,21 @@ promote(ps_repl *r, const repl_view *v, uint64_t elected_ms)
 	pthread_mutex_lock(&r->mu);
 	r->view = *v;
 	r->known[r->shard] = *v;
+	pthread_mutex_unlock(&r->mu);
+	/* The view is in force once a majority holds it: only then may a write be
+	 * acknowledged in it (repl_vote_decide judges candidates by such views). */
+	if (!repl_announce(r)) {
+		psf_log_info(TAG,
+		    "shard %u: %s won epoch %llu but a majority did not take the view up; "
+		    "not serving",
+		    r->shard, repl_node_id(r, r->me), (unsigned long long)v->epoch);
+		pthread_mutex_lock(&r->mu);
+		r->heard_ms[r->shard] = psf_now_ms();
+		r->next_elect_ms = psf_now_ms() + 2 * REPL_HEARTBEAT_MS + 50 * (r->me % 8);
+		pthread_mutex_unlock(&r->mu);
+		return;
+	}
+	pthread_mutex_lock(&r->mu);
 	r->role = REPL_PRIMARY;
 	r->primary_epoch = v->epoch;
 	r->majority_ms = elected_ms;
@@ -528,7 +553,6 @@ promote(ps_repl *r, const repl_view *v, uint64_t elected_ms)
 	pthread_mutex_unlock(&r->mu);
 	repl_view_text(r, v, text, sizeof(text));
 	psf_log_info(TAG, "shard %u: %s is primary (%s)", r->shard, repl_node_id(r, r->me), text);
-	repl_announce(r);
 }
 
 /* maybe_elect stands as candidate when my shard's primary has been silent for
@@ -603,7 +627,7 @@ thread_main(void *arg)
 		pthread_mutex_unlock(&r->mu);
 		now = psf_now_ms();
 		if (role == REPL_PRIMARY) {
-			repl_announce(r);
+			(void)repl_announce(r);
 		} else {
 			if (r->capture_on) {
 				psf_store_set_capture(r->ps->store, NULL, NULL);

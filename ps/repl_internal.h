@@ -149,9 +149,12 @@ PSF_NODISCARD psf_err repl_send_ws(ps_repl *r, uint32_t node, const repl_view *v
 
 /* repl_announce sends a heartbeat (my view, the acknowledged seq) to every
  * other ps node and waits for the answers (a primary, from its thread every
- * REPL_HEARTBEAT_MS and right after a view change); counts the majority that
- * keeps its lease. No lock held by the caller but possibly the writer lock. */
-void repl_announce(ps_repl *r);
+ * REPL_HEARTBEAT_MS, and a new view before it is served). Returns true when a
+ * majority of the ps nodes (me included) now hold my view: a voter that voted
+ * in a later election since does not take a new view up. A view is in force,
+ * and writes may be acknowledged in it, only after that. No lock held by the
+ * caller but possibly the writer lock. */
+bool repl_announce(ps_repl *r);
 
 /* ---- repl_vote.c ---- */
 

@@ -224,7 +224,8 @@ repl_join_capture(ps_repl *r, uint64_t seq, const void *bytes, size_t len)
 	r->catchups++;
 	repl_adopt_view(r, &nv);
 	pthread_mutex_unlock(&r->mu);
-	repl_announce(r); /* every voter learns the new view now */
+	if (!repl_announce(r)) /* in force only once a majority holds it */
+		return PSF_EUNAVAIL;
 	psf_log_info(TAG, "shard %u: %s caught up at seq %llu and joined the view (epoch %llu)",
 	    r->shard, repl_node_id(r, joiner), (unsigned long long)seq,
 	    (unsigned long long)nv.epoch);

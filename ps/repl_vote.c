@@ -20,8 +20,14 @@ repl_vote_decide(ps_repl *r, uint32_t shard, const repl_view *v, uint64_t seq, u
 	const repl_view *k;
 
 	pthread_mutex_lock(&r->mu);
-	/* the latest view I know: announced, or granted by me */
-	k = r->granted[shard].epoch > r->known[shard].epoch ? &r->granted[shard] : &r->known[shard];
+	/* The latest view I know to be in force: one its primary announced to a
+	 * majority before serving it (repl_announce). Not a view I granted: a
+	 * candidate that got my vote may still lose, and judging members by its
+	 * proposal made two half-elected candidates refuse each other forever
+	 * (each voter stood by the view of the one it had voted for). A won view
+	 * is announced to a majority before any write is acknowledged in it, so
+	 * every majority holds a voter that knows it. */
+	k = &r->known[shard];
 	/* the primary I stand by: the one I last voted for, when that vote is
 	 * newer than the view I know */
 	uint32_t cur = r->vote_epoch[shard] > r->known[shard].epoch ? r->voted_for[shard]
