@@ -29,23 +29,25 @@ struct psf_rpc_client {
 	atomic_bool shut;             /* the socket is closed (shutdown or close) */
 };
 
-/* pipe_cb counts the client's live connections, for fail_fast calls. */
+/* pipe_cb counts the client's live connections, for fail_fast calls and for the
+ * "no connection" in a timeout's message. A connection counts from ADD_PRE, not
+ * ADD_POST: NNG delivers REM_POST only for pipes that got ADD_PRE, and runs it
+ * on its reaper thread, which can be before the dialing thread gets to
+ * ADD_POST when the peer drops the connection at once (a ps killed as it
+ * accepts). Counting ADD_POST, that order left the count at 1 with no
+ * connection, for good: calls then waited out their deadline ("no reply")
+ * instead of failing fast. Each ADD_PRE has one REM_POST, so the count cannot
+ * drift (it is below 0 only for the moment REM_POST runs first). */
 static void
 pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	psf_rpc_client *c = arg;
 
 	(void)p;
-	if (ev == NNG_PIPE_EV_ADD_POST) {
+	if (ev == NNG_PIPE_EV_ADD_PRE)
 		atomic_fetch_add(&c->n_pipes, 1);
-	} else if (ev == NNG_PIPE_EV_REM_POST) {
-		/* Never below 0: should a pipe's removal ever be seen before its
-		 * addition, the error is "connected" (the call then waits, as without
-		 * fail_fast), never "not connected" while a connection exists. */
-		int n = atomic_load(&c->n_pipes);
-		while (n > 0 && !atomic_compare_exchange_weak(&c->n_pipes, &n, n - 1))
-			;
-	}
+	else if (ev == NNG_PIPE_EV_REM_POST)
+		atomic_fetch_sub(&c->n_pipes, 1);
 }
 
 bool
@@ -176,7 +178,7 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 	}
 	atomic_init(&c->n_pipes, 0);
 	atomic_init(&c->shut, false);
-	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, c);
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, c);
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c);
 	nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT,
