@@ -31,9 +31,9 @@
 #include "lib/net/rpc_client.h"
 #include "lib/net/rpc_server.h"
 
-static uint8_t fail_proto;            /* 0x30 (client) or 0x31 (server) */
-static atomic_int fail_handshakes;    /* how many more of its header writes fail */
-static atomic_int failed_handshakes;  /* how many did */
+static uint8_t fail_proto;           /* 0x30 (client) or 0x31 (server) */
+static atomic_int fail_handshakes;   /* how many more of its header writes fail */
+static atomic_int failed_handshakes; /* how many did */
 
 static ssize_t
 failing_sendmsg(int fd, const struct msghdr *msg, int flags)
