@@ -183,13 +183,14 @@ psf_rpc_msg_utf8_copy(const ProtobufCMessage *m, ProtobufCMessage **out)
 
 /* ---- sendmsg(2) for NNG: EPIPE is ECONNRESET (see rpc.h) ------------------- */
 
-psf_rpc_sendmsg_fn psf_rpc_sendmsg_next;
+_Atomic(psf_rpc_sendmsg_fn) psf_rpc_sendmsg_next;
 
 ssize_t
 sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	static _Atomic(psf_rpc_sendmsg_fn) libc_sendmsg;
-	psf_rpc_sendmsg_fn next = psf_rpc_sendmsg_next, real = atomic_load(&libc_sendmsg);
+	psf_rpc_sendmsg_fn next = atomic_load(&psf_rpc_sendmsg_next);
+	psf_rpc_sendmsg_fn real = atomic_load(&libc_sendmsg);
 	ssize_t n;
 
 	if (next == NULL && real == NULL) {

@@ -5,6 +5,7 @@
 #ifndef PSF_RPC_H
 #define PSF_RPC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +82,6 @@ psf_err psf_err_from_nng(int nng_rv);
  * recovers from (redial, accept the next). psf_rpc_sendmsg_next is what it
  * calls: libc's sendmsg when NULL; tests set it to inject failures. */
 typedef ssize_t (*psf_rpc_sendmsg_fn)(int fd, const struct msghdr *msg, int flags);
-extern psf_rpc_sendmsg_fn psf_rpc_sendmsg_next;
+extern _Atomic(psf_rpc_sendmsg_fn) psf_rpc_sendmsg_next;
 
 #endif

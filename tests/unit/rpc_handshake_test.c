@@ -133,7 +133,7 @@ setup(void **state)
 	start_server(f);
 	atomic_store(&fail_handshakes, 0);
 	atomic_store(&failed_handshakes, 0);
-	psf_rpc_sendmsg_next = NULL;
+	atomic_store(&psf_rpc_sendmsg_next, NULL);
 	*state = f;
 	return 0;
 }
@@ -144,7 +144,7 @@ teardown(void **state)
 	fixture *f = *state;
 
 	psf_rpc_server_free(f->srv);
-	psf_rpc_sendmsg_next = NULL;
+	atomic_store(&psf_rpc_sendmsg_next, NULL);
 	assert_int_equal(psf_rm_rf(f->dir), PSF_OK);
 	free(f);
 	return 0;
@@ -156,7 +156,7 @@ setup_failing(uint8_t proto, int n)
 {
 	fail_proto = proto;
 	atomic_store(&fail_handshakes, n);
-	psf_rpc_sendmsg_next = failing_sendmsg;
+	atomic_store(&psf_rpc_sendmsg_next, failing_sendmsg);
 }
 
 /* The client's first handshake write fails as if the server had just died: the
