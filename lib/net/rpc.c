@@ -1,5 +1,9 @@
+#define _GNU_SOURCE /* RTLD_NEXT */
 #include "lib/net/rpc.h"
 
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,4 +179,32 @@ psf_rpc_msg_utf8_copy(const ProtobufCMessage *m, ProtobufCMessage **out)
 	}
 	*out = copy;
 	return PSF_OK;
+}
+
+/* ---- sendmsg(2) for NNG: EPIPE is ECONNRESET (see rpc.h) ------------------- */
+
+_Atomic(psf_rpc_sendmsg_fn) psf_rpc_sendmsg_next;
+
+ssize_t
+sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	static _Atomic(psf_rpc_sendmsg_fn) libc_sendmsg;
+	psf_rpc_sendmsg_fn next = atomic_load(&psf_rpc_sendmsg_next);
+	psf_rpc_sendmsg_fn real = atomic_load(&libc_sendmsg);
+	ssize_t n;
+
+	if (next == NULL && real == NULL) {
+		/* The next definition after this program's: libc's. Two threads may
+		 * both look it up; they store the same pointer. */
+		real = (psf_rpc_sendmsg_fn)dlsym(RTLD_NEXT, "sendmsg");
+		if (real == NULL) {
+			errno = ENOSYS;
+			return -1;
+		}
+		atomic_store(&libc_sendmsg, real);
+	}
+	n = next != NULL ? next(fd, msg, flags) : real(fd, msg, flags);
+	if (n < 0 && errno == EPIPE)
+		errno = ECONNRESET;
+	return n;
 }

@@ -5,9 +5,12 @@
 #ifndef PSF_RPC_H
 #define PSF_RPC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include "lib/base/err.h"
 #include "psfleet.pb-c.h"
@@ -68,5 +71,17 @@ PSF_NODISCARD psf_err psf_rpc_msg_utf8_copy(const ProtobufCMessage *m, ProtobufC
 
 /* psf_err_from_nng translates an NNG error code (the only place that does). */
 psf_err psf_err_from_nng(int nng_rv);
+
+/* NNG 1.5.2 stops a dialer or a listener for good when a connection's handshake
+ * fails with NNG_ECLOSED, and that is what it makes of EPIPE: the peer died
+ * between connecting and the handshake write (a trainer SIGKILLed as it
+ * connects to a ps, a ps killed as it accepts). A ps then never accepted another
+ * connection; a trainer never dialed its ps again. rpc.c defines sendmsg(2),
+ * which every program linking lib/net uses in place of libc's (libnng
+ * included), and reports EPIPE as ECONNRESET, the same event in words NNG
+ * recovers from (redial, accept the next). psf_rpc_sendmsg_next is what it
+ * calls: libc's sendmsg when NULL; tests set it to inject failures. */
+typedef ssize_t (*psf_rpc_sendmsg_fn)(int fd, const struct msghdr *msg, int flags);
+extern _Atomic(psf_rpc_sendmsg_fn) psf_rpc_sendmsg_next;
 
 #endif

@@ -18,7 +18,6 @@
 #include "lib/net/rpc_tls.h"
 #include "lib/net/wire.h"
 
-#define PIPES_TRACKED 16
 #define REDIAL_MS 2000
 
 struct psf_rpc_client {
@@ -29,18 +28,16 @@ struct psf_rpc_client {
 	uint64_t id_base;             /* random high bits of every request id */
 	atomic_uint_fast32_t next_id; /* low bits */
 	atomic_int n_pipes;           /* connections to the peer now (fail_fast) */
-	/* The ids of those connections (pipe_mu): a removal is counted only for a
-	 * pipe whose addition was, so a stray event cannot leave n_pipes at 0
-	 * while a connection is up (fail_fast calls would then fail for good). */
+	/* pipe_mu guards the redial state below (pipe_cb and maybe_redial). */
 	pthread_mutex_t pipe_mu;
-	uint32_t pipe_ids[PIPES_TRACKED];
-	size_t n_ids;
 	bool has_pipe_mu;
-	/* Redial (pipe_mu): NNG 1.5's dialer was seen to stop redialing a peer
-	 * killed and restarted in quick succession (a connection cut during its
-	 * handshake, it seems): fail_fast callers, which never wait for a
-	 * connection, would fail for good. A fail_fast call that finds no
-	 * connection for REDIAL_MS replaces the dialer (at most every REDIAL_MS). */
+	/* Redial (pipe_mu): a fail_fast call that finds no connection for
+	 * REDIAL_MS replaces the dialer (at most every REDIAL_MS). NNG 1.5's
+	 * dialer stops for good when the peer dies during its handshake (EPIPE
+	 * becomes NNG_ECLOSED); rpc.c's sendmsg reports that as ECONNRESET, which
+	 * fixes it at the root (docs/operations.md). This stays as a second line
+	 * of defence: fail_fast callers never wait for a connection, so a dialer
+	 * that stopped for any other reason would fail them for good. */
 	nng_dialer dialer;
 	bool has_dialer;
 	psf_rpc_tls tls; /* borrowed paths, for a new dialer */
@@ -48,33 +45,26 @@ struct psf_rpc_client {
 	atomic_bool shut; /* the socket is closed (shutdown or close) */
 };
 
-/* pipe_cb counts the client's live connections, for fail_fast calls. */
+/* pipe_cb counts the client's live connections, for fail_fast calls and for the
+ * "no connection" in a timeout's message. A connection counts from ADD_PRE, not
+ * ADD_POST: NNG delivers REM_POST only for pipes that got ADD_PRE, and runs it
+ * on its reaper thread, which can be before the dialing thread gets to
+ * ADD_POST when the peer drops the connection at once (a ps killed as it
+ * accepts). Counting ADD_POST, that order left the count at 1 with no
+ * connection, for good: calls then waited out their deadline ("no reply")
+ * instead of failing fast. Each ADD_PRE has one REM_POST, so the count cannot
+ * drift (it is below 0 only for the moment REM_POST runs first). */
 static void
 pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	psf_rpc_client *c = arg;
 
-	uint32_t id = (uint32_t)nng_pipe_id(p);
-
+	(void)p;
 	pthread_mutex_lock(&c->pipe_mu);
-	if (ev == NNG_PIPE_EV_ADD_POST) {
-		if (c->n_ids < PIPES_TRACKED)
-			c->pipe_ids[c->n_ids++] = id;
-		else
-			id = 0; /* untracked: counted as up until the count drops */
+	if (ev == NNG_PIPE_EV_ADD_PRE) {
 		atomic_fetch_add(&c->n_pipes, 1);
 	} else if (ev == NNG_PIPE_EV_REM_POST) {
-		bool known = false;
-		for (size_t i = 0; i < c->n_ids; i++) {
-			if (c->pipe_ids[i] == id) {
-				c->pipe_ids[i] = c->pipe_ids[--c->n_ids];
-				known = true;
-				break;
-			}
-		}
-		if (known || c->n_ids < (size_t)atomic_load(&c->n_pipes))
-			atomic_fetch_sub(&c->n_pipes, 1);
-		if (atomic_load(&c->n_pipes) <= 0)
+		if (atomic_fetch_sub(&c->n_pipes, 1) <= 1)
 			c->down_since_ms = psf_now_ms();
 	}
 	pthread_mutex_unlock(&c->pipe_mu);
@@ -240,7 +230,7 @@ psf_rpc_client_open(const char *url, const psf_rpc_client_opts *opts, psf_rpc_cl
 	atomic_init(&c->shut, false);
 	pthread_mutex_init(&c->pipe_mu, NULL);
 	c->has_pipe_mu = true;
-	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, c);
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, c);
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c);
 	nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT,
