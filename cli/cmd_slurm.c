@@ -157,11 +157,10 @@ wait_role(watch *w, psf_role role)
 static long
 finished(watch *w, uint64_t *version)
 {
-	const psf_node_cfg *ps0 = psf_config_role_node(w->cfg, PSF_ROLE_PS, 0);
 	Psfleet__V1__StatsReply *st = NULL;
 	long done = 0;
 
-	if (psf_progress_stats(w->p, (size_t)(ps0 - w->cfg->nodes), 2000, &st) != PSF_OK)
+	if (psf_progress_stats0(w->p, 2000, &st, NULL) != PSF_OK)
 		return -1;
 	for (size_t k = 0; k < st->n_reports; k++) {
 		const psf_node_cfg *n = psf_config_find_node(w->cfg, st->reports[k]->worker);

@@ -375,13 +375,10 @@ fine_tuning(const up *u, const psf_node_cfg *n)
 {
 	Psfleet__V1__StatsReply *st = NULL;
 	bool on = false;
-	size_t ps0 = 0;
 
 	if (u->a.train_only || u->cfg->training.finetune.steps == 0 || n->index != 0)
 		return false;
-	while (ps0 < u->cfg->n_nodes && u->cfg->nodes[ps0].role != PSF_ROLE_PS)
-		ps0++;
-	if (ps0 == u->cfg->n_nodes || psf_progress_stats(u->p, ps0, 500, &st) != PSF_OK)
+	if (psf_progress_stats0(u->p, 500, &st, NULL) != PSF_OK)
 		return false;
 	for (size_t k = 0; k < st->n_reports; k++)
 		if (strcmp(st->reports[k]->worker, n->id) == 0)
@@ -540,7 +537,7 @@ note_already_trained(up *u)
 	size_t done = 0;
 
 	if (u->n_trainers == 0 || !u->selected[ps0 - u->cfg->nodes] ||
-	    psf_progress_stats(u->p, (size_t)(ps0 - u->cfg->nodes), 10000, &st) != PSF_OK)
+	    psf_progress_stats0(u->p, 10000, &st, NULL) != PSF_OK)
 		return;
 	for (size_t k = 0; k < st->n_reports; k++) {
 		const psf_node_cfg *n = psf_config_find_node(u->cfg, st->reports[k]->worker);

@@ -190,6 +190,24 @@ psf_progress_stats(psf_progress *p, size_t i, uint32_t timeout_ms, Psfleet__V1__
 }
 
 psf_err
+psf_progress_stats0(psf_progress *p, uint32_t timeout_ms, Psfleet__V1__StatsReply **out,
+    const psf_node_cfg **node_out)
+{
+	psf_err err = PSF_EUNAVAIL;
+
+	for (size_t r = 0; r < p->cfg->replication && err != PSF_OK; r++) {
+		const psf_node_cfg *n = psf_config_shard_replica(p->cfg, 0, r);
+
+		if (n != NULL &&
+		    (err = psf_progress_stats(p, (size_t)(n - p->cfg->nodes), timeout_ms, out)) ==
+		        PSF_OK &&
+		    node_out != NULL)
+			*node_out = n;
+	}
+	return err;
+}
+
+psf_err
 psf_prom_value(const char *text, const char *name, double *out)
 {
 	size_t len = strlen(name);
@@ -320,17 +338,11 @@ psf_progress_poll(psf_progress *p, const psf_supervisor *l)
 		psf_progress_scrape(p, i, 500, &p->views[i]);
 	}
 	poll_ps_health(p, l);
-	/* Shard 0 holds the trainers' reports: ask its replicas until its primary
-	 * answers (only ps0 without replication). */
-	for (size_t r = 0; ps0 != NULL && r < p->cfg->replication; r++) {
-		const psf_node_cfg *n = psf_config_shard_replica(p->cfg, 0, r);
-		if (n == NULL ||
-		    psf_progress_stats(p, (size_t)(n - p->cfg->nodes), 1000, &st) != PSF_OK)
-			continue;
+	/* Shard 0 holds the trainers' reports. */
+	if (ps0 != NULL && psf_progress_stats0(p, 1000, &st, NULL) == PSF_OK) {
 		if (p->stats != NULL)
 			protobuf_c_message_free_unpacked(&p->stats->base, NULL);
 		p->stats = st;
-		break;
 	}
 }
 

@@ -75,6 +75,13 @@ void psf_progress_health(psf_progress *p, size_t i, bool want_version, uint32_t 
 PSF_NODISCARD psf_err psf_progress_stats(psf_progress *p, size_t i, uint32_t timeout_ms,
     Psfleet__V1__StatsReply **out);
 
+/* psf_progress_stats0 is psf_progress_stats on shard 0, which holds the
+ * trainers' reports: it asks shard 0's replicas in turn until its primary
+ * answers (a backup answers UNAVAILABLE; without replication it is ps0). On
+ * PSF_OK *node_out (when not NULL) gets the node that answered. */
+PSF_NODISCARD psf_err psf_progress_stats0(psf_progress *p, uint32_t timeout_ms,
+    Psfleet__V1__StatsReply **out, const psf_node_cfg **node_out);
+
 /* psf_progress_admin_status calls Admin/Status on node i; *out as for
  * psf_progress_stats. Returns PSF_EINVAL, PSF_EUNAVAIL (no listen URL) or the
  * RPC's error. */

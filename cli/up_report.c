@@ -105,10 +105,10 @@ psf_up_report_results(const psf_config *cfg, psf_progress *p, const psf_up_repor
 	const psf_node_cfg *ps0 = psf_config_role_node(cfg, PSF_ROLE_PS, 0);
 	Psfleet__V1__StatsReply *st = NULL;
 	psf_fleet_result r;
-	psf_err err;
+	psf_err err = PSF_EUNAVAIL;
 	int rc = 0;
 
-	err = psf_progress_stats(p, (size_t)(ps0 - cfg->nodes), 10000, &st);
+	err = psf_progress_stats0(p, 10000, &st, &ps0);
 	if (err != PSF_OK) {
 		fprintf(stderr, "%s: training done, but Stats from %s failed: %s\n", o->who,
 		    ps0->id, psf_strerror(err));
